@@ -1,0 +1,217 @@
+//! Wiring: which adapter serves each port, chosen from configuration.
+//!
+//! `Application::build` binds the listener (port 0 works, for tests) and
+//! starts the worker; `Services` is the part `textdesk chat` shares with it.
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::anthropic::AnthropicClient;
+use crate::assistant::tools::ToolRegistry;
+use crate::assistant::{ClaudeResponder, NoModelResponder, Responder};
+use crate::config::business::BusinessConfig;
+use crate::config::settings::Settings;
+use crate::domain::prompt;
+use crate::http::{self, AppState};
+use crate::jobs::turns::Engine;
+use crate::jobs::worker::TurnWorker;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
+use crate::twilio::{ConsoleSender, SmsSender, TwilioClient};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: String, source: std::io::Error },
+}
+
+/// The store and the turn engine, built from configuration.
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<Engine>,
+}
+
+impl Services {
+    /// `sender` overrides the configured text sender (for `chat`).
+    pub async fn build(
+        settings: &Settings,
+        business: Arc<BusinessConfig>,
+        sender: Option<Arc<dyn SmsSender>>,
+    ) -> Result<Self, StartupError> {
+        let sqlite = SqliteStore::connect(&settings.database_url).await?;
+        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let recovered = store.recover_interrupted_work().await?;
+        if recovered.leases_freed > 0 || recovered.sends_requeued > 0 {
+            tracing::warn!(
+                leases_freed = recovered.leases_freed,
+                sends_requeued = recovered.sends_requeued,
+                "resuming work interrupted by the last shutdown"
+            );
+        }
+
+        let sender = sender.unwrap_or_else(|| match settings.twilio.credentials() {
+            Some(credentials) => Arc::new(TwilioClient::new(
+                &settings.twilio.api_base_url,
+                credentials,
+                settings.twilio.timeout,
+            )),
+            None => {
+                tracing::warn!("Twilio is not configured: replies are printed to the console instead of sent");
+                Arc::new(ConsoleSender { label: None })
+            }
+        });
+
+        if prompt::assemble(&business, chrono::Utc::now()).base_is_overridden() {
+            tracing::warn!(
+                "business.toml [assistant] base_prompt REPLACES the built-in base prompt; \
+                 run `textdesk check-config` to review the assembled prompt"
+            );
+        }
+        let responder: Arc<dyn Responder> = match &settings.anthropic {
+            Some(anthropic) => {
+                tracing::info!(model = %anthropic.model, "answering with Claude");
+                Arc::new(ClaudeResponder {
+                    client: Arc::new(AnthropicClient::new(anthropic.clone())),
+                    model: anthropic.model.clone(),
+                    max_tokens: anthropic.max_tokens,
+                    max_tool_rounds: anthropic.max_tool_rounds,
+                    tools: ToolRegistry::default(),
+                    business: business.clone(),
+                })
+            }
+            None => {
+                tracing::warn!(
+                    "ANTHROPIC_API_KEY is not set: customers get an acknowledgement and the owner \
+                     an alert for every text, until a key is configured"
+                );
+                Arc::new(NoModelResponder {
+                    business: business.clone(),
+                })
+            }
+        };
+
+        let engine = Arc::new(Engine {
+            store: store.clone(),
+            responder,
+            sender,
+            business,
+        });
+        Ok(Self { store, engine })
+    }
+}
+
+pub struct Application {
+    port: u16,
+    store: Arc<dyn Store>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    worker: JoinHandle<()>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, business: BusinessConfig) -> Result<Self, StartupError> {
+        let business = Arc::new(business);
+        let services = Services::build(&settings, business, None).await?;
+        let wake = Arc::new(Notify::new());
+
+        if settings.twilio.skip_signature_validation {
+            tracing::warn!("TWILIO_SKIP_SIGNATURE_VALIDATION is on: webhooks are NOT verified (localhost only)");
+        } else if settings.twilio.auth_token.is_none() {
+            tracing::warn!("TWILIO_AUTH_TOKEN is not set: every webhook will be refused with 403");
+        }
+        let state = AppState {
+            store: services.store.clone(),
+            wake_worker: wake.clone(),
+            public_base_url: settings.public_base_url.as_str().trim_end_matches('/').to_string(),
+            twilio_auth_token: settings.twilio.auth_token.clone(),
+            skip_signature_validation: settings.twilio.skip_signature_validation,
+        };
+
+        let address = format!("{}:{}", settings.host, settings.port);
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|source| StartupError::Bind {
+                address: address.clone(),
+                source,
+            })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let worker = TurnWorker {
+            engine: services.engine.clone(),
+            store: services.store.clone(),
+            wake,
+            settings: settings.worker.clone(),
+            worker_id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+        };
+        let worker = tokio::spawn(worker.run(shutdown_rx.clone()));
+
+        let router = http::router(state);
+        let mut server_shutdown = shutdown_rx;
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = server_shutdown.wait_for(|stop| *stop).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        tracing::info!(port, "textdesk is listening");
+        Ok(Self {
+            port,
+            store: services.store,
+            shutdown,
+            server,
+            worker,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
+    pub async fn run_until_stopped(self) {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.stop().await;
+    }
+
+    /// Stops taking requests and new turns, and waits for turns in flight.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.worker.await;
+    }
+
+    /// Stops at once, mid-turn if need be, as a crash would. For tests.
+    pub async fn kill(self) {
+        self.server.abort();
+        self.worker.abort();
+        let _ = self.server.await;
+        let _ = self.worker.await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("can listen for SIGTERM");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

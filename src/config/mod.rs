@@ -1,0 +1,4 @@
+//! Configuration: the owner's `business.toml` and the process environment.
+
+pub mod business;
+pub mod settings;

@@ -1,0 +1,297 @@
+//! Process settings from the environment (and `.env`, loaded by the binary).
+//!
+//! Parsed once into types; a bad value stops start-up with the variable's
+//! name. Secrets are `SecretString`, whose `Debug` prints `[REDACTED]`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::domain::phone::E164;
+
+pub const DEFAULT_ANTHROPIC_MODEL: &str = "claude-sonnet-4-6";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    /// The origin Twilio calls; signatures are computed over it.
+    pub public_base_url: Url,
+    pub database_url: String,
+    pub business_config: PathBuf,
+    pub log_format: LogFormat,
+    pub twilio: TwilioSettings,
+    pub anthropic: Option<AnthropicSettings>,
+    pub worker: WorkerSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct TwilioSettings {
+    pub account_sid: Option<String>,
+    pub auth_token: Option<SecretString>,
+    pub from_number: Option<E164>,
+    pub api_base_url: Url,
+    pub skip_signature_validation: bool,
+    pub timeout: Duration,
+}
+
+/// What outbound sending needs; all three or none.
+#[derive(Debug, Clone)]
+pub struct TwilioCredentials {
+    pub account_sid: String,
+    pub auth_token: SecretString,
+    pub from_number: E164,
+}
+
+impl TwilioSettings {
+    pub fn credentials(&self) -> Option<TwilioCredentials> {
+        Some(TwilioCredentials {
+            account_sid: self.account_sid.clone()?,
+            auth_token: self.auth_token.clone()?,
+            from_number: self.from_number.clone()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AnthropicSettings {
+    pub api_key: SecretString,
+    pub model: String,
+    pub base_url: Url,
+    /// Retries after the first attempt, for 429, 5xx and 529.
+    pub max_retries: u32,
+    /// First backoff when the server gives no retry-after; doubles each time.
+    pub retry_base: Duration,
+    /// Longest we honour a retry-after for before giving up on the turn.
+    pub max_retry_after: Duration,
+    pub timeout: Duration,
+    pub max_tokens: u32,
+    /// Bound on tool_use → tool_result rounds in one turn.
+    pub max_tool_rounds: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Conversations processed at once (each one strictly serially).
+    pub concurrency: usize,
+    /// Safety-net poll; new texts wake the worker immediately.
+    pub poll_interval: Duration,
+    /// How long a claimed conversation stays ours; longer than any turn.
+    pub lease: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {var}: {message}")]
+pub struct SettingsError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> SettingsError {
+    SettingsError {
+        var,
+        message: message.into(),
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process
+    /// environment. Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |k: &str| lookup(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let parse_num = |var: &'static str, default: u64| -> Result<u64, SettingsError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| err(var, format!("`{v}` is not a whole number"))),
+            }
+        };
+        let parse_url = |var: &'static str, default: &str| -> Result<Url, SettingsError> {
+            let raw = get(var).unwrap_or_else(|| default.to_string());
+            Url::parse(&raw).map_err(|e| err(var, format!("`{raw}` is not a URL: {e}")))
+        };
+        let parse_bool = |var: &'static str| -> Result<bool, SettingsError> {
+            match get(var).as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("false") | Some("0") | Some("no") => Ok(false),
+                Some("true") | Some("1") | Some("yes") => Ok(true),
+                Some(other) => Err(err(var, format!("`{other}` is not true or false"))),
+            }
+        };
+
+        let host = get("HOST").unwrap_or_else(|| "127.0.0.1".into());
+        let port = parse_num("PORT", 8080)?;
+        let port = u16::try_from(port).map_err(|_| err("PORT", "must be at most 65535"))?;
+        let public_base_url = parse_url("PUBLIC_BASE_URL", &format!("http://localhost:{port}"))?;
+
+        let skip_signature_validation = parse_bool("TWILIO_SKIP_SIGNATURE_VALIDATION")?;
+        if skip_signature_validation && !is_localhost(&public_base_url) {
+            return Err(err(
+                "TWILIO_SKIP_SIGNATURE_VALIDATION",
+                format!(
+                    "refused: signatures may only be skipped when PUBLIC_BASE_URL is a localhost \
+                     origin, and it is {public_base_url}"
+                ),
+            ));
+        }
+        let from_number = match get("TWILIO_FROM_NUMBER") {
+            None => None,
+            Some(v) => Some(E164::parse(&v).map_err(|e| err("TWILIO_FROM_NUMBER", e.to_string()))?),
+        };
+        let twilio = TwilioSettings {
+            account_sid: get("TWILIO_ACCOUNT_SID"),
+            auth_token: get("TWILIO_AUTH_TOKEN").map(SecretString::from),
+            from_number,
+            api_base_url: parse_url("TWILIO_API_BASE_URL", "https://api.twilio.com")?,
+            skip_signature_validation,
+            timeout: Duration::from_secs(parse_num("TWILIO_TIMEOUT_SECS", 10)?),
+        };
+        let partial = [
+            ("TWILIO_ACCOUNT_SID", twilio.account_sid.is_some()),
+            ("TWILIO_AUTH_TOKEN", twilio.auth_token.is_some()),
+            ("TWILIO_FROM_NUMBER", twilio.from_number.is_some()),
+        ];
+        if twilio.account_sid.is_some() || twilio.from_number.is_some() {
+            if let Some((missing, _)) = partial.iter().find(|(_, set)| !set) {
+                return Err(err(
+                    missing,
+                    "must be set: sending texts through Twilio needs TWILIO_ACCOUNT_SID, \
+                     TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER together",
+                ));
+            }
+        }
+
+        let anthropic = match get("ANTHROPIC_API_KEY") {
+            None => None,
+            Some(key) => Some(AnthropicSettings {
+                api_key: SecretString::from(key),
+                model: get("ANTHROPIC_MODEL").unwrap_or_else(|| DEFAULT_ANTHROPIC_MODEL.into()),
+                base_url: parse_url("ANTHROPIC_BASE_URL", "https://api.anthropic.com")?,
+                max_retries: parse_num("ANTHROPIC_MAX_RETRIES", 3)? as u32,
+                retry_base: Duration::from_millis(parse_num("ANTHROPIC_RETRY_BASE_MS", 500)?),
+                max_retry_after: Duration::from_secs(20),
+                timeout: Duration::from_secs(parse_num("ANTHROPIC_TIMEOUT_SECS", 60)?),
+                max_tokens: parse_num("ANTHROPIC_MAX_TOKENS", 1024)? as u32,
+                max_tool_rounds: 8,
+            }),
+        };
+
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(err("LOG_FORMAT", format!("`{other}` is not pretty or json"))),
+        };
+        let concurrency = parse_num("WORKER_CONCURRENCY", 8)?.max(1) as usize;
+
+        Ok(Settings {
+            host,
+            port,
+            public_base_url,
+            database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://textdesk.db".into()),
+            business_config: PathBuf::from(get("BUSINESS_CONFIG").unwrap_or_else(|| "business.toml".into())),
+            log_format,
+            twilio,
+            anthropic,
+            worker: WorkerSettings {
+                concurrency,
+                poll_interval: Duration::from_secs(2),
+                lease: Duration::from_secs(300),
+            },
+        })
+    }
+}
+
+pub fn is_localhost(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_accounts() {
+        let s = settings(&[]).unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 8080));
+        assert_eq!(s.database_url, "sqlite://textdesk.db");
+        assert_eq!(s.public_base_url.as_str(), "http://localhost:8080/");
+        assert!(s.anthropic.is_none());
+        assert!(s.twilio.credentials().is_none());
+    }
+
+    #[test]
+    fn anthropic_defaults() {
+        let s = settings(&[("ANTHROPIC_API_KEY", "sk-test")]).unwrap();
+        let a = s.anthropic.unwrap();
+        assert_eq!(a.model, "claude-sonnet-4-6");
+        assert_eq!(a.base_url.as_str(), "https://api.anthropic.com/");
+        assert_eq!(a.api_key.expose_secret(), "sk-test");
+    }
+
+    #[test]
+    fn skipping_signatures_is_refused_off_localhost() {
+        let e = settings(&[
+            ("TWILIO_SKIP_SIGNATURE_VALIDATION", "true"),
+            ("PUBLIC_BASE_URL", "https://desk.example.com"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.var, "TWILIO_SKIP_SIGNATURE_VALIDATION");
+        for local in ["http://localhost:8080", "http://127.0.0.1:3000", "http://[::1]:8080"] {
+            let s = settings(&[("TWILIO_SKIP_SIGNATURE_VALIDATION", "true"), ("PUBLIC_BASE_URL", local)]).unwrap();
+            assert!(s.twilio.skip_signature_validation, "{local}");
+        }
+    }
+
+    #[test]
+    fn partial_twilio_credentials_name_the_missing_one() {
+        let e = settings(&[("TWILIO_ACCOUNT_SID", "AC1"), ("TWILIO_AUTH_TOKEN", "t")]).unwrap_err();
+        assert_eq!(e.var, "TWILIO_FROM_NUMBER");
+        let s = settings(&[
+            ("TWILIO_ACCOUNT_SID", "AC1"),
+            ("TWILIO_AUTH_TOKEN", "t"),
+            ("TWILIO_FROM_NUMBER", "+15035550100"),
+        ])
+        .unwrap();
+        assert!(s.twilio.credentials().is_some());
+        // A token alone is fine: it validates inbound webhooks.
+        assert!(settings(&[("TWILIO_AUTH_TOKEN", "t")]).is_ok());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = settings(&[("ANTHROPIC_API_KEY", "sk-very-secret"), ("TWILIO_AUTH_TOKEN", "tok-secret")]).unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("sk-very-secret") && !debug.contains("tok-secret"), "{debug}");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert_eq!(settings(&[("PORT", "http")]).unwrap_err().var, "PORT");
+        assert_eq!(settings(&[("PUBLIC_BASE_URL", "not a url")]).unwrap_err().var, "PUBLIC_BASE_URL");
+        assert_eq!(settings(&[("TWILIO_FROM_NUMBER", "x")]).unwrap_err().var, "TWILIO_FROM_NUMBER");
+    }
+}

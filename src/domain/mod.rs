@@ -1,0 +1,7 @@
+//! The pure core: no IO, no clocks read, no network. Everything here is a
+//! function of its arguments and is unit-tested as such.
+
+pub mod keywords;
+pub mod phone;
+pub mod prompt;
+pub mod sms_text;

@@ -1,0 +1,168 @@
+//! Phone numbers as E.164, parsed once at the edge.
+//!
+//! `E164` deliberately has no `Display`: the full number is only reachable via
+//! [`E164::as_str`], which adapters call when they must talk to Twilio. `Debug`
+//! and [`E164::masked`] show `+1503***1234`, so `?phone` in a log line cannot
+//! leak a customer's number.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct E164(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{input}` is not a phone number in E.164 form (like +15035550142)")]
+pub struct InvalidPhone {
+    /// Already masked, so the error itself is safe to log.
+    input: String,
+}
+
+impl E164 {
+    /// Parses a number, normalizing the ways people and carriers write one.
+    ///
+    /// Accepts `+<country><number>`, `00<country><number>`, and, because every
+    /// business we serve is in the North American Numbering Plan, a bare
+    /// 10-digit number (`(503) 555-0142`) or an 11-digit one starting with 1.
+    pub fn parse(input: &str) -> Result<Self, InvalidPhone> {
+        let invalid = || InvalidPhone {
+            input: mask_str(input.trim()),
+        };
+        let trimmed = input.trim();
+        let (has_plus, rest) = match trimmed.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => match trimmed.strip_prefix("00") {
+                Some(rest) => (true, rest),
+                None => (false, trimmed),
+            },
+        };
+        let mut digits = String::with_capacity(rest.len());
+        for c in rest.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' | '.' | '(' | ')' => {}
+                _ => return Err(invalid()),
+            }
+        }
+        let normalized = if has_plus {
+            digits
+        } else if digits.len() == 10 {
+            format!("1{digits}")
+        } else if digits.len() == 11 && digits.starts_with('1') {
+            digits
+        } else {
+            return Err(invalid());
+        };
+        let valid = (2..=15).contains(&normalized.len()) && !normalized.starts_with('0');
+        if !valid {
+            return Err(invalid());
+        }
+        Ok(Self(format!("+{normalized}")))
+    }
+
+    /// The full number, for the provider APIs that need it. Never log this.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `+1503***1234`: enough to tell customers apart in a log, not enough to
+    /// text them.
+    pub fn masked(&self) -> Masked<'_> {
+        Masked(&self.0)
+    }
+}
+
+/// Display adapter that masks a phone number.
+pub struct Masked<'a>(&'a str);
+
+impl fmt::Display for Masked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&mask_str(self.0))
+    }
+}
+
+fn mask_str(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= 8 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..5].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}***{tail}")
+}
+
+impl fmt::Debug for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "E164({})", self.masked())
+    }
+}
+
+impl Serialize for E164 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for E164 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        E164::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_forms_people_write() {
+        for input in [
+            "+15035550142",
+            "15035550142",
+            "5035550142",
+            "(503) 555-0142",
+            "503.555.0142",
+            " +1 503 555 0142 ",
+            "0015035550142",
+        ] {
+            assert_eq!(E164::parse(input).unwrap().as_str(), "+15035550142", "{input}");
+        }
+        assert_eq!(E164::parse("+442071838750").unwrap().as_str(), "+442071838750");
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_number() {
+        for input in [
+            "",
+            "+",
+            "+0123456789",
+            "12345",
+            "+1234567890123456",
+            "whatsapp:+15035550142",
+            "503-555-014x",
+            "+1 (503) 555-0142 ext 5",
+        ] {
+            assert!(E164::parse(input).is_err(), "{input} should be rejected");
+        }
+    }
+
+    #[test]
+    fn matches_the_e164_shape() {
+        let n = E164::parse("+15035550142").unwrap();
+        let s = n.as_str();
+        assert!(s.starts_with('+'));
+        assert!(s[1..].chars().all(|c| c.is_ascii_digit()));
+        assert!((2..=16).contains(&s.len()));
+        assert_ne!(&s[1..2], "0");
+    }
+
+    #[test]
+    fn masks_in_debug_and_errors() {
+        let n = E164::parse("+15035551234").unwrap();
+        assert_eq!(n.masked().to_string(), "+1503***1234");
+        assert_eq!(format!("{n:?}"), "E164(+1503***1234)");
+        let err = E164::parse("+1503987123x").unwrap_err().to_string();
+        assert!(err.contains("+1503***123x") && !err.contains("987"), "{err}");
+    }
+}

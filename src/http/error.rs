@@ -1,0 +1,36 @@
+//! One error type for every handler, mapped to a status in one place.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Forbidden(reason) => {
+                tracing::warn!(reason, "request refused");
+                (StatusCode::FORBIDDEN, "forbidden\n").into_response()
+            }
+            ApiError::BadRequest(reason) => {
+                tracing::warn!(%reason, "bad request");
+                (StatusCode::BAD_REQUEST, format!("bad request: {reason}\n")).into_response()
+            }
+            ApiError::Store(e) => {
+                // 500 makes Twilio retry later; the text is not lost.
+                tracing::error!(error = %e, "storage failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The HTTP edge: routes, shared state, and request logging.
+
+mod error;
+mod sms;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secrecy::SecretString;
+use tokio::sync::Notify;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use error::ApiError;
+
+use crate::store::Store;
+
+/// Twilio's webhook bodies are a few kilobytes; anything near this is not
+/// Twilio.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub wake_worker: Arc<Notify>,
+    /// Without the trailing slash: the request path is appended to it.
+    pub public_base_url: String,
+    pub twilio_auth_token: Option<SecretString>,
+    pub skip_signature_validation: bool,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/sms/inbound", post(sms::inbound))
+        .route("/healthz", get(health))
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(10)))
+        .layer(
+            // Method and path only: query strings and bodies may carry
+            // phone numbers.
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+}
+
+#[tracing::instrument(name = "healthz", skip_all)]
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ok", "database": "ok"}))),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "unavailable", "database": "unreachable"})),
+            )
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! `POST /api/sms/inbound`: Twilio's incoming-message webhook.
+//!
+//! Verify, store, acknowledge. The reply is produced by the worker, never
+//! here: Twilio gives up on a webhook after 15 seconds, and a model call can
+//! take longer.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::phone::E164;
+use crate::store::{InboundSms, Recorded};
+use crate::twilio::signature;
+
+const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
+
+#[tracing::instrument(name = "sms_inbound", skip_all, fields(message_sid, from))]
+pub async fn inbound(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(ApiError::BadRequest("expected an application/x-www-form-urlencoded body".into()));
+    }
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let params: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes()).into_owned().collect();
+
+    if !state.skip_signature_validation {
+        let Some(token) = &state.twilio_auth_token else {
+            tracing::error!("TWILIO_AUTH_TOKEN is not set, so no webhook can be verified");
+            return Err(ApiError::Forbidden("signature cannot be verified"));
+        };
+        let signature = headers
+            .get("x-twilio-signature")
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Forbidden("missing X-Twilio-Signature"))?;
+        let path_and_query = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+        let url = format!("{}{}", state.public_base_url, path_and_query);
+        if !signature::verify(secrecy::ExposeSecret::expose_secret(token), &url, &params, signature) {
+            return Err(ApiError::Forbidden("X-Twilio-Signature does not match"));
+        }
+    }
+
+    let sms = parse_inbound(&params)?;
+    let span = tracing::Span::current();
+    span.record("message_sid", sms.message_sid.as_str());
+    span.record("from", tracing::field::display(sms.from.masked()));
+
+    match state.store.record_inbound(&sms).await? {
+        Recorded::New(conversation, _) => {
+            tracing::info!(conversation = conversation.0, "text stored");
+            state.wake_worker.notify_one();
+        }
+        Recorded::Duplicate(..) => tracing::info!("duplicate delivery of a stored text; ignored"),
+    }
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response())
+}
+
+fn parse_inbound(params: &[(String, String)]) -> Result<InboundSms, ApiError> {
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let required = |name: &str| get(name).ok_or_else(|| ApiError::BadRequest(format!("missing {name}")));
+    let message_sid = required("MessageSid")?;
+    let valid_sid = (2..=64).contains(&message_sid.len()) && message_sid.chars().all(|c| c.is_ascii_alphanumeric());
+    if !valid_sid {
+        return Err(ApiError::BadRequest("MessageSid is malformed".into()));
+    }
+    let from = E164::parse(required("From")?).map_err(|e| ApiError::BadRequest(format!("From: {e}")))?;
+    let to = E164::parse(required("To")?).map_err(|e| ApiError::BadRequest(format!("To: {e}")))?;
+    let num_media: usize = match get("NumMedia") {
+        None | Some("") => 0,
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|n| *n <= 10)
+            .ok_or_else(|| ApiError::BadRequest("NumMedia is not a number from 0 to 10".into()))?,
+    };
+    let media_urls = (0..num_media)
+        .filter_map(|i| get(&format!("MediaUrl{i}")).map(str::to_string))
+        .collect();
+    let params: Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    Ok(InboundSms {
+        message_sid: message_sid.to_string(),
+        from,
+        to,
+        body: get("Body").unwrap_or("").to_string(),
+        media_urls,
+        params: Value::Object(params),
+    })
+}

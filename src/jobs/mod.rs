@@ -1,0 +1,7 @@
+//! Background work: turning stored texts into replies, and delivering them.
+//!
+//! [`turns::Engine`] runs one turn of one conversation; [`worker::TurnWorker`]
+//! decides which conversation runs next, one turn at a time per conversation.
+
+pub mod turns;
+pub mod worker;

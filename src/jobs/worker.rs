@@ -1,0 +1,86 @@
+//! Picks which conversation runs next.
+//!
+//! A conversation is claimed with a lease in the database, so two tasks (or,
+//! with Postgres, two processes) never run turns of one conversation at once,
+//! and its texts are answered in order. New texts wake the worker through a
+//! `Notify`; a slow poll is the safety net.
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::turns::Engine;
+use crate::config::settings::WorkerSettings;
+use crate::store::{ConversationId, Store};
+
+pub struct TurnWorker {
+    pub engine: Arc<Engine>,
+    pub store: Arc<dyn Store>,
+    pub wake: Arc<Notify>,
+    pub settings: WorkerSettings,
+    pub worker_id: String,
+}
+
+impl TurnWorker {
+    /// Runs until `shutdown` turns true, then waits for turns in flight.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(this.settings.concurrency));
+        let mut turns = JoinSet::new();
+        if let Err(e) = this.engine.deliver_undelivered().await {
+            tracing::error!(error = %e, "could not deliver texts left queued");
+        }
+        loop {
+            while turns.try_join_next().is_some() {}
+            while let Ok(permit) = permits.clone().try_acquire_owned() {
+                match this.store.claim_next_pending(&this.worker_id, this.settings.lease).await {
+                    Ok(Some(id)) => {
+                        let this = this.clone();
+                        turns.spawn(async move {
+                            this.run_claimed(id).await;
+                            drop(permit);
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not claim a conversation");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = this.wake.notified() => {}
+                _ = tokio::time::sleep(this.settings.poll_interval) => {
+                    if let Err(e) = this.engine.deliver_undelivered().await {
+                        tracing::error!(error = %e, "could not deliver queued texts");
+                    }
+                }
+                Some(_) = turns.join_next(), if !turns.is_empty() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        tracing::info!(in_flight = turns.len(), "worker stopping; finishing turns in flight");
+        while turns.join_next().await.is_some() {}
+    }
+
+    async fn run_claimed(&self, id: ConversationId) {
+        match self.engine.run_turn(id).await {
+            Ok(result) => {
+                tracing::debug!(conversation = id.0, ?result, "turn finished");
+                if let Err(e) = self.store.release(id, &self.worker_id).await {
+                    tracing::error!(error = %e, "could not release a conversation; its lease will expire");
+                }
+            }
+            Err(e) => {
+                // Keep the lease for a short while so a persistent failure
+                // is retried with a pause instead of in a tight loop.
+                tracing::error!(conversation = id.0, error = %e, "turn failed; will retry");
+                let backoff = std::time::Duration::from_secs(30).min(self.settings.lease);
+                let _ = self.store.claim(id, &self.worker_id, backoff).await;
+            }
+        }
+        // Texts may have arrived during the turn.
+        self.wake.notify_one();
+    }
+}

@@ -1,0 +1,16 @@
+//! textdesk: the text-message front desk of a small service business.
+//!
+//! See ARCHITECTURE.md for the map of this crate.
+
+pub mod anthropic;
+pub mod app;
+pub mod assistant;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod jobs;
+pub mod store;
+pub mod telemetry;
+pub mod templates;
+pub mod twilio;

@@ -1,0 +1,205 @@
+//! Durable state, behind a trait in domain terms.
+//!
+//! Callers speak of customers, conversations, messages and alerts, never of
+//! SQL, so a Postgres backend can be added beside [`sqlite::SqliteStore`]
+//! without touching them. Every method that the webhook or the worker may
+//! repeat (after a Twilio retry or a crash) is idempotent.
+
+pub mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::phone::E164;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConversationId(pub i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CustomerId(pub i64);
+
+/// A text as Twilio delivered it, already validated and parsed.
+#[derive(Debug, Clone)]
+pub struct InboundSms {
+    pub message_sid: String,
+    pub from: E164,
+    pub to: E164,
+    pub body: String,
+    pub media_urls: Vec<String>,
+    /// Every parameter of the webhook, kept for the record.
+    pub params: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    New(ConversationId, MessageId),
+    /// The MessageSid was seen before: a webhook retry. Nothing changed.
+    Duplicate(ConversationId, MessageId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: MessageId,
+    pub direction: Direction,
+    pub kind: String,
+    pub body: String,
+    pub status: String,
+    pub twilio_sid: Option<String>,
+    pub num_media: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub customer_id: CustomerId,
+    pub customer_phone: E164,
+    pub business_number: E164,
+    pub opted_out: bool,
+}
+
+/// What a turn works from: the texts not yet answered, and recent history
+/// (which includes them, oldest first).
+#[derive(Debug, Clone)]
+pub struct TurnInput {
+    pub conversation: Conversation,
+    pub pending: Vec<Message>,
+    pub history: Vec<Message>,
+    /// No reply has ever been sent in this conversation.
+    pub first_contact: bool,
+}
+
+/// How the texts a turn covered ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundResolution {
+    Handled,
+    /// The model could not be reached; the customer got an apology, the
+    /// owner an alert, and the texts stay in history for the next turn.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundDraft {
+    pub kind: &'static str,
+    pub body: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboundSms {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub customer_id: CustomerId,
+    pub customer_opted_out: bool,
+    pub to: E164,
+    pub from: E164,
+    pub body: String,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Sent { sid: String },
+    /// Twilio 21610: the recipient has opted out. Never retried.
+    OptedOut,
+    Failed { error: String },
+    /// The request may or may not have reached Twilio (a timeout). Not
+    /// retried, so the customer is never texted twice; the owner is alerted.
+    Unknown { error: String },
+}
+
+/// What a restart found unfinished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub leases_freed: u64,
+    pub sends_requeued: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub kind: String,
+    pub conversation_id: Option<ConversationId>,
+    pub detail: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("no such {0}")]
+    NotFound(&'static str),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stores an inbound text, creating its customer and conversation on
+    /// first contact. Idempotent on the MessageSid.
+    async fn record_inbound(&self, sms: &InboundSms) -> Result<Recorded, StoreError>;
+
+    /// Claims the conversation that has waited longest for an answer and
+    /// is not leased by anyone, for `lease`.
+    async fn claim_next_pending(&self, worker: &str, lease: Duration) -> Result<Option<ConversationId>, StoreError>;
+
+    /// Claims one conversation (for `textdesk chat`), if nobody holds it.
+    async fn claim(&self, id: ConversationId, worker: &str, lease: Duration) -> Result<bool, StoreError>;
+
+    async fn release(&self, id: ConversationId, worker: &str) -> Result<(), StoreError>;
+
+    /// Frees every lease and requeues texts left mid-send. Called at start
+    /// by the process that is the only one serving its database (always true
+    /// of SQLite), so turns interrupted by a crash run again at once.
+    async fn recover_interrupted_work(&self) -> Result<Recovered, StoreError>;
+
+    async fn turn_input(&self, id: ConversationId, history_limit: usize) -> Result<TurnInput, StoreError>;
+
+    /// Ends a turn atomically: every inbound text up to `through` is resolved
+    /// and the reply, if any, is queued. Running it twice for the same
+    /// `through` queues one reply.
+    async fn finish_turn(
+        &self,
+        id: ConversationId,
+        through: MessageId,
+        resolution: InboundResolution,
+        reply: Option<OutboundDraft>,
+    ) -> Result<Option<MessageId>, StoreError>;
+
+    /// Queues a text that answers no particular inbound message.
+    async fn queue_outbound(&self, id: ConversationId, draft: OutboundDraft) -> Result<MessageId, StoreError>;
+
+    /// Moves a queued text to `sending` and returns it; `None` if another
+    /// task already took it or it is no longer queued.
+    async fn claim_outbound(&self, id: MessageId) -> Result<Option<OutboundSms>, StoreError>;
+
+    /// Texts left queued or mid-send (after a crash), oldest first.
+    async fn undelivered(&self) -> Result<Vec<MessageId>, StoreError>;
+
+    async fn record_delivery(&self, id: MessageId, delivery: &Delivery) -> Result<(), StoreError>;
+
+    async fn set_opted_out(&self, customer: CustomerId, opted_out: bool) -> Result<(), StoreError>;
+
+    async fn record_alert(&self, kind: &str, conversation: Option<ConversationId>, detail: &str) -> Result<(), StoreError>;
+
+    async fn alerts(&self) -> Result<Vec<Alert>, StoreError>;
+
+    async fn find_conversation(&self, customer: &E164, business_number: &E164) -> Result<Option<ConversationId>, StoreError>;
+
+    /// Every message of a conversation, oldest first.
+    async fn messages(&self, id: ConversationId) -> Result<Vec<Message>, StoreError>;
+}

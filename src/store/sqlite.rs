@@ -1,0 +1,454 @@
+//! The embedded default backend: one SQLite file, WAL mode.
+//!
+//! Write transactions begin IMMEDIATE so that two writers queue on the busy
+//! timeout instead of failing on a lock upgrade. A single process serves a
+//! SQLite database, which is what lets `recover_interrupted_work` free
+//! every lease at start.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and applies the
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn parse_phone(raw: &str) -> Result<E164, StoreError> {
+    E164::parse(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError> {
+    let direction: String = row.try_get("direction")?;
+    Ok(Message {
+        id: MessageId(row.try_get("id")?),
+        direction: match direction.as_str() {
+            "inbound" => Direction::Inbound,
+            "outbound" => Direction::Outbound,
+            other => return Err(StoreError::Corrupt(format!("message direction `{other}`"))),
+        },
+        kind: row.try_get("kind")?,
+        body: row.try_get("body")?,
+        status: row.try_get("status")?,
+        twilio_sid: row.try_get("twilio_sid")?,
+        num_media: row.try_get("num_media")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn record_inbound(&self, sms: &InboundSms) -> Result<Recorded, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(row) = sqlx::query("SELECT id, conversation_id FROM messages WHERE twilio_sid = ?")
+            .bind(&sms.message_sid)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            return Ok(Recorded::Duplicate(
+                ConversationId(row.try_get("conversation_id")?),
+                MessageId(row.try_get("id")?),
+            ));
+        }
+        let now = Utc::now();
+        sqlx::query("INSERT INTO customers (phone, created_at) VALUES (?, ?) ON CONFLICT (phone) DO NOTHING")
+            .bind(sms.from.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let customer_id: i64 = sqlx::query_scalar("SELECT id FROM customers WHERE phone = ?")
+            .bind(sms.from.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let conversation_id: i64 = sqlx::query_scalar(
+            "INSERT INTO conversations (customer_id, business_number, created_at, updated_at)
+             VALUES (?, ?, ?, ?)
+             ON CONFLICT (customer_id, business_number) DO UPDATE SET updated_at = excluded.updated_at
+             RETURNING id",
+        )
+        .bind(customer_id)
+        .bind(sms.to.as_str())
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let message_id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (conversation_id, direction, kind, body, status, twilio_sid,
+                                   num_media, media_urls, params, created_at)
+             VALUES (?, 'inbound', 'customer', ?, 'pending', ?, ?, ?, ?, ?)
+             RETURNING id",
+        )
+        .bind(conversation_id)
+        .bind(&sms.body)
+        .bind(&sms.message_sid)
+        .bind(sms.media_urls.len() as i64)
+        .bind(serde_json::to_string(&sms.media_urls).unwrap_or_else(|_| "[]".into()))
+        .bind(sms.params.to_string())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Recorded::New(ConversationId(conversation_id), MessageId(message_id)))
+    }
+
+    async fn claim_next_pending(&self, worker: &str, lease: Duration) -> Result<Option<ConversationId>, StoreError> {
+        let now = now_ms();
+        let id: Option<i64> = sqlx::query_scalar(
+            "UPDATE conversations SET lease_owner = ?1, lease_until_ms = ?2
+             WHERE id = (
+                 SELECT m.conversation_id FROM messages m
+                 JOIN conversations c ON c.id = m.conversation_id
+                 WHERE m.direction = 'inbound' AND m.status = 'pending'
+                   AND (c.lease_until_ms IS NULL OR c.lease_until_ms < ?3)
+                 ORDER BY m.id LIMIT 1)
+             RETURNING id",
+        )
+        .bind(worker)
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.map(ConversationId))
+    }
+
+    async fn claim(&self, id: ConversationId, worker: &str, lease: Duration) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE conversations SET lease_owner = ?1, lease_until_ms = ?2
+             WHERE id = ?3 AND (lease_until_ms IS NULL OR lease_until_ms < ?4 OR lease_owner = ?1)",
+        )
+        .bind(worker)
+        .bind(now + lease.as_millis() as i64)
+        .bind(id.0)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release(&self, id: ConversationId, worker: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE conversations SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(id.0)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Frees every lease and requeues texts that were mid-send when the
+    /// previous process died. A requeued text may reach the customer twice
+    /// if the crash fell between Twilio accepting it and us recording that;
+    /// that window is one HTTP response long, and the alternative (never
+    /// sending) leaves a customer unanswered.
+    async fn recover_interrupted_work(&self) -> Result<Recovered, StoreError> {
+        let leases_freed = sqlx::query(
+            "UPDATE conversations SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let sends_requeued = sqlx::query(
+            "UPDATE messages SET status = 'queued' WHERE direction = 'outbound' AND status = 'sending'",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(Recovered {
+            leases_freed,
+            sends_requeued,
+        })
+    }
+
+    async fn turn_input(&self, id: ConversationId, history_limit: usize) -> Result<TurnInput, StoreError> {
+        let row = sqlx::query(
+            "SELECT c.customer_id, c.business_number, k.phone, k.opted_out_at IS NOT NULL AS opted_out
+             FROM conversations c JOIN customers k ON k.id = c.customer_id WHERE c.id = ?",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("conversation"))?;
+        let conversation = Conversation {
+            id,
+            customer_id: CustomerId(row.try_get("customer_id")?),
+            customer_phone: parse_phone(row.try_get("phone")?)?,
+            business_number: parse_phone(row.try_get("business_number")?)?,
+            opted_out: row.try_get("opted_out")?,
+        };
+        let pending = sqlx::query(
+            "SELECT id, direction, kind, body, status, twilio_sid, num_media, created_at FROM messages
+             WHERE conversation_id = ? AND direction = 'inbound' AND status = 'pending' ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        // Outbound texts that never reached the customer are not history.
+        let history = sqlx::query(
+            "SELECT id, direction, kind, body, status, twilio_sid, num_media, created_at FROM (
+                 SELECT * FROM messages
+                 WHERE conversation_id = ?
+                   AND (direction = 'inbound' OR status IN ('queued', 'sending', 'sent'))
+                 ORDER BY id DESC LIMIT ?)
+             ORDER BY id",
+        )
+        .bind(id.0)
+        .bind(history_limit as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let first_contact: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'outbound')",
+        )
+        .bind(id.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(TurnInput {
+            conversation,
+            pending,
+            history,
+            first_contact,
+        })
+    }
+
+    async fn finish_turn(
+        &self,
+        id: ConversationId,
+        through: MessageId,
+        resolution: InboundResolution,
+        reply: Option<OutboundDraft>,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let status = match resolution {
+            InboundResolution::Handled => "handled",
+            InboundResolution::Failed => "failed",
+        };
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "UPDATE messages SET status = ?
+             WHERE conversation_id = ? AND direction = 'inbound' AND status = 'pending' AND id <= ?",
+        )
+        .bind(status)
+        .bind(id.0)
+        .bind(through.0)
+        .execute(&mut *tx)
+        .await?;
+        let reply_id = match reply {
+            None => None,
+            Some(draft) => {
+                let inserted: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO messages (conversation_id, direction, kind, body, status, reply_to_id, created_at)
+                     VALUES (?, 'outbound', ?, ?, 'queued', ?, ?)
+                     ON CONFLICT (reply_to_id) DO NOTHING
+                     RETURNING id",
+                )
+                .bind(id.0)
+                .bind(draft.kind)
+                .bind(&draft.body)
+                .bind(through.0)
+                .bind(Utc::now())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let id = match inserted {
+                    Some(id) => id,
+                    None => sqlx::query_scalar("SELECT id FROM messages WHERE reply_to_id = ?")
+                        .bind(through.0)
+                        .fetch_one(&mut *tx)
+                        .await?,
+                };
+                Some(MessageId(id))
+            }
+        };
+        sqlx::query("UPDATE conversations SET updated_at = ? WHERE id = ?")
+            .bind(Utc::now())
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(reply_id)
+    }
+
+    async fn queue_outbound(&self, id: ConversationId, draft: OutboundDraft) -> Result<MessageId, StoreError> {
+        let message_id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (conversation_id, direction, kind, body, status, created_at)
+             VALUES (?, 'outbound', ?, ?, 'queued', ?) RETURNING id",
+        )
+        .bind(id.0)
+        .bind(draft.kind)
+        .bind(&draft.body)
+        .bind(Utc::now())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(MessageId(message_id))
+    }
+
+    async fn claim_outbound(&self, id: MessageId) -> Result<Option<OutboundSms>, StoreError> {
+        let claimed = sqlx::query(
+            "UPDATE messages SET status = 'sending', attempts = attempts + 1
+             WHERE id = ? AND direction = 'outbound' AND status = 'queued'",
+        )
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT m.id, m.conversation_id, m.body, m.attempts, k.phone, c.business_number,
+                    c.customer_id, k.opted_out_at IS NOT NULL AS opted_out
+             FROM messages m
+             JOIN conversations c ON c.id = m.conversation_id
+             JOIN customers k ON k.id = c.customer_id
+             WHERE m.id = ?",
+        )
+        .bind(id.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Some(OutboundSms {
+            id,
+            conversation_id: ConversationId(row.try_get("conversation_id")?),
+            customer_id: CustomerId(row.try_get("customer_id")?),
+            customer_opted_out: row.try_get("opted_out")?,
+            to: parse_phone(row.try_get("phone")?)?,
+            from: parse_phone(row.try_get("business_number")?)?,
+            body: row.try_get("body")?,
+            attempts: row.try_get("attempts")?,
+        }))
+    }
+
+    async fn undelivered(&self) -> Result<Vec<MessageId>, StoreError> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM messages WHERE direction = 'outbound' AND status IN ('queued', 'sending') ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(MessageId).collect())
+    }
+
+    async fn record_delivery(&self, id: MessageId, delivery: &Delivery) -> Result<(), StoreError> {
+        let (status, sid, error) = match delivery {
+            Delivery::Sent { sid } => ("sent", Some(sid.as_str()), None),
+            Delivery::OptedOut => ("opted_out", None, Some("Twilio 21610: recipient opted out")),
+            Delivery::Failed { error } => ("failed", None, Some(error.as_str())),
+            Delivery::Unknown { error } => ("unknown", None, Some(error.as_str())),
+        };
+        let sent_at = matches!(delivery, Delivery::Sent { .. }).then(Utc::now);
+        sqlx::query("UPDATE messages SET status = ?, twilio_sid = ?, last_error = ?, sent_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(sid)
+            .bind(error)
+            .bind(sent_at)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_opted_out(&self, customer: CustomerId, opted_out: bool) -> Result<(), StoreError> {
+        // COALESCE keeps the first opt-out time when STOP is sent twice.
+        sqlx::query("UPDATE customers SET opted_out_at = CASE WHEN ? THEN COALESCE(opted_out_at, ?) END WHERE id = ?")
+            .bind(opted_out)
+            .bind(Utc::now())
+            .bind(customer.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_alert(&self, kind: &str, conversation: Option<ConversationId>, detail: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO alerts (kind, conversation_id, detail, created_at) VALUES (?, ?, ?, ?)")
+            .bind(kind)
+            .bind(conversation.map(|c| c.0))
+            .bind(detail)
+            .bind(Utc::now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query("SELECT kind, conversation_id, detail, created_at FROM alerts ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Alert {
+                    kind: row.try_get("kind")?,
+                    conversation_id: row.try_get::<Option<i64>, _>("conversation_id")?.map(ConversationId),
+                    detail: row.try_get("detail")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn find_conversation(&self, customer: &E164, business_number: &E164) -> Result<Option<ConversationId>, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT c.id FROM conversations c JOIN customers k ON k.id = c.customer_id
+             WHERE k.phone = ? AND c.business_number = ?",
+        )
+        .bind(customer.as_str())
+        .bind(business_number.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.map(ConversationId))
+    }
+
+    async fn messages(&self, id: ConversationId) -> Result<Vec<Message>, StoreError> {
+        sqlx::query(
+            "SELECT id, direction, kind, body, status, twilio_sid, num_media, created_at
+             FROM messages WHERE conversation_id = ? ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect()
+    }
+}

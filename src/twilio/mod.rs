@@ -1,0 +1,177 @@
+//! Twilio: webhook signatures and the Messages API.
+
+pub mod signature;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::settings::TwilioCredentials;
+use crate::domain::phone::E164;
+
+/// Twilio's error for a recipient who has replied STOP.
+pub const ERROR_OPTED_OUT: i64 = 21610;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    #[error("recipient has opted out (Twilio {ERROR_OPTED_OUT})")]
+    OptedOut,
+    #[error("Twilio rejected the message (HTTP {status}, code {code:?}): {message}")]
+    Rejected {
+        status: u16,
+        code: Option<i64>,
+        message: String,
+    },
+    /// Twilio could not take the message now (429, 5xx, no connection) and
+    /// retries ran out. It was not sent.
+    #[error("Twilio unavailable: {0}")]
+    Unavailable(String),
+    /// The request went out but no answer came back: it may have been sent.
+    #[error("no answer from Twilio, the message may have been sent: {0}")]
+    Ambiguous(String),
+}
+
+/// Where replies go: Twilio, or the console when there are no credentials.
+#[async_trait]
+pub trait SmsSender: Send + Sync + 'static {
+    /// Sends one text and returns its message SID.
+    async fn send(&self, to: &E164, body: &str) -> Result<String, SendError>;
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageCreated {
+    sid: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TwilioErrorBody {
+    code: Option<i64>,
+    message: Option<String>,
+}
+
+pub struct TwilioClient {
+    http: reqwest::Client,
+    messages_url: Url,
+    credentials: TwilioCredentials,
+    retry_base: Duration,
+    max_retries: u32,
+}
+
+impl TwilioClient {
+    pub fn new(api_base_url: &Url, credentials: TwilioCredentials, timeout: Duration) -> Self {
+        let mut messages_url = api_base_url.clone();
+        messages_url.set_path(&format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            api_base_url.path().trim_end_matches('/'),
+            credentials.account_sid
+        ));
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .expect("a TLS backend is compiled in"),
+            messages_url,
+            credentials,
+            retry_base: Duration::from_millis(500),
+            max_retries: 2,
+        }
+    }
+
+    /// Shorter backoff, for tests.
+    pub fn with_retry_base(mut self, retry_base: Duration) -> Self {
+        self.retry_base = retry_base;
+        self
+    }
+
+    async fn attempt(&self, to: &E164, body: &str) -> Result<String, SendError> {
+        let response = self
+            .http
+            .post(self.messages_url.clone())
+            .basic_auth(
+                &self.credentials.account_sid,
+                Some(self.credentials.auth_token.expose_secret()),
+            )
+            .form(&[
+                ("To", to.as_str()),
+                ("From", self.credentials.from_number.as_str()),
+                ("Body", body),
+            ])
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    SendError::Unavailable(format!("cannot connect: {e}"))
+                } else {
+                    SendError::Ambiguous(e.to_string())
+                }
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            let created: MessageCreated = response
+                .json()
+                .await
+                .map_err(|e| SendError::Ambiguous(format!("unreadable success body: {e}")))?;
+            return Ok(created.sid);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let parsed: Option<TwilioErrorBody> = serde_json::from_str(&text).ok();
+        let code = parsed.as_ref().and_then(|b| b.code);
+        let message = parsed
+            .and_then(|b| b.message)
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        if code == Some(ERROR_OPTED_OUT) {
+            return Err(SendError::OptedOut);
+        }
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Err(SendError::Unavailable(format!("HTTP {status}: {message}")));
+        }
+        Err(SendError::Rejected {
+            status: status.as_u16(),
+            code,
+            message,
+        })
+    }
+}
+
+#[async_trait]
+impl SmsSender for TwilioClient {
+    #[tracing::instrument(name = "twilio_send", skip_all, fields(to = %to.masked()))]
+    async fn send(&self, to: &E164, body: &str) -> Result<String, SendError> {
+        let mut attempt = 0;
+        loop {
+            match self.attempt(to, body).await {
+                Err(SendError::Unavailable(reason)) if attempt < self.max_retries => {
+                    let delay = self.retry_base * 2u32.pow(attempt);
+                    tracing::warn!(%reason, ?delay, "Twilio unavailable; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The embedded default: texts are printed, not sent.
+pub struct ConsoleSender {
+    /// Prefix for each printed text, e.g. the business name in `chat`.
+    pub label: Option<String>,
+}
+
+#[async_trait]
+impl SmsSender for ConsoleSender {
+    async fn send(&self, to: &E164, body: &str) -> Result<String, SendError> {
+        let sid = format!("CONSOLE{}", uuid::Uuid::new_v4().simple());
+        match &self.label {
+            Some(label) => println!("{label}: {body}\n"),
+            None => {
+                println!("--- SMS to {} ---\n{body}\n---", to.masked());
+                tracing::info!(to = %to.masked(), %sid, "text printed to console (Twilio not configured)");
+            }
+        }
+        Ok(sid)
+    }
+}
