@@ -60,7 +60,9 @@ impl Services {
                 settings.twilio.timeout,
             )),
             None => {
-                tracing::warn!("Twilio is not configured: replies are printed to the console instead of sent");
+                tracing::warn!(
+                    "Twilio is not configured: replies are printed to the console instead of sent"
+                );
                 Arc::new(ConsoleSender { label: None })
             }
         });
@@ -119,26 +121,36 @@ impl Application {
         let wake = Arc::new(Notify::new());
 
         if settings.twilio.skip_signature_validation {
-            tracing::warn!("TWILIO_SKIP_SIGNATURE_VALIDATION is on: webhooks are NOT verified (localhost only)");
+            tracing::warn!(
+                "TWILIO_SKIP_SIGNATURE_VALIDATION is on: webhooks are NOT verified (localhost only)"
+            );
         } else if settings.twilio.auth_token.is_none() {
             tracing::warn!("TWILIO_AUTH_TOKEN is not set: every webhook will be refused with 403");
         }
         let state = AppState {
             store: services.store.clone(),
             wake_worker: wake.clone(),
-            public_base_url: settings.public_base_url.as_str().trim_end_matches('/').to_string(),
+            public_base_url: settings
+                .public_base_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
             twilio_auth_token: settings.twilio.auth_token.clone(),
             skip_signature_validation: settings.twilio.skip_signature_validation,
         };
 
         let address = format!("{}:{}", settings.host, settings.port);
-        let listener = tokio::net::TcpListener::bind(&address)
-            .await
-            .map_err(|source| StartupError::Bind {
-                address: address.clone(),
-                source,
-            })?;
-        let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
+        let listener =
+            tokio::net::TcpListener::bind(&address)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    address: address.clone(),
+                    source,
+                })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { address, source })?
+            .port();
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let worker = TurnWorker {

@@ -20,7 +20,11 @@ use crate::telemetry;
 use crate::twilio::ConsoleSender;
 
 #[derive(Parser)]
-#[command(name = "textdesk", version, about = "The text-message front desk of a small service business")]
+#[command(
+    name = "textdesk",
+    version,
+    about = "The text-message front desk of a small service business"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -145,7 +149,11 @@ async fn chat(settings: Settings, from: &str) -> anyhow::Result<()> {
         let (Recorded::New(conversation, _) | Recorded::Duplicate(conversation, _)) =
             services.store.record_inbound(&sms).await?;
         let worker = "chat";
-        while !services.store.claim(conversation, worker, Duration::from_secs(300)).await? {
+        while !services
+            .store
+            .claim(conversation, worker, Duration::from_secs(300))
+            .await?
+        {
             // A running `serve` holds this conversation; it will answer.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -184,14 +192,20 @@ fn config_summary(path: &Path, config: &BusinessConfig) -> String {
         "Assistant:  tone {:?}, replies {:?}, last {} messages of history\n",
         a.tone, a.reply_length, a.history_messages
     ));
-    out.push_str(&format!("SMS:        at most {} segment(s) per reply\n", config.sms.max_segments));
+    out.push_str(&format!(
+        "SMS:        at most {} segment(s) per reply\n",
+        config.sms.max_segments
+    ));
     let assembled = prompt::assemble(config, chrono::Utc::now());
     if assembled.base_is_overridden() {
         out.push_str("\nWARNING: [assistant] base_prompt replaces the built-in base prompt.\n");
     }
     out.push_str("\nAssembled system prompt, section by section:\n");
     for section in &assembled.sections {
-        out.push_str(&format!("\n== {}  (from {})\n{}\n", section.title, section.source, section.text));
+        out.push_str(&format!(
+            "\n== {}  (from {})\n{}\n",
+            section.title, section.source, section.text
+        ));
     }
     out
 }
@@ -213,7 +227,10 @@ fn environment_summary(settings: &Settings) -> String {
             "printed to the console (Twilio not configured)"
         }
     ));
-    out.push_str(&format!("Webhook:    {}api/sms/inbound\n", settings.public_base_url));
+    out.push_str(&format!(
+        "Webhook:    {}api/sms/inbound\n",
+        settings.public_base_url
+    ));
     out.push_str(&format!("Database:   {}\n", redact_url(&settings.database_url)));
     out
 }

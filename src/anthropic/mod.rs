@@ -50,7 +50,10 @@ enum Attempt {
 impl AnthropicClient {
     pub fn new(settings: AnthropicSettings) -> Self {
         let mut endpoint = settings.base_url.clone();
-        endpoint.set_path(&format!("{}/v1/messages", settings.base_url.path().trim_end_matches('/')));
+        endpoint.set_path(&format!(
+            "{}/v1/messages",
+            settings.base_url.path().trim_end_matches('/')
+        ));
         Self {
             http: reqwest::Client::builder()
                 .timeout(settings.timeout)
@@ -147,7 +150,9 @@ impl ModelClient for AnthropicClient {
                 Some(after) if after > self.settings.max_retry_after => {
                     return Err(ModelError::Unavailable {
                         attempts,
-                        last_error: format!("{reason} (retry-after {after:?} is longer than we keep a customer waiting)"),
+                        last_error: format!(
+                            "{reason} (retry-after {after:?} is longer than we keep a customer waiting)"
+                        ),
                     });
                 }
                 Some(after) => after,

@@ -116,7 +116,9 @@ impl Responder for ClaudeResponder {
                 .content
                 .iter()
                 .filter_map(|b| match b {
-                    ContentBlock::ToolUse { id, name, input } => Some((id.clone(), name.clone(), input.clone())),
+                    ContentBlock::ToolUse { id, name, input } => {
+                        Some((id.clone(), name.clone(), input.clone()))
+                    }
                     _ => None,
                 })
                 .collect();
@@ -220,10 +222,14 @@ mod tests {
     impl ModelClient for ScriptedModel {
         async fn create_message(&self, request: &MessagesRequest) -> Result<MessagesResponse, ModelError> {
             self.requests.lock().unwrap().push(request.clone());
-            self.responses.lock().unwrap().pop().ok_or(ModelError::Unavailable {
-                attempts: 1,
-                last_error: "script exhausted".into(),
-            })
+            self.responses
+                .lock()
+                .unwrap()
+                .pop()
+                .ok_or(ModelError::Unavailable {
+                    attempts: 1,
+                    last_error: "script exhausted".into(),
+                })
         }
     }
 
@@ -243,7 +249,9 @@ mod tests {
         async fn call(&self, _ctx: &ToolContext<'_>, input: Value) -> Result<String, ToolError> {
             match input.get("item").and_then(Value::as_str) {
                 Some(item) if !item.is_empty() => Ok(format!("noted: {item}")),
-                _ => Err(ToolError::InvalidInput("`item` must be a non-empty string".into())),
+                _ => Err(ToolError::InvalidInput(
+                    "`item` must be a non-empty string".into(),
+                )),
             }
         }
     }
@@ -252,7 +260,9 @@ mod tests {
         MessagesResponse {
             id: "msg".into(),
             content: vec![
-                ContentBlock::Text { text: "Let me check.".into() },
+                ContentBlock::Text {
+                    text: "Let me check.".into(),
+                },
                 ContentBlock::ToolUse {
                     id: id.into(),
                     name: name.into(),
@@ -320,7 +330,9 @@ mod tests {
             .content
             .iter()
             .filter_map(|b| match b {
-                ContentBlock::ToolResult { content, is_error, .. } => Some((content.clone(), *is_error)),
+                ContentBlock::ToolResult {
+                    content, is_error, ..
+                } => Some((content.clone(), *is_error)),
                 _ => None,
             })
             .collect()
@@ -340,7 +352,10 @@ mod tests {
         let requests = model.requests.lock().unwrap();
         assert_eq!(requests.len(), 2);
         assert_eq!(requests[0].tools[0].name, "echo_item");
-        assert_eq!(tool_results(&requests[1]), vec![("noted: couch".to_string(), false)]);
+        assert_eq!(
+            tool_results(&requests[1]),
+            vec![("noted: couch".to_string(), false)]
+        );
         assert_eq!(requests[1].messages[1].role, Role::Assistant);
     }
 
@@ -358,16 +373,29 @@ mod tests {
             .unwrap();
         let requests = model.requests.lock().unwrap();
         let bad = tool_results(&requests[1]);
-        assert!(bad[0].1 && bad[0].0.contains("`item` must be a non-empty string"), "{bad:?}");
+        assert!(
+            bad[0].1 && bad[0].0.contains("`item` must be a non-empty string"),
+            "{bad:?}"
+        );
         let unknown = tool_results(&requests[2]);
-        assert!(unknown[0].1 && unknown[0].0.contains("no tool named `book_spaceship`"), "{unknown:?}");
+        assert!(
+            unknown[0].1 && unknown[0].0.contains("no tool named `book_spaceship`"),
+            "{unknown:?}"
+        );
         let not_object = tool_results(&requests[3]);
-        assert!(not_object[0].1 && not_object[0].0.contains("JSON object"), "{not_object:?}");
+        assert!(
+            not_object[0].1 && not_object[0].0.contains("JSON object"),
+            "{not_object:?}"
+        );
     }
 
     #[tokio::test]
     async fn tool_rounds_are_bounded() {
-        let model = ScriptedModel::new((0..10).map(|i| tool_use(&format!("t{i}"), "echo_item", json!({"item": "x"}))).collect());
+        let model = ScriptedModel::new(
+            (0..10)
+                .map(|i| tool_use(&format!("t{i}"), "echo_item", json!({"item": "x"})))
+                .collect(),
+        );
         let err = responder(model.clone(), 2)
             .respond(&turn(vec![message(1, Direction::Inbound, "hi")]))
             .await
@@ -387,6 +415,11 @@ mod tests {
         ]);
         let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
         assert_eq!(roles, vec![Role::User, Role::Assistant, Role::User]);
-        assert_eq!(messages[0].content, vec![ContentBlock::Text { text: "hi\nneed a couch gone".into() }]);
+        assert_eq!(
+            messages[0].content,
+            vec![ContentBlock::Text {
+                text: "hi\nneed a couch gone".into()
+            }]
+        );
     }
 }

@@ -165,10 +165,7 @@ fn max_segments<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read the business file: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}:{column}: {key}: {message}", path.display())]
     Invalid {
         path: PathBuf,
@@ -277,12 +274,16 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_column_and_key() {
-        let (line, column, key, message) = error("[business]\nname = \"X\"\n\n[assistant]\ntonee = \"friendly\"\n");
+        let (line, column, key, message) =
+            error("[business]\nname = \"X\"\n\n[assistant]\ntonee = \"friendly\"\n");
         assert_eq!((line, column), (5, 1));
         assert_eq!(key, "assistant.tonee");
         assert!(message.contains("unknown field"), "{message}");
         let rendered = parse("[assistant]\ntonee = 1\n").unwrap_err().to_string();
-        assert!(rendered.starts_with("business.toml:2:1: assistant.tonee: "), "{rendered}");
+        assert!(
+            rendered.starts_with("business.toml:2:1: assistant.tonee: "),
+            "{rendered}"
+        );
     }
 
     #[test]

@@ -114,7 +114,9 @@ impl Settings {
         let parse_num = |var: &'static str, default: u64| -> Result<u64, SettingsError> {
             match get(var) {
                 None => Ok(default),
-                Some(v) => v.parse().map_err(|_| err(var, format!("`{v}` is not a whole number"))),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| err(var, format!("`{v}` is not a whole number"))),
             }
         };
         let parse_url = |var: &'static str, default: &str| -> Result<Url, SettingsError> {
@@ -161,14 +163,13 @@ impl Settings {
             ("TWILIO_AUTH_TOKEN", twilio.auth_token.is_some()),
             ("TWILIO_FROM_NUMBER", twilio.from_number.is_some()),
         ];
-        if twilio.account_sid.is_some() || twilio.from_number.is_some() {
-            if let Some((missing, _)) = partial.iter().find(|(_, set)| !set) {
-                return Err(err(
-                    missing,
-                    "must be set: sending texts through Twilio needs TWILIO_ACCOUNT_SID, \
-                     TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER together",
-                ));
-            }
+        let wants_outbound = twilio.account_sid.is_some() || twilio.from_number.is_some();
+        if let Some((missing, _)) = partial.iter().find(|(_, set)| wants_outbound && !set) {
+            return Err(err(
+                missing,
+                "must be set: sending texts through Twilio needs TWILIO_ACCOUNT_SID, \
+                 TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER together",
+            ));
         }
 
         let anthropic = match get("ANTHROPIC_API_KEY") {
@@ -260,8 +261,16 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(e.var, "TWILIO_SKIP_SIGNATURE_VALIDATION");
-        for local in ["http://localhost:8080", "http://127.0.0.1:3000", "http://[::1]:8080"] {
-            let s = settings(&[("TWILIO_SKIP_SIGNATURE_VALIDATION", "true"), ("PUBLIC_BASE_URL", local)]).unwrap();
+        for local in [
+            "http://localhost:8080",
+            "http://127.0.0.1:3000",
+            "http://[::1]:8080",
+        ] {
+            let s = settings(&[
+                ("TWILIO_SKIP_SIGNATURE_VALIDATION", "true"),
+                ("PUBLIC_BASE_URL", local),
+            ])
+            .unwrap();
             assert!(s.twilio.skip_signature_validation, "{local}");
         }
     }
@@ -283,15 +292,28 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let s = settings(&[("ANTHROPIC_API_KEY", "sk-very-secret"), ("TWILIO_AUTH_TOKEN", "tok-secret")]).unwrap();
+        let s = settings(&[
+            ("ANTHROPIC_API_KEY", "sk-very-secret"),
+            ("TWILIO_AUTH_TOKEN", "tok-secret"),
+        ])
+        .unwrap();
         let debug = format!("{s:?}");
-        assert!(!debug.contains("sk-very-secret") && !debug.contains("tok-secret"), "{debug}");
+        assert!(
+            !debug.contains("sk-very-secret") && !debug.contains("tok-secret"),
+            "{debug}"
+        );
     }
 
     #[test]
     fn bad_values_name_the_variable() {
         assert_eq!(settings(&[("PORT", "http")]).unwrap_err().var, "PORT");
-        assert_eq!(settings(&[("PUBLIC_BASE_URL", "not a url")]).unwrap_err().var, "PUBLIC_BASE_URL");
-        assert_eq!(settings(&[("TWILIO_FROM_NUMBER", "x")]).unwrap_err().var, "TWILIO_FROM_NUMBER");
+        assert_eq!(
+            settings(&[("PUBLIC_BASE_URL", "not a url")]).unwrap_err().var,
+            "PUBLIC_BASE_URL"
+        );
+        assert_eq!(
+            settings(&[("TWILIO_FROM_NUMBER", "x")]).unwrap_err().var,
+            "TWILIO_FROM_NUMBER"
+        );
     }
 }

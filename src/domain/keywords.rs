@@ -17,10 +17,7 @@ pub enum Keyword {
 /// Classifies a text. `opted_out` matters because YES re-subscribes only a
 /// customer who is opted out; from anyone else it is an ordinary answer.
 pub fn classify(body: &str, opted_out: bool) -> Option<Keyword> {
-    let word = body
-        .trim()
-        .trim_end_matches(['.', '!', '?'])
-        .to_ascii_uppercase();
+    let word = body.trim().trim_end_matches(['.', '!', '?']).to_ascii_uppercase();
     match word.as_str() {
         "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" => Some(Keyword::OptOut),
         "START" | "UNSTOP" => Some(Keyword::OptIn),
@@ -36,7 +33,16 @@ mod tests {
 
     #[test]
     fn opt_out_words() {
-        for w in ["STOP", "stop", " Stop! ", "STOPALL", "unsubscribe", "CANCEL", "end", "Quit."] {
+        for w in [
+            "STOP",
+            "stop",
+            " Stop! ",
+            "STOPALL",
+            "unsubscribe",
+            "CANCEL",
+            "end",
+            "Quit.",
+        ] {
             assert_eq!(classify(w, false), Some(Keyword::OptOut), "{w}");
         }
     }
@@ -57,7 +63,12 @@ mod tests {
 
     #[test]
     fn sentences_are_not_keywords() {
-        for w in ["please stop by tuesday", "can I cancel my booking", "help me move a couch", ""] {
+        for w in [
+            "please stop by tuesday",
+            "can I cancel my booking",
+            "help me move a couch",
+            "",
+        ] {
             assert_eq!(classify(w, false), None, "{w}");
         }
     }

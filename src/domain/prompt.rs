@@ -39,9 +39,7 @@ impl AssembledPrompt {
     }
 
     pub fn base_is_overridden(&self) -> bool {
-        self.sections
-            .first()
-            .is_some_and(|s| s.source != BUILT_IN)
+        self.sections.first().is_some_and(|s| s.source != BUILT_IN)
     }
 }
 
@@ -74,7 +72,11 @@ pub fn assemble(config: &BusinessConfig, now: DateTime<Utc>) -> AssembledPrompt 
     let mut prompt = AssembledPrompt::default();
     let assistant = &config.assistant;
     match &assistant.base_prompt {
-        Some(custom) => prompt.push("Base", "[assistant] base_prompt (replaces the built-in base)", custom.trim()),
+        Some(custom) => prompt.push(
+            "Base",
+            "[assistant] base_prompt (replaces the built-in base)",
+            custom.trim(),
+        ),
         None => prompt.push("Base", BUILT_IN, default_base(config)),
     }
 
@@ -199,10 +201,16 @@ mod tests {
 
     #[test]
     fn tone_and_length_are_applied() {
-        let p = assemble(&config("[assistant]\ntone = \"professional\"\nreply_length = \"medium\"\n"), now());
+        let p = assemble(
+            &config("[assistant]\ntone = \"professional\"\nreply_length = \"medium\"\n"),
+            now(),
+        );
         let style = p.sections.iter().find(|s| s.title == "Style").unwrap();
         assert!(style.text.contains("professional"));
         assert!(style.text.contains("300 characters"));
-        assert_eq!(style.source, "[assistant] tone = professional, reply_length = medium");
+        assert_eq!(
+            style.source,
+            "[assistant] tone = professional, reply_length = medium"
+        );
     }
 }

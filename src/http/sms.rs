@@ -30,7 +30,9 @@ pub async fn inbound(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !content_type.starts_with("application/x-www-form-urlencoded") {
-        return Err(ApiError::BadRequest("expected an application/x-www-form-urlencoded body".into()));
+        return Err(ApiError::BadRequest(
+            "expected an application/x-www-form-urlencoded body".into(),
+        ));
     }
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
     let params: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes()).into_owned().collect();
@@ -46,7 +48,12 @@ pub async fn inbound(
             .ok_or(ApiError::Forbidden("missing X-Twilio-Signature"))?;
         let path_and_query = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
         let url = format!("{}{}", state.public_base_url, path_and_query);
-        if !signature::verify(secrecy::ExposeSecret::expose_secret(token), &url, &params, signature) {
+        if !signature::verify(
+            secrecy::ExposeSecret::expose_secret(token),
+            &url,
+            &params,
+            signature,
+        ) {
             return Err(ApiError::Forbidden("X-Twilio-Signature does not match"));
         }
     }
@@ -70,7 +77,8 @@ fn parse_inbound(params: &[(String, String)]) -> Result<InboundSms, ApiError> {
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let required = |name: &str| get(name).ok_or_else(|| ApiError::BadRequest(format!("missing {name}")));
     let message_sid = required("MessageSid")?;
-    let valid_sid = (2..=64).contains(&message_sid.len()) && message_sid.chars().all(|c| c.is_ascii_alphanumeric());
+    let valid_sid =
+        (2..=64).contains(&message_sid.len()) && message_sid.chars().all(|c| c.is_ascii_alphanumeric());
     if !valid_sid {
         return Err(ApiError::BadRequest("MessageSid is malformed".into()));
     }

@@ -58,11 +58,16 @@ impl Engine {
         if let Some(action) = self.handle_keywords(&turn).await? {
             return match action {
                 KeywordAction::Silent => {
-                    self.store.finish_turn(id, last, InboundResolution::Handled, None).await?;
+                    self.store
+                        .finish_turn(id, last, InboundResolution::Handled, None)
+                        .await?;
                     Ok(TurnResult::Silent)
                 }
                 KeywordAction::Reply(draft) => {
-                    let reply = self.store.finish_turn(id, last, InboundResolution::Handled, Some(draft)).await?;
+                    let reply = self
+                        .store
+                        .finish_turn(id, last, InboundResolution::Handled, Some(draft))
+                        .await?;
                     let reply = reply.expect("a drafted reply is queued");
                     self.deliver(reply).await?;
                     Ok(TurnResult::Replied(reply))
@@ -77,7 +82,10 @@ impl Engine {
                 }
                 let body = sms_text::prepare_reply(&text, self.business.sms.max_segments);
                 let draft = OutboundDraft { kind: "reply", body };
-                let reply = self.store.finish_turn(id, last, InboundResolution::Handled, Some(draft)).await?;
+                let reply = self
+                    .store
+                    .finish_turn(id, last, InboundResolution::Handled, Some(draft))
+                    .await?;
                 let reply = reply.expect("a drafted reply is queued");
                 self.deliver(reply).await?;
                 Ok(TurnResult::Replied(reply))
@@ -98,7 +106,10 @@ impl Engine {
                     kind: "apology",
                     body: templates::apology(&self.business),
                 };
-                let reply = self.store.finish_turn(id, last, InboundResolution::Failed, Some(draft)).await?;
+                let reply = self
+                    .store
+                    .finish_turn(id, last, InboundResolution::Failed, Some(draft))
+                    .await?;
                 let reply = reply.expect("a drafted reply is queued");
                 self.deliver(reply).await?;
                 Ok(TurnResult::Apologized(reply))
@@ -122,7 +133,9 @@ impl Engine {
             last_keyword = keyword;
         }
         if opted_out != conversation.opted_out {
-            self.store.set_opted_out(conversation.customer_id, opted_out).await?;
+            self.store
+                .set_opted_out(conversation.customer_id, opted_out)
+                .await?;
             tracing::info!(
                 customer = %conversation.customer_phone.masked(),
                 opted_out,
@@ -165,7 +178,10 @@ impl Engine {
                 self.alert(
                     "send_unknown",
                     Some(sms.conversation_id),
-                    &format!("A text to {} may not have been delivered: {error}", sms.to.masked()),
+                    &format!(
+                        "A text to {} may not have been delivered: {error}",
+                        sms.to.masked()
+                    ),
                 )
                 .await;
                 Delivery::Unknown { error }

@@ -34,7 +34,11 @@ impl TurnWorker {
         loop {
             while turns.try_join_next().is_some() {}
             while let Ok(permit) = permits.clone().try_acquire_owned() {
-                match this.store.claim_next_pending(&this.worker_id, this.settings.lease).await {
+                match this
+                    .store
+                    .claim_next_pending(&this.worker_id, this.settings.lease)
+                    .await
+                {
                     Ok(Some(id)) => {
                         let this = this.clone();
                         turns.spawn(async move {
@@ -60,7 +64,10 @@ impl TurnWorker {
                 _ = shutdown.changed() => break,
             }
         }
-        tracing::info!(in_flight = turns.len(), "worker stopping; finishing turns in flight");
+        tracing::info!(
+            in_flight = turns.len(),
+            "worker stopping; finishing turns in flight"
+        );
         while turns.join_next().await.is_some() {}
     }
 

@@ -109,13 +109,19 @@ pub struct OutboundSms {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
-    Sent { sid: String },
+    Sent {
+        sid: String,
+    },
     /// Twilio 21610: the recipient has opted out. Never retried.
     OptedOut,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// The request may or may not have reached Twilio (a timeout). Not
     /// retried, so the customer is never texted twice; the owner is alerted.
-    Unknown { error: String },
+    Unknown {
+        error: String,
+    },
 }
 
 /// What a restart found unfinished.
@@ -155,7 +161,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims the conversation that has waited longest for an answer and
     /// is not leased by anyone, for `lease`.
-    async fn claim_next_pending(&self, worker: &str, lease: Duration) -> Result<Option<ConversationId>, StoreError>;
+    async fn claim_next_pending(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ConversationId>, StoreError>;
 
     /// Claims one conversation (for `textdesk chat`), if nobody holds it.
     async fn claim(&self, id: ConversationId, worker: &str, lease: Duration) -> Result<bool, StoreError>;
@@ -181,7 +191,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<MessageId>, StoreError>;
 
     /// Queues a text that answers no particular inbound message.
-    async fn queue_outbound(&self, id: ConversationId, draft: OutboundDraft) -> Result<MessageId, StoreError>;
+    async fn queue_outbound(&self, id: ConversationId, draft: OutboundDraft)
+    -> Result<MessageId, StoreError>;
 
     /// Moves a queued text to `sending` and returns it; `None` if another
     /// task already took it or it is no longer queued.
@@ -194,11 +205,20 @@ pub trait Store: Send + Sync + 'static {
 
     async fn set_opted_out(&self, customer: CustomerId, opted_out: bool) -> Result<(), StoreError>;
 
-    async fn record_alert(&self, kind: &str, conversation: Option<ConversationId>, detail: &str) -> Result<(), StoreError>;
+    async fn record_alert(
+        &self,
+        kind: &str,
+        conversation: Option<ConversationId>,
+        detail: &str,
+    ) -> Result<(), StoreError>;
 
     async fn alerts(&self) -> Result<Vec<Alert>, StoreError>;
 
-    async fn find_conversation(&self, customer: &E164, business_number: &E164) -> Result<Option<ConversationId>, StoreError>;
+    async fn find_conversation(
+        &self,
+        customer: &E164,
+        business_number: &E164,
+    ) -> Result<Option<ConversationId>, StoreError>;
 
     /// Every message of a conversation, oldest first.
     async fn messages(&self, id: ConversationId) -> Result<Vec<Message>, StoreError>;

@@ -128,10 +128,17 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Recorded::New(ConversationId(conversation_id), MessageId(message_id)))
+        Ok(Recorded::New(
+            ConversationId(conversation_id),
+            MessageId(message_id),
+        ))
     }
 
-    async fn claim_next_pending(&self, worker: &str, lease: Duration) -> Result<Option<ConversationId>, StoreError> {
+    async fn claim_next_pending(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ConversationId>, StoreError> {
         let now = now_ms();
         let id: Option<i64> = sqlx::query_scalar(
             "UPDATE conversations SET lease_owner = ?1, lease_until_ms = ?2
@@ -296,10 +303,12 @@ impl Store for SqliteStore {
                 .await?;
                 let id = match inserted {
                     Some(id) => id,
-                    None => sqlx::query_scalar("SELECT id FROM messages WHERE reply_to_id = ?")
-                        .bind(through.0)
-                        .fetch_one(&mut *tx)
-                        .await?,
+                    None => {
+                        sqlx::query_scalar("SELECT id FROM messages WHERE reply_to_id = ?")
+                            .bind(through.0)
+                            .fetch_one(&mut *tx)
+                            .await?
+                    }
                 };
                 Some(MessageId(id))
             }
@@ -313,7 +322,11 @@ impl Store for SqliteStore {
         Ok(reply_id)
     }
 
-    async fn queue_outbound(&self, id: ConversationId, draft: OutboundDraft) -> Result<MessageId, StoreError> {
+    async fn queue_outbound(
+        &self,
+        id: ConversationId,
+        draft: OutboundDraft,
+    ) -> Result<MessageId, StoreError> {
         let message_id: i64 = sqlx::query_scalar(
             "INSERT INTO messages (conversation_id, direction, kind, body, status, created_at)
              VALUES (?, 'outbound', ?, ?, 'queued', ?) RETURNING id",
@@ -378,29 +391,38 @@ impl Store for SqliteStore {
             Delivery::Unknown { error } => ("unknown", None, Some(error.as_str())),
         };
         let sent_at = matches!(delivery, Delivery::Sent { .. }).then(Utc::now);
-        sqlx::query("UPDATE messages SET status = ?, twilio_sid = ?, last_error = ?, sent_at = ? WHERE id = ?")
-            .bind(status)
-            .bind(sid)
-            .bind(error)
-            .bind(sent_at)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE messages SET status = ?, twilio_sid = ?, last_error = ?, sent_at = ? WHERE id = ?",
+        )
+        .bind(status)
+        .bind(sid)
+        .bind(error)
+        .bind(sent_at)
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     async fn set_opted_out(&self, customer: CustomerId, opted_out: bool) -> Result<(), StoreError> {
         // COALESCE keeps the first opt-out time when STOP is sent twice.
-        sqlx::query("UPDATE customers SET opted_out_at = CASE WHEN ? THEN COALESCE(opted_out_at, ?) END WHERE id = ?")
-            .bind(opted_out)
-            .bind(Utc::now())
-            .bind(customer.0)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE customers SET opted_out_at = CASE WHEN ? THEN COALESCE(opted_out_at, ?) END WHERE id = ?",
+        )
+        .bind(opted_out)
+        .bind(Utc::now())
+        .bind(customer.0)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    async fn record_alert(&self, kind: &str, conversation: Option<ConversationId>, detail: &str) -> Result<(), StoreError> {
+    async fn record_alert(
+        &self,
+        kind: &str,
+        conversation: Option<ConversationId>,
+        detail: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO alerts (kind, conversation_id, detail, created_at) VALUES (?, ?, ?, ?)")
             .bind(kind)
             .bind(conversation.map(|c| c.0))
@@ -419,7 +441,9 @@ impl Store for SqliteStore {
             .map(|row| {
                 Ok(Alert {
                     kind: row.try_get("kind")?,
-                    conversation_id: row.try_get::<Option<i64>, _>("conversation_id")?.map(ConversationId),
+                    conversation_id: row
+                        .try_get::<Option<i64>, _>("conversation_id")?
+                        .map(ConversationId),
                     detail: row.try_get("detail")?,
                     created_at: row.try_get("created_at")?,
                 })
@@ -427,7 +451,11 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn find_conversation(&self, customer: &E164, business_number: &E164) -> Result<Option<ConversationId>, StoreError> {
+    async fn find_conversation(
+        &self,
+        customer: &E164,
+        business_number: &E164,
+    ) -> Result<Option<ConversationId>, StoreError> {
         let id: Option<i64> = sqlx::query_scalar(
             "SELECT c.id FROM conversations c JOIN customers k ON k.id = c.customer_id
              WHERE k.phone = ? AND c.business_number = ?",

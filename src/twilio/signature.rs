@@ -54,22 +54,40 @@ mod tests {
 
     #[test]
     fn twilio_official_vector() {
-        assert_eq!(sign("12345", OFFICIAL_URL, &official_params()), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
-        assert!(verify("12345", OFFICIAL_URL, &official_params(), "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
+        assert_eq!(
+            sign("12345", OFFICIAL_URL, &official_params()),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        );
+        assert!(verify(
+            "12345",
+            OFFICIAL_URL,
+            &official_params(),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
     }
 
     #[test]
     fn order_of_parameters_does_not_matter() {
         let mut reversed = official_params();
         reversed.reverse();
-        assert!(verify("12345", OFFICIAL_URL, &reversed, "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
+        assert!(verify(
+            "12345",
+            OFFICIAL_URL,
+            &reversed,
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
     }
 
     #[test]
     fn any_change_breaks_it() {
         let sig = "RSOYDt4T1cUTdK1PDd93/VVr8B8=";
         assert!(!verify("12346", OFFICIAL_URL, &official_params(), sig));
-        assert!(!verify("12345", "https://mycompany.com/myapp.php?foo=1&bar=3", &official_params(), sig));
+        assert!(!verify(
+            "12345",
+            "https://mycompany.com/myapp.php?foo=1&bar=3",
+            &official_params(),
+            sig
+        ));
         let mut tampered = official_params();
         tampered[2].1 = "9999".into();
         assert!(!verify("12345", OFFICIAL_URL, &tampered, sig));

@@ -1,0 +1,322 @@
+//! Our HTTP clients against local fake servers: success, error bodies,
+//! retries and timeouts.
+
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use serde_json::json;
+use textdesk::anthropic::{
+    AnthropicClient, ApiMessage, ContentBlock, MessagesRequest, ModelClient, ModelError, Role,
+};
+use textdesk::config::settings::{AnthropicSettings, TwilioCredentials};
+use textdesk::domain::phone::E164;
+use textdesk::twilio::{SendError, SmsSender, TwilioClient};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::claude_text;
+
+fn anthropic(server: &MockServer, timeout: Duration) -> AnthropicClient {
+    anthropic_at(&server.uri(), timeout)
+}
+
+fn anthropic_at(base_url: &str, timeout: Duration) -> AnthropicClient {
+    AnthropicClient::new(AnthropicSettings {
+        api_key: SecretString::from("k"),
+        model: "claude-haiku-4-5".into(),
+        base_url: base_url.parse().unwrap(),
+        max_retries: 2,
+        retry_base: Duration::from_millis(5),
+        max_retry_after: Duration::from_secs(2),
+        timeout,
+        max_tokens: 50,
+        max_tool_rounds: 2,
+    })
+}
+
+fn request() -> MessagesRequest {
+    MessagesRequest {
+        model: "claude-haiku-4-5".into(),
+        max_tokens: 50,
+        system: "be brief".into(),
+        messages: vec![ApiMessage {
+            role: Role::User,
+            content: vec![ContentBlock::Text { text: "hi".into() }],
+        }],
+        tools: vec![],
+    }
+}
+
+#[tokio::test]
+async fn anthropic_success() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(claude_text("hello")))
+        .mount(&server)
+        .await;
+    let response = anthropic(&server, Duration::from_secs(2))
+        .create_message(&request())
+        .await
+        .unwrap();
+    assert_eq!(
+        response.content,
+        vec![ContentBlock::Text { text: "hello".into() }]
+    );
+}
+
+#[tokio::test]
+async fn anthropic_400_is_final_and_reports_the_error_body() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too large"}}),
+        ))
+        .mount(&server)
+        .await;
+    let err = anthropic(&server, Duration::from_secs(2))
+        .create_message(&request())
+        .await
+        .unwrap_err();
+    match err {
+        ModelError::Rejected { status, message } => {
+            assert_eq!(status, 400);
+            assert_eq!(message, "invalid_request_error: max_tokens: too large");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn anthropic_429_honours_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .set_body_json(
+                    json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}),
+                ),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(claude_text("ok")))
+        .mount(&server)
+        .await;
+    let started = Instant::now();
+    anthropic(&server, Duration::from_secs(2))
+        .create_message(&request())
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "retry-after ignored");
+}
+
+#[tokio::test]
+async fn anthropic_gives_up_when_retry_after_is_too_long() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "600"))
+        .mount(&server)
+        .await;
+    let started = Instant::now();
+    let err = anthropic(&server, Duration::from_secs(2))
+        .create_message(&request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ModelError::Unavailable { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn anthropic_500_and_529_retry_a_bounded_number_of_times() {
+    for status in [500u16, 529] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(status))
+            .mount(&server)
+            .await;
+        let err = anthropic(&server, Duration::from_secs(2))
+            .create_message(&request())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ModelError::Unavailable { attempts: 3, .. }),
+            "{status}: {err:?}"
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn anthropic_x_should_retry_false_is_respected() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).insert_header("x-should-retry", "false"))
+        .mount(&server)
+        .await;
+    let err = anthropic(&server, Duration::from_secs(2))
+        .create_message(&request())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ModelError::Rejected { status: 500, .. }), "{err:?}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn anthropic_timeouts_are_retried_then_reported() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(claude_text("late"))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .mount(&server)
+        .await;
+    let started = Instant::now();
+    let err = anthropic(&server, Duration::from_millis(200))
+        .create_message(&request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ModelError::Unavailable { attempts: 3, .. }),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn anthropic_unreachable_is_unavailable() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = anthropic_at(&format!("http://127.0.0.1:{port}"), Duration::from_secs(1));
+    let err = client.create_message(&request()).await.unwrap_err();
+    assert!(matches!(err, ModelError::Unavailable { .. }), "{err:?}");
+}
+
+fn twilio(server: &MockServer, timeout: Duration) -> TwilioClient {
+    TwilioClient::new(
+        &server.uri().parse().unwrap(),
+        TwilioCredentials {
+            account_sid: "ACx".into(),
+            auth_token: SecretString::from("tok"),
+            from_number: E164::parse("+15035550142").unwrap(),
+        },
+        timeout,
+    )
+    .with_retry_base(Duration::from_millis(5))
+}
+
+fn to() -> E164 {
+    E164::parse("+15035551234").unwrap()
+}
+
+#[tokio::test]
+async fn twilio_success_returns_the_sid() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/2010-04-01/Accounts/ACx/Messages.json"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM123", "status": "queued"})))
+        .mount(&server)
+        .await;
+    assert_eq!(
+        twilio(&server, Duration::from_secs(2))
+            .send(&to(), "hi")
+            .await
+            .unwrap(),
+        "SM123"
+    );
+}
+
+#[tokio::test]
+async fn twilio_error_bodies_are_classified() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"code": 21211, "message": "Invalid 'To' Phone Number", "status": 400})),
+        )
+        .mount(&server)
+        .await;
+    let err = twilio(&server, Duration::from_secs(2))
+        .send(&to(), "hi")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        SendError::Rejected {
+            status: 400,
+            code: Some(21211),
+            message: "Invalid 'To' Phone Number".into()
+        }
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(json!({"code": 21610, "message": "unsubscribed"})),
+        )
+        .mount(&server)
+        .await;
+    let err = twilio(&server, Duration::from_secs(2))
+        .send(&to(), "hi")
+        .await
+        .unwrap_err();
+    assert_eq!(err, SendError::OptedOut);
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn twilio_5xx_and_429_are_retried_then_unavailable() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429).set_body_json(json!({"code": 20429, "message": "Too Many Requests"})),
+        )
+        .mount(&server)
+        .await;
+    let err = twilio(&server, Duration::from_secs(2))
+        .send(&to(), "hi")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SendError::Unavailable(ref m) if m.contains("Too Many Requests")),
+        "{err:?}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn twilio_timeout_is_ambiguous_and_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SMlate"}))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&server)
+        .await;
+    let err = twilio(&server, Duration::from_millis(200))
+        .send(&to(), "hi")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::Ambiguous(_)), "{err:?}");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "a maybe-sent text was sent again"
+    );
+}

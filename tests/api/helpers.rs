@@ -1,0 +1,340 @@
+//! `spawn_app()`: the real application on port 0, a fresh SQLite database,
+//! and local fake servers standing in for Anthropic and Twilio.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use textdesk::app::Application;
+use textdesk::config::business::BusinessConfig;
+use textdesk::config::settings::Settings;
+use textdesk::domain::phone::E164;
+use textdesk::store::{ConversationId, Message, Store};
+use textdesk::twilio::signature;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const AUTH_TOKEN: &str = "test-auth-token";
+pub const PUBLIC_BASE_URL: &str = "https://desk.example.com";
+pub const BUSINESS_NUMBER: &str = "+15035550142";
+pub const ACCOUNT_SID: &str = "ACtest0000000000000000000000000000";
+
+pub struct TestApp {
+    pub app: Option<Application>,
+    pub address: String,
+    pub store: Arc<dyn Store>,
+    pub anthropic: MockServer,
+    pub twilio: MockServer,
+    pub http: reqwest::Client,
+    pub vars: HashMap<String, String>,
+    pub business: BusinessConfig,
+    _db_dir: Arc<TempDir>,
+}
+
+pub struct Options {
+    pub with_model: bool,
+    pub extra_vars: Vec<(&'static str, String)>,
+    /// Mount the default fakes (an echoing Claude, an accepting Twilio).
+    pub default_fakes: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            with_model: true,
+            extra_vars: Vec::new(),
+            default_fakes: true,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let anthropic = MockServer::start().await;
+    let twilio = MockServer::start().await;
+    if options.default_fakes {
+        mount_echo_claude(&anthropic).await;
+        mount_twilio_accepting(&twilio).await;
+    }
+    let db_dir = Arc::new(TempDir::new().unwrap());
+    let mut vars: HashMap<String, String> = [
+        ("HOST", "127.0.0.1".to_string()),
+        ("PORT", "0".to_string()),
+        ("PUBLIC_BASE_URL", PUBLIC_BASE_URL.to_string()),
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}/textdesk.db", db_dir.path().display()),
+        ),
+        ("TWILIO_AUTH_TOKEN", AUTH_TOKEN.to_string()),
+        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID.to_string()),
+        ("TWILIO_FROM_NUMBER", BUSINESS_NUMBER.to_string()),
+        ("TWILIO_API_BASE_URL", twilio.uri()),
+        ("TWILIO_TIMEOUT_SECS", "2".to_string()),
+        ("ANTHROPIC_BASE_URL", anthropic.uri()),
+        ("ANTHROPIC_RETRY_BASE_MS", "10".to_string()),
+        ("ANTHROPIC_MAX_RETRIES", "2".to_string()),
+        ("ANTHROPIC_TIMEOUT_SECS", "5".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if options.with_model {
+        vars.insert("ANTHROPIC_API_KEY".into(), "test-anthropic-key".into());
+    }
+    for (k, v) in options.extra_vars {
+        vars.insert(k.to_string(), v);
+    }
+    let business = BusinessConfig::parse(
+        "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\n",
+        std::path::Path::new("test.toml"),
+    )
+    .unwrap();
+    let settings = test_settings(&vars);
+    let (app, address, store) = launch(settings, &business).await;
+    TestApp {
+        app: Some(app),
+        address,
+        store,
+        anthropic,
+        twilio,
+        http: reqwest::Client::new(),
+        vars,
+        business,
+        _db_dir: db_dir,
+    }
+}
+
+fn test_settings(vars: &HashMap<String, String>) -> Settings {
+    let mut settings = Settings::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    settings.worker.poll_interval = Duration::from_millis(100);
+    settings
+}
+
+async fn launch(settings: Settings, business: &BusinessConfig) -> (Application, String, Arc<dyn Store>) {
+    let app = Application::build(settings, business.clone()).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store();
+    (app, address, store)
+}
+
+impl TestApp {
+    pub fn settings(&self) -> Settings {
+        test_settings(&self.vars)
+    }
+
+    /// Kills the app as a crash would, then starts it again on the same
+    /// database.
+    pub async fn crash_and_restart(&mut self) {
+        self.app.take().unwrap().kill().await;
+        let (app, address, store) = launch(self.settings(), &self.business).await;
+        self.app = Some(app);
+        self.address = address;
+        self.store = store;
+    }
+
+    pub fn inbound_params(from: &str, body: &str, sid: &str) -> Vec<(String, String)> {
+        [
+            ("ToCountry", "US"),
+            ("SmsMessageSid", sid),
+            ("NumMedia", "0"),
+            ("SmsSid", sid),
+            ("SmsStatus", "received"),
+            ("Body", body),
+            ("To", BUSINESS_NUMBER),
+            ("NumSegments", "1"),
+            ("MessageSid", sid),
+            ("AccountSid", ACCOUNT_SID),
+            ("From", from),
+            ("ApiVersion", "2010-04-01"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Posts a webhook signed exactly as Twilio would sign it.
+    pub async fn post_signed(&self, path_and_query: &str, params: &[(String, String)]) -> reqwest::Response {
+        let url = format!("{PUBLIC_BASE_URL}{path_and_query}");
+        let sig = signature::sign(AUTH_TOKEN, &url, params);
+        self.post_raw(path_and_query, params, Some(&sig)).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path_and_query: &str,
+        params: &[(String, String)],
+        sig: Option<&str>,
+    ) -> reqwest::Response {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let mut request = self
+            .http
+            .post(format!("{}{}", self.address, path_and_query))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(sig) = sig {
+            request = request.header("x-twilio-signature", sig);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn text(&self, from: &str, body: &str) -> reqwest::Response {
+        let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
+        self.text_with_sid(from, body, &sid).await
+    }
+
+    pub async fn text_with_sid(&self, from: &str, body: &str, sid: &str) -> reqwest::Response {
+        let response = self
+            .post_signed("/api/sms/inbound", &Self::inbound_params(from, body, sid))
+            .await;
+        assert_eq!(response.status(), 200, "webhook refused a valid text");
+        response
+    }
+
+    /// Texts Twilio was asked to send, as (To, Body).
+    pub async fn sent_texts(&self) -> Vec<(String, String)> {
+        self.twilio
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path().ends_with("/Messages.json"))
+            .map(|r| {
+                let form: HashMap<String, String> = form_urlencoded::parse(&r.body).into_owned().collect();
+                (form["To"].clone(), form["Body"].clone())
+            })
+            .collect()
+    }
+
+    /// Waits until Twilio was asked to send at least `n` texts.
+    pub async fn wait_for_texts(&self, n: usize) -> Vec<(String, String)> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let sent = self.sent_texts().await;
+            if sent.len() >= n || Instant::now() > deadline {
+                return sent;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Requests the fake Anthropic received, as JSON bodies.
+    pub async fn model_requests(&self) -> Vec<Value> {
+        self.anthropic
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    }
+
+    pub async fn conversation(&self, customer: &str) -> Option<ConversationId> {
+        self.store
+            .find_conversation(
+                &E164::parse(customer).unwrap(),
+                &E164::parse(BUSINESS_NUMBER).unwrap(),
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn messages(&self, customer: &str) -> Vec<Message> {
+        match self.conversation(customer).await {
+            Some(id) => self.store.messages(id).await.unwrap(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Waits until the customer's texts are all answered (none pending).
+    pub async fn wait_until_settled(&self, customer: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let messages = self.messages(customer).await;
+            let busy = messages
+                .iter()
+                .any(|m| m.status == "pending" || m.status == "queued" || m.status == "sending");
+            if (!busy && !messages.is_empty()) || Instant::now() > deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The text of the last user turn of a Messages API request.
+pub fn last_user_text(request: &Value) -> String {
+    let messages = request["messages"].as_array().unwrap();
+    let last = messages.iter().rev().find(|m| m["role"] == "user").unwrap();
+    last["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn claude_text(text: &str) -> Value {
+    json!({
+        "id": "msg_test",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-6",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 10, "output_tokens": 10}
+    })
+}
+
+/// A fake Claude that answers "Re: <the customer's last words>".
+pub struct EchoClaude;
+
+impl Respond for EchoClaude {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let last = last_user_text(&body);
+        let last_line = last.lines().last().unwrap_or_default();
+        ResponseTemplate::new(200).set_body_json(claude_text(&format!("Re: {last_line}")))
+    }
+}
+
+pub async fn mount_echo_claude(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(EchoClaude)
+        .mount(server)
+        .await;
+}
+
+/// A fake Twilio that accepts every message with a fresh SID.
+pub struct AcceptingTwilio {
+    count: AtomicUsize,
+}
+
+impl Respond for AcceptingTwilio {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let n = self.count.fetch_add(1, Ordering::SeqCst);
+        ResponseTemplate::new(201).set_body_json(json!({
+            "sid": format!("SMout{n:030}"),
+            "status": "queued",
+        }))
+    }
+}
+
+pub async fn mount_twilio_accepting(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/2010-04-01/Accounts/[^/]+/Messages\.json$"))
+        .respond_with(AcceptingTwilio {
+            count: AtomicUsize::new(0),
+        })
+        .mount(server)
+        .await;
+}

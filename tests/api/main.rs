@@ -1,0 +1,6 @@
+//! One integration-test binary (one link, shared helpers), zero2prod style.
+
+mod clients;
+mod helpers;
+mod turns;
+mod webhook;
