@@ -170,11 +170,13 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
         .or_else(|| std::env::var_os("BUSINESS_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("business.toml"));
     let config = BusinessConfig::load(&path)?;
-    print!("{}", config_summary(&path, &config));
+    let mut report = config_summary(&path, &config);
     match Settings::from_env() {
-        Ok(settings) => print!("{}", environment_summary(&settings)),
-        Err(e) => println!("\nEnvironment: {e}"),
+        Ok(settings) => report.push_str(&environment_summary(&settings)),
+        Err(e) => report.push_str(&format!("\nEnvironment: {e}\n")),
     }
+    // `check-config | head` closes the pipe early; that is not an error.
+    let _ = std::io::stdout().lock().write_all(report.as_bytes());
     Ok(())
 }
 
@@ -182,15 +184,17 @@ fn config_summary(path: &Path, config: &BusinessConfig) -> String {
     let b = &config.business;
     let a = &config.assistant;
     let mut out = format!("{} is valid.\n\n", path.display());
-    out.push_str(&format!("Business:   {} ({:?})\n", b.name, b.kind));
+    out.push_str(&format!("Business:   {} ({})\n", b.name, b.kind.as_str()));
     out.push_str(&format!("Timezone:   {}\n", b.timezone.name()));
     out.push_str(&format!(
         "Phone:      {}\n",
         b.phone.as_ref().map_or("(not set)", |p| p.as_str())
     ));
     out.push_str(&format!(
-        "Assistant:  tone {:?}, replies {:?}, last {} messages of history\n",
-        a.tone, a.reply_length, a.history_messages
+        "Assistant:  tone {}, replies {}, last {} messages of history\n",
+        a.tone.as_str(),
+        a.reply_length.as_str(),
+        a.history_messages
     ));
     out.push_str(&format!(
         "SMS:        at most {} segment(s) per reply\n",

@@ -52,6 +52,14 @@ pub enum BusinessKind {
 }
 
 impl BusinessKind {
+    /// As written in business.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusinessKind::JunkRemoval => "junk_removal",
+            BusinessKind::Maid => "maid",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             BusinessKind::JunkRemoval => "a junk removal and hauling company",
@@ -102,6 +110,15 @@ pub enum Tone {
 }
 
 impl Tone {
+    /// As written in business.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tone::Friendly => "friendly",
+            Tone::Professional => "professional",
+            Tone::Casual => "casual",
+        }
+    }
+
     pub fn instruction(self) -> &'static str {
         match self {
             Tone::Friendly => "Be warm and friendly, like a helpful neighbor who runs a good business.",
@@ -122,6 +139,14 @@ pub enum ReplyLength {
 }
 
 impl ReplyLength {
+    /// As written in business.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyLength::Short => "short",
+            ReplyLength::Medium => "medium",
+        }
+    }
+
     pub fn instruction(self) -> &'static str {
         match self {
             ReplyLength::Short => "Keep each reply under 160 characters: one or two short sentences.",

@@ -96,10 +96,10 @@ pub fn assemble(config: &BusinessConfig, now: DateTime<Utc>) -> AssembledPrompt 
     prompt.push(
         "Style",
         format!(
-            "[assistant] tone = {:?}, reply_length = {:?}",
-            assistant.tone, assistant.reply_length
-        )
-        .to_lowercase(),
+            "[assistant] tone = {}, reply_length = {}",
+            assistant.tone.as_str(),
+            assistant.reply_length.as_str()
+        ),
         format!(
             "{} {}",
             assistant.tone.instruction(),

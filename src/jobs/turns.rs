@@ -42,7 +42,7 @@ enum KeywordAction {
 
 impl Engine {
     /// Runs a turn. The caller holds the conversation's lease.
-    #[tracing::instrument(name = "turn", skip(self), fields(conversation = id.0))]
+    #[tracing::instrument(name = "turn", skip_all, fields(conversation = id.0))]
     pub async fn run_turn(&self, id: ConversationId) -> Result<TurnResult, StoreError> {
         let history_limit = self.business.assistant.history_messages;
         let turn = self.store.turn_input(id, history_limit).await?;
@@ -159,7 +159,7 @@ impl Engine {
 
     /// Sends a queued text, once. A text another task already claimed, or
     /// one already sent, is left alone.
-    #[tracing::instrument(name = "deliver", skip(self), fields(message = id.0))]
+    #[tracing::instrument(name = "deliver", skip_all, fields(message = id.0))]
     pub async fn deliver(&self, id: MessageId) -> Result<(), StoreError> {
         let Some(sms) = self.store.claim_outbound(id).await? else {
             return Ok(());

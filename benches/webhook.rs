@@ -1,0 +1,252 @@
+//! Webhook and turn-overhead benchmark (a harness, not a timed test).
+//!
+//! Starts the real `textdesk serve` binary against an instant fake LLM and
+//! a fake Twilio (both in this process), posts signed webhooks at a fixed
+//! rate, and reports:
+//! - acknowledgement latency: webhook sent → 200 received;
+//! - turn overhead: webhook sent → reply handed to Twilio, minus the time
+//!   spent inside the LLM call (measured by the fake, per message);
+//! - the server's peak RSS (VmHWM).
+//!
+//! cargo bench --bench webhook -- [rate_per_s] [seconds]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use serde_json::{Value, json};
+use textdesk::twilio::signature;
+
+const TOKEN: &str = "bench-token";
+const PUBLIC: &str = "https://bench.example.com";
+
+#[derive(Default)]
+struct Observed {
+    /// marker → time spent inside the fake LLM handler.
+    llm: HashMap<String, Duration>,
+    /// marker → when Twilio was handed the reply.
+    twilio: HashMap<String, Instant>,
+}
+
+type Shared = Arc<Mutex<Observed>>;
+
+async fn fake_llm(State(observed): State<Shared>, body: Bytes) -> axum::Json<Value> {
+    let started = Instant::now();
+    let request: Value = serde_json::from_slice(&body).unwrap();
+    let last = request["messages"].as_array().unwrap().last().unwrap()["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = json!({
+        "id": "msg_bench", "type": "message", "role": "assistant",
+        "content": [{"type": "text", "text": format!("Re: {last}")}],
+        "stop_reason": "end_turn"
+    });
+    observed.lock().unwrap().llm.insert(last, started.elapsed());
+    axum::Json(reply)
+}
+
+async fn fake_twilio(
+    State(observed): State<Shared>,
+    body: Bytes,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    let now = Instant::now();
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let marker = form["Body"].trim_start_matches("Re: ").to_string();
+    let sid = format!("SMbench{}", marker.trim_start_matches("bench-"));
+    observed.lock().unwrap().twilio.insert(marker, now);
+    (axum::http::StatusCode::CREATED, axum::Json(json!({"sid": sid})))
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let rate: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(500);
+    let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let total = rate * seconds;
+
+    let observed: Shared = Arc::default();
+    let llm = serve(
+        Router::new()
+            .route("/v1/messages", post(fake_llm))
+            .with_state(observed.clone()),
+    )
+    .await;
+    let twilio = serve(
+        Router::new()
+            .route("/2010-04-01/Accounts/{sid}/Messages.json", post(fake_twilio))
+            .with_state(observed.clone()),
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_textdesk"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORT", port.to_string())
+        .env("PUBLIC_BASE_URL", PUBLIC)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/bench.db", dir.path().display()),
+        )
+        .env("BUSINESS_CONFIG", format!("{manifest}/business.toml"))
+        .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .env("TWILIO_ACCOUNT_SID", "ACbench")
+        .env("TWILIO_FROM_NUMBER", "+15035550142")
+        .env("TWILIO_API_BASE_URL", format!("http://{twilio}"))
+        .env("ANTHROPIC_API_KEY", "bench")
+        .env("ANTHROPIC_BASE_URL", format!("http://{llm}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run the textdesk binary");
+    let pid = child.id();
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "textdesk did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    println!(
+        "textdesk webhook benchmark: {rate} webhooks/s for {seconds} s ({total} texts, one new customer each)"
+    );
+    let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let acks: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..total {
+        ticker.tick().await;
+        let marker = format!("bench-{i}");
+        let params: Vec<(String, String)> = vec![
+            ("MessageSid".into(), format!("SM{i:032x}")),
+            ("From".into(), format!("+1503{:07}", 1_000_000 + i)),
+            ("To".into(), "+15035550142".into()),
+            ("Body".into(), marker.clone()),
+            ("NumMedia".into(), "0".into()),
+            ("AccountSid".into(), "ACbench".into()),
+        ];
+        let signature = signature::sign(TOKEN, &format!("{PUBLIC}/api/sms/inbound"), &params);
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
+        let request = http
+            .post(format!("{base}/api/sms/inbound"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", signature)
+            .body(body);
+        let sent_at = sent_at.clone();
+        let acks = acks.clone();
+        requests.spawn(async move {
+            let started = Instant::now();
+            sent_at.lock().unwrap().insert(marker, started);
+            let response = request.send().await.expect("webhook request");
+            assert_eq!(response.status(), 200);
+            acks.lock().unwrap().push(started.elapsed());
+        });
+    }
+    while requests.join_next().await.is_some() {}
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while observed.lock().unwrap().twilio.len() < total as usize {
+        if Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss = peak_rss_kib(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let mut acks = acks.lock().unwrap().clone();
+    acks.sort();
+    let observed = observed.lock().unwrap();
+    let sent_at = sent_at.lock().unwrap();
+    let mut overheads: Vec<Duration> = observed
+        .twilio
+        .iter()
+        .filter_map(|(marker, handed)| {
+            let sent = sent_at.get(marker)?;
+            let llm = observed.llm.get(marker).copied().unwrap_or_default();
+            Some(handed.saturating_duration_since(*sent).saturating_sub(llm))
+        })
+        .collect();
+    overheads.sort();
+    println!("replies handed to Twilio: {} of {total}", overheads.len());
+    println!(
+        "webhook acknowledgement: p50 {}  p99 {}  max {}",
+        ms(percentile(&acks, 0.5)),
+        ms(percentile(&acks, 0.99)),
+        ms(*acks.last().unwrap())
+    );
+    println!(
+        "turn overhead:           p50 {}  p99 {}  max {}",
+        ms(percentile(&overheads, 0.5)),
+        ms(percentile(&overheads, 0.99)),
+        ms(overheads.last().copied().unwrap_or_default())
+    );
+    match rss {
+        Some(kib) => println!("server peak RSS:         {:.1} MiB", kib as f64 / 1024.0),
+        None => println!("server peak RSS:         unavailable (no /proc)"),
+    }
+    if overheads.len() < total as usize {
+        eprintln!(
+            "error: {} replies never reached Twilio",
+            total as usize - overheads.len()
+        );
+        std::process::exit(1);
+    }
+}
