@@ -44,14 +44,6 @@ impl Services {
     ) -> Result<Self, StartupError> {
         let sqlite = SqliteStore::connect(&settings.database_url).await?;
         let store: Arc<dyn Store> = Arc::new(sqlite);
-        let recovered = store.recover_interrupted_work().await?;
-        if recovered.leases_freed > 0 || recovered.sends_requeued > 0 {
-            tracing::warn!(
-                leases_freed = recovered.leases_freed,
-                sends_requeued = recovered.sends_requeued,
-                "resuming work interrupted by the last shutdown"
-            );
-        }
 
         let sender = sender.unwrap_or_else(|| match settings.twilio.credentials() {
             Some(credentials) => Arc::new(TwilioClient::new(
@@ -101,6 +93,9 @@ impl Services {
             responder,
             sender,
             business,
+            // Well inside the lease, so a slow turn ends (with an apology)
+            // before anyone else could claim its conversation.
+            turn_deadline: settings.worker.lease / 2,
         });
         Ok(Self { store, engine })
     }
@@ -118,6 +113,17 @@ impl Application {
     pub async fn build(settings: Settings, business: BusinessConfig) -> Result<Self, StartupError> {
         let business = Arc::new(business);
         let services = Services::build(&settings, business, None).await?;
+        // `serve` is the one process that owns the database's background
+        // work, so whatever holds a lease now was interrupted. (`chat`
+        // never does this: it may run beside a live `serve`.)
+        let recovered = services.store.recover_interrupted_work().await?;
+        if recovered.leases_freed > 0 || recovered.sends_requeued > 0 {
+            tracing::warn!(
+                leases_freed = recovered.leases_freed,
+                sends_requeued = recovered.sends_requeued,
+                "resuming work interrupted by the last shutdown"
+            );
+        }
         let wake = Arc::new(Notify::new());
 
         if settings.twilio.skip_signature_validation {
@@ -159,6 +165,7 @@ impl Application {
             wake,
             settings: settings.worker.clone(),
             worker_id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+            claims: Default::default(),
         };
         let worker = tokio::spawn(worker.run(shutdown_rx.clone()));
 

@@ -45,7 +45,9 @@ CREATE TABLE messages (
 );
 
 CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
-CREATE INDEX messages_pending_inbound ON messages (conversation_id)
+-- Only unanswered texts, in arrival order: the worker's "who is next" and a
+-- turn's "what is unanswered" stay index lookups however long history gets.
+CREATE INDEX messages_pending_inbound ON messages (id, conversation_id)
     WHERE direction = 'inbound' AND status = 'pending';
 CREATE INDEX messages_outbox ON messages (status)
     WHERE direction = 'outbound' AND status IN ('queued', 'sending');

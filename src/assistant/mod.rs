@@ -33,6 +33,8 @@ pub enum ResponderError {
     ToolLoopExhausted(usize),
     #[error("the model returned no text")]
     EmptyReply,
+    #[error("no reply within {0:?}")]
+    DeadlineExceeded(std::time::Duration),
 }
 
 #[async_trait]
@@ -51,7 +53,7 @@ pub struct ClaudeResponder {
 
 /// Maps stored texts onto the alternating user/assistant turns the API
 /// requires: consecutive texts from one side are joined, and history starts
-/// with the customer.
+/// and ends with the customer (the turn answers them).
 pub fn history_to_messages(history: &[Message]) -> Vec<ApiMessage> {
     let mut messages: Vec<ApiMessage> = Vec::new();
     for m in history {
@@ -81,6 +83,9 @@ pub fn history_to_messages(history: &[Message]) -> Vec<ApiMessage> {
                 content: vec![ContentBlock::Text { text }],
             }),
         }
+    }
+    while messages.last().is_some_and(|m| m.role == Role::Assistant) {
+        messages.pop();
     }
     messages
 }
@@ -412,6 +417,7 @@ mod tests {
             message(3, Direction::Inbound, "need a couch gone"),
             message(4, Direction::Outbound, "Sure!"),
             message(5, Direction::Inbound, "thanks"),
+            message(6, Direction::Outbound, "You're welcome"),
         ]);
         let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
         assert_eq!(roles, vec![Role::User, Role::Assistant, Role::User]);

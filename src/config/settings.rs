@@ -146,6 +146,20 @@ impl Settings {
                 ),
             ));
         }
+        // An unsigned webhook on an exposed port lets anyone make us text
+        // anyone, so the listening address must be loopback too.
+        let loopback_host = matches!(host.as_str(), "localhost" | "::1" | "[::1]")
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if skip_signature_validation && !loopback_host {
+            return Err(err(
+                "TWILIO_SKIP_SIGNATURE_VALIDATION",
+                format!(
+                    "refused: signatures may only be skipped when HOST is a loopback address, and it is {host}"
+                ),
+            ));
+        }
         let from_number = match get("TWILIO_FROM_NUMBER") {
             None => None,
             Some(v) => Some(E164::parse(&v).map_err(|e| err("TWILIO_FROM_NUMBER", e.to_string()))?),

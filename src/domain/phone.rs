@@ -82,6 +82,47 @@ impl fmt::Display for Masked<'_> {
     }
 }
 
+/// Masks anything in free text that looks like a phone number (seven or
+/// more digits, with the usual separators), for error messages from
+/// providers that quote numbers back.
+pub fn redact_phone_numbers(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_number = chars[i].is_ascii_digit()
+            || (chars[i] == '+' && chars.get(i + 1).is_some_and(char::is_ascii_digit));
+        if !starts_number {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < chars.len()
+            && (chars[j].is_ascii_digit() || matches!(chars[j], ' ' | '-' | '.' | '(' | ')'))
+        {
+            j += 1;
+        }
+        // Do not swallow a trailing separator.
+        while j > i + 1 && !chars[j - 1].is_ascii_digit() {
+            j -= 1;
+        }
+        let run: String = chars[i..j].iter().collect();
+        let digits = run.chars().filter(char::is_ascii_digit).count();
+        if digits >= 7 {
+            out.push_str(&mask_str(
+                &run.chars()
+                    .filter(|c| c.is_ascii_digit() || *c == '+')
+                    .collect::<String>(),
+            ));
+        } else {
+            out.push_str(&run);
+        }
+        i = j;
+    }
+    out
+}
+
 fn mask_str(s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
     if chars.len() <= 8 {
@@ -155,6 +196,24 @@ mod tests {
         assert!(s[1..].chars().all(|c| c.is_ascii_digit()));
         assert!((2..=16).contains(&s.len()));
         assert_ne!(&s[1..2], "0");
+    }
+
+    #[test]
+    fn redacts_numbers_in_free_text() {
+        let text = "The 'To' number +1 503-555-0142 is not a valid phone number. Code 21211, HTTP 400.";
+        let out = redact_phone_numbers(text);
+        assert_eq!(
+            out,
+            "The 'To' number +1503***0142 is not a valid phone number. Code 21211, HTTP 400."
+        );
+        assert_eq!(
+            redact_phone_numbers("call 5035550142 now"),
+            "call 50355***0142 now"
+        );
+        assert_eq!(
+            redact_phone_numbers("no numbers, 2 or 400"),
+            "no numbers, 2 or 400"
+        );
     }
 
     #[test]

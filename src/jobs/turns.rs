@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
-use crate::assistant::{Draft, Responder};
+use crate::assistant::{Draft, Responder, ResponderError};
 use crate::config::business::BusinessConfig;
 use crate::domain::keywords::{self, Keyword};
 use crate::domain::sms_text;
 use crate::store::{
-    ConversationId, Delivery, InboundResolution, MessageId, OutboundDraft, Store, StoreError, TurnInput,
+    ConversationId, Delivery, InboundResolution, MessageId, OutboundDraft, OutboundSms, Store, StoreError,
+    TurnInput,
 };
 use crate::templates;
 use crate::twilio::{SendError, SmsSender};
@@ -21,17 +22,20 @@ pub struct Engine {
     pub responder: Arc<dyn Responder>,
     pub sender: Arc<dyn SmsSender>,
     pub business: Arc<BusinessConfig>,
+    /// Longest a turn may wait on the responder.
+    pub turn_deadline: std::time::Duration,
 }
 
 /// What a turn did, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TurnResult {
     NothingPending,
-    Replied(MessageId),
+    /// `None` when a rerun found its reply already stored.
+    Replied(Option<MessageId>),
     /// Keywords handled by code with nothing to say (STOP, START).
     Silent,
     /// The model was unreachable; the customer got an apology.
-    Apologized(MessageId),
+    Apologized(Option<MessageId>),
 }
 
 /// How code, not the model, answers a compliance keyword.
@@ -58,24 +62,23 @@ impl Engine {
         if let Some(action) = self.handle_keywords(&turn).await? {
             return match action {
                 KeywordAction::Silent => {
-                    self.store
-                        .finish_turn(id, last, InboundResolution::Handled, None)
-                        .await?;
+                    self.conclude(id, last, InboundResolution::Handled, None).await?;
                     Ok(TurnResult::Silent)
                 }
                 KeywordAction::Reply(draft) => {
                     let reply = self
-                        .store
-                        .finish_turn(id, last, InboundResolution::Handled, Some(draft))
+                        .conclude(id, last, InboundResolution::Handled, Some(draft))
                         .await?;
-                    let reply = reply.expect("a drafted reply is queued");
-                    self.deliver(reply).await?;
                     Ok(TurnResult::Replied(reply))
                 }
             };
         }
 
-        match self.responder.respond(&turn).await {
+        let drafted = match tokio::time::timeout(self.turn_deadline, self.responder.respond(&turn)).await {
+            Ok(result) => result,
+            Err(_) => Err(ResponderError::DeadlineExceeded(self.turn_deadline)),
+        };
+        match drafted {
             Ok(Draft { text, owner_alert }) => {
                 if let Some(alert) = owner_alert {
                     self.alert("needs_owner", Some(id), &alert).await;
@@ -83,11 +86,8 @@ impl Engine {
                 let body = sms_text::prepare_reply(&text, self.business.sms.max_segments);
                 let draft = OutboundDraft { kind: "reply", body };
                 let reply = self
-                    .store
-                    .finish_turn(id, last, InboundResolution::Handled, Some(draft))
+                    .conclude(id, last, InboundResolution::Handled, Some(draft))
                     .await?;
-                let reply = reply.expect("a drafted reply is queued");
-                self.deliver(reply).await?;
                 Ok(TurnResult::Replied(reply))
             }
             Err(e) => {
@@ -107,13 +107,29 @@ impl Engine {
                     body: templates::apology(&self.business),
                 };
                 let reply = self
-                    .store
-                    .finish_turn(id, last, InboundResolution::Failed, Some(draft))
+                    .conclude(id, last, InboundResolution::Failed, Some(draft))
                     .await?;
-                let reply = reply.expect("a drafted reply is queued");
-                self.deliver(reply).await?;
                 Ok(TurnResult::Apologized(reply))
             }
+        }
+    }
+
+    /// Commits the turn's outcome and sends its reply, if it has one.
+    async fn conclude(
+        &self,
+        id: ConversationId,
+        through: MessageId,
+        resolution: InboundResolution,
+        draft: Option<OutboundDraft>,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let claimed = self.store.finish_turn(id, through, resolution, draft).await?;
+        match claimed {
+            Some(sms) => {
+                let reply = sms.id;
+                self.send_claimed(sms).await?;
+                Ok(Some(reply))
+            }
+            None => Ok(None),
         }
     }
 
@@ -161,14 +177,20 @@ impl Engine {
     /// one already sent, is left alone.
     #[tracing::instrument(name = "deliver", skip_all, fields(message = id.0))]
     pub async fn deliver(&self, id: MessageId) -> Result<(), StoreError> {
-        let Some(sms) = self.store.claim_outbound(id).await? else {
-            return Ok(());
-        };
+        match self.store.claim_outbound(id).await? {
+            Some(sms) => self.send_claimed(sms).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends a text this task has claimed, and records what happened.
+    async fn send_claimed(&self, sms: OutboundSms) -> Result<(), StoreError> {
+        let id = sms.id;
         if sms.customer_opted_out {
             self.store.record_delivery(id, &Delivery::OptedOut).await?;
             return Ok(());
         }
-        let delivery = match self.sender.send(&sms.to, &sms.body).await {
+        let delivery = match self.sender.send(&sms.from, &sms.to, &sms.body).await {
             Ok(sid) => Delivery::Sent { sid },
             Err(SendError::OptedOut) => {
                 self.store.set_opted_out(sms.customer_id, true).await?;
@@ -197,7 +219,22 @@ impl Engine {
             }
         };
         tracing::info!(to = %sms.to.masked(), ?delivery, "delivery recorded");
-        self.store.record_delivery(id, &delivery).await
+        // The text is out; failing to record that must not lose the fact.
+        let mut attempt = 0;
+        loop {
+            match self.store.record_delivery(id, &delivery).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "could not record a delivery; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, ?delivery, "delivery happened but could not be recorded");
+                    return Err(e);
+                }
+            }
+        }
     }
 
     /// Delivers texts left queued, e.g. by a crash between queueing and

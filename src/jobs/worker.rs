@@ -6,6 +6,7 @@
 //! `Notify`; a slow poll is the safety net.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -20,6 +21,7 @@ pub struct TurnWorker {
     pub wake: Arc<Notify>,
     pub settings: WorkerSettings,
     pub worker_id: String,
+    pub claims: AtomicU64,
 }
 
 impl TurnWorker {
@@ -28,21 +30,25 @@ impl TurnWorker {
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.settings.concurrency));
         let mut turns = JoinSet::new();
-        if let Err(e) = this.engine.deliver_undelivered().await {
-            tracing::error!(error = %e, "could not deliver texts left queued");
-        }
+        let mut poll = tokio::time::interval(this.settings.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            while turns.try_join_next().is_some() {}
+            while let Some(joined) = turns.try_join_next() {
+                log_panic(joined);
+            }
             while let Ok(permit) = permits.clone().try_acquire_owned() {
-                match this
-                    .store
-                    .claim_next_pending(&this.worker_id, this.settings.lease)
-                    .await
-                {
+                // A token per claim, so a late `release` from one turn can
+                // never free the lease of another.
+                let token = format!(
+                    "{}:{}",
+                    this.worker_id,
+                    this.claims.fetch_add(1, Ordering::Relaxed)
+                );
+                match this.store.claim_next_pending(&token, this.settings.lease).await {
                     Ok(Some(id)) => {
                         let this = this.clone();
                         turns.spawn(async move {
-                            this.run_claimed(id).await;
+                            this.run_claimed(id, &token).await;
                             drop(permit);
                         });
                     }
@@ -55,12 +61,14 @@ impl TurnWorker {
             }
             tokio::select! {
                 _ = this.wake.notified() => {}
-                _ = tokio::time::sleep(this.settings.poll_interval) => {
+                // The first tick is immediate: texts left queued by a crash
+                // go out at start.
+                _ = poll.tick() => {
                     if let Err(e) = this.engine.deliver_undelivered().await {
                         tracing::error!(error = %e, "could not deliver queued texts");
                     }
                 }
-                Some(_) = turns.join_next(), if !turns.is_empty() => {}
+                Some(joined) = turns.join_next(), if !turns.is_empty() => log_panic(joined),
                 _ = shutdown.changed() => break,
             }
         }
@@ -68,14 +76,16 @@ impl TurnWorker {
             in_flight = turns.len(),
             "worker stopping; finishing turns in flight"
         );
-        while turns.join_next().await.is_some() {}
+        while let Some(joined) = turns.join_next().await {
+            log_panic(joined);
+        }
     }
 
-    async fn run_claimed(&self, id: ConversationId) {
+    async fn run_claimed(&self, id: ConversationId, token: &str) {
         match self.engine.run_turn(id).await {
             Ok(result) => {
                 tracing::debug!(conversation = id.0, ?result, "turn finished");
-                if let Err(e) = self.store.release(id, &self.worker_id).await {
+                if let Err(e) = self.store.release(id, token).await {
                     tracing::error!(error = %e, "could not release a conversation; its lease will expire");
                 }
             }
@@ -84,10 +94,19 @@ impl TurnWorker {
                 // is retried with a pause instead of in a tight loop.
                 tracing::error!(conversation = id.0, error = %e, "turn failed; will retry");
                 let backoff = std::time::Duration::from_secs(30).min(self.settings.lease);
-                let _ = self.store.claim(id, &self.worker_id, backoff).await;
+                let _ = self.store.claim(id, token, backoff).await;
             }
         }
         // Texts may have arrived during the turn.
         self.wake.notify_one();
+    }
+}
+
+/// A panicking turn keeps its lease until it expires, then runs again.
+fn log_panic(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = joined
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "a turn panicked; the conversation is retried when its lease expires");
     }
 }

@@ -180,15 +180,17 @@ pub trait Store: Send + Sync + 'static {
     async fn turn_input(&self, id: ConversationId, history_limit: usize) -> Result<TurnInput, StoreError>;
 
     /// Ends a turn atomically: every inbound text up to `through` is resolved
-    /// and the reply, if any, is queued. Running it twice for the same
-    /// `through` queues one reply.
+    /// and the reply, if any, is stored already claimed for sending (so the
+    /// caller sends it without another round trip; after a crash it is
+    /// requeued). Running it twice for the same `through` stores one reply,
+    /// and the second run gets `None`.
     async fn finish_turn(
         &self,
         id: ConversationId,
         through: MessageId,
         resolution: InboundResolution,
         reply: Option<OutboundDraft>,
-    ) -> Result<Option<MessageId>, StoreError>;
+    ) -> Result<Option<OutboundSms>, StoreError>;
 
     /// Queues a text that answers no particular inbound message.
     async fn queue_outbound(&self, id: ConversationId, draft: OutboundDraft)

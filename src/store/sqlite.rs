@@ -17,9 +17,15 @@ use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Two pools over one file: many readers, and exactly one writer. SQLite
+/// admits one writer at a time and makes a waiting writer *sleep* in
+/// growing steps; with a single writer connection, writes queue in the
+/// pool instead (async, first come first served), which keeps webhook
+/// latency flat under load. WAL lets the readers run meanwhile.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    reader: SqlitePool,
+    writer: SqlitePool,
 }
 
 fn now_ms() -> i64 {
@@ -30,23 +36,120 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and applies the
     /// migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        // NORMAL in WAL mode survives any crash of this process; only a
+        // power loss can drop the last commits. That is fine for the
+        // worker's progress (a lost commit means a turn is redone, which is
+        // idempotent) but not for a text Twilio was told we stored, so
+        // `record_inbound` commits with FULL. Its fsync of the WAL makes
+        // every earlier commit durable too.
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            // Only another process (e.g. `textdesk chat`) can make us wait;
+            // stay well inside the webhook's 10 s budget.
+            .busy_timeout(Duration::from_secs(3))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        MIGRATOR.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { reader, writer })
     }
+}
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+/// The inbound insert proper, on the writer connection.
+async fn record_inbound_in(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    sms: &InboundSms,
+) -> Result<Recorded, StoreError> {
+    let mut tx = sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?;
+
+    if let Some(row) = sqlx::query("SELECT id, conversation_id FROM messages WHERE twilio_sid = ?")
+        .bind(&sms.message_sid)
+        .fetch_optional(&mut *tx)
+        .await?
+    {
+        return Ok(Recorded::Duplicate(
+            ConversationId(row.try_get("conversation_id")?),
+            MessageId(row.try_get("id")?),
+        ));
     }
+    let now = Utc::now();
+    sqlx::query("INSERT INTO customers (phone, created_at) VALUES (?, ?) ON CONFLICT (phone) DO NOTHING")
+        .bind(sms.from.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let customer_id: i64 = sqlx::query_scalar("SELECT id FROM customers WHERE phone = ?")
+        .bind(sms.from.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+    let conversation_id: i64 = sqlx::query_scalar(
+        "INSERT INTO conversations (customer_id, business_number, created_at, updated_at)
+         VALUES (?, ?, ?, ?)
+         ON CONFLICT (customer_id, business_number) DO UPDATE SET updated_at = excluded.updated_at
+         RETURNING id",
+    )
+    .bind(customer_id)
+    .bind(sms.to.as_str())
+    .bind(now)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    let message_id: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (conversation_id, direction, kind, body, status, twilio_sid,
+                               num_media, media_urls, params, created_at)
+         VALUES (?, 'inbound', 'customer', ?, 'pending', ?, ?, ?, ?, ?)
+         RETURNING id",
+    )
+    .bind(conversation_id)
+    .bind(&sms.body)
+    .bind(&sms.message_sid)
+    .bind(sms.media_urls.len() as i64)
+    .bind(serde_json::to_string(&sms.media_urls).unwrap_or_else(|_| "[]".into()))
+    .bind(sms.params.to_string())
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Recorded::New(
+        ConversationId(conversation_id),
+        MessageId(message_id),
+    ))
+}
+
+/// A stored outbound text with where it goes, read inside `tx`.
+async fn outbound_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: MessageId,
+) -> Result<OutboundSms, StoreError> {
+    let row = sqlx::query(
+        "SELECT m.conversation_id, m.body, m.attempts, k.phone, c.business_number,
+                c.customer_id, k.opted_out_at IS NOT NULL AS opted_out
+         FROM messages m
+         JOIN conversations c ON c.id = m.conversation_id
+         JOIN customers k ON k.id = c.customer_id
+         WHERE m.id = ?",
+    )
+    .bind(id.0)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(OutboundSms {
+        id,
+        conversation_id: ConversationId(row.try_get("conversation_id")?),
+        customer_id: CustomerId(row.try_get("customer_id")?),
+        customer_opted_out: row.try_get("opted_out")?,
+        to: parse_phone(row.try_get("phone")?)?,
+        from: parse_phone(row.try_get("business_number")?)?,
+        body: row.try_get("body")?,
+        attempts: row.try_get("attempts")?,
+    })
 }
 
 fn parse_phone(raw: &str) -> Result<E164, StoreError> {
@@ -74,64 +177,22 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 
     async fn record_inbound(&self, sms: &InboundSms) -> Result<Recorded, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(row) = sqlx::query("SELECT id, conversation_id FROM messages WHERE twilio_sid = ?")
-            .bind(&sms.message_sid)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            return Ok(Recorded::Duplicate(
-                ConversationId(row.try_get("conversation_id")?),
-                MessageId(row.try_get("id")?),
-            ));
-        }
-        let now = Utc::now();
-        sqlx::query("INSERT INTO customers (phone, created_at) VALUES (?, ?) ON CONFLICT (phone) DO NOTHING")
-            .bind(sms.from.as_str())
-            .bind(now)
-            .execute(&mut *tx)
+        let mut conn = self.writer.acquire().await?;
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
             .await?;
-        let customer_id: i64 = sqlx::query_scalar("SELECT id FROM customers WHERE phone = ?")
-            .bind(sms.from.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-        let conversation_id: i64 = sqlx::query_scalar(
-            "INSERT INTO conversations (customer_id, business_number, created_at, updated_at)
-             VALUES (?, ?, ?, ?)
-             ON CONFLICT (customer_id, business_number) DO UPDATE SET updated_at = excluded.updated_at
-             RETURNING id",
-        )
-        .bind(customer_id)
-        .bind(sms.to.as_str())
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let message_id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (conversation_id, direction, kind, body, status, twilio_sid,
-                                   num_media, media_urls, params, created_at)
-             VALUES (?, 'inbound', 'customer', ?, 'pending', ?, ?, ?, ?, ?)
-             RETURNING id",
-        )
-        .bind(conversation_id)
-        .bind(&sms.body)
-        .bind(&sms.message_sid)
-        .bind(sms.media_urls.len() as i64)
-        .bind(serde_json::to_string(&sms.media_urls).unwrap_or_else(|_| "[]".into()))
-        .bind(sms.params.to_string())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Recorded::New(
-            ConversationId(conversation_id),
-            MessageId(message_id),
-        ))
+        let recorded = record_inbound_in(&mut conn, sms).await;
+        // Back to NORMAL even when the insert failed; if this fails too the
+        // connection merely stays on the safer setting.
+        let _ = sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await;
+        recorded
     }
 
     async fn claim_next_pending(
@@ -140,6 +201,20 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> Result<Option<ConversationId>, StoreError> {
         let now = now_ms();
+        // Most wake-ups find nothing to claim; answer those from a reader
+        // instead of queueing on the one writer.
+        let anything: bool = sqlx::query_scalar(
+            "SELECT EXISTS (
+                 SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE m.direction = 'inbound' AND m.status = 'pending'
+                   AND (c.lease_until_ms IS NULL OR c.lease_until_ms < ?))",
+        )
+        .bind(now)
+        .fetch_one(&self.reader)
+        .await?;
+        if !anything {
+            return Ok(None);
+        }
         let id: Option<i64> = sqlx::query_scalar(
             "UPDATE conversations SET lease_owner = ?1, lease_until_ms = ?2
              WHERE id = (
@@ -153,7 +228,7 @@ impl Store for SqliteStore {
         .bind(worker)
         .bind(now + lease.as_millis() as i64)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(id.map(ConversationId))
     }
@@ -168,7 +243,7 @@ impl Store for SqliteStore {
         .bind(now + lease.as_millis() as i64)
         .bind(id.0)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -179,7 +254,7 @@ impl Store for SqliteStore {
         )
         .bind(id.0)
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -193,13 +268,13 @@ impl Store for SqliteStore {
         let leases_freed = sqlx::query(
             "UPDATE conversations SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner IS NOT NULL",
         )
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         let sends_requeued = sqlx::query(
             "UPDATE messages SET status = 'queued' WHERE direction = 'outbound' AND status = 'sending'",
         )
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         Ok(Recovered {
@@ -209,12 +284,15 @@ impl Store for SqliteStore {
     }
 
     async fn turn_input(&self, id: ConversationId, history_limit: usize) -> Result<TurnInput, StoreError> {
+        // One read transaction: one WAL snapshot, so a text arriving
+        // meanwhile is in neither `pending` nor `history` (not in one only).
+        let mut tx = self.reader.begin().await?;
         let row = sqlx::query(
             "SELECT c.customer_id, c.business_number, k.phone, k.opted_out_at IS NOT NULL AS opted_out
              FROM conversations c JOIN customers k ON k.id = c.customer_id WHERE c.id = ?",
         )
         .bind(id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound("conversation"))?;
         let conversation = Conversation {
@@ -229,23 +307,26 @@ impl Store for SqliteStore {
              WHERE conversation_id = ? AND direction = 'inbound' AND status = 'pending' ORDER BY id",
         )
         .bind(id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(message_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-        // Outbound texts that never reached the customer are not history.
+        // Conversation order, not insertion order: a reply sorts right after
+        // the last text it answers, before texts that arrived while it was
+        // being written. Replies that never reached the customer are left
+        // out; `unknown` ones probably did, so they stay.
         let history = sqlx::query(
             "SELECT id, direction, kind, body, status, twilio_sid, num_media, created_at FROM (
-                 SELECT * FROM messages
+                 SELECT *, COALESCE(reply_to_id, id) AS position FROM messages
                  WHERE conversation_id = ?
-                   AND (direction = 'inbound' OR status IN ('queued', 'sending', 'sent'))
-                 ORDER BY id DESC LIMIT ?)
-             ORDER BY id",
+                   AND (direction = 'inbound' OR status IN ('queued', 'sending', 'sent', 'unknown'))
+                 ORDER BY position DESC, id DESC LIMIT ?)
+             ORDER BY position, id",
         )
         .bind(id.0)
         .bind(history_limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(message_from_row)
@@ -254,8 +335,9 @@ impl Store for SqliteStore {
             "SELECT NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'outbound')",
         )
         .bind(id.0)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(TurnInput {
             conversation,
             pending,
@@ -270,12 +352,12 @@ impl Store for SqliteStore {
         through: MessageId,
         resolution: InboundResolution,
         reply: Option<OutboundDraft>,
-    ) -> Result<Option<MessageId>, StoreError> {
+    ) -> Result<Option<OutboundSms>, StoreError> {
         let status = match resolution {
             InboundResolution::Handled => "handled",
             InboundResolution::Failed => "failed",
         };
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE messages SET status = ?
              WHERE conversation_id = ? AND direction = 'inbound' AND status = 'pending' AND id <= ?",
@@ -285,12 +367,13 @@ impl Store for SqliteStore {
         .bind(through.0)
         .execute(&mut *tx)
         .await?;
-        let reply_id = match reply {
+        let claimed = match reply {
             None => None,
             Some(draft) => {
                 let inserted: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO messages (conversation_id, direction, kind, body, status, reply_to_id, created_at)
-                     VALUES (?, 'outbound', ?, ?, 'queued', ?, ?)
+                    "INSERT INTO messages
+                         (conversation_id, direction, kind, body, status, attempts, reply_to_id, created_at)
+                     VALUES (?, 'outbound', ?, ?, 'sending', 1, ?, ?)
                      ON CONFLICT (reply_to_id) DO NOTHING
                      RETURNING id",
                 )
@@ -301,16 +384,10 @@ impl Store for SqliteStore {
                 .bind(Utc::now())
                 .fetch_optional(&mut *tx)
                 .await?;
-                let id = match inserted {
-                    Some(id) => id,
-                    None => {
-                        sqlx::query_scalar("SELECT id FROM messages WHERE reply_to_id = ?")
-                            .bind(through.0)
-                            .fetch_one(&mut *tx)
-                            .await?
-                    }
-                };
-                Some(MessageId(id))
+                match inserted {
+                    Some(message_id) => Some(outbound_in(&mut tx, MessageId(message_id)).await?),
+                    None => None,
+                }
             }
         };
         sqlx::query("UPDATE conversations SET updated_at = ? WHERE id = ?")
@@ -319,7 +396,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(reply_id)
+        Ok(claimed)
     }
 
     async fn queue_outbound(
@@ -335,50 +412,35 @@ impl Store for SqliteStore {
         .bind(draft.kind)
         .bind(&draft.body)
         .bind(Utc::now())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         Ok(MessageId(message_id))
     }
 
     async fn claim_outbound(&self, id: MessageId) -> Result<Option<OutboundSms>, StoreError> {
+        // Claim and read in one transaction: a failure leaves the text
+        // queued, never stranded in `sending`.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let claimed = sqlx::query(
             "UPDATE messages SET status = 'sending', attempts = attempts + 1
              WHERE id = ? AND direction = 'outbound' AND status = 'queued'",
         )
         .bind(id.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if claimed.rows_affected() == 0 {
             return Ok(None);
         }
-        let row = sqlx::query(
-            "SELECT m.id, m.conversation_id, m.body, m.attempts, k.phone, c.business_number,
-                    c.customer_id, k.opted_out_at IS NOT NULL AS opted_out
-             FROM messages m
-             JOIN conversations c ON c.id = m.conversation_id
-             JOIN customers k ON k.id = c.customer_id
-             WHERE m.id = ?",
-        )
-        .bind(id.0)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Some(OutboundSms {
-            id,
-            conversation_id: ConversationId(row.try_get("conversation_id")?),
-            customer_id: CustomerId(row.try_get("customer_id")?),
-            customer_opted_out: row.try_get("opted_out")?,
-            to: parse_phone(row.try_get("phone")?)?,
-            from: parse_phone(row.try_get("business_number")?)?,
-            body: row.try_get("body")?,
-            attempts: row.try_get("attempts")?,
-        }))
+        let sms = outbound_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(Some(sms))
     }
 
     async fn undelivered(&self) -> Result<Vec<MessageId>, StoreError> {
         let ids: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM messages WHERE direction = 'outbound' AND status IN ('queued', 'sending') ORDER BY id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         Ok(ids.into_iter().map(MessageId).collect())
     }
@@ -399,7 +461,7 @@ impl Store for SqliteStore {
         .bind(error)
         .bind(sent_at)
         .bind(id.0)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -412,7 +474,7 @@ impl Store for SqliteStore {
         .bind(opted_out)
         .bind(Utc::now())
         .bind(customer.0)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -428,14 +490,14 @@ impl Store for SqliteStore {
             .bind(conversation.map(|c| c.0))
             .bind(detail)
             .bind(Utc::now())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
 
     async fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
         let rows = sqlx::query("SELECT kind, conversation_id, detail, created_at FROM alerts ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|row| {
@@ -462,7 +524,7 @@ impl Store for SqliteStore {
         )
         .bind(customer.as_str())
         .bind(business_number.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         Ok(id.map(ConversationId))
     }
@@ -473,7 +535,7 @@ impl Store for SqliteStore {
              FROM messages WHERE conversation_id = ? ORDER BY id",
         )
         .bind(id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .iter()
         .map(message_from_row)

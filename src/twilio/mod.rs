@@ -10,7 +10,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::settings::TwilioCredentials;
-use crate::domain::phone::E164;
+use crate::domain::phone::{E164, redact_phone_numbers};
 
 /// Twilio's error for a recipient who has replied STOP.
 pub const ERROR_OPTED_OUT: i64 = 21610;
@@ -37,8 +37,9 @@ pub enum SendError {
 /// Where replies go: Twilio, or the console when there are no credentials.
 #[async_trait]
 pub trait SmsSender: Send + Sync + 'static {
-    /// Sends one text and returns its message SID.
-    async fn send(&self, to: &E164, body: &str) -> Result<String, SendError>;
+    /// Sends one text from `from` (the business number the customer
+    /// texted) and returns its message SID.
+    async fn send(&self, from: &E164, to: &E164, body: &str) -> Result<String, SendError>;
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +53,9 @@ struct TwilioErrorBody {
     message: Option<String>,
 }
 
+/// Sends through Twilio's Messages API. Each text goes out from the
+/// conversation's own business number; `TWILIO_FROM_NUMBER` names the
+/// default one.
 pub struct TwilioClient {
     http: reqwest::Client,
     messages_url: Url,
@@ -86,7 +90,7 @@ impl TwilioClient {
         self
     }
 
-    async fn attempt(&self, to: &E164, body: &str) -> Result<String, SendError> {
+    async fn attempt(&self, from: &E164, to: &E164, body: &str) -> Result<String, SendError> {
         let response = self
             .http
             .post(self.messages_url.clone())
@@ -94,11 +98,7 @@ impl TwilioClient {
                 &self.credentials.account_sid,
                 Some(self.credentials.auth_token.expose_secret()),
             )
-            .form(&[
-                ("To", to.as_str()),
-                ("From", self.credentials.from_number.as_str()),
-                ("Body", body),
-            ])
+            .form(&[("To", to.as_str()), ("From", from.as_str()), ("Body", body)])
             .send()
             .await
             .map_err(|e| {
@@ -119,9 +119,13 @@ impl TwilioClient {
         let text = response.text().await.unwrap_or_default();
         let parsed: Option<TwilioErrorBody> = serde_json::from_str(&text).ok();
         let code = parsed.as_ref().and_then(|b| b.code);
-        let message = parsed
-            .and_then(|b| b.message)
-            .unwrap_or_else(|| text.chars().take(200).collect());
+        // Twilio's messages often quote the number ("The 'To' number
+        // +1503... is not valid"); they end up in logs and alerts.
+        let message = redact_phone_numbers(
+            &parsed
+                .and_then(|b| b.message)
+                .unwrap_or_else(|| text.chars().take(200).collect()),
+        );
         if code == Some(ERROR_OPTED_OUT) {
             return Err(SendError::OptedOut);
         }
@@ -139,10 +143,10 @@ impl TwilioClient {
 #[async_trait]
 impl SmsSender for TwilioClient {
     #[tracing::instrument(name = "twilio_send", skip_all, fields(to = %to.masked()))]
-    async fn send(&self, to: &E164, body: &str) -> Result<String, SendError> {
+    async fn send(&self, from: &E164, to: &E164, body: &str) -> Result<String, SendError> {
         let mut attempt = 0;
         loop {
-            match self.attempt(to, body).await {
+            match self.attempt(from, to, body).await {
                 Err(SendError::Unavailable(reason)) if attempt < self.max_retries => {
                     let delay = self.retry_base * 2u32.pow(attempt);
                     tracing::warn!(%reason, ?delay, "Twilio unavailable; retrying");
@@ -163,7 +167,7 @@ pub struct ConsoleSender {
 
 #[async_trait]
 impl SmsSender for ConsoleSender {
-    async fn send(&self, to: &E164, body: &str) -> Result<String, SendError> {
+    async fn send(&self, _from: &E164, to: &E164, body: &str) -> Result<String, SendError> {
         let sid = format!("CONSOLE{}", uuid::Uuid::new_v4().simple());
         match &self.label {
             Some(label) => println!("{label}: {body}\n"),

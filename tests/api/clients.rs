@@ -218,6 +218,10 @@ fn twilio(server: &MockServer, timeout: Duration) -> TwilioClient {
     .with_retry_base(Duration::from_millis(5))
 }
 
+fn from() -> E164 {
+    E164::parse("+15035550142").unwrap()
+}
+
 fn to() -> E164 {
     E164::parse("+15035551234").unwrap()
 }
@@ -232,7 +236,7 @@ async fn twilio_success_returns_the_sid() {
         .await;
     assert_eq!(
         twilio(&server, Duration::from_secs(2))
-            .send(&to(), "hi")
+            .send(&from(), &to(), "hi")
             .await
             .unwrap(),
         "SM123"
@@ -245,12 +249,12 @@ async fn twilio_error_bodies_are_classified() {
     Mock::given(method("POST"))
         .respond_with(
             ResponseTemplate::new(400)
-                .set_body_json(json!({"code": 21211, "message": "Invalid 'To' Phone Number", "status": 400})),
+                .set_body_json(json!({"code": 21211, "message": "The 'To' number +15035551234 is not a valid phone number.", "status": 400})),
         )
         .mount(&server)
         .await;
     let err = twilio(&server, Duration::from_secs(2))
-        .send(&to(), "hi")
+        .send(&from(), &to(), "hi")
         .await
         .unwrap_err();
     assert_eq!(
@@ -258,7 +262,8 @@ async fn twilio_error_bodies_are_classified() {
         SendError::Rejected {
             status: 400,
             code: Some(21211),
-            message: "Invalid 'To' Phone Number".into()
+            // The number Twilio quoted back is masked before it can be logged.
+            message: "The 'To' number +1503***1234 is not a valid phone number.".into()
         }
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
@@ -271,7 +276,7 @@ async fn twilio_error_bodies_are_classified() {
         .mount(&server)
         .await;
     let err = twilio(&server, Duration::from_secs(2))
-        .send(&to(), "hi")
+        .send(&from(), &to(), "hi")
         .await
         .unwrap_err();
     assert_eq!(err, SendError::OptedOut);
@@ -288,7 +293,7 @@ async fn twilio_5xx_and_429_are_retried_then_unavailable() {
         .mount(&server)
         .await;
     let err = twilio(&server, Duration::from_secs(2))
-        .send(&to(), "hi")
+        .send(&from(), &to(), "hi")
         .await
         .unwrap_err();
     assert!(
@@ -310,7 +315,7 @@ async fn twilio_timeout_is_ambiguous_and_not_retried() {
         .mount(&server)
         .await;
     let err = twilio(&server, Duration::from_millis(200))
-        .send(&to(), "hi")
+        .send(&from(), &to(), "hi")
         .await
         .unwrap_err();
     assert!(matches!(err, SendError::Ambiguous(_)), "{err:?}");

@@ -24,6 +24,7 @@ pub const ACCOUNT_SID: &str = "ACtest0000000000000000000000000000";
 
 pub struct TestApp {
     pub app: Option<Application>,
+    pub database_url: String,
     pub address: String,
     pub store: Arc<dyn Store>,
     pub anthropic: MockServer,
@@ -99,6 +100,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let (app, address, store) = launch(settings, &business).await;
     TestApp {
         app: Some(app),
+        database_url: vars["DATABASE_URL"].clone(),
         address,
         store,
         anthropic,
@@ -131,7 +133,16 @@ impl TestApp {
     /// Kills the app as a crash would, then starts it again on the same
     /// database.
     pub async fn crash_and_restart(&mut self) {
+        self.crash().await;
+        self.restart().await;
+    }
+
+    /// Kills the app mid-whatever. The store handle stays usable.
+    pub async fn crash(&mut self) {
         self.app.take().unwrap().kill().await;
+    }
+
+    pub async fn restart(&mut self) {
         let (app, address, store) = launch(self.settings(), &self.business).await;
         self.app = Some(app);
         self.address = address;
@@ -213,14 +224,16 @@ impl TestApp {
             .collect()
     }
 
-    /// Waits until Twilio was asked to send at least `n` texts.
+    /// Waits until Twilio was asked to send at least `n` texts; fails the
+    /// test if that does not happen.
     pub async fn wait_for_texts(&self, n: usize) -> Vec<(String, String)> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let sent = self.sent_texts().await;
-            if sent.len() >= n || Instant::now() > deadline {
+            if sent.len() >= n {
                 return sent;
             }
+            assert!(Instant::now() < deadline, "expected {n} texts sent, got {sent:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -253,7 +266,8 @@ impl TestApp {
         }
     }
 
-    /// Waits until the customer's texts are all answered (none pending).
+    /// Waits until the customer's texts are all answered (none pending,
+    /// nothing queued); fails the test if they never are.
     pub async fn wait_until_settled(&self, customer: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -261,9 +275,17 @@ impl TestApp {
             let busy = messages
                 .iter()
                 .any(|m| m.status == "pending" || m.status == "queued" || m.status == "sending");
-            if (!busy && !messages.is_empty()) || Instant::now() > deadline {
+            if !busy && !messages.is_empty() {
                 return;
             }
+            let statuses: Vec<_> = messages
+                .iter()
+                .map(|m| (m.kind.clone(), m.status.clone()))
+                .collect();
+            assert!(
+                Instant::now() < deadline,
+                "conversation never settled: {statuses:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

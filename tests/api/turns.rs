@@ -311,8 +311,10 @@ async fn a_queued_reply_left_by_a_crash_is_sent_once_after_restart() {
     app.text(ALICE, "first").await;
     app.wait_for_texts(1).await;
     app.wait_until_settled(ALICE).await;
-    // Simulate a crash between queueing a reply and sending it.
+    // A crash between queueing a reply and sending it: the process is
+    // down when the reply is queued, so only the restart can send it.
     let conversation = app.conversation(ALICE).await.unwrap();
+    app.crash().await;
     app.store
         .queue_outbound(
             conversation,
@@ -323,7 +325,8 @@ async fn a_queued_reply_left_by_a_crash_is_sent_once_after_restart() {
         )
         .await
         .unwrap();
-    app.crash_and_restart().await;
+    assert_eq!(app.sent_texts().await.len(), 1);
+    app.restart().await;
     let sent = app.wait_for_texts(2).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(app.sent_texts().await.len(), 2);
@@ -394,8 +397,13 @@ async fn one_customers_burst_is_handled_one_turn_at_a_time_in_order() {
     );
     let sent = app.sent_texts().await;
     assert!(sent.len() <= 3 && !sent.is_empty());
-    // The texts reached the model in the order they were sent.
+    // The texts reached the model in the order they were sent, and every
+    // request ends with the customer, never with our own reply.
     let requests = app.model_requests().await;
+    for request in &requests {
+        let messages = request["messages"].as_array().unwrap();
+        assert_eq!(messages.last().unwrap()["role"], "user", "{request}");
+    }
     let last = requests.last().unwrap()["messages"].to_string();
     let a = last.find("I need junk gone").unwrap();
     let b = last.find("a couch").unwrap();

@@ -241,6 +241,22 @@ async fn media_and_every_parameter_are_kept() {
     assert_eq!(app.post_signed("/api/sms/inbound", &params).await.status(), 200);
     let messages = app.messages(CUSTOMER).await;
     assert_eq!(messages[0].num_media, 2);
+    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+    let (media, params): (String, String) = sqlx::query_as(
+        "SELECT media_urls, params FROM messages WHERE twilio_sid = 'SMmedia00000000000000000000000000001'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let media: Vec<String> = serde_json::from_str(&media).unwrap();
+    assert_eq!(
+        media,
+        vec!["https://api.twilio.com/media/1", "https://api.twilio.com/media/2"]
+    );
+    let params: serde_json::Value = serde_json::from_str(&params).unwrap();
+    assert_eq!(params["MediaContentType0"], "image/jpeg");
+    assert_eq!(params["SmsStatus"], "received");
+    assert_eq!(params["AccountSid"], ACCOUNT_SID);
     app.wait_for_texts(1).await;
     // The model hears about the photos.
     let requests = app.model_requests().await;
