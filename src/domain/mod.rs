@@ -1,7 +1,10 @@
 //! The pure core: no IO, no clocks read, no network. Everything here is a
 //! function of its arguments and is unit-tested as such.
 
+pub mod conversation;
 pub mod keywords;
+pub mod money;
 pub mod phone;
 pub mod prompt;
+pub mod quote;
 pub mod sms_text;

@@ -1,0 +1,821 @@
+//! The conversation state machine.
+//!
+//! ```text
+//!   INTAKE ──quote──▶ QUOTED ──offer slots──▶ SCHEDULING ──book──▶ BOOKED
+//!     ▲  ◀─details changed─┘  ◀──details changed──┘  ◀──reschedule──┘
+//!     │                                                    │ cancel / done
+//!     └──── start over ◀── CLOSED / CANCELLED ◀────────────┘
+//!   any active state ──hand off──▶ HANDED OFF;  any ──STOP──▶ OPTED OUT ──START──▶ back
+//! ```
+//!
+//! Each state carries its data, transitions are a pure function of (state,
+//! event), and an event the state does not allow is a typed error. The state
+//! also decides which tools Claude may call in it.
+
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::quote::{JobSpec, JunkJob, MaidJob, Quote, QuoteError, Selected};
+use crate::config::business::BusinessKind;
+
+/// What we know about the job so far. Every field may still be missing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct JobDetails {
+    /// Junk removal: a size tier id from business.toml.
+    pub size: Option<String>,
+    /// Junk removal: items with their own labour.
+    pub items: Vec<Selected>,
+    pub bedrooms: Option<u32>,
+    pub bathrooms: Option<Decimal>,
+    pub square_feet: Option<u32>,
+    pub clean_type: Option<String>,
+    pub modifiers: Vec<Selected>,
+    pub discounts: Vec<String>,
+    /// The guided flow asked about extras (an empty list is an answer).
+    pub extras_answered: bool,
+    pub address: Option<String>,
+    pub customer_name: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// A change to the job details: what is `Some` replaces what was there.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobUpdate {
+    pub size: Option<String>,
+    pub items: Option<Vec<Selected>>,
+    pub bedrooms: Option<u32>,
+    pub bathrooms: Option<Decimal>,
+    pub square_feet: Option<u32>,
+    pub clean_type: Option<String>,
+    pub modifiers: Option<Vec<Selected>>,
+    pub discounts: Option<Vec<String>>,
+    pub address: Option<String>,
+    pub customer_name: Option<String>,
+    pub notes: Option<String>,
+}
+
+impl JobUpdate {
+    pub fn is_empty(&self) -> bool {
+        self == &JobUpdate::default()
+    }
+
+    /// Whether it changes anything the price depends on.
+    pub fn affects_price(&self) -> bool {
+        self.size.is_some()
+            || self.items.is_some()
+            || self.bedrooms.is_some()
+            || self.bathrooms.is_some()
+            || self.square_feet.is_some()
+            || self.clean_type.is_some()
+            || self.modifiers.is_some()
+            || self.discounts.is_some()
+    }
+}
+
+impl JobDetails {
+    pub fn apply(&mut self, update: JobUpdate) {
+        let JobUpdate {
+            size,
+            items,
+            bedrooms,
+            bathrooms,
+            square_feet,
+            clean_type,
+            modifiers,
+            discounts,
+            address,
+            customer_name,
+            notes,
+        } = update;
+        if size.is_some() {
+            self.size = size;
+        }
+        if let Some(items) = items {
+            self.items = items;
+        }
+        if bedrooms.is_some() {
+            self.bedrooms = bedrooms;
+        }
+        if bathrooms.is_some() {
+            self.bathrooms = bathrooms;
+        }
+        if square_feet.is_some() {
+            self.square_feet = square_feet;
+        }
+        if clean_type.is_some() {
+            self.clean_type = clean_type;
+        }
+        if let Some(modifiers) = modifiers {
+            self.modifiers = modifiers;
+            self.extras_answered = true;
+        }
+        if let Some(discounts) = discounts {
+            self.discounts = discounts;
+        }
+        if address.is_some() {
+            self.address = address;
+        }
+        if customer_name.is_some() {
+            self.customer_name = customer_name;
+        }
+        if notes.is_some() {
+            self.notes = notes;
+        }
+    }
+
+    /// The job in the quote engine's terms, or what is still missing.
+    pub fn to_spec(&self, kind: BusinessKind) -> Result<JobSpec, QuoteError> {
+        match kind {
+            BusinessKind::JunkRemoval => {
+                if self.size.is_none() && self.items.is_empty() {
+                    return Err(QuoteError::Incomplete(
+                        "the job size (how much needs to go) or the items",
+                    ));
+                }
+                Ok(JobSpec::Junk(JunkJob {
+                    tier: self.size.clone(),
+                    items: self.items.clone(),
+                    labour: None,
+                    modifiers: self.modifiers.clone(),
+                    discounts: self.discounts.clone(),
+                }))
+            }
+            BusinessKind::Maid => {
+                let clean_type = self
+                    .clean_type
+                    .clone()
+                    .ok_or(QuoteError::Incomplete("the type of clean"))?;
+                if self.bedrooms.is_none() && self.bathrooms.is_none() && self.square_feet.is_none() {
+                    return Err(QuoteError::Incomplete("the number of bedrooms and bathrooms"));
+                }
+                Ok(JobSpec::Maid(MaidJob {
+                    bedrooms: self.bedrooms.unwrap_or(0),
+                    bathrooms: self.bathrooms.unwrap_or_default(),
+                    square_feet: self.square_feet,
+                    clean_type,
+                    labour: None,
+                    modifiers: self.modifiers.clone(),
+                    discounts: self.discounts.clone(),
+                }))
+            }
+        }
+    }
+}
+
+/// A concrete opening offered to the customer, by id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OfferedSlot {
+    /// 1, 2, 3: what the customer answers with.
+    pub id: u8,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// "Tue Mar 10, 8-10am", in the business's time zone.
+    pub label: String,
+    pub crew: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Booking {
+    pub id: String,
+    pub slot: OfferedSlot,
+    pub calendar_event_id: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffReason {
+    CustomerAskedForPerson,
+    Complaint,
+    CannotPrice,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// Silence long enough that the next text is a new job.
+    Expired,
+    /// The booked job's time has passed.
+    Completed,
+    /// The customer cancelled the booking.
+    CancelledByCustomer,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Intake {
+    pub job: JobDetails,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Quoted {
+    pub job: JobDetails,
+    pub quote: Quote,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Scheduling {
+    pub job: JobDetails,
+    pub quote: Quote,
+    pub offered: Vec<OfferedSlot>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Booked {
+    pub job: JobDetails,
+    pub quote: Quote,
+    pub booking: Booking,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HandedOff {
+    pub reason: HandoffReason,
+    pub summary: String,
+    pub at: DateTime<Utc>,
+    pub job: JobDetails,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OptedOut {
+    /// Where START takes the customer back to.
+    pub previous: Box<ConversationState>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Closed {
+    pub reason: CloseReason,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ConversationState {
+    Intake(Intake),
+    Quoted(Quoted),
+    Scheduling(Scheduling),
+    Booked(Booked),
+    HandedOff(HandedOff),
+    Cancelled(Closed),
+    OptedOut(OptedOut),
+    Closed(Closed),
+}
+
+impl Default for ConversationState {
+    fn default() -> Self {
+        ConversationState::Intake(Intake::default())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    DetailsRecorded(JobUpdate),
+    QuoteIssued(Quote),
+    /// The quote's validity ran out: price again from the same details.
+    QuoteExpired,
+    SlotsOffered(Vec<OfferedSlot>),
+    SlotBooked(Booking),
+    RescheduleRequested,
+    BookingCancelled {
+        at: DateTime<Utc>,
+    },
+    HandOff {
+        reason: HandoffReason,
+        summary: String,
+        at: DateTime<Utc>,
+    },
+    OptOut {
+        at: DateTime<Utc>,
+    },
+    OptIn,
+    Expire {
+        at: DateTime<Utc>,
+    },
+    Complete {
+        at: DateTime<Utc>,
+    },
+    StartOver,
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::DetailsRecorded(_) => "details_recorded",
+            Event::QuoteIssued(_) => "quote_issued",
+            Event::QuoteExpired => "quote_expired",
+            Event::SlotsOffered(_) => "slots_offered",
+            Event::SlotBooked(_) => "slot_booked",
+            Event::RescheduleRequested => "reschedule_requested",
+            Event::BookingCancelled { .. } => "booking_cancelled",
+            Event::HandOff { .. } => "hand_off",
+            Event::OptOut { .. } => "opt_out",
+            Event::OptIn => "opt_in",
+            Event::Expire { .. } => "expire",
+            Event::Complete { .. } => "complete",
+            Event::StartOver => "start_over",
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("`{event}` is not possible while the conversation is {state}")]
+pub struct TransitionError {
+    pub state: &'static str,
+    pub event: &'static str,
+}
+
+/// Tool names, stable across logs and tests.
+pub mod tool {
+    pub const RECORD_JOB_DETAILS: &str = "record_job_details";
+    pub const GET_QUOTE: &str = "get_quote";
+    pub const ESCALATE_TO_OWNER: &str = "escalate_to_owner";
+    pub const GET_AVAILABLE_SLOTS: &str = "get_available_slots";
+    pub const BOOK_SLOT: &str = "book_slot";
+    pub const RESCHEDULE_BOOKING: &str = "reschedule_booking";
+    pub const CANCEL_BOOKING: &str = "cancel_booking";
+}
+
+impl ConversationState {
+    /// Upper-case name, as in logs and the prompt.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConversationState::Intake(_) => "INTAKE",
+            ConversationState::Quoted(_) => "QUOTED",
+            ConversationState::Scheduling(_) => "SCHEDULING",
+            ConversationState::Booked(_) => "BOOKED",
+            ConversationState::HandedOff(_) => "HANDED_OFF",
+            ConversationState::Cancelled(_) => "CANCELLED",
+            ConversationState::OptedOut(_) => "OPTED_OUT",
+            ConversationState::Closed(_) => "CLOSED",
+        }
+    }
+
+    /// The job as known in this state, if it has one.
+    pub fn job(&self) -> Option<&JobDetails> {
+        match self {
+            ConversationState::Intake(s) => Some(&s.job),
+            ConversationState::Quoted(s) => Some(&s.job),
+            ConversationState::Scheduling(s) => Some(&s.job),
+            ConversationState::Booked(s) => Some(&s.job),
+            ConversationState::HandedOff(s) => Some(&s.job),
+            ConversationState::OptedOut(s) => s.previous.job(),
+            ConversationState::Cancelled(_) | ConversationState::Closed(_) => None,
+        }
+    }
+
+    /// The current quote, if the state carries one.
+    pub fn quote(&self) -> Option<&Quote> {
+        match self {
+            ConversationState::Quoted(s) => Some(&s.quote),
+            ConversationState::Scheduling(s) => Some(&s.quote),
+            ConversationState::Booked(s) => Some(&s.quote),
+            ConversationState::OptedOut(s) => s.previous.quote(),
+            _ => None,
+        }
+    }
+
+    /// Whether the assistant answers texts in this state at all.
+    pub fn bot_answers(&self) -> bool {
+        !matches!(
+            self,
+            ConversationState::HandedOff(_) | ConversationState::OptedOut(_)
+        )
+    }
+
+    /// The tools Claude may call in this state. Scheduling tools are listed
+    /// where they belong; a tool is offered only if it is also registered.
+    pub fn allowed_tools(&self) -> &'static [&'static str] {
+        use tool::*;
+        match self {
+            ConversationState::Intake(_) => &[RECORD_JOB_DETAILS, GET_QUOTE, ESCALATE_TO_OWNER],
+            ConversationState::Quoted(_) => &[
+                RECORD_JOB_DETAILS,
+                GET_QUOTE,
+                GET_AVAILABLE_SLOTS,
+                ESCALATE_TO_OWNER,
+            ],
+            ConversationState::Scheduling(_) => &[
+                RECORD_JOB_DETAILS,
+                GET_QUOTE,
+                GET_AVAILABLE_SLOTS,
+                BOOK_SLOT,
+                ESCALATE_TO_OWNER,
+            ],
+            ConversationState::Booked(_) => &[RESCHEDULE_BOOKING, CANCEL_BOOKING, ESCALATE_TO_OWNER],
+            ConversationState::HandedOff(_)
+            | ConversationState::Cancelled(_)
+            | ConversationState::OptedOut(_)
+            | ConversationState::Closed(_) => &[],
+        }
+    }
+
+    fn active_job(self) -> Option<JobDetails> {
+        match self {
+            ConversationState::Intake(s) => Some(s.job),
+            ConversationState::Quoted(s) => Some(s.job),
+            ConversationState::Scheduling(s) => Some(s.job),
+            ConversationState::Booked(s) => Some(s.job),
+            _ => None,
+        }
+    }
+}
+
+/// The one place the conversation changes state.
+pub fn transition(state: ConversationState, event: Event) -> Result<ConversationState, TransitionError> {
+    use ConversationState as S;
+    let illegal = |state: &S, event: &Event| TransitionError {
+        state: state.name(),
+        event: event.name(),
+    };
+    match (state, event) {
+        // Details: recorded in INTAKE; in QUOTED or SCHEDULING a change that
+        // affects the price voids the quote and goes back to INTAKE.
+        (S::Intake(mut s), Event::DetailsRecorded(update)) => {
+            s.job.apply(update);
+            Ok(S::Intake(s))
+        }
+        (S::Quoted(mut s), Event::DetailsRecorded(update)) => {
+            let requote = update.affects_price();
+            s.job.apply(update);
+            Ok(if requote {
+                S::Intake(Intake { job: s.job })
+            } else {
+                S::Quoted(s)
+            })
+        }
+        (S::Scheduling(mut s), Event::DetailsRecorded(update)) => {
+            let requote = update.affects_price();
+            s.job.apply(update);
+            Ok(if requote {
+                S::Intake(Intake { job: s.job })
+            } else {
+                S::Scheduling(s)
+            })
+        }
+
+        (S::Intake(s), Event::QuoteIssued(quote)) => Ok(S::Quoted(Quoted { job: s.job, quote })),
+        (S::Quoted(s), Event::QuoteIssued(quote)) => Ok(S::Quoted(Quoted { job: s.job, quote })),
+        (S::Scheduling(s), Event::QuoteIssued(quote)) => Ok(S::Quoted(Quoted { job: s.job, quote })),
+
+        (S::Quoted(s), Event::QuoteExpired) => Ok(S::Intake(Intake { job: s.job })),
+        (S::Scheduling(s), Event::QuoteExpired) => Ok(S::Intake(Intake { job: s.job })),
+
+        (S::Quoted(s), Event::SlotsOffered(offered)) => Ok(S::Scheduling(Scheduling {
+            job: s.job,
+            quote: s.quote,
+            offered,
+        })),
+        (S::Scheduling(s), Event::SlotsOffered(offered)) => Ok(S::Scheduling(Scheduling { offered, ..s })),
+        (S::Scheduling(s), Event::SlotBooked(booking)) => Ok(S::Booked(Booked {
+            job: s.job,
+            quote: s.quote,
+            booking,
+        })),
+        (S::Booked(s), Event::RescheduleRequested) => Ok(S::Scheduling(Scheduling {
+            job: s.job,
+            quote: s.quote,
+            offered: Vec::new(),
+        })),
+        (S::Booked(_), Event::BookingCancelled { at }) => Ok(S::Cancelled(Closed {
+            reason: CloseReason::CancelledByCustomer,
+            at,
+        })),
+        (S::Booked(_), Event::Complete { at }) => Ok(S::Closed(Closed {
+            reason: CloseReason::Completed,
+            at,
+        })),
+
+        (
+            state @ (S::Intake(_) | S::Quoted(_) | S::Scheduling(_) | S::Booked(_)),
+            Event::HandOff { reason, summary, at },
+        ) => Ok(S::HandedOff(HandedOff {
+            reason,
+            summary,
+            at,
+            job: state.active_job().unwrap_or_default(),
+        })),
+        (S::Intake(_) | S::Quoted(_) | S::Scheduling(_), Event::Expire { at }) => Ok(S::Closed(Closed {
+            reason: CloseReason::Expired,
+            at,
+        })),
+
+        (S::OptedOut(s), Event::OptOut { .. }) => Ok(S::OptedOut(s)),
+        (state, Event::OptOut { at }) => Ok(S::OptedOut(OptedOut {
+            previous: Box::new(state),
+            at,
+        })),
+        (S::OptedOut(s), Event::OptIn) => Ok(*s.previous),
+
+        (S::Closed(_) | S::Cancelled(_) | S::HandedOff(_), Event::StartOver) => Ok(S::default()),
+
+        (state, event) => Err(illegal(&state, &event)),
+    }
+}
+
+/// How long silence lasts before a conversation is closed, and a hand-off
+/// before the bot answers again. From business.toml [conversation].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub idle_days: u32,
+    pub handoff_days: u32,
+}
+
+/// Where a customer who texts again lands: their booking, their open quote,
+/// or a new job. `last_activity` is when the conversation last moved.
+pub fn on_customer_text(
+    state: ConversationState,
+    now: DateTime<Utc>,
+    last_activity: Option<DateTime<Utc>>,
+    lifetimes: Lifetimes,
+) -> ConversationState {
+    use ConversationState as S;
+    let idle = last_activity.is_some_and(|t| now - t >= Duration::days(i64::from(lifetimes.idle_days)));
+    let step = |state: S, event: Event| transition(state.clone(), event).unwrap_or(state);
+    match state {
+        // A job whose time has passed is done; the text is about a new one.
+        S::Booked(ref b) if b.booking.slot.end <= now => {
+            step(step(state, Event::Complete { at: now }), Event::StartOver)
+        }
+        S::Booked(_) => state,
+        S::Intake(_) | S::Quoted(_) | S::Scheduling(_) if idle => {
+            step(step(state, Event::Expire { at: now }), Event::StartOver)
+        }
+        // An expired quote is priced again from the same details.
+        S::Quoted(ref q) if q.quote.is_expired(now) => step(state, Event::QuoteExpired),
+        S::Scheduling(ref q) if q.quote.is_expired(now) => step(state, Event::QuoteExpired),
+        S::HandedOff(ref h) if now - h.at >= Duration::days(i64::from(lifetimes.handoff_days)) => {
+            step(state, Event::StartOver)
+        }
+        S::Closed(_) | S::Cancelled(_) => step(state, Event::StartOver),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::quote::{PricingConfig, price};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 18, 0, 0).unwrap()
+    }
+
+    fn quote() -> Quote {
+        let job = JobDetails {
+            size: Some("half_truck".into()),
+            ..JobDetails::default()
+        };
+        price(
+            &PricingConfig::default(),
+            &job.to_spec(BusinessKind::JunkRemoval).unwrap(),
+            "q1".into(),
+            now(),
+        )
+        .unwrap()
+    }
+
+    fn slot(id: u8, days: i64) -> OfferedSlot {
+        OfferedSlot {
+            id,
+            start: now() + Duration::days(days),
+            end: now() + Duration::days(days) + Duration::hours(2),
+            label: format!("slot {id}"),
+            crew: "crew-1".into(),
+        }
+    }
+
+    fn job() -> JobDetails {
+        JobDetails {
+            size: Some("half_truck".into()),
+            ..JobDetails::default()
+        }
+    }
+
+    fn booking(days: i64) -> Booking {
+        Booking {
+            id: "b1".into(),
+            slot: slot(1, days),
+            calendar_event_id: "ev1".into(),
+        }
+    }
+
+    fn states() -> Vec<ConversationState> {
+        use ConversationState as S;
+        let closed = Closed {
+            reason: CloseReason::Expired,
+            at: now(),
+        };
+        vec![
+            S::Intake(Intake { job: job() }),
+            S::Quoted(Quoted {
+                job: job(),
+                quote: quote(),
+            }),
+            S::Scheduling(Scheduling {
+                job: job(),
+                quote: quote(),
+                offered: vec![slot(1, 2)],
+            }),
+            S::Booked(Booked {
+                job: job(),
+                quote: quote(),
+                booking: booking(2),
+            }),
+            S::HandedOff(HandedOff {
+                reason: HandoffReason::Complaint,
+                summary: "unhappy".into(),
+                at: now(),
+                job: job(),
+            }),
+            S::Cancelled(closed.clone()),
+            S::OptedOut(OptedOut {
+                previous: Box::new(S::Quoted(Quoted {
+                    job: job(),
+                    quote: quote(),
+                })),
+                at: now(),
+            }),
+            S::Closed(closed),
+        ]
+    }
+
+    fn events() -> Vec<Event> {
+        vec![
+            Event::DetailsRecorded(JobUpdate {
+                size: Some("full_truck".into()),
+                ..JobUpdate::default()
+            }),
+            Event::QuoteIssued(quote()),
+            Event::QuoteExpired,
+            Event::SlotsOffered(vec![slot(1, 2), slot(2, 3)]),
+            Event::SlotBooked(booking(2)),
+            Event::RescheduleRequested,
+            Event::BookingCancelled { at: now() },
+            Event::HandOff {
+                reason: HandoffReason::CustomerAskedForPerson,
+                summary: "wants a person".into(),
+                at: now(),
+            },
+            Event::OptOut { at: now() },
+            Event::OptIn,
+            Event::Expire { at: now() },
+            Event::Complete { at: now() },
+            Event::StartOver,
+        ]
+    }
+
+    /// Every state against every event: the resulting state's name, or "-"
+    /// for a typed error.
+    #[test]
+    fn transition_table() {
+        #[rustfmt::skip]
+        let expected: [[&str; 13]; 8] = [
+            //            details     quote     q.expired  offer         book      resched       cancel       handoff       optout      optin     expire    complete  startover
+            /* INTAKE */  ["INTAKE",  "QUOTED", "-",       "-",          "-",      "-",          "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-"],
+            /* QUOTED */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "-",      "-",          "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-"],
+            /* SCHED  */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "BOOKED", "-",          "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-"],
+            /* BOOKED */  ["-",       "-",      "-",       "-",          "-",      "SCHEDULING", "CANCELLED", "HANDED_OFF", "OPTED_OUT", "-",     "-",      "CLOSED", "-"],
+            /* HANDED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE"],
+            /* CANCEL */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE"],
+            /* OPTOUT */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",         "-",          "OPTED_OUT", "QUOTED", "-",     "-",      "-"],
+            /* CLOSED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE"],
+        ];
+        let states = states();
+        let events = events();
+        assert_eq!(states.len(), 8);
+        assert_eq!(events.len(), 13);
+        for (row, state) in states.iter().enumerate() {
+            for (col, event) in events.iter().enumerate() {
+                let got = match transition(state.clone(), event.clone()) {
+                    Ok(next) => next.name(),
+                    Err(e) => {
+                        assert_eq!((e.state, e.event), (state.name(), event.name()));
+                        "-"
+                    }
+                };
+                assert_eq!(got, expected[row][col], "{} + {}", state.name(), event.name());
+            }
+        }
+    }
+
+    #[test]
+    fn data_moves_with_the_state() {
+        let intake = ConversationState::Intake(Intake { job: job() });
+        let quoted = transition(intake, Event::QuoteIssued(quote())).unwrap();
+        assert_eq!(quoted.quote().unwrap().id, "q1");
+        let scheduling = transition(quoted, Event::SlotsOffered(vec![slot(1, 2), slot(2, 3)])).unwrap();
+        let ConversationState::Scheduling(s) = &scheduling else {
+            panic!()
+        };
+        assert_eq!(s.offered.len(), 2);
+        let booked = transition(scheduling, Event::SlotBooked(booking(2))).unwrap();
+        assert_eq!(booked.quote().unwrap().id, "q1");
+        // A rescheduled booking offers nothing yet: old slot ids stop working.
+        let rescheduling = transition(booked, Event::RescheduleRequested).unwrap();
+        let ConversationState::Scheduling(s) = &rescheduling else {
+            panic!()
+        };
+        assert!(s.offered.is_empty());
+        // A name or address does not void the quote; a size does.
+        let quoted = transition(
+            ConversationState::Intake(Intake { job: job() }),
+            Event::QuoteIssued(quote()),
+        )
+        .unwrap();
+        let named = transition(
+            quoted,
+            Event::DetailsRecorded(JobUpdate {
+                customer_name: Some("Dana".into()),
+                ..JobUpdate::default()
+            }),
+        )
+        .unwrap();
+        assert_eq!(named.name(), "QUOTED");
+        assert_eq!(named.job().unwrap().customer_name.as_deref(), Some("Dana"));
+        // STOP and START return the customer where they were.
+        let out = transition(named.clone(), Event::OptOut { at: now() }).unwrap();
+        assert!(!out.bot_answers());
+        assert_eq!(transition(out, Event::OptIn).unwrap(), named);
+    }
+
+    #[test]
+    fn tools_follow_the_state() {
+        let names: Vec<(&str, &[&str])> = states().iter().map(|s| (s.name(), s.allowed_tools())).collect();
+        assert_eq!(
+            names[0].1,
+            &["record_job_details", "get_quote", "escalate_to_owner"]
+        );
+        assert!(names[1].1.contains(&"get_available_slots") && !names[1].1.contains(&"book_slot"));
+        assert!(names[2].1.contains(&"book_slot"));
+        assert_eq!(
+            names[3].1,
+            &["reschedule_booking", "cancel_booking", "escalate_to_owner"]
+        );
+        for (name, tools) in &names[4..] {
+            assert!(tools.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_returning_customer_lands_somewhere_sensible() {
+        let lifetimes = Lifetimes {
+            idle_days: 30,
+            handoff_days: 7,
+        };
+        let [
+            intake,
+            quoted,
+            scheduling,
+            booked,
+            handed_off,
+            cancelled,
+            opted_out,
+            closed,
+        ] = <[ConversationState; 8]>::try_from(states()).unwrap();
+        let yesterday = Some(now() - Duration::days(1));
+        let long_ago = Some(now() - Duration::days(45));
+        let land =
+            |s: &ConversationState, at: DateTime<Utc>, last| on_customer_text(s.clone(), at, last, lifetimes);
+
+        // Recent: stay put.
+        assert_eq!(land(&quoted, now(), yesterday), quoted);
+        assert_eq!(land(&booked, now(), yesterday), booked);
+        // Weeks of silence: a new job.
+        assert_eq!(land(&quoted, now(), long_ago), ConversationState::default());
+        assert_eq!(land(&intake, now(), long_ago), ConversationState::default());
+        // An upcoming booking survives silence; a past one is done.
+        assert_eq!(land(&booked, now(), long_ago), booked);
+        assert_eq!(
+            land(&booked, now() + Duration::days(3), yesterday),
+            ConversationState::default()
+        );
+        // An expired quote is priced again from the same details.
+        let requote = land(&scheduling, now() + Duration::days(8), yesterday);
+        assert_eq!(requote, ConversationState::Intake(Intake { job: job() }));
+        // Hand-offs last a week; finished conversations start over.
+        assert_eq!(
+            land(&handed_off, now() + Duration::days(2), yesterday),
+            handed_off
+        );
+        assert_eq!(
+            land(&handed_off, now() + Duration::days(8), yesterday),
+            ConversationState::default()
+        );
+        assert_eq!(land(&cancelled, now(), yesterday), ConversationState::default());
+        assert_eq!(land(&closed, now(), yesterday), ConversationState::default());
+        assert_eq!(land(&opted_out, now(), long_ago), opted_out);
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        for state in states() {
+            let json = serde_json::to_string(&state).unwrap();
+            let back: ConversationState = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, state);
+        }
+    }
+}

@@ -1,0 +1,1160 @@
+//! The quote engine: a job description and the owner's pricing in, an
+//! itemized price out. Pure and exact (rust_decimal; no floats touch money).
+//!
+//! Hours and crew never come from the model. They come from the owner's
+//! tables: job-size tiers and per-item labour for junk removal; bedrooms,
+//! bathrooms, square feet and clean type for maid services. Only `textdesk
+//! quote` (the owner, checking the formula) may state hours and crew directly.
+//!
+//! # The order in which a price is built
+//!
+//! 1. **Base**: the delivery (trip) fee plus labour = hours × crew × hourly
+//!    rate per person (junk); labour from the home's size, or a matching
+//!    flat rate (maid).
+//! 2. **Flat** modifiers (e.g. heavy item), each added once.
+//! 3. **Per-unit and per-item** modifiers (stairs per flight, mattress
+//!    disposal per item): amount × quantity.
+//!    Steps 1–3 make the *subtotal*.
+//! 4. **Percentage surcharges** (same-day, weekend), each a percentage of
+//!    the subtotal. They add up; they do not compound.
+//! 5. **Discounts**: percentages of (subtotal + surcharges), then fixed
+//!    amounts. The price never goes below zero.
+//! 6. **Rounding** to the owner's rule (cent, dollar, five dollars).
+//! 7. **Minimum charge**: the total is raised to it if below. Last, so the
+//!    minimum is exact whatever the rounding.
+//!
+//! Every step that changes the price is a line of the breakdown.
+
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+
+use super::money::Money;
+
+// ---------------------------------------------------------------------------
+// The owner's pricing, from business.toml [pricing].
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingConfig {
+    /// Days a quote stays valid.
+    pub quote_valid_days: u32,
+    pub minimum_charge: Money,
+    pub rounding: Rounding,
+    /// Said with every quote, e.g. "Final price confirmed on site."
+    pub disclaimer: String,
+    pub junk: JunkPricing,
+    pub maid: MaidPricing,
+    pub modifiers: Vec<ModifierDef>,
+    pub discounts: Vec<DiscountDef>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Rounding {
+    #[default]
+    Cent,
+    Dollar,
+    FiveDollars,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JunkPricing {
+    pub delivery_fee: Money,
+    pub hourly_rate_per_person: Money,
+    /// Labour is billed in steps of this many hours, rounded up.
+    pub billing_increment_hours: Decimal,
+    pub minimum_hours: Decimal,
+    /// Crew when only items are named and none needs more.
+    pub default_crew: u32,
+    pub tiers: Vec<SizeTier>,
+    pub items: Vec<ItemLabour>,
+}
+
+/// A job size the customer can recognize: "about half a truck".
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SizeTier {
+    pub id: String,
+    pub label: String,
+    pub hours: Decimal,
+    pub crew: u32,
+}
+
+/// Labour for one item, added to the job: "a piano takes 3 people 1 hour".
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ItemLabour {
+    pub id: String,
+    pub label: String,
+    pub hours: Decimal,
+    /// The smallest crew that can move it.
+    #[serde(default)]
+    pub crew: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaidPricing {
+    pub hourly_rate_per_person: Money,
+    pub trip_fee: Money,
+    pub crew: u32,
+    pub billing_increment_hours: Decimal,
+    /// Person-hours for any visit, before rooms.
+    pub base_hours: Decimal,
+    pub hours_per_bedroom: Decimal,
+    pub hours_per_bathroom: Decimal,
+    pub hours_per_1000_sqft: Decimal,
+    pub clean_types: Vec<CleanType>,
+    pub flat_rates: Vec<FlatRate>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CleanType {
+    pub id: String,
+    pub label: String,
+    /// Scales the person-hours: a deep clean takes longer.
+    pub multiplier: Decimal,
+}
+
+/// A fixed price for a home of this shape, instead of hourly labour.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FlatRate {
+    pub bedrooms: u32,
+    pub bathrooms: Decimal,
+    pub clean_type: String,
+    pub price: Money,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModifierDef {
+    pub id: String,
+    pub label: String,
+    #[serde(flatten)]
+    pub kind: ModifierKind,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModifierKind {
+    /// Added once: "heavy item".
+    Flat { amount: Money },
+    /// Amount × quantity of a unit: "per flight of stairs".
+    PerUnit { amount: Money, unit: String },
+    /// Amount × number of items: "mattress disposal".
+    PerItem { amount: Money },
+    /// A percentage of the subtotal: "same-day", "weekend".
+    Percent { percent: Decimal },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DiscountDef {
+    pub id: String,
+    pub label: String,
+    #[serde(flatten)]
+    pub kind: DiscountKind,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DiscountKind {
+    Percent { percent: Decimal },
+    Amount { amount: Money },
+}
+
+fn dec(s: &str) -> Decimal {
+    s.parse().expect("literal decimal")
+}
+
+impl Default for PricingConfig {
+    fn default() -> Self {
+        Self {
+            quote_valid_days: 7,
+            minimum_charge: Money::ZERO,
+            rounding: Rounding::Cent,
+            disclaimer: "Final price confirmed on site.".into(),
+            junk: JunkPricing::default(),
+            maid: MaidPricing::default(),
+            modifiers: Vec::new(),
+            discounts: Vec::new(),
+        }
+    }
+}
+
+impl Default for JunkPricing {
+    /// The business's formula: $150 delivery plus $50 per hour per person.
+    fn default() -> Self {
+        let tier = |id: &str, label: &str, hours: &str, crew| SizeTier {
+            id: id.into(),
+            label: label.into(),
+            hours: dec(hours),
+            crew,
+        };
+        Self {
+            delivery_fee: Money::dollars(150),
+            hourly_rate_per_person: Money::dollars(50),
+            billing_increment_hours: dec("0.5"),
+            minimum_hours: dec("1"),
+            default_crew: 2,
+            tiers: vec![
+                tier("few_items", "a few items", "1", 2),
+                tier("quarter_truck", "about a quarter truck", "1.5", 2),
+                tier("half_truck", "about half a truck", "2", 2),
+                tier("full_truck", "a full truck or more", "3", 3),
+            ],
+            items: Vec::new(),
+        }
+    }
+}
+
+impl Default for MaidPricing {
+    fn default() -> Self {
+        let clean = |id: &str, label: &str, m: &str| CleanType {
+            id: id.into(),
+            label: label.into(),
+            multiplier: dec(m),
+        };
+        Self {
+            hourly_rate_per_person: Money::dollars(40),
+            trip_fee: Money::ZERO,
+            crew: 2,
+            billing_increment_hours: dec("0.5"),
+            base_hours: dec("1"),
+            hours_per_bedroom: dec("0.75"),
+            hours_per_bathroom: dec("0.75"),
+            hours_per_1000_sqft: dec("0.5"),
+            clean_types: vec![
+                clean("standard", "standard clean", "1"),
+                clean("deep", "deep clean", "1.5"),
+                clean("move_out", "move-out clean", "1.75"),
+            ],
+            flat_rates: Vec::new(),
+        }
+    }
+}
+
+impl PricingConfig {
+    /// Checks what serde cannot: ids unique and referenced ids known.
+    pub fn validate(&self) -> Result<(), String> {
+        fn unique<'a>(what: &str, ids: impl Iterator<Item = &'a str>) -> Result<(), String> {
+            let mut seen = std::collections::HashSet::new();
+            for id in ids {
+                if !seen.insert(id) {
+                    return Err(format!("{what} id `{id}` is used twice"));
+                }
+            }
+            Ok(())
+        }
+        unique("tier", self.junk.tiers.iter().map(|t| t.id.as_str()))?;
+        unique("item", self.junk.items.iter().map(|t| t.id.as_str()))?;
+        unique("modifier", self.modifiers.iter().map(|t| t.id.as_str()))?;
+        unique("discount", self.discounts.iter().map(|t| t.id.as_str()))?;
+        unique("clean type", self.maid.clean_types.iter().map(|t| t.id.as_str()))?;
+        for rate in &self.maid.flat_rates {
+            if !self.maid.clean_types.iter().any(|c| c.id == rate.clean_type) {
+                return Err(format!(
+                    "flat rate names unknown clean type `{}`",
+                    rate.clean_type
+                ));
+            }
+        }
+        for tier in &self.junk.tiers {
+            if tier.hours <= Decimal::ZERO || tier.crew == 0 {
+                return Err(format!("tier `{}` needs positive hours and crew", tier.id));
+            }
+        }
+        if self.junk.billing_increment_hours <= Decimal::ZERO
+            || self.maid.billing_increment_hours <= Decimal::ZERO
+        {
+            return Err("billing_increment_hours must be positive".into());
+        }
+        if self.maid.crew == 0 || self.junk.default_crew == 0 {
+            return Err("crew sizes must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What is being priced.
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Selected {
+    pub id: String,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobSpec {
+    Junk(JunkJob),
+    Maid(MaidJob),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct JunkJob {
+    pub tier: Option<String>,
+    pub items: Vec<Selected>,
+    /// Owner-stated labour (`textdesk quote --hours --crew`); never the model's.
+    pub labour: Option<Labour>,
+    pub modifiers: Vec<Selected>,
+    pub discounts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MaidJob {
+    pub bedrooms: u32,
+    pub bathrooms: Decimal,
+    pub square_feet: Option<u32>,
+    pub clean_type: String,
+    pub labour: Option<Labour>,
+    pub modifiers: Vec<Selected>,
+    pub discounts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Labour {
+    pub hours: Decimal,
+    pub crew: i64,
+}
+
+// ---------------------------------------------------------------------------
+// The result.
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QuoteLine {
+    pub label: String,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Quote {
+    pub id: String,
+    pub lines: Vec<QuoteLine>,
+    pub total: Money,
+    /// Hours on site, and the crew for them: what scheduling books.
+    pub hours: Decimal,
+    pub crew: u32,
+    pub assumptions: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Unit prices the breakdown states (e.g. the hourly rate), which a
+    /// reply may quote too.
+    pub unit_prices: Vec<Money>,
+}
+
+impl Quote {
+    /// Every amount this quote states: the total, each line, unit prices.
+    pub fn stated_amounts(&self) -> impl Iterator<Item = Money> + '_ {
+        std::iter::once(self.total)
+            .chain(self.lines.iter().map(|l| l.amount))
+            .chain(self.lines.iter().map(|l| Money::new(l.amount.amount().abs())))
+            .chain(self.unit_prices.iter().copied())
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        now >= self.expires_at
+    }
+
+    /// The breakdown as lines of text, for the model and the owner.
+    pub fn breakdown(&self) -> String {
+        let mut out: Vec<String> = self
+            .lines
+            .iter()
+            .map(|l| format!("{}: {}", l.label, l.amount))
+            .collect();
+        out.push(format!("Total: {}", self.total));
+        out.join("\n")
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum QuoteError {
+    #[error("unknown {what} `{id}`; known: {known}")]
+    Unknown {
+        what: &'static str,
+        id: String,
+        known: String,
+    },
+    #[error("hours must be more than zero")]
+    NonPositiveHours,
+    #[error("crew must be at least one person")]
+    NonPositiveCrew,
+    #[error("quantity of `{0}` must be at least 1")]
+    ZeroQuantity(String),
+    #[error("not enough to price: {0}")]
+    Incomplete(&'static str),
+    #[error("this business does not price {0} jobs")]
+    WrongKind(&'static str),
+}
+
+fn unknown<'a>(what: &'static str, id: &str, known: impl Iterator<Item = &'a str>) -> QuoteError {
+    QuoteError::Unknown {
+        what,
+        id: id.to_string(),
+        known: known.collect::<Vec<_>>().join(", "),
+    }
+}
+
+fn round_up_to(value: Decimal, step: Decimal) -> Decimal {
+    (value / step).ceil() * step
+}
+
+fn hours_text(hours: Decimal) -> String {
+    let h = hours.normalize();
+    if h == Decimal::ONE {
+        "1 hour".into()
+    } else {
+        format!("{h} hours")
+    }
+}
+
+/// Builds the quote. `id` and `now` come from the caller so this stays pure.
+pub fn price(
+    config: &PricingConfig,
+    job: &JobSpec,
+    id: String,
+    now: DateTime<Utc>,
+) -> Result<Quote, QuoteError> {
+    let mut lines = Vec::new();
+    let mut unit_prices = Vec::new();
+    let mut assumptions = Vec::new();
+    let (hours, crew, modifiers, discounts) = match job {
+        JobSpec::Junk(job) => {
+            let (hours, crew) = junk_labour(&config.junk, job, &mut assumptions)?;
+            let rate = config.junk.hourly_rate_per_person;
+            lines.push(QuoteLine {
+                label: "Delivery".into(),
+                amount: config.junk.delivery_fee,
+            });
+            lines.push(QuoteLine {
+                label: format!(
+                    "Labour: {crew} people x {} at {rate}/hour each",
+                    hours_text(hours)
+                ),
+                amount: Money::new(rate.amount() * hours * Decimal::from(crew)),
+            });
+            unit_prices.push(rate);
+            (hours, crew, &job.modifiers, &job.discounts)
+        }
+        JobSpec::Maid(job) => {
+            let (hours, crew, flat) = maid_labour(&config.maid, job, &mut assumptions)?;
+            if !config.maid.trip_fee.amount().is_zero() {
+                lines.push(QuoteLine {
+                    label: "Trip fee".into(),
+                    amount: config.maid.trip_fee,
+                });
+            }
+            match flat {
+                Some((label, amount)) => lines.push(QuoteLine { label, amount }),
+                None => {
+                    let rate = config.maid.hourly_rate_per_person;
+                    lines.push(QuoteLine {
+                        label: format!(
+                            "Cleaning: {crew} cleaners x {} at {rate}/hour each",
+                            hours_text(hours)
+                        ),
+                        amount: Money::new(rate.amount() * hours * Decimal::from(crew)),
+                    });
+                    unit_prices.push(rate);
+                }
+            }
+            (hours, crew, &job.modifiers, &job.discounts)
+        }
+    };
+
+    // Steps 2 and 3: flat, then per-unit and per-item.
+    let mut percents = Vec::new();
+    let mut flats = Vec::new();
+    let mut counted = Vec::new();
+    for selected in modifiers {
+        let def = config
+            .modifiers
+            .iter()
+            .find(|m| m.id == selected.id)
+            .ok_or_else(|| {
+                unknown(
+                    "modifier",
+                    &selected.id,
+                    config.modifiers.iter().map(|m| m.id.as_str()),
+                )
+            })?;
+        if selected.quantity == 0 {
+            return Err(QuoteError::ZeroQuantity(selected.id.clone()));
+        }
+        let q = Decimal::from(selected.quantity);
+        match &def.kind {
+            ModifierKind::Flat { amount } => flats.push(QuoteLine {
+                label: def.label.clone(),
+                amount: *amount,
+            }),
+            ModifierKind::PerUnit { amount, unit } => {
+                unit_prices.push(*amount);
+                counted.push(QuoteLine {
+                    label: format!("{}: {} {unit} x {amount}", def.label, selected.quantity),
+                    amount: Money::new(amount.amount() * q),
+                });
+            }
+            ModifierKind::PerItem { amount } => {
+                unit_prices.push(*amount);
+                counted.push(QuoteLine {
+                    label: format!("{}: {} x {amount}", def.label, selected.quantity),
+                    amount: Money::new(amount.amount() * q),
+                });
+            }
+            ModifierKind::Percent { percent } => percents.push((def.label.clone(), *percent)),
+        }
+    }
+    lines.extend(flats);
+    lines.extend(counted);
+    let subtotal: Money = lines.iter().map(|l| l.amount).sum();
+
+    // Step 4: surcharges on the subtotal, additive.
+    let mut running = subtotal;
+    for (label, percent) in percents {
+        let amount = Money::new(subtotal.amount() * percent / Decimal::ONE_HUNDRED);
+        running = running + amount;
+        lines.push(QuoteLine {
+            label: format!("{label} ({}%)", percent.normalize()),
+            amount,
+        });
+    }
+
+    // Step 5: discounts, percentages first, never below zero.
+    let mut percent_discounts = Vec::new();
+    let mut amount_discounts = Vec::new();
+    for id in discounts {
+        let def = config
+            .discounts
+            .iter()
+            .find(|d| &d.id == id)
+            .ok_or_else(|| unknown("discount", id, config.discounts.iter().map(|d| d.id.as_str())))?;
+        match &def.kind {
+            DiscountKind::Percent { percent } => percent_discounts.push((def.label.clone(), *percent)),
+            DiscountKind::Amount { amount } => amount_discounts.push((def.label.clone(), *amount)),
+        }
+    }
+    let before_discounts = running;
+    for (label, percent) in percent_discounts {
+        let amount = Money::new(before_discounts.amount() * percent / Decimal::ONE_HUNDRED).min(running);
+        running = running - amount;
+        lines.push(QuoteLine {
+            label: format!("{label} ({}% off)", percent.normalize()),
+            amount: -amount,
+        });
+    }
+    for (label, amount) in amount_discounts {
+        let amount = amount.min(running);
+        running = running - amount;
+        lines.push(QuoteLine {
+            label,
+            amount: -amount,
+        });
+    }
+
+    // Step 6: rounding.
+    let step = match config.rounding {
+        Rounding::Cent => dec("0.01"),
+        Rounding::Dollar => Decimal::ONE,
+        Rounding::FiveDollars => Decimal::from(5),
+    };
+    let rounded = Money::new(
+        (running.amount() / step).round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero) * step,
+    );
+    if rounded != running {
+        lines.push(QuoteLine {
+            label: "Rounding".into(),
+            amount: rounded - running,
+        });
+        running = rounded;
+    }
+
+    // Step 7: the minimum charge.
+    if running < config.minimum_charge {
+        lines.push(QuoteLine {
+            label: format!("Minimum charge is {}", config.minimum_charge),
+            amount: config.minimum_charge - running,
+        });
+        unit_prices.push(config.minimum_charge);
+        running = config.minimum_charge;
+    }
+
+    if !config.disclaimer.trim().is_empty() {
+        assumptions.push(config.disclaimer.trim().to_string());
+    }
+    Ok(Quote {
+        id,
+        lines,
+        total: running,
+        hours,
+        crew,
+        assumptions,
+        created_at: now,
+        expires_at: now + Duration::days(i64::from(config.quote_valid_days)),
+        unit_prices,
+    })
+}
+
+fn check_labour(labour: Labour) -> Result<(Decimal, u32), QuoteError> {
+    if labour.hours <= Decimal::ZERO {
+        return Err(QuoteError::NonPositiveHours);
+    }
+    if labour.crew <= 0 {
+        return Err(QuoteError::NonPositiveCrew);
+    }
+    let crew = u32::try_from(labour.crew).map_err(|_| QuoteError::NonPositiveCrew)?;
+    Ok((labour.hours, crew))
+}
+
+fn junk_labour(
+    p: &JunkPricing,
+    job: &JunkJob,
+    assumptions: &mut Vec<String>,
+) -> Result<(Decimal, u32), QuoteError> {
+    if let Some(labour) = job.labour {
+        let (hours, crew) = check_labour(labour)?;
+        assumptions.push(format!("Based on {crew} people for {}.", hours_text(hours)));
+        return Ok((hours, crew));
+    }
+    let mut hours = Decimal::ZERO;
+    let mut crew = 0u32;
+    let mut described = Vec::new();
+    if let Some(tier_id) = &job.tier {
+        let tier = p
+            .tiers
+            .iter()
+            .find(|t| &t.id == tier_id)
+            .ok_or_else(|| unknown("job size", tier_id, p.tiers.iter().map(|t| t.id.as_str())))?;
+        hours += tier.hours;
+        crew = tier.crew;
+        described.push(tier.label.clone());
+    }
+    for selected in &job.items {
+        let item = p
+            .items
+            .iter()
+            .find(|i| i.id == selected.id)
+            .ok_or_else(|| unknown("item", &selected.id, p.items.iter().map(|i| i.id.as_str())))?;
+        if selected.quantity == 0 {
+            return Err(QuoteError::ZeroQuantity(selected.id.clone()));
+        }
+        hours += item.hours * Decimal::from(selected.quantity);
+        crew = crew.max(item.crew.unwrap_or(0));
+        described.push(if selected.quantity == 1 {
+            item.label.clone()
+        } else {
+            format!("{} x {}", selected.quantity, item.label)
+        });
+    }
+    if described.is_empty() {
+        return Err(QuoteError::Incomplete("a job size or at least one item"));
+    }
+    if crew == 0 {
+        crew = p.default_crew;
+    }
+    let hours = round_up_to(hours.max(p.minimum_hours), p.billing_increment_hours);
+    assumptions.push(format!(
+        "Based on {} ({crew} people, about {}).",
+        described.join(", "),
+        hours_text(hours)
+    ));
+    Ok((hours, crew))
+}
+
+type MaidLabour = (Decimal, u32, Option<(String, Money)>);
+
+fn maid_labour(
+    p: &MaidPricing,
+    job: &MaidJob,
+    assumptions: &mut Vec<String>,
+) -> Result<MaidLabour, QuoteError> {
+    let clean = p
+        .clean_types
+        .iter()
+        .find(|c| c.id == job.clean_type)
+        .ok_or_else(|| {
+            unknown(
+                "clean type",
+                &job.clean_type,
+                p.clean_types.iter().map(|c| c.id.as_str()),
+            )
+        })?;
+    if job.bedrooms == 0 && job.bathrooms.is_zero() && job.square_feet.is_none() && job.labour.is_none() {
+        return Err(QuoteError::Incomplete("bedrooms, bathrooms or square feet"));
+    }
+    if job.bathrooms.is_sign_negative() {
+        return Err(QuoteError::Incomplete("a bathroom count of zero or more"));
+    }
+    let home = format!(
+        "{} bedroom(s), {} bathroom(s){}, {}",
+        job.bedrooms,
+        job.bathrooms.normalize(),
+        job.square_feet
+            .map(|s| format!(", about {s} sq ft"))
+            .unwrap_or_default(),
+        clean.label
+    );
+    if let Some(labour) = job.labour {
+        let (hours, crew) = check_labour(labour)?;
+        assumptions.push(format!(
+            "Based on {home}: {crew} cleaners for {}.",
+            hours_text(hours)
+        ));
+        return Ok((hours, crew, None));
+    }
+    let person_hours = (p.base_hours
+        + p.hours_per_bedroom * Decimal::from(job.bedrooms)
+        + p.hours_per_bathroom * job.bathrooms
+        + p.hours_per_1000_sqft * Decimal::from(job.square_feet.unwrap_or(0)) / Decimal::from(1000))
+        * clean.multiplier;
+    let crew = p.crew;
+    let hours = round_up_to(person_hours / Decimal::from(crew), p.billing_increment_hours);
+    assumptions.push(format!(
+        "Based on {home} ({crew} cleaners, about {}).",
+        hours_text(hours)
+    ));
+    let flat = p
+        .flat_rates
+        .iter()
+        .find(|r| {
+            r.bedrooms == job.bedrooms && r.bathrooms == job.bathrooms && r.clean_type == job.clean_type
+        })
+        .map(|r| {
+            (
+                format!(
+                    "{} for {} bed / {} bath (flat rate)",
+                    capitalize(&clean.label),
+                    r.bedrooms,
+                    r.bathrooms.normalize()
+                ),
+                r.price,
+            )
+        });
+    Ok((hours, crew, flat))
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Decimal hours for display and scheduling, as minutes.
+pub fn hours_to_minutes(hours: Decimal) -> i64 {
+    (hours * Decimal::from(60)).round().to_i64().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 18, 0, 0).unwrap()
+    }
+
+    fn money(s: &str) -> Money {
+        s.parse().unwrap()
+    }
+
+    fn catalog() -> PricingConfig {
+        let mut c = PricingConfig::default();
+        c.junk.items = vec![
+            ItemLabour {
+                id: "couch".into(),
+                label: "couch".into(),
+                hours: dec("0.5"),
+                crew: None,
+            },
+            ItemLabour {
+                id: "piano".into(),
+                label: "piano".into(),
+                hours: dec("1"),
+                crew: Some(3),
+            },
+        ];
+        let m = |id: &str, kind| ModifierDef {
+            id: id.into(),
+            label: id.replace('_', " "),
+            kind,
+        };
+        c.modifiers = vec![
+            m("heavy_item", ModifierKind::Flat { amount: money("75") }),
+            m(
+                "stairs",
+                ModifierKind::PerUnit {
+                    amount: money("25"),
+                    unit: "flight(s)".into(),
+                },
+            ),
+            m("mattress", ModifierKind::PerItem { amount: money("30") }),
+            m("same_day", ModifierKind::Percent { percent: dec("20") }),
+            m("weekend", ModifierKind::Percent { percent: dec("10") }),
+        ];
+        c.discounts = vec![
+            DiscountDef {
+                id: "senior".into(),
+                label: "Senior discount".into(),
+                kind: DiscountKind::Percent { percent: dec("10") },
+            },
+            DiscountDef {
+                id: "coupon".into(),
+                label: "Coupon".into(),
+                kind: DiscountKind::Amount { amount: money("20") },
+            },
+        ];
+        c
+    }
+
+    fn explicit(hours: &str, crew: i64) -> JobSpec {
+        JobSpec::Junk(JunkJob {
+            labour: Some(Labour {
+                hours: dec(hours),
+                crew,
+            }),
+            ..JunkJob::default()
+        })
+    }
+
+    fn with(job: JobSpec, modifiers: &[(&str, u32)], discounts: &[&str]) -> JobSpec {
+        match job {
+            JobSpec::Junk(mut j) => {
+                j.modifiers = modifiers
+                    .iter()
+                    .map(|(id, q)| Selected {
+                        id: id.to_string(),
+                        quantity: *q,
+                    })
+                    .collect();
+                j.discounts = discounts.iter().map(|d| d.to_string()).collect();
+                JobSpec::Junk(j)
+            }
+            other => other,
+        }
+    }
+
+    fn total(config: &PricingConfig, job: &JobSpec) -> Money {
+        price(config, job, "q".into(), now()).unwrap().total
+    }
+
+    #[test]
+    fn the_formula_table() {
+        let c = catalog();
+        let cases = [
+            // 2 people for 3 hours: $150 + 2 x 3 x $50 = $450.
+            ("3", 2, "450"),
+            ("1", 1, "200"),
+            ("1", 2, "250"),
+            ("2", 2, "350"),
+            ("2.5", 3, "525"),
+            ("0.5", 2, "200"),
+            ("8", 4, "1750"),
+        ];
+        for (hours, crew, expected) in cases {
+            assert_eq!(
+                total(&c, &explicit(hours, crew)),
+                money(expected),
+                "{hours} h x {crew}"
+            );
+        }
+        let q = price(&c, &explicit("3", 2), "q1".into(), now()).unwrap();
+        assert_eq!(
+            q.lines[0],
+            QuoteLine {
+                label: "Delivery".into(),
+                amount: money("150")
+            }
+        );
+        assert_eq!(q.lines[1].amount, money("300"));
+        assert_eq!(q.lines[1].label, "Labour: 2 people x 3 hours at $50/hour each");
+    }
+
+    #[test]
+    fn modifiers_stack_in_the_documented_order() {
+        let c = catalog();
+        // Subtotal: 450 + 75 (flat) + 2 x 25 (stairs) + 1 x 30 (mattress) = 605.
+        // Surcharges on the subtotal, additive: 20% + 10% of 605 = 121 + 60.50.
+        // Percent discount on 786.50: 10% = 78.65 -> 707.85; then coupon 20 -> 687.85.
+        let job = with(
+            explicit("3", 2),
+            &[
+                ("weekend", 1),
+                ("stairs", 2),
+                ("same_day", 1),
+                ("mattress", 1),
+                ("heavy_item", 1),
+            ],
+            &["coupon", "senior"],
+        );
+        let q = price(&c, &job, "q".into(), now()).unwrap();
+        let labels: Vec<(&str, Money)> = q.lines.iter().map(|l| (l.label.as_str(), l.amount)).collect();
+        assert_eq!(
+            labels,
+            vec![
+                ("Delivery", money("150")),
+                ("Labour: 2 people x 3 hours at $50/hour each", money("300")),
+                ("heavy item", money("75")),
+                ("stairs: 2 flight(s) x $25", money("50")),
+                ("mattress: 1 x $30", money("30")),
+                ("weekend (10%)", money("60.50")),
+                ("same day (20%)", money("121")),
+                ("Senior discount (10% off)", money("-78.65")),
+                ("Coupon", money("-20")),
+            ]
+        );
+        assert_eq!(q.total, money("687.85"));
+        let sum: Money = q.lines.iter().map(|l| l.amount).sum();
+        assert_eq!(sum, q.total, "the breakdown adds up to the total");
+    }
+
+    #[test]
+    fn minimum_charge_and_rounding() {
+        let mut c = catalog();
+        c.minimum_charge = money("250");
+        let q = price(&c, &explicit("1", 1), "q".into(), now()).unwrap();
+        assert_eq!(q.total, money("250"));
+        assert_eq!(q.lines.last().unwrap().label, "Minimum charge is $250");
+        assert_eq!(q.lines.last().unwrap().amount, money("50"));
+
+        // Rounding to cents: 3 x 1 x 33.333 -> 99.999 per line rounds per line.
+        c.minimum_charge = Money::ZERO;
+        c.junk.hourly_rate_per_person = money("33.33");
+        c.junk.delivery_fee = Money::ZERO;
+        assert_eq!(total(&c, &explicit("1.5", 1)), money("50.00")); // 49.995 -> 50.00
+        c.rounding = Rounding::Dollar;
+        assert_eq!(total(&c, &explicit("1.25", 1)), money("42")); // 41.66 -> 42
+        c.rounding = Rounding::FiveDollars;
+        assert_eq!(total(&c, &explicit("1.25", 1)), money("40")); // 41.66 -> 40
+        let q = price(&c, &explicit("1.25", 1), "q".into(), now()).unwrap();
+        assert_eq!(q.lines.last().unwrap().label, "Rounding");
+        let sum: Money = q.lines.iter().map(|l| l.amount).sum();
+        assert_eq!(sum, q.total);
+        // The minimum applies after rounding, so it is exact.
+        c.minimum_charge = money("41.50");
+        assert_eq!(total(&c, &explicit("1.25", 1)), money("41.50"));
+    }
+
+    #[test]
+    fn rejects_bad_labour_and_unknown_entries() {
+        let c = catalog();
+        let err = |job: &JobSpec| price(&c, job, "q".into(), now()).unwrap_err();
+        assert_eq!(err(&explicit("0", 2)), QuoteError::NonPositiveHours);
+        assert_eq!(err(&explicit("-1", 2)), QuoteError::NonPositiveHours);
+        assert_eq!(err(&explicit("2", 0)), QuoteError::NonPositiveCrew);
+        assert_eq!(err(&explicit("2", -3)), QuoteError::NonPositiveCrew);
+        let unknown = err(&with(explicit("2", 2), &[("gold_plating", 1)], &[]));
+        assert!(matches!(&unknown, QuoteError::Unknown { what: "modifier", id, .. } if id == "gold_plating"));
+        assert!(
+            unknown.to_string().contains("heavy_item, stairs, mattress"),
+            "{unknown}"
+        );
+        assert!(matches!(
+            err(&with(explicit("2", 2), &[], &["friends"])),
+            QuoteError::Unknown { what: "discount", .. }
+        ));
+        assert_eq!(
+            err(&with(explicit("2", 2), &[("stairs", 0)], &[])),
+            QuoteError::ZeroQuantity("stairs".into())
+        );
+        assert!(matches!(
+            err(&JobSpec::Junk(JunkJob::default())),
+            QuoteError::Incomplete(_)
+        ));
+        let tier = JobSpec::Junk(JunkJob {
+            tier: Some("two_trucks".into()),
+            ..JunkJob::default()
+        });
+        assert!(matches!(err(&tier), QuoteError::Unknown { what: "job size", .. }));
+    }
+
+    #[test]
+    fn tiers_and_items_set_hours_and_crew() {
+        let c = catalog();
+        let half = JobSpec::Junk(JunkJob {
+            tier: Some("half_truck".into()),
+            ..JunkJob::default()
+        });
+        let q = price(&c, &half, "q".into(), now()).unwrap();
+        assert_eq!((q.hours, q.crew, q.total), (dec("2"), 2, money("350")));
+        assert!(
+            q.assumptions[0].contains("about half a truck"),
+            "{:?}",
+            q.assumptions
+        );
+        assert!(q.assumptions.iter().any(|a| a.contains("confirmed on site")));
+
+        // A piano needs three people; items add their labour to the tier's.
+        let piano = JobSpec::Junk(JunkJob {
+            tier: Some("few_items".into()),
+            items: vec![Selected {
+                id: "piano".into(),
+                quantity: 1,
+            }],
+            ..JunkJob::default()
+        });
+        let q = price(&c, &piano, "q".into(), now()).unwrap();
+        assert_eq!((q.hours, q.crew), (dec("2"), 3));
+        assert_eq!(q.total, money("450"));
+
+        // Items alone: 3 couches = 1.5 h, default crew of 2; billed in half hours.
+        let couches = JobSpec::Junk(JunkJob {
+            items: vec![Selected {
+                id: "couch".into(),
+                quantity: 3,
+            }],
+            ..JunkJob::default()
+        });
+        let q = price(&c, &couches, "q".into(), now()).unwrap();
+        assert_eq!((q.hours, q.crew, q.total), (dec("1.5"), 2, money("300")));
+        // One couch is below the minimum hours: billed as one hour.
+        let one = JobSpec::Junk(JunkJob {
+            items: vec![Selected {
+                id: "couch".into(),
+                quantity: 1,
+            }],
+            ..JunkJob::default()
+        });
+        assert_eq!(price(&c, &one, "q".into(), now()).unwrap().hours, dec("1"));
+    }
+
+    #[test]
+    fn maid_profile() {
+        let mut c = catalog();
+        let job = |bed, bath: &str, sqft, clean: &str| {
+            JobSpec::Maid(MaidJob {
+                bedrooms: bed,
+                bathrooms: dec(bath),
+                square_feet: sqft,
+                clean_type: clean.into(),
+                ..MaidJob::default()
+            })
+        };
+        // (1 + 3 x 0.75 + 2 x 0.75 + 1.8 x 0.5) = 5.65 person-hours, 2 cleaners
+        // -> 2.825 h on site -> billed 3 h -> 2 x 3 x $40 = $240.
+        let q = price(&c, &job(3, "2", Some(1800), "standard"), "q".into(), now()).unwrap();
+        assert_eq!((q.hours, q.crew, q.total), (dec("3"), 2, money("240")));
+        // Deep clean x 1.5 = 8.475 person-hours -> 4.2375 -> 4.5 h -> $360.
+        let deep = price(&c, &job(3, "2", Some(1800), "deep"), "q".into(), now()).unwrap();
+        assert_eq!(deep.total, money("360"));
+        assert!(deep.assumptions[0].contains("3 bedroom(s), 2 bathroom(s), about 1800 sq ft, deep clean"));
+        // A flat rate wins when the home matches it.
+        c.maid.flat_rates = vec![FlatRate {
+            bedrooms: 2,
+            bathrooms: dec("1"),
+            clean_type: "standard".into(),
+            price: money("129"),
+        }];
+        let flat = price(&c, &job(2, "1", None, "standard"), "q".into(), now()).unwrap();
+        assert_eq!(flat.total, money("129"));
+        assert_eq!(
+            flat.lines[0].label,
+            "Standard clean for 2 bed / 1 bath (flat rate)"
+        );
+        assert!(matches!(
+            price(&c, &job(2, "1", None, "sparkly"), "q".into(), now()).unwrap_err(),
+            QuoteError::Unknown {
+                what: "clean type",
+                ..
+            }
+        ));
+        assert!(matches!(
+            price(&c, &job(0, "0", None, "standard"), "q".into(), now()).unwrap_err(),
+            QuoteError::Incomplete(_)
+        ));
+    }
+
+    #[test]
+    fn a_quote_expires() {
+        let q = price(&catalog(), &explicit("2", 2), "q".into(), now()).unwrap();
+        assert_eq!(q.expires_at, now() + Duration::days(7));
+        assert!(!q.is_expired(now() + Duration::days(6)));
+        assert!(q.is_expired(now() + Duration::days(7)));
+    }
+
+    #[test]
+    fn shipped_default_catalog_is_valid() {
+        assert_eq!(PricingConfig::default().validate(), Ok(()));
+        let mut c = catalog();
+        c.modifiers.push(c.modifiers[0].clone());
+        assert!(c.validate().unwrap_err().contains("heavy_item"));
+    }
+
+    fn any_modifiers() -> impl Strategy<Value = Vec<(usize, u32)>> {
+        proptest::collection::vec((0usize..5, 1u32..5), 0..5)
+    }
+
+    fn build(hours_quarters: u32, crew: i64, mods: &[(usize, u32)], discounts: &[usize]) -> JobSpec {
+        let ids = ["heavy_item", "stairs", "mattress", "same_day", "weekend"];
+        let mut seen = std::collections::HashSet::new();
+        JobSpec::Junk(JunkJob {
+            labour: Some(Labour {
+                hours: Decimal::from(hours_quarters) / Decimal::from(4),
+                crew,
+            }),
+            modifiers: mods
+                .iter()
+                .filter(|(i, _)| seen.insert(*i))
+                .map(|(i, q)| Selected {
+                    id: ids[*i].into(),
+                    quantity: *q,
+                })
+                .collect(),
+            discounts: discounts
+                .iter()
+                .map(|i| ["senior", "coupon"][*i].to_string())
+                .collect(),
+            ..JunkJob::default()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn price_never_decreases_as_hours_or_crew_grow(
+            quarters in 1u32..80,
+            extra_quarters in 0u32..40,
+            crew in 1i64..6,
+            extra_crew in 0i64..4,
+            mods in any_modifiers(),
+            discounts in proptest::collection::vec(0usize..2, 0..2),
+            rounding in 0usize..3,
+            minimum in 0i64..600,
+        ) {
+            let mut c = catalog();
+            c.rounding = [Rounding::Cent, Rounding::Dollar, Rounding::FiveDollars][rounding];
+            c.minimum_charge = Money::dollars(minimum);
+            let base = total(&c, &build(quarters, crew, &mods, &discounts));
+            let more_hours = total(&c, &build(quarters + extra_quarters, crew, &mods, &discounts));
+            let more_crew = total(&c, &build(quarters, crew + extra_crew, &mods, &discounts));
+            prop_assert!(more_hours >= base, "{more_hours:?} < {base:?}");
+            prop_assert!(more_crew >= base, "{more_crew:?} < {base:?}");
+        }
+
+        #[test]
+        fn price_is_never_negative_and_the_breakdown_adds_up(
+            quarters in 1u32..80,
+            crew in 1i64..6,
+            mods in any_modifiers(),
+            discounts in proptest::collection::vec(0usize..2, 0..3),
+            coupon in 0i64..2000,
+            rounding in 0usize..3,
+        ) {
+            let mut c = catalog();
+            c.rounding = [Rounding::Cent, Rounding::Dollar, Rounding::FiveDollars][rounding];
+            c.discounts[1].kind = DiscountKind::Amount { amount: Money::dollars(coupon) };
+            let q = price(&c, &build(quarters, crew, &mods, &discounts), "q".into(), now()).unwrap();
+            prop_assert!(!q.total.is_negative());
+            let sum: Money = q.lines.iter().map(|l| l.amount).sum();
+            prop_assert_eq!(sum, q.total);
+        }
+    }
+}
