@@ -9,8 +9,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::anthropic::AnthropicClient;
+use crate::assistant::guided::GuidedResponder;
 use crate::assistant::tools::ToolRegistry;
-use crate::assistant::{ClaudeResponder, NoModelResponder, Responder};
+use crate::assistant::{ClaudeResponder, Responder, job_tools};
 use crate::config::business::BusinessConfig;
 use crate::config::settings::Settings;
 use crate::domain::prompt;
@@ -68,21 +69,23 @@ impl Services {
         let responder: Arc<dyn Responder> = match &settings.anthropic {
             Some(anthropic) => {
                 tracing::info!(model = %anthropic.model, "answering with Claude");
+                let mut tools = ToolRegistry::default();
+                job_tools::register(&mut tools, business.clone());
                 Arc::new(ClaudeResponder {
                     client: Arc::new(AnthropicClient::new(anthropic.clone())),
                     model: anthropic.model.clone(),
                     max_tokens: anthropic.max_tokens,
                     max_tool_rounds: anthropic.max_tool_rounds,
-                    tools: ToolRegistry::default(),
+                    tools,
                     business: business.clone(),
                 })
             }
             None => {
                 tracing::warn!(
-                    "ANTHROPIC_API_KEY is not set: customers get an acknowledgement and the owner \
-                     an alert for every text, until a key is configured"
+                    "ANTHROPIC_API_KEY is not set: customers are answered by the guided flow \
+                     (numbered questions, the same quotes), without a model"
                 );
-                Arc::new(NoModelResponder {
+                Arc::new(GuidedResponder {
                     business: business.clone(),
                 })
             }
@@ -91,6 +94,9 @@ impl Services {
         let engine = Arc::new(Engine {
             store: store.clone(),
             responder,
+            guided: GuidedResponder {
+                business: business.clone(),
+            },
             sender,
             business,
             // Well inside the lease, so a slow turn ends (with an apology)

@@ -11,10 +11,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::app::{Application, Services};
-use crate::config::business::BusinessConfig;
+use crate::config::business::{BusinessConfig, BusinessKind};
 use crate::config::settings::Settings;
 use crate::domain::phone::E164;
 use crate::domain::prompt;
+use crate::domain::quote::{JobSpec, JunkJob, Labour, MaidJob, Selected, price};
 use crate::store::{InboundSms, Recorded};
 use crate::telemetry;
 use crate::twilio::ConsoleSender;
@@ -45,6 +46,64 @@ enum Command {
         /// Defaults to BUSINESS_CONFIG, then business.toml.
         path: Option<PathBuf>,
     },
+    /// Price a job against business.toml and print the breakdown.
+    Quote(Box<QuoteArgs>),
+}
+
+#[derive(clap::Args, Default)]
+struct QuoteArgs {
+    /// business.toml to price against (default: BUSINESS_CONFIG, then business.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A TOML job file with the same fields as these flags; flags win.
+    #[arg(long)]
+    job: Option<PathBuf>,
+    /// Junk removal: a size tier id, e.g. half_truck.
+    #[arg(long)]
+    size: Option<String>,
+    /// Junk removal: an item with its own labour, as id or id=count.
+    #[arg(long = "item")]
+    items: Vec<String>,
+    /// State the labour directly (hours on site); needs --crew.
+    #[arg(long)]
+    hours: Option<rust_decimal::Decimal>,
+    /// State the crew directly; needs --hours.
+    #[arg(long, allow_hyphen_values = true)]
+    crew: Option<i64>,
+    /// Maid: bedrooms.
+    #[arg(long)]
+    bedrooms: Option<u32>,
+    /// Maid: bathrooms (1.5 allowed).
+    #[arg(long)]
+    bathrooms: Option<rust_decimal::Decimal>,
+    /// Maid: square feet.
+    #[arg(long)]
+    sqft: Option<u32>,
+    /// Maid: clean type id, e.g. deep.
+    #[arg(long)]
+    clean: Option<String>,
+    /// A modifier, as id or id=count (repeatable).
+    #[arg(long = "modifier")]
+    modifiers: Vec<String>,
+    /// A discount id (repeatable).
+    #[arg(long = "discount")]
+    discounts: Vec<String>,
+}
+
+/// A job file for `textdesk quote --job`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct JobFile {
+    size: Option<String>,
+    items: std::collections::BTreeMap<String, u32>,
+    hours: Option<rust_decimal::Decimal>,
+    crew: Option<i64>,
+    bedrooms: Option<u32>,
+    bathrooms: Option<rust_decimal::Decimal>,
+    square_feet: Option<u32>,
+    clean_type: Option<String>,
+    modifiers: std::collections::BTreeMap<String, u32>,
+    discounts: Vec<String>,
 }
 
 pub fn main() -> ExitCode {
@@ -57,6 +116,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::CheckConfig { path } => check_config(path),
+        Command::Quote(args) => quote(*args),
         command => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")
             .and_then(|rt| rt.block_on(run(command))),
@@ -90,7 +150,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             telemetry::init(settings.log_format, "warn");
             chat(settings, &from).await
         }
-        Command::CheckConfig { .. } => unreachable!("handled without a runtime"),
+        Command::CheckConfig { .. } | Command::Quote(_) => unreachable!("handled without a runtime"),
     }
 }
 
@@ -118,7 +178,9 @@ async fn chat(settings: Settings, from: &str) -> anyhow::Result<()> {
     });
     let services = Services::build(&settings, business.clone(), Some(sender)).await?;
     if settings.anthropic.is_none() {
-        println!("(No ANTHROPIC_API_KEY: replies are the no-model acknowledgement.)");
+        println!(
+            "(No ANTHROPIC_API_KEY: the guided flow answers, with numbered questions and the same prices.)"
+        );
     }
     println!(
         "Texting {} as {}. Same engine and database as `serve`. Ctrl-D or /quit to leave.\n",
@@ -165,10 +227,136 @@ async fn chat(settings: Settings, from: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn business_path(path: Option<PathBuf>) -> PathBuf {
+    path.or_else(|| std::env::var_os("BUSINESS_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("business.toml"))
+}
+
+/// `id` or `id=count`.
+fn selected(raw: &str) -> anyhow::Result<Selected> {
+    let (id, quantity) = match raw.split_once('=') {
+        Some((id, n)) => (
+            id,
+            n.trim()
+                .parse()
+                .with_context(|| format!("`{raw}`: the count must be a whole number"))?,
+        ),
+        None => (raw, 1),
+    };
+    Ok(Selected {
+        id: id.trim().to_string(),
+        quantity,
+    })
+}
+
+fn quote(args: QuoteArgs) -> anyhow::Result<()> {
+    let path = business_path(args.config.clone());
+    let config = BusinessConfig::load(&path)?;
+    let file: JobFile = match &args.job {
+        Some(job) => {
+            let text =
+                std::fs::read_to_string(job).with_context(|| format!("cannot read {}", job.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", job.display(), e.message()))?
+        }
+        None => JobFile::default(),
+    };
+    let mut modifiers: Vec<Selected> = file
+        .modifiers
+        .into_iter()
+        .map(|(id, quantity)| Selected { id, quantity })
+        .collect();
+    for raw in &args.modifiers {
+        let s = selected(raw)?;
+        modifiers.retain(|m| m.id != s.id);
+        modifiers.push(s);
+    }
+    let mut items: Vec<Selected> = file
+        .items
+        .into_iter()
+        .map(|(id, quantity)| Selected { id, quantity })
+        .collect();
+    for raw in &args.items {
+        let s = selected(raw)?;
+        items.retain(|m| m.id != s.id);
+        items.push(s);
+    }
+    let discounts = if args.discounts.is_empty() {
+        file.discounts
+    } else {
+        args.discounts.clone()
+    };
+    let labour = match (args.hours.or(file.hours), args.crew.or(file.crew)) {
+        (Some(hours), Some(crew)) => Some(Labour { hours, crew }),
+        (None, None) => None,
+        _ => anyhow::bail!("--hours and --crew go together"),
+    };
+    let job = match config.business.kind {
+        BusinessKind::JunkRemoval => JobSpec::Junk(JunkJob {
+            tier: args.size.clone().or(file.size),
+            items,
+            labour,
+            modifiers,
+            discounts,
+        }),
+        BusinessKind::Maid => JobSpec::Maid(MaidJob {
+            bedrooms: args.bedrooms.or(file.bedrooms).unwrap_or(0),
+            bathrooms: args.bathrooms.or(file.bathrooms).unwrap_or_default(),
+            square_feet: args.sqft.or(file.square_feet),
+            clean_type: args
+                .clean
+                .clone()
+                .or(file.clean_type)
+                .unwrap_or_else(|| "standard".into()),
+            labour,
+            modifiers,
+            discounts,
+        }),
+    };
+    let now = chrono::Utc::now();
+    let quote = price(&config.pricing, &job, "check".into(), now)
+        .map_err(|e| anyhow::anyhow!("cannot price this job: {e}"))?;
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(render_quote(&config, &quote).as_bytes());
+    Ok(())
+}
+
+fn render_quote(config: &BusinessConfig, quote: &crate::domain::quote::Quote) -> String {
+    let width = quote
+        .lines
+        .iter()
+        .map(|l| l.label.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let mut out = format!(
+        "{} - quote ({})\n\n",
+        config.business.name,
+        config.business.kind.as_str()
+    );
+    for line in &quote.lines {
+        out.push_str(&format!(
+            "  {:<width$}  {:>10}\n",
+            line.label,
+            line.amount.to_string()
+        ));
+    }
+    out.push_str(&format!("  {:<width$}  {:>10}\n", "", "----------"));
+    out.push_str(&format!(
+        "  {:<width$}  {:>10}\n\n",
+        "Total",
+        quote.total.to_string()
+    ));
+    for assumption in &quote.assumptions {
+        out.push_str(&format!("{assumption}\n"));
+    }
+    let expires = quote.expires_at.with_timezone(&config.business.timezone);
+    out.push_str(&format!("Valid until {}.\n", expires.format("%a %b %-d, %Y")));
+    out
+}
+
 fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let path = path
-        .or_else(|| std::env::var_os("BUSINESS_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("business.toml"));
+    let path = business_path(path);
     let config = BusinessConfig::load(&path)?;
     let mut report = config_summary(&path, &config);
     match Settings::from_env() {
@@ -200,11 +388,44 @@ fn config_summary(path: &Path, config: &BusinessConfig) -> String {
         "SMS:        at most {} segment(s) per reply\n",
         config.sms.max_segments
     ));
-    let assembled = prompt::assemble(config, chrono::Utc::now());
+    let p = &config.pricing;
+    out.push_str(&format!(
+        "Pricing:    minimum {}, rounding {:?}, quotes valid {} days; {} modifier(s), {} discount(s)\n",
+        p.minimum_charge,
+        p.rounding,
+        p.quote_valid_days,
+        p.modifiers.len(),
+        p.discounts.len()
+    ));
+    match b.kind {
+        BusinessKind::JunkRemoval => out.push_str(&format!(
+            "            {} delivery + {}/hour per person; {} size tier(s), {} item(s)\n",
+            p.junk.delivery_fee,
+            p.junk.hourly_rate_per_person,
+            p.junk.tiers.len(),
+            p.junk.items.len()
+        )),
+        BusinessKind::Maid => out.push_str(&format!(
+            "            {}/hour per cleaner, crew of {}; {} clean type(s), {} flat rate(s)\n",
+            p.maid.hourly_rate_per_person,
+            p.maid.crew,
+            p.maid.clean_types.len(),
+            p.maid.flat_rates.len()
+        )),
+    }
+    out.push_str("            Check prices with `textdesk quote`.\n");
+    let mut assembled = prompt::assemble(config, chrono::Utc::now());
+    assembled.push(
+        "Catalog",
+        "[pricing] (labels only; prices come from get_quote)",
+        prompt::catalog_text(config),
+    );
     if assembled.base_is_overridden() {
         out.push_str("\nWARNING: [assistant] base_prompt replaces the built-in base prompt.\n");
     }
-    out.push_str("\nAssembled system prompt, section by section:\n");
+    out.push_str(
+        "\nAssembled system prompt, section by section (each turn adds the conversation's state):\n",
+    );
     for section in &assembled.sections {
         out.push_str(&format!(
             "\n== {}  (from {})\n{}\n",

@@ -29,6 +29,27 @@ fn render(t: &impl Template) -> String {
     t.render().expect("SMS templates render").trim().to_string()
 }
 
+#[derive(Template)]
+#[template(path = "sms/quote.txt")]
+struct QuoteMessage<'a> {
+    name: &'a str,
+    total: String,
+    basis: String,
+    valid_until: String,
+}
+
+/// A quote, stated by code: used by the guided flow, and when a drafted
+/// reply states an amount no quote produced.
+pub fn quote_message(business: &BusinessConfig, quote: &crate::domain::quote::Quote) -> String {
+    let valid = quote.expires_at.with_timezone(&business.business.timezone);
+    render(&QuoteMessage {
+        name: &business.business.name,
+        total: quote.total.to_string(),
+        basis: quote.assumptions.join(" "),
+        valid_until: valid.format("%b %-d").to_string(),
+    })
+}
+
 /// Sent when the model stays unreachable after retries.
 pub fn apology(business: &BusinessConfig) -> String {
     render(&Apology {

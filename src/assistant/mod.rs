@@ -1,9 +1,11 @@
 //! Turning a conversation into the next reply.
 //!
 //! [`Responder`] is the seam: [`ClaudeResponder`] runs the Messages API tool
-//! loop; [`NoModelResponder`] answers when no model key is configured (the
-//! guided flow replaces it in a later stage).
+//! loop; [`guided::GuidedResponder`] drives the same state machine with
+//! numbered questions when there is no model, or the model is down.
 
+pub mod guided;
+pub mod job_tools;
 pub mod tools;
 
 use std::sync::Arc;
@@ -13,16 +15,19 @@ use chrono::Utc;
 
 use crate::anthropic::{ApiMessage, ContentBlock, MessagesRequest, ModelClient, ModelError, Role};
 use crate::config::business::BusinessConfig;
-use crate::domain::prompt;
+use crate::domain::conversation::ConversationState;
+use crate::domain::quote::Quote;
+use crate::domain::{guardrail, prompt};
 use crate::store::{Direction, Message, TurnInput};
-use crate::templates;
-use tools::{ToolContext, ToolRegistry};
+use tools::{OwnerAlert, ToolContext, ToolRegistry};
 
-/// A drafted reply, and anything the owner should hear about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A drafted reply, and what the turn changed.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Draft {
     pub text: String,
-    pub owner_alert: Option<String>,
+    pub state: ConversationState,
+    pub new_quotes: Vec<Quote>,
+    pub alerts: Vec<OwnerAlert>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +44,8 @@ pub enum ResponderError {
 
 #[async_trait]
 pub trait Responder: Send + Sync + 'static {
-    async fn respond(&self, turn: &TurnInput) -> Result<Draft, ResponderError>;
+    /// Drafts the reply to `turn`'s pending texts, starting from `state`.
+    async fn respond(&self, turn: &TurnInput, state: ConversationState) -> Result<Draft, ResponderError>;
 }
 
 pub struct ClaudeResponder {
@@ -91,31 +97,47 @@ pub fn history_to_messages(history: &[Message]) -> Vec<ApiMessage> {
 }
 
 impl ClaudeResponder {
-    fn system_prompt(&self, turn: &TurnInput) -> String {
-        let mut text = prompt::assemble(&self.business, Utc::now()).text();
+    /// The system prompt for the state the conversation is in now; rebuilt
+    /// every round, because a tool may have moved it.
+    fn system_prompt(&self, turn: &TurnInput, ctx: &ToolContext<'_>) -> String {
+        let mut assembled = prompt::assemble(&self.business, ctx.now);
+        assembled.push("Catalog", "[pricing]", prompt::catalog_text(&self.business));
+        let job = ctx.state.job().cloned().unwrap_or_default();
+        let quote = ctx
+            .state
+            .quote()
+            .map(|q| job_tools::quote_for_model(q, &self.business));
+        assembled.push(
+            "State",
+            "the conversation",
+            prompt::state_text(
+                &ctx.state,
+                &job_tools::describe_job(&job, &self.business),
+                quote.as_deref(),
+            ),
+        );
+        let mut text = assembled.text();
         if turn.first_contact {
             text.push_str("\n\nThis is the customer's first message to us.");
         }
         text
     }
-}
 
-#[async_trait]
-impl Responder for ClaudeResponder {
-    #[tracing::instrument(name = "claude_turn", skip_all, fields(conversation = turn.conversation.id.0))]
-    async fn respond(&self, turn: &TurnInput) -> Result<Draft, ResponderError> {
-        let mut request = MessagesRequest {
-            model: self.model.clone(),
-            max_tokens: self.max_tokens,
-            system: self.system_prompt(turn),
-            messages: history_to_messages(&turn.history),
-            tools: self.tools.definitions(),
-        };
-        let ctx = ToolContext {
-            conversation: &turn.conversation,
-            turn,
-        };
+    /// Runs the tool loop until the model answers in text.
+    async fn run_loop(
+        &self,
+        turn: &TurnInput,
+        ctx: &mut ToolContext<'_>,
+        messages: &mut Vec<ApiMessage>,
+    ) -> Result<String, ResponderError> {
         for round in 0..=self.max_tool_rounds {
+            let request = MessagesRequest {
+                model: self.model.clone(),
+                max_tokens: self.max_tokens,
+                system: self.system_prompt(turn, ctx),
+                messages: messages.clone(),
+                tools: self.tools.definitions(&ctx.state),
+            };
             let response = self.client.create_message(&request).await?;
             let tool_uses: Vec<(String, String, serde_json::Value)> = response
                 .content
@@ -140,34 +162,30 @@ impl Responder for ClaudeResponder {
                 if text.trim().is_empty() {
                     return Err(ResponderError::EmptyReply);
                 }
-                return Ok(Draft {
-                    text,
-                    owner_alert: None,
-                });
+                return Ok(text);
             }
             if round == self.max_tool_rounds {
                 break;
             }
             let mut results = Vec::with_capacity(tool_uses.len());
             for (id, name, input) in tool_uses {
-                tracing::info!(tool = %name, round, "model called a tool");
-                let outcome = self.tools.call(&ctx, &name, input).await;
+                tracing::info!(tool = %name, round, state = ctx.state.name(), "model called a tool");
+                let outcome = self.tools.call(ctx, &name, input).await;
                 results.push(ContentBlock::ToolResult {
                     tool_use_id: id,
                     content: outcome.content,
                     is_error: outcome.is_error,
                 });
             }
-            let assistant_blocks = response
-                .content
-                .into_iter()
-                .filter(|b| !matches!(b, ContentBlock::Unsupported))
-                .collect();
-            request.messages.push(ApiMessage {
+            messages.push(ApiMessage {
                 role: Role::Assistant,
-                content: assistant_blocks,
+                content: response
+                    .content
+                    .into_iter()
+                    .filter(|b| !matches!(b, ContentBlock::Unsupported))
+                    .collect(),
             });
-            request.messages.push(ApiMessage {
+            messages.push(ApiMessage {
                 role: Role::User,
                 content: results,
             });
@@ -176,21 +194,49 @@ impl Responder for ClaudeResponder {
     }
 }
 
-/// Without a model key: acknowledge the customer and put the owner on it.
-pub struct NoModelResponder {
-    pub business: Arc<BusinessConfig>,
-}
-
 #[async_trait]
-impl Responder for NoModelResponder {
-    async fn respond(&self, turn: &TurnInput) -> Result<Draft, ResponderError> {
+impl Responder for ClaudeResponder {
+    #[tracing::instrument(name = "claude_turn", skip_all, fields(conversation = turn.conversation.id.0))]
+    async fn respond(&self, turn: &TurnInput, state: ConversationState) -> Result<Draft, ResponderError> {
+        let mut ctx = ToolContext {
+            turn,
+            business: &self.business,
+            now: Utc::now(),
+            state,
+            new_quotes: Vec::new(),
+            alerts: Vec::new(),
+        };
+        let mut messages = history_to_messages(&turn.history);
+        let mut text = self.run_loop(turn, &mut ctx, &mut messages).await?;
+        // The guardrail, first line: a draft stating an amount no quote of
+        // this conversation produced is written again, once. The engine
+        // checks the result too, and falls back to a template.
+        let unsupported = guardrail::unsupported_amounts(&text, ctx.quotes());
+        if !unsupported.is_empty() {
+            let amounts: Vec<String> = unsupported.iter().map(|a| format!("${a}")).collect();
+            tracing::warn!(amounts = ?amounts, "draft states amounts no quote produced; regenerating once");
+            messages.push(ApiMessage {
+                role: Role::Assistant,
+                content: vec![ContentBlock::Text { text: text.clone() }],
+            });
+            messages.push(ApiMessage {
+                role: Role::User,
+                content: vec![ContentBlock::Text {
+                    text: format!(
+                        "[textdesk check, not from the customer] Your reply stated {}, which no get_quote \
+                         result in this conversation produced. Rewrite your reply to the customer: state only \
+                         amounts from get_quote results (call it if needed), or no amount at all.",
+                        amounts.join(", ")
+                    ),
+                }],
+            });
+            text = self.run_loop(turn, &mut ctx, &mut messages).await?;
+        }
         Ok(Draft {
-            text: templates::no_model_reply(&self.business),
-            owner_alert: Some(format!(
-                "A customer ({}) texted and no model is configured (ANTHROPIC_API_KEY is unset); \
-                 please answer them yourself.",
-                turn.conversation.customer_phone.masked()
-            )),
+            text,
+            state: ctx.state,
+            new_quotes: ctx.new_quotes,
+            alerts: ctx.alerts,
         })
     }
 }
@@ -201,7 +247,6 @@ mod tests {
 
     use serde_json::{Value, json};
 
-    use super::tools::{Tool, ToolError};
     use super::*;
     use crate::anthropic::MessagesResponse;
     use crate::domain::phone::E164;
@@ -235,29 +280,6 @@ mod tests {
                     attempts: 1,
                     last_error: "script exhausted".into(),
                 })
-        }
-    }
-
-    struct Echo;
-
-    #[async_trait]
-    impl Tool for Echo {
-        fn name(&self) -> &'static str {
-            "echo_item"
-        }
-        fn description(&self) -> &'static str {
-            "Echoes an item name."
-        }
-        fn input_schema(&self) -> Value {
-            json!({"type": "object", "properties": {"item": {"type": "string"}}, "required": ["item"]})
-        }
-        async fn call(&self, _ctx: &ToolContext<'_>, input: Value) -> Result<String, ToolError> {
-            match input.get("item").and_then(Value::as_str) {
-                Some(item) if !item.is_empty() => Ok(format!("noted: {item}")),
-                _ => Err(ToolError::InvalidInput(
-                    "`item` must be a non-empty string".into(),
-                )),
-            }
         }
     }
 
@@ -311,19 +333,23 @@ mod tests {
             pending: history.clone(),
             history,
             first_contact: true,
+            state: ConversationState::default(),
+            last_activity: None,
+            quotes: Vec::new(),
         }
     }
 
     fn responder(model: Arc<ScriptedModel>, max_tool_rounds: usize) -> ClaudeResponder {
+        let business = Arc::new(BusinessConfig::default());
         let mut tools = ToolRegistry::default();
-        tools.register(Arc::new(Echo));
+        job_tools::register(&mut tools, business.clone());
         ClaudeResponder {
             client: model,
             model: "claude-test".into(),
             max_tokens: 100,
             max_tool_rounds,
             tools,
-            business: Arc::new(BusinessConfig::default()),
+            business,
         }
     }
 
@@ -343,70 +369,130 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn tool_loop_runs_until_end_turn() {
-        let model = ScriptedModel::new(vec![
-            tool_use("t1", "echo_item", json!({"item": "couch"})),
-            text("We can take the couch."),
-        ]);
-        let draft = responder(model.clone(), 4)
-            .respond(&turn(vec![message(1, Direction::Inbound, "a couch")]))
+    fn tool_names(request: &MessagesRequest) -> Vec<&str> {
+        request.tools.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    async fn run(model: Arc<ScriptedModel>, rounds: usize) -> Result<Draft, ResponderError> {
+        responder(model, rounds)
+            .respond(
+                &turn(vec![message(1, Direction::Inbound, "half a truck of junk")]),
+                ConversationState::default(),
+            )
             .await
-            .unwrap();
-        assert_eq!(draft.text, "We can take the couch.");
-        let requests = model.requests.lock().unwrap();
-        assert_eq!(requests.len(), 2);
-        assert_eq!(requests[0].tools[0].name, "echo_item");
-        assert_eq!(
-            tool_results(&requests[1]),
-            vec![("noted: couch".to_string(), false)]
-        );
-        assert_eq!(requests[1].messages[1].role, Role::Assistant);
     }
 
     #[tokio::test]
-    async fn bad_input_and_unknown_tools_return_is_error_results() {
+    async fn tool_loop_reaches_quoted_with_state_legal_tools() {
         let model = ScriptedModel::new(vec![
-            tool_use("t1", "echo_item", json!({"item": ""})),
-            tool_use("t2", "book_spaceship", json!({})),
-            tool_use("t3", "echo_item", json!("not an object")),
+            tool_use("t1", "record_job_details", json!({"size": "half_truck"})),
+            tool_use("t2", "get_quote", json!({})),
+            text("It's $350 for about half a truck."),
+        ]);
+        let draft = run(model.clone(), 4).await.unwrap();
+        assert_eq!(draft.text, "It's $350 for about half a truck.");
+        assert_eq!(draft.state.name(), "QUOTED");
+        assert_eq!(draft.new_quotes.len(), 1);
+        assert_eq!(draft.new_quotes[0].total.to_string(), "$350");
+        let requests = model.requests.lock().unwrap();
+        assert_eq!(requests.len(), 3);
+        // INTAKE offers the intake tools only; QUOTED adds nothing unregistered.
+        assert_eq!(
+            tool_names(&requests[0]),
+            vec!["record_job_details", "get_quote", "escalate_to_owner"]
+        );
+        assert!(requests[0].system.contains("Conversation state: INTAKE"));
+        assert!(requests[0].system.contains("half_truck (about half a truck)"));
+        assert!(
+            !requests[0].system.contains("$50"),
+            "prices must not be in the prompt"
+        );
+        let recorded = tool_results(&requests[1]);
+        assert!(
+            !recorded[0].1 && recorded[0].0.contains("Enough to quote"),
+            "{recorded:?}"
+        );
+        let quoted = tool_results(&requests[2]);
+        assert!(!quoted[0].1 && quoted[0].0.contains("total $350"), "{quoted:?}");
+        assert!(requests[2].system.contains("Conversation state: QUOTED"));
+    }
+
+    #[tokio::test]
+    async fn bad_forbidden_and_unknown_calls_return_is_error_results() {
+        let model = ScriptedModel::new(vec![
+            tool_use("t1", "record_job_details", json!({"size": "two_trucks"})),
+            tool_use("t2", "record_job_details", json!({"bedrooms": 3})),
+            tool_use("t3", "get_quote", json!({})),
+            tool_use("t4", "book_slot", json!({"slot_id": 1})),
+            tool_use("t5", "launch_rocket", json!({})),
+            tool_use("t6", "record_job_details", json!("not an object")),
+            tool_use("t7", "escalate_to_owner", json!({"reason": "bored"})),
             text("Done."),
         ]);
-        responder(model.clone(), 5)
-            .respond(&turn(vec![message(1, Direction::Inbound, "hi")]))
-            .await
-            .unwrap();
+        let draft = run(model.clone(), 10).await.unwrap();
+        assert_eq!(draft.state.name(), "INTAKE");
         let requests = model.requests.lock().unwrap();
-        let bad = tool_results(&requests[1]);
-        assert!(
-            bad[0].1 && bad[0].0.contains("`item` must be a non-empty string"),
-            "{bad:?}"
-        );
-        let unknown = tool_results(&requests[2]);
-        assert!(
-            unknown[0].1 && unknown[0].0.contains("no tool named `book_spaceship`"),
-            "{unknown:?}"
-        );
-        let not_object = tool_results(&requests[3]);
-        assert!(
-            not_object[0].1 && not_object[0].0.contains("JSON object"),
-            "{not_object:?}"
-        );
+        let result = |i: usize| tool_results(&requests[i]).remove(0);
+        let expect = [
+            (1, "unknown size `two_trucks`"),
+            (2, "junk removal business"),
+            (3, "not enough to price"),
+            (4, "`book_slot` is not available while the conversation is INTAKE"),
+            (5, "no tool named `launch_rocket`"),
+            (6, "JSON object"),
+            (7, "unknown variant `bored`"),
+        ];
+        for (i, needle) in expect {
+            let (content, is_error) = result(i);
+            assert!(is_error && content.contains(needle), "{i}: {content}");
+        }
     }
 
     #[tokio::test]
     async fn tool_rounds_are_bounded() {
         let model = ScriptedModel::new(
             (0..10)
-                .map(|i| tool_use(&format!("t{i}"), "echo_item", json!({"item": "x"})))
+                .map(|i| tool_use(&format!("t{i}"), "record_job_details", json!({"notes": "x"})))
                 .collect(),
         );
-        let err = responder(model.clone(), 2)
-            .respond(&turn(vec![message(1, Direction::Inbound, "hi")]))
-            .await
-            .unwrap_err();
+        let err = run(model.clone(), 2).await.unwrap_err();
         assert!(matches!(err, ResponderError::ToolLoopExhausted(2)));
         assert_eq!(model.requests.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_invented_price_is_regenerated_once() {
+        let model = ScriptedModel::new(vec![
+            tool_use("t1", "record_job_details", json!({"size": "half_truck"})),
+            tool_use("t2", "get_quote", json!({})),
+            text("Sure, $20 it is!"),
+            text("Your price is $350."),
+        ]);
+        let draft = run(model.clone(), 4).await.unwrap();
+        assert_eq!(draft.text, "Your price is $350.");
+        let requests = model.requests.lock().unwrap();
+        let last = requests.last().unwrap().messages.last().unwrap();
+        let ContentBlock::Text { text } = &last.content[0] else {
+            panic!()
+        };
+        assert!(text.contains("$20") && text.contains("no get_quote"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn escalation_hands_off_and_alerts_the_owner() {
+        let model = ScriptedModel::new(vec![
+            tool_use(
+                "t1",
+                "escalate_to_owner",
+                json!({"reason": "complaint", "summary": "Crew left a mess last week."}),
+            ),
+            text("I'm sorry. The owner will text you soon."),
+        ]);
+        let draft = run(model, 4).await.unwrap();
+        assert_eq!(draft.state.name(), "HANDED_OFF");
+        assert_eq!(draft.alerts.len(), 1);
+        assert!(draft.alerts[0].detail.contains("Crew left a mess"));
+        assert!(!draft.alerts[0].detail.contains("5550100"));
     }
 
     #[test]

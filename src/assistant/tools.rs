@@ -1,22 +1,60 @@
 //! The tools Claude may call, and what happens when it calls one badly.
 //!
-//! Later stages register tools here (quotes, slots, bookings). Whatever the
-//! model sends, a call ends in a `tool_result`: a bad or forbidden input is
-//! an `is_error` result whose text tells the model what to fix, never a
-//! panic and never a silent success.
+//! The conversation state decides which tools are legal: only those are
+//! offered, and a call to any other is refused. Whatever the model sends, a
+//! call ends in a `tool_result`: a bad or forbidden input is an `is_error`
+//! result whose text tells the model what to fix, never a panic and never a
+//! silent success.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::anthropic::ToolDefinition;
-use crate::store::{Conversation, TurnInput};
+use crate::config::business::BusinessConfig;
+use crate::domain::conversation::{ConversationState, Event, tool, transition};
+use crate::domain::quote::Quote;
+use crate::store::TurnInput;
 
-/// What a tool may know about the turn it runs in.
+/// Something the owner must hear about, raised during a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerAlert {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+/// What a tool may read and change during a turn. Changes are kept here and
+/// committed with the turn's reply, all at once.
 pub struct ToolContext<'a> {
-    pub conversation: &'a Conversation,
     pub turn: &'a TurnInput,
+    pub business: &'a BusinessConfig,
+    pub now: DateTime<Utc>,
+    pub state: ConversationState,
+    pub new_quotes: Vec<Quote>,
+    pub alerts: Vec<OwnerAlert>,
+}
+
+impl ToolContext<'_> {
+    /// Moves the conversation through the state machine.
+    pub fn apply(&mut self, event: Event) -> Result<(), ToolError> {
+        let next = transition(self.state.clone(), event).map_err(|e| ToolError::NotAllowed(e.to_string()))?;
+        if next.name() != self.state.name() {
+            tracing::info!(
+                from = self.state.name(),
+                to = next.name(),
+                "conversation state changed"
+            );
+        }
+        self.state = next;
+        Ok(())
+    }
+
+    /// Every quote of this conversation, older ones first.
+    pub fn quotes(&self) -> impl Iterator<Item = &Quote> {
+        self.turn.quotes.iter().chain(self.new_quotes.iter())
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -35,11 +73,11 @@ pub enum ToolError {
 #[async_trait]
 pub trait Tool: Send + Sync + 'static {
     fn name(&self) -> &'static str;
-    fn description(&self) -> &'static str;
+    fn description(&self) -> String;
     /// JSON Schema of the input object.
     fn input_schema(&self) -> Value;
     /// Runs the tool; the `Ok` text is what the model reads.
-    async fn call(&self, ctx: &ToolContext<'_>, input: Value) -> Result<String, ToolError>;
+    async fn call(&self, ctx: &mut ToolContext<'_>, input: Value) -> Result<String, ToolError>;
 }
 
 /// What goes back to the model for one `tool_use`.
@@ -68,32 +106,58 @@ impl ToolRegistry {
         self.tools.iter().map(|t| t.name()).collect()
     }
 
-    pub fn definitions(&self) -> Vec<ToolDefinition> {
+    fn legal<'a>(&'a self, state: &'a ConversationState) -> impl Iterator<Item = &'a Arc<dyn Tool>> + 'a {
         self.tools
             .iter()
+            .filter(move |t| state.allowed_tools().contains(&t.name()))
+    }
+
+    /// The tools legal in `state`, as the API wants them.
+    pub fn definitions(&self, state: &ConversationState) -> Vec<ToolDefinition> {
+        self.legal(state)
             .map(|t| ToolDefinition {
                 name: t.name().into(),
-                description: t.description().into(),
+                description: t.description(),
                 input_schema: t.input_schema(),
             })
             .collect()
     }
 
-    pub async fn call(&self, ctx: &ToolContext<'_>, name: &str, input: Value) -> ToolOutcome {
-        let Some(tool) = self.tools.iter().find(|t| t.name() == name) else {
-            return ToolOutcome {
-                content: format!(
-                    "Error: there is no tool named `{name}` available now. Available: {}.",
-                    self.names().join(", ")
-                ),
-                is_error: true,
-            };
+    pub async fn call(&self, ctx: &mut ToolContext<'_>, name: &str, input: Value) -> ToolOutcome {
+        let error = |content: String| ToolOutcome {
+            content,
+            is_error: true,
         };
-        if !input.is_object() {
-            return ToolOutcome {
-                content: "Error: invalid input: the input must be a JSON object.".into(),
-                is_error: true,
+        let available = || {
+            self.legal(&ctx.state)
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let tool = self.tools.iter().find(|t| t.name() == name);
+        if !ctx.state.allowed_tools().contains(&name) || tool.is_none() {
+            let content = if !tool::ALL.contains(&name) {
+                format!(
+                    "Error: there is no tool named `{name}`. Tools available now: {}.",
+                    available()
+                )
+            } else {
+                tracing::info!(
+                    tool = name,
+                    state = ctx.state.name(),
+                    "model called a tool its state forbids"
+                );
+                format!(
+                    "Error: `{name}` is not available while the conversation is {}. Tools available now: {}.",
+                    ctx.state.name(),
+                    available()
+                )
             };
+            return error(content);
+        }
+        let tool = tool.expect("checked above");
+        if !input.is_object() {
+            return error("Error: invalid input: the input must be a JSON object.".into());
         }
         match tool.call(ctx, input).await {
             Ok(content) => ToolOutcome {
@@ -102,10 +166,7 @@ impl ToolRegistry {
             },
             Err(e) => {
                 tracing::info!(tool = name, error = %e, "tool call returned an error to the model");
-                ToolOutcome {
-                    content: format!("Error: {e}"),
-                    is_error: true,
-                }
+                error(format!("Error: {e}"))
             }
         }
     }

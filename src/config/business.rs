@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
+use crate::domain::conversation::Lifetimes;
 use crate::domain::phone::E164;
+use crate::domain::quote::PricingConfig;
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -17,6 +19,35 @@ pub struct BusinessConfig {
     pub business: BusinessInfo,
     pub assistant: AssistantConfig,
     pub sms: SmsConfig,
+    pub pricing: PricingConfig,
+    pub conversation: ConversationConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConversationConfig {
+    /// Days of silence after which a customer's next text starts a new job.
+    pub idle_days: u32,
+    /// Days after a hand-off to the owner before the bot answers again.
+    pub handoff_days: u32,
+}
+
+impl Default for ConversationConfig {
+    fn default() -> Self {
+        Self {
+            idle_days: 30,
+            handoff_days: 7,
+        }
+    }
+}
+
+impl ConversationConfig {
+    pub fn lifetimes(&self) -> Lifetimes {
+        Lifetimes {
+            idle_days: self.idle_days,
+            handoff_days: self.handoff_days,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,7 +255,7 @@ impl BusinessConfig {
         };
         let deserializer = toml::Deserializer::parse(text)
             .map_err(|e| invalid(e.span(), "(syntax)".into(), e.message().to_string()))?;
-        serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let config: BusinessConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let mut key = err.path().to_string();
             // The path already ends with an unknown key's own name.
             let inner = err.inner();
@@ -233,7 +264,22 @@ impl BusinessConfig {
                 key = "(file)".into();
             }
             invalid(inner.span(), key, message)
-        })
+        })?;
+        config.pricing.validate().map_err(|e| {
+            // Point at the offending id if the file names it, else at the table.
+            let at =
+                e.id.as_ref()
+                    .and_then(|id| {
+                        let quoted = format!("\"{id}\"");
+                        let first = text.find(&quoted)?;
+                        // A duplicate is the second mention.
+                        Some(text[first + 1..].find(&quoted).map_or(first, |i| first + 1 + i))
+                    })
+                    .or_else(|| text.find(&format!("[{}", e.key)))
+                    .or_else(|| text.find("[pricing"));
+            invalid(at.map(|a| a..a), e.key.to_string(), e.message)
+        })?;
+        Ok(config)
     }
 
     /// The greeting, defaulted from the business name.
@@ -344,13 +390,32 @@ mod tests {
     }
 
     #[test]
+    fn catalog_mistakes_are_located() {
+        let text = "[pricing]\nminimum_charge = 100\n\n[[pricing.modifiers]]\nid = \"stairs\"\nlabel = \"Stairs\"\nkind = \"per_unit\"\namount = 25\nunit = \"flight\"\n\n[[pricing.modifiers]]\nid = \"stairs\"\nlabel = \"Again\"\nkind = \"flat\"\namount = \"10\"\n";
+        let (line, _, key, message) = error(text);
+        assert_eq!((line, key.as_str()), (12, "pricing.modifiers"));
+        // The earlier definition parses: `amount` as a TOML number is fine.
+        assert!(message.contains("`stairs` is used twice"), "{message}");
+
+        let (line, _, key, _) = error("[pricing]\nrounding = \"nearest_penny\"\n");
+        assert_eq!((line, key.as_str()), (2, "pricing.rounding"));
+        let (line, _, key, message) =
+            error("[[pricing.modifiers]]\nid = \"x\"\nlabel = \"X\"\nkind = \"sometimes\"\n");
+        assert_eq!(line, 1);
+        assert_eq!(key, "pricing.modifiers[0]");
+        assert!(message.contains("sometimes"), "{message}");
+    }
+
+    #[test]
     fn shipped_files_parse() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let junk = BusinessConfig::load(&root.join("business.toml")).unwrap();
         assert_eq!(junk.business.kind, BusinessKind::JunkRemoval);
         assert_eq!(junk.business.timezone, chrono_tz::America::Los_Angeles);
+        assert!(!junk.pricing.modifiers.is_empty() && !junk.pricing.junk.tiers.is_empty());
         let maid = BusinessConfig::load(&root.join("examples/maid.toml")).unwrap();
         assert_eq!(maid.business.kind, BusinessKind::Maid);
+        assert!(!maid.pricing.maid.clean_types.is_empty());
         assert_eq!(maid.business.timezone, chrono_tz::America::Chicago);
     }
 }

@@ -335,6 +335,16 @@ pub mod tool {
     pub const BOOK_SLOT: &str = "book_slot";
     pub const RESCHEDULE_BOOKING: &str = "reschedule_booking";
     pub const CANCEL_BOOKING: &str = "cancel_booking";
+
+    pub const ALL: [&str; 7] = [
+        RECORD_JOB_DETAILS,
+        GET_QUOTE,
+        ESCALATE_TO_OWNER,
+        GET_AVAILABLE_SLOTS,
+        BOOK_SLOT,
+        RESCHEDULE_BOOKING,
+        CANCEL_BOOKING,
+    ];
 }
 
 impl ConversationState {

@@ -2,6 +2,8 @@
 //! function of its arguments and is unit-tested as such.
 
 pub mod conversation;
+pub mod guardrail;
+pub mod guided;
 pub mod keywords;
 pub mod money;
 pub mod phone;

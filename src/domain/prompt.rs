@@ -6,7 +6,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::business::BusinessConfig;
+use crate::config::business::{BusinessConfig, BusinessKind};
+use crate::domain::conversation::ConversationState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptSection {
@@ -149,6 +150,114 @@ pub fn assemble(config: &BusinessConfig, now: DateTime<Utc>) -> AssembledPrompt 
         );
     }
     prompt
+}
+
+/// What the business offers, by catalog id and label. Prices are left out
+/// on purpose: they only ever come from `get_quote`.
+pub fn catalog_text(config: &BusinessConfig) -> String {
+    let p = &config.pricing;
+    let list = |entries: Vec<(&str, &str)>| {
+        entries
+            .iter()
+            .map(|(id, label)| format!("{id} ({label})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut lines = Vec::new();
+    match config.business.kind {
+        BusinessKind::JunkRemoval => {
+            lines.push(format!(
+                "Job sizes: {}.",
+                list(
+                    p.junk
+                        .tiers
+                        .iter()
+                        .map(|t| (t.id.as_str(), t.label.as_str()))
+                        .collect()
+                )
+            ));
+            if !p.junk.items.is_empty() {
+                lines.push(format!(
+                    "Large items priced by their own labour: {}.",
+                    list(
+                        p.junk
+                            .items
+                            .iter()
+                            .map(|t| (t.id.as_str(), t.label.as_str()))
+                            .collect()
+                    )
+                ));
+            }
+        }
+        BusinessKind::Maid => {
+            lines.push(format!(
+                "Kinds of clean: {}. A quote needs bedrooms, bathrooms and the kind of clean; square feet helps.",
+                list(p.maid.clean_types.iter().map(|t| (t.id.as_str(), t.label.as_str())).collect())
+            ));
+        }
+    }
+    if !p.modifiers.is_empty() {
+        lines.push(format!(
+            "Extras: {}.",
+            list(
+                p.modifiers
+                    .iter()
+                    .map(|m| (m.id.as_str(), m.label.as_str()))
+                    .collect()
+            )
+        ));
+    }
+    if !p.discounts.is_empty() {
+        lines.push(format!(
+            "Discounts, only if the customer says they qualify: {}.",
+            list(
+                p.discounts
+                    .iter()
+                    .map(|d| (d.id.as_str(), d.label.as_str()))
+                    .collect()
+            )
+        ));
+    }
+    format!(
+        "Catalog (map the customer's words onto these ids with record_job_details):\n{}",
+        lines.join("\n")
+    )
+}
+
+/// Describes the conversation's state and its data for the model: what has
+/// happened, what the tools allow next.
+pub fn state_text(state: &ConversationState, job_summary: &str, quote_summary: Option<&str>) -> String {
+    let mut text = format!("Conversation state: {}.\n{job_summary}", state.name());
+    match state {
+        ConversationState::Intake(_) => text.push_str(
+            "\nLearn what the customer needs, record it with record_job_details, then call get_quote. \
+             Ask one short question at a time.",
+        ),
+        ConversationState::Quoted(_) => text.push_str(
+            "\nThe customer has a quote. Answer questions about it with its exact amounts. If the job \
+             changes, record the change and get a new quote. Booking a time is handled by the owner \
+             for now: if the customer wants to book, say the owner will text them to pick a time.",
+        ),
+        ConversationState::Scheduling(s) => {
+            let slots = s
+                .offered
+                .iter()
+                .map(|o| format!("{}) {}", o.id, o.label))
+                .collect::<Vec<_>>()
+                .join("; ");
+            text.push_str(&format!(
+                "\nOffered openings: {slots}. Book only one of these, by its number."
+            ));
+        }
+        ConversationState::Booked(b) => {
+            text.push_str(&format!("\nBooked: {}.", b.booking.slot.label));
+        }
+        _ => {}
+    }
+    if let Some(quote) = quote_summary {
+        text.push_str(&format!("\nCurrent quote:\n{quote}"));
+    }
+    text
 }
 
 #[cfg(test)]

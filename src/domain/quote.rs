@@ -35,7 +35,7 @@ use super::money::Money;
 // ---------------------------------------------------------------------------
 // The owner's pricing, from business.toml [pricing].
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PricingConfig {
     /// Days a quote stays valid.
@@ -50,7 +50,7 @@ pub struct PricingConfig {
     pub discounts: Vec<DiscountDef>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Rounding {
     #[default]
@@ -59,7 +59,7 @@ pub enum Rounding {
     FiveDollars,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct JunkPricing {
     pub delivery_fee: Money,
@@ -74,7 +74,7 @@ pub struct JunkPricing {
 }
 
 /// A job size the customer can recognize: "about half a truck".
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SizeTier {
     pub id: String,
@@ -84,7 +84,7 @@ pub struct SizeTier {
 }
 
 /// Labour for one item, added to the job: "a piano takes 3 people 1 hour".
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ItemLabour {
     pub id: String,
@@ -95,7 +95,7 @@ pub struct ItemLabour {
     pub crew: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaidPricing {
     pub hourly_rate_per_person: Money,
@@ -111,7 +111,7 @@ pub struct MaidPricing {
     pub flat_rates: Vec<FlatRate>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CleanType {
     pub id: String,
@@ -121,7 +121,7 @@ pub struct CleanType {
 }
 
 /// A fixed price for a home of this shape, instead of hourly labour.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FlatRate {
     pub bedrooms: u32,
@@ -130,17 +130,15 @@ pub struct FlatRate {
     pub price: Money,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(try_from = "RawPriceRule")]
 pub struct ModifierDef {
     pub id: String,
     pub label: String,
-    #[serde(flatten)]
     pub kind: ModifierKind,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ModifierKind {
     /// Added once: "heavy item".
     Flat { amount: Money },
@@ -152,20 +150,113 @@ pub enum ModifierKind {
     Percent { percent: Decimal },
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(try_from = "RawPriceRule")]
 pub struct DiscountDef {
     pub id: String,
     pub label: String,
-    #[serde(flatten)]
     pub kind: DiscountKind,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DiscountKind {
     Percent { percent: Decimal },
     Amount { amount: Money },
+}
+
+/// A modifier or discount as written in business.toml. serde cannot both
+/// flatten a tagged enum and refuse unknown keys, so the file is read into
+/// this strict shape and then checked for the fields its `kind` needs.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPriceRule {
+    id: String,
+    label: String,
+    kind: String,
+    amount: Option<Money>,
+    percent: Option<Decimal>,
+    unit: Option<String>,
+}
+
+impl RawPriceRule {
+    fn amount(&self) -> Result<Money, String> {
+        match (self.amount, &self.percent) {
+            (Some(a), None) => Ok(a),
+            (None, _) => Err(format!("`{}`: kind `{}` needs `amount`", self.id, self.kind)),
+            (Some(_), Some(_)) => Err(format!("`{}`: give `amount` or `percent`, not both", self.id)),
+        }
+    }
+
+    fn percent(&self) -> Result<Decimal, String> {
+        match (self.percent, &self.amount) {
+            (Some(p), None) => Ok(p),
+            (None, _) => Err(format!("`{}`: kind `percent` needs `percent`", self.id)),
+            (Some(_), Some(_)) => Err(format!("`{}`: give `amount` or `percent`, not both", self.id)),
+        }
+    }
+}
+
+impl TryFrom<RawPriceRule> for ModifierDef {
+    type Error = String;
+    fn try_from(raw: RawPriceRule) -> Result<Self, String> {
+        if raw.unit.is_some() && raw.kind != "per_unit" {
+            return Err(format!("`{}`: `unit` only applies to kind `per_unit`", raw.id));
+        }
+        let kind = match raw.kind.as_str() {
+            "flat" => ModifierKind::Flat {
+                amount: raw.amount()?,
+            },
+            "per_unit" => ModifierKind::PerUnit {
+                amount: raw.amount()?,
+                unit: raw.unit.clone().unwrap_or_else(|| "unit(s)".into()),
+            },
+            "per_item" => ModifierKind::PerItem {
+                amount: raw.amount()?,
+            },
+            "percent" => ModifierKind::Percent {
+                percent: raw.percent()?,
+            },
+            other => {
+                return Err(format!(
+                    "`{}`: unknown kind `{other}`, expected one of `flat`, `per_unit`, `per_item`, `percent`",
+                    raw.id
+                ));
+            }
+        };
+        Ok(ModifierDef {
+            id: raw.id,
+            label: raw.label,
+            kind,
+        })
+    }
+}
+
+impl TryFrom<RawPriceRule> for DiscountDef {
+    type Error = String;
+    fn try_from(raw: RawPriceRule) -> Result<Self, String> {
+        if raw.unit.is_some() {
+            return Err(format!("`{}`: discounts take no `unit`", raw.id));
+        }
+        let kind = match raw.kind.as_str() {
+            "percent" => DiscountKind::Percent {
+                percent: raw.percent()?,
+            },
+            "amount" => DiscountKind::Amount {
+                amount: raw.amount()?,
+            },
+            other => {
+                return Err(format!(
+                    "`{}`: unknown kind `{other}`, expected `percent` or `amount`",
+                    raw.id
+                ));
+            }
+        };
+        Ok(DiscountDef {
+            id: raw.id,
+            label: raw.label,
+            kind,
+        })
+    }
 }
 
 fn dec(s: &str) -> Decimal {
@@ -240,45 +331,120 @@ impl Default for MaidPricing {
 }
 
 impl PricingConfig {
-    /// Checks what serde cannot: ids unique and referenced ids known.
-    pub fn validate(&self) -> Result<(), String> {
-        fn unique<'a>(what: &str, ids: impl Iterator<Item = &'a str>) -> Result<(), String> {
+    /// Checks what serde cannot: ids unique, referenced ids known, sizes
+    /// positive.
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        fn unique<'a>(key: &'static str, ids: impl Iterator<Item = &'a str>) -> Result<(), CatalogError> {
             let mut seen = std::collections::HashSet::new();
             for id in ids {
                 if !seen.insert(id) {
-                    return Err(format!("{what} id `{id}` is used twice"));
+                    return Err(CatalogError {
+                        key,
+                        id: Some(id.to_string()),
+                        message: format!("id `{id}` is used twice"),
+                    });
                 }
             }
             Ok(())
         }
-        unique("tier", self.junk.tiers.iter().map(|t| t.id.as_str()))?;
-        unique("item", self.junk.items.iter().map(|t| t.id.as_str()))?;
-        unique("modifier", self.modifiers.iter().map(|t| t.id.as_str()))?;
-        unique("discount", self.discounts.iter().map(|t| t.id.as_str()))?;
-        unique("clean type", self.maid.clean_types.iter().map(|t| t.id.as_str()))?;
+        let fail = |key: &'static str, id: &str, message: String| {
+            Err(CatalogError {
+                key,
+                id: Some(id.to_string()),
+                message,
+            })
+        };
+        unique(
+            "pricing.junk.tiers",
+            self.junk.tiers.iter().map(|t| t.id.as_str()),
+        )?;
+        unique(
+            "pricing.junk.items",
+            self.junk.items.iter().map(|t| t.id.as_str()),
+        )?;
+        unique("pricing.modifiers", self.modifiers.iter().map(|t| t.id.as_str()))?;
+        unique("pricing.discounts", self.discounts.iter().map(|t| t.id.as_str()))?;
+        unique(
+            "pricing.maid.clean_types",
+            self.maid.clean_types.iter().map(|t| t.id.as_str()),
+        )?;
         for rate in &self.maid.flat_rates {
             if !self.maid.clean_types.iter().any(|c| c.id == rate.clean_type) {
-                return Err(format!(
-                    "flat rate names unknown clean type `{}`",
-                    rate.clean_type
-                ));
+                return fail(
+                    "pricing.maid.flat_rates",
+                    &rate.clean_type,
+                    format!("names unknown clean type `{}`", rate.clean_type),
+                );
             }
         }
         for tier in &self.junk.tiers {
             if tier.hours <= Decimal::ZERO || tier.crew == 0 {
-                return Err(format!("tier `{}` needs positive hours and crew", tier.id));
+                return fail(
+                    "pricing.junk.tiers",
+                    &tier.id,
+                    format!("`{}` needs hours above 0 and a crew of 1 or more", tier.id),
+                );
             }
         }
-        if self.junk.billing_increment_hours <= Decimal::ZERO
-            || self.maid.billing_increment_hours <= Decimal::ZERO
-        {
-            return Err("billing_increment_hours must be positive".into());
+        for item in &self.junk.items {
+            if item.hours < Decimal::ZERO || item.crew == Some(0) {
+                return fail(
+                    "pricing.junk.items",
+                    &item.id,
+                    format!("`{}` needs hours of 0 or more and a crew of 1 or more", item.id),
+                );
+            }
+        }
+        for clean in &self.maid.clean_types {
+            if clean.multiplier <= Decimal::ZERO {
+                return fail(
+                    "pricing.maid.clean_types",
+                    &clean.id,
+                    format!("`{}` needs a multiplier above 0", clean.id),
+                );
+            }
+        }
+        let negative_money = self.modifiers.iter().any(|m| match &m.kind {
+            ModifierKind::Flat { amount }
+            | ModifierKind::PerUnit { amount, .. }
+            | ModifierKind::PerItem { amount } => amount.is_negative(),
+            ModifierKind::Percent { percent } => percent.is_sign_negative(),
+        });
+        if negative_money {
+            return Err(CatalogError {
+                key: "pricing.modifiers",
+                id: None,
+                message: "modifiers add to the price; use [[pricing.discounts]] to take away".into(),
+            });
+        }
+        let positive = |v: Decimal| v > Decimal::ZERO;
+        if !positive(self.junk.billing_increment_hours) || !positive(self.maid.billing_increment_hours) {
+            return Err(CatalogError {
+                key: "pricing.billing_increment_hours",
+                id: None,
+                message: "must be above 0".into(),
+            });
         }
         if self.maid.crew == 0 || self.junk.default_crew == 0 {
-            return Err("crew sizes must be at least 1".into());
+            return Err(CatalogError {
+                key: "pricing.crew",
+                id: None,
+                message: "crew sizes must be at least 1".into(),
+            });
         }
         Ok(())
     }
+}
+
+/// A mistake in the owner's catalog that parsing alone cannot see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CatalogError {
+    /// Where in business.toml, e.g. `pricing.modifiers`.
+    pub key: &'static str,
+    /// The offending id, to point at its line.
+    pub id: Option<String>,
+    pub message: String,
 }
 
 // ---------------------------------------------------------------------------
@@ -1086,7 +1252,11 @@ mod tests {
         assert_eq!(PricingConfig::default().validate(), Ok(()));
         let mut c = catalog();
         c.modifiers.push(c.modifiers[0].clone());
-        assert!(c.validate().unwrap_err().contains("heavy_item"));
+        let err = c.validate().unwrap_err();
+        assert_eq!(
+            (err.key, err.id.as_deref()),
+            ("pricing.modifiers", Some("heavy_item"))
+        );
     }
 
     fn any_modifiers() -> impl Strategy<Value = Vec<(usize, u32)>> {

@@ -6,20 +6,28 @@
 
 use std::sync::Arc;
 
-use crate::assistant::{Draft, Responder, ResponderError};
+use chrono::Utc;
+
+use crate::assistant::guided::GuidedResponder;
+use crate::assistant::{Responder, ResponderError};
 use crate::config::business::BusinessConfig;
+use crate::domain::conversation::{self, ConversationState, Event};
 use crate::domain::keywords::{self, Keyword};
-use crate::domain::sms_text;
+use crate::domain::quote::Quote;
+use crate::domain::{guardrail, guided, sms_text};
 use crate::store::{
     ConversationId, Delivery, InboundResolution, MessageId, OutboundDraft, OutboundSms, Store, StoreError,
-    TurnInput,
+    TurnCommit, TurnInput,
 };
 use crate::templates;
 use crate::twilio::{SendError, SmsSender};
 
 pub struct Engine {
     pub store: Arc<dyn Store>,
+    /// Claude, or the guided flow when no model is configured.
     pub responder: Arc<dyn Responder>,
+    /// Stands in when the responder fails.
+    pub guided: GuidedResponder,
     pub sender: Arc<dyn SmsSender>,
     pub business: Arc<BusinessConfig>,
     /// Longest a turn may wait on the responder.
@@ -32,13 +40,11 @@ pub enum TurnResult {
     NothingPending,
     /// `None` when a rerun found its reply already stored.
     Replied(Option<MessageId>),
-    /// Keywords handled by code with nothing to say (STOP, START).
+    /// Nothing to send: STOP or START, or the owner has the conversation.
     Silent,
-    /// The model was unreachable; the customer got an apology.
-    Apologized(Option<MessageId>),
 }
 
-/// How code, not the model, answers a compliance keyword.
+/// How code, not the assistant, answers a compliance keyword.
 enum KeywordAction {
     Silent,
     Reply(OutboundDraft),
@@ -53,76 +59,135 @@ impl Engine {
         let Some(last) = turn.pending.last().map(|m| m.id) else {
             return Ok(TurnResult::NothingPending);
         };
+        let now = Utc::now();
+        let mut state = conversation::on_customer_text(
+            turn.state.clone(),
+            now,
+            turn.last_activity,
+            self.business.conversation.lifetimes(),
+        );
         tracing::info!(
             customer = %turn.conversation.customer_phone.masked(),
             texts = turn.pending.len(),
+            state = state.name(),
             "turn started"
         );
+        let commit =
+            |reply: Option<OutboundDraft>, state: ConversationState, new_quotes: Vec<Quote>| TurnCommit {
+                through: last,
+                resolution: InboundResolution::Handled,
+                reply,
+                state,
+                new_quotes,
+            };
 
-        if let Some(action) = self.handle_keywords(&turn).await? {
+        if let Some(action) = self.handle_keywords(&turn, &mut state, now).await? {
             return match action {
                 KeywordAction::Silent => {
-                    self.conclude(id, last, InboundResolution::Handled, None).await?;
+                    self.conclude(id, commit(None, state, Vec::new())).await?;
                     Ok(TurnResult::Silent)
                 }
                 KeywordAction::Reply(draft) => {
-                    let reply = self
-                        .conclude(id, last, InboundResolution::Handled, Some(draft))
-                        .await?;
+                    let reply = self.conclude(id, commit(Some(draft), state, Vec::new())).await?;
                     Ok(TurnResult::Replied(reply))
                 }
             };
         }
+        if !state.bot_answers() {
+            // The owner has this conversation; they hear about every text.
+            self.alert(
+                "handed_off_text",
+                Some(id),
+                &format!(
+                    "Customer {} texted again while the conversation is with you.",
+                    turn.conversation.customer_phone.masked()
+                ),
+            )
+            .await;
+            self.conclude(id, commit(None, state, Vec::new())).await?;
+            return Ok(TurnResult::Silent);
+        }
 
-        let drafted = match tokio::time::timeout(self.turn_deadline, self.responder.respond(&turn)).await {
+        let drafted = match tokio::time::timeout(
+            self.turn_deadline,
+            self.responder.respond(&turn, state.clone()),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err(ResponderError::DeadlineExceeded(self.turn_deadline)),
         };
-        match drafted {
-            Ok(Draft { text, owner_alert }) => {
-                if let Some(alert) = owner_alert {
-                    self.alert("needs_owner", Some(id), &alert).await;
-                }
-                let body = sms_text::prepare_reply(&text, self.business.sms.max_segments);
-                let draft = OutboundDraft { kind: "reply", body };
-                let reply = self
-                    .conclude(id, last, InboundResolution::Handled, Some(draft))
-                    .await?;
-                Ok(TurnResult::Replied(reply))
-            }
+        let (mut draft, kind) = match drafted {
+            Ok(draft) => (draft, "reply"),
             Err(e) => {
-                tracing::error!(error = %e, "no reply from the model; apologizing to the customer");
+                tracing::error!(error = %e, "no reply from the model; the guided flow answers");
                 self.alert(
                     "model_unavailable",
                     Some(id),
                     &format!(
-                        "Could not answer {} ({} text(s)): {e}. The customer got an apology; please follow up.",
+                        "Could not reach the model for {} ({} text(s)): {e}. The guided flow answered instead.",
                         turn.conversation.customer_phone.masked(),
                         turn.pending.len()
                     ),
                 )
                 .await;
-                let draft = OutboundDraft {
-                    kind: "apology",
-                    body: templates::apology(&self.business),
-                };
-                let reply = self
-                    .conclude(id, last, InboundResolution::Failed, Some(draft))
-                    .await?;
-                Ok(TurnResult::Apologized(reply))
+                (self.guided.draft(&turn, state, now, true), "guided")
             }
+        };
+
+        // The guardrail, last line: whatever drafted it, a reply states only
+        // amounts this conversation's quotes contain.
+        let unsupported =
+            guardrail::unsupported_amounts(&draft.text, turn.quotes.iter().chain(&draft.new_quotes));
+        let kind = if unsupported.is_empty() {
+            kind
+        } else {
+            let amounts: Vec<String> = unsupported.iter().map(|a| format!("${a}")).collect();
+            self.alert(
+                "price_guardrail",
+                Some(id),
+                &format!(
+                    "A drafted reply to {} stated {}, which no quote produced; the templated message was sent instead.",
+                    turn.conversation.customer_phone.masked(),
+                    amounts.join(", ")
+                ),
+            )
+            .await;
+            draft.text = match draft.state.quote() {
+                Some(quote) => templates::quote_message(&self.business, quote),
+                None => {
+                    let job = draft.state.job().cloned().unwrap_or_default();
+                    let question =
+                        guided::next_question(&job, self.business.business.kind, &self.business.pricing)
+                            .unwrap_or(guided::Question::Size);
+                    format!(
+                        "I can't confirm a price until I know a bit more. {}",
+                        guided::ask(question, &self.business.pricing)
+                    )
+                }
+            };
+            "templated"
+        };
+        for alert in &draft.alerts {
+            self.alert(alert.kind, Some(id), &alert.detail).await;
         }
+        let body = sms_text::prepare_reply(&draft.text, self.business.sms.max_segments);
+        let reply = self
+            .conclude(
+                id,
+                commit(Some(OutboundDraft { kind, body }), draft.state, draft.new_quotes),
+            )
+            .await?;
+        Ok(TurnResult::Replied(reply))
     }
 
     /// Commits the turn's outcome and sends its reply, if it has one.
     async fn conclude(
         &self,
         id: ConversationId,
-        through: MessageId,
-        resolution: InboundResolution,
-        draft: Option<OutboundDraft>,
+        commit: TurnCommit,
     ) -> Result<Option<MessageId>, StoreError> {
-        let claimed = self.store.finish_turn(id, through, resolution, draft).await?;
+        let claimed = self.store.finish_turn(id, commit).await?;
         match claimed {
             Some(sms) => {
                 let reply = sms.id;
@@ -134,8 +199,13 @@ impl Engine {
     }
 
     /// Applies STOP / START / HELP before anything else sees the texts.
-    /// Returns `None` when the turn should go on to the model.
-    async fn handle_keywords(&self, turn: &TurnInput) -> Result<Option<KeywordAction>, StoreError> {
+    /// Returns `None` when the turn should go on to the assistant.
+    async fn handle_keywords(
+        &self,
+        turn: &TurnInput,
+        state: &mut ConversationState,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Option<KeywordAction>, StoreError> {
         let conversation = &turn.conversation;
         let mut opted_out = conversation.opted_out;
         let mut last_keyword = None;
@@ -157,6 +227,16 @@ impl Engine {
                 opted_out,
                 "customer changed their text preference"
             );
+        }
+        let event = if opted_out {
+            Event::OptOut { at: now }
+        } else {
+            Event::OptIn
+        };
+        if (opted_out || matches!(state, ConversationState::OptedOut(_)))
+            && let Ok(next) = conversation::transition(state.clone(), event)
+        {
+            *state = next;
         }
         // An opted-out customer gets no texts at all; Twilio itself confirms
         // STOP and START to the customer, so we add nothing to either.

@@ -12,7 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::domain::conversation::ConversationState;
 use crate::domain::phone::E164;
+use crate::domain::quote::Quote;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConversationId(pub i64);
@@ -69,8 +71,9 @@ pub struct Conversation {
     pub opted_out: bool,
 }
 
-/// What a turn works from: the texts not yet answered, and recent history
-/// (which includes them, oldest first).
+/// What a turn works from: the texts not yet answered, recent history
+/// (which includes them, oldest first), the conversation's state, and the
+/// quotes already given.
 #[derive(Debug, Clone)]
 pub struct TurnInput {
     pub conversation: Conversation,
@@ -78,6 +81,33 @@ pub struct TurnInput {
     pub history: Vec<Message>,
     /// No reply has ever been sent in this conversation.
     pub first_contact: bool,
+    pub state: ConversationState,
+    /// When the conversation last moved before these texts.
+    pub last_activity: Option<DateTime<Utc>>,
+    /// Quotes given in this conversation, newest last.
+    pub quotes: Vec<Quote>,
+}
+
+impl TurnInput {
+    /// The customer's unanswered texts, joined.
+    pub fn pending_text(&self) -> String {
+        self.pending
+            .iter()
+            .map(|m| m.body.trim())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Everything a turn decided, committed at once.
+#[derive(Debug, Clone)]
+pub struct TurnCommit {
+    /// The last inbound text this turn answers.
+    pub through: MessageId,
+    pub resolution: InboundResolution,
+    pub reply: Option<OutboundDraft>,
+    pub state: ConversationState,
+    pub new_quotes: Vec<Quote>,
 }
 
 /// How the texts a turn covered ended.
@@ -179,17 +209,15 @@ pub trait Store: Send + Sync + 'static {
 
     async fn turn_input(&self, id: ConversationId, history_limit: usize) -> Result<TurnInput, StoreError>;
 
-    /// Ends a turn atomically: every inbound text up to `through` is resolved
-    /// and the reply, if any, is stored already claimed for sending (so the
-    /// caller sends it without another round trip; after a crash it is
-    /// requeued). Running it twice for the same `through` stores one reply,
-    /// and the second run gets `None`.
+    /// Ends a turn atomically: every inbound text up to `through` is
+    /// resolved, the new state and quotes are saved, and the reply, if any,
+    /// is stored already claimed for sending (so the caller sends it without
+    /// another round trip; after a crash it is requeued). Running it twice
+    /// for the same `through` stores one reply; the second run gets `None`.
     async fn finish_turn(
         &self,
         id: ConversationId,
-        through: MessageId,
-        resolution: InboundResolution,
-        reply: Option<OutboundDraft>,
+        commit: TurnCommit,
     ) -> Result<Option<OutboundSms>, StoreError>;
 
     /// Queues a text that answers no particular inbound message.

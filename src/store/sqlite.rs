@@ -14,6 +14,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::*;
+use crate::domain::conversation::ConversationState;
+use crate::domain::quote::Quote;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -337,26 +339,64 @@ impl Store for SqliteStore {
         .bind(id.0)
         .fetch_one(&mut *tx)
         .await?;
+        let state_json: Option<String> = sqlx::query_scalar("SELECT state FROM conversations WHERE id = ?")
+            .bind(id.0)
+            .fetch_one(&mut *tx)
+            .await?;
+        let state = match state_json {
+            None => ConversationState::default(),
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("conversation {} state: {e}", id.0)))?,
+        };
+        let first_pending = pending.first().map_or(i64::MAX, |m| m.id.0);
+        let last_activity: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT MAX(created_at) FROM messages WHERE conversation_id = ? AND id < ?")
+                .bind(id.0)
+                .bind(first_pending)
+                .fetch_one(&mut *tx)
+                .await?;
+        let quotes = sqlx::query_scalar::<_, String>(
+            "SELECT quote FROM (SELECT quote, created_at, rowid FROM quotes WHERE conversation_id = ?
+                                ORDER BY created_at DESC, rowid DESC LIMIT 20)
+             ORDER BY created_at, rowid",
+        )
+        .bind(id.0)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|json| serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("quote: {e}"))))
+        .collect::<Result<Vec<Quote>, _>>()?;
         tx.commit().await?;
         Ok(TurnInput {
             conversation,
             pending,
             history,
             first_contact,
+            state,
+            last_activity,
+            quotes,
         })
     }
 
     async fn finish_turn(
         &self,
         id: ConversationId,
-        through: MessageId,
-        resolution: InboundResolution,
-        reply: Option<OutboundDraft>,
+        commit: TurnCommit,
     ) -> Result<Option<OutboundSms>, StoreError> {
+        let TurnCommit {
+            through,
+            resolution,
+            reply,
+            state,
+            new_quotes,
+        } = commit;
         let status = match resolution {
             InboundResolution::Handled => "handled",
             InboundResolution::Failed => "failed",
         };
+        let state_json = serde_json::to_string(&state)
+            .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
+        let now = Utc::now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE messages SET status = ?
@@ -367,6 +407,32 @@ impl Store for SqliteStore {
         .bind(through.0)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "UPDATE conversations
+             SET state_changed_at = CASE WHEN state IS ? THEN state_changed_at ELSE ? END, state = ?
+             WHERE id = ?",
+        )
+        .bind(&state_json)
+        .bind(now)
+        .bind(&state_json)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        for quote in &new_quotes {
+            let json = serde_json::to_string(quote)
+                .map_err(|e| StoreError::Corrupt(format!("quote does not serialize: {e}")))?;
+            sqlx::query(
+                "INSERT INTO quotes (id, conversation_id, total, quote, created_at) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&quote.id)
+            .bind(id.0)
+            .bind(quote.total.amount().to_string())
+            .bind(json)
+            .bind(quote.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
         let claimed = match reply {
             None => None,
             Some(draft) => {
@@ -381,7 +447,7 @@ impl Store for SqliteStore {
                 .bind(draft.kind)
                 .bind(&draft.body)
                 .bind(through.0)
-                .bind(Utc::now())
+                .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
                 match inserted {
@@ -391,7 +457,7 @@ impl Store for SqliteStore {
             }
         };
         sqlx::query("UPDATE conversations SET updated_at = ? WHERE id = ?")
-            .bind(Utc::now())
+            .bind(now)
             .bind(id.0)
             .execute(&mut *tx)
             .await?;

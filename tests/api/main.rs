@@ -2,5 +2,6 @@
 
 mod clients;
 mod helpers;
+mod quotes;
 mod turns;
 mod webhook;

@@ -179,7 +179,7 @@ async fn overloaded_529_then_success_gives_one_reply() {
 }
 
 #[tokio::test]
-async fn anthropic_down_gives_the_apology_and_an_owner_alert() {
+async fn anthropic_down_gives_an_apology_the_guided_flow_and_an_owner_alert() {
     let app = spawn_app_with(Options {
         default_fakes: false,
         ..Options::default()
@@ -195,12 +195,20 @@ async fn anthropic_down_gives_the_apology_and_an_owner_alert() {
     app.text(ALICE, "need a quote").await;
     let sent = app.wait_for_texts(1).await;
     assert_eq!(sent.len(), 1);
+    // An apology, and the guided flow's first question: the customer can
+    // still get a quote while Claude is down.
     assert!(
-        sent[0].1.starts_with("Sorry, we're having trouble"),
+        sent[0].1.starts_with("Sorry, our assistant is having trouble"),
         "{}",
         sent[0].1
     );
-    assert!(sent[0].1.contains("Rose City Junk Haulers"));
+    assert!(
+        sent[0]
+            .1
+            .contains("What needs to go? Reply with a number:\n1) a few items"),
+        "{}",
+        sent[0].1
+    );
     // 1 try + ANTHROPIC_MAX_RETRIES=2.
     assert_eq!(app.model_requests().await.len(), 3);
 
@@ -213,10 +221,11 @@ async fn anthropic_down_gives_the_apology_and_an_owner_alert() {
         !alerts[0].detail.contains("5551234"),
         "alert leaks the phone number"
     );
-    // The text is kept (marked failed) and is context for the next turn.
+    // The text is answered (by the guided flow) and stays context for the
+    // next turn.
     let messages = app.messages(ALICE).await;
-    assert_eq!(messages[0].status, "failed");
-    assert_eq!(messages[1].kind, "apology");
+    assert_eq!(messages[0].status, "handled");
+    assert_eq!(messages[1].kind, "guided");
 
     // Claude comes back: the next text is answered with the earlier one in view.
     app.anthropic.reset().await;
@@ -524,26 +533,6 @@ async fn twilio_hiccup_is_retried_and_delivered_once() {
     let messages = app.messages(ALICE).await;
     assert_eq!(messages[1].status, "sent");
     assert_eq!(app.sent_texts().await.len(), 2);
-}
-
-#[tokio::test]
-async fn without_a_model_key_customers_are_acknowledged_and_the_owner_alerted() {
-    let app = spawn_app_with(Options {
-        with_model: false,
-        ..Options::default()
-    })
-    .await;
-    app.text(ALICE, "need a quote for a hot tub").await;
-    let sent = app.wait_for_texts(1).await;
-    assert!(
-        sent[0].1.starts_with("Thanks for texting Rose City Junk Haulers"),
-        "{}",
-        sent[0].1
-    );
-    assert!(app.model_requests().await.is_empty());
-    app.wait_until_settled(ALICE).await;
-    let alerts = app.store.alerts().await.unwrap();
-    assert_eq!(alerts[0].kind, "needs_owner");
 }
 
 #[tokio::test]
