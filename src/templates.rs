@@ -12,12 +12,6 @@ struct Apology<'a> {
 }
 
 #[derive(Template)]
-#[template(path = "sms/no_model.txt")]
-struct NoModel<'a> {
-    name: &'a str,
-}
-
-#[derive(Template)]
 #[template(path = "sms/help.txt")]
 struct Help<'a> {
     name: &'a str,
@@ -57,13 +51,6 @@ pub fn apology(business: &BusinessConfig) -> String {
     })
 }
 
-/// Sent when no model is configured.
-pub fn no_model_reply(business: &BusinessConfig) -> String {
-    render(&NoModel {
-        name: &business.business.name,
-    })
-}
-
 /// The answer to HELP or INFO.
 pub fn help(business: &BusinessConfig) -> String {
     render(&Help {
@@ -82,7 +69,7 @@ mod tests {
         let mut business = BusinessConfig::default();
         business.business.name = "Rose City Junk Haulers".into();
         business.business.phone = Some(crate::domain::phone::E164::parse("+15035550142").unwrap());
-        for text in [apology(&business), no_model_reply(&business), help(&business)] {
+        for text in [apology(&business), help(&business)] {
             let info = segment_info(&text);
             assert_eq!(info.encoding, Encoding::Gsm7, "{text}");
             assert!(info.segments <= 1, "{text}: {info:?}");
