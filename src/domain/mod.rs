@@ -1,6 +1,7 @@
 //! The pure core: no IO, no clocks read, no network. Everything here is a
 //! function of its arguments and is unit-tested as such.
 
+pub mod availability;
 pub mod conversation;
 pub mod guardrail;
 pub mod guided;
@@ -10,3 +11,4 @@ pub mod phone;
 pub mod prompt;
 pub mod quote;
 pub mod sms_text;
+pub mod when;

@@ -1,0 +1,278 @@
+//! "Next Tuesday afternoon", resolved by code relative to today in the
+//! business's time zone. The model passes the customer's words through; it
+//! never does date arithmetic.
+//!
+//! Conventions, so they can be explained to an owner:
+//! - a bare weekday ("Tuesday") and "this Tuesday" mean the next one on or
+//!   after today; "next Tuesday" means the first one after today;
+//! - "this week" runs to Sunday, "next week" is Monday to Sunday after that,
+//!   "the weekend" is the coming Saturday and Sunday;
+//! - dates are month-day ("March 10", "3/10", "10th"); one in the past means
+//!   next year.
+
+use chrono::{Datelike, Duration, NaiveDate, Weekday};
+
+use super::availability::{DateFilter, PartOfDay};
+
+const WEEKDAYS: [(&str, Weekday); 14] = [
+    ("monday", Weekday::Mon),
+    ("tuesday", Weekday::Tue),
+    ("wednesday", Weekday::Wed),
+    ("thursday", Weekday::Thu),
+    ("friday", Weekday::Fri),
+    ("saturday", Weekday::Sat),
+    ("sunday", Weekday::Sun),
+    ("mon", Weekday::Mon),
+    ("tue", Weekday::Tue),
+    ("wed", Weekday::Wed),
+    ("thu", Weekday::Thu),
+    ("fri", Weekday::Fri),
+    ("sat", Weekday::Sat),
+    ("sun", Weekday::Sun),
+];
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+
+fn words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .split(|c: char| !(c.is_alphanumeric() || c == '/'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn weekday_of(word: &str) -> Option<Weekday> {
+    let word = word.trim_end_matches('s'); // "tuesdays"
+    WEEKDAYS
+        .iter()
+        .find(|(name, _)| *name == word || (word.len() >= 3 && name.starts_with(word) && name.len() > 3))
+        .map(|(_, d)| *d)
+}
+
+/// The first `day` on or after `from`.
+fn on_or_after(from: NaiveDate, day: Weekday) -> NaiveDate {
+    let ahead = (7 + day.num_days_from_monday() as i64 - from.weekday().num_days_from_monday() as i64) % 7;
+    from + Duration::days(ahead)
+}
+
+fn month_day(words: &[String], today: NaiveDate) -> Option<NaiveDate> {
+    let pick = |month: u32, day: u32| {
+        let this_year = NaiveDate::from_ymd_opt(today.year(), month, day)?;
+        if this_year >= today {
+            Some(this_year)
+        } else {
+            NaiveDate::from_ymd_opt(today.year() + 1, month, day)
+        }
+    };
+    let day_number = |w: &str| -> Option<u32> {
+        let digits = w.trim_end_matches(|c: char| c.is_alphabetic());
+        let suffix = &w[digits.len()..];
+        if digits.is_empty() || !(suffix.is_empty() || ["st", "nd", "rd", "th"].contains(&suffix)) {
+            return None;
+        }
+        digits.parse().ok().filter(|d| (1..=31).contains(d))
+    };
+    for (i, w) in words.iter().enumerate() {
+        // 3/10
+        if let Some((m, d)) = w.split_once('/')
+            && let (Ok(m), Ok(d)) = (m.parse::<u32>(), d.parse::<u32>())
+        {
+            return pick(m, d);
+        }
+        // March 10 / 10 March
+        if let Some(m) = MONTHS.iter().position(|name| w.starts_with(name) && w.len() >= 3) {
+            let month = m as u32 + 1;
+            let next = words.get(i + 1).and_then(|n| day_number(n));
+            let prev = i.checked_sub(1).and_then(|p| day_number(&words[p]));
+            if let Some(day) = next.or(prev) {
+                return pick(month, day);
+            }
+        }
+    }
+    // "the 10th": this month or next.
+    for w in words {
+        if w.len() > 2
+            && (w.ends_with("st") || w.ends_with("nd") || w.ends_with("rd") || w.ends_with("th"))
+            && let Some(day) = day_number(w)
+        {
+            let this_month = NaiveDate::from_ymd_opt(today.year(), today.month(), day);
+            if let Some(d) = this_month.filter(|d| *d >= today) {
+                return Some(d);
+            }
+            let (y, m) = if today.month() == 12 {
+                (today.year() + 1, 1)
+            } else {
+                (today.year(), today.month() + 1)
+            };
+            return NaiveDate::from_ymd_opt(y, m, day);
+        }
+    }
+    None
+}
+
+/// Resolves a preference. The description says what was understood, for
+/// the model to repeat and the customer to correct.
+pub fn resolve(text: &str, today: NaiveDate) -> (DateFilter, String) {
+    let w = words(text);
+    let has = |s: &str| w.iter().any(|x| x == s);
+    let mut filter = DateFilter::default();
+    let mut said = Vec::new();
+
+    let part = if has("morning") || has("am") || has("early") {
+        Some((PartOfDay::Morning, "morning"))
+    } else if has("afternoon") || has("pm") || has("lunch") || has("midday") {
+        Some((PartOfDay::Afternoon, "afternoon"))
+    } else if has("evening") || has("night") || has("late") {
+        Some((PartOfDay::Evening, "evening"))
+    } else {
+        None
+    };
+
+    let single = |d: NaiveDate| (Some(d), Some(d));
+    let mut range: (Option<NaiveDate>, Option<NaiveDate>) = (None, None);
+    if has("today") || has("tonight") {
+        range = single(today);
+    } else if has("tomorrow") || has("tmrw") || has("tmr") {
+        let after = w
+            .windows(3)
+            .any(|x| x[0] == "day" && x[1] == "after" && x[2] == "tomorrow");
+        range = single(today + Duration::days(if after { 2 } else { 1 }));
+    } else if let Some(date) = month_day(&w, today) {
+        range = single(date);
+    } else if let Some((i, day)) = w
+        .iter()
+        .enumerate()
+        .find_map(|(i, x)| weekday_of(x).map(|d| (i, d)))
+    {
+        let before = i.checked_sub(1).map(|p| w[p].as_str());
+        let after_next = w.get(i + 1).map(String::as_str) == Some("after")
+            && w.get(i + 2).map(String::as_str) == Some("next");
+        let mut date = if before == Some("next") {
+            on_or_after(today + Duration::days(1), day)
+        } else {
+            on_or_after(today, day)
+        };
+        if after_next {
+            date += Duration::days(7);
+        }
+        range = single(date);
+    } else if has("weekend") {
+        let saturday = on_or_after(today, Weekday::Sat);
+        let start = if today.weekday() == Weekday::Sun {
+            today
+        } else {
+            saturday
+        };
+        range = (Some(start), Some(saturday + Duration::days(1)));
+    } else if has("week") {
+        let sunday = on_or_after(today, Weekday::Sun);
+        range = if has("next") {
+            (Some(sunday + Duration::days(1)), Some(sunday + Duration::days(7)))
+        } else {
+            (Some(today), Some(sunday))
+        };
+    }
+    filter.from = range.0;
+    filter.to = range.1;
+    match range {
+        (Some(a), Some(b)) if a == b => said.push(a.format("%a %b %-d").to_string()),
+        (Some(a), Some(b)) => said.push(format!("{} to {}", a.format("%a %b %-d"), b.format("%a %b %-d"))),
+        _ => {}
+    }
+    if let Some((p, name)) = part {
+        filter.part = Some(p);
+        said.push(name.to_string());
+    }
+    let description = if said.is_empty() {
+        "the earliest openings".to_string()
+    } else {
+        said.join(", ")
+    };
+    (filter, description)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    // Wednesday, Nov 25 2026.
+    const WED: (i32, u32, u32) = (2026, 11, 25);
+
+    fn on(text: &str) -> (Option<NaiveDate>, Option<NaiveDate>, Option<PartOfDay>) {
+        let (f, _) = resolve(text, d(WED.0, WED.1, WED.2));
+        (f.from, f.to, f.part)
+    }
+
+    #[test]
+    fn next_tuesday_on_a_wednesday_is_six_days_out() {
+        assert_eq!(
+            on("next Tuesday afternoon"),
+            (
+                Some(d(2026, 12, 1)),
+                Some(d(2026, 12, 1)),
+                Some(PartOfDay::Afternoon)
+            )
+        );
+        assert_eq!(on("tuesday").0, Some(d(2026, 12, 1)));
+        assert_eq!(on("this wednesday").0, Some(d(2026, 11, 25)));
+        assert_eq!(on("next wednesday").0, Some(d(2026, 12, 2)));
+        assert_eq!(on("Thursday after next").0, Some(d(2026, 12, 3)));
+        assert_eq!(
+            on("fri morning"),
+            (
+                Some(d(2026, 11, 27)),
+                Some(d(2026, 11, 27)),
+                Some(PartOfDay::Morning)
+            )
+        );
+    }
+
+    #[test]
+    fn relative_days_and_weeks() {
+        assert_eq!(on("today").0, Some(d(2026, 11, 25)));
+        assert_eq!(on("tomorrow am").0, Some(d(2026, 11, 26)));
+        assert_eq!(on("day after tomorrow").0, Some(d(2026, 11, 27)));
+        assert_eq!(
+            (on("this weekend").0, on("this weekend").1),
+            (Some(d(2026, 11, 28)), Some(d(2026, 11, 29)))
+        );
+        assert_eq!(
+            (on("this week").0, on("this week").1),
+            (Some(d(2026, 11, 25)), Some(d(2026, 11, 29)))
+        );
+        assert_eq!(
+            (on("sometime next week").0, on("sometime next week").1),
+            (Some(d(2026, 11, 30)), Some(d(2026, 12, 6)))
+        );
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(on("December 3rd").0, Some(d(2026, 12, 3)));
+        assert_eq!(on("dec 3").0, Some(d(2026, 12, 3)));
+        assert_eq!(on("3 Dec").0, Some(d(2026, 12, 3)));
+        assert_eq!(on("12/3").0, Some(d(2026, 12, 3)));
+        assert_eq!(
+            on("March 10").0,
+            Some(d(2027, 3, 10)),
+            "past dates mean next year"
+        );
+        assert_eq!(on("the 28th").0, Some(d(2026, 11, 28)));
+        assert_eq!(on("the 2nd").0, Some(d(2026, 12, 2)));
+    }
+
+    #[test]
+    fn no_preference_means_earliest() {
+        let (f, said) = resolve("whenever works, asap", d(WED.0, WED.1, WED.2));
+        assert!(f.is_empty());
+        assert_eq!(said, "the earliest openings");
+        let (_, said) = resolve("next Tuesday afternoon", d(WED.0, WED.1, WED.2));
+        assert_eq!(said, "Tue Dec 1, afternoon");
+    }
+}
