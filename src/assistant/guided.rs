@@ -24,7 +24,7 @@ pub struct GuidedResponder {
 impl GuidedResponder {
     /// One guided turn. `apologize` opens the reply with an apology, for
     /// when this stands in for a model that failed.
-    pub fn draft(
+    pub async fn draft(
         &self,
         turn: &TurnInput,
         state: ConversationState,
@@ -82,13 +82,18 @@ impl GuidedResponder {
         }
 
         match draft.state.clone() {
-            ConversationState::Intake(intake) => {
+            ConversationState::Intake(_) => {
+                // Every waiting text, oldest first: "half a truck" then "how
+                // much?" is an answer, then a question.
                 let mut understood = false;
-                if let Some(question) = guided::next_question(&intake.job, kind, pricing)
-                    && let Some(update) = guided::interpret(question, text, pricing)
-                {
-                    step(&mut draft, Event::DetailsRecorded(update));
-                    understood = true;
+                for message in &turn.pending {
+                    let job = draft.state.job().cloned().unwrap_or_default();
+                    if let Some(question) = guided::next_question(&job, kind, pricing)
+                        && let Some(update) = guided::interpret(question, &message.body, pricing)
+                    {
+                        step(&mut draft, Event::DetailsRecorded(update));
+                        understood = true;
+                    }
                 }
                 let job = draft.state.job().cloned().unwrap_or_default();
                 match guided::next_question(&job, kind, pricing) {
@@ -199,6 +204,6 @@ impl GuidedResponder {
 #[async_trait]
 impl Responder for GuidedResponder {
     async fn respond(&self, turn: &TurnInput, state: ConversationState) -> Result<Draft, ResponderError> {
-        Ok(self.draft(turn, state, Utc::now(), false))
+        Ok(self.draft(turn, state, Utc::now(), false).await)
     }
 }

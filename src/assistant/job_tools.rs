@@ -41,7 +41,7 @@ fn selection_schema(ids: &[String], description: String) -> Value {
             "type": "object",
             "properties": {
                 "id": {"type": "string", "enum": ids},
-                "quantity": {"type": "integer", "minimum": 1, "description": "How many; default 1."}
+                "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY, "description": "How many; default 1."}
             },
             "required": ["id"],
             "additionalProperties": false
@@ -92,9 +92,9 @@ fn check_ids<'a>(
             )));
         }
         let quantity = s.quantity.unwrap_or(1);
-        if quantity == 0 {
+        if !(1..=MAX_QUANTITY).contains(&quantity) {
             return Err(ToolError::InvalidInput(format!(
-                "quantity of `{}` must be at least 1",
+                "quantity of `{}` must be from 1 to {MAX_QUANTITY}",
                 s.id
             )));
         }
@@ -103,6 +103,10 @@ fn check_ids<'a>(
     }
     Ok(Some(out))
 }
+
+const MAX_QUANTITY: u32 = 50;
+const MAX_ROOMS: u32 = 20;
+const MAX_SQUARE_FEET: u32 = 20_000;
 
 fn trimmed(s: Option<String>) -> Option<String> {
     s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
@@ -236,12 +240,18 @@ impl Tool for RecordJobDetails {
                         .iter()
                         .map(|t| (t.id.as_str(), t.label.as_str())),
                 );
-                properties.insert("bedrooms".into(), json!({"type": "integer", "minimum": 0}));
+                properties.insert(
+                    "bedrooms".into(),
+                    json!({"type": "integer", "minimum": 0, "maximum": MAX_ROOMS}),
+                );
                 properties.insert(
                     "bathrooms".into(),
-                    json!({"type": "number", "minimum": 0, "multipleOf": 0.5}),
+                    json!({"type": "number", "minimum": 0, "maximum": MAX_ROOMS, "multipleOf": 0.5}),
                 );
-                properties.insert("square_feet".into(), json!({"type": "integer", "minimum": 100}));
+                properties.insert(
+                    "square_feet".into(),
+                    json!({"type": "integer", "minimum": 100, "maximum": MAX_SQUARE_FEET}),
+                );
                 properties.insert(
                     "clean_type".into(),
                     json!({"type": "string", "enum": ids, "description": format!("Kind of clean: {described}.")}),
@@ -340,11 +350,24 @@ impl Tool for RecordJobDetails {
             )));
         }
         if let Some(b) = input.bathrooms
-            && (b.is_sign_negative() || !(b * Decimal::TWO).fract().is_zero())
+            && (b.is_sign_negative() || b > Decimal::from(MAX_ROOMS) || !(b * Decimal::TWO).fract().is_zero())
         {
-            return Err(ToolError::InvalidInput(
-                "bathrooms must be a whole or half number, like 2 or 1.5".into(),
-            ));
+            return Err(ToolError::InvalidInput(format!(
+                "bathrooms must be a whole or half number from 0 to {MAX_ROOMS}, like 2 or 1.5"
+            )));
+        }
+        if input.bedrooms.is_some_and(|b| b > MAX_ROOMS) {
+            return Err(ToolError::InvalidInput(format!(
+                "bedrooms must be from 0 to {MAX_ROOMS}"
+            )));
+        }
+        if input
+            .square_feet
+            .is_some_and(|s| !(100..=MAX_SQUARE_FEET).contains(&s))
+        {
+            return Err(ToolError::InvalidInput(format!(
+                "square_feet must be from 100 to {MAX_SQUARE_FEET}"
+            )));
         }
         let items = check_ids(
             "item",
@@ -356,7 +379,13 @@ impl Tool for RecordJobDetails {
             input.modifiers,
             pricing.modifiers.iter().map(|m| m.id.as_str()),
         )?;
-        if let Some(discounts) = &input.discounts
+        // A discount counts once, however often the customer asks for it.
+        let discounts = input.discounts.map(|mut d| {
+            let mut seen = std::collections::HashSet::new();
+            d.retain(|x| seen.insert(x.clone()));
+            d
+        });
+        if let Some(discounts) = &discounts
             && let Some(unknown) = discounts
                 .iter()
                 .find(|d| !pricing.discounts.iter().any(|k| &k.id == *d))
@@ -379,10 +408,11 @@ impl Tool for RecordJobDetails {
             square_feet: input.square_feet,
             clean_type: input.clean_type,
             modifiers,
-            discounts: input.discounts,
+            discounts,
             address: trimmed(input.address),
             customer_name: trimmed(input.customer_name),
             notes: trimmed(input.notes),
+            quantity_of: None,
         };
         if update.is_empty() {
             return Err(ToolError::InvalidInput(
@@ -421,7 +451,7 @@ pub fn quote_for_model(quote: &Quote, business: &BusinessConfig) -> String {
 pub fn new_quote_id() -> String {
     format!(
         "Q{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase()
+        &uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase()
     )
 }
 

@@ -40,6 +40,23 @@ pub enum ResponderError {
     EmptyReply,
     #[error("no reply within {0:?}")]
     DeadlineExceeded(std::time::Duration),
+    /// Failed after tools had already changed the conversation (a quote, a
+    /// hand-off): those changes are kept in `partial`.
+    #[error("{source}")]
+    Interrupted {
+        source: Box<ResponderError>,
+        partial: Box<Draft>,
+    },
+}
+
+impl ResponderError {
+    /// Splits off whatever the turn had already done.
+    pub fn into_partial(self) -> (Option<Draft>, ResponderError) {
+        match self {
+            ResponderError::Interrupted { source, partial } => (Some(*partial), *source),
+            other => (None, other),
+        }
+    }
 }
 
 #[async_trait]
@@ -206,8 +223,26 @@ impl Responder for ClaudeResponder {
             new_quotes: Vec::new(),
             alerts: Vec::new(),
         };
+        let initial = ctx.state.clone();
         let mut messages = history_to_messages(&turn.history);
-        let mut text = self.run_loop(turn, &mut ctx, &mut messages).await?;
+        let keep_partial = |ctx: ToolContext<'_>, source: ResponderError| {
+            if ctx.state == initial && ctx.new_quotes.is_empty() && ctx.alerts.is_empty() {
+                return source;
+            }
+            ResponderError::Interrupted {
+                source: Box::new(source),
+                partial: Box::new(Draft {
+                    text: String::new(),
+                    state: ctx.state,
+                    new_quotes: ctx.new_quotes,
+                    alerts: ctx.alerts,
+                }),
+            }
+        };
+        let mut text = match self.run_loop(turn, &mut ctx, &mut messages).await {
+            Ok(text) => text,
+            Err(e) => return Err(keep_partial(ctx, e)),
+        };
         // The guardrail, first line: a draft stating an amount no quote of
         // this conversation produced is written again, once. The engine
         // checks the result too, and falls back to a template.
@@ -230,7 +265,12 @@ impl Responder for ClaudeResponder {
                     ),
                 }],
             });
-            text = self.run_loop(turn, &mut ctx, &mut messages).await?;
+            // If the rewrite fails, the first draft goes on to the engine,
+            // whose guardrail replaces it with the templated message.
+            match self.run_loop(turn, &mut ctx, &mut messages).await {
+                Ok(rewritten) => text = rewritten,
+                Err(e) => tracing::warn!(error = %e, "rewrite failed; the engine's guardrail decides"),
+            }
         }
         Ok(Draft {
             text,
@@ -456,7 +496,13 @@ mod tests {
                 .collect(),
         );
         let err = run(model.clone(), 2).await.unwrap_err();
-        assert!(matches!(err, ResponderError::ToolLoopExhausted(2)));
+        // The notes it recorded are kept for whoever answers instead.
+        let (partial, source) = err.into_partial();
+        assert!(
+            matches!(source, ResponderError::ToolLoopExhausted(2)),
+            "{source:?}"
+        );
+        assert_eq!(partial.unwrap().state.job().unwrap().notes.as_deref(), Some("x"));
         assert_eq!(model.requests.lock().unwrap().len(), 3);
     }
 

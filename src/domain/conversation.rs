@@ -35,6 +35,8 @@ pub struct JobDetails {
     pub discounts: Vec<String>,
     /// The guided flow asked about extras (an empty list is an answer).
     pub extras_answered: bool,
+    /// Counted extras whose quantity the customer gave.
+    pub quantities_answered: Vec<String>,
     pub address: Option<String>,
     pub customer_name: Option<String>,
     pub notes: Option<String>,
@@ -55,6 +57,8 @@ pub struct JobUpdate {
     pub address: Option<String>,
     pub customer_name: Option<String>,
     pub notes: Option<String>,
+    /// Sets how many of one chosen extra.
+    pub quantity_of: Option<Selected>,
 }
 
 impl JobUpdate {
@@ -72,6 +76,7 @@ impl JobUpdate {
             || self.clean_type.is_some()
             || self.modifiers.is_some()
             || self.discounts.is_some()
+            || self.quantity_of.is_some()
     }
 }
 
@@ -89,6 +94,7 @@ impl JobDetails {
             address,
             customer_name,
             notes,
+            quantity_of,
         } = update;
         if size.is_some() {
             self.size = size;
@@ -123,6 +129,14 @@ impl JobDetails {
         }
         if notes.is_some() {
             self.notes = notes;
+        }
+        if let Some(Selected { id, quantity }) = quantity_of {
+            if let Some(m) = self.modifiers.iter_mut().find(|m| m.id == id) {
+                m.quantity = quantity;
+            }
+            if !self.quantities_answered.contains(&id) {
+                self.quantities_answered.push(id);
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 use rust_decimal::Decimal;
 
 use super::conversation::{JobDetails, JobUpdate};
-use super::quote::{PricingConfig, Selected};
+use super::quote::{ModifierKind, PricingConfig, Selected};
 use crate::config::business::BusinessKind;
 
 /// The next thing the flow needs to know.
@@ -18,13 +18,26 @@ pub enum Question {
     Bathrooms,
     CleanType,
     Extras,
+    /// How many of a chosen per-unit or per-item extra (index into the
+    /// catalog's modifiers).
+    Quantity(usize),
 }
 
 /// What is still missing, in the order it is asked; `None` when the job can
 /// be priced.
 pub fn next_question(job: &JobDetails, kind: BusinessKind, pricing: &PricingConfig) -> Option<Question> {
     let extras_pending = !pricing.modifiers.is_empty() && !job.extras_answered;
-    match kind {
+    let quantity_pending = || {
+        job.modifiers.iter().find_map(|selected| {
+            let i = pricing.modifiers.iter().position(|m| m.id == selected.id)?;
+            let counted = matches!(
+                pricing.modifiers[i].kind,
+                ModifierKind::PerUnit { .. } | ModifierKind::PerItem { .. }
+            );
+            (counted && !job.quantities_answered.contains(&selected.id)).then_some(Question::Quantity(i))
+        })
+    };
+    let question = match kind {
         BusinessKind::JunkRemoval => {
             if job.size.is_none() && job.items.is_empty() {
                 Some(Question::Size)
@@ -47,7 +60,8 @@ pub fn next_question(job: &JobDetails, kind: BusinessKind, pricing: &PricingConf
                 None
             }
         }
-    }
+    };
+    question.or_else(quantity_pending)
 }
 
 fn numbered(options: &[String]) -> String {
@@ -79,6 +93,13 @@ pub fn ask(question: Question, pricing: &PricingConfig) -> String {
                 numbered(&options)
             )
         }
+        Question::Quantity(i) => match pricing.modifiers.get(i).map(|m| (&m.label, &m.kind)) {
+            Some((label, ModifierKind::PerUnit { unit, .. })) => {
+                format!("{label}: how many {unit}? Reply with a number.")
+            }
+            Some((label, _)) => format!("{label}: how many? Reply with a number."),
+            None => "How many? Reply with a number.".into(),
+        },
     }
 }
 
@@ -124,6 +145,14 @@ pub fn interpret(question: Question, text: &str, pricing: &PricingConfig) -> Opt
             let i = choice(text, labels.len()).or_else(|| keyword_match(text, &labels))?;
             Some(JobUpdate {
                 clean_type: Some(pricing.maid.clean_types[i].id.clone()),
+                ..JobUpdate::default()
+            })
+        }
+        Question::Quantity(i) => {
+            let id = pricing.modifiers.get(i)?.id.clone();
+            let n = count(text)?;
+            (1..=50).contains(&n).then(|| JobUpdate {
+                quantity_of: Some(Selected { id, quantity: n }),
                 ..JobUpdate::default()
             })
         }
@@ -238,20 +267,39 @@ pub enum QuotedChoice {
 
 pub const QUOTED_MENU: &str = "Reply 1 to book a time, or 2 to talk to a person.";
 
-/// "Can I talk to a person?", in any state.
+/// An explicit request for a person: the whole message ("person", "a
+/// human please") or a clear phrase ("can I talk to someone"). A mention of
+/// "someone" or "personal items" is not one.
 pub fn wants_person(text: &str) -> bool {
     let t = clean(text);
-    [
+    let t = t.trim_end_matches(" please").trim_start_matches("please ");
+    const WHOLE: [&str; 10] = [
         "person",
+        "a person",
         "human",
-        "real people",
-        "someone",
-        "call me",
+        "a human",
+        "real person",
+        "a real person",
+        "agent",
+        "owner",
         "the owner",
-        "manager",
-    ]
-    .iter()
-    .any(|w| t.contains(w))
+        "representative",
+    ];
+    const PHRASES: [&str; 12] = [
+        "talk to a person",
+        "speak to a person",
+        "talk to someone",
+        "speak to someone",
+        "speak with someone",
+        "talk with someone",
+        "talk to a human",
+        "talk to a real",
+        "speak to a real",
+        "talk to the owner",
+        "speak to the owner",
+        "have someone call me",
+    ];
+    WHOLE.contains(&t) || PHRASES.iter().any(|p| t.contains(p))
 }
 
 pub fn quoted_choice(text: &str) -> Option<QuotedChoice> {
@@ -376,11 +424,64 @@ mod tests {
     }
 
     #[test]
+    fn only_a_clear_request_means_a_person() {
+        for yes in [
+            "person",
+            "PERSON",
+            "a human please",
+            "can I talk to someone?",
+            "I want to speak to the owner",
+        ] {
+            assert!(wants_person(yes), "{yes}");
+        }
+        for no in [
+            "can someone pick up a couch?",
+            "it's mostly personal items",
+            "the property manager said ok",
+            "call me when you're close",
+        ] {
+            assert!(!wants_person(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn counted_extras_ask_how_many() {
+        let pricing = PricingConfig {
+            modifiers: vec![super::super::quote::ModifierDef {
+                id: "stairs".into(),
+                label: "Stairs".into(),
+                kind: ModifierKind::PerUnit {
+                    amount: super::super::money::Money::dollars(25),
+                    unit: "flight(s)".into(),
+                },
+            }],
+            ..PricingConfig::default()
+        };
+        let mut job = JobDetails {
+            size: Some("half_truck".into()),
+            ..JobDetails::default()
+        };
+        job.apply(interpret(Question::Extras, "1", &pricing).unwrap());
+        let q = next_question(&job, BusinessKind::JunkRemoval, &pricing);
+        assert_eq!(q, Some(Question::Quantity(0)));
+        assert_eq!(
+            ask(Question::Quantity(0), &pricing),
+            "Stairs: how many flight(s)? Reply with a number."
+        );
+        job.apply(interpret(Question::Quantity(0), "3", &pricing).unwrap());
+        assert_eq!(job.modifiers[0].quantity, 3);
+        assert_eq!(next_question(&job, BusinessKind::JunkRemoval, &pricing), None);
+    }
+
+    #[test]
     fn quoted_menu() {
         assert_eq!(quoted_choice("1"), Some(QuotedChoice::Book));
         assert_eq!(quoted_choice("yes"), Some(QuotedChoice::Book));
         assert_eq!(quoted_choice("2"), Some(QuotedChoice::Person));
-        assert_eq!(quoted_choice("can a person call me"), Some(QuotedChoice::Person));
+        assert_eq!(
+            quoted_choice("can I talk to a person"),
+            Some(QuotedChoice::Person)
+        );
         assert_eq!(quoted_choice("what about a couch"), None);
     }
 }

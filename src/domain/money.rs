@@ -110,81 +110,90 @@ impl FromStr for Money {
     }
 }
 
-/// Every dollar amount written in a text, as exact values: `$450`,
-/// `$1,234.50`, `$ 20`, `450 dollars`, `USD 75`.
+/// Every dollar amount written in a text, as exact values.
+///
+/// The text is first normalized as it will be sent (so an invisible or
+/// non-breaking space cannot hide a `$20`). A number is an amount when a
+/// currency sign or word stands before or after it (`$450`, `450$`,
+/// `USD 75`, `30 dollars`, `$1.5k`), when a rate or price word follows it
+/// (`275/hr`, `40 each`, `20 off`, `350 total`), or when it continues a
+/// range or choice that starts with an amount (`$150-600`, `$150 to 600`,
+/// `$150 or 600`).
 pub fn amounts_in_text(text: &str) -> Vec<Decimal> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut found = Vec::new();
-    let number_at = |start: usize| -> Option<(Decimal, usize)> {
-        let mut end = start;
+    let normalized = crate::domain::sms_text::normalize_gsm7(text).to_lowercase();
+    let chars: Vec<char> = normalized.chars().collect();
+    let rest = |from: usize| -> String { chars[from.min(chars.len())..].iter().collect::<String>() };
+
+    // Every number: value, start, end (exclusive).
+    let mut numbers: Vec<(Decimal, usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_number = chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_digit());
+        if !starts_number {
+            i += 1;
+            continue;
+        }
+        let mut end = i;
         let mut raw = String::new();
         while end < chars.len() {
             let c = chars[end];
             let next_is_digit = chars.get(end + 1).is_some_and(|n| n.is_ascii_digit());
             if c.is_ascii_digit() {
                 raw.push(c);
-            } else if c == ',' && next_is_digit && !raw.is_empty() {
-            } else if c == '.' && next_is_digit && !raw.contains('.') && !raw.is_empty() {
+            } else if c == ',' && next_is_digit {
+            } else if c == '.' && next_is_digit && !raw.contains('.') {
                 raw.push('.');
             } else {
                 break;
             }
             end += 1;
         }
-        if raw.is_empty() {
-            return None;
+        if let Ok(mut value) = Decimal::from_str(&raw) {
+            // "$1.5k"
+            if chars.get(end) == Some(&'k') && chars.get(end + 1).is_none_or(|c| !c.is_alphanumeric()) {
+                value *= Decimal::from(1000);
+                end += 1;
+            }
+            numbers.push((value, i, end));
         }
-        Decimal::from_str(&raw).ok().map(|d| (d, end))
+        i = end.max(i + 1);
+    }
+
+    let before_is_currency = |start: usize| {
+        let mut j = start;
+        while j > 0 && chars[j - 1] == ' ' {
+            j -= 1;
+        }
+        (j > 0 && chars[j - 1] == '$') || (j >= 3 && chars[j - 3..j].iter().collect::<String>() == "usd")
     };
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        // "$450", "$ 450", "US$450"
-        if c == '$' {
-            let mut j = i + 1;
-            while j < chars.len() && chars[j] == ' ' {
-                j += 1;
-            }
-            if let Some((amount, end)) = number_at(j) {
-                found.push(amount);
-                i = end;
-                continue;
-            }
-        }
-        // "USD 75", "usd75"
-        if chars[i..]
+    let after_marks_price = |end: usize| {
+        let after = rest(end);
+        let trimmed = after.trim_start();
+        const WORDS: [&str; 12] = [
+            "$", "dollar", "buck", "usd", "/h", "per ", "an hour", "a hour", "each", "total", "off", "flat",
+        ];
+        WORDS
             .iter()
-            .take(3)
-            .collect::<String>()
-            .eq_ignore_ascii_case("usd")
-            && (i == 0 || !chars[i - 1].is_alphanumeric())
-        {
-            let mut j = i + 3;
-            while j < chars.len() && chars[j] == ' ' {
-                j += 1;
-            }
-            if let Some((amount, end)) = number_at(j) {
-                found.push(amount);
-                i = end;
-                continue;
-            }
+            .any(|w| trimmed.starts_with(w) || (w.starts_with('/') && after.starts_with(w)))
+    };
+
+    let mut found = Vec::new();
+    let mut previous_was_amount: Option<usize> = None;
+    for (value, start, end) in numbers {
+        let joins_previous = previous_was_amount.is_some_and(|prev_end| {
+            let between: String = chars[prev_end..start].iter().collect::<String>();
+            let between = between.trim();
+            matches!(
+                between,
+                "-" | "to" | "or" | "and" | "/" | "or $" | "to $" | "- $" | "-$"
+            )
+        });
+        if before_is_currency(start) || after_marks_price(end) || joins_previous {
+            found.push(value);
+            previous_was_amount = Some(end);
+        } else {
+            previous_was_amount = None;
         }
-        // "450 dollars", "20 bucks"
-        let starts_number =
-            c.is_ascii_digit() && (i == 0 || !matches!(chars[i - 1], '0'..='9' | '$' | '.' | ','));
-        if starts_number && let Some((amount, end)) = number_at(i) {
-            let rest: String = chars[end..]
-                .iter()
-                .collect::<String>()
-                .trim_start()
-                .to_lowercase();
-            if rest.starts_with("dollar") || rest.starts_with("bucks") || rest.starts_with("usd") {
-                found.push(amount);
-            }
-            i = end.max(i + 1);
-            continue;
-        }
-        i += 1;
     }
     found
 }
@@ -211,6 +220,25 @@ mod tests {
         assert_eq!(Money::new(d("10.005")).amount(), d("10.01"));
         assert_eq!(Money::new(d("10.004")).amount(), d("10.00"));
         assert_eq!(Money::new(d("-10.005")).amount(), d("-10.01"));
+    }
+
+    #[test]
+    fn finds_amounts_hidden_the_ways_models_write_them() {
+        let found = |t: &str| amounts_in_text(t);
+        assert_eq!(found("Most jobs run $150-600"), vec![d("150"), d("600")]);
+        assert_eq!(found("between $150 to 600 or so"), vec![d("150"), d("600")]);
+        assert_eq!(found("$150 or 600"), vec![d("150"), d("600")]);
+        assert_eq!(found("only 350$"), vec![d("350")]);
+        assert_eq!(
+            found("it's 275 total, 40 each, 20 off"),
+            vec![d("275"), d("40"), d("20")]
+        );
+        assert_eq!(found("we charge 60/hr or 55 per hour"), vec![d("60"), d("55")]);
+        assert_eq!(found("about $1.5k"), vec![d("1500")]);
+        assert_eq!(found("$\u{00A0}20 and $\u{200B}30"), vec![d("20"), d("30")]);
+        // Not amounts.
+        assert!(found("2 people for 2-3 hours, 8-10am, call 503-555-0142").is_empty());
+        assert!(found("$350 for 2-3 hours").len() == 1);
     }
 
     #[test]

@@ -558,6 +558,59 @@ pub enum QuoteError {
     Incomplete(&'static str),
     #[error("this business does not price {0} jobs")]
     WrongKind(&'static str),
+    #[error("`{0}` is listed twice")]
+    Repeated(String),
+    #[error("{0} is larger than any real job")]
+    TooLarge(&'static str),
+}
+
+/// Bounds on every number a job description carries, far above real jobs
+/// and far below where decimal arithmetic could overflow.
+const MAX_HOURS: i64 = 1_000;
+const MAX_CREW: i64 = 100;
+const MAX_QUANTITY: u32 = 1_000;
+const MAX_ROOMS: u32 = 100;
+const MAX_SQUARE_FEET: u32 = 1_000_000;
+
+fn check_bounds(job: &JobSpec) -> Result<(), QuoteError> {
+    let (labour, modifiers, discounts, items) = match job {
+        JobSpec::Junk(j) => (j.labour, &j.modifiers, &j.discounts, Some(&j.items)),
+        JobSpec::Maid(m) => {
+            if m.bedrooms > MAX_ROOMS || m.bathrooms > Decimal::from(MAX_ROOMS) {
+                return Err(QuoteError::TooLarge("the number of rooms"));
+            }
+            if m.square_feet.is_some_and(|s| s > MAX_SQUARE_FEET) {
+                return Err(QuoteError::TooLarge("the square footage"));
+            }
+            (m.labour, &m.modifiers, &m.discounts, None)
+        }
+    };
+    if let Some(l) = labour {
+        if l.hours > Decimal::from(MAX_HOURS) {
+            return Err(QuoteError::TooLarge("the number of hours"));
+        }
+        if l.crew > MAX_CREW {
+            return Err(QuoteError::TooLarge("the crew"));
+        }
+    }
+    for list in [Some(modifiers), items].into_iter().flatten() {
+        let mut seen = std::collections::HashSet::new();
+        for s in list {
+            if s.quantity > MAX_QUANTITY {
+                return Err(QuoteError::TooLarge("a quantity"));
+            }
+            if !seen.insert(&s.id) {
+                return Err(QuoteError::Repeated(s.id.clone()));
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for d in discounts {
+        if !seen.insert(d) {
+            return Err(QuoteError::Repeated(d.clone()));
+        }
+    }
+    Ok(())
 }
 
 fn unknown<'a>(what: &'static str, id: &str, known: impl Iterator<Item = &'a str>) -> QuoteError {
@@ -588,6 +641,7 @@ pub fn price(
     id: String,
     now: DateTime<Utc>,
 ) -> Result<Quote, QuoteError> {
+    check_bounds(job)?;
     let mut lines = Vec::new();
     let mut unit_prices = Vec::new();
     let mut assumptions = Vec::new();
@@ -1132,6 +1186,28 @@ mod tests {
             err(&with(explicit("2", 2), &[("stairs", 0)], &[])),
             QuoteError::ZeroQuantity("stairs".into())
         );
+        // A discount or modifier counts once, however often it is asked for.
+        assert_eq!(
+            err(&with(explicit("2", 2), &[], &["senior", "senior"])),
+            QuoteError::Repeated("senior".into())
+        );
+        assert_eq!(
+            err(&with(explicit("2", 2), &[("stairs", 1), ("stairs", 2)], &[])),
+            QuoteError::Repeated("stairs".into())
+        );
+        // Absurd sizes are refused, never overflowed.
+        assert!(matches!(
+            err(&explicit("40000000000000000000000000000", 2)),
+            QuoteError::TooLarge(_)
+        ));
+        assert!(matches!(err(&explicit("2", 1_000_000)), QuoteError::TooLarge(_)));
+        let huge_maid = JobSpec::Maid(MaidJob {
+            bedrooms: 1,
+            bathrooms: dec("30000000000000000000000000000"),
+            clean_type: "standard".into(),
+            ..MaidJob::default()
+        });
+        assert!(matches!(err(&huge_maid), QuoteError::TooLarge(_)));
         assert!(matches!(
             err(&JobSpec::Junk(JunkJob::default())),
             QuoteError::Incomplete(_)
@@ -1281,6 +1357,8 @@ mod tests {
                 .collect(),
             discounts: discounts
                 .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
                 .map(|i| ["senior", "coupon"][*i].to_string())
                 .collect(),
             ..JunkJob::default()

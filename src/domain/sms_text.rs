@@ -122,9 +122,21 @@ pub fn prepare_reply(text: &str, max_segments: usize) -> String {
         if fits(mid) { lo = mid } else { hi = mid - 1 }
     }
     let prefix: String = chars[..lo].iter().collect();
-    // Prefer a sentence boundary in the last third, then a word boundary.
+    // Prefer a sentence end in the last third (a `.` followed by a space or
+    // the end of the text, so "$687.85" is never cut to "$687."), then a
+    // word boundary.
+    let full = normalized.as_str();
     let sentence_cut = prefix
-        .rfind(['.', '!', '?'])
+        .char_indices()
+        .filter(|&(i, c)| {
+            matches!(c, '.' | '!' | '?')
+                && full[i + c.len_utf8()..]
+                    .chars()
+                    .next()
+                    .is_none_or(char::is_whitespace)
+        })
+        .map(|(i, _)| i)
+        .next_back()
         .filter(|&i| i >= prefix.len() * 2 / 3);
     if let Some(i) = sentence_cut {
         return prefix[..=i].to_string();
@@ -186,6 +198,17 @@ mod tests {
         let out = prepare_reply(&words, 1);
         assert!(out.ends_with("word..."), "{out}");
         assert!(segment_info(&out).segments == 1);
+    }
+
+    #[test]
+    fn a_decimal_point_is_not_a_sentence_end() {
+        let text = format!(
+            "{} Your total is $687.85 for the job and more words follow here",
+            "Filler words. ".repeat(8)
+        );
+        let out = prepare_reply(&text, 1);
+        assert!(!out.ends_with("$687."), "{out}");
+        assert!(segment_info(&out).segments <= 1);
     }
 
     #[test]

@@ -9,15 +9,16 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::assistant::guided::GuidedResponder;
+use crate::assistant::job_tools::new_quote_id;
 use crate::assistant::{Responder, ResponderError};
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{self, ConversationState, Event};
 use crate::domain::keywords::{self, Keyword};
-use crate::domain::quote::Quote;
+use crate::domain::quote::{Quote, price};
 use crate::domain::{guardrail, guided, sms_text};
 use crate::store::{
-    ConversationId, Delivery, InboundResolution, MessageId, OutboundDraft, OutboundSms, Store, StoreError,
-    TurnCommit, TurnInput,
+    ConversationId, Delivery, InboundResolution, MessageId, NewAlert, OutboundDraft, OutboundSms, Store,
+    StoreError, TurnCommit, TurnInput,
 };
 use crate::templates;
 use crate::twilio::{SendError, SmsSender};
@@ -72,39 +73,41 @@ impl Engine {
             state = state.name(),
             "turn started"
         );
-        let commit =
-            |reply: Option<OutboundDraft>, state: ConversationState, new_quotes: Vec<Quote>| TurnCommit {
-                through: last,
-                resolution: InboundResolution::Handled,
-                reply,
-                state,
-                new_quotes,
-            };
+        let customer = turn.conversation.customer_phone.masked().to_string();
+        let mut alerts: Vec<NewAlert> = Vec::new();
+        let commit = |reply: Option<OutboundDraft>,
+                      state: ConversationState,
+                      new_quotes: Vec<Quote>,
+                      alerts: Vec<NewAlert>| TurnCommit {
+            through: last,
+            resolution: InboundResolution::Handled,
+            reply,
+            state,
+            new_quotes,
+            alerts,
+        };
 
         if let Some(action) = self.handle_keywords(&turn, &mut state, now).await? {
             return match action {
                 KeywordAction::Silent => {
-                    self.conclude(id, commit(None, state, Vec::new())).await?;
+                    self.conclude(id, commit(None, state, Vec::new(), alerts)).await?;
                     Ok(TurnResult::Silent)
                 }
                 KeywordAction::Reply(draft) => {
-                    let reply = self.conclude(id, commit(Some(draft), state, Vec::new())).await?;
+                    let reply = self
+                        .conclude(id, commit(Some(draft), state, Vec::new(), alerts))
+                        .await?;
                     Ok(TurnResult::Replied(reply))
                 }
             };
         }
         if !state.bot_answers() {
             // The owner has this conversation; they hear about every text.
-            self.alert(
-                "handed_off_text",
-                Some(id),
-                &format!(
-                    "Customer {} texted again while the conversation is with you.",
-                    turn.conversation.customer_phone.masked()
-                ),
-            )
-            .await;
-            self.conclude(id, commit(None, state, Vec::new())).await?;
+            alerts.push(NewAlert {
+                kind: "handed_off_text",
+                detail: format!("Customer {customer} texted again while the conversation is with you."),
+            });
+            self.conclude(id, commit(None, state, Vec::new(), alerts)).await?;
             return Ok(TurnResult::Silent);
         }
 
@@ -121,64 +124,96 @@ impl Engine {
             Ok(draft) => (draft, "reply"),
             Err(e) => {
                 tracing::error!(error = %e, "no reply from the model; the guided flow answers");
-                self.alert(
-                    "model_unavailable",
-                    Some(id),
-                    &format!(
-                        "Could not reach the model for {} ({} text(s)): {e}. The guided flow answered instead.",
-                        turn.conversation.customer_phone.masked(),
+                // What the model already did (a quote, a hand-off) stands;
+                // the guided flow goes on from there.
+                let (partial, e) = e.into_partial();
+                let from_state = partial
+                    .as_ref()
+                    .map_or_else(|| state.clone(), |p| p.state.clone());
+                let mut guided = self.guided.draft(&turn, from_state, now, true).await;
+                if let Some(partial) = partial {
+                    let mut quotes = partial.new_quotes;
+                    quotes.append(&mut guided.new_quotes);
+                    guided.new_quotes = quotes;
+                    let mut raised = partial.alerts;
+                    raised.append(&mut guided.alerts);
+                    guided.alerts = raised;
+                }
+                alerts.push(NewAlert {
+                    kind: "model_unavailable",
+                    detail: format!(
+                        "Could not reach the model for {customer} ({} text(s)): {e}. The guided flow answered instead.",
                         turn.pending.len()
                     ),
-                )
-                .await;
-                (self.guided.draft(&turn, state, now, true), "guided")
+                });
+                (guided, "guided")
             }
         };
 
-        // The guardrail, last line: whatever drafted it, a reply states only
-        // amounts this conversation's quotes contain.
-        let unsupported =
-            guardrail::unsupported_amounts(&draft.text, turn.quotes.iter().chain(&draft.new_quotes));
+        // The guardrail, last line: whatever drafted it, the text as it will
+        // be sent states only amounts this conversation's quotes contain.
+        let mut body = sms_text::prepare_reply(&draft.text, self.business.sms.max_segments);
+        let unsupported = guardrail::unsupported_amounts(&body, turn.quotes.iter().chain(&draft.new_quotes));
         let kind = if unsupported.is_empty() {
             kind
         } else {
             let amounts: Vec<String> = unsupported.iter().map(|a| format!("${a}")).collect();
-            self.alert(
-                "price_guardrail",
-                Some(id),
-                &format!(
-                    "A drafted reply to {} stated {}, which no quote produced; the templated message was sent instead.",
-                    turn.conversation.customer_phone.masked(),
+            alerts.push(NewAlert {
+                kind: "price_guardrail",
+                detail: format!(
+                    "A drafted reply to {customer} stated {}, which no quote produced; the templated message was sent instead.",
                     amounts.join(", ")
                 ),
-            )
-            .await;
-            draft.text = match draft.state.quote() {
-                Some(quote) => templates::quote_message(&self.business, quote),
-                None => {
-                    let job = draft.state.job().cloned().unwrap_or_default();
-                    let question =
-                        guided::next_question(&job, self.business.business.kind, &self.business.pricing)
-                            .unwrap_or(guided::Question::Size);
-                    format!(
-                        "I can't confirm a price until I know a bit more. {}",
-                        guided::ask(question, &self.business.pricing)
-                    )
-                }
-            };
+            });
+            let text = self.templated_fallback(&mut draft, now);
+            body = sms_text::prepare_reply(&text, self.business.sms.max_segments);
             "templated"
         };
-        for alert in &draft.alerts {
-            self.alert(alert.kind, Some(id), &alert.detail).await;
-        }
-        let body = sms_text::prepare_reply(&draft.text, self.business.sms.max_segments);
+        alerts.extend(draft.alerts.iter().map(|a| NewAlert {
+            kind: a.kind,
+            detail: a.detail.clone(),
+        }));
         let reply = self
             .conclude(
                 id,
-                commit(Some(OutboundDraft { kind, body }), draft.state, draft.new_quotes),
+                commit(
+                    Some(OutboundDraft { kind, body }),
+                    draft.state,
+                    draft.new_quotes,
+                    alerts,
+                ),
             )
             .await?;
         Ok(TurnResult::Replied(reply))
+    }
+
+    /// What to say instead of a draft that stated an unsupported amount:
+    /// the current quote, stated by code; or, if the job is fully described,
+    /// a fresh quote; or the next question.
+    fn templated_fallback(&self, draft: &mut crate::assistant::Draft, now: chrono::DateTime<Utc>) -> String {
+        if let Some(quote) = draft.state.quote() {
+            return templates::quote_message(&self.business, quote);
+        }
+        let job = draft.state.job().cloned().unwrap_or_default();
+        let kind = self.business.business.kind;
+        let priced = job
+            .to_spec(kind)
+            .and_then(|spec| price(&self.business.pricing, &spec, new_quote_id(), now));
+        if let Ok(quote) = priced
+            && let Ok(next) = conversation::transition(draft.state.clone(), Event::QuoteIssued(quote.clone()))
+        {
+            draft.state = next;
+            let text = templates::quote_message(&self.business, &quote);
+            draft.new_quotes.push(quote);
+            return text;
+        }
+        match guided::next_question(&job, kind, &self.business.pricing) {
+            Some(question) => format!(
+                "I can't confirm a price until I know a bit more. {}",
+                guided::ask(question, &self.business.pricing)
+            ),
+            None => "I can't confirm a price by text yet; the owner will follow up.".into(),
+        }
     }
 
     /// Commits the turn's outcome and sends its reply, if it has one.

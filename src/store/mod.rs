@@ -108,6 +108,15 @@ pub struct TurnCommit {
     pub reply: Option<OutboundDraft>,
     pub state: ConversationState,
     pub new_quotes: Vec<Quote>,
+    /// Owner alerts the turn raised: stored with it, so a rerun after a
+    /// crash neither loses nor repeats them.
+    pub alerts: Vec<NewAlert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAlert {
+    pub kind: &'static str,
+    pub detail: String,
 }
 
 /// How the texts a turn covered ended.
@@ -213,7 +222,8 @@ pub trait Store: Send + Sync + 'static {
     /// resolved, the new state and quotes are saved, and the reply, if any,
     /// is stored already claimed for sending (so the caller sends it without
     /// another round trip; after a crash it is requeued). Running it twice
-    /// for the same `through` stores one reply; the second run gets `None`.
+    /// for the same `through` stores one reply; a run that finds its texts
+    /// already answered changes nothing and gets `None`.
     async fn finish_turn(
         &self,
         id: ConversationId,

@@ -389,6 +389,7 @@ impl Store for SqliteStore {
             reply,
             state,
             new_quotes,
+            alerts,
         } = commit;
         let status = match resolution {
             InboundResolution::Handled => "handled",
@@ -398,7 +399,7 @@ impl Store for SqliteStore {
             .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
         let now = Utc::now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
+        let answered = sqlx::query(
             "UPDATE messages SET status = ?
              WHERE conversation_id = ? AND direction = 'inbound' AND status = 'pending' AND id <= ?",
         )
@@ -407,6 +408,21 @@ impl Store for SqliteStore {
         .bind(through.0)
         .execute(&mut *tx)
         .await?;
+        if answered.rows_affected() == 0 {
+            // Another run of this turn (an expired lease, a crash rerun)
+            // already committed it; its state and reply stand.
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        for alert in &alerts {
+            sqlx::query("INSERT INTO alerts (kind, conversation_id, detail, created_at) VALUES (?, ?, ?, ?)")
+                .bind(alert.kind)
+                .bind(id.0)
+                .bind(&alert.detail)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "UPDATE conversations
              SET state_changed_at = CASE WHEN state IS ? THEN state_changed_at ELSE ? END, state = ?

@@ -103,7 +103,7 @@ fn tool_results(requests: &[Value]) -> Vec<(String, bool)> {
 
 #[tokio::test]
 async fn first_text_to_quoted_through_claude_with_the_engines_price() {
-    let app = app_with_script(vec![
+    let mut app = app_with_script(vec![
         claude_tool(
             "t1",
             "record_job_details",
@@ -146,8 +146,9 @@ async fn first_text_to_quoted_through_claude_with_the_engines_price() {
             .contains("Conversation state: QUOTED")
     );
 
-    // The state and the quote survived the turn (and so a restart).
+    // The state and the quote survive a crash and restart.
     app.wait_until_settled(CUSTOMER).await;
+    app.crash_and_restart().await;
     let conversation = app.conversation(CUSTOMER).await.unwrap();
     let turn = app.store.turn_input(conversation, 20).await.unwrap();
     assert_eq!(turn.state.name(), "QUOTED");
