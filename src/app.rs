@@ -11,13 +11,16 @@ use tokio::task::JoinHandle;
 use crate::anthropic::AnthropicClient;
 use crate::assistant::guided::GuidedResponder;
 use crate::assistant::tools::ToolRegistry;
-use crate::assistant::{ClaudeResponder, Responder, job_tools};
+use crate::assistant::{ClaudeResponder, Responder, job_tools, schedule_tools};
+use crate::calendar::google::{GoogleCalendar, GoogleSetupError};
+use crate::calendar::{Calendar, LocalCalendar};
 use crate::config::business::BusinessConfig;
 use crate::config::settings::Settings;
 use crate::domain::prompt;
 use crate::http::{self, AppState};
 use crate::jobs::turns::Engine;
 use crate::jobs::worker::TurnWorker;
+use crate::scheduling::Scheduler;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::twilio::{ConsoleSender, SmsSender, TwilioClient};
@@ -26,6 +29,8 @@ use crate::twilio::{ConsoleSender, SmsSender, TwilioClient};
 pub enum StartupError {
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot set up Google Calendar: {0}")]
+    Google(#[from] GoogleSetupError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
 }
@@ -66,11 +71,32 @@ impl Services {
                  run `textdesk check-config` to review the assembled prompt"
             );
         }
+        let calendar: Arc<dyn Calendar> = match &settings.google.credentials {
+            Some(key) => {
+                let google = GoogleCalendar::connect(
+                    key,
+                    business.google.delegated_subject.as_deref(),
+                    settings.google.base_url.as_ref(),
+                    settings.google.timeout,
+                )
+                .await?;
+                tracing::info!(providers = business.providers.len(), "booking on Google Calendar");
+                Arc::new(google)
+            }
+            None => {
+                tracing::warn!(
+                    "GOOGLE_APPLICATION_CREDENTIALS is not set: textdesk's own bookings table is the crews' calendar"
+                );
+                Arc::new(LocalCalendar { store: store.clone() })
+            }
+        };
+        let scheduler = Arc::new(Scheduler::new(store.clone(), calendar, business.clone()));
         let responder: Arc<dyn Responder> = match &settings.anthropic {
             Some(anthropic) => {
                 tracing::info!(model = %anthropic.model, "answering with Claude");
                 let mut tools = ToolRegistry::default();
                 job_tools::register(&mut tools, business.clone());
+                schedule_tools::register(&mut tools, scheduler.clone(), business.clone());
                 Arc::new(ClaudeResponder {
                     client: Arc::new(AnthropicClient::new(anthropic.clone())),
                     model: anthropic.model.clone(),
@@ -87,6 +113,7 @@ impl Services {
                 );
                 Arc::new(GuidedResponder {
                     business: business.clone(),
+                    scheduler: scheduler.clone(),
                 })
             }
         };
@@ -96,6 +123,7 @@ impl Services {
             responder,
             guided: GuidedResponder {
                 business: business.clone(),
+                scheduler,
             },
             sender,
             business,

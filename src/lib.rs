@@ -5,11 +5,13 @@
 pub mod anthropic;
 pub mod app;
 pub mod assistant;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+pub mod scheduling;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

@@ -11,17 +11,88 @@ use super::job_tools::new_quote_id;
 use super::tools::OwnerAlert;
 use super::{Draft, Responder, ResponderError};
 use crate::config::business::BusinessConfig;
-use crate::domain::conversation::{ConversationState, Event, HandoffReason, transition};
+use crate::domain::conversation::{ConversationState, Event, HandoffReason, JobUpdate, transition};
 use crate::domain::guided::{self, QUOTED_MENU, QuotedChoice};
 use crate::domain::quote::price;
+use crate::domain::when;
+use crate::scheduling::{Scheduler, SchedulingError};
+use crate::store::Direction;
 use crate::store::TurnInput;
 use crate::templates;
 
 pub struct GuidedResponder {
     pub business: Arc<BusinessConfig>,
+    pub scheduler: Arc<Scheduler>,
 }
 
+const CALENDAR_DOWN: &str = "Our calendar is unavailable right now; the owner will text you to set a time.";
+
 impl GuidedResponder {
+    /// Offers openings (preferring `preference`) and moves to SCHEDULING;
+    /// returns the text that lists them.
+    async fn offer(
+        &self,
+        turn: &TurnInput,
+        draft: &mut Draft,
+        now: DateTime<Utc>,
+        preference: &str,
+    ) -> String {
+        let Some(quote) = draft.state.quote().cloned() else {
+            return CALENDAR_DOWN.into();
+        };
+        let today = now.with_timezone(&self.business.business.timezone).date_naive();
+        let (filter, _) = when::resolve(preference, today);
+        match self
+            .scheduler
+            .offer(turn.conversation.id, &quote, &filter, now)
+            .await
+        {
+            Ok(offer) if offer.slots.is_empty() => {
+                draft.alerts.push(OwnerAlert {
+                    kind: "no_openings",
+                    detail: format!(
+                        "No openings for customer {}. Please text them to find a time.",
+                        turn.conversation.customer_phone.masked()
+                    ),
+                });
+                "We have no openings soon; the owner will text you to find a time.".into()
+            }
+            Ok(offer) => {
+                if let Ok(next) = transition(draft.state.clone(), Event::SlotsOffered(offer.slots.clone())) {
+                    draft.state = next;
+                }
+                let list = offer
+                    .slots
+                    .iter()
+                    .map(|s| format!("{}) {}", s.id, s.label))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let note = offer.note.map(|n| format!("{n} ")).unwrap_or_default();
+                format!("{note}Openings:\n{list}\nReply with a number, or tell me a day that suits you.")
+            }
+            Err(e) => {
+                self.calendar_down(turn, draft, &e);
+                CALENDAR_DOWN.into()
+            }
+        }
+    }
+
+    fn calendar_down(&self, turn: &TurnInput, draft: &mut Draft, e: &SchedulingError) {
+        let kind = match e {
+            SchedulingError::Calendar(crate::calendar::CalendarError::CredentialsRevoked(_)) => {
+                "calendar_credentials"
+            }
+            _ => "calendar_unavailable",
+        };
+        draft.alerts.push(OwnerAlert {
+            kind,
+            detail: format!(
+                "Could not schedule customer {}: {e}. Please text them to set a time.",
+                turn.conversation.customer_phone.masked()
+            ),
+        });
+    }
+
     /// One guided turn. `apologize` opens the reply with an apology, for
     /// when this stands in for a model that failed.
     pub async fn draft(
@@ -140,55 +211,144 @@ impl GuidedResponder {
                     }
                 }
             }
-            ConversationState::Quoted(quoted) => match guided::quoted_choice(text) {
-                Some(QuotedChoice::Book) => {
-                    draft.alerts.push(OwnerAlert {
-                        kind: "booking_request",
-                        detail: format!(
-                            "Customer {} wants to book quote {} ({}).",
-                            turn.conversation.customer_phone.masked(),
-                            quoted.quote.id,
-                            quoted.quote.total
-                        ),
-                    });
-                    draft.text = format!("{opening}Great! We'll text you shortly to pick a time.");
+            ConversationState::Quoted(quoted) => {
+                let asked_address = turn
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|m| m.direction == Direction::Outbound)
+                    .is_some_and(|m| m.body.ends_with(guided::ADDRESS_QUESTION));
+                match guided::quoted_choice(text) {
+                    Some(QuotedChoice::Book) => {
+                        if quoted.job.address.is_none() {
+                            draft.text = format!("{opening}{}", guided::ADDRESS_QUESTION);
+                        } else {
+                            let offered = self.offer(turn, &mut draft, now, "").await;
+                            draft.text = format!("{opening}{offered}");
+                        }
+                    }
+                    Some(QuotedChoice::Person) => {
+                        step(
+                            &mut draft,
+                            Event::HandOff {
+                                reason: HandoffReason::CustomerAskedForPerson,
+                                summary: format!("Wants a person about quote {}.", quoted.quote.id),
+                                at: now,
+                            },
+                        );
+                        draft.alerts.push(OwnerAlert {
+                            kind: "handoff",
+                            detail: format!(
+                                "Customer {} asked for a person.",
+                                turn.conversation.customer_phone.masked()
+                            ),
+                        });
+                        draft.text = format!("{opening}OK, I've asked the owner to text you.");
+                    }
+                    None if asked_address && !text.trim().is_empty() => {
+                        step(
+                            &mut draft,
+                            Event::DetailsRecorded(JobUpdate {
+                                address: Some(text.trim().to_string()),
+                                ..JobUpdate::default()
+                            }),
+                        );
+                        let offered = self.offer(turn, &mut draft, now, "").await;
+                        draft.text = format!("{opening}Thanks! {offered}");
+                    }
+                    None => {
+                        draft.text = format!(
+                            "{opening}{} {QUOTED_MENU}",
+                            templates::quote_message(business, &quoted.quote)
+                        );
+                    }
                 }
-                Some(QuotedChoice::Person) => {
-                    step(
-                        &mut draft,
-                        Event::HandOff {
-                            reason: HandoffReason::CustomerAskedForPerson,
-                            summary: format!("Wants a person about quote {}.", quoted.quote.id),
-                            at: now,
-                        },
-                    );
-                    draft.alerts.push(OwnerAlert {
-                        kind: "handoff",
-                        detail: format!(
-                            "Customer {} asked for a person.",
-                            turn.conversation.customer_phone.masked()
-                        ),
-                    });
-                    draft.text = format!("{opening}OK, I've asked the owner to text you.");
-                }
-                None => {
-                    draft.text = format!(
-                        "{opening}{} {QUOTED_MENU}",
-                        templates::quote_message(business, &quoted.quote)
-                    );
-                }
-            },
+            }
             ConversationState::Scheduling(s) => {
-                draft.text = format!(
-                    "{opening}{} {QUOTED_MENU}",
-                    templates::quote_message(business, &s.quote)
-                );
+                let labels: Vec<&str> = s.offered.iter().map(|o| o.label.as_str()).collect();
+                match guided::pick_slot(text, &labels) {
+                    Some(i) => {
+                        let slot = s.offered[i].clone();
+                        match self
+                            .scheduler
+                            .book(
+                                &turn.conversation,
+                                &s.job,
+                                &s.quote,
+                                &slot,
+                                s.rescheduling.as_ref(),
+                                now,
+                            )
+                            .await
+                        {
+                            Ok(booking) => {
+                                step(&mut draft, Event::SlotBooked(booking));
+                                draft.text = format!(
+                                    "{opening}You're booked: {}. Total {}. {}",
+                                    slot.label,
+                                    s.quote.total,
+                                    guided::RESCHEDULE_HINT
+                                );
+                            }
+                            Err(SchedulingError::Taken(_)) => {
+                                let offered = self.offer(turn, &mut draft, now, "").await;
+                                draft.text = format!("{opening}Sorry, that time was just taken. {offered}");
+                            }
+                            Err(e) => {
+                                self.calendar_down(turn, &mut draft, &e);
+                                draft.text = format!("{opening}{CALENDAR_DOWN}");
+                            }
+                        }
+                    }
+                    None => {
+                        let today = now.with_timezone(&business.business.timezone).date_naive();
+                        let (filter, _) = when::resolve(text, today);
+                        let offered = self
+                            .offer(turn, &mut draft, now, if filter.is_empty() { "" } else { text })
+                            .await;
+                        let nudge = if filter.is_empty() {
+                            "Sorry, I didn't catch which one. "
+                        } else {
+                            ""
+                        };
+                        draft.text = format!("{opening}{nudge}{offered}");
+                    }
+                }
             }
             ConversationState::Booked(b) => {
-                draft.text = format!(
-                    "{opening}You're booked for {}. To change anything, reply PERSON and the owner will text you.",
-                    b.booking.slot.label
-                );
+                if guided::wants_reschedule(text) {
+                    step(&mut draft, Event::RescheduleRequested);
+                    let offered = self.offer(turn, &mut draft, now, "").await;
+                    draft.text = format!("{opening}Sure. {offered}");
+                } else if guided::wants_cancel_booking(text) {
+                    match self.scheduler.cancel(&b.booking).await {
+                        Ok(()) => {
+                            step(&mut draft, Event::BookingCancelled { at: now });
+                            draft.alerts.push(OwnerAlert {
+                                kind: "booking_cancelled",
+                                detail: format!(
+                                    "Customer {} cancelled {}.",
+                                    turn.conversation.customer_phone.masked(),
+                                    b.booking.slot.label
+                                ),
+                            });
+                            draft.text = format!(
+                                "{opening}Your booking for {} is cancelled. Text us any time to book again.",
+                                b.booking.slot.label
+                            );
+                        }
+                        Err(e) => {
+                            self.calendar_down(turn, &mut draft, &e);
+                            draft.text = format!("{opening}{CALENDAR_DOWN}");
+                        }
+                    }
+                } else {
+                    draft.text = format!(
+                        "{opening}You're booked for {}. {}",
+                        b.booking.slot.label,
+                        guided::RESCHEDULE_HINT
+                    );
+                }
             }
             ConversationState::HandedOff(_)
             | ConversationState::OptedOut(_)

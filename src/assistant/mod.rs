@@ -6,6 +6,7 @@
 
 pub mod guided;
 pub mod job_tools;
+pub mod schedule_tools;
 pub mod tools;
 
 use std::sync::Arc;

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
+use crate::domain::availability::ScheduleConfig;
 use crate::domain::conversation::Lifetimes;
 use crate::domain::phone::E164;
 use crate::domain::quote::PricingConfig;
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusinessConfig {
     pub business: BusinessInfo,
@@ -21,6 +22,69 @@ pub struct BusinessConfig {
     pub sms: SmsConfig,
     pub pricing: PricingConfig,
     pub conversation: ConversationConfig,
+    pub schedule: ScheduleConfig,
+    /// The crews or cleaners who do the jobs: one calendar each.
+    #[serde(deserialize_with = "providers")]
+    pub providers: Vec<ProviderConfig>,
+    pub google: GoogleConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub id: String,
+    pub name: String,
+    /// Where booking emails go (notifications).
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub phone: Option<E164>,
+    /// The provider's Google Calendar. Without Google credentials, textdesk's
+    /// own bookings table is the calendar.
+    #[serde(default)]
+    pub calendar_id: Option<String>,
+}
+
+impl ProviderConfig {
+    /// The calendar to read and write: the Google calendar id, or (for the
+    /// local calendar) the provider id.
+    pub fn calendar(&self) -> &str {
+        self.calendar_id.as_deref().unwrap_or(&self.id)
+    }
+}
+
+fn default_providers() -> Vec<ProviderConfig> {
+    vec![ProviderConfig {
+        id: "crew-1".into(),
+        name: "Crew 1".into(),
+        email: None,
+        phone: None,
+        calendar_id: None,
+    }]
+}
+
+fn providers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ProviderConfig>, D::Error> {
+    let list = Vec::<ProviderConfig>::deserialize(d)?;
+    if list.is_empty() {
+        return Err(serde::de::Error::custom("at least one provider is needed"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for p in &list {
+        if !seen.insert(p.id.as_str()) {
+            return Err(serde::de::Error::custom(format!(
+                "provider id `{}` is used twice",
+                p.id
+            )));
+        }
+    }
+    Ok(list)
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GoogleConfig {
+    /// With domain-wide delegation, the user the service account acts as.
+    pub delegated_subject: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -232,6 +296,21 @@ pub enum ConfigError {
     },
 }
 
+impl Default for BusinessConfig {
+    fn default() -> Self {
+        Self {
+            business: BusinessInfo::default(),
+            assistant: AssistantConfig::default(),
+            sms: SmsConfig::default(),
+            pricing: PricingConfig::default(),
+            conversation: ConversationConfig::default(),
+            schedule: ScheduleConfig::default(),
+            providers: default_providers(),
+            google: GoogleConfig::default(),
+        }
+    }
+}
+
 impl BusinessConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -404,6 +483,21 @@ mod tests {
         assert_eq!(line, 1);
         assert_eq!(key, "pricing.modifiers[0]");
         assert!(message.contains("sometimes"), "{message}");
+    }
+
+    #[test]
+    fn schedule_and_providers() {
+        let c = parse("[schedule]\nslot_minutes = 30\nclosed_dates = [2026-12-25]\n[schedule.hours]\nsun = \"closed\"\nsat = \"09:00-13:00\"\n\n[[providers]]\nid = \"a\"\nname = \"Crew A\"\ncalendar_id = \"a@group.calendar.google.com\"\n").unwrap();
+        assert_eq!(c.schedule.slot_minutes, 30);
+        assert_eq!(c.providers[0].calendar(), "a@group.calendar.google.com");
+        assert_eq!(BusinessConfig::default().providers[0].calendar(), "crew-1");
+        let (line, _, key, message) = error("[schedule.hours]\nmon = \"9 to 5\"\n");
+        assert_eq!((line, key.as_str()), (2, "schedule.hours.mon"));
+        assert!(message.contains("08:00-17:00"), "{message}");
+        let (_, _, key, message) =
+            error("[[providers]]\nid = \"a\"\nname = \"A\"\n[[providers]]\nid = \"a\"\nname = \"B\"\n");
+        assert_eq!(key, "providers");
+        assert!(message.contains("used twice"), "{message}");
     }
 
     #[test]

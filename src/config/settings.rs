@@ -25,6 +25,17 @@ pub struct Settings {
     pub twilio: TwilioSettings,
     pub anthropic: Option<AnthropicSettings>,
     pub worker: WorkerSettings,
+    pub google: GoogleSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct GoogleSettings {
+    /// A service account key file. Without it, textdesk's own bookings
+    /// table is the calendar.
+    pub credentials: Option<PathBuf>,
+    /// Replaces `https://www.googleapis.com`, for tests and local fakes.
+    pub base_url: Option<Url>,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +228,14 @@ impl Settings {
             log_format,
             twilio,
             anthropic,
+            google: GoogleSettings {
+                credentials: get("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from),
+                base_url: match get("GOOGLE_CALENDAR_BASE_URL") {
+                    None => None,
+                    Some(_) => Some(parse_url("GOOGLE_CALENDAR_BASE_URL", "")?),
+                },
+                timeout: Duration::from_secs(parse_num("GOOGLE_TIMEOUT_SECS", 10)?),
+            },
             worker: WorkerSettings {
                 concurrency,
                 poll_interval: Duration::from_secs(2),

@@ -93,12 +93,34 @@ impl WeeklyHours {
     }
 }
 
+/// Dates written bare (`2026-12-25`, a TOML date) or quoted.
+fn dates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NaiveDate>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum DateInput {
+        Toml(toml::value::Datetime),
+        Text(String),
+    }
+    Vec::<DateInput>::deserialize(d)?
+        .into_iter()
+        .map(|input| {
+            let text = match input {
+                DateInput::Toml(t) => t.to_string(),
+                DateInput::Text(s) => s,
+            };
+            NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+                .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a date like 2026-12-25")))
+        })
+        .collect()
+}
+
 /// business.toml [schedule].
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScheduleConfig {
     pub hours: WeeklyHours,
     /// Holidays and other closed days.
+    #[serde(deserialize_with = "dates")]
     pub closed_dates: Vec<NaiveDate>,
     /// Start times fall on this grid, from opening time.
     pub slot_minutes: u32,

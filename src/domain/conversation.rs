@@ -234,6 +234,9 @@ pub struct Scheduling {
     pub job: JobDetails,
     pub quote: Quote,
     pub offered: Vec<OfferedSlot>,
+    /// The booking being moved, when this is a reschedule.
+    #[serde(default)]
+    pub rescheduling: Option<Booking>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -490,6 +493,7 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
             job: s.job,
             quote: s.quote,
             offered,
+            rescheduling: None,
         })),
         (S::Scheduling(s), Event::SlotsOffered(offered)) => Ok(S::Scheduling(Scheduling { offered, ..s })),
         (S::Scheduling(s), Event::SlotBooked(booking)) => Ok(S::Booked(Booked {
@@ -501,6 +505,7 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
             job: s.job,
             quote: s.quote,
             offered: Vec::new(),
+            rescheduling: Some(s.booking),
         })),
         (S::Booked(_), Event::BookingCancelled { at }) => Ok(S::Cancelled(Closed {
             reason: CloseReason::CancelledByCustomer,
@@ -643,6 +648,7 @@ mod tests {
                 job: job(),
                 quote: quote(),
                 offered: vec![slot(1, 2)],
+                rescheduling: None,
             }),
             S::Booked(Booked {
                 job: job(),

@@ -319,6 +319,81 @@ pub fn quoted_choice(text: &str) -> Option<QuotedChoice> {
     }
 }
 
+pub const ADDRESS_QUESTION: &str = "What's the address for the job?";
+pub const RESCHEDULE_HINT: &str = "Need to change it? Reply R to reschedule.";
+
+/// Which offered slot a reply names: its number ("2"), or a word only its
+/// label has ("the Tuesday one", "the 8am one").
+pub fn pick_slot(text: &str, labels: &[&str]) -> Option<usize> {
+    if let Some(i) = choice(text, labels.len()) {
+        return Some(i);
+    }
+    const DAYS: [(&str, &str); 7] = [
+        ("monday", "mon"),
+        ("tuesday", "tue"),
+        ("wednesday", "wed"),
+        ("thursday", "thu"),
+        ("friday", "fri"),
+        ("saturday", "sat"),
+        ("sunday", "sun"),
+    ];
+    let norm = |s: &str| -> Vec<String> {
+        s.to_lowercase()
+            .split(|c: char| !(c.is_alphanumeric() || c == ':'))
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                DAYS.iter()
+                    .find(|(full, _)| *full == w)
+                    .map_or(w.to_string(), |(_, short)| short.to_string())
+            })
+            .collect()
+    };
+    let said = norm(text);
+    let mut matched = None;
+    for (i, label) in labels.iter().enumerate() {
+        let distinctive: Vec<String> = norm(label)
+            .into_iter()
+            .filter(|w| {
+                w.len() >= 3
+                    && labels
+                        .iter()
+                        .enumerate()
+                        .all(|(j, other)| j == i || !norm(other).contains(w))
+            })
+            .collect();
+        if distinctive.iter().any(|w| said.contains(w)) {
+            if matched.is_some_and(|m| m != i) {
+                return None;
+            }
+            matched = Some(i);
+        }
+    }
+    matched
+}
+
+/// "R", "reschedule", "change the time".
+pub fn wants_reschedule(text: &str) -> bool {
+    let t = clean(text);
+    t == "r" || t.contains("reschedule") || t.contains("change the time") || t.contains("different time")
+}
+
+/// A clear request to cancel the booking. A bare CANCEL never gets here:
+/// carriers treat it as an opt-out, and so does textdesk.
+pub fn wants_cancel_booking(text: &str) -> bool {
+    let t = clean(text);
+    [
+        "cancel my",
+        "cancel the",
+        "cancel it",
+        "cancel our",
+        "call it off",
+        "cancel appointment",
+        "cancel booking",
+    ]
+    .iter()
+    .any(|p| t.contains(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,6 +546,24 @@ mod tests {
         job.apply(interpret(Question::Quantity(0), "3", &pricing).unwrap());
         assert_eq!(job.modifiers[0].quantity, 3);
         assert_eq!(next_question(&job, BusinessKind::JunkRemoval, &pricing), None);
+    }
+
+    #[test]
+    fn slots_are_picked_by_number_or_by_a_word_only_they_have() {
+        let labels = ["Mon Nov 23, 8am", "Tue Nov 24, 8am", "Tue Nov 24, 1pm"];
+        assert_eq!(pick_slot("2", &labels), Some(1));
+        assert_eq!(pick_slot("the monday one", &labels), Some(0));
+        assert_eq!(pick_slot("Tuesday at 1pm", &labels), Some(2));
+        assert_eq!(pick_slot("tuesday", &labels), None, "two Tuesdays: ambiguous");
+        assert_eq!(pick_slot("4", &labels), None);
+        assert!(wants_reschedule("R") && wants_reschedule("can we reschedule?"));
+        assert!(
+            wants_cancel_booking("please cancel my booking") && wants_cancel_booking("let's call it off")
+        );
+        assert!(
+            !wants_cancel_booking("cancel"),
+            "bare CANCEL is an opt-out, handled before this"
+        );
     }
 
     #[test]

@@ -235,8 +235,9 @@ pub fn state_text(state: &ConversationState, job_summary: &str, quote_summary: O
         ),
         ConversationState::Quoted(_) => text.push_str(
             "\nThe customer has a quote. Answer questions about it with its exact amounts. If the job \
-             changes, record the change and get a new quote. Booking a time is handled by the owner \
-             for now: if the customer wants to book, say the owner will text them to pick a time.",
+             changes, record the change and get a new quote. When they want to book, call \
+             get_available_slots with their own words about when, and make sure the job address is \
+             recorded before booking.",
         ),
         ConversationState::Scheduling(s) => {
             let slots = s
@@ -250,7 +251,12 @@ pub fn state_text(state: &ConversationState, job_summary: &str, quote_summary: O
             ));
         }
         ConversationState::Booked(b) => {
-            text.push_str(&format!("\nBooked: {}.", b.booking.slot.label));
+            text.push_str(&format!(
+                "\nBooked: {}. For another time, call reschedule_booking; if they clearly want to \
+                 cancel, cancel_booking. Never tell them to reply CANCEL or STOP: carriers treat those \
+                 words as unsubscribing.",
+                b.booking.slot.label
+            ));
         }
         _ => {}
     }

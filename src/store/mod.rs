@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::domain::availability::Interval;
 use crate::domain::conversation::ConversationState;
 use crate::domain::phone::E164;
 use crate::domain::quote::Quote;
@@ -178,6 +179,42 @@ pub struct Alert {
     pub created_at: DateTime<Utc>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingStatus {
+    Pending,
+    Confirmed,
+    Cancelled,
+}
+
+impl BookingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingStatus::Pending => "pending",
+            BookingStatus::Confirmed => "confirmed",
+            BookingStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingRecord {
+    /// Deterministic, and the calendar event's id.
+    pub id: String,
+    pub conversation_id: ConversationId,
+    pub provider_id: String,
+    pub calendar_id: String,
+    pub slot: Interval,
+    pub label: String,
+    pub status: BookingStatus,
+}
+
+/// An opening held for one conversation until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub provider_id: String,
+    pub slot: Interval,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -262,4 +299,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every message of a conversation, oldest first.
     async fn messages(&self, id: ConversationId) -> Result<Vec<Message>, StoreError>;
+
+    /// A provider's booked (pending or confirmed) job intervals overlapping
+    /// `range`, leaving out booking `except`.
+    async fn provider_bookings(
+        &self,
+        provider: &str,
+        range: Interval,
+        except: Option<&str>,
+    ) -> Result<Vec<Interval>, StoreError>;
+
+    /// Openings held, unexpired at `now`, for conversations other than `id`.
+    async fn holds_of_others(&self, id: ConversationId, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError>;
+
+    /// Replaces the conversation's holds.
+    async fn hold(
+        &self,
+        id: ConversationId,
+        holds: &[Hold],
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a booking unless one with its id exists; returns the stored one.
+    async fn save_booking(&self, booking: &BookingRecord) -> Result<BookingRecord, StoreError>;
+
+    /// Moves a booking to a new status, and optionally new times.
+    async fn update_booking(
+        &self,
+        id: &str,
+        status: BookingStatus,
+        moved_to: Option<(&str, &str, Interval, &str)>,
+    ) -> Result<(), StoreError>;
+
+    async fn booking(&self, id: &str) -> Result<Option<BookingRecord>, StoreError>;
+
+    /// Every booking, oldest first (for the owner's tools and tests).
+    async fn bookings(&self) -> Result<Vec<BookingRecord>, StoreError>;
 }

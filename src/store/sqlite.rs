@@ -14,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::*;
+use crate::domain::availability::Interval;
 use crate::domain::conversation::ConversationState;
 use crate::domain::quote::Quote;
 
@@ -623,4 +624,172 @@ impl Store for SqliteStore {
         .map(message_from_row)
         .collect()
     }
+
+    async fn provider_bookings(
+        &self,
+        provider: &str,
+        range: Interval,
+        except: Option<&str>,
+    ) -> Result<Vec<Interval>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT start_ms, end_ms FROM bookings
+             WHERE provider_id = ? AND status != 'cancelled' AND start_ms < ? AND end_ms > ? AND id IS NOT ?",
+        )
+        .bind(provider)
+        .bind(range.end.timestamp_millis())
+        .bind(range.start.timestamp_millis())
+        .bind(except)
+        .fetch_all(&self.writer)
+        .await?;
+        Ok(rows.into_iter().map(|(s, e)| interval(s, e)).collect())
+    }
+
+    async fn holds_of_others(&self, id: ConversationId, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT provider_id, start_ms, end_ms FROM slot_holds WHERE conversation_id != ? AND expires_ms > ?",
+        )
+        .bind(id.0)
+        .bind(now.timestamp_millis())
+        .fetch_all(&self.writer)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(provider_id, s, e)| Hold {
+                provider_id,
+                slot: interval(s, e),
+            })
+            .collect())
+    }
+
+    async fn hold(
+        &self,
+        id: ConversationId,
+        holds: &[Hold],
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("DELETE FROM slot_holds WHERE conversation_id = ? OR expires_ms <= ?")
+            .bind(id.0)
+            .bind(Utc::now().timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        for h in holds {
+            sqlx::query(
+                "INSERT INTO slot_holds (conversation_id, provider_id, start_ms, end_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id.0)
+            .bind(&h.provider_id)
+            .bind(h.slot.start.timestamp_millis())
+            .bind(h.slot.end.timestamp_millis())
+            .bind(expires_at.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn save_booking(&self, b: &BookingRecord) -> Result<BookingRecord, StoreError> {
+        let now = Utc::now();
+        sqlx::query(
+            "INSERT INTO bookings (id, conversation_id, provider_id, calendar_id, start_ms, end_ms, label, status, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&b.id)
+        .bind(b.conversation_id.0)
+        .bind(&b.provider_id)
+        .bind(&b.calendar_id)
+        .bind(b.slot.start.timestamp_millis())
+        .bind(b.slot.end.timestamp_millis())
+        .bind(&b.label)
+        .bind(b.status.as_str())
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        self.booking(&b.id).await?.ok_or(StoreError::NotFound("booking"))
+    }
+
+    async fn update_booking(
+        &self,
+        id: &str,
+        status: BookingStatus,
+        moved_to: Option<(&str, &str, Interval, &str)>,
+    ) -> Result<(), StoreError> {
+        let now = Utc::now();
+        match moved_to {
+            None => {
+                sqlx::query("UPDATE bookings SET status = ?, updated_at = ? WHERE id = ?")
+                    .bind(status.as_str())
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await?;
+            }
+            Some((provider, calendar, slot, label)) => {
+                sqlx::query(
+                    "UPDATE bookings SET status = ?, provider_id = ?, calendar_id = ?, start_ms = ?, end_ms = ?,
+                                         label = ?, updated_at = ?
+                     WHERE id = ?",
+                )
+                .bind(status.as_str())
+                .bind(provider)
+                .bind(calendar)
+                .bind(slot.start.timestamp_millis())
+                .bind(slot.end.timestamp_millis())
+                .bind(label)
+                .bind(now)
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn booking(&self, id: &str) -> Result<Option<BookingRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, conversation_id, provider_id, calendar_id, start_ms, end_ms, label, status FROM bookings WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.as_ref().map(booking_from_row).transpose()
+    }
+
+    async fn bookings(&self) -> Result<Vec<BookingRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, conversation_id, provider_id, calendar_id, start_ms, end_ms, label, status FROM bookings ORDER BY rowid",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(booking_from_row).collect()
+    }
+}
+
+fn interval(start_ms: i64, end_ms: i64) -> Interval {
+    let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    Interval {
+        start: at(start_ms),
+        end: at(end_ms),
+    }
+}
+
+fn booking_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<BookingRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(BookingRecord {
+        id: row.try_get("id")?,
+        conversation_id: ConversationId(row.try_get("conversation_id")?),
+        provider_id: row.try_get("provider_id")?,
+        calendar_id: row.try_get("calendar_id")?,
+        slot: interval(row.try_get("start_ms")?, row.try_get("end_ms")?),
+        label: row.try_get("label")?,
+        status: match status.as_str() {
+            "pending" => BookingStatus::Pending,
+            "confirmed" => BookingStatus::Confirmed,
+            "cancelled" => BookingStatus::Cancelled,
+            other => return Err(StoreError::Corrupt(format!("booking status `{other}`"))),
+        },
+    })
 }

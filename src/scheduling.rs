@@ -1,0 +1,403 @@
+//! Offers and bookings: the availability engine applied to real calendars.
+//!
+//! Double bookings are ours to prevent (Google Calendar accepts overlapping
+//! events happily), so:
+//! - offered openings are held for the customer who was offered them;
+//! - bookings of one crew are serialized by a lock per crew, and every rule
+//!   is checked again at booking time against fresh busy time;
+//! - a booking is recorded (`pending`) before its calendar event is written,
+//!   under a deterministic id that is also the event id, so a retry after a
+//!   timeout finds its own earlier attempt instead of making a second one;
+//! - the conversation becomes BOOKED only after the event exists.
+//!
+//! The per-crew lock is in-process: one process serves a SQLite database.
+//! A Postgres backend would take the same lock in the database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use sha1::{Digest, Sha1};
+
+use crate::calendar::{Busy, Calendar, CalendarError, CalendarEvent};
+use crate::config::business::{BusinessConfig, ProviderConfig};
+use crate::domain::availability::{self, DateFilter, Interval, ProviderBusy, SlotQuery};
+use crate::domain::conversation::{Booking, JobDetails, OfferedSlot};
+use crate::domain::quote::{Quote, hours_to_minutes};
+use crate::store::{BookingRecord, BookingStatus, Conversation, ConversationId, Hold, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulingError {
+    #[error(transparent)]
+    Calendar(#[from] CalendarError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The opening went to someone else, or no longer meets the rules.
+    #[error("that opening is no longer available: {0}")]
+    Taken(String),
+}
+
+/// Openings offered to a customer.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub slots: Vec<OfferedSlot>,
+    /// Said when the customer's preference had nothing and the earliest
+    /// openings are offered instead.
+    pub note: Option<String>,
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    calendar: Arc<dyn Calendar>,
+    business: Arc<BusinessConfig>,
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// `td` + 40 hex digits: valid as a Google event id ([a-v0-9], 5-1024).
+pub fn booking_id(conversation: ConversationId, provider: &str, start: DateTime<Utc>) -> String {
+    let mut hash = Sha1::new();
+    hash.update(format!("{}|{provider}|{}", conversation.0, start.timestamp()).as_bytes());
+    let digest = hash.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("td{hex}")
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn Store>, calendar: Arc<dyn Calendar>, business: Arc<BusinessConfig>) -> Self {
+        Self {
+            store,
+            calendar,
+            business,
+            locks: Default::default(),
+        }
+    }
+
+    fn lock_for(&self, provider: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .locks
+            .lock()
+            .expect("lock map is never poisoned: no panics while held");
+        locks.entry(provider.to_string()).or_default().clone()
+    }
+
+    fn duration(quote: &Quote) -> Duration {
+        Duration::minutes(hours_to_minutes(quote.hours).max(15))
+    }
+
+    fn provider(&self, id: &str) -> Option<&ProviderConfig> {
+        self.business.providers.iter().find(|p| p.id == id)
+    }
+
+    /// Busy time per provider over `range`: the calendar, our own bookings,
+    /// and other customers' holds. Providers whose calendar is unknown are
+    /// left out, never treated as free.
+    async fn busy_for(
+        &self,
+        providers: &[&ProviderConfig],
+        range: Interval,
+        conversation: ConversationId,
+        except_booking: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ProviderBusy>, SchedulingError> {
+        let calendars: Vec<String> = providers.iter().map(|p| p.calendar().to_string()).collect();
+        let from_calendar = if self.calendar.is_local() {
+            HashMap::new()
+        } else {
+            self.calendar.busy(&calendars, range).await?
+        };
+        let holds = self.store.holds_of_others(conversation, now).await?;
+        let mut out = Vec::new();
+        for p in providers {
+            let mut busy = match from_calendar.get(p.calendar()) {
+                Some(Busy::Known(busy)) => busy.clone(),
+                Some(Busy::Unknown(reason)) => {
+                    tracing::warn!(provider = %p.id, %reason, "crew calendar unknown; not offering it");
+                    continue;
+                }
+                None if self.calendar.is_local() => Vec::new(),
+                None => continue,
+            };
+            // Our own bookings count even before Google shows them.
+            busy.extend(self.store.provider_bookings(&p.id, range, except_booking).await?);
+            busy.extend(holds.iter().filter(|h| h.provider_id == p.id).map(|h| h.slot));
+            out.push(ProviderBusy {
+                provider: p.id.clone(),
+                busy,
+            });
+        }
+        if out.is_empty() && !providers.is_empty() {
+            return Err(CalendarError::Unavailable("no crew calendar could be read".into()).into());
+        }
+        Ok(out)
+    }
+
+    /// Finds openings for the quoted job, preferring `filter`, and holds them
+    /// for this conversation.
+    #[tracing::instrument(name = "offer_slots", skip_all, fields(conversation = conversation.0))]
+    pub async fn offer(
+        &self,
+        conversation: ConversationId,
+        quote: &Quote,
+        filter: &DateFilter,
+        now: DateTime<Utc>,
+    ) -> Result<Offer, SchedulingError> {
+        let schedule = &self.business.schedule;
+        let tz = self.business.business.timezone;
+        let range = Interval {
+            start: now,
+            end: now + Duration::days(i64::from(schedule.horizon_days) + 1),
+        };
+        let providers: Vec<&ProviderConfig> = self.business.providers.iter().collect();
+        let busy = self.busy_for(&providers, range, conversation, None, now).await?;
+        let mut query = SlotQuery {
+            now,
+            duration: Self::duration(quote),
+            filter: filter.clone(),
+        };
+        let mut openings = schedule.openings(tz, &busy, &query);
+        let mut note = None;
+        if openings.is_empty() && !filter.is_empty() {
+            query.filter = DateFilter::default();
+            openings = schedule.openings(tz, &busy, &query);
+            note = Some("Nothing is open then; these are the earliest openings.".to_string());
+        }
+        let picked = schedule.offers(&openings, tz);
+        let holds: Vec<Hold> = picked
+            .iter()
+            .map(|o| Hold {
+                provider_id: o.provider.clone(),
+                slot: Interval {
+                    start: o.start,
+                    end: o.end,
+                },
+            })
+            .collect();
+        self.store
+            .hold(
+                conversation,
+                &holds,
+                now + Duration::minutes(i64::from(schedule.hold_minutes)),
+            )
+            .await?;
+        let slots = picked
+            .iter()
+            .enumerate()
+            .map(|(i, o)| OfferedSlot {
+                id: (i + 1) as u8,
+                start: o.start,
+                end: o.end,
+                label: availability::label(o, tz),
+                crew: o.provider.clone(),
+            })
+            .collect();
+        Ok(Offer { slots, note })
+    }
+
+    fn event(
+        &self,
+        id: &str,
+        conversation: &Conversation,
+        job: &JobDetails,
+        quote: &Quote,
+        slot: &OfferedSlot,
+    ) -> CalendarEvent {
+        let kind = match self.business.business.kind {
+            crate::config::business::BusinessKind::JunkRemoval => "Junk removal",
+            crate::config::business::BusinessKind::Maid => "Cleaning",
+        };
+        let who = job.customer_name.clone().unwrap_or_else(|| "customer".into());
+        let basis = quote.assumptions.first().cloned().unwrap_or_default();
+        let description = format!(
+            "{kind} for {who}\nPhone: {}\nAddress: {}\nArrival: {}\n\n{basis}\nQuote {}:\n{}\n{}",
+            conversation.customer_phone.as_str(),
+            job.address.as_deref().unwrap_or("(not given)"),
+            slot.label,
+            quote.id,
+            quote.breakdown(),
+            job.notes
+                .as_deref()
+                .map(|n| format!("\nNotes: {n}"))
+                .unwrap_or_default(),
+        );
+        let provider = self.provider(&slot.crew);
+        CalendarEvent {
+            id: id.to_string(),
+            summary: format!("{kind}: {who} ({})", quote.total),
+            description,
+            location: job.address.clone(),
+            start: slot.start,
+            end: slot.end,
+            // Writing to a shared calendar: invite the provider.
+            attendee_email: provider
+                .filter(|p| p.calendar_id.is_none())
+                .and_then(|p| p.email.clone()),
+        }
+    }
+
+    /// Books an offered slot, or moves `replacing` to it. Idempotent: a
+    /// rerun for the same slot returns the booking it made.
+    #[tracing::instrument(name = "book_slot", skip_all, fields(conversation = conversation.id.0, crew = %slot.crew))]
+    pub async fn book(
+        &self,
+        conversation: &Conversation,
+        job: &JobDetails,
+        quote: &Quote,
+        slot: &OfferedSlot,
+        replacing: Option<&Booking>,
+        now: DateTime<Utc>,
+    ) -> Result<Booking, SchedulingError> {
+        let provider = self
+            .provider(&slot.crew)
+            .ok_or_else(|| SchedulingError::Taken(format!("crew `{}` is no longer listed", slot.crew)))?
+            .clone();
+        let lock = self.lock_for(&provider.id);
+        let _serialized = lock.lock().await;
+
+        let id = match replacing {
+            Some(old) => old.id.clone(),
+            None => booking_id(conversation.id, &provider.id, slot.start),
+        };
+        let booked = |record: &BookingRecord| Booking {
+            id: record.id.clone(),
+            slot: slot.clone(),
+            calendar_event_id: record.id.clone(),
+        };
+        let existing = self.store.booking(&id).await?;
+        if let Some(e) = &existing
+            && e.status == BookingStatus::Confirmed
+            && e.slot.start == slot.start
+            && e.provider_id == provider.id
+        {
+            return Ok(booked(e));
+        }
+        // A pending record means an earlier attempt passed these checks and
+        // may already have written the event, which would now look busy.
+        let resuming = existing
+            .as_ref()
+            .is_some_and(|e| e.status == BookingStatus::Pending);
+        let duration = slot.end
+            - slot.start
+            - Duration::minutes(i64::from(self.business.schedule.arrival_window_minutes));
+        if !resuming {
+            let schedule = &self.business.schedule;
+            let blocked = schedule.blocked_interval(slot.start, duration);
+            let busy = self
+                .busy_for(
+                    &[&provider],
+                    blocked,
+                    conversation.id,
+                    replacing.map(|b| b.id.as_str()),
+                    now,
+                )
+                .await?;
+            let Some(provider_busy) = busy.first() else {
+                return Err(CalendarError::Unavailable(format!(
+                    "the calendar of `{}` could not be read",
+                    provider.id
+                ))
+                .into());
+            };
+            schedule
+                .check_slot(
+                    self.business.business.timezone,
+                    provider_busy,
+                    slot.start,
+                    duration,
+                    now,
+                )
+                .map_err(|problem| SchedulingError::Taken(problem.to_string()))?;
+        }
+
+        let event = self.event(&id, conversation, job, quote, slot);
+        let interval = Interval {
+            start: slot.start,
+            end: slot.end,
+        };
+        match replacing {
+            None => {
+                self.store
+                    .save_booking(&BookingRecord {
+                        id: id.clone(),
+                        conversation_id: conversation.id,
+                        provider_id: provider.id.clone(),
+                        calendar_id: provider.calendar().to_string(),
+                        slot: interval,
+                        label: slot.label.clone(),
+                        status: BookingStatus::Pending,
+                    })
+                    .await?;
+                if let Err(e) = self.insert_with_retry(provider.calendar(), &event).await {
+                    // Leave no half-booking behind: no event, no booking.
+                    let _ = self.calendar.delete_event(provider.calendar(), &id).await;
+                    self.store
+                        .update_booking(&id, BookingStatus::Cancelled, None)
+                        .await?;
+                    return Err(e.into());
+                }
+            }
+            Some(old) => {
+                let old_record = self
+                    .store
+                    .booking(&old.id)
+                    .await?
+                    .ok_or(StoreError::NotFound("booking"))?;
+                if old_record.calendar_id == provider.calendar() {
+                    self.calendar
+                        .move_event(provider.calendar(), &id, interval)
+                        .await?;
+                } else {
+                    self.insert_with_retry(provider.calendar(), &event).await?;
+                    self.calendar.delete_event(&old_record.calendar_id, &id).await?;
+                }
+                self.store
+                    .update_booking(
+                        &id,
+                        BookingStatus::Pending,
+                        Some((&provider.id, provider.calendar(), interval, &slot.label)),
+                    )
+                    .await?;
+            }
+        }
+        self.store
+            .update_booking(&id, BookingStatus::Confirmed, None)
+            .await?;
+        self.store.hold(conversation.id, &[], now).await?;
+        tracing::info!(booking = %id, when = %slot.label, "booked");
+        Ok(Booking {
+            id: id.clone(),
+            slot: slot.clone(),
+            calendar_event_id: id,
+        })
+    }
+
+    /// One retry on a timeout or outage: the same event id makes a second
+    /// insert after a lost answer a harmless duplicate.
+    async fn insert_with_retry(&self, calendar: &str, event: &CalendarEvent) -> Result<(), CalendarError> {
+        match self.calendar.insert_event(calendar, event).await {
+            Err(CalendarError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "event insert failed; retrying with the same id");
+                self.calendar.insert_event(calendar, event).await
+            }
+            other => other,
+        }
+    }
+
+    /// Cancels a booking: the event is removed, the booking marked cancelled.
+    #[tracing::instrument(name = "cancel_booking", skip_all, fields(booking = %booking.id))]
+    pub async fn cancel(&self, booking: &Booking) -> Result<(), SchedulingError> {
+        let record = self
+            .store
+            .booking(&booking.id)
+            .await?
+            .ok_or(StoreError::NotFound("booking"))?;
+        let lock = self.lock_for(&record.provider_id);
+        let _serialized = lock.lock().await;
+        self.calendar
+            .delete_event(&record.calendar_id, &record.id)
+            .await?;
+        self.store
+            .update_booking(&record.id, BookingStatus::Cancelled, None)
+            .await?;
+        Ok(())
+    }
+}
