@@ -139,6 +139,7 @@ impl Scheduler {
         conversation: ConversationId,
         quote: &Quote,
         filter: &DateFilter,
+        rescheduling: Option<&Booking>,
         now: DateTime<Utc>,
     ) -> Result<Offer, SchedulingError> {
         let schedule = &self.business.schedule;
@@ -148,7 +149,16 @@ impl Scheduler {
             end: now + Duration::days(i64::from(schedule.horizon_days) + 1),
         };
         let providers: Vec<&ProviderConfig> = self.business.providers.iter().collect();
-        let busy = self.busy_for(&providers, range, conversation, None, now).await?;
+        // A booking being moved does not block its own new time.
+        let busy = self
+            .busy_for(
+                &providers,
+                range,
+                conversation,
+                rescheduling.map(|b| b.id.as_str()),
+                now,
+            )
+            .await?;
         let mut query = SlotQuery {
             now,
             duration: Self::duration(quote),

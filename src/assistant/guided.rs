@@ -42,9 +42,13 @@ impl GuidedResponder {
         };
         let today = now.with_timezone(&self.business.business.timezone).date_naive();
         let (filter, _) = when::resolve(preference, today);
+        let rescheduling = match &draft.state {
+            ConversationState::Scheduling(s) => s.rescheduling.clone(),
+            _ => None,
+        };
         match self
             .scheduler
-            .offer(turn.conversation.id, &quote, &filter, now)
+            .offer(turn.conversation.id, &quote, &filter, rescheduling.as_ref(), now)
             .await
         {
             Ok(offer) if offer.slots.is_empty() => {

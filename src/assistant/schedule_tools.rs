@@ -111,8 +111,18 @@ async fn offer_slots(
         .ok_or_else(|| ToolError::NotAllowed("there is no quote yet: get_quote first".into()))?;
     let today = ctx.now.with_timezone(&business.business.timezone).date_naive();
     let (filter, looked_for) = when::resolve(preference.unwrap_or(""), today);
+    let rescheduling = match &ctx.state {
+        ConversationState::Scheduling(s) => s.rescheduling.clone(),
+        _ => None,
+    };
     let offer = match scheduler
-        .offer(ctx.turn.conversation.id, &quote, &filter, ctx.now)
+        .offer(
+            ctx.turn.conversation.id,
+            &quote,
+            &filter,
+            rescheduling.as_ref(),
+            ctx.now,
+        )
         .await
     {
         Ok(offer) => offer,

@@ -52,6 +52,9 @@ impl GoogleCalendar {
                 path: key_path.display().to_string(),
                 source,
             })?;
+        // reqwest and the Google stack bring different rustls crypto
+        // backends; with both compiled in, rustls needs to be told which.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| GoogleSetupError::Tls(e.to_string()))?

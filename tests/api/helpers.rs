@@ -17,6 +17,8 @@ use textdesk::twilio::signature;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use crate::fake_google::FakeGoogle;
+
 pub const AUTH_TOKEN: &str = "test-auth-token";
 pub const PUBLIC_BASE_URL: &str = "https://desk.example.com";
 pub const BUSINESS_NUMBER: &str = "+15035550142";
@@ -32,6 +34,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub vars: HashMap<String, String>,
     pub business: BusinessConfig,
+    pub google: Option<FakeGoogle>,
     _db_dir: Arc<TempDir>,
 }
 
@@ -40,6 +43,10 @@ pub struct Options {
     pub extra_vars: Vec<(&'static str, String)>,
     /// Mount the default fakes (an echoing Claude, an accepting Twilio).
     pub default_fakes: bool,
+    /// Book on a fake Google Calendar instead of the local table.
+    pub google: bool,
+    /// business.toml text; a minimal junk-removal business by default.
+    pub business: Option<String>,
 }
 
 impl Default for Options {
@@ -48,6 +55,8 @@ impl Default for Options {
             with_model: true,
             extra_vars: Vec::new(),
             default_fakes: true,
+            google: false,
+            business: None,
         }
     }
 }
@@ -88,11 +97,24 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     if options.with_model {
         vars.insert("ANTHROPIC_API_KEY".into(), "test-anthropic-key".into());
     }
+    let google = if options.google {
+        let google = FakeGoogle::start().await;
+        let key = google.key_file(db_dir.path());
+        vars.insert("GOOGLE_APPLICATION_CREDENTIALS".into(), key.display().to_string());
+        vars.insert("GOOGLE_CALENDAR_BASE_URL".into(), google.base_url());
+        vars.insert("GOOGLE_TIMEOUT_SECS".into(), "1".into());
+        Some(google)
+    } else {
+        None
+    };
     for (k, v) in options.extra_vars {
         vars.insert(k.to_string(), v);
     }
     let business = BusinessConfig::parse(
-        "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\n",
+        options
+            .business
+            .as_deref()
+            .unwrap_or("[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\n"),
         std::path::Path::new("test.toml"),
     )
     .unwrap();
@@ -108,6 +130,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         http: reqwest::Client::new(),
         vars,
         business,
+        google,
         _db_dir: db_dir,
     }
 }

@@ -1,7 +1,9 @@
 //! One integration-test binary (one link, shared helpers), zero2prod style.
 
 mod clients;
+mod fake_google;
 mod helpers;
 mod quotes;
+mod scheduling;
 mod turns;
 mod webhook;
