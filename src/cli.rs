@@ -414,6 +414,46 @@ fn config_summary(path: &Path, config: &BusinessConfig) -> String {
         )),
     }
     out.push_str("            Check prices with `textdesk quote`.\n");
+    let s = &config.schedule;
+    let day = |d: crate::domain::availability::DayHours| match d {
+        crate::domain::availability::DayHours::Closed => "closed".to_string(),
+        crate::domain::availability::DayHours::Open { open, close } => {
+            format!("{}-{}", open.format("%H:%M"), close.format("%H:%M"))
+        }
+    };
+    let h = &s.hours;
+    out.push_str(&format!(
+        "Schedule:   Mon {} Tue {} Wed {} Thu {} Fri {} Sat {} Sun {}\n",
+        day(h.mon),
+        day(h.tue),
+        day(h.wed),
+        day(h.thu),
+        day(h.fri),
+        day(h.sat),
+        day(h.sun)
+    ));
+    out.push_str(&format!(
+        "            {}-minute grid, {} notice {}h, horizon {} days, buffers {}+{} min, {} closed date(s)\n",
+        s.slot_minutes,
+        if s.arrival_window_minutes > 0 {
+            format!("{}-minute arrival windows,", s.arrival_window_minutes)
+        } else {
+            "exact start times,".to_string()
+        },
+        s.min_notice_hours,
+        s.horizon_days,
+        s.buffer_before_minutes,
+        s.buffer_after_minutes,
+        s.closed_dates.len()
+    ));
+    for p in &config.providers {
+        out.push_str(&format!(
+            "Provider:   {} ({}), calendar {}\n",
+            p.name,
+            p.id,
+            p.calendar_id.as_deref().unwrap_or("(textdesk's own bookings)")
+        ));
+    }
     let mut assembled = prompt::assemble(config, chrono::Utc::now());
     assembled.push(
         "Catalog",

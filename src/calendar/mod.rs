@@ -81,6 +81,8 @@ pub trait Calendar: Send + Sync + 'static {
 /// bookings table, which the scheduler writes itself.
 pub struct LocalCalendar {
     pub store: Arc<dyn Store>,
+    /// Calendar id to provider id.
+    pub providers: HashMap<String, String>,
 }
 
 #[async_trait]
@@ -92,8 +94,11 @@ impl Calendar for LocalCalendar {
     ) -> Result<HashMap<String, Busy>, CalendarError> {
         let mut out = HashMap::new();
         for calendar in calendars {
-            let busy = self.store.provider_bookings(calendar, range, None).await?;
-            out.insert(calendar.clone(), Busy::Known(busy));
+            let busy = match self.providers.get(calendar) {
+                Some(provider) => Busy::Known(self.store.provider_bookings(provider, range, None).await?),
+                None => Busy::Unknown(format!("no provider uses calendar `{calendar}`")),
+            };
+            out.insert(calendar.clone(), busy);
         }
         Ok(out)
     }
