@@ -29,6 +29,8 @@ use crate::twilio::{ConsoleSender, SmsSender, TwilioClient};
 pub enum StartupError {
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Config(String),
     #[error("cannot set up Google Calendar: {0}")]
     Google(#[from] GoogleSetupError),
     #[error("cannot listen on {address}: {source}")]
@@ -73,6 +75,12 @@ impl Services {
         }
         let calendar: Arc<dyn Calendar> = match &settings.google.credentials {
             Some(key) => {
+                if let Some(p) = business.providers.iter().find(|p| p.calendar_id.is_none()) {
+                    return Err(StartupError::Config(format!(
+                        "provider `{}` has no calendar_id in business.toml; with Google Calendar every provider needs one",
+                        p.id
+                    )));
+                }
                 let google = GoogleCalendar::connect(
                     key,
                     business.google.delegated_subject.as_deref(),
@@ -111,6 +119,8 @@ impl Services {
                     max_tool_rounds: anthropic.max_tool_rounds,
                     tools,
                     business: business.clone(),
+                    // A third of the lease: the engine's backstop is half.
+                    deadline: settings.worker.lease / 3,
                 })
             }
             None => {

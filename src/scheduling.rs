@@ -24,7 +24,9 @@ use crate::config::business::{BusinessConfig, ProviderConfig};
 use crate::domain::availability::{self, DateFilter, Interval, ProviderBusy, SlotQuery};
 use crate::domain::conversation::{Booking, JobDetails, OfferedSlot};
 use crate::domain::quote::{Quote, hours_to_minutes};
-use crate::store::{BookingRecord, BookingStatus, Conversation, ConversationId, Hold, Store, StoreError};
+use crate::store::{
+    BookingRecord, BookingStatus, Conversation, ConversationId, Hold, Reservation, Store, StoreError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulingError {
@@ -35,6 +37,10 @@ pub enum SchedulingError {
     /// The opening went to someone else, or no longer meets the rules.
     #[error("that opening is no longer available: {0}")]
     Taken(String),
+    /// A booking whose event may exist but could not be confirmed or
+    /// cleaned up: the owner must look.
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 /// Openings offered to a customer.
@@ -54,9 +60,14 @@ pub struct Scheduler {
 }
 
 /// `td` + 40 hex digits: valid as a Google event id ([a-v0-9], 5-1024).
-pub fn booking_id(conversation: ConversationId, provider: &str, start: DateTime<Utc>) -> String {
+pub fn booking_id(
+    conversation: ConversationId,
+    provider: &str,
+    start: DateTime<Utc>,
+    generation: u32,
+) -> String {
     let mut hash = Sha1::new();
-    hash.update(format!("{}|{provider}|{}", conversation.0, start.timestamp()).as_bytes());
+    hash.update(format!("{}|{provider}|{}|{generation}", conversation.0, start.timestamp()).as_bytes());
     let digest = hash.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("td{hex}")
@@ -106,6 +117,12 @@ impl Scheduler {
             self.calendar.busy(&calendars, range).await?
         };
         let holds = self.store.holds_of_others(conversation, now).await?;
+        // The booking being moved shows on its calendar as busy; it must not
+        // block its own new time.
+        let moving = match except_booking {
+            Some(id) => self.store.booking(id).await?.map(|b| (b.calendar_id, b.slot)),
+            None => None,
+        };
         let mut out = Vec::new();
         for p in providers {
             let mut busy = match from_calendar.get(p.calendar()) {
@@ -117,6 +134,11 @@ impl Scheduler {
                 None if self.calendar.is_local() => Vec::new(),
                 None => continue,
             };
+            if let Some((calendar, slot)) = &moving
+                && calendar == p.calendar()
+            {
+                busy.retain(|b| b != slot);
+            }
             // Our own bookings count even before Google shows them.
             busy.extend(self.store.provider_bookings(&p.id, range, except_booking).await?);
             busy.extend(holds.iter().filter(|h| h.provider_id == p.id).map(|h| h.slot));
@@ -265,32 +287,42 @@ impl Scheduler {
 
         let id = match replacing {
             Some(old) => old.id.clone(),
-            None => booking_id(conversation.id, &provider.id, slot.start),
+            // The generation changes with every cancellation, so an id (and
+            // the calendar event id Google keeps reserved) is never reused.
+            None => booking_id(
+                conversation.id,
+                &provider.id,
+                slot.start,
+                self.store.booking_generation(conversation.id).await?,
+            ),
         };
-        let booked = |record: &BookingRecord| Booking {
-            id: record.id.clone(),
+        let interval = Interval {
+            start: slot.start,
+            end: slot.end,
+        };
+        let booked = || Booking {
+            id: id.clone(),
             slot: slot.clone(),
-            calendar_event_id: record.id.clone(),
+            calendar_event_id: id.clone(),
         };
         let existing = self.store.booking(&id).await?;
+        let same_slot = |e: &BookingRecord| e.slot.start == slot.start && e.provider_id == provider.id;
         if let Some(e) = &existing
             && e.status == BookingStatus::Confirmed
-            && e.slot.start == slot.start
-            && e.provider_id == provider.id
+            && same_slot(e)
         {
-            return Ok(booked(e));
+            return Ok(booked());
         }
-        // A pending record means an earlier attempt passed these checks and
-        // may already have written the event, which would now look busy.
+        // A pending record for this very slot means an earlier attempt
+        // passed every check and may already have written the event, which
+        // would now look busy: finish that attempt instead of re-checking.
         let resuming = existing
             .as_ref()
-            .is_some_and(|e| e.status == BookingStatus::Pending);
-        let duration = slot.end
-            - slot.start
-            - Duration::minutes(i64::from(self.business.schedule.arrival_window_minutes));
+            .is_some_and(|e| e.status == BookingStatus::Pending && same_slot(e));
+        let schedule = &self.business.schedule;
+        let duration = slot.end - slot.start - Duration::minutes(i64::from(schedule.arrival_window_minutes));
+        let blocked = schedule.blocked_interval(slot.start, duration);
         if !resuming {
-            let schedule = &self.business.schedule;
-            let blocked = schedule.blocked_interval(slot.start, duration);
             let busy = self
                 .busy_for(
                     &[&provider],
@@ -319,53 +351,86 @@ impl Scheduler {
         }
 
         let event = self.event(&id, conversation, job, quote, slot);
-        let interval = Interval {
-            start: slot.start,
-            end: slot.end,
-        };
         match replacing {
             None => {
-                self.store
-                    .save_booking(&BookingRecord {
-                        id: id.clone(),
-                        conversation_id: conversation.id,
-                        provider_id: provider.id.clone(),
-                        calendar_id: provider.calendar().to_string(),
-                        slot: interval,
-                        label: slot.label.clone(),
-                        status: BookingStatus::Pending,
-                    })
-                    .await?;
+                let record = BookingRecord {
+                    id: id.clone(),
+                    conversation_id: conversation.id,
+                    provider_id: provider.id.clone(),
+                    calendar_id: provider.calendar().to_string(),
+                    slot: interval,
+                    label: slot.label.clone(),
+                    status: BookingStatus::Pending,
+                };
+                match self.store.reserve_booking(&record, blocked).await? {
+                    Reservation::Conflict => {
+                        return Err(SchedulingError::Taken(
+                            "another booking took it a moment ago".into(),
+                        ));
+                    }
+                    Reservation::Reserved(r) if r.status == BookingStatus::Cancelled || !same_slot(&r) => {
+                        return Err(SchedulingError::Taken("that booking was already closed".into()));
+                    }
+                    Reservation::Reserved(_) => {}
+                }
                 if let Err(e) = self.insert_with_retry(provider.calendar(), &event).await {
-                    // Leave no half-booking behind: no event, no booking.
-                    let _ = self.calendar.delete_event(provider.calendar(), &id).await;
-                    self.store
-                        .update_booking(&id, BookingStatus::Cancelled, None)
-                        .await?;
-                    return Err(e.into());
+                    // No booking without its event, and no event without its
+                    // booking: cancel only once the event is known gone.
+                    return match self.calendar.delete_event(provider.calendar(), &id).await {
+                        Ok(()) => {
+                            self.store
+                                .update_booking(&id, BookingStatus::Cancelled, None)
+                                .await?;
+                            Err(e.into())
+                        }
+                        Err(cleanup) => Err(SchedulingError::Incomplete(format!(
+                            "booking {id} on {} may have an event but could not be confirmed ({e}; cleanup: {cleanup})",
+                            slot.label
+                        ))),
+                    };
                 }
             }
             Some(old) => {
-                let old_record = self
+                let before = self
                     .store
                     .booking(&old.id)
                     .await?
                     .ok_or(StoreError::NotFound("booking"))?;
-                if old_record.calendar_id == provider.calendar() {
-                    self.calendar
-                        .move_event(provider.calendar(), &id, interval)
+                // Record the new time first (pending): a crash after the
+                // calendar moves can then be resumed, never lost.
+                if !resuming {
+                    self.store
+                        .update_booking(
+                            &id,
+                            BookingStatus::Pending,
+                            Some((&provider.id, provider.calendar(), interval, &slot.label)),
+                        )
                         .await?;
-                } else {
-                    self.insert_with_retry(provider.calendar(), &event).await?;
-                    self.calendar.delete_event(&old_record.calendar_id, &id).await?;
                 }
-                self.store
-                    .update_booking(
-                        &id,
-                        BookingStatus::Pending,
-                        Some((&provider.id, provider.calendar(), interval, &slot.label)),
-                    )
-                    .await?;
+                let moved = if before.calendar_id == provider.calendar() {
+                    self.calendar.move_event(provider.calendar(), &event).await
+                } else {
+                    match self.insert_with_retry(provider.calendar(), &event).await {
+                        Ok(()) => self.calendar.delete_event(&before.calendar_id, &id).await,
+                        Err(e) => Err(e),
+                    }
+                };
+                if let Err(e) = moved {
+                    // Back to the old time, which is still on the calendar.
+                    self.store
+                        .update_booking(
+                            &id,
+                            BookingStatus::Confirmed,
+                            Some((
+                                &before.provider_id,
+                                &before.calendar_id,
+                                before.slot,
+                                &before.label,
+                            )),
+                        )
+                        .await?;
+                    return Err(e.into());
+                }
             }
         }
         self.store
@@ -373,11 +438,7 @@ impl Scheduler {
             .await?;
         self.store.hold(conversation.id, &[], now).await?;
         tracing::info!(booking = %id, when = %slot.label, "booked");
-        Ok(Booking {
-            id: id.clone(),
-            slot: slot.clone(),
-            calendar_event_id: id,
-        })
+        Ok(booked())
     }
 
     /// One retry on a timeout or outage: the same event id makes a second

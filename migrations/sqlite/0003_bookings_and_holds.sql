@@ -18,7 +18,10 @@ CREATE TABLE bookings (
     -- confirmed: the event exists; cancelled: it was removed
     status           TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'cancelled')),
     created_at       TEXT NOT NULL,
-    updated_at       TEXT NOT NULL
+    updated_at       TEXT NOT NULL,
+    -- When the status last changed: a 'pending' row this old was abandoned
+    -- by a crash and no longer blocks its slot.
+    updated_ms       INTEGER NOT NULL
 );
 
 CREATE INDEX bookings_by_provider ON bookings (provider_id, start_ms) WHERE status != 'cancelled';

@@ -81,6 +81,39 @@ impl GuidedResponder {
         }
     }
 
+    async fn cancel(
+        &self,
+        turn: &TurnInput,
+        draft: &mut Draft,
+        booking: &crate::domain::conversation::Booking,
+        now: DateTime<Utc>,
+        opening: &str,
+    ) {
+        match self.scheduler.cancel(booking).await {
+            Ok(()) => {
+                if let Ok(next) = transition(draft.state.clone(), Event::BookingCancelled { at: now }) {
+                    draft.state = next;
+                }
+                draft.alerts.push(OwnerAlert {
+                    kind: "booking_cancelled",
+                    detail: format!(
+                        "Customer {} cancelled {}.",
+                        turn.conversation.customer_phone.masked(),
+                        booking.slot.label
+                    ),
+                });
+                draft.text = format!(
+                    "{opening}Your booking for {} is cancelled. Text us any time to book again.",
+                    booking.slot.label
+                );
+            }
+            Err(e) => {
+                self.calendar_down(turn, draft, &e);
+                draft.text = format!("{opening}{CALENDAR_DOWN}");
+            }
+        }
+    }
+
     fn calendar_down(&self, turn: &TurnInput, draft: &mut Draft, e: &SchedulingError) {
         let kind = match e {
             SchedulingError::Calendar(crate::calendar::CalendarError::CredentialsRevoked(_)) => {
@@ -268,6 +301,20 @@ impl GuidedResponder {
                     }
                 }
             }
+            ConversationState::Scheduling(s) if s.rescheduling.is_some() && guided::wants_to_keep(text) => {
+                let kept = s.rescheduling.clone().expect("checked");
+                step(&mut draft, Event::KeepBooking);
+                draft.text = format!(
+                    "{opening}No problem: you're still booked for {}.",
+                    kept.slot.label
+                );
+            }
+            ConversationState::Scheduling(s)
+                if s.rescheduling.is_some() && guided::wants_cancel_booking(text) =>
+            {
+                let booking = s.rescheduling.clone().expect("checked");
+                self.cancel(turn, &mut draft, &booking, now, &opening).await;
+            }
             ConversationState::Scheduling(s) => {
                 let labels: Vec<&str> = s.offered.iter().map(|o| o.label.as_str()).collect();
                 match guided::pick_slot(text, &labels) {
@@ -325,27 +372,7 @@ impl GuidedResponder {
                     let offered = self.offer(turn, &mut draft, now, "").await;
                     draft.text = format!("{opening}Sure. {offered}");
                 } else if guided::wants_cancel_booking(text) {
-                    match self.scheduler.cancel(&b.booking).await {
-                        Ok(()) => {
-                            step(&mut draft, Event::BookingCancelled { at: now });
-                            draft.alerts.push(OwnerAlert {
-                                kind: "booking_cancelled",
-                                detail: format!(
-                                    "Customer {} cancelled {}.",
-                                    turn.conversation.customer_phone.masked(),
-                                    b.booking.slot.label
-                                ),
-                            });
-                            draft.text = format!(
-                                "{opening}Your booking for {} is cancelled. Text us any time to book again.",
-                                b.booking.slot.label
-                            );
-                        }
-                        Err(e) => {
-                            self.calendar_down(turn, &mut draft, &e);
-                            draft.text = format!("{opening}{CALENDAR_DOWN}");
-                        }
-                    }
+                    self.cancel(turn, &mut draft, &b.booking, now, &opening).await;
                 } else {
                     draft.text = format!(
                         "{opening}You're booked for {}. {}",

@@ -71,6 +71,10 @@ pub struct ClaudeResponder {
     pub model: String,
     pub max_tokens: u32,
     pub max_tool_rounds: usize,
+    /// No new model call starts after this much of the turn: what the
+    /// tools did is kept and the guided flow answers. Shorter than the
+    /// engine's own deadline, which would drop the turn's work.
+    pub deadline: std::time::Duration,
     pub tools: ToolRegistry,
     pub business: Arc<BusinessConfig>,
 }
@@ -147,8 +151,12 @@ impl ClaudeResponder {
         turn: &TurnInput,
         ctx: &mut ToolContext<'_>,
         messages: &mut Vec<ApiMessage>,
+        started: std::time::Instant,
     ) -> Result<String, ResponderError> {
         for round in 0..=self.max_tool_rounds {
+            if started.elapsed() > self.deadline {
+                return Err(ResponderError::DeadlineExceeded(self.deadline));
+            }
             let request = MessagesRequest {
                 model: self.model.clone(),
                 max_tokens: self.max_tokens,
@@ -240,7 +248,8 @@ impl Responder for ClaudeResponder {
                 }),
             }
         };
-        let mut text = match self.run_loop(turn, &mut ctx, &mut messages).await {
+        let started = std::time::Instant::now();
+        let mut text = match self.run_loop(turn, &mut ctx, &mut messages, started).await {
             Ok(text) => text,
             Err(e) => return Err(keep_partial(ctx, e)),
         };
@@ -268,7 +277,7 @@ impl Responder for ClaudeResponder {
             });
             // If the rewrite fails, the first draft goes on to the engine,
             // whose guardrail replaces it with the templated message.
-            match self.run_loop(turn, &mut ctx, &mut messages).await {
+            match self.run_loop(turn, &mut ctx, &mut messages, started).await {
                 Ok(rewritten) => text = rewritten,
                 Err(e) => tracing::warn!(error = %e, "rewrite failed; the engine's guardrail decides"),
             }
@@ -391,6 +400,7 @@ mod tests {
             max_tool_rounds,
             tools,
             business,
+            deadline: std::time::Duration::from_secs(60),
         }
     }
 

@@ -36,6 +36,16 @@ pub fn register(registry: &mut ToolRegistry, scheduler: Arc<Scheduler>, business
 fn calendar_failure(ctx: &mut ToolContext<'_>, e: SchedulingError) -> ToolError {
     let customer = ctx.turn.conversation.customer_phone.masked().to_string();
     match e {
+        SchedulingError::Incomplete(why) => {
+            ctx.alerts.push(OwnerAlert {
+                kind: "booking_incomplete",
+                detail: format!("A booking for customer {customer} needs a look: {why}"),
+            });
+            ToolError::Failed(
+                "the booking could not be confirmed. Tell the customer the owner will text them to confirm the time."
+                    .into(),
+            )
+        }
         SchedulingError::Taken(why) => ToolError::InvalidInput(format!(
             "that opening is no longer available ({why}). Call get_available_slots and offer new times."
         )),
@@ -274,6 +284,14 @@ pub struct RescheduleBooking {
     pub business: Arc<BusinessConfig>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RescheduleInput {
+    preference: Option<String>,
+    #[serde(default)]
+    keep_current_time: bool,
+}
+
 #[async_trait]
 impl Tool for RescheduleBooking {
     fn name(&self) -> &'static str {
@@ -282,22 +300,38 @@ impl Tool for RescheduleBooking {
 
     fn description(&self) -> String {
         "The customer wants a different time for their booking: offers new openings (their words about when, \
-         verbatim). The booking stays as it is until they pick a new one with book_slot."
+         verbatim). The booking stays as it is until they pick a new one with book_slot. If they decide to \
+         keep the time they have, call this with keep_current_time."
             .into()
     }
 
     fn input_schema(&self) -> Value {
         json!({
             "type": "object",
-            "properties": {"preference": {"type": "string"}},
+            "properties": {
+                "preference": {"type": "string"},
+                "keep_current_time": {"type": "boolean", "description": "Drop the reschedule; keep the booking as it is."}
+            },
             "additionalProperties": false
         })
     }
 
     async fn call(&self, ctx: &mut ToolContext<'_>, input: Value) -> Result<String, ToolError> {
-        let input: SlotsInput =
+        let input: RescheduleInput =
             serde_json::from_value(input).map_err(|e| ToolError::InvalidInput(e.to_string()))?;
-        ctx.apply(Event::RescheduleRequested)?;
+        let moving = matches!(&ctx.state, ConversationState::Scheduling(s) if s.rescheduling.is_some());
+        if input.keep_current_time {
+            if !moving {
+                return Err(ToolError::NotAllowed("no reschedule is in progress".into()));
+            }
+            ctx.apply(Event::KeepBooking)?;
+            return Ok(
+                "The booking stays as it was. Tell the customer their original time still stands.".into(),
+            );
+        }
+        if !moving {
+            ctx.apply(Event::RescheduleRequested)?;
+        }
         offer_slots(&self.scheduler, &self.business, ctx, input.preference.as_deref()).await
     }
 }
@@ -321,10 +355,14 @@ impl Tool for CancelBooking {
     }
 
     async fn call(&self, ctx: &mut ToolContext<'_>, _input: Value) -> Result<String, ToolError> {
-        let ConversationState::Booked(booked) = ctx.state.clone() else {
-            return Err(ToolError::NotAllowed("there is no booking to cancel".into()));
+        let booking = match &ctx.state {
+            ConversationState::Booked(b) => b.booking.clone(),
+            ConversationState::Scheduling(s) if s.rescheduling.is_some() => {
+                s.rescheduling.clone().expect("checked")
+            }
+            _ => return Err(ToolError::NotAllowed("there is no booking to cancel".into())),
         };
-        if let Err(e) = self.scheduler.cancel(&booked.booking).await {
+        if let Err(e) = self.scheduler.cancel(&booking).await {
             return Err(calendar_failure(ctx, e));
         }
         ctx.apply(Event::BookingCancelled { at: ctx.now })?;
@@ -333,7 +371,7 @@ impl Tool for CancelBooking {
             detail: format!(
                 "Customer {} cancelled {}.",
                 ctx.turn.conversation.customer_phone.masked(),
-                booked.booking.slot.label
+                booking.slot.label
             ),
         });
         Ok("Cancelled and removed from the calendar. Tell the customer it's cancelled and they can text any time \

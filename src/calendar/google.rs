@@ -236,16 +236,20 @@ impl Calendar for GoogleCalendar {
         }
     }
 
-    #[tracing::instrument(name = "google_move_event", skip_all, fields(event = %event_id))]
-    async fn move_event(&self, calendar: &str, event_id: &str, slot: Interval) -> Result<(), CalendarError> {
+    #[tracing::instrument(name = "google_move_event", skip_all, fields(event = %event.id))]
+    async fn move_event(&self, calendar: &str, event: &CalendarEvent) -> Result<(), CalendarError> {
+        // The text moves with the times: the crew reads the arrival window
+        // in the description.
         let patch = Event {
-            start: Some(when(slot.start)),
-            end: Some(when(slot.end)),
+            start: Some(when(event.start)),
+            end: Some(when(event.end)),
+            summary: Some(event.summary.clone()),
+            description: Some(event.description.clone()),
             ..Event::default()
         };
         self.bounded(
             "event patch",
-            self.hub.events().patch(patch, calendar, event_id).doit(),
+            self.hub.events().patch(patch, calendar, &event.id).doit(),
         )
         .await
         .map(|_| ())

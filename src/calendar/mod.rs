@@ -66,7 +66,8 @@ pub trait Calendar: Send + Sync + 'static {
     /// Creates the event; an event with this id already existing is success.
     async fn insert_event(&self, calendar: &str, event: &CalendarEvent) -> Result<(), CalendarError>;
 
-    async fn move_event(&self, calendar: &str, event_id: &str, slot: Interval) -> Result<(), CalendarError>;
+    /// Moves an existing event to `event`'s times, with its new text.
+    async fn move_event(&self, calendar: &str, event: &CalendarEvent) -> Result<(), CalendarError>;
 
     /// Removes the event; one already gone is success.
     async fn delete_event(&self, calendar: &str, event_id: &str) -> Result<(), CalendarError>;
@@ -107,12 +108,7 @@ impl Calendar for LocalCalendar {
         Ok(())
     }
 
-    async fn move_event(
-        &self,
-        _calendar: &str,
-        _event_id: &str,
-        _slot: Interval,
-    ) -> Result<(), CalendarError> {
+    async fn move_event(&self, _calendar: &str, _event: &CalendarEvent) -> Result<(), CalendarError> {
         Ok(())
     }
 

@@ -295,6 +295,8 @@ pub enum Event {
     SlotsOffered(Vec<OfferedSlot>),
     SlotBooked(Booking),
     RescheduleRequested,
+    /// Drop a reschedule in progress: the booking stays as it was.
+    KeepBooking,
     BookingCancelled {
         at: DateTime<Utc>,
     },
@@ -325,6 +327,7 @@ impl Event {
             Event::SlotsOffered(_) => "slots_offered",
             Event::SlotBooked(_) => "slot_booked",
             Event::RescheduleRequested => "reschedule_requested",
+            Event::KeepBooking => "keep_booking",
             Event::BookingCancelled { .. } => "booking_cancelled",
             Event::HandOff { .. } => "hand_off",
             Event::OptOut { .. } => "opt_out",
@@ -423,6 +426,15 @@ impl ConversationState {
                 GET_AVAILABLE_SLOTS,
                 ESCALATE_TO_OWNER,
             ],
+            // Moving a booking: the job and price are settled; the booking
+            // can still be kept or cancelled.
+            ConversationState::Scheduling(s) if s.rescheduling.is_some() => &[
+                GET_AVAILABLE_SLOTS,
+                BOOK_SLOT,
+                RESCHEDULE_BOOKING,
+                CANCEL_BOOKING,
+                ESCALATE_TO_OWNER,
+            ],
             ConversationState::Scheduling(_) => &[
                 RECORD_JOB_DETAILS,
                 GET_QUOTE,
@@ -456,7 +468,35 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
         state: state.name(),
         event: event.name(),
     };
+    // While a booking is being moved, the job and its price are settled:
+    // anything that would drop the booking from the state is refused.
+    if let S::Scheduling(s) = &state
+        && s.rescheduling.is_some()
+    {
+        let refused = match &event {
+            Event::DetailsRecorded(update) => update.affects_price(),
+            Event::QuoteIssued(_) | Event::QuoteExpired | Event::Expire { .. } => true,
+            _ => false,
+        };
+        if refused {
+            return Err(illegal(&state, &event));
+        }
+    }
     match (state, event) {
+        (S::Scheduling(s), Event::KeepBooking) if s.rescheduling.is_some() => {
+            let booking = s.rescheduling.expect("checked");
+            Ok(S::Booked(Booked {
+                job: s.job,
+                quote: s.quote,
+                booking,
+            }))
+        }
+        (S::Scheduling(s), Event::BookingCancelled { at }) if s.rescheduling.is_some() => {
+            Ok(S::Cancelled(Closed {
+                reason: CloseReason::CancelledByCustomer,
+                at,
+            }))
+        }
         // Details: recorded in INTAKE; in QUOTED or SCHEDULING a change that
         // affects the price voids the quote and goes back to INTAKE.
         (S::Intake(mut s), Event::DetailsRecorded(update)) => {
@@ -568,6 +608,8 @@ pub fn on_customer_text(
             step(step(state, Event::Complete { at: now }), Event::StartOver)
         }
         S::Booked(_) => state,
+        // A booking being moved is still a booking: it does not expire.
+        S::Scheduling(ref s) if s.rescheduling.is_some() => state,
         S::Intake(_) | S::Quoted(_) | S::Scheduling(_) if idle => {
             step(step(state, Event::Expire { at: now }), Event::StartOver)
         }
@@ -650,6 +692,12 @@ mod tests {
                 offered: vec![slot(1, 2)],
                 rescheduling: None,
             }),
+            S::Scheduling(Scheduling {
+                job: job(),
+                quote: quote(),
+                offered: vec![slot(2, 3)],
+                rescheduling: Some(booking(2)),
+            }),
             S::Booked(Booked {
                 job: job(),
                 quote: quote(),
@@ -684,6 +732,7 @@ mod tests {
             Event::SlotsOffered(vec![slot(1, 2), slot(2, 3)]),
             Event::SlotBooked(booking(2)),
             Event::RescheduleRequested,
+            Event::KeepBooking,
             Event::BookingCancelled { at: now() },
             Event::HandOff {
                 reason: HandoffReason::CustomerAskedForPerson,
@@ -703,21 +752,22 @@ mod tests {
     #[test]
     fn transition_table() {
         #[rustfmt::skip]
-        let expected: [[&str; 13]; 8] = [
-            //            details     quote     q.expired  offer         book      resched       cancel       handoff       optout      optin     expire    complete  startover
-            /* INTAKE */  ["INTAKE",  "QUOTED", "-",       "-",          "-",      "-",          "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-"],
-            /* QUOTED */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "-",      "-",          "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-"],
-            /* SCHED  */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "BOOKED", "-",          "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-"],
-            /* BOOKED */  ["-",       "-",      "-",       "-",          "-",      "SCHEDULING", "CANCELLED", "HANDED_OFF", "OPTED_OUT", "-",     "-",      "CLOSED", "-"],
-            /* HANDED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE"],
-            /* CANCEL */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE"],
-            /* OPTOUT */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",         "-",          "OPTED_OUT", "QUOTED", "-",     "-",      "-"],
-            /* CLOSED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE"],
+        let expected: [[&str; 14]; 9] = [
+            //            details     quote     q.expired  offer         book      resched       keep      cancel       handoff       optout      optin     expire    complete  startover
+            /* INTAKE */  ["INTAKE",  "QUOTED", "-",       "-",          "-",      "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-"],
+            /* QUOTED */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "-",      "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-"],
+            /* SCHED  */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "BOOKED", "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-"],
+            /* MOVING */  ["-",       "-",      "-",       "SCHEDULING", "BOOKED", "-",          "BOOKED", "CANCELLED", "HANDED_OFF", "OPTED_OUT", "-",     "-",      "-",      "-"],
+            /* BOOKED */  ["-",       "-",      "-",       "-",          "-",      "SCHEDULING", "-",      "CANCELLED", "HANDED_OFF", "OPTED_OUT", "-",     "-",      "CLOSED", "-"],
+            /* HANDED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE"],
+            /* CANCEL */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE"],
+            /* OPTOUT */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "QUOTED", "-",     "-",      "-"],
+            /* CLOSED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE"],
         ];
         let states = states();
         let events = events();
-        assert_eq!(states.len(), 8);
-        assert_eq!(events.len(), 13);
+        assert_eq!(states.len(), 9);
+        assert_eq!(events.len(), 14);
         for (row, state) in states.iter().enumerate() {
             for (col, event) in events.iter().enumerate() {
                 let got = match transition(state.clone(), event.clone()) {
@@ -781,11 +831,12 @@ mod tests {
         );
         assert!(names[1].1.contains(&"get_available_slots") && !names[1].1.contains(&"book_slot"));
         assert!(names[2].1.contains(&"book_slot"));
+        assert!(names[3].1.contains(&"cancel_booking") && !names[3].1.contains(&"get_quote"));
         assert_eq!(
-            names[3].1,
+            names[4].1,
             &["reschedule_booking", "cancel_booking", "escalate_to_owner"]
         );
-        for (name, tools) in &names[4..] {
+        for (name, tools) in &names[5..] {
             assert!(tools.is_empty(), "{name}");
         }
     }
@@ -800,12 +851,13 @@ mod tests {
             intake,
             quoted,
             scheduling,
+            moving,
             booked,
             handed_off,
             cancelled,
             opted_out,
             closed,
-        ] = <[ConversationState; 8]>::try_from(states()).unwrap();
+        ] = <[ConversationState; 9]>::try_from(states()).unwrap();
         let yesterday = Some(now() - Duration::days(1));
         let long_ago = Some(now() - Duration::days(45));
         let land =
@@ -838,6 +890,8 @@ mod tests {
         assert_eq!(land(&cancelled, now(), yesterday), ConversationState::default());
         assert_eq!(land(&closed, now(), yesterday), ConversationState::default());
         assert_eq!(land(&opted_out, now(), long_ago), opted_out);
+        // A booking being moved neither expires with its quote nor idles out.
+        assert_eq!(land(&moving, now() + Duration::days(8), long_ago), moving);
     }
 
     #[test]

@@ -371,6 +371,22 @@ pub fn pick_slot(text: &str, labels: &[&str]) -> Option<usize> {
     matched
 }
 
+/// "Keep it", "never mind": stay with the booking as it is.
+pub fn wants_to_keep(text: &str) -> bool {
+    let t = clean(text);
+    [
+        "keep",
+        "never mind",
+        "nevermind",
+        "nvm",
+        "original",
+        "leave it",
+        "as is",
+    ]
+    .iter()
+    .any(|p| t.contains(p))
+}
+
 /// "R", "reschedule", "change the time".
 pub fn wants_reschedule(text: &str) -> bool {
     let t = clean(text);

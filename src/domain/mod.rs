@@ -9,6 +9,8 @@ pub mod keywords;
 pub mod money;
 pub mod phone;
 pub mod prompt;
+pub mod quiet_hours;
 pub mod quote;
+pub mod reminders;
 pub mod sms_text;
 pub mod when;

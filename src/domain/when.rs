@@ -120,11 +120,27 @@ pub fn resolve(text: &str, today: NaiveDate) -> (DateFilter, String) {
     let mut filter = DateFilter::default();
     let mut said = Vec::new();
 
-    let part = if has("morning") || has("am") || has("early") {
+    // "am"/"pm" only next to a number ("9am", "2 pm"): "I am free" is not
+    // a time of day.
+    let clock_suffix = |suffix: &str| {
+        w.iter().enumerate().any(|(i, x)| {
+            let attached = x.len() > suffix.len()
+                && x.ends_with(suffix)
+                && x[..x.len() - suffix.len()]
+                    .replace(':', "")
+                    .parse::<u32>()
+                    .is_ok();
+            let separate = x == suffix && i > 0 && w[i - 1].replace(':', "").parse::<u32>().is_ok();
+            attached || separate
+        })
+    };
+    // "Early/late next week" narrows the days, not the time of day.
+    let about_week = has("week");
+    let part = if has("morning") || clock_suffix("am") || (has("early") && !about_week) {
         Some((PartOfDay::Morning, "morning"))
-    } else if has("afternoon") || has("pm") || has("lunch") || has("midday") {
+    } else if has("afternoon") || clock_suffix("pm") || has("lunch") || has("midday") {
         Some((PartOfDay::Afternoon, "afternoon"))
-    } else if has("evening") || has("night") || has("late") {
+    } else if has("evening") || has("night") || (has("late") && !about_week) {
         Some((PartOfDay::Evening, "evening"))
     } else {
         None
@@ -149,7 +165,11 @@ pub fn resolve(text: &str, today: NaiveDate) -> (DateFilter, String) {
         let before = i.checked_sub(1).map(|p| w[p].as_str());
         let after_next = w.get(i + 1).map(String::as_str) == Some("after")
             && w.get(i + 2).map(String::as_str) == Some("next");
-        let mut date = if before == Some("next") {
+        let next_monday = on_or_after(today + Duration::days(1), Weekday::Mon);
+        let mut date = if has("next") && about_week {
+            // "Tuesday next week": that weekday in next week.
+            next_monday + Duration::days(day.num_days_from_monday() as i64)
+        } else if before == Some("next") {
             on_or_after(today + Duration::days(1), day)
         } else {
             on_or_after(today, day)
@@ -159,19 +179,28 @@ pub fn resolve(text: &str, today: NaiveDate) -> (DateFilter, String) {
         }
         range = single(date);
     } else if has("weekend") {
-        let saturday = on_or_after(today, Weekday::Sat);
-        let start = if today.weekday() == Weekday::Sun {
-            today
+        // On a Sunday, "this weekend" is what is left of it: today.
+        range = if today.weekday() == Weekday::Sun {
+            single(today)
         } else {
-            saturday
+            let saturday = on_or_after(today, Weekday::Sat);
+            (Some(saturday), Some(saturday + Duration::days(1)))
         };
-        range = (Some(start), Some(saturday + Duration::days(1)));
     } else if has("week") {
         let sunday = on_or_after(today, Weekday::Sun);
-        range = if has("next") {
-            (Some(sunday + Duration::days(1)), Some(sunday + Duration::days(7)))
+        let (from, to) = if has("next") {
+            (sunday + Duration::days(1), sunday + Duration::days(7))
         } else {
-            (Some(today), Some(sunday))
+            (today, sunday)
+        };
+        // Early: Monday to Wednesday; late: Thursday to Sunday.
+        let monday = to - Duration::days(6);
+        range = if has("early") {
+            (Some(from), Some(monday + Duration::days(2)))
+        } else if has("late") {
+            (Some(from.max(monday + Duration::days(3))), Some(to))
+        } else {
+            (Some(from), Some(to))
         };
     }
     filter.from = range.0;
@@ -250,6 +279,34 @@ mod tests {
             (on("sometime next week").0, on("sometime next week").1),
             (Some(d(2026, 11, 30)), Some(d(2026, 12, 6)))
         );
+    }
+
+    #[test]
+    fn phrases_customers_actually_send() {
+        // "am" is only a time next to a number.
+        assert_eq!(
+            on("I am free next Tuesday afternoon").2,
+            Some(PartOfDay::Afternoon)
+        );
+        assert_eq!(on("tuesday 9am").2, Some(PartOfDay::Morning));
+        assert_eq!(on("tuesday at 2 pm").2, Some(PartOfDay::Afternoon));
+        // Early and late next week narrow the days.
+        assert_eq!(
+            on("early next week"),
+            (Some(d(2026, 11, 30)), Some(d(2026, 12, 2)), None)
+        );
+        assert_eq!(
+            on("late next week"),
+            (Some(d(2026, 12, 3)), Some(d(2026, 12, 6)), None)
+        );
+        // "Tuesday next week" is in next week, even on a Monday.
+        let monday = d(2026, 11, 23);
+        let (f, _) = resolve("Tuesday next week", monday);
+        assert_eq!(f.from, Some(d(2026, 12, 1)));
+        // "This weekend" on a Sunday is today.
+        let sunday = d(2026, 11, 29);
+        let (f, _) = resolve("this weekend", sunday);
+        assert_eq!((f.from, f.to), (Some(sunday), Some(sunday)));
     }
 
     #[test]

@@ -87,7 +87,22 @@ impl Engine {
             alerts,
         };
 
+        let booked_before = match &state {
+            ConversationState::Booked(b) => Some(b.booking.slot.label.clone()),
+            ConversationState::Scheduling(s) => s.rescheduling.as_ref().map(|b| b.slot.label.clone()),
+            _ => None,
+        };
         if let Some(action) = self.handle_keywords(&turn, &mut state, now).await? {
+            if let (Some(label), ConversationState::OptedOut(_)) = (&booked_before, &state) {
+                // A texted STOP (or CANCEL) ends texts, not the job: the
+                // owner must call to confirm or cancel it.
+                alerts.push(NewAlert {
+                    kind: "opted_out_with_booking",
+                    detail: format!(
+                        "Customer {customer} opted out of texts but is booked for {label}. The booking stands; call them to confirm or cancel."
+                    ),
+                });
+            }
             return match action {
                 KeywordAction::Silent => {
                     self.conclude(id, commit(None, state, Vec::new(), alerts)).await?;

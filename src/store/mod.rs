@@ -208,6 +208,18 @@ pub struct BookingRecord {
     pub status: BookingStatus,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// Stored now, or already there under this id (a rerun).
+    Reserved(BookingRecord),
+    /// Another live booking of the crew overlaps.
+    Conflict,
+}
+
+/// A pending booking older than this was abandoned (a crash between the
+/// record and the event) and no longer blocks its slot.
+pub const STALE_PENDING_MINUTES: i64 = 15;
+
 /// An opening held for one conversation until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
@@ -320,8 +332,19 @@ pub trait Store: Send + Sync + 'static {
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Stores a booking unless one with its id exists; returns the stored one.
-    async fn save_booking(&self, booking: &BookingRecord) -> Result<BookingRecord, StoreError>;
+    /// In one transaction: returns the booking with this id if it exists;
+    /// otherwise, unless another live booking of the provider overlaps
+    /// `blocked`, stores this one as pending. The check and the insert are
+    /// atomic, so two processes cannot both take a slot.
+    async fn reserve_booking(
+        &self,
+        booking: &BookingRecord,
+        blocked: Interval,
+    ) -> Result<Reservation, StoreError>;
+
+    /// How many of the conversation's bookings were cancelled: part of a new
+    /// booking's id, so an id is never reused after a cancellation.
+    async fn booking_generation(&self, id: ConversationId) -> Result<u32, StoreError>;
 
     /// Moves a booking to a new status, and optionally new times.
     async fn update_booking(

@@ -633,12 +633,14 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Interval>, StoreError> {
         let rows: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT start_ms, end_ms FROM bookings
-             WHERE provider_id = ? AND status != 'cancelled' AND start_ms < ? AND end_ms > ? AND id IS NOT ?",
+             WHERE provider_id = ? AND start_ms < ? AND end_ms > ? AND id IS NOT ?
+               AND (status = 'confirmed' OR (status = 'pending' AND updated_ms > ?))",
         )
         .bind(provider)
         .bind(range.end.timestamp_millis())
         .bind(range.start.timestamp_millis())
         .bind(except)
+        .bind(Utc::now().timestamp_millis() - STALE_PENDING_MINUTES * 60_000)
         .fetch_all(&self.writer)
         .await?;
         Ok(rows.into_iter().map(|(s, e)| interval(s, e)).collect())
@@ -689,12 +691,39 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn save_booking(&self, b: &BookingRecord) -> Result<BookingRecord, StoreError> {
+    async fn reserve_booking(&self, b: &BookingRecord, blocked: Interval) -> Result<Reservation, StoreError> {
         let now = Utc::now();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let existing = sqlx::query(
+            "SELECT id, conversation_id, provider_id, calendar_id, start_ms, end_ms, label, status FROM bookings WHERE id = ?",
+        )
+        .bind(&b.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            let record = booking_from_row(&row)?;
+            tx.commit().await?;
+            return Ok(Reservation::Reserved(record));
+        }
+        let overlapping: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM bookings
+             WHERE provider_id = ? AND start_ms < ? AND end_ms > ?
+               AND (status = 'confirmed' OR (status = 'pending' AND updated_ms > ?))",
+        )
+        .bind(&b.provider_id)
+        .bind(blocked.end.timestamp_millis())
+        .bind(blocked.start.timestamp_millis())
+        .bind(now.timestamp_millis() - STALE_PENDING_MINUTES * 60_000)
+        .fetch_one(&mut *tx)
+        .await?;
+        if overlapping > 0 {
+            tx.rollback().await?;
+            return Ok(Reservation::Conflict);
+        }
         sqlx::query(
-            "INSERT INTO bookings (id, conversation_id, provider_id, calendar_id, start_ms, end_ms, label, status, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO bookings (id, conversation_id, provider_id, calendar_id, start_ms, end_ms, label, status,
+                                   created_at, updated_at, updated_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
         )
         .bind(&b.id)
         .bind(b.conversation_id.0)
@@ -703,12 +732,26 @@ impl Store for SqliteStore {
         .bind(b.slot.start.timestamp_millis())
         .bind(b.slot.end.timestamp_millis())
         .bind(&b.label)
-        .bind(b.status.as_str())
         .bind(now)
         .bind(now)
-        .execute(&self.writer)
+        .bind(now.timestamp_millis())
+        .execute(&mut *tx)
         .await?;
-        self.booking(&b.id).await?.ok_or(StoreError::NotFound("booking"))
+        tx.commit().await?;
+        Ok(Reservation::Reserved(BookingRecord {
+            status: BookingStatus::Pending,
+            ..b.clone()
+        }))
+    }
+
+    async fn booking_generation(&self, id: ConversationId) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM bookings WHERE conversation_id = ? AND status = 'cancelled'",
+        )
+        .bind(id.0)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(n as u32)
     }
 
     async fn update_booking(
@@ -720,9 +763,10 @@ impl Store for SqliteStore {
         let now = Utc::now();
         match moved_to {
             None => {
-                sqlx::query("UPDATE bookings SET status = ?, updated_at = ? WHERE id = ?")
+                sqlx::query("UPDATE bookings SET status = ?, updated_at = ?, updated_ms = ? WHERE id = ?")
                     .bind(status.as_str())
                     .bind(now)
+                    .bind(now.timestamp_millis())
                     .bind(id)
                     .execute(&self.writer)
                     .await?;
@@ -730,7 +774,7 @@ impl Store for SqliteStore {
             Some((provider, calendar, slot, label)) => {
                 sqlx::query(
                     "UPDATE bookings SET status = ?, provider_id = ?, calendar_id = ?, start_ms = ?, end_ms = ?,
-                                         label = ?, updated_at = ?
+                                         label = ?, updated_at = ?, updated_ms = ?
                      WHERE id = ?",
                 )
                 .bind(status.as_str())
@@ -740,6 +784,7 @@ impl Store for SqliteStore {
                 .bind(slot.end.timestamp_millis())
                 .bind(label)
                 .bind(now)
+                .bind(now.timestamp_millis())
                 .bind(id)
                 .execute(&self.writer)
                 .await?;

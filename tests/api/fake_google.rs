@@ -38,6 +38,13 @@ pub struct GoogleState {
     pub broken_calendars: Mutex<HashSet<String>>,
     /// Delay the answer to the next insert (after storing the event).
     pub slow_next_insert: Mutex<Option<Duration>>,
+    /// Answer inserts with 503 (freebusy still works).
+    pub fail_inserts: AtomicBool,
+    /// Answer deletes with 503.
+    pub fail_deletes: AtomicBool,
+    /// Ids of deleted events: Google keeps them reserved, so inserting one
+    /// again is a 409.
+    pub deleted: Mutex<HashSet<(String, String)>>,
 }
 
 pub struct FakeGoogle {
@@ -179,6 +186,13 @@ async fn insert(
         return r;
     }
     state.insert_attempts.fetch_add(1, Ordering::SeqCst);
+    if state.fail_inserts.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {"code": 503, "message": "Backend Error"}})),
+        )
+            .into_response();
+    }
     let id = body["id"]
         .as_str()
         .expect("textdesk always sets the event id")
@@ -186,7 +200,7 @@ async fn insert(
     let key = (calendar.clone(), id.clone());
     {
         let mut events = state.events.lock().unwrap();
-        if events.contains_key(&key) {
+        if events.contains_key(&key) || state.deleted.lock().unwrap().contains(&key) {
             return (
                 StatusCode::CONFLICT,
                 Json(
@@ -228,6 +242,11 @@ async fn update(
         Some(e) => {
             e.start = time(&body["start"]["dateTime"]);
             e.end = time(&body["end"]["dateTime"]);
+            for field in ["summary", "description"] {
+                if !body[field].is_null() {
+                    e.body[field] = body[field].clone();
+                }
+            }
             Json(e.body.clone()).into_response()
         }
         None => (
@@ -246,8 +265,20 @@ async fn remove(
     if let Some(r) = unavailable(&state, &headers) {
         return r;
     }
-    match state.events.lock().unwrap().remove(&(calendar, id)) {
-        Some(_) => StatusCode::NO_CONTENT.into_response(),
+    if state.fail_deletes.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {"code": 503, "message": "Backend Error"}})),
+        )
+            .into_response();
+    }
+    let key = (calendar, id);
+    let removed = state.events.lock().unwrap().remove(&key);
+    match removed {
+        Some(_) => {
+            state.deleted.lock().unwrap().insert(key);
+            StatusCode::NO_CONTENT.into_response()
+        }
         None => (
             StatusCode::GONE,
             Json(json!({"error": {"code": 410, "message": "Resource has been deleted"}})),

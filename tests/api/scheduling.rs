@@ -321,6 +321,152 @@ async fn offered_slots_are_held_from_other_customers() {
 }
 
 #[tokio::test]
+async fn rebooking_after_a_cancel_makes_a_new_event() {
+    let rig = rig(BUSINESS).await;
+    let now = Utc::now();
+    let c = rig.customer(1).await;
+    let quote = rig.quote();
+    let conversation = rig.store.turn_input(c, 5).await.unwrap().conversation;
+    let slot = rig
+        .scheduler
+        .offer(c, &quote, &DateFilter::default(), None, now)
+        .await
+        .unwrap()
+        .slots[0]
+        .clone();
+    let first = rig
+        .scheduler
+        .book(&conversation, &job(), &quote, &slot, None, now)
+        .await
+        .unwrap();
+    rig.scheduler.cancel(&first).await.unwrap();
+    assert!(rig.google.events().is_empty());
+    // The same customer books the very same slot again: Google keeps the
+    // deleted id reserved, so a reused id would "succeed" with no event.
+    let slot = rig
+        .scheduler
+        .offer(c, &quote, &DateFilter::default(), None, now)
+        .await
+        .unwrap()
+        .slots[0]
+        .clone();
+    let second = rig
+        .scheduler
+        .book(&conversation, &job(), &quote, &slot, None, now)
+        .await
+        .unwrap();
+    assert_ne!(second.id, first.id);
+    assert_eq!(rig.google.events().len(), 1);
+    assert_eq!(rig.google.events()[0].id, second.id);
+    assert_eq!(rig.confirmed().await, 1);
+}
+
+#[tokio::test]
+async fn a_reschedule_moves_the_event_and_the_booking_together() {
+    let rig = rig(BUSINESS).await;
+    let now = Utc::now();
+    let c = rig.customer(1).await;
+    let quote = rig.quote();
+    let conversation = rig.store.turn_input(c, 5).await.unwrap().conversation;
+    let offer = rig
+        .scheduler
+        .offer(c, &quote, &DateFilter::default(), None, now)
+        .await
+        .unwrap();
+    let booking = rig
+        .scheduler
+        .book(&conversation, &job(), &quote, &offer.slots[0], None, now)
+        .await
+        .unwrap();
+    // Offers for the move do not count the booking's own event as busy.
+    let moving = rig
+        .scheduler
+        .offer(c, &quote, &DateFilter::default(), Some(&booking), now)
+        .await
+        .unwrap();
+    assert!(
+        moving.slots.iter().any(|s| s.start == booking.slot.start),
+        "its own time is still possible"
+    );
+    let new_slot = moving
+        .slots
+        .iter()
+        .find(|s| s.start != booking.slot.start)
+        .unwrap()
+        .clone();
+    let moved = rig
+        .scheduler
+        .book(&conversation, &job(), &quote, &new_slot, Some(&booking), now)
+        .await
+        .unwrap();
+    assert_eq!(moved.id, booking.id);
+    let events = rig.google.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].start, new_slot.start);
+    assert!(
+        events[0].body["description"]
+            .as_str()
+            .unwrap()
+            .contains(&new_slot.label),
+        "the crew sees the new time"
+    );
+    let stored = rig.store.booking(&booking.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.slot.start, stored.status),
+        (new_slot.start, BookingStatus::Confirmed)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_insert_leaves_no_booking_or_says_it_needs_a_look() {
+    let rig = rig(BUSINESS).await;
+    let now = Utc::now();
+    let c = rig.customer(1).await;
+    let quote = rig.quote();
+    let conversation = rig.store.turn_input(c, 5).await.unwrap().conversation;
+    let slot = rig
+        .scheduler
+        .offer(c, &quote, &DateFilter::default(), None, now)
+        .await
+        .unwrap()
+        .slots[0]
+        .clone();
+    rig.google.state.fail_inserts.store(true, Ordering::SeqCst);
+    let failed = rig
+        .scheduler
+        .book(&conversation, &job(), &quote, &slot, None, now)
+        .await;
+    assert!(matches!(failed, Err(SchedulingError::Calendar(_))), "{failed:?}");
+    assert_eq!(rig.confirmed().await, 0);
+    assert!(
+        rig.store
+            .bookings()
+            .await
+            .unwrap()
+            .iter()
+            .all(|b| b.status == BookingStatus::Cancelled)
+    );
+    // If the cleanup cannot be confirmed either, nothing is marked cancelled
+    // on a guess: the owner is told to look.
+    rig.google.state.fail_deletes.store(true, Ordering::SeqCst);
+    let slot = rig
+        .scheduler
+        .offer(c, &quote, &DateFilter::default(), None, now)
+        .await
+        .unwrap()
+        .slots[0]
+        .clone();
+    let unsure = rig
+        .scheduler
+        .book(&conversation, &job(), &quote, &slot, None, now)
+        .await;
+    assert!(
+        matches!(unsure, Err(SchedulingError::Incomplete(_))),
+        "{unsure:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_full_conversation_from_first_text_to_booked() {
     let app = spawn_app_with(Options {
         default_fakes: false,
@@ -369,7 +515,14 @@ async fn a_full_conversation_from_first_text_to_booked() {
         .find(|b| b["type"] == "tool_result" && b["content"].as_str().unwrap_or("").contains("Openings:"))
         .unwrap();
     let text = slots_result["content"].as_str().unwrap();
-    assert!(text.contains("afternoon"), "{text}");
+    assert!(
+        text.contains("Looked for: Tue") && text.contains("afternoon"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Nothing is open then"),
+        "the preference was not honoured: {text}"
+    );
 
     app.wait_until_settled(DANA).await;
     let conversation = app.conversation(DANA).await.unwrap();
