@@ -17,7 +17,9 @@ use crate::calendar::{Calendar, LocalCalendar};
 use crate::config::business::BusinessConfig;
 use crate::config::settings::Settings;
 use crate::domain::prompt;
+use crate::email::{EmailSender, OutboxEmail, SesEmail};
 use crate::http::{self, AppState};
+use crate::jobs::runner::JobRunner;
 use crate::jobs::turns::Engine;
 use crate::jobs::worker::TurnWorker;
 use crate::scheduling::Scheduler;
@@ -158,6 +160,7 @@ pub struct Application {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
+    jobs: JoinHandle<()>,
 }
 
 impl Application {
@@ -168,10 +171,11 @@ impl Application {
         // work, so whatever holds a lease now was interrupted. (`chat`
         // never does this: it may run beside a live `serve`.)
         let recovered = services.store.recover_interrupted_work().await?;
-        if recovered.leases_freed > 0 || recovered.sends_requeued > 0 {
+        if recovered.leases_freed > 0 || recovered.sends_requeued > 0 || recovered.jobs_requeued > 0 {
             tracing::warn!(
                 leases_freed = recovered.leases_freed,
                 sends_requeued = recovered.sends_requeued,
+                jobs_requeued = recovered.jobs_requeued,
                 "resuming work interrupted by the last shutdown"
             );
         }
@@ -210,6 +214,32 @@ impl Application {
             .port();
 
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let email: Arc<dyn EmailSender> = if settings.email.ses {
+            let from = settings.email.from.clone().unwrap_or_default();
+            tracing::info!(%from, "email goes through Amazon SES");
+            Arc::new(SesEmail::from_env(from).await)
+        } else {
+            tracing::warn!(
+                dir = %settings.email.outbox_dir.display(),
+                "SES is not configured (EMAIL_FROM and AWS_REGION): emails are written to the outbox folder"
+            );
+            Arc::new(OutboxEmail {
+                dir: settings.email.outbox_dir.clone(),
+                from: settings
+                    .email
+                    .from
+                    .clone()
+                    .unwrap_or_else(|| "textdesk@localhost".into()),
+            })
+        };
+        let runner = JobRunner {
+            store: services.store.clone(),
+            engine: services.engine.clone(),
+            email,
+            business: services.engine.business.clone(),
+            settings: settings.jobs.clone(),
+        };
+        let jobs = tokio::spawn(runner.run(shutdown_rx.clone()));
         let worker = TurnWorker {
             engine: services.engine.clone(),
             store: services.store.clone(),
@@ -237,6 +267,7 @@ impl Application {
             shutdown,
             server,
             worker,
+            jobs,
         })
     }
 
@@ -260,14 +291,17 @@ impl Application {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.worker.await;
+        let _ = self.jobs.await;
     }
 
     /// Stops at once, mid-turn if need be, as a crash would. For tests.
     pub async fn kill(self) {
         self.server.abort();
         self.worker.abort();
+        self.jobs.abort();
         let _ = self.server.await;
         let _ = self.worker.await;
+        let _ = self.jobs.await;
     }
 }
 

@@ -48,6 +48,15 @@ enum Command {
     },
     /// Price a job against business.toml and print the breakdown.
     Quote(Box<QuoteArgs>),
+    /// List pending and dead jobs: what will be sent, and when.
+    Jobs {
+        /// One JSON object per line, for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Also list done and cancelled jobs.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(clap::Args, Default)]
@@ -150,6 +159,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             telemetry::init(settings.log_format, "warn");
             chat(settings, &from).await
         }
+        Command::Jobs { json, all } => {
+            telemetry::init(settings.log_format, "warn");
+            list_jobs(settings, json, all).await
+        }
         Command::CheckConfig { .. } | Command::Quote(_) => unreachable!("handled without a runtime"),
     }
 }
@@ -224,6 +237,78 @@ async fn chat(settings: Settings, from: &str) -> anyhow::Result<()> {
         result?;
     }
     println!();
+    Ok(())
+}
+
+/// `+1503***1234`, or `o***@example.com`.
+fn mask_recipient(recipient: &str) -> String {
+    if let Ok(phone) = E164::parse(recipient) {
+        return phone.masked().to_string();
+    }
+    match recipient.split_once('@') {
+        Some((user, domain)) => format!("{}***@{domain}", user.chars().next().unwrap_or('*')),
+        None => "***".into(),
+    }
+}
+
+async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<()> {
+    use crate::store::JobStatus;
+    let business = BusinessConfig::load(&settings.business_config)?;
+    let store = crate::store::sqlite::SqliteStore::connect(&settings.database_url).await?;
+    let mut statuses = vec![
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Suspended,
+        JobStatus::Dead,
+    ];
+    if all {
+        statuses.extend([JobStatus::Done, JobStatus::Cancelled]);
+    }
+    let jobs = crate::store::Store::jobs(&store, &statuses, 10_000).await?;
+    let tz = business.business.timezone;
+    let mut out = String::new();
+    if json {
+        for j in &jobs {
+            let line = serde_json::json!({
+                "id": j.id,
+                "kind": j.kind,
+                "status": j.status.as_str(),
+                "recipient": mask_recipient(&j.recipient),
+                "due": j.run_at.with_timezone(&tz).to_rfc3339(),
+                "attempts": j.attempts,
+                "max_attempts": j.max_attempts,
+                "last_error": j.last_error,
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+    } else if jobs.is_empty() {
+        out.push_str("No pending or dead jobs.\n");
+    } else {
+        out.push_str(&format!(
+            "{:<6} {:<16} {:<10} {:<22} {:<26} {:>8}  {}\n",
+            "ID",
+            "KIND",
+            "STATUS",
+            "RECIPIENT",
+            format!("DUE ({})", tz.name()),
+            "ATTEMPTS",
+            "LAST ERROR"
+        ));
+        for j in &jobs {
+            out.push_str(&format!(
+                "{:<6} {:<16} {:<10} {:<22} {:<26} {:>8}  {}\n",
+                j.id,
+                j.kind,
+                j.status.as_str(),
+                mask_recipient(&j.recipient),
+                j.run_at.with_timezone(&tz).format("%a %b %-d %Y %-I:%M%P"),
+                format!("{}/{}", j.attempts, j.max_attempts),
+                j.last_error.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(())
 }
 

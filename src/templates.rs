@@ -59,6 +59,190 @@ pub fn help(business: &BusinessConfig) -> String {
     })
 }
 
+#[derive(Template)]
+#[template(path = "sms/reminder.txt")]
+struct Reminder<'a> {
+    name: &'a str,
+    when_word: &'a str,
+    label: &'a str,
+    total: String,
+}
+
+/// A booking reminder; `tomorrow` picks "Tomorrow" or "Today".
+pub fn reminder(
+    business: &BusinessConfig,
+    label: &str,
+    total: crate::domain::money::Money,
+    tomorrow: bool,
+) -> String {
+    render(&Reminder {
+        name: &business.business.name,
+        when_word: if tomorrow { "tomorrow" } else { "today" },
+        label,
+        total: total.to_string(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "sms/confirmation.txt")]
+struct Confirmation<'a> {
+    name: &'a str,
+    label: &'a str,
+    total: String,
+}
+
+/// The confirmation a customer gets when a booking is made or moved.
+pub fn confirmation(business: &BusinessConfig, label: &str, total: crate::domain::money::Money) -> String {
+    render(&Confirmation {
+        name: &business.business.name,
+        label,
+        total: total.to_string(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "sms/follow_up.txt")]
+struct FollowUp<'a> {
+    name: &'a str,
+    total: String,
+    valid_until: String,
+}
+
+/// The one nudge on an unanswered quote.
+pub fn follow_up(business: &BusinessConfig, quote: &crate::domain::quote::Quote) -> String {
+    render(&FollowUp {
+        name: &business.business.name,
+        total: quote.total.to_string(),
+        valid_until: quote
+            .expires_at
+            .with_timezone(&business.business.timezone)
+            .format("%b %-d")
+            .to_string(),
+    })
+}
+
+/// What a provider email about a booking says.
+pub struct BookingNotice<'a> {
+    pub headline: String,
+    pub when: &'a str,
+    pub address: &'a str,
+    pub customer: &'a str,
+    pub phone: &'a str,
+    pub job: &'a str,
+    pub quote: &'a crate::domain::quote::Quote,
+    pub notes: Option<&'a str>,
+    pub calendar_link: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "email/booking.html")]
+struct BookingHtml<'a> {
+    headline: &'a str,
+    when: &'a str,
+    address: &'a str,
+    customer: &'a str,
+    phone: &'a str,
+    job: &'a str,
+    lines: Vec<(String, String)>,
+    total: String,
+    notes: Option<&'a str>,
+    calendar_link: Option<&'a str>,
+    business: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/booking.txt")]
+struct BookingText<'a> {
+    headline: &'a str,
+    when: &'a str,
+    address: &'a str,
+    customer: &'a str,
+    phone: &'a str,
+    job: &'a str,
+    lines: Vec<(String, String)>,
+    total: String,
+    notes: Option<&'a str>,
+    calendar_link: Option<&'a str>,
+    business: &'a str,
+}
+
+/// (subject, html, text) of a provider's booking email.
+pub fn booking_email(business: &BusinessConfig, n: &BookingNotice<'_>) -> (String, String, String) {
+    let lines: Vec<(String, String)> = n
+        .quote
+        .lines
+        .iter()
+        .map(|l| (l.label.clone(), l.amount.to_string()))
+        .collect();
+    let html = BookingHtml {
+        headline: &n.headline,
+        when: n.when,
+        address: n.address,
+        customer: n.customer,
+        phone: n.phone,
+        job: n.job,
+        lines: lines.clone(),
+        total: n.quote.total.to_string(),
+        notes: n.notes,
+        calendar_link: n.calendar_link.as_deref(),
+        business: &business.business.name,
+    }
+    .render()
+    .expect("email templates render");
+    let text = BookingText {
+        headline: &n.headline,
+        when: n.when,
+        address: n.address,
+        customer: n.customer,
+        phone: n.phone,
+        job: n.job,
+        lines,
+        total: n.quote.total.to_string(),
+        notes: n.notes,
+        calendar_link: n.calendar_link.as_deref(),
+        business: &business.business.name,
+    }
+    .render()
+    .expect("email templates render");
+    (format!("{}: {}", n.headline, n.when), html, text)
+}
+
+#[derive(Template)]
+#[template(path = "email/alert.html")]
+struct AlertHtml<'a> {
+    headline: &'a str,
+    detail: &'a str,
+    business: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/alert.txt")]
+struct AlertText<'a> {
+    headline: &'a str,
+    detail: &'a str,
+    business: &'a str,
+}
+
+/// (subject, html, text) of an owner alert email.
+pub fn alert_email(business: &BusinessConfig, headline: &str, detail: &str) -> (String, String, String) {
+    let name = &business.business.name;
+    let html = AlertHtml {
+        headline,
+        detail,
+        business: name,
+    }
+    .render()
+    .expect("email templates render");
+    let text = AlertText {
+        headline,
+        detail,
+        business: name,
+    }
+    .render()
+    .expect("email templates render");
+    (format!("[textdesk] {headline}"), html, text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -367,7 +367,12 @@ impl GuidedResponder {
                 }
             }
             ConversationState::Booked(b) => {
-                if guided::wants_reschedule(text) {
+                if guided::is_confirm(text) {
+                    draft.text = format!(
+                        "{opening}Thanks! You're confirmed for {}. See you then.",
+                        b.booking.slot.label
+                    );
+                } else if guided::wants_reschedule(text) {
                     step(&mut draft, Event::RescheduleRequested);
                     let offered = self.offer(turn, &mut draft, now, "").await;
                     draft.text = format!("{opening}Sure. {offered}");

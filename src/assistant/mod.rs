@@ -367,6 +367,7 @@ mod tests {
             status: "pending".into(),
             twilio_sid: None,
             num_media: 0,
+            opt_out_type: None,
             created_at: Utc::now(),
         }
     }

@@ -12,7 +12,9 @@ use serde::{Deserialize, Deserializer};
 use crate::domain::availability::ScheduleConfig;
 use crate::domain::conversation::Lifetimes;
 use crate::domain::phone::E164;
+use crate::domain::quiet_hours::QuietHours;
 use crate::domain::quote::PricingConfig;
+use crate::domain::reminders::ReminderConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,6 +29,8 @@ pub struct BusinessConfig {
     #[serde(deserialize_with = "providers")]
     pub providers: Vec<ProviderConfig>,
     pub google: GoogleConfig,
+    pub quiet_hours: QuietHours,
+    pub reminders: ReminderConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -307,6 +311,8 @@ impl Default for BusinessConfig {
             schedule: ScheduleConfig::default(),
             providers: default_providers(),
             google: GoogleConfig::default(),
+            quiet_hours: QuietHours::default(),
+            reminders: ReminderConfig::default(),
         }
     }
 }

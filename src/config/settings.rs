@@ -25,7 +25,19 @@ pub struct Settings {
     pub twilio: TwilioSettings,
     pub anthropic: Option<AnthropicSettings>,
     pub worker: WorkerSettings,
+    pub jobs: crate::jobs::runner::RunnerSettings,
     pub google: GoogleSettings,
+    pub email: EmailSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// The verified SES sender. With it and AWS_REGION set, email goes
+    /// through SES (credentials from the standard AWS chain); otherwise each
+    /// email is written to `outbox_dir` as a .eml file.
+    pub from: Option<String>,
+    pub ses: bool,
+    pub outbox_dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +240,12 @@ impl Settings {
             log_format,
             twilio,
             anthropic,
+            jobs: crate::jobs::runner::RunnerSettings::default(),
+            email: EmailSettings {
+                ses: get("EMAIL_FROM").is_some() && get("AWS_REGION").is_some(),
+                from: get("EMAIL_FROM"),
+                outbox_dir: PathBuf::from(get("OUTBOX_DIR").unwrap_or_else(|| "outbox".into())),
+            },
             google: GoogleSettings {
                 credentials: get("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from),
                 base_url: match get("GOOGLE_CALENDAR_BASE_URL") {

@@ -387,6 +387,14 @@ pub fn wants_to_keep(text: &str) -> bool {
     .any(|p| t.contains(p))
 }
 
+/// "C", "confirm", "yes": the answer to a reminder.
+pub fn is_confirm(text: &str) -> bool {
+    matches!(
+        clean(text).as_str(),
+        "c" | "confirm" | "confirmed" | "yes" | "y" | "ok" | "okay"
+    )
+}
+
 /// "R", "reschedule", "change the time".
 pub fn wants_reschedule(text: &str) -> bool {
     let t = clean(text);

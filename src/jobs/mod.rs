@@ -3,5 +3,7 @@
 //! [`turns::Engine`] runs one turn of one conversation; [`worker::TurnWorker`]
 //! decides which conversation runs next, one turn at a time per conversation.
 
+pub mod plan;
+pub mod runner;
 pub mod turns;
 pub mod worker;

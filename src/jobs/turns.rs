@@ -16,9 +16,10 @@ use crate::domain::conversation::{self, ConversationState, Event};
 use crate::domain::keywords::{self, Keyword};
 use crate::domain::quote::{Quote, price};
 use crate::domain::{guardrail, guided, sms_text};
+use crate::jobs::plan;
 use crate::store::{
-    ConversationId, Delivery, InboundResolution, MessageId, NewAlert, OutboundDraft, OutboundSms, Store,
-    StoreError, TurnCommit, TurnInput,
+    ConversationId, Delivery, InboundResolution, MessageId, NewAlert, NewJob, OutboundDraft, OutboundSms,
+    Store, StoreError, TurnCommit, TurnInput,
 };
 use crate::templates;
 use crate::twilio::{SendError, SmsSender};
@@ -85,7 +86,10 @@ impl Engine {
             state,
             new_quotes,
             alerts,
+            jobs: Vec::new(),
+            cancel_jobs: Vec::new(),
         };
+        let landed = state.clone();
 
         let booked_before = match &state {
             ConversationState::Booked(b) => Some(b.booking.slot.label.clone()),
@@ -126,15 +130,21 @@ impl Engine {
             return Ok(TurnResult::Silent);
         }
 
-        let drafted = match tokio::time::timeout(
-            self.turn_deadline,
-            self.responder.respond(&turn, state.clone()),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(ResponderError::DeadlineExceeded(self.turn_deadline)),
+        // Answers to a reminder ("C" to confirm, "R" to reschedule) are
+        // handled by code, with no model round trip.
+        let latest = turn.pending.last().map(|m| m.body.as_str()).unwrap_or("");
+        let by_code = matches!(state, ConversationState::Booked(_))
+            && (guided::is_confirm(latest) || guided::wants_reschedule(latest));
+        let responder: &dyn Responder = if by_code {
+            &self.guided
+        } else {
+            self.responder.as_ref()
         };
+        let drafted =
+            match tokio::time::timeout(self.turn_deadline, responder.respond(&turn, state.clone())).await {
+                Ok(result) => result,
+                Err(_) => Err(ResponderError::DeadlineExceeded(self.turn_deadline)),
+            };
         let (mut draft, kind) = match drafted {
             Ok(draft) => (draft, "reply"),
             Err(e) => {
@@ -188,17 +198,38 @@ impl Engine {
             kind: a.kind,
             detail: a.detail.clone(),
         }));
-        let reply = self
-            .conclude(
-                id,
-                commit(
-                    Some(OutboundDraft { kind, body }),
-                    draft.state,
-                    draft.new_quotes,
-                    alerts,
-                ),
-            )
-            .await?;
+
+        // What this turn sets in motion: reminders, provider emails, a
+        // follow-up; and a booking's facts stated by code.
+        let planned = plan::plan(&landed, &draft.state, &turn, &self.business, now);
+        let (kind, body) = match &planned.confirmation {
+            Some(text) => (
+                "confirmation",
+                sms_text::prepare_reply(text, self.business.sms.max_segments),
+            ),
+            None => (kind, body),
+        };
+        let mut commit = commit(None, draft.state, draft.new_quotes, alerts);
+        commit.jobs = planned.jobs;
+        commit.cancel_jobs = planned.cancel;
+        let quiet = &self.business.quiet_hours;
+        let tz = self.business.business.timezone;
+        if !quiet.replies_allowed && quiet.is_quiet(now, tz) {
+            // The owner keeps even replies out of quiet hours: this one waits.
+            commit.jobs.push(NewJob {
+                kind: plan::DEFERRED_REPLY,
+                dedupe_key: format!("reply:{}:{}", id.0, last.0),
+                conversation_id: Some(id),
+                customer_id: Some(turn.conversation.customer_id),
+                recipient: turn.conversation.customer_phone.as_str().to_string(),
+                payload: serde_json::json!({ "body": body }),
+                run_at: quiet.next_allowed(now, tz),
+                max_attempts: 5,
+            });
+        } else {
+            commit.reply = Some(OutboundDraft { kind, body });
+        }
+        let reply = self.conclude(id, commit).await?;
         Ok(TurnResult::Replied(reply))
     }
 
@@ -235,9 +266,21 @@ impl Engine {
     async fn conclude(
         &self,
         id: ConversationId,
-        commit: TurnCommit,
+        mut commit: TurnCommit,
     ) -> Result<Option<MessageId>, StoreError> {
+        // Alerts a person must act on also go to the owner by email.
+        let key = format!("{}:{}", id.0, commit.through.0);
+        let emails: Vec<NewJob> = commit
+            .alerts
+            .iter()
+            .filter_map(|a| plan::alert_job(&self.business, a, Some(id), &key, Utc::now()))
+            .collect();
+        commit.jobs.extend(emails);
+        let alerts = commit.alerts.clone();
         let claimed = self.store.finish_turn(id, commit).await?;
+        for alert in &alerts {
+            tracing::error!(alert = alert.kind, detail = %alert.detail, conversation = id.0, "owner alert");
+        }
         match claimed {
             Some(sms) => {
                 let reply = sms.id;
@@ -260,7 +303,18 @@ impl Engine {
         let mut opted_out = conversation.opted_out;
         let mut last_keyword = None;
         for message in &turn.pending {
-            let keyword = keywords::classify(&message.body, opted_out);
+            // Twilio's Advanced Opt-Out tells us what it understood.
+            let keyword = match message
+                .opt_out_type
+                .as_deref()
+                .map(str::to_ascii_uppercase)
+                .as_deref()
+            {
+                Some("STOP") => Some(Keyword::OptOut),
+                Some("START") => Some(Keyword::OptIn),
+                Some("HELP") => Some(Keyword::Help),
+                _ => keywords::classify(&message.body, opted_out),
+            };
             match keyword {
                 Some(Keyword::OptOut) => opted_out = true,
                 Some(Keyword::OptIn) => opted_out = false,
@@ -271,6 +325,10 @@ impl Engine {
         if opted_out != conversation.opted_out {
             self.store
                 .set_opted_out(conversation.customer_id, opted_out)
+                .await?;
+            // STOP drops pending reminders and follow-ups; START restores them.
+            self.store
+                .suspend_jobs(conversation.customer_id, opted_out)
                 .await?;
             tracing::info!(
                 customer = %conversation.customer_phone.masked(),
@@ -314,7 +372,7 @@ impl Engine {
     }
 
     /// Sends a text this task has claimed, and records what happened.
-    async fn send_claimed(&self, sms: OutboundSms) -> Result<(), StoreError> {
+    pub async fn send_claimed(&self, sms: OutboundSms) -> Result<(), StoreError> {
         let id = sms.id;
         if sms.customer_opted_out {
             self.store.record_delivery(id, &Delivery::OptedOut).await?;

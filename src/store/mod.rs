@@ -60,6 +60,8 @@ pub struct Message {
     pub status: String,
     pub twilio_sid: Option<String>,
     pub num_media: i64,
+    /// Twilio's `OptOutType` for this text, when Advanced Opt-Out set one.
+    pub opt_out_type: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -112,6 +114,11 @@ pub struct TurnCommit {
     /// Owner alerts the turn raised: stored with it, so a rerun after a
     /// crash neither loses nor repeats them.
     pub alerts: Vec<NewAlert>,
+    /// Proactive work the turn scheduled (reminders, emails, a follow-up).
+    pub jobs: Vec<NewJob>,
+    /// Pending jobs of this conversation whose dedupe key starts with one
+    /// of these are cancelled (a moved booking's reminders, say).
+    pub cancel_jobs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,11 +171,102 @@ pub enum Delivery {
     },
 }
 
+/// A job to enqueue. `dedupe_key` names its effect: enqueuing the same key
+/// twice is a no-op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    pub kind: &'static str,
+    pub dedupe_key: String,
+    pub conversation_id: Option<ConversationId>,
+    pub customer_id: Option<CustomerId>,
+    pub recipient: String,
+    pub payload: serde_json::Value,
+    pub run_at: DateTime<Utc>,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Done,
+    Dead,
+    Cancelled,
+    Suspended,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Dead => "dead",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Suspended => "suspended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => JobStatus::Pending,
+            "running" => JobStatus::Running,
+            "done" => JobStatus::Done,
+            "dead" => JobStatus::Dead,
+            "cancelled" => JobStatus::Cancelled,
+            "suspended" => JobStatus::Suspended,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub dedupe_key: String,
+    pub conversation_id: Option<ConversationId>,
+    pub customer_id: Option<CustomerId>,
+    pub recipient: String,
+    pub payload: serde_json::Value,
+    pub run_at: DateTime<Utc>,
+    pub status: JobStatus,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// How a claimed job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    Done {
+        result: Option<String>,
+    },
+    /// Failed; run again at `at`.
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
+    /// Failed for good: dead-lettered for the owner.
+    Dead {
+        error: String,
+    },
+    /// Not due after all (quiet hours): run at `at`, no attempt counted.
+    Defer {
+        at: DateTime<Utc>,
+    },
+    /// No longer wanted (the booking moved, the customer replied).
+    Cancelled {
+        reason: String,
+    },
+}
+
 /// What a restart found unfinished.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recovered {
     pub leases_freed: u64,
     pub sends_requeued: u64,
+    pub jobs_requeued: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -358,4 +456,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every booking, oldest first (for the owner's tools and tests).
     async fn bookings(&self) -> Result<Vec<BookingRecord>, StoreError>;
+
+    /// Enqueues jobs; a dedupe key already known is skipped. Returns how
+    /// many were new.
+    async fn enqueue_jobs(&self, jobs: &[NewJob]) -> Result<usize, StoreError>;
+
+    /// Claims up to `limit` due pending jobs for `lease`, oldest due first.
+    async fn claim_due_jobs(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    async fn finish_job(&self, id: i64, outcome: &JobOutcome) -> Result<(), StoreError>;
+
+    /// Stops a customer's pending jobs (STOP), or starts them again (START).
+    async fn suspend_jobs(&self, customer: CustomerId, suspended: bool) -> Result<u64, StoreError>;
+
+    /// Jobs in these states, soonest first.
+    async fn jobs(&self, statuses: &[JobStatus], limit: usize) -> Result<Vec<Job>, StoreError>;
+
+    /// Stores the text a job sends, claimed for sending; `None` if this job
+    /// already has its text.
+    async fn queue_job_message(
+        &self,
+        id: ConversationId,
+        job_id: i64,
+        draft: OutboundDraft,
+    ) -> Result<Option<OutboundSms>, StoreError>;
+
+    /// When the customer last texted in this conversation.
+    async fn last_inbound_at(&self, id: ConversationId) -> Result<Option<DateTime<Utc>>, StoreError>;
 }

@@ -173,6 +173,7 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError
         status: row.try_get("status")?,
         twilio_sid: row.try_get("twilio_sid")?,
         num_media: row.try_get("num_media")?,
+        opt_out_type: row.try_get("opt_out_type")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -280,9 +281,16 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?
         .rows_affected();
+        let jobs_requeued = sqlx::query(
+            "UPDATE jobs SET status = 'pending', locked_until_ms = NULL WHERE status = 'running'",
+        )
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
         Ok(Recovered {
             leases_freed,
             sends_requeued,
+            jobs_requeued,
         })
     }
 
@@ -306,7 +314,7 @@ impl Store for SqliteStore {
             opted_out: row.try_get("opted_out")?,
         };
         let pending = sqlx::query(
-            "SELECT id, direction, kind, body, status, twilio_sid, num_media, created_at FROM messages
+            "SELECT id, direction, kind, body, status, twilio_sid, num_media, json_extract(params, '$.OptOutType') AS opt_out_type, created_at FROM messages
              WHERE conversation_id = ? AND direction = 'inbound' AND status = 'pending' ORDER BY id",
         )
         .bind(id.0)
@@ -320,7 +328,7 @@ impl Store for SqliteStore {
         // being written. Replies that never reached the customer are left
         // out; `unknown` ones probably did, so they stay.
         let history = sqlx::query(
-            "SELECT id, direction, kind, body, status, twilio_sid, num_media, created_at FROM (
+            "SELECT id, direction, kind, body, status, twilio_sid, num_media, json_extract(params, '$.OptOutType') AS opt_out_type, created_at FROM (
                  SELECT *, COALESCE(reply_to_id, id) AS position FROM messages
                  WHERE conversation_id = ?
                    AND (direction = 'inbound' OR status IN ('queued', 'sending', 'sent', 'unknown'))
@@ -391,6 +399,8 @@ impl Store for SqliteStore {
             state,
             new_quotes,
             alerts,
+            jobs,
+            cancel_jobs,
         } = commit;
         let status = match resolution {
             InboundResolution::Handled => "handled",
@@ -414,6 +424,21 @@ impl Store for SqliteStore {
             // already committed it; its state and reply stand.
             tx.rollback().await?;
             return Ok(None);
+        }
+        for prefix in &cancel_jobs {
+            sqlx::query(
+                "UPDATE jobs SET status = 'cancelled', updated_at = ?
+                 WHERE conversation_id = ? AND status IN ('pending', 'suspended') AND substr(dedupe_key, 1, ?) = ?",
+            )
+            .bind(now)
+            .bind(id.0)
+            .bind(prefix.len() as i64)
+            .bind(prefix)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for job in &jobs {
+            insert_job(&mut tx, job, now).await?;
         }
         for alert in &alerts {
             sqlx::query("INSERT INTO alerts (kind, conversation_id, detail, created_at) VALUES (?, ?, ?, ?)")
@@ -614,7 +639,7 @@ impl Store for SqliteStore {
 
     async fn messages(&self, id: ConversationId) -> Result<Vec<Message>, StoreError> {
         sqlx::query(
-            "SELECT id, direction, kind, body, status, twilio_sid, num_media, created_at
+            "SELECT id, direction, kind, body, status, twilio_sid, num_media, json_extract(params, '$.OptOutType') AS opt_out_type, created_at
              FROM messages WHERE conversation_id = ? ORDER BY id",
         )
         .bind(id.0)
@@ -811,6 +836,135 @@ impl Store for SqliteStore {
         .await?;
         rows.iter().map(booking_from_row).collect()
     }
+
+    async fn enqueue_jobs(&self, jobs: &[NewJob]) -> Result<usize, StoreError> {
+        let now = Utc::now();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut added = 0;
+        for job in jobs {
+            added += insert_job(&mut tx, job, now).await? as usize;
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn claim_due_jobs(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = ?, updated_at = ?
+             WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND run_at_ms <= ? ORDER BY run_at_ms LIMIT ?)
+             RETURNING id, kind, dedupe_key, conversation_id, customer_id, recipient, payload, run_at_ms, status,
+                       attempts, max_attempts, last_error",
+        )
+        .bind(now.timestamp_millis() + lease.as_millis() as i64)
+        .bind(now)
+        .bind(now.timestamp_millis())
+        .bind(limit as i64)
+        .fetch_all(&self.writer)
+        .await?;
+        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|j| j.run_at);
+        Ok(jobs)
+    }
+
+    async fn finish_job(&self, id: i64, outcome: &JobOutcome) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let (status, run_at, error, result, uncount) = match outcome {
+            JobOutcome::Done { result } => ("done", None, None, result.clone(), false),
+            JobOutcome::Retry { at, error } => ("pending", Some(*at), Some(error.clone()), None, false),
+            JobOutcome::Dead { error } => ("dead", None, Some(error.clone()), None, false),
+            JobOutcome::Defer { at } => ("pending", Some(*at), None, None, true),
+            JobOutcome::Cancelled { reason } => ("cancelled", None, Some(reason.clone()), None, false),
+        };
+        sqlx::query(
+            "UPDATE jobs SET status = ?, run_at_ms = COALESCE(?, run_at_ms), last_error = COALESCE(?, last_error),
+                             result = COALESCE(?, result), attempts = attempts - ?, locked_until_ms = NULL, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(status)
+        .bind(run_at.map(|t| t.timestamp_millis()))
+        .bind(error)
+        .bind(result)
+        .bind(uncount as i64)
+        .bind(now)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn suspend_jobs(&self, customer: CustomerId, suspended: bool) -> Result<u64, StoreError> {
+        let (from, to) = if suspended {
+            ("pending", "suspended")
+        } else {
+            ("suspended", "pending")
+        };
+        Ok(
+            sqlx::query("UPDATE jobs SET status = ?, updated_at = ? WHERE customer_id = ? AND status = ?")
+                .bind(to)
+                .bind(Utc::now())
+                .bind(customer.0)
+                .bind(from)
+                .execute(&self.writer)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    async fn jobs(&self, statuses: &[JobStatus], limit: usize) -> Result<Vec<Job>, StoreError> {
+        let wanted: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT id, kind, dedupe_key, conversation_id, customer_id, recipient, payload, run_at_ms, status,
+                    attempts, max_attempts, last_error
+             FROM jobs WHERE status IN (SELECT value FROM json_each(?)) ORDER BY run_at_ms LIMIT ?",
+        )
+        .bind(serde_json::to_string(&wanted).unwrap_or_else(|_| "[]".into()))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn queue_job_message(
+        &self,
+        id: ConversationId,
+        job_id: i64,
+        draft: OutboundDraft,
+    ) -> Result<Option<OutboundSms>, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, job_id, created_at)
+             VALUES (?, 'outbound', ?, ?, 'sending', 1, ?, ?)
+             ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO NOTHING
+             RETURNING id",
+        )
+        .bind(id.0)
+        .bind(draft.kind)
+        .bind(&draft.body)
+        .bind(job_id)
+        .bind(Utc::now())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let sms = match inserted {
+            Some(message_id) => Some(outbound_in(&mut tx, MessageId(message_id)).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(sms)
+    }
+
+    async fn last_inbound_at(&self, id: ConversationId) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(created_at) FROM messages WHERE conversation_id = ? AND direction = 'inbound'",
+        )
+        .bind(id.0)
+        .fetch_one(&self.reader)
+        .await?)
+    }
 }
 
 fn interval(start_ms: i64, end_ms: i64) -> Interval {
@@ -836,5 +990,55 @@ fn booking_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<BookingRecord, Stor
             "cancelled" => BookingStatus::Cancelled,
             other => return Err(StoreError::Corrupt(format!("booking status `{other}`"))),
         },
+    })
+}
+
+/// Inserts a job unless its dedupe key exists; true if it was new.
+async fn insert_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    job: &NewJob,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO jobs (kind, dedupe_key, conversation_id, customer_id, recipient, payload, run_at_ms, status,
+                           max_attempts, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+         ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(job.kind)
+    .bind(&job.dedupe_key)
+    .bind(job.conversation_id.map(|c| c.0))
+    .bind(job.customer_id.map(|c| c.0))
+    .bind(&job.recipient)
+    .bind(job.payload.to_string())
+    .bind(job.run_at.timestamp_millis())
+    .bind(job.max_attempts as i64)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
+    let status: String = row.try_get("status")?;
+    let payload: String = row.try_get("payload")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        dedupe_key: row.try_get("dedupe_key")?,
+        conversation_id: row
+            .try_get::<Option<i64>, _>("conversation_id")?
+            .map(ConversationId),
+        customer_id: row.try_get::<Option<i64>, _>("customer_id")?.map(CustomerId),
+        recipient: row.try_get("recipient")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Corrupt(format!("job payload: {e}")))?,
+        run_at: interval(row.try_get("run_at_ms")?, 0).start,
+        status: JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("job status `{status}`")))?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+        last_error: row.try_get("last_error")?,
     })
 }

@@ -505,7 +505,19 @@ async fn a_full_conversation_from_first_text_to_booked() {
     app.wait_for_texts(2).await;
     app.text(DANA, "2").await;
     let sent = app.wait_for_texts(3).await;
-    assert_eq!(sent[2].1, "You're booked! See you then.");
+    // The booking is confirmed by code: its day, time and price.
+    assert!(
+        sent[2]
+            .1
+            .starts_with("You're booked with Rose City Junk Haulers: Tue "),
+        "{}",
+        sent[2].1
+    );
+    assert!(
+        sent[2].1.contains("Total $350") && sent[2].1.ends_with("Reply R to reschedule."),
+        "{}",
+        sent[2].1
+    );
 
     let requests = app.model_requests().await;
     let slots_result = requests
@@ -626,7 +638,13 @@ async fn the_guided_flow_books_reschedules_and_cancels_on_the_local_calendar() {
 
     app.text(DANA, "2").await;
     let sent = app.wait_for_texts(5).await;
-    assert!(sent[4].1.starts_with("You're booked: "), "{}", sent[4].1);
+    assert!(
+        sent[4]
+            .1
+            .starts_with("You're booked with Rose City Junk Haulers: "),
+        "{}",
+        sent[4].1
+    );
     assert!(
         sent[4].1.contains("Total $350") && sent[4].1.ends_with("Reply R to reschedule."),
         "{}",
@@ -642,7 +660,13 @@ async fn the_guided_flow_books_reschedules_and_cancels_on_the_local_calendar() {
     assert!(sent[5].1.starts_with("Sure. Openings:"), "{}", sent[5].1);
     app.text(DANA, "3").await;
     let sent = app.wait_for_texts(7).await;
-    assert!(sent[6].1.starts_with("You're booked: "), "{}", sent[6].1);
+    assert!(
+        sent[6]
+            .1
+            .starts_with("You're booked with Rose City Junk Haulers: "),
+        "{}",
+        sent[6].1
+    );
     let bookings = app.store.bookings().await.unwrap();
     assert_eq!(
         bookings.len(),

@@ -1,0 +1,144 @@
+//! Email to providers and the owner: SES v2, or `.eml` files in an outbox
+//! folder when SES is not configured.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Email {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EmailError {
+    /// Throttled, down, unreachable: worth retrying.
+    #[error("email service unavailable: {0}")]
+    Unavailable(String),
+    /// Refused for good (bad address, unverified sender).
+    #[error("email refused: {0}")]
+    Rejected(String),
+}
+
+#[async_trait]
+pub trait EmailSender: Send + Sync + 'static {
+    /// Sends one email; returns the provider's message id.
+    async fn send(&self, email: &Email) -> Result<String, EmailError>;
+}
+
+pub struct SesEmail {
+    client: aws_sdk_sesv2::Client,
+    from: String,
+}
+
+impl SesEmail {
+    /// Credentials from the standard AWS chain, `AWS_REGION`, and
+    /// `AWS_ENDPOINT_URL` when set (tests, local stand-ins).
+    pub async fn from_env(from: String) -> Self {
+        let config = aws_config::load_from_env().await;
+        Self::new(aws_sdk_sesv2::Client::new(&config), from)
+    }
+
+    pub fn new(client: aws_sdk_sesv2::Client, from: String) -> Self {
+        Self { client, from }
+    }
+}
+
+fn content(data: &str) -> Result<Content, EmailError> {
+    Content::builder()
+        .data(data)
+        .charset("UTF-8")
+        .build()
+        .map_err(|e| EmailError::Rejected(e.to_string()))
+}
+
+#[async_trait]
+impl EmailSender for SesEmail {
+    #[tracing::instrument(name = "ses_send", skip_all, fields(recipients = email.to.len()))]
+    async fn send(&self, email: &Email) -> Result<String, EmailError> {
+        let message = Message::builder()
+            .subject(content(&email.subject)?)
+            .body(
+                Body::builder()
+                    .html(content(&email.html)?)
+                    .text(content(&email.text)?)
+                    .build(),
+            )
+            .build();
+        let result = self
+            .client
+            .send_email()
+            .from_email_address(&self.from)
+            .destination(
+                Destination::builder()
+                    .set_to_addresses(Some(email.to.clone()))
+                    .build(),
+            )
+            .content(EmailContent::builder().simple(message).build())
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.message_id().unwrap_or_default().to_string()),
+            Err(e) => {
+                use aws_sdk_sesv2::error::ProvideErrorMetadata;
+                let service = e.as_service_error();
+                let code = service.and_then(|s| s.code()).unwrap_or("").to_string();
+                let message = aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string();
+                let retryable = service.is_none()
+                    || matches!(
+                        code.as_str(),
+                        "TooManyRequestsException"
+                            | "LimitExceededException"
+                            | "InternalFailure"
+                            | "ServiceUnavailable"
+                            | "Throttling"
+                    );
+                if retryable {
+                    Err(EmailError::Unavailable(message))
+                } else {
+                    Err(EmailError::Rejected(message))
+                }
+            }
+        }
+    }
+}
+
+/// The embedded default: each email becomes a `.eml` file in a folder.
+pub struct OutboxEmail {
+    pub dir: PathBuf,
+    pub from: String,
+}
+
+#[async_trait]
+impl EmailSender for OutboxEmail {
+    async fn send(&self, email: &Email) -> Result<String, EmailError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let boundary = format!("textdesk-{id}");
+        let eml = format!(
+            "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{id}@textdesk.local>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
+             --{boundary}\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{text}\r\n\
+             --{boundary}\r\nContent-Type: text/html; charset=UTF-8\r\n\r\n{html}\r\n--{boundary}--\r\n",
+            from = self.from,
+            to = email.to.join(", "),
+            subject = email.subject,
+            text = email.text,
+            html = email.html,
+        );
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| EmailError::Unavailable(format!("outbox {}: {e}", self.dir.display())))?;
+        let path = self
+            .dir
+            .join(format!("{}-{id}.eml", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
+        tokio::fs::write(&path, eml)
+            .await
+            .map_err(|e| EmailError::Unavailable(format!("outbox {}: {e}", path.display())))?;
+        tracing::info!(path = %path.display(), "email written to the outbox (SES not configured)");
+        Ok(id)
+    }
+}

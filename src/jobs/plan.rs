@@ -1,0 +1,291 @@
+//! What proactive work a turn sets in motion, decided from the state it
+//! started in and the state it ended in. Everything planned here is
+//! committed with the turn, so a crash neither loses nor doubles it.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::config::business::BusinessConfig;
+use crate::domain::conversation::{Booking, ConversationState};
+use crate::domain::quote::Quote;
+use crate::domain::reminders;
+use crate::email::Email;
+use crate::store::{NewAlert, NewJob, TurnInput};
+use crate::templates;
+
+/// Job kinds.
+pub const REMINDER: &str = "reminder";
+pub const FOLLOW_UP: &str = "quote_follow_up";
+pub const EMAIL: &str = "email";
+pub const DEFERRED_REPLY: &str = "deferred_reply";
+
+/// Alerts that also go to the owner by email: the ones a person must act on.
+pub const EMAILED_ALERTS: [&str; 6] = [
+    "handoff",
+    "calendar_credentials",
+    "booking_incomplete",
+    "opted_out_with_booking",
+    "dead_job",
+    "send_failed",
+];
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub jobs: Vec<NewJob>,
+    pub cancel: Vec<String>,
+    /// The reply to send instead of the draft: a booking's facts, stated by
+    /// code.
+    pub confirmation: Option<String>,
+}
+
+fn booking_of(state: &ConversationState) -> Option<&Booking> {
+    match state {
+        ConversationState::Booked(b) => Some(&b.booking),
+        ConversationState::Scheduling(s) => s.rescheduling.as_ref(),
+        _ => None,
+    }
+}
+
+fn quote_and_job(state: &ConversationState) -> Option<(&Quote, &crate::domain::conversation::JobDetails)> {
+    match state {
+        ConversationState::Booked(b) => Some((&b.quote, &b.job)),
+        ConversationState::Scheduling(s) => Some((&s.quote, &s.job)),
+        _ => None,
+    }
+}
+
+fn reminder_prefix(booking: &Booking) -> String {
+    format!("reminder:{}:", booking.id)
+}
+
+pub fn plan(
+    before: &ConversationState,
+    after: &ConversationState,
+    turn: &TurnInput,
+    business: &BusinessConfig,
+    now: DateTime<Utc>,
+) -> Plan {
+    let mut plan = Plan::default();
+    let conversation = &turn.conversation;
+    let tz = business.business.timezone;
+
+    // The customer answered: any pending nudge is moot.
+    plan.cancel.push("followup:".into());
+    let quote_now = match after {
+        ConversationState::Quoted(q) => Some(&q.quote),
+        ConversationState::Scheduling(s) if s.rescheduling.is_none() => Some(&s.quote),
+        _ => None,
+    };
+    if let Some(quote) = quote_now
+        && let Some(at) = reminders::follow_up_at(now, tz, &business.reminders, &business.quiet_hours)
+    {
+        let through = turn.pending.last().map_or(0, |m| m.id.0);
+        plan.jobs.push(NewJob {
+            kind: FOLLOW_UP,
+            dedupe_key: format!("followup:{}:{through}", quote.id),
+            conversation_id: Some(conversation.id),
+            customer_id: Some(conversation.customer_id),
+            recipient: conversation.customer_phone.as_str().to_string(),
+            payload: json!({"quote_id": quote.id}),
+            run_at: at,
+            max_attempts: 5,
+        });
+    }
+
+    let old = booking_of(before);
+    let new = match after {
+        ConversationState::Booked(b) => Some((&b.booking, &b.quote, &b.job)),
+        _ => None,
+    };
+    match (old, new) {
+        (None, Some((booking, quote, job))) => {
+            plan_booking(&mut plan, "New booking", booking, quote, job, turn, business, now);
+            plan.confirmation = Some(templates::confirmation(
+                business,
+                &booking.slot.label,
+                quote.total,
+            ));
+        }
+        (Some(previous), Some((booking, quote, job)))
+            if previous.slot.start != booking.slot.start || previous.id != booking.id =>
+        {
+            plan.cancel.push(reminder_prefix(previous));
+            plan_booking(
+                &mut plan,
+                "Booking moved",
+                booking,
+                quote,
+                job,
+                turn,
+                business,
+                now,
+            );
+            plan.confirmation = Some(templates::confirmation(
+                business,
+                &booking.slot.label,
+                quote.total,
+            ));
+        }
+        (Some(previous), None) if matches!(after, ConversationState::Cancelled(_)) => {
+            plan.cancel.push(reminder_prefix(previous));
+            if let Some((quote, job)) = quote_and_job(before) {
+                plan_email(
+                    &mut plan,
+                    "Booking cancelled",
+                    previous,
+                    quote,
+                    job,
+                    turn,
+                    business,
+                    now,
+                );
+            }
+        }
+        _ => {}
+    }
+    plan
+}
+
+/// Reminders and the provider's email for a booking made or moved.
+#[allow(clippy::too_many_arguments)]
+fn plan_booking(
+    plan: &mut Plan,
+    headline: &str,
+    booking: &Booking,
+    quote: &crate::domain::quote::Quote,
+    job: &crate::domain::conversation::JobDetails,
+    turn: &TurnInput,
+    business: &BusinessConfig,
+    now: DateTime<Utc>,
+) {
+    let conversation = &turn.conversation;
+    let tz = business.business.timezone;
+    for (kind, at) in reminders::schedule(
+        booking.slot.start,
+        tz,
+        &business.reminders,
+        &business.quiet_hours,
+        now,
+    ) {
+        plan.jobs.push(NewJob {
+            kind: REMINDER,
+            dedupe_key: format!(
+                "{}{}:{}",
+                reminder_prefix(booking),
+                kind.as_str(),
+                booking.slot.start.timestamp()
+            ),
+            conversation_id: Some(conversation.id),
+            customer_id: Some(conversation.customer_id),
+            recipient: conversation.customer_phone.as_str().to_string(),
+            payload: json!({
+                "booking_id": booking.id,
+                "reminder": kind.as_str(),
+                "start": booking.slot.start,
+                "label": booking.slot.label,
+                "total": quote.total,
+            }),
+            run_at: at,
+            max_attempts: 5,
+        });
+    }
+    plan_email(plan, headline, booking, quote, job, turn, business, now);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_email(
+    plan: &mut Plan,
+    headline: &str,
+    booking: &Booking,
+    quote: &crate::domain::quote::Quote,
+    job: &crate::domain::conversation::JobDetails,
+    turn: &TurnInput,
+    business: &BusinessConfig,
+    now: DateTime<Utc>,
+) {
+    let Some(provider) = business.providers.iter().find(|p| p.id == booking.slot.crew) else {
+        return;
+    };
+    let Some(to) = provider.email.clone() else {
+        tracing::warn!(provider = %provider.id, "provider has no email in business.toml; no booking email");
+        return;
+    };
+    let calendar_link = provider.calendar_id.as_ref().map(|calendar| {
+        use base64::Engine;
+        let eid =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{} {calendar}", booking.id));
+        format!("https://www.google.com/calendar/event?eid={eid}")
+    });
+    let phone = turn.conversation.customer_phone.as_str().to_string();
+    let notice = templates::BookingNotice {
+        headline: format!("{headline} for {}", provider.name),
+        when: &booking.slot.label,
+        address: job.address.as_deref().unwrap_or("(no address given)"),
+        customer: job.customer_name.as_deref().unwrap_or("Customer"),
+        phone: &phone,
+        job: quote.assumptions.first().map(String::as_str).unwrap_or(""),
+        quote,
+        notes: job.notes.as_deref(),
+        calendar_link,
+    };
+    let (subject, html, text) = templates::booking_email(business, &notice);
+    let email = Email {
+        to: vec![to.clone()],
+        subject,
+        html,
+        text,
+    };
+    plan.jobs.push(NewJob {
+        kind: EMAIL,
+        dedupe_key: format!(
+            "email:{}:{headline}:{}",
+            booking.id,
+            booking.slot.start.timestamp()
+        ),
+        conversation_id: Some(turn.conversation.id),
+        customer_id: None,
+        recipient: to,
+        payload: serde_json::to_value(&email).unwrap_or_default(),
+        run_at: now,
+        max_attempts: 8,
+    });
+}
+
+/// The owner's email for an alert a person must act on.
+pub fn alert_job(
+    business: &BusinessConfig,
+    alert: &NewAlert,
+    conversation: Option<crate::store::ConversationId>,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Option<NewJob> {
+    let to = business.business.owner_email.clone()?;
+    if !EMAILED_ALERTS.contains(&alert.kind) {
+        return None;
+    }
+    let headline = match alert.kind {
+        "handoff" => "A customer needs you",
+        "calendar_credentials" => "Google Calendar refused textdesk's credentials",
+        "booking_incomplete" => "A booking needs a look",
+        "opted_out_with_booking" => "A booked customer opted out of texts",
+        "dead_job" => "A notification could not be sent",
+        _ => "A text could not be delivered",
+    };
+    let (subject, html, text) = templates::alert_email(business, headline, &alert.detail);
+    Some(NewJob {
+        kind: EMAIL,
+        dedupe_key: format!("alert:{key}:{}", alert.kind),
+        conversation_id: conversation,
+        customer_id: None,
+        recipient: to.clone(),
+        payload: serde_json::to_value(Email {
+            to: vec![to],
+            subject,
+            html,
+            text,
+        })
+        .unwrap_or_default(),
+        run_at: now,
+        max_attempts: 8,
+    })
+}

@@ -1,0 +1,249 @@
+//! Runs due jobs: reminders, quote follow-ups, emails.
+//!
+//! A job is claimed atomically (so two workers never run one), its effect
+//! is tied to it (a job's text is stored under the job's id, an email is
+//! sent once per claim), and its outcome recorded: done, deferred (quiet
+//! hours: no attempt counted), retried with exponential backoff, or dead
+//! after `max_attempts`, which alerts the owner.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use super::plan::{self, DEFERRED_REPLY, EMAIL, FOLLOW_UP, REMINDER};
+use super::turns::Engine;
+use crate::config::business::BusinessConfig;
+use crate::domain::conversation::ConversationState;
+use crate::email::{Email, EmailError, EmailSender};
+use crate::store::{Job, JobOutcome, NewAlert, OutboundDraft, Store, StoreError};
+use crate::templates;
+
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub poll_interval: Duration,
+    pub batch: usize,
+    pub lease: Duration,
+    /// First retry delay; doubles each attempt, up to an hour.
+    pub retry_base: Duration,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(1),
+            batch: 100,
+            lease: Duration::from_secs(300),
+            retry_base: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct JobRunner {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<Engine>,
+    pub email: Arc<dyn EmailSender>,
+    pub business: Arc<BusinessConfig>,
+    pub settings: RunnerSettings,
+}
+
+/// Why a job failed, and whether trying again can help.
+enum Failure {
+    Retryable(String),
+    Permanent(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Retryable(e.to_string())
+    }
+}
+
+impl JobRunner {
+    /// Polls for due jobs until `shutdown`.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.settings.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            loop {
+                match self.run_due(Utc::now()).await {
+                    Ok(n) if n == self.settings.batch => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not run due jobs");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one batch of due jobs; returns how many it claimed.
+    pub async fn run_due(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let jobs = self
+            .store
+            .claim_due_jobs(now, self.settings.batch, self.settings.lease)
+            .await?;
+        let claimed = jobs.len();
+        for job in jobs {
+            let outcome = match self.run_job(&job, now).await {
+                Ok(outcome) => outcome,
+                Err(Failure::Permanent(error)) => self.dead(&job, error).await,
+                Err(Failure::Retryable(error)) if job.attempts >= job.max_attempts => {
+                    self.dead(&job, error).await
+                }
+                Err(Failure::Retryable(error)) => {
+                    let factor = 2u32.saturating_pow(job.attempts.saturating_sub(1).min(16));
+                    let delay = (self.settings.retry_base * factor).min(Duration::from_secs(3600));
+                    tracing::warn!(job = job.id, kind = %job.kind, %error, ?delay, "job failed; will retry");
+                    JobOutcome::Retry {
+                        at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                        error,
+                    }
+                }
+            };
+            self.store.finish_job(job.id, &outcome).await?;
+        }
+        Ok(claimed)
+    }
+
+    async fn dead(&self, job: &Job, error: String) -> JobOutcome {
+        tracing::error!(job = job.id, kind = %job.kind, %error, "job dead after its last attempt");
+        let alert = NewAlert {
+            kind: "dead_job",
+            detail: format!(
+                "A {} job ({}) failed {} time(s) and was given up: {error}",
+                job.kind, job.dedupe_key, job.attempts
+            ),
+        };
+        let _ = self
+            .store
+            .record_alert(alert.kind, job.conversation_id, &alert.detail)
+            .await;
+        // An email failing does not email about itself.
+        if job.kind != EMAIL
+            && let Some(owner_job) = plan::alert_job(
+                &self.business,
+                &alert,
+                job.conversation_id,
+                &format!("job{}", job.id),
+                Utc::now(),
+            )
+        {
+            let _ = self.store.enqueue_jobs(&[owner_job]).await;
+        }
+        JobOutcome::Dead { error }
+    }
+
+    /// Texts wait for the end of quiet hours.
+    fn quiet_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let allowed = self
+            .business
+            .quiet_hours
+            .next_allowed(now, self.business.business.timezone);
+        (allowed > now).then_some(allowed)
+    }
+
+    async fn run_job(&self, job: &Job, now: DateTime<Utc>) -> Result<JobOutcome, Failure> {
+        match job.kind.as_str() {
+            EMAIL => self.send_email(job).await,
+            REMINDER | FOLLOW_UP | DEFERRED_REPLY => {
+                if let Some(at) = self.quiet_until(now) {
+                    return Ok(JobOutcome::Defer { at });
+                }
+                let Some(conversation) = job.conversation_id else {
+                    return Err(Failure::Permanent("a text job without a conversation".into()));
+                };
+                let Some(body) = self.text_for(job, conversation).await? else {
+                    return Ok(JobOutcome::Cancelled {
+                        reason: "no longer applies".into(),
+                    });
+                };
+                let kind = match job.kind.as_str() {
+                    REMINDER => "reminder",
+                    FOLLOW_UP => "follow_up",
+                    _ => "reply",
+                };
+                match self
+                    .store
+                    .queue_job_message(conversation, job.id, OutboundDraft { kind, body })
+                    .await?
+                {
+                    Some(sms) => {
+                        let id = sms.id;
+                        self.engine.send_claimed(sms).await?;
+                        Ok(JobOutcome::Done {
+                            result: Some(format!("message {}", id.0)),
+                        })
+                    }
+                    // This job's text exists already: it ran before a crash.
+                    None => Ok(JobOutcome::Done { result: None }),
+                }
+            }
+            other => Err(Failure::Permanent(format!("unknown job kind `{other}`"))),
+        }
+    }
+
+    /// The text a job sends, or `None` if it no longer applies.
+    async fn text_for(
+        &self,
+        job: &Job,
+        conversation: crate::store::ConversationId,
+    ) -> Result<Option<String>, Failure> {
+        let p = &job.payload;
+        match job.kind.as_str() {
+            REMINDER => {
+                let Some(id) = p["booking_id"].as_str() else {
+                    return Err(Failure::Permanent("reminder without a booking".into()));
+                };
+                let booking = self.store.booking(id).await?;
+                let start: Option<DateTime<Utc>> = p["start"].as_str().and_then(|s| s.parse().ok());
+                let still_on = booking.as_ref().is_some_and(|b| {
+                    b.status == crate::store::BookingStatus::Confirmed && Some(b.slot.start) == start
+                });
+                if !still_on {
+                    return Ok(None);
+                }
+                let total: crate::domain::money::Money = serde_json::from_value(p["total"].clone())
+                    .map_err(|e| Failure::Permanent(e.to_string()))?;
+                let label = p["label"].as_str().unwrap_or_default();
+                let tomorrow = p["reminder"] == "day_before";
+                Ok(Some(templates::reminder(&self.business, label, total, tomorrow)))
+            }
+            FOLLOW_UP => {
+                let turn = self.store.turn_input(conversation, 50).await?;
+                let quote_id = p["quote_id"].as_str().unwrap_or_default();
+                let open = match &turn.state {
+                    ConversationState::Quoted(q) => Some(&q.quote),
+                    ConversationState::Scheduling(s) if s.rescheduling.is_none() => Some(&s.quote),
+                    _ => None,
+                }
+                .filter(|q| q.id == quote_id && !q.is_expired(Utc::now()));
+                // One nudge per quote, ever; and none once the customer has texted.
+                let nudged = turn.history.iter().any(|m| m.kind == "follow_up");
+                match open {
+                    Some(quote) if !nudged && turn.pending.is_empty() => {
+                        Ok(Some(templates::follow_up(&self.business, quote)))
+                    }
+                    _ => Ok(None),
+                }
+            }
+            _ => Ok(p["body"].as_str().map(str::to_string)),
+        }
+    }
+
+    async fn send_email(&self, job: &Job) -> Result<JobOutcome, Failure> {
+        let email: Email = serde_json::from_value(job.payload.clone())
+            .map_err(|e| Failure::Permanent(format!("bad email job: {e}")))?;
+        match self.email.send(&email).await {
+            Ok(id) => Ok(JobOutcome::Done { result: Some(id) }),
+            Err(EmailError::Unavailable(e)) => Err(Failure::Retryable(e)),
+            Err(EmailError::Rejected(e)) => Err(Failure::Permanent(e)),
+        }
+    }
+}
