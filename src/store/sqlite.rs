@@ -155,6 +155,13 @@ async fn outbound_in(
     })
 }
 
+impl SqliteStore {
+    /// The writer pool, for benchmarks and tests that set up data in bulk.
+    pub fn writer_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+}
+
 fn parse_phone(raw: &str) -> Result<E164, StoreError> {
     E164::parse(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

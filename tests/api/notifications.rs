@@ -1,0 +1,435 @@
+//! Notifications: emails through the real aws-sdk-sesv2 client, reminders,
+//! quiet hours, STOP and START, and the job queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
+use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
+use serde_json::{Value, json};
+use textdesk::app::Services;
+use textdesk::domain::availability::{Interval, local_instant};
+use textdesk::email::{Email, EmailError, EmailSender, OutboxEmail, SesEmail};
+use textdesk::jobs::plan::{EMAIL, REMINDER};
+use textdesk::jobs::runner::{JobRunner, RunnerSettings};
+use textdesk::store::{BookingRecord, BookingStatus, JobStatus, NewJob, Reservation};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::*;
+
+fn ses_client(server: &MockServer) -> aws_sdk_sesv2::Client {
+    let config = aws_sdk_sesv2::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-west-2"))
+        .endpoint_url(server.uri())
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .retry_config(
+            aws_sdk_sesv2::config::retry::RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(5)),
+        )
+        .build();
+    aws_sdk_sesv2::Client::from_conf(config)
+}
+
+fn sample_email() -> Email {
+    Email {
+        to: vec!["crew1@rosecityjunk.example".into()],
+        subject: "New booking for Crew 1: Tue Nov 24, 8-10am".into(),
+        html: "<p>12 Oak St</p>".into(),
+        text: "12 Oak St".into(),
+    }
+}
+
+#[tokio::test]
+async fn emails_go_through_the_real_ses_client() {
+    let ses = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/email/outbound-emails"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"MessageId": "ses-1"})))
+        .mount(&ses)
+        .await;
+    let sender = SesEmail::new(ses_client(&ses), "desk@rosecityjunk.example".into());
+
+    // A real provider email, rendered from the templates.
+    let business = textdesk::config::business::BusinessConfig::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/business.toml"
+    )))
+    .unwrap();
+    let job = textdesk::domain::quote::JobSpec::Junk(textdesk::domain::quote::JunkJob {
+        tier: Some("half_truck".into()),
+        ..Default::default()
+    });
+    let quote = textdesk::domain::quote::price(&business.pricing, &job, "Q1".into(), Utc::now()).unwrap();
+    let notice = textdesk::templates::BookingNotice {
+        headline: "New booking for Crew 1".into(),
+        when: "Tue Nov 24, 8-10am",
+        address: "12 Oak St, Portland",
+        customer: "Dana",
+        phone: "+15035551234",
+        job: "Based on about half a truck",
+        quote: &quote,
+        notes: Some("Side gate"),
+        calendar_link: Some("https://www.google.com/calendar/event?eid=abc".into()),
+    };
+    let (subject, html, text) = textdesk::templates::booking_email(&business, &notice);
+    let email = Email {
+        to: vec!["crew1@rosecityjunk.example".into()],
+        subject,
+        html,
+        text,
+    };
+    assert_eq!(sender.send(&email).await.unwrap(), "ses-1");
+
+    let request = &ses.received_requests().await.unwrap()[0];
+    assert!(
+        request.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("AWS4-HMAC-SHA256")
+    );
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body["FromEmailAddress"], "desk@rosecityjunk.example");
+    assert_eq!(
+        body["Destination"]["ToAddresses"],
+        json!(["crew1@rosecityjunk.example"])
+    );
+    let simple = &body["Content"]["Simple"];
+    assert_eq!(
+        simple["Subject"]["Data"],
+        "New booking for Crew 1: Tue Nov 24, 8-10am"
+    );
+    let text = simple["Body"]["Text"]["Data"].as_str().unwrap();
+    let html = simple["Body"]["Html"]["Data"].as_str().unwrap();
+    for part in [
+        "12 Oak St, Portland",
+        "+15035551234",
+        "Dana",
+        "$350",
+        "Side gate",
+        "eid=abc",
+    ] {
+        assert!(text.contains(part), "text body lacks {part}: {text}");
+        assert!(html.contains(part), "html body lacks {part}: {html}");
+    }
+    assert!(html.contains("<table") && !text.contains("<table"));
+}
+
+#[tokio::test]
+async fn ses_throttling_is_retried_and_delivered_once() {
+    let ses = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/email/outbound-emails"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("x-amzn-ErrorType", "TooManyRequestsException")
+                .set_body_json(json!({"message": "Maximum sending rate exceeded."})),
+        )
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&ses)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/email/outbound-emails"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"MessageId": "ses-2"})))
+        .mount(&ses)
+        .await;
+    let sender = SesEmail::new(ses_client(&ses), "desk@example.com".into());
+    assert_eq!(sender.send(&sample_email()).await.unwrap(), "ses-2");
+    assert_eq!(ses.received_requests().await.unwrap().len(), 3);
+
+    // Throttled past the SDK's own retries: the job queue retries later,
+    // and the email is still sent once.
+    let ses = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("x-amzn-ErrorType", "TooManyRequestsException")
+                .set_body_json(json!({"message": "slow down"})),
+        )
+        .up_to_n_times(6)
+        .with_priority(1)
+        .mount(&ses)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"MessageId": "ses-3"})))
+        .mount(&ses)
+        .await;
+    let sender = SesEmail::new(ses_client(&ses), "desk@example.com".into());
+    assert!(matches!(
+        sender.send(&sample_email()).await,
+        Err(EmailError::Unavailable(_))
+    ));
+
+    let app = spawn_app().await;
+    let runner = runner_for(&app, Arc::new(sender)).await;
+    app.store
+        .enqueue_jobs(&[NewJob {
+            kind: EMAIL,
+            dedupe_key: "email:test".into(),
+            conversation_id: None,
+            customer_id: None,
+            recipient: "crew1@rosecityjunk.example".into(),
+            payload: serde_json::to_value(sample_email()).unwrap(),
+            run_at: Utc::now(),
+            max_attempts: 5,
+        }])
+        .await
+        .unwrap();
+    // The same effect enqueued again is not a second job.
+    let again = app
+        .store
+        .enqueue_jobs(&[NewJob {
+            kind: EMAIL,
+            dedupe_key: "email:test".into(),
+            conversation_id: None,
+            customer_id: None,
+            recipient: "x".into(),
+            payload: json!({}),
+            run_at: Utc::now(),
+            max_attempts: 5,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let later = Utc::now() + chrono::Duration::hours(1);
+    runner.run_due(later).await.unwrap();
+    runner.run_due(later + chrono::Duration::hours(1)).await.unwrap();
+    let done = app.store.jobs(&[JobStatus::Done], 10).await.unwrap();
+    assert_eq!(
+        done.len(),
+        1,
+        "{:?}",
+        app.store.jobs(&[JobStatus::Pending, JobStatus::Dead], 10).await
+    );
+    assert_eq!(done[0].attempts, 2);
+    let requests = ses.received_requests().await.unwrap().len();
+    // 3 throttled for the direct call, 3 for the job's first attempt (the
+    // SDK's own retries), then the job's second attempt is accepted: sent once.
+    assert_eq!(requests, 7)
+}
+
+/// A runner on the app's database, with its own clock.
+async fn runner_for(app: &TestApp, email: Arc<dyn EmailSender>) -> JobRunner {
+    let services = Services::build(&app.settings(), Arc::new(app.business.clone()), None)
+        .await
+        .unwrap();
+    JobRunner {
+        store: services.store.clone(),
+        engine: services.engine.clone(),
+        email,
+        business: Arc::new(app.business.clone()),
+        settings: RunnerSettings {
+            retry_base: Duration::from_secs(60),
+            ..RunnerSettings::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_reminder_due_at_22_30_goes_out_at_8() {
+    let app = spawn_app_with(Options {
+        business: Some(
+            "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\ntimezone = \"America/Chicago\"\n".into(),
+        ),
+        ..Options::default()
+    })
+    .await;
+    const DANA: &str = "+15035551234";
+    app.text(DANA, "hi").await;
+    app.wait_for_texts(1).await;
+    app.wait_until_settled(DANA).await;
+    let conversation = app.conversation(DANA).await.unwrap();
+    let customer = app
+        .store
+        .turn_input(conversation, 5)
+        .await
+        .unwrap()
+        .conversation
+        .customer_id;
+
+    // A confirmed booking far enough ahead that the app's own runner (on
+    // the real clock) leaves its reminder alone.
+    let tz = chrono_tz::America::Chicago;
+    let day = NaiveDate::from_ymd_opt(2031, 3, 10).unwrap();
+    let at = |d: NaiveDate, h, m| local_instant(tz, d, NaiveTime::from_hms_opt(h, m, 0).unwrap()).unwrap();
+    let start = at(day, 10, 0);
+    let record = BookingRecord {
+        id: "tdtestbooking".into(),
+        conversation_id: conversation,
+        provider_id: "crew-1".into(),
+        calendar_id: "crew-1".into(),
+        slot: Interval {
+            start,
+            end: start + chrono::Duration::hours(2),
+        },
+        label: "Mon Mar 10, 10am".into(),
+        status: BookingStatus::Pending,
+    };
+    assert!(matches!(
+        app.store.reserve_booking(&record, record.slot).await.unwrap(),
+        Reservation::Reserved(_)
+    ));
+    app.store
+        .update_booking(&record.id, BookingStatus::Confirmed, None)
+        .await
+        .unwrap();
+    let due = at(day - chrono::Duration::days(1), 22, 30);
+    app.store
+        .enqueue_jobs(&[NewJob {
+            kind: REMINDER,
+            dedupe_key: "reminder:tdtestbooking:day_before".into(),
+            conversation_id: Some(conversation),
+            customer_id: Some(customer),
+            recipient: DANA.into(),
+            payload: json!({"booking_id": "tdtestbooking", "reminder": "day_before", "start": start,
+                            "label": "Mon Mar 10, 10am", "total": "350"}),
+            run_at: due,
+            max_attempts: 5,
+        }])
+        .await
+        .unwrap();
+    let outbox = tempfile::tempdir().unwrap();
+    let runner = runner_for(
+        &app,
+        Arc::new(OutboxEmail {
+            dir: outbox.path().into(),
+            from: "t@x".into(),
+        }),
+    )
+    .await;
+
+    runner.run_due(due).await.unwrap();
+    let pending = app.store.jobs(&[JobStatus::Pending], 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].run_at, at(day, 8, 0), "deferred to 08:00 local");
+    assert_eq!(
+        pending[0].attempts, 0,
+        "a quiet-hours deferral is not a failed attempt"
+    );
+    assert_eq!(app.sent_texts().await.len(), 1, "nothing sent at 22:30");
+
+    runner.run_due(at(day, 8, 0)).await.unwrap();
+    let sent = app.wait_for_texts(2).await;
+    assert_eq!(
+        sent[1].1,
+        "Reminder from Rose City Junk Haulers: tomorrow, Mon Mar 10, 10am. Total $350. Reply C to confirm or R to reschedule."
+    );
+    // Run again: the job is done and its text is never sent twice.
+    runner.run_due(at(day, 9, 0)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.sent_texts().await.len(), 2);
+    let _ = Utc.timestamp_opt(0, 0);
+}
+
+#[tokio::test]
+async fn a_booking_schedules_reminders_and_stop_and_start_suspend_and_restore_them() {
+    let app = spawn_app_with(Options {
+        with_model: false,
+        business: Some(
+            "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\nowner_email = \"owner@example.com\"\n\
+             [schedule]\nmin_notice_hours = 48\nhorizon_days = 14\n\
+             [[providers]]\nid = \"crew-1\"\nname = \"Crew 1\"\nemail = \"crew1@example.com\"\n"
+                .into(),
+        ),
+        ..Options::default()
+    })
+    .await;
+    const DANA: &str = "+15035551234";
+    for (i, text) in ["hi", "3", "1", "12 Oak St", "1"].iter().enumerate() {
+        app.text(DANA, text).await;
+        app.wait_for_texts(i + 1).await;
+    }
+    app.wait_until_settled(DANA).await;
+    let booking = app.store.bookings().await.unwrap().remove(0);
+    let pending = app.store.jobs(&[JobStatus::Pending], 50).await.unwrap();
+    let reminders: Vec<_> = pending.iter().filter(|j| j.kind == REMINDER).collect();
+    let expected = textdesk::domain::reminders::schedule(
+        booking.slot.start,
+        app.business.business.timezone,
+        &app.business.reminders,
+        &app.business.quiet_hours,
+        Utc::now(),
+    );
+    assert_eq!(reminders.len(), expected.len());
+    for ((_, at), job) in expected.iter().zip(&reminders) {
+        assert_eq!(job.run_at.timestamp(), at.timestamp());
+    }
+    assert!(!reminders.is_empty());
+    // The crew was emailed (to the outbox: SES is not configured here).
+    let emails: Vec<_> = app
+        .store
+        .jobs(&[JobStatus::Pending, JobStatus::Done, JobStatus::Running], 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.kind == EMAIL)
+        .collect();
+    assert_eq!(emails.len(), 1);
+    assert_eq!(emails[0].recipient, "crew1@example.com");
+    assert!(
+        emails[0].payload["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("New booking for Crew 1")
+    );
+
+    app.text(DANA, "STOP").await;
+    app.wait_until_settled(DANA).await;
+    let suspended = app.store.jobs(&[JobStatus::Suspended], 50).await.unwrap();
+    assert_eq!(
+        suspended.iter().filter(|j| j.kind == REMINDER).count(),
+        reminders.len()
+    );
+    assert!(
+        app.store
+            .jobs(&[JobStatus::Pending], 50)
+            .await
+            .unwrap()
+            .iter()
+            .all(|j| j.kind != REMINDER)
+    );
+    // The owner hears that a booked customer opted out.
+    let alerts = app.store.alerts().await.unwrap();
+    assert!(
+        alerts.iter().any(|a| a.kind == "opted_out_with_booking"),
+        "{alerts:?}"
+    );
+
+    app.text(DANA, "START").await;
+    app.wait_until_settled(DANA).await;
+    let restored = app.store.jobs(&[JobStatus::Pending], 50).await.unwrap();
+    assert_eq!(
+        restored.iter().filter(|j| j.kind == REMINDER).count(),
+        reminders.len()
+    );
+
+    // Rescheduling moves the reminders; cancelling removes them.
+    app.text(DANA, "R").await;
+    app.wait_until_settled(DANA).await;
+    app.text(DANA, "3").await;
+    app.wait_until_settled(DANA).await;
+    let moved = app.store.bookings().await.unwrap().remove(0);
+    assert_ne!(moved.slot.start, booking.slot.start);
+    let now_pending = app.store.jobs(&[JobStatus::Pending], 50).await.unwrap();
+    assert!(now_pending.iter().filter(|j| j.kind == REMINDER).all(|j| {
+        j.payload["start"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<Utc>>()
+            .unwrap()
+            == moved.slot.start
+    }));
+    app.text(DANA, "please cancel my booking").await;
+    app.wait_until_settled(DANA).await;
+    assert!(
+        app.store
+            .jobs(&[JobStatus::Pending], 50)
+            .await
+            .unwrap()
+            .iter()
+            .all(|j| j.kind != REMINDER)
+    );
+}
