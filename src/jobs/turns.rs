@@ -378,6 +378,22 @@ impl Engine {
             self.store.record_delivery(id, &Delivery::OptedOut).await?;
             return Ok(());
         }
+        // An earlier attempt was cut off (a crash mid-send): ask the provider
+        // whether it went out before sending it again.
+        if sms.attempts > 1 {
+            match self
+                .sender
+                .find_sent(&sms.from, &sms.to, &sms.body, sms.created_at)
+                .await
+            {
+                Ok(Some(sid)) => {
+                    tracing::info!(to = %sms.to.masked(), %sid, "an interrupted send had gone out; not sending again");
+                    return self.store.record_delivery(id, &Delivery::Sent { sid }).await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not check an interrupted send; sending it"),
+            }
+        }
         let delivery = match self.sender.send(&sms.from, &sms.to, &sms.body).await {
             Ok(sid) => Delivery::Sent { sid },
             Err(SendError::OptedOut) => {

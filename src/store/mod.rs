@@ -151,7 +151,10 @@ pub struct OutboundSms {
     pub to: E164,
     pub from: E164,
     pub body: String,
+    /// Claims so far, this one included: more than one means an earlier
+    /// attempt was interrupted and may have reached the provider.
     pub attempts: i64,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -133,7 +133,7 @@ async fn outbound_in(
     id: MessageId,
 ) -> Result<OutboundSms, StoreError> {
     let row = sqlx::query(
-        "SELECT m.conversation_id, m.body, m.attempts, k.phone, c.business_number,
+        "SELECT m.conversation_id, m.body, m.attempts, m.created_at, k.phone, c.business_number,
                 c.customer_id, k.opted_out_at IS NOT NULL AS opted_out
          FROM messages m
          JOIN conversations c ON c.id = m.conversation_id
@@ -152,6 +152,7 @@ async fn outbound_in(
         from: parse_phone(row.try_get("business_number")?)?,
         body: row.try_get("body")?,
         attempts: row.try_get("attempts")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 

@@ -40,6 +40,29 @@ pub trait SmsSender: Send + Sync + 'static {
     /// Sends one text from `from` (the business number the customer
     /// texted) and returns its message SID.
     async fn send(&self, from: &E164, to: &E164, body: &str) -> Result<String, SendError>;
+
+    /// The SID of this exact text if it was already sent since `since`: how
+    /// a send cut off by a crash is recognized instead of repeated.
+    async fn find_sent(
+        &self,
+        _from: &E164,
+        _to: &E164,
+        _body: &str,
+        _since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<String>, SendError> {
+        Ok(None)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct MessagePage {
+    messages: Vec<ListedMessage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListedMessage {
+    sid: String,
+    body: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +179,49 @@ impl SmsSender for TwilioClient {
                 other => return other,
             }
         }
+    }
+
+    #[tracing::instrument(name = "twilio_find_sent", skip_all, fields(to = %to.masked()))]
+    async fn find_sent(
+        &self,
+        from: &E164,
+        to: &E164,
+        body: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<String>, SendError> {
+        // Twilio filters by day; the body match does the rest.
+        let day = (since - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+        let mut url = self.messages_url.clone();
+        url.query_pairs_mut()
+            .append_pair("To", to.as_str())
+            .append_pair("From", from.as_str())
+            .append_pair("DateSent>", &day)
+            .append_pair("PageSize", "50");
+        let response = self
+            .http
+            .get(url)
+            .basic_auth(
+                &self.credentials.account_sid,
+                Some(self.credentials.auth_token.expose_secret()),
+            )
+            .send()
+            .await
+            .map_err(|e| SendError::Unavailable(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(SendError::Unavailable(format!(
+                "listing messages: HTTP {}",
+                response.status()
+            )));
+        }
+        let page: MessagePage = response
+            .json()
+            .await
+            .map_err(|e| SendError::Unavailable(format!("listing messages: {e}")))?;
+        Ok(page
+            .messages
+            .into_iter()
+            .find(|m| m.body.as_deref() == Some(body))
+            .map(|m| m.sid))
     }
 }
 

@@ -138,6 +138,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 fn test_settings(vars: &HashMap<String, String>) -> Settings {
     let mut settings = Settings::from_lookup(|k| vars.get(k).cloned()).unwrap();
     settings.worker.poll_interval = Duration::from_millis(100);
+    settings.jobs.poll_interval = Duration::from_millis(100);
     settings
 }
 

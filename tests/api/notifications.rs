@@ -433,3 +433,151 @@ async fn a_booking_schedules_reminders_and_stop_and_start_suspend_and_restore_th
             .all(|j| j.kind != REMINDER)
     );
 }
+
+/// A time zone where it is daytime now, so quiet hours never hold a test's
+/// texts back, whenever it runs.
+fn daytime_timezone() -> &'static str {
+    use chrono::Timelike;
+    const ZONES: [&str; 9] = [
+        "Pacific/Honolulu",
+        "America/Los_Angeles",
+        "America/Chicago",
+        "America/New_York",
+        "Europe/London",
+        "Europe/Berlin",
+        "Asia/Kolkata",
+        "Asia/Tokyo",
+        "Australia/Sydney",
+    ];
+    ZONES
+        .into_iter()
+        .find(|z| {
+            let tz: chrono_tz::Tz = z.parse().unwrap();
+            (10..19).contains(&Utc::now().with_timezone(&tz).hour())
+        })
+        .expect("some zone is in daytime")
+}
+
+type Sent = Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// Twilio that records every message it accepts (slowly, so a kill can
+/// land mid-send) and lists them back like the Messages list API.
+struct RecordingTwilio {
+    sent: Sent,
+}
+
+impl wiremock::Respond for RecordingTwilio {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        if request.method == wiremock::http::Method::GET {
+            let to = request
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "To")
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default();
+            let messages: Vec<Value> = self
+                .sent
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(t, _, _)| *t == to)
+                .map(|(to, body, sid)| json!({"sid": sid, "to": to, "body": body}))
+                .collect();
+            return ResponseTemplate::new(200).set_body_json(json!({"messages": messages}));
+        }
+        let form: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(&request.body).into_owned().collect();
+        let mut sent = self.sent.lock().unwrap();
+        let sid = format!("SMrec{:030}", sent.len());
+        sent.push((form["To"].clone(), form["Body"].clone(), sid.clone()));
+        ResponseTemplate::new(201)
+            .set_body_json(json!({"sid": sid}))
+            .set_delay(Duration::from_millis(60))
+    }
+}
+
+#[tokio::test]
+async fn a_kill_and_restart_with_due_jobs_loses_none_and_duplicates_none() {
+    let business = format!(
+        "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\ntimezone = \"{}\"\n",
+        daytime_timezone()
+    );
+    let mut app = spawn_app_with(Options {
+        default_fakes: false,
+        business: Some(business),
+        ..Options::default()
+    })
+    .await;
+    mount_echo_claude(&app.anthropic).await;
+    let sent: Sent = Default::default();
+    Mock::given(wiremock::matchers::path_regex(r"/Messages\.json$"))
+        .respond_with(RecordingTwilio { sent: sent.clone() })
+        .mount(&app.twilio)
+        .await;
+    const DANA: &str = "+15035551234";
+    app.text(DANA, "hi").await;
+    app.wait_until_settled(DANA).await;
+    let conversation = app.conversation(DANA).await.unwrap();
+    let customer = app
+        .store
+        .turn_input(conversation, 5)
+        .await
+        .unwrap()
+        .conversation
+        .customer_id;
+
+    const JOBS: usize = 30;
+    let jobs: Vec<NewJob> = (0..JOBS)
+        .map(|i| NewJob {
+            kind: textdesk::jobs::plan::DEFERRED_REPLY,
+            dedupe_key: format!("test:{i}"),
+            conversation_id: Some(conversation),
+            customer_id: Some(customer),
+            recipient: DANA.into(),
+            payload: json!({"body": format!("Job {i}")}),
+            run_at: Utc::now(),
+            max_attempts: 5,
+        })
+        .collect();
+    app.store.enqueue_jobs(&jobs).await.unwrap();
+
+    // Kill once a few have gone out, most likely in the middle of a send.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sent.lock().unwrap().len() < 6 {
+        assert!(std::time::Instant::now() < deadline, "jobs never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.crash().await;
+    let at_kill = sent.lock().unwrap().len();
+    app.restart().await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = app.store.jobs(&[JobStatus::Done], 100).await.unwrap().len();
+        if done == JOBS {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {done} of {JOBS} jobs finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = sent.lock().unwrap().clone();
+    for i in 0..JOBS {
+        let body = format!("Job {i}");
+        let copies = sent.iter().filter(|(_, b, _)| *b == body).count();
+        assert_eq!(
+            copies, 1,
+            "`{body}` was sent {copies} times (killed after {at_kill} sends)"
+        );
+    }
+    assert!(
+        app.store
+            .jobs(&[JobStatus::Dead, JobStatus::Pending, JobStatus::Running], 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
