@@ -214,24 +214,7 @@ impl Application {
             .port();
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let email: Arc<dyn EmailSender> = if settings.email.ses {
-            let from = settings.email.from.clone().unwrap_or_default();
-            tracing::info!(%from, "email goes through Amazon SES");
-            Arc::new(SesEmail::from_env(from).await)
-        } else {
-            tracing::warn!(
-                dir = %settings.email.outbox_dir.display(),
-                "SES is not configured (EMAIL_FROM and AWS_REGION): emails are written to the outbox folder"
-            );
-            Arc::new(OutboxEmail {
-                dir: settings.email.outbox_dir.clone(),
-                from: settings
-                    .email
-                    .from
-                    .clone()
-                    .unwrap_or_else(|| "textdesk@localhost".into()),
-            })
-        };
+        let email = email_sender(&settings).await;
         let runner = JobRunner {
             store: services.store.clone(),
             engine: services.engine.clone(),
@@ -302,6 +285,28 @@ impl Application {
         let _ = self.server.await;
         let _ = self.worker.await;
         let _ = self.jobs.await;
+    }
+}
+
+/// SES when configured, else the outbox folder.
+pub async fn email_sender(settings: &Settings) -> Arc<dyn EmailSender> {
+    if settings.email.ses {
+        let from = settings.email.from.clone().unwrap_or_default();
+        tracing::info!(%from, "email goes through Amazon SES");
+        Arc::new(SesEmail::from_env(from).await)
+    } else {
+        tracing::warn!(
+            dir = %settings.email.outbox_dir.display(),
+            "SES is not configured (EMAIL_FROM and AWS_REGION): emails are written to the outbox folder"
+        );
+        Arc::new(OutboxEmail {
+            dir: settings.email.outbox_dir.clone(),
+            from: settings
+                .email
+                .from
+                .clone()
+                .unwrap_or_else(|| "textdesk@localhost".into()),
+        })
     }
 }
 

@@ -190,6 +190,17 @@ async fn chat(settings: Settings, from: &str) -> anyhow::Result<()> {
         label: Some(business.business.name.clone()),
     });
     let services = Services::build(&settings, business.clone(), Some(sender)).await?;
+    // Emails and reminders run here too, as under `serve`; a claim is
+    // atomic, so a `serve` beside it never runs a job twice.
+    let runner = crate::jobs::runner::JobRunner {
+        store: services.store.clone(),
+        engine: services.engine.clone(),
+        email: crate::app::email_sender(&settings).await,
+        business: business.clone(),
+        settings: settings.jobs.clone(),
+    };
+    let (_stop_jobs, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(runner.run(stop_rx));
     if settings.anthropic.is_none() {
         println!(
             "(No ANTHROPIC_API_KEY: the guided flow answers, with numbered questions and the same prices.)"
@@ -286,7 +297,7 @@ async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<
         out.push_str("No pending or dead jobs.\n");
     } else {
         out.push_str(&format!(
-            "{:<6} {:<16} {:<10} {:<22} {:<26} {:>8}  {}\n",
+            "{:<6} {:<16} {:<10} {:<30} {:<26} {:>8}  {}\n",
             "ID",
             "KIND",
             "STATUS",
@@ -297,7 +308,7 @@ async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<
         ));
         for j in &jobs {
             out.push_str(&format!(
-                "{:<6} {:<16} {:<10} {:<22} {:<26} {:>8}  {}\n",
+                "{:<6} {:<16} {:<10} {:<30} {:<26} {:>8}  {}\n",
                 j.id,
                 j.kind,
                 j.status.as_str(),
