@@ -52,6 +52,17 @@ pub struct Offer {
     pub note: Option<String>,
 }
 
+impl Offer {
+    /// "1) Tue Nov 24, 8-10am" on a line each.
+    pub fn numbered(&self) -> String {
+        self.slots
+            .iter()
+            .map(|s| format!("{}) {}", s.id, s.label))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 pub struct Scheduler {
     store: Arc<dyn Store>,
     calendar: Arc<dyn Calendar>,
@@ -259,9 +270,10 @@ impl Scheduler {
             location: job.address.clone(),
             start: slot.start,
             end: slot.end,
-            // Writing to a shared calendar: invite the provider.
+            // The provider gets the event on their own calendar, or, when
+            // the crew's calendar is not theirs, as an invited attendee.
             attendee_email: provider
-                .filter(|p| p.calendar_id.is_none())
+                .filter(|p| p.email.as_deref() != Some(p.calendar()))
                 .and_then(|p| p.email.clone()),
         }
     }

@@ -65,12 +65,7 @@ impl GuidedResponder {
                 if let Ok(next) = transition(draft.state.clone(), Event::SlotsOffered(offer.slots.clone())) {
                     draft.state = next;
                 }
-                let list = offer
-                    .slots
-                    .iter()
-                    .map(|s| format!("{}) {}", s.id, s.label))
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let list = offer.numbered();
                 let note = offer.note.map(|n| format!("{n} ")).unwrap_or_default();
                 format!("{note}Openings:\n{list}\nReply with a number, or tell me a day that suits you.")
             }
@@ -170,22 +165,13 @@ impl GuidedResponder {
                     | ConversationState::Booked(_)
             )
         {
-            step(
+            hand_off(
                 &mut draft,
-                Event::HandOff {
-                    reason: HandoffReason::CustomerAskedForPerson,
-                    summary: "Asked for a person (guided flow).".into(),
-                    at: now,
-                },
+                turn,
+                now,
+                "Asked for a person (guided flow).".into(),
+                &opening,
             );
-            draft.alerts.push(OwnerAlert {
-                kind: "handoff",
-                detail: format!(
-                    "Customer {} asked for a person.",
-                    turn.conversation.customer_phone.masked()
-                ),
-            });
-            draft.text = format!("{opening}OK, I've asked the owner to text you.");
             return draft;
         }
 
@@ -265,22 +251,8 @@ impl GuidedResponder {
                         }
                     }
                     Some(QuotedChoice::Person) => {
-                        step(
-                            &mut draft,
-                            Event::HandOff {
-                                reason: HandoffReason::CustomerAskedForPerson,
-                                summary: format!("Wants a person about quote {}.", quoted.quote.id),
-                                at: now,
-                            },
-                        );
-                        draft.alerts.push(OwnerAlert {
-                            kind: "handoff",
-                            detail: format!(
-                                "Customer {} asked for a person.",
-                                turn.conversation.customer_phone.masked()
-                            ),
-                        });
-                        draft.text = format!("{opening}OK, I've asked the owner to text you.");
+                        let summary = format!("Wants a person about quote {}.", quoted.quote.id);
+                        hand_off(&mut draft, turn, now, summary, &opening);
                     }
                     None if asked_address && !text.trim().is_empty() => {
                         step(
@@ -395,6 +367,27 @@ impl GuidedResponder {
         }
         draft
     }
+}
+
+/// Hands the conversation to the owner at the customer's request.
+fn hand_off(draft: &mut Draft, turn: &TurnInput, now: DateTime<Utc>, summary: String, opening: &str) {
+    let event = Event::HandOff {
+        reason: HandoffReason::CustomerAskedForPerson,
+        summary,
+        at: now,
+    };
+    match transition(draft.state.clone(), event) {
+        Ok(next) => draft.state = next,
+        Err(e) => tracing::error!(error = %e, "guided flow made an illegal move"),
+    }
+    draft.alerts.push(OwnerAlert {
+        kind: "handoff",
+        detail: format!(
+            "Customer {} asked for a person.",
+            turn.conversation.customer_phone.masked()
+        ),
+    });
+    draft.text = format!("{opening}OK, I've asked the owner to text you.");
 }
 
 #[async_trait]

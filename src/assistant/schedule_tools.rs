@@ -85,12 +85,7 @@ pub fn offer_text(offer: &Offer, looked_for: &str) -> String {
              to find a time."
         );
     }
-    let list = offer
-        .slots
-        .iter()
-        .map(|s| format!("{}) {}", s.id, s.label))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let list = offer.numbered();
     let note = offer
         .note
         .as_deref()

@@ -554,3 +554,28 @@ async fn anthropic_requests_carry_the_pinned_version_header() {
     let sent = app.wait_for_texts(1).await;
     assert_eq!(sent[0].1, "Re: version check");
 }
+
+#[tokio::test]
+async fn twilio_opt_out_type_is_honoured() {
+    // With Advanced Opt-Out, Twilio marks the opt-out itself: a text that
+    // is not a bare keyword ("Stop texting me please") still opts out.
+    let app = spawn_app().await;
+    let mut params = TestApp::inbound_params(
+        ALICE,
+        "Stop texting me please",
+        "SMoptout000000000000000000000000001",
+    );
+    params.push(("OptOutType".into(), "STOP".into()));
+    assert_eq!(app.post_signed("/api/sms/inbound", &params).await.status(), 200);
+    app.wait_until_settled(ALICE).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(app.sent_texts().await.is_empty());
+    assert!(app.model_requests().await.is_empty());
+    let mut params = TestApp::inbound_params(ALICE, "ok start again", "SMoptout000000000000000000000000002");
+    params.push(("OptOutType".into(), "START".into()));
+    app.post_signed("/api/sms/inbound", &params).await;
+    app.wait_until_settled(ALICE).await;
+    app.text(ALICE, "need a haul").await;
+    let sent = app.wait_for_texts(1).await;
+    assert_eq!(sent[0].1, "Re: need a haul");
+}
