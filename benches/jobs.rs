@@ -23,7 +23,7 @@ struct NullEmail;
 
 #[async_trait]
 impl EmailSender for NullEmail {
-    async fn send(&self, _: &Email) -> Result<String, EmailError> {
+    async fn send(&self, _: &str, _: &Email) -> Result<String, EmailError> {
         Ok("null".into())
     }
 }

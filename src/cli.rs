@@ -190,17 +190,8 @@ async fn chat(settings: Settings, from: &str) -> anyhow::Result<()> {
         label: Some(business.business.name.clone()),
     });
     let services = Services::build(&settings, business.clone(), Some(sender)).await?;
-    // Emails and reminders run here too, as under `serve`; a claim is
-    // atomic, so a `serve` beside it never runs a job twice.
-    let runner = crate::jobs::runner::JobRunner {
-        store: services.store.clone(),
-        engine: services.engine.clone(),
-        email: crate::app::email_sender(&settings).await,
-        business: business.clone(),
-        settings: settings.jobs.clone(),
-    };
-    let (_stop_jobs, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(runner.run(stop_rx));
+    // No job runner here: chat prints its texts to this terminal, so it
+    // must never send a real customer's reminder. `serve` runs the jobs.
     if settings.anthropic.is_none() {
         println!(
             "(No ANTHROPIC_API_KEY: the guided flow answers, with numbered questions and the same prices.)"

@@ -25,6 +25,8 @@ CREATE TABLE jobs (
 -- Only pending jobs, by due time: finding the due batch is an index range
 -- scan however many jobs the table holds.
 CREATE INDEX jobs_due ON jobs (run_at_ms) WHERE status = 'pending';
+-- Claims whose lease ran out (their worker died) are taken over.
+CREATE INDEX jobs_running ON jobs (locked_until_ms) WHERE status = 'running';
 CREATE INDEX jobs_by_customer ON jobs (customer_id, status);
 CREATE INDEX jobs_by_conversation ON jobs (conversation_id, status);
 

@@ -22,12 +22,21 @@ pub enum EmailError {
     /// Refused for good (bad address, unverified sender).
     #[error("email refused: {0}")]
     Rejected(String),
+    /// The request went out but no answer came back: it may have been sent.
+    #[error("no answer from the email service, it may have been sent: {0}")]
+    Unknown(String),
 }
 
 #[async_trait]
 pub trait EmailSender: Send + Sync + 'static {
-    /// Sends one email; returns the provider's message id.
-    async fn send(&self, email: &Email) -> Result<String, EmailError>;
+    /// Sends one email, named by `key` (the job's dedupe key); returns the
+    /// provider's message id.
+    async fn send(&self, key: &str, email: &Email) -> Result<String, EmailError>;
+
+    /// Whether sending the same key twice sends it once.
+    fn idempotent(&self) -> bool {
+        false
+    }
 }
 
 pub struct SesEmail {
@@ -59,7 +68,7 @@ fn content(data: &str) -> Result<Content, EmailError> {
 #[async_trait]
 impl EmailSender for SesEmail {
     #[tracing::instrument(name = "ses_send", skip_all, fields(recipients = email.to.len()))]
-    async fn send(&self, email: &Email) -> Result<String, EmailError> {
+    async fn send(&self, _key: &str, email: &Email) -> Result<String, EmailError> {
         let message = Message::builder()
             .subject(content(&email.subject)?)
             .body(
@@ -83,6 +92,9 @@ impl EmailSender for SesEmail {
             .await;
         match result {
             Ok(out) => Ok(out.message_id().unwrap_or_default().to_string()),
+            Err(e @ aws_sdk_sesv2::error::SdkError::TimeoutError(_)) => Err(EmailError::Unknown(
+                aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string(),
+            )),
             Err(e) => {
                 use aws_sdk_sesv2::error::ProvideErrorMetadata;
                 let service = e.as_service_error();
@@ -115,8 +127,18 @@ pub struct OutboxEmail {
 
 #[async_trait]
 impl EmailSender for OutboxEmail {
-    async fn send(&self, email: &Email) -> Result<String, EmailError> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+    async fn send(&self, key: &str, email: &Email) -> Result<String, EmailError> {
+        // The file is named by the job's key: writing it twice is a no-op.
+        let id: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let boundary = format!("textdesk-{id}");
         let eml = format!(
             "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{id}@textdesk.local>\r\nMIME-Version: 1.0\r\n\
@@ -132,13 +154,27 @@ impl EmailSender for OutboxEmail {
         tokio::fs::create_dir_all(&self.dir)
             .await
             .map_err(|e| EmailError::Unavailable(format!("outbox {}: {e}", self.dir.display())))?;
-        let path = self
-            .dir
-            .join(format!("{}-{id}.eml", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
-        tokio::fs::write(&path, eml)
-            .await
-            .map_err(|e| EmailError::Unavailable(format!("outbox {}: {e}", path.display())))?;
+        let path = self.dir.join(format!("{id}.eml"));
+        let written = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await;
+        match written {
+            Ok(mut file) => {
+                use tokio::io::AsyncWriteExt;
+                file.write_all(eml.as_bytes())
+                    .await
+                    .map_err(|e| EmailError::Unavailable(format!("outbox {}: {e}", path.display())))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(id),
+            Err(e) => return Err(EmailError::Unavailable(format!("outbox {}: {e}", path.display()))),
+        }
         tracing::info!(path = %path.display(), "email written to the outbox (SES not configured)");
         Ok(id)
+    }
+
+    fn idempotent(&self) -> bool {
+        true
     }
 }

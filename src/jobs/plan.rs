@@ -110,6 +110,19 @@ pub fn plan(
             if previous.slot.start != booking.slot.start || previous.id != booking.id =>
         {
             plan.cancel.push(reminder_prefix(previous));
+            if previous.slot.crew != booking.slot.crew {
+                // The crew that had it must hear it is off their day.
+                plan_email(
+                    &mut plan,
+                    "Booking moved to another crew",
+                    previous,
+                    quote,
+                    job,
+                    turn,
+                    business,
+                    now,
+                );
+            }
             plan_booking(
                 &mut plan,
                 "Booking moved",
@@ -169,11 +182,14 @@ fn plan_booking(
     ) {
         plan.jobs.push(NewJob {
             kind: REMINDER,
+            // The turn is part of the key: moving a booking back to a time it had
+            // before still gets fresh reminders (the old rows are cancelled).
             dedupe_key: format!(
-                "{}{}:{}",
+                "{}{}:{}:{}",
                 reminder_prefix(booking),
                 kind.as_str(),
-                booking.slot.start.timestamp()
+                booking.slot.start.timestamp(),
+                turn.pending.last().map_or(0, |m| m.id.0)
             ),
             conversation_id: Some(conversation.id),
             customer_id: Some(conversation.customer_id),
@@ -238,9 +254,10 @@ fn plan_email(
     plan.jobs.push(NewJob {
         kind: EMAIL,
         dedupe_key: format!(
-            "email:{}:{headline}:{}",
+            "email:{}:{headline}:{}:{}",
             booking.id,
-            booking.slot.start.timestamp()
+            booking.slot.start.timestamp(),
+            turn.pending.last().map_or(0, |m| m.id.0)
         ),
         conversation_id: Some(turn.conversation.id),
         customer_id: None,

@@ -17,7 +17,7 @@ use super::turns::Engine;
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::ConversationState;
 use crate::email::{Email, EmailError, EmailSender};
-use crate::store::{Job, JobOutcome, NewAlert, OutboundDraft, Store, StoreError};
+use crate::store::{Delivery, Job, JobOutcome, NewAlert, OutboundDraft, Store, StoreError};
 use crate::templates;
 
 #[derive(Debug, Clone)]
@@ -91,6 +91,9 @@ impl JobRunner {
             .await?;
         let claimed = jobs.len();
         for job in jobs {
+            // Each job at its own moment: a batch that starts at 20:59 must
+            // not keep texting after 21:00. (`now` may be ahead, in tests.)
+            let now = now.max(Utc::now());
             let outcome = match self.run_job(&job, now).await {
                 Ok(outcome) => outcome,
                 Err(Failure::Permanent(error)) => self.dead(&job, error).await,
@@ -107,7 +110,11 @@ impl JobRunner {
                     }
                 }
             };
-            self.store.finish_job(job.id, &outcome).await?;
+            // One job's bookkeeping failing must not strand the rest of the
+            // batch; its lease expires and it is taken over.
+            if let Err(e) = self.store.finish_job(job.id, &outcome).await {
+                tracing::error!(job = job.id, error = %e, "could not record a job's outcome");
+            }
         }
         Ok(claimed)
     }
@@ -174,14 +181,19 @@ impl JobRunner {
                     .queue_job_message(conversation, job.id, OutboundDraft { kind, body })
                     .await?
                 {
-                    Some(sms) => {
-                        let id = sms.id;
-                        self.engine.send_claimed(sms).await?;
-                        Ok(JobOutcome::Done {
-                            result: Some(format!("message {}", id.0)),
-                        })
-                    }
-                    // This job's text exists already: it ran before a crash.
+                    Some(sms) => match self.engine.send_claimed(sms).await? {
+                        Delivery::Sent { sid } => Ok(JobOutcome::Done { result: Some(sid) }),
+                        Delivery::OptedOut => Ok(JobOutcome::Cancelled {
+                            reason: "the customer opted out".into(),
+                        }),
+                        // Not sent: the queue's retry and backoff apply.
+                        Delivery::Failed { error } => Err(Failure::Retryable(error)),
+                        // May have been sent: never again (the owner was alerted).
+                        Delivery::Unknown { error } => Ok(JobOutcome::Done {
+                            result: Some(format!("unknown: {error}")),
+                        }),
+                    },
+                    // This job's text was sent (or may have been) before.
                     None => Ok(JobOutcome::Done { result: None }),
                 }
             }
@@ -203,10 +215,19 @@ impl JobRunner {
                 };
                 let booking = self.store.booking(id).await?;
                 let start: Option<DateTime<Utc>> = p["start"].as_str().and_then(|s| s.parse().ok());
+                if booking
+                    .as_ref()
+                    .is_some_and(|b| b.status == crate::store::BookingStatus::Pending)
+                {
+                    // Being moved right now: decide once it settles.
+                    return Err(Failure::Retryable("the booking is being changed".into()));
+                }
                 let still_on = booking.as_ref().is_some_and(|b| {
                     b.status == crate::store::BookingStatus::Confirmed && Some(b.slot.start) == start
                 });
-                if !still_on {
+                // A reminder after the job started (say, restored by START
+                // too late) helps nobody.
+                if !still_on || start.is_none_or(|s| Utc::now() >= s) {
                     return Ok(None);
                 }
                 let total: crate::domain::money::Money = serde_json::from_value(p["total"].clone())
@@ -240,10 +261,19 @@ impl JobRunner {
     async fn send_email(&self, job: &Job) -> Result<JobOutcome, Failure> {
         let email: Email = serde_json::from_value(job.payload.clone())
             .map_err(|e| Failure::Permanent(format!("bad email job: {e}")))?;
-        match self.email.send(&email).await {
+        // Claimed before with no failure recorded: the last attempt was cut
+        // off mid-send. A provider without idempotency may have sent it, so
+        // a person decides rather than the recipient getting it twice.
+        if job.attempts > 1 && job.last_error.is_none() && !self.email.idempotent() {
+            return Err(Failure::Permanent(
+                "interrupted mid-send; it may have been sent already".into(),
+            ));
+        }
+        match self.email.send(&job.dedupe_key, &email).await {
             Ok(id) => Ok(JobOutcome::Done { result: Some(id) }),
             Err(EmailError::Unavailable(e)) => Err(Failure::Retryable(e)),
             Err(EmailError::Rejected(e)) => Err(Failure::Permanent(e)),
+            Err(EmailError::Unknown(e)) => Err(Failure::Permanent(format!("may have been sent: {e}"))),
         }
     }
 }

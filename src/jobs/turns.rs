@@ -87,7 +87,8 @@ impl Engine {
             new_quotes,
             alerts,
             jobs: Vec::new(),
-            cancel_jobs: Vec::new(),
+            // The customer texted: a pending nudge on their quote is moot.
+            cancel_jobs: vec!["followup:".into()],
         };
         let landed = state.clone();
 
@@ -365,18 +366,19 @@ impl Engine {
     /// one already sent, is left alone.
     #[tracing::instrument(name = "deliver", skip_all, fields(message = id.0))]
     pub async fn deliver(&self, id: MessageId) -> Result<(), StoreError> {
-        match self.store.claim_outbound(id).await? {
-            Some(sms) => self.send_claimed(sms).await,
-            None => Ok(()),
+        if let Some(sms) = self.store.claim_outbound(id).await? {
+            self.send_claimed(sms).await?;
         }
+        Ok(())
     }
 
     /// Sends a text this task has claimed, and records what happened.
-    pub async fn send_claimed(&self, sms: OutboundSms) -> Result<(), StoreError> {
+    /// Sends a text this task has claimed, records and returns what happened.
+    pub async fn send_claimed(&self, sms: OutboundSms) -> Result<Delivery, StoreError> {
         let id = sms.id;
         if sms.customer_opted_out {
             self.store.record_delivery(id, &Delivery::OptedOut).await?;
-            return Ok(());
+            return Ok(Delivery::OptedOut);
         }
         // An earlier attempt was cut off (a crash mid-send): ask the provider
         // whether it went out before sending it again.
@@ -388,7 +390,9 @@ impl Engine {
             {
                 Ok(Some(sid)) => {
                     tracing::info!(to = %sms.to.masked(), %sid, "an interrupted send had gone out; not sending again");
-                    return self.store.record_delivery(id, &Delivery::Sent { sid }).await;
+                    let delivery = Delivery::Sent { sid };
+                    self.store.record_delivery(id, &delivery).await?;
+                    return Ok(delivery);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "could not check an interrupted send; sending it"),
@@ -427,7 +431,7 @@ impl Engine {
         let mut attempt = 0;
         loop {
             match self.store.record_delivery(id, &delivery).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(delivery),
                 Err(e) if attempt < 3 => {
                     attempt += 1;
                     tracing::warn!(error = %e, attempt, "could not record a delivery; retrying");
@@ -444,7 +448,12 @@ impl Engine {
     /// Delivers texts left queued, e.g. by a crash between queueing and
     /// sending.
     pub async fn deliver_undelivered(&self) -> Result<usize, StoreError> {
-        let ids = self.store.undelivered().await?;
+        // Reminders and follow-ups left queued by a crash wait out quiet hours.
+        let quiet = self
+            .business
+            .quiet_hours
+            .is_quiet(Utc::now(), self.business.business.timezone);
+        let ids = self.store.undelivered(!quiet).await?;
         for id in &ids {
             self.deliver(*id).await?;
         }
@@ -453,10 +462,24 @@ impl Engine {
 
     /// Owner alerts go to the log at error level and into the store, where
     /// notifications pick them up. Failing to store one must not fail the turn.
-    async fn alert(&self, kind: &str, conversation: Option<ConversationId>, detail: &str) {
+    async fn alert(&self, kind: &'static str, conversation: Option<ConversationId>, detail: &str) {
         tracing::error!(alert = kind, detail, "owner alert");
         if let Err(e) = self.store.record_alert(kind, conversation, detail).await {
             tracing::error!(error = %e, "could not store owner alert");
+        }
+        let alert = NewAlert {
+            kind,
+            detail: detail.to_string(),
+        };
+        let key = format!(
+            "{}:{}",
+            conversation.map_or(0, |c| c.0),
+            Utc::now().timestamp_millis()
+        );
+        if let Some(job) = plan::alert_job(&self.business, &alert, conversation, &key, Utc::now())
+            && let Err(e) = self.store.enqueue_jobs(&[job]).await
+        {
+            tracing::error!(error = %e, "could not queue the owner's alert email");
         }
     }
 }

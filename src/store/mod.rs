@@ -388,8 +388,9 @@ pub trait Store: Send + Sync + 'static {
     /// task already took it or it is no longer queued.
     async fn claim_outbound(&self, id: MessageId) -> Result<Option<OutboundSms>, StoreError>;
 
-    /// Texts left queued or mid-send (after a crash), oldest first.
-    async fn undelivered(&self) -> Result<Vec<MessageId>, StoreError>;
+    /// Texts left queued or mid-send (after a crash), oldest first; without
+    /// `proactive`, leaving out reminders and follow-ups (quiet hours).
+    async fn undelivered(&self, proactive: bool) -> Result<Vec<MessageId>, StoreError>;
 
     async fn record_delivery(&self, id: MessageId, delivery: &Delivery) -> Result<(), StoreError>;
 

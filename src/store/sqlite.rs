@@ -552,10 +552,12 @@ impl Store for SqliteStore {
         Ok(Some(sms))
     }
 
-    async fn undelivered(&self) -> Result<Vec<MessageId>, StoreError> {
+    async fn undelivered(&self, proactive: bool) -> Result<Vec<MessageId>, StoreError> {
         let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM messages WHERE direction = 'outbound' AND status IN ('queued', 'sending') ORDER BY id",
+            "SELECT id FROM messages WHERE direction = 'outbound' AND status IN ('queued', 'sending')
+               AND (? OR kind NOT IN ('reminder', 'follow_up')) ORDER BY id",
         )
+        .bind(proactive)
         .fetch_all(&self.reader)
         .await?;
         Ok(ids.into_iter().map(MessageId).collect())
@@ -863,8 +865,10 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> Result<Vec<Job>, StoreError> {
         let rows = sqlx::query(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = ?, updated_at = ?
-             WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND run_at_ms <= ? ORDER BY run_at_ms LIMIT ?)
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = ?1, updated_at = ?2
+             WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND run_at_ms <= ?3 ORDER BY run_at_ms LIMIT ?4)
+                -- A claim whose lease ran out: its worker died.
+                OR id IN (SELECT id FROM jobs WHERE status = 'running' AND locked_until_ms < ?3 LIMIT ?4)
              RETURNING id, kind, dedupe_key, conversation_id, customer_id, recipient, payload, run_at_ms, status,
                        attempts, max_attempts, last_error",
         )
@@ -957,7 +961,21 @@ impl Store for SqliteStore {
         .bind(Utc::now())
         .fetch_optional(&mut *tx)
         .await?;
-        let sms = match inserted {
+        let message_id = match inserted {
+            Some(message_id) => Some(message_id),
+            // This job's text exists: send it again only if it failed (a
+            // retry), never if it was sent or may have been.
+            None => {
+                sqlx::query_scalar(
+                    "UPDATE messages SET status = 'sending', attempts = attempts + 1
+                 WHERE job_id = ? AND status IN ('failed', 'queued') RETURNING id",
+                )
+                .bind(job_id)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+        };
+        let sms = match message_id {
             Some(message_id) => Some(outbound_in(&mut tx, MessageId(message_id)).await?),
             None => None,
         };

@@ -63,6 +63,8 @@ struct MessagePage {
 struct ListedMessage {
     sid: String,
     body: Option<String>,
+    /// RFC 2822, e.g. "Mon, 16 Aug 2010 03:45:01 +0000".
+    date_created: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,7 +222,15 @@ impl SmsSender for TwilioClient {
         Ok(page
             .messages
             .into_iter()
-            .find(|m| m.body.as_deref() == Some(body))
+            .find(|m| {
+                // The same words sent earlier (a second HELP, say) are not this text.
+                let created = m
+                    .date_created
+                    .as_deref()
+                    .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok());
+                m.body.as_deref() == Some(body)
+                    && created.is_none_or(|c| c >= since - chrono::Duration::seconds(5))
+            })
             .map(|m| m.sid))
     }
 }

@@ -81,7 +81,7 @@ async fn emails_go_through_the_real_ses_client() {
         html,
         text,
     };
-    assert_eq!(sender.send(&email).await.unwrap(), "ses-1");
+    assert_eq!(sender.send("email:1", &email).await.unwrap(), "ses-1");
 
     let request = &ses.received_requests().await.unwrap()[0];
     assert!(
@@ -137,7 +137,7 @@ async fn ses_throttling_is_retried_and_delivered_once() {
         .mount(&ses)
         .await;
     let sender = SesEmail::new(ses_client(&ses), "desk@example.com".into());
-    assert_eq!(sender.send(&sample_email()).await.unwrap(), "ses-2");
+    assert_eq!(sender.send("email:2", &sample_email()).await.unwrap(), "ses-2");
     assert_eq!(ses.received_requests().await.unwrap().len(), 3);
 
     // Throttled past the SDK's own retries: the job queue retries later,
@@ -159,7 +159,7 @@ async fn ses_throttling_is_retried_and_delivered_once() {
         .await;
     let sender = SesEmail::new(ses_client(&ses), "desk@example.com".into());
     assert!(matches!(
-        sender.send(&sample_email()).await,
+        sender.send("email:2", &sample_email()).await,
         Err(EmailError::Unavailable(_))
     ));
 
@@ -173,7 +173,9 @@ async fn ses_throttling_is_retried_and_delivered_once() {
             customer_id: None,
             recipient: "crew1@rosecityjunk.example".into(),
             payload: serde_json::to_value(sample_email()).unwrap(),
-            run_at: Utc::now(),
+            // Well ahead, so the app's own runner (on the real clock) leaves it
+            // to this test's runner.
+            run_at: Utc::now() + chrono::Duration::days(10),
             max_attempts: 5,
         }])
         .await
@@ -194,7 +196,7 @@ async fn ses_throttling_is_retried_and_delivered_once() {
         .await
         .unwrap();
     assert_eq!(again, 0);
-    let later = Utc::now() + chrono::Duration::hours(1);
+    let later = Utc::now() + chrono::Duration::days(10) + chrono::Duration::hours(1);
     runner.run_due(later).await.unwrap();
     runner.run_due(later + chrono::Duration::hours(1)).await.unwrap();
     let done = app.store.jobs(&[JobStatus::Done], 10).await.unwrap();
@@ -414,14 +416,44 @@ async fn a_booking_schedules_reminders_and_stop_and_start_suspend_and_restore_th
     let moved = app.store.bookings().await.unwrap().remove(0);
     assert_ne!(moved.slot.start, booking.slot.start);
     let now_pending = app.store.jobs(&[JobStatus::Pending], 50).await.unwrap();
-    assert!(now_pending.iter().filter(|j| j.kind == REMINDER).all(|j| {
-        j.payload["start"]
-            .as_str()
-            .unwrap()
-            .parse::<chrono::DateTime<Utc>>()
-            .unwrap()
-            == moved.slot.start
-    }));
+    let moved_reminders: Vec<_> = now_pending.iter().filter(|j| j.kind == REMINDER).collect();
+    let expected_moved = textdesk::domain::reminders::schedule(
+        moved.slot.start,
+        app.business.business.timezone,
+        &app.business.reminders,
+        &app.business.quiet_hours,
+        Utc::now(),
+    );
+    assert!(!expected_moved.is_empty());
+    assert_eq!(moved_reminders.len(), expected_moved.len());
+    for ((_, at), job) in expected_moved.iter().zip(&moved_reminders) {
+        assert_eq!(job.run_at.timestamp(), at.timestamp());
+        let start: chrono::DateTime<Utc> = job.payload["start"].as_str().unwrap().parse().unwrap();
+        assert_eq!(start, moved.slot.start);
+    }
+    let cancelled = app.store.jobs(&[JobStatus::Cancelled], 50).await.unwrap();
+    assert_eq!(
+        cancelled.iter().filter(|j| j.kind == REMINDER).count(),
+        reminders.len(),
+        "the old reminders"
+    );
+    let subjects = |jobs: Vec<textdesk::store::Job>| -> Vec<String> {
+        jobs.into_iter()
+            .filter(|j| j.kind == EMAIL)
+            .map(|j| j.payload["subject"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = [
+        JobStatus::Pending,
+        JobStatus::Done,
+        JobStatus::Running,
+        JobStatus::Dead,
+    ];
+    assert!(
+        subjects(app.store.jobs(&all, 50).await.unwrap())
+            .iter()
+            .any(|s| s.starts_with("Booking moved for Crew 1"))
+    );
     app.text(DANA, "please cancel my booking").await;
     app.wait_until_settled(DANA).await;
     assert!(
@@ -431,6 +463,11 @@ async fn a_booking_schedules_reminders_and_stop_and_start_suspend_and_restore_th
             .unwrap()
             .iter()
             .all(|j| j.kind != REMINDER)
+    );
+    assert!(
+        subjects(app.store.jobs(&all, 50).await.unwrap())
+            .iter()
+            .any(|s| s.starts_with("Booking cancelled for Crew 1"))
     );
 }
 
@@ -580,4 +617,35 @@ async fn a_kill_and_restart_with_due_jobs_loses_none_and_duplicates_none() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn the_outbox_writes_each_email_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = OutboxEmail {
+        dir: dir.path().into(),
+        from: "desk@example.com".into(),
+    };
+    assert!(outbox.idempotent());
+    outbox
+        .send("email:td1:New booking:1", &sample_email())
+        .await
+        .unwrap();
+    // A job rerun after a crash sends the same key again: still one email.
+    outbox
+        .send("email:td1:New booking:1", &sample_email())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let eml = std::fs::read_to_string(file).unwrap();
+    assert!(
+        eml.contains("To: crew1@rosecityjunk.example") && eml.contains("Subject: New booking for Crew 1")
+    );
+    assert!(eml.contains("Content-Type: text/plain") && eml.contains("Content-Type: text/html"));
 }
