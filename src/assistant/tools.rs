@@ -90,6 +90,9 @@ pub struct ToolOutcome {
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     tools: Vec<Arc<dyn Tool>>,
+    /// Definitions per set of legal tools: schemas are built from the
+    /// catalog once, not on every model call.
+    definitions: Arc<std::sync::Mutex<std::collections::HashMap<usize, Vec<ToolDefinition>>>>,
 }
 
 impl ToolRegistry {
@@ -114,13 +117,24 @@ impl ToolRegistry {
 
     /// The tools legal in `state`, as the API wants them.
     pub fn definitions(&self, state: &ConversationState) -> Vec<ToolDefinition> {
-        self.legal(state)
-            .map(|t| ToolDefinition {
-                name: t.name().into(),
-                description: t.description(),
-                input_schema: t.input_schema(),
+        // Each state's legal-tool list is a distinct static slice.
+        let key = state.allowed_tools().as_ptr() as usize;
+        let mut cache = self
+            .definitions
+            .lock()
+            .expect("never poisoned: no panics while held");
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                self.legal(state)
+                    .map(|t| ToolDefinition {
+                        name: t.name().into(),
+                        description: t.description(),
+                        input_schema: t.input_schema(),
+                    })
+                    .collect()
             })
-            .collect()
+            .clone()
     }
 
     pub async fn call(&self, ctx: &mut ToolContext<'_>, name: &str, input: Value) -> ToolOutcome {

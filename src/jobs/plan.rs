@@ -46,6 +46,14 @@ fn booking_of(state: &ConversationState) -> Option<&Booking> {
     }
 }
 
+/// Whether a follow-up can be pending in this state.
+pub fn may_have_follow_up(state: &ConversationState) -> bool {
+    matches!(
+        state,
+        ConversationState::Quoted(_) | ConversationState::Scheduling(_)
+    )
+}
+
 fn quote_and_job(state: &ConversationState) -> Option<(&Quote, &crate::domain::conversation::JobDetails)> {
     match state {
         ConversationState::Booked(b) => Some((&b.quote, &b.job)),
@@ -69,8 +77,11 @@ pub fn plan(
     let conversation = &turn.conversation;
     let tz = business.business.timezone;
 
-    // The customer answered: any pending nudge is moot.
-    plan.cancel.push("followup:".into());
+    // The customer answered: a pending nudge is moot. (Only a quote or an
+    // offer has one.)
+    if may_have_follow_up(before) {
+        plan.cancel.push("followup:".into());
+    }
     let quote_now = match after {
         ConversationState::Quoted(q) => Some(&q.quote),
         ConversationState::Scheduling(s) if s.rescheduling.is_none() => Some(&s.quote),

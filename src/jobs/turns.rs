@@ -76,6 +76,7 @@ impl Engine {
         );
         let customer = turn.conversation.customer_phone.masked().to_string();
         let mut alerts: Vec<NewAlert> = Vec::new();
+        let follow_up_may_be_pending = plan::may_have_follow_up(&state);
         let commit = |reply: Option<OutboundDraft>,
                       state: ConversationState,
                       new_quotes: Vec<Quote>,
@@ -88,7 +89,11 @@ impl Engine {
             alerts,
             jobs: Vec::new(),
             // The customer texted: a pending nudge on their quote is moot.
-            cancel_jobs: vec!["followup:".into()],
+            cancel_jobs: if follow_up_may_be_pending {
+                vec!["followup:".into()]
+            } else {
+                Vec::new()
+            },
         };
         let landed = state.clone();
 

@@ -59,7 +59,7 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self { reader, writer })
@@ -306,8 +306,15 @@ impl Store for SqliteStore {
         // One read transaction: one WAL snapshot, so a text arriving
         // meanwhile is in neither `pending` nor `history` (not in one only).
         let mut tx = self.reader.begin().await?;
+        // One round trip for the conversation, its state, and what the turn
+        // needs to know about its past.
         let row = sqlx::query(
-            "SELECT c.customer_id, c.business_number, k.phone, k.opted_out_at IS NOT NULL AS opted_out
+            "SELECT c.customer_id, c.business_number, k.phone, k.opted_out_at IS NOT NULL AS opted_out, c.state,
+                    NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = c.id AND direction = 'outbound')
+                        AS first_contact,
+                    (SELECT MAX(created_at) FROM messages
+                      WHERE conversation_id = c.id AND NOT (direction = 'inbound' AND status = 'pending'))
+                        AS last_activity
              FROM conversations c JOIN customers k ON k.id = c.customer_id WHERE c.id = ?",
         )
         .bind(id.0)
@@ -350,28 +357,14 @@ impl Store for SqliteStore {
         .iter()
         .map(message_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-        let first_contact: bool = sqlx::query_scalar(
-            "SELECT NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'outbound')",
-        )
-        .bind(id.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        let state_json: Option<String> = sqlx::query_scalar("SELECT state FROM conversations WHERE id = ?")
-            .bind(id.0)
-            .fetch_one(&mut *tx)
-            .await?;
+        let first_contact: bool = row.try_get("first_contact")?;
+        let state_json: Option<String> = row.try_get("state")?;
         let state = match state_json {
             None => ConversationState::default(),
             Some(json) => serde_json::from_str(&json)
                 .map_err(|e| StoreError::Corrupt(format!("conversation {} state: {e}", id.0)))?,
         };
-        let first_pending = pending.first().map_or(i64::MAX, |m| m.id.0);
-        let last_activity: Option<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT MAX(created_at) FROM messages WHERE conversation_id = ? AND id < ?")
-                .bind(id.0)
-                .bind(first_pending)
-                .fetch_one(&mut *tx)
-                .await?;
+        let last_activity: Option<DateTime<Utc>> = row.try_get("last_activity")?;
         let quotes = sqlx::query_scalar::<_, String>(
             "SELECT quote FROM (SELECT quote, created_at, rowid FROM quotes WHERE conversation_id = ?
                                 ORDER BY created_at DESC, rowid DESC LIMIT 20)
@@ -459,12 +452,12 @@ impl Store for SqliteStore {
         }
         sqlx::query(
             "UPDATE conversations
-             SET state_changed_at = CASE WHEN state IS ? THEN state_changed_at ELSE ? END, state = ?
-             WHERE id = ?",
+             SET state_changed_at = CASE WHEN state IS ?1 THEN state_changed_at ELSE ?2 END, state = ?1,
+                 updated_at = ?2
+             WHERE id = ?3",
         )
         .bind(&state_json)
         .bind(now)
-        .bind(&state_json)
         .bind(id.0)
         .execute(&mut *tx)
         .await?;
@@ -506,11 +499,6 @@ impl Store for SqliteStore {
                 }
             }
         };
-        sqlx::query("UPDATE conversations SET updated_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(claimed)
     }
