@@ -22,7 +22,7 @@ CREATE TABLE conversations (
     UNIQUE (customer_id, business_number)
 );
 
--- Inbound status:  pending -> handled | failed (the model was unreachable)
+-- Inbound status:  pending -> handled
 -- Outbound status: queued -> sending -> sent | failed | opted_out | unknown
 CREATE TABLE messages (
     id               INTEGER PRIMARY KEY,

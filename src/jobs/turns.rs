@@ -18,8 +18,8 @@ use crate::domain::quote::{Quote, price};
 use crate::domain::{guardrail, guided, sms_text};
 use crate::jobs::plan;
 use crate::store::{
-    ConversationId, Delivery, InboundResolution, MessageId, NewAlert, NewJob, OutboundDraft, OutboundSms,
-    Store, StoreError, TurnCommit, TurnInput,
+    ConversationId, Delivery, MessageId, NewAlert, NewJob, OutboundDraft, OutboundSms, Store, StoreError,
+    TurnCommit, TurnInput,
 };
 use crate::templates;
 use crate::twilio::{SendError, SmsSender};
@@ -82,7 +82,6 @@ impl Engine {
                       new_quotes: Vec<Quote>,
                       alerts: Vec<NewAlert>| TurnCommit {
             through: last,
-            resolution: InboundResolution::Handled,
             reply,
             state,
             new_quotes,

@@ -107,7 +107,6 @@ impl TurnInput {
 pub struct TurnCommit {
     /// The last inbound text this turn answers.
     pub through: MessageId,
-    pub resolution: InboundResolution,
     pub reply: Option<OutboundDraft>,
     pub state: ConversationState,
     pub new_quotes: Vec<Quote>,
@@ -125,15 +124,6 @@ pub struct TurnCommit {
 pub struct NewAlert {
     pub kind: &'static str,
     pub detail: String,
-}
-
-/// How the texts a turn covered ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InboundResolution {
-    Handled,
-    /// The model could not be reached; the customer got an apology, the
-    /// owner an alert, and the texts stay in history for the next turn.
-    Failed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,10 +369,6 @@ pub trait Store: Send + Sync + 'static {
         id: ConversationId,
         commit: TurnCommit,
     ) -> Result<Option<OutboundSms>, StoreError>;
-
-    /// Queues a text that answers no particular inbound message.
-    async fn queue_outbound(&self, id: ConversationId, draft: OutboundDraft)
-    -> Result<MessageId, StoreError>;
 
     /// Moves a queued text to `sending` and returns it; `None` if another
     /// task already took it or it is no longer queued.

@@ -395,7 +395,6 @@ impl Store for SqliteStore {
     ) -> Result<Option<OutboundSms>, StoreError> {
         let TurnCommit {
             through,
-            resolution,
             reply,
             state,
             new_quotes,
@@ -403,19 +402,14 @@ impl Store for SqliteStore {
             jobs,
             cancel_jobs,
         } = commit;
-        let status = match resolution {
-            InboundResolution::Handled => "handled",
-            InboundResolution::Failed => "failed",
-        };
         let state_json = serde_json::to_string(&state)
             .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
         let now = Utc::now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let answered = sqlx::query(
-            "UPDATE messages SET status = ?
+            "UPDATE messages SET status = 'handled'
              WHERE conversation_id = ? AND direction = 'inbound' AND status = 'pending' AND id <= ?",
         )
-        .bind(status)
         .bind(id.0)
         .bind(through.0)
         .execute(&mut *tx)
@@ -501,24 +495,6 @@ impl Store for SqliteStore {
         };
         tx.commit().await?;
         Ok(claimed)
-    }
-
-    async fn queue_outbound(
-        &self,
-        id: ConversationId,
-        draft: OutboundDraft,
-    ) -> Result<MessageId, StoreError> {
-        let message_id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (conversation_id, direction, kind, body, status, created_at)
-             VALUES (?, 'outbound', ?, ?, 'queued', ?) RETURNING id",
-        )
-        .bind(id.0)
-        .bind(draft.kind)
-        .bind(&draft.body)
-        .bind(Utc::now())
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(MessageId(message_id))
     }
 
     async fn claim_outbound(&self, id: MessageId) -> Result<Option<OutboundSms>, StoreError> {

@@ -324,16 +324,16 @@ async fn a_queued_reply_left_by_a_crash_is_sent_once_after_restart() {
     // down when the reply is queued, so only the restart can send it.
     let conversation = app.conversation(ALICE).await.unwrap();
     app.crash().await;
-    app.store
-        .queue_outbound(
-            conversation,
-            textdesk::store::OutboundDraft {
-                kind: "reply",
-                body: "queued before the crash".into(),
-            },
-        )
-        .await
-        .unwrap();
+    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO messages (conversation_id, direction, kind, body, status, created_at)
+         VALUES (?, 'outbound', 'reply', 'queued before the crash', 'queued', ?)",
+    )
+    .bind(conversation.0)
+    .bind(chrono::Utc::now())
+    .execute(&pool)
+    .await
+    .unwrap();
     assert_eq!(app.sent_texts().await.len(), 1);
     app.restart().await;
     let sent = app.wait_for_texts(2).await;
