@@ -97,14 +97,7 @@ impl Services {
                 tracing::warn!(
                     "GOOGLE_APPLICATION_CREDENTIALS is not set: textdesk's own bookings table is the crews' calendar"
                 );
-                Arc::new(LocalCalendar {
-                    store: store.clone(),
-                    providers: business
-                        .providers
-                        .iter()
-                        .map(|p| (p.calendar().to_string(), p.id.clone()))
-                        .collect(),
-                })
+                Arc::new(LocalCalendar)
             }
         };
         let scheduler = Arc::new(Scheduler::new(store.clone(), calendar, business.clone()));

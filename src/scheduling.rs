@@ -122,11 +122,7 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<Vec<ProviderBusy>, SchedulingError> {
         let calendars: Vec<String> = providers.iter().map(|p| p.calendar().to_string()).collect();
-        let from_calendar = if self.calendar.is_local() {
-            HashMap::new()
-        } else {
-            self.calendar.busy(&calendars, range).await?
-        };
+        let from_calendar = self.calendar.busy(&calendars, range).await?;
         let holds = self.store.holds_of_others(conversation, now).await?;
         // The booking being moved shows on its calendar as busy; it must not
         // block its own new time.
@@ -142,7 +138,6 @@ impl Scheduler {
                     tracing::warn!(provider = %p.id, %reason, "crew calendar unknown; not offering it");
                     continue;
                 }
-                None if self.calendar.is_local() => Vec::new(),
                 None => continue,
             };
             if let Some((calendar, slot)) = &moving

@@ -7,13 +7,11 @@
 pub mod google;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::availability::Interval;
-use crate::store::{Store, StoreError};
 
 /// One calendar's busy time, or why it is not known. Unknown is never free.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +46,6 @@ pub enum CalendarError {
     Rejected(String),
 }
 
-impl From<StoreError> for CalendarError {
-    fn from(e: StoreError) -> Self {
-        CalendarError::Unavailable(format!("local calendar: {e}"))
-    }
-}
-
 #[async_trait]
 pub trait Calendar: Send + Sync + 'static {
     /// Busy time of each calendar over `range`.
@@ -71,37 +63,24 @@ pub trait Calendar: Send + Sync + 'static {
 
     /// Removes the event; one already gone is success.
     async fn delete_event(&self, calendar: &str, event_id: &str) -> Result<(), CalendarError>;
-
-    /// Whether bookings also count as this calendar's busy time already.
-    fn is_local(&self) -> bool {
-        false
-    }
 }
 
-/// The embedded default: each provider's calendar is their rows in the
-/// bookings table, which the scheduler writes itself.
-pub struct LocalCalendar {
-    pub store: Arc<dyn Store>,
-    /// Calendar id to provider id.
-    pub providers: HashMap<String, String>,
-}
+/// The embedded default: a provider's calendar is just their rows in the
+/// bookings table. The scheduler adds those to every calendar's busy time
+/// itself, so this calendar has nothing else to report and nothing to write.
+pub struct LocalCalendar;
 
 #[async_trait]
 impl Calendar for LocalCalendar {
     async fn busy(
         &self,
         calendars: &[String],
-        range: Interval,
+        _range: Interval,
     ) -> Result<HashMap<String, Busy>, CalendarError> {
-        let mut out = HashMap::new();
-        for calendar in calendars {
-            let busy = match self.providers.get(calendar) {
-                Some(provider) => Busy::Known(self.store.provider_bookings(provider, range, None).await?),
-                None => Busy::Unknown(format!("no provider uses calendar `{calendar}`")),
-            };
-            out.insert(calendar.clone(), busy);
-        }
-        Ok(out)
+        Ok(calendars
+            .iter()
+            .map(|c| (c.clone(), Busy::Known(Vec::new())))
+            .collect())
     }
 
     async fn insert_event(&self, _calendar: &str, _event: &CalendarEvent) -> Result<(), CalendarError> {
@@ -114,9 +93,5 @@ impl Calendar for LocalCalendar {
 
     async fn delete_event(&self, _calendar: &str, _event_id: &str) -> Result<(), CalendarError> {
         Ok(())
-    }
-
-    fn is_local(&self) -> bool {
-        true
     }
 }
