@@ -134,9 +134,8 @@ pub struct BookingNotice<'a> {
     pub calendar_link: Option<String>,
 }
 
-#[derive(Template)]
-#[template(path = "email/booking.html")]
-struct BookingHtml<'a> {
+/// What both renderings of a booking email show.
+struct BookingEmail<'a> {
     headline: &'a str,
     when: &'a str,
     address: &'a str,
@@ -151,19 +150,15 @@ struct BookingHtml<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "email/booking.html")]
+struct BookingHtml<'a> {
+    v: &'a BookingEmail<'a>,
+}
+
+#[derive(Template)]
 #[template(path = "email/booking.txt")]
 struct BookingText<'a> {
-    headline: &'a str,
-    when: &'a str,
-    address: &'a str,
-    customer: &'a str,
-    phone: &'a str,
-    job: &'a str,
-    lines: Vec<(String, String)>,
-    total: String,
-    notes: Option<&'a str>,
-    calendar_link: Option<&'a str>,
-    business: &'a str,
+    v: &'a BookingEmail<'a>,
 }
 
 /// (subject, html, text) of a provider's booking email.
@@ -174,22 +169,7 @@ pub fn booking_email(business: &BusinessConfig, n: &BookingNotice<'_>) -> (Strin
         .iter()
         .map(|l| (l.label.clone(), l.amount.to_string()))
         .collect();
-    let html = BookingHtml {
-        headline: &n.headline,
-        when: n.when,
-        address: n.address,
-        customer: n.customer,
-        phone: n.phone,
-        job: n.job,
-        lines: lines.clone(),
-        total: n.quote.total.to_string(),
-        notes: n.notes,
-        calendar_link: n.calendar_link.as_deref(),
-        business: &business.business.name,
-    }
-    .render()
-    .expect("email templates render");
-    let text = BookingText {
+    let email = BookingEmail {
         headline: &n.headline,
         when: n.when,
         address: n.address,
@@ -201,45 +181,44 @@ pub fn booking_email(business: &BusinessConfig, n: &BookingNotice<'_>) -> (Strin
         notes: n.notes,
         calendar_link: n.calendar_link.as_deref(),
         business: &business.business.name,
-    }
-    .render()
-    .expect("email templates render");
+    };
+    let html = BookingHtml { v: &email }
+        .render()
+        .expect("email templates render");
+    let text = BookingText { v: &email }
+        .render()
+        .expect("email templates render");
     (format!("{}: {}", n.headline, n.when), html, text)
+}
+
+/// What both renderings of an owner alert show.
+struct AlertEmail<'a> {
+    headline: &'a str,
+    detail: &'a str,
+    business: &'a str,
 }
 
 #[derive(Template)]
 #[template(path = "email/alert.html")]
 struct AlertHtml<'a> {
-    headline: &'a str,
-    detail: &'a str,
-    business: &'a str,
+    v: &'a AlertEmail<'a>,
 }
 
 #[derive(Template)]
 #[template(path = "email/alert.txt")]
 struct AlertText<'a> {
-    headline: &'a str,
-    detail: &'a str,
-    business: &'a str,
+    v: &'a AlertEmail<'a>,
 }
 
 /// (subject, html, text) of an owner alert email.
 pub fn alert_email(business: &BusinessConfig, headline: &str, detail: &str) -> (String, String, String) {
-    let name = &business.business.name;
-    let html = AlertHtml {
+    let email = AlertEmail {
         headline,
         detail,
-        business: name,
-    }
-    .render()
-    .expect("email templates render");
-    let text = AlertText {
-        headline,
-        detail,
-        business: name,
-    }
-    .render()
-    .expect("email templates render");
+        business: &business.business.name,
+    };
+    let html = AlertHtml { v: &email }.render().expect("email templates render");
+    let text = AlertText { v: &email }.render().expect("email templates render");
     (format!("[textdesk] {headline}"), html, text)
 }
 
