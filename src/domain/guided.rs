@@ -477,6 +477,7 @@ mod tests {
                     kind: super::super::quote::ModifierKind::Flat {
                         amount: super::super::money::Money::dollars(10),
                     },
+                    applies: None,
                 })
                 .collect(),
             ..PricingConfig::default()
@@ -553,6 +554,7 @@ mod tests {
                     amount: super::super::money::Money::dollars(25),
                     unit: "flight(s)".into(),
                 },
+                applies: None,
             }],
             ..PricingConfig::default()
         };

@@ -136,6 +136,30 @@ pub struct ModifierDef {
     pub id: String,
     pub label: String,
     pub kind: ModifierKind,
+    /// A surcharge that follows from the opening chosen (weekend, same day,
+    /// after hours) rather than from the job: never asked as an extra,
+    /// applied when the opening is known.
+    pub applies: Option<DateRule>,
+}
+
+/// When a date-dependent modifier applies, judged on the chosen opening in
+/// the business's time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DateRule {
+    /// The opening starts on a Saturday or Sunday.
+    Weekend,
+    /// The opening starts on the day the customer books it.
+    SameDay,
+    /// The opening starts at or after `[schedule] after_hours_from`.
+    AfterHours,
+}
+
+impl ModifierDef {
+    /// Whether this modifier is priced from the opening, not asked about.
+    pub fn depends_on_date(&self) -> bool {
+        self.applies.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -156,6 +180,9 @@ pub struct DiscountDef {
     pub id: String,
     pub label: String,
     pub kind: DiscountKind,
+    /// A yes-or-no question that decides this discount ("Is this your first
+    /// clean with us?"), asked by the guided flow.
+    pub question: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +203,8 @@ struct RawPriceRule {
     amount: Option<Money>,
     percent: Option<Decimal>,
     unit: Option<String>,
+    applies: Option<DateRule>,
+    question: Option<String>,
 }
 
 impl RawPriceRule {
@@ -202,6 +231,9 @@ impl TryFrom<RawPriceRule> for ModifierDef {
         if raw.unit.is_some() && raw.kind != "per_unit" {
             return Err(format!("`{}`: `unit` only applies to kind `per_unit`", raw.id));
         }
+        if raw.question.is_some() {
+            return Err(format!("`{}`: `question` belongs to discounts", raw.id));
+        }
         let kind = match raw.kind.as_str() {
             "flat" => ModifierKind::Flat {
                 amount: raw.amount()?,
@@ -227,6 +259,7 @@ impl TryFrom<RawPriceRule> for ModifierDef {
             id: raw.id,
             label: raw.label,
             kind,
+            applies: raw.applies,
         })
     }
 }
@@ -236,6 +269,9 @@ impl TryFrom<RawPriceRule> for DiscountDef {
     fn try_from(raw: RawPriceRule) -> Result<Self, String> {
         if raw.unit.is_some() {
             return Err(format!("`{}`: discounts take no `unit`", raw.id));
+        }
+        if raw.applies.is_some() {
+            return Err(format!("`{}`: `applies` belongs to modifiers", raw.id));
         }
         let kind = match raw.kind.as_str() {
             "percent" => DiscountKind::Percent {
@@ -255,6 +291,7 @@ impl TryFrom<RawPriceRule> for DiscountDef {
             id: raw.id,
             label: raw.label,
             kind,
+            question: raw.question,
         })
     }
 }
@@ -1007,6 +1044,7 @@ mod tests {
             id: id.into(),
             label: id.replace('_', " "),
             kind,
+            applies: None,
         };
         c.modifiers = vec![
             m("heavy_item", ModifierKind::Flat { amount: money("75") }),
@@ -1026,11 +1064,13 @@ mod tests {
                 id: "senior".into(),
                 label: "Senior discount".into(),
                 kind: DiscountKind::Percent { percent: dec("10") },
+                question: None,
             },
             DiscountDef {
                 id: "coupon".into(),
                 label: "Coupon".into(),
                 kind: DiscountKind::Amount { amount: money("20") },
+                question: None,
             },
         ];
         c
