@@ -174,7 +174,9 @@ impl Scheduler {
         let tz = self.business.business.timezone;
         let range = Interval {
             start: now,
-            end: now + Duration::days(i64::from(schedule.horizon_days) + 1),
+            end: now
+                .checked_add_signed(Duration::days(i64::from(schedule.horizon_days) + 1))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
         };
         let providers: Vec<&ProviderConfig> = self.business.providers.iter().collect();
         // A booking being moved does not block its own new time.

@@ -272,7 +272,7 @@ fn bounded<'de, D: Deserializer<'de>>(d: D, min: usize, max: usize) -> Result<us
     let n = i64::deserialize(d)?;
     if n < min as i64 || n > max as i64 {
         return Err(serde::de::Error::custom(format!(
-            "must be between {min} and {max}, got {n}"
+            "expected a whole number from {min} to {max}, got {n}"
         )));
     }
     Ok(n as usize)
@@ -288,7 +288,9 @@ fn max_segments<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read the business file: {source}")]
+    // The OS error is the `source`, not part of this message: `{e:#}`
+    // prints the chain, and naming it here too printed it twice.
+    #[error("{}: cannot read the business file", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}:{column}: {key}: {message}", path.display())]
     Invalid {
@@ -338,33 +340,124 @@ impl BusinessConfig {
                 message,
             }
         };
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| invalid(e.span(), "(syntax)".into(), e.message().to_string()))?;
+        let syntax = |e: toml::de::Error| invalid(e.span(), "(syntax)".into(), e.message().to_string());
+        // The same text as a tree of spans, to point at keys that values
+        // checked after deserializing came from.
+        let spans = toml::de::DeTable::parse(text).map_err(syntax)?.into_inner();
+        let deserializer = toml::Deserializer::parse(text).map_err(syntax)?;
         let config: BusinessConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let mut key = err.path().to_string();
             // The path already ends with an unknown key's own name.
             let inner = err.inner();
-            let message = inner.message().trim().to_string();
+            let message = plain_words(inner.message().trim());
             if key == "." || key.is_empty() {
                 key = "(file)".into();
             }
             invalid(inner.span(), key, message)
         })?;
+        let name_given = matches!(
+            value_at(&spans, "business.name").map(|v| v.get_ref()),
+            Some(toml::de::DeValue::String(name)) if !name.trim().is_empty()
+        );
+        if !name_given {
+            return Err(invalid(
+                span_at(&spans, "business.name"),
+                "business.name".into(),
+                "the business name is missing: customers see it in greetings and HELP replies, \
+                 e.g. name = \"Rose City Junk Haulers\""
+                    .into(),
+            ));
+        }
         config.pricing.validate().map_err(|e| {
-            // Point at the offending id if the file names it, else at the table.
-            let at =
-                e.id.as_ref()
-                    .and_then(|id| {
-                        let quoted = format!("\"{id}\"");
-                        let first = text.find(&quoted)?;
-                        // A duplicate is the second mention.
-                        Some(text[first + 1..].find(&quoted).map_or(first, |i| first + 1 + i))
-                    })
-                    .or_else(|| text.find(&format!("[{}", e.key)))
-                    .or_else(|| text.find("[pricing"));
-            invalid(at.map(|a| a..a), e.key.to_string(), e.message)
+            let at = match &e.id {
+                Some(id) => entry_span(&spans, e.key, id).or_else(|| {
+                    // Point at the offending id if the file names it.
+                    let quoted = format!("\"{id}\"");
+                    let first = text.find(&quoted)?;
+                    Some(first..first)
+                }),
+                None => span_at(&spans, e.key),
+            };
+            invalid(at, e.key.to_string(), e.message)
         })?;
+        config
+            .check_ranges()
+            .map_err(|(key, message)| invalid(span_at(&spans, key), key.to_string(), message))?;
         Ok(config)
+    }
+
+    /// Bounds on schedule and conversation numbers, far beyond any real
+    /// business and well inside what date arithmetic can hold. (Pricing
+    /// bounds live with the catalog, in `PricingConfig::validate`.)
+    fn check_ranges(&self) -> Result<(), (&'static str, String)> {
+        let s = &self.schedule;
+        let c = &self.conversation;
+        let checks: [(&'static str, u32, u32, u32, &str); 12] = [
+            ("schedule.slot_minutes", s.slot_minutes, 5, 720, "a number of minutes"),
+            (
+                "schedule.arrival_window_minutes",
+                s.arrival_window_minutes,
+                0,
+                720,
+                "a number of minutes",
+            ),
+            (
+                "schedule.buffer_before_minutes",
+                s.buffer_before_minutes,
+                0,
+                720,
+                "a number of minutes",
+            ),
+            (
+                "schedule.buffer_after_minutes",
+                s.buffer_after_minutes,
+                0,
+                720,
+                "a number of minutes",
+            ),
+            ("schedule.min_notice_hours", s.min_notice_hours, 0, 720, "a number of hours"),
+            ("schedule.horizon_days", s.horizon_days, 1, 365, "a number of days"),
+            ("schedule.hold_minutes", s.hold_minutes, 1, 1440, "a number of minutes"),
+            ("schedule.offers", s.offers, 1, 10, "a number of openings"),
+            ("conversation.idle_days", c.idle_days, 1, 365, "a number of days"),
+            ("conversation.handoff_days", c.handoff_days, 1, 365, "a number of days"),
+            (
+                "reminders.quote_follow_up_hours",
+                self.reminders.quote_follow_up_hours,
+                0,
+                720,
+                "a number of hours (0 turns the nudge off)",
+            ),
+            ("providers", self.providers.len() as u32, 1, 100, "a number of providers"),
+        ];
+        for (key, value, min, max, what) in checks {
+            if !(min..=max).contains(&value) {
+                return Err((key, format!("expected {what} from {min} to {max}, got {value}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Settings that are valid but leave something undone: printed by
+    /// `check-config` and logged at start, never fatal.
+    pub fn warnings(&self) -> Vec<ConfigWarning> {
+        let mut out = Vec::new();
+        let b = &self.business;
+        if b.owner_email.as_deref().is_none_or(|e| e.trim().is_empty()) {
+            out.push(ConfigWarning {
+                key: "business.owner_email",
+                message: "not set: owner alerts (hand-offs, failed texts, bookings that need a look) \
+                          will go nowhere but the log"
+                    .into(),
+            });
+        }
+        if b.phone.is_none() {
+            out.push(ConfigWarning {
+                key: "business.phone",
+                message: "not set: HELP replies and hand-offs give customers no number to call".into(),
+            });
+        }
+        out
     }
 
     /// The greeting, defaulted from the business name.
@@ -374,6 +467,109 @@ impl BusinessConfig {
             .clone()
             .unwrap_or_else(|| format!("Hi! Thanks for texting {}.", self.business.name))
     }
+}
+
+/// Valid, but probably not what the owner meant (see
+/// [`BusinessConfig::warnings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// serde and toml word their messages for Rust programmers ("expected
+/// u32"); the person reading them edits a text file. The common ones are
+/// said again in plain words; anything else passes through unchanged.
+fn plain_words(message: &str) -> String {
+    if let Some(zone) = message
+        .strip_prefix("failed to parse timezone: '")
+        .and_then(|rest| rest.strip_suffix('\''))
+    {
+        return format!("`{zone}` is not a time zone; expected an IANA time zone like America/Chicago");
+    }
+    let Some((got, expected)) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .and_then(|rest| rest.rsplit_once(", expected "))
+    else {
+        return message.to_string();
+    };
+    let largest = match expected {
+        "u8" => Some(u64::from(u8::MAX)),
+        "u16" => Some(u64::from(u16::MAX)),
+        "u32" => Some(u64::from(u32::MAX)),
+        "u64" | "usize" => Some(u64::MAX),
+        _ => None,
+    };
+    let wanted = match (expected, largest) {
+        (_, Some(max)) => format!("a whole number from 0 to {max}"),
+        ("i8" | "i16" | "i32" | "i64" | "isize", _) => "a whole number".into(),
+        ("a boolean", _) => "true or false".into(),
+        ("a string" | "a borrowed string", _) => "text in quotes".into(),
+        ("a Decimal type representing a fixed-point number", _) => "a number like 12.5".into(),
+        ("an IANA timezone string", _) => "an IANA time zone like America/Chicago".into(),
+        ("a sequence", _) => "a list in brackets, like [\"a\", \"b\"]".into(),
+        _ => return message.to_string(),
+    };
+    let got = got
+        .strip_prefix("integer ")
+        .or_else(|| got.strip_prefix("floating point "))
+        .or_else(|| got.strip_prefix("boolean "))
+        .map(|v| v.trim_matches('`').to_string())
+        .or_else(|| got.strip_prefix("string ").map(|v| format!("the text {v}")))
+        .unwrap_or_else(|| got.to_string());
+    format!("expected {wanted}, got {got}")
+}
+
+/// The value at a dotted key ("schedule.horizon_days"), if the file has it.
+fn value_at<'a, 'i>(
+    root: &'a toml::de::DeTable<'i>,
+    key: &str,
+) -> Option<&'a toml::Spanned<toml::de::DeValue<'i>>> {
+    let mut parts = key.split('.');
+    let mut value = root.get(parts.next()?)?;
+    for part in parts {
+        let toml::de::DeValue::Table(table) = value.get_ref() else {
+            return None;
+        };
+        value = table.get(part)?;
+    }
+    Some(value)
+}
+
+/// Where to point for a dotted key: the value itself, or failing that the
+/// nearest enclosing key the file states.
+fn span_at(root: &toml::de::DeTable<'_>, key: &str) -> Option<std::ops::Range<usize>> {
+    let mut key = key;
+    loop {
+        if let Some(value) = value_at(root, key) {
+            return Some(value.span());
+        }
+        key = key.rsplit_once('.')?.0;
+    }
+}
+
+/// In a list of tables (`[[pricing.modifiers]]`), the last entry that names
+/// `id` (a duplicate is its second mention), at the value naming it.
+fn entry_span(root: &toml::de::DeTable<'_>, key: &str, id: &str) -> Option<std::ops::Range<usize>> {
+    let toml::de::DeValue::Array(entries) = value_at(root, key)?.get_ref() else {
+        return None;
+    };
+    entries.iter().rev().find_map(|entry| {
+        let toml::de::DeValue::Table(fields) = entry.get_ref() else {
+            return None;
+        };
+        fields.values().find_map(|v| match v.get_ref() {
+            toml::de::DeValue::String(s) if s == id => Some(v.span()),
+            _ => None,
+        })
+    })
 }
 
 /// 1-based line and column (in characters) of a byte offset.

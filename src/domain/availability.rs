@@ -342,12 +342,17 @@ impl ScheduleConfig {
             .iter()
             .map(|p| (p.provider.as_str(), Timeline::new(p.busy.clone())))
             .collect();
-        let earliest = query.now + Duration::hours(i64::from(self.min_notice_hours));
-        let latest = query.now + Duration::days(i64::from(self.horizon_days));
+        // Configuration bounds these; saturating keeps any other values
+        // from panicking the engine.
+        let after = |d: Duration| query.now.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let earliest = after(Duration::hours(i64::from(self.min_notice_hours)));
+        let latest = after(Duration::days(i64::from(self.horizon_days)));
         let first_day = query.now.with_timezone(&tz).date_naive();
         let mut out = Vec::new();
         for offset in 0..=i64::from(self.horizon_days) {
-            let date = first_day + Duration::days(offset);
+            let Some(date) = first_day.checked_add_signed(Duration::days(offset)) else {
+                break;
+            };
             for start in self.day_starts(tz, date, query.duration) {
                 if start < earliest || start > latest {
                     continue;

@@ -414,64 +414,190 @@ impl PricingConfig {
                 );
             }
         }
-        for tier in &self.junk.tiers {
-            if tier.hours <= Decimal::ZERO || tier.crew == 0 {
-                return fail(
-                    "pricing.junk.tiers",
-                    &tier.id,
-                    format!("`{}` needs hours above 0 and a crew of 1 or more", tier.id),
-                );
+        // Bounds: nothing below zero (a negative rate once quoted "-$200"
+        // of labour), nothing so large that a quote's arithmetic or its
+        // expiry date could overflow. Each message states the range.
+        let max_money = Money::dollars(MAX_CONFIG_DOLLARS);
+        let money = |key: &'static str, id: Option<&str>, value: Money| {
+            if value.is_negative() || value > max_money {
+                return Err(CatalogError {
+                    key,
+                    id: id.map(str::to_string),
+                    message: format!(
+                        "{}expected an amount from $0 to {max_money}, got {value}",
+                        id.map(|i| format!("`{i}`: ")).unwrap_or_default()
+                    ),
+                });
+            }
+            Ok(())
+        };
+        let number = |key: &'static str,
+                      id: Option<&str>,
+                      value: Decimal,
+                      above_zero: bool,
+                      max: i64,
+                      what: &str| {
+            let low_ok = if above_zero {
+                value > Decimal::ZERO
+            } else {
+                !value.is_sign_negative() || value.is_zero()
+            };
+            if !low_ok || value > Decimal::from(max) {
+                let from = if above_zero { "above 0" } else { "from 0" };
+                return Err(CatalogError {
+                    key,
+                    id: id.map(str::to_string),
+                    message: format!(
+                        "{}expected {what} {from} up to {max}, got {}",
+                        id.map(|i| format!("`{i}`: ")).unwrap_or_default(),
+                        value.normalize()
+                    ),
+                });
+            }
+            Ok(())
+        };
+        let whole = |key: &'static str, id: Option<&str>, value: u32, min: u32, max: u32, what: &str| {
+            if !(min..=max).contains(&value) {
+                return Err(CatalogError {
+                    key,
+                    id: id.map(str::to_string),
+                    message: format!(
+                        "{}expected {what} from {min} to {max}, got {value}",
+                        id.map(|i| format!("`{i}`: ")).unwrap_or_default()
+                    ),
+                });
+            }
+            Ok(())
+        };
+        let percent = |key: &'static str, id: &str, value: Decimal| {
+            number(key, Some(id), value, false, 100, "a percentage")
+        };
+        let hours = "a number of hours";
+        let crew = "a crew size";
+        let max_crew = MAX_CREW as u32;
+        whole(
+            "pricing.quote_valid_days",
+            None,
+            self.quote_valid_days,
+            1,
+            365,
+            "a number of days",
+        )?;
+        money("pricing.minimum_charge", None, self.minimum_charge)?;
+        let junk = &self.junk;
+        money("pricing.junk.delivery_fee", None, junk.delivery_fee)?;
+        money(
+            "pricing.junk.hourly_rate_per_person",
+            None,
+            junk.hourly_rate_per_person,
+        )?;
+        number(
+            "pricing.junk.billing_increment_hours",
+            None,
+            junk.billing_increment_hours,
+            true,
+            MAX_JOB_HOURS,
+            hours,
+        )?;
+        number(
+            "pricing.junk.minimum_hours",
+            None,
+            junk.minimum_hours,
+            false,
+            MAX_JOB_HOURS,
+            hours,
+        )?;
+        whole("pricing.junk.default_crew", None, junk.default_crew, 1, max_crew, crew)?;
+        for tier in &junk.tiers {
+            let id = Some(tier.id.as_str());
+            number("pricing.junk.tiers", id, tier.hours, true, MAX_JOB_HOURS, hours)?;
+            whole("pricing.junk.tiers", id, tier.crew, 1, max_crew, crew)?;
+        }
+        for item in &junk.items {
+            let id = Some(item.id.as_str());
+            number("pricing.junk.items", id, item.hours, false, MAX_JOB_HOURS, hours)?;
+            if let Some(c) = item.crew {
+                whole("pricing.junk.items", id, c, 1, max_crew, crew)?;
             }
         }
-        for item in &self.junk.items {
-            if item.hours < Decimal::ZERO || item.crew == Some(0) {
-                return fail(
-                    "pricing.junk.items",
-                    &item.id,
-                    format!("`{}` needs hours of 0 or more and a crew of 1 or more", item.id),
-                );
+        let maid = &self.maid;
+        money("pricing.maid.hourly_rate_per_person", None, maid.hourly_rate_per_person)?;
+        money("pricing.maid.trip_fee", None, maid.trip_fee)?;
+        whole("pricing.maid.crew", None, maid.crew, 1, max_crew, crew)?;
+        for (key, value, above_zero) in [
+            ("pricing.maid.billing_increment_hours", maid.billing_increment_hours, true),
+            ("pricing.maid.base_hours", maid.base_hours, false),
+            ("pricing.maid.hours_per_bedroom", maid.hours_per_bedroom, false),
+            ("pricing.maid.hours_per_bathroom", maid.hours_per_bathroom, false),
+            ("pricing.maid.hours_per_1000_sqft", maid.hours_per_1000_sqft, false),
+        ] {
+            number(key, None, value, above_zero, MAX_JOB_HOURS, hours)?;
+        }
+        for clean in &maid.clean_types {
+            number(
+                "pricing.maid.clean_types",
+                Some(&clean.id),
+                clean.multiplier,
+                true,
+                10,
+                "a multiplier",
+            )?;
+        }
+        for rate in &maid.flat_rates {
+            let id = Some(rate.clean_type.as_str());
+            money("pricing.maid.flat_rates", id, rate.price)?;
+            whole(
+                "pricing.maid.flat_rates",
+                id,
+                rate.bedrooms,
+                0,
+                MAX_ROOMS,
+                "a number of bedrooms",
+            )?;
+            number(
+                "pricing.maid.flat_rates",
+                id,
+                rate.bathrooms,
+                false,
+                i64::from(MAX_ROOMS),
+                "a number of bathrooms",
+            )?;
+        }
+        for m in &self.modifiers {
+            let id = Some(m.id.as_str());
+            match &m.kind {
+                ModifierKind::Flat { amount }
+                | ModifierKind::PerUnit { amount, .. }
+                | ModifierKind::PerItem { amount } => {
+                    if amount.is_negative() {
+                        return fail(
+                            "pricing.modifiers",
+                            &m.id,
+                            format!(
+                                "`{}`: modifiers add to the price; use [[pricing.discounts]] to take away",
+                                m.id
+                            ),
+                        );
+                    }
+                    money("pricing.modifiers", id, *amount)?
+                }
+                ModifierKind::Percent { percent: p } => percent("pricing.modifiers", &m.id, *p)?,
             }
         }
-        for clean in &self.maid.clean_types {
-            if clean.multiplier <= Decimal::ZERO {
-                return fail(
-                    "pricing.maid.clean_types",
-                    &clean.id,
-                    format!("`{}` needs a multiplier above 0", clean.id),
-                );
+        for d in &self.discounts {
+            match &d.kind {
+                DiscountKind::Percent { percent: p } => percent("pricing.discounts", &d.id, *p)?,
+                DiscountKind::Amount { amount } => money("pricing.discounts", Some(&d.id), *amount)?,
             }
-        }
-        let negative_money = self.modifiers.iter().any(|m| match &m.kind {
-            ModifierKind::Flat { amount }
-            | ModifierKind::PerUnit { amount, .. }
-            | ModifierKind::PerItem { amount } => amount.is_negative(),
-            ModifierKind::Percent { percent } => percent.is_sign_negative(),
-        });
-        if negative_money {
-            return Err(CatalogError {
-                key: "pricing.modifiers",
-                id: None,
-                message: "modifiers add to the price; use [[pricing.discounts]] to take away".into(),
-            });
-        }
-        let positive = |v: Decimal| v > Decimal::ZERO;
-        if !positive(self.junk.billing_increment_hours) || !positive(self.maid.billing_increment_hours) {
-            return Err(CatalogError {
-                key: "pricing.billing_increment_hours",
-                id: None,
-                message: "must be above 0".into(),
-            });
-        }
-        if self.maid.crew == 0 || self.junk.default_crew == 0 {
-            return Err(CatalogError {
-                key: "pricing.crew",
-                id: None,
-                message: "crew sizes must be at least 1".into(),
-            });
         }
         Ok(())
     }
 }
+
+/// The largest price, fee or minimum a catalog may state, in dollars.
+const MAX_CONFIG_DOLLARS: i64 = 100_000;
+/// The most hours a catalog may give a job, a tier or an increment.
+const MAX_JOB_HOURS: i64 = 24;
 
 /// A mistake in the owner's catalog that parsing alone cannot see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -853,7 +979,11 @@ pub fn price(
         crew,
         assumptions,
         created_at: now,
-        expires_at: now + Duration::days(i64::from(config.quote_valid_days)),
+        // Validation bounds the days; saturating keeps an unvalidated
+        // catalog from panicking here.
+        expires_at: now
+            .checked_add_signed(Duration::days(i64::from(config.quote_valid_days)))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
         unit_prices,
     })
 }
