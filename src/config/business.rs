@@ -393,7 +393,13 @@ impl BusinessConfig {
         let s = &self.schedule;
         let c = &self.conversation;
         let checks: [(&'static str, u32, u32, u32, &str); 12] = [
-            ("schedule.slot_minutes", s.slot_minutes, 5, 720, "a number of minutes"),
+            (
+                "schedule.slot_minutes",
+                s.slot_minutes,
+                5,
+                720,
+                "a number of minutes",
+            ),
             (
                 "schedule.arrival_window_minutes",
                 s.arrival_window_minutes,
@@ -415,12 +421,36 @@ impl BusinessConfig {
                 720,
                 "a number of minutes",
             ),
-            ("schedule.min_notice_hours", s.min_notice_hours, 0, 720, "a number of hours"),
-            ("schedule.horizon_days", s.horizon_days, 1, 365, "a number of days"),
-            ("schedule.hold_minutes", s.hold_minutes, 1, 1440, "a number of minutes"),
+            (
+                "schedule.min_notice_hours",
+                s.min_notice_hours,
+                0,
+                720,
+                "a number of hours",
+            ),
+            (
+                "schedule.horizon_days",
+                s.horizon_days,
+                1,
+                365,
+                "a number of days",
+            ),
+            (
+                "schedule.hold_minutes",
+                s.hold_minutes,
+                1,
+                1440,
+                "a number of minutes",
+            ),
             ("schedule.offers", s.offers, 1, 10, "a number of openings"),
             ("conversation.idle_days", c.idle_days, 1, 365, "a number of days"),
-            ("conversation.handoff_days", c.handoff_days, 1, 365, "a number of days"),
+            (
+                "conversation.handoff_days",
+                c.handoff_days,
+                1,
+                365,
+                "a number of days",
+            ),
             (
                 "reminders.quote_follow_up_hours",
                 self.reminders.quote_follow_up_hours,
@@ -428,7 +458,13 @@ impl BusinessConfig {
                 720,
                 "a number of hours (0 turns the nudge off)",
             ),
-            ("providers", self.providers.len() as u32, 1, 100, "a number of providers"),
+            (
+                "providers",
+                self.providers.len() as u32,
+                1,
+                100,
+                "a number of providers",
+            ),
         ];
         for (key, value, min, max, what) in checks {
             if !(min..=max).contains(&value) {
@@ -603,9 +639,11 @@ mod tests {
         }
     }
 
+    const NAMED: &str = "[business]\nname = \"Rose City Junk Haulers\"\n";
+
     #[test]
-    fn empty_file_is_all_defaults() {
-        let c = parse("").unwrap();
+    fn a_named_business_is_all_defaults_otherwise() {
+        let c = parse(NAMED).unwrap();
         assert_eq!(c.business.kind, BusinessKind::JunkRemoval);
         assert_eq!(c.assistant.history_messages, 20);
         assert_eq!(c.sms.max_segments, 2);
@@ -658,9 +696,12 @@ mod tests {
         let (line, _, key, _) = error("[business]\nphone = \"call me\"\n");
         assert_eq!((line, key.as_str()), (2, "business.phone"));
 
-        let (line, _, key, message) = error("[sms]\nmax_segments = 0\n");
-        assert_eq!((line, key.as_str()), (2, "sms.max_segments"));
-        assert!(message.contains("between 1 and 10"), "{message}");
+        let (line, _, key, message) = error(&format!("{NAMED}[sms]\nmax_segments = 0\n"));
+        assert_eq!((line, key.as_str()), (4, "sms.max_segments"));
+        assert!(
+            message.contains("expected a whole number from 1 to 10, got 0"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -672,9 +713,9 @@ mod tests {
 
     #[test]
     fn catalog_mistakes_are_located() {
-        let text = "[pricing]\nminimum_charge = 100\n\n[[pricing.modifiers]]\nid = \"stairs\"\nlabel = \"Stairs\"\nkind = \"per_unit\"\namount = 25\nunit = \"flight\"\n\n[[pricing.modifiers]]\nid = \"stairs\"\nlabel = \"Again\"\nkind = \"flat\"\namount = \"10\"\n";
+        let text = "[business]\nname = \"X\"\n[pricing]\nminimum_charge = 100\n\n[[pricing.modifiers]]\nid = \"stairs\"\nlabel = \"Stairs\"\nkind = \"per_unit\"\namount = 25\nunit = \"flight\"\n\n[[pricing.modifiers]]\nid = \"stairs\"\nlabel = \"Again\"\nkind = \"flat\"\namount = \"10\"\n";
         let (line, _, key, message) = error(text);
-        assert_eq!((line, key.as_str()), (12, "pricing.modifiers"));
+        assert_eq!((line, key.as_str()), (14, "pricing.modifiers"));
         // The earlier definition parses: `amount` as a TOML number is fine.
         assert!(message.contains("`stairs` is used twice"), "{message}");
 
@@ -689,7 +730,7 @@ mod tests {
 
     #[test]
     fn schedule_and_providers() {
-        let c = parse("[schedule]\nslot_minutes = 30\nclosed_dates = [2026-12-25]\n[schedule.hours]\nsun = \"closed\"\nsat = \"09:00-13:00\"\n\n[[providers]]\nid = \"a\"\nname = \"Crew A\"\ncalendar_id = \"a@group.calendar.google.com\"\n").unwrap();
+        let c = parse("[business]\nname = \"X\"\n[schedule]\nslot_minutes = 30\nclosed_dates = [2026-12-25]\n[schedule.hours]\nsun = \"closed\"\nsat = \"09:00-13:00\"\n\n[[providers]]\nid = \"a\"\nname = \"Crew A\"\ncalendar_id = \"a@group.calendar.google.com\"\n").unwrap();
         assert_eq!(c.schedule.slot_minutes, 30);
         assert_eq!(c.providers[0].calendar(), "a@group.calendar.google.com");
         assert_eq!(BusinessConfig::default().providers[0].calendar(), "crew-1");
@@ -713,5 +754,205 @@ mod tests {
         assert_eq!(maid.business.kind, BusinessKind::Maid);
         assert!(!maid.pricing.maid.clean_types.is_empty());
         assert_eq!(maid.business.timezone, chrono_tz::America::Chicago);
+    }
+
+    /// The values the issue found accepted, each refused with the range it
+    /// must fall in, at the line that states it.
+    #[test]
+    fn prices_fees_and_minimums_cannot_be_negative() {
+        let cases = [
+            (
+                "[pricing.junk]\nhourly_rate_per_person = -50\n",
+                "pricing.junk.hourly_rate_per_person",
+                "expected an amount from $0 to $100,000, got -$50",
+            ),
+            (
+                "[pricing.junk]\ndelivery_fee = -150\n",
+                "pricing.junk.delivery_fee",
+                "got -$150",
+            ),
+            (
+                "[pricing]\nminimum_charge = -10\n",
+                "pricing.minimum_charge",
+                "got -$10",
+            ),
+            (
+                "[pricing.maid]\ntrip_fee = -5\n",
+                "pricing.maid.trip_fee",
+                "got -$5",
+            ),
+        ];
+        for (text, want_key, want_message) in cases {
+            let (line, column, key, message) = error(&format!("{NAMED}{text}"));
+            assert_eq!(key, want_key, "{text}");
+            assert_eq!(line, 4, "{text}");
+            assert!(column > 1, "{text}: points at the value");
+            assert!(message.contains(want_message), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn percentages_are_bounded() {
+        let surcharge = format!(
+            "{NAMED}[[pricing.modifiers]]\nid = \"weekend\"\nlabel = \"Weekend\"\nkind = \"percent\"\npercent = 500\n"
+        );
+        let (line, _, key, message) = error(&surcharge);
+        assert_eq!((line, key.as_str()), (4, "pricing.modifiers"));
+        assert!(
+            message.contains("`weekend`: expected a percentage from 0 up to 100, got 500"),
+            "{message}"
+        );
+        let discount = format!(
+            "{NAMED}[[pricing.discounts]]\nid = \"senior\"\nlabel = \"Senior\"\nkind = \"percent\"\npercent = 150\n"
+        );
+        let (_, _, key, message) = error(&discount);
+        assert_eq!(key, "pricing.discounts");
+        assert!(message.contains("up to 100, got 150"), "{message}");
+        let negative_discount = format!(
+            "{NAMED}[[pricing.discounts]]\nid = \"c\"\nlabel = \"C\"\nkind = \"amount\"\namount = -20\n"
+        );
+        let (_, _, key, message) = error(&negative_discount);
+        assert_eq!(key, "pricing.discounts");
+        assert!(message.contains("got -$20"), "{message}");
+        // A surcharge of 100% and a discount of 100% are the limits, and valid.
+        let limits = format!(
+            "{NAMED}[[pricing.modifiers]]\nid = \"w\"\nlabel = \"W\"\nkind = \"percent\"\npercent = 100\n[[pricing.discounts]]\nid = \"f\"\nlabel = \"Free\"\nkind = \"percent\"\npercent = 100\n"
+        );
+        parse(&limits).unwrap();
+    }
+
+    /// These parsed, then panicked inside a turn (quote expiry, the offer
+    /// range, the notice cut-off).
+    #[test]
+    fn days_and_hours_that_overflowed_dates_are_refused() {
+        let cases = [
+            (
+                "[pricing]\nquote_valid_days = 4294967295\n",
+                "pricing.quote_valid_days",
+                "expected a number of days from 1 to 365, got 4294967295",
+            ),
+            (
+                "[schedule]\nhorizon_days = 100000000\n",
+                "schedule.horizon_days",
+                "expected a number of days from 1 to 365, got 100000000",
+            ),
+            (
+                "[schedule]\nmin_notice_hours = 4294967295\n",
+                "schedule.min_notice_hours",
+                "expected a number of hours from 0 to 720, got 4294967295",
+            ),
+            (
+                "[schedule]\nslot_minutes = 0\n",
+                "schedule.slot_minutes",
+                "from 5 to 720",
+            ),
+            (
+                "[schedule]\nhold_minutes = 0\n",
+                "schedule.hold_minutes",
+                "from 1 to 1440",
+            ),
+            (
+                "[conversation]\nidle_days = 0\n",
+                "conversation.idle_days",
+                "from 1 to 365",
+            ),
+            (
+                "[pricing.junk]\nminimum_hours = 5000\n",
+                "pricing.junk.minimum_hours",
+                "expected a number of hours from 0 up to 24, got 5000",
+            ),
+            (
+                "[pricing.junk]\nbilling_increment_hours = 0\n",
+                "pricing.junk.billing_increment_hours",
+                "above 0 up to 24",
+            ),
+            (
+                "[pricing.maid]\ncrew = 0\n",
+                "pricing.maid.crew",
+                "expected a crew size from 1 to 100",
+            ),
+        ];
+        for (text, want_key, want_message) in cases {
+            let (line, _, key, message) = error(&format!("{NAMED}{text}"));
+            assert_eq!((line, key.as_str()), (4, want_key), "{text}");
+            assert!(message.contains(want_message), "{text}: {message}");
+        }
+        let tier = format!(
+            "{NAMED}[[pricing.junk.tiers]]\nid = \"huge\"\nlabel = \"Huge\"\nhours = 2\ncrew = 1000\n"
+        );
+        let (line, _, key, message) = error(&tier);
+        assert_eq!((line, key.as_str()), (4, "pricing.junk.tiers"));
+        assert!(
+            message.contains("`huge`: expected a crew size from 1 to 100, got 1000"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn serde_messages_are_said_in_plain_words() {
+        let (_, _, key, message) = error(&format!("{NAMED}[schedule]\nhorizon_days = -3\n"));
+        assert_eq!(key, "schedule.horizon_days");
+        assert_eq!(message, "expected a whole number from 0 to 4294967295, got -3");
+        let (_, _, _, message) = error(&format!("{NAMED}[schedule]\nhorizon_days = \"thirty\"\n"));
+        assert_eq!(
+            message,
+            "expected a whole number from 0 to 4294967295, got the text \"thirty\""
+        );
+        let (_, _, _, message) = error(&format!("{NAMED}[schedule]\nslot_minutes = 7.5\n"));
+        assert!(message.starts_with("expected a whole number"), "{message}");
+        assert!(!message.contains("u32"), "{message}");
+        let (_, _, key, message) = error(&format!("{NAMED}[pricing.junk]\ndelivery_fee = true\n"));
+        assert_eq!(key, "pricing.junk.delivery_fee");
+        assert_eq!(message, "expected a number like 12.5, got true");
+        let (_, _, _, message) = error(&format!("{NAMED}[quiet_hours]\nreplies_allowed = \"yes\"\n"));
+        assert_eq!(message, "expected true or false, got the text \"yes\"");
+        let (_, _, _, message) = error("[business]\nname = \"X\"\ntimezone = \"Mars/Olympus\"\n");
+        assert_eq!(
+            message,
+            "`Mars/Olympus` is not a time zone; expected an IANA time zone like America/Chicago"
+        );
+        // Messages already in plain words pass through.
+        let (_, _, _, message) = error(&format!("{NAMED}[assistant]\ntone = \"sarcastic\"\n"));
+        assert!(message.contains("unknown variant `sarcastic`"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_business_name_is_an_error() {
+        for text in ["", "[business]\nkind = \"maid\"\n", "[business]\nname = \"  \"\n"] {
+            let (_, _, key, message) = error(text);
+            assert_eq!(key, "business.name", "{text:?}");
+            assert!(message.contains("business name is missing"), "{message}");
+        }
+        let (line, column, _, _) = error("[business]\nname = \"\"\n");
+        assert_eq!((line, column), (2, 8));
+    }
+
+    #[test]
+    fn missing_owner_contacts_are_warnings_not_errors() {
+        let bare = parse(NAMED).unwrap();
+        let warnings: Vec<String> = bare.warnings().iter().map(ToString::to_string).collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("business.owner_email: not set: owner alerts")
+                && warnings[0].contains("will go nowhere"),
+            "{warnings:?}"
+        );
+        assert!(warnings[1].starts_with("business.phone: not set"), "{warnings:?}");
+        let full = parse(&format!(
+            "{NAMED}owner_email = \"owner@example.com\"\nphone = \"+15035550142\"\n"
+        ))
+        .unwrap();
+        assert!(full.warnings().is_empty());
+    }
+
+    #[test]
+    fn a_missing_file_names_the_os_error_once() {
+        let err = BusinessConfig::load(Path::new("/nonexistent/business.toml")).unwrap_err();
+        let chained = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(
+            chained.matches("No such file or directory").count(),
+            1,
+            "{chained}"
+        );
     }
 }

@@ -344,7 +344,12 @@ impl ScheduleConfig {
             .collect();
         // Configuration bounds these; saturating keeps any other values
         // from panicking the engine.
-        let after = |d: Duration| query.now.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let after = |d: Duration| {
+            query
+                .now
+                .checked_add_signed(d)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        };
         let earliest = after(Duration::hours(i64::from(self.min_notice_hours)));
         let latest = after(Duration::days(i64::from(self.horizon_days)));
         let first_day = query.now.with_timezone(&tz).date_naive();

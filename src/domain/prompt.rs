@@ -317,7 +317,9 @@ mod tests {
     #[test]
     fn tone_and_length_are_applied() {
         let p = assemble(
-            &config("[assistant]\ntone = \"professional\"\nreply_length = \"medium\"\n"),
+            &config(
+                "[business]\nname = \"X\"\n[assistant]\ntone = \"professional\"\nreply_length = \"medium\"\n",
+            ),
             now(),
         );
         let style = p.sections.iter().find(|s| s.title == "Style").unwrap();

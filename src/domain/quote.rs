@@ -431,31 +431,27 @@ impl PricingConfig {
             }
             Ok(())
         };
-        let number = |key: &'static str,
-                      id: Option<&str>,
-                      value: Decimal,
-                      above_zero: bool,
-                      max: i64,
-                      what: &str| {
-            let low_ok = if above_zero {
-                value > Decimal::ZERO
-            } else {
-                !value.is_sign_negative() || value.is_zero()
+        let number =
+            |key: &'static str, id: Option<&str>, value: Decimal, above_zero: bool, max: i64, what: &str| {
+                let low_ok = if above_zero {
+                    value > Decimal::ZERO
+                } else {
+                    !value.is_sign_negative() || value.is_zero()
+                };
+                if !low_ok || value > Decimal::from(max) {
+                    let from = if above_zero { "above 0" } else { "from 0" };
+                    return Err(CatalogError {
+                        key,
+                        id: id.map(str::to_string),
+                        message: format!(
+                            "{}expected {what} {from} up to {max}, got {}",
+                            id.map(|i| format!("`{i}`: ")).unwrap_or_default(),
+                            value.normalize()
+                        ),
+                    });
+                }
+                Ok(())
             };
-            if !low_ok || value > Decimal::from(max) {
-                let from = if above_zero { "above 0" } else { "from 0" };
-                return Err(CatalogError {
-                    key,
-                    id: id.map(str::to_string),
-                    message: format!(
-                        "{}expected {what} {from} up to {max}, got {}",
-                        id.map(|i| format!("`{i}`: ")).unwrap_or_default(),
-                        value.normalize()
-                    ),
-                });
-            }
-            Ok(())
-        };
         let whole = |key: &'static str, id: Option<&str>, value: u32, min: u32, max: u32, what: &str| {
             if !(min..=max).contains(&value) {
                 return Err(CatalogError {
@@ -507,7 +503,14 @@ impl PricingConfig {
             MAX_JOB_HOURS,
             hours,
         )?;
-        whole("pricing.junk.default_crew", None, junk.default_crew, 1, max_crew, crew)?;
+        whole(
+            "pricing.junk.default_crew",
+            None,
+            junk.default_crew,
+            1,
+            max_crew,
+            crew,
+        )?;
         for tier in &junk.tiers {
             let id = Some(tier.id.as_str());
             number("pricing.junk.tiers", id, tier.hours, true, MAX_JOB_HOURS, hours)?;
@@ -521,15 +524,27 @@ impl PricingConfig {
             }
         }
         let maid = &self.maid;
-        money("pricing.maid.hourly_rate_per_person", None, maid.hourly_rate_per_person)?;
+        money(
+            "pricing.maid.hourly_rate_per_person",
+            None,
+            maid.hourly_rate_per_person,
+        )?;
         money("pricing.maid.trip_fee", None, maid.trip_fee)?;
         whole("pricing.maid.crew", None, maid.crew, 1, max_crew, crew)?;
         for (key, value, above_zero) in [
-            ("pricing.maid.billing_increment_hours", maid.billing_increment_hours, true),
+            (
+                "pricing.maid.billing_increment_hours",
+                maid.billing_increment_hours,
+                true,
+            ),
             ("pricing.maid.base_hours", maid.base_hours, false),
             ("pricing.maid.hours_per_bedroom", maid.hours_per_bedroom, false),
             ("pricing.maid.hours_per_bathroom", maid.hours_per_bathroom, false),
-            ("pricing.maid.hours_per_1000_sqft", maid.hours_per_1000_sqft, false),
+            (
+                "pricing.maid.hours_per_1000_sqft",
+                maid.hours_per_1000_sqft,
+                false,
+            ),
         ] {
             number(key, None, value, above_zero, MAX_JOB_HOURS, hours)?;
         }
