@@ -20,7 +20,8 @@ pub const EMAIL: &str = "email";
 pub const DEFERRED_REPLY: &str = "deferred_reply";
 
 /// Alerts that also go to the owner by email: the ones a person must act on.
-pub const EMAILED_ALERTS: [&str; 6] = [
+pub const EMAILED_ALERTS: [&str; 7] = [
+    crate::jobs::worker::TURN_PANICKED,
     "handoff",
     "calendar_credentials",
     "booking_incomplete",
@@ -297,6 +298,7 @@ pub fn alert_job(
         "booking_incomplete" => "A booking needs a look",
         "opted_out_with_booking" => "A booked customer opted out of texts",
         "dead_job" => "A notification could not be sent",
+        crate::jobs::worker::TURN_PANICKED => "A customer's text could not be answered",
         _ => "A text could not be delivered",
     };
     let (subject, html, text) = templates::alert_email(business, headline, &alert.detail);

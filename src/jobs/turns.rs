@@ -268,7 +268,7 @@ impl Engine {
     }
 
     /// Commits the turn's outcome and sends its reply, if it has one.
-    async fn conclude(
+    pub(crate) async fn conclude(
         &self,
         id: ConversationId,
         mut commit: TurnCommit,

@@ -11,9 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::turns::Engine;
+use super::turns::{Engine, TurnResult};
 use crate::config::settings::WorkerSettings;
-use crate::store::{ConversationId, Store};
+use crate::domain::sms_text;
+use crate::store::{ConversationId, NewAlert, OutboundDraft, Store, StoreError, TurnCommit};
+use crate::templates;
+
+/// The owner alert raised when a turn panicked and the apology went out.
+pub const TURN_PANICKED: &str = "turn_panicked";
 
 pub struct TurnWorker {
     pub engine: Arc<Engine>,
@@ -82,7 +87,22 @@ impl TurnWorker {
     }
 
     async fn run_claimed(&self, id: ConversationId, token: &str) {
-        match self.engine.run_turn(id).await {
+        // The turn runs in a task of its own so that a panic in it is caught
+        // here; a JoinSet aborts it if this worker is dropped mid-turn.
+        let mut turn = JoinSet::new();
+        let engine = self.engine.clone();
+        turn.spawn(async move { engine.run_turn(id).await });
+        let outcome = match turn.join_next().await {
+            Some(Ok(result)) => result,
+            Some(Err(e)) if e.is_panic() => {
+                let cause = panic_message(e.into_panic());
+                tracing::error!(conversation = id.0, %cause, "a turn panicked; the customer gets the apology");
+                self.answer_after_panic(id, &cause).await
+            }
+            // Cancelled: only at shutdown, which frees the lease anyway.
+            Some(Err(_)) | None => return,
+        };
+        match outcome {
             Ok(result) => {
                 tracing::debug!(conversation = id.0, ?result, "turn finished");
                 if let Err(e) = self.store.release(id, token).await {
@@ -102,7 +122,56 @@ impl TurnWorker {
     }
 }
 
-/// A panicking turn keeps its lease until it expires, then runs again.
+impl TurnWorker {
+    /// The last defence when a turn panics: every rerun would panic again
+    /// and leave the customer's texts pending forever, unanswered and
+    /// unknown to the owner. Instead they are answered with the apology and
+    /// the owner is alerted, in one commit that marks them answered, so the
+    /// conversation does not run again until the customer texts again.
+    async fn answer_after_panic(&self, id: ConversationId, cause: &str) -> Result<TurnResult, StoreError> {
+        let engine = &self.engine;
+        let turn = engine.store.turn_input(id, 1).await?;
+        // A panic after the turn's own commit left nothing pending: its
+        // reply is queued and goes out with the next delivery sweep.
+        let Some(last) = turn.pending.last().map(|m| m.id) else {
+            return Ok(TurnResult::NothingPending);
+        };
+        let customer = turn.conversation.customer_phone.masked().to_string();
+        let business = &engine.business;
+        let commit = TurnCommit {
+            through: last,
+            reply: Some(OutboundDraft {
+                kind: "apology",
+                body: sms_text::prepare_reply(&templates::apology(business), business.sms.max_segments),
+            }),
+            state: turn.state,
+            new_quotes: Vec::new(),
+            alerts: vec![NewAlert {
+                kind: TURN_PANICKED,
+                detail: format!(
+                    "textdesk failed while answering {customer} ({} text(s)): {cause}. They were sent the apology; please text them back.",
+                    turn.pending.len()
+                ),
+            }],
+            jobs: Vec::new(),
+            cancel_jobs: Vec::new(),
+        };
+        let reply = engine.conclude(id, commit).await?;
+        Ok(TurnResult::Replied(reply))
+    }
+}
+
+/// What a panic said, when it said it with a string (nearly always).
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// A panic outside a turn's own task (in the worker's bookkeeping): the
+/// conversation keeps its lease until it expires, then runs again.
 fn log_panic(joined: Result<(), tokio::task::JoinError>) {
     if let Err(e) = joined
         && e.is_panic()
