@@ -133,10 +133,28 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once: an error that
+/// already quotes its cause (thiserror's `{0}` with `#[from]`, say) would
+/// otherwise print it twice, as `{e:#}` does.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -145,6 +163,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve => {
             telemetry::init(settings.log_format, "info,sqlx=warn");
             let business = BusinessConfig::load(&settings.business_config)?;
+            for warning in business.warnings() {
+                tracing::warn!(config = %settings.business_config.display(), "{warning}");
+            }
             tracing::info!(
                 business = %business.business.name,
                 config = %settings.business_config.display(),
@@ -459,6 +480,13 @@ fn config_summary(path: &Path, config: &BusinessConfig) -> String {
     let b = &config.business;
     let a = &config.assistant;
     let mut out = format!("{} is valid.\n\n", path.display());
+    let warnings = config.warnings();
+    if !warnings.is_empty() {
+        for warning in &warnings {
+            out.push_str(&format!("warning: {warning}\n"));
+        }
+        out.push('\n');
+    }
     out.push_str(&format!("Business:   {} ({})\n", b.name, b.kind.as_str()));
     out.push_str(&format!("Timezone:   {}\n", b.timezone.name()));
     out.push_str(&format!(

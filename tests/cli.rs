@@ -86,3 +86,135 @@ fn check_config_locates_mistakes() {
     assert!(!ok);
     assert!(err.contains("business.toml:3:12: business.timezone:"), "{err}");
 }
+
+fn total_line(out: &str) -> String {
+    out.lines()
+        .find(|l| l.trim_start().starts_with("Total"))
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn stated_hours_honour_the_minimum_and_the_billing_increment() {
+    // business.toml: a 1-hour minimum in half-hour steps, $50 per person.
+    let (ok, out, err) = textdesk(&["quote", "--hours", "0.1", "--crew", "1"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Labour: 1 person x 1 hour at $50/hour each"),
+        "{out}"
+    );
+    assert!(!out.contains("1 people"), "{out}");
+    assert!(out.contains("Based on 1 person for 1 hour."), "{out}");
+    assert!(total_line(&out).ends_with("$200"), "{out}");
+    let (ok, out, err) = textdesk(&["quote", "--hours", "2.2", "--crew", "2"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Labour: 2 people x 2.5 hours"), "{out}");
+    assert!(total_line(&out).ends_with("$400"), "{out}");
+}
+
+#[test]
+fn the_shipped_job_file_prices() {
+    let (ok, out, err) = textdesk(&["quote", "--job", "examples/job.toml"]);
+    assert!(ok, "{err}");
+    // Half a truck (2 h) and a piano (1 h, 3 people): 150 + 3 x 3 x 50,
+    // stairs 2 x 25, a mattress 30: 680, less 10% senior = 612.
+    assert!(out.contains("Labour: 3 people x 3 hours"), "{out}");
+    assert!(out.contains("Stairs: 2 flight(s) x $25"), "{out}");
+    assert!(out.contains("Senior discount (10% off)"), "{out}");
+    assert!(total_line(&out).ends_with("$612"), "{out}");
+}
+
+#[test]
+fn os_errors_are_printed_once() {
+    let missing = "/nonexistent/business.toml";
+    for args in [
+        vec!["check-config", missing],
+        vec!["quote", "--config", missing, "--size", "half_truck"],
+        vec!["quote", "--job", "/nonexistent/job.toml"],
+    ] {
+        let (ok, _, err) = textdesk(&args);
+        assert!(!ok, "{args:?}");
+        assert_eq!(
+            err.matches("No such file or directory").count(),
+            1,
+            "{args:?}: {err}"
+        );
+    }
+    let (_, _, err) = textdesk(&["check-config", missing]);
+    assert!(
+        err.starts_with("error: /nonexistent/business.toml: cannot read the business file: No such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_refuses_what_would_misprice_or_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("business.toml");
+    let cases = [
+        (
+            "[pricing.junk]\nhourly_rate_per_person = -50\n",
+            "pricing.junk.hourly_rate_per_person: expected an amount from $0 to $100,000, got -$50",
+        ),
+        (
+            "[pricing.junk]\ndelivery_fee = -150\n",
+            "pricing.junk.delivery_fee: expected an amount",
+        ),
+        (
+            "[pricing]\nminimum_charge = -10\n",
+            "pricing.minimum_charge: expected an amount",
+        ),
+        (
+            "[[pricing.modifiers]]\nid = \"weekend\"\nlabel = \"Weekend\"\nkind = \"percent\"\npercent = 500\n",
+            "pricing.modifiers: `weekend`: expected a percentage from 0 up to 100, got 500",
+        ),
+        (
+            "[pricing]\nquote_valid_days = 4294967295\n",
+            "pricing.quote_valid_days: expected a number of days from 1 to 365",
+        ),
+        (
+            "[schedule]\nhorizon_days = 100000000\n",
+            "schedule.horizon_days: expected a number of days from 1 to 365",
+        ),
+        (
+            "[schedule]\nmin_notice_hours = 4294967295\n",
+            "schedule.min_notice_hours: expected a number of hours from 0 to 720",
+        ),
+        (
+            "[schedule]\noffers = \"three\"\n",
+            "schedule.offers: expected a whole number",
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&file, format!("[business]\nname = \"X\"\n{text}")).unwrap();
+        let (ok, out, err) = textdesk(&["check-config", file.to_str().unwrap()]);
+        assert!(!ok, "accepted {text}: {out}");
+        assert!(err.contains("business.toml:"), "{err}");
+        assert!(err.contains(expected), "{text}: {err}");
+    }
+}
+
+#[test]
+fn check_config_warns_when_alerts_would_go_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("business.toml");
+    std::fs::write(&file, "[business]\nname = \"X\"\n").unwrap();
+    let (ok, out, err) = textdesk(&["check-config", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("warning: business.owner_email: not set: owner alerts")
+            && out.contains("will go nowhere"),
+        "{out}"
+    );
+    std::fs::write(&file, "[business]\nkind = \"maid\"\n").unwrap();
+    let (ok, _, err) = textdesk(&["check-config", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("business.name: the business name is missing"),
+        "{err}"
+    );
+    let (ok, out, _) = textdesk(&["check-config"]);
+    assert!(ok);
+    assert!(!out.contains("warning:"), "the shipped file is complete: {out}");
+}

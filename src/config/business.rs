@@ -1,8 +1,10 @@
 //! `business.toml`: the owner's file.
 //!
-//! Every key has a default, so a five-line file works, and every mistake is
-//! reported as `file:line:column: key: what is wrong`, because the person
-//! editing this file is a business owner, not a Rust developer.
+//! Every key but the business name has a default, so a five-line file
+//! works, and every mistake is reported as `file:line:column: key: what is
+//! wrong` in plain words, with the range a number must fall in, because the
+//! person editing this file is a business owner, not a Rust developer.
+//! Nothing this file accepts can make a price negative or a date overflow.
 
 use std::path::{Path, PathBuf};
 

@@ -812,6 +812,11 @@ fn hours_text(hours: Decimal) -> String {
     }
 }
 
+/// "1 person", "3 people".
+fn count(n: u32, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Builds the quote. `id` and `now` come from the caller so this stays pure.
 pub fn price(
     config: &PricingConfig,
@@ -833,7 +838,8 @@ pub fn price(
             });
             lines.push(QuoteLine {
                 label: format!(
-                    "Labour: {crew} people x {} at {rate}/hour each",
+                    "Labour: {} x {} at {rate}/hour each",
+                    count(crew, "person", "people"),
                     hours_text(hours)
                 ),
                 amount: Money::new(rate.amount() * hours * Decimal::from(crew)),
@@ -855,7 +861,8 @@ pub fn price(
                     let rate = config.maid.hourly_rate_per_person;
                     lines.push(QuoteLine {
                         label: format!(
-                            "Cleaning: {crew} cleaners x {} at {rate}/hour each",
+                            "Cleaning: {} x {} at {rate}/hour each",
+                            count(crew, "cleaner", "cleaners"),
                             hours_text(hours)
                         ),
                         amount: Money::new(rate.amount() * hours * Decimal::from(crew)),
@@ -1021,7 +1028,13 @@ fn junk_labour(
 ) -> Result<(Decimal, u32), QuoteError> {
     if let Some(labour) = job.labour {
         let (hours, crew) = check_labour(labour)?;
-        assumptions.push(format!("Based on {crew} people for {}.", hours_text(hours)));
+        // Stated hours are billed like computed ones.
+        let hours = round_up_to(hours.max(p.minimum_hours), p.billing_increment_hours);
+        assumptions.push(format!(
+            "Based on {} for {}.",
+            count(crew, "person", "people"),
+            hours_text(hours)
+        ));
         return Ok((hours, crew));
     }
     let mut hours = Decimal::ZERO;
@@ -1062,8 +1075,9 @@ fn junk_labour(
     }
     let hours = round_up_to(hours.max(p.minimum_hours), p.billing_increment_hours);
     assumptions.push(format!(
-        "Based on {} ({crew} people, about {}).",
+        "Based on {} ({}, about {}).",
         described.join(", "),
+        count(crew, "person", "people"),
         hours_text(hours)
     ));
     Ok((hours, crew))
@@ -1104,8 +1118,10 @@ fn maid_labour(
     );
     if let Some(labour) = job.labour {
         let (hours, crew) = check_labour(labour)?;
+        let hours = round_up_to(hours, p.billing_increment_hours);
         assumptions.push(format!(
-            "Based on {home}: {crew} cleaners for {}.",
+            "Based on {home}: {} for {}.",
+            count(crew, "cleaner", "cleaners"),
             hours_text(hours)
         ));
         return Ok((hours, crew, None));
@@ -1118,7 +1134,8 @@ fn maid_labour(
     let crew = p.crew;
     let hours = round_up_to(person_hours / Decimal::from(crew), p.billing_increment_hours);
     assumptions.push(format!(
-        "Based on {home} ({crew} cleaners, about {}).",
+        "Based on {home} ({}, about {}).",
+        count(crew, "cleaner", "cleaners"),
         hours_text(hours)
     ));
     let flat = p
@@ -1262,7 +1279,10 @@ mod tests {
             ("1", 2, "250"),
             ("2", 2, "350"),
             ("2.5", 3, "525"),
-            ("0.5", 2, "200"),
+            // Stated hours are raised to the 1-hour minimum: 150 + 2 x 50.
+            ("0.5", 2, "250"),
+            // ...and rounded up to the half-hour increment: 150 + 1.5 x 50.
+            ("1.2", 1, "225"),
             ("8", 4, "1750"),
         ];
         for (hours, crew, expected) in cases {
@@ -1335,6 +1355,8 @@ mod tests {
         c.minimum_charge = Money::ZERO;
         c.junk.hourly_rate_per_person = money("33.33");
         c.junk.delivery_fee = Money::ZERO;
+        // Quarter hours, so 1.25 hours is billed as stated.
+        c.junk.billing_increment_hours = dec("0.25");
         assert_eq!(total(&c, &explicit("1.5", 1)), money("50.00")); // 49.995 -> 50.00
         c.rounding = Rounding::Dollar;
         assert_eq!(total(&c, &explicit("1.25", 1)), money("42")); // 41.66 -> 42
