@@ -458,7 +458,7 @@ impl BusinessConfig {
                 self.reminders.quote_follow_up_hours,
                 0,
                 720,
-                "a number of hours (0 turns the nudge off)",
+                "a number of hours",
             ),
             (
                 "providers",

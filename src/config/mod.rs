@@ -2,3 +2,6 @@
 
 pub mod business;
 pub mod settings;
+
+#[cfg(test)]
+mod bounds_tests;
