@@ -100,7 +100,8 @@ fn pricing_fields() -> impl Strategy<Value = Vec<Field>> {
             money(),
             crew(),
             increment(),
-            hours(),
+            // base_hours: above zero, so every visit takes time.
+            increment(),
             hours(),
             hours(),
             hours(),

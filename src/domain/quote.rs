@@ -537,7 +537,8 @@ impl PricingConfig {
                 maid.billing_increment_hours,
                 true,
             ),
-            ("pricing.maid.base_hours", maid.base_hours, false),
+            // Above zero, so every visit takes time and is scheduled as such.
+            ("pricing.maid.base_hours", maid.base_hours, true),
             ("pricing.maid.hours_per_bedroom", maid.hours_per_bedroom, false),
             ("pricing.maid.hours_per_bathroom", maid.hours_per_bathroom, false),
             (
@@ -584,17 +585,13 @@ impl PricingConfig {
                 ModifierKind::Flat { amount }
                 | ModifierKind::PerUnit { amount, .. }
                 | ModifierKind::PerItem { amount } => {
-                    if amount.is_negative() {
-                        return fail(
-                            "pricing.modifiers",
-                            &m.id,
-                            format!(
-                                "`{}`: modifiers add to the price; use [[pricing.discounts]] to take away",
-                                m.id
-                            ),
-                        );
-                    }
-                    money("pricing.modifiers", id, *amount)?
+                    money("pricing.modifiers", id, *amount).map_err(|mut e| {
+                        if amount.is_negative() {
+                            e.message
+                                .push_str("; modifiers add to the price, [[pricing.discounts]] take away");
+                        }
+                        e
+                    })?
                 }
                 ModifierKind::Percent { percent: p } => percent("pricing.modifiers", &m.id, *p)?,
             }
