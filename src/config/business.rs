@@ -351,7 +351,7 @@ impl BusinessConfig {
             let mut key = err.path().to_string();
             // The path already ends with an unknown key's own name.
             let inner = err.inner();
-            let message = plain_words(inner.message().trim());
+            let message = with_range(&key, plain_words(inner.message().trim()));
             if key == "." || key.is_empty() {
                 key = "(file)".into();
             }
@@ -393,84 +393,24 @@ impl BusinessConfig {
     /// bounds live with the catalog, in `PricingConfig::validate`.)
     fn check_ranges(&self) -> Result<(), (&'static str, String)> {
         let s = &self.schedule;
-        let c = &self.conversation;
-        let checks: [(&'static str, u32, u32, u32, &str); 12] = [
-            (
-                "schedule.slot_minutes",
-                s.slot_minutes,
-                5,
-                720,
-                "a number of minutes",
-            ),
-            (
-                "schedule.arrival_window_minutes",
-                s.arrival_window_minutes,
-                0,
-                720,
-                "a number of minutes",
-            ),
-            (
-                "schedule.buffer_before_minutes",
-                s.buffer_before_minutes,
-                0,
-                720,
-                "a number of minutes",
-            ),
-            (
-                "schedule.buffer_after_minutes",
-                s.buffer_after_minutes,
-                0,
-                720,
-                "a number of minutes",
-            ),
-            (
-                "schedule.min_notice_hours",
-                s.min_notice_hours,
-                0,
-                720,
-                "a number of hours",
-            ),
-            (
-                "schedule.horizon_days",
-                s.horizon_days,
-                1,
-                365,
-                "a number of days",
-            ),
-            (
-                "schedule.hold_minutes",
-                s.hold_minutes,
-                1,
-                1440,
-                "a number of minutes",
-            ),
-            ("schedule.offers", s.offers, 1, 10, "a number of openings"),
-            ("conversation.idle_days", c.idle_days, 1, 365, "a number of days"),
-            (
-                "conversation.handoff_days",
-                c.handoff_days,
-                1,
-                365,
-                "a number of days",
-            ),
-            (
-                "reminders.quote_follow_up_hours",
-                self.reminders.quote_follow_up_hours,
-                0,
-                720,
-                "a number of hours",
-            ),
-            (
-                "providers",
-                self.providers.len() as u32,
-                1,
-                100,
-                "a number of providers",
-            ),
-        ];
-        for (key, value, min, max, what) in checks {
-            if !(min..=max).contains(&value) {
-                return Err((key, format!("expected {what} from {min} to {max}, got {value}")));
+        let value = |key: &str| match key {
+            "schedule.slot_minutes" => s.slot_minutes,
+            "schedule.arrival_window_minutes" => s.arrival_window_minutes,
+            "schedule.buffer_before_minutes" => s.buffer_before_minutes,
+            "schedule.buffer_after_minutes" => s.buffer_after_minutes,
+            "schedule.min_notice_hours" => s.min_notice_hours,
+            "schedule.horizon_days" => s.horizon_days,
+            "schedule.hold_minutes" => s.hold_minutes,
+            "schedule.offers" => s.offers,
+            "conversation.idle_days" => self.conversation.idle_days,
+            "conversation.handoff_days" => self.conversation.handoff_days,
+            "reminders.quote_follow_up_hours" => self.reminders.quote_follow_up_hours,
+            _ => unreachable!("every key in RANGES has a value"),
+        };
+        for range in &RANGES {
+            let got = value(range.key);
+            if !(range.min..=range.max).contains(&got) {
+                return Err((range.key, range.message(&got.to_string())));
             }
         }
         Ok(())
@@ -504,6 +444,56 @@ impl BusinessConfig {
             .greeting
             .clone()
             .unwrap_or_else(|| format!("Hi! Thanks for texting {}.", self.business.name))
+    }
+}
+
+/// A whole number with a range, and what it counts.
+struct Range {
+    key: &'static str,
+    min: u32,
+    max: u32,
+    what: &'static str,
+}
+
+impl Range {
+    fn message(&self, got: &str) -> String {
+        format!(
+            "expected {} from {} to {}, got {got}",
+            self.what, self.min, self.max
+        )
+    }
+}
+
+const fn range(key: &'static str, min: u32, max: u32, what: &'static str) -> Range {
+    Range { key, min, max, what }
+}
+
+/// The schedule and conversation numbers `check_ranges` bounds.
+const RANGES: [Range; 11] = [
+    range("schedule.slot_minutes", 5, 720, "a number of minutes"),
+    range("schedule.arrival_window_minutes", 0, 720, "a number of minutes"),
+    range("schedule.buffer_before_minutes", 0, 720, "a number of minutes"),
+    range("schedule.buffer_after_minutes", 0, 720, "a number of minutes"),
+    range("schedule.min_notice_hours", 0, 720, "a number of hours"),
+    range("schedule.horizon_days", 1, 365, "a number of days"),
+    range("schedule.hold_minutes", 1, 1440, "a number of minutes"),
+    range("schedule.offers", 1, 10, "a number of openings"),
+    range("conversation.idle_days", 1, 365, "a number of days"),
+    range("conversation.handoff_days", 1, 365, "a number of days"),
+    range("reminders.quote_follow_up_hours", 0, 720, "a number of hours"),
+];
+
+/// A number that failed to parse as a whole number (`-3`, `1e20`, `"ten"`)
+/// at a key with a known range states that range rather than the type's.
+fn with_range(key: &str, message: String) -> String {
+    match (RANGES.iter().find(|r| r.key == key), message.split_once(", got ")) {
+        (Some(range), Some((expected, got))) if expected.starts_with("expected a whole number") => {
+            // It was not a whole number at all: say that it must be one.
+            range
+                .message(got)
+                .replacen("expected a number", "expected a whole number", 1)
+        }
+        _ => message,
     }
 }
 
@@ -892,13 +882,22 @@ mod tests {
 
     #[test]
     fn serde_messages_are_said_in_plain_words() {
+        let (_, _, key, message) = error(&format!("{NAMED}[pricing]\nquote_valid_days = -3\n"));
+        assert_eq!(key, "pricing.quote_valid_days");
+        assert_eq!(message, "expected a whole number from 0 to 4294967295, got -3");
+        let (_, _, _, message) = error(&format!("{NAMED}[pricing.junk]\ndefault_crew = \"two\"\n"));
+        assert_eq!(
+            message,
+            "expected a whole number from 0 to 4294967295, got the text \"two\""
+        );
+        // Where the key has a range of its own, that range is the one stated.
         let (_, _, key, message) = error(&format!("{NAMED}[schedule]\nhorizon_days = -3\n"));
         assert_eq!(key, "schedule.horizon_days");
-        assert_eq!(message, "expected a whole number from 0 to 4294967295, got -3");
+        assert_eq!(message, "expected a whole number of days from 1 to 365, got -3");
         let (_, _, _, message) = error(&format!("{NAMED}[schedule]\nhorizon_days = \"thirty\"\n"));
         assert_eq!(
             message,
-            "expected a whole number from 0 to 4294967295, got the text \"thirty\""
+            "expected a whole number of days from 1 to 365, got the text \"thirty\""
         );
         let (_, _, _, message) = error(&format!("{NAMED}[schedule]\nslot_minutes = 7.5\n"));
         assert!(message.starts_with("expected a whole number"), "{message}");
