@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::app::{Application, Services};
-use crate::config::business::{BusinessConfig, BusinessKind};
+use crate::config::business::{BusinessConfig, BusinessKind, describe_toml_error};
 use crate::config::settings::Settings;
 use crate::domain::phone::E164;
 use crate::domain::prompt;
@@ -364,7 +364,7 @@ fn quote(args: QuoteArgs) -> anyhow::Result<()> {
         Some(job) => {
             let text =
                 std::fs::read_to_string(job).with_context(|| format!("cannot read {}", job.display()))?;
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", job.display(), e.message()))?
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!(describe_toml_error(job, &text, &e)))?
         }
         None => JobFile::default(),
     };

@@ -218,3 +218,16 @@ fn check_config_warns_when_alerts_would_go_nowhere() {
     assert!(ok);
     assert!(!out.contains("warning:"), "the shipped file is complete: {out}");
 }
+
+#[test]
+fn a_job_file_mistake_is_located_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(&job, "size = \"half_truck\"\nitems = { piano = -1 }\n").unwrap();
+    let (ok, _, err) = textdesk(&["quote", "--job", job.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("job.toml:2:19: expected a whole number from 0 to 4294967295, got -1"),
+        "{err}"
+    );
+}

@@ -600,6 +600,17 @@ fn entry_span(root: &toml::de::DeTable<'_>, key: &str, id: &str) -> Option<std::
     })
 }
 
+/// A TOML file's parse error as `file:line:column: message`, in plain
+/// words: for the owner's other files (`textdesk quote --job`).
+pub fn describe_toml_error(path: &Path, text: &str, error: &toml::de::Error) -> String {
+    let (line, column) = line_column(text, error.span().map_or(0, |s| s.start));
+    format!(
+        "{}:{line}:{column}: {}",
+        path.display(),
+        plain_words(error.message().trim())
+    )
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());

@@ -142,6 +142,18 @@ impl Settings {
                     .map_err(|_| err(var, format!("`{v}` is not a whole number"))),
             }
         };
+        // Bounded, so a typo cannot become a zero timeout (every call
+        // fails) or a retry count truncated to something else.
+        let parse_in = |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, SettingsError> {
+            let n = parse_num(var, default)?;
+            if !(min..=max).contains(&n) {
+                return Err(err(
+                    var,
+                    format!("expected a whole number from {min} to {max}, got {n}"),
+                ));
+            }
+            Ok(n)
+        };
         let parse_url = |var: &'static str, default: &str| -> Result<Url, SettingsError> {
             let raw = get(var).unwrap_or_else(|| default.to_string());
             Url::parse(&raw).map_err(|e| err(var, format!("`{raw}` is not a URL: {e}")))
@@ -193,7 +205,7 @@ impl Settings {
             from_number,
             api_base_url: parse_url("TWILIO_API_BASE_URL", "https://api.twilio.com")?,
             skip_signature_validation,
-            timeout: Duration::from_secs(parse_num("TWILIO_TIMEOUT_SECS", 10)?),
+            timeout: Duration::from_secs(parse_in("TWILIO_TIMEOUT_SECS", 10, 1, 300)?),
         };
         let partial = [
             ("TWILIO_ACCOUNT_SID", twilio.account_sid.is_some()),
@@ -215,11 +227,11 @@ impl Settings {
                 api_key: SecretString::from(key),
                 model: get("ANTHROPIC_MODEL").unwrap_or_else(|| DEFAULT_ANTHROPIC_MODEL.into()),
                 base_url: parse_url("ANTHROPIC_BASE_URL", "https://api.anthropic.com")?,
-                max_retries: parse_num("ANTHROPIC_MAX_RETRIES", 3)? as u32,
-                retry_base: Duration::from_millis(parse_num("ANTHROPIC_RETRY_BASE_MS", 500)?),
+                max_retries: parse_in("ANTHROPIC_MAX_RETRIES", 3, 0, 10)? as u32,
+                retry_base: Duration::from_millis(parse_in("ANTHROPIC_RETRY_BASE_MS", 500, 1, 60_000)?),
                 max_retry_after: Duration::from_secs(20),
-                timeout: Duration::from_secs(parse_num("ANTHROPIC_TIMEOUT_SECS", 60)?),
-                max_tokens: parse_num("ANTHROPIC_MAX_TOKENS", 1024)? as u32,
+                timeout: Duration::from_secs(parse_in("ANTHROPIC_TIMEOUT_SECS", 60, 1, 600)?),
+                max_tokens: parse_in("ANTHROPIC_MAX_TOKENS", 1024, 1, 64_000)? as u32,
                 max_tool_rounds: 8,
             }),
         };
@@ -229,7 +241,7 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(other) => return Err(err("LOG_FORMAT", format!("`{other}` is not pretty or json"))),
         };
-        let concurrency = parse_num("WORKER_CONCURRENCY", 8)?.max(1) as usize;
+        let concurrency = parse_in("WORKER_CONCURRENCY", 8, 1, 256)? as usize;
 
         Ok(Settings {
             host,
@@ -252,7 +264,7 @@ impl Settings {
                     None => None,
                     Some(_) => Some(parse_url("GOOGLE_CALENDAR_BASE_URL", "")?),
                 },
-                timeout: Duration::from_secs(parse_num("GOOGLE_TIMEOUT_SECS", 10)?),
+                timeout: Duration::from_secs(parse_in("GOOGLE_TIMEOUT_SECS", 10, 1, 300)?),
             },
             worker: WorkerSettings {
                 concurrency,
@@ -353,6 +365,28 @@ mod tests {
             !debug.contains("sk-very-secret") && !debug.contains("tok-secret"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn numbers_are_bounded_not_truncated() {
+        for (var, value, range) in [
+            ("ANTHROPIC_MAX_RETRIES", "4294967296", "from 0 to 10"),
+            ("ANTHROPIC_TIMEOUT_SECS", "0", "from 1 to 600"),
+            ("ANTHROPIC_MAX_TOKENS", "0", "from 1 to 64000"),
+            ("WORKER_CONCURRENCY", "0", "from 1 to 256"),
+            ("TWILIO_TIMEOUT_SECS", "0", "from 1 to 300"),
+            ("GOOGLE_TIMEOUT_SECS", "100000", "from 1 to 300"),
+        ] {
+            let e = settings(&[("ANTHROPIC_API_KEY", "sk"), (var, value)]).unwrap_err();
+            assert_eq!(e.var, var);
+            assert!(
+                e.to_string()
+                    .contains(&format!("expected a whole number {range}, got {value}")),
+                "{e}"
+            );
+        }
+        let e = settings(&[("WORKER_CONCURRENCY", "-1")]).unwrap_err();
+        assert!(e.to_string().contains("is not a whole number"), "{e}");
     }
 
     #[test]
