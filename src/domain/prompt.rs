@@ -297,7 +297,7 @@ mod tests {
     fn override_replaces_base_but_not_guardrails_and_rules_append() {
         let p = assemble(
             &config(
-                "[assistant]\nbase_prompt = \"You are Bob.\"\nadditional_rules = [\"We do not take paint.\"]\ncurrent_info = [\"10% off in December\"]\n",
+                "[business]\nname = \"X\"\n[assistant]\nbase_prompt = \"You are Bob.\"\nadditional_rules = [\"We do not take paint.\"]\ncurrent_info = [\"10% off in December\"]\n",
             ),
             now(),
         );
