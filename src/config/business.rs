@@ -392,23 +392,8 @@ impl BusinessConfig {
     /// business and well inside what date arithmetic can hold. (Pricing
     /// bounds live with the catalog, in `PricingConfig::validate`.)
     fn check_ranges(&self) -> Result<(), (&'static str, String)> {
-        let s = &self.schedule;
-        let value = |key: &str| match key {
-            "schedule.slot_minutes" => s.slot_minutes,
-            "schedule.arrival_window_minutes" => s.arrival_window_minutes,
-            "schedule.buffer_before_minutes" => s.buffer_before_minutes,
-            "schedule.buffer_after_minutes" => s.buffer_after_minutes,
-            "schedule.min_notice_hours" => s.min_notice_hours,
-            "schedule.horizon_days" => s.horizon_days,
-            "schedule.hold_minutes" => s.hold_minutes,
-            "schedule.offers" => s.offers,
-            "conversation.idle_days" => self.conversation.idle_days,
-            "conversation.handoff_days" => self.conversation.handoff_days,
-            "reminders.quote_follow_up_hours" => self.reminders.quote_follow_up_hours,
-            _ => unreachable!("every key in RANGES has a value"),
-        };
         for range in &RANGES {
-            let got = value(range.key);
+            let got = (range.value)(self);
             if !(range.min..=range.max).contains(&got) {
                 return Err((range.key, range.message(&got.to_string())));
             }
@@ -450,6 +435,7 @@ impl BusinessConfig {
 /// A whole number with a range, and what it counts.
 struct Range {
     key: &'static str,
+    value: fn(&BusinessConfig) -> u32,
     min: u32,
     max: u32,
     what: &'static str,
@@ -464,23 +450,89 @@ impl Range {
     }
 }
 
-const fn range(key: &'static str, min: u32, max: u32, what: &'static str) -> Range {
-    Range { key, min, max, what }
-}
+const MINUTES: &str = "a number of minutes";
+const HOURS: &str = "a number of hours";
+const DAYS: &str = "a number of days";
 
 /// The schedule and conversation numbers `check_ranges` bounds.
 const RANGES: [Range; 11] = [
-    range("schedule.slot_minutes", 5, 720, "a number of minutes"),
-    range("schedule.arrival_window_minutes", 0, 720, "a number of minutes"),
-    range("schedule.buffer_before_minutes", 0, 720, "a number of minutes"),
-    range("schedule.buffer_after_minutes", 0, 720, "a number of minutes"),
-    range("schedule.min_notice_hours", 0, 720, "a number of hours"),
-    range("schedule.horizon_days", 1, 365, "a number of days"),
-    range("schedule.hold_minutes", 1, 1440, "a number of minutes"),
-    range("schedule.offers", 1, 10, "a number of openings"),
-    range("conversation.idle_days", 1, 365, "a number of days"),
-    range("conversation.handoff_days", 1, 365, "a number of days"),
-    range("reminders.quote_follow_up_hours", 0, 720, "a number of hours"),
+    Range {
+        key: "schedule.slot_minutes",
+        value: |c| c.schedule.slot_minutes,
+        min: 5,
+        max: 720,
+        what: MINUTES,
+    },
+    Range {
+        key: "schedule.arrival_window_minutes",
+        value: |c| c.schedule.arrival_window_minutes,
+        min: 0,
+        max: 720,
+        what: MINUTES,
+    },
+    Range {
+        key: "schedule.buffer_before_minutes",
+        value: |c| c.schedule.buffer_before_minutes,
+        min: 0,
+        max: 720,
+        what: MINUTES,
+    },
+    Range {
+        key: "schedule.buffer_after_minutes",
+        value: |c| c.schedule.buffer_after_minutes,
+        min: 0,
+        max: 720,
+        what: MINUTES,
+    },
+    Range {
+        key: "schedule.min_notice_hours",
+        value: |c| c.schedule.min_notice_hours,
+        min: 0,
+        max: 720,
+        what: HOURS,
+    },
+    Range {
+        key: "schedule.horizon_days",
+        value: |c| c.schedule.horizon_days,
+        min: 1,
+        max: 365,
+        what: DAYS,
+    },
+    Range {
+        key: "schedule.hold_minutes",
+        value: |c| c.schedule.hold_minutes,
+        min: 1,
+        max: 1440,
+        what: MINUTES,
+    },
+    Range {
+        key: "schedule.offers",
+        value: |c| c.schedule.offers,
+        min: 1,
+        max: 10,
+        what: "a number of openings",
+    },
+    Range {
+        key: "conversation.idle_days",
+        value: |c| c.conversation.idle_days,
+        min: 1,
+        max: 365,
+        what: DAYS,
+    },
+    Range {
+        key: "conversation.handoff_days",
+        value: |c| c.conversation.handoff_days,
+        min: 1,
+        max: 365,
+        what: DAYS,
+    },
+    Range {
+        key: "reminders.quote_follow_up_hours",
+        value: |c| c.reminders.quote_follow_up_hours,
+        min: 0,
+        max: 720,
+        what: HOURS,
+    },
 ];
 
 /// A number that failed to parse as a whole number (`-3`, `1e20`, `"ten"`)
