@@ -368,8 +368,10 @@ impl Default for MaidPricing {
 }
 
 impl PricingConfig {
-    /// Checks what serde cannot: ids unique, referenced ids known, sizes
-    /// positive.
+    /// Checks what serde cannot: ids unique, referenced ids known, and every
+    /// amount, percentage, number of hours and crew size within a range
+    /// stated in its message, so that no accepted catalog can price below
+    /// zero or overflow a quote's arithmetic or its expiry date.
     pub fn validate(&self) -> Result<(), CatalogError> {
         fn unique<'a>(key: &'static str, ids: impl Iterator<Item = &'a str>) -> Result<(), CatalogError> {
             let mut seen = std::collections::HashSet::new();
@@ -418,16 +420,23 @@ impl PricingConfig {
         // of labour), nothing so large that a quote's arithmetic or its
         // expiry date could overflow. Each message states the range.
         let max_money = Money::dollars(MAX_CONFIG_DOLLARS);
+        let out_of_range = |key: &'static str, id: Option<&str>, expected: String| {
+            Err(CatalogError {
+                key,
+                id: id.map(str::to_string),
+                message: match id {
+                    Some(id) => format!("`{id}`: {expected}"),
+                    None => expected,
+                },
+            })
+        };
         let money = |key: &'static str, id: Option<&str>, value: Money| {
             if value.is_negative() || value > max_money {
-                return Err(CatalogError {
+                return out_of_range(
                     key,
-                    id: id.map(str::to_string),
-                    message: format!(
-                        "{}expected an amount from $0 to {max_money}, got {value}",
-                        id.map(|i| format!("`{i}`: ")).unwrap_or_default()
-                    ),
-                });
+                    id,
+                    format!("expected an amount from $0 to {max_money}, got {value}"),
+                );
             }
             Ok(())
         };
@@ -440,28 +449,21 @@ impl PricingConfig {
                 };
                 if !low_ok || value > Decimal::from(max) {
                     let from = if above_zero { "above 0" } else { "from 0" };
-                    return Err(CatalogError {
+                    return out_of_range(
                         key,
-                        id: id.map(str::to_string),
-                        message: format!(
-                            "{}expected {what} {from} up to {max}, got {}",
-                            id.map(|i| format!("`{i}`: ")).unwrap_or_default(),
-                            value.normalize()
-                        ),
-                    });
+                        id,
+                        format!("expected {what} {from} up to {max}, got {}", value.normalize()),
+                    );
                 }
                 Ok(())
             };
         let whole = |key: &'static str, id: Option<&str>, value: u32, min: u32, max: u32, what: &str| {
             if !(min..=max).contains(&value) {
-                return Err(CatalogError {
+                return out_of_range(
                     key,
-                    id: id.map(str::to_string),
-                    message: format!(
-                        "{}expected {what} from {min} to {max}, got {value}",
-                        id.map(|i| format!("`{i}`: ")).unwrap_or_default()
-                    ),
-                });
+                    id,
+                    format!("expected {what} from {min} to {max}, got {value}"),
+                );
             }
             Ok(())
         };
@@ -1471,6 +1473,38 @@ mod tests {
             ..JunkJob::default()
         });
         assert_eq!(price(&c, &one, "q".into(), now()).unwrap().hours, dec("1"));
+    }
+
+    /// `textdesk quote --hours 0.1 --crew 1` once billed 0.1 hours to
+    /// "1 people".
+    #[test]
+    fn stated_labour_is_billed_like_computed_labour_and_counted_in_words() {
+        let c = catalog();
+        let q = price(&c, &explicit("0.1", 1), "q".into(), now()).unwrap();
+        assert_eq!(q.hours, dec("1"));
+        assert_eq!(q.lines[1].label, "Labour: 1 person x 1 hour at $50/hour each");
+        assert_eq!(q.total, money("200"));
+        assert_eq!(q.assumptions[0], "Based on 1 person for 1 hour.");
+        let maid = JobSpec::Maid(MaidJob {
+            bedrooms: 1,
+            clean_type: "standard".into(),
+            labour: Some(Labour {
+                hours: dec("1.2"),
+                crew: 1,
+            }),
+            ..MaidJob::default()
+        });
+        let q = price(&c, &maid, "q".into(), now()).unwrap();
+        assert_eq!(q.hours, dec("1.5"));
+        assert_eq!(
+            q.lines[0].label,
+            "Cleaning: 1 cleaner x 1.5 hours at $40/hour each"
+        );
+        assert!(
+            q.assumptions[0].ends_with(": 1 cleaner for 1.5 hours."),
+            "{:?}",
+            q.assumptions
+        );
     }
 
     #[test]
