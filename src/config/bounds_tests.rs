@@ -373,3 +373,32 @@ proptest! {
         }
     }
 }
+
+/// Defence in depth: the values the issue found panicking inside a turn no
+/// longer pass validation, and the arithmetic they reached saturates even
+/// for a configuration built without it.
+#[test]
+fn unvalidated_extremes_saturate_instead_of_panicking() {
+    let now = Utc.with_ymd_and_hms(2026, 11, 27, 18, 0, 0).unwrap();
+    let mut config = BusinessConfig::default();
+    config.pricing.quote_valid_days = u32::MAX;
+    let half_truck = JobSpec::Junk(JunkJob {
+        tier: Some("half_truck".into()),
+        ..JunkJob::default()
+    });
+    let quote = price(&config.pricing, &half_truck, "q".into(), now).unwrap();
+    assert_eq!(quote.expires_at, DateTime::<Utc>::MAX_UTC);
+
+    config.schedule.min_notice_hours = u32::MAX;
+    let query = SlotQuery {
+        now,
+        duration: Duration::hours(2),
+        filter: DateFilter::default(),
+    };
+    let providers = [ProviderBusy {
+        provider: "a".into(),
+        busy: Vec::new(),
+    }];
+    let tz = config.business.timezone;
+    assert!(config.schedule.openings(tz, &providers, &query).is_empty());
+}
