@@ -39,6 +39,7 @@ fn sample_email() -> Email {
         subject: "New booking for Crew 1: Tue Nov 24, 8-10am".into(),
         html: "<p>12 Oak St</p>".into(),
         text: "12 Oak St".into(),
+        date: Some(Utc.with_ymd_and_hms(2026, 11, 28, 17, 5, 9).unwrap()),
     }
 }
 
@@ -66,6 +67,7 @@ async fn emails_go_through_the_real_ses_client() {
     let notice = textdesk::templates::BookingNotice {
         headline: "New booking for Crew 1".into(),
         when: "Tue Nov 24, 8-10am",
+        previous: None,
         address: "12 Oak St, Portland",
         customer: "Dana",
         phone: "+15035551234",
@@ -80,6 +82,7 @@ async fn emails_go_through_the_real_ses_client() {
         subject,
         html,
         text,
+        date: None,
     };
     assert_eq!(sender.send("email:1", &email).await.unwrap(), "ses-1");
 

@@ -563,7 +563,7 @@ async fn twilio_opt_out_type_is_honoured() {
     let mut params = TestApp::inbound_params(
         ALICE,
         "Stop texting me please",
-        "SMoptout000000000000000000000000001",
+        "SM0000000000000000000000000000b001",
     );
     params.push(("OptOutType".into(), "STOP".into()));
     assert_eq!(app.post_signed("/api/sms/inbound", &params).await.status(), 200);
@@ -571,7 +571,7 @@ async fn twilio_opt_out_type_is_honoured() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(app.sent_texts().await.is_empty());
     assert!(app.model_requests().await.is_empty());
-    let mut params = TestApp::inbound_params(ALICE, "ok start again", "SMoptout000000000000000000000000002");
+    let mut params = TestApp::inbound_params(ALICE, "ok start again", "SM0000000000000000000000000000b002");
     params.push(("OptOutType".into(), "START".into()));
     app.post_signed("/api/sms/inbound", &params).await;
     app.wait_until_settled(ALICE).await;
