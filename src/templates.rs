@@ -309,7 +309,10 @@ mod tests {
             assert_eq!(info.encoding, Encoding::Gsm7, "{text}");
             assert!(info.segments <= 1, "{text}: {info:?}");
         }
-        for text in [confirmation(&business, label, total), reminder(&business, label, total, false)] {
+        for text in [
+            confirmation(&business, label, total),
+            reminder(&business, label, total, false),
+        ] {
             assert!(text.contains("CANCEL BOOKING"), "{text}");
             // What the text advertises is understood as a booking
             // cancellation, and is not a keyword a carrier acts on.

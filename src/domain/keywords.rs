@@ -82,7 +82,16 @@ const FILLERS: [&str; 13] = [
     "the", "these", "those", "all", "your", "ur", "my", "any", "of", "this", "contact", "mailing", "sending",
 ];
 const TEXT_NOUNS: [&str; 11] = [
-    "texts", "text", "messages", "message", "msgs", "sms", "texting", "reminders", "notifications", "list",
+    "texts",
+    "text",
+    "messages",
+    "message",
+    "msgs",
+    "sms",
+    "texting",
+    "reminders",
+    "notifications",
+    "list",
     "contacts",
 ];
 
@@ -100,8 +109,8 @@ const DONT_TEXT_PHRASES: [&str; 9] = [
     "do not send me texts",
 ];
 const CONDITIONS: [&str; 16] = [
-    "before", "after", "until", "till", "til", "at", "on", "during", "between", "early", "late",
-    "while", "when", "today", "tonight", "tomorrow",
+    "before", "after", "until", "till", "til", "at", "on", "during", "between", "early", "late", "while",
+    "when", "today", "tonight", "tomorrow",
 ];
 
 /// Words that may surround a bare STOP without making it a sentence like

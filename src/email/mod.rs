@@ -42,7 +42,11 @@ pub fn message_id(key: &str, from: &str) -> String {
     let domain = from
         .rsplit_once('@')
         .map(|(_, d)| d.trim_end_matches('>').trim())
-        .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-')))
+        .filter(|d| {
+            !d.is_empty()
+                && d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        })
         .unwrap_or("textdesk.local");
     format!("<{}@{domain}>", key_id(key))
 }

@@ -162,7 +162,15 @@ pub fn plan(
         (Some(previous), None) if matches!(after, ConversationState::Cancelled(_)) => {
             plan.cancel.push(reminder_prefix(previous));
             if let Some((quote, job)) = quote_and_job(before) {
-                plan_email(&mut plan, &emails, "Booking cancelled", previous, None, quote, job);
+                plan_email(
+                    &mut plan,
+                    &emails,
+                    "Booking cancelled",
+                    previous,
+                    None,
+                    quote,
+                    job,
+                );
             }
         }
         _ => {}
@@ -408,4 +416,38 @@ pub fn alert_job_about(
         run_at: now,
         max_attempts: 8,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dana(name: Option<&str>) -> CustomerContact {
+        CustomerContact {
+            name: name.map(str::to_string),
+            phone: E164::parse("+15035551234").unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_owner_reads_the_full_number_and_the_log_a_masked_one() {
+        let contact = dana(Some("Dana Reyes"));
+        let detail = contact.reveal("Customer +1503***1234 asked for a person.");
+        assert_eq!(detail, "Customer Dana Reyes (+15035551234) asked for a person.");
+        let logged = contact.redact(&detail);
+        assert!(
+            !logged.contains("+15035551234") && !logged.contains("Dana"),
+            "{logged}"
+        );
+        assert!(logged.contains("+1503***1234"), "{logged}");
+
+        // A detail that names no one gets the customer added.
+        let detail = dana(None).reveal("The calendar refused the booking.");
+        assert_eq!(
+            detail,
+            "The calendar refused the booking. Customer: +15035551234."
+        );
+        // One that already has the full number is left alone.
+        assert_eq!(dana(None).reveal("Call +15035551234"), "Call +15035551234");
+    }
 }

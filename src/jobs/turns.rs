@@ -139,11 +139,7 @@ impl Engine {
                 }
                 KeywordAction::Reply(draft) => {
                     let reply = self
-                        .conclude_about(
-                            id,
-                            commit(Some(draft), state, Vec::new(), alerts),
-                            Some(&contact),
-                        )
+                        .conclude_about(id, commit(Some(draft), state, Vec::new(), alerts), Some(&contact))
                         .await?;
                     Ok(TurnResult::Replied(reply))
                 }

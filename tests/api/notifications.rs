@@ -320,7 +320,7 @@ async fn a_reminder_due_at_22_30_goes_out_at_8() {
     let sent = app.wait_for_texts(2).await;
     assert_eq!(
         sent[1].1,
-        "Reminder from Rose City Junk Haulers: tomorrow, Mon Mar 10, 10am. Total $350. Reply C to confirm or R to reschedule."
+        "Reminder from Rose City Junk Haulers: tomorrow, Mon Mar 10, 10am. Total $350. Reply C to confirm, R to reschedule or CANCEL BOOKING to cancel."
     );
     // Run again: the job is done and its text is never sent twice.
     runner.run_due(at(day, 9, 0)).await.unwrap();

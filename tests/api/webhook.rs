@@ -225,11 +225,8 @@ async fn malformed_requests_get_400_and_oversized_get_413() {
 #[tokio::test]
 async fn media_and_every_parameter_are_kept() {
     let app = spawn_app().await;
-    let mut params = TestApp::inbound_params(
-        CUSTOMER,
-        "here's the pile",
-        "SM0000000000000000000000000000a004",
-    );
+    let mut params =
+        TestApp::inbound_params(CUSTOMER, "here's the pile", "MM0000000000000000000000000000a004");
     for (k, v) in params.iter_mut() {
         if k == "NumMedia" {
             *v = "2".into();
@@ -243,7 +240,7 @@ async fn media_and_every_parameter_are_kept() {
     assert_eq!(messages[0].num_media, 2);
     let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
     let (media, params): (String, String) = sqlx::query_as(
-        "SELECT media_urls, params FROM messages WHERE twilio_sid = 'SMmedia00000000000000000000000000001'",
+        "SELECT media_urls, params FROM messages WHERE twilio_sid = 'MM0000000000000000000000000000a004'",
     )
     .fetch_one(&pool)
     .await
