@@ -500,6 +500,10 @@ impl Engine {
                 Err(e) => tracing::warn!(error = %e, "could not check an interrupted send; sending it"),
             }
         }
+        let recipient = plan::CustomerContact {
+            name: None,
+            phone: sms.to.clone(),
+        };
         let delivery = match self.sender.send(&sms.from, &sms.to, &sms.body).await {
             Ok(sid) => Delivery::Sent { sid },
             Err(SendError::OptedOut) => {
@@ -507,22 +511,24 @@ impl Engine {
                 Delivery::OptedOut
             }
             Err(SendError::Ambiguous(error)) => {
-                self.alert(
+                self.alert_about(
                     "send_unknown",
                     Some(sms.conversation_id),
                     &format!(
                         "A text to {} may not have been delivered: {error}",
                         sms.to.as_str()
                     ),
+                    Some(&recipient),
                 )
                 .await;
                 Delivery::Unknown { error }
             }
             Err(e) => {
-                self.alert(
+                self.alert_about(
                     "send_failed",
                     Some(sms.conversation_id),
                     &format!("A text to {} was not delivered: {e}", sms.to.as_str()),
+                    Some(&recipient),
                 )
                 .await;
                 Delivery::Failed { error: e.to_string() }
@@ -564,7 +570,15 @@ impl Engine {
 
     /// Owner alerts go to the log at error level and into the store, where
     /// notifications pick them up. Failing to store one must not fail the turn.
-    async fn alert(&self, kind: &'static str, conversation: Option<ConversationId>, detail: &str) {
+    /// `customer`, when the alert is about one, is named in the owner's
+    /// email with a link to call; the log masks the number.
+    async fn alert_about(
+        &self,
+        kind: &'static str,
+        conversation: Option<ConversationId>,
+        detail: &str,
+        customer: Option<&plan::CustomerContact>,
+    ) {
         tracing::error!(alert = kind, detail = %redact_phone_numbers(detail), "owner alert");
         if let Err(e) = self.store.record_alert(kind, conversation, detail).await {
             tracing::error!(error = %e, "could not store owner alert");
@@ -578,7 +592,8 @@ impl Engine {
             conversation.map_or(0, |c| c.0),
             Utc::now().timestamp_millis()
         );
-        if let Some(job) = plan::alert_job(&self.business, &alert, conversation, &key, Utc::now())
+        if let Some(job) =
+            plan::alert_job_about(&self.business, &alert, conversation, customer, &key, Utc::now())
             && let Err(e) = self.store.enqueue_jobs(&[job]).await
         {
             tracing::error!(error = %e, "could not queue the owner's alert email");

@@ -100,6 +100,11 @@ async fn emails_go_through_the_real_ses_client() {
         json!(["crew1@rosecityjunk.example"])
     );
     let simple = &body["Content"]["Simple"];
+    // SES sets its own Message-ID and Date; the job's identity rides along.
+    assert_eq!(
+        simple["Headers"],
+        json!([{"Name": "X-Textdesk-Id", "Value": "<email_1@rosecityjunk.example>"}])
+    );
     assert_eq!(
         simple["Subject"]["Data"],
         "New booking for Crew 1: Tue Nov 24, 8-10am"

@@ -397,3 +397,37 @@ async fn a_customer_texting_during_a_hand_off_hears_once_and_the_owner_hears_eve
     let sent = app.wait_for_texts(3).await;
     assert_eq!(sent[2].1, "Maria has your message and will reply here.");
 }
+
+#[tokio::test]
+async fn a_google_booking_email_links_its_calendar_event() {
+    let app = spawn_app_with(Options {
+        with_model: false,
+        google: true,
+        business: Some(business()),
+        ..Options::default()
+    })
+    .await;
+    book(&app).await;
+    let booking = app.store.bookings().await.unwrap().remove(0);
+    let email = email_jobs(&app)
+        .await
+        .into_iter()
+        .find(|j| j.recipient == "crew1@example.com")
+        .map(|j| email_of(&j))
+        .expect("the crew's email");
+    assert!(email.html.contains("Open in Google Calendar"), "{}", email.html);
+    let eid = email
+        .text
+        .split("https://www.google.com/calendar/event?eid=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a calendar link in the text");
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(eid)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(decoded).unwrap(),
+        format!("{} crew1@group.calendar.google.com", booking.id)
+    );
+}
