@@ -22,12 +22,6 @@ pub enum Keyword {
     Help,
 }
 
-impl Keyword {
-    pub fn opts_out(self) -> bool {
-        matches!(self, Keyword::OptOut | Keyword::OptOutInWords)
-    }
-}
-
 /// Classifies a text. `opted_out` matters because YES re-subscribes only a
 /// customer who is opted out; from anyone else it is an ordinary answer.
 pub fn classify(body: &str, opted_out: bool) -> Option<Keyword> {
@@ -78,8 +72,9 @@ const STOP_VERBS: [&[&str]; 7] = [
     &["remove", "me", "from"],
     &["take", "me", "off"],
 ];
-const FILLERS: [&str; 13] = [
-    "the", "these", "those", "all", "your", "ur", "my", "any", "of", "this", "contact", "mailing", "sending",
+/// ("of" is not one: "the end of the text" asks for nothing.)
+const FILLERS: [&str; 12] = [
+    "the", "these", "those", "all", "your", "ur", "my", "any", "this", "contact", "mailing", "sending",
 ];
 const TEXT_NOUNS: [&str; 11] = [
     "texts",
@@ -115,8 +110,8 @@ const CONDITIONS: [&str; 16] = [
 
 /// Words that may surround a bare STOP without making it a sentence like
 /// "please stop by Tuesday".
-const POLITE: [&str; 13] = [
-    "stop", "please", "pls", "plz", "now", "it", "thanks", "thank", "you", "ok", "just", "stopp", "already",
+const POLITE: [&str; 12] = [
+    "stop", "please", "pls", "plz", "now", "it", "thanks", "thank", "you", "ok", "just", "already",
 ];
 
 /// Whether a text asks, in words, for no more texts.
@@ -134,7 +129,7 @@ pub fn asks_to_stop_texts(body: &str) -> bool {
     }
     for start in 0..words.len() {
         for verb in STOP_VERBS {
-            let Some(after) = words[start..].strip_prefix_words(verb) else {
+            let Some(after) = after_words(&words[start..], verb) else {
                 continue;
             };
             let noun = after
@@ -154,18 +149,13 @@ pub fn asks_to_stop_texts(body: &str) -> bool {
     })
 }
 
-trait StripWords {
-    fn strip_prefix_words(&self, prefix: &[&str]) -> Option<&[String]>;
-}
-
-impl StripWords for [String] {
-    fn strip_prefix_words(&self, prefix: &[&str]) -> Option<&[String]> {
-        let head = self.get(..prefix.len())?;
-        head.iter()
-            .zip(prefix)
-            .all(|(w, p)| w == p)
-            .then(|| &self[prefix.len()..])
-    }
+/// The words after `prefix`, if `words` starts with it.
+fn after_words<'a>(words: &'a [String], prefix: &[&str]) -> Option<&'a [String]> {
+    let head = words.get(..prefix.len())?;
+    head.iter()
+        .zip(prefix)
+        .all(|(w, p)| w == p)
+        .then(|| &words[prefix.len()..])
 }
 
 /// Lowercase words, apostrophes dropped ("don't" is "dont"), other
@@ -285,6 +275,9 @@ mod tests {
             "Please don't text me after 8pm",
             "don't text me at work, call instead... just kidding texting is fine",
             "the couch is at the end of the driveway",
+            "see the end of the text you sent",
+            "no more than two trips please",
+            "can you take me off the 8am slot and do 10 instead",
             "stop sign on the corner, turn left",
             "is there a bus stop nearby",
             "I'll text you the address",

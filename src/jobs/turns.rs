@@ -120,7 +120,10 @@ impl Engine {
             ConversationState::Scheduling(s) => s.rescheduling.as_ref().map(|b| b.slot.label.clone()),
             _ => None,
         };
-        if let Some(action) = self.handle_keywords(&turn, &mut state, now).await? {
+        if let Some(action) = self
+            .handle_keywords(&turn, &mut state, booked_before.as_deref(), now)
+            .await?
+        {
             if let (Some(label), ConversationState::OptedOut(_)) = (&booked_before, &state) {
                 // A texted STOP (or CANCEL) ends texts, not the job: the
                 // owner must call to confirm or cancel it.
@@ -372,10 +375,12 @@ impl Engine {
 
     /// Applies STOP / START / HELP before anything else sees the texts.
     /// Returns `None` when the turn should go on to the assistant.
+    /// `booked` is the customer's booking, which an opt-out leaves standing.
     async fn handle_keywords(
         &self,
         turn: &TurnInput,
         state: &mut ConversationState,
+        booked: Option<&str>,
         now: chrono::DateTime<Utc>,
     ) -> Result<Option<KeywordAction>, StoreError> {
         let conversation = &turn.conversation;
@@ -397,8 +402,9 @@ impl Engine {
                 _ => keywords::classify(&message.body, opted_out),
             };
             match keyword {
+                // (Only a customer still subscribed can opt out in words.)
                 Some(Keyword::OptOutInWords) => {
-                    in_words = !opted_out || in_words;
+                    in_words = true;
                     opted_out = true;
                 }
                 Some(Keyword::OptOut) => {
@@ -427,11 +433,6 @@ impl Engine {
                 "customer changed their text preference"
             );
         }
-        let booked = match &*state {
-            ConversationState::Booked(b) => Some(b.booking.slot.label.clone()),
-            ConversationState::Scheduling(s) => s.rescheduling.as_ref().map(|b| b.slot.label.clone()),
-            _ => None,
-        };
         let event = if opted_out {
             Event::OptOut { at: now }
         } else {
@@ -449,7 +450,7 @@ impl Engine {
             if in_words && !conversation.opted_out {
                 return Ok(Some(KeywordAction::Reply(OutboundDraft {
                     kind: OPT_OUT_CONFIRMATION,
-                    body: templates::opted_out(&self.business, booked.as_deref()),
+                    body: templates::opted_out(&self.business, booked),
                 })));
             }
             return Ok(Some(KeywordAction::Silent));
