@@ -94,6 +94,14 @@ impl Scheduler {
         }
     }
 
+    /// Where the crew can open a booking's calendar event, when their
+    /// calendar has a page for it (Google does; the local table does not).
+    pub fn event_link(&self, booking: &crate::domain::conversation::Booking) -> Option<String> {
+        let provider = self.provider(&booking.slot.crew)?;
+        self.calendar
+            .event_link(provider.calendar(), &booking.calendar_event_id)
+    }
+
     fn lock_for(&self, provider: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self
             .locks

@@ -101,6 +101,35 @@ pub fn confirmation(business: &BusinessConfig, label: &str, total: crate::domain
 }
 
 #[derive(Template)]
+#[template(path = "sms/opted_out.txt")]
+struct OptedOut<'a> {
+    name: &'a str,
+    booked: Option<&'a str>,
+}
+
+/// The one confirmation of an opt-out in words. (Carriers and Twilio confirm
+/// the STOP keywords themselves; words they do not recognize, we confirm.)
+pub fn opted_out(business: &BusinessConfig, booked: Option<&str>) -> String {
+    render(&OptedOut {
+        name: &business.business.name,
+        booked,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "sms/handoff_ack.txt")]
+struct HandoffAck<'a> {
+    owner: &'a str,
+}
+
+/// What a customer hears while the owner has their conversation.
+pub fn handoff_ack(business: &BusinessConfig) -> String {
+    render(&HandoffAck {
+        owner: business.business.owner_name(),
+    })
+}
+
+#[derive(Template)]
 #[template(path = "sms/follow_up.txt")]
 struct FollowUp<'a> {
     name: &'a str,
@@ -125,6 +154,8 @@ pub fn follow_up(business: &BusinessConfig, quote: &crate::domain::quote::Quote)
 pub struct BookingNotice<'a> {
     pub headline: String,
     pub when: &'a str,
+    /// The time it had before, for a booking that moved.
+    pub previous: Option<&'a str>,
     pub address: &'a str,
     pub customer: &'a str,
     pub phone: &'a str,
@@ -138,6 +169,7 @@ pub struct BookingNotice<'a> {
 struct BookingEmail<'a> {
     headline: &'a str,
     when: &'a str,
+    previous: Option<&'a str>,
     address: &'a str,
     customer: &'a str,
     phone: &'a str,
@@ -172,6 +204,7 @@ pub fn booking_email(business: &BusinessConfig, n: &BookingNotice<'_>) -> (Strin
     let email = BookingEmail {
         headline: &n.headline,
         when: n.when,
+        previous: n.previous,
         address: n.address,
         customer: n.customer,
         phone: n.phone,
@@ -195,6 +228,8 @@ pub fn booking_email(business: &BusinessConfig, n: &BookingNotice<'_>) -> (Strin
 struct AlertEmail<'a> {
     headline: &'a str,
     detail: &'a str,
+    customer: Option<&'a str>,
+    phone: Option<&'a str>,
     business: &'a str,
 }
 
@@ -212,9 +247,23 @@ struct AlertText<'a> {
 
 /// (subject, html, text) of an owner alert email.
 pub fn alert_email(business: &BusinessConfig, headline: &str, detail: &str) -> (String, String, String) {
+    alert_email_about(business, headline, detail, None, None)
+}
+
+/// An owner alert email about one customer: their name, and their full
+/// number as a link the owner can tap to call.
+pub fn alert_email_about(
+    business: &BusinessConfig,
+    headline: &str,
+    detail: &str,
+    customer: Option<&str>,
+    phone: Option<&str>,
+) -> (String, String, String) {
     let email = AlertEmail {
         headline,
         detail,
+        customer,
+        phone,
         business: &business.business.name,
     };
     let html = AlertHtml { v: &email }.render().expect("email templates render");
@@ -240,5 +289,35 @@ mod tests {
         }
         let help = help(&business);
         assert!(help.contains("+15035550142") && help.contains("STOP"), "{help}");
+    }
+
+    /// The texts that tell a customer how to cancel a booking must not use a
+    /// carrier keyword on its own, and must stay one plain GSM-7 text.
+    #[test]
+    fn booking_texts_say_how_to_cancel_without_a_carrier_keyword() {
+        let mut business = BusinessConfig::default();
+        business.business.name = "Rose City Junk Haulers".into();
+        let label = "Tue Dec 1, 8-10am";
+        let total = crate::domain::money::Money::new(rust_decimal::Decimal::from(350));
+        for text in [
+            confirmation(&business, label, total),
+            reminder(&business, label, total, true),
+            opted_out(&business, Some(label)),
+            handoff_ack(&business),
+        ] {
+            let info = segment_info(&text);
+            assert_eq!(info.encoding, Encoding::Gsm7, "{text}");
+            assert!(info.segments <= 1, "{text}: {info:?}");
+        }
+        for text in [
+            confirmation(&business, label, total),
+            reminder(&business, label, total, false),
+        ] {
+            assert!(text.contains("CANCEL BOOKING"), "{text}");
+            // What the text advertises is understood as a booking
+            // cancellation, and is not a keyword a carrier acts on.
+            assert!(crate::domain::guided::wants_cancel_booking("CANCEL BOOKING"));
+            assert_eq!(crate::domain::keywords::classify("CANCEL BOOKING", false), None);
+        }
     }
 }

@@ -148,6 +148,13 @@ fn when(at: chrono::DateTime<chrono::Utc>) -> EventDateTime {
 
 #[async_trait]
 impl Calendar for GoogleCalendar {
+    /// Google's event page: `eid` is the event id and calendar id, base64.
+    fn event_link(&self, calendar: &str, event_id: &str) -> Option<String> {
+        use base64::Engine;
+        let eid = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{event_id} {calendar}"));
+        Some(format!("https://www.google.com/calendar/event?eid={eid}"))
+    }
+
     #[tracing::instrument(name = "google_freebusy", skip_all, fields(calendars = calendars.len()))]
     async fn busy(
         &self,

@@ -63,6 +63,12 @@ pub trait Calendar: Send + Sync + 'static {
 
     /// Removes the event; one already gone is success.
     async fn delete_event(&self, calendar: &str, event_id: &str) -> Result<(), CalendarError>;
+
+    /// Where a person can open the event, if this calendar has a page for
+    /// it. The local bookings table has none.
+    fn event_link(&self, _calendar: &str, _event_id: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The embedded default: a provider's calendar is just their rows in the

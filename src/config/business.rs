@@ -130,6 +130,20 @@ pub struct BusinessInfo {
     pub phone: Option<E164>,
     /// Where the owner reads alerts; email delivery arrives with notifications.
     pub owner_email: Option<String>,
+    /// How customers know the owner ("Maria"), in texts sent while the
+    /// owner has a conversation.
+    pub owner_name: Option<String>,
+}
+
+impl BusinessInfo {
+    /// The owner's name, or the business's when none is set.
+    pub fn owner_name(&self) -> &str {
+        self.owner_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&self.name)
+    }
 }
 
 impl Default for BusinessInfo {
@@ -140,6 +154,7 @@ impl Default for BusinessInfo {
             timezone: chrono_tz::America::Los_Angeles,
             phone: None,
             owner_email: None,
+            owner_name: None,
         }
     }
 }

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageHeader};
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Email {
@@ -12,6 +13,59 @@ pub struct Email {
     pub subject: String,
     pub html: String,
     pub text: String,
+    /// When the email was written: its `Date:`. Emails queued before this
+    /// field existed have none and are dated when sent.
+    #[serde(default)]
+    pub date: Option<DateTime<Utc>>,
+}
+
+/// The header that names an email by its job's key: the `.eml` file's
+/// `Message-ID`, and a header of its own on SES (which sets `Message-ID`
+/// and `Date` itself), so a copy in any mailbox traces back to its job.
+pub const ID_HEADER: &str = "X-Textdesk-Id";
+
+/// A job's key as it appears in file names and message ids.
+fn key_id(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A `Message-ID` for the job's key, on the sender's own domain.
+pub fn message_id(key: &str, from: &str) -> String {
+    let domain = from
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('>').trim())
+        .filter(|d| {
+            !d.is_empty()
+                && d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        })
+        .unwrap_or("textdesk.local");
+    format!("<{}@{domain}>", key_id(key))
+}
+
+/// A header value on one line; non-ASCII text as an RFC 2047 encoded word.
+fn header_value(value: &str) -> String {
+    let one_line: String = value
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect();
+    if one_line.is_ascii() {
+        one_line
+    } else {
+        use base64::Engine;
+        format!(
+            "=?UTF-8?B?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(one_line.as_bytes())
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -68,7 +122,7 @@ fn content(data: &str) -> Result<Content, EmailError> {
 #[async_trait]
 impl EmailSender for SesEmail {
     #[tracing::instrument(name = "ses_send", skip_all, fields(recipients = email.to.len()))]
-    async fn send(&self, _key: &str, email: &Email) -> Result<String, EmailError> {
+    async fn send(&self, key: &str, email: &Email) -> Result<String, EmailError> {
         let message = Message::builder()
             .subject(content(&email.subject)?)
             .body(
@@ -76,6 +130,13 @@ impl EmailSender for SesEmail {
                     .html(content(&email.html)?)
                     .text(content(&email.text)?)
                     .build(),
+            )
+            .headers(
+                MessageHeader::builder()
+                    .name(ID_HEADER)
+                    .value(message_id(key, &self.from))
+                    .build()
+                    .map_err(|e| EmailError::Rejected(e.to_string()))?,
             )
             .build();
         let result = self
@@ -129,28 +190,8 @@ pub struct OutboxEmail {
 impl EmailSender for OutboxEmail {
     async fn send(&self, key: &str, email: &Email) -> Result<String, EmailError> {
         // The file is named by the job's key: writing it twice is a no-op.
-        let id: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let boundary = format!("textdesk-{id}");
-        let eml = format!(
-            "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{id}@textdesk.local>\r\nMIME-Version: 1.0\r\n\
-             Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
-             --{boundary}\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{text}\r\n\
-             --{boundary}\r\nContent-Type: text/html; charset=UTF-8\r\n\r\n{html}\r\n--{boundary}--\r\n",
-            from = self.from,
-            to = email.to.join(", "),
-            subject = email.subject,
-            text = email.text,
-            html = email.html,
-        );
+        let id = key_id(key);
+        let eml = eml(&self.from, key, email, email.date.unwrap_or_else(Utc::now));
         tokio::fs::create_dir_all(&self.dir)
             .await
             .map_err(|e| EmailError::Unavailable(format!("outbox {}: {e}", self.dir.display())))?;
@@ -176,5 +217,48 @@ impl EmailSender for OutboxEmail {
 
     fn idempotent(&self) -> bool {
         true
+    }
+}
+
+/// An email as an RFC 5322 message: multipart/alternative, text then HTML.
+fn eml(from: &str, key: &str, email: &Email, date: DateTime<Utc>) -> String {
+    let boundary = format!("textdesk-{}", key_id(key));
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {id}\r\n\
+         {ID_HEADER}: {id}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
+         --{boundary}\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{text}\r\n\
+         --{boundary}\r\nContent-Type: text/html; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{html}\r\n--{boundary}--\r\n",
+        from = header_value(from),
+        to = header_value(&email.to.join(", ")),
+        subject = header_value(&email.subject),
+        date = date.to_rfc2822(),
+        id = message_id(key, from),
+        text = email.text,
+        html = email.html,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_are_on_the_senders_domain() {
+        assert_eq!(
+            message_id("email:td1:New booking:1", "desk@rosecityjunk.example"),
+            "<email_td1_New_booking_1@rosecityjunk.example>"
+        );
+        assert_eq!(
+            message_id("k", "Rose City <desk@rosecityjunk.example>"),
+            "<k@rosecityjunk.example>"
+        );
+        assert_eq!(message_id("k", "nobody"), "<k@textdesk.local>");
+    }
+
+    #[test]
+    fn headers_stay_on_one_line_and_ascii() {
+        assert_eq!(header_value("a\r\nBcc: x@y"), "a  Bcc: x@y");
+        assert_eq!(header_value("Café"), "=?UTF-8?B?Q2Fmw6k=?=");
     }
 }

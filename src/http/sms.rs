@@ -77,10 +77,16 @@ fn parse_inbound(params: &[(String, String)]) -> Result<InboundSms, ApiError> {
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let required = |name: &str| get(name).ok_or_else(|| ApiError::BadRequest(format!("missing {name}")));
     let message_sid = required("MessageSid")?;
-    let valid_sid =
-        (2..=64).contains(&message_sid.len()) && message_sid.chars().all(|c| c.is_ascii_alphanumeric());
-    if !valid_sid {
+    if !is_message_sid(message_sid) {
         return Err(ApiError::BadRequest("MessageSid is malformed".into()));
+    }
+    // Twilio's signature concatenates names and values with no separator, so
+    // a parameter moved into the end of another keeps it valid. The SID's
+    // fixed shape, and its copies agreeing, leave no room to smuggle a replay.
+    for copy in ["SmsSid", "SmsMessageSid"] {
+        if get(copy).is_some_and(|sid| sid != message_sid) {
+            return Err(ApiError::BadRequest(format!("{copy} differs from MessageSid")));
+        }
     }
     let from = E164::parse(required("From")?).map_err(|e| ApiError::BadRequest(format!("From: {e}")))?;
     let to = E164::parse(required("To")?).map_err(|e| ApiError::BadRequest(format!("To: {e}")))?;
@@ -107,4 +113,37 @@ fn parse_inbound(params: &[(String, String)]) -> Result<InboundSms, ApiError> {
         media_urls,
         params: Value::Object(params),
     })
+}
+
+/// Twilio's message SIDs: `SM` (SMS, and WhatsApp text) or `MM` (media),
+/// then 32 lowercase hex digits.
+fn is_message_sid(sid: &str) -> bool {
+    let Some(digits) = sid.strip_prefix("SM").or_else(|| sid.strip_prefix("MM")) else {
+        return false;
+    };
+    digits.len() == 32 && digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_sids_have_twilios_shape() {
+        assert!(is_message_sid("SM0123456789abcdef0123456789abcdef"));
+        assert!(is_message_sid("MM0123456789abcdef0123456789abcdef"));
+        for bad in [
+            "",
+            "SM",
+            "SM0123456789abcdef0123456789abcde",
+            "SM0123456789abcdef0123456789abcdef0",
+            "SM0123456789abcdef0123456789abcdefNumMedia0",
+            "SM0123456789ABCDEF0123456789ABCDEF",
+            "XX0123456789abcdef0123456789abcdef",
+            "sm0123456789abcdef0123456789abcdef",
+            "SMquery0000000000000000000000000001",
+        ] {
+            assert!(!is_message_sid(bad), "{bad}");
+        }
+    }
 }

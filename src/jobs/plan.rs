@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{Booking, ConversationState};
+use crate::domain::phone::{E164, redact_phone_numbers};
 use crate::domain::quote::Quote;
 use crate::domain::reminders;
 use crate::email::Email;
@@ -20,9 +21,10 @@ pub const EMAIL: &str = "email";
 pub const DEFERRED_REPLY: &str = "deferred_reply";
 
 /// Alerts that also go to the owner by email: the ones a person must act on.
-pub const EMAILED_ALERTS: [&str; 7] = [
+pub const EMAILED_ALERTS: [&str; 8] = [
     crate::jobs::worker::TURN_PANICKED,
     "handoff",
+    "handed_off_text",
     "calendar_credentials",
     "booking_incomplete",
     "opted_out_with_booking",
@@ -67,13 +69,22 @@ fn reminder_prefix(booking: &Booking) -> String {
     format!("reminder:{}:", booking.id)
 }
 
+/// `event_link` gives where the crew can open a booking's calendar event,
+/// if its calendar has such a page (see `Scheduler::event_link`).
 pub fn plan(
     before: &ConversationState,
     after: &ConversationState,
     turn: &TurnInput,
     business: &BusinessConfig,
     now: DateTime<Utc>,
+    event_link: &dyn Fn(&Booking) -> Option<String>,
 ) -> Plan {
+    let emails = BookingEmails {
+        turn,
+        business,
+        now,
+        event_link,
+    };
     let mut plan = Plan::default();
     let conversation = &turn.conversation;
     let tz = business.business.timezone;
@@ -111,7 +122,7 @@ pub fn plan(
     };
     match (old, new) {
         (None, Some((booking, quote, job))) => {
-            plan_booking(&mut plan, "New booking", booking, quote, job, turn, business, now);
+            plan_booking(&mut plan, &emails, "New booking", booking, None, quote, job);
             plan.confirmation = Some(templates::confirmation(
                 business,
                 &booking.slot.label,
@@ -126,24 +137,22 @@ pub fn plan(
                 // The crew that had it must hear it is off their day.
                 plan_email(
                     &mut plan,
+                    &emails,
                     "Booking moved to another crew",
                     previous,
+                    None,
                     quote,
                     job,
-                    turn,
-                    business,
-                    now,
                 );
             }
             plan_booking(
                 &mut plan,
+                &emails,
                 "Booking moved",
                 booking,
+                Some(previous),
                 quote,
                 job,
-                turn,
-                business,
-                now,
             );
             plan.confirmation = Some(templates::confirmation(
                 business,
@@ -156,13 +165,12 @@ pub fn plan(
             if let Some((quote, job)) = quote_and_job(before) {
                 plan_email(
                     &mut plan,
+                    &emails,
                     "Booking cancelled",
                     previous,
+                    None,
                     quote,
                     job,
-                    turn,
-                    business,
-                    now,
                 );
             }
         }
@@ -171,18 +179,27 @@ pub fn plan(
     plan
 }
 
+/// What every provider email of one turn is written from.
+struct BookingEmails<'a> {
+    turn: &'a TurnInput,
+    business: &'a BusinessConfig,
+    now: DateTime<Utc>,
+    event_link: &'a dyn Fn(&Booking) -> Option<String>,
+}
+
 /// Reminders and the provider's email for a booking made or moved.
-#[allow(clippy::too_many_arguments)]
 fn plan_booking(
     plan: &mut Plan,
+    emails: &BookingEmails<'_>,
     headline: &str,
     booking: &Booking,
+    previous: Option<&Booking>,
     quote: &crate::domain::quote::Quote,
     job: &crate::domain::conversation::JobDetails,
-    turn: &TurnInput,
-    business: &BusinessConfig,
-    now: DateTime<Utc>,
 ) {
+    let BookingEmails {
+        turn, business, now, ..
+    } = *emails;
     let conversation = &turn.conversation;
     let tz = business.business.timezone;
     for (kind, at) in reminders::schedule(
@@ -217,20 +234,26 @@ fn plan_booking(
             max_attempts: 5,
         });
     }
-    plan_email(plan, headline, booking, quote, job, turn, business, now);
+    plan_email(plan, emails, headline, booking, previous, quote, job);
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The crew's email about a booking; `previous` is the time a moved
+/// booking had.
 fn plan_email(
     plan: &mut Plan,
+    emails: &BookingEmails<'_>,
     headline: &str,
     booking: &Booking,
+    previous: Option<&Booking>,
     quote: &crate::domain::quote::Quote,
     job: &crate::domain::conversation::JobDetails,
-    turn: &TurnInput,
-    business: &BusinessConfig,
-    now: DateTime<Utc>,
 ) {
+    let BookingEmails {
+        turn,
+        business,
+        now,
+        event_link,
+    } = *emails;
     let Some(provider) = business.providers.iter().find(|p| p.id == booking.slot.crew) else {
         return;
     };
@@ -238,16 +261,17 @@ fn plan_email(
         tracing::warn!(provider = %provider.id, "provider has no email in business.toml; no booking email");
         return;
     };
-    let calendar_link = provider.calendar_id.as_ref().map(|calendar| {
-        use base64::Engine;
-        let eid =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{} {calendar}", booking.id));
-        format!("https://www.google.com/calendar/event?eid={eid}")
-    });
+    // A cancelled booking's event is gone: no link to it.
+    let calendar_link = if headline == "Booking cancelled" {
+        None
+    } else {
+        event_link(booking)
+    };
     let phone = turn.conversation.customer_phone.as_str().to_string();
     let notice = templates::BookingNotice {
         headline: format!("{headline} for {}", provider.name),
         when: &booking.slot.label,
+        previous: previous.map(|p| p.slot.label.as_str()),
         address: job.address.as_deref().unwrap_or("(no address given)"),
         customer: job.customer_name.as_deref().unwrap_or("Customer"),
         phone: &phone,
@@ -262,6 +286,7 @@ fn plan_email(
         subject,
         html,
         text,
+        date: Some(now),
     };
     plan.jobs.push(NewJob {
         kind: EMAIL,
@@ -280,11 +305,78 @@ fn plan_email(
     });
 }
 
+/// Who an alert is about, as the owner needs it: the name they gave and
+/// the full number, to call. Logs get `redact` instead.
+#[derive(Debug, Clone)]
+pub struct CustomerContact {
+    pub name: Option<String>,
+    pub phone: E164,
+}
+
+impl CustomerContact {
+    pub fn of(turn: &TurnInput, state: &ConversationState) -> Self {
+        let name = state
+            .job()
+            .or_else(|| turn.state.job())
+            .and_then(|j| j.customer_name.as_deref())
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
+        Self {
+            name,
+            phone: turn.conversation.customer_phone.clone(),
+        }
+    }
+
+    /// "Dana Reyes (+15035551234)", or the number alone.
+    pub fn describe(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{name} ({})", self.phone.as_str()),
+            None => self.phone.as_str().to_string(),
+        }
+    }
+
+    /// An alert's detail with the customer's masked number (as the tools
+    /// write it) replaced by who they are; the owner cannot call a mask.
+    pub fn reveal(&self, detail: &str) -> String {
+        let masked = self.phone.masked().to_string();
+        if detail.contains(self.phone.as_str()) {
+            detail.to_string()
+        } else if detail.contains(&masked) {
+            detail.replace(&masked, &self.describe())
+        } else {
+            format!("{detail} Customer: {}.", self.describe())
+        }
+    }
+
+    /// The same text fit for a log: no name, numbers masked.
+    pub fn redact(&self, text: &str) -> String {
+        let text = match &self.name {
+            Some(name) => text.replace(name.as_str(), "(name)"),
+            None => text.to_string(),
+        };
+        redact_phone_numbers(&text)
+    }
+}
+
 /// The owner's email for an alert a person must act on.
 pub fn alert_job(
     business: &BusinessConfig,
     alert: &NewAlert,
     conversation: Option<crate::store::ConversationId>,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Option<NewJob> {
+    alert_job_about(business, alert, conversation, None, key, now)
+}
+
+/// The owner's email for an alert about one customer, with their name and
+/// their number as a link to call.
+pub fn alert_job_about(
+    business: &BusinessConfig,
+    alert: &NewAlert,
+    conversation: Option<crate::store::ConversationId>,
+    customer: Option<&CustomerContact>,
     key: &str,
     now: DateTime<Utc>,
 ) -> Option<NewJob> {
@@ -294,6 +386,7 @@ pub fn alert_job(
     }
     let headline = match alert.kind {
         "handoff" => "A customer needs you",
+        "handed_off_text" => "A customer texted you",
         "calendar_credentials" => "Google Calendar refused textdesk's credentials",
         "booking_incomplete" => "A booking needs a look",
         "opted_out_with_booking" => "A booked customer opted out of texts",
@@ -301,7 +394,13 @@ pub fn alert_job(
         crate::jobs::worker::TURN_PANICKED => "A customer's text could not be answered",
         _ => "A text could not be delivered",
     };
-    let (subject, html, text) = templates::alert_email(business, headline, &alert.detail);
+    let (subject, html, text) = templates::alert_email_about(
+        business,
+        headline,
+        &alert.detail,
+        customer.and_then(|c| c.name.as_deref()),
+        customer.map(|c| c.phone.as_str()),
+    );
     Some(NewJob {
         kind: EMAIL,
         dedupe_key: format!("alert:{key}:{}", alert.kind),
@@ -313,9 +412,44 @@ pub fn alert_job(
             subject,
             html,
             text,
+            date: Some(now),
         })
         .unwrap_or_default(),
         run_at: now,
         max_attempts: 8,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dana(name: Option<&str>) -> CustomerContact {
+        CustomerContact {
+            name: name.map(str::to_string),
+            phone: E164::parse("+15035551234").unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_owner_reads_the_full_number_and_the_log_a_masked_one() {
+        let contact = dana(Some("Dana Reyes"));
+        let detail = contact.reveal("Customer +1503***1234 asked for a person.");
+        assert_eq!(detail, "Customer Dana Reyes (+15035551234) asked for a person.");
+        let logged = contact.redact(&detail);
+        assert!(
+            !logged.contains("+15035551234") && !logged.contains("Dana"),
+            "{logged}"
+        );
+        assert!(logged.contains("+1503***1234"), "{logged}");
+
+        // A detail that names no one gets the customer added.
+        let detail = dana(None).reveal("The calendar refused the booking.");
+        assert_eq!(
+            detail,
+            "The calendar refused the booking. Customer: +15035551234."
+        );
+        // One that already has the full number is left alone.
+        assert_eq!(dana(None).reveal("Call +15035551234"), "Call +15035551234");
+    }
 }

@@ -121,11 +121,15 @@ impl JobRunner {
 
     async fn dead(&self, job: &Job, error: String) -> JobOutcome {
         tracing::error!(job = job.id, kind = %job.kind, %error, "job dead after its last attempt");
+        // A text job's recipient is a customer the owner may need to call.
+        let customer = crate::domain::phone::E164::parse(&job.recipient)
+            .ok()
+            .map(|phone| plan::CustomerContact { name: None, phone });
         let alert = NewAlert {
             kind: "dead_job",
             detail: format!(
-                "A {} job ({}) failed {} time(s) and was given up: {error}",
-                job.kind, job.dedupe_key, job.attempts
+                "A {} job for {} ({}) failed {} time(s) and was given up: {error}",
+                job.kind, job.recipient, job.dedupe_key, job.attempts
             ),
         };
         let _ = self
@@ -134,10 +138,11 @@ impl JobRunner {
             .await;
         // An email failing does not email about itself.
         if job.kind != EMAIL
-            && let Some(owner_job) = plan::alert_job(
+            && let Some(owner_job) = plan::alert_job_about(
                 &self.business,
                 &alert,
                 job.conversation_id,
+                customer.as_ref(),
                 &format!("job{}", job.id),
                 Utc::now(),
             )

@@ -14,6 +14,7 @@ use crate::assistant::{Responder, ResponderError};
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{self, ConversationState, Event};
 use crate::domain::keywords::{self, Keyword};
+use crate::domain::phone::redact_phone_numbers;
 use crate::domain::quote::{Quote, price};
 use crate::domain::{guardrail, guided, sms_text};
 use crate::jobs::plan;
@@ -46,6 +47,16 @@ pub enum TurnResult {
     Silent,
 }
 
+/// The kind of the one text confirming an opt-out in words: the only text
+/// an opted-out customer is sent (see the store's claim).
+pub const OPT_OUT_CONFIRMATION: &str = "opt_out_confirmation";
+
+/// The kind of the text telling a customer the owner has their message.
+pub const HANDOFF_ACK: &str = "handoff_ack";
+
+/// At most one such text per conversation in this long.
+pub const HANDOFF_ACK_INTERVAL: chrono::Duration = chrono::Duration::hours(4);
+
 /// How code, not the assistant, answers a compliance keyword.
 enum KeywordAction {
     Silent,
@@ -74,7 +85,9 @@ impl Engine {
             state = state.name(),
             "turn started"
         );
-        let customer = turn.conversation.customer_phone.masked().to_string();
+        // Alerts name the customer in full: the owner must be able to call.
+        let contact = plan::CustomerContact::of(&turn, &state);
+        let customer = contact.describe();
         let mut alerts: Vec<NewAlert> = Vec::new();
         let follow_up_may_be_pending = plan::may_have_follow_up(&state);
         let commit = |reply: Option<OutboundDraft>,
@@ -85,7 +98,13 @@ impl Engine {
             reply,
             state,
             new_quotes,
-            alerts,
+            alerts: alerts
+                .into_iter()
+                .map(|a| NewAlert {
+                    kind: a.kind,
+                    detail: contact.reveal(&a.detail),
+                })
+                .collect(),
             jobs: Vec::new(),
             // The customer texted: a pending nudge on their quote is moot.
             cancel_jobs: if follow_up_may_be_pending {
@@ -101,7 +120,10 @@ impl Engine {
             ConversationState::Scheduling(s) => s.rescheduling.as_ref().map(|b| b.slot.label.clone()),
             _ => None,
         };
-        if let Some(action) = self.handle_keywords(&turn, &mut state, now).await? {
+        if let Some(action) = self
+            .handle_keywords(&turn, &mut state, booked_before.as_deref(), now)
+            .await?
+        {
             if let (Some(label), ConversationState::OptedOut(_)) = (&booked_before, &state) {
                 // A texted STOP (or CANCEL) ends texts, not the job: the
                 // owner must call to confirm or cancel it.
@@ -114,25 +136,50 @@ impl Engine {
             }
             return match action {
                 KeywordAction::Silent => {
-                    self.conclude(id, commit(None, state, Vec::new(), alerts)).await?;
+                    self.conclude_about(id, commit(None, state, Vec::new(), alerts), Some(&contact))
+                        .await?;
                     Ok(TurnResult::Silent)
                 }
                 KeywordAction::Reply(draft) => {
                     let reply = self
-                        .conclude(id, commit(Some(draft), state, Vec::new(), alerts))
+                        .conclude_about(id, commit(Some(draft), state, Vec::new(), alerts), Some(&contact))
                         .await?;
                     Ok(TurnResult::Replied(reply))
                 }
             };
         }
         if !state.bot_answers() {
-            // The owner has this conversation; they hear about every text.
+            // The owner has this conversation; they hear about every text,
+            // in the customer's own words.
             alerts.push(NewAlert {
                 kind: "handed_off_text",
-                detail: format!("Customer {customer} texted again while the conversation is with you."),
+                detail: format!(
+                    "{customer} texted while the conversation is with you: \"{}\"",
+                    turn.pending_text()
+                ),
             });
-            self.conclude(id, commit(None, state, Vec::new(), alerts)).await?;
-            return Ok(TurnResult::Silent);
+            // The customer hears, now and then, that the owner has it, so
+            // silence does not read as being ignored.
+            let ack = if matches!(state, ConversationState::HandedOff(_))
+                && self.replies_allowed(now)
+                && !self.acknowledged_since(id, now - HANDOFF_ACK_INTERVAL).await?
+            {
+                Some(OutboundDraft {
+                    kind: HANDOFF_ACK,
+                    body: templates::handoff_ack(&self.business),
+                })
+            } else {
+                None
+            };
+            let replied = ack.is_some();
+            let reply = self
+                .conclude_about(id, commit(ack, state, Vec::new(), alerts), Some(&contact))
+                .await?;
+            return Ok(if replied {
+                TurnResult::Replied(reply)
+            } else {
+                TurnResult::Silent
+            });
         }
 
         // Answers to a reminder ("C" to confirm, "R" to reschedule) are
@@ -206,7 +253,9 @@ impl Engine {
 
         // What this turn sets in motion: reminders, provider emails, a
         // follow-up; and a booking's facts stated by code.
-        let planned = plan::plan(&landed, &draft.state, &turn, &self.business, now);
+        let planned = plan::plan(&landed, &draft.state, &turn, &self.business, now, &|booking| {
+            self.guided.scheduler.event_link(booking)
+        });
         let (kind, body) = match &planned.confirmation {
             Some(text) => (
                 "confirmation",
@@ -234,8 +283,29 @@ impl Engine {
         } else {
             commit.reply = Some(OutboundDraft { kind, body });
         }
-        let reply = self.conclude(id, commit).await?;
+        let reply = self.conclude_about(id, commit, Some(&contact)).await?;
         Ok(TurnResult::Replied(reply))
+    }
+
+    /// Whether a reply may go out now (quiet hours may hold even replies).
+    fn replies_allowed(&self, now: chrono::DateTime<Utc>) -> bool {
+        let quiet = &self.business.quiet_hours;
+        quiet.replies_allowed || !quiet.is_quiet(now, self.business.business.timezone)
+    }
+
+    /// Whether the customer was told the owner has their conversation since
+    /// `since`. Read from the stored texts, so a restart changes nothing.
+    async fn acknowledged_since(
+        &self,
+        id: ConversationId,
+        since: chrono::DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .messages(id)
+            .await?
+            .iter()
+            .any(|m| m.kind == HANDOFF_ACK && m.created_at >= since))
     }
 
     /// What to say instead of a draft that stated an unsupported amount:
@@ -267,24 +337,31 @@ impl Engine {
         }
     }
 
-    /// Commits the turn's outcome and sends its reply, if it has one.
-    pub(crate) async fn conclude(
+    /// Commits the turn's outcome and sends its reply, if it has one. The
+    /// turn's alerts are about `customer`: the owner's emails name them and
+    /// link their number; the log masks both.
+    pub(crate) async fn conclude_about(
         &self,
         id: ConversationId,
         mut commit: TurnCommit,
+        customer: Option<&plan::CustomerContact>,
     ) -> Result<Option<MessageId>, StoreError> {
         // Alerts a person must act on also go to the owner by email.
         let key = format!("{}:{}", id.0, commit.through.0);
         let emails: Vec<NewJob> = commit
             .alerts
             .iter()
-            .filter_map(|a| plan::alert_job(&self.business, a, Some(id), &key, Utc::now()))
+            .filter_map(|a| plan::alert_job_about(&self.business, a, Some(id), customer, &key, Utc::now()))
             .collect();
         commit.jobs.extend(emails);
         let alerts = commit.alerts.clone();
         let claimed = self.store.finish_turn(id, commit).await?;
         for alert in &alerts {
-            tracing::error!(alert = alert.kind, detail = %alert.detail, conversation = id.0, "owner alert");
+            let detail = match customer {
+                Some(customer) => customer.redact(&alert.detail),
+                None => redact_phone_numbers(&alert.detail),
+            };
+            tracing::error!(alert = alert.kind, %detail, conversation = id.0, "owner alert");
         }
         match claimed {
             Some(sms) => {
@@ -298,15 +375,19 @@ impl Engine {
 
     /// Applies STOP / START / HELP before anything else sees the texts.
     /// Returns `None` when the turn should go on to the assistant.
+    /// `booked` is the customer's booking, which an opt-out leaves standing.
     async fn handle_keywords(
         &self,
         turn: &TurnInput,
         state: &mut ConversationState,
+        booked: Option<&str>,
         now: chrono::DateTime<Utc>,
     ) -> Result<Option<KeywordAction>, StoreError> {
         let conversation = &turn.conversation;
         let mut opted_out = conversation.opted_out;
         let mut last_keyword = None;
+        // Carriers confirm their own keywords; an opt-out in words, nobody does.
+        let mut in_words = false;
         for message in &turn.pending {
             // Twilio's Advanced Opt-Out tells us what it understood.
             let keyword = match message
@@ -321,8 +402,19 @@ impl Engine {
                 _ => keywords::classify(&message.body, opted_out),
             };
             match keyword {
-                Some(Keyword::OptOut) => opted_out = true,
-                Some(Keyword::OptIn) => opted_out = false,
+                // (Only a customer still subscribed can opt out in words.)
+                Some(Keyword::OptOutInWords) => {
+                    in_words = true;
+                    opted_out = true;
+                }
+                Some(Keyword::OptOut) => {
+                    opted_out = true;
+                    in_words = false;
+                }
+                Some(Keyword::OptIn) => {
+                    opted_out = false;
+                    in_words = false;
+                }
                 Some(Keyword::Help) | None => {}
             }
             last_keyword = keyword;
@@ -352,8 +444,15 @@ impl Engine {
             *state = next;
         }
         // An opted-out customer gets no texts at all; Twilio itself confirms
-        // STOP and START to the customer, so we add nothing to either.
+        // STOP and START to the customer, so we add nothing to either. An
+        // opt-out in words gets its one confirmation, from us.
         if opted_out {
+            if in_words && !conversation.opted_out {
+                return Ok(Some(KeywordAction::Reply(OutboundDraft {
+                    kind: OPT_OUT_CONFIRMATION,
+                    body: templates::opted_out(&self.business, booked),
+                })));
+            }
             return Ok(Some(KeywordAction::Silent));
         }
         Ok(match last_keyword {
@@ -362,7 +461,7 @@ impl Engine {
                 body: templates::help(&self.business),
             })),
             Some(Keyword::OptIn) => Some(KeywordAction::Silent),
-            Some(Keyword::OptOut) | None => None,
+            Some(Keyword::OptOut | Keyword::OptOutInWords) | None => None,
         })
     }
 
@@ -402,6 +501,10 @@ impl Engine {
                 Err(e) => tracing::warn!(error = %e, "could not check an interrupted send; sending it"),
             }
         }
+        let recipient = plan::CustomerContact {
+            name: None,
+            phone: sms.to.clone(),
+        };
         let delivery = match self.sender.send(&sms.from, &sms.to, &sms.body).await {
             Ok(sid) => Delivery::Sent { sid },
             Err(SendError::OptedOut) => {
@@ -409,22 +512,24 @@ impl Engine {
                 Delivery::OptedOut
             }
             Err(SendError::Ambiguous(error)) => {
-                self.alert(
+                self.alert_about(
                     "send_unknown",
                     Some(sms.conversation_id),
                     &format!(
                         "A text to {} may not have been delivered: {error}",
-                        sms.to.masked()
+                        sms.to.as_str()
                     ),
+                    Some(&recipient),
                 )
                 .await;
                 Delivery::Unknown { error }
             }
             Err(e) => {
-                self.alert(
+                self.alert_about(
                     "send_failed",
                     Some(sms.conversation_id),
-                    &format!("A text to {} was not delivered: {e}", sms.to.masked()),
+                    &format!("A text to {} was not delivered: {e}", sms.to.as_str()),
+                    Some(&recipient),
                 )
                 .await;
                 Delivery::Failed { error: e.to_string() }
@@ -466,8 +571,16 @@ impl Engine {
 
     /// Owner alerts go to the log at error level and into the store, where
     /// notifications pick them up. Failing to store one must not fail the turn.
-    async fn alert(&self, kind: &'static str, conversation: Option<ConversationId>, detail: &str) {
-        tracing::error!(alert = kind, detail, "owner alert");
+    /// `customer`, when the alert is about one, is named in the owner's
+    /// email with a link to call; the log masks the number.
+    async fn alert_about(
+        &self,
+        kind: &'static str,
+        conversation: Option<ConversationId>,
+        detail: &str,
+        customer: Option<&plan::CustomerContact>,
+    ) {
+        tracing::error!(alert = kind, detail = %redact_phone_numbers(detail), "owner alert");
         if let Err(e) = self.store.record_alert(kind, conversation, detail).await {
             tracing::error!(error = %e, "could not store owner alert");
         }
@@ -480,7 +593,8 @@ impl Engine {
             conversation.map_or(0, |c| c.0),
             Utc::now().timestamp_millis()
         );
-        if let Some(job) = plan::alert_job(&self.business, &alert, conversation, &key, Utc::now())
+        if let Some(job) =
+            plan::alert_job_about(&self.business, &alert, conversation, customer, &key, Utc::now())
             && let Err(e) = self.store.enqueue_jobs(&[job]).await
         {
             tracing::error!(error = %e, "could not queue the owner's alert email");

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use super::plan;
 use super::turns::{Engine, TurnResult};
 use crate::config::settings::WorkerSettings;
 use crate::domain::sms_text;
@@ -136,7 +137,8 @@ impl TurnWorker {
         let Some(last) = turn.pending.last().map(|m| m.id) else {
             return Ok(TurnResult::NothingPending);
         };
-        let customer = turn.conversation.customer_phone.masked().to_string();
+        let contact = plan::CustomerContact::of(&turn, &turn.state);
+        let customer = contact.describe();
         let business = &engine.business;
         let commit = TurnCommit {
             through: last,
@@ -156,7 +158,7 @@ impl TurnWorker {
             jobs: Vec::new(),
             cancel_jobs: Vec::new(),
         };
-        let reply = engine.conclude(id, commit).await?;
+        let reply = engine.conclude_about(id, commit, Some(&contact)).await?;
         Ok(TurnResult::Replied(reply))
     }
 }

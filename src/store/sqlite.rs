@@ -134,7 +134,9 @@ async fn outbound_in(
 ) -> Result<OutboundSms, StoreError> {
     let row = sqlx::query(
         "SELECT m.conversation_id, m.body, m.attempts, m.created_at, k.phone, c.business_number,
-                c.customer_id, k.opted_out_at IS NOT NULL AS opted_out
+                c.customer_id,
+                -- An opt-out in words is confirmed once, after the opt-out.
+                k.opted_out_at IS NOT NULL AND m.kind <> 'opt_out_confirmation' AS opted_out
          FROM messages m
          JOIN conversations c ON c.id = m.conversation_id
          JOIN customers k ON k.id = c.customer_id

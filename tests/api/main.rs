@@ -4,6 +4,7 @@ mod clients;
 mod fake_google;
 mod helpers;
 mod notifications;
+mod owner;
 mod panics;
 mod quotes;
 mod scheduling;

@@ -39,6 +39,7 @@ fn sample_email() -> Email {
         subject: "New booking for Crew 1: Tue Nov 24, 8-10am".into(),
         html: "<p>12 Oak St</p>".into(),
         text: "12 Oak St".into(),
+        date: Some(Utc.with_ymd_and_hms(2026, 11, 28, 17, 5, 9).unwrap()),
     }
 }
 
@@ -66,6 +67,7 @@ async fn emails_go_through_the_real_ses_client() {
     let notice = textdesk::templates::BookingNotice {
         headline: "New booking for Crew 1".into(),
         when: "Tue Nov 24, 8-10am",
+        previous: None,
         address: "12 Oak St, Portland",
         customer: "Dana",
         phone: "+15035551234",
@@ -80,6 +82,7 @@ async fn emails_go_through_the_real_ses_client() {
         subject,
         html,
         text,
+        date: None,
     };
     assert_eq!(sender.send("email:1", &email).await.unwrap(), "ses-1");
 
@@ -97,6 +100,11 @@ async fn emails_go_through_the_real_ses_client() {
         json!(["crew1@rosecityjunk.example"])
     );
     let simple = &body["Content"]["Simple"];
+    // SES sets its own Message-ID and Date; the job's identity rides along.
+    assert_eq!(
+        simple["Headers"],
+        json!([{"Name": "X-Textdesk-Id", "Value": "<email_1@rosecityjunk.example>"}])
+    );
     assert_eq!(
         simple["Subject"]["Data"],
         "New booking for Crew 1: Tue Nov 24, 8-10am"
@@ -317,7 +325,7 @@ async fn a_reminder_due_at_22_30_goes_out_at_8() {
     let sent = app.wait_for_texts(2).await;
     assert_eq!(
         sent[1].1,
-        "Reminder from Rose City Junk Haulers: tomorrow, Mon Mar 10, 10am. Total $350. Reply C to confirm or R to reschedule."
+        "Reminder from Rose City Junk Haulers: tomorrow, Mon Mar 10, 10am. Total $350. Reply C to confirm, R to reschedule or CANCEL BOOKING to cancel."
     );
     // Run again: the job is done and its text is never sent twice.
     runner.run_due(at(day, 9, 0)).await.unwrap();

@@ -267,10 +267,13 @@ async fn the_guided_flow_reaches_quoted_with_no_model() {
     app.text(CUSTOMER, "hello?").await;
     app.wait_until_settled(CUSTOMER).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        app.sent_texts().await.len(),
-        4,
-        "the bot answered a handed-off conversation"
+    // Only the acknowledgement that the owner has it; the bot is quiet.
+    let sent = app.sent_texts().await;
+    assert_eq!(sent.len(), 5, "the bot answered a handed-off conversation");
+    assert!(
+        sent[4].1.ends_with("has your message and will reply here."),
+        "{}",
+        sent[4].1
     );
     let kinds: Vec<String> = app
         .store
@@ -303,7 +306,14 @@ async fn escalate_to_owner_hands_the_conversation_off() {
     app.text(CUSTOMER, "hello??").await;
     app.wait_until_settled(CUSTOMER).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(app.sent_texts().await.len(), 1);
+    // Only the acknowledgement that the owner has it.
+    let sent = app.sent_texts().await;
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent[1].1.ends_with("has your message and will reply here."),
+        "{}",
+        sent[1].1
+    );
     assert_eq!(
         app.model_requests().await.len(),
         2,

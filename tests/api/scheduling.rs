@@ -514,7 +514,10 @@ async fn a_full_conversation_from_first_text_to_booked() {
         sent[2].1
     );
     assert!(
-        sent[2].1.contains("Total $350") && sent[2].1.ends_with("Reply R to reschedule."),
+        sent[2].1.contains("Total $350")
+            && sent[2]
+                .1
+                .ends_with("Reply R to reschedule, or CANCEL BOOKING to cancel it."),
         "{}",
         sent[2].1
     );
@@ -646,7 +649,10 @@ async fn the_guided_flow_books_reschedules_and_cancels_on_the_local_calendar() {
         sent[4].1
     );
     assert!(
-        sent[4].1.contains("Total $350") && sent[4].1.ends_with("Reply R to reschedule."),
+        sent[4].1.contains("Total $350")
+            && sent[4]
+                .1
+                .ends_with("Reply R to reschedule, or CANCEL BOOKING to cancel it."),
         "{}",
         sent[4].1
     );

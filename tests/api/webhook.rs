@@ -51,7 +51,7 @@ async fn a_signed_text_is_acknowledged_with_empty_twiml_and_stored() {
 #[tokio::test]
 async fn the_signature_covers_the_query_string() {
     let app = spawn_app().await;
-    let params = TestApp::inbound_params(CUSTOMER, "hello", "SMquery0000000000000000000000000001");
+    let params = TestApp::inbound_params(CUSTOMER, "hello", "SM0000000000000000000000000000a000");
     let response = app
         .post_signed("/api/sms/inbound?source=main-line", &params)
         .await;
@@ -71,7 +71,7 @@ async fn forged_or_missing_signatures_get_403_and_store_nothing() {
     let params = TestApp::inbound_params(
         CUSTOMER,
         "free junk removal pls",
-        "SMforged000000000000000000000000001",
+        "SM0000000000000000000000000000a001",
     );
     let forged = signature::sign(
         "not-the-token",
@@ -124,7 +124,7 @@ async fn skipping_validation_works_only_as_configured_on_localhost() {
         ..Options::default()
     })
     .await;
-    let params = TestApp::inbound_params(CUSTOMER, "hi", "SMskip00000000000000000000000000001");
+    let params = TestApp::inbound_params(CUSTOMER, "hi", "SM0000000000000000000000000000a002");
     assert_eq!(
         app.post_raw("/api/sms/inbound", &params, None).await.status(),
         200
@@ -134,7 +134,7 @@ async fn skipping_validation_works_only_as_configured_on_localhost() {
 #[tokio::test]
 async fn malformed_requests_get_400_and_oversized_get_413() {
     let app = spawn_app().await;
-    let sid = "SMbad000000000000000000000000000001";
+    let sid = "SM0000000000000000000000000000a003";
     let cases: Vec<(&str, Vec<(String, String)>)> = vec![
         (
             "no From",
@@ -225,11 +225,8 @@ async fn malformed_requests_get_400_and_oversized_get_413() {
 #[tokio::test]
 async fn media_and_every_parameter_are_kept() {
     let app = spawn_app().await;
-    let mut params = TestApp::inbound_params(
-        CUSTOMER,
-        "here's the pile",
-        "SMmedia00000000000000000000000000001",
-    );
+    let mut params =
+        TestApp::inbound_params(CUSTOMER, "here's the pile", "MM0000000000000000000000000000a004");
     for (k, v) in params.iter_mut() {
         if k == "NumMedia" {
             *v = "2".into();
@@ -243,7 +240,7 @@ async fn media_and_every_parameter_are_kept() {
     assert_eq!(messages[0].num_media, 2);
     let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
     let (media, params): (String, String) = sqlx::query_as(
-        "SELECT media_urls, params FROM messages WHERE twilio_sid = 'SMmedia00000000000000000000000000001'",
+        "SELECT media_urls, params FROM messages WHERE twilio_sid = 'MM0000000000000000000000000000a004'",
     )
     .fetch_one(&pool)
     .await
@@ -266,7 +263,7 @@ async fn media_and_every_parameter_are_kept() {
 #[tokio::test]
 async fn the_same_message_sid_five_times_gets_one_reply() {
     let app = spawn_app().await;
-    let sid = "SMretry0000000000000000000000000001";
+    let sid = "SM0000000000000000000000000000a005";
     for _ in 0..5 {
         app.text_with_sid(CUSTOMER, "how much for a fridge?", sid).await;
     }
@@ -288,7 +285,7 @@ async fn the_same_message_sid_five_times_gets_one_reply() {
 #[tokio::test]
 async fn concurrent_retries_of_one_text_store_it_once() {
     let app = spawn_app().await;
-    let sid = "SMrace00000000000000000000000000001";
+    let sid = "SM0000000000000000000000000000a006";
     let posts = (0..5).map(|_| app.text_with_sid(CUSTOMER, "race", sid));
     futures::future::join_all(posts).await;
     app.wait_for_texts(1).await;
