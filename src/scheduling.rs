@@ -13,7 +13,7 @@
 //! The per-crew lock is in-process: one process serves a SQLite database.
 //! A Postgres backend would take the same lock in the database.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -21,7 +21,7 @@ use sha1::{Digest, Sha1};
 
 use crate::calendar::{Busy, Calendar, CalendarError, CalendarEvent};
 use crate::config::business::{BusinessConfig, ProviderConfig};
-use crate::domain::availability::{self, DateFilter, Interval, ProviderBusy, SlotQuery};
+use crate::domain::availability::{self, DateFilter, Interval, Opening, ProviderBusy, SlotQuery};
 use crate::domain::conversation::{Booking, JobDetails, OfferedSlot};
 use crate::domain::quote::{Quote, hours_to_minutes};
 use crate::store::{
@@ -62,6 +62,10 @@ impl Offer {
             .join("\n")
     }
 }
+
+/// How many times an offer picks again around openings another customer
+/// was granted while it looked; after the last, it offers what it holds.
+const OFFER_ATTEMPTS: u32 = 3;
 
 pub struct Scheduler {
     store: Arc<dyn Store>,
@@ -160,7 +164,11 @@ impl Scheduler {
     }
 
     /// Finds openings for the quoted job, preferring `filter`, and holds them
-    /// for this conversation.
+    /// for this conversation. Holds are exclusive: an opening is on offer to
+    /// one customer at a time, so only openings this conversation was granted
+    /// are offered. When rescheduling, the booking's current time is never
+    /// offered as a new one, though the booking does not block its
+    /// neighbours.
     #[tracing::instrument(name = "offer_slots", skip_all, fields(conversation = conversation.0))]
     pub async fn offer(
         &self,
@@ -177,46 +185,50 @@ impl Scheduler {
             end: now + Duration::days(i64::from(schedule.horizon_days) + 1),
         };
         let providers: Vec<&ProviderConfig> = self.business.providers.iter().collect();
+        let moving = rescheduling.map(|b| b.id.as_str());
         // A booking being moved does not block its own new time.
-        let busy = self
-            .busy_for(
-                &providers,
-                range,
-                conversation,
-                rescheduling.map(|b| b.id.as_str()),
-                now,
-            )
+        let mut busy = self
+            .busy_for(&providers, range, conversation, moving, now)
             .await?;
-        let mut query = SlotQuery {
-            now,
-            duration: Self::duration(quote),
-            filter: filter.clone(),
+        let duration = Self::duration(quote);
+        let expires_at = now + Duration::minutes(i64::from(schedule.hold_minutes));
+        let mut attempts_left = OFFER_ATTEMPTS;
+        let (picked, note) = loop {
+            attempts_left -= 1;
+            let (picked, note) = self.pick(&busy, duration, filter, rescheduling, now);
+            let wanted: Vec<Hold> = picked
+                .iter()
+                .map(|o| Hold {
+                    provider_id: o.provider.clone(),
+                    slot: Interval {
+                        start: o.start,
+                        end: o.end,
+                    },
+                    blocked: schedule.blocked_interval(o.start, duration),
+                })
+                .collect();
+            let granted = self
+                .hold_exclusively(conversation, &wanted, expires_at, now, moving)
+                .await?;
+            if granted.len() == wanted.len() || attempts_left == 0 {
+                let picked: Vec<Opening> = picked
+                    .into_iter()
+                    .filter(|o| {
+                        granted
+                            .iter()
+                            .any(|h| h.provider_id == o.provider && h.slot.start == o.start)
+                    })
+                    .collect();
+                break (picked, note);
+            }
+            // Another customer was granted these a moment ago: they are busy
+            // now, and the next pick goes around them.
+            for refused in wanted.iter().filter(|w| !granted.contains(w)) {
+                if let Some(p) = busy.iter_mut().find(|p| p.provider == refused.provider_id) {
+                    p.busy.push(refused.slot);
+                }
+            }
         };
-        let mut openings = schedule.openings(tz, &busy, &query);
-        let mut note = None;
-        if openings.is_empty() && !filter.is_empty() {
-            query.filter = DateFilter::default();
-            openings = schedule.openings(tz, &busy, &query);
-            note = Some("Nothing is open then; these are the earliest openings.".to_string());
-        }
-        let picked = schedule.offers(&openings, tz);
-        let holds: Vec<Hold> = picked
-            .iter()
-            .map(|o| Hold {
-                provider_id: o.provider.clone(),
-                slot: Interval {
-                    start: o.start,
-                    end: o.end,
-                },
-            })
-            .collect();
-        self.store
-            .hold(
-                conversation,
-                &holds,
-                now + Duration::minutes(i64::from(schedule.hold_minutes)),
-            )
-            .await?;
         let slots = picked
             .iter()
             .enumerate()
@@ -229,6 +241,63 @@ impl Scheduler {
             })
             .collect();
         Ok(Offer { slots, note })
+    }
+
+    /// The openings to offer from `busy`, and the note that goes with them.
+    fn pick(
+        &self,
+        busy: &[ProviderBusy],
+        duration: Duration,
+        filter: &DateFilter,
+        rescheduling: Option<&Booking>,
+        now: DateTime<Utc>,
+    ) -> (Vec<Opening>, Option<String>) {
+        let schedule = &self.business.schedule;
+        let tz = self.business.business.timezone;
+        // The customer is moving off this time: the same time again, with
+        // any crew, is not a new opening.
+        let not_current = |openings: Vec<Opening>| -> Vec<Opening> {
+            match rescheduling {
+                Some(b) => openings.into_iter().filter(|o| o.start != b.slot.start).collect(),
+                None => openings,
+            }
+        };
+        let mut query = SlotQuery {
+            now,
+            duration,
+            filter: filter.clone(),
+        };
+        let mut openings = not_current(schedule.openings(tz, busy, &query));
+        let mut note = None;
+        if openings.is_empty() && !filter.is_empty() {
+            query.filter = DateFilter::default();
+            openings = not_current(schedule.openings(tz, busy, &query));
+            note = Some("Nothing is open then; these are the earliest openings.".to_string());
+        }
+        (schedule.offers(&openings, tz), note)
+    }
+
+    /// Checks other customers' holds and writes ours as one step, under the
+    /// same per-crew locks as booking (taken in id order, so two offers
+    /// spanning crews cannot deadlock) and in one IMMEDIATE transaction.
+    async fn hold_exclusively(
+        &self,
+        conversation: ConversationId,
+        wanted: &[Hold],
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        moving: Option<&str>,
+    ) -> Result<Vec<Hold>, SchedulingError> {
+        let crews: BTreeSet<&str> = wanted.iter().map(|h| h.provider_id.as_str()).collect();
+        let locks: Vec<_> = crews.into_iter().map(|c| self.lock_for(c)).collect();
+        let mut guards = Vec::with_capacity(locks.len());
+        for lock in &locks {
+            guards.push(lock.lock().await);
+        }
+        Ok(self
+            .store
+            .hold(conversation, wanted, expires_at, now, moving)
+            .await?)
     }
 
     fn event(
@@ -369,7 +438,7 @@ impl Scheduler {
                     label: slot.label.clone(),
                     status: BookingStatus::Pending,
                 };
-                match self.store.reserve_booking(&record, blocked).await? {
+                match self.store.reserve_booking(&record, blocked, now).await? {
                     Reservation::Conflict => {
                         return Err(SchedulingError::Taken(
                             "another booking took it a moment ago".into(),
@@ -443,7 +512,8 @@ impl Scheduler {
         self.store
             .update_booking(&id, BookingStatus::Confirmed, None)
             .await?;
-        self.store.hold(conversation.id, &[], now).await?;
+        // The opening is booked: the conversation's other holds go back.
+        self.store.hold(conversation.id, &[], now, now, None).await?;
         tracing::info!(booking = %id, when = %slot.label, "booked");
         Ok(booked())
     }

@@ -3,6 +3,7 @@
 mod clients;
 mod fake_google;
 mod helpers;
+mod holds;
 mod notifications;
 mod quotes;
 mod scheduling;
