@@ -547,6 +547,9 @@ fn config_summary(path: &Path, config: &BusinessConfig) -> String {
         "[pricing] (labels only; prices come from get_quote)",
         prompt::catalog_text(config),
     );
+    for warning in crate::domain::quote::date_surcharge_warnings(&config.pricing, &config.schedule) {
+        out.push_str(&format!("\nWARNING: {warning}\n"));
+    }
     if assembled.base_is_overridden() {
         out.push_str("\nWARNING: [assistant] base_prompt replaces the built-in base prompt.\n");
     }

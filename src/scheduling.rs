@@ -23,7 +23,7 @@ use crate::calendar::{Busy, Calendar, CalendarError, CalendarEvent};
 use crate::config::business::{BusinessConfig, ProviderConfig};
 use crate::domain::availability::{self, DateFilter, Interval, Opening, ProviderBusy, SlotQuery};
 use crate::domain::conversation::{Booking, JobDetails, OfferedSlot};
-use crate::domain::quote::{Quote, hours_to_minutes};
+use crate::domain::quote::{self, OpeningTime, Quote, hours_to_minutes};
 use crate::store::{
     BookingRecord, BookingStatus, Conversation, ConversationId, Hold, Reservation, Store, StoreError,
 };
@@ -50,16 +50,30 @@ pub struct Offer {
     /// Said when the customer's preference had nothing and the earliest
     /// openings are offered instead.
     pub note: Option<String>,
+    /// Per slot, its price when that differs from the quote's total
+    /// ("$385 with weekend service"); `None` where the quote stands.
+    pub prices: Vec<Option<String>>,
 }
 
 impl Offer {
-    /// "1) Tue Nov 24, 8-10am" on a line each.
+    /// "1) Tue Nov 24, 8-10am" on a line each, with the price where an
+    /// opening has its own: "2) Sat Nov 28, 9-11am ($385 with weekend service)".
     pub fn numbered(&self) -> String {
         self.slots
             .iter()
-            .map(|s| format!("{}) {}", s.id, s.label))
+            .enumerate()
+            .map(|(i, s)| match self.prices.get(i).and_then(Option::as_deref) {
+                Some(price) => format!("{}) {} ({price})", s.id, s.label),
+                None => format!("{}) {}", s.id, s.label),
+            })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The quotes openings carry: quotes of this conversation from now on,
+    /// so the prices the offer states are ones our code produced.
+    pub fn quotes(&self) -> impl Iterator<Item = &Quote> {
+        self.slots.iter().filter_map(|s| s.quote.as_ref())
     }
 }
 
@@ -229,18 +243,52 @@ impl Scheduler {
                 }
             }
         };
-        let slots = picked
-            .iter()
-            .enumerate()
-            .map(|(i, o)| OfferedSlot {
+        let mut slots = Vec::with_capacity(picked.len());
+        let mut prices = Vec::with_capacity(picked.len());
+        for (i, o) in picked.iter().enumerate() {
+            let own = self.opening_quote(quote, o.start, now);
+            prices.push(own.as_ref().filter(|q| q.total != quote.total).map(|q| {
+                let surcharges =
+                    quote::date_surcharges(&self.business.pricing, &self.opening_time(o.start, now));
+                if surcharges.is_empty() {
+                    q.total.to_string()
+                } else {
+                    format!("{} with {}", q.total, surcharges.join(" and ").to_lowercase())
+                }
+            }));
+            slots.push(OfferedSlot {
                 id: (i + 1) as u8,
                 start: o.start,
                 end: o.end,
                 label: availability::label(o, tz),
                 crew: o.provider.clone(),
-            })
-            .collect();
-        Ok(Offer { slots, note })
+                quote: own,
+            });
+        }
+        Ok(Offer { slots, note, prices })
+    }
+
+    /// An opening's start as the business's clock reads it, today being
+    /// `now` in the business's zone.
+    fn opening_time(&self, start: DateTime<Utc>, now: DateTime<Utc>) -> OpeningTime {
+        let tz = self.business.business.timezone;
+        OpeningTime {
+            local_start: start.with_timezone(&tz).naive_local(),
+            today: now.with_timezone(&tz).date_naive(),
+            after_hours_from: self.business.schedule.after_hours_from,
+        }
+    }
+
+    /// The quote for the job at an opening starting at `start`, when its
+    /// date-dependent surcharges make it differ from `quote`.
+    pub fn opening_quote(&self, quote: &Quote, start: DateTime<Utc>, now: DateTime<Utc>) -> Option<Quote> {
+        let at = self.opening_time(start, now);
+        quote::price_for_opening(&self.business.pricing, quote, &at).unwrap_or_else(|e| {
+            // The quote priced this job a moment ago, so this cannot fail
+            // unless the catalog changed under it: the quote stands.
+            tracing::warn!(error = %e, "could not price the job for an opening; the quote stands");
+            None
+        })
     }
 
     /// The openings to offer from `busy`, and the note that goes with them.
@@ -358,6 +406,19 @@ impl Scheduler {
             .provider(&slot.crew)
             .ok_or_else(|| SchedulingError::Taken(format!("crew `{}` is no longer listed", slot.crew)))?
             .clone();
+        // The booked price is the one the customer was shown for this
+        // opening. Should it differ now (a same-day rate once midnight has
+        // passed), the opening is offered again with its new price.
+        let shown = slot.quote.as_ref().map_or(quote.total, |q| q.total);
+        let current = self
+            .opening_quote(quote, slot.start, now)
+            .map_or(quote.total, |q| q.total);
+        if current != shown {
+            return Err(SchedulingError::Taken(format!(
+                "its price is now {current}, not {shown}"
+            )));
+        }
+        let quote = slot.quote.as_ref().unwrap_or(quote);
         let lock = self.lock_for(&provider.id);
         let _serialized = lock.lock().await;
 
