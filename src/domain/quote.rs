@@ -1649,8 +1649,10 @@ mod tests {
     fn check_config_warns_of_surcharges_the_schedule_never_charges() {
         use crate::domain::availability::DayHours;
         let c = dated_catalog();
-        let mut schedule = ScheduleConfig::default();
-        schedule.after_hours_from = NaiveTime::from_hms_opt(17, 0, 0);
+        let mut schedule = ScheduleConfig {
+            after_hours_from: NaiveTime::from_hms_opt(17, 0, 0),
+            ..ScheduleConfig::default()
+        };
         // Open Saturdays, closing at 17:00 everywhere: only the evening one.
         assert_eq!(
             date_surcharge_warnings(&c, &schedule),
