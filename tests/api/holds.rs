@@ -300,3 +300,74 @@ async fn a_hold_is_refused_when_the_other_customers_job_would_run_into_it() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offers_spanning_two_crews_at_once_never_overlap_and_every_holder_can_book() {
+    let two_crews = format!(
+        "{}\n[[providers]]\nid = \"crew-2\"\nname = \"Crew 2\"\n",
+        MONDAY_MORNING
+            .replace("buffer_before_minutes = 0", "buffer_before_minutes = 30")
+            .replace("mon = \"08:00-12:00\"", "mon = \"08:00-17:00\"")
+    );
+    for round in 0..10 {
+        let rig = rig(&two_crews).await;
+        let now = sunday_noon();
+        let quote = rig.quote(now);
+        let mut customers = Vec::new();
+        for i in 0..20 {
+            customers.push(rig.customer(i).await);
+        }
+        let asks = customers.iter().map(|&c| {
+            let scheduler = rig.scheduler.clone();
+            let quote = quote.clone();
+            tokio::spawn(async move {
+                let offer = scheduler
+                    .offer(c, &quote, &DateFilter::default(), None, now)
+                    .await
+                    .unwrap();
+                (c, offer)
+            })
+        });
+        let offers: Vec<_> = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        let offered: Vec<_> = offers.iter().filter(|(_, o)| !o.slots.is_empty()).collect();
+        assert!(!offered.is_empty(), "round {round}: nobody was offered anything");
+
+        // Each holder books the last opening it was offered, all at once.
+        let books = offered.iter().map(|(c, offer)| {
+            let scheduler = rig.scheduler.clone();
+            let store = rig.store.clone();
+            let quote = quote.clone();
+            let slot = offer.slots.last().unwrap().clone();
+            let c = *c;
+            tokio::spawn(async move {
+                let conversation = store.turn_input(c, 5).await.unwrap().conversation;
+                scheduler
+                    .book(&conversation, &job(), &quote, &slot, None, now)
+                    .await
+            })
+        });
+        let results: Vec<_> = futures::future::join_all(books)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(
+            results.iter().all(|r| r.is_ok()),
+            "round {round}: a customer holding an opening was refused: {results:?}"
+        );
+        assert_eq!(
+            rig.store
+                .bookings()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|b| b.status == BookingStatus::Confirmed)
+                .count(),
+            offered.len()
+        );
+    }
+}
