@@ -14,7 +14,7 @@ use textdesk::domain::phone::E164;
 use textdesk::domain::quote::price;
 use textdesk::scheduling::{Scheduler, SchedulingError};
 use textdesk::store::sqlite::SqliteStore;
-use textdesk::store::{InboundSms, Recorded, Store};
+use textdesk::store::{InboundSms, JobStatus, Recorded, Store};
 use wiremock::Mock;
 use wiremock::matchers::{method, path};
 
@@ -46,6 +46,7 @@ sun = "closed"
 [[providers]]
 id = "crew-1"
 name = "Crew 1"
+email = "crew1@example.com"
 
 [[pricing.modifiers]]
 id = "stairs"
@@ -146,6 +147,18 @@ async fn a_saturday_opening_booked_through_claude_carries_the_weekend_surcharge(
         sent[2].1
     );
     assert_eq!(booked_total(&app).await, "$385");
+    // The crew's email states the booked total.
+    let emails: Vec<_> = app
+        .store
+        .jobs(&[JobStatus::Pending, JobStatus::Done, JobStatus::Running], 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.recipient == "crew1@example.com")
+        .collect();
+    assert_eq!(emails.len(), 1);
+    let email = emails[0].payload.to_string();
+    assert!(email.contains("$385") && !email.contains("$350"), "{email}");
 }
 
 #[tokio::test]

@@ -371,3 +371,43 @@ async fn offers_spanning_two_crews_at_once_never_overlap_and_every_holder_can_bo
         );
     }
 }
+
+#[tokio::test]
+async fn an_expired_hold_frees_the_opening_for_the_next_customer_who_then_books_it() {
+    let rig = rig(ONE_OPENING).await;
+    let now = sunday_noon();
+    let quote = rig.quote(now);
+    let (a, b) = (rig.customer(1).await, rig.customer(2).await);
+    let offer_a = rig
+        .scheduler
+        .offer(a, &quote, &DateFilter::default(), None, now)
+        .await
+        .unwrap();
+    assert_eq!(offer_a.numbered(), "1) Mon Mar 4, 8am");
+    let held = rig
+        .scheduler
+        .offer(b, &quote, &DateFilter::default(), None, now)
+        .await
+        .unwrap();
+    assert!(held.slots.is_empty(), "A holds it: {}", held.numbered());
+
+    // Holds last hold_minutes (10 by default); B asks again after that.
+    let later = now + chrono::Duration::minutes(11);
+    let offer_b = rig
+        .scheduler
+        .offer(b, &quote, &DateFilter::default(), None, later)
+        .await
+        .unwrap();
+    assert_eq!(offer_b.numbered(), "1) Mon Mar 4, 8am");
+    let conversation_a = rig.store.turn_input(a, 5).await.unwrap().conversation;
+    let late = rig
+        .scheduler
+        .book(&conversation_a, &job(), &quote, &offer_a.slots[0], None, later)
+        .await;
+    assert!(late.is_err(), "A's hold had expired and B holds it now: {late:?}");
+    let conversation_b = rig.store.turn_input(b, 5).await.unwrap().conversation;
+    rig.scheduler
+        .book(&conversation_b, &job(), &quote, &offer_b.slots[0], None, later)
+        .await
+        .unwrap();
+}
