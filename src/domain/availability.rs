@@ -837,4 +837,19 @@ mod tests {
         assert!(!t.is_free(&iv(149, 151)));
         assert!(t.is_free(&iv(310, 400)));
     }
+
+    #[test]
+    fn after_hours_start_at_a_time_of_day() {
+        let parsed: ScheduleConfig = toml::from_str("after_hours_from = \"17:30\"").unwrap();
+        assert_eq!(parsed.after_hours_from, NaiveTime::from_hms_opt(17, 30, 0));
+        assert_eq!(
+            toml::from_str::<ScheduleConfig>("").unwrap().after_hours_from,
+            None
+        );
+        let err = toml::from_str::<ScheduleConfig>("after_hours_from = \"5pm\"").unwrap_err();
+        assert!(
+            err.to_string().contains("not a time of day like \"17:00\""),
+            "{err}"
+        );
+    }
 }
