@@ -2,13 +2,18 @@
 //!
 //! Double bookings are ours to prevent (Google Calendar accepts overlapping
 //! events happily), so:
-//! - offered openings are held for the customer who was offered them;
+//! - offered openings are held for the customer who was offered them, and
+//!   for no one else: checking other customers' holds and writing ours is
+//!   one step, under the per-crew lock and in one IMMEDIATE transaction;
 //! - bookings of one crew are serialized by a lock per crew, and every rule
 //!   is checked again at booking time against fresh busy time;
 //! - a booking is recorded (`pending`) before its calendar event is written,
 //!   under a deterministic id that is also the event id, so a retry after a
 //!   timeout finds its own earlier attempt instead of making a second one;
-//! - the conversation becomes BOOKED only after the event exists.
+//! - the conversation becomes BOOKED only after the event exists;
+//! - an opening with a date-dependent surcharge (weekend, same day, after
+//!   hours) is offered with its own quote and booked at that price, never
+//!   at one the customer was not shown.
 //!
 //! The per-crew lock is in-process: one process serves a SQLite database.
 //! A Postgres backend would take the same lock in the database.
@@ -406,19 +411,8 @@ impl Scheduler {
             .provider(&slot.crew)
             .ok_or_else(|| SchedulingError::Taken(format!("crew `{}` is no longer listed", slot.crew)))?
             .clone();
-        // The booked price is the one the customer was shown for this
-        // opening. Should it differ now (a same-day rate once midnight has
-        // passed), the opening is offered again with its new price.
-        let shown = slot.quote.as_ref().map_or(quote.total, |q| q.total);
-        let current = self
-            .opening_quote(quote, slot.start, now)
-            .map_or(quote.total, |q| q.total);
-        if current != shown {
-            return Err(SchedulingError::Taken(format!(
-                "its price is now {current}, not {shown}"
-            )));
-        }
-        let quote = slot.quote.as_ref().unwrap_or(quote);
+        let base_quote = quote;
+        let quote = slot.quote.as_ref().unwrap_or(base_quote);
         let lock = self.lock_for(&provider.id);
         let _serialized = lock.lock().await;
 
@@ -460,6 +454,18 @@ impl Scheduler {
         let duration = slot.end - slot.start - Duration::minutes(i64::from(schedule.arrival_window_minutes));
         let blocked = schedule.blocked_interval(slot.start, duration);
         if !resuming {
+            // The booked price is the one the customer was shown for this
+            // opening. Should it differ now (a same-day rate once midnight
+            // has passed), the opening is offered again with its new price.
+            let current = self
+                .opening_quote(base_quote, slot.start, now)
+                .map_or(base_quote.total, |q| q.total);
+            if current != quote.total {
+                return Err(SchedulingError::Taken(format!(
+                    "its price is now {current}, not {}",
+                    quote.total
+                )));
+            }
             let busy = self
                 .busy_for(
                     &[&provider],
