@@ -662,6 +662,15 @@ async fn the_guided_flow_books_reschedules_and_cancels_on_the_local_calendar() {
     app.text(DANA, "R").await;
     let sent = app.wait_for_texts(6).await;
     assert!(sent[5].1.starts_with("Sure. Openings:"), "{}", sent[5].1);
+    // The time being moved off is not offered again as a new one.
+    assert!(
+        sent[5].1.lines().all(|line| line
+            .split_once(") ")
+            .is_none_or(|(_, label)| label != bookings[0].label)),
+        "{} re-offered: {}",
+        bookings[0].label,
+        sent[5].1
+    );
     app.text(DANA, "3").await;
     let sent = app.wait_for_texts(7).await;
     assert!(
