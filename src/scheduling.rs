@@ -2,18 +2,23 @@
 //!
 //! Double bookings are ours to prevent (Google Calendar accepts overlapping
 //! events happily), so:
-//! - offered openings are held for the customer who was offered them;
+//! - offered openings are held for the customer who was offered them, and
+//!   for no one else: checking other customers' holds and writing ours is
+//!   one step, under the per-crew lock and in one IMMEDIATE transaction;
 //! - bookings of one crew are serialized by a lock per crew, and every rule
 //!   is checked again at booking time against fresh busy time;
 //! - a booking is recorded (`pending`) before its calendar event is written,
 //!   under a deterministic id that is also the event id, so a retry after a
 //!   timeout finds its own earlier attempt instead of making a second one;
-//! - the conversation becomes BOOKED only after the event exists.
+//! - the conversation becomes BOOKED only after the event exists;
+//! - an opening with a date-dependent surcharge (weekend, same day, after
+//!   hours) is offered with its own quote and booked at that price, never
+//!   at one the customer was not shown.
 //!
 //! The per-crew lock is in-process: one process serves a SQLite database.
 //! A Postgres backend would take the same lock in the database.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -21,9 +26,9 @@ use sha1::{Digest, Sha1};
 
 use crate::calendar::{Busy, Calendar, CalendarError, CalendarEvent};
 use crate::config::business::{BusinessConfig, ProviderConfig};
-use crate::domain::availability::{self, DateFilter, Interval, ProviderBusy, SlotQuery};
+use crate::domain::availability::{self, DateFilter, Interval, Opening, ProviderBusy, SlotQuery};
 use crate::domain::conversation::{Booking, JobDetails, OfferedSlot};
-use crate::domain::quote::{Quote, hours_to_minutes};
+use crate::domain::quote::{self, OpeningTime, Quote, hours_to_minutes};
 use crate::store::{
     BookingRecord, BookingStatus, Conversation, ConversationId, Hold, Reservation, Store, StoreError,
 };
@@ -50,18 +55,36 @@ pub struct Offer {
     /// Said when the customer's preference had nothing and the earliest
     /// openings are offered instead.
     pub note: Option<String>,
+    /// Per slot, its price when that differs from the quote's total
+    /// ("$385 with weekend service"); `None` where the quote stands.
+    pub prices: Vec<Option<String>>,
 }
 
 impl Offer {
-    /// "1) Tue Nov 24, 8-10am" on a line each.
+    /// "1) Tue Nov 24, 8-10am" on a line each, with the price where an
+    /// opening has its own: "2) Sat Nov 28, 9-11am ($385 with weekend service)".
     pub fn numbered(&self) -> String {
         self.slots
             .iter()
-            .map(|s| format!("{}) {}", s.id, s.label))
+            .enumerate()
+            .map(|(i, s)| match self.prices.get(i).and_then(Option::as_deref) {
+                Some(price) => format!("{}) {} ({price})", s.id, s.label),
+                None => format!("{}) {}", s.id, s.label),
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
+
+    /// The quotes openings carry: quotes of this conversation from now on,
+    /// so the prices the offer states are ones our code produced.
+    pub fn quotes(&self) -> impl Iterator<Item = &Quote> {
+        self.slots.iter().filter_map(|s| s.quote.as_ref())
+    }
 }
+
+/// How many times an offer picks again around openings another customer
+/// was granted while it looked; after the last, it offers what it holds.
+const OFFER_ATTEMPTS: u32 = 3;
 
 pub struct Scheduler {
     store: Arc<dyn Store>,
@@ -168,7 +191,11 @@ impl Scheduler {
     }
 
     /// Finds openings for the quoted job, preferring `filter`, and holds them
-    /// for this conversation.
+    /// for this conversation. Holds are exclusive: an opening is on offer to
+    /// one customer at a time, so only openings this conversation was granted
+    /// are offered. When rescheduling, the booking's current time is never
+    /// offered as a new one, though the booking does not block its
+    /// neighbours.
     #[tracing::instrument(name = "offer_slots", skip_all, fields(conversation = conversation.0))]
     pub async fn offer(
         &self,
@@ -187,58 +214,153 @@ impl Scheduler {
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
         };
         let providers: Vec<&ProviderConfig> = self.business.providers.iter().collect();
+        let moving = rescheduling.map(|b| b.id.as_str());
         // A booking being moved does not block its own new time.
-        let busy = self
-            .busy_for(
-                &providers,
-                range,
-                conversation,
-                rescheduling.map(|b| b.id.as_str()),
-                now,
-            )
+        let mut busy = self
+            .busy_for(&providers, range, conversation, moving, now)
             .await?;
-        let mut query = SlotQuery {
-            now,
-            duration: Self::duration(quote),
-            filter: filter.clone(),
+        let duration = Self::duration(quote);
+        let expires_at = now + Duration::minutes(i64::from(schedule.hold_minutes));
+        let mut attempts_left = OFFER_ATTEMPTS;
+        let (picked, note) = loop {
+            attempts_left -= 1;
+            let (picked, note) = self.pick(&busy, duration, filter, rescheduling, now);
+            let wanted: Vec<Hold> = picked
+                .iter()
+                .map(|o| Hold {
+                    provider_id: o.provider.clone(),
+                    slot: Interval {
+                        start: o.start,
+                        end: o.end,
+                    },
+                    blocked: schedule.blocked_interval(o.start, duration),
+                })
+                .collect();
+            let granted = self
+                .hold_exclusively(conversation, &wanted, expires_at, now, moving)
+                .await?;
+            if granted.len() == wanted.len() || attempts_left == 0 {
+                let picked: Vec<Opening> = picked
+                    .into_iter()
+                    .filter(|o| {
+                        granted
+                            .iter()
+                            .any(|h| h.provider_id == o.provider && h.slot.start == o.start)
+                    })
+                    .collect();
+                break (picked, note);
+            }
+            // Another customer was granted these a moment ago: they are busy
+            // now, and the next pick goes around them.
+            for refused in wanted.iter().filter(|w| !granted.contains(w)) {
+                if let Some(p) = busy.iter_mut().find(|p| p.provider == refused.provider_id) {
+                    p.busy.push(refused.slot);
+                }
+            }
         };
-        let mut openings = schedule.openings(tz, &busy, &query);
-        let mut note = None;
-        if openings.is_empty() && !filter.is_empty() {
-            query.filter = DateFilter::default();
-            openings = schedule.openings(tz, &busy, &query);
-            note = Some("Nothing is open then; these are the earliest openings.".to_string());
-        }
-        let picked = schedule.offers(&openings, tz);
-        let holds: Vec<Hold> = picked
-            .iter()
-            .map(|o| Hold {
-                provider_id: o.provider.clone(),
-                slot: Interval {
-                    start: o.start,
-                    end: o.end,
-                },
-            })
-            .collect();
-        self.store
-            .hold(
-                conversation,
-                &holds,
-                now + Duration::minutes(i64::from(schedule.hold_minutes)),
-            )
-            .await?;
-        let slots = picked
-            .iter()
-            .enumerate()
-            .map(|(i, o)| OfferedSlot {
+        let mut slots = Vec::with_capacity(picked.len());
+        let mut prices = Vec::with_capacity(picked.len());
+        for (i, o) in picked.iter().enumerate() {
+            let own = self.opening_quote(quote, o.start, now);
+            prices.push(own.as_ref().filter(|q| q.total != quote.total).map(|q| {
+                let surcharges =
+                    quote::date_surcharges(&self.business.pricing, &self.opening_time(o.start, now));
+                if surcharges.is_empty() {
+                    q.total.to_string()
+                } else {
+                    format!("{} with {}", q.total, surcharges.join(" and ").to_lowercase())
+                }
+            }));
+            slots.push(OfferedSlot {
                 id: (i + 1) as u8,
                 start: o.start,
                 end: o.end,
                 label: availability::label(o, tz),
                 crew: o.provider.clone(),
-            })
-            .collect();
-        Ok(Offer { slots, note })
+                quote: own,
+            });
+        }
+        Ok(Offer { slots, note, prices })
+    }
+
+    /// An opening's start as the business's clock reads it, today being
+    /// `now` in the business's zone.
+    fn opening_time(&self, start: DateTime<Utc>, now: DateTime<Utc>) -> OpeningTime {
+        let tz = self.business.business.timezone;
+        OpeningTime {
+            local_start: start.with_timezone(&tz).naive_local(),
+            today: now.with_timezone(&tz).date_naive(),
+            after_hours_from: self.business.schedule.after_hours_from,
+        }
+    }
+
+    /// The quote for the job at an opening starting at `start`, when its
+    /// date-dependent surcharges make it differ from `quote`.
+    pub fn opening_quote(&self, quote: &Quote, start: DateTime<Utc>, now: DateTime<Utc>) -> Option<Quote> {
+        let at = self.opening_time(start, now);
+        quote::price_for_opening(&self.business.pricing, quote, &at).unwrap_or_else(|e| {
+            // The quote priced this job a moment ago, so this cannot fail
+            // unless the catalog changed under it: the quote stands.
+            tracing::warn!(error = %e, "could not price the job for an opening; the quote stands");
+            None
+        })
+    }
+
+    /// The openings to offer from `busy`, and the note that goes with them.
+    fn pick(
+        &self,
+        busy: &[ProviderBusy],
+        duration: Duration,
+        filter: &DateFilter,
+        rescheduling: Option<&Booking>,
+        now: DateTime<Utc>,
+    ) -> (Vec<Opening>, Option<String>) {
+        let schedule = &self.business.schedule;
+        let tz = self.business.business.timezone;
+        // The customer is moving off this time: the same time again, with
+        // any crew, is not a new opening.
+        let not_current = |openings: Vec<Opening>| -> Vec<Opening> {
+            match rescheduling {
+                Some(b) => openings.into_iter().filter(|o| o.start != b.slot.start).collect(),
+                None => openings,
+            }
+        };
+        let mut query = SlotQuery {
+            now,
+            duration,
+            filter: filter.clone(),
+        };
+        let mut openings = not_current(schedule.openings(tz, busy, &query));
+        let mut note = None;
+        if openings.is_empty() && !filter.is_empty() {
+            query.filter = DateFilter::default();
+            openings = not_current(schedule.openings(tz, busy, &query));
+            note = Some("Nothing is open then; these are the earliest openings.".to_string());
+        }
+        (schedule.offers(&openings, tz), note)
+    }
+
+    /// Checks other customers' holds and writes ours as one step, under the
+    /// same per-crew locks as booking (taken in id order, so two offers
+    /// spanning crews cannot deadlock) and in one IMMEDIATE transaction.
+    async fn hold_exclusively(
+        &self,
+        conversation: ConversationId,
+        wanted: &[Hold],
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        moving: Option<&str>,
+    ) -> Result<Vec<Hold>, SchedulingError> {
+        let crews: BTreeSet<&str> = wanted.iter().map(|h| h.provider_id.as_str()).collect();
+        let locks: Vec<_> = crews.into_iter().map(|c| self.lock_for(c)).collect();
+        let mut guards = Vec::with_capacity(locks.len());
+        for lock in &locks {
+            guards.push(lock.lock().await);
+        }
+        Ok(self
+            .store
+            .hold(conversation, wanted, expires_at, now, moving)
+            .await?)
     }
 
     fn event(
@@ -299,6 +421,8 @@ impl Scheduler {
             .provider(&slot.crew)
             .ok_or_else(|| SchedulingError::Taken(format!("crew `{}` is no longer listed", slot.crew)))?
             .clone();
+        let base_quote = quote;
+        let quote = slot.quote.as_ref().unwrap_or(base_quote);
         let lock = self.lock_for(&provider.id);
         let _serialized = lock.lock().await;
 
@@ -340,6 +464,18 @@ impl Scheduler {
         let duration = slot.end - slot.start - Duration::minutes(i64::from(schedule.arrival_window_minutes));
         let blocked = schedule.blocked_interval(slot.start, duration);
         if !resuming {
+            // The booked price is the one the customer was shown for this
+            // opening. Should it differ now (a same-day rate once midnight
+            // has passed), the opening is offered again with its new price.
+            let current = self
+                .opening_quote(base_quote, slot.start, now)
+                .map_or(base_quote.total, |q| q.total);
+            if current != quote.total {
+                return Err(SchedulingError::Taken(format!(
+                    "its price is now {current}, not {}",
+                    quote.total
+                )));
+            }
             let busy = self
                 .busy_for(
                     &[&provider],
@@ -379,7 +515,7 @@ impl Scheduler {
                     label: slot.label.clone(),
                     status: BookingStatus::Pending,
                 };
-                match self.store.reserve_booking(&record, blocked).await? {
+                match self.store.reserve_booking(&record, blocked, now).await? {
                     Reservation::Conflict => {
                         return Err(SchedulingError::Taken(
                             "another booking took it a moment ago".into(),
@@ -453,7 +589,8 @@ impl Scheduler {
         self.store
             .update_booking(&id, BookingStatus::Confirmed, None)
             .await?;
-        self.store.hold(conversation.id, &[], now).await?;
+        // The opening is booked: the conversation's other holds go back.
+        self.store.hold(conversation.id, &[], now, now, None).await?;
         tracing::info!(booking = %id, when = %slot.label, "booked");
         Ok(booked())
     }

@@ -231,3 +231,20 @@ fn a_job_file_mistake_is_located_in_plain_words() {
         "{err}"
     );
 }
+
+#[test]
+fn check_config_warns_of_a_weekend_surcharge_while_closed_on_weekends() {
+    let (ok, out, err) = textdesk(&["check-config", "examples/maid.toml"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "warning: pricing.modifiers: `weekend` (Weekend service) applies on weekends, but [schedule.hours] \
+             is closed on Saturday and Sunday: it is never charged."
+        ),
+        "{out}"
+    );
+    // The shipped junk-removal business is open Saturdays: no such warning.
+    let (ok, out, err) = textdesk(&["check-config"]);
+    assert!(ok, "{err}");
+    assert!(!out.contains("is never charged"), "{out}");
+}

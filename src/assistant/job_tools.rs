@@ -258,11 +258,14 @@ impl Tool for RecordJobDetails {
                 );
             }
         }
-        if !pricing.modifiers.is_empty() {
+        // Weekend, same-day and after-hours surcharges follow from the
+        // opening chosen; they are never the model's to select.
+        if pricing.modifiers.iter().any(|m| !m.depends_on_date()) {
             let (ids, described) = id_list(
                 pricing
                     .modifiers
                     .iter()
+                    .filter(|m| !m.depends_on_date())
                     .map(|m| (m.id.as_str(), m.label.as_str())),
             );
             properties.insert(
@@ -377,7 +380,11 @@ impl Tool for RecordJobDetails {
         let modifiers = check_ids(
             "modifier",
             input.modifiers,
-            pricing.modifiers.iter().map(|m| m.id.as_str()),
+            pricing
+                .modifiers
+                .iter()
+                .filter(|m| !m.depends_on_date())
+                .map(|m| m.id.as_str()),
         )?;
         // A discount counts once, however often the customer asks for it.
         let discounts = input.discounts.map(|mut d| {

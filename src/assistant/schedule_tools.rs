@@ -92,8 +92,9 @@ pub fn offer_text(offer: &Offer, looked_for: &str) -> String {
         .map(|n| format!("{n}\n"))
         .unwrap_or_default();
     format!(
-        "Looked for: {looked_for}.\n{note}Openings:\n{list}\nOffer these exactly as written, by number. When the \
-         customer picks one (\"2\", \"the Tuesday one\"), call book_slot with its number. Do not offer other times."
+        "Looked for: {looked_for}.\n{note}Openings:\n{list}\nOffer these exactly as written, by number, with any \
+         price shown beside one (that opening's own total). When the customer picks one (\"2\", \"the Tuesday \
+         one\"), call book_slot with its number. Do not offer other times."
     )
 }
 
@@ -143,6 +144,13 @@ async fn offer_slots(
         });
     }
     ctx.apply(Event::SlotsOffered(offer.slots.clone()))?;
+    // An opening with its own price (a weekend rate) carries a quote of
+    // this conversation: the price the offer states is ours.
+    for quote in offer.quotes() {
+        if !ctx.new_quotes.iter().any(|q| q.id == quote.id) {
+            ctx.new_quotes.push(quote.clone());
+        }
+    }
     Ok(offer_text(&offer, &looked_for))
 }
 
@@ -266,10 +274,11 @@ impl Tool for BookSlot {
             Err(e) => return Err(calendar_failure(ctx, e)),
         };
         ctx.apply(Event::SlotBooked(booking))?;
+        let total = slot.quote.as_ref().unwrap_or(&scheduling.quote).total;
         Ok(format!(
-            "Booked: {} for {}. Confirm it to the customer with the day, time and price. If they need to change \
-             it later, they can just text us; never ask them to reply CANCEL or STOP.",
-            slot.label, scheduling.quote.total
+            "Booked: {} for {total}. Confirm it to the customer with the day, time and price. If they need to \
+             change it later, they can just text us; never ask them to reply CANCEL or STOP.",
+            slot.label
         ))
     }
 }

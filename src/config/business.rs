@@ -435,6 +435,14 @@ impl BusinessConfig {
                 message: "not set: HELP replies and hand-offs give customers no number to call".into(),
             });
         }
+        out.extend(
+            crate::domain::quote::date_surcharge_warnings(&self.pricing, &self.schedule)
+                .into_iter()
+                .map(|message| ConfigWarning {
+                    key: "pricing.modifiers",
+                    message,
+                }),
+        );
         out
     }
 

@@ -135,6 +135,19 @@ pub struct ScheduleConfig {
     pub hold_minutes: u32,
     /// How many openings to offer at once.
     pub offers: u32,
+    /// Openings starting at or after this local time ("17:00") are after
+    /// hours: a modifier with `applies = "after_hours"` is charged for them.
+    /// Unset, no opening is after hours.
+    #[serde(deserialize_with = "optional_time")]
+    pub after_hours_from: Option<NaiveTime>,
+}
+
+/// A time of day written "17:00".
+fn optional_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveTime>, D::Error> {
+    let raw = String::deserialize(d)?;
+    NaiveTime::parse_from_str(raw.trim(), "%H:%M")
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("`{raw}` is not a time of day like \"17:00\"")))
 }
 
 impl Default for ScheduleConfig {
@@ -150,6 +163,7 @@ impl Default for ScheduleConfig {
             horizon_days: 30,
             hold_minutes: 10,
             offers: 3,
+            after_hours_from: None,
         }
     }
 }
@@ -832,5 +846,20 @@ mod tests {
         assert!(t.is_free(&iv(150, 300)));
         assert!(!t.is_free(&iv(149, 151)));
         assert!(t.is_free(&iv(310, 400)));
+    }
+
+    #[test]
+    fn after_hours_start_at_a_time_of_day() {
+        let parsed: ScheduleConfig = toml::from_str("after_hours_from = \"17:30\"").unwrap();
+        assert_eq!(parsed.after_hours_from, NaiveTime::from_hms_opt(17, 30, 0));
+        assert_eq!(
+            toml::from_str::<ScheduleConfig>("").unwrap().after_hours_from,
+            None
+        );
+        let err = toml::from_str::<ScheduleConfig>("after_hours_from = \"5pm\"").unwrap_err();
+        assert!(
+            err.to_string().contains("not a time of day like \"17:00\""),
+            "{err}"
+        );
     }
 }

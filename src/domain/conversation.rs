@@ -189,6 +189,10 @@ pub struct OfferedSlot {
     /// "Tue Mar 10, 8-10am", in the business's time zone.
     pub label: String,
     pub crew: String,
+    /// The price at this opening when it differs from the conversation's
+    /// quote (a weekend or same-day surcharge): booking it books this quote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<Quote>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -536,9 +540,10 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
             rescheduling: None,
         })),
         (S::Scheduling(s), Event::SlotsOffered(offered)) => Ok(S::Scheduling(Scheduling { offered, ..s })),
+        // The booked price is the opening's own, when it has one.
         (S::Scheduling(s), Event::SlotBooked(booking)) => Ok(S::Booked(Booked {
             job: s.job,
-            quote: s.quote,
+            quote: booking.slot.quote.clone().unwrap_or(s.quote),
             booking,
         })),
         (S::Booked(s), Event::RescheduleRequested) => Ok(S::Scheduling(Scheduling {
@@ -656,6 +661,7 @@ mod tests {
             end: now() + Duration::days(days) + Duration::hours(2),
             label: format!("slot {id}"),
             crew: "crew-1".into(),
+            quote: None,
         }
     }
 

@@ -196,12 +196,26 @@ pub fn catalog_text(config: &BusinessConfig) -> String {
             ));
         }
     }
-    if !p.modifiers.is_empty() {
+    if p.modifiers.iter().any(|m| !m.depends_on_date()) {
         lines.push(format!(
             "Extras: {}.",
             list(
                 p.modifiers
                     .iter()
+                    .filter(|m| !m.depends_on_date())
+                    .map(|m| (m.id.as_str(), m.label.as_str()))
+                    .collect()
+            )
+        ));
+    }
+    if p.modifiers.iter().any(|m| m.depends_on_date()) {
+        lines.push(format!(
+            "Charged by the opening chosen, never asked about or selected: {}. An opening that carries one shows \
+             its own total when offered.",
+            list(
+                p.modifiers
+                    .iter()
+                    .filter(|m| m.depends_on_date())
                     .map(|m| (m.id.as_str(), m.label.as_str()))
                     .collect()
             )

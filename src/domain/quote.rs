@@ -25,11 +25,12 @@
 //!
 //! Every step that changes the price is a line of the breakdown.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
+use super::availability::ScheduleConfig;
 use super::money::Money;
 
 // ---------------------------------------------------------------------------
@@ -159,6 +160,32 @@ impl ModifierDef {
     /// Whether this modifier is priced from the opening, not asked about.
     pub fn depends_on_date(&self) -> bool {
         self.applies.is_some()
+    }
+}
+
+/// When a job would be done, as the business's clock and calendar read it:
+/// what date-dependent modifiers are judged on. Built by the caller from the
+/// chosen opening, so pricing stays pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpeningTime {
+    /// The opening's start (the start of its arrival window), local time.
+    pub local_start: NaiveDateTime,
+    /// Today in the business's zone, when the customer is choosing.
+    pub today: NaiveDate,
+    /// `[schedule] after_hours_from`: openings starting at or after this
+    /// time of day are after hours. `None`: nothing is.
+    pub after_hours_from: Option<NaiveTime>,
+}
+
+impl DateRule {
+    pub fn holds(self, at: &OpeningTime) -> bool {
+        match self {
+            DateRule::Weekend => matches!(at.local_start.weekday(), Weekday::Sat | Weekday::Sun),
+            DateRule::SameDay => at.local_start.date() == at.today,
+            DateRule::AfterHours => at
+                .after_hours_from
+                .is_some_and(|from| at.local_start.time() >= from),
+        }
     }
 }
 
@@ -690,6 +717,10 @@ pub struct Quote {
     /// Unit prices the breakdown states (e.g. the hourly rate), which a
     /// reply may quote too.
     pub unit_prices: Vec<Money>,
+    /// The job this prices, so the same job can be priced again for an
+    /// opening (a weekend rate). Absent on quotes stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSpec>,
 }
 
 impl Quote {
@@ -1006,7 +1037,139 @@ pub fn price(
             .checked_add_signed(Duration::days(i64::from(config.quote_valid_days)))
             .unwrap_or(DateTime::<Utc>::MAX_UTC),
         unit_prices,
+        job: Some(job.clone()),
     })
+}
+
+impl JobSpec {
+    fn modifiers_mut(&mut self) -> &mut Vec<Selected> {
+        match self {
+            JobSpec::Junk(j) => &mut j.modifiers,
+            JobSpec::Maid(m) => &mut m.modifiers,
+        }
+    }
+}
+
+/// The job with its date-dependent modifiers set by the opening: each one
+/// whose rule holds is added once, and any other (chosen before a date was
+/// known) is dropped. Other modifiers are kept as they are.
+pub fn for_opening(config: &PricingConfig, job: &JobSpec, at: &OpeningTime) -> JobSpec {
+    let mut job = job.clone();
+    let modifiers = job.modifiers_mut();
+    modifiers.retain(|s| {
+        config
+            .modifiers
+            .iter()
+            .find(|m| m.id == s.id)
+            .is_none_or(|m| !m.depends_on_date())
+    });
+    modifiers.extend(
+        config
+            .modifiers
+            .iter()
+            .filter(|m| m.applies.is_some_and(|rule| rule.holds(at)))
+            .map(|m| Selected {
+                id: m.id.clone(),
+                quantity: 1,
+            }),
+    );
+    job
+}
+
+/// The labels of the date-dependent modifiers that apply at `at`, in
+/// catalog order: how an offer names a different price ("weekend service").
+pub fn date_surcharges<'a>(config: &'a PricingConfig, at: &OpeningTime) -> Vec<&'a str> {
+    config
+        .modifiers
+        .iter()
+        .filter(|m| m.applies.is_some_and(|rule| rule.holds(at)))
+        .map(|m| m.label.as_str())
+        .collect()
+}
+
+/// Date-dependent modifiers the schedule can never charge, each as a
+/// sentence for `check-config`: a weekend surcharge while closed on
+/// weekends, an after-hours one with no after-hours openings, a same-day
+/// one when bookings need a day's notice. Warnings, not errors: the owner
+/// may be about to change the hours.
+pub fn date_surcharge_warnings(config: &PricingConfig, schedule: &ScheduleConfig) -> Vec<String> {
+    use super::availability::DayHours;
+    let open_days: Vec<(NaiveTime, NaiveTime)> = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+        Weekday::Sat,
+        Weekday::Sun,
+    ]
+    .into_iter()
+    .filter_map(|d| match schedule.hours.on(d) {
+        DayHours::Open { open, close } => Some((open, close)),
+        DayHours::Closed => None,
+    })
+    .collect();
+    config
+        .modifiers
+        .iter()
+        .filter_map(|m| {
+            let why = match m.applies? {
+                DateRule::Weekend
+                    if schedule.hours.on(Weekday::Sat) == DayHours::Closed
+                        && schedule.hours.on(Weekday::Sun) == DayHours::Closed =>
+                {
+                    "applies on weekends, but [schedule.hours] is closed on Saturday and Sunday".to_string()
+                }
+                DateRule::AfterHours => match schedule.after_hours_from {
+                    None => "applies after hours, but [schedule] sets no `after_hours_from`".to_string(),
+                    Some(from) if open_days.iter().all(|(_, close)| *close <= from) => format!(
+                        "applies from {} on, but every open day closes by then",
+                        from.format("%H:%M")
+                    ),
+                    Some(_) => return None,
+                },
+                DateRule::SameDay if schedule.min_notice_hours >= 24 => format!(
+                    "applies to same-day bookings, but [schedule] min_notice_hours = {} leaves none",
+                    schedule.min_notice_hours
+                ),
+                _ => return None,
+            };
+            Some(format!("`{}` ({}) {why}: it is never charged.", m.id, m.label))
+        })
+        .collect()
+}
+
+/// `quote` priced again for an opening: the same job, with the surcharges
+/// that opening carries (weekend, same day, after hours). It keeps the
+/// quote's validity, and its id is the quote's with the surcharges named,
+/// so pricing the same opening twice gives the same quote. `None` when the
+/// opening changes nothing, or the quote does not carry its job.
+pub fn price_for_opening(
+    config: &PricingConfig,
+    quote: &Quote,
+    at: &OpeningTime,
+) -> Result<Option<Quote>, QuoteError> {
+    let Some(job) = &quote.job else {
+        return Ok(None);
+    };
+    let priced_job = for_opening(config, job, at);
+    if &priced_job == job {
+        return Ok(None);
+    }
+    let applied: Vec<&str> = config
+        .modifiers
+        .iter()
+        .filter(|m| m.applies.is_some_and(|rule| rule.holds(at)))
+        .map(|m| m.id.as_str())
+        .collect();
+    let id = if applied.is_empty() {
+        format!("{}-plain", quote.id)
+    } else {
+        format!("{}-{}", quote.id, applied.join("-"))
+    };
+    let mut priced = price(config, &priced_job, id, quote.created_at)?;
+    priced.expires_at = quote.expires_at;
+    Ok(Some(priced))
 }
 
 fn check_labour(labour: Labour) -> Result<(Decimal, u32), QuoteError> {
@@ -1570,6 +1733,150 @@ mod tests {
         assert_eq!(
             (err.key, err.id.as_deref()),
             ("pricing.modifiers", Some("heavy_item"))
+        );
+    }
+
+    /// The catalog with its surcharges priced by date, and one after hours.
+    fn dated_catalog() -> PricingConfig {
+        let mut c = catalog();
+        for m in &mut c.modifiers {
+            m.applies = match m.id.as_str() {
+                "same_day" => Some(DateRule::SameDay),
+                "weekend" => Some(DateRule::Weekend),
+                _ => None,
+            };
+        }
+        c.modifiers.push(ModifierDef {
+            id: "evening".into(),
+            label: "Evening service".into(),
+            kind: ModifierKind::Flat { amount: money("40") },
+            applies: Some(DateRule::AfterHours),
+        });
+        c
+    }
+
+    fn half_truck() -> JobSpec {
+        JobSpec::Junk(JunkJob {
+            tier: Some("half_truck".into()),
+            ..JunkJob::default()
+        })
+    }
+
+    /// Today is Friday 2026-12-04; after hours starts at 17:00.
+    fn opening(y: i32, m: u32, d: u32, h: u32) -> OpeningTime {
+        OpeningTime {
+            local_start: NaiveDate::from_ymd_opt(y, m, d)
+                .unwrap()
+                .and_hms_opt(h, 0, 0)
+                .unwrap(),
+            today: NaiveDate::from_ymd_opt(2026, 12, 4).unwrap(),
+            after_hours_from: NaiveTime::from_hms_opt(17, 0, 0),
+        }
+    }
+
+    fn total_at(at: OpeningTime) -> (String, Option<String>) {
+        let c = dated_catalog();
+        let quote = price(&c, &half_truck(), "Q1".into(), now()).unwrap();
+        assert_eq!(quote.total.to_string(), "$350");
+        match price_for_opening(&c, &quote, &at).unwrap() {
+            Some(q) => (q.total.to_string(), Some(q.id)),
+            None => (quote.total.to_string(), None),
+        }
+    }
+
+    #[test]
+    fn surcharges_that_depend_on_the_date_are_priced_from_the_opening() {
+        // A weekday opening, not today, in hours: the quote stands.
+        assert_eq!(total_at(opening(2026, 12, 8, 9)), ("$350".into(), None));
+        // Saturday: 10% on the $350 subtotal.
+        assert_eq!(
+            total_at(opening(2026, 12, 5, 9)),
+            ("$385".into(), Some("Q1-weekend".into()))
+        );
+        // Sunday too.
+        assert_eq!(total_at(opening(2026, 12, 6, 9)).0, "$385");
+        // Today: 20%.
+        assert_eq!(
+            total_at(opening(2026, 12, 4, 9)),
+            ("$420".into(), Some("Q1-same_day".into()))
+        );
+        // From 17:00: a flat $40; at 16:00 not yet.
+        assert_eq!(total_at(opening(2026, 12, 8, 17)).0, "$390");
+        assert_eq!(total_at(opening(2026, 12, 8, 16)).0, "$350");
+        // Saturday evening: weekend 10% of the $390 subtotal, on top.
+        assert_eq!(total_at(opening(2026, 12, 5, 18)).0, "$429");
+    }
+
+    #[test]
+    fn a_date_surcharge_chosen_before_the_date_was_known_follows_the_opening() {
+        let c = dated_catalog();
+        // A weekend surcharge picked as an extra, then a Tuesday opening.
+        let job = with(half_truck(), &[("weekend", 1), ("stairs", 1)], &[]);
+        let quote = price(&c, &job, "Q2".into(), now()).unwrap();
+        assert_eq!(quote.total.to_string(), "$412.50");
+        let tuesday = price_for_opening(&c, &quote, &opening(2026, 12, 8, 9))
+            .unwrap()
+            .unwrap();
+        assert_eq!(tuesday.total.to_string(), "$375");
+        assert_eq!(tuesday.id, "Q2-plain");
+        assert_eq!(
+            tuesday.expires_at, quote.expires_at,
+            "it is the same quote's price"
+        );
+        // Priced for a Saturday, it is charged once, not twice.
+        let saturday = for_opening(&c, &job, &opening(2026, 12, 5, 9));
+        assert_eq!(total(&c, &saturday).to_string(), "$412.50");
+        // Without after_hours_from, nothing is after hours.
+        let mut late = opening(2026, 12, 8, 20);
+        late.after_hours_from = None;
+        assert_eq!(total_at(late).0, "$350");
+    }
+
+    #[test]
+    fn a_quote_stored_before_it_kept_its_job_is_not_repriced() {
+        let c = dated_catalog();
+        let mut quote = price(&c, &half_truck(), "Q3".into(), now()).unwrap();
+        quote.job = None;
+        assert_eq!(price_for_opening(&c, &quote, &opening(2026, 12, 5, 9)), Ok(None));
+    }
+
+    #[test]
+    fn check_config_warns_of_surcharges_the_schedule_never_charges() {
+        use crate::domain::availability::DayHours;
+        let c = dated_catalog();
+        let mut schedule = ScheduleConfig {
+            after_hours_from: NaiveTime::from_hms_opt(17, 0, 0),
+            ..ScheduleConfig::default()
+        };
+        // Open Saturdays, closing at 17:00 everywhere: only the evening one.
+        assert_eq!(
+            date_surcharge_warnings(&c, &schedule),
+            vec![
+                "`evening` (Evening service) applies from 17:00 on, but every open day \
+                 closes by then: it is never charged."
+            ]
+        );
+        schedule.hours.sat = DayHours::Closed;
+        schedule.hours.fri = DayHours::Open {
+            open: NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
+            close: NaiveTime::from_hms_opt(20, 0, 0).unwrap(),
+        };
+        schedule.min_notice_hours = 24;
+        assert_eq!(
+            date_surcharge_warnings(&c, &schedule),
+            vec![
+                "`same_day` (same day) applies to same-day bookings, but [schedule] \
+                 min_notice_hours = 24 leaves none: it is never charged.",
+                "`weekend` (weekend) applies on weekends, but [schedule.hours] is closed \
+                 on Saturday and Sunday: it is never charged.",
+            ]
+        );
+        schedule.after_hours_from = None;
+        assert!(
+            date_surcharge_warnings(&c, &schedule)
+                .last()
+                .unwrap()
+                .contains("sets no `after_hours_from`")
         );
     }
 

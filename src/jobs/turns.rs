@@ -227,6 +227,20 @@ impl Engine {
             }
         };
 
+        // Prices that openings carry (a weekend rate) are this conversation's
+        // quotes, whichever responder offered them.
+        if let ConversationState::Scheduling(s) = &draft.state {
+            for quote in s.offered.iter().filter_map(|o| o.quote.as_ref()) {
+                if !turn
+                    .quotes
+                    .iter()
+                    .chain(&draft.new_quotes)
+                    .any(|q| q.id == quote.id)
+                {
+                    draft.new_quotes.push(quote.clone());
+                }
+            }
+        }
         // The guardrail, last line: whatever drafted it, the text as it will
         // be sent states only amounts this conversation's quotes contain.
         let mut body = sms_text::prepare_reply(&draft.text, self.business.sms.max_segments);

@@ -311,11 +311,14 @@ pub enum Reservation {
 /// record and the event) and no longer blocks its slot.
 pub const STALE_PENDING_MINUTES: i64 = 15;
 
-/// An opening held for one conversation until `expires_at`.
+/// An opening held for one conversation until it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
     pub provider_id: String,
+    /// The opening as offered: arrival through the end of the job.
     pub slot: Interval,
+    /// What a job in `slot` keeps the crew from: the slot with buffers.
+    pub blocked: Interval,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -412,22 +415,32 @@ pub trait Store: Send + Sync + 'static {
     /// Openings held, unexpired at `now`, for conversations other than `id`.
     async fn holds_of_others(&self, id: ConversationId, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError>;
 
-    /// Replaces the conversation's holds.
+    /// In one IMMEDIATE transaction: drops the conversation's holds (and
+    /// expired ones), then holds each of `wanted` that conflicts with no live
+    /// booking of its provider (other than `except_booking`, the one being
+    /// moved) and no live hold of another conversation, and returns those
+    /// granted, in order. A hold conflicts with another when either's slot
+    /// overlaps what the other blocks, so two granted holds can both be
+    /// booked. An empty `wanted` releases the conversation's holds.
     async fn hold(
         &self,
         id: ConversationId,
-        holds: &[Hold],
+        wanted: &[Hold],
         expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+        now: DateTime<Utc>,
+        except_booking: Option<&str>,
+    ) -> Result<Vec<Hold>, StoreError>;
 
     /// In one transaction: returns the booking with this id if it exists;
     /// otherwise, unless another live booking of the provider overlaps
-    /// `blocked`, stores this one as pending. The check and the insert are
-    /// atomic, so two processes cannot both take a slot.
+    /// `blocked`, or a live hold of another conversation conflicts with it
+    /// (as between holds), stores this one as pending. The check and the
+    /// insert are atomic, so two processes cannot both take a slot.
     async fn reserve_booking(
         &self,
         booking: &BookingRecord,
         blocked: Interval,
+        now: DateTime<Utc>,
     ) -> Result<Reservation, StoreError>;
 
     /// How many of the conversation's bookings were cancelled: part of a new

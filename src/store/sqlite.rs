@@ -648,8 +648,9 @@ impl Store for SqliteStore {
     }
 
     async fn holds_of_others(&self, id: ConversationId, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT provider_id, start_ms, end_ms FROM slot_holds WHERE conversation_id != ? AND expires_ms > ?",
+        let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT provider_id, start_ms, end_ms, blocked_start_ms, blocked_end_ms FROM slot_holds
+             WHERE conversation_id != ? AND expires_ms > ?",
         )
         .bind(id.0)
         .bind(now.timestamp_millis())
@@ -657,9 +658,10 @@ impl Store for SqliteStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(provider_id, s, e)| Hold {
+            .map(|(provider_id, s, e, bs, be)| Hold {
                 provider_id,
                 slot: interval(s, e),
+                blocked: interval(bs, be),
             })
             .collect())
     }
@@ -667,33 +669,51 @@ impl Store for SqliteStore {
     async fn hold(
         &self,
         id: ConversationId,
-        holds: &[Hold],
+        wanted: &[Hold],
         expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+        now: DateTime<Utc>,
+        except_booking: Option<&str>,
+    ) -> Result<Vec<Hold>, StoreError> {
+        let now_ms = now.timestamp_millis();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM slot_holds WHERE conversation_id = ? OR expires_ms <= ?")
             .bind(id.0)
-            .bind(Utc::now().timestamp_millis())
+            .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-        for h in holds {
+        let mut granted = Vec::with_capacity(wanted.len());
+        for h in wanted {
+            if hold_conflicts(&mut tx, id, &h.provider_id, h.slot, h.blocked, now_ms).await?
+                || booking_overlaps(&mut tx, &h.provider_id, h.blocked, except_booking).await?
+            {
+                continue;
+            }
             sqlx::query(
-                "INSERT INTO slot_holds (conversation_id, provider_id, start_ms, end_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO slot_holds (conversation_id, provider_id, start_ms, end_ms, blocked_start_ms, blocked_end_ms, expires_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(id.0)
             .bind(&h.provider_id)
             .bind(h.slot.start.timestamp_millis())
             .bind(h.slot.end.timestamp_millis())
+            .bind(h.blocked.start.timestamp_millis())
+            .bind(h.blocked.end.timestamp_millis())
             .bind(expires_at.timestamp_millis())
             .execute(&mut *tx)
             .await?;
+            granted.push(h.clone());
         }
         tx.commit().await?;
-        Ok(())
+        Ok(granted)
     }
 
-    async fn reserve_booking(&self, b: &BookingRecord, blocked: Interval) -> Result<Reservation, StoreError> {
-        let now = Utc::now();
+    async fn reserve_booking(
+        &self,
+        b: &BookingRecord,
+        blocked: Interval,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, StoreError> {
+        let written = Utc::now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let existing = sqlx::query(
             "SELECT id, conversation_id, provider_id, calendar_id, start_ms, end_ms, label, status FROM bookings WHERE id = ?",
@@ -706,18 +726,18 @@ impl Store for SqliteStore {
             tx.commit().await?;
             return Ok(Reservation::Reserved(record));
         }
-        let overlapping: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM bookings
-             WHERE provider_id = ? AND start_ms < ? AND end_ms > ?
-               AND (status = 'confirmed' OR (status = 'pending' AND updated_ms > ?))",
-        )
-        .bind(&b.provider_id)
-        .bind(blocked.end.timestamp_millis())
-        .bind(blocked.start.timestamp_millis())
-        .bind(now.timestamp_millis() - STALE_PENDING_MINUTES * 60_000)
-        .fetch_one(&mut *tx)
-        .await?;
-        if overlapping > 0 {
+        let now_ms = now.timestamp_millis();
+        if booking_overlaps(&mut tx, &b.provider_id, blocked, None).await?
+            || hold_conflicts(
+                &mut tx,
+                b.conversation_id,
+                &b.provider_id,
+                b.slot,
+                blocked,
+                now_ms,
+            )
+            .await?
+        {
             tx.rollback().await?;
             return Ok(Reservation::Conflict);
         }
@@ -733,9 +753,9 @@ impl Store for SqliteStore {
         .bind(b.slot.start.timestamp_millis())
         .bind(b.slot.end.timestamp_millis())
         .bind(&b.label)
-        .bind(now)
-        .bind(now)
-        .bind(now.timestamp_millis())
+        .bind(written)
+        .bind(written)
+        .bind(written.timestamp_millis())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1033,4 +1053,56 @@ fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
         max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
         last_error: row.try_get("last_error")?,
     })
+}
+
+/// Whether a live hold of a conversation other than `id` conflicts with a
+/// job of `provider` in `slot` blocking `blocked`: either one's slot
+/// overlaps what the other blocks.
+async fn hold_conflicts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: ConversationId,
+    provider: &str,
+    slot: Interval,
+    blocked: Interval,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM slot_holds
+         WHERE provider_id = ? AND conversation_id != ? AND expires_ms > ?
+           AND ((start_ms < ? AND end_ms > ?) OR (blocked_start_ms < ? AND blocked_end_ms > ?))",
+    )
+    .bind(provider)
+    .bind(id.0)
+    .bind(now_ms)
+    .bind(blocked.end.timestamp_millis())
+    .bind(blocked.start.timestamp_millis())
+    .bind(slot.end.timestamp_millis())
+    .bind(slot.start.timestamp_millis())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(n > 0)
+}
+
+/// Whether a live (confirmed, or recently pending) booking of `provider`
+/// other than `except` overlaps `blocked`.
+async fn booking_overlaps(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    provider: &str,
+    blocked: Interval,
+    except: Option<&str>,
+) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM bookings
+         WHERE provider_id = ? AND start_ms < ? AND end_ms > ? AND id IS NOT ?
+           AND (status = 'confirmed' OR (status = 'pending' AND updated_ms > ?))",
+    )
+    .bind(provider)
+    .bind(blocked.end.timestamp_millis())
+    .bind(blocked.start.timestamp_millis())
+    .bind(except)
+    // `updated_ms` is written by the clock, so staleness is judged by it.
+    .bind(Utc::now().timestamp_millis() - STALE_PENDING_MINUTES * 60_000)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(n > 0)
 }

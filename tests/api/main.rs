@@ -1,8 +1,10 @@
 //! One integration-test binary (one link, shared helpers), zero2prod style.
 
 mod clients;
+mod date_pricing;
 mod fake_google;
 mod helpers;
+mod holds;
 mod notifications;
 mod owner;
 mod panics;

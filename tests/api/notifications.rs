@@ -279,7 +279,10 @@ async fn a_reminder_due_at_22_30_goes_out_at_8() {
         status: BookingStatus::Pending,
     };
     assert!(matches!(
-        app.store.reserve_booking(&record, record.slot).await.unwrap(),
+        app.store
+            .reserve_booking(&record, record.slot, chrono::Utc::now())
+            .await
+            .unwrap(),
         Reservation::Reserved(_)
     ));
     app.store

@@ -134,7 +134,10 @@ async fn twenty_customers_racing_for_the_last_slot_make_one_booking_and_one_even
         .unwrap();
     let slot = offer.slots[0].clone();
     // Release the first customer's hold so all twenty race on equal terms.
-    rig.store.hold(conversations[0], &[], now).await.unwrap();
+    rig.store
+        .hold(conversations[0], &[], now, now, None)
+        .await
+        .unwrap();
 
     let mut who = Vec::new();
     for c in &conversations {
@@ -378,15 +381,16 @@ async fn a_reschedule_moves_the_event_and_the_booking_together() {
         .book(&conversation, &job(), &quote, &offer.slots[0], None, now)
         .await
         .unwrap();
-    // Offers for the move do not count the booking's own event as busy.
+    // The time being moved off is not offered as a new one.
     let moving = rig
         .scheduler
         .offer(c, &quote, &DateFilter::default(), Some(&booking), now)
         .await
         .unwrap();
     assert!(
-        moving.slots.iter().any(|s| s.start == booking.slot.start),
-        "its own time is still possible"
+        moving.slots.iter().all(|s| s.start != booking.slot.start),
+        "its own time is not a new opening: {}",
+        moving.numbered()
     );
     let new_slot = moving
         .slots
@@ -664,6 +668,15 @@ async fn the_guided_flow_books_reschedules_and_cancels_on_the_local_calendar() {
     app.text(DANA, "R").await;
     let sent = app.wait_for_texts(6).await;
     assert!(sent[5].1.starts_with("Sure. Openings:"), "{}", sent[5].1);
+    // The time being moved off is not offered again as a new one.
+    assert!(
+        sent[5].1.lines().all(|line| line
+            .split_once(") ")
+            .is_none_or(|(_, label)| label != bookings[0].label)),
+        "{} re-offered: {}",
+        bookings[0].label,
+        sent[5].1
+    );
     app.text(DANA, "3").await;
     let sent = app.wait_for_texts(7).await;
     assert!(
