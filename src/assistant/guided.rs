@@ -34,7 +34,13 @@ impl GuidedResponder {
     /// Offers openings (preferring `filter`) and moves to SCHEDULING;
     /// returns the text that lists them. A booking being moved is never
     /// offered its own time again.
-    async fn offer(&self, turn: &TurnInput, draft: &mut Draft, now: DateTime<Utc>, filter: &DateFilter) -> String {
+    async fn offer(
+        &self,
+        turn: &TurnInput,
+        draft: &mut Draft,
+        now: DateTime<Utc>,
+        filter: &DateFilter,
+    ) -> String {
         let Some(quote) = draft.state.quote().cloned() else {
             return CALENDAR_DOWN.into();
         };
@@ -105,7 +111,14 @@ impl GuidedResponder {
         }
         match self
             .scheduler
-            .book(&turn.conversation, &s.job, &s.quote, slot, s.rescheduling.as_ref(), now)
+            .book(
+                &turn.conversation,
+                &s.job,
+                &s.quote,
+                slot,
+                s.rescheduling.as_ref(),
+                now,
+            )
             .await
         {
             Ok(booking) => {
@@ -261,7 +274,8 @@ impl GuidedResponder {
                         let asked = guided::ask(question, pricing);
                         draft.text = if needs_size && question == guided::Question::Size {
                             // Several things and no size: how much in all.
-                            let asked = asked.replacen("What needs to go?", "About how much is that in all?", 1);
+                            let asked =
+                                asked.replacen("What needs to go?", "About how much is that in all?", 1);
                             format!("{opening}Got it. {asked}")
                         } else if understood || turn.first_contact || apologize {
                             format!("{opening}{asked}")
@@ -424,10 +438,8 @@ impl GuidedResponder {
                             .iter()
                             .map(|&i| format!("{}) {}", s.offered[i].id, s.offered[i].label))
                             .collect();
-                        draft.text = format!(
-                            "{opening}Which one?\n{}\nReply with its number.",
-                            list.join("\n")
-                        );
+                        draft.text =
+                            format!("{opening}Which one?\n{}\nReply with its number.", list.join("\n"));
                     }
                     SlotPick::Elsewhere(wanted) => {
                         let offered = self.offer(turn, &mut draft, now, &wanted.search_filter()).await;

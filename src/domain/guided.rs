@@ -272,7 +272,16 @@ pub fn yes_or_no(text: &str) -> Option<bool> {
     let t = clean(text);
     let first = t.split(|c: char| !c.is_alphanumeric()).find(|w| !w.is_empty())?;
     const YES: [&str; 10] = [
-        "yes", "y", "yep", "yeah", "yup", "ya", "sure", "correct", "definitely", "absolutely",
+        "yes",
+        "y",
+        "yep",
+        "yeah",
+        "yup",
+        "ya",
+        "sure",
+        "correct",
+        "definitely",
+        "absolutely",
     ];
     const NO: [&str; 6] = ["no", "n", "nope", "nah", "not", "never"];
     if YES.contains(&first) {
@@ -378,7 +387,16 @@ fn keyword_match(text: &str, labels: &[&str]) -> Option<usize> {
 /// A catalog entry whose label or id names any of a group's words answers
 /// to all of them.
 const THINGS: &[&[&str]] = &[
-    &["couch", "sofa", "loveseat", "love seat", "sectional", "settee", "futon", "sleeper sofa"],
+    &[
+        "couch",
+        "sofa",
+        "loveseat",
+        "love seat",
+        "sectional",
+        "settee",
+        "futon",
+        "sleeper sofa",
+    ],
     &["fridge", "refrigerator", "freezer", "mini fridge", "icebox"],
     &["hot tub", "spa", "jacuzzi", "hottub", "whirlpool tub"],
     &["mattress", "box spring", "boxspring"],
@@ -417,16 +435,35 @@ const THINGS: &[&[&str]] = &[
 /// Kinds of clean under their common names, matched to the owner's clean
 /// types the same way.
 const CLEANS: &[&[&str]] = &[
-    &["standard", "regular", "basic", "normal", "routine", "maintenance", "general", "weekly", "biweekly"],
+    &[
+        "standard",
+        "regular",
+        "basic",
+        "normal",
+        "routine",
+        "maintenance",
+        "general",
+        "weekly",
+        "biweekly",
+    ],
     &["deep", "thorough", "spring", "detailed"],
-    &["move", "move out", "moveout", "move in", "movein", "moving", "vacate", "end of lease"],
+    &[
+        "move",
+        "move out",
+        "moveout",
+        "move in",
+        "movein",
+        "moving",
+        "vacate",
+        "end of lease",
+    ],
 ];
 
 /// Words that say nothing about which entry a label means.
 const LABEL_NOISE: [&str; 33] = [
     "a", "an", "the", "or", "and", "of", "with", "for", "in", "inside", "interior", "on", "per", "item",
-    "disposal", "removal", "service", "fee", "extra", "clean", "cleaning", "up", "to", "out", "our",
-    "your", "more", "about", "truck", "load", "heavy", "large", "small",
+    "disposal", "removal", "service", "fee", "extra", "clean", "cleaning", "up", "to", "out", "our", "your",
+    "more", "about", "truck", "load", "heavy", "large", "small",
 ];
 
 /// A loose handful: up to this many things with no size named are priced
@@ -435,7 +472,9 @@ const LOOSE_ITEMS_FOR_SMALLEST_SIZE: u32 = 4;
 
 fn singular(word: &str) -> String {
     let w = word;
-    if w.len() > 4 && (w.ends_with("sses") || w.ends_with("shes") || w.ends_with("ches") || w.ends_with("xes")) {
+    if w.len() > 4
+        && (w.ends_with("sses") || w.ends_with("shes") || w.ends_with("ches") || w.ends_with("xes"))
+    {
         w[..w.len() - 2].to_string()
     } else if w.len() > 4 && w.ends_with("ies") {
         format!("{}y", &w[..w.len() - 3])
@@ -456,10 +495,7 @@ fn job_tokens(text: &str) -> Vec<String> {
     let digit_at = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
     for (i, &c) in chars.iter().enumerate() {
         let inside_number = i > 0 && digit_at(i - 1) && digit_at(i + 1);
-        let thousands = c == ','
-            && inside_number
-            && (1..=3).all(|k| digit_at(i + k))
-            && !digit_at(i + 4);
+        let thousands = c == ',' && inside_number && (1..=3).all(|k| digit_at(i + k)) && !digit_at(i + 4);
         if c.is_alphanumeric() || (c == '.' && inside_number) {
             word.push(c);
         } else if thousands || c == '\'' || c == '\u{2019}' {
@@ -482,8 +518,27 @@ fn job_tokens(text: &str) -> Vec<String> {
 }
 
 const COUNT_WORDS: [&str; 21] = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
 ];
 
 /// A stated quantity: digits, a number word, "a", "couple", "pair".
@@ -508,7 +563,7 @@ enum Target {
     Modifier(usize),
     /// `pricing.maid.clean_types[i]`.
     Clean(usize),
-    /// A thing with no catalog entry of its own, by its name.
+    /// A thing with no catalog entry of its own, by its usual name.
     Thing(&'static str),
 }
 
@@ -593,6 +648,8 @@ fn phrase_table(kind: BusinessKind, pricing: &PricingConfig) -> Vec<(Vec<String>
 struct Mention {
     target: Target,
     quantity: Option<u32>,
+    /// The words as the customer wrote them, in the singular: "box spring".
+    said: String,
 }
 
 fn mentions(tokens: &[String], table: &[(Vec<String>, Target)]) -> Vec<Mention> {
@@ -622,8 +679,10 @@ fn mentions(tokens: &[String], table: &[(Vec<String>, Target)]) -> Vec<Mention> 
             let mut quantity = None;
             for k in (i.saturating_sub(3)..i).rev() {
                 let w = tokens[k].as_str();
-                if [",", "/", "and", "or", "plus", "with", "few", "several", "some", "many", "lots", "bunch"]
-                    .contains(&w)
+                if [
+                    ",", "/", "and", "or", "plus", "with", "few", "several", "some", "many", "lots", "bunch",
+                ]
+                .contains(&w)
                 {
                     break;
                 }
@@ -640,6 +699,7 @@ fn mentions(tokens: &[String], table: &[(Vec<String>, Target)]) -> Vec<Mention> 
             found.push(Mention {
                 target: *target,
                 quantity,
+                said: singulars[i..end].join(" "),
             });
         }
         last = Some((*target, end));
@@ -706,9 +766,11 @@ fn rooms(tokens: &[String]) -> (Option<u32>, Option<Decimal>, Option<u32>) {
     const BATH: [&str; 5] = ["bath", "bathroom", "ba", "bth", "bathrm"];
     const SQFT: [&str; 5] = ["sq", "sqft", "square", "sf", "ft"];
     let number = |w: &str| -> Option<Decimal> {
-        w.parse::<Decimal>()
-            .ok()
-            .or_else(|| quantity_word(w).filter(|_| w != "a" && w != "an").map(Decimal::from))
+        w.parse::<Decimal>().ok().or_else(|| {
+            quantity_word(w)
+                .filter(|_| w != "a" && w != "an")
+                .map(Decimal::from)
+        })
     };
     let (mut beds, mut baths, mut sqft) = (None, None, None);
     for (i, w) in tokens.iter().enumerate() {
@@ -779,12 +841,18 @@ pub fn understand(text: &str, kind: BusinessKind, pricing: &PricingConfig, job: 
             Target::Item(i) => add(&mut items, &pricing.junk.items[i].id, m.quantity.unwrap_or(1)),
             Target::Modifier(i) => {
                 let def = &pricing.modifiers[i];
-                let counted = matches!(def.kind, ModifierKind::PerUnit { .. } | ModifierKind::PerItem { .. });
+                let counted = matches!(
+                    def.kind,
+                    ModifierKind::PerUnit { .. } | ModifierKind::PerItem { .. }
+                );
                 if counted {
                     let n = m.quantity.unwrap_or(1);
                     add(&mut modifiers, &def.id, n);
                     if m.quantity.is_some() {
-                        let total = modifiers.iter().find(|s| s.id == def.id).map_or(n, |s| s.quantity);
+                        let total = modifiers
+                            .iter()
+                            .find(|s| s.id == def.id)
+                            .map_or(n, |s| s.quantity);
                         out.counted.retain(|s| s.id != def.id);
                         out.counted.push(Selected {
                             id: def.id.clone(),
@@ -792,7 +860,7 @@ pub fn understand(text: &str, kind: BusinessKind, pricing: &PricingConfig, job: 
                         });
                     }
                     if matches!(def.kind, ModifierKind::PerItem { .. }) {
-                        things.push((def.label.to_lowercase(), m.quantity));
+                        things.push((m.said.clone(), m.quantity));
                     }
                 } else if !modifiers.iter().any(|s| s.id == def.id) {
                     modifiers.push(Selected {
@@ -802,7 +870,7 @@ pub fn understand(text: &str, kind: BusinessKind, pricing: &PricingConfig, job: 
                 }
             }
             Target::Clean(i) => clean_type = clean_type.or(Some(pricing.maid.clean_types[i].id.clone())),
-            Target::Thing(name) => things.push((name.to_string(), m.quantity)),
+            Target::Thing(_) => things.push((m.said.clone(), m.quantity)),
         }
     }
     let update = &mut out.update;
@@ -824,7 +892,9 @@ pub fn understand(text: &str, kind: BusinessKind, pricing: &PricingConfig, job: 
                     .iter()
                     .min_by(|a, b| a.hours.cmp(&b.hours).then(a.crew.cmp(&b.crew)));
                 match smallest {
-                    Some(tier) if count <= LOOSE_ITEMS_FOR_SMALLEST_SIZE => update.size = Some(tier.id.clone()),
+                    Some(tier) if count <= LOOSE_ITEMS_FOR_SMALLEST_SIZE => {
+                        update.size = Some(tier.id.clone())
+                    }
                     _ => out.needs_size = true,
                 }
             }
@@ -995,7 +1065,11 @@ pub fn fits(slot: &OfferedSlot, tz: Tz, wanted: &Wanted) -> bool {
     let local = slot.start.with_timezone(&tz).naive_local();
     // An exact time is more precise than the part of the day it implies.
     let filter = DateFilter {
-        part: if wanted.at.is_some() { None } else { wanted.filter.part },
+        part: if wanted.at.is_some() {
+            None
+        } else {
+            wanted.filter.part
+        },
         ..wanted.filter.clone()
     };
     if !filter.admits(local) {
@@ -1033,7 +1107,10 @@ const ORDINALS: [&str; 5] = ["first", "second", "third", "fourth", "fifth"];
 /// "The second one", "the last option": a position in the list.
 fn ordinal(text: &str, options: usize) -> Option<usize> {
     let t = clean(text);
-    let words: Vec<&str> = t.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = t
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
     let position = |w: &str| {
         if w == "last" {
             options.checked_sub(1)
@@ -1136,8 +1213,10 @@ pub fn customer_name(text: &str) -> Option<String> {
     let rest_lower = rest.to_lowercase();
     if yes_or_no(&rest_lower).is_some()
         || wants_person(&rest_lower)
-        || ["ok", "okay", "hi", "hello", "thanks", "why", "what", "none", "nothing"]
-            .contains(&rest_lower.as_str())
+        || [
+            "ok", "okay", "hi", "hello", "thanks", "why", "what", "none", "nothing",
+        ]
+        .contains(&rest_lower.as_str())
     {
         return None;
     }
@@ -1227,7 +1306,8 @@ mod tests {
     #[test]
     fn answers_by_number_or_word() {
         let pricing = PricingConfig::default();
-        let size = |t: &str| interpret(Question::Size, t, &pricing, &JobDetails::default()).and_then(|u| u.size);
+        let size =
+            |t: &str| interpret(Question::Size, t, &pricing, &JobDetails::default()).and_then(|u| u.size);
         assert_eq!(size("3").as_deref(), Some("half_truck"));
         assert_eq!(size(" 3) ").as_deref(), Some("half_truck"));
         assert_eq!(size("three").as_deref(), Some("half_truck"));
@@ -1238,14 +1318,20 @@ mod tests {
         assert_eq!(size("9"), None);
         assert_eq!(size("I have 2 couches"), None);
         assert_eq!(size("half or full, not sure"), None);
-        let beds = |t: &str| interpret(Question::Bedrooms, t, &pricing, &JobDetails::default()).and_then(|u| u.bedrooms);
+        let beds = |t: &str| {
+            interpret(Question::Bedrooms, t, &pricing, &JobDetails::default()).and_then(|u| u.bedrooms)
+        };
         assert_eq!(beds("3"), Some(3));
         assert_eq!(beds("two"), Some(2));
         assert_eq!(beds("it's a studio"), Some(0));
-        let baths = |t: &str| interpret(Question::Bathrooms, t, &pricing, &JobDetails::default()).and_then(|u| u.bathrooms);
+        let baths = |t: &str| {
+            interpret(Question::Bathrooms, t, &pricing, &JobDetails::default()).and_then(|u| u.bathrooms)
+        };
         assert_eq!(baths("1.5"), Some(Decimal::new(15, 1)));
         assert_eq!(baths("1.3"), None);
-        let clean = |t: &str| interpret(Question::CleanType, t, &pricing, &JobDetails::default()).and_then(|u| u.clean_type);
+        let clean = |t: &str| {
+            interpret(Question::CleanType, t, &pricing, &JobDetails::default()).and_then(|u| u.clean_type)
+        };
         assert_eq!(clean("2").as_deref(), Some("deep"));
         assert_eq!(clean("move out please").as_deref(), Some("move_out"));
     }
@@ -1380,5 +1466,633 @@ mod tests {
             Some(QuotedChoice::Person)
         );
         assert_eq!(quoted_choice("what about a couch"), None);
+    }
+
+    /// The example junk catalog (business.toml), with date-priced
+    /// surcharges and a discount question.
+    fn junk_catalog() -> PricingConfig {
+        toml::from_str(
+            r#"
+            [junk]
+            [[junk.tiers]]
+            id = "few_items"
+            label = "a few items"
+            hours = 1
+            crew = 2
+            [[junk.tiers]]
+            id = "quarter_truck"
+            label = "about a quarter truck"
+            hours = 1.5
+            crew = 2
+            [[junk.tiers]]
+            id = "half_truck"
+            label = "about half a truck"
+            hours = 2
+            crew = 2
+            [[junk.tiers]]
+            id = "full_truck"
+            label = "a full truck or more"
+            hours = 3.5
+            crew = 3
+            [[junk.items]]
+            id = "hot_tub"
+            label = "hot tub"
+            hours = 2
+            crew = 3
+            [[junk.items]]
+            id = "piano"
+            label = "piano"
+            hours = 1
+            crew = 3
+            [[junk.items]]
+            id = "shed"
+            label = "shed teardown"
+            hours = 3
+            [[modifiers]]
+            id = "heavy_item"
+            label = "Heavy item (safe, treadmill, gun cabinet)"
+            kind = "flat"
+            amount = 75
+            [[modifiers]]
+            id = "stairs"
+            label = "Stairs"
+            kind = "per_unit"
+            amount = 25
+            unit = "flight(s)"
+            [[modifiers]]
+            id = "mattress"
+            label = "Mattress disposal"
+            kind = "per_item"
+            amount = 30
+            [[modifiers]]
+            id = "appliance"
+            label = "Refrigerator or freezer disposal"
+            kind = "per_item"
+            amount = 45
+            [[modifiers]]
+            id = "same_day"
+            label = "Same-day service"
+            kind = "percent"
+            percent = 20
+            applies = "same_day"
+            [[modifiers]]
+            id = "weekend"
+            label = "Weekend service"
+            kind = "percent"
+            percent = 10
+            applies = "weekend"
+            [[discounts]]
+            id = "senior"
+            label = "Senior discount"
+            kind = "percent"
+            percent = 10
+            question = "Is anyone in the home 65 or older?"
+            "#,
+        )
+        .unwrap()
+    }
+
+    /// The maid example's catalog (examples/maid.toml).
+    fn maid_catalog() -> PricingConfig {
+        toml::from_str(
+            r#"
+            [[maid.clean_types]]
+            id = "standard"
+            label = "standard clean"
+            multiplier = 1
+            [[maid.clean_types]]
+            id = "deep"
+            label = "deep clean"
+            multiplier = 1.5
+            [[maid.clean_types]]
+            id = "move_out"
+            label = "move-out clean"
+            multiplier = 1.75
+            [[modifiers]]
+            id = "pets"
+            label = "Pet hair"
+            kind = "flat"
+            amount = 20
+            [[modifiers]]
+            id = "inside_oven"
+            label = "Inside the oven"
+            kind = "flat"
+            amount = 30
+            [[modifiers]]
+            id = "inside_fridge"
+            label = "Inside the fridge"
+            kind = "flat"
+            amount = 30
+            [[modifiers]]
+            id = "windows"
+            label = "Interior windows"
+            kind = "per_unit"
+            amount = 5
+            unit = "window(s)"
+            [[modifiers]]
+            id = "weekend"
+            label = "Weekend service"
+            kind = "percent"
+            percent = 15
+            applies = "weekend"
+            [[discounts]]
+            id = "first_clean"
+            label = "First clean"
+            kind = "percent"
+            percent = 10
+            question = "Is this your first clean with us?"
+            "#,
+        )
+        .unwrap()
+    }
+
+    /// Every field the parse set, in a fixed order: the exact update.
+    fn summary(u: &Understood) -> String {
+        let list = |l: &[Selected]| {
+            l.iter()
+                .map(|s| format!("{}:{}", s.id, s.quantity))
+                .collect::<Vec<_>>()
+                .join("+")
+        };
+        let JobUpdate {
+            size,
+            items,
+            bedrooms,
+            bathrooms,
+            square_feet,
+            clean_type,
+            modifiers,
+            discounts,
+            address,
+            customer_name,
+            notes,
+            quantity_of,
+            answered,
+        } = &u.update;
+        let mut parts = Vec::new();
+        if let Some(x) = size {
+            parts.push(format!("size={x}"));
+        }
+        if let Some(x) = items {
+            parts.push(format!("items={}", list(x)));
+        }
+        if let Some(x) = bedrooms {
+            parts.push(format!("beds={x}"));
+        }
+        if let Some(x) = bathrooms {
+            parts.push(format!("baths={x}"));
+        }
+        if let Some(x) = square_feet {
+            parts.push(format!("sqft={x}"));
+        }
+        if let Some(x) = clean_type {
+            parts.push(format!("clean={x}"));
+        }
+        if let Some(x) = modifiers {
+            parts.push(format!("mods={}", list(x)));
+        }
+        if !u.counted.is_empty() {
+            parts.push(format!("counted={}", list(&u.counted)));
+        }
+        if let Some(x) = notes {
+            parts.push(format!("notes=[{x}]"));
+        }
+        if u.needs_size {
+            parts.push("needs_size".into());
+        }
+        assert!(
+            discounts.is_none()
+                && address.is_none()
+                && customer_name.is_none()
+                && quantity_of.is_none()
+                && answered.is_none(),
+            "free text never sets these: {u:?}"
+        );
+        parts.join(" ")
+    }
+
+    #[test]
+    fn free_text_is_understood_against_the_junk_catalog() {
+        let junk = junk_catalog();
+        let table: &[(&str, &str)] = &[
+            (
+                "a couch, a fridge and a mattress",
+                "size=few_items mods=appliance:1+mattress:1 counted=appliance:1+mattress:1 notes=[Items named: couch, fridge, mattress]",
+            ),
+            (
+                "two mattresses",
+                "size=few_items mods=mattress:2 counted=mattress:2 notes=[Items named: 2 x mattress]",
+            ),
+            (
+                "2 mattresses and a box spring",
+                "size=few_items mods=mattress:3 counted=mattress:3 notes=[Items named: 2 x mattress, box spring]",
+            ),
+            ("I have a piano", "items=piano:1"),
+            (
+                "old upright piano and 3 flights of stairs",
+                "items=piano:1 mods=stairs:3 counted=stairs:3",
+            ),
+            (
+                "a sofa and a loveseat",
+                "size=few_items notes=[Items named: sofa, loveseat]",
+            ),
+            ("sectional couch", "size=few_items notes=[Items named: sectional]"),
+            ("hot tub removal", "items=hot_tub:1"),
+            ("can you take a jacuzzi?", "items=hot_tub:1"),
+            ("our spa needs to go", "items=hot_tub:1"),
+            (
+                "washer and dryer",
+                "size=few_items notes=[Items named: washer, dryer]",
+            ),
+            (
+                "refrigerator",
+                "size=few_items mods=appliance:1 counted=appliance:1 notes=[Items named: refrigerator]",
+            ),
+            (
+                "2 freezers",
+                "size=few_items mods=appliance:2 counted=appliance:2 notes=[Items named: 2 x freezer]",
+            ),
+            ("a shed teardown", "items=shed:1"),
+            ("tear down a shed in the backyard", "items=shed:1"),
+            ("about half a truck", "size=half_truck"),
+            (
+                "half a truckload of junk plus a piano",
+                "size=half_truck items=piano:1",
+            ),
+            ("a full load", "size=full_truck"),
+            ("just a few things", "size=few_items"),
+            ("stairs", "mods=stairs:1"),
+            ("2nd floor, 2 flights of stairs", "mods=stairs:2 counted=stairs:2"),
+            ("a gun safe", "mods=heavy_item:1"),
+            ("treadmill", "mods=heavy_item:1"),
+            (
+                "couch, chair, table, desk, dresser, tv",
+                "notes=[Items named: couch, chair, table, desk, dresser, tv] needs_size",
+            ),
+            (
+                "three chairs and a table",
+                "size=few_items notes=[Items named: 3 x chair, table]",
+            ),
+            (
+                "a couple of mattresses",
+                "size=few_items mods=mattress:2 counted=mattress:2 notes=[Items named: 2 x mattress]",
+            ),
+            (
+                "a queen mattress",
+                "size=few_items mods=mattress:1 counted=mattress:1 notes=[Items named: mattress]",
+            ),
+            ("a full size bed", "size=few_items notes=[Items named: bed]"),
+            ("hi", ""),
+            ("how much do you charge?", ""),
+            ("maybe a tonne?", ""),
+            ("a hot tub and a piano", "items=hot_tub:1+piano:1"),
+            (
+                "fridge, freezer and a mini fridge",
+                "size=few_items mods=appliance:3 counted=appliance:3 notes=[Items named: fridge, freezer, mini fridge]",
+            ),
+            ("1 couch", "size=few_items notes=[Items named: couch]"),
+            ("a bunch of boxes", "size=few_items notes=[Items named: box]"),
+            (
+                "some bags of trash and a grill",
+                "size=few_items notes=[Items named: bag, grill]",
+            ),
+        ];
+        for (text, expected) in table {
+            let got = summary(&understand(
+                text,
+                BusinessKind::JunkRemoval,
+                &junk,
+                &JobDetails::default(),
+            ));
+            assert_eq!(&got, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn free_text_is_understood_against_the_maid_catalog() {
+        let maid = maid_catalog();
+        let table: &[(&str, &str)] = &[
+            ("3 bed 2 bath deep clean", "beds=3 baths=2 clean=deep"),
+            ("2br/1ba standard", "beds=2 baths=1 clean=standard"),
+            ("studio, move out", "beds=0 clean=move_out"),
+            ("3bd 2.5ba", "beds=3 baths=2.5"),
+            ("three bedrooms two bathrooms", "beds=3 baths=2"),
+            (
+                "a 4 bedroom 3 bath house, regular cleaning",
+                "beds=4 baths=3 clean=standard",
+            ),
+            ("3/2 deep clean please", "beds=3 baths=2 clean=deep"),
+            (
+                "move-out clean for a 2 bed 1 bath apartment",
+                "beds=2 baths=1 clean=move_out",
+            ),
+            ("1 bedroom 1 bathroom", "beds=1 baths=1"),
+            ("deep clean", "clean=deep"),
+            ("2 bed 2 bath with a dog", "beds=2 baths=2 mods=pets:1"),
+            ("1800 sq ft, 3 bed 2 bath", "beds=3 baths=2 sqft=1800"),
+            ("1,800 square feet", "sqft=1800"),
+            (
+                "inside the oven and fridge too",
+                "mods=inside_oven:1+inside_fridge:1",
+            ),
+            ("12 windows", "mods=windows:12 counted=windows:12"),
+            (
+                "thorough clean, 2 full baths, 3 bedrooms",
+                "beds=3 baths=2 clean=deep",
+            ),
+            ("we're moving out, 2br 1ba", "beds=2 baths=1 clean=move_out"),
+            ("weekend please", ""),
+            ("spring cleaning 5 bed 4 bath", "beds=5 baths=4 clean=deep"),
+            ("hello", ""),
+        ];
+        for (text, expected) in table {
+            let got = summary(&understand(
+                text,
+                BusinessKind::Maid,
+                &maid,
+                &JobDetails::default(),
+            ));
+            assert_eq!(&got, expected, "{text}");
+        }
+    }
+
+    fn slot(id: u8, tz: Tz, (m, d): (u32, u32), (h, min): (u32, u32), window_minutes: i64) -> OfferedSlot {
+        use chrono::TimeZone;
+        let start = tz
+            .with_ymd_and_hms(2026, m, d, h, min, 0)
+            .single()
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let opening = super::super::availability::Opening {
+            provider: "crew-1".into(),
+            start,
+            window_end: start + chrono::Duration::minutes(window_minutes),
+            end: start + chrono::Duration::minutes(window_minutes + 120),
+        };
+        OfferedSlot {
+            id,
+            start,
+            end: opening.end,
+            label: super::super::availability::label(&opening, tz),
+            crew: "crew-1".into(),
+        }
+    }
+
+    /// Wednesday, Nov 25 2026, as in the issue.
+    fn wednesday() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 25).unwrap()
+    }
+
+    #[test]
+    fn next_tuesday_afternoon_does_not_book_a_tuesday_morning() {
+        // Issue 8: "next Tuesday afternoon" booked "Tue Dec 1, 8-10am".
+        let tz = chrono_tz::America::Los_Angeles;
+        let offered = [
+            slot(1, tz, (11, 30), (8, 0), 120),
+            slot(2, tz, (12, 1), (8, 0), 120),
+            slot(3, tz, (12, 2), (8, 0), 120),
+        ];
+        assert_eq!(offered[1].label, "Tue Dec 1, 8-10am");
+        match pick_slot("next Tuesday afternoon", &offered, tz, wednesday()) {
+            SlotPick::Elsewhere(wanted) => {
+                assert_eq!(wanted.description, "on Tue Dec 1 in the afternoon");
+                let filter = wanted.search_filter();
+                assert_eq!(filter.from, NaiveDate::from_ymd_opt(2026, 12, 1));
+                assert_eq!(
+                    filter.part,
+                    Some(super::super::availability::PartOfDay::Afternoon)
+                );
+            }
+            other => panic!("expected a search for Tuesday afternoon, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn monday_at_2pm_does_not_book_monday_at_830am() {
+        // Issue 8, maid example: "monday at 2pm" booked "Mon Nov 30, 8:30am".
+        let tz = chrono_tz::America::Chicago;
+        let offered = [
+            slot(1, tz, (11, 30), (8, 30), 0),
+            slot(2, tz, (12, 1), (8, 30), 0),
+            slot(3, tz, (12, 2), (8, 30), 0),
+        ];
+        assert_eq!(offered[0].label, "Mon Nov 30, 8:30am");
+        match pick_slot("monday at 2pm", &offered, tz, wednesday()) {
+            SlotPick::Elsewhere(wanted) => {
+                assert_eq!(wanted.description, "on Mon Nov 30 at 2pm");
+                assert_eq!(
+                    wanted.search_filter().part,
+                    Some(super::super::availability::PartOfDay::Afternoon)
+                );
+            }
+            other => panic!("expected a search for Monday 2pm, got {other:?}"),
+        }
+        assert_eq!(
+            pick_slot("monday at 8:30", &offered, tz, wednesday()),
+            SlotPick::Words(0)
+        );
+        assert_eq!(
+            pick_slot("Mon Nov 30, 8:30am", &offered, tz, wednesday()),
+            SlotPick::Words(0)
+        );
+    }
+
+    #[test]
+    fn words_pick_only_an_opening_they_fit_in_day_and_time() {
+        let tz = chrono_tz::America::Los_Angeles;
+        let offered = [
+            slot(1, tz, (11, 30), (8, 0), 120),
+            slot(2, tz, (12, 1), (8, 0), 120),
+            slot(3, tz, (12, 1), (13, 0), 120),
+        ];
+        let pick = |t: &str| pick_slot(t, &offered, tz, wednesday());
+        assert_eq!(pick("2"), SlotPick::Number(1));
+        assert_eq!(pick("#3"), SlotPick::Number(2));
+        assert_eq!(pick("next Tuesday afternoon"), SlotPick::Words(2));
+        assert_eq!(pick("the afternoon one"), SlotPick::Words(2));
+        assert_eq!(pick("the monday one"), SlotPick::Words(0));
+        assert_eq!(pick("Tue Dec 1, 1-3pm"), SlotPick::Words(2));
+        assert_eq!(
+            pick("tuesday at 2pm works"),
+            SlotPick::Words(2),
+            "inside the 1-3pm window"
+        );
+        assert_eq!(pick("tuesday at 8"), SlotPick::Words(1));
+        assert_eq!(pick("the 1st in the morning"), SlotPick::Words(1));
+        assert_eq!(pick("the second one"), SlotPick::Words(1));
+        assert_eq!(pick("the last one"), SlotPick::Words(2));
+        assert_eq!(pick("tuesday"), SlotPick::Several(vec![1, 2]));
+        assert_eq!(pick("the 1st"), SlotPick::Several(vec![1, 2]));
+        assert_eq!(pick("the morning"), SlotPick::Several(vec![0, 1]));
+        assert!(
+            matches!(pick("tuesday at 3pm"), SlotPick::Elsewhere(_)),
+            "3pm ends the window"
+        );
+        assert!(matches!(pick("friday"), SlotPick::Elsewhere(w) if w.description == "on Fri Nov 27"));
+        assert_eq!(pick("4"), SlotPick::Unclear);
+        assert_eq!(pick("whatever works"), SlotPick::Unclear);
+    }
+
+    #[test]
+    fn a_pick_in_words_is_confirmed_with_its_price() {
+        let tz = chrono_tz::America::Los_Angeles;
+        let offered = [
+            slot(1, tz, (11, 30), (8, 0), 120),
+            slot(2, tz, (12, 1), (13, 0), 120),
+        ];
+        let text = confirm_pick(&offered[1], super::super::money::Money::dollars(350));
+        assert_eq!(text, "Tue Dec 1, 1-3pm, $350: reply YES to book.");
+        assert_eq!(confirmed_in(&text, &offered), Some(1));
+        assert_eq!(confirmed_in(&format!("Sorry! {text}"), &offered), Some(1));
+        assert_eq!(confirmed_in("Openings:\n1) Mon Nov 30, 8-10am", &offered), None);
+        assert_eq!(yes_or_no("YES"), Some(true));
+        assert_eq!(yes_or_no("yep, book it"), Some(true));
+        assert_eq!(yes_or_no("no, the other one"), Some(false));
+        assert_eq!(yes_or_no("2"), None);
+    }
+
+    #[test]
+    fn free_text_skips_what_it_answered() {
+        let maid = maid_catalog();
+        let mut job = JobDetails::default();
+        for update in understand("3 bed 2 bath deep clean", BusinessKind::Maid, &maid, &job).updates() {
+            job.apply(update);
+        }
+        // Rooms and clean known: straight to the extras, which never list a
+        // surcharge priced from the date.
+        assert_eq!(
+            next_question(&job, BusinessKind::Maid, &maid),
+            Some(Question::Extras)
+        );
+        let menu = ask(Question::Extras, &maid);
+        assert_eq!(
+            menu,
+            "Any of these? Reply with the numbers that apply, like 1 3, or 0 for none:\n\
+             1) Pet hair\n2) Inside the oven\n3) Inside the fridge\n4) Interior windows"
+        );
+        assert!(!menu.contains("Weekend"));
+        job.apply(interpret(Question::Extras, "4", &maid, &job).unwrap());
+        assert_eq!(
+            job.modifiers,
+            vec![Selected {
+                id: "windows".into(),
+                quantity: 1
+            }]
+        );
+        assert_eq!(
+            next_question(&job, BusinessKind::Maid, &maid),
+            Some(Question::Quantity(3))
+        );
+        job.apply(interpret(Question::Quantity(3), "8", &maid, &job).unwrap());
+        // Then the discount's own question.
+        assert_eq!(
+            next_question(&job, BusinessKind::Maid, &maid),
+            Some(Question::Discount(0))
+        );
+        assert_eq!(
+            ask(Question::Discount(0), &maid),
+            "Is this your first clean with us? Reply YES or NO."
+        );
+        job.apply(interpret(Question::Discount(0), "yes it is", &maid, &job).unwrap());
+        assert_eq!(job.discounts, vec!["first_clean".to_string()]);
+        assert_eq!(next_question(&job, BusinessKind::Maid, &maid), None);
+    }
+
+    #[test]
+    fn junk_asks_items_with_their_own_labour_and_discounts() {
+        let junk = junk_catalog();
+        let mut job = JobDetails::default();
+        for update in understand(
+            "a couch, a fridge and a mattress",
+            BusinessKind::JunkRemoval,
+            &junk,
+            &job,
+        )
+        .updates()
+        {
+            job.apply(update);
+        }
+        assert_eq!(job.size.as_deref(), Some("few_items"));
+        // Both counted extras were counted by the text: no "how many?".
+        assert_eq!(
+            next_question(&job, BusinessKind::JunkRemoval, &junk),
+            Some(Question::LabourItems)
+        );
+        assert_eq!(
+            ask(Question::LabourItems, &junk),
+            "Anything that needs extra hands? Reply with the numbers that apply, or 0 for none:\n\
+             1) hot tub\n2) piano\n3) shed teardown"
+        );
+        job.apply(interpret(Question::LabourItems, "2", &junk, &job).unwrap());
+        assert_eq!(
+            job.items,
+            vec![Selected {
+                id: "piano".into(),
+                quantity: 1
+            }]
+        );
+        assert_eq!(
+            next_question(&job, BusinessKind::JunkRemoval, &junk),
+            Some(Question::Discount(0))
+        );
+        job.apply(interpret(Question::Discount(0), "no", &junk, &job).unwrap());
+        assert!(job.discounts.is_empty());
+        assert_eq!(next_question(&job, BusinessKind::JunkRemoval, &junk), None);
+
+        // "None" to the labour question is an answer too.
+        let mut job = JobDetails {
+            size: Some("half_truck".into()),
+            ..JobDetails::default()
+        };
+        job.apply(interpret(Question::LabourItems, "none", &junk, &job).unwrap());
+        assert_eq!(
+            next_question(&job, BusinessKind::JunkRemoval, &junk),
+            Some(Question::Extras)
+        );
+        let menu = ask(Question::Extras, &junk);
+        assert!(!menu.contains("Same-day") && !menu.contains("Weekend"), "{menu}");
+    }
+
+    #[test]
+    fn free_text_adds_to_what_the_job_has() {
+        let junk = junk_catalog();
+        let job = JobDetails {
+            size: Some("half_truck".into()),
+            modifiers: vec![Selected {
+                id: "mattress".into(),
+                quantity: 1,
+            }],
+            extras_answered: true,
+            notes: Some("Gate code 1234".into()),
+            ..JobDetails::default()
+        };
+        let got = understand(
+            "oh and a piano and 2 more mattresses",
+            BusinessKind::JunkRemoval,
+            &junk,
+            &job,
+        );
+        assert_eq!(
+            summary(&got),
+            "items=piano:1 mods=mattress:3 counted=mattress:3 notes=[Gate code 1234; Items named: 2 x mattress]"
+        );
+    }
+
+    #[test]
+    fn names() {
+        for (text, name) in [
+            ("Dana", Some("Dana")),
+            ("dana smith", Some("Dana Smith")),
+            ("it's Dana", Some("Dana")),
+            ("My name is Mary-Jo O'Neil.", Some("Mary-Jo O'Neil")),
+            ("this is dana", Some("Dana")),
+            ("12 Oak St", None),
+            ("yes", None),
+            ("2", None),
+            ("why do you need my name for a junk pickup?", None),
+            ("a person please", None),
+        ] {
+            assert_eq!(customer_name(text).as_deref(), name, "{text}");
+        }
     }
 }

@@ -316,11 +316,7 @@ fn business_hour((h, m): (u32, u32)) -> Option<NaiveTime> {
 /// choice and "the 2nd" a date.
 pub fn clock(text: &str) -> Option<ClockTime> {
     let t = clock_tokens(text);
-    let meridiem = |i: usize| {
-        t.get(i)
-            .map(String::as_str)
-            .filter(|m| *m == "am" || *m == "pm")
-    };
+    let meridiem = |i: usize| t.get(i).map(String::as_str).filter(|m| *m == "am" || *m == "pm");
     for i in 0..t.len() {
         if t[i] == "noon" || t[i] == "midday" {
             return NaiveTime::from_hms_opt(12, 0, 0).map(|start| ClockTime { start, end: None });
