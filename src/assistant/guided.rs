@@ -252,16 +252,18 @@ impl GuidedResponder {
                 let mut needs_size = false;
                 for message in &turn.pending {
                     let job = draft.state.job().cloned().unwrap_or_default();
-                    let answer = guided::next_question(&job, kind, pricing)
-                        .and_then(|question| guided::interpret(question, &message.body, pricing, &job));
-                    let updates = match answer {
-                        Some(update) => vec![update],
-                        None => {
-                            let free = guided::understand(&message.body, kind, pricing, &job);
-                            needs_size |= free.needs_size;
-                            understood |= !free.is_empty();
-                            free.updates()
-                        }
+                    // Free text first: "studio, 1 bath, standard" answers
+                    // more than the bedrooms it was asked.
+                    let free = guided::understand(&message.body, kind, pricing, &job);
+                    needs_size |= free.needs_size;
+                    let updates = if free.is_empty() {
+                        guided::next_question(&job, kind, pricing)
+                            .and_then(|question| guided::interpret(question, &message.body, pricing, &job))
+                            .into_iter()
+                            .collect()
+                    } else {
+                        understood = true;
+                        free.updates()
                     };
                     for update in updates {
                         understood = true;
