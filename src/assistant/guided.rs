@@ -445,18 +445,41 @@ impl GuidedResponder {
                     }
                     SlotPick::Elsewhere(wanted) => {
                         let offered = self.offer(turn, &mut draft, now, &wanted.search_filter()).await;
-                        // The scheduler says so itself when it fell back to
-                        // the earliest openings.
-                        let nothing = if offered.starts_with("Openings:") && !wanted.description.is_empty() {
-                            format!("Nothing is open {}. ", wanted.description)
-                        } else {
-                            String::new()
+                        let fresh = match &draft.state {
+                            ConversationState::Scheduling(fresh) => fresh.clone(),
+                            _ => s.clone(),
                         };
-                        draft.text = format!("{opening}{nothing}{offered}");
+                        let fitting: Vec<&OfferedSlot> = fresh
+                            .offered
+                            .iter()
+                            .filter(|slot| guided::fits(slot, tz, &wanted))
+                            .collect();
+                        draft.text = match fitting.as_slice() {
+                            // Exactly what was asked for exists: confirm it.
+                            [slot] if fresh.offered != s.offered => format!(
+                                "{opening}{}",
+                                guided::confirm_pick(slot, self.slot_total(&fresh, slot))
+                            ),
+                            [] if offered.starts_with("Openings:") && !wanted.description.is_empty() => {
+                                format!("{opening}Nothing is open {}. {offered}", wanted.description)
+                            }
+                            // Several fit, or the scheduler already said it
+                            // fell back to the earliest openings.
+                            _ => format!("{opening}{offered}"),
+                        };
                     }
                     SlotPick::Unclear => {
-                        let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
-                        draft.text = format!("{opening}Sorry, I didn't catch which one. {offered}");
+                        // The list stands: a new search would lose the day
+                        // the customer already chose.
+                        let list: Vec<String> = s
+                            .offered
+                            .iter()
+                            .map(|slot| format!("{}) {}", slot.id, slot.label))
+                            .collect();
+                        draft.text = format!(
+                            "{opening}Sorry, I didn't catch which one. Openings:\n{}\nReply with a number, or tell me a day that suits you.",
+                            list.join("\n")
+                        );
                     }
                 }
             }
