@@ -35,6 +35,11 @@ pub enum Question {
 
 /// `JobDetails::answered` key of the items-with-labour question.
 const LABOUR_ITEMS: &str = "labour_items";
+/// `JobDetails::answered` key of the extras menu, once answered.
+const EXTRAS_MENU: &str = "extras";
+/// `JobDetails::answered` key: free text named some extras, so the menu is
+/// still asked for the others ("a mattress" says nothing about stairs).
+const EXTRAS_NAMED: &str = "extras_named";
 
 fn discount_key(id: &str) -> String {
     format!("discount:{id}")
@@ -52,7 +57,12 @@ fn askable_extras(pricing: &PricingConfig) -> Vec<usize> {
 /// What is still missing, in the order it is asked; `None` when the job can
 /// be priced.
 pub fn next_question(job: &JobDetails, kind: BusinessKind, pricing: &PricingConfig) -> Option<Question> {
-    let extras_pending = !askable_extras(pricing).is_empty() && !job.extras_answered;
+    let answered = |key: &str| job.answered.iter().any(|a| a == key);
+    let extras_pending = askable_extras(pricing)
+        .iter()
+        .any(|&i| !job.modifiers.iter().any(|m| m.id == pricing.modifiers[i].id))
+        && !answered(EXTRAS_MENU)
+        && (!job.extras_answered || answered(EXTRAS_NAMED));
     let quantity_pending = || {
         job.modifiers.iter().find_map(|selected| {
             let i = pricing.modifiers.iter().position(|m| m.id == selected.id)?;
@@ -238,16 +248,20 @@ pub fn interpret(
         Question::Extras => {
             let askable = askable_extras(pricing);
             let picked = choices(text, askable.len())?;
+            // Added to what free text already named, whose counts stand.
+            let mut modifiers = job.modifiers.clone();
+            for i in picked {
+                let id = &pricing.modifiers[askable[i]].id;
+                if !modifiers.iter().any(|m| &m.id == id) {
+                    modifiers.push(Selected {
+                        id: id.clone(),
+                        quantity: 1,
+                    });
+                }
+            }
             Some(JobUpdate {
-                modifiers: Some(
-                    picked
-                        .into_iter()
-                        .map(|i| Selected {
-                            id: pricing.modifiers[askable[i]].id.clone(),
-                            quantity: 1,
-                        })
-                        .collect(),
-                ),
+                modifiers: Some(modifiers),
+                answered: Some(EXTRAS_MENU.into()),
                 ..JobUpdate::default()
             })
         }
@@ -879,6 +893,10 @@ pub fn understand(text: &str, kind: BusinessKind, pricing: &PricingConfig, job: 
     }
     if modifiers != job.modifiers {
         update.modifiers = Some(modifiers);
+        let first_to_name_extras = !job.extras_answered || job.answered.iter().any(|a| a == EXTRAS_NAMED);
+        if first_to_name_extras && !job.answered.iter().any(|a| a == EXTRAS_MENU) {
+            update.answered = Some(EXTRAS_NAMED.into());
+        }
     }
     match kind {
         BusinessKind::JunkRemoval => {
@@ -1660,12 +1678,11 @@ mod tests {
         if u.needs_size {
             parts.push("needs_size".into());
         }
+        if let Some(x) = answered {
+            parts.push(format!("answered={x}"));
+        }
         assert!(
-            discounts.is_none()
-                && address.is_none()
-                && customer_name.is_none()
-                && quantity_of.is_none()
-                && answered.is_none(),
+            discounts.is_none() && address.is_none() && customer_name.is_none() && quantity_of.is_none(),
             "free text never sets these: {u:?}"
         );
         parts.join(" ")
@@ -1677,20 +1694,20 @@ mod tests {
         let table: &[(&str, &str)] = &[
             (
                 "a couch, a fridge and a mattress",
-                "size=few_items mods=appliance:1+mattress:1 counted=appliance:1+mattress:1 notes=[Items named: couch, fridge, mattress]",
+                "size=few_items mods=appliance:1+mattress:1 counted=appliance:1+mattress:1 notes=[Items named: couch, fridge, mattress] answered=extras_named",
             ),
             (
                 "two mattresses",
-                "size=few_items mods=mattress:2 counted=mattress:2 notes=[Items named: 2 x mattress]",
+                "size=few_items mods=mattress:2 counted=mattress:2 notes=[Items named: 2 x mattress] answered=extras_named",
             ),
             (
                 "2 mattresses and a box spring",
-                "size=few_items mods=mattress:3 counted=mattress:3 notes=[Items named: 2 x mattress, box spring]",
+                "size=few_items mods=mattress:3 counted=mattress:3 notes=[Items named: 2 x mattress, box spring] answered=extras_named",
             ),
             ("I have a piano", "items=piano:1"),
             (
                 "old upright piano and 3 flights of stairs",
-                "items=piano:1 mods=stairs:3 counted=stairs:3",
+                "items=piano:1 mods=stairs:3 counted=stairs:3 answered=extras_named",
             ),
             (
                 "a sofa and a loveseat",
@@ -1706,11 +1723,11 @@ mod tests {
             ),
             (
                 "refrigerator",
-                "size=few_items mods=appliance:1 counted=appliance:1 notes=[Items named: refrigerator]",
+                "size=few_items mods=appliance:1 counted=appliance:1 notes=[Items named: refrigerator] answered=extras_named",
             ),
             (
                 "2 freezers",
-                "size=few_items mods=appliance:2 counted=appliance:2 notes=[Items named: 2 x freezer]",
+                "size=few_items mods=appliance:2 counted=appliance:2 notes=[Items named: 2 x freezer] answered=extras_named",
             ),
             ("a shed teardown", "items=shed:1"),
             ("tear down a shed in the backyard", "items=shed:1"),
@@ -1721,10 +1738,13 @@ mod tests {
             ),
             ("a full load", "size=full_truck"),
             ("just a few things", "size=few_items"),
-            ("stairs", "mods=stairs:1"),
-            ("2nd floor, 2 flights of stairs", "mods=stairs:2 counted=stairs:2"),
-            ("a gun safe", "mods=heavy_item:1"),
-            ("treadmill", "mods=heavy_item:1"),
+            ("stairs", "mods=stairs:1 answered=extras_named"),
+            (
+                "2nd floor, 2 flights of stairs",
+                "mods=stairs:2 counted=stairs:2 answered=extras_named",
+            ),
+            ("a gun safe", "mods=heavy_item:1 answered=extras_named"),
+            ("treadmill", "mods=heavy_item:1 answered=extras_named"),
             (
                 "couch, chair, table, desk, dresser, tv",
                 "notes=[Items named: couch, chair, table, desk, dresser, tv] needs_size",
@@ -1735,11 +1755,11 @@ mod tests {
             ),
             (
                 "a couple of mattresses",
-                "size=few_items mods=mattress:2 counted=mattress:2 notes=[Items named: 2 x mattress]",
+                "size=few_items mods=mattress:2 counted=mattress:2 notes=[Items named: 2 x mattress] answered=extras_named",
             ),
             (
                 "a queen mattress",
-                "size=few_items mods=mattress:1 counted=mattress:1 notes=[Items named: mattress]",
+                "size=few_items mods=mattress:1 counted=mattress:1 notes=[Items named: mattress] answered=extras_named",
             ),
             ("a full size bed", "size=few_items notes=[Items named: bed]"),
             ("hi", ""),
@@ -1748,7 +1768,7 @@ mod tests {
             ("a hot tub and a piano", "items=hot_tub:1+piano:1"),
             (
                 "fridge, freezer and a mini fridge",
-                "size=few_items mods=appliance:3 counted=appliance:3 notes=[Items named: fridge, freezer, mini fridge]",
+                "size=few_items mods=appliance:3 counted=appliance:3 notes=[Items named: fridge, freezer, mini fridge] answered=extras_named",
             ),
             ("1 couch", "size=few_items notes=[Items named: couch]"),
             ("a bunch of boxes", "size=few_items notes=[Items named: box]"),
@@ -1788,14 +1808,20 @@ mod tests {
             ),
             ("1 bedroom 1 bathroom", "beds=1 baths=1"),
             ("deep clean", "clean=deep"),
-            ("2 bed 2 bath with a dog", "beds=2 baths=2 mods=pets:1"),
+            (
+                "2 bed 2 bath with a dog",
+                "beds=2 baths=2 mods=pets:1 answered=extras_named",
+            ),
             ("1800 sq ft, 3 bed 2 bath", "beds=3 baths=2 sqft=1800"),
             ("1,800 square feet", "sqft=1800"),
             (
                 "inside the oven and fridge too",
-                "mods=inside_oven:1+inside_fridge:1",
+                "mods=inside_oven:1+inside_fridge:1 answered=extras_named",
             ),
-            ("12 windows", "mods=windows:12 counted=windows:12"),
+            (
+                "12 windows",
+                "mods=windows:12 counted=windows:12 answered=extras_named",
+            ),
             (
                 "thorough clean, 2 full baths, 3 bedrooms",
                 "beds=3 baths=2 clean=deep",
@@ -2031,6 +2057,24 @@ mod tests {
                 quantity: 1
             }]
         );
+        // A mattress says nothing about stairs: the other extras are still
+        // asked, and what the text counted stands.
+        assert_eq!(
+            next_question(&job, BusinessKind::JunkRemoval, &junk),
+            Some(Question::Extras)
+        );
+        job.apply(interpret(Question::Extras, "2", &junk, &job).unwrap());
+        let chosen: Vec<(&str, u32)> = job
+            .modifiers
+            .iter()
+            .map(|m| (m.id.as_str(), m.quantity))
+            .collect();
+        assert_eq!(chosen, vec![("appliance", 1), ("mattress", 1), ("stairs", 1)]);
+        assert_eq!(
+            next_question(&job, BusinessKind::JunkRemoval, &junk),
+            Some(Question::Quantity(1))
+        );
+        job.apply(interpret(Question::Quantity(1), "2", &junk, &job).unwrap());
         assert_eq!(
             next_question(&job, BusinessKind::JunkRemoval, &junk),
             Some(Question::Discount(0))
