@@ -468,6 +468,10 @@ impl GuidedResponder {
                             _ => format!("{opening}{offered}"),
                         };
                     }
+                    SlotPick::Unclear if s.offered.is_empty() => {
+                        let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
+                        draft.text = format!("{opening}{offered}");
+                    }
                     SlotPick::Unclear => {
                         // The list stands: a new search would lose the day
                         // the customer already chose.
