@@ -252,20 +252,22 @@ impl GuidedResponder {
                 let mut needs_size = false;
                 for message in &turn.pending {
                     let job = draft.state.job().cloned().unwrap_or_default();
+                    let asked = guided::next_question(&job, kind, pricing);
                     // Free text first: "studio, 1 bath, standard" answers
                     // more than the bedrooms it was asked.
                     let free = guided::understand(&message.body, kind, pricing, &job);
                     needs_size |= free.needs_size;
-                    let updates = if free.is_empty() {
-                        guided::next_question(&job, kind, pricing)
-                            .and_then(|question| guided::interpret(question, &message.body, pricing, &job))
-                            .into_iter()
-                            .collect()
-                    } else {
+                    for update in free.updates() {
                         understood = true;
-                        free.updates()
-                    };
-                    for update in updates {
+                        step(&mut draft, Event::DetailsRecorded(update));
+                    }
+                    // Then as the answer to the question, if that is still
+                    // open: "yes, and 2 flights of stairs".
+                    let job = draft.state.job().cloned().unwrap_or_default();
+                    if let Some(question) = asked
+                        && guided::next_question(&job, kind, pricing) == Some(question)
+                        && let Some(update) = guided::interpret(question, &message.body, pricing, &job)
+                    {
                         understood = true;
                         step(&mut draft, Event::DetailsRecorded(update));
                     }

@@ -839,6 +839,23 @@ fn rooms(tokens: &[String]) -> (Option<u32>, Option<Decimal>, Option<u32>) {
     (beds, baths, sqft)
 }
 
+/// A name the customer gives unasked: "my name is Dana Smith, I have...".
+/// Only that phrase: "I'm moving out" is not a name.
+fn introduced_name(text: &str) -> Option<String> {
+    let lower = text.to_lowercase();
+    let at = ["my name is ", "my name's "]
+        .iter()
+        .find_map(|p| lower.find(p).map(|i| i + p.len()))?;
+    let rest = text.get(at..)?;
+    let clause = rest.split([',', '.', ';', '!', '?', '\n']).next()?;
+    let words: Vec<&str> = clause
+        .split_whitespace()
+        .take_while(|w| !["and", "i", "i'm", "we", "from", "at"].contains(&w.to_lowercase().as_str()))
+        .take(3)
+        .collect();
+    customer_name(&words.join(" "))
+}
+
 /// Everything a free-text message says about the job, given what `job`
 /// already holds (lists are merged, not replaced).
 pub fn understand(text: &str, kind: BusinessKind, pricing: &PricingConfig, job: &JobDetails) -> Understood {
@@ -888,6 +905,9 @@ pub fn understand(text: &str, kind: BusinessKind, pricing: &PricingConfig, job: 
         }
     }
     let update = &mut out.update;
+    if job.customer_name.is_none() {
+        update.customer_name = introduced_name(text);
+    }
     if items != job.items {
         update.items = Some(items);
     }
@@ -1681,8 +1701,11 @@ mod tests {
         if let Some(x) = answered {
             parts.push(format!("answered={x}"));
         }
+        if let Some(x) = customer_name {
+            parts.push(format!("name={x}"));
+        }
         assert!(
-            discounts.is_none() && address.is_none() && customer_name.is_none() && quantity_of.is_none(),
+            discounts.is_none() && address.is_none() && quantity_of.is_none(),
             "free text never sets these: {u:?}"
         );
         parts.join(" ")
@@ -1763,6 +1786,14 @@ mod tests {
             ),
             ("a full size bed", "size=few_items notes=[Items named: bed]"),
             ("hi", ""),
+            (
+                "Hi, my name is dana smith and I have a piano",
+                "items=piano:1 name=Dana Smith",
+            ),
+            (
+                "I'm moving out, can you take a desk",
+                "size=few_items notes=[Items named: desk]",
+            ),
             ("how much do you charge?", ""),
             ("maybe a tonne?", ""),
             ("a hot tub and a piano", "items=hot_tub:1+piano:1"),
@@ -2137,6 +2168,38 @@ mod tests {
             ("a person please", None),
         ] {
             assert_eq!(customer_name(text).as_deref(), name, "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a customer texts, reading it never panics, and what it
+        /// yields stays in the catalog's bounds.
+        #[test]
+        fn any_text_is_read_without_panicking(text in "\\PC{0,80}", words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "2", "two", "a", "couch", "mattresses", "3br", "2.5ba", "1,800", "sq", "ft", "/", "at", "pm",
+                "11-1pm", "tuesday", "the", "1st", "studio", "my name is", "ñes", "piano", "of", "stairs", "ünï",
+            ]),
+            0..12,
+        )) {
+            let junk = junk_catalog();
+            let maid = maid_catalog();
+            let tz = chrono_tz::America::Los_Angeles;
+            let offered = [slot(1, tz, (11, 30), (8, 0), 120), slot(2, tz, (12, 1), (13, 0), 0)];
+            for t in [text.clone(), words.join(" ")] {
+                let u = understand(&t, BusinessKind::JunkRemoval, &junk, &JobDetails::default());
+                for s in u.update.items.iter().flatten().chain(u.update.modifiers.iter().flatten()) {
+                    proptest::prop_assert!((1..=50).contains(&s.quantity));
+                }
+                let m = understand(&t, BusinessKind::Maid, &maid, &JobDetails::default());
+                proptest::prop_assert!(m.update.bedrooms.is_none_or(|b| b <= 20));
+                let _ = pick_slot(&t, &offered, tz, wednesday());
+                let _ = customer_name(&t);
+                let _ = when::clock(&t);
+                for q in [Question::Size, Question::Bedrooms, Question::Bathrooms, Question::Extras, Question::Discount(0)] {
+                    let _ = interpret(q, &t, &junk, &JobDetails::default());
+                }
+            }
         }
     }
 }
