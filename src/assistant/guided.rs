@@ -446,6 +446,7 @@ impl GuidedResponder {
                             format!("{opening}Which one?\n{}\nReply with its number.", list.join("\n"));
                     }
                     SlotPick::Elsewhere(wanted) => {
+                        tracing::debug!(asked = %wanted.description, "no offered opening fits; searching");
                         let offered = self.offer(turn, &mut draft, now, &wanted.search_filter()).await;
                         let fresh = match &draft.state {
                             ConversationState::Scheduling(fresh) => fresh.clone(),
@@ -462,8 +463,10 @@ impl GuidedResponder {
                                 "{opening}{}",
                                 guided::confirm_pick(slot, self.slot_total(&fresh, slot))
                             ),
-                            [] if offered.starts_with("Openings:") && !wanted.description.is_empty() => {
-                                format!("{opening}Nothing is open {}. {offered}", wanted.description)
+                            // Said without restating the time: every time in a
+                            // text must be one that was offered.
+                            [] if offered.starts_with("Openings:") => {
+                                format!("{opening}Nothing is open at the time you asked. {offered}")
                             }
                             // Several fit, or the scheduler already said it
                             // fell back to the earliest openings.

@@ -1033,7 +1033,8 @@ pub const RESCHEDULE_HINT: &str = "Need to change it? Reply R to reschedule.";
 pub struct Wanted {
     pub filter: DateFilter,
     pub at: Option<ClockTime>,
-    /// "on Mon Nov 30 at 2pm", to say back what was understood.
+    /// "on Mon Nov 30 at 2pm": what was understood, for logs and tests. Not
+    /// said to the customer: a text states only times that were offered.
     pub description: String,
 }
 
