@@ -20,6 +20,15 @@ min_notice_hours = 0
 horizon_days = 14
 arrival_window_minutes = 0
 
+[schedule.hours]
+mon = "08:00-17:00"
+tue = "08:00-17:00"
+wed = "08:00-17:00"
+thu = "08:00-17:00"
+fri = "08:00-17:00"
+sat = "closed"
+sun = "closed"
+
 [[providers]]
 id = "crew-1"
 name = "Crew 1"
@@ -98,6 +107,28 @@ async fn a_pick_in_words_is_confirmed_then_booked_at_that_time_under_the_custome
     assert_eq!(emails.len(), 1);
     let body = emails[0].payload["text"].as_str().unwrap();
     assert!(body.contains("Customer: Dana,"), "{body}");
+}
+
+#[tokio::test]
+async fn an_hour_that_was_not_offered_is_found_confirmed_and_booked() {
+    let app = guided_app(JUNK).await;
+    let sent = converse(&app, &["hi", "3", "1", "Dana", "12 Oak St"]).await;
+    let labels = offered(&sent[4].1);
+    // A day that was offered, at an hour that may not have been.
+    let day = labels.last().unwrap().split(", ").next().unwrap().to_string();
+    let sent = converse(&app, &[&format!("{day} at 1pm")]).await;
+    assert!(
+        sent[5]
+            .1
+            .ends_with(&format!("{day}, 1pm, $350: reply YES to book.")),
+        "{}",
+        sent[5].1
+    );
+    assert!(app.store.bookings().await.unwrap().is_empty());
+    converse(&app, &["yes"]).await;
+    let bookings = app.store.bookings().await.unwrap();
+    assert_eq!(bookings.len(), 1);
+    assert_eq!(bookings[0].label, format!("{day}, 1pm"));
 }
 
 #[tokio::test]
