@@ -397,7 +397,7 @@ fn keyword_match(text: &str, labels: &[&str]) -> Option<usize> {
 // widened by a built-in list of synonyms, so any owner's catalog works.
 
 /// Things people ask to have hauled or cleaned, each group one thing under
-/// several names; the first name is the one written in the job's notes.
+/// several names.
 /// A catalog entry whose label or id names any of a group's words answers
 /// to all of them.
 const THINGS: &[&[&str]] = &[
@@ -577,8 +577,8 @@ enum Target {
     Modifier(usize),
     /// `pricing.maid.clean_types[i]`.
     Clean(usize),
-    /// A thing with no catalog entry of its own, by its usual name.
-    Thing(&'static str),
+    /// A thing to haul with no catalog entry of its own.
+    Thing,
 }
 
 fn label_words(label: &str) -> Vec<String> {
@@ -649,15 +649,15 @@ fn phrase_table(kind: BusinessKind, pricing: &PricingConfig) -> Vec<(Vec<String>
     } else {
         for group in THINGS {
             for name in *group {
-                table.push((phrase(name), Target::Thing(group[0])));
+                table.push((phrase(name), Target::Thing));
             }
         }
     }
     table
 }
 
-/// One mention of a catalog entry or thing: where it ends, and how many,
-/// if the text says.
+/// One mention of a catalog entry or thing: which, how many if the text
+/// says, and the words used.
 #[derive(Debug)]
 struct Mention {
     target: Target,
@@ -901,7 +901,7 @@ pub fn understand(text: &str, kind: BusinessKind, pricing: &PricingConfig, job: 
                 }
             }
             Target::Clean(i) => clean_type = clean_type.or(Some(pricing.maid.clean_types[i].id.clone())),
-            Target::Thing(_) => things.push((m.said.clone(), m.quantity)),
+            Target::Thing => things.push((m.said.clone(), m.quantity)),
         }
     }
     let update = &mut out.update;
