@@ -11,10 +11,13 @@ use super::job_tools::new_quote_id;
 use super::tools::OwnerAlert;
 use super::{Draft, Responder, ResponderError};
 use crate::config::business::BusinessConfig;
-use crate::domain::conversation::{ConversationState, Event, HandoffReason, JobUpdate, transition};
-use crate::domain::guided::{self, QUOTED_MENU, QuotedChoice};
+use crate::domain::availability::DateFilter;
+use crate::domain::conversation::{
+    ConversationState, Event, HandoffReason, JobUpdate, OfferedSlot, Scheduling, transition,
+};
+use crate::domain::guided::{self, QUOTED_MENU, QuotedChoice, SlotPick};
+use crate::domain::money::Money;
 use crate::domain::quote::price;
-use crate::domain::when;
 use crate::scheduling::{Scheduler, SchedulingError};
 use crate::store::Direction;
 use crate::store::TurnInput;
@@ -28,40 +31,45 @@ pub struct GuidedResponder {
 const CALENDAR_DOWN: &str = "Our calendar is unavailable right now; the owner will text you to set a time.";
 
 impl GuidedResponder {
-    /// Offers openings (preferring `preference`) and moves to SCHEDULING;
-    /// returns the text that lists them.
+    /// Offers openings (preferring `filter`) and moves to SCHEDULING;
+    /// returns the text that lists them. A booking being moved is never
+    /// offered its own time again.
     async fn offer(
         &self,
         turn: &TurnInput,
         draft: &mut Draft,
         now: DateTime<Utc>,
-        preference: &str,
+        filter: &DateFilter,
     ) -> String {
         let Some(quote) = draft.state.quote().cloned() else {
             return CALENDAR_DOWN.into();
         };
-        let today = now.with_timezone(&self.business.business.timezone).date_naive();
-        let (filter, _) = when::resolve(preference, today);
         let rescheduling = match &draft.state {
             ConversationState::Scheduling(s) => s.rescheduling.clone(),
             _ => None,
         };
         match self
             .scheduler
-            .offer(turn.conversation.id, &quote, &filter, rescheduling.as_ref(), now)
+            .offer(turn.conversation.id, &quote, filter, rescheduling.as_ref(), now)
             .await
         {
-            Ok(offer) if offer.slots.is_empty() => {
-                draft.alerts.push(OwnerAlert {
-                    kind: "no_openings",
-                    detail: format!(
-                        "No openings for customer {}. Please text them to find a time.",
-                        turn.conversation.customer_phone.masked()
-                    ),
-                });
-                "We have no openings soon; the owner will text you to find a time.".into()
-            }
-            Ok(offer) => {
+            Ok(mut offer) => {
+                if let Some(current) = &rescheduling {
+                    offer.slots.retain(|slot| slot.start != current.slot.start);
+                    for (i, slot) in offer.slots.iter_mut().enumerate() {
+                        slot.id = (i + 1) as u8;
+                    }
+                }
+                if offer.slots.is_empty() {
+                    draft.alerts.push(OwnerAlert {
+                        kind: "no_openings",
+                        detail: format!(
+                            "No openings for customer {}. Please text them to find a time.",
+                            turn.conversation.customer_phone.masked()
+                        ),
+                    });
+                    return "We have no openings soon; the owner will text you to find a time.".into();
+                }
                 if let Ok(next) = transition(draft.state.clone(), Event::SlotsOffered(offer.slots.clone())) {
                     draft.state = next;
                 }
@@ -72,6 +80,65 @@ impl GuidedResponder {
             Err(e) => {
                 self.calendar_down(turn, draft, &e);
                 CALENDAR_DOWN.into()
+            }
+        }
+    }
+
+    /// The price booked for `slot`: what the customer is asked to confirm
+    /// must be what the booking will cost.
+    fn slot_total(&self, scheduling: &Scheduling, slot: &OfferedSlot) -> Money {
+        slot.quote.as_ref().unwrap_or(&scheduling.quote).total
+    }
+
+    /// Books an offered slot (or moves the booking to it).
+    async fn book(
+        &self,
+        turn: &TurnInput,
+        draft: &mut Draft,
+        s: &Scheduling,
+        slot: &OfferedSlot,
+        now: DateTime<Utc>,
+        opening: &str,
+    ) {
+        if let Some(current) = &s.rescheduling
+            && current.slot.start == slot.start
+        {
+            draft.text = format!(
+                "{opening}You're already booked for {}. Pick another time, or reply KEEP to leave it as it is.",
+                current.slot.label
+            );
+            return;
+        }
+        match self
+            .scheduler
+            .book(
+                &turn.conversation,
+                &s.job,
+                &s.quote,
+                slot,
+                s.rescheduling.as_ref(),
+                now,
+            )
+            .await
+        {
+            Ok(booking) => {
+                if let Ok(next) = transition(draft.state.clone(), Event::SlotBooked(booking)) {
+                    draft.state = next;
+                }
+                draft.text = format!(
+                    "{opening}You're booked: {}. Total {}. {}",
+                    slot.label,
+                    self.slot_total(s, slot),
+                    guided::RESCHEDULE_HINT
+                );
+            }
+            Err(SchedulingError::Taken(_)) => {
+                let offered = self.offer(turn, draft, now, &DateFilter::default()).await;
+                draft.text = format!("{opening}Sorry, that time was just taken. {offered}");
+            }
+            Err(e) => {
+                self.calendar_down(turn, draft, &e);
+                draft.text = format!("{opening}{CALENDAR_DOWN}");
             }
         }
     }
@@ -178,26 +245,47 @@ impl GuidedResponder {
         match draft.state.clone() {
             ConversationState::Intake(_) => {
                 // Every waiting text, oldest first: "half a truck" then "how
-                // much?" is an answer, then a question.
+                // much?" is an answer, then a question. A text is the answer
+                // to the question asked, or else free text ("a couch and two
+                // mattresses", "3 bed 2 bath deep clean").
                 let mut understood = false;
+                let mut needs_size = false;
                 for message in &turn.pending {
                     let job = draft.state.job().cloned().unwrap_or_default();
-                    if let Some(question) = guided::next_question(&job, kind, pricing)
-                        && let Some(update) = guided::interpret(question, &message.body, pricing)
-                    {
-                        step(&mut draft, Event::DetailsRecorded(update));
+                    let asked = guided::next_question(&job, kind, pricing);
+                    // Free text first: "studio, 1 bath, standard" answers
+                    // more than the bedrooms it was asked.
+                    let free = guided::understand(&message.body, kind, pricing, &job);
+                    needs_size |= free.needs_size;
+                    for update in free.updates() {
                         understood = true;
+                        step(&mut draft, Event::DetailsRecorded(update));
+                    }
+                    // Then as the answer to the question, if that is still
+                    // open: "yes, and 2 flights of stairs".
+                    let job = draft.state.job().cloned().unwrap_or_default();
+                    if let Some(question) = asked
+                        && guided::next_question(&job, kind, pricing) == Some(question)
+                        && let Some(update) = guided::interpret(question, &message.body, pricing, &job)
+                    {
+                        understood = true;
+                        step(&mut draft, Event::DetailsRecorded(update));
                     }
                 }
                 let job = draft.state.job().cloned().unwrap_or_default();
                 match guided::next_question(&job, kind, pricing) {
                     Some(question) => {
-                        let nudge = if understood || turn.first_contact || apologize {
-                            ""
+                        let asked = guided::ask(question, pricing);
+                        draft.text = if needs_size && question == guided::Question::Size {
+                            // Several things and no size: how much in all.
+                            let asked =
+                                asked.replacen("What needs to go?", "About how much is that in all?", 1);
+                            format!("{opening}Got it. {asked}")
+                        } else if understood || turn.first_contact || apologize {
+                            format!("{opening}{asked}")
                         } else {
-                            "Sorry, I didn't catch that. "
+                            format!("{opening}Sorry, I didn't catch that. {asked}")
                         };
-                        draft.text = format!("{opening}{nudge}{}", guided::ask(question, pricing));
                     }
                     None => {
                         let priced = job
@@ -235,24 +323,56 @@ impl GuidedResponder {
                 }
             }
             ConversationState::Quoted(quoted) => {
-                let asked_address = turn
+                let last_sent = turn
                     .history
                     .iter()
                     .rev()
                     .find(|m| m.direction == Direction::Outbound)
-                    .is_some_and(|m| m.body.ends_with(guided::ADDRESS_QUESTION));
+                    .map(|m| m.body.as_str())
+                    .unwrap_or("");
+                let asked_address = last_sent.ends_with(guided::ADDRESS_QUESTION);
+                let asked_name = last_sent.ends_with(guided::NAME_QUESTION);
                 match guided::quoted_choice(text) {
                     Some(QuotedChoice::Book) => {
-                        if quoted.job.address.is_none() {
+                        // The crew's email and calendar event say who to ask for.
+                        if quoted.job.customer_name.is_none() {
+                            draft.text = format!("{opening}{}", guided::NAME_QUESTION);
+                        } else if quoted.job.address.is_none() {
                             draft.text = format!("{opening}{}", guided::ADDRESS_QUESTION);
                         } else {
-                            let offered = self.offer(turn, &mut draft, now, "").await;
+                            let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
                             draft.text = format!("{opening}{offered}");
                         }
                     }
                     Some(QuotedChoice::Person) => {
                         let summary = format!("Wants a person about quote {}.", quoted.quote.id);
                         hand_off(&mut draft, turn, now, summary, &opening);
+                    }
+                    // The name is asked once. An answer that is not a name
+                    // (an address, say) is taken for what it is.
+                    None if asked_name && !text.trim().is_empty() => {
+                        let name = guided::customer_name(text);
+                        let address = (name.is_none() && text.chars().any(|c| c.is_ascii_digit()))
+                            .then(|| text.trim().to_string())
+                            .or(quoted.job.address.clone());
+                        let thanks = match &name {
+                            Some(name) => format!("Thanks, {name}! "),
+                            None => "Thanks! ".to_string(),
+                        };
+                        step(
+                            &mut draft,
+                            Event::DetailsRecorded(JobUpdate {
+                                customer_name: name,
+                                address: address.clone(),
+                                ..JobUpdate::default()
+                            }),
+                        );
+                        if address.is_none() {
+                            draft.text = format!("{opening}{thanks}{}", guided::ADDRESS_QUESTION);
+                        } else {
+                            let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
+                            draft.text = format!("{opening}{thanks}{offered}");
+                        }
                     }
                     None if asked_address && !text.trim().is_empty() => {
                         step(
@@ -262,7 +382,7 @@ impl GuidedResponder {
                                 ..JobUpdate::default()
                             }),
                         );
-                        let offered = self.offer(turn, &mut draft, now, "").await;
+                        let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
                         draft.text = format!("{opening}Thanks! {offered}");
                     }
                     None => {
@@ -288,53 +408,87 @@ impl GuidedResponder {
                 self.cancel(turn, &mut draft, &booking, now, &opening).await;
             }
             ConversationState::Scheduling(s) => {
-                let labels: Vec<&str> = s.offered.iter().map(|o| o.label.as_str()).collect();
-                match guided::pick_slot(text, &labels) {
-                    Some(i) => {
+                let tz = business.business.timezone;
+                let today = now.with_timezone(&tz).date_naive();
+                let last_sent = turn
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|m| m.direction == Direction::Outbound)
+                    .map(|m| m.body.as_str())
+                    .unwrap_or("");
+                // A pick in words was confirmed with YES; anything else is
+                // read afresh.
+                let confirmed = guided::confirmed_in(last_sent, &s.offered)
+                    .filter(|_| guided::yes_or_no(text) == Some(true));
+                let pick = match confirmed {
+                    Some(i) => SlotPick::Number(i),
+                    None => guided::pick_slot(text, &s.offered, tz, today),
+                };
+                match pick {
+                    SlotPick::Number(i) => {
                         let slot = s.offered[i].clone();
-                        match self
-                            .scheduler
-                            .book(
-                                &turn.conversation,
-                                &s.job,
-                                &s.quote,
-                                &slot,
-                                s.rescheduling.as_ref(),
-                                now,
-                            )
-                            .await
-                        {
-                            Ok(booking) => {
-                                step(&mut draft, Event::SlotBooked(booking));
-                                draft.text = format!(
-                                    "{opening}You're booked: {}. Total {}. {}",
-                                    slot.label,
-                                    s.quote.total,
-                                    guided::RESCHEDULE_HINT
-                                );
-                            }
-                            Err(SchedulingError::Taken(_)) => {
-                                let offered = self.offer(turn, &mut draft, now, "").await;
-                                draft.text = format!("{opening}Sorry, that time was just taken. {offered}");
-                            }
-                            Err(e) => {
-                                self.calendar_down(turn, &mut draft, &e);
-                                draft.text = format!("{opening}{CALENDAR_DOWN}");
-                            }
-                        }
+                        self.book(turn, &mut draft, &s, &slot, now, &opening).await;
                     }
-                    None => {
-                        let today = now.with_timezone(&business.business.timezone).date_naive();
-                        let (filter, _) = when::resolve(text, today);
-                        let offered = self
-                            .offer(turn, &mut draft, now, if filter.is_empty() { "" } else { text })
-                            .await;
-                        let nudge = if filter.is_empty() {
-                            "Sorry, I didn't catch which one. "
-                        } else {
-                            ""
+                    SlotPick::Words(i) => {
+                        let slot = &s.offered[i];
+                        draft.text = format!(
+                            "{opening}{}",
+                            guided::confirm_pick(slot, self.slot_total(&s, slot))
+                        );
+                    }
+                    SlotPick::Several(fitting) => {
+                        let list: Vec<String> = fitting
+                            .iter()
+                            .map(|&i| format!("{}) {}", s.offered[i].id, s.offered[i].label))
+                            .collect();
+                        draft.text =
+                            format!("{opening}Which one?\n{}\nReply with its number.", list.join("\n"));
+                    }
+                    SlotPick::Elsewhere(wanted) => {
+                        tracing::debug!(asked = %wanted.description, "no offered opening fits; searching");
+                        let offered = self.offer(turn, &mut draft, now, &wanted.search_filter()).await;
+                        let fresh = match &draft.state {
+                            ConversationState::Scheduling(fresh) => fresh.clone(),
+                            _ => s.clone(),
                         };
-                        draft.text = format!("{opening}{nudge}{offered}");
+                        let fitting: Vec<&OfferedSlot> = fresh
+                            .offered
+                            .iter()
+                            .filter(|slot| guided::fits(slot, tz, &wanted))
+                            .collect();
+                        draft.text = match fitting.as_slice() {
+                            // Exactly what was asked for exists: confirm it.
+                            [slot] if fresh.offered != s.offered => format!(
+                                "{opening}{}",
+                                guided::confirm_pick(slot, self.slot_total(&fresh, slot))
+                            ),
+                            // Said without restating the time: every time in a
+                            // text must be one that was offered.
+                            [] if offered.starts_with("Openings:") => {
+                                format!("{opening}Nothing is open at the time you asked. {offered}")
+                            }
+                            // Several fit, or the scheduler already said it
+                            // fell back to the earliest openings.
+                            _ => format!("{opening}{offered}"),
+                        };
+                    }
+                    SlotPick::Unclear if s.offered.is_empty() => {
+                        let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
+                        draft.text = format!("{opening}{offered}");
+                    }
+                    SlotPick::Unclear => {
+                        // The list stands: a new search would lose the day
+                        // the customer already chose.
+                        let list: Vec<String> = s
+                            .offered
+                            .iter()
+                            .map(|slot| format!("{}) {}", slot.id, slot.label))
+                            .collect();
+                        draft.text = format!(
+                            "{opening}Sorry, I didn't catch which one. Openings:\n{}\nReply with a number, or tell me a day that suits you.",
+                            list.join("\n")
+                        );
                     }
                 }
             }
@@ -346,7 +500,7 @@ impl GuidedResponder {
                     );
                 } else if guided::wants_reschedule(text) {
                     step(&mut draft, Event::RescheduleRequested);
-                    let offered = self.offer(turn, &mut draft, now, "").await;
+                    let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
                     draft.text = format!("{opening}Sure. {offered}");
                 } else if guided::wants_cancel_booking(text) {
                     self.cancel(turn, &mut draft, &b.booking, now, &opening).await;

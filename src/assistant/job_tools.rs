@@ -420,6 +420,7 @@ impl Tool for RecordJobDetails {
             customer_name: trimmed(input.customer_name),
             notes: trimmed(input.notes),
             quantity_of: None,
+            answered: None,
         };
         if update.is_empty() {
             return Err(ToolError::InvalidInput(

@@ -241,7 +241,7 @@ pub struct DateFilter {
 }
 
 impl DateFilter {
-    fn admits(&self, local_start: chrono::NaiveDateTime) -> bool {
+    pub fn admits(&self, local_start: chrono::NaiveDateTime) -> bool {
         let d = local_start.date();
         self.from.is_none_or(|f| d >= f)
             && self.to.is_none_or(|t| d <= t)

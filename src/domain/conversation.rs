@@ -37,6 +37,10 @@ pub struct JobDetails {
     pub extras_answered: bool,
     /// Counted extras whose quantity the customer gave.
     pub quantities_answered: Vec<String>,
+    /// Other guided questions answered where no field shows it: a "no" to
+    /// the items that need extra hands (`labour_items`) or to a discount
+    /// (`discount:<id>`).
+    pub answered: Vec<String>,
     pub address: Option<String>,
     pub customer_name: Option<String>,
     pub notes: Option<String>,
@@ -59,6 +63,8 @@ pub struct JobUpdate {
     pub notes: Option<String>,
     /// Sets how many of one chosen extra.
     pub quantity_of: Option<Selected>,
+    /// Marks a guided question answered (see `JobDetails::answered`).
+    pub answered: Option<String>,
 }
 
 impl JobUpdate {
@@ -95,6 +101,7 @@ impl JobDetails {
             customer_name,
             notes,
             quantity_of,
+            answered,
         } = update;
         if size.is_some() {
             self.size = size;
@@ -137,6 +144,11 @@ impl JobDetails {
             if !self.quantities_answered.contains(&id) {
                 self.quantities_answered.push(id);
             }
+        }
+        if let Some(question) = answered
+            && !self.answered.contains(&question)
+        {
+            self.answered.push(question);
         }
     }
 

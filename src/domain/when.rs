@@ -10,7 +10,7 @@
 //! - dates are month-day ("March 10", "3/10", "10th"); one in the past means
 //!   next year.
 
-use chrono::{Datelike, Duration, NaiveDate, Weekday};
+use chrono::{Datelike, Duration, NaiveDate, NaiveTime, Timelike, Weekday};
 
 use super::availability::{DateFilter, PartOfDay};
 
@@ -222,6 +222,145 @@ pub fn resolve(text: &str, today: NaiveDate) -> (DateFilter, String) {
     (filter, description)
 }
 
+/// A time of day the text names: an exact time ("2pm", "2:30 pm", "14:00",
+/// "noon", "at 2") or an arrival window ("1-3pm", "11am-1pm").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockTime {
+    pub start: NaiveTime,
+    /// The end of a window, when one was named.
+    pub end: Option<NaiveTime>,
+}
+
+impl ClockTime {
+    /// Which part of the day it starts in, for a search by part of day.
+    pub fn part(&self) -> PartOfDay {
+        match self.start.hour() {
+            0..12 => PartOfDay::Morning,
+            12..17 => PartOfDay::Afternoon,
+            _ => PartOfDay::Evening,
+        }
+    }
+}
+
+/// Splits into number runs (with ':'), letter runs and dashes; "a.m." is
+/// read as "am".
+fn clock_tokens(text: &str) -> Vec<String> {
+    let mut tokens: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let flush = |current: &mut String, tokens: &mut Vec<String>| {
+        if !current.is_empty() {
+            tokens.push(std::mem::take(current));
+        }
+    };
+    for c in text.to_lowercase().chars() {
+        let same_kind = current.chars().next().is_some_and(|first| {
+            (first.is_ascii_digit() && (c.is_ascii_digit() || c == ':'))
+                || (first.is_alphabetic() && c.is_alphabetic())
+        });
+        if !same_kind {
+            flush(&mut current, &mut tokens);
+        }
+        if c.is_alphanumeric() || c == ':' && !current.is_empty() {
+            current.push(c);
+        } else if c == '-' || c == '\u{2013}' {
+            tokens.push("-".into());
+        }
+    }
+    flush(&mut current, &mut tokens);
+    // "a.m." arrives as "a", "m".
+    let mut joined: Vec<String> = Vec::new();
+    for t in tokens {
+        if t == "m" && joined.last().is_some_and(|l| l == "a" || l == "p") {
+            let meridiem = format!("{}m", joined.pop().unwrap_or_default());
+            joined.push(meridiem);
+        } else {
+            joined.push(t);
+        }
+    }
+    joined
+}
+
+/// "2", "2:30", "14:00" as (hour, minute).
+fn hour_minute(token: &str) -> Option<(u32, u32)> {
+    let (h, m) = token.split_once(':').unwrap_or((token, "0"));
+    let (h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
+    (h <= 23 && m <= 59 && !token.ends_with(':')).then_some((h, m))
+}
+
+fn with_meridiem((h, m): (u32, u32), meridiem: &str) -> Option<NaiveTime> {
+    if h == 0 || h > 12 {
+        return None;
+    }
+    let h = match (meridiem, h) {
+        ("am", 12) => 0,
+        ("am", h) => h,
+        (_, 12) => 12,
+        (_, h) => h + 12,
+    };
+    NaiveTime::from_hms_opt(h, m, 0)
+}
+
+/// A time with no am/pm, in business hours: 7 to 11 is morning, 12 to 6 is
+/// afternoon; 13:00 and later is a 24-hour time.
+fn business_hour((h, m): (u32, u32)) -> Option<NaiveTime> {
+    let h = match h {
+        1..=6 => h + 12,
+        7..=23 => h,
+        _ => return None,
+    };
+    NaiveTime::from_hms_opt(h, m, 0)
+}
+
+/// The first time of day the text names. A bare number counts only after
+/// "at", "around" or "by", or with minutes ("10:30"): "2" alone is a menu
+/// choice and "the 2nd" a date.
+pub fn clock(text: &str) -> Option<ClockTime> {
+    let t = clock_tokens(text);
+    let meridiem = |i: usize| t.get(i).map(String::as_str).filter(|m| *m == "am" || *m == "pm");
+    for i in 0..t.len() {
+        if t[i] == "noon" || t[i] == "midday" {
+            return NaiveTime::from_hms_opt(12, 0, 0).map(|start| ClockTime { start, end: None });
+        }
+        let Some(first) = hour_minute(&t[i]) else {
+            continue;
+        };
+        // A window: "1-3pm", "11am-1pm", "8 to 10am".
+        let first_meridiem = meridiem(i + 1);
+        let dash = i + 1 + usize::from(first_meridiem.is_some());
+        if matches!(t.get(dash).map(String::as_str), Some("-" | "to"))
+            && let Some(second) = t.get(dash + 1).and_then(|s| hour_minute(s))
+            && let Some(end_meridiem) = meridiem(dash + 2).or(first_meridiem)
+            && let Some(end) = with_meridiem(second, end_meridiem)
+        {
+            let start = match first_meridiem {
+                Some(m) => with_meridiem(first, m),
+                // "11-1pm": the start is the morning before a later end.
+                None => with_meridiem(first, end_meridiem)
+                    .filter(|s| *s < end)
+                    .or_else(|| with_meridiem(first, "am")),
+            };
+            if let Some(start) = start {
+                return Some(ClockTime {
+                    start,
+                    end: Some(end),
+                });
+            }
+        }
+        let start = match first_meridiem {
+            Some(m) => with_meridiem(first, m),
+            None if t[i].contains(':') => business_hour(first),
+            None if i > 0 && ["at", "around", "by", "about"].contains(&t[i - 1].as_str()) => {
+                business_hour(first)
+            }
+            None => None,
+        };
+        if let Some(start) = start {
+            return Some(ClockTime { start, end: None });
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +470,37 @@ mod tests {
         assert_eq!(said, "the earliest openings");
         let (_, said) = resolve("next Tuesday afternoon", d(WED.0, WED.1, WED.2));
         assert_eq!(said, "Tue Dec 1, afternoon");
+    }
+
+    fn hm(h: u32, m: u32) -> NaiveTime {
+        NaiveTime::from_hms_opt(h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn clock_times_and_windows() {
+        let at = |t: &str| clock(t).map(|c| (c.start, c.end));
+        assert_eq!(at("monday at 2pm"), Some((hm(14, 0), None)));
+        assert_eq!(at("2 pm works"), Some((hm(14, 0), None)));
+        assert_eq!(at("2:30PM"), Some((hm(14, 30), None)));
+        assert_eq!(at("8:30 a.m."), Some((hm(8, 30), None)));
+        assert_eq!(at("12pm"), Some((hm(12, 0), None)));
+        assert_eq!(at("12am"), Some((hm(0, 0), None)));
+        assert_eq!(at("noon tuesday"), Some((hm(12, 0), None)));
+        assert_eq!(at("Tue Dec 1, 1-3pm"), Some((hm(13, 0), Some(hm(15, 0)))));
+        assert_eq!(at("Tue Dec 1, 8-10am"), Some((hm(8, 0), Some(hm(10, 0)))));
+        assert_eq!(at("Tue Dec 1, 11am-1pm"), Some((hm(11, 0), Some(hm(13, 0)))));
+        assert_eq!(at("11-1pm"), Some((hm(11, 0), Some(hm(13, 0)))));
+        assert_eq!(at("8 to 10am"), Some((hm(8, 0), Some(hm(10, 0)))));
+        assert_eq!(at("at 2"), Some((hm(14, 0), None)));
+        assert_eq!(at("around 9"), Some((hm(9, 0), None)));
+        assert_eq!(at("10:30"), Some((hm(10, 30), None)));
+        assert_eq!(at("14:00"), Some((hm(14, 0), None)));
+        // Not times: a menu choice, a date, a quantity.
+        assert_eq!(at("2"), None);
+        assert_eq!(at("the 2nd"), None);
+        assert_eq!(at("12/3"), None);
+        assert_eq!(at("2 mattresses"), None);
+        assert_eq!(at("I am free"), None);
+        assert_eq!(at("13pm"), None);
     }
 }

@@ -638,7 +638,7 @@ async fn the_guided_flow_books_reschedules_and_cancels_on_the_local_calendar() {
         app.wait_for_texts(i + 1).await;
     }
     let sent = app.sent_texts().await;
-    assert_eq!(sent[2].1, "What's the address for the job?");
+    assert_eq!(sent[2].1, "What name should I put the booking under?");
     assert!(sent[3].1.starts_with("Thanks! Openings:\n1) "), "{}", sent[3].1);
     // Never tell a customer to reply CANCEL: carriers treat it as STOP.
     assert!(sent.iter().all(|(_, body)| !body.contains("CANCEL")));
