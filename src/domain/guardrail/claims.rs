@@ -207,8 +207,6 @@ const COMMITMENTS: &[&str] = &[
     "right over",
     "be there in",
     "be there within",
-    "be there soon",
-    "be there shortly",
     "there asap",
     // A call-back at a time.
     "call you at",

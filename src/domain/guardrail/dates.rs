@@ -418,6 +418,14 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
             .any(|t| t.after_line_break || t.is_sign('!') || t.is_sign('?') || t.is_sign(';'))
             || tokens.iter().any(|t| t.start >= to && t.start < to + 1 && t.after_line_break)
     };
+    // Whether the sentence around `from` ends in a question mark.
+    let asks = |from: usize| {
+        tokens
+            .iter()
+            .filter(|t| t.start >= from)
+            .find(|t| t.after_line_break || t.is_sign('.') || t.is_sign('!') || t.is_sign('?'))
+            .is_some_and(|t| t.is_sign('?') && !t.after_line_break)
+    };
     // What each time is said of: the nearest date-like mention before it
     // in the same sentence.
     let mut context: Option<What> = None;
@@ -461,6 +469,10 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
                         }
                     }
                     Some(What::Date(_)) => {}
+                    // A day alone in a question asks the customer's
+                    // preference ("are you free Sunday?"); a day stated, or
+                    // with a date or time, must be an opening's.
+                    _ if asks(m.end) => {}
                     _ => {
                         if !allowed_dates().any(|d| d.weekday() == day) {
                             violation(ViolationKind::Date, m, format!("{}: {offered}", day_name(day)));
