@@ -200,21 +200,8 @@ pub fn find_amounts(prepared: &str) -> Vec<FoundAmount> {
         let after = rest(end);
         let trimmed = after.trim_start();
         const WORDS: [&str; 15] = [
-            "$",
-            "\u{20AC}",
-            "\u{00A3}",
-            "\u{00A5}",
-            "dollar",
-            "buck",
-            "usd",
-            "/h",
-            "per ",
-            "an hour",
-            "a hour",
-            "each",
-            "total",
-            "off",
-            "flat",
+            "$", "\u{20AC}", "\u{00A3}", "\u{00A5}", "dollar", "buck", "usd", "/h", "per ", "an hour",
+            "a hour", "each", "total", "off", "flat",
         ];
         WORDS
             .iter()
@@ -308,8 +295,14 @@ mod tests {
 
     #[test]
     fn finds_amounts_in_other_scripts_and_across_texts() {
-        assert_eq!(amounts_in_text("only \u{FF04}\u{FF11}\u{FF19}\u{FF19}"), vec![d("199")]);
+        assert_eq!(
+            amounts_in_text("only \u{FF04}\u{FF11}\u{FF19}\u{FF19}"),
+            vec![d("199")]
+        );
         assert_eq!(amounts_in_text("That's just $\n199. Deal?"), vec![d("199")]);
-        assert_eq!(amounts_in_text("\u{20AC}40 or 40 \u{20AC}"), vec![d("40"), d("40")]);
+        assert_eq!(
+            amounts_in_text("\u{20AC}40 or 40 \u{20AC}"),
+            vec![d("40"), d("40")]
+        );
     }
 }

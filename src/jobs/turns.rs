@@ -13,9 +13,9 @@ use crate::assistant::job_tools::new_quote_id;
 use crate::assistant::{Responder, ResponderError};
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{self, ConversationState, Event};
+use crate::domain::guardrail::{self, ViolationKind};
 use crate::domain::keywords::{self, Keyword};
 use crate::domain::quote::{Quote, price};
-use crate::domain::guardrail::{self, ViolationKind};
 use crate::domain::{guided, sms_text};
 use crate::jobs::plan;
 use crate::store::{
@@ -207,7 +207,11 @@ impl Engine {
                 )
             });
             alerts.push(NewAlert {
-                kind: if money { "price_guardrail" } else { "fact_guardrail" },
+                kind: if money {
+                    "price_guardrail"
+                } else {
+                    "fact_guardrail"
+                },
                 detail: format!(
                     "A drafted reply to {customer} was not sent: {}. Sent instead: \"{body}\"",
                     guardrail::describe(&violations)
@@ -311,7 +315,9 @@ impl Engine {
                     None => "Text us any time to book again.".into(),
                 };
             }
-            ConversationState::HandedOff(_) => return "The owner has your message and will reply here.".into(),
+            ConversationState::HandedOff(_) => {
+                return "The owner has your message and will reply here.".into();
+            }
             _ => {}
         }
         if let Some(quote) = draft.state.quote() {

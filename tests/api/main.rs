@@ -2,6 +2,7 @@
 
 mod clients;
 mod fake_google;
+mod guardrail;
 mod helpers;
 mod notifications;
 mod quotes;

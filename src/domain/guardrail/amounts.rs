@@ -27,7 +27,15 @@ const DISCOUNT_WORDS: [&str; 10] = [
     "off", "discount", "save", "savings", "less", "knock", "knocked", "reduce", "reduced", "cheaper",
 ];
 const SURCHARGE_WORDS: [&str; 9] = [
-    "surcharge", "extra", "more", "added", "add", "plus", "markup", "premium", "top",
+    "surcharge",
+    "extra",
+    "more",
+    "added",
+    "add",
+    "plus",
+    "markup",
+    "premium",
+    "top",
 ];
 
 pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &mut Vec<Violation>) {
@@ -36,7 +44,8 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
     for amount in found {
         let (before, after) = clause_around(tokens, amount.start, amount.end);
         let near = |words: &[&str], side: &[Token<'_>]| side.iter().any(|t| words.contains(&t.text));
-        let is_line_word = |t: &Token<'_>| t.kind == Kind::Word && facts.line_words.iter().any(|w| w == t.text);
+        let is_line_word =
+            |t: &Token<'_>| t.kind == Kind::Word && facts.line_words.iter().any(|w| w == t.text);
         // "$150 delivery", "delivery fee: $150", "the labour is $200".
         let names_a_line = after.first().is_some_and(is_line_word)
             || before
@@ -97,18 +106,27 @@ pub(super) fn line_words(quote: &crate::domain::quote::Quote) -> Vec<String> {
 
 /// The tokens before and after a span, within its clause: a comma, a
 /// bracket, a plus, a sentence end or a line break closes it.
-fn clause_around<'t, 'a>(tokens: &'t [Token<'a>], start: usize, end: usize) -> (&'t [Token<'a>], &'t [Token<'a>]) {
+fn clause_around<'t, 'a>(
+    tokens: &'t [Token<'a>],
+    start: usize,
+    end: usize,
+) -> (&'t [Token<'a>], &'t [Token<'a>]) {
     let is_break = |t: &Token<'_>| {
         t.kind == Kind::Sign && matches!(t.text, "," | "(" | ")" | "+" | ";" | "!" | "?" | "." | "&")
     };
     let first_inside = tokens.partition_point(|t| t.start < start);
     let first_after = tokens.partition_point(|t| t.start < end);
     let mut from = first_inside;
-    while from > 0 && first_inside - from < 6 && !is_break(&tokens[from - 1]) && !tokens[from].after_line_break {
+    while from > 0
+        && first_inside - from < 6
+        && !is_break(&tokens[from - 1])
+        && !tokens[from].after_line_break
+    {
         from -= 1;
     }
     let mut to = first_after;
-    while to < tokens.len() && to - first_after < 4 && !is_break(&tokens[to]) && !tokens[to].after_line_break {
+    while to < tokens.len() && to - first_after < 4 && !is_break(&tokens[to]) && !tokens[to].after_line_break
+    {
         to += 1;
     }
     (&tokens[from..first_inside], &tokens[first_after..to])
@@ -126,7 +144,10 @@ fn word_amounts(tokens: &[Token<'_>]) -> Vec<FoundAmount> {
         };
         let currency_after = tokens.get(next).is_some_and(|t| {
             t.kind == Kind::Word
-                && (t.text.starts_with("dollar") || t.text.starts_with("buck") || t.text == "usd" || t.text == "grand")
+                && (t.text.starts_with("dollar")
+                    || t.text.starts_with("buck")
+                    || t.text == "usd"
+                    || t.text == "grand")
         });
         let currency_before = i > 0 && tokens[i - 1].is_sign('$');
         if currency_after || currency_before {
@@ -158,10 +179,19 @@ fn number_words(tokens: &[Token<'_>], i: usize) -> Option<(Decimal, usize)> {
             break;
         }
         match t.text {
-            "a" if !any && tokens.get(j + 1).is_some_and(|n| matches!(n.text, "hundred" | "thousand")) => {
+            "a" if !any
+                && tokens
+                    .get(j + 1)
+                    .is_some_and(|n| matches!(n.text, "hundred" | "thousand")) =>
+            {
                 current = 1;
             }
-            "and" if any && tokens.get(j + 1).and_then(|n| small_number_word(n.text)).is_some() => {}
+            "and"
+                if any
+                    && tokens
+                        .get(j + 1)
+                        .and_then(|n| small_number_word(n.text))
+                        .is_some() => {}
             "hundred" if any => current = current.max(1) * 100,
             "thousand" if any => {
                 total += current.max(1) * 1000;
@@ -201,7 +231,9 @@ fn check_percents(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &mut
             continue;
         }
         let (value, after) = match (tokens.get(i + 1), tokens.get(i + 2)) {
-            (Some(dot), Some(frac)) if dot.is_sign('.') && frac.kind == Kind::Number && dot.start == t.end => {
+            (Some(dot), Some(frac))
+                if dot.is_sign('.') && frac.kind == Kind::Number && dot.start == t.end =>
+            {
                 (format!("{}.{}", t.text, frac.text), i + 3)
             }
             _ => (t.text.to_string(), i + 1),
@@ -224,7 +256,11 @@ fn check_percents(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &mut
             (facts.surcharge_percents.iter().collect(), "surcharge")
         } else {
             (
-                facts.discount_percents.iter().chain(&facts.surcharge_percents).collect(),
+                facts
+                    .discount_percents
+                    .iter()
+                    .chain(&facts.surcharge_percents)
+                    .collect(),
                 "discount or surcharge",
             )
         };

@@ -33,7 +33,9 @@ impl Pattern {
                 Kind::Sign if t.text == "#" => parts.push(Part::Number),
                 Kind::Sign => {}
                 Kind::Word | Kind::Number => {
-                    let star = tokens.get(i + 1).is_some_and(|n| n.is_sign('*') && n.start == t.end);
+                    let star = tokens
+                        .get(i + 1)
+                        .is_some_and(|n| n.is_sign('*') && n.start == t.end);
                     parts.push(if star {
                         Part::Prefix(t.text.to_string())
                     } else {
@@ -250,7 +252,11 @@ const COMMITMENTS: &[&str] = &[
 
 static BUILT_IN: LazyLock<Vec<(Claim, Pattern)>> = LazyLock::new(|| {
     let mut all = Vec::new();
-    for (claim, list) in [(Claim::Booked, BOOKED), (Claim::Cancelled, CANCELLED), (Claim::Moved, MOVED)] {
+    for (claim, list) in [
+        (Claim::Booked, BOOKED),
+        (Claim::Cancelled, CANCELLED),
+        (Claim::Moved, MOVED),
+    ] {
         all.extend(list.iter().map(|p| (claim, Pattern::new(p))));
     }
     all
@@ -262,9 +268,9 @@ static BUILT_IN_COMMITMENTS: LazyLock<Vec<Pattern>> =
 /// question, a future ("not booked yet", "once you're booked", "want me to").
 fn hedged(words: &[Token<'_>], all: &[Token<'_>], at: usize, end: usize) -> bool {
     const HEDGES: [&str; 28] = [
-        "not", "no", "never", "nothing", "once", "if", "when", "after", "until", "before", "unless", "whether",
-        "want", "would", "could", "can", "to", "will", "shall", "should", "may", "might", "like", "ready", "yet",
-        "get", "cannot", "able",
+        "not", "no", "never", "nothing", "once", "if", "when", "after", "until", "before", "unless",
+        "whether", "want", "would", "could", "can", "to", "will", "shall", "should", "may", "might", "like",
+        "ready", "yet", "get", "cannot", "able",
     ];
     let start = words[at].start;
     // Within the clause: back to a comma, a sentence end or a line break.
@@ -276,7 +282,11 @@ fn hedged(words: &[Token<'_>], all: &[Token<'_>], at: usize, end: usize) -> bool
             matches!(t.text, "," | "." | "!" | "?" | ";" | ":") && t.kind == Kind::Sign || t.after_line_break
         })
         .map_or(0, |t| if t.kind == Kind::Sign { t.end } else { t.start });
-    let before = words[..at].iter().rev().take(4).filter(|w| w.start >= clause_start);
+    let before = words[..at]
+        .iter()
+        .rev()
+        .take(4)
+        .filter(|w| w.start >= clause_start);
     let hedged_before = before
         .clone()
         .any(|w| HEDGES.contains(&w.text) || w.text.ends_with("n't") || w.text.ends_with("'ll"));
@@ -301,8 +311,21 @@ fn free_is_a_promise(words: &[Token<'_>], all: &[Token<'_>], at: usize) -> bool 
         && !matches!(
             next,
             Some(
-                "to" | "up" | "time" | "of" | "slot" | "slots" | "opening" | "openings" | "window" | "spot" | "spots"
-                    | "day" | "days" | "at" | "on" | "then"
+                "to" | "up"
+                    | "time"
+                    | "of"
+                    | "slot"
+                    | "slots"
+                    | "opening"
+                    | "openings"
+                    | "window"
+                    | "spot"
+                    | "spots"
+                    | "day"
+                    | "days"
+                    | "at"
+                    | "on"
+                    | "then"
             )
         )
 }

@@ -15,7 +15,10 @@ enum What {
     /// "tomorrow", "tonight".
     Relative(NaiveDate),
     /// A time of day; `either_half` when no am/pm was written ("2:30").
-    Time { time: NaiveTime, either_half: bool },
+    Time {
+        time: NaiveTime,
+        either_half: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +92,10 @@ fn meridiem(tokens: &[Token<'_>], j: usize) -> Option<(bool, usize)> {
     match t.text {
         "am" | "pm" => {
             let mut next = j + 1;
-            if tokens.get(next).is_some_and(|n| n.is_sign('.') && n.start == t.end) {
+            if tokens
+                .get(next)
+                .is_some_and(|n| n.is_sign('.') && n.start == t.end)
+            {
                 next += 1;
             }
             Some((t.text == "pm", next))
@@ -225,8 +231,11 @@ fn mentions(tokens: &[Token<'_>], today: NaiveDate) -> Vec<Mention> {
             if tokens.get(j).is_some_and(|n| n.is_sign('.')) {
                 j += 1;
             }
-            let day = tokens.get(j).and_then(|d| d.number().filter(|n| (1..=31).contains(n) && d.text.len() <= 2));
-            let is_time = tokens.get(j + 1).is_some_and(|n| n.is_sign(':')) || meridiem(tokens, j + 1).is_some();
+            let day = tokens
+                .get(j)
+                .and_then(|d| d.number().filter(|n| (1..=31).contains(n) && d.text.len() <= 2));
+            let is_time =
+                tokens.get(j + 1).is_some_and(|n| n.is_sign(':')) || meridiem(tokens, j + 1).is_some();
             if let Some(day) = day
                 && !is_time
             {
@@ -259,7 +268,10 @@ fn mentions(tokens: &[Token<'_>], today: NaiveDate) -> Vec<Mention> {
                 j += 1;
             }
             if (1..=31).contains(&n)
-                && let Some(month) = tokens.get(j).filter(|w| w.kind == Kind::Word).and_then(|w| month_of(w.text))
+                && let Some(month) = tokens
+                    .get(j)
+                    .filter(|w| w.kind == Kind::Word)
+                    .and_then(|w| month_of(w.text))
                 && (j > i + 1 || month != 5)
             {
                 push(What::Date(resolve_year(today, month, n)), j);
@@ -308,7 +320,15 @@ fn mentions(tokens: &[Token<'_>], today: NaiveDate) -> Vec<Mention> {
                 let counted_thing = tokens.get(i + 2).is_some_and(|w| {
                     matches!(
                         w.text,
-                        "floor" | "flight" | "one" | "option" | "time" | "slot" | "opening" | "choice" | "visit"
+                        "floor"
+                            | "flight"
+                            | "one"
+                            | "option"
+                            | "time"
+                            | "slot"
+                            | "opening"
+                            | "choice"
+                            | "visit"
                     )
                 });
                 if dated && !counted_thing {
@@ -325,7 +345,9 @@ fn mentions(tokens: &[Token<'_>], today: NaiveDate) -> Vec<Mention> {
                     j += 1;
                 }
                 let beside = tokens.get(j).is_some_and(|n| {
-                    n.kind == Kind::Number || (n.kind == Kind::Word && month_of(n.text).is_some()) || n.is_word("at")
+                    n.kind == Kind::Number
+                        || (n.kind == Kind::Word && month_of(n.text).is_some())
+                        || n.is_word("at")
                 });
                 if !only_beside_date || beside {
                     push(What::Weekday(day), i);
@@ -338,9 +360,9 @@ fn mentions(tokens: &[Token<'_>], today: NaiveDate) -> Vec<Mention> {
                 "tonight" => Some(today),
                 // "How can I help today?" names no day; "today at 3pm" does.
                 "today"
-                    if tokens
-                        .get(i + 1)
-                        .is_some_and(|n| n.is_word("at") || n.kind == Kind::Number || n.is_word("between")) =>
+                    if tokens.get(i + 1).is_some_and(|n| {
+                        n.is_word("at") || n.kind == Kind::Number || n.is_word("between")
+                    }) =>
                 {
                     Some(today)
                 }
@@ -397,7 +419,13 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
     if found.is_empty() {
         return;
     }
-    let allowed_dates = || facts.openings.iter().map(|o| o.date).chain(facts.other_dates.iter().copied());
+    let allowed_dates = || {
+        facts
+            .openings
+            .iter()
+            .map(|o| o.date)
+            .chain(facts.other_dates.iter().copied())
+    };
     let offered = if facts.openings.is_empty() {
         "no openings were offered in this conversation".to_string()
     } else {
@@ -416,7 +444,9 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
             .iter()
             .filter(|t| t.start >= from && t.end <= to)
             .any(|t| t.after_line_break || t.is_sign('!') || t.is_sign('?') || t.is_sign(';'))
-            || tokens.iter().any(|t| t.start >= to && t.start < to + 1 && t.after_line_break)
+            || tokens
+                .iter()
+                .any(|t| t.start >= to && t.start < to + 1 && t.after_line_break)
     };
     // Whether the sentence around `from` ends in a question mark.
     let asks = |from: usize| {
@@ -441,10 +471,15 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
                             .filter(|t| t.start >= m.end && t.end <= n.start)
                             .all(|t| t.is_sign(',') || t.is_sign('.') || t.is_word("the"))
                 });
+                // Reported as the whole phrase: "tuesday, nov 30".
+                let whole = Mention {
+                    end: named.map_or(m.end, |n| n.end),
+                    ..*m
+                };
                 match named.map(|n| n.what) {
                     Some(What::Date(Some(date))) if date.weekday() != day => violation(
                         ViolationKind::Weekday,
-                        m,
+                        &whole,
                         format!(
                             "{} is a {}, not a {}",
                             date.format("%b %-d"),
@@ -458,7 +493,7 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
                         {
                             violation(
                                 ViolationKind::Weekday,
-                                m,
+                                &whole,
                                 format!(
                                     "the {n}th offered is {}, a {}, not a {}",
                                     date.format("%b %-d"),
@@ -488,7 +523,11 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
                     violation(
                         ViolationKind::Date,
                         m,
-                        format!("{} ({}): {offered}", date.format("%a %b %-d"), day_name(date.weekday())),
+                        format!(
+                            "{} ({}): {offered}",
+                            date.format("%a %b %-d"),
+                            day_name(date.weekday())
+                        ),
                     );
                 }
                 context = Some(m.what);
@@ -510,9 +549,11 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
                     _ => true,
                 };
                 let other_half = time.overflowing_add_signed(chrono::Duration::hours(12)).0;
-                let fits = facts.openings.iter().filter(on_day).any(|o| {
-                    o.times.contains(&time) || (either_half && o.times.contains(&other_half))
-                });
+                let fits = facts
+                    .openings
+                    .iter()
+                    .filter(on_day)
+                    .any(|o| o.times.contains(&time) || (either_half && o.times.contains(&other_half)));
                 if !fits {
                     let when = if said_of.is_some() { " on that day" } else { "" };
                     violation(

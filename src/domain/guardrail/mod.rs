@@ -242,7 +242,12 @@ impl Facts {
             line_amounts.extend(q.stated_amounts().map(|m| m.amount()));
             // Figures written into the quote's own wording ("2 x $25",
             // "Minimum charge is $150") are the quote's too.
-            for text in q.lines.iter().map(|l| l.label.as_str()).chain(q.assumptions.iter().map(String::as_str)) {
+            for text in q
+                .lines
+                .iter()
+                .map(|l| l.label.as_str())
+                .chain(q.assumptions.iter().map(String::as_str))
+            {
                 line_amounts.extend(amounts_in_text(text));
             }
             other_dates.push(q.expires_at.with_timezone(&tz).date_naive());
@@ -308,8 +313,16 @@ impl Facts {
             claims,
             discount_percents,
             surcharge_percents,
-            allowed_commitments: guardrail.allowed_commitments.iter().map(|p| Pattern::new(p)).collect(),
-            forbidden_phrases: guardrail.forbidden_phrases.iter().map(|p| Pattern::new(p)).collect(),
+            allowed_commitments: guardrail
+                .allowed_commitments
+                .iter()
+                .map(|p| Pattern::new(p))
+                .collect(),
+            forbidden_phrases: guardrail
+                .forbidden_phrases
+                .iter()
+                .map(|p| Pattern::new(p))
+                .collect(),
             owner_texts,
             today: now.with_timezone(&tz).date_naive(),
         }
@@ -362,7 +375,10 @@ fn excerpt(prepared: &str, start: usize, end: usize) -> String {
         .filter(|&(_, c)| c.is_whitespace())
         .nth(1)
         .map_or(prepared.len(), |(i, _)| end + i);
-    prepared[from..to].split_whitespace().collect::<Vec<_>>().join(" ")
+    prepared[from..to]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Amounts in `text` that no quote of the conversation states (the

@@ -114,15 +114,26 @@ fn dates_and_times_the_model_wrote() {
     let offered = facts_of(&quoted(), &scheduling());
     let quoted = facts_of(&quoted(), &quoted());
     // With no openings looked up.
-    assert_eq!(kinds("We can come Tuesday at 3pm! Does that work?", &quoted), [Date, Time]);
+    assert_eq!(
+        kinds("We can come Tuesday at 3pm! Does that work?", &quoted),
+        [Date, Time]
+    );
     // The only opening offered was 8-10am.
-    assert_eq!(kinds("Good news: Mon Nov 30 at 2:30pm works for us.", &offered), [Time]);
+    assert_eq!(
+        kinds("Good news: Mon Nov 30 at 2:30pm works for us.", &offered),
+        [Time]
+    );
     // Nov 30 is a Monday.
     assert_eq!(kinds("How about Tuesday, Nov 30, 8-10am?", &offered), [Weekday]);
     // No booking exists.
     let friday = check("You're booked for Friday! See you then.", &offered);
     assert!(friday.iter().any(|v| v.kind == StateClaim), "{friday:?}");
-    assert!(friday.iter().any(|v| v.kind == Date && v.phrase.contains("friday")), "{friday:?}");
+    assert!(
+        friday
+            .iter()
+            .any(|v| v.kind == Date && v.phrase.contains("friday")),
+        "{friday:?}"
+    );
     // After book_slot refused a made-up slot, the state is still SCHEDULING.
     let refused = check("All set, you're booked for Thursday at 10:15am!", &offered);
     let found: Vec<ViolationKind> = refused.iter().map(|v| v.kind).collect();
@@ -172,8 +183,16 @@ fn the_owner_allows_and_extends_commitments() {
 #[test]
 fn guardrail_config_is_validated() {
     let parse = |t: &str| toml::from_str::<GuardrailConfig>(t).map_err(|e| e.to_string());
-    assert!(parse("allowed_commitments = [\"  \"]").unwrap_err().contains("has no words"));
-    assert!(parse("forbidden_phrases = [\"deal\", \"Deal\"]").unwrap_err().contains("twice"));
+    assert!(
+        parse("allowed_commitments = [\"  \"]")
+            .unwrap_err()
+            .contains("has no words")
+    );
+    assert!(
+        parse("forbidden_phrases = [\"deal\", \"Deal\"]")
+            .unwrap_err()
+            .contains("twice")
+    );
     assert!(
         parse("allowed_commitments = [\"free\"]\nforbidden_phrases = [\"free\"]")
             .unwrap_err()
@@ -186,24 +205,39 @@ fn guardrail_config_is_validated() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("business.toml:") && err.contains("guardrail"), "{err}");
+    assert!(
+        err.contains("business.toml:") && err.contains("guardrail"),
+        "{err}"
+    );
 }
 
 #[test]
 fn prices_the_guardrail_could_not_see() {
     let facts = facts_of(&quoted(), &quoted());
-    assert_eq!(kinds("That's three hundred fifty dollars all in.", &facts), Vec::<ViolationKind>::new());
+    assert_eq!(
+        kinds("That's three hundred fifty dollars all in.", &facts),
+        Vec::<ViolationKind>::new()
+    );
     assert_eq!(kinds("About three hundred dollars.", &facts), [Amount]);
     assert_eq!(kinds("Call it two fifty bucks", &facts), [Amount]);
     assert_eq!(kinds("Only \u{FF04}\u{FF11}\u{FF19}\u{FF19}", &facts), [Amount]);
     // A reply that Twilio splits: "$" ends one text, "199." starts the next.
-    let long = format!("{} Your price today is just $\n199. Shall I book it?", "Sure thing. ".repeat(13));
+    let long = format!(
+        "{} Your price today is just $\n199. Shall I book it?",
+        "Sure thing. ".repeat(13)
+    );
     assert_eq!(kinds(&long, &facts), [Price]);
     assert_eq!(kinds("I'll knock off 20% for you", &facts), [Percent, Commitment]);
     // A real line amount stated as the total.
     assert_eq!(kinds("Your total is $150", &facts), [Price]);
     assert!(check("That's $150 delivery plus $200 labour.", &facts).is_empty());
-    assert!(check("Your total is $350 ($150 delivery + $200 labour, $50/hour).", &facts).is_empty());
+    assert!(
+        check(
+            "Your total is $350 ($150 delivery + $200 labour, $50/hour).",
+            &facts
+        )
+        .is_empty()
+    );
     // Configured percentages, in their role.
     assert!(check("Seniors get 10% off.", &facts).is_empty());
     assert!(check("Weekends are 10% extra, same-day 20% more.", &facts).is_empty());
@@ -246,7 +280,11 @@ fn more_adversarial_drafts() {
         ("Does Friday at 9am suit you?", &quoted, &[Time]),
         ("Re: are you open sunday?", &quoted, &[]),
         ("our crew can be there soon", &quoted, &[]),
-        ("Your appointment is confirmed for 11/30.", &offered, &[StateClaim]),
+        (
+            "Your appointment is confirmed for 11/30.",
+            &offered,
+            &[StateClaim],
+        ),
         ("We've moved you to Mon Nov 30, 8-10am.", &offered, &[StateClaim]),
         ("It's $350 plus a $40 fuel charge", &quoted, &[Amount]),
         ("$350 flat, 100% satisfaction", &quoted, &[Percent]),
@@ -255,7 +293,12 @@ fn more_adversarial_drafts() {
         ("350$ total", &quoted, &[]),
     ];
     for (draft, facts, expected) in cases {
-        assert_eq!(&kinds(draft, facts), expected, "{draft}: {:?}", check(draft, facts));
+        assert_eq!(
+            &kinds(draft, facts),
+            expected,
+            "{draft}: {:?}",
+            check(draft, facts)
+        );
     }
 }
 
@@ -270,11 +313,19 @@ fn hedged_and_true_claims_pass() {
         "Feel free to ask anything. We have a free slot Mon Nov 30.",
         "Reply with a number, or tell me a day that suits you.",
     ] {
-        assert!(check(text, &offered).is_empty(), "{text}: {:?}", check(text, &offered));
+        assert!(
+            check(text, &offered).is_empty(),
+            "{text}: {:?}",
+            check(text, &offered)
+        );
     }
     let now_booked = facts_of(&scheduling(), &booked());
     let text = "All set! You're booked for Monday, Nov 30, 8-10am. See you then.";
-    assert!(check(text, &now_booked).is_empty(), "{:?}", check(text, &now_booked));
+    assert!(
+        check(text, &now_booked).is_empty(),
+        "{:?}",
+        check(text, &now_booked)
+    );
     let cancelled = ConversationState::Cancelled(Closed {
         reason: CloseReason::CancelledByCustomer,
         at: now(),
@@ -296,15 +347,24 @@ fn the_products_own_texts_pass() {
     let quote_text = templates::quote_message(&business, &q);
     let pricing = &business.pricing;
     let mut texts: Vec<(String, &Facts)> = vec![
-        (format!("{} {quote_text} {menu}", business.greeting()), &quoted_facts),
+        (
+            format!("{} {quote_text} {menu}", business.greeting()),
+            &quoted_facts,
+        ),
         (templates::follow_up(&business, &q), &quoted_facts),
         (templates::help(&business), &quoted_facts),
         (templates::apology(&business), &quoted_facts),
         (
-            format!("Openings:\n1) {}\nReply with a number, or tell me a day that suits you.", slot().label),
+            format!(
+                "Openings:\n1) {}\nReply with a number, or tell me a day that suits you.",
+                slot().label
+            ),
             &offered,
         ),
-        (templates::confirmation(&business, &slot().label, q.total), &booked_facts),
+        (
+            templates::confirmation(&business, &slot().label, q.total),
+            &booked_facts,
+        ),
         (
             format!(
                 "You're booked: {}. Total {}. {}",
@@ -314,15 +374,24 @@ fn the_products_own_texts_pass() {
             ),
             &booked_facts,
         ),
-        (format!("Thanks! You're confirmed for {}. See you then.", slot().label), &kept),
-        (format!("No problem: you're still booked for {}.", slot().label), &kept),
+        (
+            format!("Thanks! You're confirmed for {}. See you then.", slot().label),
+            &kept,
+        ),
+        (
+            format!("No problem: you're still booked for {}.", slot().label),
+            &kept,
+        ),
         ("OK, I've asked the owner to text you.".into(), &quoted_facts),
         (crate::domain::guided::ADDRESS_QUESTION.into(), &quoted_facts),
         (
             "Our calendar is unavailable right now; the owner will text you to set a time.".into(),
             &quoted_facts,
         ),
-        ("We have no openings soon; the owner will text you to find a time.".into(), &quoted_facts),
+        (
+            "We have no openings soon; the owner will text you to find a time.".into(),
+            &quoted_facts,
+        ),
     ];
     let job = JobDetails::default();
     let kind = business.business.kind;
