@@ -62,8 +62,9 @@ fn weekday_of(w: &str) -> Option<(Weekday, bool)> {
         ("saturday", Sat),
         ("sunday", Sun),
     ];
+    // "Sundays" is a habit ("closed Sundays"), not a day on offer.
     for (name, day) in full {
-        if w == name || (w.len() == name.len() + 1 && w.starts_with(name) && w.ends_with('s')) {
+        if w == name {
             return Some((day, false));
         }
     }
@@ -297,7 +298,14 @@ fn mentions(tokens: &[Token<'_>], today: NaiveDate) -> Vec<Mention> {
                 }
                 let preceded_by_on = i > 0 && tokens[i - 1].is_word("on");
                 let fraction = year.is_none() && !preceded_by_on && [2, 3, 4, 8].contains(&day) && n < day;
-                if (1..=12).contains(&n) && (1..=31).contains(&day) && !fraction {
+                // "a 3/2 home" is bedrooms and bathrooms.
+                let a_home = tokens.get(last + 1).is_some_and(|w| {
+                    matches!(
+                        w.text,
+                        "home" | "house" | "apartment" | "condo" | "bed" | "beds" | "bath" | "baths" | "truck" | "load"
+                    )
+                });
+                if (1..=12).contains(&n) && (1..=31).contains(&day) && !fraction && !a_home {
                     let date = match year {
                         Some(y) => NaiveDate::from_ymd_opt(y, n, day),
                         None => resolve_year(today, n, day),
@@ -386,6 +394,19 @@ fn mentions(tokens: &[Token<'_>], today: NaiveDate) -> Vec<Mention> {
         i += 1;
     }
     out
+}
+
+/// The dates an owner-written text states ("Closed Dec 24").
+pub(super) fn dates_in(text: &str, today: NaiveDate) -> Vec<NaiveDate> {
+    let prepared = super::prepare(text);
+    let tokens = super::tokens::tokenize(&prepared);
+    mentions(&tokens, today)
+        .into_iter()
+        .filter_map(|m| match m.what {
+            What::Date(date) => date,
+            _ => None,
+        })
+        .collect()
 }
 
 /// The times of day a code-made label states ("Tue Nov 24, 8-10am").

@@ -189,7 +189,8 @@ pub struct Facts {
     /// Words of the current quote's line labels ("delivery").
     pub line_words: Vec<String>,
     pub openings: Vec<KnownOpening>,
-    /// Dates that are facts without an opening: the quote's "valid until".
+    /// Dates that are facts without an opening: the quote's "valid until",
+    /// the owner's closed dates and dates in the owner's `current_info`.
     pub other_dates: Vec<NaiveDate>,
     pub claims: TrueClaims,
     pub discount_percents: Vec<Decimal>,
@@ -299,6 +300,11 @@ impl Facts {
                 _ => None,
             })
             .collect();
+        let today = now.with_timezone(&tz).date_naive();
+        other_dates.extend(business.schedule.closed_dates.iter().copied());
+        for owner_said in business.assistant.current_info.iter().chain(&business.assistant.additional_rules) {
+            other_dates.extend(dates::dates_in(owner_said, today));
+        }
         let guardrail = &business.guardrail;
         let mut owner_texts = vec![prepare(&business.business.name)];
         owner_texts.push(prepare(&business.greeting()));
@@ -324,7 +330,7 @@ impl Facts {
                 .map(|p| Pattern::new(p))
                 .collect(),
             owner_texts,
-            today: now.with_timezone(&tz).date_naive(),
+            today,
         }
     }
 }
@@ -379,19 +385,6 @@ fn excerpt(prepared: &str, start: usize, end: usize) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Amounts in `text` that no quote of the conversation states (the
-/// digit-amount check alone, for callers without a state).
-pub fn unsupported_amounts<'a>(text: &str, quotes: impl IntoIterator<Item = &'a Quote>) -> Vec<Decimal> {
-    let allowed: Vec<Decimal> = quotes
-        .into_iter()
-        .flat_map(|q| q.stated_amounts().map(|m| m.amount()).collect::<Vec<_>>())
-        .collect();
-    amounts_in_text(text)
-        .into_iter()
-        .filter(|amount| !allowed.iter().any(|a| a == amount))
-        .collect()
 }
 
 #[cfg(test)]

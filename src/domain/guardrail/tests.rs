@@ -280,6 +280,10 @@ fn more_adversarial_drafts() {
         ("Does Friday at 9am suit you?", &quoted, &[Time]),
         ("Re: are you open sunday?", &quoted, &[]),
         ("our crew can be there soon", &quoted, &[]),
+        ("Sorry, we're closed Sundays and on Dec 25.", &quoted, &[]),
+        ("For a 3/2 home that's $350", &quoted, &[]),
+        ("About 1/2 a truck is $350", &quoted, &[]),
+        ("Closed on 3/2", &quoted, &[Date]),
         (
             "Your appointment is confirmed for 11/30.",
             &offered,
