@@ -546,7 +546,11 @@ fn config_summary(path: &Path, config: &BusinessConfig) -> String {
         if phrases.is_empty() {
             "(none)".to_string()
         } else {
-            phrases.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ")
+            phrases
+                .iter()
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     };
     out.push_str(&format!(

@@ -54,31 +54,34 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
                 .find(|t| !matches!(t.text, ":" | "is" | "of" | "for" | "fee" | "the" | "=" | "-"))
                 .is_some_and(is_line_word);
         let as_total = !names_a_line && (near(&TOTAL_BEFORE, before) || near(&TOTAL_AFTER, after));
-        let phrase = excerpt(prepared, amount.start, amount.end);
-        let shown = Money::new(amount.value).to_string();
+        let phrase = || excerpt(prepared, amount.start, amount.end);
+        let shown = || Money::new(amount.value).to_string();
         match facts.total {
             None => out.push(Violation {
                 kind: ViolationKind::Amount,
-                phrase,
+                phrase: phrase(),
                 reason: format!(
-                    "{shown} is not a price: the conversation is {} and has no current quote",
+                    "{} is not a price: the conversation is {} and has no current quote",
+                    shown(),
                     facts.state
                 ),
             }),
             Some(total) if as_total && amount.value != total => out.push(Violation {
                 kind: ViolationKind::Price,
-                phrase,
+                phrase: phrase(),
                 reason: format!(
-                    "{shown} is presented as the price, but the current quote's total is {}",
+                    "{} is presented as the price, but the current quote's total is {}",
+                    shown(),
                     Money::new(total)
                 ),
             }),
             Some(total) if amount.value != total && !facts.line_amounts.contains(&amount.value) => {
                 out.push(Violation {
                     kind: ViolationKind::Amount,
-                    phrase,
+                    phrase: phrase(),
                     reason: format!(
-                        "{shown} is not in the current quote (total {})",
+                        "{} is not in the current quote (total {})",
+                        shown(),
                         Money::new(total)
                     ),
                 })

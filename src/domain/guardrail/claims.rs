@@ -1,5 +1,6 @@
 //! State claims ("you're booked") and commitments ("we'll waive the fee").
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use super::tokens::{Kind, Token, small_number_word};
@@ -250,19 +251,60 @@ const COMMITMENTS: &[&str] = &[
     "hear from us tomorrow",
 ];
 
-static BUILT_IN: LazyLock<Vec<(Claim, Pattern)>> = LazyLock::new(|| {
-    let mut all = Vec::new();
-    for (claim, list) in [
+/// Built-in patterns, found by their first word: each word of a reply is
+/// looked up once instead of tried against every pattern.
+struct Index<T> {
+    by_word: HashMap<String, Vec<T>>,
+    /// Patterns that start with a prefix ("waiv*") or a number.
+    other: Vec<T>,
+}
+
+impl<T: Copy> Index<T> {
+    fn new(entries: impl Iterator<Item = (T, Pattern)>) -> (Index<usize>, Vec<(T, Pattern)>) {
+        let all: Vec<(T, Pattern)> = entries.collect();
+        let mut index = Index {
+            by_word: HashMap::new(),
+            other: Vec::new(),
+        };
+        for (i, (_, p)) in all.iter().enumerate() {
+            match p.parts.first() {
+                Some(Part::Word(w)) => index.by_word.entry(w.clone()).or_default().push(i),
+                _ => index.other.push(i),
+            }
+        }
+        (index, all)
+    }
+}
+
+impl Index<usize> {
+    /// Patterns that may match at `word`: those starting with it, in the
+    /// order they were listed, then those starting with a prefix.
+    fn candidates(&self, word: &str) -> impl Iterator<Item = usize> + '_ {
+        self.by_word
+            .get(word)
+            .into_iter()
+            .flatten()
+            .chain(&self.other)
+            .copied()
+    }
+}
+
+type Indexed<T> = (Index<usize>, Vec<(T, Pattern)>);
+
+static BUILT_IN: LazyLock<Indexed<Claim>> = LazyLock::new(|| {
+    let claims = [
         (Claim::Booked, BOOKED),
         (Claim::Cancelled, CANCELLED),
         (Claim::Moved, MOVED),
-    ] {
-        all.extend(list.iter().map(|p| (claim, Pattern::new(p))));
-    }
-    all
+    ];
+    Index::new(
+        claims
+            .into_iter()
+            .flat_map(|(claim, list)| list.iter().map(move |p| (claim, Pattern::new(p)))),
+    )
 });
-static BUILT_IN_COMMITMENTS: LazyLock<Vec<Pattern>> =
-    LazyLock::new(|| COMMITMENTS.iter().map(|p| Pattern::new(p)).collect());
+static BUILT_IN_COMMITMENTS: LazyLock<Indexed<()>> =
+    LazyLock::new(|| Index::new(COMMITMENTS.iter().map(|p| ((), Pattern::new(p)))));
 
 /// Words before a claim that make it no claim: a negation, a condition, a
 /// question, a future ("not booked yet", "once you're booked", "want me to").
@@ -345,7 +387,8 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
         let first = words[at].text;
         // State claims.
         if at >= claimed_until {
-            for (claim, pattern) in BUILT_IN.iter() {
+            let (index, claims) = &*BUILT_IN;
+            for (claim, pattern) in index.candidates(first).map(|i| &claims[i]) {
                 if !pattern.may_start_with(first) {
                     continue;
                 }
@@ -372,8 +415,10 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
             }
         }
         // Commitments, built in and the owner's own.
-        let forbidden = BUILT_IN_COMMITMENTS
-            .iter()
+        let (index, commitments) = &*BUILT_IN_COMMITMENTS;
+        let forbidden = index
+            .candidates(first)
+            .map(|i| &commitments[i].1)
             .filter(|p| p.may_start_with(first))
             .chain(&facts.forbidden_phrases);
         for pattern in forbidden {

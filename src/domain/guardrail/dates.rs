@@ -302,7 +302,16 @@ fn mentions(tokens: &[Token<'_>], today: NaiveDate) -> Vec<Mention> {
                 let a_home = tokens.get(last + 1).is_some_and(|w| {
                     matches!(
                         w.text,
-                        "home" | "house" | "apartment" | "condo" | "bed" | "beds" | "bath" | "baths" | "truck" | "load"
+                        "home"
+                            | "house"
+                            | "apartment"
+                            | "condo"
+                            | "bed"
+                            | "beds"
+                            | "bath"
+                            | "baths"
+                            | "truck"
+                            | "load"
                     )
                 });
                 if (1..=12).contains(&n) && (1..=31).contains(&day) && !fraction && !a_home {
@@ -440,13 +449,10 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
     if found.is_empty() {
         return;
     }
-    let allowed_dates = || {
-        facts
-            .openings
-            .iter()
-            .map(|o| o.date)
-            .chain(facts.other_dates.iter().copied())
-    };
+    // A weekday or "the 30th" alone can only mean an opening; a full date
+    // may also be a closing or the quote's "valid until".
+    let opening_dates = || facts.openings.iter().map(|o| o.date);
+    let allowed_dates = || opening_dates().chain(facts.other_dates.iter().copied());
     let offered = if facts.openings.is_empty() {
         "no openings were offered in this conversation".to_string()
     } else {
@@ -459,21 +465,23 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
             reason,
         })
     };
-    // A sentence or line ends between two mentions.
+    // The tokens that start in `from..to`.
+    let between = |from: usize, to: usize| {
+        let first = tokens.partition_point(|t| t.start < from);
+        let last = tokens.partition_point(|t| t.start < to);
+        &tokens[first..last.max(first)]
+    };
+    // A sentence or line ends between two mentions (or the second starts a
+    // line of its own).
     let broken = |from: usize, to: usize| {
-        tokens
+        between(from, to + 1)
             .iter()
-            .filter(|t| t.start >= from && t.end <= to)
             .any(|t| t.after_line_break || t.is_sign('!') || t.is_sign('?') || t.is_sign(';'))
-            || tokens
-                .iter()
-                .any(|t| t.start >= to && t.start < to + 1 && t.after_line_break)
     };
     // Whether the sentence around `from` ends in a question mark.
     let asks = |from: usize| {
-        tokens
+        tokens[tokens.partition_point(|t| t.start < from)..]
             .iter()
-            .filter(|t| t.start >= from)
             .find(|t| t.after_line_break || t.is_sign('.') || t.is_sign('!') || t.is_sign('?'))
             .is_some_and(|t| t.is_sign('?') && !t.after_line_break)
     };
@@ -487,9 +495,8 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
                 // "Tuesday, Nov 30": the weekday must be the date's.
                 let named = found.get(k + 1).filter(|n| {
                     n.start > m.end
-                        && tokens
+                        && between(m.end, n.start)
                             .iter()
-                            .filter(|t| t.start >= m.end && t.end <= n.start)
                             .all(|t| t.is_sign(',') || t.is_sign('.') || t.is_word("the"))
                 });
                 // Reported as the whole phrase: "tuesday, nov 30".
@@ -509,7 +516,7 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
                         ),
                     ),
                     Some(What::DayOfMonth(n)) => {
-                        if let Some(date) = allowed_dates().find(|d| d.day() == n)
+                        if let Some(date) = opening_dates().find(|d| d.day() == n)
                             && date.weekday() != day
                         {
                             violation(
@@ -530,7 +537,7 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
                     // with a date or time, must be an opening's.
                     _ if asks(m.end) => {}
                     _ => {
-                        if !allowed_dates().any(|d| d.weekday() == day) {
+                        if !opening_dates().any(|d| d.weekday() == day) {
                             violation(ViolationKind::Date, m, format!("{}: {offered}", day_name(day)));
                         }
                     }
@@ -555,7 +562,7 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
                 context_end = m.end;
             }
             What::DayOfMonth(n) => {
-                if !allowed_dates().any(|d| d.day() == n) {
+                if !opening_dates().any(|d| d.day() == n) {
                     violation(ViolationKind::Date, m, format!("the {n}th: {offered}"));
                 }
                 context = Some(m.what);

@@ -302,7 +302,12 @@ impl Facts {
             .collect();
         let today = now.with_timezone(&tz).date_naive();
         other_dates.extend(business.schedule.closed_dates.iter().copied());
-        for owner_said in business.assistant.current_info.iter().chain(&business.assistant.additional_rules) {
+        for owner_said in business
+            .assistant
+            .current_info
+            .iter()
+            .chain(&business.assistant.additional_rules)
+        {
             other_dates.extend(dates::dates_in(owner_said, today));
         }
         let guardrail = &business.guardrail;

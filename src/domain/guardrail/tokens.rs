@@ -8,8 +8,12 @@ use unicode_normalization::UnicodeNormalization;
 
 /// The text a check reads: as sent, in compatibility form, lower case.
 pub fn prepare(text: &str) -> String {
-    crate::domain::sms_text::normalize_gsm7(text)
-        .nfkc()
+    let sent = crate::domain::sms_text::normalize_gsm7(text);
+    // ASCII is its own compatibility form: most replies skip NFKC.
+    if sent.is_ascii() {
+        return sent.to_ascii_lowercase();
+    }
+    sent.nfkc()
         .flat_map(char::to_lowercase)
         .map(|c| match c {
             // NFKC keeps typographic apostrophes and dashes that GSM-7
