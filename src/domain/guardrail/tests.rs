@@ -404,7 +404,13 @@ fn the_products_own_texts_pass() {
     if let Some(q) = next.take() {
         questions.push(crate::domain::guided::ask(q, pricing));
     }
+    questions.push(crate::domain::guided::ask(
+        crate::domain::guided::Question::Extras,
+        pricing,
+    ));
     texts.extend(questions.into_iter().map(|q| (q, &quoted_facts)));
+    // The model restating the quote's own breakdown, as get_quote gave it.
+    texts.push((q.breakdown().replace('\n', ". "), &quoted_facts));
     // The reminder goes out the day before the booking.
     let reminder = templates::reminder(&business, &slot().label, q.total, true);
     let mut eve = kept.clone();
@@ -413,5 +419,64 @@ fn the_products_own_texts_pass() {
     for (text, facts) in texts {
         let found = check(&text, facts);
         assert!(found.is_empty(), "{text}: {found:?}");
+    }
+}
+
+#[test]
+fn the_maid_examples_own_texts_pass() {
+    use crate::domain::quote::MaidJob;
+    let business = BusinessConfig::parse(
+        include_str!("../../../examples/maid.toml"),
+        std::path::Path::new("maid.toml"),
+    )
+    .unwrap();
+    for (bedrooms, bathrooms, clean) in [(3, 2, "deep"), (2, 1, "standard"), (4, 3, "move_out")] {
+        let job = JobSpec::Maid(MaidJob {
+            bedrooms,
+            bathrooms: bathrooms.into(),
+            clean_type: clean.into(),
+            ..MaidJob::default()
+        });
+        let q = price(&business.pricing, &job, "q".into(), now()).unwrap();
+        let state = ConversationState::Quoted(Quoted {
+            job: JobDetails::default(),
+            quote: q.clone(),
+        });
+        let facts = Facts::of(&business, &state, &state, [&q], now());
+        let text = format!(
+            "{} {} {}",
+            business.greeting(),
+            templates::quote_message(&business, &q),
+            crate::domain::guided::QUOTED_MENU
+        );
+        assert!(
+            check(&text, &facts).is_empty(),
+            "{text}: {:?}",
+            check(&text, &facts)
+        );
+        // The model restating the quote's own breakdown.
+        let breakdown = q.breakdown().replace('\n', ". ");
+        assert!(
+            check(&breakdown, &facts).is_empty(),
+            "{breakdown}: {:?}",
+            check(&breakdown, &facts)
+        );
+        let mut asked = JobDetails::default();
+        while let Some(question) =
+            crate::domain::guided::next_question(&asked, business.business.kind, &business.pricing)
+        {
+            let text = crate::domain::guided::ask(question, &business.pricing);
+            assert!(
+                check(&text, &facts).is_empty(),
+                "{text}: {:?}",
+                check(&text, &facts)
+            );
+            match question {
+                crate::domain::guided::Question::Bedrooms => asked.bedrooms = Some(3),
+                crate::domain::guided::Question::Bathrooms => asked.bathrooms = Some(2.into()),
+                crate::domain::guided::Question::CleanType => asked.clean_type = Some("deep".into()),
+                _ => break,
+            }
+        }
     }
 }
