@@ -342,6 +342,34 @@ fn hedged(words: &[Token<'_>], all: &[Token<'_>], at: usize, end: usize) -> bool
     hedged_before || asks || yet_after
 }
 
+/// "Is confirmed" is a claim about the booking only when the booking (or
+/// "it") is what is confirmed: "your address is confirmed" is not one.
+fn about_the_job(words: &[Token<'_>], at: usize) -> bool {
+    const SUBJECTS: [&str; 16] = [
+        "booking",
+        "appointment",
+        "pickup",
+        "visit",
+        "job",
+        "time",
+        "slot",
+        "opening",
+        "cleaning",
+        "clean",
+        "haul",
+        "removal",
+        "service",
+        "it",
+        "that",
+        "everything",
+    ];
+    if !matches!(words[at].text, "is" | "are") {
+        return true;
+    }
+    at.checked_sub(1)
+        .is_some_and(|before| SUBJECTS.contains(&words[before].text) || words[before].text == "you")
+}
+
 /// "free" as a promise, not "feel free", "stress-free" or "a free slot".
 fn free_is_a_promise(words: &[Token<'_>], all: &[Token<'_>], at: usize) -> bool {
     let w = &words[at];
@@ -403,7 +431,7 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
                     Claim::Cancelled => (facts.claims.cancelled, "no booking was cancelled"),
                     Claim::Moved => (facts.claims.moved, "no booking was moved this turn"),
                 };
-                if !true_now && !hedged(&words, tokens, at, end) {
+                if !true_now && about_the_job(&words, at) && !hedged(&words, tokens, at, end) {
                     out.push(Violation {
                         kind: ViolationKind::StateClaim,
                         phrase: excerpt(prepared, words[at].start, words[end - 1].end),
