@@ -95,7 +95,7 @@ fn case(mut script: Vec<Value>, draft: Value, never_sent: &'static str, instead:
     }
 }
 
-async fn run(case: Case) -> Result<(), String> {
+async fn run(case: Case) -> Result<TestApp, String> {
     let app = app_with(case.script).await;
     app.text(CUSTOMER, "half a truck of junk at 12 Oak St, when can you come?")
         .await;
@@ -124,7 +124,7 @@ async fn run(case: Case) -> Result<(), String> {
             case.never_sent
         ));
     }
-    Ok(())
+    Ok(app)
 }
 
 #[tokio::test]
@@ -235,7 +235,7 @@ async fn adversarial_drafts_never_reach_the_customer() {
         case(quoted(), one("Your total is $150"), "total is $150", QUOTE_TEXT),
     ];
     let results = futures::future::join_all(cases.into_iter().map(run)).await;
-    let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    let failures: Vec<String> = results.into_iter().filter_map(|r| r.err()).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -244,9 +244,22 @@ async fn a_refused_booking_is_not_claimed() {
     let mut script = offered();
     script.push(claude_tool("t4", "book_slot", json!({"slot_id": 9})));
     let draft = claude_texts(&["All set, you're booked for Thursday at 10:15am!"]);
-    run(case(script, draft, "booked for thursday", OPENINGS_TEXT))
+    let app = run(case(script, draft, "booked for thursday", OPENINGS_TEXT))
         .await
         .unwrap();
+    // The model was told why, once, before the code-stated text went out.
+    let requests = app.model_requests().await;
+    let nudges: Vec<String> = requests
+        .iter()
+        .map(last_user_text)
+        .filter(|t| t.starts_with("[textdesk check"))
+        .collect();
+    assert_eq!(nudges.len(), 1, "{nudges:?}");
+    assert!(
+        nudges[0].contains("booked for") && nudges[0].contains("no booking standing"),
+        "{}",
+        nudges[0]
+    );
 }
 
 #[tokio::test]
