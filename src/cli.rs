@@ -569,6 +569,23 @@ fn config_summary(path: &Path, config: &BusinessConfig) -> String {
             p.calendar_id.as_deref().unwrap_or("(textdesk's own bookings)")
         ));
     }
+    let g = &config.guardrail;
+    let listed = |phrases: &[String]| {
+        if phrases.is_empty() {
+            "(none)".to_string()
+        } else {
+            phrases
+                .iter()
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    out.push_str(&format!(
+        "Guardrail:  promises you allow: {}; phrases also refused: {}\n",
+        listed(&g.allowed_commitments),
+        listed(&g.forbidden_phrases)
+    ));
     let mut assembled = prompt::assemble(config, chrono::Utc::now());
     assembled.push(
         "Catalog",

@@ -253,13 +253,16 @@ impl Responder for ClaudeResponder {
             Ok(text) => text,
             Err(e) => return Err(keep_partial(ctx, e)),
         };
-        // The guardrail, first line: a draft stating an amount no quote of
-        // this conversation produced is written again, once. The engine
-        // checks the result too, and falls back to a template.
-        let unsupported = guardrail::unsupported_amounts(&text, ctx.quotes());
-        if !unsupported.is_empty() {
-            let amounts: Vec<String> = unsupported.iter().map(|a| format!("${a}")).collect();
-            tracing::warn!(amounts = ?amounts, "draft states amounts no quote produced; regenerating once");
+        // The guardrail, first line: a draft stating a fact our code did not
+        // produce (a price, a time, a booking, a promise) is written again,
+        // once, with the reasons. The engine checks the result too, and
+        // falls back to a code-stated text.
+        let as_sent = crate::domain::sms_text::prepare_reply(&text, self.business.sms.max_segments);
+        let facts = guardrail::Facts::of(&self.business, &initial, &ctx.state, ctx.quotes(), ctx.now);
+        let violations = guardrail::check(&as_sent, &facts);
+        if !violations.is_empty() {
+            let reasons = guardrail::describe(&violations);
+            tracing::warn!(violations = %reasons, "draft states facts our code did not produce; regenerating once");
             messages.push(ApiMessage {
                 role: Role::Assistant,
                 content: vec![ContentBlock::Text { text: text.clone() }],
@@ -268,10 +271,13 @@ impl Responder for ClaudeResponder {
                 role: Role::User,
                 content: vec![ContentBlock::Text {
                     text: format!(
-                        "[textdesk check, not from the customer] Your reply stated {}, which no get_quote \
-                         result in this conversation produced. Rewrite your reply to the customer: state only \
-                         amounts from get_quote results (call it if needed), or no amount at all.",
-                        amounts.join(", ")
+                        "[textdesk check, not from the customer] Your reply was not sent. It states facts that \
+                         no get_quote, get_available_slots or booking tool result in this conversation produced: \
+                         {reasons}. Rewrite your reply to the customer: state only amounts from get_quote results \
+                         (the total as the price), only openings get_available_slots returned (as written), only \
+                         what book_slot, reschedule_booking or cancel_booking actually did, and no promise (free \
+                         extras, waived fees, discounts, guarantees, arrival or call-back times). Call a tool if \
+                         you need a fact, or leave it out."
                     ),
                 }],
             });

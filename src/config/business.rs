@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::domain::availability::ScheduleConfig;
 use crate::domain::conversation::Lifetimes;
+use crate::domain::guardrail::GuardrailConfig;
 use crate::domain::phone::E164;
 use crate::domain::quiet_hours::QuietHours;
 use crate::domain::quote::PricingConfig;
@@ -33,6 +34,8 @@ pub struct BusinessConfig {
     pub google: GoogleConfig,
     pub quiet_hours: QuietHours,
     pub reminders: ReminderConfig,
+    /// Promises the owner does make, and phrases never to send.
+    pub guardrail: GuardrailConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -332,6 +335,7 @@ impl Default for BusinessConfig {
             google: GoogleConfig::default(),
             quiet_hours: QuietHours::default(),
             reminders: ReminderConfig::default(),
+            guardrail: GuardrailConfig::default(),
         }
     }
 }

@@ -110,21 +110,42 @@ impl FromStr for Money {
     }
 }
 
+/// A dollar amount found in prepared text (see
+/// [`crate::domain::guardrail::prepare`]): its value and byte span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundAmount {
+    pub value: Decimal,
+    pub start: usize,
+    pub end: usize,
+}
+
 /// Every dollar amount written in a text, as exact values.
 ///
-/// The text is first normalized as it will be sent (so an invisible or
-/// non-breaking space cannot hide a `$20`). A number is an amount when a
+/// The text is first prepared as the customer reads it (normalized as it
+/// will be sent, so an invisible or non-breaking space cannot hide a `$20`,
+/// and in NFKC form, so `＄１９９` is `$199`). A number is an amount when a
 /// currency sign or word stands before or after it (`$450`, `450$`,
-/// `USD 75`, `30 dollars`, `$1.5k`), when a rate or price word follows it
-/// (`275/hr`, `40 each`, `20 off`, `350 total`), or when it continues a
-/// range or choice that starts with an amount (`$150-600`, `$150 to 600`,
-/// `$150 or 600`).
+/// `USD 75`, `30 dollars`, `$1.5k`, a `$` ending one line and `199` starting
+/// the next), when a rate or price word follows it (`275/hr`, `40 each`,
+/// `20 off`, `350 total`), or when it continues a range or choice that
+/// starts with an amount (`$150-600`, `$150 to 600`, `$150 or 600`).
 pub fn amounts_in_text(text: &str) -> Vec<Decimal> {
-    let normalized = crate::domain::sms_text::normalize_gsm7(text).to_lowercase();
-    let chars: Vec<char> = normalized.chars().collect();
-    let rest = |from: usize| -> String { chars[from.min(chars.len())..].iter().collect::<String>() };
+    find_amounts(&crate::domain::guardrail::prepare(text))
+        .into_iter()
+        .map(|a| a.value)
+        .collect()
+}
 
-    // Every number: value, start, end (exclusive).
+const CURRENCY_SIGNS: [char; 4] = ['$', '\u{20AC}', '\u{00A3}', '\u{00A5}'];
+
+/// The digit-written amounts of already prepared text, with their spans.
+pub fn find_amounts(prepared: &str) -> Vec<FoundAmount> {
+    let indexed: Vec<(usize, char)> = prepared.char_indices().collect();
+    let chars: Vec<char> = indexed.iter().map(|&(_, c)| c).collect();
+    let byte_at = |i: usize| indexed.get(i).map_or(prepared.len(), |&(b, _)| b);
+    let rest = |from: usize| -> &str { &prepared[byte_at(from)..] };
+
+    // Every number: value, start, end (exclusive), in chars.
     let mut numbers: Vec<(Decimal, usize, usize)> = Vec::new();
     let mut i = 0;
     while i < chars.len() {
@@ -159,18 +180,28 @@ pub fn amounts_in_text(text: &str) -> Vec<Decimal> {
         i = end.max(i + 1);
     }
 
-    let before_is_currency = |start: usize| {
+    // Any whitespace, a line break included: a reply split into texts is
+    // still read as one.
+    // Where the currency sign before a number starts, if it has one.
+    let currency_before = |start: usize| {
         let mut j = start;
-        while j > 0 && chars[j - 1] == ' ' {
+        while j > 0 && chars[j - 1].is_whitespace() {
             j -= 1;
         }
-        (j > 0 && chars[j - 1] == '$') || (j >= 3 && chars[j - 3..j].iter().collect::<String>() == "usd")
+        if j > 0 && CURRENCY_SIGNS.contains(&chars[j - 1]) {
+            Some(j - 1)
+        } else if j >= 3 && chars[j - 3..j].iter().collect::<String>() == "usd" {
+            Some(j - 3)
+        } else {
+            None
+        }
     };
     let after_marks_price = |end: usize| {
         let after = rest(end);
         let trimmed = after.trim_start();
-        const WORDS: [&str; 12] = [
-            "$", "dollar", "buck", "usd", "/h", "per ", "an hour", "a hour", "each", "total", "off", "flat",
+        const WORDS: [&str; 15] = [
+            "$", "\u{20AC}", "\u{00A3}", "\u{00A5}", "dollar", "buck", "usd", "/h", "per ", "an hour",
+            "a hour", "each", "total", "off", "flat",
         ];
         WORDS
             .iter()
@@ -188,8 +219,13 @@ pub fn amounts_in_text(text: &str) -> Vec<Decimal> {
                 "-" | "to" | "or" | "and" | "/" | "or $" | "to $" | "- $" | "-$"
             )
         });
-        if before_is_currency(start) || after_marks_price(end) || joins_previous {
-            found.push(value);
+        let sign = currency_before(start);
+        if sign.is_some() || after_marks_price(end) || joins_previous {
+            found.push(FoundAmount {
+                value,
+                start: byte_at(sign.unwrap_or(start)),
+                end: byte_at(end),
+            });
             previous_was_amount = Some(end);
         } else {
             previous_was_amount = None;
@@ -255,5 +291,18 @@ mod tests {
         assert_eq!(amounts_in_text("ok $20 bucks"), vec![d("20")]);
         assert_eq!(amounts_in_text("call 503-555-0142"), Vec::<Decimal>::new());
         assert_eq!(amounts_in_text("It's $150."), vec![d("150")]);
+    }
+
+    #[test]
+    fn finds_amounts_in_other_scripts_and_across_texts() {
+        assert_eq!(
+            amounts_in_text("only \u{FF04}\u{FF11}\u{FF19}\u{FF19}"),
+            vec![d("199")]
+        );
+        assert_eq!(amounts_in_text("That's just $\n199. Deal?"), vec![d("199")]);
+        assert_eq!(
+            amounts_in_text("\u{20AC}40 or 40 \u{20AC}"),
+            vec![d("40"), d("40")]
+        );
     }
 }

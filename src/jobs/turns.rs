@@ -13,10 +13,11 @@ use crate::assistant::job_tools::new_quote_id;
 use crate::assistant::{Responder, ResponderError};
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{self, ConversationState, Event};
+use crate::domain::guardrail::{self, ViolationKind};
 use crate::domain::keywords::{self, Keyword};
 use crate::domain::phone::redact_phone_numbers;
 use crate::domain::quote::{Quote, price};
-use crate::domain::{guardrail, guided, sms_text};
+use crate::domain::{guided, sms_text};
 use crate::jobs::plan;
 use crate::store::{
     ConversationId, Delivery, MessageId, NewAlert, NewJob, OutboundDraft, OutboundSms, Store, StoreError,
@@ -241,42 +242,56 @@ impl Engine {
                 }
             }
         }
-        // The guardrail, last line: whatever drafted it, the text as it will
-        // be sent states only amounts this conversation's quotes contain.
-        let mut body = sms_text::prepare_reply(&draft.text, self.business.sms.max_segments);
-        let unsupported = guardrail::unsupported_amounts(&body, turn.quotes.iter().chain(&draft.new_quotes));
-        let kind = if unsupported.is_empty() {
-            kind
-        } else {
-            let amounts: Vec<String> = unsupported.iter().map(|a| format!("${a}")).collect();
+        // What this turn sets in motion: reminders, provider emails, a
+        // follow-up; and a booking's facts stated by code, sent instead of
+        // the draft.
+        let event_link = |booking: &crate::domain::conversation::Booking| self.guided.scheduler.event_link(booking);
+        let mut planned = plan::plan(&landed, &draft.state, &turn, &self.business, now, &event_link);
+        let (mut kind, text) = match &planned.confirmation {
+            Some(text) => ("confirmation", text.clone()),
+            None => (kind, draft.text.clone()),
+        };
+
+        // The guardrail, last line: whatever drafted it, the reply as it will
+        // be sent (whole, before Twilio splits it into texts) states only
+        // facts of this conversation after the turn.
+        let mut body = sms_text::prepare_reply(&text, self.business.sms.max_segments);
+        let violations = guardrail::check(&body, &self.guardrail_facts(&state, &draft, &turn, now));
+        if !violations.is_empty() {
+            let state_before_fallback = draft.state.clone();
+            let text = self.templated_fallback(&state, &mut draft, now);
+            body = sms_text::prepare_reply(&text, self.business.sms.max_segments);
+            kind = "templated";
+            let money = violations.iter().any(|v| {
+                matches!(
+                    v.kind,
+                    ViolationKind::Price | ViolationKind::Amount | ViolationKind::Percent
+                )
+            });
             alerts.push(NewAlert {
-                kind: "price_guardrail",
+                kind: if money {
+                    "price_guardrail"
+                } else {
+                    "fact_guardrail"
+                },
                 detail: format!(
-                    "A drafted reply to {customer} stated {}, which no quote produced; the templated message was sent instead.",
-                    amounts.join(", ")
+                    "A drafted reply to {customer} was not sent: {}. Sent instead: \"{body}\"",
+                    guardrail::describe(&violations)
                 ),
             });
-            let text = self.templated_fallback(&mut draft, now);
-            body = sms_text::prepare_reply(&text, self.business.sms.max_segments);
-            "templated"
-        };
+            let still = guardrail::check(&body, &self.guardrail_facts(&state, &draft, &turn, now));
+            if !still.is_empty() {
+                tracing::error!(violations = %guardrail::describe(&still), "the code-stated fallback fails the guardrail");
+            }
+            if draft.state != state_before_fallback {
+                planned = plan::plan(&landed, &draft.state, &turn, &self.business, now, &event_link);
+            }
+        }
         alerts.extend(draft.alerts.iter().map(|a| NewAlert {
             kind: a.kind,
             detail: a.detail.clone(),
         }));
 
-        // What this turn sets in motion: reminders, provider emails, a
-        // follow-up; and a booking's facts stated by code.
-        let planned = plan::plan(&landed, &draft.state, &turn, &self.business, now, &|booking| {
-            self.guided.scheduler.event_link(booking)
-        });
-        let (kind, body) = match &planned.confirmation {
-            Some(text) => (
-                "confirmation",
-                sms_text::prepare_reply(text, self.business.sms.max_segments),
-            ),
-            None => (kind, body),
-        };
         let mut commit = commit(None, draft.state, draft.new_quotes, alerts);
         commit.jobs = planned.jobs;
         commit.cancel_jobs = planned.cancel;
@@ -322,10 +337,83 @@ impl Engine {
             .any(|m| m.kind == HANDOFF_ACK && m.created_at >= since))
     }
 
-    /// What to say instead of a draft that stated an unsupported amount:
-    /// the current quote, stated by code; or, if the job is fully described,
-    /// a fresh quote; or the next question.
-    fn templated_fallback(&self, draft: &mut crate::assistant::Draft, now: chrono::DateTime<Utc>) -> String {
+    /// The facts a reply of this turn may state: the one place the engine
+    /// builds them.
+    fn guardrail_facts(
+        &self,
+        before: &ConversationState,
+        draft: &crate::assistant::Draft,
+        turn: &TurnInput,
+        now: chrono::DateTime<Utc>,
+    ) -> guardrail::Facts {
+        guardrail::Facts::of(
+            &self.business,
+            before,
+            &draft.state,
+            turn.quotes.iter().chain(&draft.new_quotes),
+            now,
+        )
+    }
+
+    /// What to say instead of a draft that stated something our code did
+    /// not produce: the conversation's facts, stated by code. The booking,
+    /// the openings on offer, the current quote; or, if the job is fully
+    /// described, a fresh quote; or the next question.
+    fn templated_fallback(
+        &self,
+        before: &ConversationState,
+        draft: &mut crate::assistant::Draft,
+        now: chrono::DateTime<Utc>,
+    ) -> String {
+        match &draft.state {
+            ConversationState::Booked(b) => {
+                return templates::confirmation(&self.business, &b.booking.slot.label, b.quote.total);
+            }
+            ConversationState::Scheduling(s) if !s.offered.is_empty() => {
+                let offer = crate::scheduling::Offer {
+                    slots: s.offered.clone(),
+                    note: None,
+                    // An opening's own total (a weekend rate), stated as offered.
+                    prices: s
+                        .offered
+                        .iter()
+                        .map(|o| {
+                            o.quote
+                                .as_ref()
+                                .filter(|q| q.total != s.quote.total)
+                                .map(|q| q.total.to_string())
+                        })
+                        .collect(),
+                };
+                let keep = s
+                    .rescheduling
+                    .as_ref()
+                    .map(|b| format!(" You're still booked for {} until you pick one.", b.slot.label))
+                    .unwrap_or_default();
+                return format!(
+                    "These are the openings we can offer:\n{}\nReply with a number.{keep}",
+                    offer.numbered()
+                );
+            }
+            ConversationState::Cancelled(_) => {
+                let which = match before {
+                    ConversationState::Booked(b) => Some(&b.booking),
+                    ConversationState::Scheduling(s) => s.rescheduling.as_ref(),
+                    _ => None,
+                };
+                return match which {
+                    Some(b) => format!(
+                        "Your booking for {} is cancelled. Text us any time to book again.",
+                        b.slot.label
+                    ),
+                    None => "Text us any time to book again.".into(),
+                };
+            }
+            ConversationState::HandedOff(_) => {
+                return "The owner has your message and will reply here.".into();
+            }
+            _ => {}
+        }
         if let Some(quote) = draft.state.quote() {
             return templates::quote_message(&self.business, quote);
         }
@@ -344,10 +432,10 @@ impl Engine {
         }
         match guided::next_question(&job, kind, &self.business.pricing) {
             Some(question) => format!(
-                "I can't confirm a price until I know a bit more. {}",
+                "I can't confirm that until I know a bit more. {}",
                 guided::ask(question, &self.business.pricing)
             ),
-            None => "I can't confirm a price by text yet; the owner will follow up.".into(),
+            None => "I can't confirm that by text yet; the owner will follow up.".into(),
         }
     }
 

@@ -3,6 +3,7 @@
 mod clients;
 mod date_pricing;
 mod fake_google;
+mod guardrail;
 mod guided;
 mod helpers;
 mod holds;
