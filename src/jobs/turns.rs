@@ -245,7 +245,8 @@ impl Engine {
         // What this turn sets in motion: reminders, provider emails, a
         // follow-up; and a booking's facts stated by code, sent instead of
         // the draft.
-        let event_link = |booking: &crate::domain::conversation::Booking| self.guided.scheduler.event_link(booking);
+        let event_link =
+            |booking: &crate::domain::conversation::Booking| self.guided.scheduler.event_link(booking);
         let mut planned = plan::plan(&landed, &draft.state, &turn, &self.business, now, &event_link);
         let (mut kind, text) = match &planned.confirmation {
             Some(text) => ("confirmation", text.clone()),

@@ -56,6 +56,9 @@ pub(super) fn check(prepared: &str, tokens: &[Token<'_>], facts: &Facts, out: &m
         let as_total = !names_a_line && (near(&TOTAL_BEFORE, before) || near(&TOTAL_AFTER, after));
         let phrase = || excerpt(prepared, amount.start, amount.end);
         let shown = || Money::new(amount.value).to_string();
+        if facts.opening_totals.contains(&amount.value) {
+            continue;
+        }
         match facts.total {
             None => out.push(Violation {
                 kind: ViolationKind::Amount,

@@ -188,6 +188,9 @@ pub struct Facts {
     pub line_amounts: Vec<Decimal>,
     /// Words of the current quote's line labels ("delivery").
     pub line_words: Vec<String>,
+    /// Totals of openings on offer that carry their own price (a weekend
+    /// rate): each may be stated, as the price of that opening.
+    pub opening_totals: Vec<Decimal>,
     pub openings: Vec<KnownOpening>,
     /// Dates that are facts without an opening: the quote's "valid until",
     /// the owner's closed dates and dates in the owner's `current_info`.
@@ -264,8 +267,15 @@ impl Facts {
                 times,
             });
         };
+        let mut opening_totals = Vec::new();
         if let ConversationState::Scheduling(s) = after {
             s.offered.iter().for_each(&mut add_slot);
+            opening_totals.extend(
+                s.offered
+                    .iter()
+                    .filter_map(|o| o.quote.as_ref())
+                    .map(|q| q.total.amount()),
+            );
         }
         let booked_after = booking_of(after);
         let booked_before = booking_of(before);
@@ -319,6 +329,7 @@ impl Facts {
             total: current.map(|q| q.total.amount()),
             line_amounts,
             line_words: current.map(amounts::line_words).unwrap_or_default(),
+            opening_totals,
             openings,
             other_dates,
             claims,
