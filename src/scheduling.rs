@@ -332,6 +332,24 @@ impl Scheduler {
         };
         let mut openings = not_current(schedule.openings(tz, busy, &query));
         let mut note = None;
+        // "Saturday" said on a Saturday whose openings are gone (notice, a
+        // full day) means the coming one: the same day a week on, before
+        // falling back to whatever is earliest.
+        if openings.is_empty()
+            && let (Some(from), Some(to)) = (filter.from, filter.to)
+            && from == to
+        {
+            let week_on = from + Duration::days(7);
+            query.filter = DateFilter {
+                from: Some(week_on),
+                to: Some(week_on),
+                part: filter.part,
+            };
+            openings = not_current(schedule.openings(tz, busy, &query));
+            if !openings.is_empty() {
+                note = Some("Nothing is open that day; these are the openings a week later.".to_string());
+            }
+        }
         if openings.is_empty() && !filter.is_empty() {
             query.filter = DateFilter::default();
             openings = not_current(schedule.openings(tz, busy, &query));

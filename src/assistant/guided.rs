@@ -438,10 +438,8 @@ impl GuidedResponder {
                         );
                     }
                     SlotPick::Several(fitting) => {
-                        let list: Vec<String> = fitting
-                            .iter()
-                            .map(|&i| format!("{}) {}", s.offered[i].id, s.offered[i].label))
-                            .collect();
+                        let list: Vec<String> =
+                            fitting.iter().map(|&i| s.offered[i].numbered(&s.quote)).collect();
                         draft.text =
                             format!("{opening}Which one?\n{}\nReply with its number.", list.join("\n"));
                     }
@@ -480,11 +478,8 @@ impl GuidedResponder {
                     SlotPick::Unclear => {
                         // The list stands: a new search would lose the day
                         // the customer already chose.
-                        let list: Vec<String> = s
-                            .offered
-                            .iter()
-                            .map(|slot| format!("{}) {}", slot.id, slot.label))
-                            .collect();
+                        let list: Vec<String> =
+                            s.offered.iter().map(|slot| slot.numbered(&s.quote)).collect();
                         draft.text = format!(
                             "{opening}Sorry, I didn't catch which one. Openings:\n{}\nReply with a number, or tell me a day that suits you.",
                             list.join("\n")

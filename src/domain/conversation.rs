@@ -207,6 +207,18 @@ pub struct OfferedSlot {
     pub quote: Option<Quote>,
 }
 
+impl OfferedSlot {
+    /// "2) Sat Dec 5, 9-11am ($385)": the opening as listed again, with its
+    /// own total where it differs from `base`, so a list repeated later
+    /// states the same price the offer did.
+    pub fn numbered(&self, base: &Quote) -> String {
+        match self.quote.as_ref().filter(|q| q.total != base.total) {
+            Some(own) => format!("{}) {} ({})", self.id, self.label, own.total),
+            None => format!("{}) {}", self.id, self.label),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Booking {
     pub id: String,

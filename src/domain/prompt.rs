@@ -257,11 +257,12 @@ pub fn state_text(state: &ConversationState, job_summary: &str, quote_summary: O
             let slots = s
                 .offered
                 .iter()
-                .map(|o| format!("{}) {}", o.id, o.label))
+                .map(|o| o.numbered(&s.quote))
                 .collect::<Vec<_>>()
                 .join("; ");
             text.push_str(&format!(
-                "\nOffered openings: {slots}. Book only one of these, by its number."
+                "\nOffered openings: {slots}. Book only one of these, by its number. An opening with \
+                 a price in brackets costs that total instead of the quote's."
             ));
         }
         ConversationState::Booked(b) => {

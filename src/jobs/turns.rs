@@ -371,21 +371,7 @@ impl Engine {
                 return templates::confirmation(&self.business, &b.booking.slot.label, b.quote.total);
             }
             ConversationState::Scheduling(s) if !s.offered.is_empty() => {
-                let offer = crate::scheduling::Offer {
-                    slots: s.offered.clone(),
-                    note: None,
-                    // An opening's own total (a weekend rate), stated as offered.
-                    prices: s
-                        .offered
-                        .iter()
-                        .map(|o| {
-                            o.quote
-                                .as_ref()
-                                .filter(|q| q.total != s.quote.total)
-                                .map(|q| q.total.to_string())
-                        })
-                        .collect(),
-                };
+                let listed: Vec<String> = s.offered.iter().map(|o| o.numbered(&s.quote)).collect();
                 let keep = s
                     .rescheduling
                     .as_ref()
@@ -393,7 +379,7 @@ impl Engine {
                     .unwrap_or_default();
                 return format!(
                     "These are the openings we can offer:\n{}\nReply with a number.{keep}",
-                    offer.numbered()
+                    listed.join("\n")
                 );
             }
             ConversationState::Cancelled(_) => {

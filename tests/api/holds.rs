@@ -411,3 +411,34 @@ async fn an_expired_hold_frees_the_opening_for_the_next_customer_who_then_books_
         .await
         .unwrap();
 }
+
+/// "Monday" said on a Monday after its only opening has passed means the
+/// coming Monday, not "nothing then" and the earliest of any day.
+#[tokio::test]
+async fn a_day_whose_openings_are_gone_is_offered_a_week_on() {
+    let rig = rig(&ONE_OPENING.replace("horizon_days = 6", "horizon_days = 14")).await;
+    let monday_late = chrono_tz::America::Los_Angeles
+        .with_ymd_and_hms(2030, 3, 4, 11, 0, 0)
+        .unwrap()
+        .with_timezone(&Utc);
+    let conversation = rig.customer(1).await;
+    let monday = monday_late
+        .with_timezone(&chrono_tz::America::Los_Angeles)
+        .date_naive();
+    let filter = DateFilter {
+        from: Some(monday),
+        to: Some(monday),
+        part: None,
+    };
+    let offer = rig
+        .scheduler
+        .offer(conversation, &rig.quote(monday_late), &filter, None, monday_late)
+        .await
+        .unwrap();
+    let labels: Vec<&str> = offer.slots.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(labels, ["Mon Mar 11, 8am"]);
+    assert_eq!(
+        offer.note.as_deref(),
+        Some("Nothing is open that day; these are the openings a week later.")
+    );
+}
