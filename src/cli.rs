@@ -345,9 +345,11 @@ fn selected(raw: &str) -> anyhow::Result<Selected> {
     let (id, quantity) = match raw.split_once('=') {
         Some((id, n)) => (
             id,
-            n.trim()
-                .parse()
-                .with_context(|| format!("`{raw}`: the count must be a whole number"))?,
+            // The parser's own words ("number too large to fit in target
+            // type") are for programmers: say what is expected instead.
+            n.trim().parse().map_err(|_| {
+                anyhow::anyhow!("`{raw}`: the count must be a whole number from 0 to {}", u32::MAX)
+            })?,
         ),
         None => (raw, 1),
     };

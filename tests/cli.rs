@@ -248,3 +248,20 @@ fn check_config_warns_of_a_weekend_surcharge_while_closed_on_weekends() {
     assert!(ok, "{err}");
     assert!(!out.contains("is never charged"), "{out}");
 }
+
+#[test]
+fn a_count_too_large_is_refused_in_plain_words() {
+    let (ok, _, err) = textdesk(&[
+        "quote",
+        "--size",
+        "few_items",
+        "--modifier",
+        "mattress=100000000000",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("the count must be a whole number from 0 to 4294967295"),
+        "{err}"
+    );
+    assert!(!err.contains("target type"), "{err}");
+}

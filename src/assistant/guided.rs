@@ -423,6 +423,11 @@ impl GuidedResponder {
                     .filter(|_| guided::yes_or_no(text) == Some(true));
                 let pick = match confirmed {
                     Some(i) => SlotPick::Number(i),
+                    // YES to a list of one is that opening, in words: it
+                    // is confirmed like any other pick in words.
+                    None if s.offered.len() == 1 && guided::yes_or_no(text) == Some(true) => {
+                        SlotPick::Words(0)
+                    }
                     None => guided::pick_slot(text, &s.offered, tz, today),
                 };
                 match pick {

@@ -54,6 +54,16 @@ fn askable_extras(pricing: &PricingConfig) -> Vec<usize> {
         .collect()
 }
 
+/// How the flow notes, for the crew, the loose things a customer named.
+const ITEMS_NAMED: &str = "Items named: ";
+
+/// Loose things were named (a couch, chairs, boxes) but no size fits them:
+/// an item with labour of its own (a piano) priced alone would leave them
+/// out of the price, so the size is still asked.
+fn loose_things_unsized(job: &JobDetails) -> bool {
+    job.size.is_none() && job.notes.as_deref().is_some_and(|n| n.contains(ITEMS_NAMED))
+}
+
 /// What is still missing, in the order it is asked; `None` when the job can
 /// be priced.
 pub fn next_question(job: &JobDetails, kind: BusinessKind, pricing: &PricingConfig) -> Option<Question> {
@@ -89,7 +99,7 @@ pub fn next_question(job: &JobDetails, kind: BusinessKind, pricing: &PricingConf
             let labour_pending = !pricing.junk.items.is_empty()
                 && job.items.is_empty()
                 && !job.answered.iter().any(|a| a == LABOUR_ITEMS);
-            if job.size.is_none() && job.items.is_empty() {
+            if job.size.is_none() && (job.items.is_empty() || loose_things_unsized(job)) {
                 Some(Question::Size)
             } else if labour_pending {
                 Some(Question::LabourItems)
@@ -944,7 +954,7 @@ pub fn understand(text: &str, kind: BusinessKind, pricing: &PricingConfig, job: 
                         _ => name.clone(),
                     })
                     .collect();
-                let said = format!("Items named: {}", named.join(", "));
+                let said = format!("{ITEMS_NAMED}{}", named.join(", "));
                 update.notes = Some(match &job.notes {
                     Some(notes) if !notes.contains(&said) => format!("{notes}; {said}"),
                     Some(notes) => notes.clone(),
@@ -1025,7 +1035,7 @@ pub fn quoted_choice(text: &str) -> Option<QuotedChoice> {
 }
 
 pub const ADDRESS_QUESTION: &str = "What's the address for the job?";
-pub const RESCHEDULE_HINT: &str = "Need to change it? Reply R to reschedule.";
+pub const RESCHEDULE_HINT: &str = "Need to change it? Reply R to reschedule, or CANCEL BOOKING to cancel it.";
 
 /// What a customer's words ask for in time: a date or range, a part of
 /// the day, an exact time or window.
@@ -1315,6 +1325,11 @@ pub fn wants_cancel_booking(text: &str) -> bool {
         "call it off",
         "cancel appointment",
         "cancel booking",
+        "want to cancel",
+        "need to cancel",
+        "like to cancel",
+        "have to cancel",
+        "please cancel",
     ]
     .iter()
     .any(|p| t.contains(p))
@@ -2055,6 +2070,33 @@ mod tests {
         job.apply(interpret(Question::Discount(0), "yes it is", &maid, &job).unwrap());
         assert_eq!(job.discounts, vec!["first_clean".to_string()]);
         assert_eq!(next_question(&job, BusinessKind::Maid, &maid), None);
+    }
+
+    #[test]
+    fn loose_things_beside_an_item_with_its_own_labour_still_ask_the_size() {
+        let junk = junk_catalog();
+        let mut job = JobDetails::default();
+        let said = "a couch, two mattresses, a fridge, a dresser, a treadmill, a washer, a dryer, a piano, \
+                    a table, 6 chairs and 20 boxes";
+        for update in understand(said, BusinessKind::JunkRemoval, &junk, &job).updates() {
+            job.apply(update);
+        }
+        assert_eq!(
+            job.items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+            ["piano"]
+        );
+        assert_eq!(job.size, None);
+        // The piano alone would price none of the rest: how much in all?
+        assert_eq!(
+            next_question(&job, BusinessKind::JunkRemoval, &junk),
+            Some(Question::Size)
+        );
+        job.apply(interpret(Question::Size, "4", &junk, &job).unwrap());
+        assert_eq!(job.size.as_deref(), Some("full_truck"));
+        assert_ne!(
+            next_question(&job, BusinessKind::JunkRemoval, &junk),
+            Some(Question::Size)
+        );
     }
 
     #[test]

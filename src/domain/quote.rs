@@ -1109,6 +1109,32 @@ pub fn date_surcharge_warnings(config: &PricingConfig, schedule: &ScheduleConfig
         DayHours::Closed => None,
     })
     .collect();
+    // A catalog written before `applies` existed asks its weekend rate as an
+    // extra, before any date is known: say how to price it from the opening.
+    let unmarked = config
+        .modifiers
+        .iter()
+        .filter(|m| m.applies.is_none())
+        .filter_map(|m| {
+            let words = format!("{} {}", m.id, m.label)
+                .to_lowercase()
+                .replace(['_', '-'], " ");
+            let rule = if words.contains("weekend") {
+                "weekend"
+            } else if words.contains("same day") {
+                "same_day"
+            } else if words.contains("after hours") || words.contains("evening") {
+                "after_hours"
+            } else {
+                return None;
+            };
+            Some(format!(
+                "`{}` ({}) reads like a date surcharge but has no `applies`: it is asked as an extra \
+             before any date is known; add `applies = \"{rule}\"` to charge it from the opening chosen.",
+                m.id, m.label
+            ))
+        });
+    let unmarked: Vec<String> = unmarked.collect();
     config
         .modifiers
         .iter()
@@ -1136,6 +1162,7 @@ pub fn date_surcharge_warnings(config: &PricingConfig, schedule: &ScheduleConfig
             };
             Some(format!("`{}` ({}) {why}: it is never charged.", m.id, m.label))
         })
+        .chain(unmarked)
         .collect()
 }
 
@@ -1877,6 +1904,20 @@ mod tests {
                 .last()
                 .unwrap()
                 .contains("sets no `after_hours_from`")
+        );
+        // A catalog from before `applies`: its weekend rate would be asked
+        // as an extra. Open every day, so only that warning stands.
+        let mut old = c.clone();
+        old.modifiers.retain(|m| m.id == "weekend");
+        old.modifiers[0].applies = None;
+        let open_all_week = ScheduleConfig::default();
+        assert_eq!(
+            date_surcharge_warnings(&old, &open_all_week),
+            vec![
+                "`weekend` (weekend) reads like a date surcharge but has no `applies`: it is asked as \
+                 an extra before any date is known; add `applies = \"weekend\"` to charge it from the \
+                 opening chosen."
+            ]
         );
     }
 

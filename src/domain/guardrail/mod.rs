@@ -200,8 +200,10 @@ pub struct Facts {
     pub surcharge_percents: Vec<Decimal>,
     pub allowed_commitments: Vec<Pattern>,
     pub forbidden_phrases: Vec<Pattern>,
-    /// Owner-written text (business name, greeting), prepared: not checked.
-    pub owner_texts: Vec<String>,
+    /// Words a reply may quote verbatim, prepared: not checked. The owner's
+    /// (business name, greeting) and the customer's own (their name and
+    /// address): "Thanks, Tuesday Weld!" states no weekday.
+    pub verbatim: Vec<String>,
     /// The business's local date now, for "tomorrow" and dates without a year.
     pub today: NaiveDate,
 }
@@ -321,9 +323,12 @@ impl Facts {
             other_dates.extend(dates::dates_in(owner_said, today));
         }
         let guardrail = &business.guardrail;
-        let mut owner_texts = vec![prepare(&business.business.name)];
-        owner_texts.push(prepare(&business.greeting()));
-        owner_texts.retain(|t| !t.trim().is_empty());
+        let mut verbatim = vec![prepare(&business.business.name)];
+        verbatim.push(prepare(&business.greeting()));
+        for job in [after.job(), before.job()].into_iter().flatten() {
+            verbatim.extend(job.customer_name.iter().chain(&job.address).map(|t| prepare(t)));
+        }
+        verbatim.retain(|t| !t.trim().is_empty());
         Facts {
             state: after.name(),
             total: current.map(|q| q.total.amount()),
@@ -345,7 +350,7 @@ impl Facts {
                 .iter()
                 .map(|p| Pattern::new(p))
                 .collect(),
-            owner_texts,
+            verbatim,
             today,
         }
     }
@@ -356,7 +361,7 @@ impl Facts {
 /// into texts, and again as it will be sent.
 pub fn check(text: &str, facts: &Facts) -> Vec<Violation> {
     let mut prepared = prepare(text);
-    blank_owner_texts(&mut prepared, &facts.owner_texts);
+    blank_verbatim(&mut prepared, &facts.verbatim);
     let tokens = tokens::tokenize(&prepared);
     let mut violations = Vec::new();
     amounts::check(&prepared, &tokens, facts, &mut violations);
@@ -373,10 +378,11 @@ pub fn check(text: &str, facts: &Facts) -> Vec<Violation> {
     violations
 }
 
-/// Replaces the owner's own words with spaces, so they are not read as
-/// claims: a business called "Free Haul" or a greeting with its hours.
-fn blank_owner_texts(prepared: &mut String, owner_texts: &[String]) {
-    for owner in owner_texts {
+/// Replaces words quoted verbatim with spaces, so they are not read as
+/// claims: a business called "Free Haul", a greeting with its hours, a
+/// customer called Eve Sunday.
+fn blank_verbatim(prepared: &mut String, verbatim: &[String]) {
+    for owner in verbatim {
         while let Some(at) = prepared.find(owner.as_str()) {
             let blank = " ".repeat(owner.len());
             prepared.replace_range(at..at + owner.len(), &blank);

@@ -341,6 +341,35 @@ fn hedged_and_true_claims_pass() {
 }
 
 #[test]
+fn the_customers_own_name_and_address_are_quoted_not_read() {
+    for name in [
+        "Tuesday Weld",
+        "Eve Sunday",
+        "Dawn Noon",
+        "Free Willy",
+        "Guaranteed Smith",
+    ] {
+        let job = JobDetails {
+            customer_name: Some(name.into()),
+            address: Some("12 Monday Lane, Suite 3pm".into()),
+            ..JobDetails::default()
+        };
+        let quoted = ConversationState::Quoted(Quoted {
+            job,
+            quote: quote(&[]),
+        });
+        let facts = facts_of(&quoted, &quoted);
+        let text = format!("Thanks, {name}! The job is at 12 Monday Lane, Suite 3pm. What time suits you?");
+        assert_eq!(check(&text, &facts), [], "{text}");
+    }
+    // Someone else's name is still read.
+    assert_eq!(
+        kinds("Thanks, Tuesday Weld!", &facts_of(&quoted(), &quoted())),
+        [Date]
+    );
+}
+
+#[test]
 fn the_products_own_texts_pass() {
     let business = business();
     let q = quote(&[]);
