@@ -57,8 +57,12 @@ impl Services {
 
         let sender = sender.unwrap_or_else(|| match settings.twilio.credentials() {
             Some(credentials) => Arc::new(
-                TwilioClient::new(&settings.twilio.api_base_url, credentials, settings.twilio.timeout)
-                    .with_status_callback(http::status_callback_url(&settings.public_base_url)),
+                TwilioClient::new(
+                    &settings.twilio.api_base_url,
+                    credentials,
+                    settings.twilio.timeout,
+                )
+                .with_status_callback(http::status_callback_url(&settings.public_base_url)),
             ),
             None => {
                 tracing::warn!(

@@ -43,7 +43,11 @@ pub async fn status(
             "late delivery receipt; the text's status stays"
         ),
         ReceiptApplied::Advanced(text) => {
-            tracing::info!(message = text.id.0, error_code = text.error_code, "delivery status recorded");
+            tracing::info!(
+                message = text.id.0,
+                error_code = text.error_code,
+                "delivery status recorded"
+            );
         }
     }
     Ok(StatusCode::OK)
@@ -100,7 +104,10 @@ mod tests {
     use super::*;
 
     fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     const SID: &str = "SM0123456789abcdef0123456789abcdef";

@@ -374,7 +374,11 @@ impl TextDelivery {
     pub fn summary(&self) -> String {
         match self.receipt {
             Some(status) if status.is_failure() => {
-                format!("{}: {}", status.as_str(), delivery::describe_error(self.error_code))
+                format!(
+                    "{}: {}",
+                    status.as_str(),
+                    delivery::describe_error(self.error_code)
+                )
             }
             Some(status) => status.as_str().to_string(),
             None => self.send_status.clone(),
