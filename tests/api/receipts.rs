@@ -180,6 +180,10 @@ async fn an_unsigned_or_forged_receipt_is_refused() {
         .cloned()
         .collect();
     assert_eq!(app.post_signed(STATUS_PATH, &no_status).await.status(), 400);
+    // Far bigger than any receipt: refused before it is read.
+    let mut huge = params.clone();
+    huge.push(("Padding".into(), "x".repeat(70 * 1024)));
+    assert_eq!(app.post_signed(STATUS_PATH, &huge).await.status(), 413);
 }
 
 fn signature_for(params: &[(String, String)], token: &str) -> String {
