@@ -271,11 +271,10 @@ async fn an_undelivered_reminder_alerts_the_owner_in_words_and_shows_in_the_job_
     let sms = outbound(&app.messages(DANA).await, "reminder");
     let sid = sms.twilio_sid.clone().expect("the reminder was sent");
 
+    report(&app, &sid, "undelivered", Some("30006")).await;
+    // Late and repeated: no second alert, no change.
     report(&app, &sid, "sent", None).await;
     report(&app, &sid, "undelivered", Some("30006")).await;
-    // Repeated and late: no second alert, no change.
-    report(&app, &sid, "undelivered", Some("30006")).await;
-    report(&app, &sid, "sent", None).await;
     assert_eq!(
         app.store.delivery_receipt(sms.id).await.unwrap(),
         Some((DeliveryStatus::Undelivered, Some(30006)))
