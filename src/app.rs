@@ -56,11 +56,14 @@ impl Services {
         let store: Arc<dyn Store> = Arc::new(sqlite);
 
         let sender = sender.unwrap_or_else(|| match settings.twilio.credentials() {
-            Some(credentials) => Arc::new(TwilioClient::new(
-                &settings.twilio.api_base_url,
-                credentials,
-                settings.twilio.timeout,
-            )),
+            Some(credentials) => Arc::new(
+                TwilioClient::new(
+                    &settings.twilio.api_base_url,
+                    credentials,
+                    settings.twilio.timeout,
+                )
+                .with_status_callback(http::status_callback_url(&settings.public_base_url)),
+            ),
             None => {
                 tracing::warn!(
                     "Twilio is not configured: replies are printed to the console instead of sent"
@@ -191,6 +194,7 @@ impl Application {
                 .to_string(),
             twilio_auth_token: settings.twilio.auth_token.clone(),
             skip_signature_validation: settings.twilio.skip_signature_validation,
+            engine: services.engine.clone(),
         };
 
         let address = format!("{}:{}", settings.host, settings.port);

@@ -48,7 +48,8 @@ enum Command {
     },
     /// Price a job against business.toml and print the breakdown.
     Quote(Box<QuoteArgs>),
-    /// List pending and dead jobs: what will be sent, and when.
+    /// List pending and dead jobs, and those whose text did not reach the
+    /// customer: what will be sent, when, and what became of it.
     Jobs {
         /// One JSON object per line, for scripts.
         #[arg(long)]
@@ -283,11 +284,28 @@ async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<
         JobStatus::Running,
         JobStatus::Suspended,
         JobStatus::Dead,
+        // Listed when their text did not arrive, or with --all.
+        JobStatus::Done,
     ];
     if all {
-        statuses.extend([JobStatus::Done, JobStatus::Cancelled]);
+        statuses.push(JobStatus::Cancelled);
     }
-    let jobs = crate::store::Store::jobs(&store, &statuses, 10_000).await?;
+    let mut jobs = crate::store::Store::jobs(&store, &statuses, 10_000).await?;
+    // What became of each job's text: Twilio's latest delivery receipt.
+    let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+    let deliveries = crate::store::Store::job_text_deliveries(&store, &ids).await?;
+    let undelivered: std::collections::HashSet<i64> = deliveries
+        .iter()
+        .filter(|t| t.receipt.is_some_and(|r| r.is_failure()))
+        .map(|t| t.job_id)
+        .collect();
+    if !all {
+        // A job done whose text never reached the customer still needs the owner.
+        jobs.retain(|j| j.status != JobStatus::Done || undelivered.contains(&j.id));
+    }
+    let texts: std::collections::HashMap<i64, String> =
+        deliveries.into_iter().map(|t| (t.job_id, t.summary())).collect();
+    let text_of = |id: i64| texts.get(&id).map_or("", String::as_str);
     let tz = business.business.timezone;
     let mut out = String::new();
     if json {
@@ -301,6 +319,7 @@ async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<
                 "attempts": j.attempts,
                 "max_attempts": j.max_attempts,
                 "last_error": j.last_error,
+                "text": texts.get(&j.id),
             });
             out.push_str(&line.to_string());
             out.push('\n');
@@ -309,24 +328,26 @@ async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<
         out.push_str("No pending or dead jobs.\n");
     } else {
         out.push_str(&format!(
-            "{:<6} {:<16} {:<10} {:<30} {:<26} {:>8}  {}\n",
+            "{:<6} {:<16} {:<10} {:<30} {:<26} {:>8}  {:<12}  {}\n",
             "ID",
             "KIND",
             "STATUS",
             "RECIPIENT",
             format!("DUE ({})", tz.name()),
             "ATTEMPTS",
+            "TEXT",
             "LAST ERROR"
         ));
         for j in &jobs {
             out.push_str(&format!(
-                "{:<6} {:<16} {:<10} {:<30} {:<26} {:>8}  {}\n",
+                "{:<6} {:<16} {:<10} {:<30} {:<26} {:>8}  {:<12}  {}\n",
                 j.id,
                 j.kind,
                 j.status.as_str(),
                 mask_recipient(&j.recipient),
                 j.run_at.with_timezone(&tz).format("%a %b %-d %Y %-I:%M%P"),
                 format!("{}/{}", j.attempts, j.max_attempts),
+                text_of(j.id),
                 j.last_error.as_deref().unwrap_or("")
             ));
         }

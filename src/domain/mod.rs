@@ -3,6 +3,7 @@
 
 pub mod availability;
 pub mod conversation;
+pub mod delivery;
 pub mod guardrail;
 pub mod guided;
 pub mod keywords;

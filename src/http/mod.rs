@@ -2,6 +2,8 @@
 
 mod error;
 mod sms;
+mod status;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use tracing::Level;
 
 pub use error::ApiError;
 
+use crate::jobs::turns::Engine;
 use crate::store::Store;
 
 /// Twilio's webhook bodies are a few kilobytes; anything near this is not
@@ -34,11 +37,23 @@ pub struct AppState {
     pub public_base_url: String,
     pub twilio_auth_token: Option<SecretString>,
     pub skip_signature_validation: bool,
+    /// Applies delivery receipts and alerts the owner about failed texts.
+    pub engine: Arc<Engine>,
+}
+
+/// Where Twilio posts the delivery receipts of the texts we send.
+pub fn status_callback_url(public_base_url: &url::Url) -> String {
+    format!(
+        "{}{}",
+        public_base_url.as_str().trim_end_matches('/'),
+        status::STATUS_PATH
+    )
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/sms/inbound", post(sms::inbound))
+        .route(status::STATUS_PATH, post(status::status))
         .route("/healthz", get(health))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

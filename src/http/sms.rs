@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::error::ApiError;
+use super::verify::verified_form;
 use crate::domain::phone::E164;
 use crate::store::{InboundSms, Recorded};
-use crate::twilio::signature;
 
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
@@ -25,38 +25,7 @@ pub async fn inbound(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.starts_with("application/x-www-form-urlencoded") {
-        return Err(ApiError::BadRequest(
-            "expected an application/x-www-form-urlencoded body".into(),
-        ));
-    }
-    let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
-    let params: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes()).into_owned().collect();
-
-    if !state.skip_signature_validation {
-        let Some(token) = &state.twilio_auth_token else {
-            tracing::error!("TWILIO_AUTH_TOKEN is not set, so no webhook can be verified");
-            return Err(ApiError::Forbidden("signature cannot be verified"));
-        };
-        let signature = headers
-            .get("x-twilio-signature")
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Forbidden("missing X-Twilio-Signature"))?;
-        let path_and_query = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-        let url = format!("{}{}", state.public_base_url, path_and_query);
-        if !signature::verify(
-            secrecy::ExposeSecret::expose_secret(token),
-            &url,
-            &params,
-            signature,
-        ) {
-            return Err(ApiError::Forbidden("X-Twilio-Signature does not match"));
-        }
-    }
+    let params = verified_form(&state, &uri, &headers, &body)?;
 
     let sms = parse_inbound(&params)?;
     let span = tracing::Span::current();
@@ -117,7 +86,7 @@ fn parse_inbound(params: &[(String, String)]) -> Result<InboundSms, ApiError> {
 
 /// Twilio's message SIDs: `SM` (SMS, and WhatsApp text) or `MM` (media),
 /// then 32 lowercase hex digits.
-fn is_message_sid(sid: &str) -> bool {
+pub(super) fn is_message_sid(sid: &str) -> bool {
     let Some(digits) = sid.strip_prefix("SM").or_else(|| sid.strip_prefix("MM")) else {
         return false;
     };

@@ -4,6 +4,7 @@
 //! decides which conversation runs next, one turn at a time per conversation.
 
 pub mod plan;
+pub mod receipts;
 pub mod runner;
 pub mod turns;
 pub mod worker;

@@ -21,7 +21,7 @@ pub const EMAIL: &str = "email";
 pub const DEFERRED_REPLY: &str = "deferred_reply";
 
 /// Alerts that also go to the owner by email: the ones a person must act on.
-pub const EMAILED_ALERTS: [&str; 8] = [
+pub const EMAILED_ALERTS: [&str; 9] = [
     crate::jobs::worker::TURN_PANICKED,
     "handoff",
     "handed_off_text",
@@ -30,6 +30,7 @@ pub const EMAILED_ALERTS: [&str; 8] = [
     "opted_out_with_booking",
     "dead_job",
     "send_failed",
+    crate::jobs::receipts::TEXT_UNDELIVERED,
 ];
 
 #[derive(Debug, Default)]
@@ -392,6 +393,7 @@ pub fn alert_job_about(
         "opted_out_with_booking" => "A booked customer opted out of texts",
         "dead_job" => "A notification could not be sent",
         crate::jobs::worker::TURN_PANICKED => "A customer's text could not be answered",
+        crate::jobs::receipts::TEXT_UNDELIVERED => "A text did not reach a customer",
         _ => "A text could not be delivered",
     };
     let (subject, html, text) = templates::alert_email_about(

@@ -662,7 +662,7 @@ impl Engine {
     /// notifications pick them up. Failing to store one must not fail the turn.
     /// `customer`, when the alert is about one, is named in the owner's
     /// email with a link to call; the log masks the number.
-    async fn alert_about(
+    pub(crate) async fn alert_about(
         &self,
         kind: &'static str,
         conversation: Option<ConversationId>,

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::availability::Interval;
 use crate::domain::conversation::ConversationState;
+use crate::domain::delivery::{self, DeliveryStatus};
 use crate::domain::phone::E164;
 use crate::domain::quote::Quote;
 
@@ -321,6 +322,70 @@ pub struct Hold {
     pub blocked: Interval,
 }
 
+/// A delivery receipt: one of Twilio's status callbacks, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    pub message_sid: String,
+    pub status: DeliveryStatus,
+    pub error_code: Option<i64>,
+}
+
+/// An outbound text a receipt moved forward, with whom it was for.
+#[derive(Debug, Clone)]
+pub struct ReceiptedText {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub customer_id: CustomerId,
+    pub to: E164,
+    /// The message kind: `reminder`, `confirmation`, `reply`, ...
+    pub kind: String,
+    pub status: DeliveryStatus,
+    pub error_code: Option<i64>,
+}
+
+/// What a receipt did.
+#[derive(Debug, Clone)]
+pub enum ReceiptApplied {
+    /// No text of ours has this SID: nothing changed.
+    UnknownMessage,
+    /// This status was already received for this text: nothing changed.
+    Repeated,
+    /// Arrived after a later status (callbacks come out of order): kept
+    /// for the record, the text's status unchanged.
+    Late { current: Option<DeliveryStatus> },
+    /// The text's delivery status moved forward to the receipt's.
+    Advanced(ReceiptedText),
+}
+
+/// What became of the text a job sent, for the owner's job list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextDelivery {
+    pub job_id: i64,
+    /// Our own send state: sent, failed, opted_out, unknown, ...
+    pub send_status: String,
+    /// The latest receipt from Twilio, if any came.
+    pub receipt: Option<DeliveryStatus>,
+    pub error_code: Option<i64>,
+}
+
+impl TextDelivery {
+    /// "delivered", "undelivered: the number is a landline ...", or our own
+    /// send state while no receipt has come.
+    pub fn summary(&self) -> String {
+        match self.receipt {
+            Some(status) if status.is_failure() => {
+                format!(
+                    "{}: {}",
+                    status.as_str(),
+                    delivery::describe_error(self.error_code)
+                )
+            }
+            Some(status) => status.as_str().to_string(),
+            None => self.send_status.clone(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -491,4 +556,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the customer last texted in this conversation.
     async fn last_inbound_at(&self, id: ConversationId) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Applies a delivery receipt to the text with its SID, forward only
+    /// (see `domain::delivery::advances`); each (text, status) once.
+    async fn apply_status_report(&self, report: &StatusReport) -> Result<ReceiptApplied, StoreError>;
+
+    /// What became of the texts these jobs sent (jobs without a text are
+    /// left out).
+    async fn job_text_deliveries(&self, job_ids: &[i64]) -> Result<Vec<TextDelivery>, StoreError>;
+
+    /// A text's latest delivery receipt and its error code, if any came.
+    async fn delivery_receipt(
+        &self,
+        id: MessageId,
+    ) -> Result<Option<(DeliveryStatus, Option<i64>)>, StoreError>;
 }

@@ -977,6 +977,112 @@ impl Store for SqliteStore {
         .fetch_one(&self.reader)
         .await?)
     }
+
+    async fn apply_status_report(&self, report: &StatusReport) -> Result<ReceiptApplied, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(row) = sqlx::query(
+            "SELECT m.id, m.conversation_id, m.kind, m.delivery_status, c.customer_id, k.phone
+             FROM messages m
+             JOIN conversations c ON c.id = m.conversation_id
+             JOIN customers k ON k.id = c.customer_id
+             WHERE m.twilio_sid = ? AND m.direction = 'outbound'",
+        )
+        .bind(&report.message_sid)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(ReceiptApplied::UnknownMessage);
+        };
+        let id: i64 = row.try_get("id")?;
+        let current = row
+            .try_get::<Option<String>, _>("delivery_status")?
+            .map(|raw| parse_delivery_status(&raw))
+            .transpose()?;
+        let advances = crate::domain::delivery::advances(current, report.status);
+        let now = Utc::now();
+        let new = sqlx::query(
+            "INSERT INTO delivery_receipts (message_id, status, error_code, applied, received_at)
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, status) DO NOTHING",
+        )
+        .bind(id)
+        .bind(report.status.as_str())
+        .bind(report.error_code)
+        .bind(advances)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !new {
+            return Ok(ReceiptApplied::Repeated);
+        }
+        if !advances {
+            tx.commit().await?;
+            return Ok(ReceiptApplied::Late { current });
+        }
+        sqlx::query(
+            "UPDATE messages SET delivery_status = ?, delivery_error_code = ?, delivery_updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(report.status.as_str())
+        .bind(report.error_code)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ReceiptApplied::Advanced(ReceiptedText {
+            id: MessageId(id),
+            conversation_id: ConversationId(row.try_get("conversation_id")?),
+            customer_id: CustomerId(row.try_get("customer_id")?),
+            to: parse_phone(row.try_get("phone")?)?,
+            kind: row.try_get("kind")?,
+            status: report.status,
+            error_code: report.error_code,
+        }))
+    }
+
+    async fn job_text_deliveries(&self, job_ids: &[i64]) -> Result<Vec<TextDelivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT job_id, status, delivery_status, delivery_error_code FROM messages
+             WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY job_id",
+        )
+        .bind(serde_json::to_string(job_ids).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TextDelivery {
+                    job_id: row.try_get("job_id")?,
+                    send_status: row.try_get("status")?,
+                    receipt: row
+                        .try_get::<Option<String>, _>("delivery_status")?
+                        .map(|raw| parse_delivery_status(&raw))
+                        .transpose()?,
+                    error_code: row.try_get("delivery_error_code")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delivery_receipt(
+        &self,
+        id: MessageId,
+    ) -> Result<Option<(DeliveryStatus, Option<i64>)>, StoreError> {
+        let row: Option<(Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT delivery_status, delivery_error_code FROM messages WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(&self.reader)
+                .await?;
+        match row {
+            Some((Some(raw), code)) => Ok(Some((parse_delivery_status(&raw)?, code))),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn parse_delivery_status(raw: &str) -> Result<DeliveryStatus, StoreError> {
+    DeliveryStatus::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("delivery status `{raw}`")))
 }
 
 fn interval(start_ms: i64, end_ms: i64) -> Interval {

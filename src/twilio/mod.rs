@@ -87,6 +87,8 @@ pub struct TwilioClient {
     credentials: TwilioCredentials,
     retry_base: Duration,
     max_retries: u32,
+    /// Where Twilio posts delivery receipts for every text sent.
+    status_callback: Option<String>,
 }
 
 impl TwilioClient {
@@ -106,13 +108,29 @@ impl TwilioClient {
             credentials,
             retry_base: Duration::from_millis(500),
             max_retries: 2,
+            status_callback: None,
         }
+    }
+
+    /// Asks Twilio to report each text's delivery to `url`
+    /// (`PUBLIC_BASE_URL` + `/api/sms/status`).
+    pub fn with_status_callback(mut self, url: String) -> Self {
+        self.status_callback = Some(url);
+        self
     }
 
     /// Shorter backoff, for tests.
     pub fn with_retry_base(mut self, retry_base: Duration) -> Self {
         self.retry_base = retry_base;
         self
+    }
+
+    fn send_form<'a>(&'a self, from: &'a E164, to: &'a E164, body: &'a str) -> Vec<(&'static str, &'a str)> {
+        let mut form = vec![("To", to.as_str()), ("From", from.as_str()), ("Body", body)];
+        if let Some(url) = &self.status_callback {
+            form.push(("StatusCallback", url.as_str()));
+        }
+        form
     }
 
     async fn attempt(&self, from: &E164, to: &E164, body: &str) -> Result<String, SendError> {
@@ -123,7 +141,7 @@ impl TwilioClient {
                 &self.credentials.account_sid,
                 Some(self.credentials.auth_token.expose_secret()),
             )
-            .form(&[("To", to.as_str()), ("From", from.as_str()), ("Body", body)])
+            .form(&self.send_form(from, to, body))
             .send()
             .await
             .map_err(|e| {

@@ -11,6 +11,7 @@ mod notifications;
 mod owner;
 mod panics;
 mod quotes;
+mod receipts;
 mod scheduling;
 mod turns;
 mod webhook;

@@ -222,7 +222,7 @@ async fn ses_throttling_is_retried_and_delivered_once() {
 }
 
 /// A runner on the app's database, with its own clock.
-async fn runner_for(app: &TestApp, email: Arc<dyn EmailSender>) -> JobRunner {
+pub async fn runner_for(app: &TestApp, email: Arc<dyn EmailSender>) -> JobRunner {
     let services = Services::build(&app.settings(), Arc::new(app.business.clone()), None)
         .await
         .unwrap();

@@ -1,0 +1,127 @@
+//! Delivery receipts: Twilio's word on what became of a text we sent.
+//!
+//! The store applies each receipt once and only forward; a text that did
+//! not reach its customer (undelivered or failed) alerts the owner, by a
+//! stored alert and email, in words: who, which text, why, and whether the
+//! customer may not know about their booking.
+
+use crate::domain::conversation::ConversationState;
+use crate::domain::delivery::{self, DeliveryStatus};
+use crate::jobs::plan;
+use crate::jobs::turns::Engine;
+use crate::store::{ReceiptApplied, ReceiptedText, StatusReport, StoreError};
+use crate::twilio::ERROR_OPTED_OUT;
+
+/// The alert for a text that did not reach its customer.
+pub const TEXT_UNDELIVERED: &str = "text_undelivered";
+
+impl Engine {
+    /// Applies one status callback, and alerts the owner when it says a
+    /// text did not arrive.
+    pub async fn record_status_report(&self, report: &StatusReport) -> Result<ReceiptApplied, StoreError> {
+        let applied = self.store.apply_status_report(report).await?;
+        if let ReceiptApplied::Advanced(text) = &applied
+            && text.status.is_failure()
+        {
+            self.alert_undelivered(text).await?;
+        }
+        Ok(applied)
+    }
+
+    async fn alert_undelivered(&self, text: &ReceiptedText) -> Result<(), StoreError> {
+        if text.error_code == Some(ERROR_OPTED_OUT) {
+            // As when a send is refused with 21610: no more texts to them.
+            self.store.set_opted_out(text.customer_id, true).await?;
+        }
+        let turn = self.store.turn_input(text.conversation_id, 1).await?;
+        let contact = plan::CustomerContact::of(&turn, &turn.state);
+        let booked = match &turn.state {
+            ConversationState::Booked(b) => Some(b.booking.slot.label.as_str()),
+            ConversationState::Scheduling(s) => s.rescheduling.as_ref().map(|b| b.slot.label.as_str()),
+            _ => None,
+        };
+        let detail = undelivered_detail(text, &contact.describe(), booked);
+        self.alert_about(
+            TEXT_UNDELIVERED,
+            Some(text.conversation_id),
+            &detail,
+            Some(&contact),
+        )
+        .await;
+        Ok(())
+    }
+}
+
+/// The owner's alert for a text that did not arrive. `booked` is the
+/// customer's booking, when they have one.
+pub fn undelivered_detail(text: &ReceiptedText, customer: &str, booked: Option<&str>) -> String {
+    let which = match text.kind.as_str() {
+        "reminder" => "A booking reminder",
+        "confirmation" => "The booking confirmation",
+        "follow_up" => "A follow-up on their quote",
+        "reply" | "guided" | "templated" => "A reply",
+        _ => "A text",
+    };
+    let what = match text.status {
+        DeliveryStatus::Failed => "could not be sent",
+        _ => "was not delivered",
+    };
+    let why = delivery::describe_error(text.error_code);
+    let mut detail = format!("{which} to {customer} {what}: {why}.");
+    if matches!(text.kind.as_str(), "reminder" | "confirmation") {
+        match booked {
+            Some(label) => detail.push_str(&format!(
+                " They may not know about their booking ({label}); call them."
+            )),
+            None => detail.push_str(" They may not know about their booking; call them."),
+        }
+    }
+    detail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::phone::E164;
+    use crate::store::{ConversationId, CustomerId, MessageId};
+
+    fn text(kind: &str, status: DeliveryStatus, code: Option<i64>) -> ReceiptedText {
+        ReceiptedText {
+            id: MessageId(1),
+            conversation_id: ConversationId(1),
+            customer_id: CustomerId(1),
+            to: E164::parse("+15035551234").unwrap(),
+            kind: kind.into(),
+            status,
+            error_code: code,
+        }
+    }
+
+    #[test]
+    fn a_failed_reminder_says_the_customer_may_not_know() {
+        let detail = undelivered_detail(
+            &text("reminder", DeliveryStatus::Undelivered, Some(30006)),
+            "Dana Reyes (+15035551234)",
+            Some("Tue Dec 1, 8-10am"),
+        );
+        assert_eq!(
+            detail,
+            "A booking reminder to Dana Reyes (+15035551234) was not delivered: the number is a landline \
+             or its carrier is unreachable (error 30006). They may not know about their booking \
+             (Tue Dec 1, 8-10am); call them."
+        );
+    }
+
+    #[test]
+    fn a_failed_reply_is_not_about_a_booking() {
+        let detail = undelivered_detail(
+            &text("reply", DeliveryStatus::Failed, Some(30007)),
+            "+15035551234",
+            None,
+        );
+        assert_eq!(
+            detail,
+            "A reply to +15035551234 could not be sent: the carrier filtered it as spam (error 30007)."
+        );
+    }
+}
