@@ -191,6 +191,7 @@ impl Application {
                 .to_string(),
             twilio_auth_token: settings.twilio.auth_token.clone(),
             skip_signature_validation: settings.twilio.skip_signature_validation,
+            media_base_url: settings.twilio.api_base_url.clone(),
         };
 
         let address = format!("{}:{}", settings.host, settings.port);

@@ -34,6 +34,8 @@ pub struct AppState {
     pub public_base_url: String,
     pub twilio_auth_token: Option<SecretString>,
     pub skip_signature_validation: bool,
+    /// Only media URLs under this base (`TWILIO_API_BASE_URL`) are fetched.
+    pub media_base_url: url::Url,
 }
 
 pub fn router(state: AppState) -> Router {

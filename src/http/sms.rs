@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::phone::E164;
+use crate::media::MAX_MEDIA_PER_MESSAGE;
 use crate::store::{InboundSms, Recorded};
 use crate::twilio::signature;
 
@@ -58,7 +59,7 @@ pub async fn inbound(
         }
     }
 
-    let sms = parse_inbound(&params)?;
+    let sms = parse_inbound(&params, &state.media_base_url)?;
     let span = tracing::Span::current();
     span.record("message_sid", sms.message_sid.as_str());
     span.record("from", tracing::field::display(sms.from.masked()));
@@ -73,7 +74,7 @@ pub async fn inbound(
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response())
 }
 
-fn parse_inbound(params: &[(String, String)]) -> Result<InboundSms, ApiError> {
+fn parse_inbound(params: &[(String, String)], media_base_url: &url::Url) -> Result<InboundSms, ApiError> {
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let required = |name: &str| get(name).ok_or_else(|| ApiError::BadRequest(format!("missing {name}")));
     let message_sid = required("MessageSid")?;
@@ -95,11 +96,17 @@ fn parse_inbound(params: &[(String, String)]) -> Result<InboundSms, ApiError> {
         Some(n) => n
             .parse()
             .ok()
-            .filter(|n| *n <= 10)
+            .filter(|n| *n <= MAX_MEDIA_PER_MESSAGE)
             .ok_or_else(|| ApiError::BadRequest("NumMedia is not a number from 0 to 10".into()))?,
     };
-    let media_urls = (0..num_media)
-        .filter_map(|i| get(&format!("MediaUrl{i}")).map(str::to_string))
+    // Whether a file is fetched is decided here, where the provider's base
+    // URL is known: a URL anywhere else is recorded and never requested.
+    let media = (0..num_media)
+        .filter_map(|i| {
+            let url = get(&format!("MediaUrl{i}"))?;
+            let content_type = get(&format!("MediaContentType{i}")).unwrap_or("application/octet-stream");
+            Some(crate::media::plan(url, content_type, media_base_url))
+        })
         .collect();
     let params: Map<String, Value> = params
         .iter()
@@ -110,7 +117,7 @@ fn parse_inbound(params: &[(String, String)]) -> Result<InboundSms, ApiError> {
         from,
         to,
         body: get("Body").unwrap_or("").to_string(),
-        media_urls,
+        media,
         params: Value::Object(params),
     })
 }
