@@ -215,6 +215,7 @@ impl Application {
             email,
             business: services.engine.business.clone(),
             settings: settings.jobs.clone(),
+            media: media_fetcher(&settings),
         };
         let jobs = tokio::spawn(runner.run(shutdown_rx.clone()));
         let worker = TurnWorker {
@@ -283,6 +284,19 @@ impl Application {
 }
 
 /// SES when configured, else the outbox folder.
+/// Fetches customers' media with the Twilio account's credentials, when
+/// there are any.
+pub fn media_fetcher(settings: &Settings) -> Option<Arc<crate::media::MediaFetcher>> {
+    let twilio = &settings.twilio;
+    Some(Arc::new(crate::media::MediaFetcher::new(
+        twilio.api_base_url.clone(),
+        twilio.account_sid.clone()?,
+        twilio.auth_token.clone()?,
+        // A 5 MB file on a slow link takes longer than a Messages API call.
+        twilio.timeout * 3,
+    )))
+}
+
 pub async fn email_sender(settings: &Settings) -> Arc<dyn EmailSender> {
     if settings.email.ses {
         let from = settings.email.from.clone().unwrap_or_default();

@@ -19,6 +19,7 @@ pub const REMINDER: &str = "reminder";
 pub const FOLLOW_UP: &str = "quote_follow_up";
 pub const EMAIL: &str = "email";
 pub const DEFERRED_REPLY: &str = "deferred_reply";
+pub use crate::store::FETCH_MEDIA;
 
 /// Alerts that also go to the owner by email: the ones a person must act on.
 pub const EMAILED_ALERTS: [&str; 8] = [
@@ -287,6 +288,9 @@ fn plan_email(
         html,
         text,
         date: Some(now),
+        // The crew sees the pile before they arrive.
+        attach_photos: true,
+        attachments: Vec::new(),
     };
     plan.jobs.push(NewJob {
         kind: EMAIL,
@@ -413,6 +417,9 @@ pub fn alert_job_about(
             html,
             text,
             date: Some(now),
+            // The owner taking over sees what the customer sent.
+            attach_photos: matches!(alert.kind, "handoff" | "handed_off_text") && conversation.is_some(),
+            attachments: Vec::new(),
         })
         .unwrap_or_default(),
         run_at: now,
