@@ -14,7 +14,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 
-use crate::anthropic::{ApiMessage, ContentBlock, ImageSource, MessagesRequest, ModelClient, ModelError, Role};
+use crate::anthropic::{
+    ApiMessage, ContentBlock, ImageSource, MessagesRequest, ModelClient, ModelError, Role,
+};
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::ConversationState;
 use crate::domain::quote::Quote;
@@ -125,7 +127,10 @@ pub fn history_to_messages(history: &[Message], images: &[StoredImage]) -> Vec<A
                 }
                 last.content.extend(blocks);
             }
-            _ => messages.push(ApiMessage { role, content: blocks }),
+            _ => messages.push(ApiMessage {
+                role,
+                content: blocks,
+            }),
         }
     }
     while messages.last().is_some_and(|m| m.role == Role::Assistant) {
@@ -598,14 +603,17 @@ mod tests {
 
     #[test]
     fn history_alternates_and_starts_with_the_customer() {
-        let messages = history_to_messages(&[
-            message(1, Direction::Outbound, "Reminder: tomorrow"),
-            message(2, Direction::Inbound, "hi"),
-            message(3, Direction::Inbound, "need a couch gone"),
-            message(4, Direction::Outbound, "Sure!"),
-            message(5, Direction::Inbound, "thanks"),
-            message(6, Direction::Outbound, "You're welcome"),
-        ], &[]);
+        let messages = history_to_messages(
+            &[
+                message(1, Direction::Outbound, "Reminder: tomorrow"),
+                message(2, Direction::Inbound, "hi"),
+                message(3, Direction::Inbound, "need a couch gone"),
+                message(4, Direction::Outbound, "Sure!"),
+                message(5, Direction::Inbound, "thanks"),
+                message(6, Direction::Outbound, "You're welcome"),
+            ],
+            &[],
+        );
         let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
         assert_eq!(roles, vec![Role::User, Role::Assistant, Role::User]);
         assert_eq!(

@@ -459,4 +459,30 @@ mod tests {
         // One that already has the full number is left alone.
         assert_eq!(dana(None).reveal("Call +15035551234"), "Call +15035551234");
     }
+
+    #[test]
+    fn the_owners_hand_off_email_carries_the_photos_and_other_alerts_do_not() {
+        let mut business = BusinessConfig::default();
+        business.business.owner_email = Some("owner@example.com".into());
+        let email = |kind: &'static str| {
+            let alert = NewAlert {
+                kind,
+                detail: "Customer asked for a person.".into(),
+            };
+            let job = alert_job_about(
+                &business,
+                &alert,
+                Some(crate::store::ConversationId(7)),
+                Some(&dana(None)),
+                "k",
+                Utc::now(),
+            )
+            .unwrap();
+            serde_json::from_value::<Email>(job.payload).unwrap()
+        };
+        assert!(email("handoff").attach_photos);
+        assert!(email("handed_off_text").attach_photos);
+        assert!(!email("dead_job").attach_photos);
+        assert!(!email("send_failed").attach_photos);
+    }
 }

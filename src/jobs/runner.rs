@@ -18,7 +18,9 @@ use crate::config::business::BusinessConfig;
 use crate::domain::conversation::ConversationState;
 use crate::email::{Attachment, Email, EmailError, EmailSender};
 use crate::media::{FetchError, MAX_MEDIA_PER_MESSAGE, MediaFetcher};
-use crate::store::{Delivery, Job, JobOutcome, MediaFetch, MediaStatus, NewAlert, OutboundDraft, Store, StoreError};
+use crate::store::{
+    Delivery, Job, JobOutcome, MediaFetch, MediaStatus, NewAlert, OutboundDraft, Store, StoreError,
+};
 use crate::templates;
 
 #[derive(Debug, Clone)]
@@ -51,6 +53,9 @@ pub struct JobRunner {
     /// then photos are recorded but never fetched.
     pub media: Option<Arc<MediaFetcher>>,
 }
+
+/// Attempts an email with photos waits for photos still being fetched.
+const PHOTO_WAIT_ATTEMPTS: u32 = 3;
 
 /// Why a job failed, and whether trying again can help.
 enum Failure {
@@ -94,6 +99,15 @@ impl JobRunner {
             .claim_due_jobs(now, self.settings.batch, self.settings.lease)
             .await?;
         let claimed = jobs.len();
+        // Photo downloads run in a lane of their own: a slow media server
+        // must not hold back a reminder or the crew's email.
+        let (media, other): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.kind == FETCH_MEDIA);
+        tokio::join!(self.run_lane(media, now), self.run_lane(other, now));
+        Ok(claimed)
+    }
+
+    /// Runs claimed jobs one after another, recording each outcome.
+    async fn run_lane(&self, jobs: Vec<Job>, now: DateTime<Utc>) {
         for job in jobs {
             // Each job at its own moment: a batch that starts at 20:59 must
             // not keep texting after 21:00. (`now` may be ahead, in tests.)
@@ -120,7 +134,6 @@ impl JobRunner {
                 tracing::error!(job = job.id, error = %e, "could not record a job's outcome");
             }
         }
-        Ok(claimed)
     }
 
     async fn dead(&self, job: &Job, error: String) -> JobOutcome {
@@ -282,25 +295,36 @@ impl JobRunner {
         }
         let Some(fetcher) = &self.media else {
             let error = "no Twilio credentials to fetch media with".to_string();
-            self.store.record_media_fetch(id, &MediaFetch::Failed(error.clone())).await?;
+            self.store
+                .record_media_fetch(id, &MediaFetch::Failed(error.clone()))
+                .await?;
             return Err(Failure::Permanent(error));
         };
         let (fetch, outcome) = match fetcher.fetch(&item.url).await {
             Ok(bytes) => {
                 let size = bytes.len();
-                (MediaFetch::Fetched(bytes), Ok(JobOutcome::Done {
-                    result: Some(format!("{size} bytes")),
-                }))
+                (
+                    MediaFetch::Fetched(bytes),
+                    Ok(JobOutcome::Done {
+                        result: Some(format!("{size} bytes")),
+                    }),
+                )
             }
             Err(FetchError::TooLarge) => {
                 tracing::warn!(media = id, "a customer's file is over the size limit; not kept");
-                (MediaFetch::TooLarge, Ok(JobOutcome::Done {
-                    result: Some("too large".into()),
-                }))
+                (
+                    MediaFetch::TooLarge,
+                    Ok(JobOutcome::Done {
+                        result: Some("too large".into()),
+                    }),
+                )
             }
-            Err(FetchError::Refused) => (MediaFetch::Refused, Ok(JobOutcome::Cancelled {
-                reason: "not a provider URL".into(),
-            })),
+            Err(FetchError::Refused) => (
+                MediaFetch::Refused,
+                Ok(JobOutcome::Cancelled {
+                    reason: "not a provider URL".into(),
+                }),
+            ),
             Err(FetchError::Unavailable(error)) if job.attempts < job.max_attempts => {
                 return Err(Failure::Retryable(error));
             }
@@ -318,10 +342,18 @@ impl JobRunner {
         if email.attach_photos
             && let Some(conversation) = job.conversation_id
         {
-            email.attachments = self
+            let photos = self
                 .store
                 .conversation_photos(conversation, MAX_MEDIA_PER_MESSAGE)
-                .await?
+                .await?;
+            // A photo sent with the text that booked is usually fetched
+            // within seconds: wait for it a little, then send without it.
+            if photos.iter().any(|p| p.status == MediaStatus::Pending) && job.attempts < PHOTO_WAIT_ATTEMPTS {
+                return Err(Failure::Retryable(
+                    "waiting for the customer's photos to be fetched".into(),
+                ));
+            }
+            email.attachments = photos
                 .into_iter()
                 .filter_map(|photo| Some((photo.content_type, photo.data?)))
                 .enumerate()

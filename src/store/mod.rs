@@ -597,7 +597,11 @@ pub trait Store: Send + Sync + 'static {
     /// so a rerun job cannot overwrite a result.
     async fn record_media_fetch(&self, id: i64, fetch: &MediaFetch) -> Result<(), StoreError>;
 
-    /// The conversation's fetched images with their bytes, oldest first, at
-    /// most `limit` (the newest ones).
-    async fn conversation_photos(&self, id: ConversationId, limit: usize) -> Result<Vec<StoredImage>, StoreError>;
+    /// The conversation's fetched images with their bytes, and those still
+    /// pending without, oldest first; at most `limit` (the newest ones).
+    async fn conversation_photos(
+        &self,
+        id: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<StoredImage>, StoreError>;
 }

@@ -1031,12 +1031,12 @@ impl Store for SqliteStore {
             "SELECT id, message_id, conversation_id, position, url, content_type, status, size, last_error
              FROM media WHERE id = ?",
         )
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(media_from_row)
-            .transpose()
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(media_from_row)
+        .transpose()
     }
 
     async fn record_media_fetch(&self, id: i64, fetch: &MediaFetch) -> Result<(), StoreError> {
@@ -1061,11 +1061,15 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn conversation_photos(&self, id: ConversationId, limit: usize) -> Result<Vec<StoredImage>, StoreError> {
+    async fn conversation_photos(
+        &self,
+        id: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<StoredImage>, StoreError> {
         let rows = sqlx::query(
             "SELECT message_id, position, content_type, status, bytes FROM (
                  SELECT * FROM media
-                 WHERE conversation_id = ? AND status = 'fetched' AND content_type LIKE 'image/%'
+                 WHERE conversation_id = ? AND status IN ('fetched', 'pending') AND content_type LIKE 'image/%'
                  ORDER BY message_id DESC, position DESC LIMIT ?)
              ORDER BY message_id, position",
         )

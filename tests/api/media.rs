@@ -193,11 +193,19 @@ async fn a_media_url_on_another_host_is_recorded_and_never_fetched() {
     assert_eq!(media.len(), 2);
     assert_eq!(media[0].url, foreign);
     assert_eq!(media[1].url, lookalike);
-    assert!(media.iter().all(|m| m.status == MediaStatus::Refused), "{media:?}");
+    assert!(
+        media.iter().all(|m| m.status == MediaStatus::Refused),
+        "{media:?}"
+    );
     let all_jobs = app
         .store
         .jobs(
-            &[JobStatus::Pending, JobStatus::Running, JobStatus::Done, JobStatus::Dead],
+            &[
+                JobStatus::Pending,
+                JobStatus::Running,
+                JobStatus::Done,
+                JobStatus::Dead,
+            ],
             50,
         )
         .await
@@ -263,9 +271,7 @@ async fn an_oversized_file_is_stopped_at_5_mb_also_behind_a_redirect() {
     let cdn = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(media_path(1)))
-        .respond_with(
-            ResponseTemplate::new(302).insert_header("Location", format!("{}/cdn/big", cdn.uri())),
-        )
+        .respond_with(ResponseTemplate::new(302).insert_header("Location", format!("{}/cdn/big", cdn.uri())))
         .mount(&app.twilio)
         .await;
     Mock::given(method("GET"))
@@ -304,7 +310,10 @@ async fn an_oversized_file_is_stopped_at_5_mb_also_behind_a_redirect() {
         assert!(Instant::now() < deadline, "never settled: {media:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(media.iter().all(|m| m.status == MediaStatus::TooLarge), "{media:?}");
+    assert!(
+        media.iter().all(|m| m.status == MediaStatus::TooLarge),
+        "{media:?}"
+    );
     assert!(media.iter().all(|m| m.size.is_none()));
     // The reader stopped near the limit (plus what socket buffers hold),
     // not at the 64 MB the server had.
@@ -372,7 +381,10 @@ async fn a_failed_fetch_is_retried_and_the_reply_does_not_wait_for_it() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let job = loop {
         let pending = app.store.jobs(&[JobStatus::Pending], 50).await.unwrap();
-        if let Some(job) = pending.into_iter().find(|j| j.kind == FETCH_MEDIA && j.attempts == 1) {
+        if let Some(job) = pending
+            .into_iter()
+            .find(|j| j.kind == FETCH_MEDIA && j.attempts == 1)
+        {
             break job;
         }
         assert!(Instant::now() < deadline, "the failed fetch was not rescheduled");
@@ -390,7 +402,10 @@ async fn a_failed_fetch_is_retried_and_the_reply_does_not_wait_for_it() {
         }),
     )
     .await;
-    runner.run_due(job.run_at + chrono::Duration::seconds(1)).await.unwrap();
+    runner
+        .run_due(job.run_at + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
     let item = dana_media(&app).await.remove(0);
     assert_eq!(item.status, MediaStatus::Fetched);
     assert_eq!(item.size, Some(PHOTO.len() as i64));
@@ -513,7 +528,10 @@ async fn an_mms_photo_reaches_the_crews_booking_email_as_an_attachment() {
         .unwrap();
     let runner = runner_for(
         &app,
-        Arc::new(SesEmail::new(ses_client(&ses), "desk@rosecityjunk.example".into())),
+        Arc::new(SesEmail::new(
+            ses_client(&ses),
+            "desk@rosecityjunk.example".into(),
+        )),
     )
     .await;
     runner.run_due(far + chrono::Duration::seconds(1)).await.unwrap();
@@ -531,4 +549,67 @@ async fn an_mms_photo_reaches_the_crews_booking_email_as_an_attachment() {
     let attached = attachments(&raw);
     assert_eq!(attached.len(), 1);
     assert_eq!(attached[0].1, PHOTO);
+}
+
+#[tokio::test]
+async fn an_email_with_photos_waits_a_little_for_a_photo_still_being_fetched() {
+    let app = spawn_app().await;
+    Mock::given(method("GET"))
+        .and(path(media_path(1)))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&app.twilio)
+        .await;
+    let url = format!("{}{}", app.twilio.uri(), media_path(1));
+    let params = mms_params("pile", &mms_sid(7), &[(url, "image/jpeg")]);
+    assert_eq!(app.post_signed("/api/sms/inbound", &params).await.status(), 200);
+    app.wait_for_texts(1).await;
+    let conversation = app.conversation(DANA).await.unwrap();
+
+    let far = Utc::now() + chrono::Duration::days(30);
+    app.store
+        .enqueue_jobs(&[NewJob {
+            kind: EMAIL,
+            dedupe_key: "email:crew:photos".into(),
+            conversation_id: Some(conversation),
+            customer_id: None,
+            recipient: "crew1@example.com".into(),
+            payload: json!({"to": ["crew1@example.com"], "subject": "New booking", "html": "<p>x</p>",
+                            "text": "x", "attach_photos": true}),
+            run_at: far,
+            max_attempts: 8,
+        }])
+        .await
+        .unwrap();
+    let outbox = tempfile::tempdir().unwrap();
+    let runner = runner_for(
+        &app,
+        Arc::new(textdesk::email::OutboxEmail {
+            dir: outbox.path().into(),
+            from: "desk@example.com".into(),
+        }),
+    )
+    .await;
+    let email_job = |jobs: Vec<textdesk::store::Job>| jobs.into_iter().find(|j| j.kind == EMAIL).unwrap();
+    for round in 1..=2 {
+        runner
+            .run_due(far + chrono::Duration::hours(2 * round))
+            .await
+            .unwrap();
+        let job = email_job(app.store.jobs(&[JobStatus::Pending], 50).await.unwrap());
+        assert_eq!(job.attempts as i64, round);
+        assert!(job.last_error.unwrap().contains("photos"));
+        assert!(std::fs::read_dir(outbox.path()).map_or(true, |mut d| d.next().is_none()));
+    }
+    // Still not fetched on the third try: the email goes without it.
+    runner.run_due(far + chrono::Duration::hours(6)).await.unwrap();
+    let job = email_job(app.store.jobs(&[JobStatus::Done], 50).await.unwrap());
+    assert_eq!(job.attempts, 3);
+    let eml = std::fs::read_dir(outbox.path())
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .next()
+        .unwrap();
+    assert!(!eml.contains("multipart/mixed"), "{eml}");
+    assert!(attachments(&eml).is_empty());
 }
