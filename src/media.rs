@@ -134,7 +134,14 @@ impl MediaFetcher {
             .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
             .send()
             .await
-            .map_err(|e| FetchError::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| {
+                // A redirect loop does not heal by itself; a timeout may.
+                if e.is_redirect() {
+                    FetchError::Rejected(format!("more than {MAX_REDIRECTS} redirects"))
+                } else {
+                    FetchError::Unavailable(e.without_url().to_string())
+                }
+            })?;
         let status = response.status();
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(FetchError::Unavailable(format!("HTTP {status}")));

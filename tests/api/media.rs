@@ -70,6 +70,34 @@ async fn wait_for_media_settled(app: &TestApp) -> MediaItem {
     }
 }
 
+/// Waits (polling) until `n` jobs in `status` match.
+async fn wait_for_jobs(
+    app: &TestApp,
+    status: JobStatus,
+    matches: impl Fn(&textdesk::store::Job) -> bool,
+    n: usize,
+) -> Vec<textdesk::store::Job> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let jobs: Vec<_> = app
+            .store
+            .jobs(&[status], 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(&matches)
+            .collect();
+        if jobs.len() >= n {
+            return jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} {status:?} jobs, got {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn basic_auth() -> String {
     format!(
         "Basic {}",
@@ -323,8 +351,8 @@ async fn an_oversized_file_is_stopped_at_5_mb_also_behind_a_redirect() {
         written.load(std::sync::atomic::Ordering::SeqCst)
     );
     // A file over the limit is not a failure to retry.
-    let done = app.store.jobs(&[JobStatus::Done], 50).await.unwrap();
-    assert_eq!(done.iter().filter(|j| j.kind == FETCH_MEDIA).count(), 2);
+    let fetches_done = wait_for_jobs(&app, JobStatus::Done, |j| j.kind == FETCH_MEDIA, 2).await;
+    assert!(fetches_done.iter().all(|j| j.attempts == 1));
 }
 
 /// A runner on the app's database, with its own clock.
@@ -502,14 +530,14 @@ async fn an_mms_photo_reaches_the_crews_booking_email_as_an_attachment() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"MessageId": "ses-photo"})))
         .mount(&ses)
         .await;
-    let crew_email = app
-        .store
-        .jobs(&[JobStatus::Done], 50)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|j| j.kind == EMAIL && j.recipient == "crew1@example.com")
-        .unwrap();
+    let crew_email = wait_for_jobs(
+        &app,
+        JobStatus::Done,
+        |j| j.kind == EMAIL && j.recipient == "crew1@example.com",
+        1,
+    )
+    .await
+    .remove(0);
     assert_eq!(crew_email.payload["attach_photos"], true);
     let far = Utc::now() + chrono::Duration::days(30);
     app.store
@@ -612,4 +640,52 @@ async fn an_email_with_photos_waits_a_little_for_a_photo_still_being_fetched() {
         .unwrap();
     assert!(!eml.contains("multipart/mixed"), "{eml}");
     assert!(attachments(&eml).is_empty());
+}
+
+#[tokio::test]
+async fn redirects_are_followed_a_bounded_number_of_times() {
+    let app = spawn_app().await;
+    // Twilio's URL sends the fetch round in a circle.
+    Mock::given(method("GET"))
+        .and(path(media_path(1)))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("Location", format!("{}{}", app.twilio.uri(), media_path(1))),
+        )
+        .mount(&app.twilio)
+        .await;
+    let url = format!("{}{}", app.twilio.uri(), media_path(1));
+    let params = mms_params("pile", &mms_sid(8), &[(url, "image/jpeg")]);
+    assert_eq!(app.post_signed("/api/sms/inbound", &params).await.status(), 200);
+    let item = wait_for_media_settled(&app).await;
+    assert_eq!(item.status, MediaStatus::Failed);
+    assert!(item.last_error.unwrap().contains("redirects"));
+    let hops = app
+        .twilio
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == media_path(1))
+        .count();
+    assert_eq!(
+        hops,
+        1 + textdesk::media::MAX_REDIRECTS,
+        "asked once, then each redirect"
+    );
+    // Given up at once, and the owner hears of it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let alerts = loop {
+        let alerts = app.store.alerts().await.unwrap();
+        if !alerts.is_empty() || Instant::now() > deadline {
+            break alerts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.kind == "dead_job" && a.detail.contains("fetch_media")),
+        "{alerts:?}"
+    );
 }
