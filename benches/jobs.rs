@@ -130,6 +130,7 @@ async fn main() {
             batch: 200,
             ..RunnerSettings::default()
         },
+        media: None,
     };
     let started = Instant::now();
     let mut total = 0;

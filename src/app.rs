@@ -195,6 +195,7 @@ impl Application {
             twilio_auth_token: settings.twilio.auth_token.clone(),
             skip_signature_validation: settings.twilio.skip_signature_validation,
             engine: services.engine.clone(),
+            media_base_url: settings.twilio.api_base_url.clone(),
         };
 
         let address = format!("{}:{}", settings.host, settings.port);
@@ -218,6 +219,7 @@ impl Application {
             email,
             business: services.engine.business.clone(),
             settings: settings.jobs.clone(),
+            media: media_fetcher(&settings),
         };
         let jobs = tokio::spawn(runner.run(shutdown_rx.clone()));
         let worker = TurnWorker {
@@ -286,6 +288,19 @@ impl Application {
 }
 
 /// SES when configured, else the outbox folder.
+/// Fetches customers' media with the Twilio account's credentials, when
+/// there are any.
+pub fn media_fetcher(settings: &Settings) -> Option<Arc<crate::media::MediaFetcher>> {
+    let twilio = &settings.twilio;
+    Some(Arc::new(crate::media::MediaFetcher::new(
+        twilio.api_base_url.clone(),
+        twilio.account_sid.clone()?,
+        twilio.auth_token.clone()?,
+        // A 5 MB file on a slow link takes longer than a Messages API call.
+        twilio.timeout * 3,
+    )))
+}
+
 pub async fn email_sender(settings: &Settings) -> Arc<dyn EmailSender> {
     if settings.email.ses {
         let from = settings.email.from.clone().unwrap_or_default();

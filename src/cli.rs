@@ -242,7 +242,7 @@ async fn chat(settings: Settings, from: &str) -> anyhow::Result<()> {
             from: customer.clone(),
             to: business_number.clone(),
             body: line,
-            media_urls: Vec::new(),
+            media: Vec::new(),
             params: serde_json::json!({"Source": "textdesk chat"}),
         };
         let (Recorded::New(conversation, _) | Recorded::Duplicate(conversation, _)) =

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod email;
 pub mod http;
 pub mod jobs;
+pub mod media;
 pub mod scheduling;
 pub mod store;
 pub mod telemetry;

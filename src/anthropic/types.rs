@@ -43,9 +43,19 @@ pub enum ContentBlock {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         is_error: bool,
     },
+    /// A photo the customer sent, inline.
+    Image {
+        source: ImageSource,
+    },
     /// Block types we neither send nor need (thinking, server tools).
     #[serde(other)]
     Unsupported,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ImageSource {
+    Base64 { media_type: String, data: String },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -218,6 +218,14 @@ impl GuidedResponder {
             opening.push_str(&business.greeting());
             opening.push(' ');
         }
+        // The flow cannot read a photo, but it heard it arrive.
+        let sent_photo = turn
+            .images
+            .iter()
+            .any(|image| turn.pending.iter().any(|m| m.id == image.message_id));
+        if sent_photo {
+            opening.push_str("Thanks for the photo! ");
+        }
         let step = |draft: &mut Draft, event: Event| match transition(draft.state.clone(), event) {
             Ok(next) => draft.state = next,
             Err(e) => tracing::error!(error = %e, "guided flow made an illegal move"),
@@ -281,7 +289,7 @@ impl GuidedResponder {
                             let asked =
                                 asked.replacen("What needs to go?", "About how much is that in all?", 1);
                             format!("{opening}Got it. {asked}")
-                        } else if understood || turn.first_contact || apologize {
+                        } else if understood || turn.first_contact || apologize || sent_photo {
                             format!("{opening}{asked}")
                         } else {
                             format!("{opening}Sorry, I didn't catch that. {asked}")

@@ -14,12 +14,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 
-use crate::anthropic::{ApiMessage, ContentBlock, MessagesRequest, ModelClient, ModelError, Role};
+use crate::anthropic::{
+    ApiMessage, ContentBlock, ImageSource, MessagesRequest, ModelClient, ModelError, Role,
+};
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::ConversationState;
 use crate::domain::quote::Quote;
 use crate::domain::{guardrail, prompt};
-use crate::store::{Direction, Message, TurnInput};
+use crate::store::{Direction, MediaStatus, Message, StoredImage, TurnInput};
 use tools::{OwnerAlert, ToolContext, ToolRegistry};
 
 /// A drafted reply, and what the turn changed.
@@ -81,8 +83,10 @@ pub struct ClaudeResponder {
 
 /// Maps stored texts onto the alternating user/assistant turns the API
 /// requires: consecutive texts from one side are joined, and history starts
-/// and ends with the customer (the turn answers them).
-pub fn history_to_messages(history: &[Message]) -> Vec<ApiMessage> {
+/// and ends with the customer (the turn answers them). A customer's photos
+/// follow their text as image blocks; one not fetched (yet) is named in the
+/// text instead, so the model knows it exists and does not guess at it.
+pub fn history_to_messages(history: &[Message], images: &[StoredImage]) -> Vec<ApiMessage> {
     let mut messages: Vec<ApiMessage> = Vec::new();
     for m in history {
         let role = match m.direction {
@@ -96,19 +100,36 @@ pub fn history_to_messages(history: &[Message]) -> Vec<ApiMessage> {
         if m.num_media > 0 {
             text.push_str(&format!(" [sent {} photo(s)]", m.num_media));
         }
+        let mut blocks = Vec::new();
+        if role == Role::User {
+            for image in images.iter().filter(|i| i.message_id == m.id) {
+                match image_block(image) {
+                    Ok(block) => blocks.push(block),
+                    Err(note) => {
+                        text.push(' ');
+                        text.push_str(note);
+                    }
+                }
+            }
+        }
         if text.trim().is_empty() {
             text = "(empty message)".into();
         }
+        blocks.insert(0, ContentBlock::Text { text });
         match messages.last_mut() {
             Some(last) if last.role == role => {
-                if let Some(ContentBlock::Text { text: previous }) = last.content.last_mut() {
+                let mut blocks = blocks.into_iter();
+                if let (Some(ContentBlock::Text { text: previous }), Some(ContentBlock::Text { text })) =
+                    (last.content.last_mut(), blocks.next())
+                {
                     previous.push('\n');
                     previous.push_str(&text);
                 }
+                last.content.extend(blocks);
             }
             _ => messages.push(ApiMessage {
                 role,
-                content: vec![ContentBlock::Text { text }],
+                content: blocks,
             }),
         }
     }
@@ -116,6 +137,26 @@ pub fn history_to_messages(history: &[Message]) -> Vec<ApiMessage> {
         messages.pop();
     }
     messages
+}
+
+/// An image block for a fetched photo the API can read, or the note that
+/// stands in for it.
+fn image_block(image: &StoredImage) -> Result<ContentBlock, &'static str> {
+    use base64::Engine;
+    match (&image.data, image.status) {
+        (Some(data), _) if crate::media::MODEL_IMAGE_TYPES.contains(&image.content_type.as_str()) => {
+            Ok(ContentBlock::Image {
+                source: ImageSource::Base64 {
+                    media_type: image.content_type.clone(),
+                    data: base64::engine::general_purpose::STANDARD.encode(data),
+                },
+            })
+        }
+        (Some(_), _) => Err("[photo in a format the assistant cannot view]"),
+        (None, MediaStatus::Pending) => Err("[photo not yet available]"),
+        (None, MediaStatus::Fetched) => Err("[earlier photo, not shown]"),
+        (None, _) => Err("[photo could not be loaded]"),
+    }
 }
 
 impl ClaudeResponder {
@@ -233,7 +274,7 @@ impl Responder for ClaudeResponder {
             alerts: Vec::new(),
         };
         let initial = ctx.state.clone();
-        let mut messages = history_to_messages(&turn.history);
+        let mut messages = history_to_messages(&turn.history, &turn.images);
         let keep_partial = |ctx: ToolContext<'_>, source: ResponderError| {
             if ctx.state == initial && ctx.new_quotes.is_empty() && ctx.alerts.is_empty() {
                 return source;
@@ -393,6 +434,7 @@ mod tests {
             state: ConversationState::default(),
             last_activity: None,
             quotes: Vec::new(),
+            images: Vec::new(),
         }
     }
 
@@ -561,14 +603,17 @@ mod tests {
 
     #[test]
     fn history_alternates_and_starts_with_the_customer() {
-        let messages = history_to_messages(&[
-            message(1, Direction::Outbound, "Reminder: tomorrow"),
-            message(2, Direction::Inbound, "hi"),
-            message(3, Direction::Inbound, "need a couch gone"),
-            message(4, Direction::Outbound, "Sure!"),
-            message(5, Direction::Inbound, "thanks"),
-            message(6, Direction::Outbound, "You're welcome"),
-        ]);
+        let messages = history_to_messages(
+            &[
+                message(1, Direction::Outbound, "Reminder: tomorrow"),
+                message(2, Direction::Inbound, "hi"),
+                message(3, Direction::Inbound, "need a couch gone"),
+                message(4, Direction::Outbound, "Sure!"),
+                message(5, Direction::Inbound, "thanks"),
+                message(6, Direction::Outbound, "You're welcome"),
+            ],
+            &[],
+        );
         let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
         assert_eq!(roles, vec![Role::User, Role::Assistant, Role::User]);
         assert_eq!(
@@ -576,6 +621,49 @@ mod tests {
             vec![ContentBlock::Text {
                 text: "hi\nneed a couch gone".into()
             }]
+        );
+    }
+
+    #[test]
+    fn photos_follow_their_text_as_image_blocks_or_are_named() {
+        let mut with_photos = message(3, Direction::Inbound, "this pile");
+        with_photos.num_media = 3;
+        let image = |position, content_type: &str, status, data: Option<&[u8]>| StoredImage {
+            message_id: MessageId(3),
+            position,
+            content_type: content_type.into(),
+            status,
+            data: data.map(<[u8]>::to_vec),
+        };
+        let messages = history_to_messages(
+            &[message(2, Direction::Inbound, "hi"), with_photos],
+            &[
+                image(0, "image/jpeg", MediaStatus::Fetched, Some(b"jpeg bytes")),
+                image(1, "image/png", MediaStatus::Pending, None),
+                image(2, "image/heic", MediaStatus::Fetched, Some(b"heic")),
+            ],
+        );
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            messages[0].content,
+            vec![
+                ContentBlock::Text {
+                    text: "hi\nthis pile [sent 3 photo(s)] [photo not yet available] \
+                           [photo in a format the assistant cannot view]"
+                        .into()
+                },
+                ContentBlock::Image {
+                    source: ImageSource::Base64 {
+                        media_type: "image/jpeg".into(),
+                        data: "anBlZyBieXRlcw==".into(),
+                    }
+                },
+            ]
+        );
+        let wire = serde_json::to_value(&messages[0].content[1]).unwrap();
+        assert_eq!(
+            wire,
+            serde_json::json!({"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "anBlZyBieXRlcw=="}})
         );
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageHeader};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageHeader, RawMessage};
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -17,6 +17,40 @@ pub struct Email {
     /// field existed have none and are dated when sent.
     #[serde(default)]
     pub date: Option<DateTime<Utc>>,
+    /// Attach the conversation's photos when sent (the crew's booking
+    /// email, the owner's hand-off). The job stores this flag, not the
+    /// bytes: photos fetched after the job was planned still go along.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attach_photos: bool,
+    /// Filled by the job runner just before sending.
+    #[serde(skip)]
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+impl Attachment {
+    /// `photo-1.jpg` and so on, numbered from 1 in the order sent.
+    pub fn photo(number: usize, content_type: &str, data: Vec<u8>) -> Self {
+        let extension = match content_type {
+            "image/jpeg" => "jpg",
+            "image/png" => "png",
+            "image/gif" => "gif",
+            "image/webp" => "webp",
+            "image/heic" => "heic",
+            _ => "bin",
+        };
+        Self {
+            filename: format!("photo-{number}.{extension}"),
+            content_type: content_type.to_string(),
+            data,
+        }
+    }
 }
 
 /// The header that names an email by its job's key: the `.eml` file's
@@ -123,7 +157,39 @@ fn content(data: &str) -> Result<Content, EmailError> {
 impl EmailSender for SesEmail {
     #[tracing::instrument(name = "ses_send", skip_all, fields(recipients = email.to.len()))]
     async fn send(&self, key: &str, email: &Email) -> Result<String, EmailError> {
-        let message = Message::builder()
+        let content = if email.attachments.is_empty() {
+            EmailContent::builder().simple(self.simple(key, email)?).build()
+        } else {
+            // Attachments need raw MIME; it carries our headers itself.
+            let raw = eml(&self.from, key, email, email.date.unwrap_or_else(Utc::now));
+            EmailContent::builder()
+                .raw(
+                    RawMessage::builder()
+                        .data(aws_sdk_sesv2::primitives::Blob::new(raw.into_bytes()))
+                        .build()
+                        .map_err(|e| EmailError::Rejected(e.to_string()))?,
+                )
+                .build()
+        };
+        let result = self
+            .client
+            .send_email()
+            .from_email_address(&self.from)
+            .destination(
+                Destination::builder()
+                    .set_to_addresses(Some(email.to.clone()))
+                    .build(),
+            )
+            .content(content)
+            .send()
+            .await;
+        self.outcome(result)
+    }
+}
+
+impl SesEmail {
+    fn simple(&self, key: &str, email: &Email) -> Result<Message, EmailError> {
+        Ok(Message::builder()
             .subject(content(&email.subject)?)
             .body(
                 Body::builder()
@@ -138,19 +204,16 @@ impl EmailSender for SesEmail {
                     .build()
                     .map_err(|e| EmailError::Rejected(e.to_string()))?,
             )
-            .build();
-        let result = self
-            .client
-            .send_email()
-            .from_email_address(&self.from)
-            .destination(
-                Destination::builder()
-                    .set_to_addresses(Some(email.to.clone()))
-                    .build(),
-            )
-            .content(EmailContent::builder().simple(message).build())
-            .send()
-            .await;
+            .build())
+    }
+
+    fn outcome(
+        &self,
+        result: Result<
+            aws_sdk_sesv2::operation::send_email::SendEmailOutput,
+            aws_sdk_sesv2::error::SdkError<aws_sdk_sesv2::operation::send_email::SendEmailError>,
+        >,
+    ) -> Result<String, EmailError> {
         match result {
             Ok(out) => Ok(out.message_id().unwrap_or_default().to_string()),
             Err(e @ aws_sdk_sesv2::error::SdkError::TimeoutError(_)) => Err(EmailError::Unknown(
@@ -220,8 +283,44 @@ impl EmailSender for OutboxEmail {
     }
 }
 
-/// An email as an RFC 5322 message: multipart/alternative, text then HTML.
+/// An email as an RFC 5322 message: multipart/alternative, text then HTML;
+/// with attachments, that inside a multipart/mixed with the files after it.
 fn eml(from: &str, key: &str, email: &Email, date: DateTime<Utc>) -> String {
+    let plain = alternative_eml(from, key, email, date);
+    if email.attachments.is_empty() {
+        return plain;
+    }
+    // The headers stay on top; the alternative part moves inside.
+    let (headers, body) = plain.split_once("\r\n\r\n").unwrap_or((&plain, ""));
+    let (headers, alternative_type) = headers
+        .rsplit_once("\r\nContent-Type: ")
+        .unwrap_or((headers, "text/plain"));
+    let mixed = format!("textdesk-mixed-{}", key_id(key));
+    let mut out = format!(
+        "{headers}\r\nContent-Type: multipart/mixed; boundary=\"{mixed}\"\r\n\r\n\
+         --{mixed}\r\nContent-Type: {alternative_type}\r\n\r\n{body}"
+    );
+    for attachment in &email.attachments {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&attachment.data);
+        let filename = header_value(&attachment.filename).replace('"', "");
+        out.push_str(&format!(
+            "--{mixed}\r\nContent-Type: {content_type}; name=\"{filename}\"\r\n\
+             Content-Disposition: attachment; filename=\"{filename}\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n",
+            content_type = header_value(&attachment.content_type),
+        ));
+        // RFC 2045: encoded lines of at most 76 characters.
+        for line in encoded.as_bytes().chunks(76) {
+            out.push_str(std::str::from_utf8(line).unwrap_or_default());
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str(&format!("--{mixed}--\r\n"));
+    out
+}
+
+fn alternative_eml(from: &str, key: &str, email: &Email, date: DateTime<Utc>) -> String {
     let boundary = format!("textdesk-{}", key_id(key));
     format!(
         "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {id}\r\n\

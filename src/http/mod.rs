@@ -39,6 +39,8 @@ pub struct AppState {
     pub skip_signature_validation: bool,
     /// Applies delivery receipts and alerts the owner about failed texts.
     pub engine: Arc<Engine>,
+    /// Only media URLs under this base (`TWILIO_API_BASE_URL`) are fetched.
+    pub media_base_url: url::Url,
 }
 
 /// Where Twilio posts the delivery receipts of the texts we send.

@@ -14,6 +14,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::verify::verified_form;
 use crate::domain::phone::E164;
+use crate::media::MAX_MEDIA_PER_MESSAGE;
 use crate::store::{InboundSms, Recorded};
 
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
@@ -27,7 +28,7 @@ pub async fn inbound(
 ) -> Result<Response, ApiError> {
     let params = verified_form(&state, &uri, &headers, &body)?;
 
-    let sms = parse_inbound(&params)?;
+    let sms = parse_inbound(&params, &state.media_base_url)?;
     let span = tracing::Span::current();
     span.record("message_sid", sms.message_sid.as_str());
     span.record("from", tracing::field::display(sms.from.masked()));
@@ -42,7 +43,7 @@ pub async fn inbound(
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response())
 }
 
-fn parse_inbound(params: &[(String, String)]) -> Result<InboundSms, ApiError> {
+fn parse_inbound(params: &[(String, String)], media_base_url: &url::Url) -> Result<InboundSms, ApiError> {
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let required = |name: &str| get(name).ok_or_else(|| ApiError::BadRequest(format!("missing {name}")));
     let message_sid = required("MessageSid")?;
@@ -64,11 +65,17 @@ fn parse_inbound(params: &[(String, String)]) -> Result<InboundSms, ApiError> {
         Some(n) => n
             .parse()
             .ok()
-            .filter(|n| *n <= 10)
+            .filter(|n| *n <= MAX_MEDIA_PER_MESSAGE)
             .ok_or_else(|| ApiError::BadRequest("NumMedia is not a number from 0 to 10".into()))?,
     };
-    let media_urls = (0..num_media)
-        .filter_map(|i| get(&format!("MediaUrl{i}")).map(str::to_string))
+    // Whether a file is fetched is decided here, where the provider's base
+    // URL is known: a URL anywhere else is recorded and never requested.
+    let media = (0..num_media)
+        .filter_map(|i| {
+            let url = get(&format!("MediaUrl{i}"))?;
+            let content_type = get(&format!("MediaContentType{i}")).unwrap_or("application/octet-stream");
+            Some(crate::media::plan(url, content_type, media_base_url))
+        })
         .collect();
     let params: Map<String, Value> = params
         .iter()
@@ -79,7 +86,7 @@ fn parse_inbound(params: &[(String, String)]) -> Result<InboundSms, ApiError> {
         from,
         to,
         body: get("Body").unwrap_or("").to_string(),
-        media_urls,
+        media,
         params: Value::Object(params),
     })
 }

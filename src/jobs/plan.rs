@@ -19,6 +19,7 @@ pub const REMINDER: &str = "reminder";
 pub const FOLLOW_UP: &str = "quote_follow_up";
 pub const EMAIL: &str = "email";
 pub const DEFERRED_REPLY: &str = "deferred_reply";
+pub use crate::store::FETCH_MEDIA;
 
 /// Alerts that also go to the owner by email: the ones a person must act on.
 pub const EMAILED_ALERTS: [&str; 9] = [
@@ -288,6 +289,9 @@ fn plan_email(
         html,
         text,
         date: Some(now),
+        // The crew sees the pile before they arrive.
+        attach_photos: true,
+        attachments: Vec::new(),
     };
     plan.jobs.push(NewJob {
         kind: EMAIL,
@@ -415,6 +419,9 @@ pub fn alert_job_about(
             html,
             text,
             date: Some(now),
+            // The owner taking over sees what the customer sent.
+            attach_photos: matches!(alert.kind, "handoff" | "handed_off_text") && conversation.is_some(),
+            attachments: Vec::new(),
         })
         .unwrap_or_default(),
         run_at: now,
@@ -453,5 +460,31 @@ mod tests {
         );
         // One that already has the full number is left alone.
         assert_eq!(dana(None).reveal("Call +15035551234"), "Call +15035551234");
+    }
+
+    #[test]
+    fn the_owners_hand_off_email_carries_the_photos_and_other_alerts_do_not() {
+        let mut business = BusinessConfig::default();
+        business.business.owner_email = Some("owner@example.com".into());
+        let email = |kind: &'static str| {
+            let alert = NewAlert {
+                kind,
+                detail: "Customer asked for a person.".into(),
+            };
+            let job = alert_job_about(
+                &business,
+                &alert,
+                Some(crate::store::ConversationId(7)),
+                Some(&dana(None)),
+                "k",
+                Utc::now(),
+            )
+            .unwrap();
+            serde_json::from_value::<Email>(job.payload).unwrap()
+        };
+        assert!(email("handoff").attach_photos);
+        assert!(email("handed_off_text").attach_photos);
+        assert!(!email("dead_job").attach_photos);
+        assert!(!email("send_failed").attach_photos);
     }
 }

@@ -12,12 +12,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::plan::{self, DEFERRED_REPLY, EMAIL, FOLLOW_UP, REMINDER};
+use super::plan::{self, DEFERRED_REPLY, EMAIL, FETCH_MEDIA, FOLLOW_UP, REMINDER};
 use super::turns::Engine;
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::ConversationState;
-use crate::email::{Email, EmailError, EmailSender};
-use crate::store::{Delivery, Job, JobOutcome, NewAlert, OutboundDraft, Store, StoreError};
+use crate::email::{Attachment, Email, EmailError, EmailSender};
+use crate::media::{FetchError, MAX_MEDIA_PER_MESSAGE, MediaFetcher};
+use crate::store::{
+    Delivery, Job, JobOutcome, MediaFetch, MediaStatus, NewAlert, OutboundDraft, Store, StoreError,
+};
 use crate::templates;
 
 #[derive(Debug, Clone)]
@@ -46,7 +49,13 @@ pub struct JobRunner {
     pub email: Arc<dyn EmailSender>,
     pub business: Arc<BusinessConfig>,
     pub settings: RunnerSettings,
+    /// Fetches customers' photos; `None` without provider credentials, and
+    /// then photos are recorded but never fetched.
+    pub media: Option<Arc<MediaFetcher>>,
 }
+
+/// Attempts an email with photos waits for photos still being fetched.
+const PHOTO_WAIT_ATTEMPTS: u32 = 3;
 
 /// Why a job failed, and whether trying again can help.
 enum Failure {
@@ -90,6 +99,15 @@ impl JobRunner {
             .claim_due_jobs(now, self.settings.batch, self.settings.lease)
             .await?;
         let claimed = jobs.len();
+        // Photo downloads run in a lane of their own: a slow media server
+        // must not hold back a reminder or the crew's email.
+        let (media, other): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.kind == FETCH_MEDIA);
+        tokio::join!(self.run_lane(media, now), self.run_lane(other, now));
+        Ok(claimed)
+    }
+
+    /// Runs claimed jobs one after another, recording each outcome.
+    async fn run_lane(&self, jobs: Vec<Job>, now: DateTime<Utc>) {
         for job in jobs {
             // Each job at its own moment: a batch that starts at 20:59 must
             // not keep texting after 21:00. (`now` may be ahead, in tests.)
@@ -116,7 +134,6 @@ impl JobRunner {
                 tracing::error!(job = job.id, error = %e, "could not record a job's outcome");
             }
         }
-        Ok(claimed)
     }
 
     async fn dead(&self, job: &Job, error: String) -> JobOutcome {
@@ -164,6 +181,7 @@ impl JobRunner {
     async fn run_job(&self, job: &Job, now: DateTime<Utc>) -> Result<JobOutcome, Failure> {
         match job.kind.as_str() {
             EMAIL => self.send_email(job).await,
+            FETCH_MEDIA => self.fetch_media(job).await,
             REMINDER | FOLLOW_UP | DEFERRED_REPLY => {
                 if let Some(at) = self.quiet_until(now) {
                     return Ok(JobOutcome::Defer { at });
@@ -263,9 +281,85 @@ impl JobRunner {
         }
     }
 
+    /// Fetches one photo into the store. Its turn never waits for this: a
+    /// photo not fetched yet is named to the model instead of shown.
+    async fn fetch_media(&self, job: &Job) -> Result<JobOutcome, Failure> {
+        let Some(id) = job.payload["media_id"].as_i64() else {
+            return Err(Failure::Permanent("a media job without a media id".into()));
+        };
+        let Some(item) = self.store.media_item(id).await? else {
+            return Err(Failure::Permanent(format!("no media {id}")));
+        };
+        if item.status != MediaStatus::Pending {
+            return Ok(JobOutcome::Done { result: None });
+        }
+        let Some(fetcher) = &self.media else {
+            let error = "no Twilio credentials to fetch media with".to_string();
+            self.store
+                .record_media_fetch(id, &MediaFetch::Failed(error.clone()))
+                .await?;
+            return Err(Failure::Permanent(error));
+        };
+        let (fetch, outcome) = match fetcher.fetch(&item.url).await {
+            Ok(bytes) => {
+                let size = bytes.len();
+                (
+                    MediaFetch::Fetched(bytes),
+                    Ok(JobOutcome::Done {
+                        result: Some(format!("{size} bytes")),
+                    }),
+                )
+            }
+            Err(FetchError::TooLarge) => {
+                tracing::warn!(media = id, "a customer's file is over the size limit; not kept");
+                (
+                    MediaFetch::TooLarge,
+                    Ok(JobOutcome::Done {
+                        result: Some("too large".into()),
+                    }),
+                )
+            }
+            Err(FetchError::Refused) => (
+                MediaFetch::Refused,
+                Ok(JobOutcome::Cancelled {
+                    reason: "not a provider URL".into(),
+                }),
+            ),
+            Err(FetchError::Unavailable(error)) if job.attempts < job.max_attempts => {
+                return Err(Failure::Retryable(error));
+            }
+            Err(FetchError::Unavailable(error) | FetchError::Rejected(error)) => {
+                (MediaFetch::Failed(error.clone()), Err(Failure::Permanent(error)))
+            }
+        };
+        self.store.record_media_fetch(id, &fetch).await?;
+        outcome
+    }
+
     async fn send_email(&self, job: &Job) -> Result<JobOutcome, Failure> {
-        let email: Email = serde_json::from_value(job.payload.clone())
+        let mut email: Email = serde_json::from_value(job.payload.clone())
             .map_err(|e| Failure::Permanent(format!("bad email job: {e}")))?;
+        if email.attach_photos
+            && let Some(conversation) = job.conversation_id
+        {
+            let photos = self
+                .store
+                .conversation_photos(conversation, MAX_MEDIA_PER_MESSAGE)
+                .await?;
+            // A photo sent with the text that booked is usually fetched
+            // within seconds: wait for it a little, then send without it.
+            if photos.iter().any(|p| p.status == MediaStatus::Pending) && job.attempts < PHOTO_WAIT_ATTEMPTS {
+                return Err(Failure::Retryable(
+                    "waiting for the customer's photos to be fetched".into(),
+                ));
+            }
+            email.attachments = photos
+                .into_iter()
+                .filter_map(|photo| Some((photo.content_type, photo.data?)))
+                .enumerate()
+                .map(|(i, (content_type, data))| Attachment::photo(i + 1, &content_type, data))
+                .collect();
+        }
         // Claimed before with no failure recorded: the last attempt was cut
         // off mid-send. A provider without idempotency may have sent it, so
         // a person decides rather than the recipient getting it twice.

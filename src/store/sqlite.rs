@@ -114,12 +114,45 @@ async fn record_inbound_in(
     .bind(conversation_id)
     .bind(&sms.body)
     .bind(&sms.message_sid)
-    .bind(sms.media_urls.len() as i64)
-    .bind(serde_json::to_string(&sms.media_urls).unwrap_or_else(|_| "[]".into()))
+    .bind(sms.media.len() as i64)
+    .bind(
+        serde_json::to_string(&sms.media.iter().map(|m| m.url.as_str()).collect::<Vec<_>>())
+            .unwrap_or_else(|_| "[]".into()),
+    )
     .bind(sms.params.to_string())
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
+    // The files and the jobs that fetch them commit with the text: a text
+    // Twilio was told we stored never loses its photos.
+    for (position, media) in sms.media.iter().enumerate() {
+        let media_id: i64 = sqlx::query_scalar(
+            "INSERT INTO media (message_id, conversation_id, position, url, content_type, status, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(message_id)
+        .bind(conversation_id)
+        .bind(position as i64)
+        .bind(&media.url)
+        .bind(&media.content_type)
+        .bind(media.status.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        if media.status == MediaStatus::Pending {
+            let job = NewJob {
+                kind: FETCH_MEDIA,
+                dedupe_key: format!("media:{media_id}"),
+                conversation_id: Some(ConversationId(conversation_id)),
+                customer_id: Some(CustomerId(customer_id)),
+                recipient: sms.from.as_str().to_string(),
+                payload: serde_json::json!({ "media_id": media_id }),
+                run_at: now,
+                max_attempts: FETCH_MEDIA_ATTEMPTS,
+            };
+            insert_job(&mut tx, &job, now).await?;
+        }
+    }
     tx.commit().await?;
     Ok(Recorded::New(
         ConversationId(conversation_id),
@@ -378,6 +411,7 @@ impl Store for SqliteStore {
         .iter()
         .map(|json| serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("quote: {e}"))))
         .collect::<Result<Vec<Quote>, _>>()?;
+        let images = history_images(&mut tx, id, &history).await?;
         tx.commit().await?;
         Ok(TurnInput {
             conversation,
@@ -387,6 +421,7 @@ impl Store for SqliteStore {
             state,
             last_activity,
             quotes,
+            images,
         })
     }
 
@@ -978,6 +1013,83 @@ impl Store for SqliteStore {
         .await?)
     }
 
+    async fn message_media(&self, id: MessageId) -> Result<Vec<MediaItem>, StoreError> {
+        sqlx::query(
+            "SELECT id, message_id, conversation_id, position, url, content_type, status, size, last_error
+             FROM media WHERE message_id = ? ORDER BY position",
+        )
+        .bind(id.0)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(media_from_row)
+        .collect()
+    }
+
+    async fn media_item(&self, id: i64) -> Result<Option<MediaItem>, StoreError> {
+        sqlx::query(
+            "SELECT id, message_id, conversation_id, position, url, content_type, status, size, last_error
+             FROM media WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(media_from_row)
+        .transpose()
+    }
+
+    async fn record_media_fetch(&self, id: i64, fetch: &MediaFetch) -> Result<(), StoreError> {
+        let (status, bytes, error) = match fetch {
+            MediaFetch::Fetched(bytes) => (MediaStatus::Fetched, Some(bytes.as_slice()), None),
+            MediaFetch::TooLarge => (MediaStatus::TooLarge, None, None),
+            MediaFetch::Refused => (MediaStatus::Refused, None, None),
+            MediaFetch::Failed(error) => (MediaStatus::Failed, None, Some(error.as_str())),
+        };
+        sqlx::query(
+            "UPDATE media SET status = ?, bytes = ?, size = ?, last_error = ?, fetched_at = ?
+             WHERE id = ? AND status = 'pending'",
+        )
+        .bind(status.as_str())
+        .bind(bytes)
+        .bind(bytes.map(|b| b.len() as i64))
+        .bind(error)
+        .bind(Utc::now())
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn conversation_photos(
+        &self,
+        id: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<StoredImage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT message_id, position, content_type, status, bytes FROM (
+                 SELECT * FROM media
+                 WHERE conversation_id = ? AND status IN ('fetched', 'pending') AND content_type LIKE 'image/%'
+                 ORDER BY message_id DESC, position DESC LIMIT ?)
+             ORDER BY message_id, position",
+        )
+        .bind(id.0)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredImage {
+                    message_id: MessageId(row.try_get("message_id")?),
+                    position: row.try_get("position")?,
+                    content_type: row.try_get("content_type")?,
+                    status: media_status(row)?,
+                    data: row.try_get("bytes")?,
+                })
+            })
+            .collect()
+    }
+
     async fn apply_status_report(&self, report: &StatusReport) -> Result<ReceiptApplied, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let Some(row) = sqlx::query(
@@ -1108,6 +1220,82 @@ fn booking_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<BookingRecord, Stor
             "cancelled" => BookingStatus::Cancelled,
             other => return Err(StoreError::Corrupt(format!("booking status `{other}`"))),
         },
+    })
+}
+
+/// How many of a turn's images carry their bytes: the newest ones. Enough
+/// to size a job from several angles, and it keeps a model request well
+/// under the API's size limit (each image is at most 5 MB).
+pub const TURN_IMAGES_WITH_DATA: usize = 4;
+
+/// The images of the texts in `history`, oldest first; bytes for the newest
+/// fetched few.
+async fn history_images(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: ConversationId,
+    history: &[Message],
+) -> Result<Vec<StoredImage>, StoreError> {
+    let Some(first) = history.iter().filter(|m| m.num_media > 0).map(|m| m.id.0).min() else {
+        return Ok(Vec::new());
+    };
+    let in_history: std::collections::HashSet<i64> = history.iter().map(|m| m.id.0).collect();
+    let rows = sqlx::query(
+        "SELECT id, message_id, position, content_type, status FROM media
+         WHERE conversation_id = ? AND message_id >= ? AND content_type LIKE 'image/%'
+         ORDER BY message_id, position",
+    )
+    .bind(id.0)
+    .bind(first)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut images = Vec::new();
+    let mut media_ids = Vec::new();
+    for row in &rows {
+        let message_id: i64 = row.try_get("message_id")?;
+        if !in_history.contains(&message_id) {
+            continue;
+        }
+        media_ids.push(row.try_get::<i64, _>("id")?);
+        images.push(StoredImage {
+            message_id: MessageId(message_id),
+            position: row.try_get("position")?,
+            content_type: row.try_get("content_type")?,
+            status: media_status(row)?,
+            data: None,
+        });
+    }
+    let mut with_data = 0;
+    for (image, media_id) in images.iter_mut().zip(&media_ids).rev() {
+        if with_data == TURN_IMAGES_WITH_DATA {
+            break;
+        }
+        if image.status == MediaStatus::Fetched {
+            image.data = sqlx::query_scalar("SELECT bytes FROM media WHERE id = ?")
+                .bind(media_id)
+                .fetch_one(&mut **tx)
+                .await?;
+            with_data += 1;
+        }
+    }
+    Ok(images)
+}
+
+fn media_status(row: &sqlx::sqlite::SqliteRow) -> Result<MediaStatus, StoreError> {
+    let status: String = row.try_get("status")?;
+    MediaStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("media status `{status}`")))
+}
+
+fn media_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MediaItem, StoreError> {
+    Ok(MediaItem {
+        id: row.try_get("id")?,
+        message_id: MessageId(row.try_get("message_id")?),
+        conversation_id: ConversationId(row.try_get("conversation_id")?),
+        position: row.try_get("position")?,
+        url: row.try_get("url")?,
+        content_type: row.try_get("content_type")?,
+        status: media_status(row)?,
+        size: row.try_get("size")?,
+        last_error: row.try_get("last_error")?,
     })
 }
 

@@ -279,7 +279,7 @@ async fn a_same_day_opening_is_offered_and_booked_at_its_own_total() {
         from: E164::parse(DANA).unwrap(),
         to: E164::parse("+15035550142").unwrap(),
         body: "hi".into(),
-        media_urls: vec![],
+        media: vec![],
         params: json!({}),
     };
     let (Recorded::New(c, _) | Recorded::Duplicate(c, _)) = store.record_inbound(&sms).await.unwrap();

@@ -7,6 +7,7 @@ mod guardrail;
 mod guided;
 mod helpers;
 mod holds;
+mod media;
 mod notifications;
 mod owner;
 mod panics;

@@ -40,6 +40,8 @@ fn sample_email() -> Email {
         html: "<p>12 Oak St</p>".into(),
         text: "12 Oak St".into(),
         date: Some(Utc.with_ymd_and_hms(2026, 11, 28, 17, 5, 9).unwrap()),
+        attach_photos: false,
+        attachments: Vec::new(),
     }
 }
 
@@ -83,6 +85,8 @@ async fn emails_go_through_the_real_ses_client() {
         html,
         text,
         date: None,
+        attach_photos: false,
+        attachments: Vec::new(),
     };
     assert_eq!(sender.send("email:1", &email).await.unwrap(), "ses-1");
 
@@ -235,6 +239,7 @@ pub async fn runner_for(app: &TestApp, email: Arc<dyn EmailSender>) -> JobRunner
             retry_base: Duration::from_secs(60),
             ..RunnerSettings::default()
         },
+        media: textdesk::app::media_fetcher(&app.settings()),
     }
 }
 

@@ -232,6 +232,7 @@ async fn an_opt_out_in_words_with_a_booking_is_confirmed_once_and_the_owner_can_
         }),
         business: Arc::new(app.business.clone()),
         settings: RunnerSettings::default(),
+        media: None,
     };
     runner
         .run_due(booking.slot.start - chrono::Duration::hours(1))

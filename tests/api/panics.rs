@@ -37,7 +37,7 @@ async fn inbound(store: &Arc<dyn textdesk::store::Store>, body: &str) {
             from: E164::parse(ALICE).unwrap(),
             to: E164::parse(BUSINESS_NUMBER).unwrap(),
             body: body.into(),
-            media_urls: Vec::new(),
+            media: Vec::new(),
             params: serde_json::json!({}),
         })
         .await

@@ -78,7 +78,7 @@ impl Rig {
             from: E164::parse(&format!("+1503555{i:04}")).unwrap(),
             to: E164::parse("+15035550142").unwrap(),
             body: "hi".into(),
-            media_urls: vec![],
+            media: vec![],
             params: json!({}),
         };
         match self.store.record_inbound(&sms).await.unwrap() {
