@@ -177,7 +177,11 @@ impl Scheduler {
                 busy.retain(|b| b != slot);
             }
             // Our own bookings count even before Google shows them.
-            busy.extend(self.store.provider_bookings(&p.id, range, except_booking).await?);
+            busy.extend(
+                self.store
+                    .provider_bookings(&self.business.business.id, &p.id, range, except_booking)
+                    .await?,
+            );
             busy.extend(holds.iter().filter(|h| h.provider_id == p.id).map(|h| h.slot));
             out.push(ProviderBusy {
                 provider: p.id.clone(),

@@ -28,6 +28,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// Which business a text reaches, by the number it was sent to.
+    pub businesses: std::sync::Arc<crate::config::directory::BusinessDirectory>,
     pub store: Arc<dyn Store>,
     pub wake_worker: Arc<Notify>,
     /// Without the trailing slash: the request path is appended to it.

@@ -21,7 +21,8 @@ pub const EMAIL: &str = "email";
 pub const DEFERRED_REPLY: &str = "deferred_reply";
 
 /// Alerts that also go to the owner by email: the ones a person must act on.
-pub const EMAILED_ALERTS: [&str; 8] = [
+pub const EMAILED_ALERTS: [&str; 9] = [
+    crate::app::CONFIG_REJECTED,
     crate::jobs::worker::TURN_PANICKED,
     "handoff",
     "handed_off_text",
@@ -391,6 +392,7 @@ pub fn alert_job_about(
         "booking_incomplete" => "A booking needs a look",
         "opted_out_with_booking" => "A booked customer opted out of texts",
         "dead_job" => "A notification could not be sent",
+        crate::app::CONFIG_REJECTED => "Your configuration edit was refused",
         crate::jobs::worker::TURN_PANICKED => "A customer's text could not be answered",
         _ => "A text could not be delivered",
     };

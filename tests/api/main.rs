@@ -1,5 +1,6 @@
 //! One integration-test binary (one link, shared helpers), zero2prod style.
 
+mod businesses;
 mod clients;
 mod date_pricing;
 mod fake_google;
@@ -13,4 +14,5 @@ mod panics;
 mod quotes;
 mod scheduling;
 mod turns;
+mod upgrade;
 mod webhook;
