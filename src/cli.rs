@@ -466,7 +466,7 @@ fn quote(args: QuoteArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot price this job: {e}"))?;
     let _ = std::io::stdout()
         .lock()
-        .write_all(render_quote(&config, &quote).as_bytes());
+        .write_all(render_quote(config, &quote).as_bytes());
     Ok(())
 }
 

@@ -89,6 +89,7 @@ async fn record_inbound_in(
          ON CONFLICT (business_id, phone) DO NOTHING",
     )
     .bind(&sms.business_id)
+    .bind(sms.from.as_str())
     .bind(now)
     .execute(&mut *tx)
     .await?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use textdesk::domain::phone::E164;
-use textdesk::store::{ConversationId, Store};
+use textdesk::store::ConversationId;
 
 use crate::helpers::{BUSINESS_NUMBER, Options, TestApp, spawn_app_with};
 

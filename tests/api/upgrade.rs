@@ -4,7 +4,7 @@
 //! under the single configured business.
 
 use sqlx::sqlite::SqlitePool;
-use textdesk::store::{ConversationId, Direction, Store};
+use textdesk::store::{ConversationId, Direction};
 
 use crate::helpers::{Options, spawn_app_with};
 
@@ -56,7 +56,7 @@ async fn the_upgrade_keeps_every_row_under_the_single_business_and_the_conversat
         count(&pool, "SELECT COUNT(*) FROM jobs WHERE business_id = 'test'").await,
         8
     );
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM messages").await, 26);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM messages").await, 29);
     for table in [
         "customers",
         "conversations",
