@@ -114,13 +114,20 @@ impl Desks {
         if current.version == businesses.version {
             return current;
         }
+        let engines: HashMap<String, Arc<Engine>> = businesses
+            .iter()
+            .map(|b| (b.business.id.clone(), Arc::new(adapters.engine(b.clone()))))
+            .collect();
+        // One file answers every number, and so every conversation, even
+        // ones stored under an id the owner has since changed.
+        let only = match (directory.path().is_dir(), businesses.single()) {
+            (false, Some(b)) => engines.get(&b.business.id).cloned(),
+            _ => None,
+        };
         let fresh = Arc::new(DeskSet {
             version: businesses.version,
-            engines: businesses
-                .iter()
-                .map(|b| (b.business.id.clone(), Arc::new(adapters.engine(b.clone()))))
-                .collect(),
-            only: None,
+            engines,
+            only,
         });
         let mut slot = self.current.write().unwrap_or_else(|e| e.into_inner());
         if slot.version < fresh.version {

@@ -22,8 +22,13 @@ pub const LEGACY_BUSINESS_ID: &str = "default";
 pub enum DirectoryError {
     #[error("{}: cannot read the business configuration: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
+    /// One business file that cannot be read.
+    #[error(transparent)]
+    File(#[from] ConfigError),
     #[error("{}: no business files (*.toml) in this directory", .0.display())]
     Empty(PathBuf),
+    #[error("this configuration was given to textdesk, not read from a file, so it cannot be reloaded")]
+    NotReloadable,
     /// Every problem found, one per line, each `file:line:column: key: message`.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
@@ -97,6 +102,9 @@ impl Businesses {
 
 pub struct BusinessDirectory {
     path: PathBuf,
+    /// False when built from parsed configurations (tests): there is no
+    /// file to re-read.
+    reloadable: bool,
     current: RwLock<Arc<Businesses>>,
 }
 
@@ -105,6 +113,7 @@ impl BusinessDirectory {
         let businesses = load_businesses(path, 1)?;
         Ok(Self {
             path: path.to_path_buf(),
+            reloadable: true,
             current: RwLock::new(Arc::new(businesses)),
         })
     }
@@ -118,6 +127,7 @@ impl BusinessDirectory {
         let businesses = index(configs, answers_every_number, 1, &HashMap::new())?;
         Ok(Self {
             path: path.to_path_buf(),
+            reloadable: false,
             current: RwLock::new(Arc::new(businesses)),
         })
     }
@@ -138,6 +148,9 @@ impl BusinessDirectory {
     /// Re-reads and validates every file; swaps the new set in only if all
     /// of it is valid. On error the old set keeps serving.
     pub fn reload(&self) -> Result<Arc<Businesses>, DirectoryError> {
+        if !self.reloadable {
+            return Err(DirectoryError::NotReloadable);
+        }
         let version = self.current().version + 1;
         let fresh = Arc::new(load_businesses(&self.path, version)?);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
@@ -173,7 +186,7 @@ pub fn load_businesses(path: &Path, version: u64) -> Result<Businesses, Director
             Ok(text) => text,
             Err(source) => {
                 if !is_dir {
-                    return Err(DirectoryError::Read { path: file, source });
+                    return Err(DirectoryError::File(ConfigError::Read { path: file, source }));
                 }
                 problems.push(Problem::Config(ConfigError::Read { path: file, source }));
                 continue;
