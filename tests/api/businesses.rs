@@ -314,3 +314,67 @@ async fn a_directory_with_one_number_claimed_twice_does_not_start() {
         .to_string();
     assert!(err.contains("b.toml:3:") && err.contains("a.toml:"), "{err}");
 }
+
+/// The first request of each turn asks for a tool, slowly; the second ends it.
+struct SlowToolThenText {
+    requests: std::sync::atomic::AtomicUsize,
+}
+
+impl wiremock::Respond for SlowToolThenText {
+    fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let n = self.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n % 2 == 0 {
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(crate::quotes::claude_tool(
+                    &format!("t{n}"),
+                    "record_job_details",
+                    serde_json::json!({"size": "half_truck"}),
+                ))
+                // Room for the reload to land while this turn is in flight.
+                .set_delay(Duration::from_millis(800))
+        } else {
+            wiremock::ResponseTemplate::new(200).set_body_json(crate::helpers::claude_text("Noted."))
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_turn_in_progress_finishes_on_the_configuration_it_started_with() {
+    let app = spawn_app_with(Options {
+        business_files: vec![("junk.toml", junk_with_rule("Always mention RULE-ONE."))],
+        default_fakes: false,
+        ..Options::default()
+    })
+    .await;
+    crate::helpers::mount_twilio_accepting(&app.twilio).await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/messages"))
+        .respond_with(SlowToolThenText {
+            requests: Default::default(),
+        })
+        .mount(&app.anthropic)
+        .await;
+
+    app.text(CUSTOMER, "half a truck of junk").await;
+    // The turn has asked the model once: it started on RULE-ONE.
+    wait_for_model_requests(&app, 1).await;
+    let file = app.business_dir.as_ref().unwrap().join("junk.toml");
+    std::fs::write(&file, junk_with_rule("Always mention RULE-TWO.")).unwrap();
+    app.app.as_ref().unwrap().reload_configuration().await.unwrap();
+
+    let requests = wait_for_model_requests(&app, 2).await;
+    assert!(
+        system(&requests[1]).contains("RULE-ONE"),
+        "{}",
+        system(&requests[1])
+    );
+    app.wait_for_texts(1).await;
+
+    app.text(CUSTOMER, "and a couch").await;
+    let requests = wait_for_model_requests(&app, 3).await;
+    assert!(
+        system(&requests[2]).contains("RULE-TWO"),
+        "{}",
+        system(&requests[2])
+    );
+}
