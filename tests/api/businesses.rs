@@ -323,7 +323,7 @@ struct SlowToolThenText {
 impl wiremock::Respond for SlowToolThenText {
     fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
         let n = self.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             wiremock::ResponseTemplate::new(200)
                 .set_body_json(crate::quotes::claude_tool(
                     &format!("t{n}"),
