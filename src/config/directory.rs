@@ -52,6 +52,11 @@ pub enum Problem {
         other_line: usize,
         other_column: usize,
     },
+    #[error(
+        "{}:1:1: business.phone: no number reaches this business; in a directory of businesses each needs `phone` or `numbers`",
+        .0.display()
+    )]
+    NoNumber(PathBuf),
     #[error("{}:1:1: business.id: `{id}` is also the id of {}", path.display(), other_path.display())]
     IdTwice {
         id: String,
@@ -225,6 +230,9 @@ fn index(
             continue;
         }
         by_id.insert(config.business.id.clone(), i);
+        if !answers_every_number && config.senders().is_empty() {
+            problems.push(Problem::NoNumber(path.clone()));
+        }
         for number in config.senders() {
             if let Some(&other) = by_number.get(&number) {
                 let (other_path, other_config) = &configs[other];
@@ -324,6 +332,23 @@ mod tests {
         assert!(err.contains("b.toml:4:"), "{err}");
         assert!(err.contains("a.toml:3:"), "{err}");
         assert!(err.contains("+15035550142"), "{err}");
+    }
+
+    #[test]
+    fn in_a_directory_a_business_no_number_reaches_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.toml",
+            "[business]\nname = \"A\"\nphone = \"+15035550142\"\n",
+        );
+        write(dir.path(), "b.toml", "[business]\nname = \"B\"\n");
+        let err = load_businesses(dir.path(), 1).unwrap_err().to_string();
+        assert!(
+            err.contains("b.toml:1:1: business.phone: no number reaches"),
+            "{err}"
+        );
+        assert!(!err.contains("a.toml"), "{err}");
     }
 
     #[test]

@@ -378,3 +378,62 @@ async fn a_turn_in_progress_finishes_on_the_configuration_it_started_with() {
         system(&requests[2])
     );
 }
+
+/// Two businesses may both call a crew `crew-1`: they are two crews, and
+/// one's booking never blocks (or shows in) the other's calendar.
+#[tokio::test]
+async fn same_named_crews_of_two_businesses_never_block_each_other() {
+    use chrono::{TimeZone, Utc};
+    use textdesk::domain::availability::Interval;
+    use textdesk::store::{BookingRecord, BookingStatus, InboundSms, Recorded, Reservation};
+
+    let app = two_businesses().await;
+    let mut conversations = Vec::new();
+    for (business, to) in [("junk", BUSINESS_NUMBER), ("maid", MAID_NUMBER)] {
+        let sms = InboundSms {
+            business_id: business.into(),
+            message_sid: format!("SM{}", uuid::Uuid::new_v4().simple()),
+            from: E164::parse(CUSTOMER).unwrap(),
+            to: E164::parse(to).unwrap(),
+            body: "hi".into(),
+            media_urls: vec![],
+            params: serde_json::json!({}),
+        };
+        let (Recorded::New(id, _) | Recorded::Duplicate(id, _)) =
+            app.store.record_inbound(&sms).await.unwrap();
+        conversations.push(id);
+    }
+    let start = Utc.with_ymd_and_hms(2030, 6, 3, 16, 0, 0).unwrap();
+    let slot = Interval {
+        start,
+        end: start + chrono::Duration::hours(2),
+    };
+    for (i, conversation) in conversations.iter().enumerate() {
+        let booking = BookingRecord {
+            id: format!("td-crews-{i}"),
+            conversation_id: *conversation,
+            provider_id: "crew-1".into(),
+            calendar_id: "crew-1".into(),
+            slot,
+            label: "Mon Jun 3".into(),
+            status: BookingStatus::Pending,
+        };
+        let reserved = app
+            .store
+            .reserve_booking(&booking, slot, Utc::now())
+            .await
+            .unwrap();
+        assert!(
+            matches!(reserved, Reservation::Reserved(_)),
+            "business {i}: {reserved:?}"
+        );
+    }
+    for business in ["junk", "maid"] {
+        let busy = app
+            .store
+            .provider_bookings(business, "crew-1", slot, None)
+            .await
+            .unwrap();
+        assert_eq!(busy.len(), 1, "{business} sees only its own crew's booking");
+    }
+}
