@@ -24,7 +24,7 @@ use crate::http::{self, AppState};
 use crate::jobs::runner::JobRunner;
 use crate::jobs::turns::Engine;
 use crate::jobs::worker::TurnWorker;
-use crate::scheduling::Scheduler;
+use crate::scheduling::{CrewLocks, Scheduler};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NewAlert, Store, StoreError};
 use crate::twilio::{ConsoleSender, SmsSender, TwilioClient};
@@ -56,6 +56,8 @@ struct Adapters {
     calendar: Arc<dyn Calendar>,
     anthropic: Option<(Arc<AnthropicClient>, AnthropicSettings)>,
     lease: std::time::Duration,
+    /// Per business, kept across reloads.
+    crew_locks: std::sync::Mutex<HashMap<String, CrewLocks>>,
 }
 
 /// The turn engines, one per business, built from the directory's
@@ -146,10 +148,18 @@ impl Desks {
 impl Adapters {
     fn engine(&self, business: Arc<BusinessConfig>) -> Engine {
         let store = self.store.clone();
-        let scheduler = Arc::new(Scheduler::new(
+        let locks = self
+            .crew_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(business.business.id.clone())
+            .or_default()
+            .clone();
+        let scheduler = Arc::new(Scheduler::with_locks(
             store.clone(),
             self.calendar.clone(),
             business.clone(),
+            locks,
         ));
         let responder: Arc<dyn Responder> = match &self.anthropic {
             Some((client, anthropic)) => {
@@ -304,6 +314,7 @@ impl Services {
                 calendar,
                 anthropic,
                 lease: settings.worker.lease,
+                crew_locks: Default::default(),
             }),
             current: RwLock::new(Arc::new(DeskSet {
                 version: 0,
