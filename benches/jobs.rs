@@ -123,9 +123,8 @@ async fn main() {
     .unwrap();
     let runner = JobRunner {
         store: services.store.clone(),
-        engine: services.engine.clone(),
+        desks: services.desks.clone(),
         email: Arc::new(NullEmail),
-        business,
         settings: RunnerSettings {
             batch: 200,
             ..RunnerSettings::default()

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{Application, Services};
 use crate::config::business::{BusinessConfig, BusinessKind, describe_toml_error};
+use crate::config::directory::{BusinessDirectory, load_businesses};
 use crate::config::settings::Settings;
 use crate::domain::phone::E164;
 use crate::domain::prompt;
@@ -40,6 +41,9 @@ enum Command {
         /// The customer's phone number for this session.
         #[arg(long, default_value = "+15555550100")]
         from: String,
+        /// With a directory of businesses, the id of the one to text.
+        #[arg(long)]
+        business: Option<String>,
     },
     /// Validate business.toml and show the prompt it assembles.
     CheckConfig {
@@ -65,6 +69,9 @@ struct QuoteArgs {
     /// business.toml to price against (default: BUSINESS_CONFIG, then business.toml).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// With a directory of businesses, the id of the one to price for.
+    #[arg(long)]
+    business: Option<String>,
     /// A TOML job file with the same fields as these flags; flags win.
     #[arg(long)]
     job: Option<PathBuf>,
@@ -163,23 +170,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             telemetry::init(settings.log_format, "info,sqlx=warn");
-            let business = BusinessConfig::load(&settings.business_config)?;
-            for warning in business.warnings() {
-                tracing::warn!(config = %settings.business_config.display(), "{warning}");
+            let directory = Arc::new(BusinessDirectory::load(&settings.business_config)?);
+            for (file, business) in &directory.current().list {
+                for warning in business.warnings() {
+                    tracing::warn!(config = %file.display(), "{warning}");
+                }
+                tracing::info!(
+                    business = %business.business.name,
+                    id = %business.business.id,
+                    config = %file.display(),
+                    "answering for"
+                );
             }
-            tracing::info!(
-                business = %business.business.name,
-                config = %settings.business_config.display(),
-                database = %redact_url(&settings.database_url),
-                "starting"
-            );
-            let app = Application::build(settings, business).await?;
+            tracing::info!(database = %redact_url(&settings.database_url), "starting");
+            let app = Application::build_for(settings, directory).await?;
             app.run_until_stopped().await;
             Ok(())
         }
-        Command::Chat { from } => {
+        Command::Chat { from, business } => {
             telemetry::init(settings.log_format, "warn");
-            chat(settings, &from).await
+            chat(settings, &from, business.as_deref()).await
         }
         Command::Jobs { json, all } => {
             telemetry::init(settings.log_format, "warn");
@@ -200,8 +210,18 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-async fn chat(settings: Settings, from: &str) -> anyhow::Result<()> {
-    let business = Arc::new(BusinessConfig::load(&settings.business_config)?);
+async fn chat(settings: Settings, from: &str, business_id: Option<&str>) -> anyhow::Result<()> {
+    let businesses = load_businesses(&settings.business_config, 1)?;
+    let business = match business_id {
+        Some(id) => businesses
+            .get(id)
+            .cloned()
+            .with_context(|| format!("no business `{id}`"))?,
+        None => businesses
+            .single()
+            .cloned()
+            .context("several businesses are configured: say which with --business ID")?,
+    };
     let customer = E164::parse(from).context("--from")?;
     let business_number = business
         .business
@@ -238,6 +258,7 @@ async fn chat(settings: Settings, from: &str) -> anyhow::Result<()> {
             continue;
         }
         let sms = InboundSms {
+            business_id: business.business.id.clone(),
             message_sid: format!("CHAT{}", uuid::Uuid::new_v4().simple()),
             from: customer.clone(),
             to: business_number.clone(),
@@ -277,7 +298,8 @@ fn mask_recipient(recipient: &str) -> String {
 
 async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<()> {
     use crate::store::JobStatus;
-    let business = BusinessConfig::load(&settings.business_config)?;
+    let businesses = load_businesses(&settings.business_config, 1)?;
+    let business = businesses.iter().next().context("no business is configured")?;
     let store = crate::store::sqlite::SqliteStore::connect(&settings.database_url).await?;
     let mut statuses = vec![
         JobStatus::Pending,
@@ -382,7 +404,26 @@ fn selected(raw: &str) -> anyhow::Result<Selected> {
 
 fn quote(args: QuoteArgs) -> anyhow::Result<()> {
     let path = business_path(args.config.clone());
-    let config = BusinessConfig::load(&path)?;
+    let businesses = load_businesses(&path, 1)?;
+    let config: &BusinessConfig = match &args.business {
+        Some(id) => businesses.get(id).with_context(|| {
+            format!(
+                "no business `{id}` in {}; there are: {}",
+                path.display(),
+                businesses
+                    .iter()
+                    .map(|b| b.business.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?,
+        None => businesses.single().with_context(|| {
+            format!(
+                "{} holds several businesses: say which with --business ID",
+                path.display()
+            )
+        })?,
+    };
     let file: JobFile = match &args.job {
         Some(job) => {
             let text =
@@ -448,7 +489,7 @@ fn quote(args: QuoteArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot price this job: {e}"))?;
     let _ = std::io::stdout()
         .lock()
-        .write_all(render_quote(&config, &quote).as_bytes());
+        .write_all(render_quote(config, &quote).as_bytes());
     Ok(())
 }
 
@@ -488,8 +529,19 @@ fn render_quote(config: &BusinessConfig, quote: &crate::domain::quote::Quote) ->
 
 fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
     let path = business_path(path);
-    let config = BusinessConfig::load(&path)?;
-    let mut report = config_summary(&path, &config);
+    // A directory: every file is checked, and every problem reported.
+    let businesses = load_businesses(&path, 1)?;
+    let mut report = String::new();
+    for (file, config) in &businesses.list {
+        if businesses.list.len() > 1 {
+            report.push_str(&format!(
+                "=== {} (business `{}`) ===\n",
+                file.display(),
+                config.business.id
+            ));
+        }
+        report.push_str(&config_summary(file, config));
+    }
     match Settings::from_env() {
         Ok(settings) => report.push_str(&environment_summary(&settings)),
         Err(e) => report.push_str(&format!("\nEnvironment: {e}\n")),

@@ -90,8 +90,13 @@ pub struct Scheduler {
     store: Arc<dyn Store>,
     calendar: Arc<dyn Calendar>,
     business: Arc<BusinessConfig>,
-    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: CrewLocks,
 }
+
+/// One lock per crew of a business. Shared by the schedulers a reload
+/// builds for that business, so a booking on the old configuration and one
+/// on the new are still serialized.
+pub type CrewLocks = Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
 
 /// `td` + 40 hex digits: valid as a Google event id ([a-v0-9], 5-1024).
 pub fn booking_id(
@@ -109,11 +114,20 @@ pub fn booking_id(
 
 impl Scheduler {
     pub fn new(store: Arc<dyn Store>, calendar: Arc<dyn Calendar>, business: Arc<BusinessConfig>) -> Self {
+        Self::with_locks(store, calendar, business, CrewLocks::default())
+    }
+
+    pub fn with_locks(
+        store: Arc<dyn Store>,
+        calendar: Arc<dyn Calendar>,
+        business: Arc<BusinessConfig>,
+        locks: CrewLocks,
+    ) -> Self {
         Self {
             store,
             calendar,
             business,
-            locks: Default::default(),
+            locks,
         }
     }
 
@@ -177,7 +191,11 @@ impl Scheduler {
                 busy.retain(|b| b != slot);
             }
             // Our own bookings count even before Google shows them.
-            busy.extend(self.store.provider_bookings(&p.id, range, except_booking).await?);
+            busy.extend(
+                self.store
+                    .provider_bookings(&self.business.business.id, &p.id, range, except_booking)
+                    .await?,
+            );
             busy.extend(holds.iter().filter(|h| h.provider_id == p.id).map(|h| h.slot));
             out.push(ProviderBusy {
                 provider: p.id.clone(),

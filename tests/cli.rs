@@ -265,3 +265,130 @@ fn a_count_too_large_is_refused_in_plain_words() {
     );
     assert!(!err.contains("target type"), "{err}");
 }
+
+/// A directory of businesses (the shipped junk and maid files).
+fn two_business_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(manifest.join("business.toml"), dir.path().join("junk.toml")).unwrap();
+    std::fs::copy(manifest.join("examples/maid.toml"), dir.path().join("maid.toml")).unwrap();
+    dir
+}
+
+#[test]
+fn check_config_checks_every_file_of_a_directory_and_a_number_claimed_twice() {
+    let dir = two_business_dir();
+    let (ok, out, err) = textdesk(&["check-config", dir.path().to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("business `junk`") && out.contains("business `maid`"),
+        "{out}"
+    );
+
+    std::fs::write(
+        dir.path().join("zz.toml"),
+        "[business]\nname = \"Copycat\"\nnumbers = [\"+12175550187\"]\n",
+    )
+    .unwrap();
+    let (ok, _, err) = textdesk(&["check-config", dir.path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("zz.toml:3:") && err.contains("maid.toml:7:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn quote_prices_for_the_business_named() {
+    let dir = two_business_dir();
+    let config = dir.path().to_str().unwrap();
+    let (ok, out, err) = textdesk(&[
+        "quote",
+        "--config",
+        config,
+        "--business",
+        "maid",
+        "--bedrooms",
+        "2",
+        "--bathrooms",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("bedroom"), "{out}");
+    let (ok, _, err) = textdesk(&["quote", "--config", config, "--size", "half_truck"]);
+    assert!(!ok);
+    assert!(err.contains("--business"), "{err}");
+}
+
+/// The documented contract: SIGHUP re-reads the configuration; a bad edit
+/// is refused with its location and the old configuration keeps serving.
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_a_good_edit_and_refuses_a_bad_one() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("business.toml");
+    std::fs::write(&file, "[business]\nname = \"Old Name\"\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_textdesk"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .env("DATABASE_URL", format!("sqlite://{}/t.db", dir.path().display()))
+        .env("BUSINESS_CONFIG", &file)
+        .env("OUTBOX_DIR", dir.path().join("outbox"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run textdesk serve");
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |needle: &str| -> String {
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no log line containing `{needle}`"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    };
+    let hangup = |pid: u32| {
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP");
+    };
+    wait_for("textdesk is listening");
+
+    std::fs::write(&file, "[business]\nname = \"New Name\"\nkind = \"plumber\"\n").unwrap();
+    hangup(child.id());
+    let refused = wait_for("reload refused");
+    assert!(
+        refused.contains("business.toml:3:") && refused.contains("business.kind"),
+        "{refused}"
+    );
+
+    std::fs::write(&file, "[business]\nname = \"New Name\"\n").unwrap();
+    hangup(child.id());
+    let reloaded = wait_for("configuration reloaded");
+    assert!(reloaded.contains("\"version\":2"), "{reloaded}");
+    assert!(child.try_wait().unwrap().is_none(), "textdesk exited");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -126,11 +126,17 @@ impl ConversationConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusinessInfo {
+    /// The stable key of this business in the database. Defaults to the
+    /// file's stem (`maid.toml` is `maid`); set it before renaming a file.
+    pub id: String,
     pub name: String,
     pub kind: BusinessKind,
     pub timezone: Tz,
     /// The number customers text. Used in HELP replies and the prompt.
     pub phone: Option<E164>,
+    /// More numbers (E.164) or WhatsApp senders (`whatsapp:+E164`) this
+    /// business answers; a text is routed by the number it was sent to.
+    pub numbers: Vec<String>,
     /// Where the owner reads alerts; email delivery arrives with notifications.
     pub owner_email: Option<String>,
     /// How customers know the owner ("Maria"), in texts sent while the
@@ -152,7 +158,9 @@ impl BusinessInfo {
 impl Default for BusinessInfo {
     fn default() -> Self {
         Self {
+            id: String::new(),
             name: "Our business".into(),
+            numbers: Vec::new(),
             kind: BusinessKind::JunkRemoval,
             timezone: chrono_tz::America::Los_Angeles,
             phone: None,
@@ -340,7 +348,31 @@ impl Default for BusinessConfig {
     }
 }
 
+/// An E.164 number or a `whatsapp:+E164` sender, in its canonical form.
+pub fn parse_sender(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    match raw.strip_prefix("whatsapp:") {
+        Some(number) => E164::parse(number)
+            .ok()
+            .map(|n| format!("whatsapp:{}", n.as_str())),
+        None => E164::parse(raw).ok().map(|n| n.as_str().to_string()),
+    }
+}
+
 impl BusinessConfig {
+    /// Every number and sender this business claims: `phone`, then `numbers`.
+    pub fn senders(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .business
+            .phone
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .collect();
+        out.extend(self.business.numbers.iter().filter_map(|n| parse_sender(n)));
+        out.dedup();
+        out
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -366,7 +398,7 @@ impl BusinessConfig {
         // checked after deserializing came from.
         let spans = toml::de::DeTable::parse(text).map_err(syntax)?.into_inner();
         let deserializer = toml::Deserializer::parse(text).map_err(syntax)?;
-        let config: BusinessConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let mut config: BusinessConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let mut key = err.path().to_string();
             // The path already ends with an unknown key's own name.
             let inner = err.inner();
@@ -404,6 +436,41 @@ impl BusinessConfig {
         config
             .check_ranges()
             .map_err(|(key, message)| invalid(span_at(&spans, key), key.to_string(), message))?;
+        config.business.id = config.business.id.trim().to_string();
+        if config.business.id.is_empty() {
+            config.business.id = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "default".into());
+        }
+        if !config
+            .business
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                span_at(&spans, "business.id"),
+                "business.id".into(),
+                format!(
+                    "expected letters, digits, - and _ only (it keys the database), got `{}`",
+                    config.business.id
+                ),
+            ));
+        }
+        for (i, number) in config.business.numbers.iter().enumerate() {
+            if parse_sender(number).is_none() {
+                let key = format!("business.numbers[{i}]");
+                let at = text.find(&format!("\"{number}\"")).map(|at| at..at);
+                return Err(invalid(
+                    at.or_else(|| span_at(&spans, "business.numbers")),
+                    key,
+                    format!(
+                        "expected an E.164 number like +15035550142 or a WhatsApp sender like whatsapp:+15035550142, got `{number}`"
+                    ),
+                ));
+            }
+        }
         Ok(config)
     }
 

@@ -1,6 +1,7 @@
 //! Configuration: the owner's `business.toml` and the process environment.
 
 pub mod business;
+pub mod directory;
 pub mod settings;
 
 #[cfg(test)]

@@ -22,7 +22,6 @@ use tracing::Level;
 
 pub use error::ApiError;
 
-use crate::jobs::turns::Engine;
 use crate::store::Store;
 
 /// Twilio's webhook bodies are a few kilobytes; anything near this is not
@@ -31,14 +30,16 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// Which business a text reaches, by the number it was sent to.
+    pub businesses: std::sync::Arc<crate::config::directory::BusinessDirectory>,
     pub store: Arc<dyn Store>,
     pub wake_worker: Arc<Notify>,
     /// Without the trailing slash: the request path is appended to it.
     pub public_base_url: String,
     pub twilio_auth_token: Option<SecretString>,
     pub skip_signature_validation: bool,
-    /// Applies delivery receipts and alerts the owner about failed texts.
-    pub engine: Arc<Engine>,
+    /// Each business's engine: a failed text is alerted to its own owner.
+    pub desks: Arc<crate::app::Desks>,
     /// Only media URLs under this base (`TWILIO_API_BASE_URL`) are fetched.
     pub media_base_url: url::Url,
 }

@@ -28,7 +28,13 @@ pub async fn inbound(
 ) -> Result<Response, ApiError> {
     let params = verified_form(&state, &uri, &headers, &body)?;
 
-    let sms = parse_inbound(&params, &state.media_base_url)?;
+    let mut sms = parse_inbound(&params, &state.media_base_url)?;
+    let Some(business) = state.businesses.current().route(sms.to.as_str()).cloned() else {
+        // 200, so Twilio does not retry a text no business here answers.
+        tracing::warn!(to = ?sms.to, "a text to a number no business claims; ignored");
+        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response());
+    };
+    sms.business_id = business.business.id.clone();
     let span = tracing::Span::current();
     span.record("message_sid", sms.message_sid.as_str());
     span.record("from", tracing::field::display(sms.from.masked()));
@@ -82,6 +88,7 @@ fn parse_inbound(params: &[(String, String)], media_base_url: &url::Url) -> Resu
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     Ok(InboundSms {
+        business_id: String::new(),
         message_sid: message_sid.to_string(),
         from,
         to,

@@ -33,7 +33,7 @@ pub async fn status(
     let span = tracing::Span::current();
     span.record("message_sid", mask_sid(&report.message_sid));
     span.record("status", report.status.as_str());
-    match state.engine.record_status_report(&report).await? {
+    match state.store.apply_status_report(&report).await? {
         ReceiptApplied::UnknownMessage => {
             tracing::warn!("delivery receipt for a text we did not send; ignored");
         }
@@ -48,6 +48,20 @@ pub async fn status(
                 error_code = text.error_code,
                 "delivery status recorded"
             );
+            if text.status.is_failure() {
+                // The owner of the text's own business hears of it, on
+                // that business's current configuration.
+                let business = state.store.conversation_business(text.conversation_id).await?;
+                let engine = business
+                    .and_then(|b| state.desks.engine(&b))
+                    .or_else(|| state.desks.any());
+                match engine {
+                    Some(engine) => engine.alert_undelivered(&text).await?,
+                    None => {
+                        tracing::error!(message = text.id.0, "no business to alert of an undelivered text")
+                    }
+                }
+            }
         }
     }
     Ok(StatusCode::OK)

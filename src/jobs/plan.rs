@@ -22,7 +22,8 @@ pub const DEFERRED_REPLY: &str = "deferred_reply";
 pub use crate::store::FETCH_MEDIA;
 
 /// Alerts that also go to the owner by email: the ones a person must act on.
-pub const EMAILED_ALERTS: [&str; 9] = [
+pub const EMAILED_ALERTS: &[&str] = &[
+    crate::app::CONFIG_REJECTED,
     crate::jobs::worker::TURN_PANICKED,
     "handoff",
     "handed_off_text",
@@ -396,6 +397,7 @@ pub fn alert_job_about(
         "booking_incomplete" => "A booking needs a look",
         "opted_out_with_booking" => "A booked customer opted out of texts",
         "dead_job" => "A notification could not be sent",
+        crate::app::CONFIG_REJECTED => "Your configuration edit was refused",
         crate::jobs::worker::TURN_PANICKED => "A customer's text could not be answered",
         crate::jobs::receipts::TEXT_UNDELIVERED => "A text did not reach a customer",
         _ => "A text could not be delivered",

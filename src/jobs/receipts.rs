@@ -9,26 +9,16 @@ use crate::domain::conversation::ConversationState;
 use crate::domain::delivery::{self, DeliveryStatus};
 use crate::jobs::plan;
 use crate::jobs::turns::Engine;
-use crate::store::{ReceiptApplied, ReceiptedText, StatusReport, StoreError};
+use crate::store::{ReceiptedText, StoreError};
 use crate::twilio::ERROR_OPTED_OUT;
 
 /// The alert for a text that did not reach its customer.
 pub const TEXT_UNDELIVERED: &str = "text_undelivered";
 
 impl Engine {
-    /// Applies one status callback, and alerts the owner when it says a
-    /// text did not arrive.
-    pub async fn record_status_report(&self, report: &StatusReport) -> Result<ReceiptApplied, StoreError> {
-        let applied = self.store.apply_status_report(report).await?;
-        if let ReceiptApplied::Advanced(text) = &applied
-            && text.status.is_failure()
-        {
-            self.alert_undelivered(text).await?;
-        }
-        Ok(applied)
-    }
-
-    async fn alert_undelivered(&self, text: &ReceiptedText) -> Result<(), StoreError> {
+    /// Alerts the owner of this engine's business that a text did not
+    /// arrive (a receipt that advanced to undelivered or failed).
+    pub async fn alert_undelivered(&self, text: &ReceiptedText) -> Result<(), StoreError> {
         if text.error_code == Some(ERROR_OPTED_OUT) {
             // As when a send is refused with 21610: no more texts to them.
             self.store.set_opted_out(text.customer_id, true).await?;

@@ -45,9 +45,9 @@ impl Default for RunnerSettings {
 
 pub struct JobRunner {
     pub store: Arc<dyn Store>,
-    pub engine: Arc<Engine>,
+    /// Each business's engine; a job runs on its business's current one.
+    pub desks: Arc<crate::app::Desks>,
     pub email: Arc<dyn EmailSender>,
-    pub business: Arc<BusinessConfig>,
     pub settings: RunnerSettings,
     /// Fetches customers' photos; `None` without provider credentials, and
     /// then photos are recorded but never fetched.
@@ -112,11 +112,31 @@ impl JobRunner {
             // Each job at its own moment: a batch that starts at 20:59 must
             // not keep texting after 21:00. (`now` may be ahead, in tests.)
             let now = now.max(Utc::now());
-            let outcome = match self.run_job(&job, now).await {
+            // An owner's email raised outside any conversation (a refused
+            // reload, say) needs no business of its own to be sent.
+            let engine = self
+                .desks
+                .engine(&job.business_id)
+                .or_else(|| if job.kind == EMAIL { self.desks.any() } else { None });
+            let Some(engine) = engine else {
+                tracing::error!(job = job.id, business = %job.business_id, "a job of a business no longer configured");
+                let _ = self
+                    .store
+                    .finish_job(
+                        job.id,
+                        &JobOutcome::Dead {
+                            error: format!("business `{}` is not configured", job.business_id),
+                        },
+                    )
+                    .await;
+                continue;
+            };
+            let business = engine.business.clone();
+            let outcome = match self.run_job(&engine, &job, now).await {
                 Ok(outcome) => outcome,
-                Err(Failure::Permanent(error)) => self.dead(&job, error).await,
+                Err(Failure::Permanent(error)) => self.dead(&business, &job, error).await,
                 Err(Failure::Retryable(error)) if job.attempts >= job.max_attempts => {
-                    self.dead(&job, error).await
+                    self.dead(&business, &job, error).await
                 }
                 Err(Failure::Retryable(error)) => {
                     let factor = 2u32.saturating_pow(job.attempts.saturating_sub(1).min(16));
@@ -136,7 +156,7 @@ impl JobRunner {
         }
     }
 
-    async fn dead(&self, job: &Job, error: String) -> JobOutcome {
+    async fn dead(&self, business: &BusinessConfig, job: &Job, error: String) -> JobOutcome {
         tracing::error!(job = job.id, kind = %job.kind, %error, "job dead after its last attempt");
         // A text job's recipient is a customer the owner may need to call.
         let customer = crate::domain::phone::E164::parse(&job.recipient)
@@ -156,7 +176,7 @@ impl JobRunner {
         // An email failing does not email about itself.
         if job.kind != EMAIL
             && let Some(owner_job) = plan::alert_job_about(
-                &self.business,
+                business,
                 &alert,
                 job.conversation_id,
                 customer.as_ref(),
@@ -170,26 +190,24 @@ impl JobRunner {
     }
 
     /// Texts wait for the end of quiet hours.
-    fn quiet_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let allowed = self
-            .business
-            .quiet_hours
-            .next_allowed(now, self.business.business.timezone);
+    fn quiet_until(business: &BusinessConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let allowed = business.quiet_hours.next_allowed(now, business.business.timezone);
         (allowed > now).then_some(allowed)
     }
 
-    async fn run_job(&self, job: &Job, now: DateTime<Utc>) -> Result<JobOutcome, Failure> {
+    async fn run_job(&self, engine: &Engine, job: &Job, now: DateTime<Utc>) -> Result<JobOutcome, Failure> {
+        let business = &engine.business;
         match job.kind.as_str() {
             EMAIL => self.send_email(job).await,
             FETCH_MEDIA => self.fetch_media(job).await,
             REMINDER | FOLLOW_UP | DEFERRED_REPLY => {
-                if let Some(at) = self.quiet_until(now) {
+                if let Some(at) = Self::quiet_until(business, now) {
                     return Ok(JobOutcome::Defer { at });
                 }
                 let Some(conversation) = job.conversation_id else {
                     return Err(Failure::Permanent("a text job without a conversation".into()));
                 };
-                let Some(body) = self.text_for(job, conversation).await? else {
+                let Some(body) = self.text_for(business, job, conversation).await? else {
                     return Ok(JobOutcome::Cancelled {
                         reason: "no longer applies".into(),
                     });
@@ -204,7 +222,7 @@ impl JobRunner {
                     .queue_job_message(conversation, job.id, OutboundDraft { kind, body })
                     .await?
                 {
-                    Some(sms) => match self.engine.send_claimed(sms).await? {
+                    Some(sms) => match engine.send_claimed(sms).await? {
                         Delivery::Sent { sid } => Ok(JobOutcome::Done { result: Some(sid) }),
                         Delivery::OptedOut => Ok(JobOutcome::Cancelled {
                             reason: "the customer opted out".into(),
@@ -227,6 +245,7 @@ impl JobRunner {
     /// The text a job sends, or `None` if it no longer applies.
     async fn text_for(
         &self,
+        business: &BusinessConfig,
         job: &Job,
         conversation: crate::store::ConversationId,
     ) -> Result<Option<String>, Failure> {
@@ -257,7 +276,7 @@ impl JobRunner {
                     .map_err(|e| Failure::Permanent(e.to_string()))?;
                 let label = p["label"].as_str().unwrap_or_default();
                 let tomorrow = p["reminder"] == "day_before";
-                Ok(Some(templates::reminder(&self.business, label, total, tomorrow)))
+                Ok(Some(templates::reminder(business, label, total, tomorrow)))
             }
             FOLLOW_UP => {
                 let turn = self.store.turn_input(conversation, 50).await?;
@@ -272,7 +291,7 @@ impl JobRunner {
                 let nudged = turn.history.iter().any(|m| m.kind == "follow_up");
                 match open {
                     Some(quote) if !nudged && turn.pending.is_empty() => {
-                        Ok(Some(templates::follow_up(&self.business, quote)))
+                        Ok(Some(templates::follow_up(business, quote)))
                     }
                     _ => Ok(None),
                 }

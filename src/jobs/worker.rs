@@ -22,7 +22,8 @@ use crate::templates;
 pub const TURN_PANICKED: &str = "turn_panicked";
 
 pub struct TurnWorker {
-    pub engine: Arc<Engine>,
+    /// Each business's engine, looked up at the start of each turn.
+    pub desks: Arc<crate::app::Desks>,
     pub store: Arc<dyn Store>,
     pub wake: Arc<Notify>,
     pub settings: WorkerSettings,
@@ -70,7 +71,9 @@ impl TurnWorker {
                 // The first tick is immediate: texts left queued by a crash
                 // go out at start.
                 _ = poll.tick() => {
-                    if let Err(e) = this.engine.deliver_undelivered().await {
+                    if let Some(engine) = this.desks.any()
+                        && let Err(e) = engine.deliver_undelivered().await
+                    {
                         tracing::error!(error = %e, "could not deliver queued texts");
                     }
                 }
@@ -91,14 +94,23 @@ impl TurnWorker {
         // The turn runs in a task of its own so that a panic in it is caught
         // here; a JoinSet aborts it if this worker is dropped mid-turn.
         let mut turn = JoinSet::new();
-        let engine = self.engine.clone();
-        turn.spawn(async move { engine.run_turn(id).await });
+        let engine = match self.engine_of(id).await {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::error!(conversation = id.0, error = %e, "no business answers this conversation; will retry");
+                let backoff = std::time::Duration::from_secs(30).min(self.settings.lease);
+                let _ = self.store.claim(id, token, backoff).await;
+                return;
+            }
+        };
+        let turn_engine = engine.clone();
+        turn.spawn(async move { turn_engine.run_turn(id).await });
         let outcome = match turn.join_next().await {
             Some(Ok(result)) => result,
             Some(Err(e)) if e.is_panic() => {
                 let cause = panic_message(e.into_panic());
                 tracing::error!(conversation = id.0, %cause, "a turn panicked; the customer gets the apology");
-                self.answer_after_panic(id, &cause).await
+                self.answer_after_panic(&engine, id, &cause).await
             }
             // Cancelled: only at shutdown, which frees the lease anyway.
             Some(Err(_)) | None => return,
@@ -124,13 +136,30 @@ impl TurnWorker {
 }
 
 impl TurnWorker {
+    /// The engine of the conversation's business, on its current
+    /// configuration: the turn keeps it to the end.
+    async fn engine_of(&self, id: ConversationId) -> Result<Arc<Engine>, StoreError> {
+        let business = self
+            .store
+            .conversation_business(id)
+            .await?
+            .ok_or(StoreError::NotFound("conversation"))?;
+        self.desks
+            .engine(&business)
+            .ok_or(StoreError::NotFound("business of the conversation"))
+    }
+
     /// The last defence when a turn panics: every rerun would panic again
     /// and leave the customer's texts pending forever, unanswered and
     /// unknown to the owner. Instead they are answered with the apology and
     /// the owner is alerted, in one commit that marks them answered, so the
     /// conversation does not run again until the customer texts again.
-    async fn answer_after_panic(&self, id: ConversationId, cause: &str) -> Result<TurnResult, StoreError> {
-        let engine = &self.engine;
+    async fn answer_after_panic(
+        &self,
+        engine: &Engine,
+        id: ConversationId,
+        cause: &str,
+    ) -> Result<TurnResult, StoreError> {
         let turn = engine.store.turn_input(id, 1).await?;
         // A panic after the turn's own commit left nothing pending: its
         // reply is queued and goes out with the next delivery sweep.

@@ -30,6 +30,8 @@ pub struct CustomerId(pub i64);
 /// A text as Twilio delivered it, already validated and parsed.
 #[derive(Debug, Clone)]
 pub struct InboundSms {
+    /// The business the text was sent to (routed by its `To`).
+    pub business_id: String,
     pub message_sid: String,
     pub from: E164,
     pub to: E164,
@@ -324,6 +326,7 @@ pub struct Job {
     pub attempts: u32,
     pub max_attempts: u32,
     pub last_error: Option<String>,
+    pub business_id: String,
 }
 
 /// How a claimed job ended.
@@ -562,12 +565,26 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<ConversationId>, StoreError>;
 
     /// Every message of a conversation, oldest first.
+    /// The business a conversation belongs to.
+    async fn conversation_business(&self, id: ConversationId) -> Result<Option<String>, StoreError>;
+
+    /// Gives rows written before businesses existed (business `default`)
+    /// to `business_id`: those of conversations with one of `numbers`, or
+    /// all of them when `numbers` is `None` (one business answers every
+    /// number). Returns how many conversations it adopted.
+    async fn adopt_legacy_rows(
+        &self,
+        business_id: &str,
+        numbers: Option<&[String]>,
+    ) -> Result<u64, StoreError>;
+
     async fn messages(&self, id: ConversationId) -> Result<Vec<Message>, StoreError>;
 
     /// A provider's booked (pending or confirmed) job intervals overlapping
     /// `range`, leaving out booking `except`.
     async fn provider_bookings(
         &self,
+        business: &str,
         provider: &str,
         range: Interval,
         except: Option<&str>,

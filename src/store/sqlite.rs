@@ -84,18 +84,23 @@ async fn record_inbound_in(
         ));
     }
     let now = Utc::now();
-    sqlx::query("INSERT INTO customers (phone, created_at) VALUES (?, ?) ON CONFLICT (phone) DO NOTHING")
-        .bind(sms.from.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    let customer_id: i64 = sqlx::query_scalar("SELECT id FROM customers WHERE phone = ?")
+    sqlx::query(
+        "INSERT INTO customers (business_id, phone, created_at) VALUES (?, ?, ?)
+         ON CONFLICT (business_id, phone) DO NOTHING",
+    )
+    .bind(&sms.business_id)
+    .bind(sms.from.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let customer_id: i64 = sqlx::query_scalar("SELECT id FROM customers WHERE business_id = ? AND phone = ?")
+        .bind(&sms.business_id)
         .bind(sms.from.as_str())
         .fetch_one(&mut *tx)
         .await?;
     let conversation_id: i64 = sqlx::query_scalar(
-        "INSERT INTO conversations (customer_id, business_number, created_at, updated_at)
-         VALUES (?, ?, ?, ?)
+        "INSERT INTO conversations (customer_id, business_number, created_at, updated_at, business_id)
+         VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (customer_id, business_number) DO UPDATE SET updated_at = excluded.updated_at
          RETURNING id",
     )
@@ -103,6 +108,7 @@ async fn record_inbound_in(
     .bind(sms.to.as_str())
     .bind(now)
     .bind(now)
+    .bind(&sms.business_id)
     .fetch_one(&mut *tx)
     .await?;
     let message_id: i64 = sqlx::query_scalar(
@@ -473,7 +479,8 @@ impl Store for SqliteStore {
             insert_job(&mut tx, job, now).await?;
         }
         for alert in &alerts {
-            sqlx::query("INSERT INTO alerts (kind, conversation_id, detail, created_at) VALUES (?, ?, ?, ?)")
+            sqlx::query("INSERT INTO alerts (kind, conversation_id, detail, created_at, business_id)
+                         VALUES (?1, ?2, ?3, ?4, COALESCE((SELECT business_id FROM conversations WHERE id = ?2), 'default'))")
                 .bind(alert.kind)
                 .bind(id.0)
                 .bind(&alert.detail)
@@ -496,7 +503,8 @@ impl Store for SqliteStore {
             let json = serde_json::to_string(quote)
                 .map_err(|e| StoreError::Corrupt(format!("quote does not serialize: {e}")))?;
             sqlx::query(
-                "INSERT INTO quotes (id, conversation_id, total, quote, created_at) VALUES (?, ?, ?, ?, ?)
+                "INSERT INTO quotes (id, conversation_id, total, quote, created_at, business_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT business_id FROM conversations WHERE id = ?2))
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(&quote.id)
@@ -604,7 +612,8 @@ impl Store for SqliteStore {
         conversation: Option<ConversationId>,
         detail: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO alerts (kind, conversation_id, detail, created_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO alerts (kind, conversation_id, detail, created_at, business_id)
+                         VALUES (?1, ?2, ?3, ?4, COALESCE((SELECT business_id FROM conversations WHERE id = ?2), 'default'))")
             .bind(kind)
             .bind(conversation.map(|c| c.0))
             .bind(detail)
@@ -648,6 +657,76 @@ impl Store for SqliteStore {
         Ok(id.map(ConversationId))
     }
 
+    async fn conversation_business(&self, id: ConversationId) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT business_id FROM conversations WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn adopt_legacy_rows(
+        &self,
+        business_id: &str,
+        numbers: Option<&[String]>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let numbers_json = numbers.map(|n| serde_json::to_string(n).unwrap_or_else(|_| "[]".into()));
+        // Conversations first (by the number they were written to, unless
+        // this business answers every number), then what hangs off them.
+        let adopted = sqlx::query(
+            "UPDATE conversations SET business_id = ?1
+             WHERE business_id = 'default'
+               AND (?2 IS NULL OR business_number IN (SELECT value FROM json_each(?2)))",
+        )
+        .bind(business_id)
+        .bind(&numbers_json)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        for statement in [
+            "UPDATE quotes SET business_id = ?1 WHERE business_id = 'default'
+               AND conversation_id IN (SELECT id FROM conversations WHERE business_id = ?1)",
+            "UPDATE bookings SET business_id = ?1 WHERE business_id = 'default'
+               AND conversation_id IN (SELECT id FROM conversations WHERE business_id = ?1)",
+            "UPDATE slot_holds SET business_id = ?1 WHERE business_id = 'default'
+               AND conversation_id IN (SELECT id FROM conversations WHERE business_id = ?1)",
+            "UPDATE alerts SET business_id = ?1 WHERE business_id = 'default'
+               AND conversation_id IN (SELECT id FROM conversations WHERE business_id = ?1)",
+        ] {
+            sqlx::query(statement).bind(business_id).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE customers SET business_id = ?1 WHERE business_id = 'default'
+               AND id IN (SELECT customer_id FROM conversations WHERE business_id = ?1)",
+        )
+        .bind(business_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET business_id = ?1 WHERE business_id = 'default'
+               AND (conversation_id IN (SELECT id FROM conversations WHERE business_id = ?1)
+                    OR customer_id IN (SELECT id FROM customers WHERE business_id = ?1)
+                    OR (?2 IS NULL AND conversation_id IS NULL AND customer_id IS NULL))",
+        )
+        .bind(business_id)
+        .bind(&numbers_json)
+        .execute(&mut *tx)
+        .await?;
+        if numbers.is_none() {
+            // One business answers every number: whatever is left is its.
+            for statement in [
+                "UPDATE alerts SET business_id = ?1 WHERE business_id = 'default'",
+                "UPDATE customers SET business_id = ?1 WHERE business_id = 'default'",
+            ] {
+                sqlx::query(statement).bind(business_id).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(adopted)
+    }
+
     async fn messages(&self, id: ConversationId) -> Result<Vec<Message>, StoreError> {
         sqlx::query(
             "SELECT id, direction, kind, body, status, twilio_sid, num_media, json_extract(params, '$.OptOutType') AS opt_out_type, created_at
@@ -663,15 +742,17 @@ impl Store for SqliteStore {
 
     async fn provider_bookings(
         &self,
+        business: &str,
         provider: &str,
         range: Interval,
         except: Option<&str>,
     ) -> Result<Vec<Interval>, StoreError> {
         let rows: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT start_ms, end_ms FROM bookings
-             WHERE provider_id = ? AND start_ms < ? AND end_ms > ? AND id IS NOT ?
+             WHERE business_id = ? AND provider_id = ? AND start_ms < ? AND end_ms > ? AND id IS NOT ?
                AND (status = 'confirmed' OR (status = 'pending' AND updated_ms > ?))",
         )
+        .bind(business)
         .bind(provider)
         .bind(range.end.timestamp_millis())
         .bind(range.start.timestamp_millis())
@@ -685,7 +766,8 @@ impl Store for SqliteStore {
     async fn holds_of_others(&self, id: ConversationId, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError> {
         let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT provider_id, start_ms, end_ms, blocked_start_ms, blocked_end_ms FROM slot_holds
-             WHERE conversation_id != ? AND expires_ms > ?",
+             WHERE conversation_id != ?1 AND expires_ms > ?2
+               AND business_id = (SELECT business_id FROM conversations WHERE id = ?1)",
         )
         .bind(id.0)
         .bind(now.timestamp_millis())
@@ -719,13 +801,14 @@ impl Store for SqliteStore {
         let mut granted = Vec::with_capacity(wanted.len());
         for h in wanted {
             if hold_conflicts(&mut tx, id, &h.provider_id, h.slot, h.blocked, now_ms).await?
-                || booking_overlaps(&mut tx, &h.provider_id, h.blocked, except_booking).await?
+                || booking_overlaps(&mut tx, id, &h.provider_id, h.blocked, except_booking).await?
             {
                 continue;
             }
             sqlx::query(
-                "INSERT INTO slot_holds (conversation_id, provider_id, start_ms, end_ms, blocked_start_ms, blocked_end_ms, expires_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO slot_holds (conversation_id, provider_id, start_ms, end_ms, blocked_start_ms, blocked_end_ms, expires_ms,
+                                         business_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT business_id FROM conversations WHERE id = ?1))",
             )
             .bind(id.0)
             .bind(&h.provider_id)
@@ -762,7 +845,7 @@ impl Store for SqliteStore {
             return Ok(Reservation::Reserved(record));
         }
         let now_ms = now.timestamp_millis();
-        if booking_overlaps(&mut tx, &b.provider_id, blocked, None).await?
+        if booking_overlaps(&mut tx, b.conversation_id, &b.provider_id, blocked, None).await?
             || hold_conflicts(
                 &mut tx,
                 b.conversation_id,
@@ -778,8 +861,9 @@ impl Store for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO bookings (id, conversation_id, provider_id, calendar_id, start_ms, end_ms, label, status,
-                                   created_at, updated_at, updated_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                                   created_at, updated_at, updated_ms, business_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10,
+                     (SELECT business_id FROM conversations WHERE id = ?2))",
         )
         .bind(&b.id)
         .bind(b.conversation_id.0)
@@ -891,7 +975,7 @@ impl Store for SqliteStore {
                 -- A claim whose lease ran out: its worker died.
                 OR id IN (SELECT id FROM jobs WHERE status = 'running' AND locked_until_ms < ?3 LIMIT ?4)
              RETURNING id, kind, dedupe_key, conversation_id, customer_id, recipient, payload, run_at_ms, status,
-                       attempts, max_attempts, last_error",
+                       attempts, max_attempts, last_error, business_id",
         )
         .bind(now.timestamp_millis() + lease.as_millis() as i64)
         .bind(now)
@@ -952,7 +1036,7 @@ impl Store for SqliteStore {
         let wanted: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         let rows = sqlx::query(
             "SELECT id, kind, dedupe_key, conversation_id, customer_id, recipient, payload, run_at_ms, status,
-                    attempts, max_attempts, last_error
+                    attempts, max_attempts, last_error, business_id
              FROM jobs WHERE status IN (SELECT value FROM json_each(?)) ORDER BY run_at_ms LIMIT ?",
         )
         .bind(serde_json::to_string(&wanted).unwrap_or_else(|_| "[]".into()))
@@ -1307,8 +1391,10 @@ async fn insert_job(
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "INSERT INTO jobs (kind, dedupe_key, conversation_id, customer_id, recipient, payload, run_at_ms, status,
-                           max_attempts, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+                           max_attempts, created_at, updated_at, business_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10,
+                 COALESCE((SELECT business_id FROM conversations WHERE id = ?3),
+                          (SELECT business_id FROM customers WHERE id = ?4), 'default'))
          ON CONFLICT (dedupe_key) DO NOTHING",
     )
     .bind(job.kind)
@@ -1346,6 +1432,7 @@ fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
         last_error: row.try_get("last_error")?,
+        business_id: row.try_get("business_id")?,
     })
 }
 
@@ -1362,8 +1449,9 @@ async fn hold_conflicts(
 ) -> Result<bool, StoreError> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM slot_holds
-         WHERE provider_id = ? AND conversation_id != ? AND expires_ms > ?
-           AND ((start_ms < ? AND end_ms > ?) OR (blocked_start_ms < ? AND blocked_end_ms > ?))",
+         WHERE provider_id = ?1 AND conversation_id != ?2 AND expires_ms > ?3
+           AND ((start_ms < ?4 AND end_ms > ?5) OR (blocked_start_ms < ?6 AND blocked_end_ms > ?7))
+           AND business_id = (SELECT business_id FROM conversations WHERE id = ?2)",
     )
     .bind(provider)
     .bind(id.0)
@@ -1381,6 +1469,7 @@ async fn hold_conflicts(
 /// other than `except` overlaps `blocked`.
 async fn booking_overlaps(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    conversation: ConversationId,
     provider: &str,
     blocked: Interval,
     except: Option<&str>,
@@ -1388,7 +1477,8 @@ async fn booking_overlaps(
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM bookings
          WHERE provider_id = ? AND start_ms < ? AND end_ms > ? AND id IS NOT ?
-           AND (status = 'confirmed' OR (status = 'pending' AND updated_ms > ?))",
+           AND (status = 'confirmed' OR (status = 'pending' AND updated_ms > ?))
+           AND business_id = (SELECT business_id FROM conversations WHERE id = ?)",
     )
     .bind(provider)
     .bind(blocked.end.timestamp_millis())
@@ -1396,6 +1486,7 @@ async fn booking_overlaps(
     .bind(except)
     // `updated_ms` is written by the clock, so staleness is judged by it.
     .bind(Utc::now().timestamp_millis() - STALE_PENDING_MINUTES * 60_000)
+    .bind(conversation.0)
     .fetch_one(&mut **tx)
     .await?;
     Ok(n > 0)

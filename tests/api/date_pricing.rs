@@ -275,6 +275,7 @@ async fn a_same_day_opening_is_offered_and_booked_at_its_own_total() {
     let business = Arc::new(BusinessConfig::parse(EVERY_DAY, std::path::Path::new("t.toml")).unwrap());
     let scheduler = Scheduler::new(store.clone(), Arc::new(LocalCalendar), business.clone());
     let sms = InboundSms {
+        business_id: "test".into(),
         message_sid: format!("SM{:032}", 1),
         from: E164::parse(DANA).unwrap(),
         to: E164::parse("+15035550142").unwrap(),

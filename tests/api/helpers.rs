@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use textdesk::app::Application;
 use textdesk::config::business::BusinessConfig;
+use textdesk::config::directory::BusinessDirectory;
 use textdesk::config::settings::Settings;
 use textdesk::domain::phone::E164;
 use textdesk::store::{ConversationId, Message, Store};
@@ -35,6 +36,8 @@ pub struct TestApp {
     pub vars: HashMap<String, String>,
     pub business: BusinessConfig,
     pub google: Option<FakeGoogle>,
+    /// With `Options::business_files`, the directory they were written to.
+    pub business_dir: Option<std::path::PathBuf>,
     _db_dir: Arc<TempDir>,
 }
 
@@ -47,6 +50,11 @@ pub struct Options {
     pub google: bool,
     /// business.toml text; a minimal junk-removal business by default.
     pub business: Option<String>,
+    /// Several businesses: (file name, text) written to a directory that
+    /// `BUSINESS_CONFIG` names. Overrides `business`.
+    pub business_files: Vec<(&'static str, String)>,
+    /// A database file to start from instead of an empty one.
+    pub database: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -57,6 +65,8 @@ impl Default for Options {
             default_fakes: true,
             google: false,
             business: None,
+            business_files: Vec::new(),
+            database: None,
         }
     }
 }
@@ -118,8 +128,27 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         std::path::Path::new("test.toml"),
     )
     .unwrap();
+    if let Some(database) = &options.database {
+        std::fs::copy(database, db_dir.path().join("textdesk.db")).unwrap();
+    }
+    let business_dir = (!options.business_files.is_empty()).then(|| {
+        let dir = db_dir.path().join("businesses");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in &options.business_files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        vars.insert("BUSINESS_CONFIG".into(), dir.display().to_string());
+        dir
+    });
+    let business = match &business_dir {
+        Some(dir) => {
+            let (name, text) = &options.business_files[0];
+            BusinessConfig::parse(text, &dir.join(name)).unwrap()
+        }
+        None => business,
+    };
     let settings = test_settings(&vars);
-    let (app, address, store) = launch(settings, &business).await;
+    let (app, address, store) = launch(settings, &business, business_dir.as_deref()).await;
     TestApp {
         app: Some(app),
         database_url: vars["DATABASE_URL"].clone(),
@@ -131,6 +160,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         vars,
         business,
         google,
+        business_dir,
         _db_dir: db_dir,
     }
 }
@@ -142,8 +172,20 @@ fn test_settings(vars: &HashMap<String, String>) -> Settings {
     settings
 }
 
-async fn launch(settings: Settings, business: &BusinessConfig) -> (Application, String, Arc<dyn Store>) {
-    let app = Application::build(settings, business.clone()).await.unwrap();
+async fn launch(
+    settings: Settings,
+    business: &BusinessConfig,
+    business_dir: Option<&std::path::Path>,
+) -> (Application, String, Arc<dyn Store>) {
+    let app = match business_dir {
+        Some(dir) => {
+            let directory = BusinessDirectory::load(dir).unwrap();
+            Application::build_for(settings, Arc::new(directory))
+                .await
+                .unwrap()
+        }
+        None => Application::build(settings, business.clone()).await.unwrap(),
+    };
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
     (app, address, store)
@@ -167,7 +209,8 @@ impl TestApp {
     }
 
     pub async fn restart(&mut self) {
-        let (app, address, store) = launch(self.settings(), &self.business).await;
+        let (app, address, store) =
+            launch(self.settings(), &self.business, self.business_dir.as_deref()).await;
         self.app = Some(app);
         self.address = address;
         self.store = store;

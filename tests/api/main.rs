@@ -1,5 +1,6 @@
 //! One integration-test binary (one link, shared helpers), zero2prod style.
 
+mod businesses;
 mod clients;
 mod date_pricing;
 mod fake_google;
@@ -15,4 +16,5 @@ mod quotes;
 mod receipts;
 mod scheduling;
 mod turns;
+mod upgrade;
 mod webhook;

@@ -362,9 +362,8 @@ async fn runner_for(app: &TestApp, email: Arc<dyn EmailSender>) -> JobRunner {
         .unwrap();
     JobRunner {
         store: services.store.clone(),
-        engine: services.engine.clone(),
+        desks: services.desks.clone(),
         email,
-        business: Arc::new(app.business.clone()),
         settings: RunnerSettings::default(),
         media: textdesk::app::media_fetcher(&app.settings()),
     }

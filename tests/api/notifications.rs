@@ -232,9 +232,8 @@ pub async fn runner_for(app: &TestApp, email: Arc<dyn EmailSender>) -> JobRunner
         .unwrap();
     JobRunner {
         store: services.store.clone(),
-        engine: services.engine.clone(),
+        desks: services.desks.clone(),
         email,
-        business: Arc::new(app.business.clone()),
         settings: RunnerSettings {
             retry_base: Duration::from_secs(60),
             ..RunnerSettings::default()

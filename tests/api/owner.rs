@@ -225,12 +225,11 @@ async fn an_opt_out_in_words_with_a_booking_is_confirmed_once_and_the_owner_can_
         .unwrap();
     let runner = JobRunner {
         store: services.store.clone(),
-        engine: services.engine.clone(),
+        desks: services.desks.clone(),
         email: Arc::new(OutboxEmail {
             dir: outbox.path().into(),
             from: "desk@example.com".into(),
         }),
-        business: Arc::new(app.business.clone()),
         settings: RunnerSettings::default(),
         media: None,
     };

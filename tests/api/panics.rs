@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use textdesk::app::Services;
+use textdesk::app::{Desks, Services};
 use textdesk::assistant::{Draft, Responder, ResponderError};
 use textdesk::domain::conversation::ConversationState;
 use textdesk::domain::phone::E164;
@@ -33,6 +33,7 @@ impl Responder for PanickingResponder {
 async fn inbound(store: &Arc<dyn textdesk::store::Store>, body: &str) {
     store
         .record_inbound(&InboundSms {
+            business_id: "test".into(),
             message_sid: format!("SM{}", uuid::Uuid::new_v4().simple()),
             from: E164::parse(ALICE).unwrap(),
             to: E164::parse(BUSINESS_NUMBER).unwrap(),
@@ -61,14 +62,17 @@ async fn a_panicking_turn_answers_with_the_apology_alerts_the_owner_and_leaves_n
     let services = Services::build(&settings, Arc::new(app.business.clone()), None)
         .await
         .unwrap();
-    let mut engine = Arc::try_unwrap(services.engine).ok().expect("sole owner");
+    let mut engine = services
+        .desks
+        .build_engine(Arc::new(app.business.clone()))
+        .expect("an engine");
     let responder = Arc::new(PanickingResponder {
         calls: AtomicUsize::new(0),
     });
     engine.responder = responder.clone();
     let wake = Arc::new(Notify::new());
     let worker = TurnWorker {
-        engine: Arc::new(engine),
+        desks: Desks::single(Arc::new(engine)),
         store: services.store.clone(),
         wake: wake.clone(),
         settings: settings.worker.clone(),

@@ -74,6 +74,7 @@ async fn rig(business: &str) -> Rig {
 impl Rig {
     async fn customer(&self, i: usize) -> ConversationId {
         let sms = InboundSms {
+            business_id: "test".into(),
             message_sid: format!("SMsched{i:030}"),
             from: E164::parse(&format!("+1503555{i:04}")).unwrap(),
             to: E164::parse("+15035550142").unwrap(),

@@ -1,0 +1,397 @@
+//! The businesses this process answers for, and which one a number reaches.
+//!
+//! `BUSINESS_CONFIG` names one file (one business, answering every number,
+//! as before businesses existed) or a directory, where each `*.toml` is one
+//! business. A `BusinessDirectory` hands out the current `Arc` of each
+//! business's configuration; `reload` re-reads everything and swaps it in
+//! only when every file is valid, so a turn holding the old `Arc` finishes
+//! on it and the next turn sees the edit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use super::business::{BusinessConfig, ConfigError, parse_sender};
+
+/// Rows written before businesses existed carry this id until the store
+/// gives them to a configured business at start (see
+/// `Store::adopt_legacy_rows`).
+pub const LEGACY_BUSINESS_ID: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("{}: cannot read the business configuration: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// One business file that cannot be read.
+    #[error(transparent)]
+    File(#[from] ConfigError),
+    #[error("{}: no business files (*.toml) in this directory", .0.display())]
+    Empty(PathBuf),
+    #[error("this configuration was given to textdesk, not read from a file, so it cannot be reloaded")]
+    NotReloadable,
+    /// Every problem found, one per line, each `file:line:column: key: message`.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "{}:{line}:{column}: business.numbers: {number} is also claimed by {}:{other_line}:{other_column} (business `{other_id}`); a number can reach only one business",
+        path.display(), other_path.display()
+    )]
+    NumberClaimedTwice {
+        number: String,
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        other_id: String,
+        other_path: PathBuf,
+        other_line: usize,
+        other_column: usize,
+    },
+    #[error(
+        "{}:1:1: business.phone: no number reaches this business; in a directory of businesses each needs `phone` or `numbers`",
+        .0.display()
+    )]
+    NoNumber(PathBuf),
+    #[error("{}:1:1: business.id: `{id}` is also the id of {}", path.display(), other_path.display())]
+    IdTwice {
+        id: String,
+        path: PathBuf,
+        other_path: PathBuf,
+    },
+}
+
+/// One consistent set of businesses: what a turn looks its business up in.
+#[derive(Debug)]
+pub struct Businesses {
+    /// Bumped by every accepted reload.
+    pub version: u64,
+    /// Sorted by id.
+    pub list: Vec<(PathBuf, Arc<BusinessConfig>)>,
+    by_id: HashMap<String, usize>,
+    by_number: HashMap<String, usize>,
+    /// One file: that business answers every number, as before.
+    answers_every_number: bool,
+}
+
+impl Businesses {
+    pub fn get(&self, id: &str) -> Option<&Arc<BusinessConfig>> {
+        self.by_id.get(id).map(|&i| &self.list[i].1)
+    }
+
+    /// The business a text sent to `to` (E.164 or `whatsapp:+E164`) reaches.
+    pub fn route(&self, to: &str) -> Option<&Arc<BusinessConfig>> {
+        if self.answers_every_number {
+            return self.list.first().map(|(_, b)| b);
+        }
+        let canonical = parse_sender(to)?;
+        self.by_number.get(&canonical).map(|&i| &self.list[i].1)
+    }
+
+    /// The only business, when there is exactly one.
+    pub fn single(&self) -> Option<&Arc<BusinessConfig>> {
+        match self.list.as_slice() {
+            [(_, only)] => Some(only),
+            _ => None,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<BusinessConfig>> {
+        self.list.iter().map(|(_, b)| b)
+    }
+}
+
+pub struct BusinessDirectory {
+    path: PathBuf,
+    /// False when built from parsed configurations (tests): there is no
+    /// file to re-read.
+    reloadable: bool,
+    current: RwLock<Arc<Businesses>>,
+}
+
+impl BusinessDirectory {
+    pub fn load(path: &Path) -> Result<Self, DirectoryError> {
+        let businesses = load_businesses(path, 1)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            reloadable: true,
+            current: RwLock::new(Arc::new(businesses)),
+        })
+    }
+
+    /// A directory of already-parsed businesses (tests, benches).
+    pub fn from_configs(
+        path: &Path,
+        configs: Vec<(PathBuf, BusinessConfig)>,
+    ) -> Result<Self, DirectoryError> {
+        let answers_every_number = configs.len() == 1 && !path.is_dir();
+        let businesses = index(configs, answers_every_number, 1, &HashMap::new())?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            reloadable: false,
+            current: RwLock::new(Arc::new(businesses)),
+        })
+    }
+
+    /// The current set. Cheap: one read lock and one `Arc` clone.
+    pub fn current(&self) -> Arc<Businesses> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn business(&self, id: &str) -> Option<Arc<BusinessConfig>> {
+        self.current().get(id).cloned()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Re-reads and validates every file; swaps the new set in only if all
+    /// of it is valid. On error the old set keeps serving.
+    pub fn reload(&self) -> Result<Arc<Businesses>, DirectoryError> {
+        if !self.reloadable {
+            return Err(DirectoryError::NotReloadable);
+        }
+        let version = self.current().version + 1;
+        let fresh = Arc::new(load_businesses(&self.path, version)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        Ok(fresh)
+    }
+}
+
+/// Reads `path`, a file or a directory of `*.toml` files.
+pub fn load_businesses(path: &Path, version: u64) -> Result<Businesses, DirectoryError> {
+    let is_dir = path.is_dir();
+    let files = if is_dir {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|source| DirectoryError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(DirectoryError::Empty(path.to_path_buf()));
+        }
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut texts = HashMap::new();
+    let mut configs = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(source) => {
+                if !is_dir {
+                    return Err(DirectoryError::File(ConfigError::Read { path: file, source }));
+                }
+                problems.push(Problem::Config(ConfigError::Read { path: file, source }));
+                continue;
+            }
+        };
+        match BusinessConfig::parse(&text, &file) {
+            Ok(config) => configs.push((file.clone(), config)),
+            Err(e) => problems.push(Problem::Config(e)),
+        }
+        texts.insert(file, text);
+    }
+    if !problems.is_empty() {
+        return Err(DirectoryError::Invalid(problems));
+    }
+    index(configs, !is_dir, version, &texts)
+}
+
+fn index(
+    mut configs: Vec<(PathBuf, BusinessConfig)>,
+    answers_every_number: bool,
+    version: u64,
+    texts: &HashMap<PathBuf, String>,
+) -> Result<Businesses, DirectoryError> {
+    configs.sort_by(|a, b| a.1.business.id.cmp(&b.1.business.id));
+    let mut problems = Vec::new();
+    let mut by_id = HashMap::new();
+    let mut by_number: HashMap<String, usize> = HashMap::new();
+    for (i, (path, config)) in configs.iter().enumerate() {
+        if let Some(&other) = by_id.get(&config.business.id) {
+            let other: &(PathBuf, BusinessConfig) = &configs[other];
+            problems.push(Problem::IdTwice {
+                id: config.business.id.clone(),
+                path: path.clone(),
+                other_path: other.0.clone(),
+            });
+            continue;
+        }
+        by_id.insert(config.business.id.clone(), i);
+        if !answers_every_number && config.senders().is_empty() {
+            problems.push(Problem::NoNumber(path.clone()));
+        }
+        for number in config.senders() {
+            if let Some(&other) = by_number.get(&number) {
+                let (other_path, other_config) = &configs[other];
+                let (line, column) = locate(texts.get(path), &number);
+                let (other_line, other_column) = locate(texts.get(other_path), &number);
+                problems.push(Problem::NumberClaimedTwice {
+                    number: number.clone(),
+                    path: path.clone(),
+                    line,
+                    column,
+                    other_id: other_config.business.id.clone(),
+                    other_path: other_path.clone(),
+                    other_line,
+                    other_column,
+                });
+                continue;
+            }
+            by_number.insert(number, i);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(DirectoryError::Invalid(problems));
+    }
+    Ok(Businesses {
+        version,
+        list: configs.into_iter().map(|(p, c)| (p, Arc::new(c))).collect(),
+        by_id,
+        by_number,
+        answers_every_number,
+    })
+}
+
+/// Line and column (1-based) of a number's first mention in a file.
+fn locate(text: Option<&String>, number: &str) -> (usize, usize) {
+    let digits = number.trim_start_matches("whatsapp:");
+    let Some(text) = text else { return (1, 1) };
+    let Some(at) = text.find(digits) else {
+        return (1, 1);
+    };
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn a_directory_routes_each_number_to_its_business() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "junk.toml",
+            "[business]\nname = \"Junk\"\nphone = \"+15035550142\"\n",
+        );
+        write(
+            dir.path(),
+            "maid.toml",
+            "[business]\nname = \"Maid\"\nkind = \"maid\"\nphone = \"+15035550143\"\nnumbers = [\"whatsapp:+15035550144\"]\n",
+        );
+        let all = load_businesses(dir.path(), 1).unwrap();
+        assert_eq!(all.route("+15035550142").unwrap().business.id, "junk");
+        assert_eq!(all.route("+15035550143").unwrap().business.id, "maid");
+        assert_eq!(all.route("whatsapp:+15035550144").unwrap().business.id, "maid");
+        assert!(all.route("+15035550199").is_none());
+        assert!(all.single().is_none());
+    }
+
+    #[test]
+    fn one_file_answers_every_number() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "business.toml", "[business]\nname = \"Junk\"\n");
+        let all = load_businesses(&dir.path().join("business.toml"), 1).unwrap();
+        assert_eq!(all.route("+15035550199").unwrap().business.id, "business");
+    }
+
+    #[test]
+    fn a_number_claimed_twice_names_both_files_and_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.toml",
+            "[business]\nname = \"A\"\nphone = \"+15035550142\"\n",
+        );
+        write(
+            dir.path(),
+            "b.toml",
+            "[business]\nname = \"B\"\n\nnumbers = [\"+15035550142\"]\n",
+        );
+        let err = load_businesses(dir.path(), 1).unwrap_err().to_string();
+        assert!(err.contains("b.toml:4:"), "{err}");
+        assert!(err.contains("a.toml:3:"), "{err}");
+        assert!(err.contains("+15035550142"), "{err}");
+    }
+
+    #[test]
+    fn in_a_directory_a_business_no_number_reaches_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.toml",
+            "[business]\nname = \"A\"\nphone = \"+15035550142\"\n",
+        );
+        write(dir.path(), "b.toml", "[business]\nname = \"B\"\n");
+        let err = load_businesses(dir.path(), 1).unwrap_err().to_string();
+        assert!(
+            err.contains("b.toml:1:1: business.phone: no number reaches"),
+            "{err}"
+        );
+        assert!(!err.contains("a.toml"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.toml",
+            "[business]\nname = \"A\"\nkind = \"plumber\"\n",
+        );
+        write(
+            dir.path(),
+            "b.toml",
+            "[business]\nname = \"B\"\nnumbers = [\"555\"]\n",
+        );
+        let err = load_businesses(dir.path(), 1).unwrap_err().to_string();
+        assert!(
+            err.contains("a.toml:3:") && err.contains("business.kind"),
+            "{err}"
+        );
+        assert!(
+            err.contains("b.toml:") && err.contains("business.numbers[0]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_reload_keeps_the_old_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("business.toml");
+        write(dir.path(), "business.toml", "[business]\nname = \"Old\"\n");
+        let directory = BusinessDirectory::load(&file).unwrap();
+        write(
+            dir.path(),
+            "business.toml",
+            "[business]\nname = \"New\"\nkind = 3\n",
+        );
+        let err = directory.reload().unwrap_err().to_string();
+        assert!(err.contains("business.toml:3:"), "{err}");
+        assert_eq!(directory.business("business").unwrap().business.name, "Old");
+        write(dir.path(), "business.toml", "[business]\nname = \"New\"\n");
+        directory.reload().unwrap();
+        assert_eq!(directory.business("business").unwrap().business.name, "New");
+        assert_eq!(directory.current().version, 2);
+    }
+}
