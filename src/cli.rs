@@ -328,7 +328,16 @@ async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<
     let texts: std::collections::HashMap<i64, String> =
         deliveries.into_iter().map(|t| (t.job_id, t.summary())).collect();
     let text_of = |id: i64| texts.get(&id).map_or("", String::as_str);
-    let tz = business.business.timezone;
+    // Each job's time in its own business's zone: a maid service in Chicago
+    // and a junk crew in Portland share one queue.
+    let several = businesses.single().is_none();
+    let tz_of = |j: &crate::store::Job| {
+        businesses
+            .get(&j.business_id)
+            .unwrap_or(business)
+            .business
+            .timezone
+    };
     let mut out = String::new();
     if json {
         for j in &jobs {
@@ -337,7 +346,8 @@ async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<
                 "kind": j.kind,
                 "status": j.status.as_str(),
                 "recipient": mask_recipient(&j.recipient),
-                "due": j.run_at.with_timezone(&tz).to_rfc3339(),
+                "business": j.business_id,
+                "due": j.run_at.with_timezone(&tz_of(j)).to_rfc3339(),
                 "attempts": j.attempts,
                 "max_attempts": j.max_attempts,
                 "last_error": j.last_error,
@@ -350,24 +360,30 @@ async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<
         out.push_str("No pending or dead jobs.\n");
     } else {
         out.push_str(&format!(
-            "{:<6} {:<16} {:<10} {:<30} {:<26} {:>8}  {:<12}  {}\n",
+            "{:<6} {:<16} {:<10} {:<30} {:<30} {:>8}  {:<12}  {}\n",
             "ID",
             "KIND",
             "STATUS",
             "RECIPIENT",
-            format!("DUE ({})", tz.name()),
+            if several {
+                "DUE (each business's time)".to_string()
+            } else {
+                format!("DUE ({})", business.business.timezone.name())
+            },
             "ATTEMPTS",
             "TEXT",
             "LAST ERROR"
         ));
         for j in &jobs {
             out.push_str(&format!(
-                "{:<6} {:<16} {:<10} {:<30} {:<26} {:>8}  {:<12}  {}\n",
+                "{:<6} {:<16} {:<10} {:<30} {:<30} {:>8}  {:<12}  {}\n",
                 j.id,
                 j.kind,
                 j.status.as_str(),
                 mask_recipient(&j.recipient),
-                j.run_at.with_timezone(&tz).format("%a %b %-d %Y %-I:%M%P"),
+                j.run_at
+                    .with_timezone(&tz_of(j))
+                    .format("%a %b %-d %Y %-I:%M%P %Z"),
                 format!("{}/{}", j.attempts, j.max_attempts),
                 text_of(j.id),
                 j.last_error.as_deref().unwrap_or("")
