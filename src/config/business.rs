@@ -36,6 +36,8 @@ pub struct BusinessConfig {
     pub reminders: ReminderConfig,
     /// Promises the owner does make, and phrases never to send.
     pub guardrail: GuardrailConfig,
+    /// `[whatsapp.templates]`: what goes out after WhatsApp's 24-hour window.
+    pub whatsapp: crate::channel::whatsapp::WhatsAppConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -344,6 +346,7 @@ impl Default for BusinessConfig {
             quiet_hours: QuietHours::default(),
             reminders: ReminderConfig::default(),
             guardrail: GuardrailConfig::default(),
+            whatsapp: Default::default(),
         }
     }
 }

@@ -423,6 +423,36 @@ impl ConversationState {
         }
     }
 
+    /// Gives the job a customer name when it has none: the name a channel
+    /// knows (a WhatsApp profile) stands in until the customer types one.
+    /// Control characters are dropped and the name is kept short, since the
+    /// customer chose it and it reaches the crew's email.
+    pub fn name_customer_if_unknown(&mut self, name: &str) {
+        let clean: String = name
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(60)
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if clean.is_empty() {
+            return;
+        }
+        let job = match self {
+            ConversationState::Intake(s) => &mut s.job,
+            ConversationState::Quoted(s) => &mut s.job,
+            ConversationState::Scheduling(s) => &mut s.job,
+            ConversationState::Booked(s) => &mut s.job,
+            ConversationState::HandedOff(s) => &mut s.job,
+            ConversationState::OptedOut(s) => return s.previous.name_customer_if_unknown(&clean),
+            ConversationState::Cancelled(_) | ConversationState::Closed(_) => return,
+        };
+        if job.customer_name.is_none() {
+            job.customer_name = Some(clean);
+        }
+    }
+
     /// The current quote, if the state carries one.
     pub fn quote(&self) -> Option<&Quote> {
         match self {

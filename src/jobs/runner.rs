@@ -159,7 +159,7 @@ impl JobRunner {
     async fn dead(&self, business: &BusinessConfig, job: &Job, error: String) -> JobOutcome {
         tracing::error!(job = job.id, kind = %job.kind, %error, "job dead after its last attempt");
         // A text job's recipient is a customer the owner may need to call.
-        let customer = crate::domain::phone::E164::parse(&job.recipient)
+        let customer = crate::domain::phone::E164::parse_address(&job.recipient)
             .ok()
             .map(|phone| plan::CustomerContact { name: None, phone });
         let alert = NewAlert {
@@ -229,6 +229,8 @@ impl JobRunner {
                         }),
                         // Not sent: the queue's retry and backoff apply.
                         Delivery::Failed { error } => Err(Failure::Retryable(error)),
+                        // The channel forbids it now; the owner was alerted.
+                        Delivery::Withheld { reason } => Ok(JobOutcome::Cancelled { reason }),
                         // May have been sent: never again (the owner was alerted).
                         Delivery::Unknown { error } => Ok(JobOutcome::Done {
                             result: Some(format!("unknown: {error}")),
