@@ -76,6 +76,13 @@ impl Channel {
         true
     }
 
+    /// Whether the provider itself confirms STOP and START to the customer
+    /// (Twilio's Advanced Opt-Out does on SMS). Where it does not
+    /// (WhatsApp), our code confirms an opt-out, once.
+    pub fn provider_confirms_keywords(self) -> bool {
+        matches!(self, Self::Sms | Self::Chat)
+    }
+
     /// Quiet hours are the owner's rule about when a customer's phone may
     /// buzz; they hold on every channel the customer carries in a pocket.
     pub fn observes_quiet_hours(self) -> bool {

@@ -222,7 +222,7 @@ impl JobRunner {
                     .queue_job_message(conversation, job.id, OutboundDraft { kind, body })
                     .await?
                 {
-                    Some(sms) => match engine.send_claimed(sms).await? {
+                    Some(sms) => match engine.send_claimed(sms, now).await? {
                         Delivery::Sent { sid } => Ok(JobOutcome::Done { result: Some(sid) }),
                         Delivery::OptedOut => Ok(JobOutcome::Cancelled {
                             reason: "the customer opted out".into(),

@@ -460,7 +460,7 @@ impl Engine {
         match claimed {
             Some(sms) => {
                 let reply = sms.id;
-                self.send_claimed(sms).await?;
+                self.send_claimed(sms, Utc::now()).await?;
                 Ok(Some(reply))
             }
             None => Ok(None),
@@ -537,11 +537,14 @@ impl Engine {
         {
             *state = next;
         }
-        // An opted-out customer gets no texts at all; Twilio itself confirms
-        // STOP and START to the customer, so we add nothing to either. An
-        // opt-out in words gets its one confirmation, from us.
+        // An opted-out customer gets no texts at all; on SMS Twilio itself
+        // confirms STOP and START to the customer, so we add nothing to
+        // either. An opt-out in words, or any opt-out on a channel whose
+        // provider confirms nothing (WhatsApp), gets its one confirmation
+        // from us.
+        let provider_confirms = Channel::of(&conversation.customer_phone).provider_confirms_keywords();
         if opted_out {
-            if in_words && !conversation.opted_out {
+            if (in_words || !provider_confirms) && !conversation.opted_out {
                 return Ok(Some(KeywordAction::Reply(OutboundDraft {
                     kind: OPT_OUT_CONFIRMATION,
                     body: templates::opted_out(&self.business, booked),
@@ -564,14 +567,19 @@ impl Engine {
     #[tracing::instrument(name = "deliver", skip_all, fields(message = id.0))]
     pub async fn deliver(&self, id: MessageId) -> Result<(), StoreError> {
         if let Some(sms) = self.store.claim_outbound(id).await? {
-            self.send_claimed(sms).await?;
+            self.send_claimed(sms, Utc::now()).await?;
         }
         Ok(())
     }
 
     /// Sends a text this task has claimed, and records what happened.
     /// Sends a text this task has claimed, records and returns what happened.
-    pub async fn send_claimed(&self, sms: OutboundSms) -> Result<Delivery, StoreError> {
+    /// `now` is the moment of sending, by which WhatsApp's window is judged.
+    pub async fn send_claimed(
+        &self,
+        sms: OutboundSms,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Delivery, StoreError> {
         let id = sms.id;
         if sms.customer_opted_out {
             self.store.record_delivery(id, &Delivery::OptedOut).await?;
@@ -601,7 +609,7 @@ impl Engine {
         };
         // Judged now, not when the text was drafted or queued: a reply held
         // by quiet hours may find WhatsApp's window closed.
-        let sent = if Channel::of(&sms.to).free_form_allowed(sms.last_inbound_at, Utc::now()) {
+        let sent = if Channel::of(&sms.to).free_form_allowed(sms.last_inbound_at, now) {
             self.sender.send(&sms.from, &sms.to, &sms.body).await
         } else {
             let (key, template) = self.business.whatsapp.templates.for_kind(&sms.kind);
@@ -621,7 +629,7 @@ impl Engine {
             Ok(sid) => Delivery::Sent { sid },
             Err(SendError::OutsideWindow(why)) => {
                 self.alert_about(
-                    "whatsapp_window",
+                    whatsapp::WINDOW_CLOSED,
                     Some(sms.conversation_id),
                     &format!(
                         "A WhatsApp {} to {} was not sent: the customer last wrote more than 24 hours ago, so WhatsApp allows only an approved template, and {why}. It said: \"{}\"",
