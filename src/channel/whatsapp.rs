@@ -31,6 +31,27 @@ pub struct WhatsAppTemplates {
 }
 
 impl WhatsAppTemplates {
+    /// Templates not configured, as (key, what goes undone), for
+    /// `check-config`: a business with a WhatsApp sender and no template
+    /// cannot reach a customer whose window has closed.
+    pub fn missing(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        [
+            ("whatsapp.templates.reminder", &self.reminder, "booking reminders"),
+            ("whatsapp.templates.follow_up", &self.follow_up, "quote follow-ups and replies held past quiet hours"),
+            ("whatsapp.templates.confirmation", &self.confirmation, "booking confirmations"),
+        ]
+        .into_iter()
+        .filter(|(_, sid, _)| sid.is_none())
+        .map(|(key, _, what)| {
+            (
+                key,
+                format!(
+                    "not set: {what} to a WhatsApp customer who last wrote more than 24 hours ago are not sent; the owner is alerted instead"
+                ),
+            )
+        })
+    }
+
     /// The template for a message of `kind`, and the key it is configured
     /// under. A reminder and a confirmation have their own; anything else
     /// sent after the window closed (a follow-up, a reply held by quiet
@@ -74,6 +95,19 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&vars).unwrap();
         assert_eq!(parsed["1"], "Haul \"Co\"");
         assert_eq!(parsed["2"], "Tomorrow 9am Reply STOP");
+    }
+
+    #[test]
+    fn a_template_sid_is_checked_and_missing_ones_are_named() {
+        let config: WhatsAppConfig =
+            toml::from_str("[templates]\nreminder = \"HX0123456789abcdef0123456789abcdef\"\n").unwrap();
+        let missing: Vec<_> = config.templates.missing().map(|(key, _)| key).collect();
+        assert_eq!(
+            missing,
+            ["whatsapp.templates.follow_up", "whatsapp.templates.confirmation"]
+        );
+        let bad = toml::from_str::<WhatsAppConfig>("[templates]\nreminder = \"reminder-v1\"\n").unwrap_err();
+        assert!(bad.to_string().contains("Content SID"), "{bad}");
     }
 
     #[test]

@@ -517,6 +517,17 @@ impl BusinessConfig {
                     message,
                 }),
         );
+        if b.numbers
+            .iter()
+            .any(|n| n.starts_with(crate::channel::WHATSAPP_PREFIX))
+        {
+            out.extend(
+                self.whatsapp
+                    .templates
+                    .missing()
+                    .map(|(key, message)| ConfigWarning { key, message }),
+            );
+        }
         out
     }
 
