@@ -79,6 +79,7 @@ fn parse_inbound(params: &[(String, String)], media_base_url: &url::Url) -> Resu
         )));
     }
     let num_media: usize = match get("NumMedia") {
+        _ if !from_channel.accepts_media() => 0,
         None | Some("") => 0,
         Some(n) => n
             .parse()

@@ -201,7 +201,9 @@ impl JobRunner {
             EMAIL => self.send_email(job).await,
             FETCH_MEDIA => self.fetch_media(job).await,
             REMINDER | FOLLOW_UP | DEFERRED_REPLY => {
-                if let Some(at) = Self::quiet_until(business, now) {
+                if crate::channel::Channel::of_address(&job.recipient).observes_quiet_hours()
+                    && let Some(at) = Self::quiet_until(business, now)
+                {
                     return Ok(JobOutcome::Defer { at });
                 }
                 let Some(conversation) = job.conversation_id else {

@@ -303,7 +303,7 @@ impl Engine {
         commit.cancel_jobs = planned.cancel;
         let quiet = &self.business.quiet_hours;
         let tz = self.business.business.timezone;
-        if !quiet.replies_allowed && quiet.is_quiet(now, tz) {
+        if channel.observes_quiet_hours() && !quiet.replies_allowed && quiet.is_quiet(now, tz) {
             // The owner keeps even replies out of quiet hours: this one waits.
             commit.jobs.push(NewJob {
                 kind: plan::DEFERRED_REPLY,
@@ -478,6 +478,10 @@ impl Engine {
         now: chrono::DateTime<Utc>,
     ) -> Result<Option<KeywordAction>, StoreError> {
         let conversation = &turn.conversation;
+        let channel = Channel::of(&conversation.customer_phone);
+        if !channel.honours_keywords() {
+            return Ok(None);
+        }
         let mut opted_out = conversation.opted_out;
         let mut last_keyword = None;
         // Carriers confirm their own keywords; an opt-out in words, nobody does.
@@ -542,7 +546,7 @@ impl Engine {
         // either. An opt-out in words, or any opt-out on a channel whose
         // provider confirms nothing (WhatsApp), gets its one confirmation
         // from us.
-        let provider_confirms = Channel::of(&conversation.customer_phone).provider_confirms_keywords();
+        let provider_confirms = channel.provider_confirms_keywords();
         if opted_out {
             if (in_words || !provider_confirms) && !conversation.opted_out {
                 return Ok(Some(KeywordAction::Reply(OutboundDraft {
