@@ -810,6 +810,18 @@ mod tests {
     /// Every state against every event: the resulting state's name, or "-"
     /// for a typed error.
     #[test]
+    fn a_channel_name_fills_in_only_a_missing_name() {
+        let mut state = ConversationState::default();
+        state.name_customer_if_unknown("  Dana\u{0007}  Wu ");
+        assert_eq!(state.job().unwrap().customer_name.as_deref(), Some("Dana Wu"));
+        state.name_customer_if_unknown("Someone Else");
+        assert_eq!(state.job().unwrap().customer_name.as_deref(), Some("Dana Wu"));
+        let mut unnamed = ConversationState::default();
+        unnamed.name_customer_if_unknown(" \u{0007} ");
+        assert_eq!(unnamed.job().unwrap().customer_name, None);
+    }
+
+    #[test]
     fn transition_table() {
         #[rustfmt::skip]
         let expected: [[&str; 14]; 9] = [

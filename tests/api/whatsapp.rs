@@ -214,6 +214,11 @@ async fn a_from_and_to_of_different_channels_is_refused_and_nothing_is_stored() 
         assert!(found.is_none(), "{from} -> {to} was stored");
     }
     assert!(sent_forms(&app).await.is_empty());
+    // The same addresses, each on its own channel, are accepted: what was
+    // refused is the crossing, not the addresses.
+    whatsapp(&app, "hi").await;
+    let sent = wait_for_forms(&app, 1).await;
+    assert_eq!((sent[0]["From"].as_str(), sent[0]["To"].as_str()), (SENDER, DANA));
 }
 
 #[tokio::test]
