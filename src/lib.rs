@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod app;
 pub mod assistant;
 pub mod calendar;
+pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -298,7 +298,8 @@ impl Responder for ClaudeResponder {
         // produce (a price, a time, a booking, a promise) is written again,
         // once, with the reasons. The engine checks the result too, and
         // falls back to a code-stated text.
-        let as_sent = crate::domain::sms_text::prepare_reply(&text, self.business.sms.max_segments);
+        let as_sent = crate::channel::Channel::of(&turn.conversation.customer_phone)
+            .prepare_reply(&text, self.business.sms.max_segments);
         let facts = guardrail::Facts::of(&self.business, &initial, &ctx.state, ctx.quotes(), ctx.now);
         let violations = guardrail::check(&as_sent, &facts);
         if !violations.is_empty() {
@@ -427,6 +428,7 @@ mod tests {
                 customer_phone: E164::parse("+15035550100").unwrap(),
                 business_number: E164::parse("+15035550142").unwrap(),
                 opted_out: false,
+                profile_name: None,
             },
             pending: history.clone(),
             history,

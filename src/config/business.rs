@@ -36,6 +36,8 @@ pub struct BusinessConfig {
     pub reminders: ReminderConfig,
     /// Promises the owner does make, and phrases never to send.
     pub guardrail: GuardrailConfig,
+    /// `[whatsapp.templates]`: what goes out after WhatsApp's 24-hour window.
+    pub whatsapp: crate::channel::whatsapp::WhatsAppConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -344,6 +346,7 @@ impl Default for BusinessConfig {
             quiet_hours: QuietHours::default(),
             reminders: ReminderConfig::default(),
             guardrail: GuardrailConfig::default(),
+            whatsapp: Default::default(),
         }
     }
 }
@@ -514,6 +517,17 @@ impl BusinessConfig {
                     message,
                 }),
         );
+        if b.numbers
+            .iter()
+            .any(|n| n.starts_with(crate::channel::WHATSAPP_PREFIX))
+        {
+            out.extend(
+                self.whatsapp
+                    .templates
+                    .missing()
+                    .map(|(key, message)| ConfigWarning { key, message }),
+            );
+        }
         out
     }
 

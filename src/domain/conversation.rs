@@ -423,6 +423,36 @@ impl ConversationState {
         }
     }
 
+    /// Gives the job a customer name when it has none: the name a channel
+    /// knows (a WhatsApp profile) stands in until the customer types one.
+    /// Control characters are dropped and the name is kept short, since the
+    /// customer chose it and it reaches the crew's email.
+    pub fn name_customer_if_unknown(&mut self, name: &str) {
+        let clean: String = name
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(60)
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if clean.is_empty() {
+            return;
+        }
+        let job = match self {
+            ConversationState::Intake(s) => &mut s.job,
+            ConversationState::Quoted(s) => &mut s.job,
+            ConversationState::Scheduling(s) => &mut s.job,
+            ConversationState::Booked(s) => &mut s.job,
+            ConversationState::HandedOff(s) => &mut s.job,
+            ConversationState::OptedOut(s) => return s.previous.name_customer_if_unknown(&clean),
+            ConversationState::Cancelled(_) | ConversationState::Closed(_) => return,
+        };
+        if job.customer_name.is_none() {
+            job.customer_name = Some(clean);
+        }
+    }
+
     /// The current quote, if the state carries one.
     pub fn quote(&self) -> Option<&Quote> {
         match self {
@@ -779,6 +809,18 @@ mod tests {
 
     /// Every state against every event: the resulting state's name, or "-"
     /// for a typed error.
+    #[test]
+    fn a_channel_name_fills_in_only_a_missing_name() {
+        let mut state = ConversationState::default();
+        state.name_customer_if_unknown("  Dana\u{0007}  Wu ");
+        assert_eq!(state.job().unwrap().customer_name.as_deref(), Some("Dana Wu"));
+        state.name_customer_if_unknown("Someone Else");
+        assert_eq!(state.job().unwrap().customer_name.as_deref(), Some("Dana Wu"));
+        let mut unnamed = ConversationState::default();
+        unnamed.name_customer_if_unknown(" \u{0007} ");
+        assert_eq!(unnamed.job().unwrap().customer_name, None);
+    }
+
     #[test]
     fn transition_table() {
         #[rustfmt::skip]

@@ -111,6 +111,9 @@ pub fn describe_error(code: Option<i64>) -> String {
         Some(30005) => "the number is unknown or no longer in service (error 30005)".into(),
         Some(30006) => "the number is a landline or its carrier is unreachable (error 30006)".into(),
         Some(30007) => "the carrier filtered it as spam (error 30007)".into(),
+        Some(63016) => {
+            "WhatsApp refused it: the customer last wrote more than 24 hours ago, when only an approved template may be sent (error 63016)".into()
+        }
         Some(21610) => "the customer has opted out of texts (replied STOP) (error 21610)".into(),
         Some(code) => format!("Twilio reported error {code}"),
         None => "Twilio gave no reason".into(),
@@ -217,6 +220,7 @@ mod tests {
         assert!(describe_error(Some(30005)).contains("unknown"));
         assert!(describe_error(Some(30006)).contains("landline"));
         assert!(describe_error(Some(30007)).contains("spam"));
+        assert!(describe_error(Some(63016)).contains("24 hours"));
         assert!(describe_error(Some(21610)).contains("opted out"));
         assert_eq!(describe_error(Some(30008)), "Twilio reported error 30008");
         assert_eq!(describe_error(None), "Twilio gave no reason");

@@ -9,8 +9,12 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// A phone number, or a WhatsApp address made of one (see
+/// [`E164::parse_address`]).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct E164(String);
+
+const WHATSAPP_PREFIX: &str = "whatsapp:";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("`{input}` is not a phone number in E.164 form (like +15035550142)")]
@@ -61,6 +65,21 @@ impl E164 {
         Ok(Self(format!("+{normalized}")))
     }
 
+    /// Parses a customer's or a business's address on any channel: an E.164
+    /// number (SMS), or Twilio's WhatsApp form `whatsapp:+E164`, which is
+    /// kept whole so that sending to it and routing by it need nothing else.
+    pub fn parse_address(input: &str) -> Result<Self, InvalidPhone> {
+        match input.trim().strip_prefix(WHATSAPP_PREFIX) {
+            Some(number) => Ok(Self(format!("{WHATSAPP_PREFIX}{}", Self::parse(number)?.0))),
+            None => Self::parse(input),
+        }
+    }
+
+    /// A WhatsApp address (`whatsapp:+E164`) rather than a phone number.
+    pub fn is_whatsapp(&self) -> bool {
+        self.0.starts_with(WHATSAPP_PREFIX)
+    }
+
     /// The full number, for the provider APIs that need it. Never log this.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -78,7 +97,10 @@ pub struct Masked<'a>(&'a str);
 
 impl fmt::Display for Masked<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&mask_str(self.0))
+        match self.0.strip_prefix(WHATSAPP_PREFIX) {
+            Some(number) => write!(f, "{WHATSAPP_PREFIX}{}", mask_str(number)),
+            None => f.write_str(&mask_str(self.0)),
+        }
     }
 }
 
@@ -214,6 +236,18 @@ mod tests {
             redact_phone_numbers("no numbers, 2 or 400"),
             "no numbers, 2 or 400"
         );
+    }
+
+    #[test]
+    fn whatsapp_addresses_keep_their_prefix_and_stay_masked() {
+        let a = E164::parse_address("whatsapp:+1 503 555 1234").unwrap();
+        assert_eq!(a.as_str(), "whatsapp:+15035551234");
+        assert!(a.is_whatsapp());
+        assert_eq!(a.masked().to_string(), "whatsapp:+1503***1234");
+        let sms = E164::parse_address("+15035551234").unwrap();
+        assert!(!sms.is_whatsapp());
+        assert!(E164::parse_address("whatsapp:hello").is_err());
+        assert!(E164::parse_address("telegram:+15035551234").is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::AppState;
 use super::error::ApiError;
 use super::verify::verified_form;
+use crate::channel::Channel;
 use crate::domain::phone::E164;
 use crate::media::MAX_MEDIA_PER_MESSAGE;
 use crate::store::{InboundSms, Recorded};
@@ -64,9 +65,21 @@ fn parse_inbound(params: &[(String, String)], media_base_url: &url::Url) -> Resu
             return Err(ApiError::BadRequest(format!("{copy} differs from MessageSid")));
         }
     }
-    let from = E164::parse(required("From")?).map_err(|e| ApiError::BadRequest(format!("From: {e}")))?;
-    let to = E164::parse(required("To")?).map_err(|e| ApiError::BadRequest(format!("To: {e}")))?;
+    let from =
+        E164::parse_address(required("From")?).map_err(|e| ApiError::BadRequest(format!("From: {e}")))?;
+    let to = E164::parse_address(required("To")?).map_err(|e| ApiError::BadRequest(format!("To: {e}")))?;
+    // A reply goes back on the channel it came in on, from the address
+    // written to: a text claiming to cross channels has no such answer.
+    let (from_channel, to_channel) = (Channel::of(&from), Channel::of(&to));
+    if from_channel != to_channel {
+        return Err(ApiError::BadRequest(format!(
+            "From is {} but To is {}",
+            from_channel.name(),
+            to_channel.name()
+        )));
+    }
     let num_media: usize = match get("NumMedia") {
+        _ if !from_channel.accepts_media() => 0,
         None | Some("") => 0,
         Some(n) => n
             .parse()

@@ -159,7 +159,7 @@ impl JobRunner {
     async fn dead(&self, business: &BusinessConfig, job: &Job, error: String) -> JobOutcome {
         tracing::error!(job = job.id, kind = %job.kind, %error, "job dead after its last attempt");
         // A text job's recipient is a customer the owner may need to call.
-        let customer = crate::domain::phone::E164::parse(&job.recipient)
+        let customer = crate::domain::phone::E164::parse_address(&job.recipient)
             .ok()
             .map(|phone| plan::CustomerContact { name: None, phone });
         let alert = NewAlert {
@@ -201,7 +201,9 @@ impl JobRunner {
             EMAIL => self.send_email(job).await,
             FETCH_MEDIA => self.fetch_media(job).await,
             REMINDER | FOLLOW_UP | DEFERRED_REPLY => {
-                if let Some(at) = Self::quiet_until(business, now) {
+                if crate::channel::Channel::of_address(&job.recipient).observes_quiet_hours()
+                    && let Some(at) = Self::quiet_until(business, now)
+                {
                     return Ok(JobOutcome::Defer { at });
                 }
                 let Some(conversation) = job.conversation_id else {
@@ -222,13 +224,15 @@ impl JobRunner {
                     .queue_job_message(conversation, job.id, OutboundDraft { kind, body })
                     .await?
                 {
-                    Some(sms) => match engine.send_claimed(sms).await? {
+                    Some(sms) => match engine.send_claimed(sms, now).await? {
                         Delivery::Sent { sid } => Ok(JobOutcome::Done { result: Some(sid) }),
                         Delivery::OptedOut => Ok(JobOutcome::Cancelled {
                             reason: "the customer opted out".into(),
                         }),
                         // Not sent: the queue's retry and backoff apply.
                         Delivery::Failed { error } => Err(Failure::Retryable(error)),
+                        // The channel forbids it now; the owner was alerted.
+                        Delivery::Withheld { reason } => Ok(JobOutcome::Cancelled { reason }),
                         // May have been sent: never again (the owner was alerted).
                         Delivery::Unknown { error } => Ok(JobOutcome::Done {
                             result: Some(format!("unknown: {error}")),

@@ -11,13 +11,14 @@ use chrono::Utc;
 use crate::assistant::guided::GuidedResponder;
 use crate::assistant::job_tools::new_quote_id;
 use crate::assistant::{Responder, ResponderError};
+use crate::channel::{Channel, whatsapp};
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{self, ConversationState, Event};
 use crate::domain::guardrail::{self, ViolationKind};
+use crate::domain::guided;
 use crate::domain::keywords::{self, Keyword};
 use crate::domain::phone::redact_phone_numbers;
 use crate::domain::quote::{Quote, price};
-use crate::domain::{guided, sms_text};
 use crate::jobs::plan;
 use crate::store::{
     ConversationId, Delivery, MessageId, NewAlert, NewJob, OutboundDraft, OutboundSms, Store, StoreError,
@@ -80,6 +81,9 @@ impl Engine {
             turn.last_activity,
             self.business.conversation.lifetimes(),
         );
+        if let Some(name) = &turn.conversation.profile_name {
+            state.name_customer_if_unknown(name);
+        }
         tracing::info!(
             customer = %turn.conversation.customer_phone.masked(),
             texts = turn.pending.len(),
@@ -256,12 +260,13 @@ impl Engine {
         // The guardrail, last line: whatever drafted it, the reply as it will
         // be sent (whole, before Twilio splits it into texts) states only
         // facts of this conversation after the turn.
-        let mut body = sms_text::prepare_reply(&text, self.business.sms.max_segments);
+        let channel = Channel::of(&turn.conversation.customer_phone);
+        let mut body = channel.prepare_reply(&text, self.business.sms.max_segments);
         let violations = guardrail::check(&body, &self.guardrail_facts(&state, &draft, &turn, now));
         if !violations.is_empty() {
             let state_before_fallback = draft.state.clone();
             let text = self.templated_fallback(&state, &mut draft, now);
-            body = sms_text::prepare_reply(&text, self.business.sms.max_segments);
+            body = channel.prepare_reply(&text, self.business.sms.max_segments);
             kind = "templated";
             let money = violations.iter().any(|v| {
                 matches!(
@@ -298,7 +303,7 @@ impl Engine {
         commit.cancel_jobs = planned.cancel;
         let quiet = &self.business.quiet_hours;
         let tz = self.business.business.timezone;
-        if !quiet.replies_allowed && quiet.is_quiet(now, tz) {
+        if channel.observes_quiet_hours() && !quiet.replies_allowed && quiet.is_quiet(now, tz) {
             // The owner keeps even replies out of quiet hours: this one waits.
             commit.jobs.push(NewJob {
                 kind: plan::DEFERRED_REPLY,
@@ -455,7 +460,7 @@ impl Engine {
         match claimed {
             Some(sms) => {
                 let reply = sms.id;
-                self.send_claimed(sms).await?;
+                self.send_claimed(sms, Utc::now()).await?;
                 Ok(Some(reply))
             }
             None => Ok(None),
@@ -473,6 +478,10 @@ impl Engine {
         now: chrono::DateTime<Utc>,
     ) -> Result<Option<KeywordAction>, StoreError> {
         let conversation = &turn.conversation;
+        let channel = Channel::of(&conversation.customer_phone);
+        if !channel.honours_keywords() {
+            return Ok(None);
+        }
         let mut opted_out = conversation.opted_out;
         let mut last_keyword = None;
         // Carriers confirm their own keywords; an opt-out in words, nobody does.
@@ -532,11 +541,14 @@ impl Engine {
         {
             *state = next;
         }
-        // An opted-out customer gets no texts at all; Twilio itself confirms
-        // STOP and START to the customer, so we add nothing to either. An
-        // opt-out in words gets its one confirmation, from us.
+        // An opted-out customer gets no texts at all; on SMS Twilio itself
+        // confirms STOP and START to the customer, so we add nothing to
+        // either. An opt-out in words, or any opt-out on a channel whose
+        // provider confirms nothing (WhatsApp), gets its one confirmation
+        // from us.
+        let provider_confirms = channel.provider_confirms_keywords();
         if opted_out {
-            if in_words && !conversation.opted_out {
+            if (in_words || !provider_confirms) && !conversation.opted_out {
                 return Ok(Some(KeywordAction::Reply(OutboundDraft {
                     kind: OPT_OUT_CONFIRMATION,
                     body: templates::opted_out(&self.business, booked),
@@ -559,14 +571,19 @@ impl Engine {
     #[tracing::instrument(name = "deliver", skip_all, fields(message = id.0))]
     pub async fn deliver(&self, id: MessageId) -> Result<(), StoreError> {
         if let Some(sms) = self.store.claim_outbound(id).await? {
-            self.send_claimed(sms).await?;
+            self.send_claimed(sms, Utc::now()).await?;
         }
         Ok(())
     }
 
     /// Sends a text this task has claimed, and records what happened.
     /// Sends a text this task has claimed, records and returns what happened.
-    pub async fn send_claimed(&self, sms: OutboundSms) -> Result<Delivery, StoreError> {
+    /// `now` is the moment of sending, by which WhatsApp's window is judged.
+    pub async fn send_claimed(
+        &self,
+        sms: OutboundSms,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Delivery, StoreError> {
         let id = sms.id;
         if sms.customer_opted_out {
             self.store.record_delivery(id, &Delivery::OptedOut).await?;
@@ -594,8 +611,43 @@ impl Engine {
             name: None,
             phone: sms.to.clone(),
         };
-        let delivery = match self.sender.send(&sms.from, &sms.to, &sms.body).await {
+        // Judged now, not when the text was drafted or queued: a reply held
+        // by quiet hours may find WhatsApp's window closed.
+        let sent = if Channel::of(&sms.to).free_form_allowed(sms.last_inbound_at, now) {
+            self.sender.send(&sms.from, &sms.to, &sms.body).await
+        } else {
+            let (key, template) = self.business.whatsapp.templates.for_kind(&sms.kind);
+            match template {
+                Some(content_sid) => {
+                    let variables = whatsapp::content_variables(&self.business.business.name, &sms.body);
+                    self.sender
+                        .send_template(&sms.from, &sms.to, content_sid, &variables)
+                        .await
+                }
+                None => Err(SendError::OutsideWindow(format!(
+                    "no template is configured for it (`[whatsapp.templates] {key}`)"
+                ))),
+            }
+        };
+        let delivery = match sent {
             Ok(sid) => Delivery::Sent { sid },
+            Err(SendError::OutsideWindow(why)) => {
+                self.alert_about(
+                    whatsapp::WINDOW_CLOSED,
+                    Some(sms.conversation_id),
+                    &format!(
+                        "A WhatsApp {} to {} was not sent: the customer last wrote more than 24 hours ago, so WhatsApp allows only an approved template, and {why}. It said: \"{}\"",
+                        sms.kind,
+                        sms.to.as_str(),
+                        sms.body
+                    ),
+                    Some(&recipient),
+                )
+                .await;
+                Delivery::Withheld {
+                    reason: format!("outside WhatsApp's 24-hour window: {why}"),
+                }
+            }
             Err(SendError::OptedOut) => {
                 self.store.set_opted_out(sms.customer_id, true).await?;
                 Delivery::OptedOut

@@ -14,7 +14,6 @@ use tokio::task::JoinSet;
 use super::plan;
 use super::turns::{Engine, TurnResult};
 use crate::config::settings::WorkerSettings;
-use crate::domain::sms_text;
 use crate::store::{ConversationId, NewAlert, OutboundDraft, Store, StoreError, TurnCommit};
 use crate::templates;
 
@@ -173,7 +172,8 @@ impl TurnWorker {
             through: last,
             reply: Some(OutboundDraft {
                 kind: "apology",
-                body: sms_text::prepare_reply(&templates::apology(business), business.sms.max_segments),
+                body: crate::channel::Channel::of(&turn.conversation.customer_phone)
+                    .prepare_reply(&templates::apology(business), business.sms.max_segments),
             }),
             state: turn.state,
             new_quotes: Vec::new(),

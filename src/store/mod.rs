@@ -168,6 +168,9 @@ pub struct Conversation {
     pub customer_phone: E164,
     pub business_number: E164,
     pub opted_out: bool,
+    /// The name the customer's WhatsApp profile shows (`ProfileName`), as
+    /// last sent; untrusted, so only ever a fallback for a name they type.
+    pub profile_name: Option<String>,
 }
 
 /// What a turn works from: the texts not yet answered, recent history
@@ -240,6 +243,12 @@ pub struct OutboundSms {
     pub to: E164,
     pub from: E164,
     pub body: String,
+    /// The message's kind (`reply`, `reminder`, `confirmation`, ...): which
+    /// template stands in for it outside WhatsApp's window.
+    pub kind: String,
+    /// When the customer last wrote in this conversation; WhatsApp's
+    /// free-form window runs from it.
+    pub last_inbound_at: Option<DateTime<Utc>>,
     /// Claims so far, this one included: more than one means an earlier
     /// attempt was interrupted and may have reached the provider.
     pub attempts: i64,
@@ -260,6 +269,12 @@ pub enum Delivery {
     /// retried, so the customer is never texted twice; the owner is alerted.
     Unknown {
         error: String,
+    },
+    /// Not sent, and never retried, because the channel forbids it now
+    /// (WhatsApp free-form text outside the 24-hour window with no template
+    /// for it, or Twilio's 63016). The owner is alerted.
+    Withheld {
+        reason: String,
     },
 }
 

@@ -172,8 +172,10 @@ async fn outbound_in(
     id: MessageId,
 ) -> Result<OutboundSms, StoreError> {
     let row = sqlx::query(
-        "SELECT m.conversation_id, m.body, m.attempts, m.created_at, k.phone, c.business_number,
+        "SELECT m.conversation_id, m.body, m.kind, m.attempts, m.created_at, k.phone, c.business_number,
                 c.customer_id,
+                (SELECT MAX(i.created_at) FROM messages i
+                  WHERE i.conversation_id = m.conversation_id AND i.direction = 'inbound') AS last_inbound_at,
                 -- An opt-out in words is confirmed once, after the opt-out.
                 k.opted_out_at IS NOT NULL AND m.kind <> 'opt_out_confirmation' AS opted_out
          FROM messages m
@@ -192,6 +194,8 @@ async fn outbound_in(
         to: parse_phone(row.try_get("phone")?)?,
         from: parse_phone(row.try_get("business_number")?)?,
         body: row.try_get("body")?,
+        kind: row.try_get("kind")?,
+        last_inbound_at: row.try_get("last_inbound_at")?,
         attempts: row.try_get("attempts")?,
         created_at: row.try_get("created_at")?,
     })
@@ -205,7 +209,7 @@ impl SqliteStore {
 }
 
 fn parse_phone(raw: &str) -> Result<E164, StoreError> {
-    E164::parse(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+    E164::parse_address(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError> {
@@ -355,7 +359,11 @@ impl Store for SqliteStore {
                         AS first_contact,
                     (SELECT MAX(created_at) FROM messages
                       WHERE conversation_id = c.id AND NOT (direction = 'inbound' AND status = 'pending'))
-                        AS last_activity
+                        AS last_activity,
+                    (SELECT json_extract(params, '$.ProfileName') FROM messages
+                      WHERE conversation_id = c.id AND direction = 'inbound'
+                        AND json_extract(params, '$.ProfileName') <> ''
+                      ORDER BY id DESC LIMIT 1) AS profile_name
              FROM conversations c JOIN customers k ON k.id = c.customer_id WHERE c.id = ?",
         )
         .bind(id.0)
@@ -368,6 +376,7 @@ impl Store for SqliteStore {
             customer_phone: parse_phone(row.try_get("phone")?)?,
             business_number: parse_phone(row.try_get("business_number")?)?,
             opted_out: row.try_get("opted_out")?,
+            profile_name: row.try_get("profile_name")?,
         };
         let pending = sqlx::query(
             "SELECT id, direction, kind, body, status, twilio_sid, num_media, json_extract(params, '$.OptOutType') AS opt_out_type, created_at FROM messages
@@ -578,6 +587,7 @@ impl Store for SqliteStore {
             Delivery::OptedOut => ("opted_out", None, Some("Twilio 21610: recipient opted out")),
             Delivery::Failed { error } => ("failed", None, Some(error.as_str())),
             Delivery::Unknown { error } => ("unknown", None, Some(error.as_str())),
+            Delivery::Withheld { reason } => ("failed", None, Some(reason.as_str())),
         };
         let sent_at = matches!(delivery, Delivery::Sent { .. }).then(Utc::now);
         sqlx::query(

@@ -15,10 +15,17 @@ use crate::domain::phone::{E164, redact_phone_numbers};
 /// Twilio's error for a recipient who has replied STOP.
 pub const ERROR_OPTED_OUT: i64 = 21610;
 
+/// Twilio's error for free-form WhatsApp text outside the 24-hour window.
+pub const ERROR_OUTSIDE_WHATSAPP_WINDOW: i64 = 63016;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SendError {
     #[error("recipient has opted out (Twilio {ERROR_OPTED_OUT})")]
     OptedOut,
+    /// WhatsApp accepts only an approved template now. Retrying the same
+    /// text cannot succeed.
+    #[error("outside WhatsApp's 24-hour window: {0}")]
+    OutsideWindow(String),
     #[error("Twilio rejected the message (HTTP {status}, code {code:?}): {message}")]
     Rejected {
         status: u16,
@@ -40,6 +47,16 @@ pub trait SmsSender: Send + Sync + 'static {
     /// Sends one text from `from` (the business number the customer
     /// texted) and returns its message SID.
     async fn send(&self, from: &E164, to: &E164, body: &str) -> Result<String, SendError>;
+
+    /// Sends an approved WhatsApp template (`content_sid`, `HX...`) with
+    /// its `ContentVariables` (a JSON object) and returns its message SID.
+    async fn send_template(
+        &self,
+        from: &E164,
+        to: &E164,
+        content_sid: &str,
+        variables: &str,
+    ) -> Result<String, SendError>;
 
     /// The SID of this exact text if it was already sent since `since`: how
     /// a send cut off by a crash is recognized instead of repeated.
@@ -125,15 +142,49 @@ impl TwilioClient {
         self
     }
 
-    fn send_form<'a>(&'a self, from: &'a E164, to: &'a E164, body: &'a str) -> Vec<(&'static str, &'a str)> {
-        let mut form = vec![("To", to.as_str()), ("From", from.as_str()), ("Body", body)];
+    /// The Messages API form: `content` is `Body`, or `ContentSid` and
+    /// `ContentVariables` for a template. WhatsApp addresses carry their
+    /// `whatsapp:` prefix in `From` and `To`, which is all Twilio needs.
+    fn send_form<'a>(
+        &'a self,
+        from: &'a E164,
+        to: &'a E164,
+        content: &[(&'static str, &'a str)],
+    ) -> Vec<(&'static str, &'a str)> {
+        let mut form = vec![("To", to.as_str()), ("From", from.as_str())];
+        form.extend_from_slice(content);
         if let Some(url) = &self.status_callback {
             form.push(("StatusCallback", url.as_str()));
         }
         form
     }
 
-    async fn attempt(&self, from: &E164, to: &E164, body: &str) -> Result<String, SendError> {
+    async fn send_with_retries(
+        &self,
+        from: &E164,
+        to: &E164,
+        content: &[(&'static str, &str)],
+    ) -> Result<String, SendError> {
+        let mut attempt = 0;
+        loop {
+            match self.attempt(from, to, content).await {
+                Err(SendError::Unavailable(reason)) if attempt < self.max_retries => {
+                    let delay = self.retry_base * 2u32.pow(attempt);
+                    tracing::warn!(%reason, ?delay, "Twilio unavailable; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        from: &E164,
+        to: &E164,
+        content: &[(&'static str, &str)],
+    ) -> Result<String, SendError> {
         let response = self
             .http
             .post(self.messages_url.clone())
@@ -141,7 +192,7 @@ impl TwilioClient {
                 &self.credentials.account_sid,
                 Some(self.credentials.auth_token.expose_secret()),
             )
-            .form(&self.send_form(from, to, body))
+            .form(&self.send_form(from, to, content))
             .send()
             .await
             .map_err(|e| {
@@ -172,6 +223,11 @@ impl TwilioClient {
         if code == Some(ERROR_OPTED_OUT) {
             return Err(SendError::OptedOut);
         }
+        if code == Some(ERROR_OUTSIDE_WHATSAPP_WINDOW) {
+            return Err(SendError::OutsideWindow(format!(
+                "Twilio refused free-form text ({ERROR_OUTSIDE_WHATSAPP_WINDOW})"
+            )));
+        }
         if status.as_u16() == 429 || status.is_server_error() {
             return Err(SendError::Unavailable(format!("HTTP {status}: {message}")));
         }
@@ -187,18 +243,23 @@ impl TwilioClient {
 impl SmsSender for TwilioClient {
     #[tracing::instrument(name = "twilio_send", skip_all, fields(to = %to.masked()))]
     async fn send(&self, from: &E164, to: &E164, body: &str) -> Result<String, SendError> {
-        let mut attempt = 0;
-        loop {
-            match self.attempt(from, to, body).await {
-                Err(SendError::Unavailable(reason)) if attempt < self.max_retries => {
-                    let delay = self.retry_base * 2u32.pow(attempt);
-                    tracing::warn!(%reason, ?delay, "Twilio unavailable; retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        self.send_with_retries(from, to, &[("Body", body)]).await
+    }
+
+    #[tracing::instrument(name = "twilio_send_template", skip_all, fields(to = %to.masked()))]
+    async fn send_template(
+        &self,
+        from: &E164,
+        to: &E164,
+        content_sid: &str,
+        variables: &str,
+    ) -> Result<String, SendError> {
+        self.send_with_retries(
+            from,
+            to,
+            &[("ContentSid", content_sid), ("ContentVariables", variables)],
+        )
+        .await
     }
 
     #[tracing::instrument(name = "twilio_find_sent", skip_all, fields(to = %to.masked()))]
@@ -271,5 +332,17 @@ impl SmsSender for ConsoleSender {
             }
         }
         Ok(sid)
+    }
+
+    async fn send_template(
+        &self,
+        from: &E164,
+        to: &E164,
+        content_sid: &str,
+        variables: &str,
+    ) -> Result<String, SendError> {
+        // The console has no templates: show what WhatsApp would deliver.
+        self.send(from, to, &format!("[template {content_sid}] {variables}"))
+            .await
     }
 }

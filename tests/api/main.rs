@@ -18,3 +18,4 @@ mod scheduling;
 mod turns;
 mod upgrade;
 mod webhook;
+mod whatsapp;
