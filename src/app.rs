@@ -447,11 +447,7 @@ impl Application {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
-        let reloads = tokio::spawn(reload_on_hangup(
-            directory.clone(),
-            services.store.clone(),
-            shutdown.subscribe(),
-        ));
+        let reloads = reload_on_hangup(directory.clone(), services.store.clone(), shutdown.subscribe());
         tracing::info!(port, "textdesk is listening");
         Ok(Self {
             port,
@@ -547,31 +543,39 @@ async fn reload(directory: &BusinessDirectory, store: &dyn Store) -> Result<u64,
     }
 }
 
-/// SIGHUP re-reads the configuration (the documented contract).
-async fn reload_on_hangup(
+/// SIGHUP re-reads the configuration (the documented contract). The
+/// handler is registered before this returns, and so before "listening" is
+/// logged: a SIGHUP sent as soon as the server answers reloads instead of
+/// killing the process (the signal's default action).
+fn reload_on_hangup(
     directory: Arc<BusinessDirectory>,
     store: Arc<dyn Store>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) -> tokio::task::JoinHandle<()> {
     #[cfg(unix)]
     {
-        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; configuration reloads are off");
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = hangup.recv() => {
-                    let _ = reload(&directory, store.as_ref()).await;
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        tokio::spawn(async move {
+            let Ok(mut hangup) = hangup else {
+                tracing::warn!("cannot listen for SIGHUP; configuration reloads are off");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = hangup.recv() => {
+                        let _ = reload(&directory, store.as_ref()).await;
+                    }
+                    _ = shutdown.changed() => return,
                 }
-                _ = shutdown.changed() => return,
             }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = (directory, store);
-        let _ = shutdown.changed().await;
+        tokio::spawn(async move {
+            let _ = (directory, store);
+            let _ = shutdown.changed().await;
+        })
     }
 }
 
