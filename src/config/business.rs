@@ -211,6 +211,11 @@ pub struct AssistantConfig {
     /// How many recent messages of the conversation Claude sees.
     #[serde(deserialize_with = "history_messages")]
     pub history_messages: usize,
+    /// Model calls one customer may cost in a day (business time); past
+    /// it the guided flow answers them, so a flood cannot spend the
+    /// owner's model budget.
+    #[serde(deserialize_with = "daily_model_calls")]
+    pub daily_model_calls_per_customer: usize,
 }
 
 impl Default for AssistantConfig {
@@ -223,6 +228,7 @@ impl Default for AssistantConfig {
             additional_rules: Vec::new(),
             current_info: Vec::new(),
             history_messages: 20,
+            daily_model_calls_per_customer: 100,
         }
     }
 }
@@ -308,6 +314,10 @@ fn bounded<'de, D: Deserializer<'de>>(d: D, min: usize, max: usize) -> Result<us
 
 fn history_messages<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     bounded(d, 1, 200)
+}
+
+fn daily_model_calls<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    bounded(d, 1, 10_000)
 }
 
 fn max_segments<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {

@@ -46,6 +46,40 @@ pub enum TurnResult {
     Replied(Option<MessageId>),
     /// Nothing to send: STOP or START, or the owner has the conversation.
     Silent,
+    /// The sender is flooding and was answered less than a minute ago: the
+    /// texts stay pending, and the conversation waits until `until`, when
+    /// one turn answers them all.
+    Throttled {
+        until: chrono::DateTime<Utc>,
+    },
+}
+
+/// More texts than this within `FLOOD_WINDOW` is a flood.
+pub const FLOOD_TEXTS: usize = 20;
+pub const FLOOD_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
+/// A throttled conversation is answered at most this often.
+pub const THROTTLED_REPLY_INTERVAL: chrono::Duration = chrono::Duration::minutes(1);
+/// The owner alert for a throttled sender: one per customer per day.
+pub const FLOOD_THROTTLED: &str = "flood_throttled";
+
+/// Whether, and why, a conversation's sender is throttled this turn.
+struct Throttle {
+    /// More than `FLOOD_TEXTS` texts within `FLOOD_WINDOW`.
+    flooding: bool,
+    /// The customer's model calls today reached the business's budget.
+    budget_spent: bool,
+    /// Throttled and answered too recently: wait until then.
+    wait_until: Option<chrono::DateTime<Utc>>,
+    /// The owner has not yet heard about this sender today.
+    alert_owner: bool,
+    /// Today, in the business's time zone: the model budget's day.
+    day: chrono::NaiveDate,
+}
+
+impl Throttle {
+    fn throttled(&self) -> bool {
+        self.flooding || self.budget_spent
+    }
 }
 
 /// The kind of the one text confirming an opt-out in words: the only text
@@ -74,6 +108,18 @@ impl Engine {
             return Ok(TurnResult::NothingPending);
         };
         let now = Utc::now();
+        let throttle = self.throttle(&turn, now).await?;
+        if let Some(until) = throttle.wait_until
+            && !changes_consent(&turn)
+        {
+            tracing::info!(
+                customer = %turn.conversation.customer_phone.masked(),
+                texts = turn.pending.len(),
+                %until,
+                "sender throttled; their texts wait for one answer"
+            );
+            return Ok(TurnResult::Throttled { until });
+        }
         let mut state = conversation::on_customer_text(
             turn.state.clone(),
             now,
@@ -90,6 +136,22 @@ impl Engine {
         let contact = plan::CustomerContact::of(&turn, &state);
         let customer = contact.describe();
         let mut alerts: Vec<NewAlert> = Vec::new();
+        if throttle.alert_owner {
+            let why = if throttle.flooding {
+                format!("sent more than {FLOOD_TEXTS} texts in a minute",)
+            } else {
+                format!(
+                    "used today's {} model calls",
+                    self.business.assistant.daily_model_calls_per_customer
+                )
+            };
+            alerts.push(NewAlert {
+                kind: FLOOD_THROTTLED,
+                detail: format!(
+                    "{customer} {why}. Their texts are all kept; until tomorrow they are answered at most once a minute, by the guided flow instead of the model. Look at the conversation and take it over if it needs a person."
+                ),
+            });
+        }
         let follow_up_may_be_pending = plan::may_have_follow_up(&state);
         let commit = |reply: Option<OutboundDraft>,
                       state: ConversationState,
@@ -188,16 +250,26 @@ impl Engine {
         let latest = turn.pending.last().map(|m| m.body.as_str()).unwrap_or("");
         let by_code = matches!(state, ConversationState::Booked(_))
             && (guided::is_confirm(latest) || guided::wants_reschedule(latest));
-        let responder: &dyn Responder = if by_code {
+        // A throttled sender's model calls wait: the guided flow answers.
+        let responder: &dyn Responder = if by_code || throttle.throttled() {
             &self.guided
         } else {
             self.responder.as_ref()
         };
-        let drafted =
-            match tokio::time::timeout(self.turn_deadline, responder.respond(&turn, state.clone())).await {
-                Ok(result) => result,
-                Err(_) => Err(ResponderError::DeadlineExceeded(self.turn_deadline)),
-            };
+        let (drafted, model_calls) = crate::assistant::counting_model_calls(tokio::time::timeout(
+            self.turn_deadline,
+            responder.respond(&turn, state.clone()),
+        ))
+        .await;
+        if model_calls > 0
+            && let Err(e) = self
+                .store
+                .count_model_calls(turn.conversation.customer_id, throttle.day, model_calls)
+                .await
+        {
+            tracing::error!(error = %e, model_calls, "could not count a customer's model calls");
+        }
+        let drafted = drafted.unwrap_or(Err(ResponderError::DeadlineExceeded(self.turn_deadline)));
         let (mut draft, kind) = match drafted {
             Ok(draft) => (draft, "reply"),
             Err(e) => {
@@ -315,6 +387,44 @@ impl Engine {
         }
         let reply = self.conclude_about(id, commit, Some(&contact)).await?;
         Ok(TurnResult::Replied(reply))
+    }
+
+    /// Whether the sender is flooding or has spent today's model budget,
+    /// read from the store so neither a restart nor a second process
+    /// forgets it.
+    async fn throttle(&self, turn: &TurnInput, now: chrono::DateTime<Utc>) -> Result<Throttle, StoreError> {
+        use chrono::TimeZone;
+        let tz = self.business.business.timezone;
+        let day = now.with_timezone(&tz).date_naive();
+        // Midnight may fall in a DST gap: then the day is the last 24 hours.
+        let day_start = tz
+            .from_local_datetime(&day.and_time(chrono::NaiveTime::MIN))
+            .earliest()
+            .map_or(now - chrono::Duration::hours(24), |t| t.with_timezone(&Utc));
+        let reading = self
+            .store
+            .flood_reading(
+                turn.conversation.id,
+                now - FLOOD_WINDOW,
+                FLOOD_TEXTS,
+                day,
+                day_start,
+            )
+            .await?;
+        let flooding = reading.recent_texts > FLOOD_TEXTS;
+        let budget_spent =
+            reading.model_calls_today as usize >= self.business.assistant.daily_model_calls_per_customer;
+        let throttled = flooding || budget_spent;
+        Ok(Throttle {
+            flooding,
+            budget_spent,
+            wait_until: reading
+                .last_reply_at
+                .map(|at| at + THROTTLED_REPLY_INTERVAL)
+                .filter(|until| throttled && *until > now),
+            alert_owner: throttled && !reading.alerted_today,
+            day,
+        })
     }
 
     /// Whether a reply may go out now (quiet hours may hold even replies).
@@ -689,4 +799,17 @@ impl Engine {
             tracing::error!(error = %e, "could not queue the owner's alert email");
         }
     }
+}
+
+/// Whether the pending texts opt out or back in: consent is honoured at
+/// once, even for a throttled sender.
+fn changes_consent(turn: &TurnInput) -> bool {
+    turn.pending.iter().any(|m| {
+        let carrier = m.opt_out_type.as_deref().map(str::to_ascii_uppercase);
+        matches!(carrier.as_deref(), Some("STOP" | "START"))
+            || matches!(
+                keywords::classify(&m.body, turn.conversation.opted_out),
+                Some(Keyword::OptOut | Keyword::OptOutInWords | Keyword::OptIn)
+            )
+    })
 }

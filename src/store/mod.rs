@@ -10,7 +10,7 @@ pub mod sqlite;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::availability::Interval;
 use crate::domain::conversation::ConversationState;
@@ -497,6 +497,21 @@ pub enum StoreError {
     NotFound(&'static str),
 }
 
+/// How hard a conversation's sender is texting, for flood throttling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloodReading {
+    /// Texts the customer sent in this conversation since the `since` asked
+    /// about, counted up to one more than the limit asked about.
+    pub recent_texts: usize,
+    /// When we last replied in this conversation.
+    pub last_reply_at: Option<DateTime<Utc>>,
+    /// Model calls the customer cost on the day asked about.
+    pub model_calls_today: u32,
+    /// A `flood_throttled` alert about this conversation was stored since
+    /// the day's start.
+    pub alerted_today: bool,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
@@ -557,6 +572,27 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     async fn alerts(&self) -> Result<Vec<Alert>, StoreError>;
+
+    /// What flood throttling needs to know about a conversation, in one
+    /// read: its texts since `since` (at most `limit + 1` counted), its
+    /// last reply, and the customer's model calls and flood alert on `day`
+    /// (which starts at `day_start`).
+    async fn flood_reading(
+        &self,
+        id: ConversationId,
+        since: DateTime<Utc>,
+        limit: usize,
+        day: NaiveDate,
+        day_start: DateTime<Utc>,
+    ) -> Result<FloodReading, StoreError>;
+
+    /// Adds `calls` to the customer's model calls on `day`.
+    async fn count_model_calls(
+        &self,
+        customer: CustomerId,
+        day: NaiveDate,
+        calls: u32,
+    ) -> Result<(), StoreError>;
 
     async fn find_conversation(
         &self,

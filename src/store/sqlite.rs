@@ -623,6 +623,65 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn flood_reading(
+        &self,
+        id: ConversationId,
+        since: DateTime<Utc>,
+        limit: usize,
+        day: NaiveDate,
+        day_start: DateTime<Utc>,
+    ) -> Result<FloodReading, StoreError> {
+        // Only the newest `limit + 1` texts are looked at: an index walk,
+        // however long the flood.
+        let row = sqlx::query(
+            "SELECT
+                 (SELECT COUNT(*) FROM (SELECT created_at FROM messages
+                     WHERE conversation_id = ?1 AND direction = 'inbound'
+                     ORDER BY id DESC LIMIT ?2) WHERE created_at >= ?3) AS recent,
+                 (SELECT created_at FROM messages
+                     WHERE conversation_id = ?1 AND direction = 'outbound'
+                     ORDER BY id DESC LIMIT 1) AS last_reply,
+                 (SELECT m.calls FROM model_calls m JOIN conversations c ON c.customer_id = m.customer_id
+                     WHERE c.id = ?1 AND m.day = ?4) AS calls,
+                 EXISTS (SELECT 1 FROM alerts
+                     WHERE conversation_id = ?1 AND kind = 'flood_throttled' AND created_at >= ?5) AS alerted",
+        )
+        .bind(id.0)
+        .bind(limit as i64 + 1)
+        .bind(since)
+        .bind(day.to_string())
+        .bind(day_start)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(FloodReading {
+            recent_texts: row.try_get::<i64, _>("recent")? as usize,
+            last_reply_at: row.try_get("last_reply")?,
+            model_calls_today: row
+                .try_get::<Option<i64>, _>("calls")?
+                .unwrap_or(0)
+                .clamp(0, u32::MAX as i64) as u32,
+            alerted_today: row.try_get("alerted")?,
+        })
+    }
+
+    async fn count_model_calls(
+        &self,
+        customer: CustomerId,
+        day: NaiveDate,
+        calls: u32,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO model_calls (customer_id, day, calls) VALUES (?1, ?2, ?3)
+             ON CONFLICT (customer_id, day) DO UPDATE SET calls = calls + excluded.calls",
+        )
+        .bind(customer.0)
+        .bind(day.to_string())
+        .bind(calls as i64)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     async fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
         let rows = sqlx::query("SELECT kind, conversation_id, detail, created_at FROM alerts ORDER BY id")
             .fetch_all(&self.reader)
