@@ -33,6 +33,7 @@ pub const EMAILED_ALERTS: &[&str] = &[
     "dead_job",
     "send_failed",
     crate::jobs::receipts::TEXT_UNDELIVERED,
+    crate::jobs::turns::FLOOD_THROTTLED,
 ];
 
 #[derive(Debug, Default)]
@@ -400,6 +401,7 @@ pub fn alert_job_about(
         crate::app::CONFIG_REJECTED => "Your configuration edit was refused",
         crate::jobs::worker::TURN_PANICKED => "A customer's text could not be answered",
         crate::jobs::receipts::TEXT_UNDELIVERED => "A text did not reach a customer",
+        crate::jobs::turns::FLOOD_THROTTLED => "A customer is flooding your number",
         _ => "A text could not be delivered",
     };
     let (subject, html, text) = templates::alert_email_about(

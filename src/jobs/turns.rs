@@ -118,6 +118,13 @@ impl Engine {
                 %until,
                 "sender throttled; their texts wait for one answer"
             );
+            if throttle.alert_owner {
+                // Now, not with the answer a minute from now.
+                let contact = plan::CustomerContact::of(&turn, &turn.state);
+                let detail = self.flood_alert(&throttle, &contact.describe());
+                self.alert_about(FLOOD_THROTTLED, Some(id), &detail, Some(&contact))
+                    .await;
+            }
             return Ok(TurnResult::Throttled { until });
         }
         let mut state = conversation::on_customer_text(
@@ -137,19 +144,9 @@ impl Engine {
         let customer = contact.describe();
         let mut alerts: Vec<NewAlert> = Vec::new();
         if throttle.alert_owner {
-            let why = if throttle.flooding {
-                format!("sent more than {FLOOD_TEXTS} texts in a minute",)
-            } else {
-                format!(
-                    "used today's {} model calls",
-                    self.business.assistant.daily_model_calls_per_customer
-                )
-            };
             alerts.push(NewAlert {
                 kind: FLOOD_THROTTLED,
-                detail: format!(
-                    "{customer} {why}. Their texts are all kept; until tomorrow they are answered at most once a minute, by the guided flow instead of the model. Look at the conversation and take it over if it needs a person."
-                ),
+                detail: self.flood_alert(&throttle, &customer),
             });
         }
         let follow_up_may_be_pending = plan::may_have_follow_up(&state);
@@ -425,6 +422,21 @@ impl Engine {
             alert_owner: throttled && !reading.alerted_today,
             day,
         })
+    }
+
+    /// The owner's one alert of the day about a throttled sender.
+    fn flood_alert(&self, throttle: &Throttle, customer: &str) -> String {
+        let why = if throttle.flooding {
+            format!("sent more than {FLOOD_TEXTS} texts in a minute")
+        } else {
+            format!(
+                "used today's {} model calls",
+                self.business.assistant.daily_model_calls_per_customer
+            )
+        };
+        format!(
+            "{customer} {why}. Every text is kept; while this lasts they are answered at most once a minute, by the guided flow instead of the model. Take the conversation over if it needs a person."
+        )
     }
 
     /// Whether a reply may go out now (quiet hours may hold even replies).
