@@ -861,6 +861,22 @@ mod tests {
             message.contains("expected a whole number from 1 to 10, got 0"),
             "{message}"
         );
+
+        let (line, _, key, message) = error(&format!(
+            "{NAMED}[assistant]\ndaily_model_calls_per_customer = 0\n"
+        ));
+        assert_eq!(
+            (line, key.as_str()),
+            (4, "assistant.daily_model_calls_per_customer")
+        );
+        assert!(
+            message.contains("expected a whole number from 1 to 10000, got 0"),
+            "{message}"
+        );
+        assert_eq!(
+            parse(NAMED).unwrap().assistant.daily_model_calls_per_customer,
+            100
+        );
     }
 
     #[test]

@@ -111,7 +111,11 @@ async fn more_than_twenty_texts_in_a_minute_throttle_the_sender_and_alert_the_ow
         app.text(FLOODER, &format!("flood {i}")).await;
     }
     wait_until_throttled(&app, FLOODER).await;
-    assert_eq!(flood_alerts(&app).await, 1, "the owner hears about the flood at once");
+    assert_eq!(
+        flood_alerts(&app).await,
+        1,
+        "the owner hears about the flood at once"
+    );
     // Until the flood was seen, each turn answered at least one text.
     assert!(model_requests_about(&app, "flood").await <= FLOOD_TEXTS);
     let replies = app.sent_texts().await.len();
@@ -131,7 +135,10 @@ async fn more_than_twenty_texts_in_a_minute_throttle_the_sender_and_alert_the_ow
     app.wait_until_settled(FLOODER).await;
     let messages = app.messages(FLOODER).await;
     assert_eq!(
-        messages.iter().filter(|m| m.direction == Direction::Inbound).count(),
+        messages
+            .iter()
+            .filter(|m| m.direction == Direction::Inbound)
+            .count(),
         FLOOD_TEXTS + 5
     );
     assert!(messages.iter().all(|m| m.status != "pending"));
@@ -179,14 +186,20 @@ async fn a_flood_of_200_texts_costs_no_one_else_time_and_stays_within_the_model_
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(counted as usize, flooder_calls, "model calls are counted in the store");
+    assert_eq!(
+        counted as usize, flooder_calls,
+        "model calls are counted in the store"
+    );
     assert_eq!(flood_alerts(&app).await, 1);
 
     // Nothing is lost: all 200 are stored, and the next turn answers them all.
     a_minute_passes(&app, FLOODER).await;
     app.wait_until_settled(FLOODER).await;
     let messages = app.messages(FLOODER).await;
-    let inbound: Vec<_> = messages.iter().filter(|m| m.direction == Direction::Inbound).collect();
+    let inbound: Vec<_> = messages
+        .iter()
+        .filter(|m| m.direction == Direction::Inbound)
+        .collect();
     assert_eq!(inbound.len(), 200);
     assert!(inbound.iter().all(|m| m.status == "handled"));
     assert_eq!(messages.last().unwrap().direction, Direction::Outbound);
@@ -212,7 +225,11 @@ async fn past_the_daily_model_budget_the_guided_flow_answers_even_after_a_restar
     assert_eq!(flood_alerts(&app).await, 1);
     a_minute_passes(&app, FLOODER).await;
     let sent = app.wait_for_texts(3).await;
-    assert!(!sent[2].1.starts_with("Re:"), "the model answered: {:?}", sent[2].1);
+    assert!(
+        !sent[2].1.starts_with("Re:"),
+        "the model answered: {:?}",
+        sent[2].1
+    );
     app.wait_until_settled(FLOODER).await;
 
     // The count is in the store: a restart does not refill the budget.
@@ -221,7 +238,15 @@ async fn past_the_daily_model_budget_the_guided_flow_answers_even_after_a_restar
     wait_until_throttled(&app, FLOODER).await;
     a_minute_passes(&app, FLOODER).await;
     let sent = app.wait_for_texts(4).await;
-    assert!(!sent[3].1.starts_with("Re:"), "the model answered: {:?}", sent[3].1);
-    assert_eq!(app.model_requests().await.len(), 2, "no model call past the budget");
+    assert!(
+        !sent[3].1.starts_with("Re:"),
+        "the model answered: {:?}",
+        sent[3].1
+    );
+    assert_eq!(
+        app.model_requests().await.len(),
+        2,
+        "no model call past the budget"
+    );
     assert_eq!(flood_alerts(&app).await, 1, "one alert per customer per day");
 }
