@@ -20,8 +20,8 @@ use crate::domain::quote::{Quote, price};
 use crate::domain::{guided, sms_text};
 use crate::jobs::plan;
 use crate::store::{
-    ConversationId, Delivery, MessageId, NewAlert, NewJob, OutboundDraft, OutboundSms, Store, StoreError,
-    TurnCommit, TurnInput,
+    ConversationId, Delivery, MessageId, ModelCalls, NewAlert, NewJob, OutboundDraft, OutboundSms, Store,
+    StoreError, TurnCommit, TurnInput,
 };
 use crate::templates;
 use crate::twilio::{SendError, SmsSender};
@@ -166,6 +166,7 @@ impl Engine {
                 })
                 .collect(),
             jobs: Vec::new(),
+            model_calls: None,
             // The customer texted: a pending nudge on their quote is moot.
             cancel_jobs: if follow_up_may_be_pending {
                 vec!["followup:".into()]
@@ -258,14 +259,12 @@ impl Engine {
             responder.respond(&turn, state.clone()),
         ))
         .await;
-        if model_calls > 0
-            && let Err(e) = self
-                .store
-                .count_model_calls(turn.conversation.customer_id, throttle.day, model_calls)
-                .await
-        {
-            tracing::error!(error = %e, model_calls, "could not count a customer's model calls");
-        }
+        // Counted in the turn's own commit: one write fewer per turn.
+        let model_calls = (model_calls > 0).then_some(ModelCalls {
+            customer: turn.conversation.customer_id,
+            day: throttle.day,
+            calls: model_calls,
+        });
         let drafted = drafted.unwrap_or(Err(ResponderError::DeadlineExceeded(self.turn_deadline)));
         let (mut draft, kind) = match drafted {
             Ok(draft) => (draft, "reply"),
@@ -363,6 +362,7 @@ impl Engine {
         }));
 
         let mut commit = commit(None, draft.state, draft.new_quotes, alerts);
+        commit.model_calls = model_calls;
         commit.jobs = planned.jobs;
         commit.cancel_jobs = planned.cancel;
         let quiet = &self.business.quiet_hours;

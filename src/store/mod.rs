@@ -217,6 +217,17 @@ pub struct TurnCommit {
     /// Pending jobs of this conversation whose dedupe key starts with one
     /// of these are cancelled (a moved booking's reminders, say).
     pub cancel_jobs: Vec<String>,
+    /// Model requests the turn made, added to the customer's day; counted
+    /// even by a rerun that finds the turn already committed.
+    pub model_calls: Option<ModelCalls>,
+}
+
+/// Model requests one turn cost a customer, on a day of the business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelCalls {
+    pub customer: CustomerId,
+    pub day: NaiveDate,
+    pub calls: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -585,14 +596,6 @@ pub trait Store: Send + Sync + 'static {
         day: NaiveDate,
         day_start: DateTime<Utc>,
     ) -> Result<FloodReading, StoreError>;
-
-    /// Adds `calls` to the customer's model calls on `day`.
-    async fn count_model_calls(
-        &self,
-        customer: CustomerId,
-        day: NaiveDate,
-        calls: u32,
-    ) -> Result<(), StoreError>;
 
     async fn find_conversation(
         &self,

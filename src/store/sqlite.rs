@@ -227,6 +227,20 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError
     })
 }
 
+/// Adds a turn's model requests to its customer's day.
+async fn count_model_calls(conn: &mut sqlx::SqliteConnection, calls: &ModelCalls) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO model_calls (customer_id, day, calls) VALUES (?1, ?2, ?3)
+         ON CONFLICT (customer_id, day) DO UPDATE SET calls = calls + excluded.calls",
+    )
+    .bind(calls.customer.0)
+    .bind(calls.day.to_string())
+    .bind(calls.calls as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -444,6 +458,7 @@ impl Store for SqliteStore {
             alerts,
             jobs,
             cancel_jobs,
+            model_calls,
         } = commit;
         let state_json = serde_json::to_string(&state)
             .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
@@ -459,9 +474,17 @@ impl Store for SqliteStore {
         .await?;
         if answered.rows_affected() == 0 {
             // Another run of this turn (an expired lease, a crash rerun)
-            // already committed it; its state and reply stand.
+            // already committed it; its state and reply stand. Its model
+            // calls were made all the same.
             tx.rollback().await?;
+            if let Some(calls) = &model_calls {
+                let mut conn = self.writer.acquire().await?;
+                count_model_calls(&mut conn, calls).await?;
+            }
             return Ok(None);
+        }
+        if let Some(calls) = &model_calls {
+            count_model_calls(&mut tx, calls).await?;
         }
         for prefix in &cancel_jobs {
             sqlx::query(
@@ -662,24 +685,6 @@ impl Store for SqliteStore {
                 .clamp(0, u32::MAX as i64) as u32,
             alerted_today: row.try_get("alerted")?,
         })
-    }
-
-    async fn count_model_calls(
-        &self,
-        customer: CustomerId,
-        day: NaiveDate,
-        calls: u32,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO model_calls (customer_id, day, calls) VALUES (?1, ?2, ?3)
-             ON CONFLICT (customer_id, day) DO UPDATE SET calls = calls + excluded.calls",
-        )
-        .bind(customer.0)
-        .bind(day.to_string())
-        .bind(calls as i64)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
     }
 
     async fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
