@@ -6,3 +6,7 @@ CREATE TABLE model_calls (
     calls        INTEGER NOT NULL,
     PRIMARY KEY (customer_id, day)
 );
+
+-- Each turn asks whether the owner already heard about this sender today:
+-- an index lookup, however many alerts pile up.
+CREATE INDEX alerts_by_conversation ON alerts (conversation_id, kind, created_at);
