@@ -1,12 +1,17 @@
 //! Webhook and turn-overhead benchmark (a harness, not a timed test).
 //!
-//! Starts the real `textdesk serve` binary against an instant fake LLM and
-//! a fake Twilio (both in this process), posts signed webhooks at a fixed
-//! rate, and reports:
+//! Starts the real `textdesk serve` binary with two businesses (the shipped
+//! `business.toml` and `examples/maid.toml`, as a `BUSINESS_CONFIG`
+//! directory) against an instant fake LLM and a fake Twilio (both in this
+//! process), posts signed webhooks at a fixed rate, alternating between the
+//! two businesses' numbers, and reports:
 //! - acknowledgement latency: webhook sent → 200 received;
 //! - turn overhead: webhook sent → reply handed to Twilio, minus the time
 //!   spent inside the LLM call (measured by the fake, per message);
-//! - the server's peak RSS (VmHWM).
+//! - the server's peak RSS (VmHWM) and CPU time per answered text.
+//!
+//! It fails unless every text is answered exactly once, from the number
+//! the customer texted.
 //!
 //! cargo bench --bench webhook -- [rate_per_s] [seconds]
 
@@ -30,8 +35,10 @@ const PUBLIC: &str = "https://bench.example.com";
 struct Observed {
     /// marker → time spent inside the fake LLM handler.
     llm: HashMap<String, Duration>,
-    /// marker → when Twilio was handed the reply.
-    twilio: HashMap<String, Instant>,
+    /// marker → when Twilio was handed the reply, and from which number.
+    twilio: HashMap<String, (Instant, String)>,
+    /// Replies handed to Twilio for a text already answered.
+    duplicates: usize,
 }
 
 type Shared = Arc<Mutex<Observed>>;
@@ -60,7 +67,14 @@ async fn fake_twilio(
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let marker = form["Body"].trim_start_matches("Re: ").to_string();
     let sid = format!("SMbench{}", marker.trim_start_matches("bench-"));
-    observed.lock().unwrap().twilio.insert(marker, now);
+    let mut observed = observed.lock().unwrap();
+    if observed
+        .twilio
+        .insert(marker, (now, form["From"].clone()))
+        .is_some()
+    {
+        observed.duplicates += 1;
+    }
     (axum::http::StatusCode::CREATED, axum::Json(json!({"sid": sid})))
 }
 
@@ -81,6 +95,22 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// User plus system CPU time the process has used so far.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is parenthesized and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_second: u64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100);
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -125,6 +155,16 @@ async fn main() {
         .unwrap()
         .port();
     let manifest = env!("CARGO_MANIFEST_DIR");
+    // Two businesses, routed by the number texted.
+    let businesses = dir.path().join("businesses");
+    std::fs::create_dir(&businesses).unwrap();
+    std::fs::copy(format!("{manifest}/business.toml"), businesses.join("junk.toml")).unwrap();
+    std::fs::copy(
+        format!("{manifest}/examples/maid.toml"),
+        businesses.join("maid.toml"),
+    )
+    .unwrap();
+    const NUMBERS: [&str; 2] = ["+15035550142", "+12175550187"];
     let mut child = Command::new(env!("CARGO_BIN_EXE_textdesk"))
         .arg("serve")
         .current_dir(dir.path())
@@ -136,7 +176,7 @@ async fn main() {
             "DATABASE_URL",
             format!("sqlite://{}/bench.db", dir.path().display()),
         )
-        .env("BUSINESS_CONFIG", format!("{manifest}/business.toml"))
+        .env("BUSINESS_CONFIG", &businesses)
         .env("TWILIO_AUTH_TOKEN", TOKEN)
         .env("TWILIO_ACCOUNT_SID", "ACbench")
         .env("TWILIO_FROM_NUMBER", "+15035550142")
@@ -161,8 +201,12 @@ async fn main() {
     }
 
     println!(
-        "textdesk webhook benchmark: {rate} webhooks/s for {seconds} s ({total} texts, one new customer each)"
+        "textdesk webhook benchmark: {rate} webhooks/s for {seconds} s ({total} texts, one new customer each, \
+         alternating between two businesses)"
     );
+    let texted: HashMap<String, &str> = (0..total)
+        .map(|i| (format!("bench-{i}"), NUMBERS[(i % 2) as usize]))
+        .collect();
     let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let acks: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
@@ -174,7 +218,7 @@ async fn main() {
         let params: Vec<(String, String)> = vec![
             ("MessageSid".into(), format!("SM{i:032x}")),
             ("From".into(), format!("+1503{:07}", 1_000_000 + i)),
-            ("To".into(), "+15035550142".into()),
+            ("To".into(), NUMBERS[(i % 2) as usize].into()),
             ("Body".into(), marker.clone()),
             ("NumMedia".into(), "0".into()),
             ("AccountSid".into(), "ACbench".into()),
@@ -207,6 +251,8 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The fakes answer instantly: what is left of a turn's wait is ours.
+    let cpu = cpu_time(pid);
     let rss = peak_rss_kib(pid);
     let _ = child.kill();
     let _ = child.wait();
@@ -218,7 +264,7 @@ async fn main() {
     let mut overheads: Vec<Duration> = observed
         .twilio
         .iter()
-        .filter_map(|(marker, handed)| {
+        .filter_map(|(marker, (handed, _))| {
             let sent = sent_at.get(marker)?;
             let llm = observed.llm.get(marker).copied().unwrap_or_default();
             Some(handed.saturating_duration_since(*sent).saturating_sub(llm))
@@ -238,15 +284,45 @@ async fn main() {
         ms(percentile(&overheads, 0.99)),
         ms(overheads.last().copied().unwrap_or_default())
     );
+    let answered = overheads.len();
+    match cpu {
+        Some(cpu) if answered > 0 => println!(
+            "server CPU:              {:.2} s in all, {:.3} ms per answered text",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1000.0 / answered as f64
+        ),
+        _ => println!("server CPU:              unavailable (no /proc)"),
+    }
     match rss {
         Some(kib) => println!("server peak RSS:         {:.1} MiB", kib as f64 / 1024.0),
         None => println!("server peak RSS:         unavailable (no /proc)"),
     }
+    let mut failed = false;
     if overheads.len() < total as usize {
         eprintln!(
             "error: {} replies never reached Twilio",
             total as usize - overheads.len()
         );
+        failed = true;
+    }
+    if observed.duplicates > 0 {
+        eprintln!(
+            "error: {} texts were answered more than once",
+            observed.duplicates
+        );
+        failed = true;
+    }
+    let wrong_number = observed
+        .twilio
+        .iter()
+        .filter(|(marker, (_, from))| texted.get(*marker).is_none_or(|to| to != from))
+        .count();
+    if wrong_number > 0 {
+        eprintln!("error: {wrong_number} replies came from a number the customer did not text");
+        failed = true;
+    }
+    if failed {
         std::process::exit(1);
     }
+    println!("every text answered exactly once, from the number texted");
 }

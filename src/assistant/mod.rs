@@ -62,6 +62,22 @@ impl ResponderError {
     }
 }
 
+tokio::task_local! {
+    static MODEL_CALLS: std::cell::Cell<u32>;
+}
+
+/// Runs `work` (a turn's responder) and returns how many model requests it
+/// made, whichever responder drafted and however the tool loop went, so
+/// each customer's daily model budget counts real requests.
+pub async fn counting_model_calls<F: std::future::Future>(work: F) -> (F::Output, u32) {
+    MODEL_CALLS
+        .scope(std::cell::Cell::new(0), async {
+            let output = work.await;
+            (output, MODEL_CALLS.with(|calls| calls.get()))
+        })
+        .await
+}
+
 #[async_trait]
 pub trait Responder: Send + Sync + 'static {
     /// Drafts the reply to `turn`'s pending texts, starting from `state`.
@@ -205,6 +221,8 @@ impl ClaudeResponder {
                 messages: messages.clone(),
                 tools: self.tools.definitions(&ctx.state),
             };
+            // Outside `counting_model_calls` (a test, `chat`) nothing counts.
+            let _ = MODEL_CALLS.try_with(|calls| calls.set(calls.get() + 1));
             let response = self.client.create_message(&request).await?;
             let tool_uses: Vec<(String, String, serde_json::Value)> = response
                 .content

@@ -213,6 +213,11 @@ pub struct AssistantConfig {
     /// How many recent messages of the conversation Claude sees.
     #[serde(deserialize_with = "history_messages")]
     pub history_messages: usize,
+    /// Model calls one customer may cost in a day (business time); past
+    /// it the guided flow answers them, so a flood cannot spend the
+    /// owner's model budget.
+    #[serde(deserialize_with = "daily_model_calls")]
+    pub daily_model_calls_per_customer: usize,
 }
 
 impl Default for AssistantConfig {
@@ -225,6 +230,7 @@ impl Default for AssistantConfig {
             additional_rules: Vec::new(),
             current_info: Vec::new(),
             history_messages: 20,
+            daily_model_calls_per_customer: 100,
         }
     }
 }
@@ -310,6 +316,10 @@ fn bounded<'de, D: Deserializer<'de>>(d: D, min: usize, max: usize) -> Result<us
 
 fn history_messages<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     bounded(d, 1, 200)
+}
+
+fn daily_model_calls<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    bounded(d, 1, 10_000)
 }
 
 fn max_segments<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -864,6 +874,22 @@ mod tests {
         assert!(
             message.contains("expected a whole number from 1 to 10, got 0"),
             "{message}"
+        );
+
+        let (line, _, key, message) = error(&format!(
+            "{NAMED}[assistant]\ndaily_model_calls_per_customer = 0\n"
+        ));
+        assert_eq!(
+            (line, key.as_str()),
+            (4, "assistant.daily_model_calls_per_customer")
+        );
+        assert!(
+            message.contains("expected a whole number from 1 to 10000, got 0"),
+            "{message}"
+        );
+        assert_eq!(
+            parse(NAMED).unwrap().assistant.daily_model_calls_per_customer,
+            100
         );
     }
 

@@ -34,6 +34,7 @@ pub const EMAILED_ALERTS: &[&str] = &[
     "send_failed",
     crate::jobs::receipts::TEXT_UNDELIVERED,
     crate::channel::whatsapp::WINDOW_CLOSED,
+    crate::jobs::turns::FLOOD_THROTTLED,
 ];
 
 #[derive(Debug, Default)]
@@ -402,6 +403,7 @@ pub fn alert_job_about(
         crate::jobs::worker::TURN_PANICKED => "A customer's text could not be answered",
         crate::jobs::receipts::TEXT_UNDELIVERED => "A text did not reach a customer",
         crate::channel::whatsapp::WINDOW_CLOSED => "A WhatsApp message could not be sent",
+        crate::jobs::turns::FLOOD_THROTTLED => "A customer is flooding your number",
         _ => "A text could not be delivered",
     };
     let (subject, html, text) = templates::alert_email_about(

@@ -21,8 +21,8 @@ use crate::domain::phone::redact_phone_numbers;
 use crate::domain::quote::{Quote, price};
 use crate::jobs::plan;
 use crate::store::{
-    ConversationId, Delivery, MessageId, NewAlert, NewJob, OutboundDraft, OutboundSms, Store, StoreError,
-    TurnCommit, TurnInput,
+    ConversationId, Delivery, MessageId, ModelCalls, NewAlert, NewJob, OutboundDraft, OutboundSms, Store,
+    StoreError, TurnCommit, TurnInput,
 };
 use crate::templates;
 use crate::twilio::{SendError, SmsSender};
@@ -47,6 +47,40 @@ pub enum TurnResult {
     Replied(Option<MessageId>),
     /// Nothing to send: STOP or START, or the owner has the conversation.
     Silent,
+    /// The sender is flooding and was answered less than a minute ago: the
+    /// texts stay pending, and the conversation waits until `until`, when
+    /// one turn answers them all.
+    Throttled {
+        until: chrono::DateTime<Utc>,
+    },
+}
+
+/// More texts than this within `FLOOD_WINDOW` is a flood.
+pub const FLOOD_TEXTS: usize = 20;
+pub const FLOOD_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
+/// A throttled conversation is answered at most this often.
+pub const THROTTLED_REPLY_INTERVAL: chrono::Duration = chrono::Duration::minutes(1);
+/// The owner alert for a throttled sender: one per customer per day.
+pub const FLOOD_THROTTLED: &str = "flood_throttled";
+
+/// Whether, and why, a conversation's sender is throttled this turn.
+struct Throttle {
+    /// More than `FLOOD_TEXTS` texts within `FLOOD_WINDOW`.
+    flooding: bool,
+    /// The customer's model calls today reached the business's budget.
+    budget_spent: bool,
+    /// Throttled and answered too recently: wait until then.
+    wait_until: Option<chrono::DateTime<Utc>>,
+    /// The owner has not yet heard about this sender today.
+    alert_owner: bool,
+    /// Today, in the business's time zone: the model budget's day.
+    day: chrono::NaiveDate,
+}
+
+impl Throttle {
+    fn throttled(&self) -> bool {
+        self.flooding || self.budget_spent
+    }
 }
 
 /// The kind of the one text confirming an opt-out in words: the only text
@@ -75,6 +109,25 @@ impl Engine {
             return Ok(TurnResult::NothingPending);
         };
         let now = Utc::now();
+        let throttle = self.throttle(&turn, now).await?;
+        if let Some(until) = throttle.wait_until
+            && !changes_consent(&turn)
+        {
+            tracing::info!(
+                customer = %turn.conversation.customer_phone.masked(),
+                texts = turn.pending.len(),
+                %until,
+                "sender throttled; their texts wait for one answer"
+            );
+            if throttle.alert_owner {
+                // Now, not with the answer a minute from now.
+                let contact = plan::CustomerContact::of(&turn, &turn.state);
+                let detail = self.flood_alert(&throttle, &contact.describe());
+                self.alert_about(FLOOD_THROTTLED, Some(id), &detail, Some(&contact))
+                    .await;
+            }
+            return Ok(TurnResult::Throttled { until });
+        }
         let mut state = conversation::on_customer_text(
             turn.state.clone(),
             now,
@@ -94,6 +147,12 @@ impl Engine {
         let contact = plan::CustomerContact::of(&turn, &state);
         let customer = contact.describe();
         let mut alerts: Vec<NewAlert> = Vec::new();
+        if throttle.alert_owner {
+            alerts.push(NewAlert {
+                kind: FLOOD_THROTTLED,
+                detail: self.flood_alert(&throttle, &customer),
+            });
+        }
         let follow_up_may_be_pending = plan::may_have_follow_up(&state);
         let commit = |reply: Option<OutboundDraft>,
                       state: ConversationState,
@@ -111,6 +170,7 @@ impl Engine {
                 })
                 .collect(),
             jobs: Vec::new(),
+            model_calls: None,
             // The customer texted: a pending nudge on their quote is moot.
             cancel_jobs: if follow_up_may_be_pending {
                 vec!["followup:".into()]
@@ -192,16 +252,24 @@ impl Engine {
         let latest = turn.pending.last().map(|m| m.body.as_str()).unwrap_or("");
         let by_code = matches!(state, ConversationState::Booked(_))
             && (guided::is_confirm(latest) || guided::wants_reschedule(latest));
-        let responder: &dyn Responder = if by_code {
+        // A throttled sender's model calls wait: the guided flow answers.
+        let responder: &dyn Responder = if by_code || throttle.throttled() {
             &self.guided
         } else {
             self.responder.as_ref()
         };
-        let drafted =
-            match tokio::time::timeout(self.turn_deadline, responder.respond(&turn, state.clone())).await {
-                Ok(result) => result,
-                Err(_) => Err(ResponderError::DeadlineExceeded(self.turn_deadline)),
-            };
+        let (drafted, model_calls) = crate::assistant::counting_model_calls(tokio::time::timeout(
+            self.turn_deadline,
+            responder.respond(&turn, state.clone()),
+        ))
+        .await;
+        // Counted in the turn's own commit: one write fewer per turn.
+        let model_calls = (model_calls > 0).then_some(ModelCalls {
+            customer: turn.conversation.customer_id,
+            day: throttle.day,
+            calls: model_calls,
+        });
+        let drafted = drafted.unwrap_or(Err(ResponderError::DeadlineExceeded(self.turn_deadline)));
         let (mut draft, kind) = match drafted {
             Ok(draft) => (draft, "reply"),
             Err(e) => {
@@ -299,6 +367,7 @@ impl Engine {
         }));
 
         let mut commit = commit(None, draft.state, draft.new_quotes, alerts);
+        commit.model_calls = model_calls;
         commit.jobs = planned.jobs;
         commit.cancel_jobs = planned.cancel;
         let quiet = &self.business.quiet_hours;
@@ -320,6 +389,59 @@ impl Engine {
         }
         let reply = self.conclude_about(id, commit, Some(&contact)).await?;
         Ok(TurnResult::Replied(reply))
+    }
+
+    /// Whether the sender is flooding or has spent today's model budget,
+    /// read from the store so neither a restart nor a second process
+    /// forgets it.
+    async fn throttle(&self, turn: &TurnInput, now: chrono::DateTime<Utc>) -> Result<Throttle, StoreError> {
+        use chrono::TimeZone;
+        let tz = self.business.business.timezone;
+        let day = now.with_timezone(&tz).date_naive();
+        // Midnight may fall in a DST gap: then the day is the last 24 hours.
+        let day_start = tz
+            .from_local_datetime(&day.and_time(chrono::NaiveTime::MIN))
+            .earliest()
+            .map_or(now - chrono::Duration::hours(24), |t| t.with_timezone(&Utc));
+        let reading = self
+            .store
+            .flood_reading(
+                turn.conversation.id,
+                now - FLOOD_WINDOW,
+                FLOOD_TEXTS,
+                day,
+                day_start,
+            )
+            .await?;
+        let flooding = reading.recent_texts > FLOOD_TEXTS;
+        let budget_spent =
+            reading.model_calls_today as usize >= self.business.assistant.daily_model_calls_per_customer;
+        let throttled = flooding || budget_spent;
+        Ok(Throttle {
+            flooding,
+            budget_spent,
+            wait_until: reading
+                .last_reply_at
+                .map(|at| at + THROTTLED_REPLY_INTERVAL)
+                .filter(|until| throttled && *until > now),
+            alert_owner: throttled && !reading.alerted_today,
+            day,
+        })
+    }
+
+    /// The owner's one alert of the day about a throttled sender.
+    fn flood_alert(&self, throttle: &Throttle, customer: &str) -> String {
+        let why = if throttle.flooding {
+            format!("sent more than {FLOOD_TEXTS} texts in a minute")
+        } else {
+            format!(
+                "used today's {} model calls",
+                self.business.assistant.daily_model_calls_per_customer
+            )
+        };
+        format!(
+            "{customer} {why}. Every text is kept; while this lasts they are answered at most once a minute, by the guided flow instead of the model. Take the conversation over if it needs a person."
+        )
     }
 
     /// Whether a reply may go out now (quiet hours may hold even replies).
@@ -741,4 +863,17 @@ impl Engine {
             tracing::error!(error = %e, "could not queue the owner's alert email");
         }
     }
+}
+
+/// Whether the pending texts opt out or back in: consent is honoured at
+/// once, even for a throttled sender.
+fn changes_consent(turn: &TurnInput) -> bool {
+    turn.pending.iter().any(|m| {
+        let carrier = m.opt_out_type.as_deref().map(str::to_ascii_uppercase);
+        matches!(carrier.as_deref(), Some("STOP" | "START"))
+            || matches!(
+                keywords::classify(&m.body, turn.conversation.opted_out),
+                Some(Keyword::OptOut | Keyword::OptOutInWords | Keyword::OptIn)
+            )
+    })
 }

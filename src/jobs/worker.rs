@@ -115,6 +115,18 @@ impl TurnWorker {
             Some(Err(_)) | None => return,
         };
         match outcome {
+            Ok(TurnResult::Throttled { until }) => {
+                // The lease is the wait: no worker claims the conversation
+                // before `until`, and then one turn answers every text.
+                let wait = (until - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .max(std::time::Duration::from_millis(1));
+                if let Err(e) = self.store.claim(id, token, wait).await {
+                    tracing::error!(error = %e, "could not hold a throttled conversation; it runs again now");
+                }
+                return;
+            }
             Ok(result) => {
                 tracing::debug!(conversation = id.0, ?result, "turn finished");
                 if let Err(e) = self.store.release(id, token).await {
@@ -186,6 +198,7 @@ impl TurnWorker {
             }],
             jobs: Vec::new(),
             cancel_jobs: Vec::new(),
+            model_calls: None,
         };
         let reply = engine.conclude_about(id, commit, Some(&contact)).await?;
         Ok(TurnResult::Replied(reply))

@@ -10,7 +10,7 @@ pub mod sqlite;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::availability::Interval;
 use crate::domain::conversation::ConversationState;
@@ -220,6 +220,17 @@ pub struct TurnCommit {
     /// Pending jobs of this conversation whose dedupe key starts with one
     /// of these are cancelled (a moved booking's reminders, say).
     pub cancel_jobs: Vec<String>,
+    /// Model requests the turn made, added to the customer's day; counted
+    /// even by a rerun that finds the turn already committed.
+    pub model_calls: Option<ModelCalls>,
+}
+
+/// Model requests one turn cost a customer, on a day of the business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelCalls {
+    pub customer: CustomerId,
+    pub day: NaiveDate,
+    pub calls: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -512,6 +523,21 @@ pub enum StoreError {
     NotFound(&'static str),
 }
 
+/// How hard a conversation's sender is texting, for flood throttling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloodReading {
+    /// Texts the customer sent in this conversation since the `since` asked
+    /// about, counted up to one more than the limit asked about.
+    pub recent_texts: usize,
+    /// When we last replied in this conversation.
+    pub last_reply_at: Option<DateTime<Utc>>,
+    /// Model calls the customer cost on the day asked about.
+    pub model_calls_today: u32,
+    /// A `flood_throttled` alert about this conversation was stored since
+    /// the day's start.
+    pub alerted_today: bool,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
@@ -572,6 +598,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     async fn alerts(&self) -> Result<Vec<Alert>, StoreError>;
+
+    /// What flood throttling needs to know about a conversation, in one
+    /// read: its texts since `since` (at most `limit + 1` counted), its
+    /// last reply, and the customer's model calls and flood alert on `day`
+    /// (which starts at `day_start`).
+    async fn flood_reading(
+        &self,
+        id: ConversationId,
+        since: DateTime<Utc>,
+        limit: usize,
+        day: NaiveDate,
+        day_start: DateTime<Utc>,
+    ) -> Result<FloodReading, StoreError>;
 
     async fn find_conversation(
         &self,

@@ -231,6 +231,20 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError
     })
 }
 
+/// Adds a turn's model requests to its customer's day.
+async fn count_model_calls(conn: &mut sqlx::SqliteConnection, calls: &ModelCalls) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO model_calls (customer_id, day, calls) VALUES (?1, ?2, ?3)
+         ON CONFLICT (customer_id, day) DO UPDATE SET calls = calls + excluded.calls",
+    )
+    .bind(calls.customer.0)
+    .bind(calls.day.to_string())
+    .bind(calls.calls as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -453,6 +467,7 @@ impl Store for SqliteStore {
             alerts,
             jobs,
             cancel_jobs,
+            model_calls,
         } = commit;
         let state_json = serde_json::to_string(&state)
             .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
@@ -468,9 +483,17 @@ impl Store for SqliteStore {
         .await?;
         if answered.rows_affected() == 0 {
             // Another run of this turn (an expired lease, a crash rerun)
-            // already committed it; its state and reply stand.
+            // already committed it; its state and reply stand. Its model
+            // calls were made all the same.
             tx.rollback().await?;
+            if let Some(calls) = &model_calls {
+                let mut conn = self.writer.acquire().await?;
+                count_model_calls(&mut conn, calls).await?;
+            }
             return Ok(None);
+        }
+        if let Some(calls) = &model_calls {
+            count_model_calls(&mut tx, calls).await?;
         }
         for prefix in &cancel_jobs {
             sqlx::query(
@@ -631,6 +654,47 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    async fn flood_reading(
+        &self,
+        id: ConversationId,
+        since: DateTime<Utc>,
+        limit: usize,
+        day: NaiveDate,
+        day_start: DateTime<Utc>,
+    ) -> Result<FloodReading, StoreError> {
+        // Only the newest `limit + 1` texts are looked at: an index walk,
+        // however long the flood.
+        let row = sqlx::query(
+            "SELECT
+                 (SELECT COUNT(*) FROM (SELECT created_at FROM messages
+                     WHERE conversation_id = ?1 AND direction = 'inbound'
+                     ORDER BY id DESC LIMIT ?2) WHERE created_at >= ?3) AS recent,
+                 (SELECT created_at FROM messages
+                     WHERE conversation_id = ?1 AND direction = 'outbound'
+                     ORDER BY id DESC LIMIT 1) AS last_reply,
+                 (SELECT m.calls FROM model_calls m JOIN conversations c ON c.customer_id = m.customer_id
+                     WHERE c.id = ?1 AND m.day = ?4) AS calls,
+                 EXISTS (SELECT 1 FROM alerts
+                     WHERE conversation_id = ?1 AND kind = 'flood_throttled' AND created_at >= ?5) AS alerted",
+        )
+        .bind(id.0)
+        .bind(limit as i64 + 1)
+        .bind(since)
+        .bind(day.to_string())
+        .bind(day_start)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(FloodReading {
+            recent_texts: row.try_get::<i64, _>("recent")? as usize,
+            last_reply_at: row.try_get("last_reply")?,
+            model_calls_today: row
+                .try_get::<Option<i64>, _>("calls")?
+                .unwrap_or(0)
+                .clamp(0, u32::MAX as i64) as u32,
+            alerted_today: row.try_get("alerted")?,
+        })
     }
 
     async fn alerts(&self) -> Result<Vec<Alert>, StoreError> {

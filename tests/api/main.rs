@@ -4,6 +4,7 @@ mod businesses;
 mod clients;
 mod date_pricing;
 mod fake_google;
+mod flood;
 mod guardrail;
 mod guided;
 mod helpers;
