@@ -463,10 +463,9 @@ impl GuidedResponder {
                             ConversationState::Scheduling(fresh) => fresh.clone(),
                             _ => s.clone(),
                         };
-                        let fitting: Vec<&OfferedSlot> = fresh
-                            .offered
-                            .iter()
-                            .filter(|slot| guided::fits(slot, tz, &wanted))
+                        let fitting: Vec<&OfferedSlot> = guided::fitting(&fresh.offered, tz, &wanted)
+                            .into_iter()
+                            .map(|i| &fresh.offered[i])
                             .collect();
                         draft.text = match fitting.as_slice() {
                             // Exactly what was asked for exists: confirm it.

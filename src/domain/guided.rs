@@ -1110,6 +1110,24 @@ pub fn wanted(text: &str, today: NaiveDate) -> Wanted {
 
 /// Whether an offered opening is what the words ask for, judged on its
 /// real local start (and its arrival window, as labelled), in day and time.
+/// The offered openings the words fit. "At 2pm" fits both a 1-3pm and a
+/// 2-4pm window; when exactly the asked time starts one or more of them,
+/// those are what was meant.
+pub fn fitting(offered: &[OfferedSlot], tz: Tz, wanted: &Wanted) -> Vec<usize> {
+    let all: Vec<usize> = (0..offered.len())
+        .filter(|&i| fits(&offered[i], tz, wanted))
+        .collect();
+    let Some(at) = wanted.at.filter(|at| at.end.is_none() && all.len() > 1) else {
+        return all;
+    };
+    let starting: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| offered[i].start.with_timezone(&tz).time() == at.start)
+        .collect();
+    if starting.is_empty() { all } else { starting }
+}
+
 pub fn fits(slot: &OfferedSlot, tz: Tz, wanted: &Wanted) -> bool {
     let local = slot.start.with_timezone(&tz).naive_local();
     // An exact time is more precise than the part of the day it implies.
@@ -1193,9 +1211,7 @@ pub fn pick_slot(text: &str, offered: &[OfferedSlot], tz: Tz, today: NaiveDate) 
     if wanted.is_empty() {
         return SlotPick::Unclear;
     }
-    let fitting: Vec<usize> = (0..offered.len())
-        .filter(|&i| fits(&offered[i], tz, &wanted))
-        .collect();
+    let fitting = fitting(offered, tz, &wanted);
     match fitting.as_slice() {
         [] => SlotPick::Elsewhere(wanted),
         [one] => SlotPick::Words(*one),
@@ -1969,6 +1985,23 @@ mod tests {
             pick_slot("Mon Nov 30, 8:30am", &offered, tz, wednesday()),
             SlotPick::Words(0)
         );
+    }
+
+    #[test]
+    fn a_time_that_starts_one_of_several_fitting_windows_picks_that_one() {
+        // "monday at 2pm" fits both 1-3pm and 2-4pm; the 2-4pm window is
+        // the one that starts when the customer said.
+        let tz = chrono_tz::America::Los_Angeles;
+        let offered = [
+            slot(1, tz, (11, 30), (12, 0), 120),
+            slot(2, tz, (11, 30), (13, 0), 120),
+            slot(3, tz, (11, 30), (14, 0), 120),
+        ];
+        assert_eq!(offered[2].label, "Mon Nov 30, 2-4pm");
+        let pick = |t: &str| pick_slot(t, &offered, tz, wednesday());
+        assert_eq!(pick("monday at 2pm"), SlotPick::Words(2));
+        // A time inside windows that no window starts at is still unclear.
+        assert_eq!(pick("monday at 1:30pm"), SlotPick::Several(vec![0, 1]));
     }
 
     #[test]
