@@ -541,30 +541,6 @@ fn job_tokens(text: &str) -> Vec<String> {
     tokens
 }
 
-const COUNT_WORDS: [&str; 21] = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-    "twenty",
-];
-
 /// A stated quantity: digits, a number word, "a", "couple", "pair".
 fn quantity_word(word: &str) -> Option<u32> {
     match word {
@@ -574,7 +550,7 @@ fn quantity_word(word: &str) -> Option<u32> {
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=99).contains(n))
-            .or_else(|| COUNT_WORDS.iter().position(|w| *w == word).map(|i| i as u32)),
+            .or_else(|| super::number_words::small_number_word(word).filter(|n| (1..=99).contains(n))),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod guardrail;
 pub mod guided;
 pub mod keywords;
 pub mod money;
+pub mod number_words;
 pub mod phone;
 pub mod prompt;
 pub mod quiet_hours;

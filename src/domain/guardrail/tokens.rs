@@ -109,38 +109,7 @@ pub fn tokenize(text: &str) -> Vec<Token<'_>> {
     tokens
 }
 
-/// "one" to "ninety", as numbers.
-pub fn small_number_word(w: &str) -> Option<u32> {
-    const ONES: [&str; 20] = [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-    ];
-    const TENS: [&str; 8] = [
-        "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    ];
-    if let Some(i) = ONES.iter().position(|o| *o == w) {
-        return Some(i as u32);
-    }
-    TENS.iter().position(|t| *t == w).map(|i| (i as u32 + 2) * 10)
-}
+pub use crate::domain::number_words::small_number_word;
 
 #[cfg(test)]
 mod tests {
