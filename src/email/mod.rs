@@ -259,20 +259,26 @@ impl EmailSender for OutboxEmail {
             .await
             .map_err(|e| EmailError::Unavailable(format!("outbox {}: {e}", self.dir.display())))?;
         let path = self.dir.join(format!("{id}.eml"));
-        let written = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await;
-        match written {
-            Ok(mut file) => {
-                use tokio::io::AsyncWriteExt;
-                file.write_all(eml.as_bytes())
-                    .await
-                    .map_err(|e| EmailError::Unavailable(format!("outbox {}: {e}", path.display())))?;
-            }
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(id);
+        }
+        // Written whole under a temporary name, then linked into place: a
+        // reader (or a crash) never sees half an email, and linking fails
+        // if the name exists, so writing it twice is still a no-op.
+        let unavailable =
+            |e: std::io::Error| EmailError::Unavailable(format!("outbox {}: {e}", path.display()));
+        let partial = self
+            .dir
+            .join(format!(".{id}.{}.partial", uuid::Uuid::new_v4().simple()));
+        tokio::fs::write(&partial, eml.as_bytes())
+            .await
+            .map_err(unavailable)?;
+        let linked = tokio::fs::hard_link(&partial, &path).await;
+        let _ = tokio::fs::remove_file(&partial).await;
+        match linked {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(id),
-            Err(e) => return Err(EmailError::Unavailable(format!("outbox {}: {e}", path.display()))),
+            Err(e) => return Err(unavailable(e)),
         }
         tracing::info!(path = %path.display(), "email written to the outbox (SES not configured)");
         Ok(id)

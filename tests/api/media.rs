@@ -506,6 +506,8 @@ async fn an_mms_photo_reaches_the_crews_booking_email_as_an_attachment() {
             .into_iter()
             .flatten()
             .flatten()
+            // Only finished emails: one being written is a hidden `.partial`.
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
             .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
             .find(|eml| eml.contains("To: crew1@example.com"));
         if let Some(eml) = found {

@@ -89,7 +89,11 @@ async fn wait_for_eml(dir: &Path, part: &str) -> String {
             .flatten()
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().contains(part));
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                // Only finished emails: one being written is a hidden `.partial`.
+                name.ends_with(".eml") && name.contains(part)
+            });
         if let Some(path) = found {
             return std::fs::read_to_string(path).unwrap();
         }
