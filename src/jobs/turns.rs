@@ -524,7 +524,7 @@ impl Engine {
                 };
             }
             ConversationState::HandedOff(_) => {
-                return "The owner has your message and will reply here.".into();
+                return templates::handoff_ack(&self.business);
             }
             _ => {}
         }
