@@ -8,6 +8,7 @@ pub mod assistant;
 pub mod calendar;
 pub mod channel;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod email;
