@@ -25,7 +25,7 @@ pub struct Settings {
     pub twilio: TwilioSettings,
     pub anthropic: Option<AnthropicSettings>,
     pub worker: WorkerSettings,
-    pub jobs: crate::jobs::runner::RunnerSettings,
+    pub jobs: RunnerSettings,
     pub google: GoogleSettings,
     pub email: EmailSettings,
 }
@@ -109,6 +109,28 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     /// How long a claimed conversation stays ours; longer than any turn.
     pub lease: Duration,
+}
+
+/// The job runner's pace. Here, beside `WorkerSettings`, so configuration
+/// never depends on the runner it configures.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub poll_interval: Duration,
+    pub batch: usize,
+    pub lease: Duration,
+    /// First retry delay; doubles each attempt, up to an hour.
+    pub retry_base: Duration,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(1),
+            batch: 100,
+            lease: Duration::from_secs(300),
+            retry_base: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,7 +274,7 @@ impl Settings {
             log_format,
             twilio,
             anthropic,
-            jobs: crate::jobs::runner::RunnerSettings::default(),
+            jobs: RunnerSettings::default(),
             email: EmailSettings {
                 ses: get("EMAIL_FROM").is_some() && get("AWS_REGION").is_some(),
                 from: get("EMAIL_FROM"),

@@ -44,7 +44,10 @@ impl Default for ReminderConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Stored in a reminder job's payload by these names (`day_before`,
+/// `morning_of`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReminderKind {
     DayBefore,
     MorningOf,

@@ -3,6 +3,7 @@
 //! [`turns::Engine`] runs one turn of one conversation; [`worker::TurnWorker`]
 //! decides which conversation runs next, one turn at a time per conversation.
 
+pub mod payload;
 pub mod plan;
 pub mod receipts;
 pub mod runner;

@@ -3,7 +3,6 @@
 //! committed with the turn, so a crash neither loses nor doubles it.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{Booking, ConversationState};
@@ -11,15 +10,10 @@ use crate::domain::phone::{E164, redact_phone_numbers};
 use crate::domain::quote::Quote;
 use crate::domain::reminders;
 use crate::email::Email;
+use crate::jobs::payload::{BookingReminder, JobPayload, JobTarget, QuoteFollowUp};
+pub use crate::jobs::payload::{DEFERRED_REPLY, EMAIL, FETCH_MEDIA, FOLLOW_UP, REMINDER};
 use crate::store::{NewAlert, NewJob, TurnInput};
 use crate::templates;
-
-/// Job kinds.
-pub const REMINDER: &str = "reminder";
-pub const FOLLOW_UP: &str = "quote_follow_up";
-pub const EMAIL: &str = "email";
-pub const DEFERRED_REPLY: &str = "deferred_reply";
-pub use crate::store::FETCH_MEDIA;
 
 /// Alerts that also go to the owner by email: the ones a person must act on.
 pub const EMAILED_ALERTS: &[&str] = &[
@@ -108,16 +102,17 @@ pub fn plan(
         && let Some(at) = reminders::follow_up_at(now, tz, &business.reminders, &business.quiet_hours)
     {
         let through = turn.pending.last().map_or(0, |m| m.id.0);
-        plan.jobs.push(NewJob {
-            kind: FOLLOW_UP,
+        let follow_up = JobPayload::FollowUp(QuoteFollowUp {
+            quote_id: quote.id.clone(),
+        });
+        plan.jobs.push(follow_up.job(JobTarget {
             dedupe_key: format!("followup:{}:{through}", quote.id),
             conversation_id: Some(conversation.id),
             customer_id: Some(conversation.customer_id),
             recipient: conversation.customer_phone.as_str().to_string(),
-            payload: json!({"quote_id": quote.id}),
             run_at: at,
             max_attempts: 5,
-        });
+        }));
     }
 
     let old = booking_of(before);
@@ -214,8 +209,14 @@ fn plan_booking(
         &business.quiet_hours,
         now,
     ) {
-        plan.jobs.push(NewJob {
-            kind: REMINDER,
+        let reminder = JobPayload::Reminder(BookingReminder {
+            booking_id: booking.id.clone(),
+            reminder: kind,
+            start: booking.slot.start,
+            label: booking.slot.label.clone(),
+            total: quote.total,
+        });
+        plan.jobs.push(reminder.job(JobTarget {
             // The turn is part of the key: moving a booking back to a time it had
             // before still gets fresh reminders (the old rows are cancelled).
             dedupe_key: format!(
@@ -228,16 +229,9 @@ fn plan_booking(
             conversation_id: Some(conversation.id),
             customer_id: Some(conversation.customer_id),
             recipient: conversation.customer_phone.as_str().to_string(),
-            payload: json!({
-                "booking_id": booking.id,
-                "reminder": kind.as_str(),
-                "start": booking.slot.start,
-                "label": booking.slot.label,
-                "total": quote.total,
-            }),
             run_at: at,
             max_attempts: 5,
-        });
+        }));
     }
     plan_email(plan, emails, headline, booking, previous, quote, job);
 }
@@ -286,7 +280,7 @@ fn plan_email(
         calendar_link,
     };
     let (subject, html, text) = templates::booking_email(business, &notice);
-    let email = Email {
+    let email = JobPayload::Email(Email {
         to: vec![to.clone()],
         subject,
         html,
@@ -295,9 +289,8 @@ fn plan_email(
         // The crew sees the pile before they arrive.
         attach_photos: true,
         attachments: Vec::new(),
-    };
-    plan.jobs.push(NewJob {
-        kind: EMAIL,
+    });
+    plan.jobs.push(email.job(JobTarget {
         dedupe_key: format!(
             "email:{}:{headline}:{}:{}",
             booking.id,
@@ -307,10 +300,9 @@ fn plan_email(
         conversation_id: Some(turn.conversation.id),
         customer_id: None,
         recipient: to,
-        payload: serde_json::to_value(&email).unwrap_or_default(),
         run_at: now,
         max_attempts: 8,
-    });
+    }));
 }
 
 /// Who an alert is about, as the owner needs it: the name they gave and
@@ -413,26 +405,24 @@ pub fn alert_job_about(
         customer.and_then(|c| c.name.as_deref()),
         customer.map(|c| c.phone.as_str()),
     );
-    Some(NewJob {
-        kind: EMAIL,
+    let email = JobPayload::Email(Email {
+        to: vec![to.clone()],
+        subject,
+        html,
+        text,
+        date: Some(now),
+        // The owner taking over sees what the customer sent.
+        attach_photos: matches!(alert.kind, "handoff" | "handed_off_text") && conversation.is_some(),
+        attachments: Vec::new(),
+    });
+    Some(email.job(JobTarget {
         dedupe_key: format!("alert:{key}:{}", alert.kind),
         conversation_id: conversation,
         customer_id: None,
-        recipient: to.clone(),
-        payload: serde_json::to_value(Email {
-            to: vec![to],
-            subject,
-            html,
-            text,
-            date: Some(now),
-            // The owner taking over sees what the customer sent.
-            attach_photos: matches!(alert.kind, "handoff" | "handed_off_text") && conversation.is_some(),
-            attachments: Vec::new(),
-        })
-        .unwrap_or_default(),
+        recipient: to,
         run_at: now,
         max_attempts: 8,
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -12,9 +12,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::plan::{self, DEFERRED_REPLY, EMAIL, FETCH_MEDIA, FOLLOW_UP, REMINDER};
+use super::payload::{BookingReminder, EMAIL, FETCH_MEDIA, FetchMedia, JobPayload, QuoteFollowUp};
+use super::plan;
 use super::turns::Engine;
 use crate::config::business::BusinessConfig;
+pub use crate::config::settings::RunnerSettings;
 use crate::domain::conversation::ConversationState;
 use crate::email::{Attachment, Email, EmailError, EmailSender};
 use crate::media::{FetchError, MAX_MEDIA_PER_MESSAGE, MediaFetcher};
@@ -22,26 +24,6 @@ use crate::store::{
     Delivery, Job, JobOutcome, MediaFetch, MediaStatus, NewAlert, OutboundDraft, Store, StoreError,
 };
 use crate::templates;
-
-#[derive(Debug, Clone)]
-pub struct RunnerSettings {
-    pub poll_interval: Duration,
-    pub batch: usize,
-    pub lease: Duration,
-    /// First retry delay; doubles each attempt, up to an hour.
-    pub retry_base: Duration,
-}
-
-impl Default for RunnerSettings {
-    fn default() -> Self {
-        Self {
-            poll_interval: Duration::from_secs(1),
-            batch: 100,
-            lease: Duration::from_secs(300),
-            retry_base: Duration::from_secs(30),
-        }
-    }
-}
 
 pub struct JobRunner {
     pub store: Arc<dyn Store>,
@@ -197,119 +179,125 @@ impl JobRunner {
 
     async fn run_job(&self, engine: &Engine, job: &Job, now: DateTime<Utc>) -> Result<JobOutcome, Failure> {
         let business = &engine.business;
-        match job.kind.as_str() {
-            EMAIL => self.send_email(job).await,
-            FETCH_MEDIA => self.fetch_media(job).await,
-            REMINDER | FOLLOW_UP | DEFERRED_REPLY => {
-                if crate::channel::Channel::of_address(&job.recipient).observes_quiet_hours()
-                    && let Some(at) = Self::quiet_until(business, now)
-                {
-                    return Ok(JobOutcome::Defer { at });
-                }
-                let Some(conversation) = job.conversation_id else {
-                    return Err(Failure::Permanent("a text job without a conversation".into()));
-                };
-                let Some(body) = self.text_for(business, job, conversation).await? else {
-                    return Ok(JobOutcome::Cancelled {
-                        reason: "no longer applies".into(),
-                    });
-                };
-                let kind = match job.kind.as_str() {
-                    REMINDER => "reminder",
-                    FOLLOW_UP => "follow_up",
-                    _ => "reply",
-                };
-                match self
-                    .store
-                    .queue_job_message(conversation, job.id, OutboundDraft { kind, body })
+        // A row that does not read as its kind fails the same way every
+        // time: dead at once, with the reason.
+        let payload = JobPayload::of(job).map_err(|e| Failure::Permanent(e.to_string()))?;
+        let (kind, conversation) = match &payload {
+            JobPayload::Email(email) => return self.send_email(job, email.clone()).await,
+            JobPayload::FetchMedia(media) => return self.fetch_media(job, media).await,
+            JobPayload::Reminder(_) => ("reminder", job.conversation_id),
+            JobPayload::FollowUp(_) => ("follow_up", job.conversation_id),
+            JobPayload::DeferredReply(_) => ("reply", job.conversation_id),
+        };
+        if crate::channel::Channel::of_address(&job.recipient).observes_quiet_hours()
+            && let Some(at) = Self::quiet_until(business, now)
+        {
+            return Ok(JobOutcome::Defer { at });
+        }
+        let Some(conversation) = conversation else {
+            return Err(Failure::Permanent("a text job without a conversation".into()));
+        };
+        let body = match &payload {
+            JobPayload::Reminder(reminder) => self.reminder_text(business, reminder, now).await?,
+            JobPayload::FollowUp(follow_up) => {
+                self.follow_up_text(business, follow_up, conversation, now)
                     .await?
-                {
-                    Some(sms) => match engine.send_claimed(sms, now).await? {
-                        Delivery::Sent { sid } => Ok(JobOutcome::Done { result: Some(sid) }),
-                        Delivery::OptedOut => Ok(JobOutcome::Cancelled {
-                            reason: "the customer opted out".into(),
-                        }),
-                        // Not sent: the queue's retry and backoff apply.
-                        Delivery::Failed { error } => Err(Failure::Retryable(error)),
-                        // The channel forbids it now; the owner was alerted.
-                        Delivery::Withheld { reason } => Ok(JobOutcome::Cancelled { reason }),
-                        // May have been sent: never again (the owner was alerted).
-                        Delivery::Unknown { error } => Ok(JobOutcome::Done {
-                            result: Some(format!("unknown: {error}")),
-                        }),
-                    },
-                    // This job's text was sent (or may have been) before.
-                    None => Ok(JobOutcome::Done { result: None }),
-                }
             }
-            other => Err(Failure::Permanent(format!("unknown job kind `{other}`"))),
+            JobPayload::DeferredReply(reply) => Some(reply.body.clone()),
+            JobPayload::Email(_) | JobPayload::FetchMedia(_) => None,
+        };
+        let Some(body) = body else {
+            return Ok(JobOutcome::Cancelled {
+                reason: "no longer applies".into(),
+            });
+        };
+        match self
+            .store
+            .queue_job_message(conversation, job.id, OutboundDraft { kind, body })
+            .await?
+        {
+            Some(sms) => match engine.send_claimed(sms, now).await? {
+                Delivery::Sent { sid } => Ok(JobOutcome::Done { result: Some(sid) }),
+                Delivery::OptedOut => Ok(JobOutcome::Cancelled {
+                    reason: "the customer opted out".into(),
+                }),
+                // Not sent: the queue's retry and backoff apply.
+                Delivery::Failed { error } => Err(Failure::Retryable(error)),
+                // The channel forbids it now; the owner was alerted.
+                Delivery::Withheld { reason } => Ok(JobOutcome::Cancelled { reason }),
+                // May have been sent: never again (the owner was alerted).
+                Delivery::Unknown { error } => Ok(JobOutcome::Done {
+                    result: Some(format!("unknown: {error}")),
+                }),
+            },
+            // This job's text was sent (or may have been) before.
+            None => Ok(JobOutcome::Done { result: None }),
         }
     }
 
-    /// The text a job sends, or `None` if it no longer applies.
-    async fn text_for(
+    /// A reminder's text, or `None` if the booking no longer stands at
+    /// the reminded time.
+    async fn reminder_text(
         &self,
         business: &BusinessConfig,
-        job: &Job,
-        conversation: crate::store::ConversationId,
+        reminder: &BookingReminder,
+        now: DateTime<Utc>,
     ) -> Result<Option<String>, Failure> {
-        let p = &job.payload;
-        match job.kind.as_str() {
-            REMINDER => {
-                let Some(id) = p["booking_id"].as_str() else {
-                    return Err(Failure::Permanent("reminder without a booking".into()));
-                };
-                let booking = self.store.booking(id).await?;
-                let start: Option<DateTime<Utc>> = p["start"].as_str().and_then(|s| s.parse().ok());
-                if booking
-                    .as_ref()
-                    .is_some_and(|b| b.status == crate::store::BookingStatus::Pending)
-                {
-                    // Being moved right now: decide once it settles.
-                    return Err(Failure::Retryable("the booking is being changed".into()));
-                }
-                let still_on = booking.as_ref().is_some_and(|b| {
-                    b.status == crate::store::BookingStatus::Confirmed && Some(b.slot.start) == start
-                });
-                // A reminder after the job started (say, restored by START
-                // too late) helps nobody.
-                if !still_on || start.is_none_or(|s| Utc::now() >= s) {
-                    return Ok(None);
-                }
-                let total: crate::domain::money::Money = serde_json::from_value(p["total"].clone())
-                    .map_err(|e| Failure::Permanent(e.to_string()))?;
-                let label = p["label"].as_str().unwrap_or_default();
-                let tomorrow = p["reminder"] == "day_before";
-                Ok(Some(templates::reminder(business, label, total, tomorrow)))
+        let booking = self.store.booking(&reminder.booking_id).await?;
+        if booking
+            .as_ref()
+            .is_some_and(|b| b.status == crate::store::BookingStatus::Pending)
+        {
+            // Being moved right now: decide once it settles.
+            return Err(Failure::Retryable("the booking is being changed".into()));
+        }
+        let still_on = booking.as_ref().is_some_and(|b| {
+            b.status == crate::store::BookingStatus::Confirmed && b.slot.start == reminder.start
+        });
+        // A reminder after the job started (say, restored by START too
+        // late) helps nobody.
+        if !still_on || now >= reminder.start {
+            return Ok(None);
+        }
+        let tomorrow = reminder.reminder == crate::domain::reminders::ReminderKind::DayBefore;
+        Ok(Some(templates::reminder(
+            business,
+            &reminder.label,
+            reminder.total,
+            tomorrow,
+        )))
+    }
+
+    /// A follow-up's text, or `None` once the quote is no longer open or
+    /// the customer has texted.
+    async fn follow_up_text(
+        &self,
+        business: &BusinessConfig,
+        follow_up: &QuoteFollowUp,
+        conversation: crate::store::ConversationId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, Failure> {
+        let turn = self.store.turn_input(conversation, 50).await?;
+        let open = match &turn.state {
+            ConversationState::Quoted(q) => Some(&q.quote),
+            ConversationState::Scheduling(s) if s.rescheduling.is_none() => Some(&s.quote),
+            _ => None,
+        }
+        .filter(|q| q.id == follow_up.quote_id && !q.is_expired(now));
+        // One nudge per quote, ever; and none once the customer has texted.
+        let nudged = turn.history.iter().any(|m| m.kind == "follow_up");
+        match open {
+            Some(quote) if !nudged && turn.pending.is_empty() => {
+                Ok(Some(templates::follow_up(business, quote)))
             }
-            FOLLOW_UP => {
-                let turn = self.store.turn_input(conversation, 50).await?;
-                let quote_id = p["quote_id"].as_str().unwrap_or_default();
-                let open = match &turn.state {
-                    ConversationState::Quoted(q) => Some(&q.quote),
-                    ConversationState::Scheduling(s) if s.rescheduling.is_none() => Some(&s.quote),
-                    _ => None,
-                }
-                .filter(|q| q.id == quote_id && !q.is_expired(Utc::now()));
-                // One nudge per quote, ever; and none once the customer has texted.
-                let nudged = turn.history.iter().any(|m| m.kind == "follow_up");
-                match open {
-                    Some(quote) if !nudged && turn.pending.is_empty() => {
-                        Ok(Some(templates::follow_up(business, quote)))
-                    }
-                    _ => Ok(None),
-                }
-            }
-            _ => Ok(p["body"].as_str().map(str::to_string)),
+            _ => Ok(None),
         }
     }
 
     /// Fetches one photo into the store. Its turn never waits for this: a
     /// photo not fetched yet is named to the model instead of shown.
-    async fn fetch_media(&self, job: &Job) -> Result<JobOutcome, Failure> {
-        let Some(id) = job.payload["media_id"].as_i64() else {
-            return Err(Failure::Permanent("a media job without a media id".into()));
-        };
+    async fn fetch_media(&self, job: &Job, media: &FetchMedia) -> Result<JobOutcome, Failure> {
+        let id = media.media_id;
         let Some(item) = self.store.media_item(id).await? else {
             return Err(Failure::Permanent(format!("no media {id}")));
         };
@@ -359,9 +347,7 @@ impl JobRunner {
         outcome
     }
 
-    async fn send_email(&self, job: &Job) -> Result<JobOutcome, Failure> {
-        let mut email: Email = serde_json::from_value(job.payload.clone())
-            .map_err(|e| Failure::Permanent(format!("bad email job: {e}")))?;
+    async fn send_email(&self, job: &Job, mut email: Email) -> Result<JobOutcome, Failure> {
         if email.attach_photos
             && let Some(conversation) = job.conversation_id
         {

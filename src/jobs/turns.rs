@@ -19,6 +19,7 @@ use crate::domain::guided;
 use crate::domain::keywords::{self, Keyword};
 use crate::domain::phone::redact_phone_numbers;
 use crate::domain::quote::{Quote, price};
+use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
 use crate::store::{
     ConversationId, Delivery, MessageId, ModelCalls, NewAlert, NewJob, OutboundDraft, OutboundSms, Store,
@@ -374,16 +375,15 @@ impl Engine {
         let tz = self.business.business.timezone;
         if channel.observes_quiet_hours() && !quiet.replies_allowed && quiet.is_quiet(now, tz) {
             // The owner keeps even replies out of quiet hours: this one waits.
-            commit.jobs.push(NewJob {
-                kind: plan::DEFERRED_REPLY,
+            let held = JobPayload::DeferredReply(DeferredReply { body });
+            commit.jobs.push(held.job(JobTarget {
                 dedupe_key: format!("reply:{}:{}", id.0, last.0),
                 conversation_id: Some(id),
                 customer_id: Some(turn.conversation.customer_id),
                 recipient: turn.conversation.customer_phone.as_str().to_string(),
-                payload: serde_json::json!({ "body": body }),
                 run_at: quiet.next_allowed(now, tz),
                 max_attempts: 5,
-            });
+            }));
         } else {
             commit.reply = Some(OutboundDraft { kind, body });
         }
