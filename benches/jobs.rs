@@ -130,6 +130,7 @@ async fn main() {
             ..RunnerSettings::default()
         },
         media: None,
+        clock: services.clock.clone(),
     };
     let started = Instant::now();
     let mut total = 0;

@@ -15,6 +15,7 @@ use crate::assistant::tools::ToolRegistry;
 use crate::assistant::{ClaudeResponder, Responder, job_tools, schedule_tools};
 use crate::calendar::google::{GoogleCalendar, GoogleSetupError};
 use crate::calendar::{Calendar, LocalCalendar};
+use crate::clock::Clock;
 use crate::config::business::BusinessConfig;
 use crate::config::directory::BusinessDirectory;
 use crate::config::settings::{AnthropicSettings, Settings};
@@ -47,6 +48,8 @@ pub struct Services {
     pub desks: Arc<Desks>,
     /// The engine of the only (or first) business: what `chat` talks to.
     pub engine: Arc<Engine>,
+    /// What every engine, the worker and the job runner read the time from.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What every business's engine shares: the store and the adapters.
@@ -56,6 +59,7 @@ struct Adapters {
     calendar: Arc<dyn Calendar>,
     anthropic: Option<(Arc<AnthropicClient>, AnthropicSettings)>,
     lease: std::time::Duration,
+    clock: Arc<dyn Clock>,
     /// Per business, kept across reloads.
     crew_locks: std::sync::Mutex<HashMap<String, CrewLocks>>,
 }
@@ -175,11 +179,13 @@ impl Adapters {
                     business: business.clone(),
                     // A third of the lease: the engine's backstop is half.
                     deadline: self.lease / 3,
+                    clock: self.clock.clone(),
                 })
             }
             None => Arc::new(GuidedResponder {
                 business: business.clone(),
                 scheduler: scheduler.clone(),
+                clock: self.clock.clone(),
             }),
         };
         Engine {
@@ -188,12 +194,14 @@ impl Adapters {
             guided: GuidedResponder {
                 business: business.clone(),
                 scheduler,
+                clock: self.clock.clone(),
             },
             sender: self.sender.clone(),
             business,
             // Well inside the lease, so a slow turn ends (with an apology)
             // before anyone else could claim its conversation.
             turn_deadline: self.lease / 2,
+            clock: self.clock.clone(),
         }
     }
 }
@@ -218,6 +226,16 @@ impl Services {
         settings: &Settings,
         directory: Arc<BusinessDirectory>,
         sender: Option<Arc<dyn SmsSender>>,
+    ) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, directory, sender, crate::clock::system()).await
+    }
+
+    /// As `build_for`, reading the time from `clock` (tests set the hour).
+    pub async fn build_with_clock(
+        settings: &Settings,
+        directory: Arc<BusinessDirectory>,
+        sender: Option<Arc<dyn SmsSender>>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let sqlite = SqliteStore::connect(&settings.database_url).await?;
         let store: Arc<dyn Store> = Arc::new(sqlite);
@@ -255,7 +273,7 @@ impl Services {
         });
 
         for business in businesses.iter() {
-            if prompt::assemble(business, chrono::Utc::now()).base_is_overridden() {
+            if prompt::assemble(business, clock.now()).base_is_overridden() {
                 tracing::warn!(
                     business = %business.business.id,
                     "[assistant] base_prompt REPLACES the built-in base prompt; \
@@ -317,6 +335,7 @@ impl Services {
                 calendar,
                 anthropic,
                 lease: settings.worker.lease,
+                clock: clock.clone(),
                 crew_locks: Default::default(),
             }),
             current: RwLock::new(Arc::new(DeskSet {
@@ -333,7 +352,12 @@ impl Services {
         let engine = desks
             .engine(&first)
             .ok_or_else(|| StartupError::Config("no business is configured".into()))?;
-        Ok(Self { store, desks, engine })
+        Ok(Self {
+            store,
+            desks,
+            engine,
+            clock,
+        })
     }
 }
 
@@ -344,6 +368,7 @@ pub struct Application {
     port: u16,
     store: Arc<dyn Store>,
     directory: Arc<BusinessDirectory>,
+    clock: Arc<dyn Clock>,
     reloads: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
@@ -367,7 +392,18 @@ impl Application {
         settings: Settings,
         directory: Arc<BusinessDirectory>,
     ) -> Result<Self, StartupError> {
-        let services = Services::build_for(&settings, directory.clone(), None).await?;
+        Self::build_with_clock(settings, directory, crate::clock::system()).await
+    }
+
+    /// As `build_for`, with every part of the application reading the time
+    /// from `clock`: tests set the hour instead of picking a time zone
+    /// where it happens to be day.
+    pub async fn build_with_clock(
+        settings: Settings,
+        directory: Arc<BusinessDirectory>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        let services = Services::build_with_clock(&settings, directory.clone(), None, clock.clone()).await?;
         // `serve` is the one process that owns the database's background
         // work, so whatever holds a lease now was interrupted. (`chat`
         // never does this: it may run beside a live `serve`.)
@@ -418,13 +454,14 @@ impl Application {
             .port();
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let email = email_sender(&settings).await;
+        let email = email_sender_with_clock(&settings, clock.clone()).await;
         let runner = JobRunner {
             store: services.store.clone(),
             desks: services.desks.clone(),
             email,
             settings: settings.jobs.clone(),
             media: media_fetcher(&settings),
+            clock: clock.clone(),
         };
         let jobs = tokio::spawn(runner.run(shutdown_rx.clone()));
         let worker = TurnWorker {
@@ -434,6 +471,7 @@ impl Application {
             settings: settings.worker.clone(),
             worker_id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
             claims: Default::default(),
+            clock: clock.clone(),
         };
         let worker = tokio::spawn(worker.run(shutdown_rx.clone()));
 
@@ -447,12 +485,18 @@ impl Application {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
-        let reloads = reload_on_hangup(directory.clone(), services.store.clone(), shutdown.subscribe());
+        let reloads = reload_on_hangup(
+            directory.clone(),
+            services.store.clone(),
+            clock.clone(),
+            shutdown.subscribe(),
+        );
         tracing::info!(port, "textdesk is listening");
         Ok(Self {
             port,
             store: services.store,
             directory,
+            clock,
             reloads,
             shutdown,
             server,
@@ -473,7 +517,7 @@ impl Application {
     /// edit serves the next turn, a bad one is refused, logged, and the
     /// owner alerted, while the old configuration keeps serving.
     pub async fn reload_configuration(&self) -> Result<u64, String> {
-        reload(&self.directory, self.store.as_ref()).await
+        reload(&self.directory, self.store.as_ref(), self.clock.now()).await
     }
 
     /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
@@ -504,7 +548,11 @@ impl Application {
     }
 }
 
-async fn reload(directory: &BusinessDirectory, store: &dyn Store) -> Result<u64, String> {
+async fn reload(
+    directory: &BusinessDirectory,
+    store: &dyn Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, String> {
     match directory.reload() {
         Ok(businesses) => {
             tracing::info!(
@@ -526,7 +574,6 @@ async fn reload(directory: &BusinessDirectory, store: &dyn Store) -> Result<u64,
             if let Err(e) = store.record_alert(alert.kind, None, &alert.detail).await {
                 tracing::error!(error = %e, "could not record the refused reload's alert");
             }
-            let now = chrono::Utc::now();
             let key = format!("config:{}", now.timestamp_millis());
             let emails: Vec<_> = directory
                 .current()
@@ -550,6 +597,7 @@ async fn reload(directory: &BusinessDirectory, store: &dyn Store) -> Result<u64,
 fn reload_on_hangup(
     directory: Arc<BusinessDirectory>,
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     #[cfg(unix)]
@@ -563,7 +611,7 @@ fn reload_on_hangup(
             loop {
                 tokio::select! {
                     _ = hangup.recv() => {
-                        let _ = reload(&directory, store.as_ref()).await;
+                        let _ = reload(&directory, store.as_ref(), clock.now()).await;
                     }
                     _ = shutdown.changed() => return,
                 }
@@ -573,7 +621,7 @@ fn reload_on_hangup(
     #[cfg(not(unix))]
     {
         tokio::spawn(async move {
-            let _ = (directory, store);
+            let _ = (directory, store, clock);
             let _ = shutdown.changed().await;
         })
     }
@@ -594,10 +642,15 @@ pub fn media_fetcher(settings: &Settings) -> Option<Arc<crate::media::MediaFetch
 }
 
 pub async fn email_sender(settings: &Settings) -> Arc<dyn EmailSender> {
+    email_sender_with_clock(settings, crate::clock::system()).await
+}
+
+/// As `email_sender`, dating undated emails by `clock`.
+pub async fn email_sender_with_clock(settings: &Settings, clock: Arc<dyn Clock>) -> Arc<dyn EmailSender> {
     if settings.email.ses {
         let from = settings.email.from.clone().unwrap_or_default();
         tracing::info!(%from, "email goes through Amazon SES");
-        Arc::new(SesEmail::from_env(from).await)
+        Arc::new(SesEmail::from_env(from).await.with_clock(clock))
     } else {
         tracing::warn!(
             dir = %settings.email.outbox_dir.display(),
@@ -610,6 +663,7 @@ pub async fn email_sender(settings: &Settings) -> Arc<dyn EmailSender> {
                 .from
                 .clone()
                 .unwrap_or_else(|| "textdesk@localhost".into()),
+            clock,
         })
     }
 }

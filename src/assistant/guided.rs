@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use super::job_tools::new_quote_id;
 use super::tools::OwnerAlert;
 use super::{Draft, Responder, ResponderError};
+use crate::clock::Clock;
 use crate::config::business::BusinessConfig;
 use crate::domain::availability::DateFilter;
 use crate::domain::conversation::{
@@ -26,6 +27,7 @@ use crate::templates;
 pub struct GuidedResponder {
     pub business: Arc<BusinessConfig>,
     pub scheduler: Arc<Scheduler>,
+    pub clock: Arc<dyn Clock>,
 }
 
 const CALENDAR_DOWN: &str = "Our calendar is unavailable right now; the owner will text you to set a time.";
@@ -554,6 +556,6 @@ fn hand_off(draft: &mut Draft, turn: &TurnInput, now: DateTime<Utc>, summary: St
 #[async_trait]
 impl Responder for GuidedResponder {
     async fn respond(&self, turn: &TurnInput, state: ConversationState) -> Result<Draft, ResponderError> {
-        Ok(self.draft(turn, state, Utc::now(), false).await)
+        Ok(self.draft(turn, state, self.clock.now(), false).await)
     }
 }

@@ -12,11 +12,11 @@ pub mod tools;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
 
 use crate::anthropic::{
     ApiMessage, ContentBlock, ImageSource, MessagesRequest, ModelClient, ModelError, Role,
 };
+use crate::clock::Clock;
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::ConversationState;
 use crate::domain::quote::Quote;
@@ -95,6 +95,8 @@ pub struct ClaudeResponder {
     pub deadline: std::time::Duration,
     pub tools: ToolRegistry,
     pub business: Arc<BusinessConfig>,
+    /// "Now" for the tools: quotes' dates, openings, the guardrail's today.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Maps stored texts onto the alternating user/assistant turns the API
@@ -286,7 +288,7 @@ impl Responder for ClaudeResponder {
         let mut ctx = ToolContext {
             turn,
             business: &self.business,
-            now: Utc::now(),
+            now: self.clock.now(),
             state,
             new_quotes: Vec::new(),
             alerts: Vec::new(),
@@ -434,7 +436,7 @@ mod tests {
             twilio_sid: None,
             num_media: 0,
             opt_out_type: None,
-            created_at: Utc::now(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
         }
     }
 
@@ -470,6 +472,7 @@ mod tests {
             tools,
             business,
             deadline: std::time::Duration::from_secs(60),
+            clock: crate::clock::system(),
         }
     }
 

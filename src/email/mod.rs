@@ -2,10 +2,13 @@
 //! folder when SES is not configured.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageHeader, RawMessage};
 use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Email {
@@ -130,6 +133,8 @@ pub trait EmailSender: Send + Sync + 'static {
 pub struct SesEmail {
     client: aws_sdk_sesv2::Client,
     from: String,
+    /// Dates an email that carries no date of its own.
+    clock: Arc<dyn Clock>,
 }
 
 impl SesEmail {
@@ -141,7 +146,15 @@ impl SesEmail {
     }
 
     pub fn new(client: aws_sdk_sesv2::Client, from: String) -> Self {
-        Self { client, from }
+        Self {
+            client,
+            from,
+            clock: crate::clock::system(),
+        }
+    }
+
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
     }
 }
 
@@ -161,7 +174,12 @@ impl EmailSender for SesEmail {
             EmailContent::builder().simple(self.simple(key, email)?).build()
         } else {
             // Attachments need raw MIME; it carries our headers itself.
-            let raw = eml(&self.from, key, email, email.date.unwrap_or_else(Utc::now));
+            let raw = eml(
+                &self.from,
+                key,
+                email,
+                email.date.unwrap_or_else(|| self.clock.now()),
+            );
             EmailContent::builder()
                 .raw(
                     RawMessage::builder()
@@ -247,6 +265,8 @@ impl SesEmail {
 pub struct OutboxEmail {
     pub dir: PathBuf,
     pub from: String,
+    /// Dates an email that carries no date of its own.
+    pub clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
@@ -254,7 +274,12 @@ impl EmailSender for OutboxEmail {
     async fn send(&self, key: &str, email: &Email) -> Result<String, EmailError> {
         // The file is named by the job's key: writing it twice is a no-op.
         let id = key_id(key);
-        let eml = eml(&self.from, key, email, email.date.unwrap_or_else(Utc::now));
+        let eml = eml(
+            &self.from,
+            key,
+            email,
+            email.date.unwrap_or_else(|| self.clock.now()),
+        );
         tokio::fs::create_dir_all(&self.dir)
             .await
             .map_err(|e| EmailError::Unavailable(format!("outbox {}: {e}", self.dir.display())))?;

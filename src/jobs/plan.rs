@@ -427,6 +427,8 @@ pub fn alert_job_about(
 
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone;
+
     use super::*;
 
     fn dana(name: Option<&str>) -> CustomerContact {
@@ -473,7 +475,7 @@ mod tests {
                 Some(crate::store::ConversationId(7)),
                 Some(&dana(None)),
                 "k",
-                Utc::now(),
+                Utc.with_ymd_and_hms(2026, 11, 28, 17, 0, 0).unwrap(),
             )
             .unwrap();
             serde_json::from_value::<Email>(job.payload).unwrap()

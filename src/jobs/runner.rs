@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use super::payload::{BookingReminder, EMAIL, FETCH_MEDIA, FetchMedia, JobPayload, QuoteFollowUp};
 use super::plan;
 use super::turns::Engine;
+use crate::clock::Clock;
 use crate::config::business::BusinessConfig;
 pub use crate::config::settings::RunnerSettings;
 use crate::domain::conversation::ConversationState;
@@ -34,6 +35,8 @@ pub struct JobRunner {
     /// Fetches customers' photos; `None` without provider credentials, and
     /// then photos are recorded but never fetched.
     pub media: Option<Arc<MediaFetcher>>,
+    /// When jobs are due, and whether it is quiet hours.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Attempts an email with photos waits for photos still being fetched.
@@ -62,7 +65,7 @@ impl JobRunner {
                 _ = shutdown.changed() => break,
             }
             loop {
-                match self.run_due(Utc::now()).await {
+                match self.run_due(self.clock.now()).await {
                     Ok(n) if n == self.settings.batch => continue,
                     Ok(_) => break,
                     Err(e) => {
@@ -93,7 +96,7 @@ impl JobRunner {
         for job in jobs {
             // Each job at its own moment: a batch that starts at 20:59 must
             // not keep texting after 21:00. (`now` may be ahead, in tests.)
-            let now = now.max(Utc::now());
+            let now = now.max(self.clock.now());
             // An owner's email raised outside any conversation (a refused
             // reload, say) needs no business of its own to be sent.
             let engine = self
@@ -163,7 +166,7 @@ impl JobRunner {
                 job.conversation_id,
                 customer.as_ref(),
                 &format!("job{}", job.id),
-                Utc::now(),
+                self.clock.now(),
             )
         {
             let _ = self.store.enqueue_jobs(&[owner_job]).await;
@@ -348,6 +351,8 @@ impl JobRunner {
     }
 
     async fn send_email(&self, job: &Job, mut email: Email) -> Result<JobOutcome, Failure> {
+        // Emails queued before they carried a date are dated when sent.
+        email.date.get_or_insert_with(|| self.clock.now());
         if email.attach_photos
             && let Some(conversation) = job.conversation_id
         {

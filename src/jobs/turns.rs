@@ -12,6 +12,7 @@ use crate::assistant::guided::GuidedResponder;
 use crate::assistant::job_tools::new_quote_id;
 use crate::assistant::{Responder, ResponderError};
 use crate::channel::{Channel, whatsapp};
+use crate::clock::Clock;
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{self, ConversationState, Event};
 use crate::domain::guardrail::{self, ViolationKind};
@@ -38,6 +39,8 @@ pub struct Engine {
     pub business: Arc<BusinessConfig>,
     /// Longest a turn may wait on the responder.
     pub turn_deadline: std::time::Duration,
+    /// The only source of "now" for turns, sends and alerts.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What a turn did, for logs and tests.
@@ -109,7 +112,7 @@ impl Engine {
         let Some(last) = turn.pending.last().map(|m| m.id) else {
             return Ok(TurnResult::NothingPending);
         };
-        let now = Utc::now();
+        let now = self.clock.now();
         let throttle = self.throttle(&turn, now).await?;
         if let Some(until) = throttle.wait_until
             && !changes_consent(&turn)
@@ -567,7 +570,9 @@ impl Engine {
         let emails: Vec<NewJob> = commit
             .alerts
             .iter()
-            .filter_map(|a| plan::alert_job_about(&self.business, a, Some(id), customer, &key, Utc::now()))
+            .filter_map(|a| {
+                plan::alert_job_about(&self.business, a, Some(id), customer, &key, self.clock.now())
+            })
             .collect();
         commit.jobs.extend(emails);
         let alerts = commit.alerts.clone();
@@ -582,7 +587,7 @@ impl Engine {
         match claimed {
             Some(sms) => {
                 let reply = sms.id;
-                self.send_claimed(sms, Utc::now()).await?;
+                self.send_claimed(sms, self.clock.now()).await?;
                 Ok(Some(reply))
             }
             None => Ok(None),
@@ -693,7 +698,7 @@ impl Engine {
     #[tracing::instrument(name = "deliver", skip_all, fields(message = id.0))]
     pub async fn deliver(&self, id: MessageId) -> Result<(), StoreError> {
         if let Some(sms) = self.store.claim_outbound(id).await? {
-            self.send_claimed(sms, Utc::now()).await?;
+            self.send_claimed(sms, self.clock.now()).await?;
         }
         Ok(())
     }
@@ -824,7 +829,7 @@ impl Engine {
         let quiet = self
             .business
             .quiet_hours
-            .is_quiet(Utc::now(), self.business.business.timezone);
+            .is_quiet(self.clock.now(), self.business.business.timezone);
         let ids = self.store.undelivered(!quiet).await?;
         for id in &ids {
             self.deliver(*id).await?;
@@ -851,13 +856,9 @@ impl Engine {
             kind,
             detail: detail.to_string(),
         };
-        let key = format!(
-            "{}:{}",
-            conversation.map_or(0, |c| c.0),
-            Utc::now().timestamp_millis()
-        );
-        if let Some(job) =
-            plan::alert_job_about(&self.business, &alert, conversation, customer, &key, Utc::now())
+        let now = self.clock.now();
+        let key = format!("{}:{}", conversation.map_or(0, |c| c.0), now.timestamp_millis());
+        if let Some(job) = plan::alert_job_about(&self.business, &alert, conversation, customer, &key, now)
             && let Err(e) = self.store.enqueue_jobs(&[job]).await
         {
             tracing::error!(error = %e, "could not queue the owner's alert email");

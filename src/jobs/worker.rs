@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use super::plan;
 use super::turns::{Engine, TurnResult};
+use crate::clock::Clock;
 use crate::config::settings::WorkerSettings;
 use crate::store::{ConversationId, NewAlert, OutboundDraft, Store, StoreError, TurnCommit};
 use crate::templates;
@@ -28,6 +29,8 @@ pub struct TurnWorker {
     pub settings: WorkerSettings,
     pub worker_id: String,
     pub claims: AtomicU64,
+    /// Judges when a throttled conversation may run again.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl TurnWorker {
@@ -118,7 +121,7 @@ impl TurnWorker {
             Ok(TurnResult::Throttled { until }) => {
                 // The lease is the wait: no worker claims the conversation
                 // before `until`, and then one turn answers every text.
-                let wait = (until - chrono::Utc::now())
+                let wait = (until - self.clock.now())
                     .to_std()
                     .unwrap_or_default()
                     .max(std::time::Duration::from_millis(1));

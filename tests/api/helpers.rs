@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use textdesk::app::Application;
+use textdesk::app::{Application, Services};
+use textdesk::clock::{Clock, ManualClock};
 use textdesk::config::business::BusinessConfig;
 use textdesk::config::directory::BusinessDirectory;
 use textdesk::config::settings::Settings;
@@ -38,6 +39,8 @@ pub struct TestApp {
     pub google: Option<FakeGoogle>,
     /// With `Options::business_files`, the directory they were written to.
     pub business_dir: Option<std::path::PathBuf>,
+    /// What the app reads the time from: the system's, or `Options::clock`.
+    pub clock: Arc<dyn Clock>,
     _db_dir: Arc<TempDir>,
 }
 
@@ -55,6 +58,9 @@ pub struct Options {
     pub business_files: Vec<(&'static str, String)>,
     /// A database file to start from instead of an empty one.
     pub database: Option<std::path::PathBuf>,
+    /// A clock the test sets and moves; the system's when `None`. (The
+    /// store still reads the system's.)
+    pub clock: Option<ManualClock>,
 }
 
 impl Default for Options {
@@ -67,6 +73,7 @@ impl Default for Options {
             business: None,
             business_files: Vec::new(),
             database: None,
+            clock: None,
         }
     }
 }
@@ -148,7 +155,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         None => business,
     };
     let settings = test_settings(&vars);
-    let (app, address, store) = launch(settings, &business, business_dir.as_deref()).await;
+    let clock: Arc<dyn Clock> = match options.clock {
+        Some(manual) => Arc::new(manual),
+        None => textdesk::clock::system(),
+    };
+    let (app, address, store) = launch(settings, &business, business_dir.as_deref(), &clock).await;
     TestApp {
         app: Some(app),
         database_url: vars["DATABASE_URL"].clone(),
@@ -161,6 +172,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         business,
         google,
         business_dir,
+        clock,
         _db_dir: db_dir,
     }
 }
@@ -176,24 +188,42 @@ async fn launch(
     settings: Settings,
     business: &BusinessConfig,
     business_dir: Option<&std::path::Path>,
+    clock: &Arc<dyn Clock>,
 ) -> (Application, String, Arc<dyn Store>) {
-    let app = match business_dir {
-        Some(dir) => {
-            let directory = BusinessDirectory::load(dir).unwrap();
-            Application::build_for(settings, Arc::new(directory))
-                .await
-                .unwrap()
-        }
-        None => Application::build(settings, business.clone()).await.unwrap(),
+    let directory = match business_dir {
+        Some(dir) => BusinessDirectory::load(dir).unwrap(),
+        None => single_business(&settings, business),
     };
+    let app = Application::build_with_clock(settings, Arc::new(directory), clock.clone())
+        .await
+        .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
     (app, address, store)
 }
 
+/// The directory `Application::build` makes of one business.
+fn single_business(settings: &Settings, business: &BusinessConfig) -> BusinessDirectory {
+    BusinessDirectory::from_configs(
+        &settings.business_config,
+        vec![(settings.business_config.clone(), business.clone())],
+    )
+    .unwrap()
+}
+
 impl TestApp {
     pub fn settings(&self) -> Settings {
         test_settings(&self.vars)
+    }
+
+    /// The app's services (its first business) on its database and clock,
+    /// for a test to drive a runner or worker of its own.
+    pub async fn services(&self) -> Services {
+        let settings = self.settings();
+        let directory = single_business(&settings, &self.business);
+        Services::build_with_clock(&settings, Arc::new(directory), None, self.clock.clone())
+            .await
+            .unwrap()
     }
 
     /// Kills the app as a crash would, then starts it again on the same
@@ -209,8 +239,13 @@ impl TestApp {
     }
 
     pub async fn restart(&mut self) {
-        let (app, address, store) =
-            launch(self.settings(), &self.business, self.business_dir.as_deref()).await;
+        let (app, address, store) = launch(
+            self.settings(),
+            &self.business,
+            self.business_dir.as_deref(),
+            &self.clock,
+        )
+        .await;
         self.app = Some(app);
         self.address = address;
         self.store = store;
@@ -426,4 +461,14 @@ pub async fn mount_twilio_accepting(server: &MockServer) {
         })
         .mount(server)
         .await;
+}
+
+/// Today's date (the real one) at `hour:minute` in `tz`: a test sets the
+/// hour of day it needs with a `ManualClock` instead of choosing a time
+/// zone where it happens to be that hour. The date follows the real one
+/// so the store, which reads the system's clock, is within a day of it.
+pub fn today_at(tz: chrono_tz::Tz, hour: u32, minute: u32) -> chrono::DateTime<chrono::Utc> {
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let time = chrono::NaiveTime::from_hms_opt(hour, minute, 0).unwrap();
+    textdesk::domain::availability::local_instant(tz, today, time).unwrap()
 }

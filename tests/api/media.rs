@@ -9,7 +9,6 @@ use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
 use base64::Engine;
 use chrono::Utc;
 use serde_json::{Value, json};
-use textdesk::app::Services;
 use textdesk::email::{EmailSender, SesEmail};
 use textdesk::jobs::plan::{EMAIL, FETCH_MEDIA};
 use textdesk::jobs::runner::{JobRunner, RunnerSettings};
@@ -355,17 +354,16 @@ async fn an_oversized_file_is_stopped_at_5_mb_also_behind_a_redirect() {
     assert!(fetches_done.iter().all(|j| j.attempts == 1));
 }
 
-/// A runner on the app's database, with its own clock.
+/// A runner on the app's database and clock, run by the test.
 async fn runner_for(app: &TestApp, email: Arc<dyn EmailSender>) -> JobRunner {
-    let services = Services::build(&app.settings(), Arc::new(app.business.clone()), None)
-        .await
-        .unwrap();
+    let services = app.services().await;
     JobRunner {
         store: services.store.clone(),
         desks: services.desks.clone(),
         email,
         settings: RunnerSettings::default(),
         media: textdesk::app::media_fetcher(&app.settings()),
+        clock: services.clock.clone(),
     }
 }
 
@@ -426,6 +424,7 @@ async fn a_failed_fetch_is_retried_and_the_reply_does_not_wait_for_it() {
         Arc::new(textdesk::email::OutboxEmail {
             dir: tempfile::tempdir().unwrap().path().into(),
             from: "t@x".into(),
+            clock: textdesk::clock::system(),
         }),
     )
     .await;
@@ -615,6 +614,7 @@ async fn an_email_with_photos_waits_a_little_for_a_photo_still_being_fetched() {
         Arc::new(textdesk::email::OutboxEmail {
             dir: outbox.path().into(),
             from: "desk@example.com".into(),
+            clock: textdesk::clock::system(),
         }),
     )
     .await;

@@ -7,10 +7,11 @@ use std::time::Duration;
 use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
 use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
 use serde_json::{Value, json};
-use textdesk::app::Services;
+use textdesk::clock::{Clock, ManualClock};
 use textdesk::domain::availability::{Interval, local_instant};
 use textdesk::email::{Email, EmailError, EmailSender, OutboxEmail, SesEmail};
-use textdesk::jobs::plan::{EMAIL, REMINDER};
+use textdesk::jobs::payload::JobPayload;
+use textdesk::jobs::plan::{DEFERRED_REPLY, EMAIL, REMINDER};
 use textdesk::jobs::runner::{JobRunner, RunnerSettings};
 use textdesk::store::{BookingRecord, BookingStatus, JobStatus, NewJob, Reservation};
 use wiremock::matchers::{method, path};
@@ -225,11 +226,9 @@ async fn ses_throttling_is_retried_and_delivered_once() {
     assert_eq!(requests, 7)
 }
 
-/// A runner on the app's database, with its own clock.
+/// A runner on the app's database and clock, run by the test.
 pub async fn runner_for(app: &TestApp, email: Arc<dyn EmailSender>) -> JobRunner {
-    let services = Services::build(&app.settings(), Arc::new(app.business.clone()), None)
-        .await
-        .unwrap();
+    let services = app.services().await;
     JobRunner {
         store: services.store.clone(),
         desks: services.desks.clone(),
@@ -239,6 +238,7 @@ pub async fn runner_for(app: &TestApp, email: Arc<dyn EmailSender>) -> JobRunner
             ..RunnerSettings::default()
         },
         media: textdesk::app::media_fetcher(&app.settings()),
+        clock: services.clock.clone(),
     }
 }
 
@@ -314,6 +314,7 @@ async fn a_reminder_due_at_22_30_goes_out_at_8() {
         Arc::new(OutboxEmail {
             dir: outbox.path().into(),
             from: "t@x".into(),
+            clock: textdesk::clock::system(),
         }),
     )
     .await;
@@ -487,30 +488,6 @@ async fn a_booking_schedules_reminders_and_stop_and_start_suspend_and_restore_th
     );
 }
 
-/// A time zone where it is daytime now, so quiet hours never hold a test's
-/// texts back, whenever it runs.
-fn daytime_timezone() -> &'static str {
-    use chrono::Timelike;
-    const ZONES: [&str; 9] = [
-        "Pacific/Honolulu",
-        "America/Los_Angeles",
-        "America/Chicago",
-        "America/New_York",
-        "Europe/London",
-        "Europe/Berlin",
-        "Asia/Kolkata",
-        "Asia/Tokyo",
-        "Australia/Sydney",
-    ];
-    ZONES
-        .into_iter()
-        .find(|z| {
-            let tz: chrono_tz::Tz = z.parse().unwrap();
-            (10..19).contains(&Utc::now().with_timezone(&tz).hour())
-        })
-        .expect("some zone is in daytime")
-}
-
 type Sent = Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
 
 /// Twilio that records every message it accepts (slowly, so a kill can
@@ -551,13 +528,15 @@ impl wiremock::Respond for RecordingTwilio {
 
 #[tokio::test]
 async fn a_kill_and_restart_with_due_jobs_loses_none_and_duplicates_none() {
-    let business = format!(
-        "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\ntimezone = \"{}\"\n",
-        daytime_timezone()
-    );
+    // Midday, so quiet hours never hold the jobs' texts back.
+    let clock = ManualClock::at(today_at(chrono_tz::America::Chicago, 12, 0));
     let mut app = spawn_app_with(Options {
         default_fakes: false,
-        business: Some(business),
+        business: Some(
+            "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\ntimezone = \"America/Chicago\"\n"
+                .into(),
+        ),
+        clock: Some(clock),
         ..Options::default()
     })
     .await;
@@ -588,7 +567,7 @@ async fn a_kill_and_restart_with_due_jobs_loses_none_and_duplicates_none() {
             customer_id: Some(customer),
             recipient: DANA.into(),
             payload: json!({"body": format!("Job {i}")}),
-            run_at: Utc::now(),
+            run_at: app.clock.now(),
             max_attempts: 5,
         })
         .collect();
@@ -641,6 +620,7 @@ async fn the_outbox_writes_each_email_once() {
     let outbox = OutboxEmail {
         dir: dir.path().into(),
         from: "desk@example.com".into(),
+        clock: textdesk::clock::system(),
     };
     assert!(outbox.idempotent());
     outbox
@@ -664,4 +644,92 @@ async fn the_outbox_writes_each_email_once() {
         eml.contains("To: crew1@rosecityjunk.example") && eml.contains("Subject: New booking for Crew 1")
     );
     assert!(eml.contains("Content-Type: text/plain") && eml.contains("Content-Type: text/html"));
+}
+
+#[tokio::test]
+async fn a_reply_held_by_quiet_hours_goes_out_when_the_clock_reaches_morning() {
+    let tz = chrono_tz::America::Chicago;
+    let clock = ManualClock::at(today_at(tz, 22, 30));
+    let app = spawn_app_with(Options {
+        with_model: false,
+        business: Some(
+            "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\ntimezone = \"America/Chicago\"\n\
+             [quiet_hours]\nstart = \"21:00\"\nend = \"08:00\"\nreplies_allowed = false\n"
+                .into(),
+        ),
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    const DANA: &str = "+15035551234";
+    app.text(DANA, "hi").await;
+
+    // The reply waits as a job for 08:00 the next morning, local time.
+    let tomorrow = clock.now().with_timezone(&tz).date_naive() + chrono::Duration::days(1);
+    let morning = local_instant(tz, tomorrow, NaiveTime::from_hms_opt(8, 0, 0).unwrap()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let held = loop {
+        let pending = app.store.jobs(&[JobStatus::Pending], 10).await.unwrap();
+        if let Some(job) = pending.into_iter().find(|j| j.kind == DEFERRED_REPLY) {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "no reply was held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(held.run_at, morning);
+    // The app's own runner reads the same clock: at 22:30 nothing goes out.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(app.sent_texts().await.is_empty());
+
+    clock.set(morning + chrono::Duration::minutes(5));
+    let sent = app.wait_for_texts(1).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, DANA);
+    let JobPayload::DeferredReply(reply) = JobPayload::of(&held).unwrap() else {
+        panic!("not a deferred reply: {held:?}");
+    };
+    assert_eq!(sent[0].1, reply.body);
+}
+
+#[tokio::test]
+async fn a_job_whose_payload_does_not_read_is_dead_with_the_reason() {
+    let app = spawn_app().await;
+    const DANA: &str = "+15035551234";
+    app.store
+        .enqueue_jobs(&[NewJob {
+            kind: REMINDER,
+            dedupe_key: "reminder:tdbroken:day_before".into(),
+            conversation_id: None,
+            customer_id: None,
+            recipient: DANA.into(),
+            // No start, label or total: not a reminder this release can send.
+            payload: json!({"booking_id": "tdbroken"}),
+            run_at: app.clock.now(),
+            max_attempts: 5,
+        }])
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let dead = loop {
+        let dead = app.store.jobs(&[JobStatus::Dead], 10).await.unwrap();
+        if let Some(job) = dead.into_iter().next() {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "the job never died");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(dead.attempts, 1, "not retried: it would fail the same way");
+    let error = dead.last_error.unwrap_or_default();
+    assert!(
+        error.starts_with("a `reminder` job's payload cannot be read: missing field"),
+        "{error}"
+    );
+    let alerts = app.store.alerts().await.unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.kind == "dead_job" && a.detail.contains("payload cannot be read")),
+        "{alerts:?}"
+    );
+    assert!(app.sent_texts().await.is_empty());
 }

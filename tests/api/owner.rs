@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use textdesk::app::Services;
 use textdesk::email::{Email, OutboxEmail};
 use textdesk::jobs::plan::{EMAIL, REMINDER};
 use textdesk::jobs::runner::{JobRunner, RunnerSettings};
@@ -224,18 +223,18 @@ async fn an_opt_out_in_words_with_a_booking_is_confirmed_once_and_the_owner_can_
         reminders(app.store.jobs(&[JobStatus::Pending], 50).await.unwrap()),
         0
     );
-    let services = Services::build(&app.settings(), Arc::new(app.business.clone()), None)
-        .await
-        .unwrap();
+    let services = app.services().await;
     let runner = JobRunner {
         store: services.store.clone(),
         desks: services.desks.clone(),
         email: Arc::new(OutboxEmail {
             dir: outbox.path().into(),
             from: "desk@example.com".into(),
+            clock: textdesk::clock::system(),
         }),
         settings: RunnerSettings::default(),
         media: None,
+        clock: services.clock.clone(),
     };
     runner
         .run_due(booking.slot.start - chrono::Duration::hours(1))

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use textdesk::app::{Desks, Services};
+use textdesk::app::Desks;
 use textdesk::assistant::{Draft, Responder, ResponderError};
 use textdesk::domain::conversation::ConversationState;
 use textdesk::domain::phone::E164;
@@ -59,9 +59,7 @@ async fn a_panicking_turn_answers_with_the_apology_alerts_the_owner_and_leaves_n
     // responder panics, on the same database and the same fake Twilio.
     app.crash().await;
     let settings = app.settings();
-    let services = Services::build(&settings, Arc::new(app.business.clone()), None)
-        .await
-        .unwrap();
+    let services = app.services().await;
     let mut engine = services
         .desks
         .build_engine(Arc::new(app.business.clone()))
@@ -78,6 +76,7 @@ async fn a_panicking_turn_answers_with_the_apology_alerts_the_owner_and_leaves_n
         settings: settings.worker.clone(),
         worker_id: "panic-test".into(),
         claims: Default::default(),
+        clock: services.clock.clone(),
     };
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(worker.run(stopped));

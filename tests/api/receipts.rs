@@ -262,6 +262,7 @@ async fn an_undelivered_reminder_alerts_the_owner_in_words_and_shows_in_the_job_
         Arc::new(OutboxEmail {
             dir: outbox.path().into(),
             from: "t@x".into(),
+            clock: textdesk::clock::system(),
         }),
     )
     .await;

@@ -361,6 +361,7 @@ async fn run_jobs_at(app: &TestApp, at: chrono::DateTime<chrono::Utc>) {
         Arc::new(OutboxEmail {
             dir: outbox.path().into(),
             from: "t@x".into(),
+            clock: textdesk::clock::system(),
         }),
     )
     .await;
