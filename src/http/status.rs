@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 
 use super::AppState;
 use super::error::ApiError;
-use super::sms::is_message_sid;
 use super::verify::verified_form;
+use crate::channel::twilio::is_message_sid;
 use crate::domain::delivery::DeliveryStatus;
 use crate::store::{ReceiptApplied, StatusReport};
 
