@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::{Channel, ChannelPort, Content, SendError};
+use crate::domain::delivery::DeliveryStatus;
 use crate::domain::phone::E164;
 use crate::media::MAX_MEDIA_PER_MESSAGE;
-use crate::store::InboundSms;
+use crate::store::{InboundSms, StatusReport};
 use crate::twilio::{ApiError, ERROR_OPTED_OUT, ERROR_OUTSIDE_WHATSAPP_WINDOW, TwilioClient};
 
 /// A webhook that cannot be a message from Twilio (answered 400).
@@ -83,6 +84,52 @@ pub fn parse_webhook(
         media,
         params: Value::Object(params),
     })
+}
+
+/// The receipt a callback carries; `None` for a status this version does
+/// not know (acknowledged, so Twilio stops, and logged).
+pub fn parse_status_callback(params: &[(String, String)]) -> Result<Option<StatusReport>, WebhookError> {
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let required = |name: &str| get(name).ok_or_else(|| WebhookError(format!("missing {name}")));
+    let message_sid = required("MessageSid")?;
+    if !is_message_sid(message_sid) {
+        return Err(WebhookError("MessageSid is malformed".into()));
+    }
+    let raw_status = required("MessageStatus")?;
+    let error_code = match get("ErrorCode").map(str::trim) {
+        None | Some("") => None,
+        Some(code) => Some(
+            code.parse::<i64>()
+                .map_err(|_| WebhookError("ErrorCode is not a number".into()))?,
+        ),
+    };
+    let Some(status) = DeliveryStatus::parse(raw_status) else {
+        tracing::warn!(
+            message_sid = %mask_sid(message_sid),
+            status = %raw_status.chars().take(20).collect::<String>(),
+            "delivery receipt with a status textdesk does not know; ignored"
+        );
+        return Ok(None);
+    };
+    Ok(Some(StatusReport {
+        message_sid: message_sid.to_string(),
+        status,
+        error_code,
+    }))
+}
+
+/// A SID fit for a log line: enough to match Twilio's console, not the
+/// whole key.
+pub fn mask_sid(sid: &str) -> String {
+    let tail: String = sid
+        .chars()
+        .rev()
+        .take(6)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{}…{tail}", sid.chars().take(2).collect::<String>())
 }
 
 /// Twilio's message SIDs: `SM` (SMS, and WhatsApp text) or `MM` (media),
@@ -345,5 +392,49 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(smuggled.0, "SmsSid differs from MessageSid");
+    }
+
+    #[test]
+    fn a_receipt_parses_with_its_error_code() {
+        let report = parse_status_callback(&form(&[
+            ("MessageSid", SID),
+            ("MessageStatus", "undelivered"),
+            ("ErrorCode", "30006"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(report.status, DeliveryStatus::Undelivered);
+        assert_eq!(report.error_code, Some(30006));
+        let report = parse_status_callback(&form(&[("MessageSid", SID), ("MessageStatus", "sent")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.error_code, None);
+    }
+
+    #[test]
+    fn a_malformed_receipt_is_refused_and_an_unknown_status_ignored() {
+        assert!(parse_status_callback(&form(&[("MessageStatus", "sent")])).is_err());
+        assert!(
+            parse_status_callback(&form(&[("MessageSid", "SMshort"), ("MessageStatus", "sent")])).is_err()
+        );
+        assert!(parse_status_callback(&form(&[("MessageSid", SID)])).is_err());
+        assert!(
+            parse_status_callback(&form(&[
+                ("MessageSid", SID),
+                ("MessageStatus", "failed"),
+                ("ErrorCode", "thirty")
+            ]))
+            .is_err()
+        );
+        assert!(
+            parse_status_callback(&form(&[("MessageSid", SID), ("MessageStatus", "teleported")]))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn logs_see_a_masked_sid() {
+        assert_eq!(mask_sid(SID), "SM…abcdef");
     }
 }
