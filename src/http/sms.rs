@@ -27,8 +27,7 @@ pub async fn inbound(
 ) -> Result<Response, ApiError> {
     let params = verified_form(&state, &uri, &headers, &body)?;
 
-    let mut sms =
-        parse_webhook(&params, &state.media_base_url).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut sms = parse_webhook(&params, &state.media_base_url)?;
     let Some(business) = state.businesses.current().route(sms.to.as_str()).cloned() else {
         // 200, so Twilio does not retry a text no business here answers.
         tracing::warn!(to = ?sms.to, "a text to a number no business claims; ignored");

@@ -27,8 +27,7 @@ pub async fn status(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let params = verified_form(&state, &uri, &headers, &body)?;
-    let Some(report) = parse_status_callback(&params).map_err(|e| ApiError::BadRequest(e.to_string()))?
-    else {
+    let Some(report) = parse_status_callback(&params)? else {
         return Ok(StatusCode::OK);
     };
     let span = tracing::Span::current();
