@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use textdesk::app::Services;
+use textdesk::channel::Channels;
+use textdesk::channel::console::ConsoleChannel;
 use textdesk::config::business::BusinessConfig;
 use textdesk::config::settings::Settings;
 use textdesk::email::{Email, EmailError, EmailSender};
 use textdesk::jobs::runner::{JobRunner, RunnerSettings};
 use textdesk::store::sqlite::SqliteStore;
 use textdesk::store::{JobStatus, Store};
-use textdesk::twilio::ConsoleSender;
 
 struct NullEmail;
 
@@ -117,7 +118,7 @@ async fn main() {
     let services = Services::build(
         &settings,
         business.clone(),
-        Some(Arc::new(ConsoleSender { label: None })),
+        Some(Channels::only(Arc::new(ConsoleChannel { label: None }))),
     )
     .await
     .unwrap();

@@ -15,6 +15,9 @@ use crate::assistant::tools::ToolRegistry;
 use crate::assistant::{ClaudeResponder, Responder, job_tools, schedule_tools};
 use crate::calendar::google::{GoogleCalendar, GoogleSetupError};
 use crate::calendar::{Calendar, LocalCalendar};
+use crate::channel::Channels;
+use crate::channel::console::ConsoleChannel;
+use crate::channel::twilio::TwilioChannel;
 use crate::clock::Clock;
 use crate::config::business::BusinessConfig;
 use crate::config::directory::BusinessDirectory;
@@ -22,13 +25,14 @@ use crate::config::settings::{AnthropicSettings, Settings};
 use crate::domain::prompt;
 use crate::email::{EmailSender, OutboxEmail, SesEmail};
 use crate::http::{self, AppState};
+use crate::jobs::dispatch::Dispatcher;
 use crate::jobs::runner::JobRunner;
 use crate::jobs::turns::Engine;
 use crate::jobs::worker::TurnWorker;
 use crate::scheduling::{CrewLocks, Scheduler};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NewAlert, Store, StoreError};
-use crate::twilio::{ConsoleSender, SmsSender, TwilioClient};
+use crate::twilio::TwilioClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -55,7 +59,9 @@ pub struct Services {
 /// What every business's engine shares: the store and the adapters.
 struct Adapters {
     store: Arc<dyn Store>,
-    sender: Arc<dyn SmsSender>,
+    /// Every business's texts leave through it; it takes the business's
+    /// configuration with each text.
+    dispatcher: Arc<Dispatcher>,
     calendar: Arc<dyn Calendar>,
     anthropic: Option<(Arc<AnthropicClient>, AnthropicSettings)>,
     lease: std::time::Duration,
@@ -196,7 +202,7 @@ impl Adapters {
                 scheduler,
                 clock: self.clock.clone(),
             },
-            sender: self.sender.clone(),
+            dispatcher: self.dispatcher.clone(),
             business,
             // Well inside the lease, so a slow turn ends (with an apology)
             // before anyone else could claim its conversation.
@@ -211,30 +217,30 @@ impl Services {
     pub async fn build(
         settings: &Settings,
         business: Arc<BusinessConfig>,
-        sender: Option<Arc<dyn SmsSender>>,
+        channels: Option<Channels>,
     ) -> Result<Self, StartupError> {
         let directory = BusinessDirectory::from_configs(
             &settings.business_config,
             vec![(settings.business_config.clone(), (*business).clone())],
         )
         .map_err(|e| StartupError::Config(e.to_string()))?;
-        Self::build_for(settings, Arc::new(directory), sender).await
+        Self::build_for(settings, Arc::new(directory), channels).await
     }
 
-    /// `sender` overrides the configured text sender (for `chat`).
+    /// `channels` overrides the configured channels (for `chat`).
     pub async fn build_for(
         settings: &Settings,
         directory: Arc<BusinessDirectory>,
-        sender: Option<Arc<dyn SmsSender>>,
+        channels: Option<Channels>,
     ) -> Result<Self, StartupError> {
-        Self::build_with_clock(settings, directory, sender, crate::clock::system()).await
+        Self::build_with_clock(settings, directory, channels, crate::clock::system()).await
     }
 
     /// As `build_for`, reading the time from `clock` (tests set the hour).
     pub async fn build_with_clock(
         settings: &Settings,
         directory: Arc<BusinessDirectory>,
-        sender: Option<Arc<dyn SmsSender>>,
+        channels: Option<Channels>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let sqlite = SqliteStore::connect(&settings.database_url).await?;
@@ -255,21 +261,33 @@ impl Services {
             }
         }
 
-        let sender = sender.unwrap_or_else(|| match settings.twilio.credentials() {
-            Some(credentials) => Arc::new(
-                TwilioClient::new(
-                    &settings.twilio.api_base_url,
-                    credentials,
-                    settings.twilio.timeout,
-                )
-                .with_status_callback(http::status_callback_url(&settings.public_base_url)),
-            ),
-            None => {
-                tracing::warn!(
-                    "Twilio is not configured: replies are printed to the console instead of sent"
-                );
-                Arc::new(ConsoleSender { label: None })
+        let channels = channels.unwrap_or_else(|| {
+            let console = Arc::new(ConsoleChannel { label: None });
+            match settings.twilio.credentials() {
+                Some(credentials) => {
+                    // One account carries SMS and WhatsApp alike.
+                    let twilio = Arc::new(TwilioChannel::new(
+                        TwilioClient::new(
+                            &settings.twilio.api_base_url,
+                            credentials,
+                            settings.twilio.timeout,
+                        )
+                        .with_status_callback(http::status_callback_url(&settings.public_base_url)),
+                    ));
+                    Channels::new(twilio.clone(), twilio, console)
+                }
+                None => {
+                    tracing::warn!(
+                        "Twilio is not configured: replies are printed to the console instead of sent"
+                    );
+                    Channels::only(console)
+                }
             }
+        });
+        let dispatcher = Arc::new(Dispatcher {
+            store: store.clone(),
+            channels,
+            clock: clock.clone(),
         });
 
         for business in businesses.iter() {
@@ -331,7 +349,7 @@ impl Services {
             directory: Some(directory),
             adapters: Some(Adapters {
                 store: store.clone(),
-                sender,
+                dispatcher,
                 calendar,
                 anthropic,
                 lease: settings.worker.lease,

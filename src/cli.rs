@@ -11,15 +11,16 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::app::{Application, Services};
+use crate::channel::Channels;
+use crate::channel::console::ConsoleChannel;
 use crate::config::business::{BusinessConfig, BusinessKind, describe_toml_error};
 use crate::config::directory::{BusinessDirectory, load_businesses};
 use crate::config::settings::Settings;
 use crate::domain::phone::E164;
 use crate::domain::prompt;
 use crate::domain::quote::{JobSpec, JunkJob, Labour, MaidJob, Selected, price};
-use crate::store::{InboundSms, Recorded};
+use crate::store::Recorded;
 use crate::telemetry;
-use crate::twilio::ConsoleSender;
 
 #[derive(Parser)]
 #[command(
@@ -228,10 +229,11 @@ async fn chat(settings: Settings, from: &str, business_id: Option<&str>) -> anyh
         .phone
         .clone()
         .unwrap_or_else(|| E164::parse("+15555550199").expect("valid"));
-    let sender = Arc::new(ConsoleSender {
+    // The terminal is the channel: every text, SMS or WhatsApp, is printed.
+    let console = Channels::only(Arc::new(ConsoleChannel {
         label: Some(business.business.name.clone()),
-    });
-    let services = Services::build(&settings, business.clone(), Some(sender)).await?;
+    }));
+    let services = Services::build(&settings, business.clone(), Some(console)).await?;
     // No job runner here: chat prints its texts to this terminal, so it
     // must never send a real customer's reminder. `serve` runs the jobs.
     if settings.anthropic.is_none() {
@@ -257,15 +259,7 @@ async fn chat(settings: Settings, from: &str, business_id: Option<&str>) -> anyh
         if line.trim().is_empty() {
             continue;
         }
-        let sms = InboundSms {
-            business_id: business.business.id.clone(),
-            message_sid: format!("CHAT{}", uuid::Uuid::new_v4().simple()),
-            from: customer.clone(),
-            to: business_number.clone(),
-            body: line,
-            media: Vec::new(),
-            params: serde_json::json!({"Source": "textdesk chat"}),
-        };
+        let sms = ConsoleChannel::inbound(&business.business.id, &customer, &business_number, line);
         let (Recorded::New(conversation, _) | Recorded::Duplicate(conversation, _)) =
             services.store.record_inbound(&sms).await?;
         let worker = "chat";

@@ -3,12 +3,27 @@
 //!
 //! A conversation's channel is read from its customer's address (a
 //! `whatsapp:` prefix, or a bare E.164 number for SMS), so it is stored with
-//! the customer and needs no column of its own. The engine drafts one reply
-//! and asks the channel how to shape it; the send path asks the channel
-//! whether a free-form text may go out at all.
+//! the customer and needs no column of its own. Each channel
+//!
+//! - turns what arrives into a channel-neutral `InboundSms` (the Twilio
+//!   webhook in `twilio.rs`, for SMS and WhatsApp; a terminal line in
+//!   `console.rs`, for `chat`);
+//! - states its policy (`Channel`: length budget and encoding, keywords,
+//!   quiet hours, media, the free-form window);
+//! - sends, through a `ChannelPort`, with results in channel terms
+//!   (`SendError`), so nothing past this module knows a provider's codes.
+//!
+//! The engine drafts one reply and asks the channel how to shape it; the
+//! outbox stores it; `jobs::dispatch::Dispatcher` asks the conversation's
+//! channel to deliver it.
 
+pub mod console;
+pub mod twilio;
 pub mod whatsapp;
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::phone::E164;
@@ -111,6 +126,114 @@ impl Channel {
             None => true,
             Some(window) => last_inbound.is_some_and(|at| now - at < window),
         }
+    }
+}
+
+/// Why a message was not sent, in channel terms.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    /// The recipient has opted out with the provider. Never retried.
+    #[error("the recipient has opted out")]
+    OptedOut,
+    /// Only an approved template may go out now (WhatsApp's 24-hour window
+    /// has closed). Retrying the same text cannot succeed.
+    #[error("outside WhatsApp's 24-hour window: {0}")]
+    OutsideWindow(String),
+    /// The provider refused this message; sending it again would not help.
+    #[error("the provider rejected the message (HTTP {status}, code {code:?}): {message}")]
+    Rejected {
+        status: u16,
+        /// The provider's own error code, for the owner to look up.
+        code: Option<i64>,
+        message: String,
+    },
+    /// The provider could not take the message now, and retries ran out.
+    /// It was not sent.
+    #[error("the provider is unavailable: {0}")]
+    Unavailable(String),
+    /// The request went out but no answer came back: it may have been sent.
+    #[error("no answer from the provider, the message may have been sent: {0}")]
+    Ambiguous(String),
+}
+
+/// What the error code of a delivery receipt means for the conversation,
+/// when it means more than "not delivered" (an opt-out). Receipts come
+/// from Twilio, the one provider.
+pub fn receipt_error(code: i64) -> Option<SendError> {
+    twilio::meaning_of_code(code)
+}
+
+/// What one message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content<'a> {
+    /// Free-form text.
+    Text(&'a str),
+    /// An approved template (WhatsApp's Content SID, `HX...`) and its
+    /// variables (a JSON object).
+    Template { id: &'a str, variables: &'a str },
+}
+
+/// The port every channel's sender implements.
+#[async_trait]
+pub trait ChannelPort: Send + Sync + 'static {
+    /// Sends one message from `from` (the address the customer wrote to)
+    /// and returns the channel's id for it.
+    async fn send(&self, from: &E164, to: &E164, content: Content<'_>) -> Result<String, SendError>;
+
+    /// The id of this exact text if it was already sent since `since`: how
+    /// a send cut off by a crash is recognized instead of repeated. A
+    /// channel that cannot tell answers `None`.
+    async fn find_sent(
+        &self,
+        _from: &E164,
+        _to: &E164,
+        _body: &str,
+        _since: DateTime<Utc>,
+    ) -> Result<Option<String>, SendError> {
+        Ok(None)
+    }
+}
+
+/// Which port carries each channel.
+#[derive(Clone)]
+pub struct Channels {
+    sms: Arc<dyn ChannelPort>,
+    whatsapp: Arc<dyn ChannelPort>,
+    chat: Arc<dyn ChannelPort>,
+}
+
+impl Channels {
+    pub fn new(
+        sms: Arc<dyn ChannelPort>,
+        whatsapp: Arc<dyn ChannelPort>,
+        chat: Arc<dyn ChannelPort>,
+    ) -> Self {
+        Self { sms, whatsapp, chat }
+    }
+
+    /// One port carries everything: the console, in `chat` or with no
+    /// provider configured, shows what each channel would deliver.
+    pub fn only(port: Arc<dyn ChannelPort>) -> Self {
+        Self {
+            sms: port.clone(),
+            whatsapp: port.clone(),
+            chat: port,
+        }
+    }
+
+    pub fn port(&self, channel: Channel) -> &dyn ChannelPort {
+        match channel {
+            Channel::Sms => self.sms.as_ref(),
+            Channel::WhatsApp => self.whatsapp.as_ref(),
+            Channel::Chat => self.chat.as_ref(),
+        }
+    }
+
+    /// The channel of a conversation with `address`, and the port that
+    /// carries it.
+    pub fn for_address(&self, address: &E164) -> (Channel, &dyn ChannelPort) {
+        let channel = Channel::of(address);
+        (channel, self.port(channel))
     }
 }
 

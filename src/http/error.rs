@@ -15,6 +15,12 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::channel::twilio::WebhookError> for ApiError {
+    fn from(e: crate::channel::twilio::WebhookError) -> Self {
+        ApiError::BadRequest(e.0)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {

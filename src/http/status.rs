@@ -1,5 +1,5 @@
 //! `POST /api/sms/status`: Twilio's delivery receipts (status callbacks)
-//! for the texts we send.
+//! for the texts we send, read by `channel::twilio`.
 //!
 //! Signed and checked like the inbound webhook. Receipts arrive out of
 //! order and repeat; the engine applies each once and only forward. A
@@ -12,10 +12,10 @@ use axum::http::{HeaderMap, StatusCode};
 
 use super::AppState;
 use super::error::ApiError;
-use super::sms::is_message_sid;
 use super::verify::verified_form;
+use crate::channel::twilio::{mask_sid, parse_status_callback};
 use crate::domain::delivery::DeliveryStatus;
-use crate::store::{ReceiptApplied, StatusReport};
+use crate::store::ReceiptApplied;
 
 pub const STATUS_PATH: &str = "/api/sms/status";
 
@@ -27,7 +27,7 @@ pub async fn status(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let params = verified_form(&state, &uri, &headers, &body)?;
-    let Some(report) = parse_status(&params)? else {
+    let Some(report) = parse_status_callback(&params)? else {
         return Ok(StatusCode::OK);
     };
     let span = tracing::Span::current();
@@ -65,106 +65,4 @@ pub async fn status(
         }
     }
     Ok(StatusCode::OK)
-}
-
-/// The receipt a callback carries; `None` for a status this version does
-/// not know (acknowledged, so Twilio stops, and logged).
-fn parse_status(params: &[(String, String)]) -> Result<Option<StatusReport>, ApiError> {
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let required = |name: &str| get(name).ok_or_else(|| ApiError::BadRequest(format!("missing {name}")));
-    let message_sid = required("MessageSid")?;
-    if !is_message_sid(message_sid) {
-        return Err(ApiError::BadRequest("MessageSid is malformed".into()));
-    }
-    let raw_status = required("MessageStatus")?;
-    let error_code = match get("ErrorCode").map(str::trim) {
-        None | Some("") => None,
-        Some(code) => Some(
-            code.parse::<i64>()
-                .map_err(|_| ApiError::BadRequest("ErrorCode is not a number".into()))?,
-        ),
-    };
-    let Some(status) = DeliveryStatus::parse(raw_status) else {
-        tracing::warn!(
-            message_sid = %mask_sid(message_sid),
-            status = %raw_status.chars().take(20).collect::<String>(),
-            "delivery receipt with a status textdesk does not know; ignored"
-        );
-        return Ok(None);
-    };
-    Ok(Some(StatusReport {
-        message_sid: message_sid.to_string(),
-        status,
-        error_code,
-    }))
-}
-
-/// A SID fit for a log line: enough to match Twilio's console, not the
-/// whole key.
-fn mask_sid(sid: &str) -> String {
-    let tail: String = sid
-        .chars()
-        .rev()
-        .take(6)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("{}…{tail}", sid.chars().take(2).collect::<String>())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    const SID: &str = "SM0123456789abcdef0123456789abcdef";
-
-    #[test]
-    fn a_receipt_parses_with_its_error_code() {
-        let report = parse_status(&form(&[
-            ("MessageSid", SID),
-            ("MessageStatus", "undelivered"),
-            ("ErrorCode", "30006"),
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(report.status, DeliveryStatus::Undelivered);
-        assert_eq!(report.error_code, Some(30006));
-        let report = parse_status(&form(&[("MessageSid", SID), ("MessageStatus", "sent")]))
-            .unwrap()
-            .unwrap();
-        assert_eq!(report.error_code, None);
-    }
-
-    #[test]
-    fn a_malformed_receipt_is_refused_and_an_unknown_status_ignored() {
-        assert!(parse_status(&form(&[("MessageStatus", "sent")])).is_err());
-        assert!(parse_status(&form(&[("MessageSid", "SMshort"), ("MessageStatus", "sent")])).is_err());
-        assert!(parse_status(&form(&[("MessageSid", SID)])).is_err());
-        assert!(
-            parse_status(&form(&[
-                ("MessageSid", SID),
-                ("MessageStatus", "failed"),
-                ("ErrorCode", "thirty")
-            ]))
-            .is_err()
-        );
-        assert!(
-            parse_status(&form(&[("MessageSid", SID), ("MessageStatus", "teleported")]))
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn logs_see_a_masked_sid() {
-        assert_eq!(mask_sid(SID), "SM…abcdef");
-    }
 }

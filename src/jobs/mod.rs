@@ -2,7 +2,10 @@
 //!
 //! [`turns::Engine`] runs one turn of one conversation; [`worker::TurnWorker`]
 //! decides which conversation runs next, one turn at a time per conversation.
+//! [`dispatch::Dispatcher`] is the one path by which a stored text leaves,
+//! through its conversation's channel.
 
+pub mod dispatch;
 pub mod payload;
 pub mod plan;
 pub mod receipts;

@@ -1,16 +1,16 @@
-//! Delivery receipts: Twilio's word on what became of a text we sent.
+//! Delivery receipts: the provider's word on what became of a text we sent.
 //!
 //! The store applies each receipt once and only forward; a text that did
 //! not reach its customer (undelivered or failed) alerts the owner, by a
 //! stored alert and email, in words: who, which text, why, and whether the
 //! customer may not know about their booking.
 
+use crate::channel::{self, SendError};
 use crate::domain::conversation::ConversationState;
 use crate::domain::delivery::{self, DeliveryStatus};
 use crate::jobs::plan;
 use crate::jobs::turns::Engine;
 use crate::store::{ReceiptedText, StoreError};
-use crate::twilio::ERROR_OPTED_OUT;
 
 /// The alert for a text that did not reach its customer.
 pub const TEXT_UNDELIVERED: &str = "text_undelivered";
@@ -19,7 +19,7 @@ impl Engine {
     /// Alerts the owner of this engine's business that a text did not
     /// arrive (a receipt that advanced to undelivered or failed).
     pub async fn alert_undelivered(&self, text: &ReceiptedText) -> Result<(), StoreError> {
-        if text.error_code == Some(ERROR_OPTED_OUT) {
+        if text.error_code.and_then(channel::receipt_error) == Some(SendError::OptedOut) {
             // As when a send is refused with 21610: no more texts to them.
             self.store.set_opted_out(text.customer_id, true).await?;
         }

@@ -219,7 +219,7 @@ impl JobRunner {
             .queue_job_message(conversation, job.id, OutboundDraft { kind, body })
             .await?
         {
-            Some(sms) => match engine.send_claimed(sms, now).await? {
+            Some(text) => match engine.dispatcher.send_claimed(business, text, now).await? {
                 Delivery::Sent { sid } => Ok(JobOutcome::Done { result: Some(sid) }),
                 Delivery::OptedOut => Ok(JobOutcome::Cancelled {
                     reason: "the customer opted out".into(),
@@ -308,7 +308,7 @@ impl JobRunner {
             return Ok(JobOutcome::Done { result: None });
         }
         let Some(fetcher) = &self.media else {
-            let error = "no Twilio credentials to fetch media with".to_string();
+            let error = "no provider credentials to fetch media with".to_string();
             self.store
                 .record_media_fetch(id, &MediaFetch::Failed(error.clone()))
                 .await?;

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
+use super::dispatch::Dispatcher;
 use crate::assistant::guided::GuidedResponder;
 use crate::assistant::job_tools::new_quote_id;
 use crate::assistant::{Responder, ResponderError};
-use crate::channel::{Channel, whatsapp};
+use crate::channel::Channel;
 use crate::clock::Clock;
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{self, ConversationState, Event};
@@ -23,11 +24,10 @@ use crate::domain::quote::{Quote, price};
 use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
 use crate::store::{
-    ConversationId, Delivery, MessageId, ModelCalls, NewAlert, NewJob, OutboundDraft, OutboundSms, Store,
-    StoreError, TurnCommit, TurnInput,
+    ConversationId, MessageId, ModelCalls, NewAlert, NewJob, OutboundDraft, Store, StoreError, TurnCommit,
+    TurnInput,
 };
 use crate::templates;
-use crate::twilio::{SendError, SmsSender};
 
 pub struct Engine {
     pub store: Arc<dyn Store>,
@@ -35,7 +35,8 @@ pub struct Engine {
     pub responder: Arc<dyn Responder>,
     /// Stands in when the responder fails.
     pub guided: GuidedResponder,
-    pub sender: Arc<dyn SmsSender>,
+    /// The one way a stored text leaves: through its conversation's channel.
+    pub dispatcher: Arc<Dispatcher>,
     pub business: Arc<BusinessConfig>,
     /// Longest a turn may wait on the responder.
     pub turn_deadline: std::time::Duration,
@@ -330,7 +331,7 @@ impl Engine {
         };
 
         // The guardrail, last line: whatever drafted it, the reply as it will
-        // be sent (whole, before Twilio splits it into texts) states only
+        // be sent (whole, before the provider splits it into texts) states only
         // facts of this conversation after the turn.
         let channel = Channel::of(&turn.conversation.customer_phone);
         let mut body = channel.prepare_reply(&text, self.business.sms.max_segments);
@@ -587,7 +588,9 @@ impl Engine {
         match claimed {
             Some(sms) => {
                 let reply = sms.id;
-                self.send_claimed(sms, self.clock.now()).await?;
+                self.dispatcher
+                    .send_claimed(&self.business, sms, self.clock.now())
+                    .await?;
                 Ok(Some(reply))
             }
             None => Ok(None),
@@ -614,7 +617,7 @@ impl Engine {
         // Carriers confirm their own keywords; an opt-out in words, nobody does.
         let mut in_words = false;
         for message in &turn.pending {
-            // Twilio's Advanced Opt-Out tells us what it understood.
+            // The provider's opt-out service tells us what it understood.
             let keyword = match message
                 .opt_out_type
                 .as_deref()
@@ -668,8 +671,8 @@ impl Engine {
         {
             *state = next;
         }
-        // An opted-out customer gets no texts at all; on SMS Twilio itself
-        // confirms STOP and START to the customer, so we add nothing to
+        // An opted-out customer gets no texts at all; on SMS the provider
+        // itself confirms STOP and START to the customer, so we add nothing to
         // either. An opt-out in words, or any opt-out on a channel whose
         // provider confirms nothing (WhatsApp), gets its one confirmation
         // from us.
@@ -693,135 +696,6 @@ impl Engine {
         })
     }
 
-    /// Sends a queued text, once. A text another task already claimed, or
-    /// one already sent, is left alone.
-    #[tracing::instrument(name = "deliver", skip_all, fields(message = id.0))]
-    pub async fn deliver(&self, id: MessageId) -> Result<(), StoreError> {
-        if let Some(sms) = self.store.claim_outbound(id).await? {
-            self.send_claimed(sms, self.clock.now()).await?;
-        }
-        Ok(())
-    }
-
-    /// Sends a text this task has claimed, and records what happened.
-    /// Sends a text this task has claimed, records and returns what happened.
-    /// `now` is the moment of sending, by which WhatsApp's window is judged.
-    pub async fn send_claimed(
-        &self,
-        sms: OutboundSms,
-        now: chrono::DateTime<Utc>,
-    ) -> Result<Delivery, StoreError> {
-        let id = sms.id;
-        if sms.customer_opted_out {
-            self.store.record_delivery(id, &Delivery::OptedOut).await?;
-            return Ok(Delivery::OptedOut);
-        }
-        // An earlier attempt was cut off (a crash mid-send): ask the provider
-        // whether it went out before sending it again.
-        if sms.attempts > 1 {
-            match self
-                .sender
-                .find_sent(&sms.from, &sms.to, &sms.body, sms.created_at)
-                .await
-            {
-                Ok(Some(sid)) => {
-                    tracing::info!(to = %sms.to.masked(), %sid, "an interrupted send had gone out; not sending again");
-                    let delivery = Delivery::Sent { sid };
-                    self.store.record_delivery(id, &delivery).await?;
-                    return Ok(delivery);
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "could not check an interrupted send; sending it"),
-            }
-        }
-        let recipient = plan::CustomerContact {
-            name: None,
-            phone: sms.to.clone(),
-        };
-        // Judged now, not when the text was drafted or queued: a reply held
-        // by quiet hours may find WhatsApp's window closed.
-        let sent = if Channel::of(&sms.to).free_form_allowed(sms.last_inbound_at, now) {
-            self.sender.send(&sms.from, &sms.to, &sms.body).await
-        } else {
-            let (key, template) = self.business.whatsapp.templates.for_kind(&sms.kind);
-            match template {
-                Some(content_sid) => {
-                    let variables = whatsapp::content_variables(&self.business.business.name, &sms.body);
-                    self.sender
-                        .send_template(&sms.from, &sms.to, content_sid, &variables)
-                        .await
-                }
-                None => Err(SendError::OutsideWindow(format!(
-                    "no template is configured for it (`[whatsapp.templates] {key}`)"
-                ))),
-            }
-        };
-        let delivery = match sent {
-            Ok(sid) => Delivery::Sent { sid },
-            Err(SendError::OutsideWindow(why)) => {
-                self.alert_about(
-                    whatsapp::WINDOW_CLOSED,
-                    Some(sms.conversation_id),
-                    &format!(
-                        "A WhatsApp {} to {} was not sent: the customer last wrote more than 24 hours ago, so WhatsApp allows only an approved template, and {why}. It said: \"{}\"",
-                        sms.kind,
-                        sms.to.as_str(),
-                        sms.body
-                    ),
-                    Some(&recipient),
-                )
-                .await;
-                Delivery::Withheld {
-                    reason: format!("outside WhatsApp's 24-hour window: {why}"),
-                }
-            }
-            Err(SendError::OptedOut) => {
-                self.store.set_opted_out(sms.customer_id, true).await?;
-                Delivery::OptedOut
-            }
-            Err(SendError::Ambiguous(error)) => {
-                self.alert_about(
-                    "send_unknown",
-                    Some(sms.conversation_id),
-                    &format!(
-                        "A text to {} may not have been delivered: {error}",
-                        sms.to.as_str()
-                    ),
-                    Some(&recipient),
-                )
-                .await;
-                Delivery::Unknown { error }
-            }
-            Err(e) => {
-                self.alert_about(
-                    "send_failed",
-                    Some(sms.conversation_id),
-                    &format!("A text to {} was not delivered: {e}", sms.to.as_str()),
-                    Some(&recipient),
-                )
-                .await;
-                Delivery::Failed { error: e.to_string() }
-            }
-        };
-        tracing::info!(to = %sms.to.masked(), ?delivery, "delivery recorded");
-        // The text is out; failing to record that must not lose the fact.
-        let mut attempt = 0;
-        loop {
-            match self.store.record_delivery(id, &delivery).await {
-                Ok(()) => return Ok(delivery),
-                Err(e) if attempt < 3 => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "could not record a delivery; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, ?delivery, "delivery happened but could not be recorded");
-                    return Err(e);
-                }
-            }
-        }
-    }
-
     /// Delivers texts left queued, e.g. by a crash between queueing and
     /// sending.
     pub async fn deliver_undelivered(&self) -> Result<usize, StoreError> {
@@ -832,7 +706,7 @@ impl Engine {
             .is_quiet(self.clock.now(), self.business.business.timezone);
         let ids = self.store.undelivered(!quiet).await?;
         for id in &ids {
-            self.deliver(*id).await?;
+            self.dispatcher.deliver(&self.business, *id).await?;
         }
         Ok(ids.len())
     }
@@ -848,21 +722,44 @@ impl Engine {
         detail: &str,
         customer: Option<&plan::CustomerContact>,
     ) {
-        tracing::error!(alert = kind, detail = %redact_phone_numbers(detail), "owner alert");
-        if let Err(e) = self.store.record_alert(kind, conversation, detail).await {
-            tracing::error!(error = %e, "could not store owner alert");
-        }
-        let alert = NewAlert {
+        alert_owner(
+            self.store.as_ref(),
+            &self.business,
             kind,
-            detail: detail.to_string(),
-        };
-        let now = self.clock.now();
-        let key = format!("{}:{}", conversation.map_or(0, |c| c.0), now.timestamp_millis());
-        if let Some(job) = plan::alert_job_about(&self.business, &alert, conversation, customer, &key, now)
-            && let Err(e) = self.store.enqueue_jobs(&[job]).await
-        {
-            tracing::error!(error = %e, "could not queue the owner's alert email");
-        }
+            conversation,
+            detail,
+            customer,
+            self.clock.now(),
+        )
+        .await;
+    }
+}
+
+/// Raises an owner alert: to the log at error level, into the store, and
+/// into the owner's email (a job). Failing to store one must not fail the
+/// work that raised it.
+pub(crate) async fn alert_owner(
+    store: &dyn Store,
+    business: &BusinessConfig,
+    kind: &'static str,
+    conversation: Option<ConversationId>,
+    detail: &str,
+    customer: Option<&plan::CustomerContact>,
+    now: chrono::DateTime<Utc>,
+) {
+    tracing::error!(alert = kind, detail = %redact_phone_numbers(detail), "owner alert");
+    if let Err(e) = store.record_alert(kind, conversation, detail).await {
+        tracing::error!(error = %e, "could not store owner alert");
+    }
+    let alert = NewAlert {
+        kind,
+        detail: detail.to_string(),
+    };
+    let key = format!("{}:{}", conversation.map_or(0, |c| c.0), now.timestamp_millis());
+    if let Some(job) = plan::alert_job_about(business, &alert, conversation, customer, &key, now)
+        && let Err(e) = store.enqueue_jobs(&[job]).await
+    {
+        tracing::error!(error = %e, "could not queue the owner's alert email");
     }
 }
 

@@ -8,9 +8,11 @@ use serde_json::json;
 use textdesk::anthropic::{
     AnthropicClient, ApiMessage, ContentBlock, MessagesRequest, ModelClient, ModelError, Role,
 };
+use textdesk::channel::twilio::TwilioChannel;
+use textdesk::channel::{ChannelPort, Content, SendError};
 use textdesk::config::settings::{AnthropicSettings, TwilioCredentials};
 use textdesk::domain::phone::E164;
-use textdesk::twilio::{SendError, SmsSender, TwilioClient};
+use textdesk::twilio::TwilioClient;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -205,8 +207,8 @@ async fn anthropic_unreachable_is_unavailable() {
     assert!(matches!(err, ModelError::Unavailable { .. }), "{err:?}");
 }
 
-fn twilio(server: &MockServer, timeout: Duration) -> TwilioClient {
-    TwilioClient::new(
+fn twilio(server: &MockServer, timeout: Duration) -> TwilioChannel {
+    TwilioChannel::new(TwilioClient::new(
         &server.uri().parse().unwrap(),
         TwilioCredentials {
             account_sid: "ACx".into(),
@@ -214,7 +216,7 @@ fn twilio(server: &MockServer, timeout: Duration) -> TwilioClient {
             from_number: E164::parse("+15035550142").unwrap(),
         },
         timeout,
-    )
+    ))
     .with_retry_base(Duration::from_millis(5))
 }
 
@@ -236,7 +238,7 @@ async fn twilio_success_returns_the_sid() {
         .await;
     assert_eq!(
         twilio(&server, Duration::from_secs(2))
-            .send(&from(), &to(), "hi")
+            .send(&from(), &to(), Content::Text("hi"))
             .await
             .unwrap(),
         "SM123"
@@ -254,7 +256,7 @@ async fn twilio_error_bodies_are_classified() {
         .mount(&server)
         .await;
     let err = twilio(&server, Duration::from_secs(2))
-        .send(&from(), &to(), "hi")
+        .send(&from(), &to(), Content::Text("hi"))
         .await
         .unwrap_err();
     assert_eq!(
@@ -276,7 +278,7 @@ async fn twilio_error_bodies_are_classified() {
         .mount(&server)
         .await;
     let err = twilio(&server, Duration::from_secs(2))
-        .send(&from(), &to(), "hi")
+        .send(&from(), &to(), Content::Text("hi"))
         .await
         .unwrap_err();
     assert_eq!(err, SendError::OptedOut);
@@ -293,7 +295,7 @@ async fn twilio_5xx_and_429_are_retried_then_unavailable() {
         .mount(&server)
         .await;
     let err = twilio(&server, Duration::from_secs(2))
-        .send(&from(), &to(), "hi")
+        .send(&from(), &to(), Content::Text("hi"))
         .await
         .unwrap_err();
     assert!(
@@ -315,7 +317,7 @@ async fn twilio_timeout_is_ambiguous_and_not_retried() {
         .mount(&server)
         .await;
     let err = twilio(&server, Duration::from_millis(200))
-        .send(&from(), &to(), "hi")
+        .send(&from(), &to(), Content::Text("hi"))
         .await
         .unwrap_err();
     assert!(matches!(err, SendError::Ambiguous(_)), "{err:?}");
