@@ -181,33 +181,49 @@ impl JobRunner {
     }
 
     async fn run_job(&self, engine: &Engine, job: &Job, now: DateTime<Utc>) -> Result<JobOutcome, Failure> {
-        let business = &engine.business;
         // A row that does not read as its kind fails the same way every
         // time: dead at once, with the reason.
-        let payload = JobPayload::of(job).map_err(|e| Failure::Permanent(e.to_string()))?;
-        let (kind, conversation) = match &payload {
-            JobPayload::Email(email) => return self.send_email(job, email.clone()).await,
-            JobPayload::FetchMedia(media) => return self.fetch_media(job, media).await,
-            JobPayload::Reminder(_) => ("reminder", job.conversation_id),
-            JobPayload::FollowUp(_) => ("follow_up", job.conversation_id),
-            JobPayload::DeferredReply(_) => ("reply", job.conversation_id),
-        };
+        match JobPayload::of(job).map_err(|e| Failure::Permanent(e.to_string()))? {
+            JobPayload::Email(email) => self.send_email(job, email).await,
+            JobPayload::FetchMedia(media) => self.fetch_media(job, &media).await,
+            text => self.send_text(engine, job, &text, now).await,
+        }
+    }
+
+    /// A job that texts the customer: a reminder, a follow-up or a held
+    /// reply, each out of quiet hours and only while it still applies.
+    async fn send_text(
+        &self,
+        engine: &Engine,
+        job: &Job,
+        text: &JobPayload,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, Failure> {
+        let business = &engine.business;
         if crate::channel::Channel::of_address(&job.recipient).observes_quiet_hours()
             && let Some(at) = Self::quiet_until(business, now)
         {
             return Ok(JobOutcome::Defer { at });
         }
-        let Some(conversation) = conversation else {
+        let Some(conversation) = job.conversation_id else {
             return Err(Failure::Permanent("a text job without a conversation".into()));
         };
-        let body = match &payload {
-            JobPayload::Reminder(reminder) => self.reminder_text(business, reminder, now).await?,
-            JobPayload::FollowUp(follow_up) => {
-                self.follow_up_text(business, follow_up, conversation, now)
-                    .await?
+        let (kind, body) = match text {
+            JobPayload::Reminder(reminder) => {
+                ("reminder", self.reminder_text(business, reminder, now).await?)
             }
-            JobPayload::DeferredReply(reply) => Some(reply.body.clone()),
-            JobPayload::Email(_) | JobPayload::FetchMedia(_) => None,
+            JobPayload::FollowUp(follow_up) => (
+                "follow_up",
+                self.follow_up_text(business, follow_up, conversation, now)
+                    .await?,
+            ),
+            JobPayload::DeferredReply(reply) => ("reply", Some(reply.body.clone())),
+            JobPayload::Email(_) | JobPayload::FetchMedia(_) => {
+                return Err(Failure::Permanent(format!(
+                    "a `{}` job sends no text",
+                    text.kind()
+                )));
+            }
         };
         let Some(body) = body else {
             return Ok(JobOutcome::Cancelled {

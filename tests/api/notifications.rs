@@ -733,3 +733,42 @@ async fn a_job_whose_payload_does_not_read_is_dead_with_the_reason() {
     );
     assert!(app.sent_texts().await.is_empty());
 }
+
+#[tokio::test]
+async fn every_job_the_previous_release_stored_reads_as_a_typed_payload() {
+    // The fixture was written by the release that read payloads by key:
+    // follow-ups, a reminder and a crew email among its jobs.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-businesses.db");
+    let app = spawn_app_with(Options {
+        with_model: false,
+        database: Some(fixture),
+        ..Options::default()
+    })
+    .await;
+    let every = [
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Done,
+        JobStatus::Dead,
+        JobStatus::Cancelled,
+        JobStatus::Suspended,
+    ];
+    let jobs = app.store.jobs(&every, 100).await.unwrap();
+    assert_eq!(jobs.len(), 8, "{jobs:?}");
+    let mut kinds = std::collections::BTreeSet::new();
+    for job in &jobs {
+        let payload = JobPayload::of(job).unwrap_or_else(|e| panic!("job {}: {e}", job.id));
+        assert_eq!(payload.kind(), job.kind);
+        kinds.insert(payload.kind());
+    }
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        vec![EMAIL, textdesk::jobs::plan::FOLLOW_UP, REMINDER]
+    );
+    let reminder = jobs.iter().find(|j| j.kind == REMINDER).unwrap();
+    let JobPayload::Reminder(reminder) = JobPayload::of(reminder).unwrap() else {
+        panic!("not a reminder");
+    };
+    assert_eq!(reminder.label, "Mon Nov 30, 8-10am");
+    assert_eq!(reminder.total, "650".parse().unwrap());
+}
