@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::anthropic::AnthropicClient;
 use crate::assistant::guided::GuidedResponder;
+use crate::assistant::prompt;
 use crate::assistant::tools::ToolRegistry;
 use crate::assistant::{ClaudeResponder, Responder, job_tools, schedule_tools};
 use crate::calendar::google::{GoogleCalendar, GoogleSetupError};
@@ -18,7 +19,6 @@ use crate::calendar::{Calendar, LocalCalendar};
 use crate::config::business::BusinessConfig;
 use crate::config::directory::BusinessDirectory;
 use crate::config::settings::{AnthropicSettings, Settings};
-use crate::domain::prompt;
 use crate::email::{EmailSender, OutboxEmail, SesEmail};
 use crate::http::{self, AppState};
 use crate::jobs::runner::JobRunner;
@@ -165,7 +165,7 @@ impl Adapters {
             Some((client, anthropic)) => {
                 let mut tools = ToolRegistry::default();
                 job_tools::register(&mut tools, business.clone());
-                schedule_tools::register(&mut tools, scheduler.clone(), business.clone());
+                schedule_tools::register(&mut tools, scheduler.clone());
                 Arc::new(ClaudeResponder {
                     client: client.clone(),
                     model: anthropic.model.clone(),

@@ -9,10 +9,11 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::tools::{OwnerAlert, Tool, ToolContext, ToolError};
+use super::tools::{Tool, ToolContext, ToolError};
 use crate::config::business::{BusinessConfig, BusinessKind};
+use crate::desk;
 use crate::domain::conversation::{Event, HandoffReason, JobDetails, JobUpdate, tool};
-use crate::domain::quote::{Quote, Selected, price};
+use crate::domain::quote::{Quote, Selected};
 
 /// Registers the intake tools.
 pub fn register(registry: &mut super::tools::ToolRegistry, business: Arc<BusinessConfig>) {
@@ -456,13 +457,6 @@ pub fn quote_for_model(quote: &Quote, business: &BusinessConfig) -> String {
     )
 }
 
-pub fn new_quote_id() -> String {
-    format!(
-        "Q{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase()
-    )
-}
-
 #[async_trait]
 impl Tool for GetQuote {
     fn name(&self) -> &'static str {
@@ -480,15 +474,7 @@ impl Tool for GetQuote {
     }
 
     async fn call(&self, ctx: &mut ToolContext<'_>, _input: Value) -> Result<String, ToolError> {
-        let job = ctx.state.job().cloned().unwrap_or_default();
-        let spec = job.to_spec(self.business.business.kind).map_err(|e| {
-            ToolError::InvalidInput(format!("{e}. Ask the customer, then record_job_details."))
-        })?;
-        let quote = price(&self.business.pricing, &spec, new_quote_id(), ctx.now)
-            .map_err(|e| ToolError::InvalidInput(format!("{e}")))?;
-        ctx.apply(Event::QuoteIssued(quote.clone()))?;
-        ctx.new_quotes.push(quote.clone());
-        tracing::info!(quote = %quote.id, total = %quote.total, "quote issued");
+        let quote = desk::issue_quote(&mut ctx.desk())?;
         Ok(quote_for_model(&quote, &self.business))
     }
 }
@@ -529,25 +515,17 @@ impl Tool for EscalateToOwner {
     async fn call(&self, ctx: &mut ToolContext<'_>, input: Value) -> Result<String, ToolError> {
         let input: EscalateInput =
             serde_json::from_value(input).map_err(|e| ToolError::InvalidInput(e.to_string()))?;
-        let summary = input.summary.trim().to_string();
-        if summary.is_empty() {
+        if input.reason == HandoffReason::OwnerTookOver {
+            return Err(ToolError::InvalidInput(
+                "reason must be one of: customer_asked_for_person, complaint, cannot_price, other".into(),
+            ));
+        }
+        if input.summary.trim().is_empty() {
             return Err(ToolError::InvalidInput(
                 "summary must say what the customer needs".into(),
             ));
         }
-        ctx.apply(Event::HandOff {
-            reason: input.reason,
-            summary: summary.clone(),
-            at: ctx.now,
-        })?;
-        ctx.alerts.push(OwnerAlert {
-            kind: "handoff",
-            detail: format!(
-                "Handed to you ({:?}): customer {}. {summary}",
-                input.reason,
-                ctx.turn.conversation.customer_phone.masked()
-            ),
-        });
+        desk::hand_off(&mut ctx.desk(), input.reason, &input.summary)?;
         Ok(
             "Handed off to the owner. Tell the customer, in one short sentence, that the owner will \
             text them soon. Do not promise a time or a price."

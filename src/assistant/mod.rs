@@ -6,6 +6,7 @@
 
 pub mod guided;
 pub mod job_tools;
+pub mod prompt;
 pub mod schedule_tools;
 pub mod tools;
 
@@ -19,8 +20,8 @@ use crate::anthropic::{
 };
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::ConversationState;
+use crate::domain::guardrail;
 use crate::domain::quote::Quote;
-use crate::domain::{guardrail, prompt};
 use crate::store::{Direction, MediaStatus, Message, StoredImage, TurnInput};
 use tools::{OwnerAlert, ToolContext, ToolRegistry};
 
@@ -31,6 +32,25 @@ pub struct Draft {
     pub state: ConversationState,
     pub new_quotes: Vec<Quote>,
     pub alerts: Vec<OwnerAlert>,
+}
+
+impl Draft {
+    /// The turn as the desk's operations take it.
+    pub fn desk<'a>(
+        &'a mut self,
+        business: &'a BusinessConfig,
+        conversation: &'a crate::store::Conversation,
+        now: chrono::DateTime<Utc>,
+    ) -> crate::desk::Turn<'a> {
+        crate::desk::Turn {
+            business,
+            conversation,
+            now,
+            state: &mut self.state,
+            new_quotes: &mut self.new_quotes,
+            alerts: &mut self.alerts,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -318,7 +338,13 @@ impl Responder for ClaudeResponder {
         // falls back to a code-stated text.
         let as_sent = crate::channel::Channel::of(&turn.conversation.customer_phone)
             .prepare_reply(&text, self.business.sms.max_segments);
-        let facts = guardrail::Facts::of(&self.business, &initial, &ctx.state, ctx.quotes(), ctx.now);
+        let facts = guardrail::Facts::of(
+            &self.business.guardrail_terms(),
+            &initial,
+            &ctx.state,
+            ctx.quotes(),
+            ctx.now,
+        );
         let violations = guardrail::check(&as_sent, &facts);
         if !violations.is_empty() {
             let reasons = guardrail::describe(&violations);

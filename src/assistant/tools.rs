@@ -14,16 +14,13 @@ use serde_json::Value;
 
 use crate::anthropic::ToolDefinition;
 use crate::config::business::BusinessConfig;
-use crate::domain::conversation::{ConversationState, Event, tool, transition};
+use crate::desk::{self, DeskError};
+use crate::domain::conversation::{ConversationState, Event, tool};
 use crate::domain::quote::Quote;
+use crate::scheduling::SchedulingError;
 use crate::store::TurnInput;
 
-/// Something the owner must hear about, raised during a turn.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnerAlert {
-    pub kind: &'static str,
-    pub detail: String,
-}
+pub use crate::desk::OwnerAlert;
 
 /// What a tool may read and change during a turn. Changes are kept here and
 /// committed with the turn's reply, all at once.
@@ -37,18 +34,23 @@ pub struct ToolContext<'a> {
 }
 
 impl ToolContext<'_> {
+    /// The turn as the desk's operations take it.
+    pub fn desk(&mut self) -> desk::Turn<'_> {
+        desk::Turn {
+            business: self.business,
+            conversation: &self.turn.conversation,
+            now: self.now,
+            state: &mut self.state,
+            new_quotes: &mut self.new_quotes,
+            alerts: &mut self.alerts,
+        }
+    }
+
     /// Moves the conversation through the state machine.
     pub fn apply(&mut self, event: Event) -> Result<(), ToolError> {
-        let next = transition(self.state.clone(), event).map_err(|e| ToolError::NotAllowed(e.to_string()))?;
-        if next.name() != self.state.name() {
-            tracing::info!(
-                from = self.state.name(),
-                to = next.name(),
-                "conversation state changed"
-            );
-        }
-        self.state = next;
-        Ok(())
+        self.desk()
+            .apply(event)
+            .map_err(|e| ToolError::NotAllowed(e.to_string()))
     }
 
     /// Every quote of this conversation, older ones first.
@@ -68,6 +70,46 @@ pub enum ToolError {
     /// The tool could not do its work (a service down); not the model's fault.
     #[error("failed: {0}")]
     Failed(String),
+}
+
+/// What the model reads when the desk refused: what to fix, or what to
+/// tell the customer.
+impl From<DeskError> for ToolError {
+    fn from(e: DeskError) -> Self {
+        match e {
+            DeskError::NotAllowed(why) => ToolError::NotAllowed(why),
+            DeskError::Incomplete(why) => {
+                ToolError::InvalidInput(format!("{why}. Ask the customer, then record_job_details."))
+            }
+            DeskError::CannotPrice(why) => ToolError::InvalidInput(why.to_string()),
+            DeskError::NotOffered { offered, .. } if offered.is_empty() => {
+                ToolError::InvalidInput("no openings are on offer now: call get_available_slots".into())
+            }
+            DeskError::NotOffered { id, offered } => ToolError::InvalidInput(format!(
+                "slot {id} was not offered in this conversation; offered: {}",
+                offered.iter().map(u8::to_string).collect::<Vec<_>>().join(", ")
+            )),
+            DeskError::AddressMissing => ToolError::InvalidInput(
+                "the job address is missing: ask the customer for it, record_job_details, then book".into(),
+            ),
+            DeskError::AlreadyBookedFor(label) => ToolError::InvalidInput(format!(
+                "the customer is already booked for {label}: book another opening, or call reschedule_booking \
+                 with keep_current_time"
+            )),
+            DeskError::Scheduling(SchedulingError::Taken(why)) => ToolError::InvalidInput(format!(
+                "that opening is no longer available ({why}). Call get_available_slots and offer new times."
+            )),
+            DeskError::Scheduling(SchedulingError::Incomplete(_)) => ToolError::Failed(
+                "the booking could not be confirmed. Tell the customer the owner will text them to confirm the time."
+                    .into(),
+            ),
+            DeskError::Scheduling(_) => ToolError::Failed(
+                "the calendar is unavailable. Tell the customer the owner will text them to set a time; do not offer times."
+                    .into(),
+            ),
+            other => ToolError::Failed(other.to_string()),
+        }
+    }
 }
 
 #[async_trait]

@@ -9,16 +9,16 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::assistant::guided::GuidedResponder;
-use crate::assistant::job_tools::new_quote_id;
 use crate::assistant::{Responder, ResponderError};
 use crate::channel::{Channel, whatsapp};
 use crate::config::business::BusinessConfig;
+use crate::desk;
 use crate::domain::conversation::{self, ConversationState, Event};
 use crate::domain::guardrail::{self, ViolationKind};
 use crate::domain::guided;
 use crate::domain::keywords::{self, Keyword};
 use crate::domain::phone::redact_phone_numbers;
-use crate::domain::quote::{Quote, price};
+use crate::domain::quote::Quote;
 use crate::jobs::plan;
 use crate::store::{
     ConversationId, Delivery, MessageId, ModelCalls, NewAlert, NewJob, OutboundDraft, OutboundSms, Store,
@@ -333,7 +333,7 @@ impl Engine {
         let violations = guardrail::check(&body, &self.guardrail_facts(&state, &draft, &turn, now));
         if !violations.is_empty() {
             let state_before_fallback = draft.state.clone();
-            let text = self.templated_fallback(&state, &mut draft, now);
+            let text = self.templated_fallback(&turn, &state, &mut draft, now);
             body = channel.prepare_reply(&text, self.business.sms.max_segments);
             kind = "templated";
             let money = violations.iter().any(|v| {
@@ -475,7 +475,7 @@ impl Engine {
         now: chrono::DateTime<Utc>,
     ) -> guardrail::Facts {
         guardrail::Facts::of(
-            &self.business,
+            &self.business.guardrail_terms(),
             before,
             &draft.state,
             turn.quotes.iter().chain(&draft.new_quotes),
@@ -489,6 +489,7 @@ impl Engine {
     /// described, a fresh quote; or the next question.
     fn templated_fallback(
         &self,
+        turn: &TurnInput,
         before: &ConversationState,
         draft: &mut crate::assistant::Draft,
         now: chrono::DateTime<Utc>,
@@ -533,16 +534,8 @@ impl Engine {
         }
         let job = draft.state.job().cloned().unwrap_or_default();
         let kind = self.business.business.kind;
-        let priced = job
-            .to_spec(kind)
-            .and_then(|spec| price(&self.business.pricing, &spec, new_quote_id(), now));
-        if let Ok(quote) = priced
-            && let Ok(next) = conversation::transition(draft.state.clone(), Event::QuoteIssued(quote.clone()))
-        {
-            draft.state = next;
-            let text = templates::quote_message(&self.business, &quote);
-            draft.new_quotes.push(quote);
-            return text;
+        if let Ok(quote) = desk::issue_quote(&mut draft.desk(&self.business, &turn.conversation, now)) {
+            return templates::quote_message(&self.business, &quote);
         }
         match guided::next_question(&job, kind, &self.business.pricing) {
             Some(question) => format!(
