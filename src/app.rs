@@ -24,7 +24,7 @@ use crate::http::{self, AppState};
 use crate::jobs::runner::JobRunner;
 use crate::jobs::turns::Engine;
 use crate::jobs::worker::TurnWorker;
-use crate::scheduling::{CrewLocks, Scheduler};
+use crate::scheduling::Scheduler;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NewAlert, Store, StoreError};
 use crate::twilio::{ConsoleSender, SmsSender, TwilioClient};
@@ -53,11 +53,11 @@ pub struct Services {
 struct Adapters {
     store: Arc<dyn Store>,
     sender: Arc<dyn SmsSender>,
-    calendar: Arc<dyn Calendar>,
     anthropic: Option<(Arc<AnthropicClient>, AnthropicSettings)>,
     lease: std::time::Duration,
-    /// Per business, kept across reloads.
-    crew_locks: std::sync::Mutex<HashMap<String, CrewLocks>>,
+    /// One for every business and configuration: it keeps each
+    /// business's crew locks across reloads.
+    scheduler: Arc<Scheduler>,
 }
 
 /// The turn engines, one per business, built from the directory's
@@ -148,23 +148,11 @@ impl Desks {
 impl Adapters {
     fn engine(&self, business: Arc<BusinessConfig>) -> Engine {
         let store = self.store.clone();
-        let locks = self
-            .crew_locks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(business.business.id.clone())
-            .or_default()
-            .clone();
-        let scheduler = Arc::new(Scheduler::with_locks(
-            store.clone(),
-            self.calendar.clone(),
-            business.clone(),
-            locks,
-        ));
+        let scheduler = self.scheduler.clone();
         let responder: Arc<dyn Responder> = match &self.anthropic {
             Some((client, anthropic)) => {
                 let mut tools = ToolRegistry::default();
-                job_tools::register(&mut tools, business.clone());
+                job_tools::register(&mut tools);
                 schedule_tools::register(&mut tools, scheduler.clone());
                 Arc::new(ClaudeResponder {
                     client: client.clone(),
@@ -172,23 +160,18 @@ impl Adapters {
                     max_tokens: anthropic.max_tokens,
                     max_tool_rounds: anthropic.max_tool_rounds,
                     tools,
-                    business: business.clone(),
                     // A third of the lease: the engine's backstop is half.
                     deadline: self.lease / 3,
                 })
             }
             None => Arc::new(GuidedResponder {
-                business: business.clone(),
                 scheduler: scheduler.clone(),
             }),
         };
         Engine {
             store,
             responder,
-            guided: GuidedResponder {
-                business: business.clone(),
-                scheduler,
-            },
+            guided: GuidedResponder { scheduler },
             sender: self.sender.clone(),
             business,
             // Well inside the lease, so a slow turn ends (with an apology)
@@ -314,10 +297,9 @@ impl Services {
             adapters: Some(Adapters {
                 store: store.clone(),
                 sender,
-                calendar,
+                scheduler: Arc::new(Scheduler::new(store.clone(), calendar)),
                 anthropic,
                 lease: settings.worker.lease,
-                crew_locks: Default::default(),
             }),
             current: RwLock::new(Arc::new(DeskSet {
                 version: 0,

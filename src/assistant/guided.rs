@@ -22,7 +22,6 @@ use crate::store::TurnInput;
 use crate::templates;
 
 pub struct GuidedResponder {
-    pub business: Arc<BusinessConfig>,
     pub scheduler: Arc<Scheduler>,
 }
 
@@ -41,13 +40,14 @@ impl GuidedResponder {
     /// returns the text that lists them.
     async fn offer(
         &self,
+        business: &BusinessConfig,
         turn: &TurnInput,
         draft: &mut Draft,
         now: DateTime<Utc>,
         filter: &DateFilter,
     ) -> String {
         let offered = desk::offer_openings(
-            &mut draft.desk(&self.business, &turn.conversation, now),
+            &mut draft.desk(business, &turn.conversation, now),
             &self.scheduler,
             filter,
             "",
@@ -70,6 +70,7 @@ impl GuidedResponder {
     /// Books an offered slot (or moves the booking to it).
     async fn book(
         &self,
+        business: &BusinessConfig,
         turn: &TurnInput,
         draft: &mut Draft,
         slot: &OfferedSlot,
@@ -77,7 +78,7 @@ impl GuidedResponder {
         opening: &str,
     ) {
         let booked = desk::book(
-            &mut draft.desk(&self.business, &turn.conversation, now),
+            &mut draft.desk(business, &turn.conversation, now),
             &self.scheduler,
             slot.id,
         )
@@ -94,16 +95,25 @@ impl GuidedResponder {
             ),
             Err(DeskError::AddressMissing) => format!("{opening}{}", guided::ADDRESS_QUESTION),
             Err(DeskError::Scheduling(SchedulingError::Taken(_))) => {
-                let offered = self.offer(turn, draft, now, &DateFilter::default()).await;
+                let offered = self
+                    .offer(business, turn, draft, now, &DateFilter::default())
+                    .await;
                 format!("{opening}Sorry, that time was just taken. {offered}")
             }
             Err(_) => format!("{opening}{CALENDAR_DOWN}"),
         };
     }
 
-    async fn cancel(&self, turn: &TurnInput, draft: &mut Draft, now: DateTime<Utc>, opening: &str) {
+    async fn cancel(
+        &self,
+        business: &BusinessConfig,
+        turn: &TurnInput,
+        draft: &mut Draft,
+        now: DateTime<Utc>,
+        opening: &str,
+    ) {
         let cancelled = desk::cancel(
-            &mut draft.desk(&self.business, &turn.conversation, now),
+            &mut draft.desk(business, &turn.conversation, now),
             &self.scheduler,
         )
         .await;
@@ -119,6 +129,7 @@ impl GuidedResponder {
     /// Hands the conversation to the owner at the customer's request.
     fn hand_off(
         &self,
+        business: &BusinessConfig,
         turn: &TurnInput,
         draft: &mut Draft,
         now: DateTime<Utc>,
@@ -126,7 +137,7 @@ impl GuidedResponder {
         opening: &str,
     ) {
         let handed = desk::hand_off(
-            &mut draft.desk(&self.business, &turn.conversation, now),
+            &mut draft.desk(business, &turn.conversation, now),
             HandoffReason::CustomerAskedForPerson,
             summary,
         );
@@ -140,12 +151,12 @@ impl GuidedResponder {
     /// when this stands in for a model that failed.
     pub async fn draft(
         &self,
+        business: &BusinessConfig,
         turn: &TurnInput,
         state: ConversationState,
         now: DateTime<Utc>,
         apologize: bool,
     ) -> Draft {
-        let business = &self.business;
         let pricing = &business.pricing;
         let kind = business.business.kind;
         let text = turn.pending.last().map(|m| m.body.as_str()).unwrap_or("");
@@ -185,6 +196,7 @@ impl GuidedResponder {
             )
         {
             self.hand_off(
+                business,
                 turn,
                 &mut draft,
                 now,
@@ -285,13 +297,15 @@ impl GuidedResponder {
                         } else if quoted.job.address.is_none() {
                             draft.text = format!("{opening}{}", guided::ADDRESS_QUESTION);
                         } else {
-                            let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
+                            let offered = self
+                                .offer(business, turn, &mut draft, now, &DateFilter::default())
+                                .await;
                             draft.text = format!("{opening}{offered}");
                         }
                     }
                     Some(QuotedChoice::Person) => {
                         let summary = format!("Wants a person about quote {}.", quoted.quote.id);
-                        self.hand_off(turn, &mut draft, now, &summary, &opening);
+                        self.hand_off(business, turn, &mut draft, now, &summary, &opening);
                     }
                     // The name is asked once. An answer that is not a name
                     // (an address, say) is taken for what it is.
@@ -315,7 +329,9 @@ impl GuidedResponder {
                         if address.is_none() {
                             draft.text = format!("{opening}{thanks}{}", guided::ADDRESS_QUESTION);
                         } else {
-                            let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
+                            let offered = self
+                                .offer(business, turn, &mut draft, now, &DateFilter::default())
+                                .await;
                             draft.text = format!("{opening}{thanks}{offered}");
                         }
                     }
@@ -327,7 +343,9 @@ impl GuidedResponder {
                                 ..JobUpdate::default()
                             }),
                         );
-                        let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
+                        let offered = self
+                            .offer(business, turn, &mut draft, now, &DateFilter::default())
+                            .await;
                         draft.text = format!("{opening}Thanks! {offered}");
                     }
                     None => {
@@ -352,7 +370,7 @@ impl GuidedResponder {
             ConversationState::Scheduling(s)
                 if s.rescheduling.is_some() && guided::wants_cancel_booking(text) =>
             {
-                self.cancel(turn, &mut draft, now, &opening).await;
+                self.cancel(business, turn, &mut draft, now, &opening).await;
             }
             ConversationState::Scheduling(s) => {
                 let tz = business.business.timezone;
@@ -402,7 +420,7 @@ impl GuidedResponder {
                 match pick {
                     SlotPick::Number(i) => {
                         let slot = s.offered[i].clone();
-                        self.book(turn, &mut draft, &slot, now, &opening).await;
+                        self.book(business, turn, &mut draft, &slot, now, &opening).await;
                     }
                     SlotPick::Words(i) => {
                         let slot = &s.offered[i];
@@ -419,7 +437,9 @@ impl GuidedResponder {
                     }
                     SlotPick::Elsewhere(wanted) => {
                         tracing::debug!(asked = %wanted.description, "no offered opening fits; searching");
-                        let offered = self.offer(turn, &mut draft, now, &wanted.search_filter()).await;
+                        let offered = self
+                            .offer(business, turn, &mut draft, now, &wanted.search_filter())
+                            .await;
                         let fresh = match &draft.state {
                             ConversationState::Scheduling(fresh) => fresh.clone(),
                             _ => s.clone(),
@@ -445,7 +465,9 @@ impl GuidedResponder {
                         };
                     }
                     SlotPick::Unclear if s.offered.is_empty() => {
-                        let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
+                        let offered = self
+                            .offer(business, turn, &mut draft, now, &DateFilter::default())
+                            .await;
                         draft.text = format!("{opening}{offered}");
                     }
                     SlotPick::Unclear => {
@@ -481,7 +503,7 @@ impl GuidedResponder {
                     };
                     draft.text = format!("{opening}Sure. {offered}");
                 } else if guided::wants_cancel_booking(text) {
-                    self.cancel(turn, &mut draft, now, &opening).await;
+                    self.cancel(business, turn, &mut draft, now, &opening).await;
                 } else {
                     draft.text = format!(
                         "{opening}You're booked for {}. {}",
@@ -503,7 +525,12 @@ impl GuidedResponder {
 
 #[async_trait]
 impl Responder for GuidedResponder {
-    async fn respond(&self, turn: &TurnInput, state: ConversationState) -> Result<Draft, ResponderError> {
-        Ok(self.draft(turn, state, Utc::now(), false).await)
+    async fn respond(
+        &self,
+        business: &Arc<BusinessConfig>,
+        turn: &TurnInput,
+        state: ConversationState,
+    ) -> Result<Draft, ResponderError> {
+        Ok(self.draft(business, turn, state, Utc::now(), false).await)
     }
 }

@@ -16,11 +16,9 @@ use crate::domain::conversation::{Event, HandoffReason, JobDetails, JobUpdate, t
 use crate::domain::quote::{Quote, Selected};
 
 /// Registers the intake tools.
-pub fn register(registry: &mut super::tools::ToolRegistry, business: Arc<BusinessConfig>) {
-    registry.register(Arc::new(RecordJobDetails {
-        business: business.clone(),
-    }));
-    registry.register(Arc::new(GetQuote { business }));
+pub fn register(registry: &mut super::tools::ToolRegistry) {
+    registry.register(Arc::new(RecordJobDetails));
+    registry.register(Arc::new(GetQuote));
     registry.register(Arc::new(EscalateToOwner));
 }
 
@@ -50,9 +48,7 @@ fn selection_schema(ids: &[String], description: String) -> Value {
     })
 }
 
-pub struct RecordJobDetails {
-    pub business: Arc<BusinessConfig>,
-}
+pub struct RecordJobDetails;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,10 +196,10 @@ impl Tool for RecordJobDetails {
             .into()
     }
 
-    fn input_schema(&self) -> Value {
-        let pricing = &self.business.pricing;
+    fn input_schema(&self, business: &BusinessConfig) -> Value {
+        let pricing = &business.pricing;
         let mut properties = serde_json::Map::new();
-        match self.business.business.kind {
+        match business.business.kind {
             BusinessKind::JunkRemoval => {
                 let (ids, described) = id_list(
                     pricing
@@ -305,8 +301,10 @@ impl Tool for RecordJobDetails {
     async fn call(&self, ctx: &mut ToolContext<'_>, input: Value) -> Result<String, ToolError> {
         let input: RecordInput =
             serde_json::from_value(input).map_err(|e| ToolError::InvalidInput(e.to_string()))?;
-        let pricing = &self.business.pricing;
-        let kind = self.business.business.kind;
+        // The configuration outlives the context: copy the reference out.
+        let business = ctx.business;
+        let pricing = &business.pricing;
+        let kind = business.business.kind;
         let junk_fields = input.size.is_some() || input.items.is_some();
         let maid_fields = input.bedrooms.is_some()
             || input.bathrooms.is_some()
@@ -431,7 +429,7 @@ impl Tool for RecordJobDetails {
         let voids_quote = update.affects_price() && ctx.state.quote().is_some();
         ctx.apply(Event::DetailsRecorded(update))?;
         let job = ctx.state.job().cloned().unwrap_or_default();
-        let mut out = format!("Recorded. {}", describe_job(&job, &self.business));
+        let mut out = format!("Recorded. {}", describe_job(&job, business));
         if voids_quote {
             out.push_str(" The earlier quote no longer applies: call get_quote for a new one.");
         }
@@ -439,9 +437,7 @@ impl Tool for RecordJobDetails {
     }
 }
 
-pub struct GetQuote {
-    pub business: Arc<BusinessConfig>,
-}
+pub struct GetQuote;
 
 /// A quote as the model reads it.
 pub fn quote_for_model(quote: &Quote, business: &BusinessConfig) -> String {
@@ -469,13 +465,13 @@ impl Tool for GetQuote {
             .into()
     }
 
-    fn input_schema(&self) -> Value {
+    fn input_schema(&self, _business: &BusinessConfig) -> Value {
         json!({"type": "object", "properties": {}, "additionalProperties": false})
     }
 
     async fn call(&self, ctx: &mut ToolContext<'_>, _input: Value) -> Result<String, ToolError> {
         let quote = desk::issue_quote(&mut ctx.desk())?;
-        Ok(quote_for_model(&quote, &self.business))
+        Ok(quote_for_model(&quote, ctx.business))
     }
 }
 
@@ -500,7 +496,7 @@ impl Tool for EscalateToOwner {
             .into()
     }
 
-    fn input_schema(&self) -> Value {
+    fn input_schema(&self, _business: &BusinessConfig) -> Value {
         json!({
             "type": "object",
             "properties": {

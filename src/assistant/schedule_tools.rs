@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::tools::{Tool, ToolContext, ToolError, ToolRegistry};
+use crate::config::business::BusinessConfig;
 use crate::desk;
 use crate::domain::conversation::tool;
 use crate::scheduling::{Offer, Scheduler};
@@ -87,7 +88,7 @@ impl Tool for GetAvailableSlots {
             .into()
     }
 
-    fn input_schema(&self) -> Value {
+    fn input_schema(&self, _business: &BusinessConfig) -> Value {
         json!({
             "type": "object",
             "properties": {
@@ -126,7 +127,7 @@ impl Tool for BookSlot {
             .into()
     }
 
-    fn input_schema(&self) -> Value {
+    fn input_schema(&self, _business: &BusinessConfig) -> Value {
         json!({
             "type": "object",
             "properties": {"slot_id": {"type": "integer", "minimum": 1, "description": "The number of an offered opening."}},
@@ -172,7 +173,7 @@ impl Tool for RescheduleBooking {
             .into()
     }
 
-    fn input_schema(&self) -> Value {
+    fn input_schema(&self, _business: &BusinessConfig) -> Value {
         json!({
             "type": "object",
             "properties": {
@@ -210,7 +211,7 @@ impl Tool for CancelBooking {
         "Cancel the customer's booking, when they clearly ask to. Removes it from the crew's calendar.".into()
     }
 
-    fn input_schema(&self) -> Value {
+    fn input_schema(&self, _business: &BusinessConfig) -> Value {
         json!({"type": "object", "properties": {"reason": {"type": "string"}}, "additionalProperties": false})
     }
 

@@ -116,8 +116,9 @@ impl From<DeskError> for ToolError {
 pub trait Tool: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn description(&self) -> String;
-    /// JSON Schema of the input object.
-    fn input_schema(&self) -> Value;
+    /// JSON Schema of the input object, for this business (a schema may
+    /// list the catalog's ids).
+    fn input_schema(&self, business: &BusinessConfig) -> Value;
     /// Runs the tool; the `Ok` text is what the model reads.
     async fn call(&self, ctx: &mut ToolContext<'_>, input: Value) -> Result<String, ToolError>;
 }
@@ -132,9 +133,20 @@ pub struct ToolOutcome {
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     tools: Vec<Arc<dyn Tool>>,
-    /// Definitions per set of legal tools: schemas are built from the
-    /// catalog once, not on every model call.
-    definitions: Arc<std::sync::Mutex<std::collections::HashMap<usize, Vec<ToolDefinition>>>>,
+    /// Definitions per business and set of legal tools: schemas are built
+    /// from the catalog once per configuration, not on every model call.
+    definitions: Arc<std::sync::Mutex<std::collections::HashMap<DefinitionsKey, CachedDefinitions>>>,
+}
+
+/// A business's id and a state's legal-tool list (each a distinct static slice).
+type DefinitionsKey = (String, usize);
+
+/// Definitions built from one configuration. Holding its `Arc` keeps the
+/// address from being reused, so "the same configuration" is `ptr_eq`;
+/// after a reload the first turn on the new one builds them again.
+struct CachedDefinitions {
+    built_from: Arc<BusinessConfig>,
+    definitions: Vec<ToolDefinition>,
 }
 
 impl ToolRegistry {
@@ -157,26 +169,42 @@ impl ToolRegistry {
             .filter(move |t| state.allowed_tools().contains(&t.name()))
     }
 
-    /// The tools legal in `state`, as the API wants them.
-    pub fn definitions(&self, state: &ConversationState) -> Vec<ToolDefinition> {
-        // Each state's legal-tool list is a distinct static slice.
-        let key = state.allowed_tools().as_ptr() as usize;
+    /// The tools legal in `state`, as the API wants them, with schemas
+    /// from `business`'s catalog.
+    pub fn definitions(
+        &self,
+        state: &ConversationState,
+        business: &Arc<BusinessConfig>,
+    ) -> Vec<ToolDefinition> {
+        let key = (
+            business.business.id.clone(),
+            state.allowed_tools().as_ptr() as usize,
+        );
         let mut cache = self
             .definitions
             .lock()
             .expect("never poisoned: no panics while held");
-        cache
-            .entry(key)
-            .or_insert_with(|| {
-                self.legal(state)
-                    .map(|t| ToolDefinition {
-                        name: t.name().into(),
-                        description: t.description(),
-                        input_schema: t.input_schema(),
-                    })
-                    .collect()
+        if let Some(cached) = cache.get(&key)
+            && Arc::ptr_eq(&cached.built_from, business)
+        {
+            return cached.definitions.clone();
+        }
+        let definitions: Vec<ToolDefinition> = self
+            .legal(state)
+            .map(|t| ToolDefinition {
+                name: t.name().into(),
+                description: t.description(),
+                input_schema: t.input_schema(business),
             })
-            .clone()
+            .collect();
+        cache.insert(
+            key,
+            CachedDefinitions {
+                built_from: business.clone(),
+                definitions: definitions.clone(),
+            },
+        );
+        definitions
     }
 
     pub async fn call(&self, ctx: &mut ToolContext<'_>, name: &str, input: Value) -> ToolOutcome {

@@ -27,7 +27,7 @@ use crate::domain::when;
 use crate::scheduling::{Offer, Scheduler, SchedulingError};
 use crate::store::{Conversation, StoreError};
 
-pub use owner::{OwnerReplied, hand_back, send_owner_reply, take_over};
+pub use owner::{OWNER_REPLY, OwnerReplied, hand_back, send_owner_reply, take_over};
 
 /// Something the owner must hear about, raised by an operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +205,7 @@ pub async fn offer_openings(
         _ => None,
     };
     let mut offer = match scheduler
+        .for_business(turn.business)
         .offer(
             turn.conversation.id,
             &quote,
@@ -300,6 +301,7 @@ pub async fn book(turn: &mut Turn<'_>, scheduler: &Scheduler, slot_id: u8) -> Re
         return Err(DeskError::AlreadyBookedFor(current.slot.label.clone()));
     }
     let booking = match scheduler
+        .for_business(turn.business)
         .book(
             turn.conversation,
             &scheduling.job,
@@ -355,7 +357,7 @@ pub async fn cancel(turn: &mut Turn<'_>, scheduler: &Scheduler) -> Result<Bookin
         }
         _ => return Err(DeskError::NotAllowed("there is no booking to cancel".into())),
     };
-    if let Err(e) = scheduler.cancel(&booking).await {
+    if let Err(e) = scheduler.for_business(turn.business).cancel(&booking).await {
         return Err(turn.scheduling_failed(e));
     }
     turn.apply(Event::BookingCancelled { at: turn.now })?;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::DeskError;
 use crate::domain::conversation::{ConversationState, Event, HandoffReason, transition};
-use crate::store::{ConversationId, OutboundDraft, OutboundSms, Store, StoreError, TurnInput};
+use crate::store::{ConversationId, MessageId, OutboundDraft, Store, StoreError, TurnInput};
 
 /// The kind of a text the owner wrote.
 pub const OWNER_REPLY: &str = "owner_reply";
@@ -19,13 +19,14 @@ const OWNER_LEASE: Duration = Duration::from_secs(30);
 
 const TAKEN_OVER: &str = "The owner is answering this customer.";
 
-/// The owner's text, stored and claimed for sending: the caller sends it
-/// (`Engine::send_claimed`), where the channel's rules (a WhatsApp window,
-/// an opt-out) are judged at the moment of sending.
+/// The owner's text, queued. The worker's delivery sends it within a
+/// poll, or the caller at once with `Engine::deliver`; either way the
+/// channel's rules (a WhatsApp window, an opt-out) are judged at the
+/// moment of sending.
 #[derive(Debug, Clone)]
 pub struct OwnerReplied {
     pub state: ConversationState,
-    pub text: OutboundSms,
+    pub message: MessageId,
 }
 
 /// The owner takes the conversation from the assistant, which stays
@@ -81,11 +82,11 @@ pub async fn send_owner_reply(
             kind: OWNER_REPLY,
             body: body.to_string(),
         };
-        let text = store
+        let message = store
             .commit_owner_action(id, &next, Some(&draft))
             .await?
             .ok_or(DeskError::Store(StoreError::NotFound("owner's text")))?;
-        Ok(OwnerReplied { state: next, text })
+        Ok(OwnerReplied { state: next, message })
     })
     .await
 }

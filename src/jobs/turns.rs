@@ -260,7 +260,7 @@ impl Engine {
         };
         let (drafted, model_calls) = crate::assistant::counting_model_calls(tokio::time::timeout(
             self.turn_deadline,
-            responder.respond(&turn, state.clone()),
+            responder.respond(&self.business, &turn, state.clone()),
         ))
         .await;
         // Counted in the turn's own commit: one write fewer per turn.
@@ -280,7 +280,10 @@ impl Engine {
                 let from_state = partial
                     .as_ref()
                     .map_or_else(|| state.clone(), |p| p.state.clone());
-                let mut guided = self.guided.draft(&turn, from_state, now, true).await;
+                let mut guided = self
+                    .guided
+                    .draft(&self.business, &turn, from_state, now, true)
+                    .await;
                 if let Some(partial) = partial {
                     let mut quotes = partial.new_quotes;
                     quotes.append(&mut guided.new_quotes);
@@ -317,8 +320,8 @@ impl Engine {
         // What this turn sets in motion: reminders, provider emails, a
         // follow-up; and a booking's facts stated by code, sent instead of
         // the draft.
-        let event_link =
-            |booking: &crate::domain::conversation::Booking| self.guided.scheduler.event_link(booking);
+        let scheduler = self.guided.scheduler.for_business(&self.business);
+        let event_link = |booking: &crate::domain::conversation::Booking| scheduler.event_link(booking);
         let mut planned = plan::plan(&landed, &draft.state, &turn, &self.business, now, &event_link);
         let (mut kind, text) = match &planned.confirmation {
             Some(text) => ("confirmation", text.clone()),

@@ -1253,7 +1253,7 @@ impl Store for SqliteStore {
         id: ConversationId,
         state: &ConversationState,
         text: Option<&OutboundDraft>,
-    ) -> Result<Option<OutboundSms>, StoreError> {
+    ) -> Result<Option<MessageId>, StoreError> {
         let state_json = serde_json::to_string(state)
             .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
         let now = Utc::now();
@@ -1272,12 +1272,12 @@ impl Store for SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound("conversation"));
         }
-        let claimed = match text {
+        let queued = match text {
             None => None,
             Some(draft) => {
                 let message_id: i64 = sqlx::query_scalar(
                     "INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, created_at)
-                     VALUES (?, 'outbound', ?, ?, 'sending', 1, ?)
+                     VALUES (?, 'outbound', ?, ?, 'queued', 0, ?)
                      RETURNING id",
                 )
                 .bind(id.0)
@@ -1286,11 +1286,11 @@ impl Store for SqliteStore {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                Some(outbound_in(&mut tx, MessageId(message_id)).await?)
+                Some(MessageId(message_id))
             }
         };
         tx.commit().await?;
-        Ok(claimed)
+        Ok(queued)
     }
 
     async fn apply_status_report(&self, report: &StatusReport) -> Result<ReceiptApplied, StoreError> {

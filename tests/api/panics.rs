@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use textdesk::app::{Desks, Services};
 use textdesk::assistant::{Draft, Responder, ResponderError};
+use textdesk::config::business::BusinessConfig;
 use textdesk::domain::conversation::ConversationState;
 use textdesk::domain::phone::E164;
 use textdesk::jobs::worker::{TURN_PANICKED, TurnWorker};
@@ -24,7 +25,12 @@ struct PanickingResponder {
 
 #[async_trait::async_trait]
 impl Responder for PanickingResponder {
-    async fn respond(&self, _: &TurnInput, _: ConversationState) -> Result<Draft, ResponderError> {
+    async fn respond(
+        &self,
+        _: &Arc<BusinessConfig>,
+        _: &TurnInput,
+        _: ConversationState,
+    ) -> Result<Draft, ResponderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         panic!("overflow when adding duration to date");
     }
