@@ -21,6 +21,7 @@ use crate::store::Direction;
 use crate::store::TurnInput;
 use crate::templates;
 
+#[derive(Clone)]
 pub struct GuidedResponder {
     pub scheduler: Arc<Scheduler>,
 }

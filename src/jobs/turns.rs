@@ -27,16 +27,36 @@ use crate::store::{
 use crate::templates;
 use crate::twilio::{SendError, SmsSender};
 
-pub struct Engine {
+/// What every turn of every business shares: adapters, never a
+/// configuration. Built once at start; a reload leaves it alone.
+#[derive(Clone)]
+pub struct EngineParts {
     pub store: Arc<dyn Store>,
     /// Claude, or the guided flow when no model is configured.
     pub responder: Arc<dyn Responder>,
     /// Stands in when the responder fails.
     pub guided: GuidedResponder,
     pub sender: Arc<dyn SmsSender>,
-    pub business: Arc<BusinessConfig>,
     /// Longest a turn may wait on the responder.
     pub turn_deadline: std::time::Duration,
+}
+
+/// One turn's engine: the shared parts, and the business's configuration
+/// as the turn started, taken once from the directory and kept to the
+/// turn's end (a reload meanwhile serves the next turn). Two `Arc`s, so
+/// it is made per turn, never cached.
+#[derive(Clone)]
+pub struct Engine {
+    pub parts: Arc<EngineParts>,
+    pub business: Arc<BusinessConfig>,
+}
+
+impl std::ops::Deref for Engine {
+    type Target = EngineParts;
+
+    fn deref(&self) -> &EngineParts {
+        &self.parts
+    }
 }
 
 /// What a turn did, for logs and tests.

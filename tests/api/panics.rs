@@ -75,7 +75,7 @@ async fn a_panicking_turn_answers_with_the_apology_alerts_the_owner_and_leaves_n
     let responder = Arc::new(PanickingResponder {
         calls: AtomicUsize::new(0),
     });
-    engine.responder = responder.clone();
+    Arc::make_mut(&mut engine.parts).responder = responder.clone();
     let wake = Arc::new(Notify::new());
     let worker = TurnWorker {
         desks: Desks::single(Arc::new(engine)),
