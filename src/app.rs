@@ -78,8 +78,8 @@ impl Desks {
         let businesses = directory.current();
         // One file answers every number, and so every conversation, even
         // ones stored under an id the owner has since changed.
-        let business = match (directory.path().is_dir(), businesses.single()) {
-            (false, Some(only)) => only,
+        let business = match businesses.single() {
+            Some(only) if businesses.answers_every_number() => only,
             _ => businesses.get(business_id)?,
         };
         Some(Arc::new(Engine {

@@ -1,9 +1,12 @@
 //! Issue 9, part 8: the owner's side of the desk (take over, reply, hand
 //! back), as the owner's console will call it, against the real app.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use textdesk::app::Services;
+use textdesk::config::directory::BusinessDirectory;
 use textdesk::desk::{self, DeskError};
 use textdesk::store::ConversationId;
 
@@ -124,5 +127,33 @@ async fn an_opted_out_customer_gets_no_owner_text() {
             .await
             .iter()
             .all(|m| m.kind != desk::OWNER_REPLY)
+    );
+}
+
+#[tokio::test]
+async fn a_turn_keeps_the_configuration_it_started_with_and_a_reload_rebuilds_nothing() {
+    let app = spawn_app_with(Options {
+        with_model: false,
+        ..Options::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("business.toml");
+    std::fs::write(&file, "[business]\nname = \"Before\"\n").unwrap();
+    let directory = Arc::new(BusinessDirectory::load(&file).unwrap());
+    let services = Services::build_for(&app.settings(), directory.clone(), None)
+        .await
+        .unwrap();
+    let started = services.desks.engine("business").unwrap();
+
+    std::fs::write(&file, "[business]\nname = \"After\"\n").unwrap();
+    directory.reload().unwrap();
+    let next = services.desks.engine("business").unwrap();
+
+    assert_eq!(started.business.business.name, "Before");
+    assert_eq!(next.business.business.name, "After");
+    assert!(
+        Arc::ptr_eq(&started.parts, &next.parts),
+        "the adapters are shared, not rebuilt"
     );
 }
