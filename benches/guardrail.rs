@@ -79,7 +79,7 @@ fn main() {
     reply.truncate(1_600);
     let reply = reply.trim_end().to_string();
 
-    let facts = Facts::of(&business, &before, &after, [&quote], now);
+    let facts = Facts::of(&business.guardrail_terms(), &before, &after, [&quote], now);
     let found = guardrail::check(&reply, &facts);
     let kinds: Vec<ViolationKind> = found.iter().map(|v| v.kind).collect();
     assert_eq!(
@@ -107,7 +107,7 @@ fn main() {
 
         // What a turn pays: building the facts, then the check.
         let started = Instant::now();
-        let facts = Facts::of(&business, &before, &after, [&quote], now);
+        let facts = Facts::of(&business.guardrail_terms(), &before, &after, [&quote], now);
         let found = guardrail::check(std::hint::black_box(&reply), &facts);
         turn_times.push(started.elapsed());
         std::hint::black_box(found);

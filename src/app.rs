@@ -3,14 +3,14 @@
 //! `Application::build` binds the listener (port 0 works, for tests) and
 //! starts the worker; `Services` is the part `textdesk chat` shares with it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::anthropic::AnthropicClient;
 use crate::assistant::guided::GuidedResponder;
+use crate::assistant::prompt;
 use crate::assistant::tools::ToolRegistry;
 use crate::assistant::{ClaudeResponder, Responder, job_tools, schedule_tools};
 use crate::calendar::google::{GoogleCalendar, GoogleSetupError};
@@ -22,14 +22,13 @@ use crate::clock::Clock;
 use crate::config::business::BusinessConfig;
 use crate::config::directory::BusinessDirectory;
 use crate::config::settings::{AnthropicSettings, Settings};
-use crate::domain::prompt;
 use crate::email::{EmailSender, OutboxEmail, SesEmail};
 use crate::http::{self, AppState};
 use crate::jobs::dispatch::Dispatcher;
 use crate::jobs::runner::JobRunner;
-use crate::jobs::turns::Engine;
+use crate::jobs::turns::{Engine, EngineParts};
 use crate::jobs::worker::TurnWorker;
-use crate::scheduling::{CrewLocks, Scheduler};
+use crate::scheduling::Scheduler;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NewAlert, Store, StoreError};
 use crate::twilio::TwilioClient;
@@ -56,35 +55,15 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
 }
 
-/// What every business's engine shares: the store and the adapters.
-struct Adapters {
-    store: Arc<dyn Store>,
-    /// Every business's texts leave through it; it takes the business's
-    /// configuration with each text.
-    dispatcher: Arc<Dispatcher>,
-    calendar: Arc<dyn Calendar>,
-    anthropic: Option<(Arc<AnthropicClient>, AnthropicSettings)>,
-    lease: std::time::Duration,
-    clock: Arc<dyn Clock>,
-    /// Per business, kept across reloads.
-    crew_locks: std::sync::Mutex<HashMap<String, CrewLocks>>,
-}
-
-/// The turn engines, one per business, built from the directory's
-/// current configuration. A turn takes its engine (and so its business's
-/// configuration) once, at its start, and finishes on it; after a reload
-/// the next lookup builds engines on the new configuration.
+/// Hands each turn its engine: the adapters every business shares, and
+/// the business's current configuration from the directory, taken once at
+/// the turn's start and kept to its end. Nothing here is rebuilt by a
+/// reload; the next lookup simply finds the new configuration.
 pub struct Desks {
     directory: Option<Arc<BusinessDirectory>>,
-    adapters: Option<Adapters>,
-    current: RwLock<Arc<DeskSet>>,
-}
-
-struct DeskSet {
-    version: u64,
-    engines: HashMap<String, Arc<Engine>>,
-    /// The only engine, when one business answers everything.
-    only: Option<Arc<Engine>>,
+    parts: Option<Arc<EngineParts>>,
+    /// One engine answering every business (tests).
+    fixed: Option<Arc<Engine>>,
 }
 
 impl Desks {
@@ -92,123 +71,101 @@ impl Desks {
     pub fn single(engine: Arc<Engine>) -> Arc<Self> {
         Arc::new(Self {
             directory: None,
-            adapters: None,
-            current: RwLock::new(Arc::new(DeskSet {
-                version: 0,
-                engines: HashMap::new(),
-                only: Some(engine),
-            })),
+            parts: None,
+            fixed: Some(engine),
         })
     }
 
     /// The engine of `business_id`, on that business's current configuration.
     pub fn engine(&self, business_id: &str) -> Option<Arc<Engine>> {
-        let set = self.set();
-        set.only.clone().or_else(|| set.engines.get(business_id).cloned())
+        if let Some(fixed) = &self.fixed {
+            return Some(fixed.clone());
+        }
+        let (directory, parts) = (self.directory.as_ref()?, self.parts.as_ref()?);
+        let businesses = directory.current();
+        // One file answers every number, and so every conversation, even
+        // ones stored under an id the owner has since changed.
+        let business = match businesses.single() {
+            Some(only) if businesses.answers_every_number() => only,
+            _ => businesses.get(business_id)?,
+        };
+        Some(Arc::new(Engine {
+            parts: parts.clone(),
+            business: business.clone(),
+        }))
     }
 
     /// Any engine: for work every engine does alike (delivering queued texts).
     pub fn any(&self) -> Option<Arc<Engine>> {
-        let set = self.set();
-        set.only.clone().or_else(|| set.engines.values().next().cloned())
+        if let Some(fixed) = &self.fixed {
+            return Some(fixed.clone());
+        }
+        let first = self
+            .directory
+            .as_ref()?
+            .current()
+            .iter()
+            .next()?
+            .business
+            .id
+            .clone();
+        self.engine(&first)
     }
 
     pub fn directory(&self) -> Option<&Arc<BusinessDirectory>> {
         self.directory.as_ref()
     }
 
-    fn set(&self) -> Arc<DeskSet> {
-        let current = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let (Some(directory), Some(adapters)) = (&self.directory, &self.adapters) else {
-            return current;
-        };
-        let businesses = directory.current();
-        if current.version == businesses.version {
-            return current;
-        }
-        let engines: HashMap<String, Arc<Engine>> = businesses
-            .iter()
-            .map(|b| (b.business.id.clone(), Arc::new(adapters.engine(b.clone()))))
-            .collect();
-        // One file answers every number, and so every conversation, even
-        // ones stored under an id the owner has since changed.
-        let only = match (directory.path().is_dir(), businesses.single()) {
-            (false, Some(b)) => engines.get(&b.business.id).cloned(),
-            _ => None,
-        };
-        let fresh = Arc::new(DeskSet {
-            version: businesses.version,
-            engines,
-            only,
-        });
-        let mut slot = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if slot.version < fresh.version {
-            *slot = fresh.clone();
-        }
-        slot.clone()
-    }
-
-    /// A new engine for `business` on the shared adapters (tests replace
+    /// A new engine for `business` on the shared parts (tests replace
     /// its parts).
     pub fn build_engine(&self, business: Arc<BusinessConfig>) -> Option<Engine> {
-        self.adapters.as_ref().map(|a| a.engine(business))
+        self.parts.as_ref().map(|parts| Engine {
+            parts: parts.clone(),
+            business,
+        })
     }
 }
 
-impl Adapters {
-    fn engine(&self, business: Arc<BusinessConfig>) -> Engine {
-        let store = self.store.clone();
-        let locks = self
-            .crew_locks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(business.business.id.clone())
-            .or_default()
-            .clone();
-        let scheduler = Arc::new(Scheduler::with_locks(
-            store.clone(),
-            self.calendar.clone(),
-            business.clone(),
-            locks,
-        ));
-        let responder: Arc<dyn Responder> = match &self.anthropic {
-            Some((client, anthropic)) => {
-                let mut tools = ToolRegistry::default();
-                job_tools::register(&mut tools, business.clone());
-                schedule_tools::register(&mut tools, scheduler.clone(), business.clone());
-                Arc::new(ClaudeResponder {
-                    client: client.clone(),
-                    model: anthropic.model.clone(),
-                    max_tokens: anthropic.max_tokens,
-                    max_tool_rounds: anthropic.max_tool_rounds,
-                    tools,
-                    business: business.clone(),
-                    // A third of the lease: the engine's backstop is half.
-                    deadline: self.lease / 3,
-                    clock: self.clock.clone(),
-                })
-            }
-            None => Arc::new(GuidedResponder {
-                business: business.clone(),
-                scheduler: scheduler.clone(),
-                clock: self.clock.clone(),
-            }),
-        };
-        Engine {
-            store,
-            responder,
-            guided: GuidedResponder {
-                business: business.clone(),
-                scheduler,
-                clock: self.clock.clone(),
-            },
-            dispatcher: self.dispatcher.clone(),
-            business,
-            // Well inside the lease, so a slow turn ends (with an apology)
-            // before anyone else could claim its conversation.
-            turn_deadline: self.lease / 2,
-            clock: self.clock.clone(),
+/// The adapters every turn shares, whatever its business.
+fn engine_parts(
+    store: Arc<dyn Store>,
+    dispatcher: Arc<Dispatcher>,
+    scheduler: Arc<Scheduler>,
+    anthropic: Option<(Arc<AnthropicClient>, AnthropicSettings)>,
+    lease: std::time::Duration,
+    clock: Arc<dyn Clock>,
+) -> EngineParts {
+    let guided = GuidedResponder {
+        scheduler: scheduler.clone(),
+        clock: clock.clone(),
+    };
+    let responder: Arc<dyn Responder> = match anthropic {
+        Some((client, anthropic)) => {
+            let mut tools = ToolRegistry::default();
+            job_tools::register(&mut tools);
+            schedule_tools::register(&mut tools, scheduler);
+            Arc::new(ClaudeResponder {
+                client,
+                model: anthropic.model.clone(),
+                max_tokens: anthropic.max_tokens,
+                max_tool_rounds: anthropic.max_tool_rounds,
+                tools,
+                // A third of the lease: the engine's backstop is half.
+                deadline: lease / 3,
+                clock: clock.clone(),
+            })
         }
+        None => Arc::new(guided.clone()),
+    };
+    EngineParts {
+        store,
+        responder,
+        guided,
+        dispatcher,
+        // Well inside the lease, so a slow turn ends (with an apology)
+        // before anyone else could claim its conversation.
+        turn_deadline: lease / 2,
+        clock,
     }
 }
 
@@ -345,22 +302,18 @@ impl Services {
                 None
             }
         };
+        let scheduler = Arc::new(Scheduler::new(store.clone(), calendar));
         let desks = Arc::new(Desks {
             directory: Some(directory),
-            adapters: Some(Adapters {
-                store: store.clone(),
+            parts: Some(Arc::new(engine_parts(
+                store.clone(),
                 dispatcher,
-                calendar,
+                scheduler,
                 anthropic,
-                lease: settings.worker.lease,
-                clock: clock.clone(),
-                crew_locks: Default::default(),
-            }),
-            current: RwLock::new(Arc::new(DeskSet {
-                version: 0,
-                engines: HashMap::new(),
-                only: None,
-            })),
+                settings.worker.lease,
+                clock.clone(),
+            ))),
+            fixed: None,
         });
         let first = businesses
             .iter()

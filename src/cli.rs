@@ -11,13 +11,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::app::{Application, Services};
+use crate::assistant::prompt;
 use crate::channel::Channels;
 use crate::channel::console::ConsoleChannel;
 use crate::config::business::{BusinessConfig, BusinessKind, describe_toml_error};
 use crate::config::directory::{BusinessDirectory, load_businesses};
 use crate::config::settings::Settings;
 use crate::domain::phone::E164;
-use crate::domain::prompt;
 use crate::domain::quote::{JobSpec, JunkJob, Labour, MaidJob, Selected, price};
 use crate::store::Recorded;
 use crate::telemetry;

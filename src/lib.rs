@@ -10,6 +10,7 @@ pub mod channel;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod desk;
 pub mod domain;
 pub mod email;
 pub mod http;

@@ -86,17 +86,27 @@ impl Offer {
 /// was granted while it looked; after the last, it offers what it holds.
 const OFFER_ATTEMPTS: u32 = 3;
 
+/// The long-lived half of scheduling: the store, the calendar, and each
+/// business's crew locks. It holds no configuration: a turn schedules
+/// through [`Scheduler::for_business`], on the configuration it started with.
 pub struct Scheduler {
     store: Arc<dyn Store>,
     calendar: Arc<dyn Calendar>,
-    business: Arc<BusinessConfig>,
-    locks: CrewLocks,
+    locks: std::sync::Mutex<HashMap<String, CrewLocks>>,
 }
 
-/// One lock per crew of a business. Shared by the schedulers a reload
-/// builds for that business, so a booking on the old configuration and one
-/// on the new are still serialized.
+/// One lock per crew of a business, kept by the [`Scheduler`] across
+/// reloads, so a booking on the old configuration and one on the new are
+/// still serialized.
 pub type CrewLocks = Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
+
+/// Offers and bookings for one business, on one configuration.
+pub struct BusinessScheduler<'a> {
+    store: &'a dyn Store,
+    calendar: &'a dyn Calendar,
+    business: &'a BusinessConfig,
+    locks: CrewLocks,
+}
 
 /// `td` + 40 hex digits: valid as a Google event id ([a-v0-9], 5-1024).
 pub fn booking_id(
@@ -113,24 +123,34 @@ pub fn booking_id(
 }
 
 impl Scheduler {
-    pub fn new(store: Arc<dyn Store>, calendar: Arc<dyn Calendar>, business: Arc<BusinessConfig>) -> Self {
-        Self::with_locks(store, calendar, business, CrewLocks::default())
-    }
-
-    pub fn with_locks(
-        store: Arc<dyn Store>,
-        calendar: Arc<dyn Calendar>,
-        business: Arc<BusinessConfig>,
-        locks: CrewLocks,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, calendar: Arc<dyn Calendar>) -> Self {
         Self {
             store,
             calendar,
+            locks: Default::default(),
+        }
+    }
+
+    /// Scheduling for `business`: its crews, hours and prices as
+    /// configured, its crews' locks whatever the configuration.
+    pub fn for_business<'a>(&'a self, business: &'a BusinessConfig) -> BusinessScheduler<'a> {
+        let locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(business.business.id.clone())
+            .or_default()
+            .clone();
+        BusinessScheduler {
+            store: self.store.as_ref(),
+            calendar: self.calendar.as_ref(),
             business,
             locks,
         }
     }
+}
 
+impl BusinessScheduler<'_> {
     /// Where the crew can open a booking's calendar event, when their
     /// calendar has a page for it (Google does; the local table does not).
     pub fn event_link(&self, booking: &crate::domain::conversation::Booking) -> Option<String> {

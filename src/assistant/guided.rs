@@ -7,82 +7,60 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::job_tools::new_quote_id;
-use super::tools::OwnerAlert;
 use super::{Draft, Responder, ResponderError};
 use crate::clock::Clock;
 use crate::config::business::BusinessConfig;
+use crate::desk::{self, DeskError};
 use crate::domain::availability::DateFilter;
 use crate::domain::conversation::{
     ConversationState, Event, HandoffReason, JobUpdate, OfferedSlot, Scheduling, transition,
 };
 use crate::domain::guided::{self, QUOTED_MENU, QuotedChoice, SlotPick};
 use crate::domain::money::Money;
-use crate::domain::quote::price;
-use crate::scheduling::{Scheduler, SchedulingError};
+use crate::scheduling::{Offer, Scheduler, SchedulingError};
 use crate::store::Direction;
 use crate::store::TurnInput;
 use crate::templates;
 
+#[derive(Clone)]
 pub struct GuidedResponder {
-    pub business: Arc<BusinessConfig>,
     pub scheduler: Arc<Scheduler>,
     pub clock: Arc<dyn Clock>,
 }
 
 const CALENDAR_DOWN: &str = "Our calendar is unavailable right now; the owner will text you to set a time.";
+const NO_OPENINGS: &str = "We have no openings soon; the owner will text you to find a time.";
+
+/// The openings on offer, numbered, as the customer reads them.
+fn offer_list(offer: Offer) -> String {
+    let list = offer.numbered();
+    let note = offer.note.map(|n| format!("{n} ")).unwrap_or_default();
+    format!("{note}Openings:\n{list}\nReply with a number, or tell me a day that suits you.")
+}
 
 impl GuidedResponder {
     /// Offers openings (preferring `filter`) and moves to SCHEDULING;
-    /// returns the text that lists them. A booking being moved is never
-    /// offered its own time again.
+    /// returns the text that lists them.
     async fn offer(
         &self,
+        business: &BusinessConfig,
         turn: &TurnInput,
         draft: &mut Draft,
         now: DateTime<Utc>,
         filter: &DateFilter,
     ) -> String {
-        let Some(quote) = draft.state.quote().cloned() else {
-            return CALENDAR_DOWN.into();
-        };
-        let rescheduling = match &draft.state {
-            ConversationState::Scheduling(s) => s.rescheduling.clone(),
-            _ => None,
-        };
-        match self
-            .scheduler
-            .offer(turn.conversation.id, &quote, filter, rescheduling.as_ref(), now)
-            .await
-        {
-            Ok(mut offer) => {
-                if let Some(current) = &rescheduling {
-                    offer.slots.retain(|slot| slot.start != current.slot.start);
-                    for (i, slot) in offer.slots.iter_mut().enumerate() {
-                        slot.id = (i + 1) as u8;
-                    }
-                }
-                if offer.slots.is_empty() {
-                    draft.alerts.push(OwnerAlert {
-                        kind: "no_openings",
-                        detail: format!(
-                            "No openings for customer {}. Please text them to find a time.",
-                            turn.conversation.customer_phone.masked()
-                        ),
-                    });
-                    return "We have no openings soon; the owner will text you to find a time.".into();
-                }
-                if let Ok(next) = transition(draft.state.clone(), Event::SlotsOffered(offer.slots.clone())) {
-                    draft.state = next;
-                }
-                let list = offer.numbered();
-                let note = offer.note.map(|n| format!("{n} ")).unwrap_or_default();
-                format!("{note}Openings:\n{list}\nReply with a number, or tell me a day that suits you.")
-            }
-            Err(e) => {
-                self.calendar_down(turn, draft, &e);
-                CALENDAR_DOWN.into()
-            }
+        let offered = desk::offer_openings(
+            &mut draft.desk(business, &turn.conversation, now),
+            &self.scheduler,
+            filter,
+            "",
+        )
+        .await;
+        match offered {
+            Ok(offer) if offer.slots.is_empty() => NO_OPENINGS.into(),
+            Ok(offer) => offer_list(offer),
+            // The desk told the owner.
+            Err(_) => CALENDAR_DOWN.into(),
         }
     }
 
@@ -95,115 +73,93 @@ impl GuidedResponder {
     /// Books an offered slot (or moves the booking to it).
     async fn book(
         &self,
+        business: &BusinessConfig,
         turn: &TurnInput,
         draft: &mut Draft,
-        s: &Scheduling,
         slot: &OfferedSlot,
         now: DateTime<Utc>,
         opening: &str,
     ) {
-        if let Some(current) = &s.rescheduling
-            && current.slot.start == slot.start
-        {
-            draft.text = format!(
-                "{opening}You're already booked for {}. Pick another time, or reply KEEP to leave it as it is.",
-                current.slot.label
-            );
-            return;
-        }
-        match self
-            .scheduler
-            .book(
-                &turn.conversation,
-                &s.job,
-                &s.quote,
-                slot,
-                s.rescheduling.as_ref(),
-                now,
-            )
-            .await
-        {
-            Ok(booking) => {
-                if let Ok(next) = transition(draft.state.clone(), Event::SlotBooked(booking)) {
-                    draft.state = next;
-                }
-                draft.text = format!(
-                    "{opening}You're booked: {}. Total {}. {}",
-                    slot.label,
-                    self.slot_total(s, slot),
-                    guided::RESCHEDULE_HINT
-                );
+        let booked = desk::book(
+            &mut draft.desk(business, &turn.conversation, now),
+            &self.scheduler,
+            slot.id,
+        )
+        .await;
+        draft.text = match booked {
+            Ok(booked) => format!(
+                "{opening}You're booked: {}. Total {}. {}",
+                booked.slot.label,
+                booked.total,
+                guided::RESCHEDULE_HINT
+            ),
+            Err(DeskError::AlreadyBookedFor(label)) => format!(
+                "{opening}You're already booked for {label}. Pick another time, or reply KEEP to leave it as it is."
+            ),
+            Err(DeskError::AddressMissing) => format!("{opening}{}", guided::ADDRESS_QUESTION),
+            Err(DeskError::Scheduling(SchedulingError::Taken(_))) => {
+                let offered = self
+                    .offer(business, turn, draft, now, &DateFilter::default())
+                    .await;
+                format!("{opening}Sorry, that time was just taken. {offered}")
             }
-            Err(SchedulingError::Taken(_)) => {
-                let offered = self.offer(turn, draft, now, &DateFilter::default()).await;
-                draft.text = format!("{opening}Sorry, that time was just taken. {offered}");
-            }
-            Err(e) => {
-                self.calendar_down(turn, draft, &e);
-                draft.text = format!("{opening}{CALENDAR_DOWN}");
-            }
-        }
+            Err(_) => format!("{opening}{CALENDAR_DOWN}"),
+        };
     }
 
     async fn cancel(
         &self,
+        business: &BusinessConfig,
         turn: &TurnInput,
         draft: &mut Draft,
-        booking: &crate::domain::conversation::Booking,
         now: DateTime<Utc>,
         opening: &str,
     ) {
-        match self.scheduler.cancel(booking).await {
-            Ok(()) => {
-                if let Ok(next) = transition(draft.state.clone(), Event::BookingCancelled { at: now }) {
-                    draft.state = next;
-                }
-                draft.alerts.push(OwnerAlert {
-                    kind: "booking_cancelled",
-                    detail: format!(
-                        "Customer {} cancelled {}.",
-                        turn.conversation.customer_phone.masked(),
-                        booking.slot.label
-                    ),
-                });
-                draft.text = format!(
-                    "{opening}Your booking for {} is cancelled. Text us any time to book again.",
-                    booking.slot.label
-                );
-            }
-            Err(e) => {
-                self.calendar_down(turn, draft, &e);
-                draft.text = format!("{opening}{CALENDAR_DOWN}");
-            }
-        }
+        let cancelled = desk::cancel(
+            &mut draft.desk(business, &turn.conversation, now),
+            &self.scheduler,
+        )
+        .await;
+        draft.text = match cancelled {
+            Ok(booking) => format!(
+                "{opening}Your booking for {} is cancelled. Text us any time to book again.",
+                booking.slot.label
+            ),
+            Err(_) => format!("{opening}{CALENDAR_DOWN}"),
+        };
     }
 
-    fn calendar_down(&self, turn: &TurnInput, draft: &mut Draft, e: &SchedulingError) {
-        let kind = match e {
-            SchedulingError::Calendar(crate::calendar::CalendarError::CredentialsRevoked(_)) => {
-                "calendar_credentials"
-            }
-            _ => "calendar_unavailable",
-        };
-        draft.alerts.push(OwnerAlert {
-            kind,
-            detail: format!(
-                "Could not schedule customer {}: {e}. Please text them to set a time.",
-                turn.conversation.customer_phone.masked()
-            ),
-        });
+    /// Hands the conversation to the owner at the customer's request.
+    fn hand_off(
+        &self,
+        business: &BusinessConfig,
+        turn: &TurnInput,
+        draft: &mut Draft,
+        now: DateTime<Utc>,
+        summary: &str,
+        opening: &str,
+    ) {
+        let handed = desk::hand_off(
+            &mut draft.desk(business, &turn.conversation, now),
+            HandoffReason::CustomerAskedForPerson,
+            summary,
+        );
+        if let Err(e) = handed {
+            tracing::error!(error = %e, "guided flow made an illegal move");
+        }
+        draft.text = format!("{opening}OK, I've asked the owner to text you.");
     }
 
     /// One guided turn. `apologize` opens the reply with an apology, for
     /// when this stands in for a model that failed.
     pub async fn draft(
         &self,
+        business: &BusinessConfig,
         turn: &TurnInput,
         state: ConversationState,
         now: DateTime<Utc>,
         apologize: bool,
     ) -> Draft {
-        let business = &self.business;
         let pricing = &business.pricing;
         let kind = business.business.kind;
         let text = turn.pending.last().map(|m| m.body.as_str()).unwrap_or("");
@@ -242,11 +198,12 @@ impl GuidedResponder {
                     | ConversationState::Booked(_)
             )
         {
-            hand_off(
-                &mut draft,
+            self.hand_off(
+                business,
                 turn,
+                &mut draft,
                 now,
-                "Asked for a person (guided flow).".into(),
+                "Asked for a person (guided flow).",
                 &opening,
             );
             return draft;
@@ -298,32 +255,25 @@ impl GuidedResponder {
                         };
                     }
                     None => {
-                        let priced = job
-                            .to_spec(kind)
-                            .and_then(|spec| price(pricing, &spec, new_quote_id(), now));
-                        match priced {
+                        let issued = desk::issue_quote(&mut draft.desk(business, &turn.conversation, now));
+                        match issued {
                             Ok(quote) => {
-                                step(&mut draft, Event::QuoteIssued(quote.clone()));
                                 draft.text = format!(
                                     "{opening}{} {QUOTED_MENU}",
                                     templates::quote_message(business, &quote)
                                 );
-                                draft.new_quotes.push(quote);
                             }
                             Err(e) => {
                                 // The catalog changed under a half-finished job.
-                                draft.alerts.push(OwnerAlert {
-                                    kind: "cannot_price",
-                                    detail: format!("The guided flow could not price a job: {e}"),
-                                });
-                                step(
-                                    &mut draft,
-                                    Event::HandOff {
-                                        reason: HandoffReason::CannotPrice,
-                                        summary: e.to_string(),
-                                        at: now,
-                                    },
+                                let summary = format!("The guided flow could not price the job: {e}");
+                                let handed = desk::hand_off(
+                                    &mut draft.desk(business, &turn.conversation, now),
+                                    HandoffReason::CannotPrice,
+                                    &summary,
                                 );
+                                if let Err(e) = handed {
+                                    tracing::error!(error = %e, "guided flow made an illegal move");
+                                }
                                 draft.text = format!(
                                     "{opening}I need the owner to price this one; they'll text you soon."
                                 );
@@ -350,13 +300,15 @@ impl GuidedResponder {
                         } else if quoted.job.address.is_none() {
                             draft.text = format!("{opening}{}", guided::ADDRESS_QUESTION);
                         } else {
-                            let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
+                            let offered = self
+                                .offer(business, turn, &mut draft, now, &DateFilter::default())
+                                .await;
                             draft.text = format!("{opening}{offered}");
                         }
                     }
                     Some(QuotedChoice::Person) => {
                         let summary = format!("Wants a person about quote {}.", quoted.quote.id);
-                        hand_off(&mut draft, turn, now, summary, &opening);
+                        self.hand_off(business, turn, &mut draft, now, &summary, &opening);
                     }
                     // The name is asked once. An answer that is not a name
                     // (an address, say) is taken for what it is.
@@ -380,7 +332,9 @@ impl GuidedResponder {
                         if address.is_none() {
                             draft.text = format!("{opening}{thanks}{}", guided::ADDRESS_QUESTION);
                         } else {
-                            let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
+                            let offered = self
+                                .offer(business, turn, &mut draft, now, &DateFilter::default())
+                                .await;
                             draft.text = format!("{opening}{thanks}{offered}");
                         }
                     }
@@ -392,7 +346,9 @@ impl GuidedResponder {
                                 ..JobUpdate::default()
                             }),
                         );
-                        let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
+                        let offered = self
+                            .offer(business, turn, &mut draft, now, &DateFilter::default())
+                            .await;
                         draft.text = format!("{opening}Thanks! {offered}");
                     }
                     None => {
@@ -404,18 +360,20 @@ impl GuidedResponder {
                 }
             }
             ConversationState::Scheduling(s) if s.rescheduling.is_some() && guided::wants_to_keep(text) => {
-                let kept = s.rescheduling.clone().expect("checked");
-                step(&mut draft, Event::KeepBooking);
-                draft.text = format!(
-                    "{opening}No problem: you're still booked for {}.",
-                    kept.slot.label
-                );
+                match desk::keep_booking(&mut draft.desk(business, &turn.conversation, now)) {
+                    Ok(kept) => {
+                        draft.text = format!(
+                            "{opening}No problem: you're still booked for {}.",
+                            kept.slot.label
+                        );
+                    }
+                    Err(e) => tracing::error!(error = %e, "guided flow made an illegal move"),
+                }
             }
             ConversationState::Scheduling(s)
                 if s.rescheduling.is_some() && guided::wants_cancel_booking(text) =>
             {
-                let booking = s.rescheduling.clone().expect("checked");
-                self.cancel(turn, &mut draft, &booking, now, &opening).await;
+                self.cancel(business, turn, &mut draft, now, &opening).await;
             }
             ConversationState::Scheduling(s) => {
                 let tz = business.business.timezone;
@@ -427,6 +385,28 @@ impl GuidedResponder {
                     .find(|m| m.direction == Direction::Outbound)
                     .map(|m| m.body.as_str())
                     .unwrap_or("");
+                // An opening was picked before the address was known (the
+                // model offered it): this is the address, and the pick stands
+                // to be made again.
+                if s.job.address.is_none()
+                    && last_sent.ends_with(guided::ADDRESS_QUESTION)
+                    && !text.trim().is_empty()
+                    && !s.offered.is_empty()
+                {
+                    step(
+                        &mut draft,
+                        Event::DetailsRecorded(JobUpdate {
+                            address: Some(text.trim().to_string()),
+                            ..JobUpdate::default()
+                        }),
+                    );
+                    let list: Vec<String> = s.offered.iter().map(|slot| slot.numbered(&s.quote)).collect();
+                    draft.text = format!(
+                        "{opening}Thanks! Openings:\n{}\nReply with a number, or tell me a day that suits you.",
+                        list.join("\n")
+                    );
+                    return draft;
+                }
                 // A pick in words was confirmed with YES; anything else is
                 // read afresh.
                 let confirmed = guided::confirmed_in(last_sent, &s.offered)
@@ -443,7 +423,7 @@ impl GuidedResponder {
                 match pick {
                     SlotPick::Number(i) => {
                         let slot = s.offered[i].clone();
-                        self.book(turn, &mut draft, &s, &slot, now, &opening).await;
+                        self.book(business, turn, &mut draft, &slot, now, &opening).await;
                     }
                     SlotPick::Words(i) => {
                         let slot = &s.offered[i];
@@ -460,7 +440,9 @@ impl GuidedResponder {
                     }
                     SlotPick::Elsewhere(wanted) => {
                         tracing::debug!(asked = %wanted.description, "no offered opening fits; searching");
-                        let offered = self.offer(turn, &mut draft, now, &wanted.search_filter()).await;
+                        let offered = self
+                            .offer(business, turn, &mut draft, now, &wanted.search_filter())
+                            .await;
                         let fresh = match &draft.state {
                             ConversationState::Scheduling(fresh) => fresh.clone(),
                             _ => s.clone(),
@@ -486,7 +468,9 @@ impl GuidedResponder {
                         };
                     }
                     SlotPick::Unclear if s.offered.is_empty() => {
-                        let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
+                        let offered = self
+                            .offer(business, turn, &mut draft, now, &DateFilter::default())
+                            .await;
                         draft.text = format!("{opening}{offered}");
                     }
                     SlotPick::Unclear => {
@@ -508,11 +492,21 @@ impl GuidedResponder {
                         b.booking.slot.label
                     );
                 } else if guided::wants_reschedule(text) {
-                    step(&mut draft, Event::RescheduleRequested);
-                    let offered = self.offer(turn, &mut draft, now, &DateFilter::default()).await;
+                    let moving = desk::reschedule(
+                        &mut draft.desk(business, &turn.conversation, now),
+                        &self.scheduler,
+                        &DateFilter::default(),
+                        "",
+                    )
+                    .await;
+                    let offered = match moving {
+                        Ok(offer) if offer.slots.is_empty() => NO_OPENINGS.to_string(),
+                        Ok(offer) => offer_list(offer),
+                        Err(_) => CALENDAR_DOWN.to_string(),
+                    };
                     draft.text = format!("{opening}Sure. {offered}");
                 } else if guided::wants_cancel_booking(text) {
-                    self.cancel(turn, &mut draft, &b.booking, now, &opening).await;
+                    self.cancel(business, turn, &mut draft, now, &opening).await;
                 } else {
                     draft.text = format!(
                         "{opening}You're booked for {}. {}",
@@ -532,30 +526,14 @@ impl GuidedResponder {
     }
 }
 
-/// Hands the conversation to the owner at the customer's request.
-fn hand_off(draft: &mut Draft, turn: &TurnInput, now: DateTime<Utc>, summary: String, opening: &str) {
-    let event = Event::HandOff {
-        reason: HandoffReason::CustomerAskedForPerson,
-        summary,
-        at: now,
-    };
-    match transition(draft.state.clone(), event) {
-        Ok(next) => draft.state = next,
-        Err(e) => tracing::error!(error = %e, "guided flow made an illegal move"),
-    }
-    draft.alerts.push(OwnerAlert {
-        kind: "handoff",
-        detail: format!(
-            "Customer {} asked for a person.",
-            turn.conversation.customer_phone.masked()
-        ),
-    });
-    draft.text = format!("{opening}OK, I've asked the owner to text you.");
-}
-
 #[async_trait]
 impl Responder for GuidedResponder {
-    async fn respond(&self, turn: &TurnInput, state: ConversationState) -> Result<Draft, ResponderError> {
-        Ok(self.draft(turn, state, self.clock.now(), false).await)
+    async fn respond(
+        &self,
+        business: &Arc<BusinessConfig>,
+        turn: &TurnInput,
+        state: ConversationState,
+    ) -> Result<Draft, ResponderError> {
+        Ok(self.draft(business, turn, state, self.clock.now(), false).await)
     }
 }

@@ -9,17 +9,16 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::tools::{OwnerAlert, Tool, ToolContext, ToolError};
+use super::tools::{Tool, ToolContext, ToolError};
 use crate::config::business::{BusinessConfig, BusinessKind};
+use crate::desk;
 use crate::domain::conversation::{Event, HandoffReason, JobDetails, JobUpdate, tool};
-use crate::domain::quote::{Quote, Selected, price};
+use crate::domain::quote::{Quote, Selected};
 
 /// Registers the intake tools.
-pub fn register(registry: &mut super::tools::ToolRegistry, business: Arc<BusinessConfig>) {
-    registry.register(Arc::new(RecordJobDetails {
-        business: business.clone(),
-    }));
-    registry.register(Arc::new(GetQuote { business }));
+pub fn register(registry: &mut super::tools::ToolRegistry) {
+    registry.register(Arc::new(RecordJobDetails));
+    registry.register(Arc::new(GetQuote));
     registry.register(Arc::new(EscalateToOwner));
 }
 
@@ -49,9 +48,7 @@ fn selection_schema(ids: &[String], description: String) -> Value {
     })
 }
 
-pub struct RecordJobDetails {
-    pub business: Arc<BusinessConfig>,
-}
+pub struct RecordJobDetails;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,10 +196,10 @@ impl Tool for RecordJobDetails {
             .into()
     }
 
-    fn input_schema(&self) -> Value {
-        let pricing = &self.business.pricing;
+    fn input_schema(&self, business: &BusinessConfig) -> Value {
+        let pricing = &business.pricing;
         let mut properties = serde_json::Map::new();
-        match self.business.business.kind {
+        match business.business.kind {
             BusinessKind::JunkRemoval => {
                 let (ids, described) = id_list(
                     pricing
@@ -304,8 +301,10 @@ impl Tool for RecordJobDetails {
     async fn call(&self, ctx: &mut ToolContext<'_>, input: Value) -> Result<String, ToolError> {
         let input: RecordInput =
             serde_json::from_value(input).map_err(|e| ToolError::InvalidInput(e.to_string()))?;
-        let pricing = &self.business.pricing;
-        let kind = self.business.business.kind;
+        // The configuration outlives the context: copy the reference out.
+        let business = ctx.business;
+        let pricing = &business.pricing;
+        let kind = business.business.kind;
         let junk_fields = input.size.is_some() || input.items.is_some();
         let maid_fields = input.bedrooms.is_some()
             || input.bathrooms.is_some()
@@ -430,7 +429,7 @@ impl Tool for RecordJobDetails {
         let voids_quote = update.affects_price() && ctx.state.quote().is_some();
         ctx.apply(Event::DetailsRecorded(update))?;
         let job = ctx.state.job().cloned().unwrap_or_default();
-        let mut out = format!("Recorded. {}", describe_job(&job, &self.business));
+        let mut out = format!("Recorded. {}", describe_job(&job, business));
         if voids_quote {
             out.push_str(" The earlier quote no longer applies: call get_quote for a new one.");
         }
@@ -438,9 +437,7 @@ impl Tool for RecordJobDetails {
     }
 }
 
-pub struct GetQuote {
-    pub business: Arc<BusinessConfig>,
-}
+pub struct GetQuote;
 
 /// A quote as the model reads it.
 pub fn quote_for_model(quote: &Quote, business: &BusinessConfig) -> String {
@@ -456,13 +453,6 @@ pub fn quote_for_model(quote: &Quote, business: &BusinessConfig) -> String {
     )
 }
 
-pub fn new_quote_id() -> String {
-    format!(
-        "Q{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase()
-    )
-}
-
 #[async_trait]
 impl Tool for GetQuote {
     fn name(&self) -> &'static str {
@@ -475,21 +465,13 @@ impl Tool for GetQuote {
             .into()
     }
 
-    fn input_schema(&self) -> Value {
+    fn input_schema(&self, _business: &BusinessConfig) -> Value {
         json!({"type": "object", "properties": {}, "additionalProperties": false})
     }
 
     async fn call(&self, ctx: &mut ToolContext<'_>, _input: Value) -> Result<String, ToolError> {
-        let job = ctx.state.job().cloned().unwrap_or_default();
-        let spec = job.to_spec(self.business.business.kind).map_err(|e| {
-            ToolError::InvalidInput(format!("{e}. Ask the customer, then record_job_details."))
-        })?;
-        let quote = price(&self.business.pricing, &spec, new_quote_id(), ctx.now)
-            .map_err(|e| ToolError::InvalidInput(format!("{e}")))?;
-        ctx.apply(Event::QuoteIssued(quote.clone()))?;
-        ctx.new_quotes.push(quote.clone());
-        tracing::info!(quote = %quote.id, total = %quote.total, "quote issued");
-        Ok(quote_for_model(&quote, &self.business))
+        let quote = desk::issue_quote(&mut ctx.desk())?;
+        Ok(quote_for_model(&quote, ctx.business))
     }
 }
 
@@ -514,7 +496,7 @@ impl Tool for EscalateToOwner {
             .into()
     }
 
-    fn input_schema(&self) -> Value {
+    fn input_schema(&self, _business: &BusinessConfig) -> Value {
         json!({
             "type": "object",
             "properties": {
@@ -529,25 +511,17 @@ impl Tool for EscalateToOwner {
     async fn call(&self, ctx: &mut ToolContext<'_>, input: Value) -> Result<String, ToolError> {
         let input: EscalateInput =
             serde_json::from_value(input).map_err(|e| ToolError::InvalidInput(e.to_string()))?;
-        let summary = input.summary.trim().to_string();
-        if summary.is_empty() {
+        if input.reason == HandoffReason::OwnerTookOver {
+            return Err(ToolError::InvalidInput(
+                "reason must be one of: customer_asked_for_person, complaint, cannot_price, other".into(),
+            ));
+        }
+        if input.summary.trim().is_empty() {
             return Err(ToolError::InvalidInput(
                 "summary must say what the customer needs".into(),
             ));
         }
-        ctx.apply(Event::HandOff {
-            reason: input.reason,
-            summary: summary.clone(),
-            at: ctx.now,
-        })?;
-        ctx.alerts.push(OwnerAlert {
-            kind: "handoff",
-            detail: format!(
-                "Handed to you ({:?}): customer {}. {summary}",
-                input.reason,
-                ctx.turn.conversation.customer_phone.masked()
-            ),
-        });
+        desk::hand_off(&mut ctx.desk(), input.reason, &input.summary)?;
         Ok(
             "Handed off to the owner. Tell the customer, in one short sentence, that the owner will \
             text them soon. Do not promise a time or a price."

@@ -6,6 +6,7 @@
 
 pub mod guided;
 pub mod job_tools;
+pub mod prompt;
 pub mod schedule_tools;
 pub mod tools;
 
@@ -19,8 +20,8 @@ use crate::anthropic::{
 use crate::clock::Clock;
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::ConversationState;
+use crate::domain::guardrail;
 use crate::domain::quote::Quote;
-use crate::domain::{guardrail, prompt};
 use crate::store::{Direction, MediaStatus, Message, StoredImage, TurnInput};
 use tools::{OwnerAlert, ToolContext, ToolRegistry};
 
@@ -31,6 +32,25 @@ pub struct Draft {
     pub state: ConversationState,
     pub new_quotes: Vec<Quote>,
     pub alerts: Vec<OwnerAlert>,
+}
+
+impl Draft {
+    /// The turn as the desk's operations take it.
+    pub fn desk<'a>(
+        &'a mut self,
+        business: &'a BusinessConfig,
+        conversation: &'a crate::store::Conversation,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::desk::Turn<'a> {
+        crate::desk::Turn {
+            business,
+            conversation,
+            now,
+            state: &mut self.state,
+            new_quotes: &mut self.new_quotes,
+            alerts: &mut self.alerts,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +100,14 @@ pub async fn counting_model_calls<F: std::future::Future>(work: F) -> (F::Output
 
 #[async_trait]
 pub trait Responder: Send + Sync + 'static {
-    /// Drafts the reply to `turn`'s pending texts, starting from `state`.
-    async fn respond(&self, turn: &TurnInput, state: ConversationState) -> Result<Draft, ResponderError>;
+    /// Drafts the reply to `turn`'s pending texts, starting from `state`,
+    /// on the business's configuration as the turn started.
+    async fn respond(
+        &self,
+        business: &Arc<BusinessConfig>,
+        turn: &TurnInput,
+        state: ConversationState,
+    ) -> Result<Draft, ResponderError>;
 }
 
 pub struct ClaudeResponder {
@@ -94,7 +120,6 @@ pub struct ClaudeResponder {
     /// engine's own deadline, which would drop the turn's work.
     pub deadline: std::time::Duration,
     pub tools: ToolRegistry,
-    pub business: Arc<BusinessConfig>,
     /// "Now" for the tools: quotes' dates, openings, the guardrail's today.
     pub clock: Arc<dyn Clock>,
 }
@@ -181,19 +206,17 @@ impl ClaudeResponder {
     /// The system prompt for the state the conversation is in now; rebuilt
     /// every round, because a tool may have moved it.
     fn system_prompt(&self, turn: &TurnInput, ctx: &ToolContext<'_>) -> String {
-        let mut assembled = prompt::assemble(&self.business, ctx.now);
-        assembled.push("Catalog", "[pricing]", prompt::catalog_text(&self.business));
+        let business = ctx.business;
+        let mut assembled = prompt::assemble(business, ctx.now);
+        assembled.push("Catalog", "[pricing]", prompt::catalog_text(business));
         let job = ctx.state.job().cloned().unwrap_or_default();
-        let quote = ctx
-            .state
-            .quote()
-            .map(|q| job_tools::quote_for_model(q, &self.business));
+        let quote = ctx.state.quote().map(|q| job_tools::quote_for_model(q, business));
         assembled.push(
             "State",
             "the conversation",
             prompt::state_text(
                 &ctx.state,
-                &job_tools::describe_job(&job, &self.business),
+                &job_tools::describe_job(&job, business),
                 quote.as_deref(),
             ),
         );
@@ -207,6 +230,7 @@ impl ClaudeResponder {
     /// Runs the tool loop until the model answers in text.
     async fn run_loop(
         &self,
+        business: &Arc<BusinessConfig>,
         turn: &TurnInput,
         ctx: &mut ToolContext<'_>,
         messages: &mut Vec<ApiMessage>,
@@ -221,7 +245,7 @@ impl ClaudeResponder {
                 max_tokens: self.max_tokens,
                 system: self.system_prompt(turn, ctx),
                 messages: messages.clone(),
-                tools: self.tools.definitions(&ctx.state),
+                tools: self.tools.definitions(&ctx.state, business),
             };
             // Outside `counting_model_calls` (a test, `chat`) nothing counts.
             let _ = MODEL_CALLS.try_with(|calls| calls.set(calls.get() + 1));
@@ -284,10 +308,15 @@ impl ClaudeResponder {
 #[async_trait]
 impl Responder for ClaudeResponder {
     #[tracing::instrument(name = "claude_turn", skip_all, fields(conversation = turn.conversation.id.0))]
-    async fn respond(&self, turn: &TurnInput, state: ConversationState) -> Result<Draft, ResponderError> {
+    async fn respond(
+        &self,
+        business: &Arc<BusinessConfig>,
+        turn: &TurnInput,
+        state: ConversationState,
+    ) -> Result<Draft, ResponderError> {
         let mut ctx = ToolContext {
             turn,
-            business: &self.business,
+            business,
             now: self.clock.now(),
             state,
             new_quotes: Vec::new(),
@@ -310,7 +339,10 @@ impl Responder for ClaudeResponder {
             }
         };
         let started = std::time::Instant::now();
-        let mut text = match self.run_loop(turn, &mut ctx, &mut messages, started).await {
+        let mut text = match self
+            .run_loop(business, turn, &mut ctx, &mut messages, started)
+            .await
+        {
             Ok(text) => text,
             Err(e) => return Err(keep_partial(ctx, e)),
         };
@@ -319,8 +351,14 @@ impl Responder for ClaudeResponder {
         // once, with the reasons. The engine checks the result too, and
         // falls back to a code-stated text.
         let as_sent = crate::channel::Channel::of(&turn.conversation.customer_phone)
-            .prepare_reply(&text, self.business.sms.max_segments);
-        let facts = guardrail::Facts::of(&self.business, &initial, &ctx.state, ctx.quotes(), ctx.now);
+            .prepare_reply(&text, business.sms.max_segments);
+        let facts = guardrail::Facts::of(
+            &business.guardrail_terms(),
+            &initial,
+            &ctx.state,
+            ctx.quotes(),
+            ctx.now,
+        );
         let violations = guardrail::check(&as_sent, &facts);
         if !violations.is_empty() {
             let reasons = guardrail::describe(&violations);
@@ -345,7 +383,10 @@ impl Responder for ClaudeResponder {
             });
             // If the rewrite fails, the first draft goes on to the engine,
             // whose guardrail replaces it with the templated message.
-            match self.run_loop(turn, &mut ctx, &mut messages, started).await {
+            match self
+                .run_loop(business, turn, &mut ctx, &mut messages, started)
+                .await
+            {
                 Ok(rewritten) => text = rewritten,
                 Err(e) => tracing::warn!(error = %e, "rewrite failed; the engine's guardrail decides"),
             }
@@ -461,16 +502,14 @@ mod tests {
     }
 
     fn responder(model: Arc<ScriptedModel>, max_tool_rounds: usize) -> ClaudeResponder {
-        let business = Arc::new(BusinessConfig::default());
         let mut tools = ToolRegistry::default();
-        job_tools::register(&mut tools, business.clone());
+        job_tools::register(&mut tools);
         ClaudeResponder {
             client: model,
             model: "claude-test".into(),
             max_tokens: 100,
             max_tool_rounds,
             tools,
-            business,
             deadline: std::time::Duration::from_secs(60),
             clock: crate::clock::system(),
         }
@@ -499,10 +538,42 @@ mod tests {
     async fn run(model: Arc<ScriptedModel>, rounds: usize) -> Result<Draft, ResponderError> {
         responder(model, rounds)
             .respond(
+                &Arc::new(BusinessConfig::default()),
                 &turn(vec![message(1, Direction::Inbound, "half a truck of junk")]),
                 ConversationState::default(),
             )
             .await
+    }
+
+    #[test]
+    fn tool_schemas_come_from_the_turns_own_catalog() {
+        let mut tools = ToolRegistry::default();
+        job_tools::register(&mut tools);
+        let parse = |text: &str, file: &str| {
+            Arc::new(BusinessConfig::parse(text, std::path::Path::new(file)).unwrap())
+        };
+        let junk = parse(include_str!("../../business.toml"), "business.toml");
+        let maid = parse(include_str!("../../examples/maid.toml"), "maid.toml");
+        let state = ConversationState::default();
+        let schema = |definitions: Vec<crate::anthropic::ToolDefinition>| {
+            definitions
+                .into_iter()
+                .find(|d| d.name == "record_job_details")
+                .unwrap()
+                .input_schema
+                .to_string()
+        };
+        let for_junk = schema(tools.definitions(&state, &junk));
+        let for_maid = schema(tools.definitions(&state, &maid));
+        assert!(for_junk.contains("half_truck") && !for_junk.contains("move_out"));
+        assert!(for_maid.contains("move_out") && !for_maid.contains("half_truck"));
+        // A reload: the same business, a new catalog, served at once.
+        let mut edited = (*junk).clone();
+        edited.pricing.junk.tiers[0].id = "renamed_tier".into();
+        let edited = Arc::new(edited);
+        assert!(schema(tools.definitions(&state, &edited)).contains("renamed_tier"));
+        // A turn still on the old configuration keeps its own schemas.
+        assert_eq!(schema(tools.definitions(&state, &junk)), for_junk);
     }
 
     #[tokio::test]

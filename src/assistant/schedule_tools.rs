@@ -9,72 +9,23 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::tools::{OwnerAlert, Tool, ToolContext, ToolError, ToolRegistry};
-use crate::calendar::CalendarError;
+use super::tools::{Tool, ToolContext, ToolError, ToolRegistry};
 use crate::config::business::BusinessConfig;
-use crate::domain::conversation::{ConversationState, Event, OfferedSlot, tool};
-use crate::domain::when;
-use crate::scheduling::{Offer, Scheduler, SchedulingError};
+use crate::desk;
+use crate::domain::conversation::tool;
+use crate::scheduling::{Offer, Scheduler};
 
-pub fn register(registry: &mut ToolRegistry, scheduler: Arc<Scheduler>, business: Arc<BusinessConfig>) {
+pub fn register(registry: &mut ToolRegistry, scheduler: Arc<Scheduler>) {
     registry.register(Arc::new(GetAvailableSlots {
         scheduler: scheduler.clone(),
-        business: business.clone(),
     }));
     registry.register(Arc::new(BookSlot {
         scheduler: scheduler.clone(),
-        business: business.clone(),
     }));
     registry.register(Arc::new(RescheduleBooking {
         scheduler: scheduler.clone(),
-        business,
     }));
     registry.register(Arc::new(CancelBooking { scheduler }));
-}
-
-/// A calendar failure as the model should handle it, with the owner told.
-fn calendar_failure(ctx: &mut ToolContext<'_>, e: SchedulingError) -> ToolError {
-    let customer = ctx.turn.conversation.customer_phone.masked().to_string();
-    match e {
-        SchedulingError::Incomplete(why) => {
-            ctx.alerts.push(OwnerAlert {
-                kind: "booking_incomplete",
-                detail: format!("A booking for customer {customer} needs a look: {why}"),
-            });
-            ToolError::Failed(
-                "the booking could not be confirmed. Tell the customer the owner will text them to confirm the time."
-                    .into(),
-            )
-        }
-        SchedulingError::Taken(why) => ToolError::InvalidInput(format!(
-            "that opening is no longer available ({why}). Call get_available_slots and offer new times."
-        )),
-        SchedulingError::Calendar(CalendarError::CredentialsRevoked(why)) => {
-            ctx.alerts.push(OwnerAlert {
-                kind: "calendar_credentials",
-                detail: format!(
-                    "Google Calendar refused textdesk's credentials ({why}). Renew the service account key \
-                     (GOOGLE_APPLICATION_CREDENTIALS). Customer {customer} could not be scheduled."
-                ),
-            });
-            ToolError::Failed(
-                "the calendar is unavailable. Tell the customer the owner will text them to set a time; do not offer times."
-                    .into(),
-            )
-        }
-        other => {
-            ctx.alerts.push(OwnerAlert {
-                kind: "calendar_unavailable",
-                detail: format!(
-                    "Could not schedule customer {customer}: {other}. Please text them to set a time."
-                ),
-            });
-            ToolError::Failed(
-                "the calendar is unavailable. Tell the customer the owner will text them to set a time; do not offer times."
-                    .into(),
-            )
-        }
-    }
 }
 
 /// The offered slots as the model reads them.
@@ -106,57 +57,22 @@ struct SlotsInput {
 
 async fn offer_slots(
     scheduler: &Scheduler,
-    business: &BusinessConfig,
     ctx: &mut ToolContext<'_>,
     preference: Option<&str>,
+    reschedule: bool,
 ) -> Result<String, ToolError> {
-    let quote = ctx
-        .state
-        .quote()
-        .cloned()
-        .ok_or_else(|| ToolError::NotAllowed("there is no quote yet: get_quote first".into()))?;
-    let today = ctx.now.with_timezone(&business.business.timezone).date_naive();
-    let (filter, looked_for) = when::resolve(preference.unwrap_or(""), today);
-    let rescheduling = match &ctx.state {
-        ConversationState::Scheduling(s) => s.rescheduling.clone(),
-        _ => None,
+    let (filter, looked_for) = desk::read_preference(ctx.business, ctx.now, preference);
+    let mut turn = ctx.desk();
+    let offer = if reschedule {
+        desk::reschedule(&mut turn, scheduler, &filter, &looked_for).await?
+    } else {
+        desk::offer_openings(&mut turn, scheduler, &filter, &looked_for).await?
     };
-    let offer = match scheduler
-        .offer(
-            ctx.turn.conversation.id,
-            &quote,
-            &filter,
-            rescheduling.as_ref(),
-            ctx.now,
-        )
-        .await
-    {
-        Ok(offer) => offer,
-        Err(e) => return Err(calendar_failure(ctx, e)),
-    };
-    if offer.slots.is_empty() {
-        ctx.alerts.push(OwnerAlert {
-            kind: "no_openings",
-            detail: format!(
-                "No openings for customer {} ({looked_for}). Please text them to find a time.",
-                ctx.turn.conversation.customer_phone.masked()
-            ),
-        });
-    }
-    ctx.apply(Event::SlotsOffered(offer.slots.clone()))?;
-    // An opening with its own price (a weekend rate) carries a quote of
-    // this conversation: the price the offer states is ours.
-    for quote in offer.quotes() {
-        if !ctx.new_quotes.iter().any(|q| q.id == quote.id) {
-            ctx.new_quotes.push(quote.clone());
-        }
-    }
     Ok(offer_text(&offer, &looked_for))
 }
 
 pub struct GetAvailableSlots {
     pub scheduler: Arc<Scheduler>,
-    pub business: Arc<BusinessConfig>,
 }
 
 #[async_trait]
@@ -172,7 +88,7 @@ impl Tool for GetAvailableSlots {
             .into()
     }
 
-    fn input_schema(&self) -> Value {
+    fn input_schema(&self, _business: &BusinessConfig) -> Value {
         json!({
             "type": "object",
             "properties": {
@@ -185,39 +101,18 @@ impl Tool for GetAvailableSlots {
     async fn call(&self, ctx: &mut ToolContext<'_>, input: Value) -> Result<String, ToolError> {
         let input: SlotsInput =
             serde_json::from_value(input).map_err(|e| ToolError::InvalidInput(e.to_string()))?;
-        offer_slots(&self.scheduler, &self.business, ctx, input.preference.as_deref()).await
+        offer_slots(&self.scheduler, ctx, input.preference.as_deref(), false).await
     }
 }
 
 pub struct BookSlot {
     pub scheduler: Arc<Scheduler>,
-    pub business: Arc<BusinessConfig>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BookInput {
     slot_id: u8,
-}
-
-/// The offered slot with this id, or an error the model can act on.
-pub fn offered(state: &ConversationState, id: u8) -> Result<OfferedSlot, ToolError> {
-    let ConversationState::Scheduling(s) = state else {
-        return Err(ToolError::NotAllowed(
-            "no openings have been offered: call get_available_slots".into(),
-        ));
-    };
-    s.offered.iter().find(|o| o.id == id).cloned().ok_or_else(|| {
-        let ids: Vec<String> = s.offered.iter().map(|o| o.id.to_string()).collect();
-        ToolError::InvalidInput(if ids.is_empty() {
-            "no openings are on offer now: call get_available_slots".into()
-        } else {
-            format!(
-                "slot {id} was not offered in this conversation; offered: {}",
-                ids.join(", ")
-            )
-        })
-    })
 }
 
 #[async_trait]
@@ -232,7 +127,7 @@ impl Tool for BookSlot {
             .into()
     }
 
-    fn input_schema(&self) -> Value {
+    fn input_schema(&self, _business: &BusinessConfig) -> Value {
         json!({
             "type": "object",
             "properties": {"slot_id": {"type": "integer", "minimum": 1, "description": "The number of an offered opening."}},
@@ -244,48 +139,17 @@ impl Tool for BookSlot {
     async fn call(&self, ctx: &mut ToolContext<'_>, input: Value) -> Result<String, ToolError> {
         let input: BookInput =
             serde_json::from_value(input).map_err(|e| ToolError::InvalidInput(e.to_string()))?;
-        let slot = offered(&ctx.state, input.slot_id)?;
-        let ConversationState::Scheduling(scheduling) = ctx.state.clone() else {
-            unreachable!("offered() checked the state");
-        };
-        if scheduling
-            .job
-            .address
-            .as_deref()
-            .is_none_or(|a| a.trim().is_empty())
-        {
-            return Err(ToolError::InvalidInput(
-                "the job address is missing: ask the customer for it, record_job_details, then book".into(),
-            ));
-        }
-        let booking = match self
-            .scheduler
-            .book(
-                &ctx.turn.conversation,
-                &scheduling.job,
-                &scheduling.quote,
-                &slot,
-                scheduling.rescheduling.as_ref(),
-                ctx.now,
-            )
-            .await
-        {
-            Ok(b) => b,
-            Err(e) => return Err(calendar_failure(ctx, e)),
-        };
-        ctx.apply(Event::SlotBooked(booking))?;
-        let total = slot.quote.as_ref().unwrap_or(&scheduling.quote).total;
+        let booked = desk::book(&mut ctx.desk(), &self.scheduler, input.slot_id).await?;
+        let (label, total) = (&booked.slot.label, booked.total);
         Ok(format!(
-            "Booked: {} for {total}. Confirm it to the customer with the day, time and price. If they need to \
-             change it later, they can just text us; never ask them to reply CANCEL or STOP.",
-            slot.label
+            "Booked: {label} for {total}. Confirm it to the customer with the day, time and price. If they need to \
+             change it later, they can just text us; never ask them to reply CANCEL or STOP."
         ))
     }
 }
 
 pub struct RescheduleBooking {
     pub scheduler: Arc<Scheduler>,
-    pub business: Arc<BusinessConfig>,
 }
 
 #[derive(Deserialize)]
@@ -309,7 +173,7 @@ impl Tool for RescheduleBooking {
             .into()
     }
 
-    fn input_schema(&self) -> Value {
+    fn input_schema(&self, _business: &BusinessConfig) -> Value {
         json!({
             "type": "object",
             "properties": {
@@ -323,20 +187,13 @@ impl Tool for RescheduleBooking {
     async fn call(&self, ctx: &mut ToolContext<'_>, input: Value) -> Result<String, ToolError> {
         let input: RescheduleInput =
             serde_json::from_value(input).map_err(|e| ToolError::InvalidInput(e.to_string()))?;
-        let moving = matches!(&ctx.state, ConversationState::Scheduling(s) if s.rescheduling.is_some());
         if input.keep_current_time {
-            if !moving {
-                return Err(ToolError::NotAllowed("no reschedule is in progress".into()));
-            }
-            ctx.apply(Event::KeepBooking)?;
+            desk::keep_booking(&mut ctx.desk())?;
             return Ok(
                 "The booking stays as it was. Tell the customer their original time still stands.".into(),
             );
         }
-        if !moving {
-            ctx.apply(Event::RescheduleRequested)?;
-        }
-        offer_slots(&self.scheduler, &self.business, ctx, input.preference.as_deref()).await
+        offer_slots(&self.scheduler, ctx, input.preference.as_deref(), true).await
     }
 }
 
@@ -354,30 +211,12 @@ impl Tool for CancelBooking {
         "Cancel the customer's booking, when they clearly ask to. Removes it from the crew's calendar.".into()
     }
 
-    fn input_schema(&self) -> Value {
+    fn input_schema(&self, _business: &BusinessConfig) -> Value {
         json!({"type": "object", "properties": {"reason": {"type": "string"}}, "additionalProperties": false})
     }
 
     async fn call(&self, ctx: &mut ToolContext<'_>, _input: Value) -> Result<String, ToolError> {
-        let booking = match &ctx.state {
-            ConversationState::Booked(b) => b.booking.clone(),
-            ConversationState::Scheduling(s) if s.rescheduling.is_some() => {
-                s.rescheduling.clone().expect("checked")
-            }
-            _ => return Err(ToolError::NotAllowed("there is no booking to cancel".into())),
-        };
-        if let Err(e) = self.scheduler.cancel(&booking).await {
-            return Err(calendar_failure(ctx, e));
-        }
-        ctx.apply(Event::BookingCancelled { at: ctx.now })?;
-        ctx.alerts.push(OwnerAlert {
-            kind: "booking_cancelled",
-            detail: format!(
-                "Customer {} cancelled {}.",
-                ctx.turn.conversation.customer_phone.masked(),
-                booking.slot.label
-            ),
-        });
+        desk::cancel(&mut ctx.desk(), &self.scheduler).await?;
         Ok("Cancelled and removed from the calendar. Tell the customer it's cancelled and they can text any time \
             to book again. Never tell them to reply CANCEL or STOP."
             .into())

@@ -14,16 +14,13 @@ use serde_json::Value;
 
 use crate::anthropic::ToolDefinition;
 use crate::config::business::BusinessConfig;
-use crate::domain::conversation::{ConversationState, Event, tool, transition};
+use crate::desk::{self, DeskError};
+use crate::domain::conversation::{ConversationState, Event, tool};
 use crate::domain::quote::Quote;
+use crate::scheduling::SchedulingError;
 use crate::store::TurnInput;
 
-/// Something the owner must hear about, raised during a turn.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnerAlert {
-    pub kind: &'static str,
-    pub detail: String,
-}
+pub use crate::desk::OwnerAlert;
 
 /// What a tool may read and change during a turn. Changes are kept here and
 /// committed with the turn's reply, all at once.
@@ -37,18 +34,23 @@ pub struct ToolContext<'a> {
 }
 
 impl ToolContext<'_> {
+    /// The turn as the desk's operations take it.
+    pub fn desk(&mut self) -> desk::Turn<'_> {
+        desk::Turn {
+            business: self.business,
+            conversation: &self.turn.conversation,
+            now: self.now,
+            state: &mut self.state,
+            new_quotes: &mut self.new_quotes,
+            alerts: &mut self.alerts,
+        }
+    }
+
     /// Moves the conversation through the state machine.
     pub fn apply(&mut self, event: Event) -> Result<(), ToolError> {
-        let next = transition(self.state.clone(), event).map_err(|e| ToolError::NotAllowed(e.to_string()))?;
-        if next.name() != self.state.name() {
-            tracing::info!(
-                from = self.state.name(),
-                to = next.name(),
-                "conversation state changed"
-            );
-        }
-        self.state = next;
-        Ok(())
+        self.desk()
+            .apply(event)
+            .map_err(|e| ToolError::NotAllowed(e.to_string()))
     }
 
     /// Every quote of this conversation, older ones first.
@@ -70,12 +72,53 @@ pub enum ToolError {
     Failed(String),
 }
 
+/// What the model reads when the desk refused: what to fix, or what to
+/// tell the customer.
+impl From<DeskError> for ToolError {
+    fn from(e: DeskError) -> Self {
+        match e {
+            DeskError::NotAllowed(why) => ToolError::NotAllowed(why),
+            DeskError::Incomplete(why) => {
+                ToolError::InvalidInput(format!("{why}. Ask the customer, then record_job_details."))
+            }
+            DeskError::CannotPrice(why) => ToolError::InvalidInput(why.to_string()),
+            DeskError::NotOffered { offered, .. } if offered.is_empty() => {
+                ToolError::InvalidInput("no openings are on offer now: call get_available_slots".into())
+            }
+            DeskError::NotOffered { id, offered } => ToolError::InvalidInput(format!(
+                "slot {id} was not offered in this conversation; offered: {}",
+                offered.iter().map(u8::to_string).collect::<Vec<_>>().join(", ")
+            )),
+            DeskError::AddressMissing => ToolError::InvalidInput(
+                "the job address is missing: ask the customer for it, record_job_details, then book".into(),
+            ),
+            DeskError::AlreadyBookedFor(label) => ToolError::InvalidInput(format!(
+                "the customer is already booked for {label}: book another opening, or call reschedule_booking \
+                 with keep_current_time"
+            )),
+            DeskError::Scheduling(SchedulingError::Taken(why)) => ToolError::InvalidInput(format!(
+                "that opening is no longer available ({why}). Call get_available_slots and offer new times."
+            )),
+            DeskError::Scheduling(SchedulingError::Incomplete(_)) => ToolError::Failed(
+                "the booking could not be confirmed. Tell the customer the owner will text them to confirm the time."
+                    .into(),
+            ),
+            DeskError::Scheduling(_) => ToolError::Failed(
+                "the calendar is unavailable. Tell the customer the owner will text them to set a time; do not offer times."
+                    .into(),
+            ),
+            other => ToolError::Failed(other.to_string()),
+        }
+    }
+}
+
 #[async_trait]
 pub trait Tool: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn description(&self) -> String;
-    /// JSON Schema of the input object.
-    fn input_schema(&self) -> Value;
+    /// JSON Schema of the input object, for this business (a schema may
+    /// list the catalog's ids).
+    fn input_schema(&self, business: &BusinessConfig) -> Value;
     /// Runs the tool; the `Ok` text is what the model reads.
     async fn call(&self, ctx: &mut ToolContext<'_>, input: Value) -> Result<String, ToolError>;
 }
@@ -90,9 +133,20 @@ pub struct ToolOutcome {
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     tools: Vec<Arc<dyn Tool>>,
-    /// Definitions per set of legal tools: schemas are built from the
-    /// catalog once, not on every model call.
-    definitions: Arc<std::sync::Mutex<std::collections::HashMap<usize, Vec<ToolDefinition>>>>,
+    /// Definitions per business and set of legal tools: schemas are built
+    /// from the catalog once per configuration, not on every model call.
+    definitions: Arc<std::sync::Mutex<std::collections::HashMap<DefinitionsKey, CachedDefinitions>>>,
+}
+
+/// A business's id and a state's legal-tool list (each a distinct static slice).
+type DefinitionsKey = (String, usize);
+
+/// Definitions built from one configuration. Holding its `Arc` keeps the
+/// address from being reused, so "the same configuration" is `ptr_eq`;
+/// after a reload the first turn on the new one builds them again.
+struct CachedDefinitions {
+    built_from: Arc<BusinessConfig>,
+    definitions: Vec<ToolDefinition>,
 }
 
 impl ToolRegistry {
@@ -115,26 +169,42 @@ impl ToolRegistry {
             .filter(move |t| state.allowed_tools().contains(&t.name()))
     }
 
-    /// The tools legal in `state`, as the API wants them.
-    pub fn definitions(&self, state: &ConversationState) -> Vec<ToolDefinition> {
-        // Each state's legal-tool list is a distinct static slice.
-        let key = state.allowed_tools().as_ptr() as usize;
+    /// The tools legal in `state`, as the API wants them, with schemas
+    /// from `business`'s catalog.
+    pub fn definitions(
+        &self,
+        state: &ConversationState,
+        business: &Arc<BusinessConfig>,
+    ) -> Vec<ToolDefinition> {
+        let key = (
+            business.business.id.clone(),
+            state.allowed_tools().as_ptr() as usize,
+        );
         let mut cache = self
             .definitions
             .lock()
             .expect("never poisoned: no panics while held");
-        cache
-            .entry(key)
-            .or_insert_with(|| {
-                self.legal(state)
-                    .map(|t| ToolDefinition {
-                        name: t.name().into(),
-                        description: t.description(),
-                        input_schema: t.input_schema(),
-                    })
-                    .collect()
+        if let Some(cached) = cache.get(&key)
+            && Arc::ptr_eq(&cached.built_from, business)
+        {
+            return cached.definitions.clone();
+        }
+        let definitions: Vec<ToolDefinition> = self
+            .legal(state)
+            .map(|t| ToolDefinition {
+                name: t.name().into(),
+                description: t.description(),
+                input_schema: t.input_schema(business),
             })
-            .clone()
+            .collect();
+        cache.insert(
+            key,
+            CachedDefinitions {
+                built_from: business.clone(),
+                definitions: definitions.clone(),
+            },
+        );
+        definitions
     }
 
     pub async fn call(&self, ctx: &mut ToolContext<'_>, name: &str, input: Value) -> ToolOutcome {

@@ -12,6 +12,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
 use crate::domain::availability::ScheduleConfig;
+pub use crate::domain::business_kind::BusinessKind;
 use crate::domain::conversation::Lifetimes;
 use crate::domain::guardrail::GuardrailConfig;
 use crate::domain::phone::E164;
@@ -168,31 +169,6 @@ impl Default for BusinessInfo {
             phone: None,
             owner_email: None,
             owner_name: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum BusinessKind {
-    #[default]
-    JunkRemoval,
-    Maid,
-}
-
-impl BusinessKind {
-    /// As written in business.toml.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BusinessKind::JunkRemoval => "junk_removal",
-            BusinessKind::Maid => "maid",
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            BusinessKind::JunkRemoval => "a junk removal and hauling company",
-            BusinessKind::Maid => "a residential maid and cleaning service",
         }
     }
 }
@@ -547,6 +523,25 @@ impl BusinessConfig {
             .greeting
             .clone()
             .unwrap_or_else(|| format!("Hi! Thanks for texting {}.", self.business.name))
+    }
+
+    /// What the price-and-facts guardrail needs to know of this business.
+    pub fn guardrail_terms(&self) -> crate::domain::guardrail::OwnerTerms<'_> {
+        crate::domain::guardrail::OwnerTerms {
+            name: &self.business.name,
+            greeting: self.greeting(),
+            timezone: self.business.timezone,
+            pricing: &self.pricing,
+            schedule: &self.schedule,
+            owner_said: self
+                .assistant
+                .current_info
+                .iter()
+                .chain(&self.assistant.additional_rules)
+                .map(String::as_str)
+                .collect(),
+            rules: &self.guardrail,
+        }
     }
 }
 

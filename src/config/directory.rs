@@ -92,6 +92,11 @@ impl Businesses {
         self.by_number.get(&canonical).map(|&i| &self.list[i].1)
     }
 
+    /// One file: its business answers every number and every conversation.
+    pub fn answers_every_number(&self) -> bool {
+        self.answers_every_number
+    }
+
     /// The only business, when there is exactly one.
     pub fn single(&self) -> Option<&Arc<BusinessConfig>> {
         match self.list.as_slice() {

@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::quote::{JobSpec, JunkJob, MaidJob, Quote, QuoteError, Selected};
-use crate::config::business::BusinessKind;
+use crate::domain::business_kind::BusinessKind;
 
 /// What we know about the job so far. Every field may still be missing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -233,6 +233,8 @@ pub enum HandoffReason {
     Complaint,
     CannotPrice,
     Other,
+    /// The owner took the conversation from the assistant.
+    OwnerTookOver,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -344,6 +346,8 @@ pub enum Event {
         at: DateTime<Utc>,
     },
     StartOver,
+    /// The owner gives a handed-off conversation back to the assistant.
+    HandBack,
 }
 
 impl Event {
@@ -363,6 +367,7 @@ impl Event {
             Event::Expire { .. } => "expire",
             Event::Complete { .. } => "complete",
             Event::StartOver => "start_over",
+            Event::HandBack => "hand_back",
         }
     }
 }
@@ -637,6 +642,9 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
         (S::OptedOut(s), Event::OptIn) => Ok(*s.previous),
 
         (S::Closed(_) | S::Cancelled(_) | S::HandedOff(_), Event::StartOver) => Ok(S::default()),
+        // The job described so far stays; the assistant prices it again,
+        // since what the owner said meanwhile is not in any quote.
+        (S::HandedOff(h), Event::HandBack) => Ok(S::Intake(Intake { job: h.job })),
 
         (state, event) => Err(illegal(&state, &event)),
     }
@@ -804,6 +812,7 @@ mod tests {
             Event::Expire { at: now() },
             Event::Complete { at: now() },
             Event::StartOver,
+            Event::HandBack,
         ]
     }
 
@@ -824,22 +833,22 @@ mod tests {
     #[test]
     fn transition_table() {
         #[rustfmt::skip]
-        let expected: [[&str; 14]; 9] = [
-            //            details     quote     q.expired  offer         book      resched       keep      cancel       handoff       optout      optin     expire    complete  startover
-            /* INTAKE */  ["INTAKE",  "QUOTED", "-",       "-",          "-",      "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-"],
-            /* QUOTED */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "-",      "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-"],
-            /* SCHED  */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "BOOKED", "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-"],
-            /* MOVING */  ["-",       "-",      "-",       "SCHEDULING", "BOOKED", "-",          "BOOKED", "CANCELLED", "HANDED_OFF", "OPTED_OUT", "-",     "-",      "-",      "-"],
-            /* BOOKED */  ["-",       "-",      "-",       "-",          "-",      "SCHEDULING", "-",      "CANCELLED", "HANDED_OFF", "OPTED_OUT", "-",     "-",      "CLOSED", "-"],
-            /* HANDED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE"],
-            /* CANCEL */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE"],
-            /* OPTOUT */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "QUOTED", "-",     "-",      "-"],
-            /* CLOSED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE"],
+        let expected: [[&str; 15]; 9] = [
+            //            details     quote     q.expired  offer         book      resched       keep      cancel       handoff       optout      optin     expire    complete  startover  handback
+            /* INTAKE */  ["INTAKE",  "QUOTED", "-",       "-",          "-",      "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-", "-"],
+            /* QUOTED */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "-",      "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-", "-"],
+            /* SCHED  */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "BOOKED", "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-", "-"],
+            /* MOVING */  ["-",       "-",      "-",       "SCHEDULING", "BOOKED", "-",          "BOOKED", "CANCELLED", "HANDED_OFF", "OPTED_OUT", "-",     "-",      "-",      "-", "-"],
+            /* BOOKED */  ["-",       "-",      "-",       "-",          "-",      "SCHEDULING", "-",      "CANCELLED", "HANDED_OFF", "OPTED_OUT", "-",     "-",      "CLOSED", "-", "-"],
+            /* HANDED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "INTAKE"],
+            /* CANCEL */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "-"],
+            /* OPTOUT */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "QUOTED", "-",     "-",      "-", "-"],
+            /* CLOSED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "-"],
         ];
         let states = states();
         let events = events();
         assert_eq!(states.len(), 9);
-        assert_eq!(events.len(), 14);
+        assert_eq!(events.len(), 15);
         for (row, state) in states.iter().enumerate() {
             for (col, event) in events.iter().enumerate() {
                 let got = match transition(state.clone(), event.clone()) {
@@ -852,6 +861,23 @@ mod tests {
                 assert_eq!(got, expected[row][col], "{} + {}", state.name(), event.name());
             }
         }
+    }
+
+    #[test]
+    fn a_hand_back_keeps_the_job_and_the_assistant_answers_again() {
+        let handed = transition(
+            ConversationState::Intake(Intake { job: job() }),
+            Event::HandOff {
+                reason: HandoffReason::OwnerTookOver,
+                summary: "The owner is answering.".into(),
+                at: now(),
+            },
+        )
+        .unwrap();
+        assert!(!handed.bot_answers());
+        let back = transition(handed, Event::HandBack).unwrap();
+        assert_eq!(back, ConversationState::Intake(Intake { job: job() }));
+        assert!(back.bot_answers());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::availability::DateFilter;
 use super::conversation::{JobDetails, JobUpdate, OfferedSlot};
 use super::quote::{ModifierKind, PricingConfig, Selected};
 use super::when::{self, ClockTime};
-use crate::config::business::BusinessKind;
+use crate::domain::business_kind::BusinessKind;
 
 /// The next thing the flow needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

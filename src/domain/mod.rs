@@ -2,6 +2,7 @@
 //! function of its arguments and is unit-tested as such.
 
 pub mod availability;
+pub mod business_kind;
 pub mod conversation;
 pub mod delivery;
 pub mod guardrail;
@@ -10,7 +11,6 @@ pub mod keywords;
 pub mod money;
 pub mod number_words;
 pub mod phone;
-pub mod prompt;
 pub mod quiet_hours;
 pub mod quote;
 pub mod reminders;

@@ -10,17 +10,17 @@ use chrono::Utc;
 
 use super::dispatch::Dispatcher;
 use crate::assistant::guided::GuidedResponder;
-use crate::assistant::job_tools::new_quote_id;
 use crate::assistant::{Responder, ResponderError};
 use crate::channel::Channel;
 use crate::clock::Clock;
 use crate::config::business::BusinessConfig;
+use crate::desk;
 use crate::domain::conversation::{self, ConversationState, Event};
 use crate::domain::guardrail::{self, ViolationKind};
 use crate::domain::guided;
 use crate::domain::keywords::{self, Keyword};
 use crate::domain::phone::redact_phone_numbers;
-use crate::domain::quote::{Quote, price};
+use crate::domain::quote::Quote;
 use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
 use crate::store::{
@@ -29,7 +29,10 @@ use crate::store::{
 };
 use crate::templates;
 
-pub struct Engine {
+/// What every turn of every business shares: adapters, never a
+/// configuration. Built once at start; a reload leaves it alone.
+#[derive(Clone)]
+pub struct EngineParts {
     pub store: Arc<dyn Store>,
     /// Claude, or the guided flow when no model is configured.
     pub responder: Arc<dyn Responder>,
@@ -37,11 +40,28 @@ pub struct Engine {
     pub guided: GuidedResponder,
     /// The one way a stored text leaves: through its conversation's channel.
     pub dispatcher: Arc<Dispatcher>,
-    pub business: Arc<BusinessConfig>,
     /// Longest a turn may wait on the responder.
     pub turn_deadline: std::time::Duration,
     /// The only source of "now" for turns, sends and alerts.
     pub clock: Arc<dyn Clock>,
+}
+
+/// One turn's engine: the shared parts, and the business's configuration
+/// as the turn started, taken once from the directory and kept to the
+/// turn's end (a reload meanwhile serves the next turn). Two `Arc`s, so
+/// it is made per turn, never cached.
+#[derive(Clone)]
+pub struct Engine {
+    pub parts: Arc<EngineParts>,
+    pub business: Arc<BusinessConfig>,
+}
+
+impl std::ops::Deref for Engine {
+    type Target = EngineParts;
+
+    fn deref(&self) -> &EngineParts {
+        &self.parts
+    }
 }
 
 /// What a turn did, for logs and tests.
@@ -265,7 +285,7 @@ impl Engine {
         };
         let (drafted, model_calls) = crate::assistant::counting_model_calls(tokio::time::timeout(
             self.turn_deadline,
-            responder.respond(&turn, state.clone()),
+            responder.respond(&self.business, &turn, state.clone()),
         ))
         .await;
         // Counted in the turn's own commit: one write fewer per turn.
@@ -285,7 +305,10 @@ impl Engine {
                 let from_state = partial
                     .as_ref()
                     .map_or_else(|| state.clone(), |p| p.state.clone());
-                let mut guided = self.guided.draft(&turn, from_state, now, true).await;
+                let mut guided = self
+                    .guided
+                    .draft(&self.business, &turn, from_state, now, true)
+                    .await;
                 if let Some(partial) = partial {
                     let mut quotes = partial.new_quotes;
                     quotes.append(&mut guided.new_quotes);
@@ -322,8 +345,8 @@ impl Engine {
         // What this turn sets in motion: reminders, provider emails, a
         // follow-up; and a booking's facts stated by code, sent instead of
         // the draft.
-        let event_link =
-            |booking: &crate::domain::conversation::Booking| self.guided.scheduler.event_link(booking);
+        let scheduler = self.guided.scheduler.for_business(&self.business);
+        let event_link = |booking: &crate::domain::conversation::Booking| scheduler.event_link(booking);
         let mut planned = plan::plan(&landed, &draft.state, &turn, &self.business, now, &event_link);
         let (mut kind, text) = match &planned.confirmation {
             Some(text) => ("confirmation", text.clone()),
@@ -338,7 +361,7 @@ impl Engine {
         let violations = guardrail::check(&body, &self.guardrail_facts(&state, &draft, &turn, now));
         if !violations.is_empty() {
             let state_before_fallback = draft.state.clone();
-            let text = self.templated_fallback(&state, &mut draft, now);
+            let text = self.templated_fallback(&turn, &state, &mut draft, now);
             body = channel.prepare_reply(&text, self.business.sms.max_segments);
             kind = "templated";
             let money = violations.iter().any(|v| {
@@ -479,7 +502,7 @@ impl Engine {
         now: chrono::DateTime<Utc>,
     ) -> guardrail::Facts {
         guardrail::Facts::of(
-            &self.business,
+            &self.business.guardrail_terms(),
             before,
             &draft.state,
             turn.quotes.iter().chain(&draft.new_quotes),
@@ -493,6 +516,7 @@ impl Engine {
     /// described, a fresh quote; or the next question.
     fn templated_fallback(
         &self,
+        turn: &TurnInput,
         before: &ConversationState,
         draft: &mut crate::assistant::Draft,
         now: chrono::DateTime<Utc>,
@@ -537,16 +561,8 @@ impl Engine {
         }
         let job = draft.state.job().cloned().unwrap_or_default();
         let kind = self.business.business.kind;
-        let priced = job
-            .to_spec(kind)
-            .and_then(|spec| price(&self.business.pricing, &spec, new_quote_id(), now));
-        if let Ok(quote) = priced
-            && let Ok(next) = conversation::transition(draft.state.clone(), Event::QuoteIssued(quote.clone()))
-        {
-            draft.state = next;
-            let text = templates::quote_message(&self.business, &quote);
-            draft.new_quotes.push(quote);
-            return text;
+        if let Ok(quote) = desk::issue_quote(&mut draft.desk(&self.business, &turn.conversation, now)) {
+            return templates::quote_message(&self.business, &quote);
         }
         match guided::next_question(&job, kind, &self.business.pricing) {
             Some(question) => format!(

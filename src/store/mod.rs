@@ -753,4 +753,15 @@ pub trait Store: Send + Sync + 'static {
         id: ConversationId,
         limit: usize,
     ) -> Result<Vec<StoredImage>, StoreError>;
+
+    /// Sets a conversation's state outside a turn (the owner took it over
+    /// or handed it back) and, with `text`, queues the owner's text to the
+    /// customer; one transaction. The caller holds the conversation's
+    /// lease, so no turn commits in between.
+    async fn commit_owner_action(
+        &self,
+        id: ConversationId,
+        state: &ConversationState,
+        text: Option<&OutboundDraft>,
+    ) -> Result<Option<MessageId>, StoreError>;
 }

@@ -1248,6 +1248,51 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn commit_owner_action(
+        &self,
+        id: ConversationId,
+        state: &ConversationState,
+        text: Option<&OutboundDraft>,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let state_json = serde_json::to_string(state)
+            .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
+        let now = Utc::now();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let updated = sqlx::query(
+            "UPDATE conversations
+             SET state_changed_at = CASE WHEN state IS ?1 THEN state_changed_at ELSE ?2 END, state = ?1,
+                 updated_at = ?2
+             WHERE id = ?3",
+        )
+        .bind(&state_json)
+        .bind(now)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound("conversation"));
+        }
+        let queued = match text {
+            None => None,
+            Some(draft) => {
+                let message_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, created_at)
+                     VALUES (?, 'outbound', ?, ?, 'queued', 0, ?)
+                     RETURNING id",
+                )
+                .bind(id.0)
+                .bind(draft.kind)
+                .bind(&draft.body)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                Some(MessageId(message_id))
+            }
+        };
+        tx.commit().await?;
+        Ok(queued)
+    }
+
     async fn apply_status_report(&self, report: &StatusReport) -> Result<ReceiptApplied, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let Some(row) = sqlx::query(

@@ -273,7 +273,7 @@ async fn a_same_day_opening_is_offered_and_booked_at_its_own_total() {
             .unwrap(),
     );
     let business = Arc::new(BusinessConfig::parse(EVERY_DAY, std::path::Path::new("t.toml")).unwrap());
-    let scheduler = Scheduler::new(store.clone(), Arc::new(LocalCalendar), business.clone());
+    let scheduler = Scheduler::new(store.clone(), Arc::new(LocalCalendar));
     let sms = InboundSms {
         business_id: "test".into(),
         message_sid: format!("SM{:032}", 1),
@@ -302,6 +302,7 @@ async fn a_same_day_opening_is_offered_and_booked_at_its_own_total() {
     assert_eq!(quote.total.to_string(), "$350");
 
     let offer = scheduler
+        .for_business(&business)
         .offer(c, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap();
@@ -310,6 +311,7 @@ async fn a_same_day_opening_is_offered_and_booked_at_its_own_total() {
         "1) Fri Dec 4, 10am ($420 with same-day service)\n2) Sat Dec 5, 8am\n3) Sun Dec 6, 8am"
     );
     let booking = scheduler
+        .for_business(&business)
         .book(&conversation, &job, &quote, &offer.slots[0], None, now)
         .await
         .unwrap();
@@ -319,6 +321,7 @@ async fn a_same_day_opening_is_offered_and_booked_at_its_own_total() {
     // morning it is same-day, and is not booked at a price never shown.
     let saturday = portland(5, 7, 0);
     let refused = scheduler
+        .for_business(&business)
         .book(&conversation, &job, &quote, &offer.slots[1], None, saturday)
         .await;
     assert!(

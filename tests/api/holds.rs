@@ -60,11 +60,7 @@ async fn rig(toml: &str) -> Rig {
             .unwrap(),
     );
     let business = Arc::new(BusinessConfig::parse(toml, std::path::Path::new("t.toml")).unwrap());
-    let scheduler = Arc::new(Scheduler::new(
-        store.clone(),
-        Arc::new(LocalCalendar),
-        business.clone(),
-    ));
+    let scheduler = Arc::new(Scheduler::new(store.clone(), Arc::new(LocalCalendar)));
     Rig {
         store,
         scheduler,
@@ -136,9 +132,11 @@ async fn twenty_customers_asking_at_once_for_the_last_opening_one_is_offered_it_
         // Everyone asks at the same moment, each on its own task.
         let asks = customers.iter().map(|&c| {
             let scheduler = rig.scheduler.clone();
+            let business = rig.business.clone();
             let quote = quote.clone();
             tokio::spawn(async move {
                 let offer = scheduler
+                    .for_business(&business)
                     .offer(c, &quote, &DateFilter::default(), None, now)
                     .await
                     .unwrap();
@@ -176,6 +174,7 @@ async fn twenty_customers_asking_at_once_for_the_last_opening_one_is_offered_it_
             .filter(|(_, o)| !o.slots.is_empty())
             .map(|(c, offer)| {
                 let scheduler = rig.scheduler.clone();
+                let business = rig.business.clone();
                 let store = rig.store.clone();
                 let quote = quote.clone();
                 let slot = offer.slots[0].clone();
@@ -183,6 +182,7 @@ async fn twenty_customers_asking_at_once_for_the_last_opening_one_is_offered_it_
                 tokio::spawn(async move {
                     let conversation = store.turn_input(c, 5).await.unwrap().conversation;
                     scheduler
+                        .for_business(&business)
                         .book(&conversation, &job(), &quote, &slot, None, now)
                         .await
                 })
@@ -248,6 +248,7 @@ async fn rescheduling_never_offers_the_current_opening_but_its_neighbours_stay_o
     let conversation = rig.store.turn_input(c, 5).await.unwrap().conversation;
     let first = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap();
@@ -257,12 +258,14 @@ async fn rescheduling_never_offers_the_current_opening_but_its_neighbours_stay_o
     );
     let booking = rig
         .scheduler
+        .for_business(&rig.business)
         .book(&conversation, &job(), &quote, &first.slots[0], None, now)
         .await
         .unwrap();
 
     let moving = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &quote, &DateFilter::default(), Some(&booking), now)
         .await
         .unwrap();
@@ -285,18 +288,21 @@ async fn a_hold_is_refused_when_the_other_customers_job_would_run_into_it() {
     let (a, b) = (rig.customer(1).await, rig.customer(2).await);
     let offer_a = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(a, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap();
     assert_eq!(offer_a.numbered(), "1) Mon Mar 4, 8am");
     let offer_b = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(b, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap();
     assert!(offer_b.slots.is_empty(), "{}", offer_b.numbered());
     let conversation = rig.store.turn_input(a, 5).await.unwrap().conversation;
     rig.scheduler
+        .for_business(&rig.business)
         .book(&conversation, &job(), &quote, &offer_a.slots[0], None, now)
         .await
         .unwrap();
@@ -320,9 +326,11 @@ async fn offers_spanning_two_crews_at_once_never_overlap_and_every_holder_can_bo
         }
         let asks = customers.iter().map(|&c| {
             let scheduler = rig.scheduler.clone();
+            let business = rig.business.clone();
             let quote = quote.clone();
             tokio::spawn(async move {
                 let offer = scheduler
+                    .for_business(&business)
                     .offer(c, &quote, &DateFilter::default(), None, now)
                     .await
                     .unwrap();
@@ -340,6 +348,7 @@ async fn offers_spanning_two_crews_at_once_never_overlap_and_every_holder_can_bo
         // Each holder books the last opening it was offered, all at once.
         let books = offered.iter().map(|(c, offer)| {
             let scheduler = rig.scheduler.clone();
+            let business = rig.business.clone();
             let store = rig.store.clone();
             let quote = quote.clone();
             let slot = offer.slots.last().unwrap().clone();
@@ -347,6 +356,7 @@ async fn offers_spanning_two_crews_at_once_never_overlap_and_every_holder_can_bo
             tokio::spawn(async move {
                 let conversation = store.turn_input(c, 5).await.unwrap().conversation;
                 scheduler
+                    .for_business(&business)
                     .book(&conversation, &job(), &quote, &slot, None, now)
                     .await
             })
@@ -381,12 +391,14 @@ async fn an_expired_hold_frees_the_opening_for_the_next_customer_who_then_books_
     let (a, b) = (rig.customer(1).await, rig.customer(2).await);
     let offer_a = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(a, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap();
     assert_eq!(offer_a.numbered(), "1) Mon Mar 4, 8am");
     let held = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(b, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap();
@@ -396,6 +408,7 @@ async fn an_expired_hold_frees_the_opening_for_the_next_customer_who_then_books_
     let later = now + chrono::Duration::minutes(11);
     let offer_b = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(b, &quote, &DateFilter::default(), None, later)
         .await
         .unwrap();
@@ -403,11 +416,13 @@ async fn an_expired_hold_frees_the_opening_for_the_next_customer_who_then_books_
     let conversation_a = rig.store.turn_input(a, 5).await.unwrap().conversation;
     let late = rig
         .scheduler
+        .for_business(&rig.business)
         .book(&conversation_a, &job(), &quote, &offer_a.slots[0], None, later)
         .await;
     assert!(late.is_err(), "A's hold had expired and B holds it now: {late:?}");
     let conversation_b = rig.store.turn_input(b, 5).await.unwrap().conversation;
     rig.scheduler
+        .for_business(&rig.business)
         .book(&conversation_b, &job(), &quote, &offer_b.slots[0], None, later)
         .await
         .unwrap();
@@ -433,6 +448,7 @@ async fn a_day_whose_openings_are_gone_is_offered_a_week_on() {
     };
     let offer = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(conversation, &rig.quote(monday_late), &filter, None, monday_late)
         .await
         .unwrap();

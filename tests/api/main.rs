@@ -3,6 +3,7 @@
 mod businesses;
 mod clients;
 mod date_pricing;
+mod desk;
 mod fake_google;
 mod flood;
 mod guardrail;

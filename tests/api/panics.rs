@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use textdesk::app::Desks;
 use textdesk::assistant::{Draft, Responder, ResponderError};
+use textdesk::config::business::BusinessConfig;
 use textdesk::domain::conversation::ConversationState;
 use textdesk::domain::phone::E164;
 use textdesk::jobs::worker::{TURN_PANICKED, TurnWorker};
@@ -24,7 +25,12 @@ struct PanickingResponder {
 
 #[async_trait::async_trait]
 impl Responder for PanickingResponder {
-    async fn respond(&self, _: &TurnInput, _: ConversationState) -> Result<Draft, ResponderError> {
+    async fn respond(
+        &self,
+        _: &Arc<BusinessConfig>,
+        _: &TurnInput,
+        _: ConversationState,
+    ) -> Result<Draft, ResponderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         panic!("overflow when adding duration to date");
     }
@@ -67,7 +73,7 @@ async fn a_panicking_turn_answers_with_the_apology_alerts_the_owner_and_leaves_n
     let responder = Arc::new(PanickingResponder {
         calls: AtomicUsize::new(0),
     });
-    engine.responder = responder.clone();
+    Arc::make_mut(&mut engine.parts).responder = responder.clone();
     let wake = Arc::new(Notify::new());
     let worker = TurnWorker {
         desks: Desks::single(Arc::new(engine)),

@@ -61,7 +61,7 @@ async fn rig(business: &str) -> Rig {
         .await
         .unwrap();
     let business = Arc::new(BusinessConfig::parse(business, std::path::Path::new("t.toml")).unwrap());
-    let scheduler = Scheduler::new(store.clone(), Arc::new(calendar), business.clone());
+    let scheduler = Scheduler::new(store.clone(), Arc::new(calendar));
     Rig {
         store,
         scheduler,
@@ -130,6 +130,7 @@ async fn twenty_customers_racing_for_the_last_slot_make_one_booking_and_one_even
     let quote = rig.quote();
     let offer = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(conversations[0], &quote, &DateFilter::default(), None, now)
         .await
         .unwrap();
@@ -145,9 +146,10 @@ async fn twenty_customers_racing_for_the_last_slot_make_one_booking_and_one_even
         who.push(rig.store.turn_input(*c, 5).await.unwrap().conversation);
     }
     let job = job();
+    let scheduler = rig.scheduler.for_business(&rig.business);
     let attempts = who
         .iter()
-        .map(|c| rig.scheduler.book(c, &job, &quote, &slot, None, now));
+        .map(|c| scheduler.book(c, &job, &quote, &slot, None, now));
     let results = futures::future::join_all(attempts).await;
 
     let booked = results.iter().filter(|r| r.is_ok()).count();
@@ -176,6 +178,7 @@ async fn an_insert_that_times_out_after_google_created_the_event_books_once() {
     let quote = rig.quote();
     let slot = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap()
@@ -186,6 +189,7 @@ async fn an_insert_that_times_out_after_google_created_the_event_books_once() {
     let conversation = rig.store.turn_input(c, 5).await.unwrap().conversation;
     let booking = rig
         .scheduler
+        .for_business(&rig.business)
         .book(&conversation, &job(), &quote, &slot, None, now)
         .await
         .unwrap();
@@ -201,6 +205,7 @@ async fn an_insert_that_times_out_after_google_created_the_event_books_once() {
     // Booking the same slot again (a rerun of the turn) changes nothing.
     let again = rig
         .scheduler
+        .for_business(&rig.business)
         .book(&conversation, &job(), &quote, &slot, None, now)
         .await
         .unwrap();
@@ -216,6 +221,7 @@ async fn calendar_down_offers_nothing_and_books_nothing() {
     let quote = rig.quote();
     let slot = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap()
@@ -224,12 +230,14 @@ async fn calendar_down_offers_nothing_and_books_nothing() {
     rig.google.state.down.store(true, Ordering::SeqCst);
     let offer = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &quote, &DateFilter::default(), None, now)
         .await;
     assert!(matches!(offer, Err(SchedulingError::Calendar(_))), "{offer:?}");
     let conversation = rig.store.turn_input(c, 5).await.unwrap().conversation;
     let booked = rig
         .scheduler
+        .for_business(&rig.business)
         .book(&conversation, &job(), &quote, &slot, None, now)
         .await;
     assert!(matches!(booked, Err(SchedulingError::Calendar(_))), "{booked:?}");
@@ -253,6 +261,7 @@ async fn a_calendar_reporting_errors_is_never_treated_as_free() {
         .insert("crew1@example.com".into());
     let offer = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &rig.quote(), &DateFilter::default(), None, now)
         .await
         .unwrap();
@@ -271,6 +280,7 @@ async fn a_calendar_reporting_errors_is_never_treated_as_free() {
         .insert("crew2@example.com".into());
     let offer = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &rig.quote(), &DateFilter::default(), None, now)
         .await;
     assert!(matches!(offer, Err(SchedulingError::Calendar(_))));
@@ -283,6 +293,7 @@ async fn revoked_credentials_are_reported_as_such() {
     let c = rig.customer(1).await;
     let offer = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &rig.quote(), &DateFilter::default(), None, Utc::now())
         .await;
     match offer {
@@ -301,11 +312,13 @@ async fn offered_slots_are_held_from_other_customers() {
     let quote = rig.quote();
     let for_a = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(a, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap();
     let for_b = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(b, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap();
@@ -319,6 +332,7 @@ async fn offered_slots_are_held_from_other_customers() {
     let conversation_b = rig.store.turn_input(b, 5).await.unwrap().conversation;
     let taken = rig
         .scheduler
+        .for_business(&rig.business)
         .book(&conversation_b, &job(), &quote, &for_a.slots[0], None, now)
         .await;
     assert!(matches!(taken, Err(SchedulingError::Taken(_))), "{taken:?}");
@@ -333,6 +347,7 @@ async fn rebooking_after_a_cancel_makes_a_new_event() {
     let conversation = rig.store.turn_input(c, 5).await.unwrap().conversation;
     let slot = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap()
@@ -340,15 +355,21 @@ async fn rebooking_after_a_cancel_makes_a_new_event() {
         .clone();
     let first = rig
         .scheduler
+        .for_business(&rig.business)
         .book(&conversation, &job(), &quote, &slot, None, now)
         .await
         .unwrap();
-    rig.scheduler.cancel(&first).await.unwrap();
+    rig.scheduler
+        .for_business(&rig.business)
+        .cancel(&first)
+        .await
+        .unwrap();
     assert!(rig.google.events().is_empty());
     // The same customer books the very same slot again: Google keeps the
     // deleted id reserved, so a reused id would "succeed" with no event.
     let slot = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap()
@@ -356,6 +377,7 @@ async fn rebooking_after_a_cancel_makes_a_new_event() {
         .clone();
     let second = rig
         .scheduler
+        .for_business(&rig.business)
         .book(&conversation, &job(), &quote, &slot, None, now)
         .await
         .unwrap();
@@ -374,17 +396,20 @@ async fn a_reschedule_moves_the_event_and_the_booking_together() {
     let conversation = rig.store.turn_input(c, 5).await.unwrap().conversation;
     let offer = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap();
     let booking = rig
         .scheduler
+        .for_business(&rig.business)
         .book(&conversation, &job(), &quote, &offer.slots[0], None, now)
         .await
         .unwrap();
     // The time being moved off is not offered as a new one.
     let moving = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &quote, &DateFilter::default(), Some(&booking), now)
         .await
         .unwrap();
@@ -401,6 +426,7 @@ async fn a_reschedule_moves_the_event_and_the_booking_together() {
         .clone();
     let moved = rig
         .scheduler
+        .for_business(&rig.business)
         .book(&conversation, &job(), &quote, &new_slot, Some(&booking), now)
         .await
         .unwrap();
@@ -431,6 +457,7 @@ async fn a_failed_insert_leaves_no_booking_or_says_it_needs_a_look() {
     let conversation = rig.store.turn_input(c, 5).await.unwrap().conversation;
     let slot = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap()
@@ -439,6 +466,7 @@ async fn a_failed_insert_leaves_no_booking_or_says_it_needs_a_look() {
     rig.google.state.fail_inserts.store(true, Ordering::SeqCst);
     let failed = rig
         .scheduler
+        .for_business(&rig.business)
         .book(&conversation, &job(), &quote, &slot, None, now)
         .await;
     assert!(matches!(failed, Err(SchedulingError::Calendar(_))), "{failed:?}");
@@ -456,6 +484,7 @@ async fn a_failed_insert_leaves_no_booking_or_says_it_needs_a_look() {
     rig.google.state.fail_deletes.store(true, Ordering::SeqCst);
     let slot = rig
         .scheduler
+        .for_business(&rig.business)
         .offer(c, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap()
@@ -463,6 +492,7 @@ async fn a_failed_insert_leaves_no_booking_or_says_it_needs_a_look() {
         .clone();
     let unsure = rig
         .scheduler
+        .for_business(&rig.business)
         .book(&conversation, &job(), &quote, &slot, None, now)
         .await;
     assert!(

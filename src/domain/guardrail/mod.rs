@@ -30,10 +30,11 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
+use super::availability::ScheduleConfig;
 use super::conversation::{Booking, ConversationState};
 use super::money::amounts_in_text;
+use super::quote::PricingConfig;
 use super::quote::{DiscountKind, ModifierKind, Quote};
-use crate::config::business::BusinessConfig;
 pub use claims::Pattern;
 pub use tokens::prepare;
 
@@ -217,17 +218,33 @@ fn booking_of(state: &ConversationState) -> Option<&Booking> {
     }
 }
 
+/// What the owner configured that bears on what a reply may say: the
+/// guardrail's view of the business, handed in so the domain does not read
+/// the configuration (`BusinessConfig::guardrail_terms` builds it).
+#[derive(Debug, Clone)]
+pub struct OwnerTerms<'a> {
+    pub name: &'a str,
+    pub greeting: String,
+    pub timezone: chrono_tz::Tz,
+    pub pricing: &'a PricingConfig,
+    pub schedule: &'a ScheduleConfig,
+    /// The owner's own words to the model (current info, extra rules): a
+    /// date the owner wrote there may be repeated.
+    pub owner_said: Vec<&'a str>,
+    pub rules: &'a GuardrailConfig,
+}
+
 impl Facts {
     /// The facts of a turn that started in `before` and ends in `after`;
     /// `quotes` are all of the conversation's quotes, this turn's included.
     pub fn of<'a>(
-        business: &BusinessConfig,
+        business: &OwnerTerms<'_>,
         before: &ConversationState,
         after: &ConversationState,
         quotes: impl IntoIterator<Item = &'a Quote>,
         now: DateTime<Utc>,
     ) -> Facts {
-        let tz = business.business.timezone;
+        let tz = business.timezone;
         // In a state without a quote of its own, the latest quote is what
         // the customer was last told; in INTAKE the job changed (or was never
         // priced) and no figure is current.
@@ -295,7 +312,7 @@ impl Facts {
             moved,
         };
 
-        let pricing = &business.pricing;
+        let pricing = business.pricing;
         let discount_percents = pricing
             .discounts
             .iter()
@@ -314,17 +331,12 @@ impl Facts {
             .collect();
         let today = now.with_timezone(&tz).date_naive();
         other_dates.extend(business.schedule.closed_dates.iter().copied());
-        for owner_said in business
-            .assistant
-            .current_info
-            .iter()
-            .chain(&business.assistant.additional_rules)
-        {
+        for owner_said in &business.owner_said {
             other_dates.extend(dates::dates_in(owner_said, today));
         }
-        let guardrail = &business.guardrail;
-        let mut verbatim = vec![prepare(&business.business.name)];
-        verbatim.push(prepare(&business.greeting()));
+        let guardrail = business.rules;
+        let mut verbatim = vec![prepare(business.name)];
+        verbatim.push(prepare(&business.greeting));
         for job in [after.job(), before.job()].into_iter().flatten() {
             verbatim.extend(job.customer_name.iter().chain(&job.address).map(|t| prepare(t)));
         }

@@ -4,6 +4,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
+use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{
     Booked, Booking, CloseReason, Closed, Intake, JobDetails, OfferedSlot, Quoted, Scheduling,
 };
@@ -94,7 +95,7 @@ fn booked() -> ConversationState {
 
 fn facts_of(before: &ConversationState, after: &ConversationState) -> Facts {
     let quotes: Vec<Quote> = after.quote().into_iter().cloned().collect();
-    Facts::of(&business(), before, after, &quotes, now())
+    Facts::of(&business().guardrail_terms(), before, after, &quotes, now())
 }
 
 fn kinds(text: &str, facts: &Facts) -> Vec<ViolationKind> {
@@ -174,7 +175,13 @@ fn the_owner_allows_and_extends_commitments() {
          forbidden_phrases = [\"cash discount\", \"in # days\"]",
     )
     .unwrap();
-    let facts = Facts::of(&business, &quoted(), &quoted(), [&quote(&[])], now());
+    let facts = Facts::of(
+        &business.guardrail_terms(),
+        &quoted(),
+        &quoted(),
+        [&quote(&[])],
+        now(),
+    );
     assert!(check("We give free estimates, satisfaction guaranteed.", &facts).is_empty());
     assert_eq!(kinds("Free pickup too!", &facts), [Commitment]);
     assert_eq!(kinds("Ask about our cash discount", &facts), [Commitment]);
@@ -254,13 +261,19 @@ fn an_old_total_after_the_job_changed_is_not_the_price() {
         job: JobDetails::default(),
         quote: new.clone(),
     });
-    let facts = Facts::of(&business(), &quoted(), &after, [&old, &new], now());
+    let facts = Facts::of(
+        &business().guardrail_terms(),
+        &quoted(),
+        &after,
+        [&old, &new],
+        now(),
+    );
     let draft = format!("still just {} total with the piano!", old.total);
     assert_eq!(kinds(&draft, &facts), [Price]);
     assert!(check(&format!("With the piano it's {}.", new.total), &facts).is_empty());
     // The job changed and was not priced again: no figure is current.
     let intake = ConversationState::Intake(Intake::default());
-    let facts = Facts::of(&business(), &quoted(), &intake, [&old], now());
+    let facts = Facts::of(&business().guardrail_terms(), &quoted(), &intake, [&old], now());
     assert_eq!(kinds(&format!("Still {}!", old.total), &facts), [Amount]);
 }
 
@@ -472,7 +485,7 @@ fn the_maid_examples_own_texts_pass() {
             job: JobDetails::default(),
             quote: q.clone(),
         });
-        let facts = Facts::of(&business, &state, &state, [&q], now());
+        let facts = Facts::of(&business.guardrail_terms(), &state, &state, [&q], now());
         let text = format!(
             "{} {} {}",
             business.greeting(),

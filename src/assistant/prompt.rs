@@ -1,4 +1,6 @@
-//! The system prompt, assembled from the owner's fragments.
+//! The system prompt, assembled from the owner's fragments. It lives with
+//! the assistant, not in `domain`, because it reads the owner's configuration
+//! whole: the domain does not depend on `config`.
 //!
 //! The prompt is a list of labelled sections rather than one string so that
 //! `textdesk check-config` can show the owner where every sentence came from,
