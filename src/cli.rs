@@ -17,7 +17,7 @@ use crate::config::settings::Settings;
 use crate::domain::phone::E164;
 use crate::domain::prompt;
 use crate::domain::quote::{JobSpec, JunkJob, Labour, MaidJob, Selected, price};
-use crate::store::{InboundSms, Recorded};
+use crate::store::{InboundMessage, Recorded};
 use crate::telemetry;
 use crate::twilio::ConsoleSender;
 
@@ -257,14 +257,16 @@ async fn chat(settings: Settings, from: &str, business_id: Option<&str>) -> anyh
         if line.trim().is_empty() {
             continue;
         }
-        let sms = InboundSms {
+        let sms = InboundMessage {
             business_id: business.business.id.clone(),
-            message_sid: format!("CHAT{}", uuid::Uuid::new_v4().simple()),
+            channel_message_id: format!("CHAT{}", uuid::Uuid::new_v4().simple()),
             from: customer.clone(),
             to: business_number.clone(),
             body: line,
             media: Vec::new(),
             params: serde_json::json!({"Source": "textdesk chat"}),
+            opt_out_keyword: None,
+            profile_name: None,
         };
         let (Recorded::New(conversation, _) | Recorded::Duplicate(conversation, _)) =
             services.store.record_inbound(&sms).await?;

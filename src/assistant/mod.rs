@@ -431,9 +431,9 @@ mod tests {
             kind: "x".into(),
             body: body.into(),
             status: "pending".into(),
-            twilio_sid: None,
+            channel_message_id: None,
             num_media: 0,
-            opt_out_type: None,
+            opt_out_keyword: None,
             created_at: Utc::now(),
         }
     }

@@ -16,7 +16,7 @@ use super::verify::verified_form;
 use crate::channel::Channel;
 use crate::domain::phone::E164;
 use crate::media::MAX_MEDIA_PER_MESSAGE;
-use crate::store::{InboundSms, Recorded};
+use crate::store::{InboundMessage, Recorded};
 
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
@@ -37,7 +37,7 @@ pub async fn inbound(
     };
     sms.business_id = business.business.id.clone();
     let span = tracing::Span::current();
-    span.record("message_sid", sms.message_sid.as_str());
+    span.record("message_sid", sms.channel_message_id.as_str());
     span.record("from", tracing::field::display(sms.from.masked()));
 
     match state.store.record_inbound(&sms).await? {
@@ -50,7 +50,7 @@ pub async fn inbound(
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response())
 }
 
-fn parse_inbound(params: &[(String, String)], media_base_url: &url::Url) -> Result<InboundSms, ApiError> {
+fn parse_inbound(params: &[(String, String)], media_base_url: &url::Url) -> Result<InboundMessage, ApiError> {
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let required = |name: &str| get(name).ok_or_else(|| ApiError::BadRequest(format!("missing {name}")));
     let message_sid = required("MessageSid")?;
@@ -100,14 +100,21 @@ fn parse_inbound(params: &[(String, String)], media_base_url: &url::Url) -> Resu
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    Ok(InboundSms {
+    // Twilio's own opt-out handling and WhatsApp profile, handed to the
+    // store as channel-neutral fields.
+    let non_empty = |name: &str| get(name).filter(|v| !v.is_empty()).map(str::to_string);
+    let opt_out_keyword = non_empty("OptOutType");
+    let profile_name = non_empty("ProfileName");
+    Ok(InboundMessage {
         business_id: String::new(),
-        message_sid: message_sid.to_string(),
+        channel_message_id: message_sid.to_string(),
         from,
         to,
         body: get("Body").unwrap_or("").to_string(),
         media,
         params: Value::Object(params),
+        opt_out_keyword,
+        profile_name,
     })
 }
 

@@ -225,7 +225,9 @@ impl JobRunner {
                     .await?
                 {
                     Some(sms) => match engine.send_claimed(sms, now).await? {
-                        Delivery::Sent { sid } => Ok(JobOutcome::Done { result: Some(sid) }),
+                        Delivery::Sent { channel_message_id } => Ok(JobOutcome::Done {
+                            result: Some(channel_message_id),
+                        }),
                         Delivery::OptedOut => Ok(JobOutcome::Cancelled {
                             reason: "the customer opted out".into(),
                         }),

@@ -21,7 +21,7 @@ use crate::domain::phone::redact_phone_numbers;
 use crate::domain::quote::{Quote, price};
 use crate::jobs::plan;
 use crate::store::{
-    ConversationId, Delivery, MessageId, ModelCalls, NewAlert, NewJob, OutboundDraft, OutboundSms, Store,
+    ConversationId, Delivery, MessageId, ModelCalls, NewAlert, NewJob, OutboundDraft, OutboundMessage, Store,
     StoreError, TurnCommit, TurnInput,
 };
 use crate::templates;
@@ -611,7 +611,7 @@ impl Engine {
         for message in &turn.pending {
             // Twilio's Advanced Opt-Out tells us what it understood.
             let keyword = match message
-                .opt_out_type
+                .opt_out_keyword
                 .as_deref()
                 .map(str::to_ascii_uppercase)
                 .as_deref()
@@ -703,7 +703,7 @@ impl Engine {
     /// `now` is the moment of sending, by which WhatsApp's window is judged.
     pub async fn send_claimed(
         &self,
-        sms: OutboundSms,
+        sms: OutboundMessage,
         now: chrono::DateTime<Utc>,
     ) -> Result<Delivery, StoreError> {
         let id = sms.id;
@@ -721,7 +721,9 @@ impl Engine {
             {
                 Ok(Some(sid)) => {
                     tracing::info!(to = %sms.to.masked(), %sid, "an interrupted send had gone out; not sending again");
-                    let delivery = Delivery::Sent { sid };
+                    let delivery = Delivery::Sent {
+                        channel_message_id: sid,
+                    };
                     self.store.record_delivery(id, &delivery).await?;
                     return Ok(delivery);
                 }
@@ -752,7 +754,9 @@ impl Engine {
             }
         };
         let delivery = match sent {
-            Ok(sid) => Delivery::Sent { sid },
+            Ok(sid) => Delivery::Sent {
+                channel_message_id: sid,
+            },
             Err(SendError::OutsideWindow(why)) => {
                 self.alert_about(
                     whatsapp::WINDOW_CLOSED,
@@ -869,7 +873,7 @@ impl Engine {
 /// once, even for a throttled sender.
 fn changes_consent(turn: &TurnInput) -> bool {
     turn.pending.iter().any(|m| {
-        let carrier = m.opt_out_type.as_deref().map(str::to_ascii_uppercase);
+        let carrier = m.opt_out_keyword.as_deref().map(str::to_ascii_uppercase);
         matches!(carrier.as_deref(), Some("STOP" | "START"))
             || matches!(
                 keywords::classify(&m.body, turn.conversation.opted_out),

@@ -3,7 +3,7 @@
 //! Callers speak of customers, conversations, messages and alerts, never of
 //! SQL, so a Postgres backend can be added beside [`sqlite::SqliteStore`]
 //! without touching them. Every method that the webhook or the worker may
-//! repeat (after a Twilio retry or a crash) is idempotent.
+//! repeat (after a channel's retry or a crash) is idempotent.
 
 pub mod sqlite;
 
@@ -27,19 +27,29 @@ pub struct MessageId(pub i64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CustomerId(pub i64);
 
-/// A text as Twilio delivered it, already validated and parsed.
+/// A customer's message as its channel delivered it, already validated and
+/// parsed into channel-neutral fields.
 #[derive(Debug, Clone)]
-pub struct InboundSms {
+pub struct InboundMessage {
     /// The business the text was sent to (routed by its `To`).
     pub business_id: String,
-    pub message_sid: String,
+    /// The message's id on its channel: the idempotency key of a webhook
+    /// delivered more than once.
+    pub channel_message_id: String,
     pub from: E164,
     pub to: E164,
     pub body: String,
     /// `MediaUrl{N}` and `MediaContentType{N}`, N from 0, at most 10.
     pub media: Vec<InboundMedia>,
-    /// Every parameter of the webhook, kept for the record.
+    /// Every parameter of the webhook, kept for the record; the store
+    /// never reads it.
     pub params: serde_json::Value,
+    /// The keyword the provider itself acted on (its own opt-out handling:
+    /// `STOP`, `START`, ...), when it reported one.
+    pub opt_out_keyword: Option<String>,
+    /// The name the customer's profile on the channel shows, if it sends
+    /// one (WhatsApp).
+    pub profile_name: Option<String>,
 }
 
 /// The job kind that fetches one pending media file (payload: `media_id`).
@@ -137,7 +147,7 @@ pub struct StoredImage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     New(ConversationId, MessageId),
-    /// The MessageSid was seen before: a webhook retry. Nothing changed.
+    /// The channel message id was seen before: a webhook retry. Nothing changed.
     Duplicate(ConversationId, MessageId),
 }
 
@@ -154,10 +164,10 @@ pub struct Message {
     pub kind: String,
     pub body: String,
     pub status: String,
-    pub twilio_sid: Option<String>,
+    pub channel_message_id: Option<String>,
     pub num_media: i64,
-    /// Twilio's `OptOutType` for this text, when Advanced Opt-Out set one.
-    pub opt_out_type: Option<String>,
+    /// The keyword the provider acted on for this text, when it set one.
+    pub opt_out_keyword: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -246,7 +256,7 @@ pub struct OutboundDraft {
 }
 
 #[derive(Debug, Clone)]
-pub struct OutboundSms {
+pub struct OutboundMessage {
     pub id: MessageId,
     pub conversation_id: ConversationId,
     pub customer_id: CustomerId,
@@ -269,21 +279,21 @@ pub struct OutboundSms {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Sent {
-        sid: String,
+        channel_message_id: String,
     },
-    /// Twilio 21610: the recipient has opted out. Never retried.
+    /// The provider refused: the recipient has opted out. Never retried.
     OptedOut,
     Failed {
         error: String,
     },
-    /// The request may or may not have reached Twilio (a timeout). Not
+    /// The request may or may not have reached the provider (a timeout). Not
     /// retried, so the customer is never texted twice; the owner is alerted.
     Unknown {
         error: String,
     },
     /// Not sent, and never retried, because the channel forbids it now
     /// (WhatsApp free-form text outside the 24-hour window with no template
-    /// for it, or Twilio's 63016). The owner is alerted.
+    /// for it, or the provider refusing it as such). The owner is alerted.
     Withheld {
         reason: String,
     },
@@ -447,10 +457,10 @@ pub struct Hold {
     pub blocked: Interval,
 }
 
-/// A delivery receipt: one of Twilio's status callbacks, parsed.
+/// A delivery receipt: one of the channel's status callbacks, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusReport {
-    pub message_sid: String,
+    pub channel_message_id: String,
     pub status: DeliveryStatus,
     pub error_code: Option<i64>,
 }
@@ -471,7 +481,7 @@ pub struct ReceiptedText {
 /// What a receipt did.
 #[derive(Debug, Clone)]
 pub enum ReceiptApplied {
-    /// No text of ours has this SID: nothing changed.
+    /// No text of ours has this channel message id: nothing changed.
     UnknownMessage,
     /// This status was already received for this text: nothing changed.
     Repeated,
@@ -488,7 +498,7 @@ pub struct TextDelivery {
     pub job_id: i64,
     /// Our own send state: sent, failed, opted_out, unknown, ...
     pub send_status: String,
-    /// The latest receipt from Twilio, if any came.
+    /// The latest receipt from the channel, if any came.
     pub receipt: Option<DeliveryStatus>,
     pub error_code: Option<i64>,
 }
@@ -543,8 +553,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Stores an inbound text, creating its customer and conversation on
-    /// first contact. Idempotent on the MessageSid.
-    async fn record_inbound(&self, sms: &InboundSms) -> Result<Recorded, StoreError>;
+    /// first contact. Idempotent on the channel message id.
+    async fn record_inbound(&self, inbound: &InboundMessage) -> Result<Recorded, StoreError>;
 
     /// Claims the conversation that has waited longest for an answer and
     /// is not leased by anyone, for `lease`.
@@ -576,11 +586,11 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: ConversationId,
         commit: TurnCommit,
-    ) -> Result<Option<OutboundSms>, StoreError>;
+    ) -> Result<Option<OutboundMessage>, StoreError>;
 
     /// Moves a queued text to `sending` and returns it; `None` if another
     /// task already took it or it is no longer queued.
-    async fn claim_outbound(&self, id: MessageId) -> Result<Option<OutboundSms>, StoreError>;
+    async fn claim_outbound(&self, id: MessageId) -> Result<Option<OutboundMessage>, StoreError>;
 
     /// Texts left queued or mid-send (after a crash), oldest first; without
     /// `proactive`, leaving out reminders and follow-ups (quiet hours).
@@ -719,12 +729,12 @@ pub trait Store: Send + Sync + 'static {
         id: ConversationId,
         job_id: i64,
         draft: OutboundDraft,
-    ) -> Result<Option<OutboundSms>, StoreError>;
+    ) -> Result<Option<OutboundMessage>, StoreError>;
 
     /// When the customer last texted in this conversation.
     async fn last_inbound_at(&self, id: ConversationId) -> Result<Option<DateTime<Utc>>, StoreError>;
 
-    /// Applies a delivery receipt to the text with its SID, forward only
+    /// Applies a delivery receipt to the text with its channel message id, forward only
     /// (see `domain::delivery::advances`); each (text, status) once.
     async fn apply_status_report(&self, report: &StatusReport) -> Result<ReceiptApplied, StoreError>;
 

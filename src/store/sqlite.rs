@@ -8,12 +8,14 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use super::*;
+use crate::clock::{self, Clock};
 use crate::domain::availability::Interval;
 use crate::domain::conversation::ConversationState;
 use crate::domain::quote::Quote;
@@ -29,20 +31,25 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+    /// Every time the store writes (created, updated, sent, fetched) and
+    /// every lease it judges comes from here, so a test that sets the hour
+    /// sees it in the rows too.
+    clock: Arc<dyn Clock>,
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and applies the
-    /// migrations.
+    /// migrations; times come from the system clock.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_clock(url, clock::system()).await
+    }
+
+    /// As [`SqliteStore::connect`], reading the time from `clock`.
+    pub async fn connect_with_clock(url: &str, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         // NORMAL in WAL mode survives any crash of this process; only a
         // power loss can drop the last commits. That is fine for the
         // worker's progress (a lost commit means a turn is redone, which is
-        // idempotent) but not for a text Twilio was told we stored, so
+        // idempotent) but not for a text the channel was told we stored, so
         // `record_inbound` commits with FULL. Its fsync of the WAL makes
         // every earlier commit durable too.
         let options = SqliteConnectOptions::from_str(url)?
@@ -62,19 +69,24 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { reader, writer })
+        Ok(Self {
+            reader,
+            writer,
+            clock,
+        })
     }
 }
 
 /// The inbound insert proper, on the writer connection.
 async fn record_inbound_in(
     conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
-    sms: &InboundSms,
+    inbound: &InboundMessage,
+    now: DateTime<Utc>,
 ) -> Result<Recorded, StoreError> {
     let mut tx = sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?;
 
-    if let Some(row) = sqlx::query("SELECT id, conversation_id FROM messages WHERE twilio_sid = ?")
-        .bind(&sms.message_sid)
+    if let Some(row) = sqlx::query("SELECT id, conversation_id FROM messages WHERE channel_message_id = ?")
+        .bind(&inbound.channel_message_id)
         .fetch_optional(&mut *tx)
         .await?
     {
@@ -83,19 +95,18 @@ async fn record_inbound_in(
             MessageId(row.try_get("id")?),
         ));
     }
-    let now = Utc::now();
     sqlx::query(
         "INSERT INTO customers (business_id, phone, created_at) VALUES (?, ?, ?)
          ON CONFLICT (business_id, phone) DO NOTHING",
     )
-    .bind(&sms.business_id)
-    .bind(sms.from.as_str())
+    .bind(&inbound.business_id)
+    .bind(inbound.from.as_str())
     .bind(now)
     .execute(&mut *tx)
     .await?;
     let customer_id: i64 = sqlx::query_scalar("SELECT id FROM customers WHERE business_id = ? AND phone = ?")
-        .bind(&sms.business_id)
-        .bind(sms.from.as_str())
+        .bind(&inbound.business_id)
+        .bind(inbound.from.as_str())
         .fetch_one(&mut *tx)
         .await?;
     let conversation_id: i64 = sqlx::query_scalar(
@@ -105,33 +116,35 @@ async fn record_inbound_in(
          RETURNING id",
     )
     .bind(customer_id)
-    .bind(sms.to.as_str())
+    .bind(inbound.to.as_str())
     .bind(now)
     .bind(now)
-    .bind(&sms.business_id)
+    .bind(&inbound.business_id)
     .fetch_one(&mut *tx)
     .await?;
     let message_id: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (conversation_id, direction, kind, body, status, twilio_sid,
-                               num_media, media_urls, params, created_at)
-         VALUES (?, 'inbound', 'customer', ?, 'pending', ?, ?, ?, ?, ?)
+        "INSERT INTO messages (conversation_id, direction, kind, body, status, channel_message_id,
+                               num_media, media_urls, params, opt_out_keyword, profile_name, created_at)
+         VALUES (?, 'inbound', 'customer', ?, 'pending', ?, ?, ?, ?, ?, ?, ?)
          RETURNING id",
     )
     .bind(conversation_id)
-    .bind(&sms.body)
-    .bind(&sms.message_sid)
-    .bind(sms.media.len() as i64)
+    .bind(&inbound.body)
+    .bind(&inbound.channel_message_id)
+    .bind(inbound.media.len() as i64)
     .bind(
-        serde_json::to_string(&sms.media.iter().map(|m| m.url.as_str()).collect::<Vec<_>>())
+        serde_json::to_string(&inbound.media.iter().map(|m| m.url.as_str()).collect::<Vec<_>>())
             .unwrap_or_else(|_| "[]".into()),
     )
-    .bind(sms.params.to_string())
+    .bind(inbound.params.to_string())
+    .bind(&inbound.opt_out_keyword)
+    .bind(&inbound.profile_name)
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
     // The files and the jobs that fetch them commit with the text: a text
-    // Twilio was told we stored never loses its photos.
-    for (position, media) in sms.media.iter().enumerate() {
+    // the channel was told we stored never loses its photos.
+    for (position, media) in inbound.media.iter().enumerate() {
         let media_id: i64 = sqlx::query_scalar(
             "INSERT INTO media (message_id, conversation_id, position, url, content_type, status, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -151,7 +164,7 @@ async fn record_inbound_in(
                 dedupe_key: format!("media:{media_id}"),
                 conversation_id: Some(ConversationId(conversation_id)),
                 customer_id: Some(CustomerId(customer_id)),
-                recipient: sms.from.as_str().to_string(),
+                recipient: inbound.from.as_str().to_string(),
                 payload: serde_json::json!({ "media_id": media_id }),
                 run_at: now,
                 max_attempts: FETCH_MEDIA_ATTEMPTS,
@@ -170,7 +183,7 @@ async fn record_inbound_in(
 async fn outbound_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     id: MessageId,
-) -> Result<OutboundSms, StoreError> {
+) -> Result<OutboundMessage, StoreError> {
     let row = sqlx::query(
         "SELECT m.conversation_id, m.body, m.kind, m.attempts, m.created_at, k.phone, c.business_number,
                 c.customer_id,
@@ -186,7 +199,7 @@ async fn outbound_in(
     .bind(id.0)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(OutboundSms {
+    Ok(OutboundMessage {
         id,
         conversation_id: ConversationId(row.try_get("conversation_id")?),
         customer_id: CustomerId(row.try_get("customer_id")?),
@@ -206,6 +219,19 @@ impl SqliteStore {
     pub fn writer_pool(&self) -> &SqlitePool {
         &self.writer
     }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.now().timestamp_millis()
+    }
+
+    /// A pending booking last written before this was abandoned.
+    fn stale_pending_before_ms(&self) -> i64 {
+        self.now_ms() - STALE_PENDING_MINUTES * 60_000
+    }
 }
 
 fn parse_phone(raw: &str) -> Result<E164, StoreError> {
@@ -224,9 +250,9 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError
         kind: row.try_get("kind")?,
         body: row.try_get("body")?,
         status: row.try_get("status")?,
-        twilio_sid: row.try_get("twilio_sid")?,
+        channel_message_id: row.try_get("channel_message_id")?,
         num_media: row.try_get("num_media")?,
-        opt_out_type: row.try_get("opt_out_type")?,
+        opt_out_keyword: row.try_get("opt_out_keyword")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -252,12 +278,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn record_inbound(&self, sms: &InboundSms) -> Result<Recorded, StoreError> {
+    async fn record_inbound(&self, inbound: &InboundMessage) -> Result<Recorded, StoreError> {
         let mut conn = self.writer.acquire().await?;
         sqlx::query("PRAGMA synchronous = FULL")
             .execute(&mut *conn)
             .await?;
-        let recorded = record_inbound_in(&mut conn, sms).await;
+        let recorded = record_inbound_in(&mut conn, inbound, self.now()).await;
         // Back to NORMAL even when the insert failed; if this fails too the
         // connection merely stays on the safer setting.
         let _ = sqlx::query("PRAGMA synchronous = NORMAL")
@@ -271,7 +297,7 @@ impl Store for SqliteStore {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<ConversationId>, StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         // Most wake-ups find nothing to claim; answer those from a reader
         // instead of queueing on the one writer.
         let anything: bool = sqlx::query_scalar(
@@ -305,7 +331,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, id: ConversationId, worker: &str, lease: Duration) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let done = sqlx::query(
             "UPDATE conversations SET lease_owner = ?1, lease_until_ms = ?2
              WHERE id = ?3 AND (lease_until_ms IS NULL OR lease_until_ms < ?4 OR lease_owner = ?1)",
@@ -332,7 +358,7 @@ impl Store for SqliteStore {
 
     /// Frees every lease and requeues texts that were mid-send when the
     /// previous process died. A requeued text may reach the customer twice
-    /// if the crash fell between Twilio accepting it and us recording that;
+    /// if the crash fell between the channel accepting it and us recording that;
     /// that window is one HTTP response long, and the alternative (never
     /// sending) leaves a customer unanswered.
     async fn recover_interrupted_work(&self) -> Result<Recovered, StoreError> {
@@ -374,9 +400,9 @@ impl Store for SqliteStore {
                     (SELECT MAX(created_at) FROM messages
                       WHERE conversation_id = c.id AND NOT (direction = 'inbound' AND status = 'pending'))
                         AS last_activity,
-                    (SELECT json_extract(params, '$.ProfileName') FROM messages
+                    (SELECT profile_name FROM messages
                       WHERE conversation_id = c.id AND direction = 'inbound'
-                        AND json_extract(params, '$.ProfileName') <> ''
+                        AND profile_name <> ''
                       ORDER BY id DESC LIMIT 1) AS profile_name
              FROM conversations c JOIN customers k ON k.id = c.customer_id WHERE c.id = ?",
         )
@@ -393,7 +419,7 @@ impl Store for SqliteStore {
             profile_name: row.try_get("profile_name")?,
         };
         let pending = sqlx::query(
-            "SELECT id, direction, kind, body, status, twilio_sid, num_media, json_extract(params, '$.OptOutType') AS opt_out_type, created_at FROM messages
+            "SELECT id, direction, kind, body, status, channel_message_id, num_media, opt_out_keyword, created_at FROM messages
              WHERE conversation_id = ? AND direction = 'inbound' AND status = 'pending' ORDER BY id",
         )
         .bind(id.0)
@@ -407,7 +433,7 @@ impl Store for SqliteStore {
         // being written. Replies that never reached the customer are left
         // out; `unknown` ones probably did, so they stay.
         let history = sqlx::query(
-            "SELECT id, direction, kind, body, status, twilio_sid, num_media, json_extract(params, '$.OptOutType') AS opt_out_type, created_at FROM (
+            "SELECT id, direction, kind, body, status, channel_message_id, num_media, opt_out_keyword, created_at FROM (
                  SELECT *, COALESCE(reply_to_id, id) AS position FROM messages
                  WHERE conversation_id = ?
                    AND (direction = 'inbound' OR status IN ('queued', 'sending', 'sent', 'unknown'))
@@ -458,7 +484,7 @@ impl Store for SqliteStore {
         &self,
         id: ConversationId,
         commit: TurnCommit,
-    ) -> Result<Option<OutboundSms>, StoreError> {
+    ) -> Result<Option<OutboundMessage>, StoreError> {
         let TurnCommit {
             through,
             reply,
@@ -471,7 +497,7 @@ impl Store for SqliteStore {
         } = commit;
         let state_json = serde_json::to_string(&state)
             .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
-        let now = Utc::now();
+        let now = self.now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let answered = sqlx::query(
             "UPDATE messages SET status = 'handled'
@@ -574,7 +600,7 @@ impl Store for SqliteStore {
         Ok(claimed)
     }
 
-    async fn claim_outbound(&self, id: MessageId) -> Result<Option<OutboundSms>, StoreError> {
+    async fn claim_outbound(&self, id: MessageId) -> Result<Option<OutboundMessage>, StoreError> {
         // Claim and read in one transaction: a failure leaves the text
         // queued, never stranded in `sending`.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
@@ -588,9 +614,9 @@ impl Store for SqliteStore {
         if claimed.rows_affected() == 0 {
             return Ok(None);
         }
-        let sms = outbound_in(&mut tx, id).await?;
+        let outbound = outbound_in(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(Some(sms))
+        Ok(Some(outbound))
     }
 
     async fn undelivered(&self, proactive: bool) -> Result<Vec<MessageId>, StoreError> {
@@ -606,15 +632,15 @@ impl Store for SqliteStore {
 
     async fn record_delivery(&self, id: MessageId, delivery: &Delivery) -> Result<(), StoreError> {
         let (status, sid, error) = match delivery {
-            Delivery::Sent { sid } => ("sent", Some(sid.as_str()), None),
-            Delivery::OptedOut => ("opted_out", None, Some("Twilio 21610: recipient opted out")),
+            Delivery::Sent { channel_message_id } => ("sent", Some(channel_message_id.as_str()), None),
+            Delivery::OptedOut => ("opted_out", None, Some("the recipient has opted out")),
             Delivery::Failed { error } => ("failed", None, Some(error.as_str())),
             Delivery::Unknown { error } => ("unknown", None, Some(error.as_str())),
             Delivery::Withheld { reason } => ("failed", None, Some(reason.as_str())),
         };
-        let sent_at = matches!(delivery, Delivery::Sent { .. }).then(Utc::now);
+        let sent_at = matches!(delivery, Delivery::Sent { .. }).then(|| self.now());
         sqlx::query(
-            "UPDATE messages SET status = ?, twilio_sid = ?, last_error = ?, sent_at = ? WHERE id = ?",
+            "UPDATE messages SET status = ?, channel_message_id = ?, last_error = ?, sent_at = ? WHERE id = ?",
         )
         .bind(status)
         .bind(sid)
@@ -632,7 +658,7 @@ impl Store for SqliteStore {
             "UPDATE customers SET opted_out_at = CASE WHEN ? THEN COALESCE(opted_out_at, ?) END WHERE id = ?",
         )
         .bind(opted_out)
-        .bind(Utc::now())
+        .bind(self.now())
         .bind(customer.0)
         .execute(&self.writer)
         .await?;
@@ -650,7 +676,7 @@ impl Store for SqliteStore {
             .bind(kind)
             .bind(conversation.map(|c| c.0))
             .bind(detail)
-            .bind(Utc::now())
+            .bind(self.now())
             .execute(&self.writer)
             .await?;
         Ok(())
@@ -803,7 +829,7 @@ impl Store for SqliteStore {
 
     async fn messages(&self, id: ConversationId) -> Result<Vec<Message>, StoreError> {
         sqlx::query(
-            "SELECT id, direction, kind, body, status, twilio_sid, num_media, json_extract(params, '$.OptOutType') AS opt_out_type, created_at
+            "SELECT id, direction, kind, body, status, channel_message_id, num_media, opt_out_keyword, created_at
              FROM messages WHERE conversation_id = ? ORDER BY id",
         )
         .bind(id.0)
@@ -831,7 +857,7 @@ impl Store for SqliteStore {
         .bind(range.end.timestamp_millis())
         .bind(range.start.timestamp_millis())
         .bind(except)
-        .bind(Utc::now().timestamp_millis() - STALE_PENDING_MINUTES * 60_000)
+        .bind(self.stale_pending_before_ms())
         .fetch_all(&self.writer)
         .await?;
         Ok(rows.into_iter().map(|(s, e)| interval(s, e)).collect())
@@ -866,6 +892,7 @@ impl Store for SqliteStore {
         except_booking: Option<&str>,
     ) -> Result<Vec<Hold>, StoreError> {
         let now_ms = now.timestamp_millis();
+        let stale_before_ms = self.stale_pending_before_ms();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM slot_holds WHERE conversation_id = ? OR expires_ms <= ?")
             .bind(id.0)
@@ -875,7 +902,15 @@ impl Store for SqliteStore {
         let mut granted = Vec::with_capacity(wanted.len());
         for h in wanted {
             if hold_conflicts(&mut tx, id, &h.provider_id, h.slot, h.blocked, now_ms).await?
-                || booking_overlaps(&mut tx, id, &h.provider_id, h.blocked, except_booking).await?
+                || booking_overlaps(
+                    &mut tx,
+                    id,
+                    &h.provider_id,
+                    h.blocked,
+                    except_booking,
+                    stale_before_ms,
+                )
+                .await?
             {
                 continue;
             }
@@ -905,7 +940,7 @@ impl Store for SqliteStore {
         blocked: Interval,
         now: DateTime<Utc>,
     ) -> Result<Reservation, StoreError> {
-        let written = Utc::now();
+        let written = self.now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let existing = sqlx::query(
             "SELECT id, conversation_id, provider_id, calendar_id, start_ms, end_ms, label, status FROM bookings WHERE id = ?",
@@ -919,7 +954,15 @@ impl Store for SqliteStore {
             return Ok(Reservation::Reserved(record));
         }
         let now_ms = now.timestamp_millis();
-        if booking_overlaps(&mut tx, b.conversation_id, &b.provider_id, blocked, None).await?
+        if booking_overlaps(
+            &mut tx,
+            b.conversation_id,
+            &b.provider_id,
+            blocked,
+            None,
+            self.stale_pending_before_ms(),
+        )
+        .await?
             || hold_conflicts(
                 &mut tx,
                 b.conversation_id,
@@ -974,7 +1017,7 @@ impl Store for SqliteStore {
         status: BookingStatus,
         moved_to: Option<(&str, &str, Interval, &str)>,
     ) -> Result<(), StoreError> {
-        let now = Utc::now();
+        let now = self.now();
         match moved_to {
             None => {
                 sqlx::query("UPDATE bookings SET status = ?, updated_at = ?, updated_ms = ? WHERE id = ?")
@@ -1027,7 +1070,7 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue_jobs(&self, jobs: &[NewJob]) -> Result<usize, StoreError> {
-        let now = Utc::now();
+        let now = self.now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let mut added = 0;
         for job in jobs {
@@ -1063,7 +1106,7 @@ impl Store for SqliteStore {
     }
 
     async fn finish_job(&self, id: i64, outcome: &JobOutcome) -> Result<(), StoreError> {
-        let now = Utc::now();
+        let now = self.now();
         let (status, run_at, error, result, uncount) = match outcome {
             JobOutcome::Done { result } => ("done", None, None, result.clone(), false),
             JobOutcome::Retry { at, error } => ("pending", Some(*at), Some(error.clone()), None, false),
@@ -1097,7 +1140,7 @@ impl Store for SqliteStore {
         Ok(
             sqlx::query("UPDATE jobs SET status = ?, updated_at = ? WHERE customer_id = ? AND status = ?")
                 .bind(to)
-                .bind(Utc::now())
+                .bind(self.now())
                 .bind(customer.0)
                 .bind(from)
                 .execute(&self.writer)
@@ -1125,7 +1168,7 @@ impl Store for SqliteStore {
         id: ConversationId,
         job_id: i64,
         draft: OutboundDraft,
-    ) -> Result<Option<OutboundSms>, StoreError> {
+    ) -> Result<Option<OutboundMessage>, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, job_id, created_at)
@@ -1137,7 +1180,7 @@ impl Store for SqliteStore {
         .bind(draft.kind)
         .bind(&draft.body)
         .bind(job_id)
-        .bind(Utc::now())
+        .bind(self.now())
         .fetch_optional(&mut *tx)
         .await?;
         let message_id = match inserted {
@@ -1154,12 +1197,12 @@ impl Store for SqliteStore {
                 .await?
             }
         };
-        let sms = match message_id {
+        let outbound = match message_id {
             Some(message_id) => Some(outbound_in(&mut tx, MessageId(message_id)).await?),
             None => None,
         };
         tx.commit().await?;
-        Ok(sms)
+        Ok(outbound)
     }
 
     async fn last_inbound_at(&self, id: ConversationId) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -1212,7 +1255,7 @@ impl Store for SqliteStore {
         .bind(bytes)
         .bind(bytes.map(|b| b.len() as i64))
         .bind(error)
-        .bind(Utc::now())
+        .bind(self.now())
         .bind(id)
         .execute(&self.writer)
         .await?;
@@ -1255,9 +1298,9 @@ impl Store for SqliteStore {
              FROM messages m
              JOIN conversations c ON c.id = m.conversation_id
              JOIN customers k ON k.id = c.customer_id
-             WHERE m.twilio_sid = ? AND m.direction = 'outbound'",
+             WHERE m.channel_message_id = ? AND m.direction = 'outbound'",
         )
-        .bind(&report.message_sid)
+        .bind(&report.channel_message_id)
         .fetch_optional(&mut *tx)
         .await?
         else {
@@ -1269,7 +1312,7 @@ impl Store for SqliteStore {
             .map(|raw| parse_delivery_status(&raw))
             .transpose()?;
         let advances = crate::domain::delivery::advances(current, report.status);
-        let now = Utc::now();
+        let now = self.now();
         let new = sqlx::query(
             "INSERT INTO delivery_receipts (message_id, status, error_code, applied, received_at)
              VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, status) DO NOTHING",
@@ -1547,6 +1590,7 @@ async fn booking_overlaps(
     provider: &str,
     blocked: Interval,
     except: Option<&str>,
+    stale_before_ms: i64,
 ) -> Result<bool, StoreError> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM bookings
@@ -1558,8 +1602,8 @@ async fn booking_overlaps(
     .bind(blocked.end.timestamp_millis())
     .bind(blocked.start.timestamp_millis())
     .bind(except)
-    // `updated_ms` is written by the clock, so staleness is judged by it.
-    .bind(Utc::now().timestamp_millis() - STALE_PENDING_MINUTES * 60_000)
+    // `updated_ms` is written by the store's clock, so staleness is judged by it.
+    .bind(stale_before_ms)
     .bind(conversation.0)
     .fetch_one(&mut **tx)
     .await?;

@@ -16,6 +16,7 @@ mod panics;
 mod quotes;
 mod receipts;
 mod scheduling;
+mod store;
 mod turns;
 mod upgrade;
 mod webhook;

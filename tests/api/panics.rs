@@ -9,7 +9,7 @@ use textdesk::assistant::{Draft, Responder, ResponderError};
 use textdesk::domain::conversation::ConversationState;
 use textdesk::domain::phone::E164;
 use textdesk::jobs::worker::{TURN_PANICKED, TurnWorker};
-use textdesk::store::{InboundSms, JobStatus, TurnInput};
+use textdesk::store::{InboundMessage, JobStatus, TurnInput};
 use tokio::sync::{Notify, watch};
 
 use crate::helpers::*;
@@ -32,14 +32,16 @@ impl Responder for PanickingResponder {
 
 async fn inbound(store: &Arc<dyn textdesk::store::Store>, body: &str) {
     store
-        .record_inbound(&InboundSms {
+        .record_inbound(&InboundMessage {
             business_id: "test".into(),
-            message_sid: format!("SM{}", uuid::Uuid::new_v4().simple()),
+            channel_message_id: format!("SM{}", uuid::Uuid::new_v4().simple()),
             from: E164::parse(ALICE).unwrap(),
             to: E164::parse(BUSINESS_NUMBER).unwrap(),
             body: body.into(),
             media: Vec::new(),
             params: serde_json::json!({}),
+            opt_out_keyword: None,
+            profile_name: None,
         })
         .await
         .unwrap();
