@@ -30,7 +30,7 @@ use crate::domain::availability::{self, DateFilter, Interval, Opening, ProviderB
 use crate::domain::conversation::{Booking, JobDetails, OfferedSlot};
 use crate::domain::quote::{self, OpeningTime, Quote, hours_to_minutes};
 use crate::store::{
-    BookingRecord, BookingStatus, Conversation, ConversationId, Hold, Reservation, Store, StoreError,
+    BookingRecord, BookingStatus, BookingStore, Conversation, ConversationId, Hold, Reservation, StoreError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +87,7 @@ impl Offer {
 const OFFER_ATTEMPTS: u32 = 3;
 
 pub struct Scheduler {
-    store: Arc<dyn Store>,
+    store: Arc<dyn BookingStore>,
     calendar: Arc<dyn Calendar>,
     business: Arc<BusinessConfig>,
     locks: CrewLocks,
@@ -113,12 +113,16 @@ pub fn booking_id(
 }
 
 impl Scheduler {
-    pub fn new(store: Arc<dyn Store>, calendar: Arc<dyn Calendar>, business: Arc<BusinessConfig>) -> Self {
+    pub fn new(
+        store: Arc<dyn BookingStore>,
+        calendar: Arc<dyn Calendar>,
+        business: Arc<BusinessConfig>,
+    ) -> Self {
         Self::with_locks(store, calendar, business, CrewLocks::default())
     }
 
     pub fn with_locks(
-        store: Arc<dyn Store>,
+        store: Arc<dyn BookingStore>,
         calendar: Arc<dyn Calendar>,
         business: Arc<BusinessConfig>,
         locks: CrewLocks,

@@ -10,7 +10,7 @@ use serde_json::json;
 use textdesk::clock::ManualClock;
 use textdesk::domain::phone::E164;
 use textdesk::store::sqlite::SqliteStore;
-use textdesk::store::{ConversationId, InboundMessage, Recorded, Store};
+use textdesk::store::{ConversationId, ConversationStore, InboundMessage, Recorded};
 
 fn inbound(id: &str, opt_out_keyword: Option<&str>) -> InboundMessage {
     InboundMessage {
