@@ -26,7 +26,7 @@ use crate::jobs::turns::Engine;
 use crate::jobs::worker::TurnWorker;
 use crate::scheduling::{CrewLocks, Scheduler};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{NewAlert, Store, StoreError};
+use crate::store::{AlertKind, NewAlert, Store, StoreError};
 use crate::twilio::{ConsoleSender, SmsSender, TwilioClient};
 
 #[derive(Debug, thiserror::Error)]
@@ -337,9 +337,6 @@ impl Services {
     }
 }
 
-/// The owner alert raised when a reload is refused.
-pub const CONFIG_REJECTED: &str = "config_rejected";
-
 pub struct Application {
     port: u16,
     store: Arc<dyn Store>,
@@ -520,10 +517,10 @@ async fn reload(directory: &BusinessDirectory, store: &dyn Store) -> Result<u64,
             );
             tracing::error!(error = %e, "configuration reload refused; the old configuration keeps serving");
             let alert = NewAlert {
-                kind: CONFIG_REJECTED,
+                kind: AlertKind::ConfigRejected,
                 detail,
             };
-            if let Err(e) = store.record_alert(alert.kind, None, &alert.detail).await {
+            if let Err(e) = store.record_alert(&alert.kind, None, &alert.detail).await {
                 tracing::error!(error = %e, "could not record the refused reload's alert");
             }
             let now = chrono::Utc::now();

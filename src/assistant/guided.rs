@@ -19,8 +19,8 @@ use crate::domain::guided::{self, QUOTED_MENU, QuotedChoice, SlotPick};
 use crate::domain::money::Money;
 use crate::domain::quote::price;
 use crate::scheduling::{Scheduler, SchedulingError};
-use crate::store::Direction;
 use crate::store::TurnInput;
+use crate::store::{AlertKind, Direction};
 use crate::templates;
 
 pub struct GuidedResponder {
@@ -62,7 +62,7 @@ impl GuidedResponder {
                 }
                 if offer.slots.is_empty() {
                     draft.alerts.push(OwnerAlert {
-                        kind: "no_openings",
+                        kind: AlertKind::NoOpenings,
                         detail: format!(
                             "No openings for customer {}. Please text them to find a time.",
                             turn.conversation.customer_phone.masked()
@@ -157,7 +157,7 @@ impl GuidedResponder {
                     draft.state = next;
                 }
                 draft.alerts.push(OwnerAlert {
-                    kind: "booking_cancelled",
+                    kind: AlertKind::BookingCancelled,
                     detail: format!(
                         "Customer {} cancelled {}.",
                         turn.conversation.customer_phone.masked(),
@@ -179,9 +179,9 @@ impl GuidedResponder {
     fn calendar_down(&self, turn: &TurnInput, draft: &mut Draft, e: &SchedulingError) {
         let kind = match e {
             SchedulingError::Calendar(crate::calendar::CalendarError::CredentialsRevoked(_)) => {
-                "calendar_credentials"
+                AlertKind::CalendarCredentials
             }
-            _ => "calendar_unavailable",
+            _ => AlertKind::CalendarUnavailable,
         };
         draft.alerts.push(OwnerAlert {
             kind,
@@ -311,7 +311,7 @@ impl GuidedResponder {
                             Err(e) => {
                                 // The catalog changed under a half-finished job.
                                 draft.alerts.push(OwnerAlert {
-                                    kind: "cannot_price",
+                                    kind: AlertKind::CannotPrice,
                                     detail: format!("The guided flow could not price a job: {e}"),
                                 });
                                 step(
@@ -542,7 +542,7 @@ fn hand_off(draft: &mut Draft, turn: &TurnInput, now: DateTime<Utc>, summary: St
         Err(e) => tracing::error!(error = %e, "guided flow made an illegal move"),
     }
     draft.alerts.push(OwnerAlert {
-        kind: "handoff",
+        kind: AlertKind::Handoff,
         detail: format!(
             "Customer {} asked for a person.",
             turn.conversation.customer_phone.masked()

@@ -13,6 +13,7 @@ use super::tools::{OwnerAlert, Tool, ToolContext, ToolError};
 use crate::config::business::{BusinessConfig, BusinessKind};
 use crate::domain::conversation::{Event, HandoffReason, JobDetails, JobUpdate, tool};
 use crate::domain::quote::{Quote, Selected, price};
+use crate::store::AlertKind;
 
 /// Registers the intake tools.
 pub fn register(registry: &mut super::tools::ToolRegistry, business: Arc<BusinessConfig>) {
@@ -541,7 +542,7 @@ impl Tool for EscalateToOwner {
             at: ctx.now,
         })?;
         ctx.alerts.push(OwnerAlert {
-            kind: "handoff",
+            kind: AlertKind::Handoff,
             detail: format!(
                 "Handed to you ({:?}): customer {}. {summary}",
                 input.reason,

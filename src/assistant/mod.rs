@@ -428,7 +428,7 @@ mod tests {
         Message {
             id: MessageId(id),
             direction,
-            kind: "x".into(),
+            kind: crate::store::MessageKind::parse("x"),
             body: body.into(),
             status: "pending".into(),
             channel_message_id: None,

@@ -15,6 +15,7 @@ use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{ConversationState, Event, OfferedSlot, tool};
 use crate::domain::when;
 use crate::scheduling::{Offer, Scheduler, SchedulingError};
+use crate::store::AlertKind;
 
 pub fn register(registry: &mut ToolRegistry, scheduler: Arc<Scheduler>, business: Arc<BusinessConfig>) {
     registry.register(Arc::new(GetAvailableSlots {
@@ -38,7 +39,7 @@ fn calendar_failure(ctx: &mut ToolContext<'_>, e: SchedulingError) -> ToolError 
     match e {
         SchedulingError::Incomplete(why) => {
             ctx.alerts.push(OwnerAlert {
-                kind: "booking_incomplete",
+                kind: AlertKind::BookingIncomplete,
                 detail: format!("A booking for customer {customer} needs a look: {why}"),
             });
             ToolError::Failed(
@@ -51,7 +52,7 @@ fn calendar_failure(ctx: &mut ToolContext<'_>, e: SchedulingError) -> ToolError 
         )),
         SchedulingError::Calendar(CalendarError::CredentialsRevoked(why)) => {
             ctx.alerts.push(OwnerAlert {
-                kind: "calendar_credentials",
+                kind: AlertKind::CalendarCredentials,
                 detail: format!(
                     "Google Calendar refused textdesk's credentials ({why}). Renew the service account key \
                      (GOOGLE_APPLICATION_CREDENTIALS). Customer {customer} could not be scheduled."
@@ -64,7 +65,7 @@ fn calendar_failure(ctx: &mut ToolContext<'_>, e: SchedulingError) -> ToolError 
         }
         other => {
             ctx.alerts.push(OwnerAlert {
-                kind: "calendar_unavailable",
+                kind: AlertKind::CalendarUnavailable,
                 detail: format!(
                     "Could not schedule customer {customer}: {other}. Please text them to set a time."
                 ),
@@ -136,7 +137,7 @@ async fn offer_slots(
     };
     if offer.slots.is_empty() {
         ctx.alerts.push(OwnerAlert {
-            kind: "no_openings",
+            kind: AlertKind::NoOpenings,
             detail: format!(
                 "No openings for customer {} ({looked_for}). Please text them to find a time.",
                 ctx.turn.conversation.customer_phone.masked()
@@ -371,7 +372,7 @@ impl Tool for CancelBooking {
         }
         ctx.apply(Event::BookingCancelled { at: ctx.now })?;
         ctx.alerts.push(OwnerAlert {
-            kind: "booking_cancelled",
+            kind: AlertKind::BookingCancelled,
             detail: format!(
                 "Customer {} cancelled {}.",
                 ctx.turn.conversation.customer_phone.masked(),

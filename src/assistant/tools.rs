@@ -16,12 +16,12 @@ use crate::anthropic::ToolDefinition;
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{ConversationState, Event, tool, transition};
 use crate::domain::quote::Quote;
-use crate::store::TurnInput;
+use crate::store::{AlertKind, TurnInput};
 
 /// Something the owner must hear about, raised during a turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnerAlert {
-    pub kind: &'static str,
+    pub kind: AlertKind,
     pub detail: String,
 }
 

@@ -19,7 +19,8 @@ use crate::domain::conversation::ConversationState;
 use crate::email::{Attachment, Email, EmailError, EmailSender};
 use crate::media::{FetchError, MAX_MEDIA_PER_MESSAGE, MediaFetcher};
 use crate::store::{
-    Delivery, Job, JobOutcome, MediaFetch, MediaStatus, NewAlert, OutboundDraft, Store, StoreError,
+    AlertKind, Delivery, Job, JobOutcome, MediaFetch, MediaStatus, MessageKind, NewAlert, OutboundDraft,
+    Store, StoreError,
 };
 use crate::templates;
 
@@ -163,7 +164,7 @@ impl JobRunner {
             .ok()
             .map(|phone| plan::CustomerContact { name: None, phone });
         let alert = NewAlert {
-            kind: "dead_job",
+            kind: AlertKind::DeadJob,
             detail: format!(
                 "A {} job for {} ({}) failed {} time(s) and was given up: {error}",
                 job.kind, job.recipient, job.dedupe_key, job.attempts
@@ -171,7 +172,7 @@ impl JobRunner {
         };
         let _ = self
             .store
-            .record_alert(alert.kind, job.conversation_id, &alert.detail)
+            .record_alert(&alert.kind, job.conversation_id, &alert.detail)
             .await;
         // An email failing does not email about itself.
         if job.kind != EMAIL
@@ -215,9 +216,9 @@ impl JobRunner {
                     });
                 };
                 let kind = match job.kind.as_str() {
-                    REMINDER => "reminder",
-                    FOLLOW_UP => "follow_up",
-                    _ => "reply",
+                    REMINDER => MessageKind::Reminder,
+                    FOLLOW_UP => MessageKind::FollowUp,
+                    _ => MessageKind::Reply,
                 };
                 match self
                     .store
@@ -294,7 +295,7 @@ impl JobRunner {
                 }
                 .filter(|q| q.id == quote_id && !q.is_expired(Utc::now()));
                 // One nudge per quote, ever; and none once the customer has texted.
-                let nudged = turn.history.iter().any(|m| m.kind == "follow_up");
+                let nudged = turn.history.iter().any(|m| m.kind == MessageKind::FollowUp);
                 match open {
                     Some(quote) if !nudged && turn.pending.is_empty() => {
                         Ok(Some(templates::follow_up(business, quote)))

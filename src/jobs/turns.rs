@@ -21,8 +21,8 @@ use crate::domain::phone::redact_phone_numbers;
 use crate::domain::quote::{Quote, price};
 use crate::jobs::plan;
 use crate::store::{
-    ConversationId, Delivery, MessageId, ModelCalls, NewAlert, NewJob, OutboundDraft, OutboundMessage, Store,
-    StoreError, TurnCommit, TurnInput,
+    AlertKind, ConversationId, Delivery, MessageId, MessageKind, ModelCalls, NewAlert, NewJob, OutboundDraft,
+    OutboundMessage, Store, StoreError, TurnCommit, TurnInput,
 };
 use crate::templates;
 use crate::twilio::{SendError, SmsSender};
@@ -60,9 +60,6 @@ pub const FLOOD_TEXTS: usize = 20;
 pub const FLOOD_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
 /// A throttled conversation is answered at most this often.
 pub const THROTTLED_REPLY_INTERVAL: chrono::Duration = chrono::Duration::minutes(1);
-/// The owner alert for a throttled sender: one per customer per day.
-pub const FLOOD_THROTTLED: &str = "flood_throttled";
-
 /// Whether, and why, a conversation's sender is throttled this turn.
 struct Throttle {
     /// More than `FLOOD_TEXTS` texts within `FLOOD_WINDOW`.
@@ -82,13 +79,6 @@ impl Throttle {
         self.flooding || self.budget_spent
     }
 }
-
-/// The kind of the one text confirming an opt-out in words: the only text
-/// an opted-out customer is sent (see the store's claim).
-pub const OPT_OUT_CONFIRMATION: &str = "opt_out_confirmation";
-
-/// The kind of the text telling a customer the owner has their message.
-pub const HANDOFF_ACK: &str = "handoff_ack";
 
 /// At most one such text per conversation in this long.
 pub const HANDOFF_ACK_INTERVAL: chrono::Duration = chrono::Duration::hours(4);
@@ -123,7 +113,7 @@ impl Engine {
                 // Now, not with the answer a minute from now.
                 let contact = plan::CustomerContact::of(&turn, &turn.state);
                 let detail = self.flood_alert(&throttle, &contact.describe());
-                self.alert_about(FLOOD_THROTTLED, Some(id), &detail, Some(&contact))
+                self.alert_about(AlertKind::FloodThrottled, Some(id), &detail, Some(&contact))
                     .await;
             }
             return Ok(TurnResult::Throttled { until });
@@ -149,7 +139,7 @@ impl Engine {
         let mut alerts: Vec<NewAlert> = Vec::new();
         if throttle.alert_owner {
             alerts.push(NewAlert {
-                kind: FLOOD_THROTTLED,
+                kind: AlertKind::FloodThrottled,
                 detail: self.flood_alert(&throttle, &customer),
             });
         }
@@ -193,7 +183,7 @@ impl Engine {
                 // A texted STOP (or CANCEL) ends texts, not the job: the
                 // owner must call to confirm or cancel it.
                 alerts.push(NewAlert {
-                    kind: "opted_out_with_booking",
+                    kind: AlertKind::OptedOutWithBooking,
                     detail: format!(
                         "Customer {customer} opted out of texts but is booked for {label}. The booking stands; call them to confirm or cancel."
                     ),
@@ -217,7 +207,7 @@ impl Engine {
             // The owner has this conversation; they hear about every text,
             // in the customer's own words.
             alerts.push(NewAlert {
-                kind: "handed_off_text",
+                kind: AlertKind::HandedOffText,
                 detail: format!(
                     "{customer} texted while the conversation is with you: \"{}\"",
                     turn.pending_text()
@@ -230,7 +220,7 @@ impl Engine {
                 && !self.acknowledged_since(id, now - HANDOFF_ACK_INTERVAL).await?
             {
                 Some(OutboundDraft {
-                    kind: HANDOFF_ACK,
+                    kind: MessageKind::HandoffAck,
                     body: templates::handoff_ack(&self.business),
                 })
             } else {
@@ -271,7 +261,7 @@ impl Engine {
         });
         let drafted = drafted.unwrap_or(Err(ResponderError::DeadlineExceeded(self.turn_deadline)));
         let (mut draft, kind) = match drafted {
-            Ok(draft) => (draft, "reply"),
+            Ok(draft) => (draft, MessageKind::Reply),
             Err(e) => {
                 tracing::error!(error = %e, "no reply from the model; the guided flow answers");
                 // What the model already did (a quote, a hand-off) stands;
@@ -290,13 +280,13 @@ impl Engine {
                     guided.alerts = raised;
                 }
                 alerts.push(NewAlert {
-                    kind: "model_unavailable",
+                    kind: AlertKind::ModelUnavailable,
                     detail: format!(
                         "Could not reach the model for {customer} ({} text(s)): {e}. The guided flow answered instead.",
                         turn.pending.len()
                     ),
                 });
-                (guided, "guided")
+                (guided, MessageKind::Guided)
             }
         };
 
@@ -321,7 +311,7 @@ impl Engine {
             |booking: &crate::domain::conversation::Booking| self.guided.scheduler.event_link(booking);
         let mut planned = plan::plan(&landed, &draft.state, &turn, &self.business, now, &event_link);
         let (mut kind, text) = match &planned.confirmation {
-            Some(text) => ("confirmation", text.clone()),
+            Some(text) => (MessageKind::Confirmation, text.clone()),
             None => (kind, draft.text.clone()),
         };
 
@@ -335,7 +325,7 @@ impl Engine {
             let state_before_fallback = draft.state.clone();
             let text = self.templated_fallback(&state, &mut draft, now);
             body = channel.prepare_reply(&text, self.business.sms.max_segments);
-            kind = "templated";
+            kind = MessageKind::Templated;
             let money = violations.iter().any(|v| {
                 matches!(
                     v.kind,
@@ -344,9 +334,9 @@ impl Engine {
             });
             alerts.push(NewAlert {
                 kind: if money {
-                    "price_guardrail"
+                    AlertKind::PriceGuardrail
                 } else {
-                    "fact_guardrail"
+                    AlertKind::FactGuardrail
                 },
                 detail: format!(
                     "A drafted reply to {customer} was not sent: {}. Sent instead: \"{body}\"",
@@ -362,7 +352,7 @@ impl Engine {
             }
         }
         alerts.extend(draft.alerts.iter().map(|a| NewAlert {
-            kind: a.kind,
+            kind: a.kind.clone(),
             detail: a.detail.clone(),
         }));
 
@@ -462,7 +452,7 @@ impl Engine {
             .messages(id)
             .await?
             .iter()
-            .any(|m| m.kind == HANDOFF_ACK && m.created_at >= since))
+            .any(|m| m.kind == MessageKind::HandoffAck && m.created_at >= since))
     }
 
     /// The facts a reply of this turn may state: the one place the engine
@@ -577,7 +567,7 @@ impl Engine {
                 Some(customer) => customer.redact(&alert.detail),
                 None => redact_phone_numbers(&alert.detail),
             };
-            tracing::error!(alert = alert.kind, %detail, conversation = id.0, "owner alert");
+            tracing::error!(alert = %alert.kind, %detail, conversation = id.0, "owner alert");
         }
         match claimed {
             Some(sms) => {
@@ -672,7 +662,7 @@ impl Engine {
         if opted_out {
             if (in_words || !provider_confirms) && !conversation.opted_out {
                 return Ok(Some(KeywordAction::Reply(OutboundDraft {
-                    kind: OPT_OUT_CONFIRMATION,
+                    kind: MessageKind::OptOutConfirmation,
                     body: templates::opted_out(&self.business, booked),
                 })));
             }
@@ -680,7 +670,7 @@ impl Engine {
         }
         Ok(match last_keyword {
             Some(Keyword::Help) => Some(KeywordAction::Reply(OutboundDraft {
-                kind: "help",
+                kind: MessageKind::Help,
                 body: templates::help(&self.business),
             })),
             Some(Keyword::OptIn) => Some(KeywordAction::Silent),
@@ -740,7 +730,7 @@ impl Engine {
         let sent = if Channel::of(&sms.to).free_form_allowed(sms.last_inbound_at, now) {
             self.sender.send(&sms.from, &sms.to, &sms.body).await
         } else {
-            let (key, template) = self.business.whatsapp.templates.for_kind(&sms.kind);
+            let (key, template) = self.business.whatsapp.templates.for_kind(sms.kind.as_str());
             match template {
                 Some(content_sid) => {
                     let variables = whatsapp::content_variables(&self.business.business.name, &sms.body);
@@ -759,7 +749,7 @@ impl Engine {
             },
             Err(SendError::OutsideWindow(why)) => {
                 self.alert_about(
-                    whatsapp::WINDOW_CLOSED,
+                    AlertKind::WhatsappWindow,
                     Some(sms.conversation_id),
                     &format!(
                         "A WhatsApp {} to {} was not sent: the customer last wrote more than 24 hours ago, so WhatsApp allows only an approved template, and {why}. It said: \"{}\"",
@@ -780,7 +770,7 @@ impl Engine {
             }
             Err(SendError::Ambiguous(error)) => {
                 self.alert_about(
-                    "send_unknown",
+                    AlertKind::SendUnknown,
                     Some(sms.conversation_id),
                     &format!(
                         "A text to {} may not have been delivered: {error}",
@@ -793,7 +783,7 @@ impl Engine {
             }
             Err(e) => {
                 self.alert_about(
-                    "send_failed",
+                    AlertKind::SendFailed,
                     Some(sms.conversation_id),
                     &format!("A text to {} was not delivered: {e}", sms.to.as_str()),
                     Some(&recipient),
@@ -842,13 +832,13 @@ impl Engine {
     /// email with a link to call; the log masks the number.
     pub(crate) async fn alert_about(
         &self,
-        kind: &'static str,
+        kind: AlertKind,
         conversation: Option<ConversationId>,
         detail: &str,
         customer: Option<&plan::CustomerContact>,
     ) {
-        tracing::error!(alert = kind, detail = %redact_phone_numbers(detail), "owner alert");
-        if let Err(e) = self.store.record_alert(kind, conversation, detail).await {
+        tracing::error!(alert = %kind, detail = %redact_phone_numbers(detail), "owner alert");
+        if let Err(e) = self.store.record_alert(&kind, conversation, detail).await {
             tracing::error!(error = %e, "could not store owner alert");
         }
         let alert = NewAlert {

@@ -3,17 +3,17 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ConversationId, StoreError};
+use super::{AlertKind, ConversationId, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAlert {
-    pub kind: &'static str,
+    pub kind: AlertKind,
     pub detail: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct Alert {
-    pub kind: String,
+    pub kind: AlertKind,
     pub conversation_id: Option<ConversationId>,
     pub detail: String,
     pub created_at: DateTime<Utc>,
@@ -24,7 +24,7 @@ pub struct Alert {
 pub trait OwnerAlerts: Send + Sync + 'static {
     async fn record_alert(
         &self,
-        kind: &str,
+        kind: &AlertKind,
         conversation: Option<ConversationId>,
         detail: &str,
     ) -> Result<(), StoreError>;

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
-    ConversationId, CustomerId, InboundMedia, MessageId, NewAlert, NewJob, OutboundDraft, OutboundMessage,
-    StoreError, StoredImage,
+    ConversationId, CustomerId, InboundMedia, MessageId, MessageKind, NewAlert, NewJob, OutboundDraft,
+    OutboundMessage, StoreError, StoredImage,
 };
 use crate::domain::conversation::ConversationState;
 use crate::domain::phone::E164;
@@ -55,7 +55,7 @@ pub enum Direction {
 pub struct Message {
     pub id: MessageId,
     pub direction: Direction,
-    pub kind: String,
+    pub kind: MessageKind,
     pub body: String,
     pub status: String,
     pub channel_message_id: Option<String>,

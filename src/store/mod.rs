@@ -23,6 +23,7 @@ pub mod alerts;
 pub mod bookings;
 pub mod conversations;
 pub mod jobs;
+pub mod kinds;
 pub mod media;
 pub mod outbox;
 pub mod sqlite;
@@ -33,6 +34,7 @@ pub use alerts::*;
 pub use bookings::*;
 pub use conversations::*;
 pub use jobs::*;
+pub use kinds::*;
 pub use media::*;
 pub use outbox::*;
 

@@ -3,13 +3,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ConversationId, CustomerId, MessageId, StoreError};
+use super::{ConversationId, CustomerId, MessageId, MessageKind, StoreError};
 use crate::domain::delivery::{self, DeliveryStatus};
 use crate::domain::phone::E164;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundDraft {
-    pub kind: &'static str,
+    pub kind: MessageKind,
     pub body: String,
 }
 
@@ -22,9 +22,9 @@ pub struct OutboundMessage {
     pub to: E164,
     pub from: E164,
     pub body: String,
-    /// The message's kind (`reply`, `reminder`, `confirmation`, ...): which
+    /// The message's kind (reply, reminder, confirmation, ...): which
     /// template stands in for it outside WhatsApp's window.
-    pub kind: String,
+    pub kind: MessageKind,
     /// When the customer last wrote in this conversation; WhatsApp's
     /// free-form window runs from it.
     pub last_inbound_at: Option<DateTime<Utc>>,
@@ -72,8 +72,8 @@ pub struct ReceiptedText {
     pub conversation_id: ConversationId,
     pub customer_id: CustomerId,
     pub to: E164,
-    /// The message kind: `reminder`, `confirmation`, `reply`, ...
-    pub kind: String,
+    /// The message kind: reminder, confirmation, reply, ...
+    pub kind: MessageKind,
     pub status: DeliveryStatus,
     pub error_code: Option<i64>,
 }

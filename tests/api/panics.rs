@@ -8,8 +8,8 @@ use textdesk::app::{Desks, Services};
 use textdesk::assistant::{Draft, Responder, ResponderError};
 use textdesk::domain::conversation::ConversationState;
 use textdesk::domain::phone::E164;
-use textdesk::jobs::worker::{TURN_PANICKED, TurnWorker};
-use textdesk::store::{InboundMessage, JobStatus, TurnInput};
+use textdesk::jobs::worker::TurnWorker;
+use textdesk::store::{AlertKind, InboundMessage, JobStatus, TurnInput};
 use tokio::sync::{Notify, watch};
 
 use crate::helpers::*;
@@ -101,7 +101,7 @@ async fn a_panicking_turn_answers_with_the_apology_alerts_the_owner_and_leaves_n
     let alerts = app.store.alerts().await.unwrap();
     let alert = alerts
         .iter()
-        .find(|a| a.kind == TURN_PANICKED)
+        .find(|a| a.kind == AlertKind::TurnPanicked)
         .expect("the owner is alerted");
     assert!(
         alert.detail.contains("overflow when adding duration to date") && alert.detail.contains("2 text(s)"),

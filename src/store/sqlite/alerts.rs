@@ -6,13 +6,13 @@ use super::*;
 impl OwnerAlerts for SqliteStore {
     async fn record_alert(
         &self,
-        kind: &str,
+        kind: &AlertKind,
         conversation: Option<ConversationId>,
         detail: &str,
     ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO alerts (kind, conversation_id, detail, created_at, business_id)
                          VALUES (?1, ?2, ?3, ?4, COALESCE((SELECT business_id FROM conversations WHERE id = ?2), 'default'))")
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(conversation.map(|c| c.0))
             .bind(detail)
             .bind(self.now())
@@ -28,7 +28,7 @@ impl OwnerAlerts for SqliteStore {
         rows.iter()
             .map(|row| {
                 Ok(Alert {
-                    kind: row.try_get("kind")?,
+                    kind: AlertKind::parse(row.try_get("kind")?),
                     conversation_id: row
                         .try_get::<Option<i64>, _>("conversation_id")?
                         .map(ConversationId),

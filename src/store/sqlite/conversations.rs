@@ -234,7 +234,7 @@ impl ConversationStore for SqliteStore {
         for alert in &alerts {
             sqlx::query("INSERT INTO alerts (kind, conversation_id, detail, created_at, business_id)
                          VALUES (?1, ?2, ?3, ?4, COALESCE((SELECT business_id FROM conversations WHERE id = ?2), 'default'))")
-                .bind(alert.kind)
+                .bind(alert.kind.as_str())
                 .bind(id.0)
                 .bind(&alert.detail)
                 .bind(now)
@@ -279,7 +279,7 @@ impl ConversationStore for SqliteStore {
                      RETURNING id",
                 )
                 .bind(id.0)
-                .bind(draft.kind)
+                .bind(draft.kind.as_str())
                 .bind(&draft.body)
                 .bind(through.0)
                 .bind(now)
@@ -508,7 +508,7 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError
             "outbound" => Direction::Outbound,
             other => return Err(StoreError::Corrupt(format!("message direction `{other}`"))),
         },
-        kind: row.try_get("kind")?,
+        kind: MessageKind::parse(row.try_get("kind")?),
         body: row.try_get("body")?,
         status: row.try_get("status")?,
         channel_message_id: row.try_get("channel_message_id")?,

@@ -30,7 +30,7 @@ pub(super) async fn outbound_in(
         to: parse_phone(row.try_get("phone")?)?,
         from: parse_phone(row.try_get("business_number")?)?,
         body: row.try_get("body")?,
-        kind: row.try_get("kind")?,
+        kind: MessageKind::parse(row.try_get("kind")?),
         last_inbound_at: row.try_get("last_inbound_at")?,
         attempts: row.try_get("attempts")?,
         created_at: row.try_get("created_at")?,
@@ -105,7 +105,7 @@ impl Outbox for SqliteStore {
              RETURNING id",
         )
         .bind(id.0)
-        .bind(draft.kind)
+        .bind(draft.kind.as_str())
         .bind(&draft.body)
         .bind(job_id)
         .bind(self.now())
@@ -191,7 +191,7 @@ impl Outbox for SqliteStore {
             conversation_id: ConversationId(row.try_get("conversation_id")?),
             customer_id: CustomerId(row.try_get("customer_id")?),
             to: parse_phone(row.try_get("phone")?)?,
-            kind: row.try_get("kind")?,
+            kind: MessageKind::parse(row.try_get("kind")?),
             status: report.status,
             error_code: report.error_code,
         }))
