@@ -25,7 +25,7 @@ pub struct InboundMessage {
     pub from: E164,
     pub to: E164,
     pub body: String,
-    /// `MediaUrl{N}` and `MediaContentType{N}`, N from 0, at most 10.
+    /// The files attached, in the order the channel listed them; at most 10.
     pub media: Vec<InboundMedia>,
     /// Every parameter of the webhook, kept for the record; the store
     /// never reads it.
@@ -72,7 +72,7 @@ pub struct Conversation {
     pub customer_phone: E164,
     pub business_number: E164,
     pub opted_out: bool,
-    /// The name the customer's WhatsApp profile shows (`ProfileName`), as
+    /// The name the customer's profile on the channel shows (WhatsApp), as
     /// last sent; untrusted, so only ever a fallback for a name they type.
     pub profile_name: Option<String>,
 }

@@ -100,7 +100,7 @@ pub struct StoredImage {
 /// the images a turn or an email carries.
 #[async_trait]
 pub trait MediaStore: Send + Sync + 'static {
-    /// Every media file of a message, in `MediaUrl{N}` order.
+    /// Every media file of a message, in the order the channel listed them.
     async fn message_media(&self, id: MessageId) -> Result<Vec<MediaItem>, StoreError>;
 
     async fn media_item(&self, id: i64) -> Result<Option<MediaItem>, StoreError>;
