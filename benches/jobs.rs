@@ -18,7 +18,7 @@ use textdesk::config::settings::Settings;
 use textdesk::email::{Email, EmailError, EmailSender};
 use textdesk::jobs::runner::{JobRunner, RunnerSettings};
 use textdesk::store::sqlite::SqliteStore;
-use textdesk::store::{JobStatus, Store};
+use textdesk::store::{JobQueue, JobStatus};
 
 struct NullEmail;
 

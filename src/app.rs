@@ -30,7 +30,7 @@ use crate::jobs::turns::{Engine, EngineParts};
 use crate::jobs::worker::TurnWorker;
 use crate::scheduling::Scheduler;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{NewAlert, Store, StoreError};
+use crate::store::{AlertKind, NewAlert, Store, StoreError};
 use crate::twilio::TwilioClient;
 
 #[derive(Debug, thiserror::Error)]
@@ -332,9 +332,6 @@ impl Services {
     }
 }
 
-/// The owner alert raised when a reload is refused.
-pub const CONFIG_REJECTED: &str = "config_rejected";
-
 pub struct Application {
     port: u16,
     store: Arc<dyn Store>,
@@ -539,10 +536,10 @@ async fn reload(
             );
             tracing::error!(error = %e, "configuration reload refused; the old configuration keeps serving");
             let alert = NewAlert {
-                kind: CONFIG_REJECTED,
+                kind: AlertKind::ConfigRejected,
                 detail,
             };
-            if let Err(e) = store.record_alert(alert.kind, None, &alert.detail).await {
+            if let Err(e) = store.record_alert(&alert.kind, None, &alert.detail).await {
                 tracing::error!(error = %e, "could not record the refused reload's alert");
             }
             let key = format!("config:{}", now.timestamp_millis());

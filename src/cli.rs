@@ -306,10 +306,10 @@ async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<
     if all {
         statuses.push(JobStatus::Cancelled);
     }
-    let mut jobs = crate::store::Store::jobs(&store, &statuses, 10_000).await?;
+    let mut jobs = crate::store::JobQueue::jobs(&store, &statuses, 10_000).await?;
     // What became of each job's text: Twilio's latest delivery receipt.
     let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
-    let deliveries = crate::store::Store::job_text_deliveries(&store, &ids).await?;
+    let deliveries = crate::store::Outbox::job_text_deliveries(&store, &ids).await?;
     let undelivered: std::collections::HashSet<i64> = deliveries
         .iter()
         .filter(|t| t.receipt.is_some_and(|r| r.is_failure()))

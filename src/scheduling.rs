@@ -30,7 +30,7 @@ use crate::domain::availability::{self, DateFilter, Interval, Opening, ProviderB
 use crate::domain::conversation::{Booking, JobDetails, OfferedSlot};
 use crate::domain::quote::{self, OpeningTime, Quote, hours_to_minutes};
 use crate::store::{
-    BookingRecord, BookingStatus, Conversation, ConversationId, Hold, Reservation, Store, StoreError,
+    BookingRecord, BookingStatus, BookingStore, Conversation, ConversationId, Hold, Reservation, StoreError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +90,7 @@ const OFFER_ATTEMPTS: u32 = 3;
 /// business's crew locks. It holds no configuration: a turn schedules
 /// through [`Scheduler::for_business`], on the configuration it started with.
 pub struct Scheduler {
-    store: Arc<dyn Store>,
+    store: Arc<dyn BookingStore>,
     calendar: Arc<dyn Calendar>,
     locks: std::sync::Mutex<HashMap<String, CrewLocks>>,
 }
@@ -102,7 +102,7 @@ pub type CrewLocks = Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex
 
 /// Offers and bookings for one business, on one configuration.
 pub struct BusinessScheduler<'a> {
-    store: &'a dyn Store,
+    store: &'a dyn BookingStore,
     calendar: &'a dyn Calendar,
     business: &'a BusinessConfig,
     locks: CrewLocks,
@@ -123,7 +123,7 @@ pub fn booking_id(
 }
 
 impl Scheduler {
-    pub fn new(store: Arc<dyn Store>, calendar: Arc<dyn Calendar>) -> Self {
+    pub fn new(store: Arc<dyn BookingStore>, calendar: Arc<dyn Calendar>) -> Self {
         Self {
             store,
             calendar,

@@ -471,12 +471,12 @@ mod tests {
         Message {
             id: MessageId(id),
             direction,
-            kind: "x".into(),
+            kind: crate::store::MessageKind::parse("x"),
             body: body.into(),
             status: "pending".into(),
-            twilio_sid: None,
+            channel_message_id: None,
             num_media: 0,
-            opt_out_type: None,
+            opt_out_keyword: None,
             created_at: chrono::DateTime::UNIX_EPOCH,
         }
     }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::{ChannelPort, Content, SendError};
 use crate::domain::phone::E164;
-use crate::store::InboundSms;
+use crate::store::InboundMessage;
 
 pub struct ConsoleChannel {
     /// Prefix for each printed text, e.g. the business name in `chat`.
@@ -19,15 +19,17 @@ impl ConsoleChannel {
     /// A line typed in `chat` as the message the store keeps: from the
     /// rehearsing "customer" to the business's number, under an id of its
     /// own so it never collides with a provider's.
-    pub fn inbound(business_id: &str, from: &E164, to: &E164, line: String) -> InboundSms {
-        InboundSms {
+    pub fn inbound(business_id: &str, from: &E164, to: &E164, line: String) -> InboundMessage {
+        InboundMessage {
             business_id: business_id.to_string(),
-            message_sid: format!("CHAT{}", uuid::Uuid::new_v4().simple()),
+            channel_message_id: format!("CHAT{}", uuid::Uuid::new_v4().simple()),
             from: from.clone(),
             to: to.clone(),
             body: line,
             media: Vec::new(),
             params: serde_json::json!({"Source": "textdesk chat"}),
+            opt_out_keyword: None,
+            profile_name: None,
         }
     }
 }
@@ -70,8 +72,8 @@ mod tests {
         assert_eq!(first.business_id, "haul");
         assert_eq!(first.to, business);
         assert_eq!(first.body, "hi");
-        assert!(first.message_sid.starts_with("CHAT"));
-        assert_ne!(first.message_sid, second.message_sid);
+        assert!(first.channel_message_id.starts_with("CHAT"));
+        assert_ne!(first.channel_message_id, second.channel_message_id);
     }
 
     #[test]

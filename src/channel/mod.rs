@@ -5,7 +5,7 @@
 //! `whatsapp:` prefix, or a bare E.164 number for SMS), so it is stored with
 //! the customer and needs no column of its own. Each channel
 //!
-//! - turns what arrives into a channel-neutral `InboundSms` (the Twilio
+//! - turns what arrives into a channel-neutral `InboundMessage` (the Twilio
 //!   webhook in `twilio.rs`, for SMS and WhatsApp; a terminal line in
 //!   `console.rs`, for `chat`);
 //! - states its policy (`Channel`: length budget and encoding, keywords,

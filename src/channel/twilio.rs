@@ -12,7 +12,7 @@ use super::{Channel, ChannelPort, Content, SendError};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::phone::E164;
 use crate::media::MAX_MEDIA_PER_MESSAGE;
-use crate::store::{InboundSms, StatusReport};
+use crate::store::{InboundMessage, StatusReport};
 use crate::twilio::{ApiError, ERROR_OPTED_OUT, ERROR_OUTSIDE_WHATSAPP_WINDOW, TwilioClient};
 
 /// A webhook that cannot be a message from Twilio (answered 400).
@@ -26,7 +26,7 @@ pub struct WebhookError(pub String);
 pub fn parse_webhook(
     params: &[(String, String)],
     media_base_url: &url::Url,
-) -> Result<InboundSms, WebhookError> {
+) -> Result<InboundMessage, WebhookError> {
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let required = |name: &str| get(name).ok_or_else(|| WebhookError(format!("missing {name}")));
     let message_sid = required("MessageSid")?;
@@ -75,14 +75,19 @@ pub fn parse_webhook(
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    Ok(InboundSms {
+    // Twilio's own opt-out handling and the WhatsApp profile, handed to
+    // the store as channel-neutral fields.
+    let non_empty = |name: &str| get(name).filter(|v| !v.is_empty()).map(str::to_string);
+    Ok(InboundMessage {
         business_id: String::new(),
-        message_sid: message_sid.to_string(),
+        channel_message_id: message_sid.to_string(),
         from,
         to,
         body: get("Body").unwrap_or("").to_string(),
         media,
         params: Value::Object(params),
+        opt_out_keyword: non_empty("OptOutType"),
+        profile_name: non_empty("ProfileName"),
     })
 }
 
@@ -112,7 +117,7 @@ pub fn parse_status_callback(params: &[(String, String)]) -> Result<Option<Statu
         return Ok(None);
     };
     Ok(Some(StatusReport {
-        message_sid: message_sid.to_string(),
+        channel_message_id: message_sid.to_string(),
         status,
         error_code,
     }))

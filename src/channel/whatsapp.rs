@@ -3,10 +3,6 @@
 
 use serde::{Deserialize, Deserializer};
 
-/// The owner alert for a message withheld because the window had closed
-/// (no template for it, or Twilio's 63016).
-pub const WINDOW_CLOSED: &str = "whatsapp_window";
-
 /// `[whatsapp]` in the business file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -25,6 +25,7 @@ use crate::domain::money::Money;
 use crate::domain::quote::{Quote, QuoteError, price};
 use crate::domain::when;
 use crate::scheduling::{Offer, Scheduler, SchedulingError};
+use crate::store::AlertKind;
 use crate::store::{Conversation, StoreError};
 
 pub use owner::{OWNER_REPLY, OwnerReplied, hand_back, send_owner_reply, take_over};
@@ -32,7 +33,7 @@ pub use owner::{OWNER_REPLY, OwnerReplied, hand_back, send_owner_reply, take_ove
 /// Something the owner must hear about, raised by an operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnerAlert {
-    pub kind: &'static str,
+    pub kind: AlertKind,
     pub detail: String,
 }
 
@@ -117,7 +118,7 @@ impl Turn<'_> {
         Ok(())
     }
 
-    fn alert(&mut self, kind: &'static str, detail: String) {
+    fn alert(&mut self, kind: AlertKind, detail: String) {
         self.alerts.push(OwnerAlert { kind, detail });
     }
 
@@ -132,18 +133,18 @@ impl Turn<'_> {
         match &e {
             SchedulingError::Taken(_) => {}
             SchedulingError::Incomplete(why) => self.alert(
-                "booking_incomplete",
+                AlertKind::BookingIncomplete,
                 format!("A booking for customer {customer} needs a look: {why}"),
             ),
             SchedulingError::Calendar(CalendarError::CredentialsRevoked(why)) => self.alert(
-                "calendar_credentials",
+                AlertKind::CalendarCredentials,
                 format!(
                     "Google Calendar refused textdesk's credentials ({why}). Renew the service account key \
                      (GOOGLE_APPLICATION_CREDENTIALS). Customer {customer} could not be scheduled."
                 ),
             ),
             other => self.alert(
-                "calendar_unavailable",
+                AlertKind::CalendarUnavailable,
                 format!("Could not schedule customer {customer}: {other}. Please text them to set a time."),
             ),
         }
@@ -229,7 +230,7 @@ pub async fn offer_openings(
         };
         let customer = turn.customer();
         turn.alert(
-            "no_openings",
+            AlertKind::NoOpenings,
             format!("No openings for customer {customer}{asked}. Please text them to find a time."),
         );
     }
@@ -363,7 +364,7 @@ pub async fn cancel(turn: &mut Turn<'_>, scheduler: &Scheduler) -> Result<Bookin
     turn.apply(Event::BookingCancelled { at: turn.now })?;
     let customer = turn.customer();
     turn.alert(
-        "booking_cancelled",
+        AlertKind::BookingCancelled,
         format!("Customer {customer} cancelled {}.", booking.slot.label),
     );
     Ok(booking)
@@ -385,7 +386,7 @@ pub fn hand_off(turn: &mut Turn<'_>, reason: HandoffReason, summary: &str) -> Re
     })?;
     let customer = turn.customer();
     turn.alert(
-        "handoff",
+        AlertKind::Handoff,
         format!("Handed to you ({reason:?}): customer {customer}. {summary}"),
     );
     Ok(())

@@ -9,10 +9,11 @@ use chrono::{DateTime, Utc};
 
 use super::DeskError;
 use crate::domain::conversation::{ConversationState, Event, HandoffReason, transition};
+use crate::store::MessageKind;
 use crate::store::{ConversationId, MessageId, OutboundDraft, Store, StoreError, TurnInput};
 
 /// The kind of a text the owner wrote.
-pub const OWNER_REPLY: &str = "owner_reply";
+pub const OWNER_REPLY: MessageKind = MessageKind::OwnerReply;
 
 /// Long enough for a read and a write; a crash mid-way frees it soon.
 const OWNER_LEASE: Duration = Duration::from_secs(30);

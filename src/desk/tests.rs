@@ -117,7 +117,7 @@ fn a_hand_off_moves_the_conversation_and_tells_the_owner() {
     assert_eq!(
         work.alerts,
         vec![OwnerAlert {
-            kind: "handoff",
+            kind: crate::store::AlertKind::Handoff,
             detail: "Handed to you (Complaint): customer +1503***1234. Unhappy with the last visit.".into(),
         }]
     );

@@ -35,7 +35,7 @@ pub async fn inbound(
     };
     sms.business_id = business.business.id.clone();
     let span = tracing::Span::current();
-    span.record("message_sid", sms.message_sid.as_str());
+    span.record("message_sid", sms.channel_message_id.as_str());
     span.record("from", tracing::field::display(sms.from.masked()));
 
     match state.store.record_inbound(&sms).await? {

@@ -31,7 +31,7 @@ pub async fn status(
         return Ok(StatusCode::OK);
     };
     let span = tracing::Span::current();
-    span.record("message_sid", mask_sid(&report.message_sid));
+    span.record("message_sid", mask_sid(&report.channel_message_id));
     span.record("status", report.status.as_str());
     match state.store.apply_status_report(&report).await? {
         ReceiptApplied::UnknownMessage => {

@@ -15,7 +15,7 @@ use super::plan;
 use super::turns::alert_owner;
 use crate::channel::{Channel, Channels, Content, SendError, whatsapp};
 use crate::config::business::BusinessConfig;
-use crate::store::{Delivery, MessageId, OutboundSms, Store, StoreError};
+use crate::store::{AlertKind, Delivery, MessageId, OutboundMessage, Store, StoreError};
 
 pub struct Dispatcher {
     pub store: Arc<dyn Store>,
@@ -50,14 +50,14 @@ impl Outgoing<'_> {
 /// out at all.
 pub fn outgoing<'a>(
     channel: Channel,
-    text: &'a OutboundSms,
+    text: &'a OutboundMessage,
     business: &'a BusinessConfig,
     now: DateTime<Utc>,
 ) -> Result<Outgoing<'a>, SendError> {
     if channel.free_form_allowed(text.last_inbound_at, now) {
         return Ok(Outgoing::Text(&text.body));
     }
-    match business.whatsapp.templates.for_kind(&text.kind) {
+    match business.whatsapp.templates.for_kind(text.kind.as_str()) {
         (_, Some(id)) => Ok(Outgoing::Template {
             id,
             variables: whatsapp::content_variables(&business.business.name, &text.body),
@@ -84,7 +84,7 @@ impl Dispatcher {
     pub async fn send_claimed(
         &self,
         business: &BusinessConfig,
-        text: OutboundSms,
+        text: OutboundMessage,
         now: DateTime<Utc>,
     ) -> Result<Delivery, StoreError> {
         let id = text.id;
@@ -102,7 +102,9 @@ impl Dispatcher {
             {
                 Ok(Some(sid)) => {
                     tracing::info!(to = %text.to.masked(), %sid, "an interrupted send had gone out; not sending again");
-                    let delivery = Delivery::Sent { sid };
+                    let delivery = Delivery::Sent {
+                        channel_message_id: sid,
+                    };
                     self.store.record_delivery(id, &delivery).await?;
                     return Ok(delivery);
                 }
@@ -119,11 +121,13 @@ impl Dispatcher {
             Err(withheld) => Err(withheld),
         };
         let delivery = match sent {
-            Ok(sid) => Delivery::Sent { sid },
+            Ok(sid) => Delivery::Sent {
+                channel_message_id: sid,
+            },
             Err(SendError::OutsideWindow(why)) => {
                 self.alert(
                     business,
-                    whatsapp::WINDOW_CLOSED,
+                    AlertKind::WhatsappWindow,
                     &text,
                     &format!(
                         "A WhatsApp {} to {} was not sent: the customer last wrote more than 24 hours ago, so WhatsApp allows only an approved template, and {why}. It said: \"{}\"",
@@ -145,7 +149,7 @@ impl Dispatcher {
             Err(SendError::Ambiguous(error)) => {
                 self.alert(
                     business,
-                    "send_unknown",
+                    AlertKind::SendUnknown,
                     &text,
                     &format!(
                         "A text to {} may not have been delivered: {error}",
@@ -159,7 +163,7 @@ impl Dispatcher {
             Err(e) => {
                 self.alert(
                     business,
-                    "send_failed",
+                    AlertKind::SendFailed,
                     &text,
                     &format!("A text to {} was not delivered: {e}", text.to.as_str()),
                     &recipient,
@@ -190,8 +194,8 @@ impl Dispatcher {
     async fn alert(
         &self,
         business: &BusinessConfig,
-        kind: &'static str,
-        text: &OutboundSms,
+        kind: AlertKind,
+        text: &OutboundMessage,
         detail: &str,
         recipient: &plan::CustomerContact,
     ) {
@@ -241,8 +245,8 @@ mod tests {
         "2026-03-10T12:00:00Z".parse().unwrap()
     }
 
-    fn text(to: &str, kind: &str, last_inbound_hours_ago: i64) -> OutboundSms {
-        OutboundSms {
+    fn text(to: &str, kind: &str, last_inbound_hours_ago: i64) -> OutboundMessage {
+        OutboundMessage {
             id: MessageId(1),
             conversation_id: ConversationId(1),
             customer_id: CustomerId(1),
@@ -250,7 +254,7 @@ mod tests {
             to: E164::parse_address(to).unwrap(),
             from: E164::parse_address(&to.replace("5551234", "5550142")).unwrap(),
             body: "Reminder: tomorrow 8-10am.\nReply C to confirm.".into(),
-            kind: kind.into(),
+            kind: crate::store::MessageKind::parse(kind),
             last_inbound_at: Some(now() - chrono::Duration::hours(last_inbound_hours_ago)),
             attempts: 1,
             created_at: now(),

@@ -12,24 +12,8 @@ use crate::domain::reminders;
 use crate::email::Email;
 use crate::jobs::payload::{BookingReminder, JobPayload, JobTarget, QuoteFollowUp};
 pub use crate::jobs::payload::{DEFERRED_REPLY, EMAIL, FETCH_MEDIA, FOLLOW_UP, REMINDER};
-use crate::store::{NewAlert, NewJob, TurnInput};
+use crate::store::{AlertKind, NewAlert, NewJob, TurnInput};
 use crate::templates;
-
-/// Alerts that also go to the owner by email: the ones a person must act on.
-pub const EMAILED_ALERTS: &[&str] = &[
-    crate::app::CONFIG_REJECTED,
-    crate::jobs::worker::TURN_PANICKED,
-    "handoff",
-    "handed_off_text",
-    "calendar_credentials",
-    "booking_incomplete",
-    "opted_out_with_booking",
-    "dead_job",
-    "send_failed",
-    crate::jobs::receipts::TEXT_UNDELIVERED,
-    crate::channel::whatsapp::WINDOW_CLOSED,
-    crate::jobs::turns::FLOOD_THROTTLED,
-];
 
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -381,23 +365,8 @@ pub fn alert_job_about(
     now: DateTime<Utc>,
 ) -> Option<NewJob> {
     let to = business.business.owner_email.clone()?;
-    if !EMAILED_ALERTS.contains(&alert.kind) {
-        return None;
-    }
-    let headline = match alert.kind {
-        "handoff" => "A customer needs you",
-        "handed_off_text" => "A customer texted you",
-        "calendar_credentials" => "Google Calendar refused textdesk's credentials",
-        "booking_incomplete" => "A booking needs a look",
-        "opted_out_with_booking" => "A booked customer opted out of texts",
-        "dead_job" => "A notification could not be sent",
-        crate::app::CONFIG_REJECTED => "Your configuration edit was refused",
-        crate::jobs::worker::TURN_PANICKED => "A customer's text could not be answered",
-        crate::jobs::receipts::TEXT_UNDELIVERED => "A text did not reach a customer",
-        crate::channel::whatsapp::WINDOW_CLOSED => "A WhatsApp message could not be sent",
-        crate::jobs::turns::FLOOD_THROTTLED => "A customer is flooding your number",
-        _ => "A text could not be delivered",
-    };
+    // Only the alerts a person must act on are emailed; those have a title.
+    let headline = alert.kind.email_title()?;
     let (subject, html, text) = templates::alert_email_about(
         business,
         headline,
@@ -412,7 +381,8 @@ pub fn alert_job_about(
         text,
         date: Some(now),
         // The owner taking over sees what the customer sent.
-        attach_photos: matches!(alert.kind, "handoff" | "handed_off_text") && conversation.is_some(),
+        attach_photos: matches!(alert.kind, AlertKind::Handoff | AlertKind::HandedOffText)
+            && conversation.is_some(),
         attachments: Vec::new(),
     });
     Some(email.job(JobTarget {
@@ -466,7 +436,7 @@ mod tests {
         business.business.owner_email = Some("owner@example.com".into());
         let email = |kind: &'static str| {
             let alert = NewAlert {
-                kind,
+                kind: AlertKind::parse(kind),
                 detail: "Customer asked for a person.".into(),
             };
             let job = alert_job_about(

@@ -10,10 +10,7 @@ use crate::domain::conversation::ConversationState;
 use crate::domain::delivery::{self, DeliveryStatus};
 use crate::jobs::plan;
 use crate::jobs::turns::Engine;
-use crate::store::{ReceiptedText, StoreError};
-
-/// The alert for a text that did not reach its customer.
-pub const TEXT_UNDELIVERED: &str = "text_undelivered";
+use crate::store::{AlertKind, MessageKind, ReceiptedText, StoreError};
 
 impl Engine {
     /// Alerts the owner of this engine's business that a text did not
@@ -32,7 +29,7 @@ impl Engine {
         };
         let detail = undelivered_detail(text, &contact.describe(), booked);
         self.alert_about(
-            TEXT_UNDELIVERED,
+            AlertKind::TextUndelivered,
             Some(text.conversation_id),
             &detail,
             Some(&contact),
@@ -45,11 +42,11 @@ impl Engine {
 /// The owner's alert for a text that did not arrive. `booked` is the
 /// customer's booking, when they have one.
 pub fn undelivered_detail(text: &ReceiptedText, customer: &str, booked: Option<&str>) -> String {
-    let which = match text.kind.as_str() {
-        "reminder" => "A booking reminder",
-        "confirmation" => "The booking confirmation",
-        "follow_up" => "A follow-up on their quote",
-        "reply" | "guided" | "templated" => "A reply",
+    let which = match text.kind {
+        MessageKind::Reminder => "A booking reminder",
+        MessageKind::Confirmation => "The booking confirmation",
+        MessageKind::FollowUp => "A follow-up on their quote",
+        MessageKind::Reply | MessageKind::Guided | MessageKind::Templated => "A reply",
         _ => "A text",
     };
     let what = match text.status {
@@ -58,7 +55,7 @@ pub fn undelivered_detail(text: &ReceiptedText, customer: &str, booked: Option<&
     };
     let why = delivery::describe_error(text.error_code);
     let mut detail = format!("{which} to {customer} {what}: {why}.");
-    if matches!(text.kind.as_str(), "reminder" | "confirmation") {
+    if matches!(text.kind, MessageKind::Reminder | MessageKind::Confirmation) {
         match booked {
             Some(label) => detail.push_str(&format!(
                 " They may not know about their booking ({label}); call them."
@@ -81,7 +78,7 @@ mod tests {
             conversation_id: ConversationId(1),
             customer_id: CustomerId(1),
             to: E164::parse("+15035551234").unwrap(),
-            kind: kind.into(),
+            kind: MessageKind::parse(kind),
             status,
             error_code: code,
         }

@@ -22,7 +22,8 @@ use crate::domain::conversation::ConversationState;
 use crate::email::{Attachment, Email, EmailError, EmailSender};
 use crate::media::{FetchError, MAX_MEDIA_PER_MESSAGE, MediaFetcher};
 use crate::store::{
-    Delivery, Job, JobOutcome, MediaFetch, MediaStatus, NewAlert, OutboundDraft, Store, StoreError,
+    AlertKind, Delivery, Job, JobOutcome, MediaFetch, MediaStatus, MessageKind, NewAlert, OutboundDraft,
+    Store, StoreError,
 };
 use crate::templates;
 
@@ -148,7 +149,7 @@ impl JobRunner {
             .ok()
             .map(|phone| plan::CustomerContact { name: None, phone });
         let alert = NewAlert {
-            kind: "dead_job",
+            kind: AlertKind::DeadJob,
             detail: format!(
                 "A {} job for {} ({}) failed {} time(s) and was given up: {error}",
                 job.kind, job.recipient, job.dedupe_key, job.attempts
@@ -156,7 +157,7 @@ impl JobRunner {
         };
         let _ = self
             .store
-            .record_alert(alert.kind, job.conversation_id, &alert.detail)
+            .record_alert(&alert.kind, job.conversation_id, &alert.detail)
             .await;
         // An email failing does not email about itself.
         if job.kind != EMAIL
@@ -209,15 +210,16 @@ impl JobRunner {
             return Err(Failure::Permanent("a text job without a conversation".into()));
         };
         let (kind, body) = match text {
-            JobPayload::Reminder(reminder) => {
-                ("reminder", self.reminder_text(business, reminder, now).await?)
-            }
+            JobPayload::Reminder(reminder) => (
+                MessageKind::Reminder,
+                self.reminder_text(business, reminder, now).await?,
+            ),
             JobPayload::FollowUp(follow_up) => (
-                "follow_up",
+                MessageKind::FollowUp,
                 self.follow_up_text(business, follow_up, conversation, now)
                     .await?,
             ),
-            JobPayload::DeferredReply(reply) => ("reply", Some(reply.body.clone())),
+            JobPayload::DeferredReply(reply) => (MessageKind::Reply, Some(reply.body.clone())),
             JobPayload::Email(_) | JobPayload::FetchMedia(_) => {
                 return Err(Failure::Permanent(format!(
                     "a `{}` job sends no text",
@@ -236,7 +238,9 @@ impl JobRunner {
             .await?
         {
             Some(text) => match engine.dispatcher.send_claimed(business, text, now).await? {
-                Delivery::Sent { sid } => Ok(JobOutcome::Done { result: Some(sid) }),
+                Delivery::Sent { channel_message_id } => Ok(JobOutcome::Done {
+                    result: Some(channel_message_id),
+                }),
                 Delivery::OptedOut => Ok(JobOutcome::Cancelled {
                     reason: "the customer opted out".into(),
                 }),

@@ -24,8 +24,8 @@ use crate::domain::quote::Quote;
 use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
 use crate::store::{
-    ConversationId, MessageId, ModelCalls, NewAlert, NewJob, OutboundDraft, Store, StoreError, TurnCommit,
-    TurnInput,
+    AlertKind, ConversationId, MessageId, MessageKind, ModelCalls, NewAlert, NewJob, OutboundDraft, Store,
+    StoreError, TurnCommit, TurnInput,
 };
 use crate::templates;
 
@@ -85,9 +85,6 @@ pub const FLOOD_TEXTS: usize = 20;
 pub const FLOOD_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
 /// A throttled conversation is answered at most this often.
 pub const THROTTLED_REPLY_INTERVAL: chrono::Duration = chrono::Duration::minutes(1);
-/// The owner alert for a throttled sender: one per customer per day.
-pub const FLOOD_THROTTLED: &str = "flood_throttled";
-
 /// Whether, and why, a conversation's sender is throttled this turn.
 struct Throttle {
     /// More than `FLOOD_TEXTS` texts within `FLOOD_WINDOW`.
@@ -107,13 +104,6 @@ impl Throttle {
         self.flooding || self.budget_spent
     }
 }
-
-/// The kind of the one text confirming an opt-out in words: the only text
-/// an opted-out customer is sent (see the store's claim).
-pub const OPT_OUT_CONFIRMATION: &str = "opt_out_confirmation";
-
-/// The kind of the text telling a customer the owner has their message.
-pub const HANDOFF_ACK: &str = "handoff_ack";
 
 /// At most one such text per conversation in this long.
 pub const HANDOFF_ACK_INTERVAL: chrono::Duration = chrono::Duration::hours(4);
@@ -148,7 +138,7 @@ impl Engine {
                 // Now, not with the answer a minute from now.
                 let contact = plan::CustomerContact::of(&turn, &turn.state);
                 let detail = self.flood_alert(&throttle, &contact.describe());
-                self.alert_about(FLOOD_THROTTLED, Some(id), &detail, Some(&contact))
+                self.alert_about(AlertKind::FloodThrottled, Some(id), &detail, Some(&contact))
                     .await;
             }
             return Ok(TurnResult::Throttled { until });
@@ -174,7 +164,7 @@ impl Engine {
         let mut alerts: Vec<NewAlert> = Vec::new();
         if throttle.alert_owner {
             alerts.push(NewAlert {
-                kind: FLOOD_THROTTLED,
+                kind: AlertKind::FloodThrottled,
                 detail: self.flood_alert(&throttle, &customer),
             });
         }
@@ -218,7 +208,7 @@ impl Engine {
                 // A texted STOP (or CANCEL) ends texts, not the job: the
                 // owner must call to confirm or cancel it.
                 alerts.push(NewAlert {
-                    kind: "opted_out_with_booking",
+                    kind: AlertKind::OptedOutWithBooking,
                     detail: format!(
                         "Customer {customer} opted out of texts but is booked for {label}. The booking stands; call them to confirm or cancel."
                     ),
@@ -242,7 +232,7 @@ impl Engine {
             // The owner has this conversation; they hear about every text,
             // in the customer's own words.
             alerts.push(NewAlert {
-                kind: "handed_off_text",
+                kind: AlertKind::HandedOffText,
                 detail: format!(
                     "{customer} texted while the conversation is with you: \"{}\"",
                     turn.pending_text()
@@ -255,7 +245,7 @@ impl Engine {
                 && !self.acknowledged_since(id, now - HANDOFF_ACK_INTERVAL).await?
             {
                 Some(OutboundDraft {
-                    kind: HANDOFF_ACK,
+                    kind: MessageKind::HandoffAck,
                     body: templates::handoff_ack(&self.business),
                 })
             } else {
@@ -296,7 +286,7 @@ impl Engine {
         });
         let drafted = drafted.unwrap_or(Err(ResponderError::DeadlineExceeded(self.turn_deadline)));
         let (mut draft, kind) = match drafted {
-            Ok(draft) => (draft, "reply"),
+            Ok(draft) => (draft, MessageKind::Reply),
             Err(e) => {
                 tracing::error!(error = %e, "no reply from the model; the guided flow answers");
                 // What the model already did (a quote, a hand-off) stands;
@@ -318,13 +308,13 @@ impl Engine {
                     guided.alerts = raised;
                 }
                 alerts.push(NewAlert {
-                    kind: "model_unavailable",
+                    kind: AlertKind::ModelUnavailable,
                     detail: format!(
                         "Could not reach the model for {customer} ({} text(s)): {e}. The guided flow answered instead.",
                         turn.pending.len()
                     ),
                 });
-                (guided, "guided")
+                (guided, MessageKind::Guided)
             }
         };
 
@@ -349,7 +339,7 @@ impl Engine {
         let event_link = |booking: &crate::domain::conversation::Booking| scheduler.event_link(booking);
         let mut planned = plan::plan(&landed, &draft.state, &turn, &self.business, now, &event_link);
         let (mut kind, text) = match &planned.confirmation {
-            Some(text) => ("confirmation", text.clone()),
+            Some(text) => (MessageKind::Confirmation, text.clone()),
             None => (kind, draft.text.clone()),
         };
 
@@ -363,7 +353,7 @@ impl Engine {
             let state_before_fallback = draft.state.clone();
             let text = self.templated_fallback(&turn, &state, &mut draft, now);
             body = channel.prepare_reply(&text, self.business.sms.max_segments);
-            kind = "templated";
+            kind = MessageKind::Templated;
             let money = violations.iter().any(|v| {
                 matches!(
                     v.kind,
@@ -372,9 +362,9 @@ impl Engine {
             });
             alerts.push(NewAlert {
                 kind: if money {
-                    "price_guardrail"
+                    AlertKind::PriceGuardrail
                 } else {
-                    "fact_guardrail"
+                    AlertKind::FactGuardrail
                 },
                 detail: format!(
                     "A drafted reply to {customer} was not sent: {}. Sent instead: \"{body}\"",
@@ -390,7 +380,7 @@ impl Engine {
             }
         }
         alerts.extend(draft.alerts.iter().map(|a| NewAlert {
-            kind: a.kind,
+            kind: a.kind.clone(),
             detail: a.detail.clone(),
         }));
 
@@ -489,7 +479,7 @@ impl Engine {
             .messages(id)
             .await?
             .iter()
-            .any(|m| m.kind == HANDOFF_ACK && m.created_at >= since))
+            .any(|m| m.kind == MessageKind::HandoffAck && m.created_at >= since))
     }
 
     /// The facts a reply of this turn may state: the one place the engine
@@ -599,7 +589,7 @@ impl Engine {
                 Some(customer) => customer.redact(&alert.detail),
                 None => redact_phone_numbers(&alert.detail),
             };
-            tracing::error!(alert = alert.kind, %detail, conversation = id.0, "owner alert");
+            tracing::error!(alert = %alert.kind, %detail, conversation = id.0, "owner alert");
         }
         match claimed {
             Some(sms) => {
@@ -635,7 +625,7 @@ impl Engine {
         for message in &turn.pending {
             // The provider's opt-out service tells us what it understood.
             let keyword = match message
-                .opt_out_type
+                .opt_out_keyword
                 .as_deref()
                 .map(str::to_ascii_uppercase)
                 .as_deref()
@@ -696,7 +686,7 @@ impl Engine {
         if opted_out {
             if (in_words || !provider_confirms) && !conversation.opted_out {
                 return Ok(Some(KeywordAction::Reply(OutboundDraft {
-                    kind: OPT_OUT_CONFIRMATION,
+                    kind: MessageKind::OptOutConfirmation,
                     body: templates::opted_out(&self.business, booked),
                 })));
             }
@@ -704,7 +694,7 @@ impl Engine {
         }
         Ok(match last_keyword {
             Some(Keyword::Help) => Some(KeywordAction::Reply(OutboundDraft {
-                kind: "help",
+                kind: MessageKind::Help,
                 body: templates::help(&self.business),
             })),
             Some(Keyword::OptIn) => Some(KeywordAction::Silent),
@@ -733,7 +723,7 @@ impl Engine {
     /// email with a link to call; the log masks the number.
     pub(crate) async fn alert_about(
         &self,
-        kind: &'static str,
+        kind: AlertKind,
         conversation: Option<ConversationId>,
         detail: &str,
         customer: Option<&plan::CustomerContact>,
@@ -757,14 +747,14 @@ impl Engine {
 pub(crate) async fn alert_owner(
     store: &dyn Store,
     business: &BusinessConfig,
-    kind: &'static str,
+    kind: AlertKind,
     conversation: Option<ConversationId>,
     detail: &str,
     customer: Option<&plan::CustomerContact>,
     now: chrono::DateTime<Utc>,
 ) {
-    tracing::error!(alert = kind, detail = %redact_phone_numbers(detail), "owner alert");
-    if let Err(e) = store.record_alert(kind, conversation, detail).await {
+    tracing::error!(alert = %kind, detail = %redact_phone_numbers(detail), "owner alert");
+    if let Err(e) = store.record_alert(&kind, conversation, detail).await {
         tracing::error!(error = %e, "could not store owner alert");
     }
     let alert = NewAlert {
@@ -783,7 +773,7 @@ pub(crate) async fn alert_owner(
 /// once, even for a throttled sender.
 fn changes_consent(turn: &TurnInput) -> bool {
     turn.pending.iter().any(|m| {
-        let carrier = m.opt_out_type.as_deref().map(str::to_ascii_uppercase);
+        let carrier = m.opt_out_keyword.as_deref().map(str::to_ascii_uppercase);
         matches!(carrier.as_deref(), Some("STOP" | "START"))
             || matches!(
                 keywords::classify(&m.body, turn.conversation.opted_out),

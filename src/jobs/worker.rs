@@ -15,11 +15,10 @@ use super::plan;
 use super::turns::{Engine, TurnResult};
 use crate::clock::Clock;
 use crate::config::settings::WorkerSettings;
-use crate::store::{ConversationId, NewAlert, OutboundDraft, Store, StoreError, TurnCommit};
+use crate::store::{
+    AlertKind, ConversationId, MessageKind, NewAlert, OutboundDraft, Store, StoreError, TurnCommit,
+};
 use crate::templates;
-
-/// The owner alert raised when a turn panicked and the apology went out.
-pub const TURN_PANICKED: &str = "turn_panicked";
 
 pub struct TurnWorker {
     /// Each business's engine, looked up at the start of each turn.
@@ -186,14 +185,14 @@ impl TurnWorker {
         let commit = TurnCommit {
             through: last,
             reply: Some(OutboundDraft {
-                kind: "apology",
+                kind: MessageKind::Apology,
                 body: crate::channel::Channel::of(&turn.conversation.customer_phone)
                     .prepare_reply(&templates::apology(business), business.sms.max_segments),
             }),
             state: turn.state,
             new_quotes: Vec::new(),
             alerts: vec![NewAlert {
-                kind: TURN_PANICKED,
+                kind: AlertKind::TurnPanicked,
                 detail: format!(
                     "textdesk failed while answering {customer} ({} text(s)): {cause}. They were sent the apology; please text them back.",
                     turn.pending.len()

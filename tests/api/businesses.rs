@@ -385,19 +385,21 @@ async fn a_turn_in_progress_finishes_on_the_configuration_it_started_with() {
 async fn same_named_crews_of_two_businesses_never_block_each_other() {
     use chrono::{TimeZone, Utc};
     use textdesk::domain::availability::Interval;
-    use textdesk::store::{BookingRecord, BookingStatus, InboundSms, Recorded, Reservation};
+    use textdesk::store::{BookingRecord, BookingStatus, InboundMessage, Recorded, Reservation};
 
     let app = two_businesses().await;
     let mut conversations = Vec::new();
     for (business, to) in [("junk", BUSINESS_NUMBER), ("maid", MAID_NUMBER)] {
-        let sms = InboundSms {
+        let sms = InboundMessage {
             business_id: business.into(),
-            message_sid: format!("SM{}", uuid::Uuid::new_v4().simple()),
+            channel_message_id: format!("SM{}", uuid::Uuid::new_v4().simple()),
             from: E164::parse(CUSTOMER).unwrap(),
             to: E164::parse(to).unwrap(),
             body: "hi".into(),
             media: vec![],
             params: serde_json::json!({}),
+            opt_out_keyword: None,
+            profile_name: None,
         };
         let (Recorded::New(id, _) | Recorded::Duplicate(id, _)) =
             app.store.record_inbound(&sms).await.unwrap();

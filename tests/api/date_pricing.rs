@@ -14,7 +14,7 @@ use textdesk::domain::phone::E164;
 use textdesk::domain::quote::price;
 use textdesk::scheduling::{Scheduler, SchedulingError};
 use textdesk::store::sqlite::SqliteStore;
-use textdesk::store::{InboundSms, JobStatus, Recorded, Store};
+use textdesk::store::{InboundMessage, JobStatus, Recorded, Store};
 use wiremock::Mock;
 use wiremock::matchers::{method, path};
 
@@ -274,14 +274,16 @@ async fn a_same_day_opening_is_offered_and_booked_at_its_own_total() {
     );
     let business = Arc::new(BusinessConfig::parse(EVERY_DAY, std::path::Path::new("t.toml")).unwrap());
     let scheduler = Scheduler::new(store.clone(), Arc::new(LocalCalendar));
-    let sms = InboundSms {
+    let sms = InboundMessage {
         business_id: "test".into(),
-        message_sid: format!("SM{:032}", 1),
+        channel_message_id: format!("SM{:032}", 1),
         from: E164::parse(DANA).unwrap(),
         to: E164::parse("+15035550142").unwrap(),
         body: "hi".into(),
         media: vec![],
         params: json!({}),
+        opt_out_keyword: None,
+        profile_name: None,
     };
     let (Recorded::New(c, _) | Recorded::Duplicate(c, _)) = store.record_inbound(&sms).await.unwrap();
     let conversation = store.turn_input(c, 5).await.unwrap().conversation;

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use textdesk::jobs::turns::{FLOOD_TEXTS, FLOOD_THROTTLED};
+use textdesk::jobs::turns::FLOOD_TEXTS;
+use textdesk::store::AlertKind;
 use textdesk::store::Direction;
 
 use crate::helpers::*;
@@ -27,7 +28,7 @@ async fn flood_alerts(app: &TestApp) -> usize {
         .await
         .unwrap()
         .iter()
-        .filter(|a| a.kind == FLOOD_THROTTLED)
+        .filter(|a| a.kind == AlertKind::FloodThrottled)
         .count()
 }
 

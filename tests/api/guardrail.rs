@@ -117,7 +117,7 @@ async fn run(case: Case) -> Result<TestApp, String> {
     let named = textdesk::domain::guardrail::prepare(case.never_sent);
     let recorded = alerts
         .iter()
-        .any(|a| a.kind.ends_with("_guardrail") && a.detail.contains(&named));
+        .any(|a| a.kind.as_str().ends_with("_guardrail") && a.detail.contains(&named));
     if !recorded {
         return Err(format!(
             "{:?}: no guardrail alert naming it: {alerts:?}",

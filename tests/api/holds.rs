@@ -14,7 +14,7 @@ use textdesk::domain::phone::E164;
 use textdesk::domain::quote::{Quote, price};
 use textdesk::scheduling::Scheduler;
 use textdesk::store::sqlite::SqliteStore;
-use textdesk::store::{BookingStatus, ConversationId, InboundSms, Recorded, Store};
+use textdesk::store::{BookingStatus, ConversationId, InboundMessage, Recorded, Store};
 
 /// One crew, open Mondays 08:00-10:00 only: a two-hour job fits once a week.
 const ONE_OPENING: &str = r#"
@@ -71,14 +71,16 @@ async fn rig(toml: &str) -> Rig {
 
 impl Rig {
     async fn customer(&self, i: usize) -> ConversationId {
-        let sms = InboundSms {
+        let sms = InboundMessage {
             business_id: "test".into(),
-            message_sid: format!("SMhold{i:030}"),
+            channel_message_id: format!("SMhold{i:030}"),
             from: E164::parse(&format!("+1503555{i:04}")).unwrap(),
             to: E164::parse("+15035550142").unwrap(),
             body: "hi".into(),
             media: vec![],
             params: json!({}),
+            opt_out_keyword: None,
+            profile_name: None,
         };
         match self.store.record_inbound(&sms).await.unwrap() {
             Recorded::New(c, _) | Recorded::Duplicate(c, _) => c,

@@ -17,6 +17,7 @@ mod panics;
 mod quotes;
 mod receipts;
 mod scheduling;
+mod store;
 mod turns;
 mod upgrade;
 mod webhook;

@@ -9,8 +9,8 @@ use textdesk::assistant::{Draft, Responder, ResponderError};
 use textdesk::config::business::BusinessConfig;
 use textdesk::domain::conversation::ConversationState;
 use textdesk::domain::phone::E164;
-use textdesk::jobs::worker::{TURN_PANICKED, TurnWorker};
-use textdesk::store::{InboundSms, JobStatus, TurnInput};
+use textdesk::jobs::worker::TurnWorker;
+use textdesk::store::{AlertKind, InboundMessage, JobStatus, TurnInput};
 use tokio::sync::{Notify, watch};
 
 use crate::helpers::*;
@@ -38,14 +38,16 @@ impl Responder for PanickingResponder {
 
 async fn inbound(store: &Arc<dyn textdesk::store::Store>, body: &str) {
     store
-        .record_inbound(&InboundSms {
+        .record_inbound(&InboundMessage {
             business_id: "test".into(),
-            message_sid: format!("SM{}", uuid::Uuid::new_v4().simple()),
+            channel_message_id: format!("SM{}", uuid::Uuid::new_v4().simple()),
             from: E164::parse(ALICE).unwrap(),
             to: E164::parse(BUSINESS_NUMBER).unwrap(),
             body: body.into(),
             media: Vec::new(),
             params: serde_json::json!({}),
+            opt_out_keyword: None,
+            profile_name: None,
         })
         .await
         .unwrap();
@@ -105,7 +107,7 @@ async fn a_panicking_turn_answers_with_the_apology_alerts_the_owner_and_leaves_n
     let alerts = app.store.alerts().await.unwrap();
     let alert = alerts
         .iter()
-        .find(|a| a.kind == TURN_PANICKED)
+        .find(|a| a.kind == AlertKind::TurnPanicked)
         .expect("the owner is alerted");
     assert!(
         alert.detail.contains("overflow when adding duration to date") && alert.detail.contains("2 text(s)"),

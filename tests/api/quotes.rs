@@ -281,7 +281,7 @@ async fn the_guided_flow_reaches_quoted_with_no_model() {
         .await
         .unwrap()
         .into_iter()
-        .map(|a| a.kind)
+        .map(|a| a.kind.as_str().to_string())
         .collect();
     assert_eq!(kinds, vec!["handoff", "handed_off_text"]);
 }

@@ -106,7 +106,7 @@ async fn every_send_asks_twilio_for_a_delivery_receipt() {
 async fn receipts_out_of_order_and_repeated_move_a_text_forward_only() {
     let app = app_with(None, true).await;
     let reply = answered(&app).await;
-    let sid = reply.twilio_sid.clone().unwrap();
+    let sid = reply.channel_message_id.clone().unwrap();
     assert_eq!(app.store.delivery_receipt(reply.id).await.unwrap(), None);
 
     // Delivered arrives before sent, and both arrive twice.
@@ -121,7 +121,7 @@ async fn receipts_out_of_order_and_repeated_move_a_text_forward_only() {
     );
     // Each (text, status) was applied once: a third copy is a repeat.
     let again = |status| StatusReport {
-        message_sid: sid.clone(),
+        channel_message_id: sid.clone(),
         status,
         error_code: None,
     };
@@ -154,7 +154,11 @@ async fn receipts_out_of_order_and_repeated_move_a_text_forward_only() {
 async fn an_unsigned_or_forged_receipt_is_refused() {
     let app = app_with(None, true).await;
     let reply = answered(&app).await;
-    let params = callback(reply.twilio_sid.as_deref().unwrap(), "undelivered", Some("30006"));
+    let params = callback(
+        reply.channel_message_id.as_deref().unwrap(),
+        "undelivered",
+        Some("30006"),
+    );
     assert_eq!(app.post_raw(STATUS_PATH, &params, None).await.status(), 403);
     let forged = signature_for(&params, "not-the-auth-token");
     assert_eq!(
@@ -205,7 +209,7 @@ async fn a_receipt_for_a_text_we_never_sent_is_acknowledged_and_ignored() {
         .unwrap();
     report(
         &app,
-        inbound.twilio_sid.as_deref().unwrap(),
+        inbound.channel_message_id.as_deref().unwrap(),
         "failed",
         Some("30005"),
     )
@@ -217,7 +221,7 @@ async fn a_receipt_for_a_text_we_never_sent_is_acknowledged_and_ignored() {
     assert!(matches!(
         app.store
             .apply_status_report(&StatusReport {
-                message_sid: stranger.into(),
+                channel_message_id: stranger.into(),
                 status: DeliveryStatus::Sent,
                 error_code: None,
             })
@@ -270,7 +274,7 @@ async fn an_undelivered_reminder_alerts_the_owner_in_words_and_shows_in_the_job_
     runner.run_due(reminder.run_at).await.unwrap();
     app.wait_for_texts(texts_before + 1).await;
     let sms = outbound(&app.messages(DANA).await, "reminder");
-    let sid = sms.twilio_sid.clone().expect("the reminder was sent");
+    let sid = sms.channel_message_id.clone().expect("the reminder was sent");
 
     report(&app, &sid, "undelivered", Some("30006")).await;
     // Late and repeated: no second alert, no change.
@@ -355,7 +359,7 @@ async fn a_receipt_saying_opted_out_marks_the_customer_opted_out() {
     let reply = answered(&app).await;
     report(
         &app,
-        reply.twilio_sid.as_deref().unwrap(),
+        reply.channel_message_id.as_deref().unwrap(),
         "failed",
         Some("21610"),
     )

@@ -15,7 +15,7 @@ use textdesk::domain::phone::E164;
 use textdesk::domain::quote::{Quote, price};
 use textdesk::scheduling::{Scheduler, SchedulingError};
 use textdesk::store::sqlite::SqliteStore;
-use textdesk::store::{BookingStatus, ConversationId, InboundSms, Recorded, Store};
+use textdesk::store::{BookingStatus, ConversationId, InboundMessage, Recorded, Store};
 use wiremock::Mock;
 use wiremock::matchers::{method, path};
 
@@ -73,14 +73,16 @@ async fn rig(business: &str) -> Rig {
 
 impl Rig {
     async fn customer(&self, i: usize) -> ConversationId {
-        let sms = InboundSms {
+        let sms = InboundMessage {
             business_id: "test".into(),
-            message_sid: format!("SMsched{i:030}"),
+            channel_message_id: format!("SMsched{i:030}"),
             from: E164::parse(&format!("+1503555{i:04}")).unwrap(),
             to: E164::parse("+15035550142").unwrap(),
             body: "hi".into(),
             media: vec![],
             params: json!({}),
+            opt_out_keyword: None,
+            profile_name: None,
         };
         match self.store.record_inbound(&sms).await.unwrap() {
             Recorded::New(c, _) | Recorded::Duplicate(c, _) => c,

@@ -49,7 +49,7 @@ async fn a_text_gets_a_claude_reply_through_twilio_recorded_with_its_sid() {
         .unwrap();
     assert_eq!(reply.status, "sent");
     assert_eq!(
-        reply.twilio_sid.as_deref(),
+        reply.channel_message_id.as_deref(),
         Some("SMout000000000000000000000000000000")
     );
     assert_eq!(messages[0].status, "handled");

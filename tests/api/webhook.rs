@@ -240,7 +240,7 @@ async fn media_and_every_parameter_are_kept() {
     assert_eq!(messages[0].num_media, 2);
     let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
     let (media, params): (String, String) = sqlx::query_as(
-        "SELECT media_urls, params FROM messages WHERE twilio_sid = 'MM0000000000000000000000000000a004'",
+        "SELECT media_urls, params FROM messages WHERE channel_message_id = 'MM0000000000000000000000000000a004'",
     )
     .fetch_one(&pool)
     .await

@@ -1,0 +1,225 @@
+//! The embedded default backend: one SQLite file, WAL mode.
+//!
+//! Write transactions begin IMMEDIATE so that two writers queue on the busy
+//! timeout instead of failing on a lock upgrade. A single process serves a
+//! SQLite database, which is what lets `recover_interrupted_work` free
+//! every lease at start.
+
+mod alerts;
+mod bookings;
+mod conversations;
+mod jobs;
+mod media;
+mod outbox;
+
+pub use media::TURN_IMAGES_WITH_DATA;
+
+use jobs::insert_job;
+use media::history_images;
+use outbox::outbound_in;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::*;
+use crate::clock::{self, Clock};
+use crate::domain::availability::Interval;
+use crate::domain::conversation::ConversationState;
+use crate::domain::delivery::DeliveryStatus;
+use crate::domain::phone::E164;
+use crate::domain::quote::Quote;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Two pools over one file: many readers, and exactly one writer. SQLite
+/// admits one writer at a time and makes a waiting writer *sleep* in
+/// growing steps; with a single writer connection, writes queue in the
+/// pool instead (async, first come first served), which keeps webhook
+/// latency flat under load. WAL lets the readers run meanwhile.
+#[derive(Clone)]
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+    /// Every time the store writes (created, updated, sent, fetched) and
+    /// every lease it judges comes from here, so a test that sets the hour
+    /// sees it in the rows too.
+    clock: Arc<dyn Clock>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and applies the
+    /// migrations; times come from the system clock.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_clock(url, clock::system()).await
+    }
+
+    /// As [`SqliteStore::connect`], reading the time from `clock`.
+    pub async fn connect_with_clock(url: &str, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        // NORMAL in WAL mode survives any crash of this process; only a
+        // power loss can drop the last commits. That is fine for the
+        // worker's progress (a lost commit means a turn is redone, which is
+        // idempotent) but not for a text the channel was told we stored, so
+        // `record_inbound` commits with FULL. Its fsync of the WAL makes
+        // every earlier commit durable too.
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            // Only another process (e.g. `textdesk chat`) can make us wait;
+            // stay well inside the webhook's 10 s budget.
+            .busy_timeout(Duration::from_secs(3))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self {
+            reader,
+            writer,
+            clock,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// The writer pool, for benchmarks and tests that set up data in bulk.
+    pub fn writer_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.now().timestamp_millis()
+    }
+
+    /// A pending booking last written before this was abandoned.
+    fn stale_pending_before_ms(&self) -> i64 {
+        self.now_ms() - STALE_PENDING_MINUTES * 60_000
+    }
+}
+
+fn parse_phone(raw: &str) -> Result<E164, StoreError> {
+    E164::parse_address(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn interval(start_ms: i64, end_ms: i64) -> Interval {
+    let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    Interval {
+        start: at(start_ms),
+        end: at(end_ms),
+    }
+}
+
+#[async_trait]
+impl Maintenance for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    /// Frees every lease and requeues texts that were mid-send when the
+    /// previous process died. A requeued text may reach the customer twice
+    /// if the crash fell between the channel accepting it and us recording that;
+    /// that window is one HTTP response long, and the alternative (never
+    /// sending) leaves a customer unanswered.
+    async fn recover_interrupted_work(&self) -> Result<Recovered, StoreError> {
+        let leases_freed = sqlx::query(
+            "UPDATE conversations SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        let sends_requeued = sqlx::query(
+            "UPDATE messages SET status = 'queued' WHERE direction = 'outbound' AND status = 'sending'",
+        )
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        let jobs_requeued = sqlx::query(
+            "UPDATE jobs SET status = 'pending', locked_until_ms = NULL WHERE status = 'running'",
+        )
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(Recovered {
+            leases_freed,
+            sends_requeued,
+            jobs_requeued,
+        })
+    }
+
+    async fn adopt_legacy_rows(
+        &self,
+        business_id: &str,
+        numbers: Option<&[String]>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let numbers_json = numbers.map(|n| serde_json::to_string(n).unwrap_or_else(|_| "[]".into()));
+        // Conversations first (by the number they were written to, unless
+        // this business answers every number), then what hangs off them.
+        let adopted = sqlx::query(
+            "UPDATE conversations SET business_id = ?1
+             WHERE business_id = 'default'
+               AND (?2 IS NULL OR business_number IN (SELECT value FROM json_each(?2)))",
+        )
+        .bind(business_id)
+        .bind(&numbers_json)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        for statement in [
+            "UPDATE quotes SET business_id = ?1 WHERE business_id = 'default'
+               AND conversation_id IN (SELECT id FROM conversations WHERE business_id = ?1)",
+            "UPDATE bookings SET business_id = ?1 WHERE business_id = 'default'
+               AND conversation_id IN (SELECT id FROM conversations WHERE business_id = ?1)",
+            "UPDATE slot_holds SET business_id = ?1 WHERE business_id = 'default'
+               AND conversation_id IN (SELECT id FROM conversations WHERE business_id = ?1)",
+            "UPDATE alerts SET business_id = ?1 WHERE business_id = 'default'
+               AND conversation_id IN (SELECT id FROM conversations WHERE business_id = ?1)",
+        ] {
+            sqlx::query(statement).bind(business_id).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE customers SET business_id = ?1 WHERE business_id = 'default'
+               AND id IN (SELECT customer_id FROM conversations WHERE business_id = ?1)",
+        )
+        .bind(business_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET business_id = ?1 WHERE business_id = 'default'
+               AND (conversation_id IN (SELECT id FROM conversations WHERE business_id = ?1)
+                    OR customer_id IN (SELECT id FROM customers WHERE business_id = ?1)
+                    OR (?2 IS NULL AND conversation_id IS NULL AND customer_id IS NULL))",
+        )
+        .bind(business_id)
+        .bind(&numbers_json)
+        .execute(&mut *tx)
+        .await?;
+        if numbers.is_none() {
+            // One business answers every number: whatever is left is its.
+            for statement in [
+                "UPDATE alerts SET business_id = ?1 WHERE business_id = 'default'",
+                "UPDATE customers SET business_id = ?1 WHERE business_id = 'default'",
+            ] {
+                sqlx::query(statement).bind(business_id).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(adopted)
+    }
+}
