@@ -5,7 +5,9 @@
 //! without touching them. Every method that the webhook or the worker may
 //! repeat (after a Twilio retry or a crash) is idempotent.
 
+pub mod console;
 pub mod sqlite;
+mod sqlite_console;
 
 use std::time::Duration;
 

@@ -206,6 +206,11 @@ impl SqliteStore {
     pub fn writer_pool(&self) -> &SqlitePool {
         &self.writer
     }
+
+    /// The read-only pool, for the console's queries (`sqlite_console`).
+    pub(crate) fn reader_pool(&self) -> &SqlitePool {
+        &self.reader
+    }
 }
 
 fn parse_phone(raw: &str) -> Result<E164, StoreError> {
