@@ -585,3 +585,132 @@ async fn jobs_can_be_retried_when_dead_and_cancelled_when_pending() {
     assert!(retried.run_at < later - Duration::days(1), "{retried:?}");
     assert_ne!(retried.status, JobStatus::Cancelled);
 }
+
+#[tokio::test]
+async fn the_schedule_lists_the_weeks_bookings_per_crew_and_marks_an_unfinished_calendar_write() {
+    let app = spawn_app().await;
+    with_password(&app).await;
+    app.text(DANA, "hello").await;
+    app.wait_until_settled(DANA).await;
+    let dana = app.conversation(DANA).await.unwrap();
+    let store = console(&app).await;
+    let tz = app.business.business.timezone;
+    let crew = app.business.providers[0].clone();
+    // Tomorrow 9-11am confirmed; the day after, a calendar write abandoned
+    // an hour ago; and one beyond the week, not shown.
+    let day = |offset: i64, hour: u32| {
+        let date = Utc::now().with_timezone(&tz).date_naive() + Duration::days(offset);
+        date.and_hms_opt(hour, 0, 0)
+            .unwrap()
+            .and_local_timezone(tz)
+            .earliest()
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    let stale = (Utc::now() - Duration::hours(1)).timestamp_millis();
+    for (id, start, status, updated) in [
+        (
+            "b-confirmed",
+            day(1, 9),
+            "confirmed",
+            Utc::now().timestamp_millis(),
+        ),
+        ("b-pending", day(2, 13), "pending", stale),
+        ("b-later", day(12, 9), "confirmed", stale),
+    ] {
+        sqlx::query(
+            "INSERT INTO bookings (id, conversation_id, provider_id, calendar_id, start_ms, end_ms, label, status,
+                                   created_at, updated_at, updated_ms, business_id)
+             VALUES (?, ?, ?, 'local', ?, ?, 'label', ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(dana.0)
+        .bind(&crew.id)
+        .bind(start.timestamp_millis())
+        .bind((start + Duration::hours(2)).timestamp_millis())
+        .bind(status)
+        .bind(Utc::now())
+        .bind(Utc::now())
+        .bind(updated)
+        .bind(&app.business.business.id)
+        .execute(store.writer_pool())
+        .await
+        .unwrap();
+    }
+    let (mut browser, _) = Browser::logged_in(&app).await;
+    let page = browser.get("/owner/schedule").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body = page.body;
+    assert!(body.contains("Today, "), "{body}");
+    assert!(body.contains(&crew.name), "{body}");
+    assert!(body.contains("9:00 am–11:00 am"), "{body}");
+    assert!(body.contains("1:00 pm–3:00 pm"), "{body}");
+    assert!(body.contains(&format!("/owner/conversations/{}", dana.0)));
+    assert_eq!(body.matches("Calendar write did not finish").count(), 1, "{body}");
+    // Eight days are shown, and nothing beyond them.
+    assert_eq!(body.matches("<section class=\"day\">").count(), 8, "{body}");
+    assert_eq!(
+        body.matches("9:00 am–11:00 am").count(),
+        1,
+        "the booking 12 days out is not listed: {body}"
+    );
+}
+
+#[tokio::test]
+async fn photos_are_served_only_to_the_owner_and_only_images_inline() {
+    let app = spawn_app().await;
+    with_password(&app).await;
+    app.text(DANA, "here is the couch").await;
+    app.wait_until_settled(DANA).await;
+    let dana = app.conversation(DANA).await.unwrap();
+    let message = app.messages(DANA).await[0].id;
+    let store = console(&app).await;
+    let png: &[u8] = b"\x89PNG\r\n\x1a\nnot really";
+    let mut ids = Vec::new();
+    for (position, content_type, bytes) in [
+        (0, "image/png", png),
+        (1, "text/html", b"<script>x</script>".as_slice()),
+    ] {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO media (message_id, conversation_id, position, url, content_type, status, bytes, size, created_at)
+             VALUES (?, ?, ?, 'https://api.twilio.com/x', ?, 'fetched', ?, ?, ?) RETURNING id",
+        )
+        .bind(message.0)
+        .bind(dana.0)
+        .bind(position)
+        .bind(content_type)
+        .bind(bytes)
+        .bind(bytes.len() as i64)
+        .bind(Utc::now())
+        .fetch_one(store.writer_pool())
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    let mut stranger = Browser::new(&app);
+    assert_eq!(
+        stranger.get(&format!("/owner/media/{}", ids[0])).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    let (mut browser, _) = Browser::logged_in(&app).await;
+    let page = browser.get(&format!("/owner/conversations/{}", dana.0)).await;
+    assert!(
+        page.body
+            .contains(&format!("<img src=\"/owner/media/{}\"", ids[0])),
+        "{}",
+        page.body
+    );
+    let photo = browser.get(&format!("/owner/media/{}", ids[0])).await;
+    assert_eq!(photo.status, StatusCode::OK);
+    assert_eq!(photo.headers["content-type"], "image/png");
+    assert_eq!(photo.body.as_bytes(), String::from_utf8_lossy(png).as_bytes());
+    let file = browser.get(&format!("/owner/media/{}", ids[1])).await;
+    assert_eq!(file.headers["content-type"], "application/octet-stream");
+    assert!(
+        file.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+}
