@@ -101,6 +101,8 @@ pub struct ConversationDetail {
     pub business_number: String,
     pub opted_out: bool,
     pub open_alerts: i64,
+    /// The newest message the owner had seen before this visit (0: none).
+    pub last_read_id: i64,
     /// The stored state as JSON (`None` before the first turn).
     pub state_json: Option<String>,
     pub messages: Vec<ThreadMessage>,
@@ -150,6 +152,9 @@ pub struct ConsoleBooking {
     /// `pending`, `confirmed` or `cancelled`.
     pub status: String,
     pub updated_at: DateTime<Utc>,
+    /// Open alerts on the booking's conversation (a failed calendar write,
+    /// say).
+    pub open_alerts: i64,
     pub customer_address: String,
     /// The conversation's state as JSON: name, address and price.
     pub state_json: Option<String>,

@@ -53,13 +53,16 @@ fn booking_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ConsoleBooking, Sto
         label: row.try_get("label")?,
         status: row.try_get("status")?,
         updated_at: from_ms(row.try_get("updated_ms")?)?,
+        open_alerts: row.try_get("open_alerts")?,
         customer_address: row.try_get("phone")?,
         state_json: row.try_get("state")?,
     })
 }
 
 const BOOKING_COLUMNS: &str = "b.id, b.business_id, b.conversation_id, b.provider_id, b.start_ms, b.end_ms,
-                               b.label, b.status, b.updated_ms, k.phone, c.state";
+                               b.label, b.status, b.updated_ms, k.phone, c.state,
+                               (SELECT COUNT(*) FROM alerts a
+                                WHERE a.conversation_id = b.conversation_id AND a.resolved_at IS NULL) AS open_alerts";
 
 #[async_trait]
 impl ConsoleStore for SqliteStore {
@@ -220,7 +223,8 @@ impl ConsoleStore for SqliteStore {
     ) -> Result<Option<ConversationDetail>, StoreError> {
         let Some(head) = sqlx::query(
             "SELECT c.business_id, c.business_number, c.state, k.phone, k.opted_out_at IS NOT NULL AS opted_out,
-                    (SELECT COUNT(*) FROM alerts a WHERE a.conversation_id = c.id AND a.resolved_at IS NULL) AS open_alerts
+                    (SELECT COUNT(*) FROM alerts a WHERE a.conversation_id = c.id AND a.resolved_at IS NULL) AS open_alerts,
+                    COALESCE((SELECT last_read_id FROM console_reads WHERE conversation_id = c.id), 0) AS last_read_id
              FROM conversations c JOIN customers k ON k.id = c.customer_id WHERE c.id = ?",
         )
         .bind(id.0)
@@ -286,6 +290,7 @@ impl ConsoleStore for SqliteStore {
             business_number: head.try_get("business_number")?,
             opted_out: head.try_get("opted_out")?,
             open_alerts: head.try_get("open_alerts")?,
+            last_read_id: head.try_get("last_read_id")?,
             state_json: head.try_get("state")?,
             messages,
             bookings,

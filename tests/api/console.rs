@@ -234,8 +234,16 @@ async fn logging_in_sets_a_hardened_cookie_and_shows_the_inbox_with_security_hea
         page.body
     );
     assert!(page.body.contains(&format!("href=\"tel:{DANA}\"")));
+    assert!(
+        page.body.contains("badge new"),
+        "the text is new on the first visit"
+    );
     let inbox = browser.get("/owner/").await;
     assert!(!inbox.body.contains("aria-label=\"unread\""), "{}", inbox.body);
+    let again = browser
+        .get(&format!("/owner/conversations/{}", conversation.0))
+        .await;
+    assert!(!again.body.contains("badge new"), "and read on the next");
 
     // The stylesheet is ours, served with the same headers.
     let css = browser.get("/owner/static/console.css").await;
@@ -713,4 +721,47 @@ async fn photos_are_served_only_to_the_owner_and_only_images_inline() {
             .unwrap()
             .starts_with("attachment")
     );
+}
+
+#[tokio::test]
+async fn with_several_businesses_the_inbox_has_a_switcher() {
+    const MAID_NUMBER: &str = "+12175550187";
+    let app = spawn_app_with(Options {
+        business_files: vec![
+            ("junk.toml", include_str!("../../business.toml").to_string()),
+            ("maid.toml", include_str!("../../examples/maid.toml").to_string()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    with_password(&app).await;
+    app.text(DANA, "junk please").await;
+    let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
+    let params: Vec<(String, String)> = TestApp::inbound_params(LEE, "a clean please", &sid)
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "To" {
+                (k, MAID_NUMBER.to_string())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    assert_eq!(app.post_signed("/api/sms/inbound", &params).await.status(), 200);
+    app.wait_until_settled(DANA).await;
+
+    let (mut browser, _) = Browser::logged_in(&app).await;
+    let all = browser.get("/owner/").await.body;
+    assert!(
+        all.contains("<select id=\"business\" name=\"business\">"),
+        "{all}"
+    );
+    assert!(all.contains(DANA) && all.contains(LEE), "{all}");
+    assert!(
+        all.contains("Rose City Junk Haulers"),
+        "each row names its business: {all}"
+    );
+    let maid = browser.get("/owner/?business=maid").await.body;
+    assert!(maid.contains(LEE) && !maid.contains(DANA), "{maid}");
+    assert!(maid.contains("<option value=\"maid\" selected>"), "{maid}");
 }

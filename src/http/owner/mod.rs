@@ -144,7 +144,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(state.owner.secure_cookie)
-        .with_expiry(Expiry::OnInactivity(CookieDuration::hours(IDLE_TIMEOUT_HOURS)));
+        .with_expiry(Expiry::OnInactivity(CookieDuration::hours(IDLE_TIMEOUT_HOURS)))
+        // Without it a session that is only read keeps the expiry of its
+        // last change, and a busy owner is logged out mid-day.
+        .with_always_save(true);
     let owner_only = Router::new()
         .route("/owner/", get(pages::inbox))
         .route("/owner/conversations/{id}", get(pages::conversation))

@@ -265,6 +265,7 @@ pub(super) async fn conversation(
         .map(|m| MessageView {
             author: views::author(m.direction, &m.kind),
             inbound: m.direction == Direction::Inbound,
+            unread: m.direction == Direction::Inbound && m.id.0 > detail.last_read_id,
             body: m.body.clone(),
             time: views::local_time(m.created_at, tz),
             status: match m.direction {
@@ -341,13 +342,17 @@ fn current_quote(state: &ConversationState) -> Option<&crate::domain::quote::Quo
 /// Why a booking still needs the owner, if it does: its calendar event is
 /// not known to exist.
 fn booking_attention(booking: &ConsoleBooking, now: DateTime<Utc>) -> Option<String> {
-    (booking.status == "pending").then(|| {
-        if now - booking.updated_at > Duration::minutes(STALE_PENDING_MINUTES) {
-            "Calendar write did not finish: check the crew's calendar".to_string()
-        } else {
-            "Calendar write in progress".to_string()
-        }
-    })
+    if booking.status == "pending" {
+        return Some(
+            if now - booking.updated_at > Duration::minutes(STALE_PENDING_MINUTES) {
+                "Calendar write did not finish: check the crew's calendar".to_string()
+            } else {
+                "Calendar write in progress".to_string()
+            },
+        );
+    }
+    // A failed calendar write or move is an alert on the conversation.
+    (booking.open_alerts > 0).then(|| "Open alert: see the conversation".to_string())
 }
 
 pub(super) async fn media(State(state): State<AppState>, Path(raw): Path<String>) -> Response {

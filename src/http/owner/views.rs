@@ -143,6 +143,8 @@ pub struct BookingView {
 pub struct MessageView {
     pub author: &'static str,
     pub inbound: bool,
+    /// A customer text the owner had not seen before this visit.
+    pub unread: bool,
     pub body: String,
     pub time: String,
     pub status: String,
