@@ -289,6 +289,27 @@ async fn failed_logins_are_refused_with_429_after_five_a_minute() {
 }
 
 #[tokio::test]
+async fn a_burst_of_parallel_guesses_gets_no_more_than_five_tries() {
+    let app = spawn_app().await;
+    with_password(&app).await;
+    let mut forms = Vec::new();
+    for _ in 0..10 {
+        let mut browser = Browser::new(&app);
+        let csrf = browser.get("/owner/login").await.csrf();
+        forms.push((browser, csrf));
+    }
+    let pages = futures::future::join_all(forms.iter_mut().map(|(browser, csrf)| async move {
+        browser
+            .post("/owner/login", &[("csrf", csrf.as_str()), ("password", "guess")])
+            .await
+    }))
+    .await;
+    let count = |status| pages.iter().filter(|p| p.status == status).count();
+    assert_eq!(count(StatusCode::UNAUTHORIZED), 5);
+    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 5);
+}
+
+#[tokio::test]
 async fn a_post_without_the_csrf_token_is_403() {
     let app = spawn_app().await;
     with_password(&app).await;

@@ -50,7 +50,7 @@ pub(super) async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let limiter = &state.owner.limiter;
-    if !limiter.allows(ip, Instant::now()) {
+    if !limiter.take_attempt(ip, Instant::now()) {
         tracing::warn!("console: login refused, too many failures from one address");
         let mut response = views::error_page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -74,7 +74,7 @@ pub(super) async fn login(
         .await
         .unwrap_or(false);
     if !matches {
-        let failures = limiter.fail(ip, Instant::now());
+        let failures = limiter.failures(ip);
         tracing::warn!(failures, "console: wrong password");
         // Each failure answers a little later than the one before.
         tokio::time::sleep(Duration::from_millis(200 * failures.min(5) as u64)).await;
@@ -89,7 +89,7 @@ pub(super) async fn login(
             Err(e) => internal(e),
         };
     }
-    limiter.clear(ip);
+    limiter.succeeded(ip);
     // A new id and a new token: whatever a visitor saw before logging in
     // (a planted cookie, the login form's token) is worth nothing after.
     let logged_in = async {

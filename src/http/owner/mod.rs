@@ -88,34 +88,64 @@ pub struct LoginLimiter {
 }
 
 impl LoginLimiter {
-    fn recent(&self, ip: IpAddr, now: Instant) -> usize {
+    /// Takes one attempt for this address, counted as a failure until
+    /// `succeeded` says otherwise; false (and nothing taken) once the
+    /// window's failures are used up. Counting before the password is
+    /// checked means a burst of parallel guesses cannot all slip in before
+    /// the first failure is recorded.
+    pub fn take_attempt(&self, ip: IpAddr, now: Instant) -> bool {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         // Forget addresses whose failures are all old, so the map stays small.
         failures.retain(|_, times| {
             times.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
             !times.is_empty()
         });
-        failures.get(&ip).map_or(0, Vec::len)
-    }
-
-    /// Whether this address may try a password now.
-    pub fn allows(&self, ip: IpAddr, now: Instant) -> bool {
-        self.recent(ip, now) < LOGIN_FAILURES_ALLOWED
-    }
-
-    /// Records a failure; returns how many this address has in the window.
-    pub fn fail(&self, ip: IpAddr, now: Instant) -> usize {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let times = failures.entry(ip).or_default();
+        if times.len() >= LOGIN_FAILURES_ALLOWED {
+            return false;
+        }
         times.push(now);
-        times.len()
+        true
     }
 
-    pub fn clear(&self, ip: IpAddr) {
+    /// How many attempts this address has in the window.
+    pub fn failures(&self, ip: IpAddr) -> usize {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ip)
+            .map_or(0, Vec::len)
+    }
+
+    /// The right password: this address starts afresh.
+    pub fn succeeded(&self, ip: IpAddr) {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ip);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_attempts_a_minute_per_address_then_none_until_the_window_passes() {
+        let limiter = LoginLimiter::default();
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let start = Instant::now();
+        for _ in 0..LOGIN_FAILURES_ALLOWED {
+            assert!(limiter.take_attempt(a, start));
+        }
+        assert!(!limiter.take_attempt(a, start + Duration::from_secs(59)));
+        assert!(limiter.take_attempt(b, start), "another address is not affected");
+        assert!(
+            limiter.take_attempt(a, start + LOGIN_WINDOW),
+            "the window has passed"
+        );
+        limiter.succeeded(a);
+        assert_eq!(limiter.failures(a), 0);
     }
 }
 
