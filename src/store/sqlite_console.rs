@@ -149,52 +149,95 @@ impl ConsoleStore for SqliteStore {
     }
 
     async fn inbox(&self, query: &InboxQuery) -> Result<Vec<InboxRow>, StoreError> {
+        // Two walks instead of one sort of every conversation: the few that
+        // need the owner (all of them, newest first), then the rest down the
+        // activity index, stopping at the page's end.
         let filter = match query.filter {
-            InboxFilter::All => "1",
-            InboxFilter::NeedsYou => "needs_you",
-            InboxFilter::Quoted => "state_name = 'quoted'",
-            InboxFilter::Scheduling => "state_name = 'scheduling'",
-            InboxFilter::Booked => "state_name = 'booked'",
-            InboxFilter::OptedOut => "(opted_out OR state_name = 'opted_out')",
+            InboxFilter::All | InboxFilter::NeedsYou => "1",
+            InboxFilter::Quoted => "c.state_tag = 'quoted'",
+            InboxFilter::Scheduling => "c.state_tag = 'scheduling'",
+            InboxFilter::Booked => "c.state_tag = 'booked'",
+            InboxFilter::OptedOut => "(k.opted_out_at IS NOT NULL OR c.state_tag = 'opted_out')",
         };
         let search = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
         // A number is searched by its digits, however it was typed.
         let digits: String = search
             .map(|s| s.chars().filter(char::is_ascii_digit).collect())
             .unwrap_or_default();
-        let sql = format!(
-            "SELECT * FROM (
-               SELECT c.id, c.business_id, k.phone, k.opted_out_at IS NOT NULL AS opted_out,
-                      COALESCE(json_extract(c.state, '$.state'), 'intake') AS state_name,
-                      {NAME_SQL} AS customer_name,
-                      (COALESCE(json_extract(c.state, '$.state'), '') = 'handed_off'
-                       OR EXISTS (SELECT 1 FROM alerts a
-                                  WHERE a.conversation_id = c.id AND a.resolved_at IS NULL)) AS needs_you,
-                      (SELECT MAX(id) FROM messages WHERE conversation_id = c.id) AS last_id,
-                      COALESCE((SELECT MAX(id) FROM messages
-                                WHERE conversation_id = c.id AND direction = 'inbound'), 0)
-                        > COALESCE(r.last_read_id, 0) AS unread
-               FROM conversations c
-               JOIN customers k ON k.id = c.customer_id
-               LEFT JOIN console_reads r ON r.conversation_id = c.id
-               WHERE (?1 IS NULL OR c.business_id = ?1)
-             ) AS i
-             LEFT JOIN messages m ON m.id = i.last_id
-             WHERE {filter}
-               AND (?2 IS NULL OR i.customer_name LIKE ?2 ESCAPE '\\' OR (?3 IS NOT NULL AND i.phone LIKE ?3))
-             ORDER BY i.needs_you DESC, i.last_id DESC
-             LIMIT ?4 OFFSET ?5"
-        );
-        // Built only from the constant fragments above: no input is spliced in.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(query.business_id.as_deref())
-            .bind(search.map(like_pattern))
-            .bind((!digits.is_empty()).then(|| like_pattern(&digits)))
-            .bind(query.limit as i64)
-            .bind(query.offset as i64)
-            .fetch_all(self.reader_pool())
-            .await?;
-        rows.iter()
+        let name_pattern = search.map(like_pattern);
+        let digits_pattern = (!digits.is_empty()).then(|| like_pattern(&digits));
+        let page_of = |pinned: bool| {
+            format!(
+                "SELECT c.id FROM conversations c JOIN customers k ON k.id = c.customer_id
+                 WHERE c.id {} (SELECT id FROM conversations WHERE state_tag = 'handed_off'
+                                UNION SELECT conversation_id FROM alerts
+                                      WHERE resolved_at IS NULL AND conversation_id IS NOT NULL)
+                   AND (?1 IS NULL OR c.business_id = ?1)
+                   AND {filter}
+                   AND (?2 IS NULL OR {NAME_SQL} LIKE ?2 ESCAPE '\\' OR (?3 IS NOT NULL AND k.phone LIKE ?3))
+                 ORDER BY c.last_message_id DESC, c.id DESC
+                 LIMIT ?4 OFFSET ?5",
+                if pinned { "IN" } else { "NOT IN" }
+            )
+        };
+        let mut ids: Vec<i64> = Vec::new();
+        let mut offset = query.offset;
+        let mut limit = query.limit;
+        for pinned in [true, false] {
+            if limit == 0 || (!pinned && query.filter == InboxFilter::NeedsYou) {
+                break;
+            }
+            // Built only from the constant fragments above: no input is spliced in.
+            let found: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(page_of(pinned)))
+                .bind(query.business_id.as_deref())
+                .bind(name_pattern.as_deref())
+                .bind(digits_pattern.as_deref())
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+                .fetch_all(self.reader_pool())
+                .await?;
+            if pinned && offset > 0 {
+                // The pinned rows this page skipped or showed come off the
+                // rest's offset: count them all (page one needs no count).
+                let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) FROM ({})",
+                    page_of(true)
+                )))
+                .bind(query.business_id.as_deref())
+                .bind(name_pattern.as_deref())
+                .bind(digits_pattern.as_deref())
+                .bind(-1i64)
+                .bind(0i64)
+                .fetch_one(self.reader_pool())
+                .await?;
+                offset = offset.saturating_sub(usize::try_from(total).unwrap_or(0));
+            }
+            limit -= found.len().min(limit);
+            ids.extend(found);
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT c.id, c.business_id, k.phone, k.opted_out_at IS NOT NULL AS opted_out,
+                    COALESCE(c.state_tag, 'intake') AS state_name,
+                    {NAME_SQL} AS customer_name,
+                    (c.state_tag IS 'handed_off'
+                     OR EXISTS (SELECT 1 FROM alerts a
+                                WHERE a.conversation_id = c.id AND a.resolved_at IS NULL)) AS needs_you,
+                    COALESCE(c.last_inbound_id, 0) > COALESCE(r.last_read_id, 0) AS unread,
+                    m.body, m.direction, m.created_at
+             FROM conversations c
+             JOIN customers k ON k.id = c.customer_id
+             LEFT JOIN console_reads r ON r.conversation_id = c.id
+             LEFT JOIN messages m ON m.id = c.last_message_id
+             WHERE c.id IN (SELECT value FROM json_each(?))"
+        )))
+        .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(self.reader_pool())
+        .await?;
+        let mut found = rows
+            .iter()
             .map(|row| {
                 Ok(InboxRow {
                     id: ConversationId(row.try_get("id")?),
@@ -214,7 +257,11 @@ impl ConsoleStore for SqliteStore {
                     unread: row.try_get("unread")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let position: std::collections::HashMap<i64, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        found.sort_by_key(|row| position.get(&row.id.0).copied().unwrap_or(usize::MAX));
+        Ok(found)
     }
 
     async fn conversation_detail(

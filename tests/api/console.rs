@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use serde_json::json;
 use textdesk::http::owner::password::set_owner_password;
-use textdesk::store::console::ConsoleStore;
+use textdesk::store::console::{ConsoleStore, InboxQuery};
 use textdesk::store::sqlite::SqliteStore;
 use textdesk::store::{JobOutcome, JobStatus, NewJob};
 
@@ -474,6 +474,23 @@ async fn the_inbox_pins_what_needs_you_filters_and_searches() {
     let inbox = browser.get("/owner/").await.body;
     assert!(inbox.find(DANA).unwrap() < inbox.find(LEE).unwrap(), "{inbox}");
     assert!(inbox.contains("Needs you"));
+
+    // Paged one at a time, the pinned conversation still comes first and
+    // nothing is shown twice or skipped.
+    let store = console(&app).await;
+    let mut paged = Vec::new();
+    for offset in 0..3 {
+        let page = store
+            .inbox(&InboxQuery {
+                limit: 1,
+                offset,
+                ..InboxQuery::default()
+            })
+            .await
+            .unwrap();
+        paged.extend(page.into_iter().map(|row| row.customer_address));
+    }
+    assert_eq!(paged, [DANA, LEE]);
 
     let needs_you = browser.get("/owner/?filter=needs_you").await.body;
     assert!(
