@@ -126,29 +126,6 @@ impl LoginLimiter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn five_attempts_a_minute_per_address_then_none_until_the_window_passes() {
-        let limiter = LoginLimiter::default();
-        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
-        let start = Instant::now();
-        for _ in 0..LOGIN_FAILURES_ALLOWED {
-            assert!(limiter.take_attempt(a, start));
-        }
-        assert!(!limiter.take_attempt(a, start + Duration::from_secs(59)));
-        assert!(limiter.take_attempt(b, start), "another address is not affected");
-        assert!(
-            limiter.take_attempt(a, start + LOGIN_WINDOW),
-            "the window has passed"
-        );
-        limiter.succeeded(a);
-        assert_eq!(limiter.failures(a), 0);
-    }
-}
-
 /// The client's address as the socket reports it. Behind a reverse proxy
 /// every visitor shares the proxy's address (and so its login limit):
 /// forwarded headers are not trusted, since anyone can send them.
@@ -323,4 +300,27 @@ async fn static_css() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("../../../templates/owner/console.css"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_attempts_a_minute_per_address_then_none_until_the_window_passes() {
+        let limiter = LoginLimiter::default();
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let start = Instant::now();
+        for _ in 0..LOGIN_FAILURES_ALLOWED {
+            assert!(limiter.take_attempt(a, start));
+        }
+        assert!(!limiter.take_attempt(a, start + Duration::from_secs(59)));
+        assert!(limiter.take_attempt(b, start), "another address is not affected");
+        assert!(
+            limiter.take_attempt(a, start + LOGIN_WINDOW),
+            "the window has passed"
+        );
+        limiter.succeeded(a);
+        assert_eq!(limiter.failures(a), 0);
+    }
 }
