@@ -29,6 +29,7 @@ use crate::jobs::runner::JobRunner;
 use crate::jobs::turns::{Engine, EngineParts};
 use crate::jobs::worker::TurnWorker;
 use crate::scheduling::Scheduler;
+use crate::store::console::ConsoleStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{AlertKind, NewAlert, Store, StoreError};
 use crate::twilio::TwilioClient;
@@ -48,6 +49,8 @@ pub enum StartupError {
 /// The store and the turn engines, built from configuration.
 pub struct Services {
     pub store: Arc<dyn Store>,
+    /// The owner console's reads and records (the same database).
+    pub console: Arc<dyn ConsoleStore>,
     pub desks: Arc<Desks>,
     /// The engine of the only (or first) business: what `chat` talks to.
     pub engine: Arc<Engine>,
@@ -200,8 +203,9 @@ impl Services {
         channels: Option<Channels>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let sqlite = SqliteStore::connect(&settings.database_url).await?;
-        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let sqlite = Arc::new(SqliteStore::connect_with_clock(&settings.database_url, clock.clone()).await?);
+        let console: Arc<dyn ConsoleStore> = sqlite.clone();
+        let store: Arc<dyn Store> = sqlite;
         let businesses = directory.current();
         // Rows from before businesses existed belong to the business that
         // answered them: the only one, or the one owning their number.
@@ -325,6 +329,7 @@ impl Services {
             .ok_or_else(|| StartupError::Config("no business is configured".into()))?;
         Ok(Self {
             store,
+            console,
             desks,
             engine,
             clock,
@@ -406,6 +411,11 @@ impl Application {
             skip_signature_validation: settings.twilio.skip_signature_validation,
             desks: services.desks.clone(),
             media_base_url: settings.twilio.api_base_url.clone(),
+            owner: http::owner::OwnerConsole::new(
+                services.console.clone(),
+                &settings.public_base_url,
+                services.clock.clone(),
+            ),
         };
 
         let address = format!("{}:{}", settings.host, settings.port);
@@ -446,6 +456,8 @@ impl Application {
         let router = http::router(state);
         let mut server_shutdown = shutdown_rx;
         let server = tokio::spawn(async move {
+            // The client's address is the console's login rate-limit key.
+            let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
                 let _ = server_shutdown.wait_for(|stop| *stop).await;
             });

@@ -63,6 +63,35 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// The owner's console login.
+    Owner {
+        #[command(subcommand)]
+        action: OwnerCommand,
+    },
+    /// Open alerts: what needs a person, with the customer's full number.
+    Alerts {
+        /// One JSON object per line, for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Mark this alert resolved (as the console's Resolve button does).
+        #[arg(long, value_name = "ID")]
+        resolve: Option<i64>,
+    },
+    /// Every conversation, as the console's inbox lists them: those that
+    /// need you first, then the newest.
+    Conversations {
+        /// One JSON object per line, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OwnerCommand {
+    /// Set the console's password: one line from standard input (without
+    /// its newline), or asked for on a terminal. Creates and migrates the
+    /// database if `serve` has never run, and logs out every session.
+    SetPassword,
 }
 
 #[derive(clap::Args, Default)]
@@ -195,6 +224,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Jobs { json, all } => {
             telemetry::init(settings.log_format, "warn");
             list_jobs(settings, json, all).await
+        }
+        Command::Owner {
+            action: OwnerCommand::SetPassword,
+        } => {
+            telemetry::init(settings.log_format, "warn");
+            set_owner_password(settings).await
+        }
+        Command::Alerts { json, resolve } => {
+            telemetry::init(settings.log_format, "warn");
+            alerts(settings, json, resolve).await
+        }
+        Command::Conversations { json } => {
+            telemetry::init(settings.log_format, "warn");
+            conversations(settings, json).await
         }
         Command::CheckConfig { .. } | Command::Quote(_) => unreachable!("handled without a runtime"),
     }
@@ -383,6 +426,177 @@ async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<
                 j.last_error.as_deref().unwrap_or("")
             ));
         }
+    }
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(())
+}
+
+/// Reads the password: a prompt without echo on a terminal (asked twice),
+/// else one line of standard input without its line ending.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        let password = line.strip_suffix('\n').unwrap_or(&line);
+        return Ok(password.strip_suffix('\r').unwrap_or(password).to_string());
+    }
+    let ask = |prompt: &str| -> anyhow::Result<String> {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        // No echo while typing; if stty is missing, the prompt still works.
+        let hidden = std::process::Command::new("stty")
+            .arg("-echo")
+            .status()
+            .is_ok_and(|s| s.success());
+        let mut line = String::new();
+        let read = stdin.lock().read_line(&mut line);
+        if hidden {
+            let _ = std::process::Command::new("stty").arg("echo").status();
+            eprintln!();
+        }
+        read.context("cannot read the password")?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    };
+    let first = ask("New console password: ")?;
+    let again = ask("The same password again: ")?;
+    anyhow::ensure!(first == again, "the two passwords differ; nothing was changed");
+    Ok(first)
+}
+
+async fn set_owner_password(settings: Settings) -> anyhow::Result<()> {
+    let password = read_password()?;
+    let store = crate::store::sqlite::SqliteStore::connect(&settings.database_url).await?;
+    crate::http::owner::password::set_owner_password(&store, &password).await?;
+    println!(
+        "The console password is set. Log in at {}owner/login",
+        settings.public_base_url
+    );
+    Ok(())
+}
+
+/// Every configured business's zone, if the configuration loads; the
+/// listing still works (in UTC) when it does not.
+fn zones(settings: &Settings) -> std::collections::HashMap<String, chrono_tz::Tz> {
+    load_businesses(&settings.business_config, 1)
+        .map(|b| {
+            b.iter()
+                .map(|b| (b.business.id.clone(), b.business.timezone))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn alerts(settings: Settings, json: bool, resolve: Option<i64>) -> anyhow::Result<()> {
+    use crate::store::console::ConsoleStore;
+    let store = crate::store::sqlite::SqliteStore::connect(&settings.database_url).await?;
+    if let Some(id) = resolve {
+        anyhow::ensure!(
+            store.resolve_alert(id, "cli", chrono::Utc::now()).await?,
+            "there is no open alert {id}"
+        );
+        println!("Alert {id} is resolved.");
+        return Ok(());
+    }
+    let zones = zones(&settings);
+    let alerts = store.console_alerts(None, true, 10_000).await?;
+    let mut out = String::new();
+    for a in &alerts {
+        let tz = zones.get(&a.business_id).copied().unwrap_or(chrono_tz::UTC);
+        let when = a.created_at.with_timezone(&tz);
+        if json {
+            let line = serde_json::json!({
+                "id": a.id,
+                "kind": a.kind,
+                "business": a.business_id,
+                "conversation": a.conversation_id.map(|c| c.0),
+                "customer": a.customer_name,
+                "phone": a.customer_address,
+                "detail": a.detail,
+                "created": when.to_rfc3339(),
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        } else {
+            out.push_str(&format!(
+                "#{} {} {} {}{}\n    {}\n",
+                a.id,
+                when.format("%a %b %-d %-I:%M%P %Z"),
+                a.kind,
+                a.customer_name
+                    .as_deref()
+                    .map(|n| format!("{n} "))
+                    .unwrap_or_default(),
+                a.customer_address.as_deref().unwrap_or(""),
+                a.detail.replace('\n', "\n    "),
+            ));
+        }
+    }
+    if !json && alerts.is_empty() {
+        out.push_str("No open alerts.\n");
+    }
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(())
+}
+
+async fn conversations(settings: Settings, json: bool) -> anyhow::Result<()> {
+    use crate::store::console::{ConsoleStore, InboxQuery};
+    let store = crate::store::sqlite::SqliteStore::connect(&settings.database_url).await?;
+    let zones = zones(&settings);
+    let rows = store
+        .inbox(&InboxQuery {
+            limit: 100_000,
+            ..InboxQuery::default()
+        })
+        .await?;
+    let mut out = String::new();
+    for r in &rows {
+        let tz = zones.get(&r.business_id).copied().unwrap_or(chrono_tz::UTC);
+        let last_at = r.last_at.map(|t| t.with_timezone(&tz));
+        if json {
+            let line = serde_json::json!({
+                "id": r.id.0,
+                "business": r.business_id,
+                "phone": r.customer_address,
+                "name": r.customer_name,
+                "channel": crate::channel::Channel::of_address(&r.customer_address).name(),
+                "state": r.state,
+                "opted_out": r.opted_out,
+                "needs_you": r.needs_you,
+                "unread": r.unread,
+                "last_text": r.last_text,
+                "last_at": last_at.map(|t| t.to_rfc3339()),
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        } else {
+            let last: String = r.last_text.as_deref().unwrap_or("").chars().take(60).collect();
+            out.push_str(&format!(
+                "{:<6} {:<1} {:<10} {:<20} {:<24} {:<22} {}\n",
+                r.id.0,
+                if r.needs_you {
+                    "!"
+                } else if r.unread {
+                    "*"
+                } else {
+                    ""
+                },
+                r.state,
+                r.customer_name.as_deref().unwrap_or(""),
+                r.customer_address,
+                last_at
+                    .map(|t| t.format("%b %-d %-I:%M%P").to_string())
+                    .unwrap_or_default(),
+                last.replace('\n', " "),
+            ));
+        }
+    }
+    if !json && rows.is_empty() {
+        out.push_str("No conversations yet.\n");
     }
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(())

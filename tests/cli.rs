@@ -392,3 +392,127 @@ fn sighup_reloads_a_good_edit_and_refuses_a_bad_one() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Runs textdesk on the database `db` with `stdin` as its input.
+fn textdesk_on(db: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_textdesk"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env_remove("BUSINESS_CONFIG")
+        .env_remove("ANTHROPIC_API_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run textdesk");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn owner_set_password_creates_the_database_and_stores_only_a_hash() {
+    use textdesk::http::owner::password::verify_password;
+    use textdesk::store::console::ConsoleStore;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fresh.db");
+    assert!(!db.exists());
+    // One line without its newline: the trailing newline is not part of it.
+    let (ok, out, err) = textdesk_on(&db, &["owner", "set-password"], "a long passphrase\n");
+    assert!(ok, "{err}");
+    assert!(out.contains("/owner/login"), "{out}");
+    assert!(db.exists(), "the database was created and migrated");
+    let (ok, _, err) = textdesk_on(&db, &["owner", "set-password"], "short\n");
+    assert!(!ok && err.contains("at least 10 characters"), "{err}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hash = rt.block_on(async {
+        let store = textdesk::store::sqlite::SqliteStore::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        store.owner_password_hash().await.unwrap().expect("a stored hash")
+    });
+    assert!(
+        hash.starts_with("$argon2id$") && !hash.contains("a long passphrase"),
+        "{hash}"
+    );
+    assert!(verify_password("a long passphrase", &hash));
+    assert!(!verify_password("a long passphrase\n", &hash));
+}
+
+#[test]
+fn alerts_and_conversations_list_the_inbox_and_resolve_from_the_terminal() {
+    use textdesk::domain::phone::E164;
+    use textdesk::store::{AlertKind, ConversationStore, InboundMessage, OwnerAlerts, Recorded};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("desk.db");
+    let (ok, out, err) = textdesk_on(&db, &["conversations"], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("No conversations yet."), "{out}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = textdesk::store::sqlite::SqliteStore::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let recorded = store
+            .record_inbound(&InboundMessage {
+                business_id: "default".into(),
+                channel_message_id: format!("SM{}", "1".repeat(32)),
+                from: E164::parse("+15035551234").unwrap(),
+                to: E164::parse("+15035550142").unwrap(),
+                body: "Can someone call me?".into(),
+                media: Vec::new(),
+                params: serde_json::json!({}),
+                opt_out_keyword: None,
+                profile_name: None,
+            })
+            .await
+            .unwrap();
+        let Recorded::New(conversation, _) = recorded else {
+            panic!("{recorded:?}")
+        };
+        store
+            .record_alert(
+                &AlertKind::Handoff,
+                Some(conversation),
+                "The customer asked for a person",
+            )
+            .await
+            .unwrap();
+    });
+
+    let (ok, out, err) = textdesk_on(&db, &["conversations", "--json"], "");
+    assert!(ok, "{err}");
+    let row: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(row["phone"], "+15035551234", "the owner sees the full number");
+    assert_eq!(row["needs_you"], true);
+    assert_eq!(row["last_text"], "Can someone call me?");
+
+    let (ok, out, err) = textdesk_on(&db, &["alerts", "--json"], "");
+    assert!(ok, "{err}");
+    let alert: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(alert["phone"], "+15035551234");
+    assert_eq!(alert["detail"], "The customer asked for a person");
+    let id = alert["id"].as_i64().unwrap().to_string();
+
+    let (ok, out, err) = textdesk_on(&db, &["alerts", "--resolve", &id], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("resolved"), "{out}");
+    let (ok, out, _) = textdesk_on(&db, &["alerts"], "");
+    assert!(ok && out.contains("No open alerts."), "{out}");
+    let (ok, _, err) = textdesk_on(&db, &["alerts", "--resolve", &id], "");
+    assert!(!ok && err.contains("no open alert"), "{err}");
+    let (_, out, _) = textdesk_on(&db, &["conversations", "--json"], "");
+    assert!(
+        out.contains("\"needs_you\":false"),
+        "resolved alerts no longer pin: {out}"
+    );
+}

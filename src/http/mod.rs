@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, shared state, and request logging.
 
 mod error;
+pub mod owner;
 mod sms;
 mod status;
 mod verify;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub desks: Arc<crate::app::Desks>,
     /// Only media URLs under this base (`TWILIO_API_BASE_URL`) are fetched.
     pub media_base_url: url::Url,
+    /// The owner's console (`/owner/`).
+    pub owner: owner::OwnerConsole,
 }
 
 /// Where Twilio posts the delivery receipts of the texts we send.
@@ -58,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sms/inbound", post(sms::inbound))
         .route(status::STATUS_PATH, post(status::status))
         .route("/healthz", get(health))
+        .merge(owner::router(&state))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(10)))

@@ -21,6 +21,7 @@
 
 pub mod alerts;
 pub mod bookings;
+pub mod console;
 pub mod conversations;
 pub mod jobs;
 pub mod kinds;

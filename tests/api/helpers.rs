@@ -58,8 +58,8 @@ pub struct Options {
     pub business_files: Vec<(&'static str, String)>,
     /// A database file to start from instead of an empty one.
     pub database: Option<std::path::PathBuf>,
-    /// A clock the test sets and moves; the system's when `None`. (The
-    /// store still reads the system's.)
+    /// A clock the test sets and moves, shared by the store, the worker,
+    /// the job runner and the console; the system's when `None`.
     pub clock: Option<ManualClock>,
 }
 
@@ -465,8 +465,8 @@ pub async fn mount_twilio_accepting(server: &MockServer) {
 
 /// Today's date (the real one) at `hour:minute` in `tz`: a test sets the
 /// hour of day it needs with a `ManualClock` instead of choosing a time
-/// zone where it happens to be that hour. The date follows the real one
-/// so the store, which reads the system's clock, is within a day of it.
+/// zone where it happens to be that hour. The date follows the real one,
+/// so a fake calendar or the outbox's file times stay plausible.
 pub fn today_at(tz: chrono_tz::Tz, hour: u32, minute: u32) -> chrono::DateTime<chrono::Utc> {
     let today = chrono::Utc::now().with_timezone(&tz).date_naive();
     let time = chrono::NaiveTime::from_hms_opt(hour, minute, 0).unwrap();

@@ -2,6 +2,7 @@
 
 mod businesses;
 mod clients;
+mod console;
 mod date_pricing;
 mod desk;
 mod fake_google;

@@ -7,6 +7,7 @@
 
 mod alerts;
 mod bookings;
+mod console;
 mod conversations;
 mod jobs;
 mod media;
@@ -96,6 +97,11 @@ impl SqliteStore {
     /// The writer pool, for benchmarks and tests that set up data in bulk.
     pub fn writer_pool(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    /// The read-only pool, for the console's queries (`console.rs`).
+    pub(crate) fn reader_pool(&self) -> &SqlitePool {
+        &self.reader
     }
 
     fn now(&self) -> DateTime<Utc> {
