@@ -152,6 +152,15 @@ pub struct FloodReading {
     pub alerted_today: bool,
 }
 
+/// A conversation claimed for a turn, with its business: the claim reads
+/// it in the same statement, so picking the business's engine costs no
+/// read of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedConversation {
+    pub id: ConversationId,
+    pub business_id: String,
+}
+
 /// A customer's side of the desk: texts in, who answers next (leases),
 /// what a turn works from and what it decided, consent, and flood readings.
 #[async_trait]
@@ -166,7 +175,7 @@ pub trait ConversationStore: Send + Sync + 'static {
         &self,
         worker: &str,
         lease: Duration,
-    ) -> Result<Option<ConversationId>, StoreError>;
+    ) -> Result<Option<ClaimedConversation>, StoreError>;
 
     /// Claims one conversation (for `textdesk chat`), if nobody holds it.
     async fn claim(&self, id: ConversationId, worker: &str, lease: Duration) -> Result<bool, StoreError>;

@@ -51,7 +51,18 @@ pub struct SqliteStore {
     /// every lease it judges comes from here, so a test that sets the hour
     /// sees it in the rows too.
     clock: Arc<dyn Clock>,
+    /// Inbound texts on their way to the next group commit.
+    inbound: tokio::sync::mpsc::Sender<InboundWaiter>,
 }
+
+/// An inbound text to store, and who waits to hear it is durable.
+type InboundWaiter = (
+    InboundMessage,
+    tokio::sync::oneshot::Sender<Result<Recorded, StoreError>>,
+);
+
+/// Most texts one group commit stores: bounds how long the writer is held.
+const MAX_INBOUND_GROUP: usize = 64;
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and applies the
@@ -66,7 +77,8 @@ impl SqliteStore {
         // power loss can drop the last commits. That is fine for the
         // worker's progress (a lost commit means a turn is redone, which is
         // idempotent) but not for a text the channel was told we stored, so
-        // `record_inbound` commits with FULL. Its fsync of the WAL makes
+        // `record_inbound` commits with FULL (a group of texts at a time, see
+        // `commit_inbound_in_groups`). Its fsync of the WAL makes
         // every earlier commit durable too.
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -85,10 +97,18 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
+        let (inbound, queue) = tokio::sync::mpsc::channel(4 * MAX_INBOUND_GROUP);
+        // Ends when the last clone of the store (the last sender) is dropped.
+        tokio::spawn(conversations::commit_inbound_in_groups(
+            writer.clone(),
+            clock.clone(),
+            queue,
+        ));
         Ok(Self {
             reader,
             writer,
             clock,
+            inbound,
         })
     }
 }
