@@ -27,6 +27,15 @@ pub struct MessageId(pub i64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CustomerId(pub i64);
 
+/// A conversation claimed for a turn, with its business: the claim reads
+/// it in the same statement, so picking the business's engine costs no
+/// read of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedConversation {
+    pub id: ConversationId,
+    pub business_id: String,
+}
+
 /// A text as Twilio delivered it, already validated and parsed.
 #[derive(Debug, Clone)]
 pub struct InboundSms {
@@ -552,7 +561,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         worker: &str,
         lease: Duration,
-    ) -> Result<Option<ConversationId>, StoreError>;
+    ) -> Result<Option<ClaimedConversation>, StoreError>;
 
     /// Claims one conversation (for `textdesk chat`), if nobody holds it.
     async fn claim(&self, id: ConversationId, worker: &str, lease: Duration) -> Result<bool, StoreError>;
