@@ -16,7 +16,8 @@ use super::turns::{Engine, TurnResult};
 use crate::clock::Clock;
 use crate::config::settings::WorkerSettings;
 use crate::store::{
-    AlertKind, ConversationId, MessageKind, NewAlert, OutboundDraft, Store, StoreError, TurnCommit,
+    AlertKind, ClaimedConversation, ConversationId, MessageKind, NewAlert, OutboundDraft, Store, StoreError,
+    TurnCommit,
 };
 use crate::templates;
 
@@ -53,10 +54,10 @@ impl TurnWorker {
                     this.claims.fetch_add(1, Ordering::Relaxed)
                 );
                 match this.store.claim_next_pending(&token, this.settings.lease).await {
-                    Ok(Some(id)) => {
+                    Ok(Some(claimed)) => {
                         let this = this.clone();
                         turns.spawn(async move {
-                            this.run_claimed(id, &token).await;
+                            this.run_claimed(claimed, &token).await;
                             drop(permit);
                         });
                     }
@@ -91,11 +92,18 @@ impl TurnWorker {
         }
     }
 
-    async fn run_claimed(&self, id: ConversationId, token: &str) {
+    async fn run_claimed(&self, claimed: ClaimedConversation, token: &str) {
+        let id = claimed.id;
         // The turn runs in a task of its own so that a panic in it is caught
         // here; a JoinSet aborts it if this worker is dropped mid-turn.
         let mut turn = JoinSet::new();
-        let engine = match self.engine_of(id).await {
+        // The business's engine on its current configuration: the turn
+        // keeps it to the end.
+        let engine = match self
+            .desks
+            .engine(&claimed.business_id)
+            .ok_or(StoreError::NotFound("business of the conversation"))
+        {
             Ok(engine) => engine,
             Err(e) => {
                 tracing::error!(conversation = id.0, error = %e, "no business answers this conversation; will retry");
@@ -149,19 +157,6 @@ impl TurnWorker {
 }
 
 impl TurnWorker {
-    /// The engine of the conversation's business, on its current
-    /// configuration: the turn keeps it to the end.
-    async fn engine_of(&self, id: ConversationId) -> Result<Arc<Engine>, StoreError> {
-        let business = self
-            .store
-            .conversation_business(id)
-            .await?
-            .ok_or(StoreError::NotFound("conversation"))?;
-        self.desks
-            .engine(&business)
-            .ok_or(StoreError::NotFound("business of the conversation"))
-    }
-
     /// The last defence when a turn panics: every rerun would panic again
     /// and leave the customer's texts pending forever, unanswered and
     /// unknown to the owner. Instead they are answered with the apology and

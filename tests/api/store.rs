@@ -55,14 +55,22 @@ async fn the_store_stamps_rows_and_judges_leases_by_its_clock() {
 
     let lease = Duration::from_secs(60);
     assert_eq!(
-        store.claim_next_pending("first", lease).await.unwrap(),
+        store
+            .claim_next_pending("first", lease)
+            .await
+            .unwrap()
+            .map(|c| c.id),
         Some(conversation)
     );
     assert_eq!(store.claim_next_pending("second", lease).await.unwrap(), None);
     // No wall-clock time passes: only the store's clock says the lease ran out.
     clock.advance(chrono::Duration::seconds(61));
     assert_eq!(
-        store.claim_next_pending("second", lease).await.unwrap(),
+        store
+            .claim_next_pending("second", lease)
+            .await
+            .unwrap()
+            .map(|c| c.id),
         Some(conversation)
     );
 }

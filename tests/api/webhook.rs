@@ -306,3 +306,82 @@ async fn healthz_reports_the_database() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["database"], "ok");
 }
+
+/// Texts arriving together share one durable commit (group commit), and
+/// each sender still hears its own outcome: new texts are stored once each,
+/// copies of one SID in the same group are duplicates of the first, and
+/// the writer is back on `synchronous = NORMAL` for the turns' commits.
+#[tokio::test]
+async fn texts_committed_together_each_get_their_own_outcome() {
+    use std::collections::HashSet;
+
+    use textdesk::domain::phone::E164;
+    use textdesk::store::sqlite::SqliteStore;
+    use textdesk::store::{ConversationStore, InboundMessage, Recorded};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+        .await
+        .unwrap();
+    let text = |i: usize, sid: String| InboundMessage {
+        business_id: "test".into(),
+        channel_message_id: sid,
+        from: E164::parse(&format!("+1503555{:04}", i % 7)).unwrap(),
+        to: E164::parse("+15035550142").unwrap(),
+        body: format!("text {i}"),
+        media: Vec::new(),
+        params: serde_json::json!({}),
+        opt_out_keyword: None,
+        profile_name: None,
+    };
+    let repeated = "SM00000000000000000000000000000042".to_string();
+    let mut texts: Vec<InboundMessage> = (0..40).map(|i| text(i, format!("SM{i:032x}"))).collect();
+    // A retry of one text, arriving with it and with the others.
+    for i in [3, 17, 39] {
+        texts.insert(i, text(99, repeated.clone()));
+    }
+    let outcomes = futures::future::join_all(texts.iter().map(|t| store.record_inbound(t))).await;
+
+    let mut new_ids = HashSet::new();
+    let mut repeated_ids = Vec::new();
+    let mut repeated_new = 0;
+    for (sms, outcome) in texts.iter().zip(outcomes) {
+        match outcome.unwrap() {
+            Recorded::New(_, id) => {
+                assert!(new_ids.insert(id), "message id {id:?} handed out twice");
+                if sms.channel_message_id == repeated {
+                    repeated_new += 1;
+                    repeated_ids.push(id);
+                }
+            }
+            Recorded::Duplicate(_, id) => {
+                assert_eq!(
+                    sms.channel_message_id, repeated,
+                    "only the retried SID is a duplicate"
+                );
+                repeated_ids.push(id);
+            }
+        }
+    }
+    assert_eq!(
+        new_ids.len(),
+        41,
+        "40 texts and one retried text, each stored once"
+    );
+    assert_eq!(repeated_new, 1, "the retried text is new exactly once");
+    assert!(
+        repeated_ids.iter().all(|id| *id == repeated_ids[0]),
+        "every copy names the one stored text: {repeated_ids:?}"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(store.writer_pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 41);
+    // 1 = NORMAL: only the inbound commit pays for FULL.
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.writer_pool())
+        .await
+        .unwrap();
+    assert_eq!(synchronous, 1);
+}

@@ -519,7 +519,6 @@ async fn record_inbound_in(
     inbound: &InboundMessage,
     now: DateTime<Utc>,
 ) -> Result<Recorded, StoreError> {
-
     if let Some(row) = sqlx::query("SELECT id, conversation_id FROM messages WHERE channel_message_id = ?")
         .bind(&inbound.channel_message_id)
         .fetch_optional(&mut **tx)
