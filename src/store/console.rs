@@ -117,7 +117,7 @@ pub struct ThreadMessage {
     pub body: String,
     /// Our own send state.
     pub status: String,
-    /// Twilio's, from its receipts.
+    /// The channel's, from its delivery receipts.
     pub delivery_status: Option<String>,
     pub delivery_error_code: Option<i64>,
     pub created_at: DateTime<Utc>,

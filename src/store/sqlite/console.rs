@@ -81,7 +81,7 @@ impl ConsoleStore for SqliteStore {
              ON CONFLICT (id) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
         )
         .bind(hash)
-        .bind(Utc::now())
+        .bind(self.now())
         .execute(&mut *tx)
         .await?;
         // A new password logs every browser out: whoever knew the old one
