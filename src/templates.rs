@@ -117,6 +117,20 @@ pub fn opted_out(business: &BusinessConfig, booked: Option<&str>) -> String {
 }
 
 #[derive(Template)]
+#[template(path = "sms/opted_in.txt")]
+struct OptedIn<'a> {
+    name: &'a str,
+}
+
+/// The confirmation of START where the provider confirms nothing
+/// (WhatsApp); on SMS, Twilio's Advanced Opt-Out sends its own.
+pub fn opted_in(business: &BusinessConfig) -> String {
+    render(&OptedIn {
+        name: &business.business.name,
+    })
+}
+
+#[derive(Template)]
 #[template(path = "sms/handoff_ack.txt")]
 struct HandoffAck<'a> {
     owner: &'a str,

@@ -690,6 +690,14 @@ impl Engine {
                     body: templates::opted_out(&self.business, booked),
                 })));
             }
+            // HELP is answered even after an opt-out; where the provider
+            // answers nothing itself, that is ours to do.
+            if !provider_confirms && matches!(last_keyword, Some(Keyword::Help)) {
+                return Ok(Some(KeywordAction::Reply(OutboundDraft {
+                    kind: MessageKind::Help,
+                    body: templates::help(&self.business),
+                })));
+            }
             return Ok(Some(KeywordAction::Silent));
         }
         Ok(match last_keyword {
@@ -697,6 +705,14 @@ impl Engine {
                 kind: MessageKind::Help,
                 body: templates::help(&self.business),
             })),
+            // Back from an opt-out: confirmed by us where the provider
+            // confirms nothing (WhatsApp), so the customer knows it took.
+            Some(Keyword::OptIn) if !provider_confirms && conversation.opted_out => {
+                Some(KeywordAction::Reply(OutboundDraft {
+                    kind: MessageKind::OptInConfirmation,
+                    body: templates::opted_in(&self.business),
+                }))
+            }
             Some(Keyword::OptIn) => Some(KeywordAction::Silent),
             Some(Keyword::OptOut | Keyword::OptOutInWords) | None => None,
         })

@@ -263,10 +263,28 @@ async fn stop_start_and_help_work_on_whatsapp() {
         "an opted-out customer got a text"
     );
 
-    whatsapp(&app, "START").await;
-    whatsapp(&app, "I need a couch hauled").await;
+    // HELP is answered even now: WhatsApp answers nothing itself.
+    whatsapp(&app, "HELP").await;
     let sent = wait_for_forms(&app, 3).await;
+    assert!(sent[2]["Body"].contains("Reply STOP to opt out"), "{:?}", sent[2]);
     assert_eq!(sent[2]["To"], DANA);
+
+    // START is confirmed by us too, and the customer is answered again.
+    whatsapp(&app, "START").await;
+    let sent = wait_for_forms(&app, 4).await;
+    assert!(
+        sent[3]["Body"].contains("you will get our texts again"),
+        "{:?}",
+        sent[3]
+    );
+    whatsapp(&app, "I need a couch hauled").await;
+    let sent = wait_for_forms(&app, 5).await;
+    assert_eq!(sent[4]["To"], DANA);
+    assert!(
+        !sent[4]["Body"].contains("you will get our texts again"),
+        "{:?}",
+        sent[4]
+    );
     assert!(
         !app.store
             .turn_input(conversation, 5)

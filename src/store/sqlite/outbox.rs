@@ -12,8 +12,9 @@ pub(super) async fn outbound_in(
                 c.customer_id,
                 (SELECT MAX(i.created_at) FROM messages i
                   WHERE i.conversation_id = m.conversation_id AND i.direction = 'inbound') AS last_inbound_at,
-                -- An opt-out in words is confirmed once, after the opt-out.
-                k.opted_out_at IS NOT NULL AND m.kind <> 'opt_out_confirmation' AS opted_out
+                -- An opt-out is confirmed once, after the opt-out, and HELP is
+                -- answered even then (where the provider answers neither).
+                k.opted_out_at IS NOT NULL AND m.kind NOT IN ('opt_out_confirmation', 'help') AS opted_out
          FROM messages m
          JOIN conversations c ON c.id = m.conversation_id
          JOIN customers k ON k.id = c.customer_id
