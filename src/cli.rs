@@ -200,7 +200,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             telemetry::init(settings.log_format, "info,sqlx=warn");
-            let directory = Arc::new(BusinessDirectory::load(&settings.business_config)?);
+            let directory = Arc::new(BusinessDirectory::load_with_default_phone(
+                &settings.business_config,
+                settings.twilio.from_number.clone(),
+            )?);
             for (file, business) in &directory.current().list {
                 for warning in business.warnings() {
                     tracing::warn!(config = %file.display(), "{warning}");
@@ -324,7 +327,7 @@ async fn chat(settings: Settings, from: &str, business_id: Option<&str>) -> anyh
 
 /// `+1503***1234`, or `o***@example.com`.
 fn mask_recipient(recipient: &str) -> String {
-    if let Ok(phone) = E164::parse(recipient) {
+    if let Ok(phone) = E164::parse_address(recipient) {
         return phone.masked().to_string();
     }
     match recipient.split_once('@') {
@@ -523,8 +526,9 @@ async fn alerts(settings: Settings, json: bool, resolve: Option<i64>) -> anyhow:
             out.push('\n');
         } else {
             out.push_str(&format!(
-                "#{} {} {} {}{}\n    {}\n",
+                "#{} {}{} {} {}{}\n    {}\n",
                 a.id,
+                business_tag(&zones, &a.business_id),
                 when.format("%a %b %-d %-I:%M%P %Z"),
                 a.kind,
                 a.customer_name
@@ -576,8 +580,9 @@ async fn conversations(settings: Settings, json: bool) -> anyhow::Result<()> {
         } else {
             let last: String = r.last_text.as_deref().unwrap_or("").chars().take(60).collect();
             out.push_str(&format!(
-                "{:<6} {:<1} {:<10} {:<20} {:<24} {:<22} {}\n",
+                "{:<6} {}{:<1} {:<10} {:<20} {:<24} {:<26} {}\n",
                 r.id.0,
+                business_tag(&zones, &r.business_id),
                 if r.needs_you {
                     "!"
                 } else if r.unread {
@@ -589,7 +594,7 @@ async fn conversations(settings: Settings, json: bool) -> anyhow::Result<()> {
                 r.customer_name.as_deref().unwrap_or(""),
                 r.customer_address,
                 last_at
-                    .map(|t| t.format("%b %-d %-I:%M%P").to_string())
+                    .map(|t| t.format("%b %-d %-I:%M%P %Z").to_string())
                     .unwrap_or_default(),
                 last.replace('\n', " "),
             ));
@@ -600,6 +605,16 @@ async fn conversations(settings: Settings, json: bool) -> anyhow::Result<()> {
     }
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(())
+}
+
+/// `[id] ` when several businesses share the database, so one customer of
+/// two of them is not two identical rows; nothing with one business.
+fn business_tag<V>(zones: &std::collections::HashMap<String, V>, business_id: &str) -> String {
+    if zones.len() > 1 {
+        format!("[{business_id}] ")
+    } else {
+        String::new()
+    }
 }
 
 fn business_path(path: Option<PathBuf>) -> PathBuf {

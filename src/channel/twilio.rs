@@ -185,8 +185,8 @@ pub fn send_error(error: ApiError) -> SendError {
 }
 
 /// SMS and WhatsApp through one Twilio account. Each text goes out from
-/// the conversation's own business address; `TWILIO_FROM_NUMBER` names
-/// the default one.
+/// the conversation's own business address (the number the customer
+/// wrote to).
 pub struct TwilioChannel {
     client: TwilioClient,
     retry_base: Duration,

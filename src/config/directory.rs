@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use super::business::{BusinessConfig, ConfigError, parse_sender};
+use crate::domain::phone::E164;
 
 /// Rows written before businesses existed carry this id until the store
 /// gives them to a configured business at start (see
@@ -115,15 +116,25 @@ pub struct BusinessDirectory {
     /// False when built from parsed configurations (tests): there is no
     /// file to re-read.
     reloadable: bool,
+    /// `TWILIO_FROM_NUMBER`: the number of a single-file business that
+    /// states no `[business] phone`, applied on every (re)load.
+    default_phone: Option<E164>,
     current: RwLock<Arc<Businesses>>,
 }
 
 impl BusinessDirectory {
     pub fn load(path: &Path) -> Result<Self, DirectoryError> {
-        let businesses = load_businesses(path, 1)?;
+        Self::load_with_default_phone(path, None)
+    }
+
+    /// As `load`; a single file without `[business] phone` takes
+    /// `default_phone` (`TWILIO_FROM_NUMBER`) as its number.
+    pub fn load_with_default_phone(path: &Path, default_phone: Option<E164>) -> Result<Self, DirectoryError> {
+        let businesses = with_default_phone(load_businesses(path, 1)?, path, default_phone.as_ref());
         Ok(Self {
             path: path.to_path_buf(),
             reloadable: true,
+            default_phone,
             current: RwLock::new(Arc::new(businesses)),
         })
     }
@@ -138,6 +149,7 @@ impl BusinessDirectory {
         Ok(Self {
             path: path.to_path_buf(),
             reloadable: false,
+            default_phone: None,
             current: RwLock::new(Arc::new(businesses)),
         })
     }
@@ -162,10 +174,28 @@ impl BusinessDirectory {
             return Err(DirectoryError::NotReloadable);
         }
         let version = self.current().version + 1;
-        let fresh = Arc::new(load_businesses(&self.path, version)?);
+        let fresh = Arc::new(with_default_phone(
+            load_businesses(&self.path, version)?,
+            &self.path,
+            self.default_phone.as_ref(),
+        ));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
         Ok(fresh)
     }
+}
+
+/// A single file's business with no `[business] phone` takes
+/// `TWILIO_FROM_NUMBER`'s; a directory's businesses each claim their own.
+fn with_default_phone(mut businesses: Businesses, path: &Path, default: Option<&E164>) -> Businesses {
+    if path.is_dir() {
+        return businesses;
+    }
+    if let (Some(default), [(_, only)]) = (default, businesses.list.as_mut_slice())
+        && only.business.phone.is_none()
+    {
+        Arc::make_mut(only).business.phone = Some(default.clone());
+    }
+    businesses
 }
 
 /// Reads `path`, a file or a directory of `*.toml` files.
@@ -378,6 +408,36 @@ mod tests {
             err.contains("b.toml:") && err.contains("business.numbers[0]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn twilio_from_number_is_the_number_of_a_single_file_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = E164::parse("+15035550100").unwrap();
+        write(dir.path(), "business.toml", "[business]\nname = \"A\"\n");
+        let file = dir.path().join("business.toml");
+        let directory = BusinessDirectory::load_with_default_phone(&file, Some(default.clone())).unwrap();
+        let phone = |d: &BusinessDirectory| d.current().single().unwrap().business.phone.clone();
+        assert_eq!(phone(&directory), Some(default.clone()));
+        // A reload keeps applying it; a phone of the file's own wins.
+        directory.reload().unwrap();
+        assert_eq!(phone(&directory), Some(default.clone()));
+        write(
+            dir.path(),
+            "business.toml",
+            "[business]\nname = \"A\"\nphone = \"+15035550142\"\n",
+        );
+        directory.reload().unwrap();
+        assert_eq!(phone(&directory).unwrap().as_str(), "+15035550142");
+        // A directory's businesses each claim their own numbers.
+        let many = tempfile::tempdir().unwrap();
+        write(
+            many.path(),
+            "a.toml",
+            "[business]\nname = \"A\"\nphone = \"+15035550142\"\n",
+        );
+        let directory = BusinessDirectory::load_with_default_phone(many.path(), Some(default)).unwrap();
+        assert_eq!(phone(&directory).unwrap().as_str(), "+15035550142");
     }
 
     #[test]

@@ -60,18 +60,20 @@ pub enum LogFormat {
 pub struct TwilioSettings {
     pub account_sid: Option<String>,
     pub auth_token: Option<SecretString>,
+    /// The number of a single-file business that states no `[business]
+    /// phone`; every other text goes out from the number the customer wrote to.
     pub from_number: Option<E164>,
     pub api_base_url: Url,
     pub skip_signature_validation: bool,
     pub timeout: Duration,
 }
 
-/// What outbound sending needs; all three or none.
+/// What outbound sending needs: both or none. (Which number a text goes
+/// out from is the conversation's, not the account's.)
 #[derive(Debug, Clone)]
 pub struct TwilioCredentials {
     pub account_sid: String,
     pub auth_token: SecretString,
-    pub from_number: E164,
 }
 
 impl TwilioSettings {
@@ -79,7 +81,6 @@ impl TwilioSettings {
         Some(TwilioCredentials {
             account_sid: self.account_sid.clone()?,
             auth_token: self.auth_token.clone()?,
-            from_number: self.from_number.clone()?,
         })
     }
 }
@@ -229,17 +230,13 @@ impl Settings {
             skip_signature_validation,
             timeout: Duration::from_secs(parse_in("TWILIO_TIMEOUT_SECS", 10, 1, 300)?),
         };
-        let partial = [
-            ("TWILIO_ACCOUNT_SID", twilio.account_sid.is_some()),
-            ("TWILIO_AUTH_TOKEN", twilio.auth_token.is_some()),
-            ("TWILIO_FROM_NUMBER", twilio.from_number.is_some()),
-        ];
-        let wants_outbound = twilio.account_sid.is_some() || twilio.from_number.is_some();
-        if let Some((missing, _)) = partial.iter().find(|(_, set)| wants_outbound && !set) {
+        // A token alone is fine (it verifies webhooks); an account SID
+        // without its token cannot send.
+        if twilio.account_sid.is_some() && twilio.auth_token.is_none() {
             return Err(err(
-                missing,
-                "must be set: sending texts through Twilio needs TWILIO_ACCOUNT_SID, \
-                 TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER together",
+                "TWILIO_AUTH_TOKEN",
+                "must be set: sending texts through Twilio needs TWILIO_ACCOUNT_SID and \
+                 TWILIO_AUTH_TOKEN together",
             ));
         }
 
@@ -362,15 +359,15 @@ mod tests {
 
     #[test]
     fn partial_twilio_credentials_name_the_missing_one() {
-        let e = settings(&[("TWILIO_ACCOUNT_SID", "AC1"), ("TWILIO_AUTH_TOKEN", "t")]).unwrap_err();
-        assert_eq!(e.var, "TWILIO_FROM_NUMBER");
-        let s = settings(&[
-            ("TWILIO_ACCOUNT_SID", "AC1"),
-            ("TWILIO_AUTH_TOKEN", "t"),
-            ("TWILIO_FROM_NUMBER", "+15035550100"),
-        ])
-        .unwrap();
+        let e = settings(&[("TWILIO_ACCOUNT_SID", "AC1")]).unwrap_err();
+        assert_eq!(e.var, "TWILIO_AUTH_TOKEN");
+        // The numbers a business claims are where texts go out from: no
+        // account-wide number is needed.
+        let s = settings(&[("TWILIO_ACCOUNT_SID", "AC1"), ("TWILIO_AUTH_TOKEN", "t")]).unwrap();
         assert!(s.twilio.credentials().is_some());
+        assert!(s.twilio.from_number.is_none());
+        let e = settings(&[("TWILIO_FROM_NUMBER", "not a number")]).unwrap_err();
+        assert_eq!(e.var, "TWILIO_FROM_NUMBER");
         // A token alone is fine: it validates inbound webhooks.
         assert!(settings(&[("TWILIO_AUTH_TOKEN", "t")]).is_ok());
     }

@@ -213,7 +213,6 @@ fn twilio(server: &MockServer, timeout: Duration) -> TwilioChannel {
         TwilioCredentials {
             account_sid: "ACx".into(),
             auth_token: SecretString::from("tok"),
-            from_number: E164::parse("+15035550142").unwrap(),
         },
         timeout,
     ))
