@@ -389,6 +389,7 @@ impl Application {
                 "resuming work interrupted by the last shutdown"
             );
         }
+        warn_of_unanswered_businesses(&directory, services.store.as_ref(), services.clock.now()).await;
         let wake = Arc::new(Notify::new());
 
         if settings.twilio.skip_signature_validation {
@@ -539,6 +540,7 @@ async fn reload(
                 version = businesses.version,
                 "configuration reloaded; the next turn uses it"
             );
+            warn_of_unanswered_businesses(directory, store, now).await;
             Ok(businesses.version)
         }
         Err(e) => {
@@ -566,6 +568,62 @@ async fn reload(
                 tracing::error!(error = %e, "could not queue the refused reload's email");
             }
             Err(e.to_string())
+        }
+    }
+}
+
+/// In a directory of businesses, conversations stored under an id no file
+/// has any more (a renamed file: the id defaults to its stem) are answered
+/// by nobody: their customers' texts and reminders wait. The owner hears it
+/// at start and after each reload, with how to bring them back. (One file
+/// answers every conversation, whatever id it was stored under.)
+pub async fn warn_of_unanswered_businesses(
+    directory: &BusinessDirectory,
+    store: &dyn Store,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    if !directory.path().is_dir() {
+        return;
+    }
+    let businesses = directory.current();
+    let stored = match store.businesses_with_conversations().await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::error!(error = %e, "could not list the businesses with conversations");
+            return;
+        }
+    };
+    for (id, count) in stored {
+        // `default` holds rows from before businesses existed that no
+        // business's number claimed.
+        if id == "default" || businesses.iter().any(|b| b.business.id == id) {
+            continue;
+        }
+        let detail = format!(
+            "{count} conversation(s) belong to the business id `{id}`, which no file in {} has any more, \
+             so nobody answers them and their reminders are not sent. If a file was renamed, put \
+             `[business] id = \"{id}\"` in it (an id defaults to the file's name) and reload.",
+            directory.path().display()
+        );
+        tracing::error!(business = %id, count, "conversations belong to no configured business");
+        let alert = NewAlert {
+            kind: AlertKind::UnansweredBusiness,
+            detail,
+        };
+        if let Err(e) = store.record_alert(&alert.kind, None, &alert.detail).await {
+            tracing::error!(error = %e, "could not record the unanswered business's alert");
+        }
+        // One email per owner per missing id per day, however often the
+        // configuration is reloaded.
+        let key = format!("unanswered:{id}:{}", now.date_naive());
+        let emails: Vec<_> = businesses
+            .iter()
+            .filter_map(|b| {
+                crate::jobs::plan::alert_job(b, &alert, None, &format!("{key}:{}", b.business.id), now)
+            })
+            .collect();
+        if let Err(e) = store.enqueue_jobs(&emails).await {
+            tracing::error!(error = %e, "could not queue the unanswered business's email");
         }
     }
 }

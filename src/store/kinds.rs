@@ -79,6 +79,8 @@ stored_kind! {
         /// opted-out customer may still get (carriers confirm their own
         /// keywords).
         OptOutConfirmation => "opt_out_confirmation",
+        /// The confirmation of START, where the provider sends none.
+        OptInConfirmation => "opt_in_confirmation",
         /// The text telling a customer the owner has their message.
         HandoffAck => "handoff_ack",
         Reminder => "reminder",
@@ -109,6 +111,8 @@ stored_kind! {
         OptedOutWithBooking => "opted_out_with_booking",
         DeadJob => "dead_job",
         ConfigRejected => "config_rejected",
+        /// Conversations stored under a business id no file has any more.
+        UnansweredBusiness => "unanswered_business",
         TurnPanicked => "turn_panicked",
         TextUndelivered => "text_undelivered",
         /// A WhatsApp message outside the 24-hour window with no template.
@@ -136,6 +140,7 @@ impl AlertKind {
             AlertKind::OptedOutWithBooking => "A booked customer opted out of texts",
             AlertKind::DeadJob => "A notification could not be sent",
             AlertKind::ConfigRejected => "Your configuration edit was refused",
+            AlertKind::UnansweredBusiness => "Some conversations belong to no business now",
             AlertKind::TurnPanicked => "A customer's text could not be answered",
             AlertKind::TextUndelivered => "A text did not reach a customer",
             AlertKind::WhatsappWindow => "A WhatsApp message could not be sent",

@@ -89,6 +89,9 @@ pub trait Maintenance: Send + Sync + 'static {
         business_id: &str,
         numbers: Option<&[String]>,
     ) -> Result<u64, StoreError>;
+
+    /// Every business id that has conversations, with how many.
+    async fn businesses_with_conversations(&self) -> Result<Vec<(String, u64)>, StoreError>;
 }
 
 /// Every port at once: what a backend provides and what wiring holds.

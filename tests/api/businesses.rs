@@ -439,3 +439,31 @@ async fn same_named_crews_of_two_businesses_never_block_each_other() {
         assert_eq!(busy.len(), 1, "{business} sees only its own crew's booking");
     }
 }
+
+#[tokio::test]
+async fn a_renamed_business_id_leaves_its_conversations_unanswered_and_the_owner_is_told() {
+    let app = two_businesses().await;
+    text_to(&app, MAID_NUMBER, CUSTOMER, "Hi, how much for a deep clean?").await;
+    wait_for_sends(&app, 1).await;
+
+    // The owner gives the maid business an id of its own: its stored
+    // conversations are under `maid` (the file's stem), which no file has now.
+    let file = app.business_dir.as_ref().unwrap().join("maid.toml");
+    let renamed = MAID.replacen("[business]\n", "[business]\nid = \"sparkle\"\n", 1);
+    assert_ne!(renamed, MAID, "the example must start with [business]");
+    std::fs::write(&file, renamed).unwrap();
+    app.app.as_ref().unwrap().reload_configuration().await.unwrap();
+
+    let alerts = app.store.alerts().await.unwrap();
+    let alert = alerts
+        .iter()
+        .find(|a| a.kind == textdesk::store::AlertKind::UnansweredBusiness)
+        .unwrap_or_else(|| panic!("no alert in {alerts:?}"));
+    assert!(
+        alert.detail.contains("`maid`") && alert.detail.contains("id = \"maid\""),
+        "{}",
+        alert.detail
+    );
+    // The junk business, still configured, raises nothing.
+    assert!(!alerts.iter().any(|a| a.detail.contains("`junk`")), "{alerts:?}");
+}

@@ -157,6 +157,14 @@ impl Maintenance for SqliteStore {
         Ok(())
     }
 
+    async fn businesses_with_conversations(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT business_id, COUNT(*) FROM conversations GROUP BY business_id ORDER BY 1")
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(rows.into_iter().map(|(id, n)| (id, n.max(0) as u64)).collect())
+    }
+
     /// Frees every lease and requeues texts that were mid-send when the
     /// previous process died. A requeued text may reach the customer twice
     /// if the crash fell between the channel accepting it and us recording that;
