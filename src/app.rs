@@ -553,20 +553,8 @@ async fn reload(
                 kind: AlertKind::ConfigRejected,
                 detail,
             };
-            if let Err(e) = store.record_alert(&alert.kind, None, &alert.detail).await {
-                tracing::error!(error = %e, "could not record the refused reload's alert");
-            }
             let key = format!("config:{}", now.timestamp_millis());
-            let emails: Vec<_> = directory
-                .current()
-                .iter()
-                .filter_map(|b| {
-                    crate::jobs::plan::alert_job(b, &alert, None, &format!("{key}:{}", b.business.id), now)
-                })
-                .collect();
-            if let Err(e) = store.enqueue_jobs(&emails).await {
-                tracing::error!(error = %e, "could not queue the refused reload's email");
-            }
+            alert_every_owner(directory, store, &alert, &key, now).await;
             Err(e.to_string())
         }
     }
@@ -610,21 +598,35 @@ pub async fn warn_of_unanswered_businesses(
             kind: AlertKind::UnansweredBusiness,
             detail,
         };
-        if let Err(e) = store.record_alert(&alert.kind, None, &alert.detail).await {
-            tracing::error!(error = %e, "could not record the unanswered business's alert");
-        }
         // One email per owner per missing id per day, however often the
         // configuration is reloaded.
         let key = format!("unanswered:{id}:{}", now.date_naive());
-        let emails: Vec<_> = businesses
-            .iter()
-            .filter_map(|b| {
-                crate::jobs::plan::alert_job(b, &alert, None, &format!("{key}:{}", b.business.id), now)
-            })
-            .collect();
-        if let Err(e) = store.enqueue_jobs(&emails).await {
-            tracing::error!(error = %e, "could not queue the unanswered business's email");
-        }
+        alert_every_owner(directory, store, &alert, &key, now).await;
+    }
+}
+
+/// An alert about the installation rather than one business (a refused
+/// reload, orphaned conversations): stored once, and emailed to every
+/// configured business's owner under `key` (one job per owner).
+async fn alert_every_owner(
+    directory: &BusinessDirectory,
+    store: &dyn Store,
+    alert: &NewAlert,
+    key: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    if let Err(e) = store.record_alert(&alert.kind, None, &alert.detail).await {
+        tracing::error!(error = %e, kind = %alert.kind, "could not record an owner alert");
+    }
+    let emails: Vec<_> = directory
+        .current()
+        .iter()
+        .filter_map(|b| {
+            crate::jobs::plan::alert_job(b, alert, None, &format!("{key}:{}", b.business.id), now)
+        })
+        .collect();
+    if let Err(e) = store.enqueue_jobs(&emails).await {
+        tracing::error!(error = %e, kind = %alert.kind, "could not queue an owner alert's email");
     }
 }
 

@@ -6,24 +6,17 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::SqliteStore;
+use super::direction;
 use crate::store::console::{
     ConsoleAlert, ConsoleBooking, ConsoleStore, ConversationDetail, InboxFilter, InboxQuery, InboxRow,
     JobChange, MediaBytes, StoredSession, ThreadMedia, ThreadMessage,
 };
-use crate::store::{ConversationId, Direction, JobStatus, MessageId, StoreError};
+use crate::store::{ConversationId, JobStatus, MessageId, StoreError};
 
 /// The customer's name wherever the state keeps it (an opted-out
 /// conversation keeps the job in the state it left).
 const NAME_SQL: &str = "COALESCE(json_extract(c.state, '$.job.customer_name'),
                                   json_extract(c.state, '$.previous.job.customer_name'))";
-
-fn direction(raw: &str) -> Result<Direction, StoreError> {
-    match raw {
-        "inbound" => Ok(Direction::Inbound),
-        "outbound" => Ok(Direction::Outbound),
-        other => Err(StoreError::Corrupt(format!("message direction `{other}`"))),
-    }
-}
 
 fn from_ms(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms}")))

@@ -611,14 +611,9 @@ async fn record_inbound_in(
 }
 
 fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError> {
-    let direction: String = row.try_get("direction")?;
     Ok(Message {
         id: MessageId(row.try_get("id")?),
-        direction: match direction.as_str() {
-            "inbound" => Direction::Inbound,
-            "outbound" => Direction::Outbound,
-            other => return Err(StoreError::Corrupt(format!("message direction `{other}`"))),
-        },
+        direction: direction(row.try_get("direction")?)?,
         kind: MessageKind::parse(row.try_get("kind")?),
         body: row.try_get("body")?,
         status: row.try_get("status")?,

@@ -36,6 +36,15 @@ use crate::domain::delivery::DeliveryStatus;
 use crate::domain::phone::E164;
 use crate::domain::quote::Quote;
 
+/// A stored message's direction; anything else is corruption, not a guess.
+fn direction(raw: &str) -> Result<Direction, StoreError> {
+    match raw {
+        "inbound" => Ok(Direction::Inbound),
+        "outbound" => Ok(Direction::Outbound),
+        other => Err(StoreError::Corrupt(format!("message direction `{other}`"))),
+    }
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Two pools over one file: many readers, and exactly one writer. SQLite
