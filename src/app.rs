@@ -21,6 +21,7 @@ use crate::channel::twilio::TwilioChannel;
 use crate::clock::Clock;
 use crate::config::business::BusinessConfig;
 use crate::config::directory::BusinessDirectory;
+use crate::rehearsal::Rehearsals;
 use crate::config::settings::{AnthropicSettings, Settings};
 use crate::email::{EmailSender, OutboxEmail, SesEmail};
 use crate::http::{self, AppState};
@@ -67,6 +68,8 @@ pub struct Desks {
     parts: Option<Arc<EngineParts>>,
     /// One engine answering every business (tests).
     fixed: Option<Arc<Engine>>,
+    /// The console's "Try it" runs on these, in a scratch conversation.
+    rehearsals: Option<Rehearsals>,
 }
 
 impl Desks {
@@ -76,6 +79,7 @@ impl Desks {
             directory: None,
             parts: None,
             fixed: Some(engine),
+            rehearsals: None,
         })
     }
 
@@ -119,6 +123,12 @@ impl Desks {
         self.directory.as_ref()
     }
 
+    /// What the console's "Try it" answers with: the same model (or the
+    /// guided flow) as real turns.
+    pub fn rehearsals(&self) -> Option<&Rehearsals> {
+        self.rehearsals.as_ref()
+    }
+
     /// A new engine for `business` on the shared parts (tests replace
     /// its parts).
     pub fn build_engine(&self, business: Arc<BusinessConfig>) -> Option<Engine> {
@@ -129,8 +139,9 @@ impl Desks {
     }
 }
 
-/// The adapters every turn shares, whatever its business.
-fn engine_parts(
+/// The adapters every turn shares, whatever its business (and a
+/// rehearsal's, on its scratch store).
+pub(crate) fn engine_parts(
     store: Arc<dyn Store>,
     dispatcher: Arc<Dispatcher>,
     scheduler: Arc<Scheduler>,
@@ -206,6 +217,11 @@ impl Services {
         let sqlite = Arc::new(SqliteStore::connect_with_clock(&settings.database_url, clock.clone()).await?);
         let console: Arc<dyn ConsoleStore> = sqlite.clone();
         let store: Arc<dyn Store> = sqlite;
+        // The owner console's assistant settings, over the files, before
+        // anything reads a configuration.
+        for problem in directory.apply_stored_fragments(store.assistant_fragments().await?) {
+            tracing::error!(%problem, "a console setting no longer fits its business file; the file's value serves");
+        }
         let businesses = directory.current();
         // Rows from before businesses existed belong to the business that
         // answered them: the only one, or the one owning their number.
@@ -307,6 +323,11 @@ impl Services {
             }
         };
         let scheduler = Arc::new(Scheduler::new(store.clone(), calendar));
+        let rehearsals = Rehearsals {
+            anthropic: anthropic.clone(),
+            lease: settings.worker.lease,
+            clock: clock.clone(),
+        };
         let desks = Arc::new(Desks {
             directory: Some(directory),
             parts: Some(Arc::new(engine_parts(
@@ -318,6 +339,7 @@ impl Services {
                 clock.clone(),
             ))),
             fixed: None,
+            rehearsals: Some(rehearsals),
         });
         let first = businesses
             .iter()

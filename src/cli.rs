@@ -1,6 +1,7 @@
 //! The binary's commands. This is the edge where errors become `anyhow`
 //! and messages for a person.
 
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,10 +17,12 @@ use crate::channel::Channels;
 use crate::channel::console::ConsoleChannel;
 use crate::config::business::{BusinessConfig, BusinessKind, describe_toml_error};
 use crate::config::directory::{BusinessDirectory, load_businesses};
+use crate::config::fragments::{self, Fragment};
 use crate::config::settings::Settings;
 use crate::domain::phone::E164;
 use crate::domain::quote::{JobSpec, JunkJob, Labour, MaidJob, Selected, price};
-use crate::store::Recorded;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{AssistantFragments, Recorded};
 use crate::telemetry;
 
 #[derive(Parser)]
@@ -83,6 +86,22 @@ enum Command {
         /// One JSON object per line, for scripts.
         #[arg(long)]
         json: bool,
+    },
+    /// The configuration as textdesk runs it.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a business's configuration as TOML: its file with the owner
+    /// console's assistant settings merged in.
+    Export {
+        /// With a directory of businesses, the id of the one to export.
+        #[arg(long)]
+        business: Option<String>,
     },
 }
 
@@ -241,6 +260,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Conversations { json } => {
             telemetry::init(settings.log_format, "warn");
             conversations(settings, json).await
+        }
+        Command::Config {
+            action: ConfigCommand::Export { business },
+        } => {
+            telemetry::init(settings.log_format, "warn");
+            export_config(settings, business.as_deref()).await
         }
         Command::CheckConfig { .. } | Command::Quote(_) => unreachable!("handled without a runtime"),
     }
@@ -770,6 +795,11 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
     let path = business_path(path);
     // A directory: every file is checked, and every problem reported.
     let businesses = load_businesses(&path, 1)?;
+    let settings = Settings::from_env();
+    let stored = match &settings {
+        Ok(settings) => console_settings(settings)?,
+        Err(_) => None,
+    };
     let mut report = String::new();
     for (file, config) in &businesses.list {
         if businesses.list.len() > 1 {
@@ -779,14 +809,109 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
                 config.business.id
             ));
         }
-        report.push_str(&config_summary(file, config));
+        let fragments = stored.as_ref().and_then(|s| s.get(&config.business.id));
+        match fragments.map(|f| fragments::apply(config, file, f)) {
+            None => report.push_str(&config_summary(file, config)),
+            Some(Ok(applied)) => {
+                report.push_str(&config_summary(file, &applied));
+                report.push_str(&console_overrides(&applied));
+            }
+            Some(Err(e)) => {
+                report.push_str(&config_summary(file, config));
+                report.push_str(&format!(
+                    "\nwarning: the owner console's setting {e}; the file's value serves until it is changed on /owner/settings\n"
+                ));
+            }
+        }
     }
-    match Settings::from_env() {
-        Ok(settings) => report.push_str(&environment_summary(&settings)),
+    match &settings {
+        Ok(settings) => report.push_str(&environment_summary(settings)),
         Err(e) => report.push_str(&format!("\nEnvironment: {e}\n")),
     }
     // `check-config | head` closes the pipe early; that is not an error.
     let _ = std::io::stdout().lock().write_all(report.as_bytes());
+    Ok(())
+}
+
+/// The owner console's assistant settings in the database `DATABASE_URL`
+/// names, by business id; `None` when that database does not exist yet
+/// (check-config never creates one).
+fn console_settings(settings: &Settings) -> anyhow::Result<Option<HashMap<String, Vec<Fragment>>>> {
+    let Some(file) = sqlite_file(&settings.database_url) else {
+        return Ok(None);
+    };
+    if !file.exists() {
+        return Ok(None);
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let stored = runtime.block_on(async {
+        let store = SqliteStore::connect(&settings.database_url).await?;
+        store.assistant_fragments().await
+    });
+    Ok(Some(stored.with_context(|| {
+        format!(
+            "cannot read the owner console's settings from {}",
+            redact_url(&settings.database_url)
+        )
+    })?))
+}
+
+/// The file a `sqlite:` URL names, if it names one.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// Which settings the owner console overrides, with their source.
+fn console_overrides(config: &BusinessConfig) -> String {
+    let mut out = String::from("\nConsole overrides (set on /owner/settings, stored in the database; business.toml stays the base):\n");
+    for f in &config.console.fragments {
+        let how = if config.console.appended(&f.key) > 0 {
+            "appended to the file's list"
+        } else {
+            "replaces the file's value"
+        };
+        out.push_str(&format!(
+            "  [assistant] {} = {}  (source: console, {how}; saved {} by {})\n",
+            f.key,
+            f.value,
+            f.updated_at.format("%Y-%m-%d %H:%M UTC"),
+            f.updated_by
+        ));
+    }
+    out
+}
+
+async fn export_config(settings: Settings, business_id: Option<&str>) -> anyhow::Result<()> {
+    let directory = BusinessDirectory::load(&settings.business_config)?;
+    let businesses = directory.current();
+    let business = match business_id {
+        Some(id) => businesses
+            .get(id)
+            .cloned()
+            .with_context(|| format!("no business `{id}`"))?,
+        None => businesses
+            .single()
+            .cloned()
+            .context("several businesses are configured: say which with --business ID")?,
+    };
+    let exported = match sqlite_file(&settings.database_url).filter(|f| f.exists()) {
+        Some(_) => {
+            let store = SqliteStore::connect(&settings.database_url).await?;
+            let mut stored = store.assistant_fragments().await?;
+            let own = stored.remove(&business.business.id).unwrap_or_default();
+            let path = businesses
+                .path_of(&business.business.id)
+                .unwrap_or(&settings.business_config)
+                .to_path_buf();
+            let applied = fragments::apply(&business, &path, &own)
+                .with_context(|| format!("business `{}`", business.business.id))?;
+            fragments::export(&applied)?
+        }
+        None => fragments::export(&business)?,
+    };
+    let _ = std::io::stdout().lock().write_all(exported.as_bytes());
     Ok(())
 }
 
@@ -903,6 +1028,7 @@ fn config_summary(path: &Path, config: &BusinessConfig) -> String {
     let mut assembled = prompt::assemble(config, chrono::Utc::now());
     assembled.push(
         "Catalog",
+        prompt::Origin::File,
         "[pricing] (labels only; prices come from get_quote)",
         prompt::catalog_text(config),
     );

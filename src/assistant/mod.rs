@@ -206,25 +206,7 @@ impl ClaudeResponder {
     /// The system prompt for the state the conversation is in now; rebuilt
     /// every round, because a tool may have moved it.
     fn system_prompt(&self, turn: &TurnInput, ctx: &ToolContext<'_>) -> String {
-        let business = ctx.business;
-        let mut assembled = prompt::assemble(business, ctx.now);
-        assembled.push("Catalog", "[pricing]", prompt::catalog_text(business));
-        let job = ctx.state.job().cloned().unwrap_or_default();
-        let quote = ctx.state.quote().map(|q| job_tools::quote_for_model(q, business));
-        assembled.push(
-            "State",
-            "the conversation",
-            prompt::state_text(
-                &ctx.state,
-                &job_tools::describe_job(&job, business),
-                quote.as_deref(),
-            ),
-        );
-        let mut text = assembled.text();
-        if turn.first_contact {
-            text.push_str("\n\nThis is the customer's first message to us.");
-        }
-        text
+        prompt::for_request(ctx.business, &ctx.state, turn.first_contact, ctx.now).text()
     }
 
     /// Runs the tool loop until the model answers in text.

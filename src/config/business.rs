@@ -39,6 +39,13 @@ pub struct BusinessConfig {
     pub guardrail: GuardrailConfig,
     /// `[whatsapp.templates]`: what goes out after WhatsApp's 24-hour window.
     pub whatsapp: crate::channel::whatsapp::WhatsAppConfig,
+    /// The file's own text, as `parse` read it: the base the console's
+    /// fragments are laid over (see `config::fragments`).
+    #[serde(skip)]
+    pub file_text: Option<std::sync::Arc<str>>,
+    /// The console's fragments applied to this configuration, if any.
+    #[serde(skip)]
+    pub console: super::fragments::ConsoleOverrides,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -186,6 +193,9 @@ pub struct AssistantConfig {
     pub additional_rules: Vec<String>,
     /// Promotions, closures, anything time-bound. Appended.
     pub current_info: Vec<String>,
+    /// When to hand the conversation to the owner, beside the built-in
+    /// cases (the customer asks for a person, a tool fails). Appended.
+    pub handoff_rules: Vec<String>,
     /// How many recent messages of the conversation Claude sees.
     #[serde(deserialize_with = "history_messages")]
     pub history_messages: usize,
@@ -205,6 +215,7 @@ impl Default for AssistantConfig {
             greeting: None,
             additional_rules: Vec::new(),
             current_info: Vec::new(),
+            handoff_rules: Vec::new(),
             history_messages: 20,
             daily_model_calls_per_customer: 100,
         }
@@ -333,6 +344,8 @@ impl Default for BusinessConfig {
             reminders: ReminderConfig::default(),
             guardrail: GuardrailConfig::default(),
             whatsapp: Default::default(),
+            file_text: None,
+            console: Default::default(),
         }
     }
 }
@@ -460,6 +473,7 @@ impl BusinessConfig {
                 ));
             }
         }
+        config.file_text = Some(text.into());
         Ok(config)
     }
 

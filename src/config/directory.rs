@@ -9,9 +9,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::business::{BusinessConfig, ConfigError, parse_sender};
+use super::fragments::{self, Fragment, FragmentError};
 use crate::domain::phone::E164;
 
 /// Rows written before businesses existed carry this id until the store
@@ -64,12 +65,18 @@ pub enum Problem {
         path: PathBuf,
         other_path: PathBuf,
     },
+    /// A console setting the edited file no longer accepts.
+    #[error("{}: the owner console's setting {error} (change it on /owner/settings)", path.display())]
+    Console {
+        path: PathBuf,
+        error: FragmentError,
+    },
 }
 
 /// One consistent set of businesses: what a turn looks its business up in.
 #[derive(Debug)]
 pub struct Businesses {
-    /// Bumped by every accepted reload.
+    /// Bumped by every accepted reload and every console save.
     pub version: u64,
     /// Sorted by id.
     pub list: Vec<(PathBuf, Arc<BusinessConfig>)>,
@@ -109,6 +116,49 @@ impl Businesses {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<BusinessConfig>> {
         self.list.iter().map(|(_, b)| b)
     }
+
+    /// The file `id` was read from.
+    pub fn path_of(&self, id: &str) -> Option<&Path> {
+        self.by_id.get(id).map(|&i| self.list[i].0.as_path())
+    }
+
+    /// The same set with `config` in place of its business's entry.
+    fn with(&self, version: u64, config: Arc<BusinessConfig>) -> Businesses {
+        let mut list = self.list.clone();
+        if let Some(&i) = self.by_id.get(&config.business.id) {
+            list[i].1 = config;
+        }
+        Businesses {
+            version,
+            list,
+            by_id: self.by_id.clone(),
+            by_number: self.by_number.clone(),
+            answers_every_number: self.answers_every_number,
+        }
+    }
+
+    /// Every business with its console fragments applied; one a fragment
+    /// no longer fits is a problem, like a bad file.
+    fn overlaid(mut self, fragments: &HashMap<String, Vec<Fragment>>) -> Result<Businesses, DirectoryError> {
+        let mut problems = Vec::new();
+        for (path, config) in &mut self.list {
+            let Some(own) = fragments.get(&config.business.id) else {
+                continue;
+            };
+            match fragments::apply(config, path, own) {
+                Ok(applied) => *config = Arc::new(applied),
+                Err(error) => problems.push(Problem::Console {
+                    path: path.clone(),
+                    error,
+                }),
+            }
+        }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(DirectoryError::Invalid(problems))
+        }
+    }
 }
 
 pub struct BusinessDirectory {
@@ -120,6 +170,12 @@ pub struct BusinessDirectory {
     /// states no `[business] phone`, applied on every (re)load.
     default_phone: Option<E164>,
     current: RwLock<Arc<Businesses>>,
+    /// The owner console's settings per business id, laid over the files
+    /// on every (re)load, so a SIGHUP keeps them.
+    fragments: RwLock<HashMap<String, Vec<Fragment>>>,
+    /// Reloads and console saves, one at a time: neither may swap in a set
+    /// built before the other's.
+    changes: Mutex<()>,
 }
 
 impl BusinessDirectory {
@@ -136,6 +192,8 @@ impl BusinessDirectory {
             reloadable: true,
             default_phone,
             current: RwLock::new(Arc::new(businesses)),
+            fragments: RwLock::default(),
+            changes: Mutex::default(),
         })
     }
 
@@ -151,6 +209,8 @@ impl BusinessDirectory {
             reloadable: false,
             default_phone: None,
             current: RwLock::new(Arc::new(businesses)),
+            fragments: RwLock::default(),
+            changes: Mutex::default(),
         })
     }
 
@@ -173,14 +233,70 @@ impl BusinessDirectory {
         if !self.reloadable {
             return Err(DirectoryError::NotReloadable);
         }
+        let _one_change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let version = self.current().version + 1;
-        let fresh = Arc::new(with_default_phone(
-            load_businesses(&self.path, version)?,
-            &self.path,
-            self.default_phone.as_ref(),
-        ));
+        let fresh = Arc::new(
+            with_default_phone(
+                load_businesses(&self.path, version)?,
+                &self.path,
+                self.default_phone.as_ref(),
+            )
+            .overlaid(&self.fragments.read().unwrap_or_else(|e| e.into_inner()))?,
+        );
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
         Ok(fresh)
+    }
+
+    /// Lays the console's stored fragments (per business id) over the
+    /// files, at start; kept for every later reload. A business whose
+    /// fragments no longer fit its file is left as its file says, and
+    /// reported.
+    pub fn apply_stored_fragments(&self, all: HashMap<String, Vec<Fragment>>) -> Vec<Problem> {
+        let _one_change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.current();
+        let mut problems = Vec::new();
+        for (id, fragments) in &all {
+            let Some(path) = current.path_of(id).map(Path::to_path_buf) else {
+                continue;
+            };
+            let Some(config) = current.get(id) else { continue };
+            match fragments::apply(config, &path, fragments) {
+                Ok(applied) => current = Arc::new(current.with(current.version, Arc::new(applied))),
+                Err(error) => problems.push(Problem::Console { path, error }),
+            }
+        }
+        *self.fragments.write().unwrap_or_else(|e| e.into_inner()) = all;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = current;
+        problems
+    }
+
+    /// `id`'s configuration as it would be with `fragments` (all of the
+    /// console's settings for it) instead of its current ones.
+    pub fn preview(&self, id: &str, fragments: &[Fragment]) -> Option<Result<BusinessConfig, FragmentError>> {
+        let current = self.current();
+        let config = current.get(id)?;
+        let path = current.path_of(id)?;
+        Some(fragments::apply(config, path, fragments))
+    }
+
+    /// Makes `fragments` `id`'s console settings from the next turn on
+    /// (the caller has stored them). `None`: no such business.
+    pub fn install(&self, id: &str, fragments: Vec<Fragment>) -> Option<Result<Arc<BusinessConfig>, FragmentError>> {
+        let _one_change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current();
+        let config = match fragments::apply(current.get(id)?, current.path_of(id)?, &fragments) {
+            Ok(config) => Arc::new(config),
+            Err(e) => return Some(Err(e)),
+        };
+        let fresh = Arc::new(current.with(current.version + 1, config.clone()));
+        let mut stored = self.fragments.write().unwrap_or_else(|e| e.into_inner());
+        if fragments.is_empty() {
+            stored.remove(id);
+        } else {
+            stored.insert(id.to_string(), fragments);
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Some(Ok(config))
     }
 }
 

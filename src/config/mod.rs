@@ -2,6 +2,7 @@
 
 pub mod business;
 pub mod directory;
+pub mod fragments;
 pub mod settings;
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod alerts;
 pub mod bookings;
 pub mod console;
 pub mod conversations;
+pub mod fragments;
 pub mod jobs;
 pub mod kinds;
 pub mod media;
@@ -34,6 +35,7 @@ use async_trait::async_trait;
 pub use alerts::*;
 pub use bookings::*;
 pub use conversations::*;
+pub use fragments::*;
 pub use jobs::*;
 pub use kinds::*;
 pub use media::*;
@@ -96,11 +98,19 @@ pub trait Maintenance: Send + Sync + 'static {
 
 /// Every port at once: what a backend provides and what wiring holds.
 pub trait Store:
-    Maintenance + ConversationStore + Outbox + BookingStore + JobQueue + OwnerAlerts + MediaStore
+    Maintenance + ConversationStore + Outbox + BookingStore + JobQueue + OwnerAlerts + MediaStore + AssistantFragments
 {
 }
 
 impl<T> Store for T where
-    T: Maintenance + ConversationStore + Outbox + BookingStore + JobQueue + OwnerAlerts + MediaStore + ?Sized
+    T: Maintenance
+        + ConversationStore
+        + Outbox
+        + BookingStore
+        + JobQueue
+        + OwnerAlerts
+        + MediaStore
+        + AssistantFragments
+        + ?Sized
 {
 }

@@ -9,6 +9,7 @@ mod alerts;
 mod bookings;
 mod console;
 mod conversations;
+mod fragments;
 mod jobs;
 mod media;
 mod outbox;
