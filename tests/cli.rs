@@ -516,3 +516,109 @@ fn alerts_and_conversations_list_the_inbox_and_resolve_from_the_terminal() {
         "resolved alerts no longer pin: {out}"
     );
 }
+
+/// Runs textdesk on the database `db` and the business file(s) `config`.
+fn textdesk_with(db: &std::path::Path, config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_textdesk"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("BUSINESS_CONFIG", config)
+        .env_remove("ANTHROPIC_API_KEY")
+        .output()
+        .expect("run textdesk");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A business file and a database holding the console's settings for it,
+/// as `/owner/settings` saves them.
+fn business_with_console_settings(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use textdesk::config::fragments::{CONSOLE_EDITOR, Fragment};
+    use textdesk::store::AssistantFragments;
+    let file = dir.join("rose.toml");
+    std::fs::write(
+        &file,
+        "# The owner's comments stay in the file.\n[business]\nname = \"Rose City Junk\"\n\n[assistant]\ntone = \"friendly\"\nadditional_rules = [\"FILE-RULE.\"]\n",
+    )
+    .unwrap();
+    let db = dir.join("desk.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = textdesk::store::sqlite::SqliteStore::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let fragment = |key: &str, value: &str| Fragment {
+            key: key.into(),
+            value: value.into(),
+            updated_at: chrono::Utc::now(),
+            updated_by: CONSOLE_EDITOR.into(),
+        };
+        store
+            .replace_assistant_fragments(
+                "rose",
+                &[
+                    fragment("additional_rules", "[\"CONSOLE-RULE.\"]"),
+                    fragment("tone", "\"casual\""),
+                ],
+            )
+            .await
+            .unwrap();
+    });
+    (file, db)
+}
+
+#[test]
+fn check_config_shows_the_console_s_overrides_with_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, db) = business_with_console_settings(dir.path());
+    let (ok, out, err) = textdesk_with(&db, &file, &["check-config", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Console overrides"), "{out}");
+    assert!(
+        out.contains("[assistant] tone = \"casual\"  (source: console, replaces the file's value"),
+        "{out}"
+    );
+    assert!(out.contains("(source: console, appended to the file's list"), "{out}");
+    assert!(out.contains("Assistant:  tone casual"), "{out}");
+    // The assembled prompt names each section's source.
+    assert!(out.contains("(from console: [assistant] additional_rules)"), "{out}");
+    assert!(out.contains("(from [assistant] additional_rules)"), "{out}");
+
+    // Without a database, check-config creates none and shows the file.
+    let missing = dir.path().join("none.db");
+    let (ok, out, err) = textdesk_with(&missing, &file, &["check-config", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(!out.contains("Console overrides"), "{out}");
+    assert!(!missing.exists());
+}
+
+#[test]
+fn config_export_writes_the_merged_configuration_as_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, db) = business_with_console_settings(dir.path());
+    let (ok, out, err) = textdesk_with(&db, &file, &["config", "export"]);
+    assert!(ok, "{err}");
+    let exported: toml::Table = out.parse().unwrap_or_else(|e| panic!("{e}: {out}"));
+    let assistant = exported["assistant"].as_table().unwrap();
+    assert_eq!(assistant["tone"].as_str(), Some("casual"));
+    let rules: Vec<_> = assistant["additional_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["FILE-RULE.", "CONSOLE-RULE."]);
+    assert_eq!(exported["business"]["name"].as_str(), Some("Rose City Junk"));
+    // What it writes is a business file textdesk accepts.
+    let again = dir.path().join("exported.toml");
+    std::fs::write(&again, &out).unwrap();
+    let (ok, _, err) = textdesk_with(&db, &again, &["check-config", again.to_str().unwrap()]);
+    assert!(ok, "{err}");
+
+    let (ok, _, err) = textdesk_with(&db, &file, &["config", "export", "--business", "nobody"]);
+    assert!(!ok && err.contains("no business `nobody`"), "{err}");
+}

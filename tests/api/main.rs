@@ -18,6 +18,7 @@ mod panics;
 mod quotes;
 mod receipts;
 mod scheduling;
+mod settings;
 mod store;
 mod turns;
 mod upgrade;

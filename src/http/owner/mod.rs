@@ -12,6 +12,7 @@ mod auth;
 mod pages;
 pub mod password;
 mod sessions;
+mod settings;
 mod views;
 
 use std::collections::HashMap;
@@ -165,6 +166,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/owner/jobs", get(pages::jobs))
         .route("/owner/jobs/{id}/retry", post(pages::retry_job))
         .route("/owner/jobs/{id}/cancel", post(pages::cancel_job))
+        .route("/owner/settings", get(settings::settings).post(settings::save))
+        .route("/owner/settings/preview", post(settings::preview))
+        .route("/owner/settings/try", post(settings::try_it))
         .route("/owner/logout", post(auth::logout))
         // Unknown pages are 404 too, but only to the owner.
         .route("/owner/{*rest}", get(pages::not_found).post(pages::not_found))
@@ -176,6 +180,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/owner/login", get(auth::login_form).post(auth::login))
         .route("/owner/static/console.css", get(static_css))
+        .route("/owner/static/settings.css", get(settings::settings_css))
+        .route("/owner/static/settings.js", get(settings::settings_js))
         .merge(owner_only)
         .layer(middleware::from_fn(require_csrf))
         .layer(sessions)

@@ -26,7 +26,7 @@ use crate::store::{ConversationId, Direction, JobStatus, MessageId, STALE_PENDIN
 pub const INBOX_PAGE_SIZE: usize = 50;
 
 /// A failure the owner cannot fix from the page: logged, and a plain 500.
-fn internal(e: impl std::fmt::Display) -> Response {
+pub(super) fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "console: a page failed");
     views::error_page(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -45,12 +45,12 @@ fn picked_business(state: &AppState, raw: Option<&str>) -> Option<Arc<BusinessCo
 }
 
 /// The business whose zone and crews a page uses when none is picked.
-fn business_or_first(state: &AppState, id: Option<&str>) -> Option<Arc<BusinessConfig>> {
+pub(super) fn business_or_first(state: &AppState, id: Option<&str>) -> Option<Arc<BusinessConfig>> {
     id.and_then(|id| state.businesses.business(id))
         .or_else(|| state.businesses.current().iter().next().cloned())
 }
 
-async fn nav(
+pub(super) async fn nav(
     state: &AppState,
     session: &Session,
     active: &'static str,
