@@ -419,3 +419,51 @@ async fn settings_need_a_session_and_a_csrf_token() {
     let stored: &dyn Store = app.store.as_ref();
     assert!(stored.assistant_fragments().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn try_it_books_in_its_scratch_conversation_only() {
+    use crate::quotes::{ScriptedClaude, claude_tool};
+    use serde_json::json;
+    use wiremock::matchers::{method, path};
+    use wiremock::Mock;
+    let app = spawn_app_with(Options {
+        default_fakes: false,
+        ..Options::default()
+    })
+    .await;
+    mount_twilio_accepting(&app.twilio).await;
+    // A model that quotes, asks for openings and books one, in one turn.
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ScriptedClaude::new(vec![
+            claude_tool(
+                "t1",
+                "record_job_details",
+                json!({"size": "half_truck", "address": "12 Oak St, Portland", "customer_name": "Dana"}),
+            ),
+            claude_tool("t2", "get_quote", json!({})),
+            claude_tool("t3", "get_available_slots", json!({"preference": "next Tuesday afternoon"})),
+            claude_tool("t4", "book_slot", json!({"slot_id": 1})),
+            claude_text("You're booked!"),
+        ]))
+        .mount(&app.anthropic)
+        .await;
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+    let page = browser
+        .post(
+            "/owner/settings/try",
+            &[
+                ("csrf", &csrf),
+                ("business", "test"),
+                ("sample", "Half a truck at 12 Oak St, book me next Tuesday afternoon"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Conversation state after it: BOOKED"), "{}", page.body);
+    assert!(app.twilio.received_requests().await.unwrap().is_empty());
+    for (table, query) in WRITTEN_BY_A_TURN {
+        assert_eq!(count(&app, query).await, 0, "{table}");
+    }
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM alerts").await, 0);
+}
