@@ -858,14 +858,18 @@ fn console_settings(settings: &Settings) -> anyhow::Result<Option<HashMap<String
 
 /// The file a `sqlite:` URL names, if it names one.
 fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 /// Which settings the owner console overrides, with their source.
 fn console_overrides(config: &BusinessConfig) -> String {
-    let mut out = String::from("\nConsole overrides (set on /owner/settings, stored in the database; business.toml stays the base):\n");
+    let mut out = String::from(
+        "\nConsole overrides (set on /owner/settings, stored in the database; business.toml stays the base):\n",
+    );
     for f in &config.console.fragments {
         let how = if config.console.appended(&f.key) > 0 {
             "appended to the file's list"

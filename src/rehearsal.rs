@@ -91,7 +91,8 @@ impl Rehearsals {
         if sample.is_empty() {
             return Err(RehearsalError::Empty);
         }
-        let dir = ScratchDir(std::env::temp_dir().join(format!("textdesk-try-{}", uuid::Uuid::new_v4().simple())));
+        let dir =
+            ScratchDir(std::env::temp_dir().join(format!("textdesk-try-{}", uuid::Uuid::new_v4().simple())));
         std::fs::create_dir_all(&dir.0)?;
         let url = format!("sqlite://{}", dir.0.join("scratch.db").display());
         let sqlite = Arc::new(SqliteStore::connect_with_clock(&url, self.clock.clone()).await?);

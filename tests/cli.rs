@@ -582,10 +582,16 @@ fn check_config_shows_the_console_s_overrides_with_their_source() {
         out.contains("[assistant] tone = \"casual\"  (source: console, replaces the file's value"),
         "{out}"
     );
-    assert!(out.contains("(source: console, appended to the file's list"), "{out}");
+    assert!(
+        out.contains("(source: console, appended to the file's list"),
+        "{out}"
+    );
     assert!(out.contains("Assistant:  tone casual"), "{out}");
     // The assembled prompt names each section's source.
-    assert!(out.contains("(from console: [assistant] additional_rules)"), "{out}");
+    assert!(
+        out.contains("(from console: [assistant] additional_rules)"),
+        "{out}"
+    );
     assert!(out.contains("(from [assistant] additional_rules)"), "{out}");
 
     // Without a database, check-config creates none and shows the file.

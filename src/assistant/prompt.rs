@@ -120,7 +120,14 @@ fn source_of(origin: Origin, key_and_value: String) -> String {
 
 /// A list of the owner's, as the file has it and as the console appended
 /// to it: one section each, so every line shows where it came from.
-fn push_list(prompt: &mut AssembledPrompt, config: &BusinessConfig, title: &'static str, key: &str, intro: &str, list: &[String]) {
+fn push_list(
+    prompt: &mut AssembledPrompt,
+    config: &BusinessConfig,
+    title: &'static str,
+    key: &str,
+    intro: &str,
+    list: &[String],
+) {
     let appended = config.console.appended(key).min(list.len());
     let (file, console) = list.split_at(list.len() - appended);
     let lines = |items: &[String]| {
@@ -131,10 +138,19 @@ fn push_list(prompt: &mut AssembledPrompt, config: &BusinessConfig, title: &'sta
             .join("\n")
     };
     if !file.is_empty() {
-        prompt.push(title, Origin::File, format!("[assistant] {key}"), format!("{intro}\n{}", lines(file)));
+        prompt.push(
+            title,
+            Origin::File,
+            format!("[assistant] {key}"),
+            format!("{intro}\n{}", lines(file)),
+        );
     }
     if !console.is_empty() {
-        let intro = if file.is_empty() { intro.to_string() } else { "And also:".to_string() };
+        let intro = if file.is_empty() {
+            intro.to_string()
+        } else {
+            "And also:".to_string()
+        };
         prompt.push(
             title,
             Origin::Console,
@@ -154,7 +170,10 @@ pub fn assemble(config: &BusinessConfig, now: DateTime<Utc>) -> AssembledPrompt 
             prompt.push(
                 "Base",
                 origin,
-                source_of(origin, "[assistant] base_prompt (replaces the built-in base)".into()),
+                source_of(
+                    origin,
+                    "[assistant] base_prompt (replaces the built-in base)".into(),
+                ),
                 custom.trim(),
             )
         }
@@ -174,7 +193,8 @@ pub fn assemble(config: &BusinessConfig, now: DateTime<Utc>) -> AssembledPrompt 
     }
     prompt.push("Business", Origin::File, "[business]", facts);
 
-    let style_origin = if config.console.get("tone").is_some() || config.console.get("reply_length").is_some() {
+    let style_origin = if config.console.get("tone").is_some() || config.console.get("reply_length").is_some()
+    {
         Origin::Console
     } else {
         Origin::File

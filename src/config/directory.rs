@@ -67,10 +67,7 @@ pub enum Problem {
     },
     /// A console setting the edited file no longer accepts.
     #[error("{}: the owner console's setting {error} (change it on /owner/settings)", path.display())]
-    Console {
-        path: PathBuf,
-        error: FragmentError,
-    },
+    Console { path: PathBuf, error: FragmentError },
 }
 
 /// One consistent set of businesses: what a turn looks its business up in.
@@ -281,7 +278,11 @@ impl BusinessDirectory {
 
     /// Makes `fragments` `id`'s console settings from the next turn on
     /// (the caller has stored them). `None`: no such business.
-    pub fn install(&self, id: &str, fragments: Vec<Fragment>) -> Option<Result<Arc<BusinessConfig>, FragmentError>> {
+    pub fn install(
+        &self,
+        id: &str,
+        fragments: Vec<Fragment>,
+    ) -> Option<Result<Arc<BusinessConfig>, FragmentError>> {
         let _one_change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current();
         let config = match fragments::apply(current.get(id)?, current.path_of(id)?, &fragments) {

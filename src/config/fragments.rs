@@ -93,8 +93,14 @@ pub fn parse_value(key: &str, value: &str) -> Result<toml::Value, FragmentError>
         key: key.to_string(),
         message,
     };
-    if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        return Err(syntax("a setting's name is lower-case letters, digits and _".into()));
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(syntax(
+            "a setting's name is lower-case letters, digits and _".into(),
+        ));
     }
     let mut table: toml::Table = format!("value = {value}")
         .parse()
@@ -108,10 +114,12 @@ pub fn parse_value(key: &str, value: &str) -> Result<toml::Value, FragmentError>
 
 /// `text`'s TOML with `fragments` merged into its `[assistant]` table.
 pub fn merge(text: &str, fragments: &[Fragment]) -> Result<toml::Table, FragmentError> {
-    let mut root: toml::Table = text.parse().map_err(|e: toml::de::Error| FragmentError::Invalid {
-        key: "(file)".into(),
-        message: e.message().trim().to_string(),
-    })?;
+    let mut root: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| FragmentError::Invalid {
+            key: "(file)".into(),
+            message: e.message().trim().to_string(),
+        })?;
     let assistant = root
         .entry("assistant")
         .or_insert_with(|| toml::Value::Table(toml::Table::new()))
@@ -131,7 +139,11 @@ pub fn merge(text: &str, fragments: &[Fragment]) -> Result<toml::Table, Fragment
 
 /// `base` (a configuration `parse` read, with or without fragments
 /// applied) with `fragments` applied instead, validated by the file's rules.
-pub fn apply(base: &BusinessConfig, path: &Path, fragments: &[Fragment]) -> Result<BusinessConfig, FragmentError> {
+pub fn apply(
+    base: &BusinessConfig,
+    path: &Path,
+    fragments: &[Fragment],
+) -> Result<BusinessConfig, FragmentError> {
     if fragments.is_empty() && base.console.is_empty() {
         return Ok(base.clone());
     }
@@ -208,7 +220,12 @@ mod tests {
 
     #[test]
     fn a_value_the_file_would_refuse_is_refused_naming_the_key() {
-        let err = apply(&base(FILE), Path::new("rose.toml"), &[fragment("tone", "\"grumpy\"")]).unwrap_err();
+        let err = apply(
+            &base(FILE),
+            Path::new("rose.toml"),
+            &[fragment("tone", "\"grumpy\"")],
+        )
+        .unwrap_err();
         assert_eq!(err.key(), Some("tone"));
         assert!(err.message().contains("friendly"), "{err}");
         let err = apply(
@@ -218,7 +235,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message().contains("from 1 to 200"), "{err}");
-        let err = apply(&base(FILE), Path::new("rose.toml"), &[fragment("no_such_key", "1")]).unwrap_err();
+        let err = apply(
+            &base(FILE),
+            Path::new("rose.toml"),
+            &[fragment("no_such_key", "1")],
+        )
+        .unwrap_err();
         assert_eq!(err.key(), Some("no_such_key"));
     }
 

@@ -15,5 +15,9 @@ pub trait AssistantFragments: Send + Sync {
 
     /// Makes `fragments` the whole of `business_id`'s console settings, in
     /// one transaction.
-    async fn replace_assistant_fragments(&self, business_id: &str, fragments: &[Fragment]) -> Result<(), StoreError>;
+    async fn replace_assistant_fragments(
+        &self,
+        business_id: &str,
+        fragments: &[Fragment],
+    ) -> Result<(), StoreError>;
 }

@@ -98,7 +98,14 @@ pub trait Maintenance: Send + Sync + 'static {
 
 /// Every port at once: what a backend provides and what wiring holds.
 pub trait Store:
-    Maintenance + ConversationStore + Outbox + BookingStore + JobQueue + OwnerAlerts + MediaStore + AssistantFragments
+    Maintenance
+    + ConversationStore
+    + Outbox
+    + BookingStore
+    + JobQueue
+    + OwnerAlerts
+    + MediaStore
+    + AssistantFragments
 {
 }
 

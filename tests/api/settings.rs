@@ -6,8 +6,8 @@ use reqwest::redirect::Policy;
 use serde_json::Value;
 use sqlx::Row;
 use textdesk::http::owner::password::set_owner_password;
-use textdesk::store::sqlite::SqliteStore;
 use textdesk::store::Store;
+use textdesk::store::sqlite::SqliteStore;
 
 use crate::helpers::*;
 
@@ -30,7 +30,11 @@ struct Page {
 
 impl Page {
     fn csrf(&self) -> String {
-        let at = self.body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF token")
+            + 19;
         self.body[at..].split('"').next().unwrap().to_string()
     }
 }
@@ -40,7 +44,10 @@ impl Browser {
         let store = SqliteStore::connect(&app.database_url).await.unwrap();
         set_owner_password(&store, PASSWORD).await.unwrap();
         let mut browser = Self {
-            http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
             base: app.address.clone(),
             cookie: None,
         };
@@ -106,7 +113,9 @@ async fn wait_for_model_requests(app: &TestApp, n: usize) -> Vec<Value> {
 
 /// The assembled-prompt element's contents.
 fn assembled(body: &str) -> &str {
-    let at = body.find("id=\"assembled-prompt\"").expect("the assembled prompt");
+    let at = body
+        .find("id=\"assembled-prompt\"")
+        .expect("the assembled prompt");
     let rest = &body[at..];
     &rest[..rest.find("id=\"preview\"").unwrap_or(rest.len())]
 }
@@ -129,11 +138,7 @@ const WRITTEN_BY_A_TURN: [(&str, &str); 6] = [
 
 async fn count(app: &TestApp, query: &'static str) -> i64 {
     let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    let n = sqlx::query(query)
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-        .get("n");
+    let n = sqlx::query(query).fetch_one(&pool).await.unwrap().get("n");
     pool.close().await;
     n
 }
@@ -166,9 +171,18 @@ async fn the_page_shows_cards_the_file_s_rules_read_only_and_the_assembled_promp
     // The file's rule is shown read-only, not in the console's field.
     assert!(body.contains("<li>FILE-RULE: no paint.</li>"), "{body}");
     let prompt = assembled(body);
-    assert!(prompt.contains("Tone: friendly") && prompt.contains("Reply length: short"), "{prompt}");
-    assert!(prompt.contains("built in") && prompt.contains("business.toml"), "{prompt}");
-    assert!(!prompt.contains(">console<"), "nothing from the console yet: {prompt}");
+    assert!(
+        prompt.contains("Tone: friendly") && prompt.contains("Reply length: short"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("built in") && prompt.contains("business.toml"),
+        "{prompt}"
+    );
+    assert!(
+        !prompt.contains(">console<"),
+        "nothing from the console yet: {prompt}"
+    );
 
     let script = browser.get("/owner/static/settings.js").await;
     assert_eq!(script.status, StatusCode::OK);
@@ -202,10 +216,21 @@ async fn a_save_is_confirmed_and_the_next_model_request_carries_it_after_the_fil
     let location = page.location.unwrap();
     assert_eq!(location, "/owner/settings?business=test&saved=1");
     let saved = browser.get(&location).await;
-    assert!(saved.body.contains("Saved. The next reply uses these settings."), "{}", saved.body);
-    assert!(saved.body.contains("type=\"radio\" name=\"tone\" value=\"casual\" checked"));
+    assert!(
+        saved.body.contains("Saved. The next reply uses these settings."),
+        "{}",
+        saved.body
+    );
+    assert!(
+        saved
+            .body
+            .contains("type=\"radio\" name=\"tone\" value=\"casual\" checked")
+    );
     let prompt = assembled(&saved.body);
-    assert!(prompt.contains("Tone: casual") && prompt.contains("Reply length: medium"), "{prompt}");
+    assert!(
+        prompt.contains("Tone: casual") && prompt.contains("Reply length: medium"),
+        "{prompt}"
+    );
     assert!(prompt.contains("console"), "{prompt}");
 
     // Stored as fragments: only what differs from the file.
@@ -213,15 +238,28 @@ async fn a_save_is_confirmed_and_the_next_model_request_carries_it_after_the_fil
     let keys: Vec<_> = stored["test"].iter().map(|f| f.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["additional_rules", "current_info", "greeting", "handoff_rules", "reply_length", "tone"]
+        [
+            "additional_rules",
+            "current_info",
+            "greeting",
+            "handoff_rules",
+            "reply_length",
+            "tone"
+        ]
     );
 
     app.text(DANA, "hi there").await;
     let requests = wait_for_model_requests(&app, 1).await;
     let system = system(&requests[0]);
-    assert!(system.contains("Tone: casual") && system.contains("Reply length: medium"), "{system}");
+    assert!(
+        system.contains("Tone: casual") && system.contains("Reply length: medium"),
+        "{system}"
+    );
     assert!(system.contains("Hey, Rose City here!"), "{system}");
-    assert!(system.contains("Commercial jobs.") && system.contains("Closed Dec 24-26."), "{system}");
+    assert!(
+        system.contains("Commercial jobs.") && system.contains("Closed Dec 24-26."),
+        "{system}"
+    );
     let base = system.find("front desk of").unwrap();
     let file_rule = system.find("FILE-RULE").unwrap();
     let console_rule = system.find("CONSOLE-RULE").unwrap();
@@ -242,7 +280,12 @@ async fn a_bad_value_gets_the_form_back_naming_the_field_and_saves_nothing() {
         let page = browser
             .post(
                 "/owner/settings",
-                &[("csrf", &csrf), ("business", "test"), (field, value), ("current_info", "KEEP-DRAFT")],
+                &[
+                    ("csrf", &csrf),
+                    ("business", "test"),
+                    (field, value),
+                    ("current_info", "KEEP-DRAFT"),
+                ],
             )
             .await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{field}: {}", page.body);
@@ -254,7 +297,10 @@ async fn a_bad_value_gets_the_form_back_naming_the_field_and_saves_nothing() {
     assert!(app.store.assistant_fragments().await.unwrap().is_empty());
     // An unknown business is 404, not a silent accept.
     let page = browser
-        .post("/owner/settings", &[("csrf", &csrf), ("business", "nobody"), ("tone", "casual")])
+        .post(
+            "/owner/settings",
+            &[("csrf", &csrf), ("business", "nobody"), ("tone", "casual")],
+        )
         .await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
 }
@@ -282,7 +328,10 @@ async fn preview_shows_the_draft_s_prompt_without_saving() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("value=\"professional\" checked"));
     assert!(page.body.contains("3 unsaved fields"), "{}", page.body);
-    assert!(page.body.contains("id=\"overridden\""), "the built-in base is marked overridden");
+    assert!(
+        page.body.contains("id=\"overridden\""),
+        "the built-in base is marked overridden"
+    );
     assert!(assembled(&page.body).contains("You are PREVIEW-BASE."));
     // A bad draft previews as an error naming the field.
     let bad = browser
@@ -310,7 +359,12 @@ async fn a_reload_keeps_the_console_s_settings() {
     let page = browser
         .post(
             "/owner/settings",
-            &[("csrf", &csrf), ("business", "junk"), ("tone", "casual"), ("additional_rules", "CONSOLE-RULE.")],
+            &[
+                ("csrf", &csrf),
+                ("business", "junk"),
+                ("tone", "casual"),
+                ("additional_rules", "CONSOLE-RULE."),
+            ],
         )
         .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
@@ -322,8 +376,14 @@ async fn a_reload_keeps_the_console_s_settings() {
     app.text(DANA, "hello").await;
     let requests = wait_for_model_requests(&app, 1).await;
     let system = system(&requests[0]);
-    assert!(system.contains("New Name") && system.contains("FILE-RULE-TWO."), "{system}");
-    assert!(system.contains("Tone: casual") && system.contains("CONSOLE-RULE."), "{system}");
+    assert!(
+        system.contains("New Name") && system.contains("FILE-RULE-TWO."),
+        "{system}"
+    );
+    assert!(
+        system.contains("Tone: casual") && system.contains("CONSOLE-RULE."),
+        "{system}"
+    );
     assert!(!system.contains("FILE-RULE-ONE."), "{system}");
 }
 
@@ -362,7 +422,11 @@ async fn try_it_answers_on_the_draft_and_sends_nothing_and_books_nothing() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("id=\"try-reply\""), "{}", page.body);
     // The echoing fake Claude answered, on the draft tone, not saved.
-    assert!(page.body.contains("Re: Can you take a couch on Saturday?"), "{}", page.body);
+    assert!(
+        page.body.contains("Re: Can you take a couch on Saturday?"),
+        "{}",
+        page.body
+    );
     let requests = app.model_requests().await;
     assert_eq!(requests.len(), 1);
     assert!(system(&requests[0]).contains("Tone: casual"));
@@ -386,7 +450,11 @@ async fn try_it_without_a_model_runs_the_guided_flow_and_writes_nothing() {
     let page = browser
         .post(
             "/owner/settings/try",
-            &[("csrf", &csrf), ("business", "test"), ("sample", "I need junk hauled")],
+            &[
+                ("csrf", &csrf),
+                ("business", "test"),
+                ("sample", "I need junk hauled"),
+            ],
         )
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -398,7 +466,10 @@ async fn try_it_without_a_model_runs_the_guided_flow_and_writes_nothing() {
     }
     // An empty sample is a plain refusal.
     let page = browser
-        .post("/owner/settings/try", &[("csrf", &csrf), ("business", "test"), ("sample", "  ")])
+        .post(
+            "/owner/settings/try",
+            &[("csrf", &csrf), ("business", "test"), ("sample", "  ")],
+        )
         .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.body.contains("Type a customer&#"), "{}", page.body);
@@ -407,8 +478,15 @@ async fn try_it_without_a_model_runs_the_guided_flow_and_writes_nothing() {
 #[tokio::test]
 async fn settings_need_a_session_and_a_csrf_token() {
     let app = spawn_app().await;
-    let client = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
-    let page = client.get(format!("{}/owner/settings", app.address)).send().await.unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let page = client
+        .get(format!("{}/owner/settings", app.address))
+        .send()
+        .await
+        .unwrap();
     assert!(page.status().is_redirection() || page.status() == StatusCode::OK);
     assert!(!page.text().await.unwrap().contains("assembled-prompt"));
     let (mut browser, _) = Browser::logged_in(&app).await;
@@ -424,8 +502,8 @@ async fn settings_need_a_session_and_a_csrf_token() {
 async fn try_it_books_in_its_scratch_conversation_only() {
     use crate::quotes::{ScriptedClaude, claude_tool};
     use serde_json::json;
-    use wiremock::matchers::{method, path};
     use wiremock::Mock;
+    use wiremock::matchers::{method, path};
     let app = spawn_app_with(Options {
         default_fakes: false,
         ..Options::default()
@@ -442,7 +520,11 @@ async fn try_it_books_in_its_scratch_conversation_only() {
                 json!({"size": "half_truck", "address": "12 Oak St, Portland", "customer_name": "Dana"}),
             ),
             claude_tool("t2", "get_quote", json!({})),
-            claude_tool("t3", "get_available_slots", json!({"preference": "next Tuesday afternoon"})),
+            claude_tool(
+                "t3",
+                "get_available_slots",
+                json!({"preference": "next Tuesday afternoon"}),
+            ),
             claude_tool("t4", "book_slot", json!({"slot_id": 1})),
             claude_text("You're booked!"),
         ]))
@@ -455,12 +537,19 @@ async fn try_it_books_in_its_scratch_conversation_only() {
             &[
                 ("csrf", &csrf),
                 ("business", "test"),
-                ("sample", "Half a truck at 12 Oak St, book me next Tuesday afternoon"),
+                (
+                    "sample",
+                    "Half a truck at 12 Oak St, book me next Tuesday afternoon",
+                ),
             ],
         )
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("Conversation state after it: BOOKED"), "{}", page.body);
+    assert!(
+        page.body.contains("Conversation state after it: BOOKED"),
+        "{}",
+        page.body
+    );
     assert!(app.twilio.received_requests().await.unwrap().is_empty());
     for (table, query) in WRITTEN_BY_A_TURN {
         assert_eq!(count(&app, query).await, 0, "{table}");

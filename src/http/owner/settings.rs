@@ -247,7 +247,10 @@ fn draft_fragments(
     let too_long = |key: &str, text: &str| {
         (text.chars().count() > MAX_FIELD_CHARS).then(|| FragmentError::Invalid {
             key: format!("assistant.{key}"),
-            message: format!("at most {MAX_FIELD_CHARS} characters, got {}", text.chars().count()),
+            message: format!(
+                "at most {MAX_FIELD_CHARS} characters, got {}",
+                text.chars().count()
+            ),
         })
     };
     let scalar = |raw: &str| raw.trim().to_string();
@@ -291,7 +294,10 @@ fn draft_fragments(
         }
         let items = lines(raw);
         if !items.is_empty() {
-            add(key, toml::Value::Array(items.into_iter().map(toml::Value::String).collect()));
+            add(
+                key,
+                toml::Value::Array(items.into_iter().map(toml::Value::String).collect()),
+            );
         }
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -300,9 +306,21 @@ fn draft_fragments(
 
 fn tone_cards(draft: Option<&str>, saved: Tone) -> Vec<Card> {
     [
-        (Tone::Friendly, "Friendly", "Warm, like a helpful neighbour who runs a good business."),
-        (Tone::Professional, "Professional", "Courteous and to the point; no slang."),
-        (Tone::Casual, "Casual", "Relaxed, the way people text; still respectful."),
+        (
+            Tone::Friendly,
+            "Friendly",
+            "Warm, like a helpful neighbour who runs a good business.",
+        ),
+        (
+            Tone::Professional,
+            "Professional",
+            "Courteous and to the point; no slang.",
+        ),
+        (
+            Tone::Casual,
+            "Casual",
+            "Relaxed, the way people text; still respectful.",
+        ),
     ]
     .into_iter()
     .map(|(tone, title, description)| Card {
@@ -318,7 +336,11 @@ fn tone_cards(draft: Option<&str>, saved: Tone) -> Vec<Card> {
 fn length_cards(draft: Option<&str>, saved: ReplyLength) -> Vec<Card> {
     [
         (ReplyLength::Short, "Short", "Under 160 characters: one text."),
-        (ReplyLength::Medium, "Medium", "Under 300 characters: about two texts."),
+        (
+            ReplyLength::Medium,
+            "Medium",
+            "Under 300 characters: about two texts.",
+        ),
     ]
     .into_iter()
     .map(|(length, title, description)| Card {
@@ -443,9 +465,13 @@ fn page(state: &AppState, input: PageInput<'_>) -> (StatusCode, SettingsPage) {
             unsaved += 1;
         }
     }
-    let list = |name: &'static str, label: &'static str, value: &str, saved: &str, from_file: &[String], hint: &'static str| {
-        (field(name, label, value, saved), from_file.to_vec(), hint)
-    };
+    let list =
+        |name: &'static str,
+         label: &'static str,
+         value: &str,
+         saved: &str,
+         from_file: &[String],
+         hint: &'static str| { (field(name, label, value, saved), from_file.to_vec(), hint) };
     let fa = &file.assistant;
     let lists = vec![
         list(
@@ -499,9 +525,19 @@ fn page(state: &AppState, input: PageInput<'_>) -> (StatusCode, SettingsPage) {
             greeting_default: format!("Hi! Thanks for texting {}.", current.business.name),
             lists,
             base_overridden: shown.assistant.base_prompt.is_some(),
-            base_prompt: field("base_prompt", "Base prompt override", &form.base_prompt, &saved.base_prompt),
+            base_prompt: field(
+                "base_prompt",
+                "Base prompt override",
+                &form.base_prompt,
+                &saved.base_prompt,
+            ),
             built_in_base: prompt::default_base(current),
-            approval: field("approval", "Approval before sending", &form.approval, &saved.approval),
+            approval: field(
+                "approval",
+                "Approval before sending",
+                &form.approval,
+                &saved.approval,
+            ),
             approval_timeout: field(
                 "approval_timeout_minutes",
                 "Approval timeout (minutes)",
@@ -518,14 +554,19 @@ fn page(state: &AppState, input: PageInput<'_>) -> (StatusCode, SettingsPage) {
 fn business_and_file(
     state: &AppState,
     id: Option<&str>,
-) -> Result<(Arc<BusinessConfig>, BusinessConfig), Response> {
+) -> Result<(Arc<BusinessConfig>, BusinessConfig), Box<Response>> {
     let id = id.filter(|id| !id.is_empty());
     let current = match id {
         Some(id) => state.businesses.business(id),
         None => business_or_first(state, None),
     }
-    .ok_or_else(|| views::error_page(StatusCode::NOT_FOUND, "There is no such business."))?;
-    let file = file_only(state, &current).map_err(internal)?;
+    .ok_or_else(|| {
+        Box::new(views::error_page(
+            StatusCode::NOT_FOUND,
+            "There is no such business.",
+        ))
+    })?;
+    let file = file_only(state, &current).map_err(|e| Box::new(internal(e)))?;
     Ok((current, file))
 }
 
@@ -548,7 +589,7 @@ pub(super) async fn settings(
 ) -> Response {
     let (current, file) = match business_and_file(&state, params.business.as_deref()) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let nav = match nav_for(&state, &session, &current.business.id).await {
         Ok(nav) => nav,
@@ -578,7 +619,7 @@ pub(super) async fn save(
 ) -> Response {
     let (current, file) = match business_and_file(&state, Some(&form.business)) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let now = state.owner.clock.now();
     let fragments = draft_fragments(&form, &file, &current, now);
@@ -651,7 +692,7 @@ pub(super) async fn preview(
 ) -> Response {
     let (current, file) = match business_and_file(&state, Some(&form.business)) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if params.fragment.is_none() {
         return draft_page(&state, &session, &current, &file, &form, None).await;
@@ -674,10 +715,14 @@ pub(super) async fn preview(
 
 /// "Try it": the sample text answered on the draft settings, in a scratch
 /// conversation (`rehearsal`): nothing is sent and nothing is booked.
-pub(super) async fn try_it(State(state): State<AppState>, session: Session, Form(form): Form<SettingsForm>) -> Response {
+pub(super) async fn try_it(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<SettingsForm>,
+) -> Response {
     let (current, file) = match business_and_file(&state, Some(&form.business)) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let sample = form.sample.trim().to_string();
     let mut view = TryView {

@@ -16,17 +16,23 @@ impl AssistantFragments for SqliteStore {
         .await?;
         let mut out: HashMap<String, Vec<Fragment>> = HashMap::new();
         for row in rows {
-            out.entry(row.try_get("business_id")?).or_default().push(Fragment {
-                key: row.try_get("key")?,
-                value: row.try_get("value")?,
-                updated_at: row.try_get("updated_at")?,
-                updated_by: row.try_get("updated_by")?,
-            });
+            out.entry(row.try_get("business_id")?)
+                .or_default()
+                .push(Fragment {
+                    key: row.try_get("key")?,
+                    value: row.try_get("value")?,
+                    updated_at: row.try_get("updated_at")?,
+                    updated_by: row.try_get("updated_by")?,
+                });
         }
         Ok(out)
     }
 
-    async fn replace_assistant_fragments(&self, business_id: &str, fragments: &[Fragment]) -> Result<(), StoreError> {
+    async fn replace_assistant_fragments(
+        &self,
+        business_id: &str,
+        fragments: &[Fragment],
+    ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM assistant_fragments WHERE business_id = ?1")
             .bind(business_id)
