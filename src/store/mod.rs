@@ -12,6 +12,7 @@
 //! - [`JobQueue`]: proactive work;
 //! - [`OwnerAlerts`]: what the owner is told;
 //! - [`MediaStore`]: customers' photos and files;
+//! - [`Approvals`]: replies held for the owner's approval;
 //! - [`Maintenance`]: what a process does at start.
 //!
 //! [`Store`] is all of them, implemented for every type that implements
@@ -20,6 +21,7 @@
 //! (after a channel's retry or a crash) is idempotent.
 
 pub mod alerts;
+pub mod approvals;
 pub mod bookings;
 pub mod console;
 pub mod conversations;
@@ -32,6 +34,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 pub use alerts::*;
+pub use approvals::*;
 pub use bookings::*;
 pub use conversations::*;
 pub use jobs::*;
@@ -96,11 +99,19 @@ pub trait Maintenance: Send + Sync + 'static {
 
 /// Every port at once: what a backend provides and what wiring holds.
 pub trait Store:
-    Maintenance + ConversationStore + Outbox + BookingStore + JobQueue + OwnerAlerts + MediaStore
+    Maintenance + ConversationStore + Outbox + BookingStore + JobQueue + OwnerAlerts + MediaStore + Approvals
 {
 }
 
 impl<T> Store for T where
-    T: Maintenance + ConversationStore + Outbox + BookingStore + JobQueue + OwnerAlerts + MediaStore + ?Sized
+    T: Maintenance
+        + ConversationStore
+        + Outbox
+        + BookingStore
+        + JobQueue
+        + OwnerAlerts
+        + MediaStore
+        + Approvals
+        + ?Sized
 {
 }
