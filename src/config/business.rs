@@ -324,9 +324,7 @@ fn approval_timeout_minutes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::E
 }
 
 fn approval_policy<'de, D: Deserializer<'de>>(d: D) -> Result<ApprovalPolicy, D::Error> {
-    String::deserialize(d)?
-        .parse()
-        .map_err(serde::de::Error::custom)
+    String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
 }
 
 fn max_segments<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -554,8 +552,9 @@ impl BusinessConfig {
         {
             out.push(ConfigWarning {
                 key: "assistant.approval_holding_text",
-                message: "not set: with approval = \"all\" a customer hears nothing until you approve each reply"
-                    .into(),
+                message:
+                    "not set: with approval = \"all\" a customer hears nothing until you approve each reply"
+                        .into(),
             });
         }
         out
@@ -908,7 +907,10 @@ mod tests {
 
         let (line, _, key, message) = error(&format!("{NAMED}[assistant]\napproval = \"sometimes\"\n"));
         assert_eq!((line, key.as_str()), (4, "assistant.approval"));
-        assert!(message.contains("\"over:<amount>\"") && message.contains("sometimes"), "{message}");
+        assert!(
+            message.contains("\"over:<amount>\"") && message.contains("sometimes"),
+            "{message}"
+        );
         let (line, _, key, message) = error(&format!(
             "{NAMED}[assistant]\napproval = \"all\"\napproval_timeout_minutes = 0\n"
         ));

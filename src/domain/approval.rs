@@ -120,7 +120,15 @@ mod tests {
             assert_eq!(policy.to_string(), text);
         }
         assert_eq!(" Over:$1,000 ".parse::<ApprovalPolicy>().unwrap(), over(1000));
-        for bad in ["", "some", "over:", "over:0", "over:-5", "over:abc", "over:1000001"] {
+        for bad in [
+            "",
+            "some",
+            "over:",
+            "over:0",
+            "over:-5",
+            "over:abc",
+            "over:1000001",
+        ] {
             assert!(bad.parse::<ApprovalPolicy>().is_err(), "{bad}");
         }
     }
@@ -145,7 +153,10 @@ mod tests {
     fn over_holds_only_what_is_above_the_threshold() {
         assert!(!over(500).holds("It's $350.", &[Money::dollars(350)], []));
         assert!(over(500).holds("It's $650.", &[Money::dollars(650)], []));
-        assert!(!over(500).holds("It's $500.", &[Money::dollars(500)], []), "at the line");
+        assert!(
+            !over(500).holds("It's $500.", &[Money::dollars(500)], []),
+            "at the line"
+        );
         assert!(over(300).holds("$200 plus $150 labour", &[Money::dollars(350)], []));
         assert!(!over(300).holds("Still $650.", &[], ["It's $650."]));
     }

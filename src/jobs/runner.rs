@@ -12,7 +12,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::payload::{ApprovalTimeout, BookingReminder, EMAIL, FETCH_MEDIA, FetchMedia, JobPayload, QuoteFollowUp};
+use super::payload::{
+    ApprovalTimeout, BookingReminder, EMAIL, FETCH_MEDIA, FetchMedia, JobPayload, QuoteFollowUp,
+};
 use super::plan;
 use super::turns::Engine;
 use crate::clock::Clock;
@@ -271,7 +273,9 @@ impl JobRunner {
         now: DateTime<Utc>,
     ) -> Result<JobOutcome, Failure> {
         let Some(conversation) = job.conversation_id else {
-            return Err(Failure::Permanent("an approval timeout without a conversation".into()));
+            return Err(Failure::Permanent(
+                "an approval timeout without a conversation".into(),
+            ));
         };
         let expired = crate::desk::approval::expire(
             self.store.as_ref(),
@@ -296,7 +300,12 @@ impl JobRunner {
             held.body
         );
         engine
-            .alert_about(AlertKind::ApprovalTimedOut, Some(conversation), &detail, Some(&contact))
+            .alert_about(
+                AlertKind::ApprovalTimedOut,
+                Some(conversation),
+                &detail,
+                Some(&contact),
+            )
             .await;
         Ok(JobOutcome::Done {
             result: Some("handed to the owner".into()),

@@ -13,6 +13,7 @@ use crate::assistant::guided::GuidedResponder;
 use crate::assistant::{Responder, ResponderError};
 use crate::channel::Channel;
 use crate::clock::Clock;
+use crate::config::business::ApprovalPolicy;
 use crate::config::business::BusinessConfig;
 use crate::desk;
 use crate::domain::conversation::{self, ConversationState, Event};
@@ -21,12 +22,11 @@ use crate::domain::guided;
 use crate::domain::keywords::{self, Keyword};
 use crate::domain::phone::redact_phone_numbers;
 use crate::domain::quote::Quote;
-use crate::config::business::ApprovalPolicy;
 use crate::jobs::payload::{ApprovalTimeout, DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
 use crate::store::{
-    AlertKind, ConversationId, Direction, MessageId, MessageKind, ModelCalls, NewAlert, NewJob, OutboundDraft,
-    Store, StoreError, TurnCommit, TurnInput, UNSENT_BY_DECISION,
+    AlertKind, ConversationId, Direction, MessageId, MessageKind, ModelCalls, NewAlert, NewJob,
+    OutboundDraft, Store, StoreError, TurnCommit, TurnInput, UNSENT_BY_DECISION,
 };
 use crate::templates;
 
@@ -485,11 +485,13 @@ impl Engine {
             .as_deref()
             .map(str::trim)
             .filter(|t| !t.is_empty() && assistant.approval == ApprovalPolicy::All);
-        commit.reply = holding.filter(|_| self.replies_allowed(now)).map(|text| OutboundDraft {
-            kind: MessageKind::HoldingText,
-            body: Channel::of(&turn.conversation.customer_phone)
-                .prepare_reply(text, self.business.sms.max_segments),
-        });
+        commit.reply = holding
+            .filter(|_| self.replies_allowed(now))
+            .map(|text| OutboundDraft {
+                kind: MessageKind::HoldingText,
+                body: Channel::of(&turn.conversation.customer_phone)
+                    .prepare_reply(text, self.business.sms.max_segments),
+            });
         commit.held = Some(draft);
     }
 

@@ -11,8 +11,8 @@ use textdesk::clock::ManualClock;
 use textdesk::http::owner::password::set_owner_password;
 use textdesk::store::sqlite::SqliteStore;
 use textdesk::store::{AlertKind, ConversationId, Direction, Message};
-use wiremock::matchers::{method, path};
 use wiremock::Mock;
+use wiremock::matchers::{method, path};
 
 use crate::helpers::*;
 use crate::quotes::{ScriptedClaude, claude_tool};
@@ -112,8 +112,15 @@ struct Page {
 
 impl Owner {
     async fn log_in(app: &TestApp) -> Self {
-        let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
-        let form = http.get(format!("{}/owner/login", app.address)).send().await.unwrap();
+        let http = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .unwrap();
+        let form = http
+            .get(format!("{}/owner/login", app.address))
+            .send()
+            .await
+            .unwrap();
         let cookie = session_cookie(&form).expect("a session cookie");
         let csrf = csrf_of(&form.text().await.unwrap());
         let login = http
@@ -164,7 +171,10 @@ fn session_cookie(response: &reqwest::Response) -> Option<String> {
 }
 
 fn csrf_of(body: &str) -> String {
-    let at = body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    let at = body
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
     body[at..].split('"').next().unwrap().to_string()
 }
 
@@ -180,7 +190,10 @@ async fn page(response: reqwest::Response) -> Page {
 }
 
 fn action(conversation: ConversationId, reply: &Message, what: &str) -> String {
-    format!("/owner/conversations/{}/held/{}/{what}", conversation.0, reply.id.0)
+    format!(
+        "/owner/conversations/{}/held/{}/{what}",
+        conversation.0, reply.id.0
+    )
 }
 
 #[tokio::test]
@@ -208,13 +221,23 @@ async fn quotes_holds_a_new_price_and_approving_twice_sends_it_once() {
     assert!(app.sent_texts().await.is_empty(), "nothing reaches the customer");
     let alerts = alerts_of(&app, AlertKind::ApprovalNeeded).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
-    assert!(alerts[0].contains(DANA) && alerts[0].contains("$350"), "{}", alerts[0]);
+    assert!(
+        alerts[0].contains(DANA) && alerts[0].contains("$350"),
+        "{}",
+        alerts[0]
+    );
 
     let owner = Owner::log_in(&app).await;
     // The inbox counts it as needing the owner; the page offers the actions.
     let needs_you = owner.get("/owner/?filter=needs_you").await;
-    assert!(needs_you.body.contains(&format!("/owner/conversations/{}", conversation.0)));
-    let page = owner.get(&format!("/owner/conversations/{}", conversation.0)).await;
+    assert!(
+        needs_you
+            .body
+            .contains(&format!("/owner/conversations/{}", conversation.0))
+    );
+    let page = owner
+        .get(&format!("/owner/conversations/{}", conversation.0))
+        .await;
     assert_eq!(page.status, StatusCode::OK);
     for id in ["held-approve", "held-edit-body", "held-edit-send", "held-reject"] {
         assert!(page.body.contains(&format!("id=\"{id}\"")), "{id}");
@@ -234,7 +257,9 @@ async fn quotes_holds_a_new_price_and_approving_twice_sends_it_once() {
     assert!(again.body.contains("already dealt with"), "{}", again.body);
     settle().await;
     assert_eq!(app.sent_texts().await.len(), 1, "approved once, sent once");
-    let page = owner.get(&format!("/owner/conversations/{}", conversation.0)).await;
+    let page = owner
+        .get(&format!("/owner/conversations/{}", conversation.0))
+        .await;
     assert!(!page.body.contains("id=\"held-approve\""));
 }
 
@@ -297,7 +322,11 @@ async fn all_holds_every_reply_sends_the_holding_text_once_and_reject_sends_noth
     assert_eq!(app.sent_texts().await.len(), 1, "rejecting sends nothing");
     let messages = app.messages(DANA).await;
     assert!(held(&messages).is_none());
-    assert!(messages.iter().any(|m| m.id == reply.id && m.status == "rejected"));
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.id == reply.id && m.status == "rejected")
+    );
     let again = owner.post(&action(conversation, &reply, "approve"), &[]).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     settle().await;
@@ -323,16 +352,25 @@ async fn an_edited_reply_passes_the_same_guardrail_before_it_is_sent() {
         .await;
     assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
     assert!(wrong.body.contains("Not sent"), "{}", wrong.body);
-    assert!(wrong.body.contains("$20 is not in the current quote"), "{}", wrong.body);
+    assert!(
+        wrong.body.contains("$20 is not in the current quote"),
+        "{}",
+        wrong.body
+    );
     assert!(
         wrong.body.contains("Special for you: $20 all in!"),
         "the form comes back with the owner's wording"
     );
-    let empty = owner.post(&action(conversation, &reply, "edit"), &[("body", "  ")]).await;
+    let empty = owner
+        .post(&action(conversation, &reply, "edit"), &[("body", "  ")])
+        .await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
     settle().await;
     assert!(app.sent_texts().await.is_empty(), "a refused edit sends nothing");
-    assert!(held(&app.messages(DANA).await).is_some(), "and leaves the reply held");
+    assert!(
+        held(&app.messages(DANA).await).is_some(),
+        "and leaves the reply held"
+    );
 
     let edited = "Good news: $350 covers the whole half truck. Want to book a time?";
     let sent_page = owner
@@ -401,7 +439,10 @@ async fn a_decision_without_the_csrf_token_is_403_and_changes_nothing() {
         assert_eq!(forged.status, StatusCode::FORBIDDEN, "{what}");
     }
     let forged = owner
-        .post_raw(&action(conversation, &reply, "edit"), &[("csrf", "nope"), ("body", "hi")])
+        .post_raw(
+            &action(conversation, &reply, "edit"),
+            &[("csrf", "nope"), ("body", "hi")],
+        )
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     settle().await;

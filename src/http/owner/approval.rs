@@ -63,7 +63,11 @@ pub(super) fn held_view(
 
 /// The conversation and held reply a path names, with the conversation's
 /// business engine; 404 for what does not exist.
-async fn target(state: &AppState, conversation: &str, message: &str) -> Result<(ConversationId, MessageId, std::sync::Arc<Engine>), Response> {
+async fn target(
+    state: &AppState,
+    conversation: &str,
+    message: &str,
+) -> Result<(ConversationId, MessageId, std::sync::Arc<Engine>), Response> {
     let (Some(conversation), Some(message)) = (parse_id(conversation), parse_id(message)) else {
         return Err(not_found().await);
     };
@@ -140,12 +144,21 @@ pub(super) async fn edit(
         Err(response) => return response,
     };
     let now = engine.clock.now();
-    let outcome =
-        approval::edit_and_send(state.store.as_ref(), &engine.business, id, message, &form.body, now).await;
+    let outcome = approval::edit_and_send(
+        state.store.as_ref(),
+        &engine.business,
+        id,
+        message,
+        &form.body,
+        now,
+    )
+    .await;
     let reasons = match outcome {
         Ok(reply) => return send(&engine, id, reply).await,
         Err(DeskError::Guardrail(reasons)) => reasons,
-        Err(DeskError::EmptyText) => vec!["The reply is empty: write what to send, or reject the reply.".into()],
+        Err(DeskError::EmptyText) => {
+            vec!["The reply is empty: write what to send, or reject the reply.".into()]
+        }
         Err(e) => return refused(e),
     };
     conversation_page(
