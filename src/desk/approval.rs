@@ -4,8 +4,10 @@
 //! of `held` once: a second click, a retried request or a timeout racing
 //! the owner finds it already decided and changes nothing.
 //!
-//! Approving or editing returns the reply claimed for sending; the caller
-//! hands it to the `Dispatcher`, the one send path.
+//! Approving or editing returns the reply claimed for sending, and the
+//! caller hands it to the `Dispatcher`, the one send path; or, when the
+//! owner keeps replies out of quiet hours and it is quiet now, the reply is
+//! queued for the next allowed moment.
 
 use chrono::{DateTime, Utc};
 
@@ -15,25 +17,80 @@ use crate::channel::Channel;
 use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{ConversationState, Event, HandoffReason, transition};
 use crate::domain::guardrail;
-use crate::store::{ConversationId, HeldOutcome, HeldReply, MessageId, OutboundMessage, Store};
+use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
+use crate::store::{ConversationId, HeldOutcome, HeldReply, MessageId, OutboundMessage, Store, TurnInput};
+
+/// An approved reply: to send now, or queued for the end of quiet hours.
+#[derive(Debug)]
+pub enum Approved {
+    Send(OutboundMessage),
+    Later { at: DateTime<Utc> },
+}
 
 /// The owner approves the held reply as drafted.
 pub async fn approve(
     store: &dyn Store,
+    business: &BusinessConfig,
     id: ConversationId,
     message: MessageId,
-) -> Result<OutboundMessage, DeskError> {
+    now: DateTime<Utc>,
+) -> Result<Approved, DeskError> {
     with_lease(store, id, async {
         let turn = read(store, id).await?;
         if turn.conversation.opted_out {
             return Err(DeskError::OptedOut);
         }
-        store
-            .release_held(id, message, None)
-            .await?
-            .ok_or(DeskError::NotHeld)
+        release(store, business, &turn, message, None, now).await
     })
     .await
+}
+
+/// Moves the held reply out of `held` toward the customer, now or, when
+/// the owner keeps even replies out of quiet hours and it is quiet, as a
+/// deferred reply at the next allowed moment.
+async fn release(
+    store: &dyn Store,
+    business: &BusinessConfig,
+    turn: &TurnInput,
+    message: MessageId,
+    body: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Approved, DeskError> {
+    let conversation = &turn.conversation;
+    let quiet = &business.quiet_hours;
+    let tz = business.business.timezone;
+    let channel = Channel::of(&conversation.customer_phone);
+    if !(channel.observes_quiet_hours() && !quiet.replies_allowed && quiet.is_quiet(now, tz)) {
+        return store
+            .release_held(conversation.id, message, body)
+            .await?
+            .map(Approved::Send)
+            .ok_or(DeskError::NotHeld);
+    }
+    let Some(held) = store
+        .held_reply(conversation.id)
+        .await?
+        .filter(|h| h.id == message)
+    else {
+        return Err(DeskError::NotHeld);
+    };
+    let at = quiet.next_allowed(now, tz);
+    let job = JobPayload::DeferredReply(DeferredReply {
+        body: body.map_or(held.body, str::to_string),
+    })
+    .job(JobTarget {
+        dedupe_key: format!("reply:approved:{}", message.0),
+        conversation_id: Some(conversation.id),
+        customer_id: Some(conversation.customer_id),
+        recipient: conversation.customer_phone.as_str().to_string(),
+        run_at: at,
+        max_attempts: 5,
+    });
+    if store.defer_held(conversation.id, message, body, &job).await? {
+        Ok(Approved::Later { at })
+    } else {
+        Err(DeskError::NotHeld)
+    }
 }
 
 /// The owner sends their own wording instead. It passes the same guardrail
@@ -47,7 +104,7 @@ pub async fn edit_and_send(
     message: MessageId,
     text: &str,
     now: DateTime<Utc>,
-) -> Result<OutboundMessage, DeskError> {
+) -> Result<Approved, DeskError> {
     if text.trim().is_empty() {
         return Err(DeskError::EmptyText);
     }
@@ -74,10 +131,7 @@ pub async fn edit_and_send(
                     .collect(),
             ));
         }
-        store
-            .release_held(id, message, Some(&body))
-            .await?
-            .ok_or(DeskError::NotHeld)
+        release(store, business, &turn, message, Some(&body), now).await
     })
     .await
 }

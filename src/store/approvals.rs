@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ConversationId, MessageId, MessageKind, OutboundMessage, StoreError};
+use super::{ConversationId, MessageId, MessageKind, NewJob, OutboundMessage, StoreError};
 use crate::domain::conversation::ConversationState;
 
 /// A reply waiting for the owner.
@@ -40,7 +40,9 @@ impl HeldOutcome {
 
 /// Statuses of our texts that never reached the customer by our choice:
 /// a turn's history leaves them out, since the customer never read them.
-pub const UNSENT_BY_DECISION: [&str; 3] = ["held", "rejected", "expired"];
+/// (`deferred`: approved in quiet hours; its job sends it as a text of its
+/// own, which the history shows once sent.)
+pub const UNSENT_BY_DECISION: [&str; 4] = ["held", "rejected", "expired", "deferred"];
 
 #[async_trait]
 pub trait Approvals: Send + Sync + 'static {
@@ -56,6 +58,18 @@ pub trait Approvals: Send + Sync + 'static {
         message: MessageId,
         body: Option<&str>,
     ) -> Result<Option<OutboundMessage>, StoreError>;
+
+    /// Approves a held reply (with `body` when edited) to go out later:
+    /// it becomes `deferred` and `job` (the text, at the next allowed
+    /// moment) is queued in the same transaction. False if it was no
+    /// longer held.
+    async fn defer_held(
+        &self,
+        id: ConversationId,
+        message: MessageId,
+        body: Option<&str>,
+        job: &NewJob,
+    ) -> Result<bool, StoreError>;
 
     /// Ends a held reply unsent and, with `state`, sets the conversation's
     /// state in the same transaction. False if it was no longer held.

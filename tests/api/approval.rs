@@ -449,3 +449,44 @@ async fn a_decision_without_the_csrf_token_is_403_and_changes_nothing() {
     assert!(app.sent_texts().await.is_empty());
     assert!(held(&app.messages(DANA).await).is_some());
 }
+
+#[tokio::test]
+async fn a_reply_approved_in_quiet_hours_waits_for_morning_when_replies_do() {
+    let clock = midday();
+    let app = spawn_app_with(Options {
+        default_fakes: false,
+        business: Some(format!(
+            "{}\n[quiet_hours]\nreplies_allowed = false\n",
+            business("approval = \"quotes\"\napproval_timeout_minutes = 1440")
+        )),
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    mount_twilio_accepting(&app.twilio).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ScriptedClaude::new(quoting_script("Sure.")))
+        .mount(&app.anthropic)
+        .await;
+    set_owner_password(&SqliteStore::connect(&app.database_url).await.unwrap(), PASSWORD)
+        .await
+        .unwrap();
+    let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
+
+    // 10 pm: the owner approves, and the reply waits for 8 am.
+    clock.advance(chrono::Duration::hours(10));
+    let owner = Owner::log_in(&app).await;
+    let approved = owner.post(&action(conversation, &reply, "approve"), &[]).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+    settle().await;
+    assert!(app.sent_texts().await.is_empty(), "not at night");
+    let again = owner.post(&action(conversation, &reply, "approve"), &[]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+
+    clock.advance(chrono::Duration::hours(10) + chrono::Duration::minutes(30));
+    let sent = app.wait_for_texts(1).await;
+    assert_eq!(sent[0], (DANA.to_string(), reply.body.clone()));
+    settle().await;
+    assert_eq!(app.sent_texts().await.len(), 1, "sent once");
+}

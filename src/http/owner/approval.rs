@@ -14,11 +14,12 @@ use tower_sessions::Session;
 use super::pages::{conversation_page, internal, not_found, parse_id};
 use super::views::{self, HeldView};
 use crate::config::business::{BusinessConfig, DEFAULT_APPROVAL_TIMEOUT_MINUTES};
-use crate::desk::{DeskError, approval};
+use crate::desk::DeskError;
+use crate::desk::approval::{self, Approved};
 use crate::http::AppState;
 use crate::jobs::turns::Engine;
 use crate::store::console::ConversationDetail;
-use crate::store::{ConversationId, Direction, MessageId, OutboundMessage};
+use crate::store::{ConversationId, Direction, MessageId};
 
 /// The owner's wording the guardrail refused, and its reasons.
 pub struct RefusedEdit {
@@ -86,12 +87,14 @@ async fn target(
     Ok((id, MessageId(message), engine))
 }
 
-/// Sends the released reply and goes back to the conversation.
-async fn send(engine: &Engine, id: ConversationId, reply: OutboundMessage) -> Response {
-    if let Err(e) = engine
-        .dispatcher
-        .send_claimed(&engine.business, reply, engine.clock.now())
-        .await
+/// Sends the released reply (one queued for after quiet hours goes with
+/// its job) and goes back to the conversation.
+async fn send(engine: &Engine, id: ConversationId, approved: Approved) -> Response {
+    if let Approved::Send(reply) = approved
+        && let Err(e) = engine
+            .dispatcher
+            .send_claimed(&engine.business, reply, engine.clock.now())
+            .await
     {
         // Released and claimed: the start-up recovery sends it if this failed.
         tracing::error!(error = %e, "console: an approved reply was not recorded as sent");
@@ -127,7 +130,8 @@ pub(super) async fn approve(
         Ok(target) => target,
         Err(response) => return response,
     };
-    match approval::approve(state.store.as_ref(), id, message).await {
+    let now = engine.clock.now();
+    match approval::approve(state.store.as_ref(), &engine.business, id, message, now).await {
         Ok(reply) => send(&engine, id, reply).await,
         Err(e) => refused(e),
     }

@@ -51,6 +51,33 @@ impl Approvals for SqliteStore {
         Ok(Some(claimed))
     }
 
+    async fn defer_held(
+        &self,
+        id: ConversationId,
+        message: MessageId,
+        body: Option<&str>,
+        job: &NewJob,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let deferred = sqlx::query(
+            "UPDATE messages SET status = 'deferred', body = COALESCE(?, body)
+             WHERE id = ? AND conversation_id = ? AND direction = 'outbound' AND status = 'held'",
+        )
+        .bind(body)
+        .bind(message.0)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if deferred.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_job(&mut tx, job, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn discard_held(
         &self,
         id: ConversationId,
