@@ -490,3 +490,59 @@ async fn a_reply_approved_in_quiet_hours_waits_for_morning_when_replies_do() {
     settle().await;
     assert_eq!(app.sent_texts().await.len(), 1, "sent once");
 }
+
+#[tokio::test]
+async fn an_approval_cut_off_by_a_crash_before_sending_is_sent_once_at_start() {
+    let mut app = app_with("approval = \"quotes\"", quoting_script("Sure."), Some(midday())).await;
+    let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
+    // Approved (claimed for sending) by the desk, and the process dies
+    // before the Dispatcher runs.
+    let approved = textdesk::desk::approval::approve(
+        app.store.as_ref(),
+        &app.business,
+        conversation,
+        reply.id,
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(approved, textdesk::desk::approval::Approved::Send(_)));
+    app.crash_and_restart().await;
+    // Claimed before the crash, so textdesk may first ask Twilio's Messages
+    // list whether it went out: a GET, not a send.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while posted_texts(&app).await.is_empty() {
+        assert!(Instant::now() < deadline, "the approved reply was never sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    settle().await;
+    assert_eq!(posted_texts(&app).await, vec![reply.body.clone()], "sent once");
+    let again = textdesk::desk::approval::approve(
+        app.store.as_ref(),
+        &app.business,
+        conversation,
+        reply.id,
+        app.clock.now(),
+    )
+    .await;
+    assert!(
+        matches!(again, Err(textdesk::desk::DeskError::NotHeld)),
+        "{again:?}"
+    );
+}
+
+/// Bodies of the texts Twilio was asked to send (POSTs only).
+async fn posted_texts(app: &TestApp) -> Vec<String> {
+    app.twilio
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with("/Messages.json"))
+        .filter_map(|r| {
+            form_urlencoded::parse(&r.body)
+                .find(|(k, _)| k == "Body")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect()
+}
