@@ -15,7 +15,7 @@ use crate::app::{Application, Services};
 use crate::assistant::prompt;
 use crate::channel::Channels;
 use crate::channel::console::ConsoleChannel;
-use crate::config::business::{BusinessConfig, BusinessKind, describe_toml_error};
+use crate::config::business::{ApprovalPolicy, BusinessConfig, BusinessKind, describe_toml_error};
 use crate::config::directory::{BusinessDirectory, load_businesses};
 use crate::config::fragments::{self, Fragment};
 use crate::config::settings::Settings;
@@ -942,6 +942,17 @@ fn config_summary(path: &Path, config: &BusinessConfig) -> String {
         a.reply_length.as_str(),
         a.history_messages
     ));
+    out.push_str(&match a.approval {
+        ApprovalPolicy::Off => "Approval:   off (replies go out as drafted)\n".to_string(),
+        policy => format!(
+            "Approval:   {policy}; unanswered for {} minute(s), a held reply hands the conversation to you{}\n",
+            a.approval_timeout_minutes,
+            match (&policy, &a.approval_holding_text) {
+                (ApprovalPolicy::All, Some(_)) => "; the holding text goes out once while one waits",
+                _ => "",
+            }
+        ),
+    });
     out.push_str(&format!(
         "SMS:        at most {} segment(s) per reply\n",
         config.sms.max_segments

@@ -402,3 +402,44 @@ fn unvalidated_extremes_saturate_instead_of_panicking() {
     let tz = config.business.timezone;
     assert!(config.schedule.openings(tz, &providers, &query).is_empty());
 }
+
+/// `approval`: a policy word or `over:` and an amount, in or out of range.
+fn approval_field() -> BoxedStrategy<Field> {
+    let quoted = |v: String, ok: bool| (format!("\"{v}\""), ok);
+    prop_oneof![
+        4 => prop::sample::select(vec!["off", "quotes", "all"]).prop_map(move |w| quoted(w.to_string(), true)),
+        4 => decimal(1_000_000, true).prop_map(move |(amount, ok)| {
+            let ok = ok && amount.parse::<Decimal>().is_ok_and(|a| a >= Decimal::ONE);
+            quoted(format!("over:{amount}"), ok)
+        }),
+        1 => prop::sample::select(vec!["over:", "over:x", "sometimes", "", "over:-3"])
+            .prop_map(move |w| quoted(w.to_string(), false)),
+    ]
+    .boxed()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn approval_settings_are_accepted_exactly_when_in_range(
+        approval in approval_field(),
+        timeout in whole(1, 1440),
+    ) {
+        let mut file = File::new();
+        file.table("[assistant]");
+        file.set("approval", &approval);
+        file.set("approval_timeout_minutes", &timeout);
+        match BusinessConfig::parse(&file.text, Path::new("fuzz.toml")) {
+            Ok(config) => {
+                prop_assert!(file.valid, "accepted an out-of-range value:\n{}", file.text);
+                prop_assert!(config.assistant.approval_timeout_minutes >= 1);
+            }
+            Err(ConfigError::Invalid { message, .. }) => {
+                prop_assert!(!file.valid, "refused a valid file ({message}):\n{}", file.text);
+                prop_assert!(message.contains("expected"), "{message}");
+            }
+            Err(other) => prop_assert!(false, "{other}"),
+        }
+    }
+}

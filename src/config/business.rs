@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
+pub use crate::domain::approval::ApprovalPolicy;
 use crate::domain::availability::ScheduleConfig;
 pub use crate::domain::business_kind::BusinessKind;
 use crate::domain::conversation::Lifetimes;
@@ -204,6 +205,17 @@ pub struct AssistantConfig {
     /// owner's model budget.
     #[serde(deserialize_with = "daily_model_calls")]
     pub daily_model_calls_per_customer: usize,
+    /// Which replies wait for the owner's approval before they are sent:
+    /// `off`, `quotes`, `over:<amount>` or `all`.
+    #[serde(deserialize_with = "approval_policy")]
+    pub approval: ApprovalPolicy,
+    /// A held reply no one acted on this long hands the conversation to
+    /// the owner; it is never sent unapproved.
+    #[serde(deserialize_with = "approval_timeout_minutes")]
+    pub approval_timeout_minutes: u32,
+    /// With `approval = "all"`, sent once when a reply starts waiting, so
+    /// the customer knows they were heard. Not sent when unset.
+    pub approval_holding_text: Option<String>,
 }
 
 impl Default for AssistantConfig {
@@ -218,6 +230,9 @@ impl Default for AssistantConfig {
             handoff_rules: Vec::new(),
             history_messages: 20,
             daily_model_calls_per_customer: 100,
+            approval: ApprovalPolicy::Off,
+            approval_timeout_minutes: DEFAULT_APPROVAL_TIMEOUT_MINUTES,
+            approval_holding_text: None,
         }
     }
 }
@@ -307,6 +322,20 @@ fn history_messages<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> 
 
 fn daily_model_calls<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     bounded(d, 1, 10_000)
+}
+
+/// Half an hour: long enough to see a phone notification and act, short
+/// enough that a customer is not left waiting through the afternoon.
+pub const DEFAULT_APPROVAL_TIMEOUT_MINUTES: u32 = 30;
+/// A held reply older than a day is stale: the owner calls instead.
+pub const MAX_APPROVAL_TIMEOUT_MINUTES: u32 = 1440;
+
+fn approval_timeout_minutes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded(d, 1, MAX_APPROVAL_TIMEOUT_MINUTES as usize).map(|n| n as u32)
+}
+
+fn approval_policy<'de, D: Deserializer<'de>>(d: D) -> Result<ApprovalPolicy, D::Error> {
+    String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
 }
 
 fn max_segments<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -527,6 +556,20 @@ impl BusinessConfig {
                     .missing()
                     .map(|(key, message)| ConfigWarning { key, message }),
             );
+        }
+        if self.assistant.approval == ApprovalPolicy::All
+            && self
+                .assistant
+                .approval_holding_text
+                .as_deref()
+                .is_none_or(|t| t.trim().is_empty())
+        {
+            out.push(ConfigWarning {
+                key: "assistant.approval_holding_text",
+                message:
+                    "not set: with approval = \"all\" a customer hears nothing until you approve each reply"
+                        .into(),
+            });
         }
         out
     }
@@ -855,6 +898,58 @@ mod tests {
         assert!(
             rendered.starts_with("business.toml:2:1: assistant.tonee: "),
             "{rendered}"
+        );
+    }
+
+    #[test]
+    fn approval_reads_as_a_policy_and_a_bad_one_is_located() {
+        let c = parse(&format!(
+            "{NAMED}[assistant]\napproval = \"over:450\"\napproval_timeout_minutes = 45\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.assistant.approval,
+            ApprovalPolicy::Over(crate::domain::money::Money::dollars(450))
+        );
+        assert_eq!(c.assistant.approval_timeout_minutes, 45);
+        let defaults = parse(NAMED).unwrap();
+        assert_eq!(defaults.assistant.approval, ApprovalPolicy::Off);
+        assert_eq!(
+            defaults.assistant.approval_timeout_minutes,
+            DEFAULT_APPROVAL_TIMEOUT_MINUTES
+        );
+
+        let (line, _, key, message) = error(&format!("{NAMED}[assistant]\napproval = \"sometimes\"\n"));
+        assert_eq!((line, key.as_str()), (4, "assistant.approval"));
+        assert!(
+            message.contains("\"over:<amount>\"") && message.contains("sometimes"),
+            "{message}"
+        );
+        let (line, _, key, message) = error(&format!(
+            "{NAMED}[assistant]\napproval = \"all\"\napproval_timeout_minutes = 0\n"
+        ));
+        assert_eq!((line, key.as_str()), (5, "assistant.approval_timeout_minutes"));
+        assert!(message.contains("from 1 to 1440, got 0"), "{message}");
+    }
+
+    #[test]
+    fn approval_of_all_without_a_holding_text_is_a_warning() {
+        let silent = parse(&format!("{NAMED}[assistant]\napproval = \"all\"\n")).unwrap();
+        assert!(
+            silent
+                .warnings()
+                .iter()
+                .any(|w| w.key == "assistant.approval_holding_text")
+        );
+        let told = parse(&format!(
+            "{NAMED}[assistant]\napproval = \"all\"\napproval_holding_text = \"Thanks! We'll text you back shortly.\"\n"
+        ))
+        .unwrap();
+        assert!(
+            !told
+                .warnings()
+                .iter()
+                .any(|w| w.key == "assistant.approval_holding_text")
         );
     }
 

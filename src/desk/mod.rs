@@ -11,6 +11,7 @@
 //! which the caller commits with its reply; the owner's operations, which
 //! happen outside any turn, commit their own change.
 
+pub mod approval;
 mod owner;
 
 use chrono::{DateTime, Utc};
@@ -86,6 +87,13 @@ pub enum DeskError {
     Busy,
     #[error("the text is empty")]
     EmptyText,
+    /// The held reply was already approved, edited, rejected or timed out.
+    #[error("this reply was already dealt with (approved, edited, rejected or timed out)")]
+    NotHeld,
+    /// The owner's wording states what the conversation's facts do not;
+    /// each reason in words.
+    #[error("the reply cannot be sent: {}", .0.join("; "))]
+    Guardrail(Vec<String>),
 }
 
 impl From<TransitionError> for DeskError {

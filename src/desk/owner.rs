@@ -112,7 +112,7 @@ fn taken_over(state: ConversationState, now: DateTime<Utc>) -> Result<Conversati
     )?)
 }
 
-async fn read(store: &dyn Store, id: ConversationId) -> Result<TurnInput, DeskError> {
+pub(super) async fn read(store: &dyn Store, id: ConversationId) -> Result<TurnInput, DeskError> {
     match store.turn_input(id, 0).await {
         Ok(turn) => Ok(turn),
         Err(StoreError::NotFound(_)) => Err(DeskError::UnknownConversation),
@@ -120,7 +120,7 @@ async fn read(store: &dyn Store, id: ConversationId) -> Result<TurnInput, DeskEr
     }
 }
 
-async fn with_lease<T>(
+pub(super) async fn with_lease<T>(
     store: &dyn Store,
     id: ConversationId,
     work: impl std::future::Future<Output = Result<T, DeskError>>,

@@ -1,6 +1,7 @@
 //! The pure core: no IO, no clocks read, no network. Everything here is a
 //! function of its arguments and is unit-tested as such.
 
+pub mod approval;
 pub mod availability;
 pub mod business_kind;
 pub mod conversation;

@@ -21,6 +21,7 @@ pub const REMINDER: &str = "reminder";
 pub const FOLLOW_UP: &str = "quote_follow_up";
 pub const EMAIL: &str = "email";
 pub const DEFERRED_REPLY: &str = "deferred_reply";
+pub const APPROVAL_TIMEOUT: &str = "approval_timeout";
 /// Planned by the store itself, in the inbound text's own transaction.
 pub use crate::store::FETCH_MEDIA;
 
@@ -40,6 +41,9 @@ pub enum JobPayload {
     DeferredReply(DeferredReply),
     #[serde(rename = "fetch_media")]
     FetchMedia(FetchMedia),
+    /// The end of the owner's time to act on a held reply.
+    #[serde(rename = "approval_timeout")]
+    ApprovalTimeout(ApprovalTimeout),
 }
 
 /// A text reminding the customer of their booking; sent only if the
@@ -68,6 +72,15 @@ pub struct DeferredReply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchMedia {
     pub media_id: i64,
+}
+
+/// When it runs, the held reply answering customer text `answers` (if
+/// still held) expires unsent and the conversation goes to the owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalTimeout {
+    pub answers: i64,
+    /// `approval_timeout_minutes` when it was held, for the owner's alert.
+    pub minutes: u32,
 }
 
 /// A stored job whose payload cannot be read: the job is dead, never
@@ -101,6 +114,7 @@ impl JobPayload {
             JobPayload::Email(_) => EMAIL,
             JobPayload::DeferredReply(_) => DEFERRED_REPLY,
             JobPayload::FetchMedia(_) => FETCH_MEDIA,
+            JobPayload::ApprovalTimeout(_) => APPROVAL_TIMEOUT,
         }
     }
 

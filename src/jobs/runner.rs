@@ -12,7 +12,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::payload::{BookingReminder, EMAIL, FETCH_MEDIA, FetchMedia, JobPayload, QuoteFollowUp};
+use super::payload::{
+    ApprovalTimeout, BookingReminder, EMAIL, FETCH_MEDIA, FetchMedia, JobPayload, QuoteFollowUp,
+};
 use super::plan;
 use super::turns::Engine;
 use crate::clock::Clock;
@@ -187,6 +189,7 @@ impl JobRunner {
         match JobPayload::of(job).map_err(|e| Failure::Permanent(e.to_string()))? {
             JobPayload::Email(email) => self.send_email(job, email).await,
             JobPayload::FetchMedia(media) => self.fetch_media(job, &media).await,
+            JobPayload::ApprovalTimeout(timeout) => self.expire_held_reply(engine, job, &timeout, now).await,
             text => self.send_text(engine, job, &text, now).await,
         }
     }
@@ -220,7 +223,7 @@ impl JobRunner {
                     .await?,
             ),
             JobPayload::DeferredReply(reply) => (MessageKind::Reply, Some(reply.body.clone())),
-            JobPayload::Email(_) | JobPayload::FetchMedia(_) => {
+            JobPayload::Email(_) | JobPayload::FetchMedia(_) | JobPayload::ApprovalTimeout(_) => {
                 return Err(Failure::Permanent(format!(
                     "a `{}` job sends no text",
                     text.kind()
@@ -256,6 +259,57 @@ impl JobRunner {
             // This job's text was sent (or may have been) before.
             None => Ok(JobOutcome::Done { result: None }),
         }
+    }
+
+    /// The owner did not act on a held reply in time: it expires unsent,
+    /// the conversation is theirs, and they are told. A reply decided
+    /// meanwhile leaves nothing to do; a turn or the owner holding the
+    /// conversation right now means trying again shortly.
+    async fn expire_held_reply(
+        &self,
+        engine: &Engine,
+        job: &Job,
+        timeout: &ApprovalTimeout,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, Failure> {
+        let Some(conversation) = job.conversation_id else {
+            return Err(Failure::Permanent(
+                "an approval timeout without a conversation".into(),
+            ));
+        };
+        let expired = crate::desk::approval::expire(
+            self.store.as_ref(),
+            conversation,
+            crate::store::MessageId(timeout.answers),
+            timeout.minutes,
+            now,
+        )
+        .await
+        .map_err(|e| Failure::Retryable(e.to_string()))?;
+        let Some(held) = expired else {
+            return Ok(JobOutcome::Done {
+                result: Some("already decided".into()),
+            });
+        };
+        let turn = self.store.turn_input(conversation, 0).await?;
+        let contact = plan::CustomerContact::of(&turn, &turn.state);
+        let detail = format!(
+            "A reply to {} waited {} minutes for your approval and was not sent; the conversation is yours now. The reply was: \"{}\"",
+            contact.describe(),
+            timeout.minutes,
+            held.body
+        );
+        engine
+            .alert_about(
+                AlertKind::ApprovalTimedOut,
+                Some(conversation),
+                &detail,
+                Some(&contact),
+            )
+            .await;
+        Ok(JobOutcome::Done {
+            result: Some("handed to the owner".into()),
+        })
     }
 
     /// A reminder's text, or `None` if the booking no longer stands at

@@ -13,6 +13,7 @@ use crate::assistant::guided::GuidedResponder;
 use crate::assistant::{Responder, ResponderError};
 use crate::channel::Channel;
 use crate::clock::Clock;
+use crate::config::business::ApprovalPolicy;
 use crate::config::business::BusinessConfig;
 use crate::desk;
 use crate::domain::conversation::{self, ConversationState, Event};
@@ -21,11 +22,11 @@ use crate::domain::guided;
 use crate::domain::keywords::{self, Keyword};
 use crate::domain::phone::redact_phone_numbers;
 use crate::domain::quote::Quote;
-use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
+use crate::jobs::payload::{ApprovalTimeout, DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
 use crate::store::{
-    AlertKind, ConversationId, MessageId, MessageKind, ModelCalls, NewAlert, NewJob, OutboundDraft, Store,
-    StoreError, TurnCommit, TurnInput,
+    AlertKind, ConversationId, Direction, MessageId, MessageKind, ModelCalls, NewAlert, NewJob,
+    OutboundDraft, Store, StoreError, TurnCommit, TurnInput, UNSENT_BY_DECISION,
 };
 use crate::templates;
 
@@ -119,7 +120,12 @@ impl Engine {
     #[tracing::instrument(name = "turn", skip_all, fields(conversation = id.0))]
     pub async fn run_turn(&self, id: ConversationId) -> Result<TurnResult, StoreError> {
         let history_limit = self.business.assistant.history_messages;
-        let turn = self.store.turn_input(id, history_limit).await?;
+        let mut turn = self.store.turn_input(id, history_limit).await?;
+        // Replies held for the owner, or rejected or expired, never reached
+        // the customer: the assistant must not read them as said.
+        turn.history.retain(|m| {
+            m.direction == Direction::Inbound || !UNSENT_BY_DECISION.contains(&m.status.as_str())
+        });
         let Some(last) = turn.pending.last().map(|m| m.id) else {
             return Ok(TurnResult::NothingPending);
         };
@@ -175,6 +181,7 @@ impl Engine {
                       alerts: Vec<NewAlert>| TurnCommit {
             through: last,
             reply,
+            held: None,
             state,
             new_quotes,
             alerts: alerts
@@ -260,6 +267,23 @@ impl Engine {
             } else {
                 TurnResult::Silent
             });
+        }
+
+        // While a reply waits for the owner, the customer gets nothing
+        // more: their texts are kept for the owner to read before deciding.
+        // (The one read approval adds to a turn, and only when it is on.)
+        let approval = self.business.assistant.approval;
+        if !approval.is_off() && self.store.held_reply(id).await?.is_some() {
+            alerts.push(NewAlert {
+                kind: AlertKind::ApprovalNeeded,
+                detail: format!(
+                    "{customer} texted while a reply waits for your approval: \"{}\"",
+                    turn.pending_text()
+                ),
+            });
+            self.conclude_about(id, commit(None, state, Vec::new(), alerts), Some(&contact))
+                .await?;
+            return Ok(TurnResult::Silent);
         }
 
         // Answers to a reminder ("C" to confirm, "R" to reschedule) are
@@ -390,6 +414,21 @@ impl Engine {
         commit.cancel_jobs = planned.cancel;
         let quiet = &self.business.quiet_hours;
         let tz = self.business.business.timezone;
+        let new_totals: Vec<_> = commit.new_quotes.iter().map(|q| q.total).collect();
+        let received = turn
+            .history
+            .iter()
+            .filter(|m| m.direction == Direction::Outbound)
+            .map(|m| m.body.as_str());
+        if approval.holds(&body, &new_totals, received) {
+            self.hold_for_approval(&mut commit, &turn, &customer, OutboundDraft { kind, body }, now);
+            let reply = self.conclude_about(id, commit, Some(&contact)).await?;
+            return Ok(if reply.is_some() {
+                TurnResult::Replied(reply)
+            } else {
+                TurnResult::Silent
+            });
+        }
         if channel.observes_quiet_hours() && !quiet.replies_allowed && quiet.is_quiet(now, tz) {
             // The owner keeps even replies out of quiet hours: this one waits.
             let held = JobPayload::DeferredReply(DeferredReply { body });
@@ -406,6 +445,54 @@ impl Engine {
         }
         let reply = self.conclude_about(id, commit, Some(&contact)).await?;
         Ok(TurnResult::Replied(reply))
+    }
+
+    /// Stores the turn's reply held for the owner instead of sending it: the
+    /// owner is alerted, the timeout is queued with the turn's commit, and
+    /// with `all` the configured holding text goes out now (once per held
+    /// reply: no further turn drafts while one waits), outside quiet hours.
+    fn hold_for_approval(
+        &self,
+        commit: &mut TurnCommit,
+        turn: &TurnInput,
+        customer: &str,
+        draft: OutboundDraft,
+        now: chrono::DateTime<Utc>,
+    ) {
+        let assistant = &self.business.assistant;
+        let minutes = assistant.approval_timeout_minutes;
+        commit.alerts.push(NewAlert {
+            kind: AlertKind::ApprovalNeeded,
+            detail: format!(
+                "A reply to {customer} waits for your approval ({} policy); nothing is sent until you approve, edit or reject it. Unanswered in {minutes} minutes, the conversation is handed to you. The reply: \"{}\"",
+                assistant.approval, draft.body
+            ),
+        });
+        let timeout = JobPayload::ApprovalTimeout(ApprovalTimeout {
+            answers: commit.through.0,
+            minutes,
+        });
+        commit.jobs.push(timeout.job(JobTarget {
+            dedupe_key: format!("approval:{}:{}", turn.conversation.id.0, commit.through.0),
+            conversation_id: Some(turn.conversation.id),
+            customer_id: Some(turn.conversation.customer_id),
+            recipient: turn.conversation.customer_phone.as_str().to_string(),
+            run_at: now + chrono::Duration::minutes(i64::from(minutes)),
+            max_attempts: 10,
+        }));
+        let holding = assistant
+            .approval_holding_text
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && assistant.approval == ApprovalPolicy::All);
+        commit.reply = holding
+            .filter(|_| self.replies_allowed(now))
+            .map(|text| OutboundDraft {
+                kind: MessageKind::HoldingText,
+                body: Channel::of(&turn.conversation.customer_phone)
+                    .prepare_reply(text, self.business.sms.max_segments),
+            });
+        commit.held = Some(draft);
     }
 
     /// Whether the sender is flooding or has spent today's model budget,

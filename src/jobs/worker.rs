@@ -184,6 +184,7 @@ impl TurnWorker {
                 body: crate::channel::Channel::of(&turn.conversation.customer_phone)
                     .prepare_reply(&templates::apology(business), business.sms.max_segments),
             }),
+            held: None,
             state: turn.state,
             new_quotes: Vec::new(),
             alerts: vec![NewAlert {

@@ -114,6 +114,10 @@ pub struct TurnCommit {
     /// The last inbound text this turn answers.
     pub through: MessageId,
     pub reply: Option<OutboundDraft>,
+    /// The turn's reply when it waits for the owner's approval: stored
+    /// `held` as the answer to `through` (and `reply`, if any, is then the
+    /// holding text, sent now).
+    pub held: Option<OutboundDraft>,
     pub state: ConversationState,
     pub new_quotes: Vec<Quote>,
     /// Owner alerts the turn raised: stored with it, so a rerun after a

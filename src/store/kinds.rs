@@ -87,6 +87,9 @@ stored_kind! {
         FollowUp => "follow_up",
         /// A text the owner wrote in the console, sent as the business.
         OwnerReply => "owner_reply",
+        /// With approval of every reply, the one text telling the customer
+        /// an answer is coming while the owner looks at it.
+        HoldingText => "holding_text",
     }
 }
 
@@ -125,6 +128,11 @@ stored_kind! {
         FactGuardrail => "fact_guardrail",
         SendUnknown => "send_unknown",
         SendFailed => "send_failed",
+        /// A reply waits for the owner's approval (or the customer texted
+        /// while one does).
+        ApprovalNeeded => "approval_needed",
+        /// No one acted on a held reply in time: handed to the owner, unsent.
+        ApprovalTimedOut => "approval_timed_out",
     }
 }
 
@@ -146,6 +154,8 @@ impl AlertKind {
             AlertKind::WhatsappWindow => "A WhatsApp message could not be sent",
             AlertKind::FloodThrottled => "A customer is flooding your number",
             AlertKind::SendFailed => "A text could not be delivered",
+            AlertKind::ApprovalNeeded => "A reply waits for your approval",
+            AlertKind::ApprovalTimedOut => "A reply waited too long: the customer is yours",
             _ => return None,
         })
     }

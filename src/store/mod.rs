@@ -12,6 +12,7 @@
 //! - [`JobQueue`]: proactive work;
 //! - [`OwnerAlerts`]: what the owner is told;
 //! - [`MediaStore`]: customers' photos and files;
+//! - [`Approvals`]: replies held for the owner's approval;
 //! - [`Maintenance`]: what a process does at start.
 //!
 //! [`Store`] is all of them, implemented for every type that implements
@@ -20,6 +21,7 @@
 //! (after a channel's retry or a crash) is idempotent.
 
 pub mod alerts;
+pub mod approvals;
 pub mod bookings;
 pub mod console;
 pub mod conversations;
@@ -33,6 +35,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 pub use alerts::*;
+pub use approvals::*;
 pub use bookings::*;
 pub use conversations::*;
 pub use fragments::*;
@@ -106,6 +109,7 @@ pub trait Store:
     + OwnerAlerts
     + MediaStore
     + AssistantFragments
+    + Approvals
 {
 }
 
@@ -118,6 +122,7 @@ impl<T> Store for T where
         + OwnerAlerts
         + MediaStore
         + AssistantFragments
+        + Approvals
         + ?Sized
 {
 }

@@ -1,5 +1,6 @@
 //! One integration-test binary (one link, shared helpers), zero2prod style.
 
+mod approval;
 mod businesses;
 mod clients;
 mod console;

@@ -8,6 +8,7 @@
 //! `ConsoleStore`; whatever changes a conversation goes through the desk
 //! layer, so the console is never a second implementation.
 
+mod approval;
 mod auth;
 mod pages;
 pub mod password;
@@ -159,6 +160,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let owner_only = Router::new()
         .route("/owner/", get(pages::inbox))
         .route("/owner/conversations/{id}", get(pages::conversation))
+        .route(
+            "/owner/conversations/{id}/held/{msg}/approve",
+            post(approval::approve),
+        )
+        .route("/owner/conversations/{id}/held/{msg}/edit", post(approval::edit))
+        .route(
+            "/owner/conversations/{id}/held/{msg}/reject",
+            post(approval::reject),
+        )
         .route("/owner/media/{id}", get(pages::media))
         .route("/owner/schedule", get(pages::schedule))
         .route("/owner/alerts", get(pages::alerts))

@@ -80,7 +80,7 @@ pub(super) async fn nav(
     })
 }
 
-fn parse_id(raw: &str) -> Option<i64> {
+pub(super) fn parse_id(raw: &str) -> Option<i64> {
     raw.parse::<i64>().ok().filter(|id| *id > 0)
 }
 
@@ -191,16 +191,28 @@ pub(super) async fn conversation(
     let Some(id) = parse_id(&raw) else {
         return not_found().await;
     };
+    conversation_page(&state, &session, id, StatusCode::OK, None).await
+}
+
+/// The conversation page; with `refused_edit`, the held reply's edit form
+/// comes back with the owner's wording and why it was not sent.
+pub(super) async fn conversation_page(
+    state: &AppState,
+    session: &Session,
+    id: i64,
+    status: StatusCode,
+    refused_edit: Option<super::approval::RefusedEdit>,
+) -> Response {
     let detail = match state.owner.console.conversation_detail(ConversationId(id)).await {
         Ok(Some(detail)) => detail,
         Ok(None) => return not_found().await,
         Err(e) => return internal(e),
     };
-    let nav = match nav(&state, &session, "inbox", None).await {
+    let nav = match nav(state, session, "inbox", None).await {
         Ok(nav) => nav,
         Err(response) => return response,
     };
-    let business = business_or_first(&state, Some(&detail.business_id));
+    let business = business_or_first(state, Some(&detail.business_id));
     let tz: Tz = business.as_ref().map_or(chrono_tz::UTC, |b| b.business.timezone);
     let conversation_state: Option<ConversationState> = detail
         .state_json
@@ -293,8 +305,9 @@ pub(super) async fn conversation(
     {
         tracing::warn!(error = %e, "console: could not mark a conversation read");
     }
+    let held = super::approval::held_view(&detail, business.as_deref(), tz, refused_edit);
     views::render(
-        StatusCode::OK,
+        status,
         &ConversationPage {
             nav,
             name: job.and_then(|j| j.customer_name).unwrap_or_default(),
@@ -304,13 +317,14 @@ pub(super) async fn conversation(
             business: business.map(|b| b.business.name.clone()).unwrap_or_default(),
             timezone: tz.name().to_string(),
             state: views::state_label(tag),
-            needs_you: tag == "handed_off" || detail.open_alerts > 0,
+            needs_you: tag == "handed_off" || detail.open_alerts > 0 || held.is_some(),
             opted_out: detail.opted_out,
             handoff,
             job: job_lines,
             quote,
             bookings,
             messages,
+            held,
         },
     )
 }

@@ -124,6 +124,20 @@ pub struct ConversationPage {
     pub quote: Option<QuoteView>,
     pub bookings: Vec<BookingView>,
     pub messages: Vec<MessageView>,
+    /// The reply waiting for the owner's approval, if one is.
+    pub held: Option<HeldView>,
+}
+
+/// A held reply with its three actions; after a refused edit, the owner's
+/// wording and the guardrail's reasons.
+pub struct HeldView {
+    pub action: String,
+    pub draft: String,
+    pub time: String,
+    pub deadline: String,
+    /// What the edit box holds: the draft, or the refused edit.
+    pub text: String,
+    pub reasons: Vec<String>,
 }
 
 pub struct QuoteView {

@@ -164,7 +164,9 @@ impl ConsoleStore for SqliteStore {
                 "SELECT c.id FROM conversations c JOIN customers k ON k.id = c.customer_id
                  WHERE c.id {} (SELECT id FROM conversations WHERE state_tag = 'handed_off'
                                 UNION SELECT conversation_id FROM alerts
-                                      WHERE resolved_at IS NULL AND conversation_id IS NOT NULL)
+                                      WHERE resolved_at IS NULL AND conversation_id IS NOT NULL
+                                UNION SELECT conversation_id FROM messages
+                                      WHERE direction = 'outbound' AND status = 'held')
                    AND (?1 IS NULL OR c.business_id = ?1)
                    AND {filter}
                    AND (?2 IS NULL OR {NAME_SQL} LIKE ?2 ESCAPE '\\' OR (?3 IS NOT NULL AND k.phone LIKE ?3))
@@ -217,7 +219,10 @@ impl ConsoleStore for SqliteStore {
                     {NAME_SQL} AS customer_name,
                     (c.state_tag IS 'handed_off'
                      OR EXISTS (SELECT 1 FROM alerts a
-                                WHERE a.conversation_id = c.id AND a.resolved_at IS NULL)) AS needs_you,
+                                WHERE a.conversation_id = c.id AND a.resolved_at IS NULL)
+                     OR EXISTS (SELECT 1 FROM messages h
+                                WHERE h.conversation_id = c.id AND h.direction = 'outbound'
+                                  AND h.status = 'held')) AS needs_you,
                     COALESCE(c.last_inbound_id, 0) > COALESCE(r.last_read_id, 0) AS unread,
                     m.body, m.direction, m.created_at
              FROM conversations c

@@ -182,6 +182,7 @@ impl ConversationStore for SqliteStore {
         let TurnCommit {
             through,
             reply,
+            held,
             state,
             new_quotes,
             alerts,
@@ -267,6 +268,24 @@ impl ConversationStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        if let Some(draft) = &held {
+            sqlx::query(
+                "INSERT INTO messages
+                     (conversation_id, direction, kind, body, status, attempts, reply_to_id, created_at)
+                 VALUES (?, 'outbound', ?, ?, 'held', 0, ?, ?)
+                 ON CONFLICT (reply_to_id) DO NOTHING",
+            )
+            .bind(id.0)
+            .bind(draft.kind.as_str())
+            .bind(&draft.body)
+            .bind(through.0)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // The held reply, when there is one, is the answer to `through`;
+        // the text sent now is then only the holding text.
+        let reply_to = held.is_none().then_some(through.0);
         let claimed = match reply {
             None => None,
             Some(draft) => {
@@ -280,7 +299,7 @@ impl ConversationStore for SqliteStore {
                 .bind(id.0)
                 .bind(draft.kind.as_str())
                 .bind(&draft.body)
-                .bind(through.0)
+                .bind(reply_to)
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;

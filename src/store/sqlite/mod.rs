@@ -6,6 +6,7 @@
 //! every lease at start.
 
 mod alerts;
+mod approvals;
 mod bookings;
 mod console;
 mod conversations;

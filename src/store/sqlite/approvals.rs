@@ -1,0 +1,121 @@
+//! The approval port on SQLite: a held reply is a `messages` row with
+//! status `held`; every decision is one UPDATE conditional on it.
+
+use super::*;
+
+#[async_trait]
+impl Approvals for SqliteStore {
+    async fn held_reply(&self, id: ConversationId) -> Result<Option<HeldReply>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, kind, body, reply_to_id, created_at FROM messages
+             WHERE conversation_id = ? AND direction = 'outbound' AND status = 'held'
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(HeldReply {
+                id: MessageId(row.try_get("id")?),
+                kind: MessageKind::parse(row.try_get("kind")?),
+                body: row.try_get("body")?,
+                reply_to: MessageId(row.try_get::<Option<i64>, _>("reply_to_id")?.unwrap_or_default()),
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn release_held(
+        &self,
+        id: ConversationId,
+        message: MessageId,
+        body: Option<&str>,
+    ) -> Result<Option<OutboundMessage>, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let released = sqlx::query(
+            "UPDATE messages SET status = 'sending', attempts = attempts + 1, body = COALESCE(?, body)
+             WHERE id = ? AND conversation_id = ? AND direction = 'outbound' AND status = 'held'",
+        )
+        .bind(body)
+        .bind(message.0)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if released.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let claimed = outbound_in(&mut tx, message).await?;
+        tx.commit().await?;
+        Ok(Some(claimed))
+    }
+
+    async fn defer_held(
+        &self,
+        id: ConversationId,
+        message: MessageId,
+        body: Option<&str>,
+        job: &NewJob,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let deferred = sqlx::query(
+            "UPDATE messages SET status = 'deferred', body = COALESCE(?, body)
+             WHERE id = ? AND conversation_id = ? AND direction = 'outbound' AND status = 'held'",
+        )
+        .bind(body)
+        .bind(message.0)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if deferred.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_job(&mut tx, job, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn discard_held(
+        &self,
+        id: ConversationId,
+        message: MessageId,
+        outcome: HeldOutcome,
+        state: Option<&ConversationState>,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let discarded = sqlx::query(
+            "UPDATE messages SET status = ?
+             WHERE id = ? AND conversation_id = ? AND direction = 'outbound' AND status = 'held'",
+        )
+        .bind(outcome.status())
+        .bind(message.0)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if discarded.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(state) = state {
+            let state_json = serde_json::to_string(state)
+                .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
+            sqlx::query(
+                "UPDATE conversations
+                 SET state_changed_at = CASE WHEN state IS ?1 THEN state_changed_at ELSE ?2 END, state = ?1,
+                     updated_at = ?2
+                 WHERE id = ?3",
+            )
+            .bind(&state_json)
+            .bind(now)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}

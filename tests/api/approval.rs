@@ -1,0 +1,548 @@
+//! Issue 10 part 8: approval before sending. A reply the policy holds
+//! reaches the customer only through the owner's Approve or Edit-and-send,
+//! once; Reject and the timeout send nothing.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use serde_json::{Value, json};
+use textdesk::clock::ManualClock;
+use textdesk::http::owner::password::set_owner_password;
+use textdesk::store::sqlite::SqliteStore;
+use textdesk::store::{AlertKind, ConversationId, Direction, Message};
+use wiremock::Mock;
+use wiremock::matchers::{method, path};
+
+use crate::helpers::*;
+use crate::quotes::{ScriptedClaude, claude_tool};
+
+const PASSWORD: &str = "correct horse battery";
+const DANA: &str = "+15035551234";
+
+fn business(assistant: &str) -> String {
+    format!(
+        "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\ntimezone = \"America/Chicago\"\n\n[assistant]\n{assistant}\n"
+    )
+}
+
+/// Claude records half a truck, prices it ($350 for the test business) and
+/// says so; then `later` for every further request.
+fn quoting_script(later: &str) -> Vec<Value> {
+    vec![
+        claude_tool("t1", "record_job_details", json!({"size": "half_truck"})),
+        claude_tool("t2", "get_quote", json!({})),
+        claude_text("For about half a truck it's $350, all in. Want to book?"),
+        claude_text(later),
+    ]
+}
+
+async fn app_with(assistant: &str, script: Vec<Value>, clock: Option<ManualClock>) -> TestApp {
+    let app = spawn_app_with(Options {
+        default_fakes: false,
+        business: Some(business(assistant)),
+        clock,
+        ..Options::default()
+    })
+    .await;
+    mount_twilio_accepting(&app.twilio).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ScriptedClaude::new(script))
+        .mount(&app.anthropic)
+        .await;
+    set_owner_password(&SqliteStore::connect(&app.database_url).await.unwrap(), PASSWORD)
+        .await
+        .unwrap();
+    app
+}
+
+/// Midday in the test business's zone: quiet hours hold nothing back.
+fn midday() -> ManualClock {
+    ManualClock::at(today_at(chrono_tz::America::Chicago, 12, 0))
+}
+
+fn held(messages: &[Message]) -> Option<&Message> {
+    messages
+        .iter()
+        .find(|m| m.direction == Direction::Outbound && m.status == "held")
+}
+
+/// Texts DANA, waits for the turn, and returns the reply it held.
+async fn text_and_hold(app: &TestApp, body: &str) -> (ConversationId, Message) {
+    app.text(DANA, body).await;
+    app.wait_until_settled(DANA).await;
+    let messages = app.messages(DANA).await;
+    let reply = held(&messages)
+        .unwrap_or_else(|| panic!("no held reply in {messages:?}"))
+        .clone();
+    (app.conversation(DANA).await.unwrap(), reply)
+}
+
+async fn alerts_of(app: &TestApp, kind: AlertKind) -> Vec<String> {
+    app.store
+        .alerts()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.kind == kind)
+        .map(|a| a.detail)
+        .collect()
+}
+
+/// Gives stray sends a moment to show up before counting them.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+}
+
+/// A signed-in owner's browser: keeps the session cookie, follows no
+/// redirects.
+struct Owner {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    body: String,
+}
+
+impl Owner {
+    async fn log_in(app: &TestApp) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .unwrap();
+        let form = http
+            .get(format!("{}/owner/login", app.address))
+            .send()
+            .await
+            .unwrap();
+        let cookie = session_cookie(&form).expect("a session cookie");
+        let csrf = csrf_of(&form.text().await.unwrap());
+        let login = http
+            .post(format!("{}/owner/login", app.address))
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf.as_str()), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), StatusCode::SEE_OTHER);
+        let cookie = session_cookie(&login).unwrap_or(cookie);
+        let mut owner = Self {
+            http,
+            base: app.address.clone(),
+            cookie,
+            csrf: String::new(),
+        };
+        let inbox = owner.get("/owner/").await;
+        owner.csrf = csrf_of(&inbox.body);
+        owner
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        let request = self.http.get(format!("{}{path}", self.base));
+        page(request.header("cookie", &self.cookie).send().await.unwrap()).await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let mut fields = vec![("csrf", self.csrf.as_str())];
+        fields.extend_from_slice(form);
+        self.post_raw(path, &fields).await
+    }
+
+    async fn post_raw(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let request = self.http.post(format!("{}{path}", self.base)).form(form);
+        page(request.header("cookie", &self.cookie).send().await.unwrap()).await
+    }
+}
+
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("textdesk_owner="))
+        .map(|c| c.split(';').next().unwrap().to_string())
+}
+
+fn csrf_of(body: &str) -> String {
+    let at = body
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    body[at..].split('"').next().unwrap().to_string()
+}
+
+async fn page(response: reqwest::Response) -> Page {
+    Page {
+        status: response.status(),
+        location: response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string()),
+        body: response.text().await.unwrap(),
+    }
+}
+
+fn action(conversation: ConversationId, reply: &Message, what: &str) -> String {
+    format!(
+        "/owner/conversations/{}/held/{}/{what}",
+        conversation.0, reply.id.0
+    )
+}
+
+#[tokio::test]
+async fn with_approval_off_a_quote_goes_out_at_once() {
+    let app = app_with("", quoting_script("Happy to help."), Some(midday())).await;
+    app.text(DANA, "Half a truck of junk, how much?").await;
+    let sent = app.wait_for_texts(1).await;
+    assert!(sent[0].1.contains("$350"), "{sent:?}");
+    app.wait_until_settled(DANA).await;
+    assert!(held(&app.messages(DANA).await).is_none());
+    assert!(alerts_of(&app, AlertKind::ApprovalNeeded).await.is_empty());
+}
+
+#[tokio::test]
+async fn quotes_holds_a_new_price_and_approving_twice_sends_it_once() {
+    let app = app_with(
+        "approval = \"quotes\"",
+        quoting_script("Happy to help."),
+        Some(midday()),
+    )
+    .await;
+    let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
+    assert!(reply.body.contains("$350"), "{}", reply.body);
+    settle().await;
+    assert!(app.sent_texts().await.is_empty(), "nothing reaches the customer");
+    let alerts = alerts_of(&app, AlertKind::ApprovalNeeded).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].contains(DANA) && alerts[0].contains("$350"),
+        "{}",
+        alerts[0]
+    );
+
+    let owner = Owner::log_in(&app).await;
+    // The inbox counts it as needing the owner; the page offers the actions.
+    let needs_you = owner.get("/owner/?filter=needs_you").await;
+    assert!(
+        needs_you
+            .body
+            .contains(&format!("/owner/conversations/{}", conversation.0))
+    );
+    let page = owner
+        .get(&format!("/owner/conversations/{}", conversation.0))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    for id in ["held-approve", "held-edit-body", "held-edit-send", "held-reject"] {
+        assert!(page.body.contains(&format!("id=\"{id}\"")), "{id}");
+    }
+
+    let approved = owner.post(&action(conversation, &reply, "approve"), &[]).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+    assert_eq!(
+        approved.location.as_deref(),
+        Some(format!("/owner/conversations/{}", conversation.0).as_str())
+    );
+    let sent = app.wait_for_texts(1).await;
+    assert_eq!(sent[0], (DANA.to_string(), reply.body.clone()));
+
+    let again = owner.post(&action(conversation, &reply, "approve"), &[]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(again.body.contains("already dealt with"), "{}", again.body);
+    settle().await;
+    assert_eq!(app.sent_texts().await.len(), 1, "approved once, sent once");
+    let page = owner
+        .get(&format!("/owner/conversations/{}", conversation.0))
+        .await;
+    assert!(!page.body.contains("id=\"held-approve\""));
+}
+
+#[tokio::test]
+async fn quotes_lets_a_reply_without_a_new_price_through() {
+    let app = app_with(
+        "approval = \"quotes\"",
+        vec![claude_text("Hi! What would you like hauled away?")],
+        Some(midday()),
+    )
+    .await;
+    app.text(DANA, "hi").await;
+    let sent = app.wait_for_texts(1).await;
+    assert_eq!(sent[0].1, "Hi! What would you like hauled away?");
+    app.wait_until_settled(DANA).await;
+    assert!(held(&app.messages(DANA).await).is_none());
+}
+
+#[tokio::test]
+async fn over_an_amount_holds_only_quotes_above_it() {
+    let below = app_with("approval = \"over:400\"", quoting_script("Sure."), Some(midday())).await;
+    below.text(DANA, "Half a truck of junk, how much?").await;
+    let sent = below.wait_for_texts(1).await;
+    assert!(sent[0].1.contains("$350"), "$350 is not over 400: {sent:?}");
+
+    let above = app_with("approval = \"over:300\"", quoting_script("Sure."), Some(midday())).await;
+    let (_, reply) = text_and_hold(&above, "Half a truck of junk, how much?").await;
+    assert!(reply.body.contains("$350"));
+    settle().await;
+    assert!(above.sent_texts().await.is_empty(), "$350 is over 300");
+}
+
+#[tokio::test]
+async fn all_holds_every_reply_sends_the_holding_text_once_and_reject_sends_nothing() {
+    let app = app_with(
+        "approval = \"all\"\napproval_holding_text = \"Thanks! We'll text you back shortly.\"",
+        vec![claude_text("Hi! What would you like hauled away?")],
+        Some(midday()),
+    )
+    .await;
+    let (conversation, reply) = text_and_hold(&app, "hi").await;
+    assert_eq!(reply.body, "Hi! What would you like hauled away?");
+    let sent = app.wait_for_texts(1).await;
+    assert_eq!(sent[0].1, "Thanks! We'll text you back shortly.");
+
+    // While it waits, more texts get nothing, not even the holding text,
+    // and the model is not asked again.
+    app.text(DANA, "hello?").await;
+    app.wait_until_settled(DANA).await;
+    settle().await;
+    assert_eq!(app.sent_texts().await.len(), 1, "the holding text, once");
+    assert_eq!(app.model_requests().await.len(), 1);
+    let alerts = alerts_of(&app, AlertKind::ApprovalNeeded).await;
+    assert!(alerts.iter().any(|a| a.contains("hello?")), "{alerts:?}");
+
+    let owner = Owner::log_in(&app).await;
+    let rejected = owner.post(&action(conversation, &reply, "reject"), &[]).await;
+    assert_eq!(rejected.status, StatusCode::SEE_OTHER, "{}", rejected.body);
+    settle().await;
+    assert_eq!(app.sent_texts().await.len(), 1, "rejecting sends nothing");
+    let messages = app.messages(DANA).await;
+    assert!(held(&messages).is_none());
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.id == reply.id && m.status == "rejected")
+    );
+    let again = owner.post(&action(conversation, &reply, "approve"), &[]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    settle().await;
+    assert_eq!(app.sent_texts().await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_edited_reply_passes_the_same_guardrail_before_it_is_sent() {
+    let app = app_with(
+        "approval = \"quotes\"",
+        quoting_script("Happy to help."),
+        Some(midday()),
+    )
+    .await;
+    let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
+    let owner = Owner::log_in(&app).await;
+
+    let wrong = owner
+        .post(
+            &action(conversation, &reply, "edit"),
+            &[("body", "Special for you: $20 all in!")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert!(wrong.body.contains("Not sent"), "{}", wrong.body);
+    assert!(
+        wrong.body.contains("$20 is not in the current quote"),
+        "{}",
+        wrong.body
+    );
+    assert!(
+        wrong.body.contains("Special for you: $20 all in!"),
+        "the form comes back with the owner's wording"
+    );
+    let empty = owner
+        .post(&action(conversation, &reply, "edit"), &[("body", "  ")])
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    settle().await;
+    assert!(app.sent_texts().await.is_empty(), "a refused edit sends nothing");
+    assert!(
+        held(&app.messages(DANA).await).is_some(),
+        "and leaves the reply held"
+    );
+
+    let edited = "Good news: $350 covers the whole half truck. Want to book a time?";
+    let sent_page = owner
+        .post(&action(conversation, &reply, "edit"), &[("body", edited)])
+        .await;
+    assert_eq!(sent_page.status, StatusCode::SEE_OTHER, "{}", sent_page.body);
+    let sent = app.wait_for_texts(1).await;
+    assert_eq!(sent[0], (DANA.to_string(), edited.to_string()));
+    let again = owner
+        .post(&action(conversation, &reply, "edit"), &[("body", edited)])
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    settle().await;
+    assert_eq!(app.sent_texts().await.len(), 1);
+}
+
+#[tokio::test]
+async fn no_decision_in_time_hands_off_alerts_and_sends_nothing() {
+    let clock = midday();
+    let app = app_with(
+        "approval = \"quotes\"\napproval_timeout_minutes = 30",
+        quoting_script("Happy to help."),
+        Some(clock.clone()),
+    )
+    .await;
+    let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
+
+    clock.advance(chrono::Duration::minutes(29));
+    settle().await;
+    assert!(held(&app.messages(DANA).await).is_some(), "not yet due");
+
+    clock.advance(chrono::Duration::minutes(2));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alerts_of(&app, AlertKind::ApprovalTimedOut).await.is_empty() {
+        assert!(Instant::now() < deadline, "the timeout never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alert = &alerts_of(&app, AlertKind::ApprovalTimedOut).await[0];
+    assert!(alert.contains(DANA) && alert.contains("30 minutes"), "{alert}");
+    let turn = app.store.turn_input(conversation, 5).await.unwrap();
+    assert_eq!(turn.state.name(), "HANDED_OFF");
+    let messages = app.messages(DANA).await;
+    assert!(messages.iter().any(|m| m.id == reply.id && m.status == "expired"));
+    settle().await;
+    assert!(app.sent_texts().await.is_empty(), "never sent unapproved");
+
+    let owner = Owner::log_in(&app).await;
+    let late = owner.post(&action(conversation, &reply, "approve"), &[]).await;
+    assert_eq!(late.status, StatusCode::CONFLICT);
+    settle().await;
+    assert!(app.sent_texts().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_decision_without_the_csrf_token_is_403_and_changes_nothing() {
+    let app = app_with(
+        "approval = \"quotes\"",
+        quoting_script("Happy to help."),
+        Some(midday()),
+    )
+    .await;
+    let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
+    let owner = Owner::log_in(&app).await;
+    for what in ["approve", "reject"] {
+        let forged = owner.post_raw(&action(conversation, &reply, what), &[]).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{what}");
+    }
+    let forged = owner
+        .post_raw(
+            &action(conversation, &reply, "edit"),
+            &[("csrf", "nope"), ("body", "hi")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    settle().await;
+    assert!(app.sent_texts().await.is_empty());
+    assert!(held(&app.messages(DANA).await).is_some());
+}
+
+#[tokio::test]
+async fn a_reply_approved_in_quiet_hours_waits_for_morning_when_replies_do() {
+    let clock = midday();
+    let app = spawn_app_with(Options {
+        default_fakes: false,
+        business: Some(format!(
+            "{}\n[quiet_hours]\nreplies_allowed = false\n",
+            business("approval = \"quotes\"\napproval_timeout_minutes = 1440")
+        )),
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    mount_twilio_accepting(&app.twilio).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ScriptedClaude::new(quoting_script("Sure.")))
+        .mount(&app.anthropic)
+        .await;
+    set_owner_password(&SqliteStore::connect(&app.database_url).await.unwrap(), PASSWORD)
+        .await
+        .unwrap();
+    let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
+
+    // 10 pm: the owner approves, and the reply waits for 8 am.
+    clock.advance(chrono::Duration::hours(10));
+    let owner = Owner::log_in(&app).await;
+    let approved = owner.post(&action(conversation, &reply, "approve"), &[]).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+    settle().await;
+    assert!(app.sent_texts().await.is_empty(), "not at night");
+    let again = owner.post(&action(conversation, &reply, "approve"), &[]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+
+    clock.advance(chrono::Duration::hours(10) + chrono::Duration::minutes(30));
+    let sent = app.wait_for_texts(1).await;
+    assert_eq!(sent[0], (DANA.to_string(), reply.body.clone()));
+    settle().await;
+    assert_eq!(app.sent_texts().await.len(), 1, "sent once");
+}
+
+#[tokio::test]
+async fn an_approval_cut_off_by_a_crash_before_sending_is_sent_once_at_start() {
+    let mut app = app_with("approval = \"quotes\"", quoting_script("Sure."), Some(midday())).await;
+    let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
+    // Approved (claimed for sending) by the desk, and the process dies
+    // before the Dispatcher runs.
+    let approved = textdesk::desk::approval::approve(
+        app.store.as_ref(),
+        &app.business,
+        conversation,
+        reply.id,
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(approved, textdesk::desk::approval::Approved::Send(_)));
+    app.crash_and_restart().await;
+    // Claimed before the crash, so textdesk may first ask Twilio's Messages
+    // list whether it went out: a GET, not a send.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while posted_texts(&app).await.is_empty() {
+        assert!(Instant::now() < deadline, "the approved reply was never sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    settle().await;
+    assert_eq!(posted_texts(&app).await, vec![reply.body.clone()], "sent once");
+    let again = textdesk::desk::approval::approve(
+        app.store.as_ref(),
+        &app.business,
+        conversation,
+        reply.id,
+        app.clock.now(),
+    )
+    .await;
+    assert!(
+        matches!(again, Err(textdesk::desk::DeskError::NotHeld)),
+        "{again:?}"
+    );
+}
+
+/// Bodies of the texts Twilio was asked to send (POSTs only).
+async fn posted_texts(app: &TestApp) -> Vec<String> {
+    app.twilio
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with("/Messages.json"))
+        .filter_map(|r| {
+            form_urlencoded::parse(&r.body)
+                .find(|(k, _)| k == "Body")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect()
+}
