@@ -1,0 +1,667 @@
+//! Issue 10: the owner's console in a real browser (Debian's Chromium,
+//! driven through ChromeDriver by fantoccini), against the real app with
+//! the fake Twilio and Anthropic of the API tests.
+//!
+//! One ChromeDriver process serves the whole binary; each test opens its
+//! own headless Chromium session on it. Screenshots of every page at 1280
+//! and 375 px go to `target/screenshots/`.
+//!
+//! Without `chromium` and `chromedriver` the tests fail and say what to
+//! install, unless `TEXTDESK_SKIP_BROWSER=1` is set.
+
+#[allow(dead_code)]
+#[path = "../api/fake_google.rs"]
+mod fake_google;
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures::FutureExt;
+use serde_json::{Value, json};
+use textdesk::http::owner::password::set_owner_password;
+use textdesk::store::console::ConsoleStore;
+use textdesk::store::sqlite::SqliteStore;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, Request, Respond, ResponseTemplate};
+
+use helpers::*;
+
+const PASSWORD: &str = "correct horse battery";
+const DANA: &str = "+15035551234";
+const LEE: &str = "+15035559876";
+const WIDTHS: [u32; 2] = [1280, 375];
+const SKIP_VAR: &str = "TEXTDESK_SKIP_BROWSER";
+
+/// The ChromeDriver every test of this binary shares: its URL, or why
+/// there is none.
+static DRIVER: OnceLock<Result<String, String>> = OnceLock::new();
+
+fn find_program(env: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Ok(explicit) = std::env::var(env) {
+        return Some(PathBuf::from(explicit)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+fn chromium() -> Option<PathBuf> {
+    find_program(
+        "TEXTDESK_CHROMIUM",
+        &["chromium", "chromium-browser", "google-chrome"],
+    )
+}
+
+/// Starts ChromeDriver on a free port. It runs under a shell that waits on
+/// its standard input: when this test process exits, for whatever reason,
+/// the pipe closes and the shell stops the driver, so no driver outlives
+/// the tests.
+fn start_driver() -> Result<String, String> {
+    let driver = find_program("TEXTDESK_CHROMEDRIVER", &["chromedriver"]).ok_or(
+        "chromedriver not found: install Debian's `chromium` and `chromium-driver` \
+         (apt-get install -y chromium chromium-driver; .ci/run does), \
+         or set TEXTDESK_SKIP_BROWSER=1 to skip the browser tests",
+    )?;
+    chromium().ok_or(
+        "chromium not found: install Debian's `chromium` and `chromium-driver` \
+         (apt-get install -y chromium chromium-driver; .ci/run does), \
+         or set TEXTDESK_SKIP_BROWSER=1 to skip the browser tests",
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port for chromedriver: {e}"))?
+        .port();
+    let log = screenshots_dir().join("chromedriver.log");
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$0" --port="$1" --log-path="$2" & driver=$!; read _ignored; kill $driver"#)
+        .arg(&driver)
+        .arg(port.to_string())
+        .arg(&log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", driver.display()))?;
+    // The pipe's write end lives as long as this process does.
+    std::mem::forget(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "chromedriver did not listen on port {port} within 20 s (log: {})",
+                log.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(format!("http://127.0.0.1:{port}"))
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A headless Chromium session, or `None` when the browser tests are
+/// skipped on purpose. Any other failure to get one fails the test.
+async fn browser() -> Option<Client> {
+    if std::env::var(SKIP_VAR).is_ok_and(|v| v == "1") {
+        eprintln!("{SKIP_VAR}=1: browser test skipped");
+        return None;
+    }
+    let driver = DRIVER
+        .get_or_init(start_driver)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let binary = chromium().expect("chromium was found when the driver started");
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": binary,
+            "args": [
+                "--headless=new",
+                // Root in a container has no user namespace to sandbox with.
+                "--no-sandbox",
+                "--disable-dev-shm-usage",
+                "--disable-gpu",
+                "--window-size=1280,900",
+            ]
+        }),
+    );
+    // fantoccini's rustls and the app's both link a crypto backend: pick
+    // the app's, as `calendar::google` does.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = ClientBuilder::rustls()
+        .expect("TLS roots for the WebDriver client")
+        .capabilities(capabilities)
+        .connect(&driver)
+        .await
+        .unwrap_or_else(|e| panic!("chromedriver at {driver} could not start chromium: {e}"));
+    Some(client)
+}
+
+/// Runs `steps` with a fresh browser session and closes it whatever
+/// happens, so a failed test leaves no Chromium behind.
+async fn with_browser<F, Fut>(steps: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(client) = browser().await else {
+        return;
+    };
+    let outcome = std::panic::AssertUnwindSafe(steps(client.clone()))
+        .catch_unwind()
+        .await;
+    let _ = client.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The current page, whole, at each width: the window is made as tall as
+/// the page so nothing below the fold is missed. Also fails the test when
+/// the page scrolls sideways at that width (something overflows).
+async fn screenshot(client: &Client, name: &str) {
+    for width in WIDTHS {
+        client.set_window_size(width, 900).await.unwrap();
+        let inner = client.execute("return window.innerWidth", vec![]).await.unwrap();
+        assert_eq!(
+            inner.as_u64(),
+            Some(u64::from(width)),
+            "{name}: the viewport is {width} px"
+        );
+        let height = client
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(600, 8000);
+        let chrome = 900 - inner_height(client).await.min(900);
+        client
+            .set_window_size(width, u32::try_from(height).unwrap() + chrome)
+            .await
+            .unwrap();
+        let overflow = client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        // A box that scrolls sideways hides part of itself behind a
+        // scrollbar (code blocks may).
+        let scrollers = client
+            .execute(
+                "return Array.from(document.querySelectorAll('body *')).filter(e => {
+                    const x = getComputedStyle(e).overflowX;
+                    return (x === 'auto' || x === 'scroll') && e.tagName !== 'PRE'
+                        && e.scrollWidth > e.clientWidth;
+                 }).map(e => e.tagName.toLowerCase() + '.' + e.className)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let png = client.screenshot().await.unwrap();
+        let file = format!("{name}-{width}.png");
+        // A blank or failed capture is a few hundred bytes.
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 2_000,
+            "{file}: not a real capture"
+        );
+        std::fs::write(screenshots_dir().join(&file), png).unwrap();
+        assert_eq!(
+            overflow.as_i64(),
+            Some(0),
+            "{file}: the page is wider than the window (scrolls sideways)"
+        );
+        assert_eq!(
+            scrollers,
+            json!([]),
+            "{file}: these boxes scroll sideways at {width} px"
+        );
+    }
+    client.set_window_size(1280, 900).await.unwrap();
+}
+
+async fn inner_height(client: &Client) -> u32 {
+    client
+        .execute("return window.innerHeight", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .and_then(|h| u32::try_from(h).ok())
+        .unwrap_or(900)
+}
+
+/// Waits until the page's text contains `needle` (reloading each time if
+/// `reload`), or fails with what the page said.
+async fn wait_for_text(client: &Client, needle: &str, reload: bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let body = page_text(client).await;
+        if body.contains(needle) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw {needle:?} on the page:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if reload {
+            client.refresh().await.unwrap();
+        }
+    }
+}
+
+/// The page's visible text, read in one script call (an element handle
+/// would go stale when a click navigates).
+async fn page_text(client: &Client) -> String {
+    client
+        .execute("return document.body ? document.body.innerText : ''", vec![])
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn path_of(client: &Client) -> String {
+    client.current_url().await.unwrap().path().to_string()
+}
+
+async fn with_password(app: &TestApp) -> SqliteStore {
+    let store = SqliteStore::connect(&app.database_url).await.unwrap();
+    set_owner_password(&store, PASSWORD).await.unwrap();
+    store
+}
+
+/// Types the password into the login page and submits it.
+async fn log_in(client: &Client, app: &TestApp) {
+    client
+        .goto(&format!("{}/owner/login", app.address))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form[action='/owner/login'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(client, "Log out", false).await;
+    assert_eq!(path_of(client).await, "/owner/", "logging in lands on the inbox");
+}
+
+/// Claude as the tests need it: a customer who asks for a person is handed
+/// to the owner (the real `escalate_to_owner` tool); anything else is
+/// echoed. The turn after the tool call gets a short acknowledgement.
+struct HandoffClaude;
+
+impl Respond for HandoffClaude {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let messages = body["messages"].as_array().unwrap();
+        let after_tool = messages.last().is_some_and(|m| {
+            m["content"]
+                .as_array()
+                .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
+        });
+        let last = last_user_text(&body);
+        let reply = if after_tool {
+            claude_text("The owner will text you soon.")
+        } else if last.contains("person") {
+            json!({
+                "id": "msg_tool", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
+                "content": [{"type": "tool_use", "id": "t1", "name": "escalate_to_owner",
+                             "input": {"reason": "customer_asked_for_person", "summary": "Lee wants to talk to a person."}}],
+                "stop_reason": "tool_use",
+                "usage": {"input_tokens": 10, "output_tokens": 10}
+            })
+        } else {
+            claude_text(&format!("Re: {}", last.lines().last().unwrap_or_default()))
+        };
+        ResponseTemplate::new(200).set_body_json(reply)
+    }
+}
+
+async fn console_app() -> TestApp {
+    let app = spawn_app_with(Options {
+        default_fakes: false,
+        ..Options::default()
+    })
+    .await;
+    mount_twilio_accepting(&app.twilio).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(HandoffClaude)
+        .mount(&app.anthropic)
+        .await;
+    app
+}
+
+#[tokio::test]
+async fn the_owner_logs_in_sees_a_text_arrive_opens_it_and_resolves_an_alert() {
+    let app = console_app().await;
+    let store = with_password(&app).await;
+    with_browser(|client| async move {
+        client.goto(&format!("{}/owner/", app.address)).await.unwrap();
+        assert_eq!(
+            path_of(&client).await,
+            "/owner/login",
+            "no session: the login page"
+        );
+        screenshot(&client, "login").await;
+        log_in(&client, &app).await;
+        screenshot(&client, "inbox-empty").await;
+
+        // A text through the real webhook, signed as Twilio signs it.
+        app.text(DANA, "Hi, can you haul away an old couch?").await;
+        app.wait_until_settled(DANA).await;
+        wait_for_text(&client, "+15035551234", true).await;
+        wait_for_text(&client, "Re: Hi, can you haul away an old couch?", false).await;
+
+        // Another customer asks for a person: a hand-off, and its alert.
+        app.text(LEE, "Can I talk to a person please").await;
+        app.wait_until_settled(LEE).await;
+        wait_for_text(&client, "+15035559876", true).await;
+        let pinned = client
+            .find(Locator::Css("ul.inbox > li"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            pinned.contains("+15035559876") && pinned.contains("Needs you"),
+            "the handed-off conversation is pinned first: {pinned}"
+        );
+        screenshot(&client, "inbox").await;
+
+        // Open Dana's conversation from the inbox.
+        client
+            .find(Locator::XPath(
+                "//ul[@class='inbox']//a[contains(., '+15035551234')]",
+            ))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&client, "Hi, can you haul away an old couch?", false).await;
+        assert!(path_of(&client).await.starts_with("/owner/conversations/"));
+        let thread = page_text(&client).await;
+        assert!(
+            thread.contains("Re: Hi, can you haul away an old couch?"),
+            "{thread}"
+        );
+        screenshot(&client, "conversation").await;
+
+        // The alerts page: the hand-off, then resolved with its button.
+        client
+            .find(Locator::Css(".top nav a[href^='/owner/alerts']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&client, "Lee wants to talk to a person.", false).await;
+        assert_eq!(store.open_alert_count(None).await.unwrap(), 1);
+        screenshot(&client, "alerts").await;
+        client
+            .find(Locator::XPath("//form[contains(@action, '/resolve')]/button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&client, "No open alerts.", false).await;
+        assert_eq!(
+            store.open_alert_count(None).await.unwrap(),
+            0,
+            "resolved in the database"
+        );
+        client
+            .find(Locator::LinkText("Resolved"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&client, "Lee wants to talk to a person.", false).await;
+        screenshot(&client, "alerts-resolved").await;
+
+        for (name, page) in [("schedule", "/owner/schedule"), ("jobs", "/owner/jobs")] {
+            client.goto(&format!("{}{page}", app.address)).await.unwrap();
+            assert_eq!(path_of(&client).await, page);
+            screenshot(&client, name).await;
+        }
+        // The settings page comes with another branch: photographed once
+        // it is there.
+        client
+            .goto(&format!("{}/owner/settings", app.address))
+            .await
+            .unwrap();
+        if !page_text(&client).await.contains("There is no such page.") {
+            screenshot(&client, "settings").await;
+        }
+
+        // Logging out ends the session.
+        client.goto(&format!("{}/owner/", app.address)).await.unwrap();
+        client
+            .find(Locator::Css("form[action='/owner/logout'] button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client.goto(&format!("{}/owner/", app.address)).await.unwrap();
+        assert_eq!(path_of(&client).await, "/owner/login");
+    })
+    .await;
+}
+
+/// The system prompt of a Messages API request, whether sent as text or
+/// as blocks.
+fn system_prompt(request: &Value) -> String {
+    match &request["system"] {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+async fn wait_for_model_requests(app: &TestApp, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let requests = app.model_requests().await;
+        if requests.len() >= n {
+            return requests;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} model requests, got {}",
+            requests.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs actions/settings branches"]
+async fn the_owner_takes_over_replies_hands_back_and_retunes_the_assistant() {
+    let app = console_app().await;
+    with_password(&app).await;
+    with_browser(|client| async move {
+        log_in(&client, &app).await;
+        app.text(DANA, "Hi, can you haul away an old couch?").await;
+        app.wait_until_settled(DANA).await;
+        let conversation = app.conversation(DANA).await.unwrap();
+        client
+            .goto(&format!("{}/owner/conversations/{}", app.address, conversation.0))
+            .await
+            .unwrap();
+
+        // Take over: the assistant stays silent while the owner has it.
+        client
+            .find(Locator::Id("take-over"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Id("hand-back"))
+            .await
+            .unwrap();
+        let asked = app.model_requests().await.len();
+        app.text(DANA, "Hello? Anyone there?").await;
+        app.wait_until_settled(DANA).await;
+        assert_eq!(app.model_requests().await.len(), asked, "the model was not asked");
+        screenshot(&client, "conversation-taken-over").await;
+
+        // The owner's reply reaches the customer through the fake Twilio.
+        let reply = "Hi Dana, this is Maria from Rose City. I will call you shortly.";
+        client.refresh().await.unwrap();
+        client
+            .find(Locator::Id("reply-body"))
+            .await
+            .unwrap()
+            .send_keys(reply)
+            .await
+            .unwrap();
+        client
+            .find(Locator::Id("reply-send"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let sent = app.sent_texts().await;
+            if sent.iter().any(|(to, body)| to == DANA && body == reply) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the owner's reply never reached Twilio: {sent:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        wait_for_text(&client, reply, true).await;
+
+        // Hand back: the assistant answers the next text again.
+        client
+            .find(Locator::Id("hand-back"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Id("take-over"))
+            .await
+            .unwrap();
+        app.text(DANA, "Thanks, talk soon").await;
+        app.wait_until_settled(DANA).await;
+        wait_for_model_requests(&app, asked + 1).await;
+
+        // Settings: a new tone changes the assembled prompt as it is picked,
+        // and once saved, the next model request carries it.
+        client
+            .goto(&format!("{}/owner/settings", app.address))
+            .await
+            .unwrap();
+        screenshot(&client, "settings").await;
+        let preview = client.find(Locator::Id("assembled-prompt")).await.unwrap();
+        let before = preview.text().await.unwrap();
+        let mut other_tone = None;
+        for radio in client.find_all(Locator::Css("input[name='tone']")).await.unwrap() {
+            if !radio.is_selected().await.unwrap() {
+                other_tone = Some(radio);
+                break;
+            }
+        }
+        let other_tone = other_tone.expect("a tone other than the current one");
+        let id = other_tone.attr("id").await.unwrap();
+        // A card's radio may be visually hidden: click its label then.
+        if other_tone.click().await.is_err() {
+            let label = match id {
+                Some(id) => format!("label[for='{id}']"),
+                None => panic!("a hidden tone radio without an id has no label to click"),
+            };
+            client
+                .find(Locator::Css(&label))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let after = loop {
+            let now = preview.text().await.unwrap();
+            if now != before {
+                break now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the preview did not change with the tone"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let changed: Vec<&str> = after
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !before.contains(*l))
+            .collect();
+        assert!(!changed.is_empty(), "the preview changed only in whitespace");
+        client
+            .find(Locator::Id("save"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let asked = app.model_requests().await.len();
+        app.text(DANA, "One more question").await;
+        app.wait_until_settled(DANA).await;
+        let requests = wait_for_model_requests(&app, asked + 1).await;
+        let prompt = system_prompt(requests.last().unwrap());
+        for line in changed {
+            assert!(
+                prompt.contains(line),
+                "the saved tone ({line:?}) is in the next system prompt:\n{prompt}"
+            );
+        }
+    })
+    .await;
+}
