@@ -252,17 +252,26 @@ impl BusinessDirectory {
         let _one_change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let mut current = self.current();
         let mut problems = Vec::new();
-        for (id, fragments) in &all {
-            let Some(path) = current.path_of(id).map(Path::to_path_buf) else {
+        let mut applied_ok = HashMap::new();
+        for (id, fragments) in all {
+            let Some(path) = current.path_of(&id).map(Path::to_path_buf) else {
+                // No file has this business now; if one does again after a
+                // reload, its settings come back with it.
+                applied_ok.insert(id, fragments);
                 continue;
             };
-            let Some(config) = current.get(id) else { continue };
-            match fragments::apply(config, &path, fragments) {
-                Ok(applied) => current = Arc::new(current.with(current.version, Arc::new(applied))),
+            let Some(config) = current.get(&id) else { continue };
+            match fragments::apply(config, &path, &fragments) {
+                Ok(applied) => {
+                    current = Arc::new(current.with(current.version, Arc::new(applied)));
+                    applied_ok.insert(id, fragments);
+                }
+                // Left out, so the file's value serves and reloads are not
+                // refused over it; a save from the console replaces it.
                 Err(error) => problems.push(Problem::Console { path, error }),
             }
         }
-        *self.fragments.write().unwrap_or_else(|e| e.into_inner()) = all;
+        *self.fragments.write().unwrap_or_else(|e| e.into_inner()) = applied_ok;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = current;
         problems
     }
@@ -555,6 +564,61 @@ mod tests {
         );
         let directory = BusinessDirectory::load_with_default_phone(many.path(), Some(default)).unwrap();
         assert_eq!(phone(&directory).unwrap().as_str(), "+15035550142");
+    }
+
+    #[test]
+    fn console_fragments_survive_a_reload_and_one_the_file_no_longer_fits_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("business.toml");
+        write(dir.path(), "business.toml", "[business]\nname = \"Old\"\n");
+        let directory = BusinessDirectory::load(&file).unwrap();
+        let tone = Fragment {
+            key: "tone".into(),
+            value: "\"casual\"".into(),
+            updated_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            updated_by: super::super::fragments::CONSOLE_EDITOR.into(),
+        };
+        let bad = Fragment {
+            key: "tone".into(),
+            value: "\"grumpy\"".into(),
+            ..tone.clone()
+        };
+        assert!(directory.install("business", vec![bad]).unwrap().is_err());
+        assert_eq!(directory.current().version, 1, "a refused save changes nothing");
+        directory.install("business", vec![tone]).unwrap().unwrap();
+        assert_eq!(directory.current().version, 2);
+        let tone_now = |d: &BusinessDirectory| d.business("business").unwrap().assistant.tone.as_str();
+        assert_eq!(tone_now(&directory), "casual");
+
+        write(dir.path(), "business.toml", "[business]\nname = \"New\"\n");
+        directory.reload().unwrap();
+        assert_eq!(directory.business("business").unwrap().business.name, "New");
+        assert_eq!(tone_now(&directory), "casual");
+
+        // Saving no fragments returns to the file's own settings.
+        directory.install("business", Vec::new()).unwrap().unwrap();
+        assert_eq!(tone_now(&directory), "friendly");
+        directory.reload().unwrap();
+        assert_eq!(tone_now(&directory), "friendly");
+
+        // A stored setting this build no longer accepts is reported at
+        // start, and the file's value serves; reloads still work.
+        let stale = Fragment {
+            key: "retired_setting".into(),
+            value: "1".into(),
+            updated_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            updated_by: "owner console".into(),
+        };
+        let problems =
+            directory.apply_stored_fragments(HashMap::from([("business".to_string(), vec![stale])]));
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].to_string().contains("retired_setting"),
+            "{}",
+            problems[0]
+        );
+        assert_eq!(tone_now(&directory), "friendly");
+        directory.reload().unwrap();
     }
 
     #[test]

@@ -651,8 +651,18 @@ pub(super) async fn save(
             .into_response()
         }
         // The file changed under the draft (a reload between check and
-        // install): say so on the form, as any other refusal.
-        Some(Err(_)) | None => draft_page(&state, &session, &current, &file, &form, None).await,
+        // install): the stored settings go back to those still serving,
+        // and the form says why, as for any other refusal.
+        Some(Err(_)) | None => {
+            if let Err(e) = state
+                .store
+                .replace_assistant_fragments(&current.business.id, &current.console.fragments)
+                .await
+            {
+                tracing::error!(error = %e, "console: could not restore the assistant settings after a refused save");
+            }
+            draft_page(&state, &session, &current, &file, &form, None).await
+        }
     }
 }
 
