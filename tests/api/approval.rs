@@ -546,3 +546,31 @@ async fn posted_texts(app: &TestApp) -> Vec<String> {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn a_held_reply_keeps_its_conversation_needing_the_owner_after_its_alert_is_resolved() {
+    use textdesk::store::console::{ConsoleStore, InboxFilter, InboxQuery};
+    let app = app_with("approval = \"quotes\"", quoting_script("Sure."), Some(midday())).await;
+    let (conversation, _) = text_and_hold(&app, "Half a truck of junk, how much?").await;
+    let console = SqliteStore::connect(&app.database_url).await.unwrap();
+    for alert in console.console_alerts(None, true, 50).await.unwrap() {
+        console
+            .resolve_alert(alert.id, "owner", app.clock.now())
+            .await
+            .unwrap();
+    }
+    assert_eq!(console.open_alert_count(None).await.unwrap(), 0);
+    let needs_you = console
+        .inbox(&InboxQuery {
+            business_id: None,
+            filter: InboxFilter::NeedsYou,
+            search: None,
+            limit: 50,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(needs_you.len(), 1);
+    assert_eq!(needs_you[0].id, conversation);
+    assert!(needs_you[0].needs_you);
+}
