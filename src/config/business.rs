@@ -142,6 +142,9 @@ pub struct BusinessInfo {
     pub numbers: Vec<String>,
     /// Where the owner reads alerts; email delivery arrives with notifications.
     pub owner_email: Option<String>,
+    /// The owner's mobile: hand-offs and alerts that need a person are also
+    /// texted here, with a link to the conversation in the console.
+    pub owner_phone: Option<E164>,
     /// How customers know the owner ("Maria"), in texts sent while the
     /// owner has a conversation.
     pub owner_name: Option<String>,
@@ -168,6 +171,7 @@ impl Default for BusinessInfo {
             timezone: chrono_tz::America::Los_Angeles,
             phone: None,
             owner_email: None,
+            owner_phone: None,
             owner_name: None,
         }
     }
@@ -493,6 +497,14 @@ impl BusinessConfig {
             out.push(ConfigWarning {
                 key: "business.phone",
                 message: "not set: HELP replies and hand-offs give customers no number to call".into(),
+            });
+        }
+        if b.owner_phone.is_some() && b.phone.is_none() {
+            out.push(ConfigWarning {
+                key: "business.owner_phone",
+                message: "set, but `phone` is not: alert texts to the owner go out from TWILIO_FROM_NUMBER, \
+                          or not at all without it"
+                    .into(),
             });
         }
         out.extend(

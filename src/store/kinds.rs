@@ -87,6 +87,8 @@ stored_kind! {
         FollowUp => "follow_up",
         /// A text the owner wrote in the console, sent as the business.
         OwnerReply => "owner_reply",
+        /// An alert texted to the owner's own phone (`owner_phone`).
+        OwnerAlert => "owner_alert",
     }
 }
 

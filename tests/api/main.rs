@@ -3,6 +3,7 @@
 mod businesses;
 mod clients;
 mod console;
+mod console_actions;
 mod date_pricing;
 mod desk;
 mod fake_google;

@@ -8,6 +8,7 @@
 //! `ConsoleStore`; whatever changes a conversation goes through the desk
 //! layer, so the console is never a second implementation.
 
+mod actions;
 mod auth;
 mod pages;
 pub mod password;
@@ -158,6 +159,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let owner_only = Router::new()
         .route("/owner/", get(pages::inbox))
         .route("/owner/conversations/{id}", get(pages::conversation))
+        .route("/owner/conversations/{id}/take-over", post(actions::take_over))
+        .route("/owner/conversations/{id}/hand-back", post(actions::hand_back))
+        .route("/owner/conversations/{id}/reply", post(actions::reply))
+        .route("/owner/conversations/{id}/reschedule", post(actions::reschedule))
+        .route("/owner/conversations/{id}/cancel", post(actions::cancel))
         .route("/owner/media/{id}", get(pages::media))
         .route("/owner/schedule", get(pages::schedule))
         .route("/owner/alerts", get(pages::alerts))
@@ -176,6 +182,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/owner/login", get(auth::login_form).post(auth::login))
         .route("/owner/static/console.css", get(static_css))
+        .route("/owner/static/reply-counter.js", get(actions::counter_script))
         .merge(owner_only)
         .layer(middleware::from_fn(require_csrf))
         .layer(sessions)

@@ -109,6 +109,7 @@ pub struct InboxItem {
 #[template(path = "owner/conversation.html")]
 pub struct ConversationPage {
     pub nav: Nav,
+    pub id: i64,
     pub name: String,
     pub address: String,
     pub tel: String,
@@ -124,6 +125,8 @@ pub struct ConversationPage {
     pub quote: Option<QuoteView>,
     pub bookings: Vec<BookingView>,
     pub messages: Vec<MessageView>,
+    /// Take over or hand back, reply, move or cancel the booking.
+    pub actions: super::actions::ActionsView,
 }
 
 pub struct QuoteView {
