@@ -864,6 +864,18 @@ mod tests {
     }
 
     #[test]
+    fn the_owners_phone_is_read_like_the_business_phone() {
+        let c = BusinessConfig::parse(
+            "[business]\nname = \"X\"\nphone = \"+15035550142\"\nowner_phone = \"(503) 555-0199\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.business.owner_phone.as_ref().unwrap().as_str(), "+15035550199");
+        let (line, _, key, _) = error("[business]\nowner_phone = \"call me\"\n");
+        assert_eq!((line, key.as_str()), (2, "business.owner_phone"));
+    }
+
+    #[test]
     fn bad_values_are_located() {
         let (line, column, key, message) = error("[business]\ntimezone = \"Mars/Olympus\"\n");
         assert_eq!((line, column, key.as_str()), (2, 12, "business.timezone"));

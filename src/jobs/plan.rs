@@ -467,6 +467,71 @@ mod tests {
     }
 
     #[test]
+    fn with_owner_phone_an_alert_is_also_texted_except_one_about_a_text_to_the_owner() {
+        let mut business = BusinessConfig::default();
+        business.business.id = "junk".into();
+        business.business.owner_phone = Some(E164::parse("+15035550199").unwrap());
+        let at = Utc.with_ymd_and_hms(2026, 11, 28, 17, 0, 0).unwrap();
+        let alert = |kind: AlertKind| NewAlert {
+            kind,
+            detail: "Handed to you: customer +1503***1234 asked for a person.".into(),
+        };
+        let conversation = Some(crate::store::ConversationId(7));
+        let jobs = alert_jobs_about(
+            &business,
+            &alert(AlertKind::Handoff),
+            conversation,
+            Some(&dana(Some("Dana"))),
+            "k",
+            at,
+        );
+        assert_eq!(jobs.len(), 1, "no owner_email: the text alone");
+        assert_eq!(jobs[0].kind, "owner_text");
+        assert_eq!(jobs[0].recipient, "+15035550199");
+        let JobPayload::OwnerText(text) = JobPayload::from_stored(jobs[0].kind, &jobs[0].payload).unwrap()
+        else {
+            panic!("an owner text")
+        };
+        assert_eq!(text.business_id, "junk");
+        assert_eq!(text.conversation_id, Some(7));
+        assert!(
+            text.body
+                .starts_with("A customer needs you: Handed to you: customer Dana (+15035551234)"),
+            "{}",
+            text.body
+        );
+
+        // Only what needs a person; and a failed text to the owner is not
+        // texted to the owner.
+        assert!(
+            alert_jobs_about(
+                &business,
+                &alert(AlertKind::PriceGuardrail),
+                conversation,
+                None,
+                "k",
+                at
+            )
+            .is_empty()
+        );
+        let owner = CustomerContact {
+            name: None,
+            phone: E164::parse("+15035550199").unwrap(),
+        };
+        assert!(
+            alert_jobs_about(
+                &business,
+                &alert(AlertKind::SendFailed),
+                None,
+                Some(&owner),
+                "k",
+                at
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
     fn the_owners_hand_off_email_carries_the_photos_and_other_alerts_do_not() {
         let mut business = BusinessConfig::default();
         business.business.owner_email = Some("owner@example.com".into());

@@ -228,6 +228,14 @@ impl Engine {
                 }
             };
         }
+        if self.business.business.owner_phone.as_ref() == Some(&turn.conversation.customer_phone) {
+            // The owner answering one of the alert texts: it shows in the
+            // console, and the assistant never treats the owner as a
+            // customer (STOP, START and HELP were handled above).
+            self.conclude_about(id, commit(None, state, Vec::new(), alerts), None)
+                .await?;
+            return Ok(TurnResult::Silent);
+        }
         if !state.bot_answers() {
             // The owner has this conversation; they hear about every text,
             // in the customer's own words.

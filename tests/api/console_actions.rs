@@ -471,6 +471,16 @@ async fn a_hand_off_is_texted_to_the_owner_with_a_link_to_the_conversation() {
         .unwrap();
     assert_eq!(to_owner["From"], BUSINESS_NUMBER);
 
+    // The owner answering the text is not taken for a customer.
+    app.text(OWNER_PHONE, "on my way to call her").await;
+    app.wait_until_settled(OWNER_PHONE).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        texts_to(&app, OWNER_PHONE).await.len(),
+        1,
+        "no reply to the owner"
+    );
+
     // The owner's STOP is honoured: the next alert is not texted.
     app.text(OWNER_PHONE, "STOP").await;
     app.wait_until_settled(OWNER_PHONE).await;

@@ -248,6 +248,8 @@ pub fn state_label(tag: &str) -> &'static str {
 pub fn author(direction: Direction, kind: &str) -> &'static str {
     match direction {
         Direction::Inbound => "Customer",
+        // textdesk's alert to the owner's phone, not the owner's writing.
+        Direction::Outbound if kind == "owner_alert" => "System",
         Direction::Outbound if kind.starts_with("owner") => "You",
         Direction::Outbound
             if kind.contains("reminder") || kind.contains("follow_up") || kind == "day_before" =>
@@ -303,6 +305,7 @@ mod tests {
         assert_eq!(author(Direction::Inbound, "customer"), "Customer");
         assert_eq!(author(Direction::Outbound, "reply"), "Assistant");
         assert_eq!(author(Direction::Outbound, "owner_reply"), "You");
+        assert_eq!(author(Direction::Outbound, "owner_alert"), "System");
         assert_eq!(author(Direction::Outbound, "reminder"), "Reminder");
         assert_eq!(author(Direction::Outbound, "quote_follow_up"), "Reminder");
         assert_eq!(author(Direction::Outbound, "help"), "System");
