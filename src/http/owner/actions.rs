@@ -488,5 +488,14 @@ mod tests {
         assert_eq!(counter("it\u{2019}s"), "4 characters · GSM-7 · 1 text");
         assert_eq!(counter(&"a".repeat(161)), "161 characters · GSM-7 · 2 texts");
         assert_eq!(counter("on my way 🚚"), "11 characters · Unicode · 1 text");
+        // The cases reply-counter.js was checked against (node), so the two
+        // stay one rule: extension characters, UTF-16 units, rewrites.
+        assert_eq!(counter("price: 5€ [ok]"), "14 characters · GSM-7 · 1 text");
+        assert_eq!(
+            counter(&format!("日本{}", "a".repeat(69))),
+            "71 characters · Unicode · 2 texts"
+        );
+        assert_eq!(counter("\u{2014}\u{2026}"), "4 characters · GSM-7 · 1 text");
+        assert_eq!(counter(&"a".repeat(307)), "307 characters · GSM-7 · 3 texts");
     }
 }
