@@ -485,11 +485,12 @@ impl BusinessConfig {
     pub fn warnings(&self) -> Vec<ConfigWarning> {
         let mut out = Vec::new();
         let b = &self.business;
-        if b.owner_email.as_deref().is_none_or(|e| e.trim().is_empty()) {
+        // Alerts reach the owner by email or by text; with neither they stay in the console.
+        if b.owner_email.as_deref().is_none_or(|e| e.trim().is_empty()) && b.owner_phone.is_none() {
             out.push(ConfigWarning {
                 key: "business.owner_email",
                 message: "not set: owner alerts (hand-offs, failed texts, bookings that need a look) \
-                          will go nowhere but the log"
+                          will go nowhere but the console and the log (set it, or `owner_phone`)"
                     .into(),
             });
         }
@@ -871,6 +872,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.business.owner_phone.as_ref().unwrap().as_str(), "+15035550199");
+        assert!(
+            c.warnings().iter().all(|w| w.key != "business.owner_email"),
+            "alerts reach the owner by text"
+        );
         let (line, _, key, _) = error("[business]\nowner_phone = \"call me\"\n");
         assert_eq!((line, key.as_str()), (2, "business.owner_phone"));
     }
