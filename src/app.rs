@@ -25,7 +25,7 @@ use crate::config::settings::{AnthropicSettings, Settings};
 use crate::email::{EmailSender, OutboxEmail, SesEmail};
 use crate::http::{self, AppState};
 use crate::jobs::dispatch::Dispatcher;
-use crate::jobs::runner::JobRunner;
+use crate::jobs::runner::{JobRunner, RunnerSettings};
 use crate::jobs::turns::{Engine, EngineParts};
 use crate::jobs::worker::TurnWorker;
 use crate::rehearsal::Rehearsals;
@@ -460,7 +460,16 @@ impl Application {
             store: services.store.clone(),
             desks: services.desks.clone(),
             email,
-            settings: settings.jobs.clone(),
+            settings: RunnerSettings {
+                console_base_url: Some(
+                    settings
+                        .public_base_url
+                        .as_str()
+                        .trim_end_matches('/')
+                        .to_string(),
+                ),
+                ..settings.jobs.clone()
+            },
             media: media_fetcher(&settings),
             clock: clock.clone(),
         };
@@ -643,9 +652,7 @@ async fn alert_every_owner(
     let emails: Vec<_> = directory
         .current()
         .iter()
-        .filter_map(|b| {
-            crate::jobs::plan::alert_job(b, alert, None, &format!("{key}:{}", b.business.id), now)
-        })
+        .flat_map(|b| crate::jobs::plan::alert_jobs(b, alert, None, &format!("{key}:{}", b.business.id), now))
         .collect();
     if let Err(e) = store.enqueue_jobs(&emails).await {
         tracing::error!(error = %e, kind = %alert.kind, "could not queue an owner alert's email");

@@ -937,6 +937,17 @@ fn config_summary(path: &Path, config: &BusinessConfig) -> String {
         b.phone.as_ref().map_or("(not set)", |p| p.as_str())
     ));
     out.push_str(&format!(
+        "Owner:      {}\n",
+        match (&b.owner_email, &b.owner_phone) {
+            (None, None) => "(no email or phone: alerts are only stored)".to_string(),
+            (email, phone) => [email.as_deref(), phone.as_ref().map(|p| p.as_str())]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    ));
+    out.push_str(&format!(
         "Assistant:  tone {}, replies {}, last {} messages of history\n",
         a.tone.as_str(),
         a.reply_length.as_str(),

@@ -220,6 +220,27 @@ fn check_config_warns_when_alerts_would_go_nowhere() {
 }
 
 #[test]
+fn check_config_shows_the_owners_phone_and_locates_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("business.toml");
+    std::fs::write(
+        &file,
+        "[business]\nname = \"X\"\nphone = \"+15035550142\"\nowner_email = \"o@example.com\"\nowner_phone = \"503-555-0199\"\n",
+    )
+    .unwrap();
+    let (ok, out, err) = textdesk(&["check-config", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Owner:      o@example.com, +15035550199"), "{out}");
+    std::fs::write(&file, "[business]\nname = \"X\"\nowner_phone = \"the owner\"\n").unwrap();
+    let (ok, _, err) = textdesk(&["check-config", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains(":3:") && err.contains("business.owner_phone"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_job_file_mistake_is_located_in_plain_words() {
     let dir = tempfile::tempdir().unwrap();
     let job = dir.path().join("job.toml");

@@ -150,6 +150,9 @@ pub struct BusinessInfo {
     pub numbers: Vec<String>,
     /// Where the owner reads alerts; email delivery arrives with notifications.
     pub owner_email: Option<String>,
+    /// The owner's mobile: hand-offs and alerts that need a person are also
+    /// texted here, with a link to the conversation in the console.
+    pub owner_phone: Option<E164>,
     /// How customers know the owner ("Maria"), in texts sent while the
     /// owner has a conversation.
     pub owner_name: Option<String>,
@@ -176,6 +179,7 @@ impl Default for BusinessInfo {
             timezone: chrono_tz::America::Los_Angeles,
             phone: None,
             owner_email: None,
+            owner_phone: None,
             owner_name: None,
         }
     }
@@ -524,11 +528,12 @@ impl BusinessConfig {
     pub fn warnings(&self) -> Vec<ConfigWarning> {
         let mut out = Vec::new();
         let b = &self.business;
-        if b.owner_email.as_deref().is_none_or(|e| e.trim().is_empty()) {
+        // Alerts reach the owner by email or by text; with neither they stay in the console.
+        if b.owner_email.as_deref().is_none_or(|e| e.trim().is_empty()) && b.owner_phone.is_none() {
             out.push(ConfigWarning {
                 key: "business.owner_email",
                 message: "not set: owner alerts (hand-offs, failed texts, bookings that need a look) \
-                          will go nowhere but the log"
+                          will go nowhere but the console and the log (set it, or `owner_phone`)"
                     .into(),
             });
         }
@@ -536,6 +541,14 @@ impl BusinessConfig {
             out.push(ConfigWarning {
                 key: "business.phone",
                 message: "not set: HELP replies and hand-offs give customers no number to call".into(),
+            });
+        }
+        if b.owner_phone.is_some() && b.phone.is_none() {
+            out.push(ConfigWarning {
+                key: "business.owner_phone",
+                message: "set, but `phone` is not: alert texts to the owner go out from TWILIO_FROM_NUMBER, \
+                          or not at all without it"
+                    .into(),
             });
         }
         out.extend(
@@ -958,6 +971,22 @@ mod tests {
         let (line, _, key, _) = error("[busines]\nname = \"X\"\n");
         assert_eq!(line, 1);
         assert_eq!(key, "busines");
+    }
+
+    #[test]
+    fn the_owners_phone_is_read_like_the_business_phone() {
+        let c = BusinessConfig::parse(
+            "[business]\nname = \"X\"\nphone = \"+15035550142\"\nowner_phone = \"(503) 555-0199\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.business.owner_phone.as_ref().unwrap().as_str(), "+15035550199");
+        assert!(
+            c.warnings().iter().all(|w| w.key != "business.owner_email"),
+            "alerts reach the owner by text"
+        );
+        let (line, _, key, _) = error("[business]\nowner_phone = \"call me\"\n");
+        assert_eq!((line, key.as_str()), (2, "business.owner_phone"));
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub struct RunnerSettings {
     pub lease: Duration,
     /// First retry delay; doubles each attempt, up to an hour.
     pub retry_base: Duration,
+    /// `PUBLIC_BASE_URL` without its trailing slash: the owner's alert texts
+    /// link to the conversation in the console under it.
+    pub console_base_url: Option<String>,
 }
 
 impl Default for RunnerSettings {
@@ -130,6 +133,7 @@ impl Default for RunnerSettings {
             batch: 100,
             lease: Duration::from_secs(300),
             retry_base: Duration::from_secs(30),
+            console_base_url: None,
         }
     }
 }

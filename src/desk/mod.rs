@@ -29,7 +29,10 @@ use crate::scheduling::{Offer, Scheduler, SchedulingError};
 use crate::store::AlertKind;
 use crate::store::{Conversation, StoreError};
 
-pub use owner::{OWNER_REPLY, OwnerReplied, hand_back, send_owner_reply, take_over};
+pub use owner::{
+    BookingChange, BookingChanged, FollowUp, OWNER_REPLY, OwnerReplied, change_booking, hand_back,
+    schedule_owner_reply, send_owner_reply, take_over,
+};
 
 /// Something the owner must hear about, raised by an operation.
 #[derive(Debug, Clone, PartialEq, Eq)]

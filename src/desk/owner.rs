@@ -7,13 +7,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::DeskError;
-use crate::domain::conversation::{ConversationState, Event, HandoffReason, transition};
-use crate::store::MessageKind;
-use crate::store::{ConversationId, MessageId, OutboundDraft, Store, StoreError, TurnInput};
+use super::{Booked, DeskError, OwnerAlert, Turn};
+use crate::config::business::BusinessConfig;
+use crate::domain::conversation::{Booking, ConversationState, Event, HandoffReason, transition};
+use crate::scheduling::{Offer, Scheduler};
+use crate::store::{AlertKind, MessageKind, NewAlert, NewJob, OwnerCommit};
+use crate::store::{Conversation, ConversationId, MessageId, OutboundDraft, Store, StoreError, TurnInput};
 
 /// The kind of a text the owner wrote.
 pub const OWNER_REPLY: MessageKind = MessageKind::OwnerReply;
+
+/// Twilio's own ceiling is 1,600 characters (ten full segments); the
+/// console's counter shows the owner what a text costs before that.
+const OWNER_MAX_SEGMENTS: usize = 10;
+
+/// The owner's text as the customer's channel will carry it: GSM-7 for
+/// SMS (a curly quote would make it Unicode and double its cost), within
+/// the channel's length.
+fn as_sent(conversation: &Conversation, body: &str) -> String {
+    crate::channel::Channel::of(&conversation.customer_phone).prepare_reply(body, OWNER_MAX_SEGMENTS)
+}
 
 /// Long enough for a read and a write; a crash mid-way frees it soon.
 const OWNER_LEASE: Duration = Duration::from_secs(30);
@@ -42,7 +55,9 @@ pub async fn take_over(
         let turn = read(store, id).await?;
         let next = taken_over(turn.state.clone(), now)?;
         if next != turn.state {
-            store.commit_owner_action(id, &next, None).await?;
+            store
+                .commit_owner_action(id, &OwnerCommit::state(next.clone()))
+                .await?;
         }
         Ok(next)
     })
@@ -55,7 +70,9 @@ pub async fn hand_back(store: &dyn Store, id: ConversationId) -> Result<Conversa
     with_lease(store, id, async {
         let turn = read(store, id).await?;
         let next = transition(turn.state, Event::HandBack)?;
-        store.commit_owner_action(id, &next, None).await?;
+        store
+            .commit_owner_action(id, &OwnerCommit::state(next.clone()))
+            .await?;
         Ok(next)
     })
     .await
@@ -79,15 +96,164 @@ pub async fn send_owner_reply(
             return Err(DeskError::OptedOut);
         }
         let next = taken_over(turn.state, now)?;
-        let draft = OutboundDraft {
-            kind: OWNER_REPLY,
-            body: body.to_string(),
+        let commit = OwnerCommit {
+            text: Some(OutboundDraft {
+                kind: OWNER_REPLY,
+                body: as_sent(&turn.conversation, body),
+            }),
+            ..OwnerCommit::state(next.clone())
         };
         let message = store
-            .commit_owner_action(id, &next, Some(&draft))
+            .commit_owner_action(id, &commit)
             .await?
             .ok_or(DeskError::Store(StoreError::NotFound("owner's text")))?;
         Ok(OwnerReplied { state: next, message })
+    })
+    .await
+}
+
+/// The owner's text, to go out at a later moment (quiet hours: the next
+/// allowed one). Like sending it now, writing it takes the conversation;
+/// `hold` makes the job that sends it (the job queue is the caller's), so
+/// an opt-out meanwhile is judged when it runs.
+pub async fn schedule_owner_reply(
+    store: &dyn Store,
+    id: ConversationId,
+    text: &str,
+    now: DateTime<Utc>,
+    hold: impl FnOnce(&Conversation, &str) -> NewJob,
+) -> Result<ConversationState, DeskError> {
+    let body = text.trim();
+    if body.is_empty() {
+        return Err(DeskError::EmptyText);
+    }
+    with_lease(store, id, async {
+        let turn = read(store, id).await?;
+        if turn.conversation.opted_out || matches!(turn.state, ConversationState::OptedOut(_)) {
+            return Err(DeskError::OptedOut);
+        }
+        let next = taken_over(turn.state, now)?;
+        let commit = OwnerCommit {
+            jobs: vec![hold(&turn.conversation, &as_sent(&turn.conversation, body))],
+            ..OwnerCommit::state(next.clone())
+        };
+        store.commit_owner_action(id, &commit).await?;
+        Ok(next)
+    })
+    .await
+}
+
+/// What the owner does to a booking from the console, through the same
+/// desk operations the assistant uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingChange {
+    Cancel,
+    /// Start moving the booking: openings from the scheduler are held and
+    /// offered (to the owner on the page, and to the customer if they text).
+    OfferNewTimes,
+    /// Move the booking to the offered opening with this number.
+    MoveTo(u8),
+}
+
+#[derive(Debug, Clone)]
+pub enum BookingChanged {
+    Cancelled(Box<Booking>),
+    Offered(Offer),
+    Moved(Box<Booked>),
+}
+
+/// What a booking change sets in motion beyond the state (reminders, the
+/// crew's emails, the customer's confirmation), planned by the caller from
+/// the state before and after: the desk knows no job kinds.
+#[derive(Debug, Default)]
+pub struct FollowUp {
+    pub jobs: Vec<NewJob>,
+    pub cancel_jobs: Vec<String>,
+    pub text: Option<OutboundDraft>,
+}
+
+/// Cancels, offers new times for, or moves the conversation's booking
+/// for the owner: `cancel`, `reschedule` and `book` on a turn of the
+/// owner's, committed under the lease with the quotes, alerts and
+/// follow-up work it caused. The text committed with it is returned, for
+/// the caller to deliver.
+pub async fn change_booking(
+    store: &dyn Store,
+    business: &BusinessConfig,
+    scheduler: &Scheduler,
+    id: ConversationId,
+    change: BookingChange,
+    now: DateTime<Utc>,
+    follow_up: impl FnOnce(&TurnInput, &ConversationState, &ConversationState) -> FollowUp,
+) -> Result<(BookingChanged, Option<MessageId>), DeskError> {
+    with_lease(store, id, async {
+        let input = read(store, id).await?;
+        let before = input.state.clone();
+        let mut state = input.state.clone();
+        let mut new_quotes = Vec::new();
+        let mut alerts: Vec<OwnerAlert> = Vec::new();
+        let mut turn = Turn {
+            business,
+            conversation: &input.conversation,
+            now,
+            state: &mut state,
+            new_quotes: &mut new_quotes,
+            alerts: &mut alerts,
+        };
+        let outcome = match change {
+            BookingChange::Cancel => super::cancel(&mut turn, scheduler)
+                .await
+                .map(|booking| BookingChanged::Cancelled(Box::new(booking))),
+            BookingChange::OfferNewTimes => {
+                if !matches!(&*turn.state, ConversationState::Booked(_)) {
+                    return Err(DeskError::NotAllowed("there is no booking to move".into()));
+                }
+                let (filter, looked_for) = super::read_preference(business, now, None);
+                super::reschedule(&mut turn, scheduler, &filter, &looked_for)
+                    .await
+                    .map(BookingChanged::Offered)
+            }
+            BookingChange::MoveTo(slot) => {
+                if !matches!(&*turn.state, ConversationState::Scheduling(s) if s.rescheduling.is_some()) {
+                    return Err(DeskError::NotAllowed(
+                        "no new times are on offer: ask for new times first".into(),
+                    ));
+                }
+                super::book(&mut turn, scheduler, slot)
+                    .await
+                    .map(|booked| BookingChanged::Moved(Box::new(booked)))
+            }
+        };
+        // A calendar failure raised its alert: the owner must hear it even
+        // though nothing else changed.
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                for alert in &alerts {
+                    store.record_alert(&alert.kind, Some(id), &alert.detail).await?;
+                }
+                return Err(e);
+            }
+        };
+        let planned = follow_up(&input, &before, &state);
+        let commit = OwnerCommit {
+            state,
+            text: planned.text,
+            new_quotes,
+            // The owner did this: "the customer cancelled" is not news to them.
+            alerts: alerts
+                .into_iter()
+                .filter(|a| a.kind != AlertKind::BookingCancelled)
+                .map(|a| NewAlert {
+                    kind: a.kind,
+                    detail: a.detail,
+                })
+                .collect(),
+            jobs: planned.jobs,
+            cancel_jobs: planned.cancel_jobs,
+        };
+        let text = store.commit_owner_action(id, &commit).await?;
+        Ok((outcome, text))
     })
     .await
 }

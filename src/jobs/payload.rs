@@ -22,6 +22,8 @@ pub const FOLLOW_UP: &str = "quote_follow_up";
 pub const EMAIL: &str = "email";
 pub const DEFERRED_REPLY: &str = "deferred_reply";
 pub const APPROVAL_TIMEOUT: &str = "approval_timeout";
+pub const OWNER_REPLY: &str = "owner_reply";
+pub const OWNER_TEXT: &str = "owner_text";
 /// Planned by the store itself, in the inbound text's own transaction.
 pub use crate::store::FETCH_MEDIA;
 
@@ -44,6 +46,12 @@ pub enum JobPayload {
     /// The end of the owner's time to act on a held reply.
     #[serde(rename = "approval_timeout")]
     ApprovalTimeout(ApprovalTimeout),
+    /// A text the owner wrote in the console, to go out when quiet hours end.
+    #[serde(rename = "owner_reply")]
+    OwnerReply(DeferredReply),
+    /// An alert told to the owner by text, on the owner's own phone.
+    #[serde(rename = "owner_text")]
+    OwnerText(OwnerText),
 }
 
 /// A text reminding the customer of their booking; sent only if the
@@ -66,6 +74,18 @@ pub struct QuoteFollowUp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeferredReply {
     pub body: String,
+}
+
+/// A text to the owner's phone (`[business] owner_phone`) from the
+/// business's number. It names its business, because an alert about the
+/// whole installation belongs to no conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerText {
+    pub business_id: String,
+    pub body: String,
+    /// The conversation the alert is about: the text links to its page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<i64>,
 }
 
 /// Fetches one customer's photo (a `media` row) into the store.
@@ -115,6 +135,8 @@ impl JobPayload {
             JobPayload::DeferredReply(_) => DEFERRED_REPLY,
             JobPayload::FetchMedia(_) => FETCH_MEDIA,
             JobPayload::ApprovalTimeout(_) => APPROVAL_TIMEOUT,
+            JobPayload::OwnerReply(_) => OWNER_REPLY,
+            JobPayload::OwnerText(_) => OWNER_TEXT,
         }
     }
 

@@ -10,7 +10,7 @@ use crate::domain::phone::{E164, redact_phone_numbers};
 use crate::domain::quote::Quote;
 use crate::domain::reminders;
 use crate::email::Email;
-use crate::jobs::payload::{BookingReminder, JobPayload, JobTarget, QuoteFollowUp};
+use crate::jobs::payload::{BookingReminder, JobPayload, JobTarget, OwnerText, QuoteFollowUp};
 pub use crate::jobs::payload::{DEFERRED_REPLY, EMAIL, FETCH_MEDIA, FOLLOW_UP, REMINDER};
 use crate::store::{AlertKind, NewAlert, NewJob, TurnInput};
 use crate::templates;
@@ -343,57 +343,93 @@ impl CustomerContact {
     }
 }
 
-/// The owner's email for an alert a person must act on.
-pub fn alert_job(
+/// What tells the owner of an alert a person must act on: the email, and
+/// a text to `owner_phone` when one is set.
+pub fn alert_jobs(
     business: &BusinessConfig,
     alert: &NewAlert,
     conversation: Option<crate::store::ConversationId>,
     key: &str,
     now: DateTime<Utc>,
-) -> Option<NewJob> {
-    alert_job_about(business, alert, conversation, None, key, now)
+) -> Vec<NewJob> {
+    alert_jobs_about(business, alert, conversation, None, key, now)
 }
 
 /// The owner's email for an alert about one customer, with their name and
-/// their number as a link to call.
-pub fn alert_job_about(
+/// their number as a link to call, and the owner's text, with a link to
+/// the conversation in the console. Every alert that reaches the owner
+/// passes here, so this is the one place that decides how.
+pub fn alert_jobs_about(
     business: &BusinessConfig,
     alert: &NewAlert,
     conversation: Option<crate::store::ConversationId>,
     customer: Option<&CustomerContact>,
     key: &str,
     now: DateTime<Utc>,
-) -> Option<NewJob> {
-    let to = business.business.owner_email.clone()?;
-    // Only the alerts a person must act on are emailed; those have a title.
-    let headline = alert.kind.email_title()?;
-    let (subject, html, text) = templates::alert_email_about(
-        business,
-        headline,
-        &alert.detail,
-        customer.and_then(|c| c.name.as_deref()),
-        customer.map(|c| c.phone.as_str()),
-    );
-    let email = JobPayload::Email(Email {
-        to: vec![to.clone()],
-        subject,
-        html,
-        text,
-        date: Some(now),
-        // The owner taking over sees what the customer sent.
-        attach_photos: matches!(alert.kind, AlertKind::Handoff | AlertKind::HandedOffText)
-            && conversation.is_some(),
-        attachments: Vec::new(),
-    });
-    Some(email.job(JobTarget {
-        dedupe_key: format!("alert:{key}:{}", alert.kind),
-        conversation_id: conversation,
-        customer_id: None,
-        recipient: to,
-        run_at: now,
-        max_attempts: 8,
-    }))
+) -> Vec<NewJob> {
+    // Only the alerts a person must act on reach the owner; those have a title.
+    let Some(headline) = alert.kind.email_title() else {
+        return Vec::new();
+    };
+    let mut jobs = Vec::new();
+    if let Some(to) = business.business.owner_email.clone() {
+        let (subject, html, text) = templates::alert_email_about(
+            business,
+            headline,
+            &alert.detail,
+            customer.and_then(|c| c.name.as_deref()),
+            customer.map(|c| c.phone.as_str()),
+        );
+        let email = JobPayload::Email(Email {
+            to: vec![to.clone()],
+            subject,
+            html,
+            text,
+            date: Some(now),
+            // The owner taking over sees what the customer sent.
+            attach_photos: matches!(alert.kind, AlertKind::Handoff | AlertKind::HandedOffText)
+                && conversation.is_some(),
+            attachments: Vec::new(),
+        });
+        jobs.push(email.job(JobTarget {
+            dedupe_key: format!("alert:{key}:{}", alert.kind),
+            conversation_id: conversation,
+            customer_id: None,
+            recipient: to,
+            run_at: now,
+            max_attempts: 8,
+        }));
+    }
+    if let Some(owner) = &business.business.owner_phone
+        // A text to the owner that failed is not texted to the owner again.
+        && customer.is_none_or(|c| &c.phone != owner)
+    {
+        let detail = match customer {
+            Some(customer) => customer.reveal(&alert.detail),
+            None => alert.detail.clone(),
+        };
+        let text = JobPayload::OwnerText(OwnerText {
+            business_id: business.business.id.clone(),
+            body: crate::domain::sms_text::prepare_reply(
+                &format!("{headline}: {detail}"),
+                OWNER_TEXT_SEGMENTS,
+            ),
+            conversation_id: conversation.map(|c| c.0),
+        });
+        jobs.push(text.job(JobTarget {
+            dedupe_key: format!("ownertext:{key}:{}", alert.kind),
+            conversation_id: conversation,
+            customer_id: None,
+            recipient: owner.as_str().to_string(),
+            run_at: now,
+            max_attempts: 8,
+        }));
+    }
+    jobs
 }
+
+/// The owner's alert text, before the console link: enough for the gist.
+const OWNER_TEXT_SEGMENTS: usize = 2;
 
 #[cfg(test)]
 mod tests {
@@ -431,6 +467,71 @@ mod tests {
     }
 
     #[test]
+    fn with_owner_phone_an_alert_is_also_texted_except_one_about_a_text_to_the_owner() {
+        let mut business = BusinessConfig::default();
+        business.business.id = "junk".into();
+        business.business.owner_phone = Some(E164::parse("+15035550199").unwrap());
+        let at = Utc.with_ymd_and_hms(2026, 11, 28, 17, 0, 0).unwrap();
+        let alert = |kind: AlertKind| NewAlert {
+            kind,
+            detail: "Handed to you: customer +1503***1234 asked for a person.".into(),
+        };
+        let conversation = Some(crate::store::ConversationId(7));
+        let jobs = alert_jobs_about(
+            &business,
+            &alert(AlertKind::Handoff),
+            conversation,
+            Some(&dana(Some("Dana"))),
+            "k",
+            at,
+        );
+        assert_eq!(jobs.len(), 1, "no owner_email: the text alone");
+        assert_eq!(jobs[0].kind, "owner_text");
+        assert_eq!(jobs[0].recipient, "+15035550199");
+        let JobPayload::OwnerText(text) = JobPayload::from_stored(jobs[0].kind, &jobs[0].payload).unwrap()
+        else {
+            panic!("an owner text")
+        };
+        assert_eq!(text.business_id, "junk");
+        assert_eq!(text.conversation_id, Some(7));
+        assert!(
+            text.body
+                .starts_with("A customer needs you: Handed to you: customer Dana (+15035551234)"),
+            "{}",
+            text.body
+        );
+
+        // Only what needs a person; and a failed text to the owner is not
+        // texted to the owner.
+        assert!(
+            alert_jobs_about(
+                &business,
+                &alert(AlertKind::PriceGuardrail),
+                conversation,
+                None,
+                "k",
+                at
+            )
+            .is_empty()
+        );
+        let owner = CustomerContact {
+            name: None,
+            phone: E164::parse("+15035550199").unwrap(),
+        };
+        assert!(
+            alert_jobs_about(
+                &business,
+                &alert(AlertKind::SendFailed),
+                None,
+                Some(&owner),
+                "k",
+                at
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
     fn the_owners_hand_off_email_carries_the_photos_and_other_alerts_do_not() {
         let mut business = BusinessConfig::default();
         business.business.owner_email = Some("owner@example.com".into());
@@ -439,16 +540,15 @@ mod tests {
                 kind: AlertKind::parse(kind),
                 detail: "Customer asked for a person.".into(),
             };
-            let job = alert_job_about(
+            let jobs = alert_jobs_about(
                 &business,
                 &alert,
                 Some(crate::store::ConversationId(7)),
                 Some(&dana(None)),
                 "k",
                 Utc.with_ymd_and_hms(2026, 11, 28, 17, 0, 0).unwrap(),
-            )
-            .unwrap();
-            serde_json::from_value::<Email>(job.payload).unwrap()
+            );
+            serde_json::from_value::<Email>(jobs[0].payload.clone()).unwrap()
         };
         assert!(email("handoff").attach_photos);
         assert!(email("handed_off_text").attach_photos);

@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use super::payload::{
-    ApprovalTimeout, BookingReminder, EMAIL, FETCH_MEDIA, FetchMedia, JobPayload, QuoteFollowUp,
+    ApprovalTimeout, BookingReminder, EMAIL, FETCH_MEDIA, FetchMedia, JobPayload, OWNER_TEXT, OwnerText,
+    QuoteFollowUp,
 };
 use super::plan;
 use super::turns::Engine;
@@ -100,12 +101,16 @@ impl JobRunner {
             // Each job at its own moment: a batch that starts at 20:59 must
             // not keep texting after 21:00. (`now` may be ahead, in tests.)
             let now = now.max(self.clock.now());
-            // An owner's email raised outside any conversation (a refused
-            // reload, say) needs no business of its own to be sent.
-            let engine = self
-                .desks
-                .engine(&job.business_id)
-                .or_else(|| if job.kind == EMAIL { self.desks.any() } else { None });
+            // An owner's email or text raised outside any conversation (a
+            // refused reload, say) needs no business of its own to be sent
+            // (the text names the business it goes out from).
+            let engine = self.desks.engine(&job.business_id).or_else(|| {
+                if job.kind == EMAIL || job.kind == OWNER_TEXT {
+                    self.desks.any()
+                } else {
+                    None
+                }
+            });
             let Some(engine) = engine else {
                 tracing::error!(job = job.id, business = %job.business_id, "a job of a business no longer configured");
                 let _ = self
@@ -162,17 +167,16 @@ impl JobRunner {
             .record_alert(&alert.kind, job.conversation_id, &alert.detail)
             .await;
         // An email failing does not email about itself.
-        if job.kind != EMAIL
-            && let Some(owner_job) = plan::alert_job_about(
+        if job.kind != EMAIL {
+            let owner_jobs = plan::alert_jobs_about(
                 business,
                 &alert,
                 job.conversation_id,
                 customer.as_ref(),
                 &format!("job{}", job.id),
                 self.clock.now(),
-            )
-        {
-            let _ = self.store.enqueue_jobs(&[owner_job]).await;
+            );
+            let _ = self.store.enqueue_jobs(&owner_jobs).await;
         }
         JobOutcome::Dead { error }
     }
@@ -190,6 +194,7 @@ impl JobRunner {
             JobPayload::Email(email) => self.send_email(job, email).await,
             JobPayload::FetchMedia(media) => self.fetch_media(job, &media).await,
             JobPayload::ApprovalTimeout(timeout) => self.expire_held_reply(engine, job, &timeout, now).await,
+            JobPayload::OwnerText(text) => self.text_owner(job, &text, now).await,
             text => self.send_text(engine, job, &text, now).await,
         }
     }
@@ -223,7 +228,11 @@ impl JobRunner {
                     .await?,
             ),
             JobPayload::DeferredReply(reply) => (MessageKind::Reply, Some(reply.body.clone())),
-            JobPayload::Email(_) | JobPayload::FetchMedia(_) | JobPayload::ApprovalTimeout(_) => {
+            JobPayload::OwnerReply(reply) => (MessageKind::OwnerReply, Some(reply.body.clone())),
+            JobPayload::Email(_)
+            | JobPayload::FetchMedia(_)
+            | JobPayload::ApprovalTimeout(_)
+            | JobPayload::OwnerText(_) => {
                 return Err(Failure::Permanent(format!(
                     "a `{}` job sends no text",
                     text.kind()
@@ -235,17 +244,31 @@ impl JobRunner {
                 reason: "no longer applies".into(),
             });
         };
-        match self
-            .store
-            .queue_job_message(conversation, job.id, OutboundDraft { kind, body })
-            .await?
-        {
-            Some(text) => match engine.dispatcher.send_claimed(business, text, now).await? {
+        self.queue_and_send(engine, job, conversation, OutboundDraft { kind, body }, now)
+            .await
+    }
+
+    /// Stores a job's text under the job (once, however often it runs) and
+    /// sends it through the Dispatcher.
+    async fn queue_and_send(
+        &self,
+        engine: &Engine,
+        job: &Job,
+        conversation: crate::store::ConversationId,
+        draft: OutboundDraft,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, Failure> {
+        match self.store.queue_job_message(conversation, job.id, draft).await? {
+            Some(text) => match engine
+                .dispatcher
+                .send_claimed(&engine.business, text, now)
+                .await?
+            {
                 Delivery::Sent { channel_message_id } => Ok(JobOutcome::Done {
                     result: Some(channel_message_id),
                 }),
                 Delivery::OptedOut => Ok(JobOutcome::Cancelled {
-                    reason: "the customer opted out".into(),
+                    reason: "the recipient opted out".into(),
                 }),
                 // Not sent: the queue's retry and backoff apply.
                 Delivery::Failed { error } => Err(Failure::Retryable(error)),
@@ -310,6 +333,46 @@ impl JobRunner {
         Ok(JobOutcome::Done {
             result: Some("handed to the owner".into()),
         })
+    }
+
+    /// An alert texted to the owner, from the business's number, in the
+    /// owner's own conversation with it. Not held by quiet hours: the owner
+    /// asked to hear what needs a person, and a STOP from the owner's phone
+    /// is honoured like any customer's.
+    async fn text_owner(
+        &self,
+        job: &Job,
+        text: &OwnerText,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, Failure> {
+        let Some(engine) = self.desks.engine(&text.business_id) else {
+            return Err(Failure::Permanent(format!(
+                "business `{}` is not configured",
+                text.business_id
+            )));
+        };
+        let info = &engine.business.business;
+        let Some(owner) = info.owner_phone.clone() else {
+            return Ok(JobOutcome::Cancelled {
+                reason: "`[business] owner_phone` is no longer set".into(),
+            });
+        };
+        let Some(from) = info.phone.clone() else {
+            return Err(Failure::Permanent(
+                "the business has no `[business] phone` to text the owner from".into(),
+            ));
+        };
+        let conversation = self.store.owner_conversation(&info.id, &owner, &from).await?;
+        let link = match (&self.settings.console_base_url, text.conversation_id) {
+            (Some(base), Some(id)) => format!("\n{base}/owner/conversations/{id}"),
+            (Some(base), None) => format!("\n{base}/owner/alerts"),
+            (None, _) => String::new(),
+        };
+        let draft = OutboundDraft {
+            kind: MessageKind::OwnerAlert,
+            body: format!("{}{link}", text.body),
+        };
+        self.queue_and_send(&engine, job, conversation, draft, now).await
     }
 
     /// A reminder's text, or `None` if the booking no longer stands at

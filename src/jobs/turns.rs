@@ -235,6 +235,14 @@ impl Engine {
                 }
             };
         }
+        if self.business.business.owner_phone.as_ref() == Some(&turn.conversation.customer_phone) {
+            // The owner answering one of the alert texts: it shows in the
+            // console, and the assistant never treats the owner as a
+            // customer (STOP, START and HELP were handled above).
+            self.conclude_about(id, commit(None, state, Vec::new(), alerts), None)
+                .await?;
+            return Ok(TurnResult::Silent);
+        }
         if !state.bot_answers() {
             // The owner has this conversation; they hear about every text,
             // in the customer's own words.
@@ -659,16 +667,17 @@ impl Engine {
         mut commit: TurnCommit,
         customer: Option<&plan::CustomerContact>,
     ) -> Result<Option<MessageId>, StoreError> {
-        // Alerts a person must act on also go to the owner by email.
+        // Alerts a person must act on also go to the owner by email (and
+        // text, with `owner_phone`).
         let key = format!("{}:{}", id.0, commit.through.0);
-        let emails: Vec<NewJob> = commit
+        let owner_jobs: Vec<NewJob> = commit
             .alerts
             .iter()
-            .filter_map(|a| {
-                plan::alert_job_about(&self.business, a, Some(id), customer, &key, self.clock.now())
+            .flat_map(|a| {
+                plan::alert_jobs_about(&self.business, a, Some(id), customer, &key, self.clock.now())
             })
             .collect();
-        commit.jobs.extend(emails);
+        commit.jobs.extend(owner_jobs);
         let alerts = commit.alerts.clone();
         let claimed = self.store.finish_turn(id, commit).await?;
         for alert in &alerts {
@@ -865,8 +874,9 @@ pub(crate) async fn alert_owner(
         detail: detail.to_string(),
     };
     let key = format!("{}:{}", conversation.map_or(0, |c| c.0), now.timestamp_millis());
-    if let Some(job) = plan::alert_job_about(business, &alert, conversation, customer, &key, now)
-        && let Err(e) = store.enqueue_jobs(&[job]).await
+    let owner_jobs = plan::alert_jobs_about(business, &alert, conversation, customer, &key, now);
+    if !owner_jobs.is_empty()
+        && let Err(e) = store.enqueue_jobs(&owner_jobs).await
     {
         tracing::error!(error = %e, "could not queue the owner's alert email");
     }

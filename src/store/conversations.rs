@@ -133,6 +133,35 @@ pub struct TurnCommit {
     pub model_calls: Option<ModelCalls>,
 }
 
+/// What the owner changed outside a turn, committed as one: the state,
+/// and what the change sets in motion (quotes an offer priced, alerts, the
+/// booking's reminders and emails, a text to the customer).
+#[derive(Debug, Clone)]
+pub struct OwnerCommit {
+    pub state: ConversationState,
+    pub text: Option<OutboundDraft>,
+    pub new_quotes: Vec<Quote>,
+    pub alerts: Vec<NewAlert>,
+    pub jobs: Vec<NewJob>,
+    /// Pending jobs of this conversation whose dedupe key starts with one
+    /// of these are cancelled.
+    pub cancel_jobs: Vec<String>,
+}
+
+impl OwnerCommit {
+    /// Only the state changes.
+    pub fn state(state: ConversationState) -> Self {
+        Self {
+            state,
+            text: None,
+            new_quotes: Vec::new(),
+            alerts: Vec::new(),
+            jobs: Vec::new(),
+            cancel_jobs: Vec::new(),
+        }
+    }
+}
+
 /// Model requests one turn cost a customer, on a day of the business.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelCalls {
@@ -230,14 +259,24 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// When the customer last texted in this conversation.
     async fn last_inbound_at(&self, id: ConversationId) -> Result<Option<DateTime<Utc>>, StoreError>;
 
-    /// Sets a conversation's state outside a turn (the owner took it over
-    /// or handed it back) and, with `text`, queues the owner's text to the
-    /// customer; one transaction. The caller holds the conversation's
-    /// lease, so no turn commits in between.
+    /// Sets a conversation's state outside a turn (the owner took it over,
+    /// handed it back, moved or cancelled the booking) with what that sets
+    /// in motion and, with `text`, queues a text to the customer; one
+    /// transaction. The caller holds the conversation's lease, so no turn
+    /// commits in between.
     async fn commit_owner_action(
         &self,
         id: ConversationId,
-        state: &ConversationState,
-        text: Option<&OutboundDraft>,
+        commit: &OwnerCommit,
     ) -> Result<Option<MessageId>, StoreError>;
+
+    /// The conversation between a business's number and its owner's phone,
+    /// made on first use: the owner's alert texts are stored (and their
+    /// STOP honoured) like any other text.
+    async fn owner_conversation(
+        &self,
+        business_id: &str,
+        owner_phone: &E164,
+        business_number: &E164,
+    ) -> Result<ConversationId, StoreError>;
 }

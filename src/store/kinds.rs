@@ -90,6 +90,8 @@ stored_kind! {
         /// With approval of every reply, the one text telling the customer
         /// an answer is coming while the owner looks at it.
         HoldingText => "holding_text",
+        /// An alert texted to the owner's own phone (`owner_phone`).
+        OwnerAlert => "owner_alert",
     }
 }
 

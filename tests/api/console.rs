@@ -13,27 +13,27 @@ use textdesk::store::{JobOutcome, JobStatus, NewJob};
 
 use crate::helpers::*;
 
-const PASSWORD: &str = "correct horse battery";
-const DANA: &str = "+15035551234";
+pub(crate) const PASSWORD: &str = "correct horse battery";
+pub(crate) const DANA: &str = "+15035551234";
 const LEE: &str = "+15035559876";
 
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
     cookie: Option<String>,
 }
 
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) location: Option<String>,
     set_cookie: Vec<String>,
-    headers: reqwest::header::HeaderMap,
-    body: String,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
     /// The CSRF token of the first form on the page.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let at = self
             .body
             .find("name=\"csrf\" value=\"")
@@ -44,7 +44,7 @@ impl Page {
 }
 
 impl Browser {
-    fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(Policy::none())
@@ -86,12 +86,12 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let request = self.http.get(format!("{}{path}", self.base));
         self.send(request).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let request = self.http.post(format!("{}{path}", self.base)).form(form);
         self.send(request).await
     }
@@ -104,7 +104,7 @@ impl Browser {
     }
 
     /// Logged in, on the inbox: its CSRF token.
-    async fn logged_in(app: &TestApp) -> (Self, String) {
+    pub(crate) async fn logged_in(app: &TestApp) -> (Self, String) {
         let mut browser = Self::new(app);
         let page = browser.login(PASSWORD).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
@@ -116,11 +116,11 @@ impl Browser {
     }
 }
 
-async fn console(app: &TestApp) -> SqliteStore {
+pub(crate) async fn console(app: &TestApp) -> SqliteStore {
     SqliteStore::connect(&app.database_url).await.unwrap()
 }
 
-async fn with_password(app: &TestApp) {
+pub(crate) async fn with_password(app: &TestApp) {
     set_owner_password(&console(app).await, PASSWORD).await.unwrap();
 }
 

@@ -4,6 +4,7 @@ mod approval;
 mod businesses;
 mod clients;
 mod console;
+mod console_actions;
 mod date_pricing;
 mod desk;
 mod fake_google;

@@ -9,6 +9,7 @@
 //! layer, so the console is never a second implementation.
 
 mod approval;
+mod actions;
 mod auth;
 mod pages;
 pub mod password;
@@ -169,6 +170,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/owner/conversations/{id}/held/{msg}/reject",
             post(approval::reject),
         )
+        .route("/owner/conversations/{id}/take-over", post(actions::take_over))
+        .route("/owner/conversations/{id}/hand-back", post(actions::hand_back))
+        .route("/owner/conversations/{id}/reply", post(actions::reply))
+        .route("/owner/conversations/{id}/reschedule", post(actions::reschedule))
+        .route("/owner/conversations/{id}/cancel", post(actions::cancel))
         .route("/owner/media/{id}", get(pages::media))
         .route("/owner/schedule", get(pages::schedule))
         .route("/owner/alerts", get(pages::alerts))
@@ -192,6 +198,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/owner/static/console.css", get(static_css))
         .route("/owner/static/settings.css", get(settings::settings_css))
         .route("/owner/static/settings.js", get(settings::settings_js))
+        .route("/owner/static/reply-counter.js", get(actions::counter_script))
         .merge(owner_only)
         .layer(middleware::from_fn(require_csrf))
         .layer(sessions)

@@ -306,9 +306,21 @@ pub(super) async fn conversation_page(
         tracing::warn!(error = %e, "console: could not mark a conversation read");
     }
     let held = super::approval::held_view(&detail, business.as_deref(), tz, refused_edit);
+    let actions = super::actions::panel(
+        &session,
+        detail.id,
+        business.as_deref(),
+        &detail.customer_address,
+        detail.opted_out,
+        conversation_state.as_ref(),
+        now,
+    )
+    .await;
     views::render(
         status,
         &ConversationPage {
+            id: detail.id.0,
+            actions,
             nav,
             name: job.and_then(|j| j.customer_name).unwrap_or_default(),
             channel: views::channel_name(&detail.customer_address),

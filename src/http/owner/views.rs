@@ -109,6 +109,7 @@ pub struct InboxItem {
 #[template(path = "owner/conversation.html")]
 pub struct ConversationPage {
     pub nav: Nav,
+    pub id: i64,
     pub name: String,
     pub address: String,
     pub tel: String,
@@ -126,6 +127,8 @@ pub struct ConversationPage {
     pub messages: Vec<MessageView>,
     /// The reply waiting for the owner's approval, if one is.
     pub held: Option<HeldView>,
+    /// Take over or hand back, reply, move or cancel the booking.
+    pub actions: super::actions::ActionsView,
 }
 
 /// A held reply with its three actions; after a refused edit, the owner's
@@ -259,6 +262,8 @@ pub fn state_label(tag: &str) -> &'static str {
 pub fn author(direction: Direction, kind: &str) -> &'static str {
     match direction {
         Direction::Inbound => "Customer",
+        // textdesk's alert to the owner's phone, not the owner's writing.
+        Direction::Outbound if kind == "owner_alert" => "System",
         Direction::Outbound if kind.starts_with("owner") => "You",
         Direction::Outbound
             if kind.contains("reminder") || kind.contains("follow_up") || kind == "day_before" =>
@@ -314,6 +319,7 @@ mod tests {
         assert_eq!(author(Direction::Inbound, "customer"), "Customer");
         assert_eq!(author(Direction::Outbound, "reply"), "Assistant");
         assert_eq!(author(Direction::Outbound, "owner_reply"), "You");
+        assert_eq!(author(Direction::Outbound, "owner_alert"), "System");
         assert_eq!(author(Direction::Outbound, "reminder"), "Reminder");
         assert_eq!(author(Direction::Outbound, "quote_follow_up"), "Reminder");
         assert_eq!(author(Direction::Outbound, "help"), "System");

@@ -216,31 +216,7 @@ impl ConversationStore for SqliteStore {
         if let Some(calls) = &model_calls {
             count_model_calls(&mut tx, calls).await?;
         }
-        for prefix in &cancel_jobs {
-            sqlx::query(
-                "UPDATE jobs SET status = 'cancelled', updated_at = ?
-                 WHERE conversation_id = ? AND status IN ('pending', 'suspended') AND substr(dedupe_key, 1, ?) = ?",
-            )
-            .bind(now)
-            .bind(id.0)
-            .bind(prefix.len() as i64)
-            .bind(prefix)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for job in &jobs {
-            insert_job(&mut tx, job, now).await?;
-        }
-        for alert in &alerts {
-            sqlx::query("INSERT INTO alerts (kind, conversation_id, detail, created_at, business_id)
-                         VALUES (?1, ?2, ?3, ?4, COALESCE((SELECT business_id FROM conversations WHERE id = ?2), 'default'))")
-                .bind(alert.kind.as_str())
-                .bind(id.0)
-                .bind(&alert.detail)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
+        set_in_motion(&mut tx, id, &cancel_jobs, &jobs, &alerts, now).await?;
         sqlx::query(
             "UPDATE conversations
              SET state_changed_at = CASE WHEN state IS ?1 THEN state_changed_at ELSE ?2 END, state = ?1,
@@ -252,22 +228,7 @@ impl ConversationStore for SqliteStore {
         .bind(id.0)
         .execute(&mut *tx)
         .await?;
-        for quote in &new_quotes {
-            let json = serde_json::to_string(quote)
-                .map_err(|e| StoreError::Corrupt(format!("quote does not serialize: {e}")))?;
-            sqlx::query(
-                "INSERT INTO quotes (id, conversation_id, total, quote, created_at, business_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT business_id FROM conversations WHERE id = ?2))
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&quote.id)
-            .bind(id.0)
-            .bind(quote.total.amount().to_string())
-            .bind(json)
-            .bind(quote.created_at)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_quotes(&mut tx, id, &new_quotes).await?;
         if let Some(draft) = &held {
             sqlx::query(
                 "INSERT INTO messages
@@ -417,10 +378,9 @@ impl ConversationStore for SqliteStore {
     async fn commit_owner_action(
         &self,
         id: ConversationId,
-        state: &ConversationState,
-        text: Option<&OutboundDraft>,
+        commit: &OwnerCommit,
     ) -> Result<Option<MessageId>, StoreError> {
-        let state_json = serde_json::to_string(state)
+        let state_json = serde_json::to_string(&commit.state)
             .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
         let now = self.now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
@@ -438,7 +398,17 @@ impl ConversationStore for SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound("conversation"));
         }
-        let queued = match text {
+        set_in_motion(
+            &mut tx,
+            id,
+            &commit.cancel_jobs,
+            &commit.jobs,
+            &commit.alerts,
+            now,
+        )
+        .await?;
+        insert_quotes(&mut tx, id, &commit.new_quotes).await?;
+        let queued = match &commit.text {
             None => None,
             Some(draft) => {
                 let message_id: i64 = sqlx::query_scalar(
@@ -458,6 +428,103 @@ impl ConversationStore for SqliteStore {
         tx.commit().await?;
         Ok(queued)
     }
+
+    async fn owner_conversation(
+        &self,
+        business_id: &str,
+        owner_phone: &E164,
+        business_number: &E164,
+    ) -> Result<ConversationId, StoreError> {
+        let now = self.now();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let customer_id: i64 = sqlx::query_scalar(
+            "INSERT INTO customers (business_id, phone, created_at) VALUES (?, ?, ?)
+             ON CONFLICT (business_id, phone) DO UPDATE SET phone = excluded.phone
+             RETURNING id",
+        )
+        .bind(business_id)
+        .bind(owner_phone.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let conversation_id: i64 = sqlx::query_scalar(
+            "INSERT INTO conversations (customer_id, business_number, created_at, updated_at, business_id)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (customer_id, business_number) DO UPDATE SET business_number = excluded.business_number
+             RETURNING id",
+        )
+        .bind(customer_id)
+        .bind(business_number.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(business_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ConversationId(conversation_id))
+    }
+}
+
+/// What a commit sets in motion beside its state: jobs cancelled and
+/// queued, and the owner's alerts.
+async fn set_in_motion(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: ConversationId,
+    cancel_jobs: &[String],
+    jobs: &[NewJob],
+    alerts: &[NewAlert],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for prefix in cancel_jobs {
+        sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', updated_at = ?
+             WHERE conversation_id = ? AND status IN ('pending', 'suspended') AND substr(dedupe_key, 1, ?) = ?",
+        )
+        .bind(now)
+        .bind(id.0)
+        .bind(prefix.len() as i64)
+        .bind(prefix)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for job in jobs {
+        insert_job(tx, job, now).await?;
+    }
+    for alert in alerts {
+        sqlx::query("INSERT INTO alerts (kind, conversation_id, detail, created_at, business_id)
+                     VALUES (?1, ?2, ?3, ?4, COALESCE((SELECT business_id FROM conversations WHERE id = ?2), 'default'))")
+            .bind(alert.kind.as_str())
+            .bind(id.0)
+            .bind(&alert.detail)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn insert_quotes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: ConversationId,
+    quotes: &[Quote],
+) -> Result<(), StoreError> {
+    for quote in quotes {
+        let json = serde_json::to_string(quote)
+            .map_err(|e| StoreError::Corrupt(format!("quote does not serialize: {e}")))?;
+        sqlx::query(
+            "INSERT INTO quotes (id, conversation_id, total, quote, created_at, business_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, (SELECT business_id FROM conversations WHERE id = ?2))
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&quote.id)
+        .bind(id.0)
+        .bind(quote.total.amount().to_string())
+        .bind(json)
+        .bind(quote.created_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Group commit for inbound texts. Each must be durable (a FULL commit,

@@ -1,0 +1,529 @@
+//! Issue 10, part 3 (the conversation's actions) and part 9 (the owner's
+//! alert texts), through the console's real HTTP routes.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use textdesk::clock::ManualClock;
+use textdesk::store::{BookingStatus, JobStatus};
+
+use crate::console::{Browser, DANA, Page, with_password};
+use crate::helpers::*;
+
+const LA: chrono_tz::Tz = chrono_tz::America::Los_Angeles;
+const OWNER_PHONE: &str = "+15035550199";
+
+/// A junk hauler whose owner gets alert texts, with one crew.
+fn business() -> String {
+    format!(
+        "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\n\
+         owner_name = \"Maria\"\nowner_phone = \"{OWNER_PHONE}\"\n\
+         [schedule]\nmin_notice_hours = 48\nhorizon_days = 14\n"
+    )
+}
+
+/// The guided flow (no model), at noon in the business's zone: texts may
+/// go out, whatever the hour the test runs at.
+async fn app_at(hour: u32) -> (TestApp, ManualClock) {
+    let clock = ManualClock::at(today_at(LA, hour, 0));
+    let app = spawn_app_with(Options {
+        with_model: false,
+        business: Some(business()),
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    with_password(&app).await;
+    (app, clock)
+}
+
+fn path(id: i64, action: &str) -> String {
+    format!("/owner/conversations/{id}/{action}")
+}
+
+/// Posts an action with the session's token and follows the 303 back to
+/// the conversation: the page after it.
+async fn act(browser: &mut Browser, csrf: &str, id: i64, action: &str, form: &[(&str, &str)]) -> Page {
+    let mut fields = vec![("csrf", csrf)];
+    fields.extend_from_slice(form);
+    let done = browser.post(&path(id, action), &fields).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{action}: {}", done.body);
+    let back = format!("/owner/conversations/{id}");
+    assert_eq!(done.location.as_deref(), Some(back.as_str()));
+    let page = browser.get(&back).await;
+    assert_eq!(page.status, StatusCode::OK);
+    page
+}
+
+async fn state_of(app: &TestApp, customer: &str) -> &'static str {
+    let id = app.conversation(customer).await.unwrap();
+    app.store.turn_input(id, 0).await.unwrap().state.name()
+}
+
+async fn texts_to(app: &TestApp, to: &str) -> Vec<String> {
+    app.sent_texts()
+        .await
+        .into_iter()
+        .filter(|(number, _)| number == to)
+        .map(|(_, body)| body)
+        .collect()
+}
+
+async fn wait_for_text_to(app: &TestApp, to: &str, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let sent = texts_to(app, to).await;
+        if sent.len() >= n {
+            return sent;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {n} texts to {to}, got {sent:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Dana's first text, answered; her conversation's id.
+async fn dana_says_hi(app: &TestApp) -> i64 {
+    app.text(DANA, "hi").await;
+    app.wait_for_texts(1).await;
+    app.wait_until_settled(DANA).await;
+    app.conversation(DANA).await.unwrap().0
+}
+
+#[tokio::test]
+async fn take_over_silences_the_assistant_the_text_shows_unread_and_hand_back_restores_it() {
+    let (app, _clock) = app_at(12).await;
+    let id = dana_says_hi(&app).await;
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+
+    let page = browser.get(&format!("/owner/conversations/{id}")).await;
+    assert!(page.body.contains("id=\"take-over\""), "{}", page.body);
+    assert!(page.body.contains("id=\"reply-body\""));
+    assert!(page.body.contains("src=\"/owner/static/reply-counter.js\""));
+
+    let page = act(&mut browser, &csrf, id, "take-over", &[]).await;
+    assert!(page.body.contains("the assistant stays silent"), "{}", page.body);
+    assert!(page.body.contains("id=\"hand-back\""), "{}", page.body);
+    assert_eq!(state_of(&app, DANA).await, "HANDED_OFF");
+
+    // The customer writes while the owner has the conversation: the
+    // assistant does not answer it (only the one acknowledgement goes
+    // out), and the inbox pins it, unread.
+    app.text(DANA, "3").await;
+    app.wait_until_settled(DANA).await;
+    let replies: Vec<_> = app
+        .messages(DANA)
+        .await
+        .into_iter()
+        .filter(|m| m.kind == "guided" || m.kind == "reply")
+        .collect();
+    assert_eq!(
+        replies.len(),
+        1,
+        "only the first text was answered by the assistant"
+    );
+    assert_eq!(state_of(&app, DANA).await, "HANDED_OFF", "not moved on by the 3");
+    app.text(LEE_, "hello").await;
+    app.wait_until_settled(LEE_).await;
+    let inbox = browser.get("/owner/").await.body;
+    let dana_row = inbox.find(DANA).unwrap();
+    assert!(
+        dana_row < inbox.find(LEE_).unwrap(),
+        "pinned above newer: {inbox}"
+    );
+    let row_end = inbox[dana_row..].find("</li>").unwrap() + dana_row;
+    let row_start = inbox[..dana_row].rfind("<li").unwrap();
+    assert!(
+        inbox[row_start..row_end].contains("aria-label=\"unread\""),
+        "{}",
+        &inbox[row_start..row_end]
+    );
+    let page = browser.get(&format!("/owner/conversations/{id}")).await;
+    assert!(page.body.contains("badge new"), "the new text is marked");
+
+    let page = act(&mut browser, &csrf, id, "hand-back", &[]).await;
+    assert!(page.body.contains("Handed back"), "{}", page.body);
+    assert!(page.body.contains("id=\"take-over\""));
+    assert_ne!(state_of(&app, DANA).await, "HANDED_OFF");
+    app.text(DANA, "3").await;
+    app.wait_until_settled(DANA).await;
+    let replies = app
+        .messages(DANA)
+        .await
+        .into_iter()
+        .filter(|m| m.kind == "guided" || m.kind == "reply")
+        .count();
+    assert_eq!(replies, 2, "the assistant answers again");
+
+    // Handing back what the owner does not have is refused in words.
+    let page = act(&mut browser, &csrf, id, "hand-back", &[]).await;
+    assert!(page.body.contains("not with you"), "{}", page.body);
+}
+
+const LEE_: &str = "+15035559876";
+
+#[tokio::test]
+async fn the_owners_reply_reaches_the_customer_through_twilio_and_takes_the_conversation() {
+    let (app, _clock) = app_at(12).await;
+    let id = dana_says_hi(&app).await;
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+
+    let page = act(
+        &mut browser,
+        &csrf,
+        id,
+        "reply",
+        &[
+            ("body", "Hi Dana, it\u{2019}s Maria. We can come Tuesday."),
+            ("send", "now"),
+        ],
+    )
+    .await;
+    assert!(page.body.contains("Sent."), "{}", page.body);
+    let sent = app.wait_for_texts(2).await;
+    // The channel's rules apply: the curly quote went out as GSM-7.
+    assert_eq!(
+        sent[1],
+        (
+            DANA.to_string(),
+            "Hi Dana, it's Maria. We can come Tuesday.".to_string()
+        )
+    );
+    assert!(page.body.contains("We can come Tuesday"), "in the thread");
+    assert_eq!(state_of(&app, DANA).await, "HANDED_OFF");
+    let owner = app
+        .messages(DANA)
+        .await
+        .into_iter()
+        .find(|m| m.kind == "owner_reply")
+        .unwrap();
+    assert_eq!(owner.status, "sent");
+
+    // An empty text is refused in words, and nothing more is sent.
+    let page = act(&mut browser, &csrf, id, "reply", &[("body", "   ")]).await;
+    assert!(page.body.contains("the text is empty"), "{}", page.body);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.sent_texts().await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_opted_out_customer_cannot_be_texted_and_the_page_says_why() {
+    let (app, _clock) = app_at(12).await;
+    let id = dana_says_hi(&app).await;
+    app.text(DANA, "STOP").await;
+    app.wait_until_settled(DANA).await;
+    let before = app.sent_texts().await.len();
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+
+    let page = browser.get(&format!("/owner/conversations/{id}")).await;
+    assert!(page.body.contains("id=\"reply-refused\""), "{}", page.body);
+    assert!(page.body.contains("opted out of texts"));
+    assert!(!page.body.contains("id=\"reply-send\""));
+
+    // A form posted anyway (an old tab) is refused too.
+    let page = act(&mut browser, &csrf, id, "reply", &[("body", "please call me")]).await;
+    assert!(
+        page.body.contains("Not sent: this customer opted out"),
+        "{}",
+        page.body
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.sent_texts().await.len(), before, "nothing was sent");
+    assert!(
+        app.messages(DANA).await.iter().all(|m| m.kind != "owner_reply"),
+        "nothing was queued"
+    );
+}
+
+#[tokio::test]
+async fn in_quiet_hours_the_reply_is_refused_now_and_sent_at_the_next_allowed_moment() {
+    let (app, clock) = app_at(12).await;
+    let id = dana_says_hi(&app).await;
+    clock.set(today_at(LA, 22, 30));
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+
+    let page = browser.get(&format!("/owner/conversations/{id}")).await;
+    assert!(page.body.contains("id=\"quiet-hours\""), "{}", page.body);
+    let tomorrow_8am = today_at(LA, 8, 0) + chrono::Duration::days(1);
+    let label = tomorrow_8am
+        .with_timezone(&LA)
+        .format("%a %b %-d, %-I:%M %P")
+        .to_string();
+    assert!(page.body.contains(&format!("Send at {label}")), "{}", page.body);
+
+    // "Send" now is refused, and the draft is kept for the owner.
+    let page = act(
+        &mut browser,
+        &csrf,
+        id,
+        "reply",
+        &[("body", "See you soon"), ("send", "now")],
+    )
+    .await;
+    assert!(page.body.contains("Not sent: it is quiet hours"), "{}", page.body);
+    assert!(page.body.contains(">See you soon</textarea>"), "{}", page.body);
+
+    let page = act(
+        &mut browser,
+        &csrf,
+        id,
+        "reply",
+        &[("body", "See you soon"), ("send", "later")],
+    )
+    .await;
+    assert!(page.body.contains("Scheduled"), "{}", page.body);
+    assert_eq!(state_of(&app, DANA).await, "HANDED_OFF");
+    let held: Vec<_> = app
+        .store
+        .jobs(&[JobStatus::Pending], 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.kind == "owner_reply")
+        .collect();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].run_at, tomorrow_8am);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.sent_texts().await.len(), 1, "nothing at night");
+
+    clock.set(tomorrow_8am);
+    let sent = app.wait_for_texts(2).await;
+    assert_eq!(sent[1], (DANA.to_string(), "See you soon".to_string()));
+    let owner = app
+        .messages(DANA)
+        .await
+        .into_iter()
+        .find(|m| m.kind == "owner_reply")
+        .unwrap();
+    assert_eq!(owner.status, "sent");
+}
+
+/// Books Dana's half-truck job through the guided flow.
+async fn book(app: &TestApp) -> i64 {
+    for (i, text) in ["hi", "3", "1", "12 Oak St", "1"].iter().enumerate() {
+        app.text(DANA, text).await;
+        app.wait_for_texts(i + 1).await;
+    }
+    app.wait_until_settled(DANA).await;
+    assert_eq!(state_of(app, DANA).await, "BOOKED");
+    app.conversation(DANA).await.unwrap().0
+}
+
+#[tokio::test]
+async fn the_owner_moves_the_booking_to_an_opening_the_scheduler_offered_then_cancels_it() {
+    let (app, _clock) = app_at(12).await;
+    let id = book(&app).await;
+    let booked = app.store.bookings().await.unwrap();
+    let first = booked[0].clone();
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+
+    let page = browser.get(&format!("/owner/conversations/{id}")).await;
+    assert!(page.body.contains("id=\"reschedule\""), "{}", page.body);
+    assert!(page.body.contains("id=\"cancel-booking\""));
+
+    // First the openings, from the scheduler; the booking stands meanwhile.
+    let page = act(&mut browser, &csrf, id, "reschedule", &[]).await;
+    assert!(page.body.contains("Pick one of the openings"), "{}", page.body);
+    assert!(page.body.contains("name=\"slot\" value=\"1\""), "{}", page.body);
+    assert_eq!(
+        app.store.booking(&first.id).await.unwrap().unwrap().status,
+        BookingStatus::Confirmed
+    );
+
+    // A number not on offer moves nothing.
+    let page = act(&mut browser, &csrf, id, "reschedule", &[("slot", "9")]).await;
+    assert!(page.body.contains("no longer on offer"), "{}", page.body);
+
+    let texts_before = app.sent_texts().await.len();
+    let page = act(&mut browser, &csrf, id, "reschedule", &[("slot", "1")]).await;
+    assert!(page.body.contains("Moved the booking to"), "{}", page.body);
+    assert_eq!(state_of(&app, DANA).await, "BOOKED");
+    let moved: Vec<_> = app
+        .store
+        .bookings()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.status == BookingStatus::Confirmed)
+        .collect();
+    assert_eq!(moved.len(), 1);
+    assert_ne!(moved[0].slot.start, first.slot.start, "a new time");
+    // The customer hears the new time, stated by code.
+    let sent = app.wait_for_texts(texts_before + 1).await;
+    assert!(
+        sent.last().unwrap().1.contains(&moved[0].label),
+        "{:?}",
+        sent.last()
+    );
+    // Its reminders follow the new time.
+    let reminders: Vec<_> = app
+        .store
+        .jobs(&[JobStatus::Pending], 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.kind == "reminder")
+        .collect();
+    assert!(!reminders.is_empty());
+    assert!(
+        reminders
+            .iter()
+            .all(|j| j.payload["label"] == moved[0].label.as_str()),
+        "{reminders:?}"
+    );
+
+    let page = act(&mut browser, &csrf, id, "cancel", &[]).await;
+    assert!(page.body.contains("Cancelled the booking"), "{}", page.body);
+    assert_eq!(state_of(&app, DANA).await, "CANCELLED");
+    assert!(
+        app.store
+            .bookings()
+            .await
+            .unwrap()
+            .iter()
+            .all(|b| b.status == BookingStatus::Cancelled)
+    );
+    assert!(!page.body.contains("id=\"cancel-booking\""));
+
+    // Again: there is nothing to cancel, in words.
+    let page = act(&mut browser, &csrf, id, "cancel", &[]).await;
+    assert!(
+        page.body.contains("there is no booking to cancel"),
+        "{}",
+        page.body
+    );
+    let page = act(&mut browser, &csrf, id, "reschedule", &[]).await;
+    assert!(page.body.contains("there is no booking to move"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn every_action_needs_the_csrf_token_and_an_existing_conversation() {
+    let (app, _clock) = app_at(12).await;
+    let id = dana_says_hi(&app).await;
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+    for action in ["take-over", "hand-back", "reply", "reschedule", "cancel"] {
+        let page = browser.post(&path(id, action), &[("body", "hello")]).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{action}");
+        let page = browser.post(&path(id, action), &[("csrf", "forged")]).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{action}");
+        for unknown in ["999999", "abc", "0"] {
+            let page = browser
+                .post(
+                    &format!("/owner/conversations/{unknown}/{action}"),
+                    &[("csrf", &csrf)],
+                )
+                .await;
+            assert_eq!(page.status, StatusCode::NOT_FOUND, "{action} {unknown}");
+        }
+    }
+    assert_eq!(state_of(&app, DANA).await, "INTAKE", "nothing changed");
+    assert_eq!(app.sent_texts().await.len(), 1);
+
+    // Without a session an action changes nothing either.
+    let mut anonymous = Browser::new(&app);
+    let page = anonymous.post(&path(id, "take-over"), &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(state_of(&app, DANA).await, "INTAKE");
+}
+
+#[tokio::test]
+async fn the_reply_counter_script_is_served_from_the_console_itself() {
+    let (app, _clock) = app_at(12).await;
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/owner/static/reply-counter.js").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(page.body.contains("reply-counter"));
+}
+
+#[tokio::test]
+async fn a_hand_off_is_texted_to_the_owner_with_a_link_to_the_conversation() {
+    let (app, _clock) = app_at(12).await;
+    app.text(DANA, "can I talk to a person").await;
+    app.wait_until_settled(DANA).await;
+    assert_eq!(state_of(&app, DANA).await, "HANDED_OFF");
+    let id = app.conversation(DANA).await.unwrap().0;
+
+    let told = wait_for_text_to(&app, OWNER_PHONE, 1).await;
+    assert!(told[0].starts_with("A customer needs you"), "{told:?}");
+    assert!(told[0].contains(DANA), "the owner can call: {told:?}");
+    assert!(
+        told[0].ends_with(&format!("{PUBLIC_BASE_URL}/owner/conversations/{id}")),
+        "{told:?}"
+    );
+    // It went out from the business's number, through the outbox.
+    let requests = app.twilio.received_requests().await.unwrap();
+    let to_owner = requests
+        .iter()
+        .map(|r| {
+            form_urlencoded::parse(&r.body)
+                .into_owned()
+                .collect::<std::collections::HashMap<_, _>>()
+        })
+        .find(|f| f.get("To").map(String::as_str) == Some(OWNER_PHONE))
+        .unwrap();
+    assert_eq!(to_owner["From"], BUSINESS_NUMBER);
+
+    // The owner answering the text is not taken for a customer.
+    app.text(OWNER_PHONE, "on my way to call her").await;
+    app.wait_until_settled(OWNER_PHONE).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        texts_to(&app, OWNER_PHONE).await.len(),
+        1,
+        "no reply to the owner"
+    );
+
+    // The owner's STOP is honoured: the next alert is not texted.
+    app.text(OWNER_PHONE, "STOP").await;
+    app.wait_until_settled(OWNER_PHONE).await;
+    app.text(DANA, "hello? anyone").await;
+    app.wait_until_settled(DANA).await;
+    let alerts = app.store.alerts().await.unwrap();
+    assert!(alerts.iter().any(|a| a.kind == "handed_off_text"), "{alerts:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let owner_texts = loop {
+        let jobs: Vec<_> = app
+            .store
+            .jobs(
+                &[
+                    JobStatus::Pending,
+                    JobStatus::Running,
+                    JobStatus::Done,
+                    JobStatus::Cancelled,
+                ],
+                50,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.kind == "owner_text")
+            .collect();
+        if jobs.len() == 2
+            && jobs
+                .iter()
+                .all(|j| matches!(j.status, JobStatus::Done | JobStatus::Cancelled))
+        {
+            break jobs;
+        }
+        assert!(std::time::Instant::now() < deadline, "{jobs:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        owner_texts.iter().any(|j| j.status == JobStatus::Cancelled),
+        "the text after the owner's STOP was not sent: {owner_texts:?}"
+    );
+    assert_eq!(
+        texts_to(&app, OWNER_PHONE).await.len(),
+        1,
+        "{:?}",
+        app.sent_texts().await
+    );
+}
