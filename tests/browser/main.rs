@@ -479,6 +479,59 @@ async fn the_owner_logs_in_sees_a_text_arrive_opens_it_and_resolves_an_alert() {
     .await;
 }
 
+/// A junk hauler with one crew and no model: the guided flow books.
+fn guided_business() -> String {
+    "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\n\
+     owner_email = \"owner@example.com\"\nowner_name = \"Maria\"\n\
+     [schedule]\nmin_notice_hours = 48\nhorizon_days = 14\n\
+     [[providers]]\nid = \"crew-1\"\nname = \"Crew 1\"\nemail = \"crew1@example.com\"\n"
+        .into()
+}
+
+#[tokio::test]
+async fn a_booked_job_reads_well_on_the_conversation_schedule_and_jobs_pages() {
+    let outbox = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(Options {
+        with_model: false,
+        business: Some(guided_business()),
+        extra_vars: vec![("OUTBOX_DIR", outbox.path().display().to_string())],
+        ..Options::default()
+    })
+    .await;
+    with_password(&app).await;
+    // Size, half a truck, the address, the first opening: booked, with a
+    // quote, a crew's day and reminders queued.
+    for (i, text) in ["hi", "3", "1", "12 Oak St, Portland", "1"].iter().enumerate() {
+        app.text(DANA, text).await;
+        app.wait_for_texts(i + 1).await;
+    }
+    app.wait_until_settled(DANA).await;
+    assert_eq!(
+        app.store.bookings().await.unwrap().len(),
+        1,
+        "the guided flow booked"
+    );
+    let conversation = app.conversation(DANA).await.unwrap();
+    with_browser(|client| async move {
+        log_in(&client, &app).await;
+        client
+            .goto(&format!("{}/owner/conversations/{}", app.address, conversation.0))
+            .await
+            .unwrap();
+        wait_for_text(&client, "12 Oak St, Portland", false).await;
+        screenshot(&client, "conversation-booked").await;
+        client
+            .goto(&format!("{}/owner/schedule", app.address))
+            .await
+            .unwrap();
+        wait_for_text(&client, "Crew 1", false).await;
+        screenshot(&client, "schedule-booked").await;
+        client.goto(&format!("{}/owner/jobs", app.address)).await.unwrap();
+        screenshot(&client, "jobs-pending").await;
+    })
+    .await;
+}
+
 /// The system prompt of a Messages API request, whether sent as text or
 /// as blocks.
 fn system_prompt(request: &Value) -> String {

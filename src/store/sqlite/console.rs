@@ -157,7 +157,11 @@ impl ConsoleStore for SqliteStore {
         let digits: String = search
             .map(|s| s.chars().filter(char::is_ascii_digit).collect())
             .unwrap_or_default();
-        let name_pattern = search.map(like_pattern);
+        // Digits and phone punctuation only is a number: no name is read,
+        // which spares a JSON parse of every conversation's state.
+        let is_number = !digits.is_empty()
+            && search.is_some_and(|s| s.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c)));
+        let name_pattern = search.filter(|_| !is_number).map(like_pattern);
         let digits_pattern = (!digits.is_empty()).then(|| like_pattern(&digits));
         let page_of = |pinned: bool| {
             format!(
@@ -169,7 +173,9 @@ impl ConsoleStore for SqliteStore {
                                       WHERE direction = 'outbound' AND status = 'held')
                    AND (?1 IS NULL OR c.business_id = ?1)
                    AND {filter}
-                   AND (?2 IS NULL OR {NAME_SQL} LIKE ?2 ESCAPE '\\' OR (?3 IS NOT NULL AND k.phone LIKE ?3))
+                   AND ((?2 IS NULL AND ?3 IS NULL)
+                        OR (?3 IS NOT NULL AND k.phone LIKE ?3)
+                        OR (?2 IS NOT NULL AND {NAME_SQL} LIKE ?2 ESCAPE '\\'))
                  ORDER BY c.last_message_id DESC, c.id DESC
                  LIMIT ?4 OFFSET ?5",
                 if pinned { "IN" } else { "NOT IN" }
