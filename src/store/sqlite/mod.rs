@@ -17,14 +17,14 @@ pub use media::TURN_IMAGES_WITH_DATA;
 
 use jobs::insert_job;
 use media::history_images;
-use outbox::outbound_in;
+use outbox::outbound_from_row;
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -97,13 +97,19 @@ impl SqliteStore {
             // stay well inside the webhook's 10 s budget.
             .busy_timeout(Duration::from_secs(3))
             .foreign_keys(true);
+        // No ping before each acquire: a SQLite connection is a file handle
+        // on a thread of its own, not a socket that can go stale, and the
+        // ping is a round trip to that thread (two thread switches) on
+        // every query of every turn.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         let (inbound, queue) = tokio::sync::mpsc::channel(4 * MAX_INBOUND_GROUP);
