@@ -2,6 +2,121 @@
 
 use super::*;
 
+/// `finish_turn`'s statements, as macros so that each combination is one
+/// `&'static str` (one cached list of prepared statements); see
+/// [`finish_turn_sql`]. ?1 the conversation, ?2 the last text answered, ?3
+/// now, ?4 the state; ?5-?6 the reply's kind and body; ?7-?9 the model
+/// calls' customer, day and count.
+///
+/// Numbered so that every statement uses the low numbers: sqlx binds a
+/// statement's unused numbers below its highest from the arguments no
+/// earlier statement of the list used, and stops binding the statement
+/// (leaving even its used numbers NULL) once those run out.
+///
+/// The state is set only while texts up to ?2 are pending, and then the
+/// row it returns says they were: a rerun of a committed turn changes
+/// nothing but its model calls.
+macro_rules! finish_turn_state {
+    () => {
+        "UPDATE conversations
+             SET state_changed_at = CASE WHEN state IS ?4 THEN state_changed_at ELSE ?3 END, state = ?4,
+                 updated_at = ?3
+             WHERE id = ?1 AND EXISTS (SELECT 1 FROM messages
+                 WHERE conversation_id = ?1 AND direction = 'inbound' AND status = 'pending' AND id <= ?2)
+             RETURNING 'answered' AS part;"
+    };
+}
+
+/// Stores the reply already claimed (one per text it answers, and only
+/// while those texts are pending), returning `outbound_in`'s columns.
+macro_rules! finish_turn_reply {
+    () => {
+        "INSERT INTO messages
+                 (conversation_id, direction, kind, body, status, attempts, reply_to_id, created_at)
+             SELECT ?1, 'outbound', ?5, ?6, 'sending', 1, ?2, ?3
+             WHERE EXISTS (SELECT 1 FROM messages
+                 WHERE conversation_id = ?1 AND direction = 'inbound' AND status = 'pending' AND id <= ?2)
+             ON CONFLICT (reply_to_id) DO NOTHING
+             RETURNING 'reply' AS part, id, conversation_id, body, kind, attempts, created_at,
+                 (SELECT k.phone FROM conversations c JOIN customers k ON k.id = c.customer_id
+                   WHERE c.id = messages.conversation_id) AS phone,
+                 (SELECT business_number FROM conversations c
+                   WHERE c.id = messages.conversation_id) AS business_number,
+                 (SELECT customer_id FROM conversations c
+                   WHERE c.id = messages.conversation_id) AS customer_id,
+                 (SELECT MAX(i.created_at) FROM messages i
+                   WHERE i.conversation_id = messages.conversation_id AND i.direction = 'inbound')
+                     AS last_inbound_at,
+                 -- As in `outbound_in`.
+                 (SELECT k.opted_out_at IS NOT NULL FROM conversations c
+                    JOIN customers k ON k.id = c.customer_id WHERE c.id = messages.conversation_id)
+                   AND kind NOT IN ('opt_out_confirmation', 'help') AS opted_out;"
+    };
+}
+
+/// The texts up to ?2 answered (after the statements that ask whether
+/// they were pending).
+macro_rules! finish_turn_answered {
+    () => {
+        "UPDATE messages SET status = 'handled'
+             WHERE conversation_id = ?1 AND direction = 'inbound' AND status = 'pending' AND id <= ?2;"
+    };
+}
+
+/// Adds the turn's model calls to the customer's day, answered or not:
+/// they were made all the same.
+macro_rules! finish_turn_count_model_calls {
+    () => {
+        "INSERT INTO model_calls (customer_id, day, calls) VALUES (?7, ?8, ?9)
+             ON CONFLICT (customer_id, day) DO UPDATE SET calls = calls + excluded.calls;"
+    };
+}
+
+/// `finish_turn`'s statements for a turn with or without model calls and
+/// a reply; `whole` wraps them in their own BEGIN IMMEDIATE and COMMIT,
+/// for a turn that writes nothing else (the common case: the whole commit
+/// is then one round trip to the writer's thread).
+fn finish_turn_sql(model_calls: bool, reply: bool, whole: bool) -> &'static str {
+    macro_rules! list {
+        ($($part:expr),*) => {
+            if whole {
+                concat!("BEGIN IMMEDIATE;", $($part,)* "COMMIT;")
+            } else {
+                concat!($($part),*)
+            }
+        };
+    }
+    match (model_calls, reply) {
+        (false, false) => list!(finish_turn_state!(), finish_turn_answered!()),
+        (true, false) => list!(
+            finish_turn_state!(),
+            finish_turn_answered!(),
+            finish_turn_count_model_calls!()
+        ),
+        (false, true) => list!(finish_turn_state!(), finish_turn_reply!(), finish_turn_answered!()),
+        (true, true) => list!(
+            finish_turn_state!(),
+            finish_turn_reply!(),
+            finish_turn_answered!(),
+            finish_turn_count_model_calls!()
+        ),
+    }
+}
+
+/// What `finish_turn_sql`'s statements returned: whether the turn's texts
+/// were still pending, and its reply as stored.
+fn finish_turn_rows(rows: &[sqlx::sqlite::SqliteRow]) -> Result<(bool, Option<OutboundMessage>), StoreError> {
+    let mut answered = false;
+    let mut claimed = None;
+    for row in rows {
+        match row.try_get::<&str, _>("part")? {
+            "answered" => answered = true,
+            _ => claimed = Some(outbound_from_row(MessageId(row.try_get("id")?), row)?),
+        }
+    }
+    Ok((answered, claimed))
+}
+
 #[async_trait]
 impl ConversationStore for SqliteStore {
     async fn record_inbound(&self, inbound: &InboundMessage) -> Result<Recorded, StoreError> {
@@ -19,19 +134,13 @@ impl ConversationStore for SqliteStore {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<ClaimedConversation>, StoreError> {
+        use std::sync::atomic::Ordering;
         let now = self.now_ms();
-        // Most wake-ups find nothing to claim; answer those from a reader
-        // instead of queueing on the one writer.
-        let anything: bool = sqlx::query_scalar(
-            "SELECT EXISTS (
-                 SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                 WHERE m.direction = 'inbound' AND m.status = 'pending'
-                   AND (c.lease_until_ms IS NULL OR c.lease_until_ms < ?))",
-        )
-        .bind(now)
-        .fetch_one(&self.reader)
-        .await?;
-        if !anything {
+        // Most wake-ups of an idle desk find nothing to claim; answer those
+        // from a reader instead of queueing on the one writer. Under load,
+        // when the last claim found work, that question is a round trip
+        // answered "yes" nearly every time: skip it.
+        if !self.last_claim_found_work.load(Ordering::Relaxed) && !self.anything_to_claim(now).await? {
             return Ok(None);
         }
         let claimed: Option<(i64, String)> = sqlx::query_as(
@@ -49,6 +158,8 @@ impl ConversationStore for SqliteStore {
         .bind(now)
         .fetch_optional(&self.writer)
         .await?;
+        self.last_claim_found_work
+            .store(claimed.is_some(), Ordering::Relaxed);
         Ok(claimed.map(|(id, business_id)| ClaimedConversation {
             id: ConversationId(id),
             business_id,
@@ -120,35 +231,34 @@ impl ConversationStore for SqliteStore {
         let state_json = serde_json::to_string(&state)
             .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
         let now = self.now();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        // One round trip: the new state, only if texts up to `through` are
-        // still pending (its RETURNING says whether they were), then those
-        // texts answered, and with a model call the customer's count.
-        let answered = sqlx::query(if model_calls.is_some() {
-            FINISH_TURN_COUNTING_MODEL_CALLS
-        } else {
-            FINISH_TURN
-        })
-        .bind(&state_json)
-        .bind(now)
-        .bind(id.0)
-        .bind(through.0)
-        .bind(model_calls.as_ref().map(|c| c.customer.0))
-        .bind(model_calls.as_ref().map(|c| c.day.to_string()))
-        .bind(model_calls.as_ref().map(|c| c.calls as i64))
+        let only_core =
+            new_quotes.is_empty() && alerts.is_empty() && jobs.is_empty() && cancel_jobs.is_empty();
+        let sql = finish_turn_sql(model_calls.is_some(), reply.is_some(), only_core);
+        let query = sqlx::query(sql)
+            .bind(id.0)
+            .bind(through.0)
+            .bind(now)
+            .bind(&state_json)
+            .bind(reply.as_ref().map(|r| r.kind.as_str()))
+            .bind(reply.as_ref().map(|r| r.body.as_str()))
+            .bind(model_calls.as_ref().map(|c| c.customer.0))
+            .bind(model_calls.as_ref().map(|c| c.day.to_string()))
+            .bind(model_calls.as_ref().map(|c| c.calls as i64));
         // `fetch_all`, not `fetch_optional`: sqlx stops a statement list at
-        // the first row when asked for one, and the updates after it must run.
-        .fetch_all(&mut *tx)
-        .await?;
-        if answered.is_empty() {
+        // the first row when asked for one, and the rest must run.
+        if only_core {
+            let mut conn = WholeTransaction::acquire(&self.writer).await?;
+            let rows = query.fetch_all(conn.connection()).await?;
+            conn.committed();
+            return Ok(finish_turn_rows(&rows)?.1);
+        }
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let (answered, claimed) = finish_turn_rows(&query.fetch_all(&mut *tx).await?)?;
+        if !answered {
             // Another run of this turn (an expired lease, a crash rerun)
-            // already committed it; its state and reply stand. Its model
-            // calls were made all the same.
-            tx.rollback().await?;
-            if let Some(calls) = &model_calls {
-                let mut conn = self.writer.acquire().await?;
-                count_model_calls(&mut conn, calls).await?;
-            }
+            // already committed it; its state and reply stand, and only
+            // its model calls are added.
+            tx.commit().await?;
             return Ok(None);
         }
         for prefix in &cancel_jobs {
@@ -192,44 +302,6 @@ impl ConversationStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let claimed = match reply {
-            None => None,
-            Some(draft) => {
-                // The claimed text comes back with where it goes, read in
-                // the insert's own RETURNING: no round trip to read it.
-                let inserted = sqlx::query(
-                    "INSERT INTO messages
-                         (conversation_id, direction, kind, body, status, attempts, reply_to_id, created_at)
-                     VALUES (?, 'outbound', ?, ?, 'sending', 1, ?, ?)
-                     ON CONFLICT (reply_to_id) DO NOTHING
-                     RETURNING id, conversation_id, body, kind, attempts, created_at,
-                         (SELECT k.phone FROM conversations c JOIN customers k ON k.id = c.customer_id
-                           WHERE c.id = messages.conversation_id) AS phone,
-                         (SELECT business_number FROM conversations c
-                           WHERE c.id = messages.conversation_id) AS business_number,
-                         (SELECT customer_id FROM conversations c
-                           WHERE c.id = messages.conversation_id) AS customer_id,
-                         (SELECT MAX(i.created_at) FROM messages i
-                           WHERE i.conversation_id = messages.conversation_id AND i.direction = 'inbound')
-                             AS last_inbound_at,
-                         -- As in `outbound_in`.
-                         (SELECT k.opted_out_at IS NOT NULL FROM conversations c
-                            JOIN customers k ON k.id = c.customer_id WHERE c.id = messages.conversation_id)
-                           AND kind NOT IN ('opt_out_confirmation', 'help') AS opted_out",
-                )
-                .bind(id.0)
-                .bind(draft.kind.as_str())
-                .bind(&draft.body)
-                .bind(through.0)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-                match inserted {
-                    Some(row) => Some(outbound_from_row(MessageId(row.try_get("id")?), &row)?),
-                    None => None,
-                }
-            }
-        };
         tx.commit().await?;
         Ok(claimed)
     }
@@ -341,6 +413,19 @@ impl ConversationStore for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Whether any conversation has a text waiting and no live lease.
+    async fn anything_to_claim(&self, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (
+                 SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE m.direction = 'inbound' AND m.status = 'pending'
+                   AND (c.lease_until_ms IS NULL OR c.lease_until_ms < ?))",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
     /// A turn's input and flood reading in one statement. A statement is
     /// its own snapshot, so a text arriving meanwhile is in neither
     /// `pending` nor `history` (not in one only), with no BEGIN and COMMIT
@@ -682,39 +767,3 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError
     })
 }
 
-/// The state of a finished turn, set only while texts up to ?4 are
-/// pending (the returned row says they were), and those texts answered.
-const FINISH_TURN: &str = "UPDATE conversations
-     SET state_changed_at = CASE WHEN state IS ?1 THEN state_changed_at ELSE ?2 END, state = ?1,
-         updated_at = ?2
-     WHERE id = ?3 AND EXISTS (SELECT 1 FROM messages
-         WHERE conversation_id = ?3 AND direction = 'inbound' AND status = 'pending' AND id <= ?4)
-     RETURNING id;
- UPDATE messages SET status = 'handled'
-     WHERE conversation_id = ?3 AND direction = 'inbound' AND status = 'pending' AND id <= ?4;";
-
-/// `FINISH_TURN`, adding ?7 model calls to customer ?5's day ?6.
-const FINISH_TURN_COUNTING_MODEL_CALLS: &str = "UPDATE conversations
-     SET state_changed_at = CASE WHEN state IS ?1 THEN state_changed_at ELSE ?2 END, state = ?1,
-         updated_at = ?2
-     WHERE id = ?3 AND EXISTS (SELECT 1 FROM messages
-         WHERE conversation_id = ?3 AND direction = 'inbound' AND status = 'pending' AND id <= ?4)
-     RETURNING id;
- UPDATE messages SET status = 'handled'
-     WHERE conversation_id = ?3 AND direction = 'inbound' AND status = 'pending' AND id <= ?4;
- INSERT INTO model_calls (customer_id, day, calls) VALUES (?5, ?6, ?7)
-     ON CONFLICT (customer_id, day) DO UPDATE SET calls = calls + excluded.calls;";
-
-/// Adds a turn's model requests to its customer's day.
-async fn count_model_calls(conn: &mut sqlx::SqliteConnection, calls: &ModelCalls) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO model_calls (customer_id, day, calls) VALUES (?1, ?2, ?3)
-         ON CONFLICT (customer_id, day) DO UPDATE SET calls = calls + excluded.calls",
-    )
-    .bind(calls.customer.0)
-    .bind(calls.day.to_string())
-    .bind(calls.calls as i64)
-    .execute(conn)
-    .await?;
-    Ok(())
-}

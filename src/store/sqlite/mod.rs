@@ -62,6 +62,10 @@ pub struct SqliteStore {
     clock: Arc<dyn Clock>,
     /// Inbound texts on their way to the next group commit.
     inbound: tokio::sync::mpsc::Sender<InboundWaiter>,
+    /// The last claim found a conversation: under load the next one very
+    /// likely will too, so it goes straight to the writer without asking a
+    /// reader first.
+    last_claim_found_work: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An inbound text to store, and who waits to hear it is durable.
@@ -124,6 +128,7 @@ impl SqliteStore {
             writer,
             clock,
             inbound,
+            last_claim_found_work: Arc::default(),
         })
     }
 }
@@ -150,6 +155,43 @@ impl SqliteStore {
     /// A pending booking last written before this was abandoned.
     fn stale_pending_before_ms(&self) -> i64 {
         self.now_ms() - STALE_PENDING_MINUTES * 60_000
+    }
+}
+
+/// The writer's connection for a statement list that begins and commits
+/// its own transaction ("BEGIN IMMEDIATE; ...; COMMIT;"): one round trip
+/// to the connection's thread instead of three. sqlx does not know about
+/// that transaction, so nothing rolls it back if the list stops half way
+/// (a failed statement, or the caller dropped); then the connection is
+/// closed instead of returned to the pool, and closing rolls it back.
+pub(super) struct WholeTransaction {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    committed: bool,
+}
+
+impl WholeTransaction {
+    pub(super) async fn acquire(pool: &SqlitePool) -> Result<Self, StoreError> {
+        Ok(Self {
+            conn: pool.acquire().await?,
+            committed: false,
+        })
+    }
+
+    pub(super) fn connection(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.conn
+    }
+
+    /// The list ran to its COMMIT: the connection may go back to the pool.
+    pub(super) fn committed(&mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for WholeTransaction {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.conn.close_on_drop();
+        }
     }
 }
 
