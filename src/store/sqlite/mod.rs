@@ -314,3 +314,53 @@ impl Maintenance for SqliteStore {
         Ok(adopted)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A list that fails after its BEGIN leaves nothing written and the
+    /// one writer connection usable: dropped uncommitted, it is closed
+    /// (rolling back), not handed to the next writer mid-transaction.
+    #[tokio::test]
+    async fn a_whole_transaction_that_stops_half_way_writes_nothing_and_frees_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        {
+            let mut conn = WholeTransaction::acquire(store.writer_pool()).await.unwrap();
+            let failed = sqlx::query(concat!(
+                "BEGIN IMMEDIATE;",
+                "INSERT INTO owner_credentials (id, password_hash, updated_at) VALUES (1, 'h', 'now');",
+                // Violates the table's CHECK (id = 1).
+                "INSERT INTO owner_credentials (id, password_hash, updated_at) VALUES (2, 'h', 'now');",
+                "COMMIT;"
+            ))
+            .execute(conn.connection())
+            .await;
+            assert!(failed.is_err());
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM owner_credentials")
+            .fetch_one(store.writer_pool())
+            .await
+            .unwrap();
+        assert_eq!(stored, 0, "the first insert was rolled back");
+        // The next writer starts its own transaction: none is left open.
+        let mut conn = WholeTransaction::acquire(store.writer_pool()).await.unwrap();
+        sqlx::query(concat!(
+            "BEGIN IMMEDIATE;",
+            "INSERT INTO owner_credentials (id, password_hash, updated_at) VALUES (1, 'h', 'now');",
+            "COMMIT;"
+        ))
+            .execute(conn.connection())
+            .await
+            .unwrap();
+        conn.committed();
+        drop(conn);
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM owner_credentials")
+            .fetch_one(store.writer_pool())
+            .await
+            .unwrap();
+        assert_eq!(stored, 1);
+    }
+}
