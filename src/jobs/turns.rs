@@ -24,8 +24,8 @@ use crate::domain::quote::Quote;
 use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
 use crate::store::{
-    AlertKind, ConversationId, FloodReading, FloodWindow, MessageId, MessageKind, ModelCalls, NewAlert, NewJob,
-    OutboundDraft, Store, StoreError, TurnCommit, TurnInput,
+    AlertKind, ConversationId, FloodReading, FloodWindow, MessageId, MessageKind, ModelCalls, NewAlert,
+    NewJob, OutboundDraft, Store, StoreError, TurnCommit, TurnInput,
 };
 use crate::templates;
 
@@ -436,7 +436,12 @@ impl Engine {
     /// Whether the sender is flooding or has spent today's model budget,
     /// judged from the store's reading, so neither a restart nor a second
     /// process forgets it.
-    fn throttle(&self, reading: &FloodReading, day: chrono::NaiveDate, now: chrono::DateTime<Utc>) -> Throttle {
+    fn throttle(
+        &self,
+        reading: &FloodReading,
+        day: chrono::NaiveDate,
+        now: chrono::DateTime<Utc>,
+    ) -> Throttle {
         let flooding = reading.recent_texts > FLOOD_TEXTS;
         let budget_spent =
             reading.model_calls_today as usize >= self.business.assistant.daily_model_calls_per_customer;

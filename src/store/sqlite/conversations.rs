@@ -93,7 +93,11 @@ fn finish_turn_sql(model_calls: bool, reply: bool, whole: bool) -> &'static str 
             finish_turn_answered!(),
             finish_turn_count_model_calls!()
         ),
-        (false, true) => list!(finish_turn_state!(), finish_turn_reply!(), finish_turn_answered!()),
+        (false, true) => list!(
+            finish_turn_state!(),
+            finish_turn_reply!(),
+            finish_turn_answered!()
+        ),
         (true, true) => list!(
             finish_turn_state!(),
             finish_turn_reply!(),
@@ -559,7 +563,17 @@ fn messages_from_json(json: &str) -> Result<Vec<Message>, StoreError> {
         serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("messages: {e}")))?;
     rows.into_iter()
         .map(
-            |(id, raw_direction, kind, body, status, channel_message_id, num_media, opt_out_keyword, created_at)| {
+            |(
+                id,
+                raw_direction,
+                kind,
+                body,
+                status,
+                channel_message_id,
+                num_media,
+                opt_out_keyword,
+                created_at,
+            )| {
                 Ok(Message {
                     id: MessageId(id),
                     direction: direction(&raw_direction)?,
@@ -766,4 +780,3 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError
         created_at: row.try_get("created_at")?,
     })
 }
-

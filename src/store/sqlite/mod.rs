@@ -352,9 +352,9 @@ mod tests {
             "INSERT INTO owner_credentials (id, password_hash, updated_at) VALUES (1, 'h', 'now');",
             "COMMIT;"
         ))
-            .execute(conn.connection())
-            .await
-            .unwrap();
+        .execute(conn.connection())
+        .await
+        .unwrap();
         conn.committed();
         drop(conn);
         let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM owner_credentials")

@@ -27,7 +27,10 @@ pub(super) async fn outbound_in(
 }
 
 /// An outbound text from a row with `outbound_in`'s columns.
-pub(super) fn outbound_from_row(id: MessageId, row: &sqlx::sqlite::SqliteRow) -> Result<OutboundMessage, StoreError> {
+pub(super) fn outbound_from_row(
+    id: MessageId,
+    row: &sqlx::sqlite::SqliteRow,
+) -> Result<OutboundMessage, StoreError> {
     Ok(OutboundMessage {
         id,
         conversation_id: ConversationId(row.try_get("conversation_id")?),
