@@ -450,7 +450,10 @@ impl SqliteStore {
         // arrived while it was being written. Replies that never reached the
         // customer are left out; `unknown` ones probably did, so they stay.
         // The flood reading looks only at the newest `limit + 1` texts: an
-        // index walk, however long the flood.
+        // index walk, however long the flood. `LIMIT +?`, not `LIMIT ?`:
+        // SQLite plans a bare bound LIMIT for its value, and so recompiles
+        // the statement every time the value is bound again, i.e. on every
+        // turn (the profile's `sqlite3Reprepare`); an expression it does not.
         let row = sqlx::query(
             "SELECT c.customer_id, c.business_number, k.phone, k.opted_out_at IS NOT NULL AS opted_out, c.state,
                     NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ?1 AND direction = 'outbound')
@@ -472,13 +475,13 @@ impl SqliteStore {
                        FROM (SELECT *, COALESCE(reply_to_id, id) AS position FROM messages
                               WHERE conversation_id = ?1
                                 AND (direction = 'inbound' OR status IN ('queued', 'sending', 'sent', 'unknown'))
-                              ORDER BY position DESC, id DESC LIMIT ?2)) AS history,
+                              ORDER BY position DESC, id DESC LIMIT +?2)) AS history,
                     (SELECT json_group_array(json(quote) ORDER BY created_at, seq)
                        FROM (SELECT quote, created_at, rowid AS seq FROM quotes WHERE conversation_id = ?1
                               ORDER BY created_at DESC, rowid DESC LIMIT 20)) AS quotes,
                     (SELECT COUNT(*) FROM (SELECT created_at FROM messages
                         WHERE conversation_id = ?1 AND direction = 'inbound'
-                        ORDER BY id DESC LIMIT ?3) WHERE created_at >= ?4) AS recent,
+                        ORDER BY id DESC LIMIT +?3) WHERE created_at >= ?4) AS recent,
                     (SELECT created_at FROM messages
                         WHERE conversation_id = ?1 AND direction = 'outbound'
                         ORDER BY id DESC LIMIT 1) AS last_reply,
