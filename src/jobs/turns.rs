@@ -25,8 +25,8 @@ use crate::domain::quote::Quote;
 use crate::jobs::payload::{ApprovalTimeout, DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
 use crate::store::{
-    AlertKind, ConversationId, Direction, MessageId, MessageKind, ModelCalls, NewAlert, NewJob,
-    OutboundDraft, Store, StoreError, TurnCommit, TurnInput, UNSENT_BY_DECISION,
+    AlertKind, ConversationId, Direction, FloodReading, FloodWindow, MessageId, MessageKind, ModelCalls,
+    NewAlert, NewJob, OutboundDraft, Store, StoreError, TurnCommit, TurnInput, UNSENT_BY_DECISION,
 };
 use crate::templates;
 
@@ -120,7 +120,13 @@ impl Engine {
     #[tracing::instrument(name = "turn", skip_all, fields(conversation = id.0))]
     pub async fn run_turn(&self, id: ConversationId) -> Result<TurnResult, StoreError> {
         let history_limit = self.business.assistant.history_messages;
-        let mut turn = self.store.turn_input(id, history_limit).await?;
+        let now = self.clock.now();
+        let (window, day) = self.flood_window(now);
+        // The flood reading comes with the turn's input: one read, not two.
+        let (mut turn, reading) = self
+            .store
+            .turn_input_with_flood(id, history_limit, &window)
+            .await?;
         // Replies held for the owner, or rejected or expired, never reached
         // the customer: the assistant must not read them as said.
         turn.history.retain(|m| {
@@ -129,8 +135,7 @@ impl Engine {
         let Some(last) = turn.pending.last().map(|m| m.id) else {
             return Ok(TurnResult::NothingPending);
         };
-        let now = self.clock.now();
-        let throttle = self.throttle(&turn, now).await?;
+        let throttle = self.throttle(&reading, day, now);
         if let Some(until) = throttle.wait_until
             && !changes_consent(&turn)
         {
@@ -503,10 +508,9 @@ impl Engine {
         commit.held = Some(draft);
     }
 
-    /// Whether the sender is flooding or has spent today's model budget,
-    /// read from the store so neither a restart nor a second process
-    /// forgets it.
-    async fn throttle(&self, turn: &TurnInput, now: chrono::DateTime<Utc>) -> Result<Throttle, StoreError> {
+    /// What flood throttling reads about a conversation at `now`, and
+    /// today in the business's time zone (the model budget's day).
+    fn flood_window(&self, now: chrono::DateTime<Utc>) -> (FloodWindow, chrono::NaiveDate) {
         use chrono::TimeZone;
         let tz = self.business.business.timezone;
         let day = now.with_timezone(&tz).date_naive();
@@ -515,21 +519,29 @@ impl Engine {
             .from_local_datetime(&day.and_time(chrono::NaiveTime::MIN))
             .earliest()
             .map_or(now - chrono::Duration::hours(24), |t| t.with_timezone(&Utc));
-        let reading = self
-            .store
-            .flood_reading(
-                turn.conversation.id,
-                now - FLOOD_WINDOW,
-                FLOOD_TEXTS,
-                day,
-                day_start,
-            )
-            .await?;
+        let window = FloodWindow {
+            since: now - FLOOD_WINDOW,
+            limit: FLOOD_TEXTS,
+            day,
+            day_start,
+        };
+        (window, day)
+    }
+
+    /// Whether the sender is flooding or has spent today's model budget,
+    /// judged from the store's reading, so neither a restart nor a second
+    /// process forgets it.
+    fn throttle(
+        &self,
+        reading: &FloodReading,
+        day: chrono::NaiveDate,
+        now: chrono::DateTime<Utc>,
+    ) -> Throttle {
         let flooding = reading.recent_texts > FLOOD_TEXTS;
         let budget_spent =
             reading.model_calls_today as usize >= self.business.assistant.daily_model_calls_per_customer;
         let throttled = flooding || budget_spent;
-        Ok(Throttle {
+        Throttle {
             flooding,
             budget_spent,
             wait_until: reading
@@ -538,7 +550,7 @@ impl Engine {
                 .filter(|until| throttled && *until > now),
             alert_owner: throttled && !reading.alerted_today,
             day,
-        })
+        }
     }
 
     /// The owner's one alert of the day about a throttled sender.

@@ -185,6 +185,17 @@ pub struct FloodReading {
     pub alerted_today: bool,
 }
 
+/// What a flood reading looks at: the conversation's texts since `since`
+/// (at most `limit + 1` counted), its last reply, and the customer's model
+/// calls and flood alert on `day`, which starts at `day_start`.
+#[derive(Debug, Clone)]
+pub struct FloodWindow {
+    pub since: DateTime<Utc>,
+    pub limit: usize,
+    pub day: NaiveDate,
+    pub day_start: DateTime<Utc>,
+}
+
 /// A conversation claimed for a turn, with its business: the claim reads
 /// it in the same statement, so picking the business's engine costs no
 /// read of its own.
@@ -231,18 +242,15 @@ pub trait ConversationStore: Send + Sync + 'static {
 
     async fn set_opted_out(&self, customer: CustomerId, opted_out: bool) -> Result<(), StoreError>;
 
-    /// What flood throttling needs to know about a conversation, in one
-    /// read: its texts since `since` (at most `limit + 1` counted), its
-    /// last reply, and the customer's model calls and flood alert on `day`
-    /// (which starts at `day_start`).
-    async fn flood_reading(
+    /// A turn's input and what flood throttling needs to know about its
+    /// conversation (see [`FloodWindow`]), in one read: one snapshot, and
+    /// one round trip to the database.
+    async fn turn_input_with_flood(
         &self,
         id: ConversationId,
-        since: DateTime<Utc>,
-        limit: usize,
-        day: NaiveDate,
-        day_start: DateTime<Utc>,
-    ) -> Result<FloodReading, StoreError>;
+        history_limit: usize,
+        window: &FloodWindow,
+    ) -> Result<(TurnInput, FloodReading), StoreError>;
 
     async fn find_conversation(
         &self,

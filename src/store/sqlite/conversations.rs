@@ -2,6 +2,125 @@
 
 use super::*;
 
+/// `finish_turn`'s statements, as macros so that each combination is one
+/// `&'static str` (one cached list of prepared statements); see
+/// [`finish_turn_sql`]. ?1 the conversation, ?2 the last text answered, ?3
+/// now, ?4 the state; ?5-?6 the reply's kind and body; ?7-?9 the model
+/// calls' customer, day and count.
+///
+/// Numbered so that every statement uses the low numbers: sqlx binds a
+/// statement's unused numbers below its highest from the arguments no
+/// earlier statement of the list used, and stops binding the statement
+/// (leaving even its used numbers NULL) once those run out.
+///
+/// The state is set only while texts up to ?2 are pending, and then the
+/// row it returns says they were: a rerun of a committed turn changes
+/// nothing but its model calls.
+macro_rules! finish_turn_state {
+    () => {
+        "UPDATE conversations
+             SET state_changed_at = CASE WHEN state IS ?4 THEN state_changed_at ELSE ?3 END, state = ?4,
+                 updated_at = ?3
+             WHERE id = ?1 AND EXISTS (SELECT 1 FROM messages
+                 WHERE conversation_id = ?1 AND direction = 'inbound' AND status = 'pending' AND id <= ?2)
+             RETURNING 'answered' AS part;"
+    };
+}
+
+/// Stores the reply already claimed (one per text it answers, and only
+/// while those texts are pending), returning `outbound_in`'s columns.
+macro_rules! finish_turn_reply {
+    () => {
+        "INSERT INTO messages
+                 (conversation_id, direction, kind, body, status, attempts, reply_to_id, created_at)
+             SELECT ?1, 'outbound', ?5, ?6, 'sending', 1, ?2, ?3
+             WHERE EXISTS (SELECT 1 FROM messages
+                 WHERE conversation_id = ?1 AND direction = 'inbound' AND status = 'pending' AND id <= ?2)
+             ON CONFLICT (reply_to_id) DO NOTHING
+             RETURNING 'reply' AS part, id, conversation_id, body, kind, attempts, created_at,
+                 (SELECT k.phone FROM conversations c JOIN customers k ON k.id = c.customer_id
+                   WHERE c.id = messages.conversation_id) AS phone,
+                 (SELECT business_number FROM conversations c
+                   WHERE c.id = messages.conversation_id) AS business_number,
+                 (SELECT customer_id FROM conversations c
+                   WHERE c.id = messages.conversation_id) AS customer_id,
+                 (SELECT MAX(i.created_at) FROM messages i
+                   WHERE i.conversation_id = messages.conversation_id AND i.direction = 'inbound')
+                     AS last_inbound_at,
+                 -- As in `outbound_in`.
+                 (SELECT k.opted_out_at IS NOT NULL FROM conversations c
+                    JOIN customers k ON k.id = c.customer_id WHERE c.id = messages.conversation_id)
+                   AND kind NOT IN ('opt_out_confirmation', 'help') AS opted_out;"
+    };
+}
+
+/// The texts up to ?2 answered (after the statements that ask whether
+/// they were pending).
+macro_rules! finish_turn_answered {
+    () => {
+        "UPDATE messages SET status = 'handled'
+             WHERE conversation_id = ?1 AND direction = 'inbound' AND status = 'pending' AND id <= ?2;"
+    };
+}
+
+/// Adds the turn's model calls to the customer's day, answered or not:
+/// they were made all the same.
+macro_rules! finish_turn_count_model_calls {
+    () => {
+        "INSERT INTO model_calls (customer_id, day, calls) VALUES (?7, ?8, ?9)
+             ON CONFLICT (customer_id, day) DO UPDATE SET calls = calls + excluded.calls;"
+    };
+}
+
+/// `finish_turn`'s statements for a turn with or without model calls and
+/// a reply; `whole` wraps them in their own BEGIN IMMEDIATE and COMMIT,
+/// for a turn that writes nothing else (the common case: the whole commit
+/// is then one round trip to the writer's thread).
+fn finish_turn_sql(model_calls: bool, reply: bool, whole: bool) -> &'static str {
+    macro_rules! list {
+        ($($part:expr),*) => {
+            if whole {
+                concat!("BEGIN IMMEDIATE;", $($part,)* "COMMIT;")
+            } else {
+                concat!($($part),*)
+            }
+        };
+    }
+    match (model_calls, reply) {
+        (false, false) => list!(finish_turn_state!(), finish_turn_answered!()),
+        (true, false) => list!(
+            finish_turn_state!(),
+            finish_turn_answered!(),
+            finish_turn_count_model_calls!()
+        ),
+        (false, true) => list!(
+            finish_turn_state!(),
+            finish_turn_reply!(),
+            finish_turn_answered!()
+        ),
+        (true, true) => list!(
+            finish_turn_state!(),
+            finish_turn_reply!(),
+            finish_turn_answered!(),
+            finish_turn_count_model_calls!()
+        ),
+    }
+}
+
+/// What `finish_turn_sql`'s statements returned: whether the turn's texts
+/// were still pending, and its reply as stored.
+fn finish_turn_rows(rows: &[sqlx::sqlite::SqliteRow]) -> Result<(bool, Option<OutboundMessage>), StoreError> {
+    let mut answered = false;
+    let mut claimed = None;
+    for row in rows {
+        match row.try_get::<&str, _>("part")? {
+            "answered" => answered = true,
+            _ => claimed = Some(outbound_from_row(MessageId(row.try_get("id")?), row)?),
+        }
+    }
+    Ok((answered, claimed))
+}
+
 #[async_trait]
 impl ConversationStore for SqliteStore {
     async fn record_inbound(&self, inbound: &InboundMessage) -> Result<Recorded, StoreError> {
@@ -19,19 +138,13 @@ impl ConversationStore for SqliteStore {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<ClaimedConversation>, StoreError> {
+        use std::sync::atomic::Ordering;
         let now = self.now_ms();
-        // Most wake-ups find nothing to claim; answer those from a reader
-        // instead of queueing on the one writer.
-        let anything: bool = sqlx::query_scalar(
-            "SELECT EXISTS (
-                 SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                 WHERE m.direction = 'inbound' AND m.status = 'pending'
-                   AND (c.lease_until_ms IS NULL OR c.lease_until_ms < ?))",
-        )
-        .bind(now)
-        .fetch_one(&self.reader)
-        .await?;
-        if !anything {
+        // Most wake-ups of an idle desk find nothing to claim; answer those
+        // from a reader instead of queueing on the one writer. Under load,
+        // when the last claim found work, that question is a round trip
+        // answered "yes" nearly every time: skip it.
+        if !self.last_claim_found_work.load(Ordering::Relaxed) && !self.anything_to_claim(now).await? {
             return Ok(None);
         }
         let claimed: Option<(i64, String)> = sqlx::query_as(
@@ -49,6 +162,8 @@ impl ConversationStore for SqliteStore {
         .bind(now)
         .fetch_optional(&self.writer)
         .await?;
+        self.last_claim_found_work
+            .store(claimed.is_some(), Ordering::Relaxed);
         Ok(claimed.map(|(id, business_id)| ClaimedConversation {
             id: ConversationId(id),
             business_id,
@@ -82,96 +197,24 @@ impl ConversationStore for SqliteStore {
     }
 
     async fn turn_input(&self, id: ConversationId, history_limit: usize) -> Result<TurnInput, StoreError> {
-        // One read transaction: one WAL snapshot, so a text arriving
-        // meanwhile is in neither `pending` nor `history` (not in one only).
-        let mut tx = self.reader.begin().await?;
-        // One round trip for the conversation, its state, and what the turn
-        // needs to know about its past.
-        let row = sqlx::query(
-            "SELECT c.customer_id, c.business_number, k.phone, k.opted_out_at IS NOT NULL AS opted_out, c.state,
-                    NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = c.id AND direction = 'outbound')
-                        AS first_contact,
-                    (SELECT MAX(created_at) FROM messages
-                      WHERE conversation_id = c.id AND NOT (direction = 'inbound' AND status = 'pending'))
-                        AS last_activity,
-                    (SELECT profile_name FROM messages
-                      WHERE conversation_id = c.id AND direction = 'inbound'
-                        AND profile_name <> ''
-                      ORDER BY id DESC LIMIT 1) AS profile_name
-             FROM conversations c JOIN customers k ON k.id = c.customer_id WHERE c.id = ?",
-        )
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound("conversation"))?;
-        let conversation = Conversation {
-            id,
-            customer_id: CustomerId(row.try_get("customer_id")?),
-            customer_phone: parse_phone(row.try_get("phone")?)?,
-            business_number: parse_phone(row.try_get("business_number")?)?,
-            opted_out: row.try_get("opted_out")?,
-            profile_name: row.try_get("profile_name")?,
+        // The flood columns cost a few index lookups; nobody reads them here.
+        let now = self.now();
+        let window = FloodWindow {
+            since: now,
+            limit: 0,
+            day: now.date_naive(),
+            day_start: now,
         };
-        let pending = sqlx::query(
-            "SELECT id, direction, kind, body, status, channel_message_id, num_media, opt_out_keyword, created_at FROM messages
-             WHERE conversation_id = ? AND direction = 'inbound' AND status = 'pending' ORDER BY id",
-        )
-        .bind(id.0)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(message_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-        // Conversation order, not insertion order: a reply sorts right after
-        // the last text it answers, before texts that arrived while it was
-        // being written. Replies that never reached the customer are left
-        // out; `unknown` ones probably did, so they stay.
-        let history = sqlx::query(
-            "SELECT id, direction, kind, body, status, channel_message_id, num_media, opt_out_keyword, created_at FROM (
-                 SELECT *, COALESCE(reply_to_id, id) AS position FROM messages
-                 WHERE conversation_id = ?
-                   AND (direction = 'inbound' OR status IN ('queued', 'sending', 'sent', 'unknown'))
-                 ORDER BY position DESC, id DESC LIMIT ?)
-             ORDER BY position, id",
-        )
-        .bind(id.0)
-        .bind(history_limit as i64)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(message_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-        let first_contact: bool = row.try_get("first_contact")?;
-        let state_json: Option<String> = row.try_get("state")?;
-        let state = match state_json {
-            None => ConversationState::default(),
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("conversation {} state: {e}", id.0)))?,
-        };
-        let last_activity: Option<DateTime<Utc>> = row.try_get("last_activity")?;
-        let quotes = sqlx::query_scalar::<_, String>(
-            "SELECT quote FROM (SELECT quote, created_at, rowid FROM quotes WHERE conversation_id = ?
-                                ORDER BY created_at DESC, rowid DESC LIMIT 20)
-             ORDER BY created_at, rowid",
-        )
-        .bind(id.0)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|json| serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("quote: {e}"))))
-        .collect::<Result<Vec<Quote>, _>>()?;
-        let images = history_images(&mut tx, id, &history).await?;
-        tx.commit().await?;
-        Ok(TurnInput {
-            conversation,
-            pending,
-            history,
-            first_contact,
-            state,
-            last_activity,
-            quotes,
-            images,
-        })
+        Ok(self.read_turn(id, history_limit, &window).await?.0)
+    }
+
+    async fn turn_input_with_flood(
+        &self,
+        id: ConversationId,
+        history_limit: usize,
+        window: &FloodWindow,
+    ) -> Result<(TurnInput, FloodReading), StoreError> {
+        self.read_turn(id, history_limit, window).await
     }
 
     async fn finish_turn(
@@ -193,41 +236,46 @@ impl ConversationStore for SqliteStore {
         let state_json = serde_json::to_string(&state)
             .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
         let now = self.now();
+        let only_core = new_quotes.is_empty()
+            && alerts.is_empty()
+            && jobs.is_empty()
+            && cancel_jobs.is_empty()
+            && held.is_none();
+        // With a held reply, the reply (the holding text, if any) is
+        // written after it, answering nothing: see below.
+        let sql = finish_turn_sql(
+            model_calls.is_some(),
+            reply.is_some() && held.is_none(),
+            only_core,
+        );
+        let query = sqlx::query(sql)
+            .bind(id.0)
+            .bind(through.0)
+            .bind(now)
+            .bind(&state_json)
+            .bind(reply.as_ref().map(|r| r.kind.as_str()))
+            .bind(reply.as_ref().map(|r| r.body.as_str()))
+            .bind(model_calls.as_ref().map(|c| c.customer.0))
+            .bind(model_calls.as_ref().map(|c| c.day.to_string()))
+            .bind(model_calls.as_ref().map(|c| c.calls as i64));
+        // `fetch_all`, not `fetch_optional`: sqlx stops a statement list at
+        // the first row when asked for one, and the rest must run.
+        if only_core {
+            let mut conn = WholeTransaction::acquire(&self.writer).await?;
+            let rows = query.fetch_all(conn.connection()).await?;
+            conn.committed();
+            return Ok(finish_turn_rows(&rows)?.1);
+        }
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let answered = sqlx::query(
-            "UPDATE messages SET status = 'handled'
-             WHERE conversation_id = ? AND direction = 'inbound' AND status = 'pending' AND id <= ?",
-        )
-        .bind(id.0)
-        .bind(through.0)
-        .execute(&mut *tx)
-        .await?;
-        if answered.rows_affected() == 0 {
+        let (answered, claimed) = finish_turn_rows(&query.fetch_all(&mut *tx).await?)?;
+        if !answered {
             // Another run of this turn (an expired lease, a crash rerun)
-            // already committed it; its state and reply stand. Its model
-            // calls were made all the same.
-            tx.rollback().await?;
-            if let Some(calls) = &model_calls {
-                let mut conn = self.writer.acquire().await?;
-                count_model_calls(&mut conn, calls).await?;
-            }
+            // already committed it; its state and reply stand, and only
+            // its model calls are added.
+            tx.commit().await?;
             return Ok(None);
         }
-        if let Some(calls) = &model_calls {
-            count_model_calls(&mut tx, calls).await?;
-        }
         set_in_motion(&mut tx, id, &cancel_jobs, &jobs, &alerts, now).await?;
-        sqlx::query(
-            "UPDATE conversations
-             SET state_changed_at = CASE WHEN state IS ?1 THEN state_changed_at ELSE ?2 END, state = ?1,
-                 updated_at = ?2
-             WHERE id = ?3",
-        )
-        .bind(&state_json)
-        .bind(now)
-        .bind(id.0)
-        .execute(&mut *tx)
-        .await?;
         insert_quotes(&mut tx, id, &new_quotes).await?;
         if let Some(draft) = &held {
             sqlx::query(
@@ -244,31 +292,25 @@ impl ConversationStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        // The held reply, when there is one, is the answer to `through`;
-        // the text sent now is then only the holding text.
-        let reply_to = held.is_none().then_some(through.0);
-        let claimed = match reply {
-            None => None,
-            Some(draft) => {
-                let inserted: Option<i64> = sqlx::query_scalar(
+        // A held reply is the answer to `through`; the text sent now is
+        // then only the holding text, which answers nothing.
+        let claimed = match (held.is_some(), reply) {
+            (true, Some(draft)) => {
+                let inserted: i64 = sqlx::query_scalar(
                     "INSERT INTO messages
                          (conversation_id, direction, kind, body, status, attempts, reply_to_id, created_at)
-                     VALUES (?, 'outbound', ?, ?, 'sending', 1, ?, ?)
-                     ON CONFLICT (reply_to_id) DO NOTHING
+                     VALUES (?, 'outbound', ?, ?, 'sending', 1, NULL, ?)
                      RETURNING id",
                 )
                 .bind(id.0)
                 .bind(draft.kind.as_str())
                 .bind(&draft.body)
-                .bind(reply_to)
                 .bind(now)
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                match inserted {
-                    Some(message_id) => Some(outbound_in(&mut tx, MessageId(message_id)).await?),
-                    None => None,
-                }
+                Some(outbound_in(&mut tx, MessageId(inserted)).await?)
             }
+            _ => claimed,
         };
         tx.commit().await?;
         Ok(claimed)
@@ -285,47 +327,6 @@ impl ConversationStore for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(())
-    }
-
-    async fn flood_reading(
-        &self,
-        id: ConversationId,
-        since: DateTime<Utc>,
-        limit: usize,
-        day: NaiveDate,
-        day_start: DateTime<Utc>,
-    ) -> Result<FloodReading, StoreError> {
-        // Only the newest `limit + 1` texts are looked at: an index walk,
-        // however long the flood.
-        let row = sqlx::query(
-            "SELECT
-                 (SELECT COUNT(*) FROM (SELECT created_at FROM messages
-                     WHERE conversation_id = ?1 AND direction = 'inbound'
-                     ORDER BY id DESC LIMIT ?2) WHERE created_at >= ?3) AS recent,
-                 (SELECT created_at FROM messages
-                     WHERE conversation_id = ?1 AND direction = 'outbound'
-                     ORDER BY id DESC LIMIT 1) AS last_reply,
-                 (SELECT m.calls FROM model_calls m JOIN conversations c ON c.customer_id = m.customer_id
-                     WHERE c.id = ?1 AND m.day = ?4) AS calls,
-                 EXISTS (SELECT 1 FROM alerts
-                     WHERE conversation_id = ?1 AND kind = 'flood_throttled' AND created_at >= ?5) AS alerted",
-        )
-        .bind(id.0)
-        .bind(limit as i64 + 1)
-        .bind(since)
-        .bind(day.to_string())
-        .bind(day_start)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(FloodReading {
-            recent_texts: row.try_get::<i64, _>("recent")? as usize,
-            last_reply_at: row.try_get("last_reply")?,
-            model_calls_today: row
-                .try_get::<Option<i64>, _>("calls")?
-                .unwrap_or(0)
-                .clamp(0, u32::MAX as i64) as u32,
-            alerted_today: row.try_get("alerted")?,
-        })
     }
 
     async fn find_conversation(
@@ -527,6 +528,192 @@ async fn insert_quotes(
     Ok(())
 }
 
+impl SqliteStore {
+    /// Whether any conversation has a text waiting and no live lease.
+    async fn anything_to_claim(&self, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (
+                 SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE m.direction = 'inbound' AND m.status = 'pending'
+                   AND (c.lease_until_ms IS NULL OR c.lease_until_ms < ?))",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
+    /// A turn's input and flood reading in one statement. A statement is
+    /// its own snapshot, so a text arriving meanwhile is in neither
+    /// `pending` nor `history` (not in one only), with no BEGIN and COMMIT
+    /// round trips; the lists come back as JSON arrays in the one row,
+    /// because sqlx hands every row across from the connection's thread on
+    /// its own (each round trip to that thread costs two thread switches,
+    /// which dominated the server's CPU at 500 texts a second).
+    async fn read_turn(
+        &self,
+        id: ConversationId,
+        history_limit: usize,
+        window: &FloodWindow,
+    ) -> Result<(TurnInput, FloodReading), StoreError> {
+        // Messages are `json_array(id, direction, kind, body, status,
+        // channel_message_id, num_media, opt_out_keyword, created_at)`.
+        // `history` is in conversation order, not insertion order: a reply
+        // sorts right after the last text it answers, before texts that
+        // arrived while it was being written. Replies that never reached the
+        // customer are left out; `unknown` ones probably did, so they stay.
+        // The flood reading looks only at the newest `limit + 1` texts: an
+        // index walk, however long the flood. `LIMIT +?`, not `LIMIT ?`:
+        // SQLite plans a bare bound LIMIT for its value, and so recompiles
+        // the statement every time the value is bound again, i.e. on every
+        // turn (the profile's `sqlite3Reprepare`); an expression it does not.
+        let row = sqlx::query(
+            "SELECT c.customer_id, c.business_number, k.phone, k.opted_out_at IS NOT NULL AS opted_out, c.state,
+                    NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ?1 AND direction = 'outbound')
+                        AS first_contact,
+                    (SELECT MAX(created_at) FROM messages
+                      WHERE conversation_id = ?1 AND NOT (direction = 'inbound' AND status = 'pending'))
+                        AS last_activity,
+                    (SELECT profile_name FROM messages
+                      WHERE conversation_id = ?1 AND direction = 'inbound'
+                        AND profile_name <> ''
+                      ORDER BY id DESC LIMIT 1) AS profile_name,
+                    (SELECT json_group_array(json_array(id, direction, kind, body, status, channel_message_id,
+                                                        num_media, opt_out_keyword, created_at) ORDER BY id)
+                       FROM messages
+                      WHERE conversation_id = ?1 AND direction = 'inbound' AND status = 'pending') AS pending,
+                    (SELECT json_group_array(json_array(id, direction, kind, body, status, channel_message_id,
+                                                        num_media, opt_out_keyword, created_at)
+                                             ORDER BY position, id)
+                       FROM (SELECT *, COALESCE(reply_to_id, id) AS position FROM messages
+                              WHERE conversation_id = ?1
+                                AND (direction = 'inbound' OR status IN ('queued', 'sending', 'sent', 'unknown'))
+                              ORDER BY position DESC, id DESC LIMIT +?2)) AS history,
+                    (SELECT json_group_array(json(quote) ORDER BY created_at, seq)
+                       FROM (SELECT quote, created_at, rowid AS seq FROM quotes WHERE conversation_id = ?1
+                              ORDER BY created_at DESC, rowid DESC LIMIT 20)) AS quotes,
+                    (SELECT COUNT(*) FROM (SELECT created_at FROM messages
+                        WHERE conversation_id = ?1 AND direction = 'inbound'
+                        ORDER BY id DESC LIMIT +?3) WHERE created_at >= ?4) AS recent,
+                    (SELECT created_at FROM messages
+                        WHERE conversation_id = ?1 AND direction = 'outbound'
+                        ORDER BY id DESC LIMIT 1) AS last_reply,
+                    (SELECT m.calls FROM model_calls m
+                        WHERE m.customer_id = c.customer_id AND m.day = ?5) AS calls,
+                    EXISTS (SELECT 1 FROM alerts
+                        WHERE conversation_id = ?1 AND kind = 'flood_throttled' AND created_at >= ?6) AS alerted
+             FROM conversations c JOIN customers k ON k.id = c.customer_id WHERE c.id = ?1",
+        )
+        .bind(id.0)
+        .bind(history_limit as i64)
+        .bind(window.limit as i64 + 1)
+        .bind(window.since)
+        .bind(window.day.to_string())
+        .bind(window.day_start)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or(StoreError::NotFound("conversation"))?;
+        let conversation = Conversation {
+            id,
+            customer_id: CustomerId(row.try_get("customer_id")?),
+            customer_phone: parse_phone(row.try_get("phone")?)?,
+            business_number: parse_phone(row.try_get("business_number")?)?,
+            opted_out: row.try_get("opted_out")?,
+            profile_name: row.try_get("profile_name")?,
+        };
+        let pending = messages_from_json(row.try_get("pending")?)?;
+        let history = messages_from_json(row.try_get("history")?)?;
+        let state = match row.try_get::<Option<String>, _>("state")? {
+            None => ConversationState::default(),
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("conversation {} state: {e}", id.0)))?,
+        };
+        let quotes: Vec<Quote> = serde_json::from_str(row.try_get("quotes")?)
+            .map_err(|e| StoreError::Corrupt(format!("quote: {e}")))?;
+        // Only texts with media need a second read: their images' rows can
+        // only have been added or fetched since, never removed.
+        let images = if history.iter().any(|m| m.num_media > 0) {
+            let mut conn = self.reader.acquire().await?;
+            history_images(&mut conn, id, &history).await?
+        } else {
+            Vec::new()
+        };
+        let reading = FloodReading {
+            recent_texts: row.try_get::<i64, _>("recent")? as usize,
+            last_reply_at: row.try_get("last_reply")?,
+            model_calls_today: row
+                .try_get::<Option<i64>, _>("calls")?
+                .unwrap_or(0)
+                .clamp(0, u32::MAX as i64) as u32,
+            alerted_today: row.try_get("alerted")?,
+        };
+        let turn = TurnInput {
+            conversation,
+            pending,
+            history,
+            first_contact: row.try_get("first_contact")?,
+            state,
+            last_activity: row.try_get("last_activity")?,
+            quotes,
+            images,
+        };
+        Ok((turn, reading))
+    }
+}
+
+/// Messages from a JSON array of `json_array(id, direction, kind, body,
+/// status, channel_message_id, num_media, opt_out_keyword, created_at)`.
+fn messages_from_json(json: &str) -> Result<Vec<Message>, StoreError> {
+    type Columns = (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        i64,
+        Option<String>,
+        String,
+    );
+    let rows: Vec<Columns> =
+        serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("messages: {e}")))?;
+    rows.into_iter()
+        .map(
+            |(
+                id,
+                raw_direction,
+                kind,
+                body,
+                status,
+                channel_message_id,
+                num_media,
+                opt_out_keyword,
+                created_at,
+            )| {
+                Ok(Message {
+                    id: MessageId(id),
+                    direction: direction(&raw_direction)?,
+                    kind: MessageKind::parse(&kind),
+                    body,
+                    status,
+                    channel_message_id,
+                    num_media,
+                    opt_out_keyword,
+                    created_at: stored_time(&created_at)?,
+                })
+            },
+        )
+        .collect()
+}
+
+/// A time as the store writes it (RFC 3339, how sqlx binds a `DateTime`),
+/// or as SQLite's own `datetime()` writes it, in UTC.
+fn stored_time(raw: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(raw, "%F %T%.f").map(|t| t.and_utc()))
+        .map_err(|_| StoreError::Corrupt(format!("a stored time `{raw}`")))
+}
+
 /// Group commit for inbound texts. Each must be durable (a FULL commit,
 /// one fsync of the WAL) before the channel hears 200, and an fsync takes
 /// milliseconds on a real disk: one per text would let the fsyncs alone
@@ -576,11 +763,10 @@ async fn record_inbound_group(
     now: DateTime<Utc>,
 ) -> Result<Vec<Recorded>, StoreError> {
     let mut conn = writer.acquire().await?;
-    sqlx::query("PRAGMA synchronous = FULL")
-        .execute(&mut *conn)
-        .await?;
     let recorded = async {
-        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+        // FULL for this commit, set in the BEGIN's own round trip.
+        let mut tx =
+            sqlx::Connection::begin_with(&mut *conn, "PRAGMA synchronous = FULL; BEGIN IMMEDIATE").await?;
         let mut recorded = Vec::with_capacity(texts.len());
         for inbound in texts {
             recorded.push(record_inbound_in(&mut tx, inbound, now).await?);
@@ -589,8 +775,8 @@ async fn record_inbound_group(
         Ok::<_, StoreError>(recorded)
     }
     .await;
-    // Back to NORMAL even when the insert failed; if this fails too the
-    // connection merely stays on the safer setting.
+    // Back to NORMAL even when the insert failed (or its BEGIN did); if
+    // this fails too the connection merely stays on the safer setting.
     let _ = sqlx::query("PRAGMA synchronous = NORMAL")
         .execute(&mut *conn)
         .await;
@@ -605,50 +791,37 @@ async fn record_inbound_in(
     inbound: &InboundMessage,
     now: DateTime<Utc>,
 ) -> Result<Recorded, StoreError> {
-    if let Some(row) = sqlx::query("SELECT id, conversation_id FROM messages WHERE channel_message_id = ?")
-        .bind(&inbound.channel_message_id)
-        .fetch_optional(&mut **tx)
-        .await?
-    {
-        return Ok(Recorded::Duplicate(
-            ConversationId(row.try_get("conversation_id")?),
-            MessageId(row.try_get("id")?),
-        ));
-    }
-    // The no-op update on a known customer is there for RETURNING: the
-    // customer's id in the same statement, one round trip fewer.
-    let customer_id: i64 = sqlx::query_scalar(
-        "INSERT INTO customers (business_id, phone, created_at) VALUES (?, ?, ?)
-         ON CONFLICT (business_id, phone) DO UPDATE SET phone = excluded.phone
-         RETURNING id",
+    // One round trip per text: the duplicate check, then the customer,
+    // the conversation and the text, each written only if the text is new.
+    // A duplicate's row comes back from the first statement (`duplicate`
+    // 1), a new text's from the last (`duplicate` 0).
+    let row = sqlx::query(
+        "SELECT id, conversation_id, NULL AS customer_id, 1 AS duplicate FROM messages
+          WHERE channel_message_id = ?3;
+         INSERT INTO customers (business_id, phone, created_at)
+         SELECT ?1, ?2, ?4 WHERE NOT EXISTS (SELECT 1 FROM messages WHERE channel_message_id = ?3)
+         ON CONFLICT (business_id, phone) DO NOTHING;
+         INSERT INTO conversations (customer_id, business_number, created_at, updated_at, business_id)
+         SELECT k.id, ?5, ?4, ?4, ?1 FROM customers k
+          WHERE k.business_id = ?1 AND k.phone = ?2
+            AND NOT EXISTS (SELECT 1 FROM messages WHERE channel_message_id = ?3)
+         ON CONFLICT (customer_id, business_number) DO UPDATE SET updated_at = excluded.updated_at;
+         INSERT INTO messages (conversation_id, direction, kind, body, status, channel_message_id,
+                               num_media, media_urls, params, opt_out_keyword, profile_name, created_at)
+         SELECT c.id, 'inbound', 'customer', ?6, 'pending', ?3, ?7, ?8, ?9, ?10, ?11, ?4
+           FROM conversations c JOIN customers k ON k.id = c.customer_id
+          WHERE k.business_id = ?1 AND k.phone = ?2 AND c.business_number = ?5
+            AND NOT EXISTS (SELECT 1 FROM messages WHERE channel_message_id = ?3)
+         RETURNING id, conversation_id,
+             (SELECT customer_id FROM conversations WHERE id = messages.conversation_id) AS customer_id,
+             0 AS duplicate;",
     )
     .bind(&inbound.business_id)
     .bind(inbound.from.as_str())
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?;
-    let conversation_id: i64 = sqlx::query_scalar(
-        "INSERT INTO conversations (customer_id, business_number, created_at, updated_at, business_id)
-         VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (customer_id, business_number) DO UPDATE SET updated_at = excluded.updated_at
-         RETURNING id",
-    )
-    .bind(customer_id)
-    .bind(inbound.to.as_str())
-    .bind(now)
-    .bind(now)
-    .bind(&inbound.business_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    let message_id: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (conversation_id, direction, kind, body, status, channel_message_id,
-                               num_media, media_urls, params, opt_out_keyword, profile_name, created_at)
-         VALUES (?, 'inbound', 'customer', ?, 'pending', ?, ?, ?, ?, ?, ?, ?)
-         RETURNING id",
-    )
-    .bind(conversation_id)
-    .bind(&inbound.body)
     .bind(&inbound.channel_message_id)
+    .bind(now)
+    .bind(inbound.to.as_str())
+    .bind(&inbound.body)
     .bind(inbound.media.len() as i64)
     .bind(
         serde_json::to_string(&inbound.media.iter().map(|m| m.url.as_str()).collect::<Vec<_>>())
@@ -657,9 +830,22 @@ async fn record_inbound_in(
     .bind(inbound.params.to_string())
     .bind(&inbound.opt_out_keyword)
     .bind(&inbound.profile_name)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?;
+    // `fetch_all`: sqlx stops a statement list at the first row when
+    // asked for one, and a new text's row comes from the last statement.
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .next()
+    .ok_or(StoreError::NotFound("the stored text"))?;
+    let message_id: i64 = row.try_get("id")?;
+    let conversation_id: i64 = row.try_get("conversation_id")?;
+    if row.try_get::<bool, _>("duplicate")? {
+        return Ok(Recorded::Duplicate(
+            ConversationId(conversation_id),
+            MessageId(message_id),
+        ));
+    }
+    let customer_id: i64 = row.try_get("customer_id")?;
     // The files and the jobs that fetch them commit with the text: a text
     // the channel was told we stored never loses its photos.
     for (position, media) in inbound.media.iter().enumerate() {
@@ -708,18 +894,4 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError
         opt_out_keyword: row.try_get("opt_out_keyword")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-/// Adds a turn's model requests to its customer's day.
-async fn count_model_calls(conn: &mut sqlx::SqliteConnection, calls: &ModelCalls) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO model_calls (customer_id, day, calls) VALUES (?1, ?2, ?3)
-         ON CONFLICT (customer_id, day) DO UPDATE SET calls = calls + excluded.calls",
-    )
-    .bind(calls.customer.0)
-    .bind(calls.day.to_string())
-    .bind(calls.calls as i64)
-    .execute(conn)
-    .await?;
-    Ok(())
 }

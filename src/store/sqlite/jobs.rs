@@ -50,11 +50,13 @@ impl JobQueue for SqliteStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<Job>, StoreError> {
+        // `LIMIT +?4`: a bare bound LIMIT is recompiled on every bind (see
+        // `read_turn`), and the runner claims every poll.
         let rows = sqlx::query(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = ?1, updated_at = ?2
-             WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND run_at_ms <= ?3 ORDER BY run_at_ms LIMIT ?4)
+             WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND run_at_ms <= ?3 ORDER BY run_at_ms LIMIT +?4)
                 -- A claim whose lease ran out: its worker died.
-                OR id IN (SELECT id FROM jobs WHERE status = 'running' AND locked_until_ms < ?3 LIMIT ?4)
+                OR id IN (SELECT id FROM jobs WHERE status = 'running' AND locked_until_ms < ?3 LIMIT +?4)
              RETURNING id, kind, dedupe_key, conversation_id, customer_id, recipient, payload, run_at_ms, status,
                        attempts, max_attempts, last_error, business_id",
         )

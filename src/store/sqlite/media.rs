@@ -5,7 +5,7 @@ use super::*;
 /// The images of the texts in `history`, oldest first; bytes for the newest
 /// fetched few.
 pub(super) async fn history_images(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    conn: &mut sqlx::SqliteConnection,
     id: ConversationId,
     history: &[Message],
 ) -> Result<Vec<StoredImage>, StoreError> {
@@ -20,7 +20,7 @@ pub(super) async fn history_images(
     )
     .bind(id.0)
     .bind(first)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     let mut images = Vec::new();
     let mut media_ids = Vec::new();
@@ -46,7 +46,7 @@ pub(super) async fn history_images(
         if image.status == MediaStatus::Fetched {
             image.data = sqlx::query_scalar("SELECT bytes FROM media WHERE id = ?")
                 .bind(media_id)
-                .fetch_one(&mut **tx)
+                .fetch_one(&mut *conn)
                 .await?;
             with_data += 1;
         }

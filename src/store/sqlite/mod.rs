@@ -19,14 +19,14 @@ pub use media::TURN_IMAGES_WITH_DATA;
 
 use jobs::insert_job;
 use media::history_images;
-use outbox::outbound_in;
+use outbox::{outbound_from_row, outbound_in};
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -64,6 +64,10 @@ pub struct SqliteStore {
     clock: Arc<dyn Clock>,
     /// Inbound texts on their way to the next group commit.
     inbound: tokio::sync::mpsc::Sender<InboundWaiter>,
+    /// The last claim found a conversation: under load the next one very
+    /// likely will too, so it goes straight to the writer without asking a
+    /// reader first.
+    last_claim_found_work: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An inbound text to store, and who waits to hear it is durable.
@@ -99,13 +103,19 @@ impl SqliteStore {
             // stay well inside the webhook's 10 s budget.
             .busy_timeout(Duration::from_secs(3))
             .foreign_keys(true);
+        // No ping before each acquire: a SQLite connection is a file handle
+        // on a thread of its own, not a socket that can go stale, and the
+        // ping is a round trip to that thread (two thread switches) on
+        // every query of every turn.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         let (inbound, queue) = tokio::sync::mpsc::channel(4 * MAX_INBOUND_GROUP);
@@ -120,6 +130,7 @@ impl SqliteStore {
             writer,
             clock,
             inbound,
+            last_claim_found_work: Arc::default(),
         })
     }
 }
@@ -146,6 +157,43 @@ impl SqliteStore {
     /// A pending booking last written before this was abandoned.
     fn stale_pending_before_ms(&self) -> i64 {
         self.now_ms() - STALE_PENDING_MINUTES * 60_000
+    }
+}
+
+/// The writer's connection for a statement list that begins and commits
+/// its own transaction ("BEGIN IMMEDIATE; ...; COMMIT;"): one round trip
+/// to the connection's thread instead of three. sqlx does not know about
+/// that transaction, so nothing rolls it back if the list stops half way
+/// (a failed statement, or the caller dropped); then the connection is
+/// closed instead of returned to the pool, and closing rolls it back.
+pub(super) struct WholeTransaction {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    committed: bool,
+}
+
+impl WholeTransaction {
+    pub(super) async fn acquire(pool: &SqlitePool) -> Result<Self, StoreError> {
+        Ok(Self {
+            conn: pool.acquire().await?,
+            committed: false,
+        })
+    }
+
+    pub(super) fn connection(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.conn
+    }
+
+    /// The list ran to its COMMIT: the connection may go back to the pool.
+    pub(super) fn committed(&mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for WholeTransaction {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.conn.close_on_drop();
+        }
     }
 }
 
@@ -266,5 +314,55 @@ impl Maintenance for SqliteStore {
         }
         tx.commit().await?;
         Ok(adopted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A list that fails after its BEGIN leaves nothing written and the
+    /// one writer connection usable: dropped uncommitted, it is closed
+    /// (rolling back), not handed to the next writer mid-transaction.
+    #[tokio::test]
+    async fn a_whole_transaction_that_stops_half_way_writes_nothing_and_frees_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        {
+            let mut conn = WholeTransaction::acquire(store.writer_pool()).await.unwrap();
+            let failed = sqlx::query(concat!(
+                "BEGIN IMMEDIATE;",
+                "INSERT INTO owner_credentials (id, password_hash, updated_at) VALUES (1, 'h', 'now');",
+                // Violates the table's CHECK (id = 1).
+                "INSERT INTO owner_credentials (id, password_hash, updated_at) VALUES (2, 'h', 'now');",
+                "COMMIT;"
+            ))
+            .execute(conn.connection())
+            .await;
+            assert!(failed.is_err());
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM owner_credentials")
+            .fetch_one(store.writer_pool())
+            .await
+            .unwrap();
+        assert_eq!(stored, 0, "the first insert was rolled back");
+        // The next writer starts its own transaction: none is left open.
+        let mut conn = WholeTransaction::acquire(store.writer_pool()).await.unwrap();
+        sqlx::query(concat!(
+            "BEGIN IMMEDIATE;",
+            "INSERT INTO owner_credentials (id, password_hash, updated_at) VALUES (1, 'h', 'now');",
+            "COMMIT;"
+        ))
+        .execute(conn.connection())
+        .await
+        .unwrap();
+        conn.committed();
+        drop(conn);
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM owner_credentials")
+            .fetch_one(store.writer_pool())
+            .await
+            .unwrap();
+        assert_eq!(stored, 1);
     }
 }

@@ -23,6 +23,14 @@ pub(super) async fn outbound_in(
     .bind(id.0)
     .fetch_one(&mut **tx)
     .await?;
+    outbound_from_row(id, &row)
+}
+
+/// An outbound text from a row with `outbound_in`'s columns.
+pub(super) fn outbound_from_row(
+    id: MessageId,
+    row: &sqlx::sqlite::SqliteRow,
+) -> Result<OutboundMessage, StoreError> {
     Ok(OutboundMessage {
         id,
         conversation_id: ConversationId(row.try_get("conversation_id")?),
