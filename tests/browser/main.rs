@@ -563,18 +563,36 @@ async fn wait_for_model_requests(app: &TestApp, n: usize) -> Vec<Value> {
 }
 
 /// The prompt text the settings page shows, without its labels and counts:
-/// the sections' bodies, as the model receives them.
+/// the sections' bodies, as the model receives them. The page's script
+/// swaps the preview in while we read it, so a section gone stale mid-read
+/// means reading the new one again.
 async fn assembled_prompt(client: &Client) -> String {
-    let mut text = String::new();
-    for section in client
-        .find_all(Locator::Css("#assembled-prompt pre"))
-        .await
-        .unwrap()
-    {
-        text.push_str(&section.text().await.unwrap());
-        text.push('\n');
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut text = String::new();
+        let mut stale = false;
+        for section in client
+            .find_all(Locator::Css("#assembled-prompt pre"))
+            .await
+            .unwrap()
+        {
+            match section.text().await {
+                Ok(body) => {
+                    text.push_str(&body);
+                    text.push('\n');
+                }
+                Err(_) => {
+                    stale = true;
+                    break;
+                }
+            }
+        }
+        if !stale {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "the preview never held still");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    text
 }
 
 #[tokio::test]
