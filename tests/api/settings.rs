@@ -556,3 +556,33 @@ async fn try_it_books_in_its_scratch_conversation_only() {
     }
     assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM alerts").await, 0);
 }
+
+#[tokio::test]
+async fn try_it_answers_when_the_owners_phone_is_the_usual_sample_number() {
+    // The number business.toml's comment suggests for owner_phone: the
+    // scratch customer must never be the owner, whose texts get no reply.
+    let app = spawn_app_with(Options {
+        with_model: false,
+        business: Some(
+            "[business]\nname = \"Rose City\"\nphone = \"+15035550100\"\n\
+             owner_phone = \"+15035550199\"\n"
+                .into(),
+        ),
+        ..Options::default()
+    })
+    .await;
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+    let page = browser
+        .post(
+            "/owner/settings/try",
+            &[
+                ("csrf", &csrf),
+                ("business", "test"),
+                ("sample", "I need junk hauled"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let at = page.body.find("id=\"try-reply\"").expect("a reply");
+    assert!(page.body[at..].contains("bubble-reply"), "{}", &page.body[at..]);
+}

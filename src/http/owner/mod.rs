@@ -8,8 +8,8 @@
 //! `ConsoleStore`; whatever changes a conversation goes through the desk
 //! layer, so the console is never a second implementation.
 
-mod approval;
 mod actions;
+mod approval;
 mod auth;
 mod pages;
 pub mod password;
