@@ -9,10 +9,12 @@ use chrono::{DateTime, Utc};
 
 use super::{Booked, DeskError, OwnerAlert, Turn};
 use crate::config::business::BusinessConfig;
-use crate::domain::conversation::{Booking, ConversationState, Event, HandoffReason, transition};
+use crate::domain::conversation::{
+    Booking, CancelledBy, ConversationState, Event, HandoffReason, transition,
+};
 use crate::scheduling::{Offer, Scheduler};
-use crate::store::{AlertKind, MessageKind, NewAlert, NewJob, OwnerCommit};
 use crate::store::{Conversation, ConversationId, MessageId, OutboundDraft, Store, StoreError, TurnInput};
+use crate::store::{MessageKind, NewAlert, NewJob, OwnerCommit};
 
 /// The kind of a text the owner wrote.
 pub const OWNER_REPLY: MessageKind = MessageKind::OwnerReply;
@@ -201,7 +203,7 @@ pub async fn change_booking(
             alerts: &mut alerts,
         };
         let outcome = match change {
-            BookingChange::Cancel => super::cancel(&mut turn, scheduler)
+            BookingChange::Cancel => super::cancel(&mut turn, scheduler, CancelledBy::Owner)
                 .await
                 .map(|booking| BookingChanged::Cancelled(Box::new(booking))),
             BookingChange::OfferNewTimes => {
@@ -240,10 +242,8 @@ pub async fn change_booking(
             state,
             text: planned.text,
             new_quotes,
-            // The owner did this: "the customer cancelled" is not news to them.
             alerts: alerts
                 .into_iter()
-                .filter(|a| a.kind != AlertKind::BookingCancelled)
                 .map(|a| NewAlert {
                     kind: a.kind,
                     detail: a.detail,
@@ -347,6 +347,8 @@ mod tests {
         let closed = ConversationState::Closed(Closed {
             reason: CloseReason::Expired,
             at: now(),
+            job: None,
+            quote: None,
         });
         assert_eq!(taken_over(closed, now()).unwrap().name(), "HANDED_OFF");
     }

@@ -399,6 +399,44 @@ async fn the_owner_moves_the_booking_to_an_opening_the_scheduler_offered_then_ca
 }
 
 #[tokio::test]
+async fn after_the_owner_cancels_the_customer_keeps_name_address_and_price_and_the_owner_is_named() {
+    use textdesk::domain::conversation::{CloseReason, ConversationState};
+    let (app, _clock) = app_at(12).await;
+    for (i, text) in ["hi, my name is Dana Smith", "3", "1", "12 Oak St", "1"]
+        .iter()
+        .enumerate()
+    {
+        app.text(DANA, text).await;
+        app.wait_for_texts(i + 1).await;
+    }
+    app.wait_until_settled(DANA).await;
+    assert_eq!(state_of(&app, DANA).await, "BOOKED");
+    let id = app.conversation(DANA).await.unwrap().0;
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+    let booked_page = browser.get(&format!("/owner/conversations/{id}")).await;
+    let at = booked_page.body.find("<h2>Quote: ").expect("a quote card");
+    let quote_card = booked_page.body[at..].split("</h2>").next().unwrap().to_string();
+
+    let page = act(&mut browser, &csrf, id, "cancel", &[]).await;
+    assert!(page.body.contains("Cancelled the booking"), "{}", page.body);
+    assert!(page.body.contains("Dana Smith"), "{}", page.body);
+    assert!(page.body.contains("12 Oak St"), "{}", page.body);
+    assert!(page.body.contains(&quote_card), "{quote_card}: {}", page.body);
+    let inbox = browser.get("/owner/?q=Dana").await;
+    assert!(inbox.body.contains("Dana Smith"), "{}", inbox.body);
+    let ConversationState::Cancelled(closed) = app
+        .store
+        .turn_input(app.conversation(DANA).await.unwrap(), 0)
+        .await
+        .unwrap()
+        .state
+    else {
+        panic!("not cancelled");
+    };
+    assert_eq!(closed.reason, CloseReason::CancelledByOwner);
+}
+
+#[tokio::test]
 async fn every_action_needs_the_csrf_token_and_an_existing_conversation() {
     let (app, _clock) = app_at(12).await;
     let id = dana_says_hi(&app).await;

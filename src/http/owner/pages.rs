@@ -356,13 +356,7 @@ fn state_tag(state: &ConversationState) -> &'static str {
 }
 
 fn current_quote(state: &ConversationState) -> Option<&crate::domain::quote::Quote> {
-    match state {
-        ConversationState::Quoted(s) => Some(&s.quote),
-        ConversationState::Scheduling(s) => Some(&s.quote),
-        ConversationState::Booked(s) => Some(s.booking.slot.quote.as_ref().unwrap_or(&s.quote)),
-        ConversationState::OptedOut(s) => current_quote(&s.previous),
-        _ => None,
-    }
+    state.last_quote()
 }
 
 /// Why a booking still needs the owner, if it does: its calendar event is
