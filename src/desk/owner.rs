@@ -13,8 +13,8 @@ use crate::domain::conversation::{
     Booking, CancelledBy, ConversationState, Event, HandoffReason, transition,
 };
 use crate::scheduling::{Offer, Scheduler};
+use crate::store::{AlertKind, MessageKind, NewAlert, NewJob, OwnerCommit};
 use crate::store::{Conversation, ConversationId, MessageId, OutboundDraft, Store, StoreError, TurnInput};
-use crate::store::{MessageKind, NewAlert, NewJob, OwnerCommit};
 
 /// The kind of a text the owner wrote.
 pub const OWNER_REPLY: MessageKind = MessageKind::OwnerReply;
@@ -72,9 +72,17 @@ pub async fn hand_back(store: &dyn Store, id: ConversationId) -> Result<Conversa
     with_lease(store, id, async {
         let turn = read(store, id).await?;
         let next = transition(turn.state, Event::HandBack)?;
-        store
-            .commit_owner_action(id, &OwnerCommit::state(next.clone()))
-            .await?;
+        let commit = OwnerCommit {
+            // Handing back answers the hand-off and what the customer
+            // texted the owner meanwhile.
+            resolve_alerts: vec![
+                AlertKind::Handoff,
+                AlertKind::HandedOffText,
+                AlertKind::ApprovalTimedOut,
+            ],
+            ..OwnerCommit::state(next.clone())
+        };
+        store.commit_owner_action(id, &commit).await?;
         Ok(next)
     })
     .await
@@ -251,6 +259,7 @@ pub async fn change_booking(
                 .collect(),
             jobs: planned.jobs,
             cancel_jobs: planned.cancel_jobs,
+            resolve_alerts: Vec::new(),
         };
         let text = store.commit_owner_action(id, &commit).await?;
         Ok((outcome, text))

@@ -481,7 +481,11 @@ impl Engine {
             minutes,
         });
         commit.jobs.push(timeout.job(JobTarget {
-            dedupe_key: format!("approval:{}:{}", turn.conversation.id.0, commit.through.0),
+            dedupe_key: format!(
+                "{}{}",
+                crate::desk::approval::approval_timeout_key_prefix(turn.conversation.id),
+                commit.through.0
+            ),
             conversation_id: Some(turn.conversation.id),
             customer_id: Some(turn.conversation.customer_id),
             recipient: turn.conversation.customer_phone.as_str().to_string(),

@@ -574,3 +574,72 @@ async fn a_held_reply_keeps_its_conversation_needing_the_owner_after_its_alert_i
     assert_eq!(needs_you[0].id, conversation);
     assert!(needs_you[0].needs_you);
 }
+
+/// The conversation's open alerts, by kind, and its pending jobs' kinds.
+async fn open_alerts_and_pending_jobs(
+    app: &TestApp,
+    conversation: ConversationId,
+) -> (Vec<String>, Vec<String>) {
+    use textdesk::store::console::ConsoleStore;
+    use textdesk::store::{JobStatus, Store};
+    let console = SqliteStore::connect(&app.database_url).await.unwrap();
+    let alerts = console
+        .console_alerts(None, true, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.conversation_id == Some(conversation))
+        .map(|a| a.kind)
+        .collect();
+    let store: &dyn Store = app.store.as_ref();
+    let jobs = store
+        .jobs(&[JobStatus::Pending], 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.conversation_id == Some(conversation))
+        .map(|j| j.kind)
+        .collect();
+    (alerts, jobs)
+}
+
+#[tokio::test]
+async fn deciding_a_held_reply_resolves_its_alerts_and_cancels_its_timeout() {
+    for decision in ["approve", "reject", "edit"] {
+        let app = app_with("approval = \"quotes\"", quoting_script("Sure."), Some(midday())).await;
+        let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
+        let (alerts, jobs) = open_alerts_and_pending_jobs(&app, conversation).await;
+        assert_eq!(alerts, vec!["approval_needed".to_string()], "{decision}");
+        assert!(
+            jobs.contains(&"approval_timeout".to_string()),
+            "{decision}: {jobs:?}"
+        );
+
+        let owner = Owner::log_in(&app).await;
+        let form: &[(&str, &str)] = match decision {
+            "edit" => &[("body", "Thanks, we will be in touch.")],
+            _ => &[],
+        };
+        let decided = owner.post(&action(conversation, &reply, decision), form).await;
+        assert_eq!(
+            decided.status,
+            StatusCode::SEE_OTHER,
+            "{decision}: {}",
+            decided.body
+        );
+        let (alerts, jobs) = open_alerts_and_pending_jobs(&app, conversation).await;
+        assert!(alerts.is_empty(), "{decision}: {alerts:?}");
+        assert!(
+            !jobs.contains(&"approval_timeout".to_string()),
+            "{decision}: {jobs:?}"
+        );
+        let needs_you = owner.get("/owner/?filter=needs_you").await;
+        assert!(
+            !needs_you
+                .body
+                .contains(&format!("/owner/conversations/{}", conversation.0)),
+            "{decision}: {}",
+            needs_you.body
+        );
+    }
+}

@@ -143,8 +143,33 @@ async fn take_over_silences_the_assistant_the_text_shows_unread_and_hand_back_re
     let page = browser.get(&format!("/owner/conversations/{id}")).await;
     assert!(page.body.contains("badge new"), "the new text is marked");
 
+    let open_kinds = |app: &TestApp| {
+        let database_url = app.database_url.clone();
+        async move {
+            use textdesk::store::console::ConsoleStore;
+            let console = textdesk::store::sqlite::SqliteStore::connect(&database_url)
+                .await
+                .unwrap();
+            console
+                .console_alerts(None, true, 50)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.conversation_id.map(|c| c.0) == Some(id))
+                .map(|a| a.kind)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(
+        open_kinds(&app).await.contains(&"handed_off_text".to_string()),
+        "{:?}",
+        open_kinds(&app).await
+    );
+
     let page = act(&mut browser, &csrf, id, "hand-back", &[]).await;
     assert!(page.body.contains("Handed back"), "{}", page.body);
+    // Handing back answers the alerts the hand-off raised.
+    assert_eq!(open_kinds(&app).await, Vec::<String>::new());
     assert!(page.body.contains("id=\"take-over\""));
     assert_ne!(state_of(&app, DANA).await, "HANDED_OFF");
     app.text(DANA, "3").await;
