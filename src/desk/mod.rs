@@ -406,7 +406,10 @@ pub fn hand_off(turn: &mut Turn<'_>, reason: HandoffReason, summary: &str) -> Re
     let customer = turn.customer();
     turn.alert(
         AlertKind::Handoff,
-        format!("Handed to you ({reason:?}): customer {customer}. {summary}"),
+        format!(
+            "Handed to you ({}): customer {customer}. {summary}",
+            reason.in_words()
+        ),
     );
     Ok(())
 }

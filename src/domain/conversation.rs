@@ -237,6 +237,19 @@ pub enum HandoffReason {
     OwnerTookOver,
 }
 
+impl HandoffReason {
+    /// Why, as the owner reads it in an alert.
+    pub fn in_words(self) -> &'static str {
+        match self {
+            HandoffReason::CustomerAskedForPerson => "the customer asked for a person",
+            HandoffReason::Complaint => "a complaint",
+            HandoffReason::CannotPrice => "a job the price list cannot price",
+            HandoffReason::Other => "the assistant needs you",
+            HandoffReason::OwnerTookOver => "you took over",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum CloseReason {

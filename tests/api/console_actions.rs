@@ -517,6 +517,9 @@ async fn a_hand_off_is_texted_to_the_owner_with_a_link_to_the_conversation() {
     let told = wait_for_text_to(&app, OWNER_PHONE, 1).await;
     assert!(told[0].starts_with("A customer needs you"), "{told:?}");
     assert!(told[0].contains(DANA), "the owner can call: {told:?}");
+    // Why, in plain words, not a Rust name.
+    assert!(told[0].contains("the customer asked for a person"), "{told:?}");
+    assert!(!told[0].contains("CustomerAskedForPerson"), "{told:?}");
     assert!(
         told[0].ends_with(&format!("{PUBLIC_BASE_URL}/owner/conversations/{id}")),
         "{told:?}"
