@@ -299,6 +299,15 @@ async fn in_quiet_hours_the_reply_is_refused_now_and_sent_at_the_next_allowed_mo
     )
     .await;
     assert!(page.body.contains("Scheduled"), "{}", page.body);
+    // The thread shows it, marked scheduled, at the business's time.
+    let thread = page.body[page.body.find("class=\"messages\"").unwrap()..]
+        .split("</ol>")
+        .next()
+        .unwrap();
+    assert!(thread.contains("See you soon"), "{thread}");
+    let at = tomorrow_8am.with_timezone(&LA).format("%-I:%M %P").to_string();
+    assert!(thread.contains("scheduled"), "{thread}");
+    assert!(thread.contains(&at), "{at}: {thread}");
     assert_eq!(state_of(&app, DANA).await, "HANDED_OFF");
     let held: Vec<_> = app
         .store

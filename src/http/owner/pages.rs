@@ -296,6 +296,7 @@ pub(super) async fn conversation_page(
                 .collect(),
         })
         .collect();
+    let messages = with_scheduled_owner_replies(state, detail.id, messages, tz).await;
     if let Some(last) = detail.messages.last()
         && let Err(e) = state
             .owner
@@ -339,6 +340,44 @@ pub(super) async fn conversation_page(
             held,
         },
     )
+}
+
+/// The owner's texts waiting for the end of quiet hours, after the thread:
+/// the owner sees what will go out, and when, in the business's zone.
+async fn with_scheduled_owner_replies(
+    state: &AppState,
+    id: ConversationId,
+    mut messages: Vec<MessageView>,
+    tz: Tz,
+) -> Vec<MessageView> {
+    let scheduled = match state
+        .store
+        .pending_jobs_of(id, crate::jobs::payload::OWNER_REPLY)
+        .await
+    {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::warn!(error = %e, "console: could not read the owner's scheduled texts");
+            return messages;
+        }
+    };
+    for job in scheduled {
+        let Ok(crate::jobs::payload::JobPayload::OwnerReply(reply)) =
+            crate::jobs::payload::JobPayload::of(&job)
+        else {
+            continue;
+        };
+        messages.push(MessageView {
+            author: views::author(Direction::Outbound, crate::jobs::payload::OWNER_REPLY),
+            inbound: false,
+            unread: false,
+            body: reply.body,
+            time: views::local_time(job.run_at, tz),
+            status: "scheduled, not sent yet".into(),
+            media: Vec::new(),
+        });
+    }
+    messages
 }
 
 /// The state's tag as stored (`handed_off`), matching the inbox's.
