@@ -602,3 +602,30 @@ async fn a_hand_off_is_texted_to_the_owner_with_a_link_to_the_conversation() {
         app.sent_texts().await
     );
 }
+
+#[tokio::test]
+async fn the_owners_own_phone_reads_as_the_owners_line_not_a_customer() {
+    let (app, _clock) = app_at(12).await;
+    app.text(OWNER_PHONE, "on my way to call her").await;
+    app.wait_until_settled(OWNER_PHONE).await;
+    let id = app.conversation(OWNER_PHONE).await.unwrap().0;
+    let (mut browser, _) = Browser::logged_in(&app).await;
+
+    let inbox = browser.get("/owner/").await.body;
+    let at = inbox.find(OWNER_PHONE).expect("the owner's line is listed");
+    let row_start = inbox[..at].rfind("<li").unwrap();
+    let row_end = inbox[at..].find("</li>").unwrap() + at;
+    let row = &inbox[row_start..row_end];
+    assert!(row.contains("Your phone (owner)"), "{row}");
+    assert!(!row.contains("aria-label=\"unread\""), "{row}");
+
+    let page = browser.get(&format!("/owner/conversations/{id}")).await;
+    assert!(page.body.contains("Your phone (owner)"), "{}", page.body);
+    let thread = page.body[page.body.find("class=\"messages\"").unwrap()..]
+        .split("</ol>")
+        .next()
+        .unwrap();
+    assert!(thread.contains("author-owner"), "{thread}");
+    assert!(!thread.contains(">Customer"), "{thread}");
+    assert!(!thread.contains("badge new"), "{thread}");
+}
