@@ -201,7 +201,8 @@ pub async fn expire(
                 Event::HandOff {
                     reason: HandoffReason::Other,
                     summary: format!(
-                        "A reply waited {waited_minutes} minutes for your approval and was not sent."
+                        "A reply waited {} for your approval and was not sent.",
+                        crate::domain::approval::minutes_in_words(waited_minutes)
                     ),
                     at: now,
                 },

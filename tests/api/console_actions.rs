@@ -629,3 +629,33 @@ async fn the_owners_own_phone_reads_as_the_owners_line_not_a_customer() {
     assert!(!thread.contains(">Customer"), "{thread}");
     assert!(!thread.contains("badge new"), "{thread}");
 }
+
+#[tokio::test]
+async fn the_browsers_favicon_request_is_answered_without_an_error() {
+    let app = spawn_app().await;
+    let response = reqwest::get(format!("{}/favicon.ico", app.address))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_radio_shares_its_line_with_its_label() {
+    // The text inputs' padding and 40px height pushed each radio of "Move
+    // it to" above its label (checked in Chromium at 1280 and 375 px).
+    let app = spawn_app().await;
+    let css = reqwest::get(format!("{}/owner/static/console.css", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rule = css
+        .lines()
+        .find(|l| l.starts_with("label.choice input"))
+        .expect("a rule for the radio in a choice");
+    assert!(
+        rule.contains("min-height: 0") && rule.contains("padding: 0"),
+        "{rule}"
+    );
+}
