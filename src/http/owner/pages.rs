@@ -335,7 +335,7 @@ pub(super) async fn conversation_page(
     }
     let held = super::approval::held_view(&detail, business.as_deref(), tz, refused_edit);
     let actions = super::actions::panel(
-        &session,
+        session,
         detail.id,
         business.as_deref(),
         &detail.customer_address,
