@@ -29,8 +29,10 @@ use crate::scheduling::Scheduler;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Direction, Recorded, Store, StoreError};
 
-/// The rehearsing customer's number (the 555-01xx range is fictional).
-const SAMPLE_CUSTOMER: &str = "+15035550199";
+/// Numbers the rehearsing customer may text from (the 555-01xx range is
+/// fictional). More than two, so one always differs from both the owner's
+/// phone and the business's: the owner's own texts are never answered.
+const SAMPLE_CUSTOMERS: [&str; 3] = ["+15035550187", "+15035550188", "+15035550189"];
 /// The business number when the business has none configured.
 const SAMPLE_BUSINESS: &str = "+15035550100";
 
@@ -84,6 +86,16 @@ impl Drop for ScratchDir {
     }
 }
 
+/// The first sample number that is neither the owner's phone nor the
+/// business's.
+fn sample_customer(owner: Option<&E164>, business: &E164) -> Result<E164, RehearsalError> {
+    SAMPLE_CUSTOMERS
+        .iter()
+        .filter_map(|number| E164::parse(number).ok())
+        .find(|number| Some(number) != owner && number != business)
+        .ok_or(RehearsalError::Empty)
+}
+
 impl Rehearsals {
     /// Answers `sample` as the first text of a new customer of `business`.
     pub async fn run(&self, business: &BusinessConfig, sample: &str) -> Result<Rehearsal, RehearsalError> {
@@ -118,11 +130,11 @@ impl Rehearsals {
             )),
             business: Arc::new(business),
         };
-        let customer = E164::parse(SAMPLE_CUSTOMER).map_err(|_| RehearsalError::Empty)?;
         let to = match &engine.business.business.phone {
             Some(phone) => phone.clone(),
             None => E164::parse(SAMPLE_BUSINESS).map_err(|_| RehearsalError::Empty)?,
         };
+        let customer = sample_customer(engine.business.business.owner_phone.as_ref(), &to)?;
         let text = ConsoleChannel::inbound(&engine.business.business.id, &customer, &to, sample.to_string());
         let (Recorded::New(conversation, _) | Recorded::Duplicate(conversation, _)) =
             store.record_inbound(&text).await?;
@@ -142,5 +154,19 @@ impl Rehearsals {
         sqlite.writer_pool().close().await;
         sqlite.reader_pool().close().await;
         Ok(Rehearsal { replies, state })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_customer_is_never_the_owner_nor_the_business() {
+        let first = E164::parse(SAMPLE_CUSTOMERS[0]).unwrap();
+        let second = E164::parse(SAMPLE_CUSTOMERS[1]).unwrap();
+        let chosen = sample_customer(Some(&first), &second).unwrap();
+        assert_ne!(chosen, first);
+        assert_ne!(chosen, second);
     }
 }

@@ -13,7 +13,7 @@ use crate::config::business::BusinessConfig;
 use crate::desk::{self, DeskError};
 use crate::domain::availability::DateFilter;
 use crate::domain::conversation::{
-    ConversationState, Event, HandoffReason, JobUpdate, OfferedSlot, Scheduling, transition,
+    CancelledBy, ConversationState, Event, HandoffReason, JobUpdate, OfferedSlot, Scheduling, transition,
 };
 use crate::domain::guided::{self, QUOTED_MENU, QuotedChoice, SlotPick};
 use crate::domain::money::Money;
@@ -118,6 +118,7 @@ impl GuidedResponder {
         let cancelled = desk::cancel(
             &mut draft.desk(business, &turn.conversation, now),
             &self.scheduler,
+            CancelledBy::Customer,
         )
         .await;
         draft.text = match cancelled {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::tools::{Tool, ToolContext, ToolError, ToolRegistry};
 use crate::config::business::BusinessConfig;
 use crate::desk;
-use crate::domain::conversation::tool;
+use crate::domain::conversation::{CancelledBy, tool};
 use crate::scheduling::{Offer, Scheduler};
 
 pub fn register(registry: &mut ToolRegistry, scheduler: Arc<Scheduler>) {
@@ -216,7 +216,7 @@ impl Tool for CancelBooking {
     }
 
     async fn call(&self, ctx: &mut ToolContext<'_>, _input: Value) -> Result<String, ToolError> {
-        desk::cancel(&mut ctx.desk(), &self.scheduler).await?;
+        desk::cancel(&mut ctx.desk(), &self.scheduler, CancelledBy::Customer).await?;
         Ok("Cancelled and removed from the calendar. Tell the customer it's cancelled and they can text any time \
             to book again. Never tell them to reply CANCEL or STOP."
             .into())

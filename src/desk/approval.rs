@@ -18,7 +18,24 @@ use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{ConversationState, Event, HandoffReason, transition};
 use crate::domain::guardrail;
 use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
-use crate::store::{ConversationId, HeldOutcome, HeldReply, MessageId, OutboundMessage, Store, TurnInput};
+use crate::store::{
+    AlertKind, ConversationId, HeldOutcome, HeldReply, MessageId, OutboundMessage, Settles, Store, TurnInput,
+};
+
+/// What the owner's decision on the held reply answers: the alerts asking
+/// for it, and the timeout that would hand the conversation over.
+fn decided_by_owner(id: ConversationId) -> Settles {
+    Settles {
+        resolve_alerts: vec![AlertKind::ApprovalNeeded],
+        cancel_jobs: vec![approval_timeout_key_prefix(id)],
+    }
+}
+
+/// The dedupe key of a conversation's approval timeouts starts with this
+/// (the turn that holds a reply names its job so).
+pub fn approval_timeout_key_prefix(id: ConversationId) -> String {
+    format!("approval:{}:", id.0)
+}
 
 /// An approved reply: to send now, or queued for the end of quiet hours.
 #[derive(Debug)]
@@ -62,7 +79,7 @@ async fn release(
     let channel = Channel::of(&conversation.customer_phone);
     if !(channel.observes_quiet_hours() && !quiet.replies_allowed && quiet.is_quiet(now, tz)) {
         return store
-            .release_held(conversation.id, message, body)
+            .release_held(conversation.id, message, body, &decided_by_owner(conversation.id))
             .await?
             .map(Approved::Send)
             .ok_or(DeskError::NotHeld);
@@ -86,7 +103,16 @@ async fn release(
         run_at: at,
         max_attempts: 5,
     });
-    if store.defer_held(conversation.id, message, body, &job).await? {
+    if store
+        .defer_held(
+            conversation.id,
+            message,
+            body,
+            &job,
+            &decided_by_owner(conversation.id),
+        )
+        .await?
+    {
         Ok(Approved::Later { at })
     } else {
         Err(DeskError::NotHeld)
@@ -141,7 +167,7 @@ pub async fn edit_and_send(
 pub async fn reject(store: &dyn Store, id: ConversationId, message: MessageId) -> Result<(), DeskError> {
     with_lease(store, id, async {
         if store
-            .discard_held(id, message, HeldOutcome::Rejected, None)
+            .discard_held(id, message, HeldOutcome::Rejected, None, &decided_by_owner(id))
             .await?
         {
             Ok(())
@@ -175,7 +201,8 @@ pub async fn expire(
                 Event::HandOff {
                     reason: HandoffReason::Other,
                     summary: format!(
-                        "A reply waited {waited_minutes} minutes for your approval and was not sent."
+                        "A reply waited {} for your approval and was not sent.",
+                        crate::domain::approval::minutes_in_words(waited_minutes)
                     ),
                     at: now,
                 },
@@ -183,7 +210,13 @@ pub async fn expire(
             .ok(),
         };
         let expired = store
-            .discard_held(id, held.id, HeldOutcome::Expired, handed.as_ref())
+            .discard_held(
+                id,
+                held.id,
+                HeldOutcome::Expired,
+                handed.as_ref(),
+                &Settles::default(),
+            )
             .await?;
         Ok(expired.then_some(held))
     })

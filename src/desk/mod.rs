@@ -20,7 +20,7 @@ use crate::calendar::CalendarError;
 use crate::config::business::BusinessConfig;
 use crate::domain::availability::DateFilter;
 use crate::domain::conversation::{
-    Booking, ConversationState, Event, HandoffReason, OfferedSlot, TransitionError, transition,
+    Booking, CancelledBy, ConversationState, Event, HandoffReason, OfferedSlot, TransitionError, transition,
 };
 use crate::domain::money::Money;
 use crate::domain::quote::{Quote, QuoteError, price};
@@ -360,8 +360,13 @@ pub fn keep_booking(turn: &mut Turn<'_>) -> Result<Booking, DeskError> {
 }
 
 /// Cancels the customer's booking (also one being moved) and removes it
-/// from the crew's calendar; the owner is told.
-pub async fn cancel(turn: &mut Turn<'_>, scheduler: &Scheduler) -> Result<Booking, DeskError> {
+/// from the crew's calendar; the owner is told when the customer did it.
+/// The conversation keeps the job and its price, and says who cancelled.
+pub async fn cancel(
+    turn: &mut Turn<'_>,
+    scheduler: &Scheduler,
+    by: CancelledBy,
+) -> Result<Booking, DeskError> {
     let booking = match &*turn.state {
         ConversationState::Booked(b) => b.booking.clone(),
         ConversationState::Scheduling(s) if s.rescheduling.is_some() => {
@@ -372,12 +377,15 @@ pub async fn cancel(turn: &mut Turn<'_>, scheduler: &Scheduler) -> Result<Bookin
     if let Err(e) = scheduler.for_business(turn.business).cancel(&booking).await {
         return Err(turn.scheduling_failed(e));
     }
-    turn.apply(Event::BookingCancelled { at: turn.now })?;
-    let customer = turn.customer();
-    turn.alert(
-        AlertKind::BookingCancelled,
-        format!("Customer {customer} cancelled {}.", booking.slot.label),
-    );
+    turn.apply(Event::BookingCancelled { at: turn.now, by })?;
+    // The owner did this: "the customer cancelled" is not news to them.
+    if by == CancelledBy::Customer {
+        let customer = turn.customer();
+        turn.alert(
+            AlertKind::BookingCancelled,
+            format!("Customer {customer} cancelled {}.", booking.slot.label),
+        );
+    }
     Ok(booking)
 }
 
@@ -398,7 +406,10 @@ pub fn hand_off(turn: &mut Turn<'_>, reason: HandoffReason, summary: &str) -> Re
     let customer = turn.customer();
     turn.alert(
         AlertKind::Handoff,
-        format!("Handed to you ({reason:?}): customer {customer}. {summary}"),
+        format!(
+            "Handed to you ({}): customer {customer}. {summary}",
+            reason.in_words()
+        ),
     );
     Ok(())
 }

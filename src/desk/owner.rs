@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 
 use super::{Booked, DeskError, OwnerAlert, Turn};
 use crate::config::business::BusinessConfig;
-use crate::domain::conversation::{Booking, ConversationState, Event, HandoffReason, transition};
+use crate::domain::conversation::{
+    Booking, CancelledBy, ConversationState, Event, HandoffReason, transition,
+};
 use crate::scheduling::{Offer, Scheduler};
 use crate::store::{AlertKind, MessageKind, NewAlert, NewJob, OwnerCommit};
 use crate::store::{Conversation, ConversationId, MessageId, OutboundDraft, Store, StoreError, TurnInput};
@@ -70,9 +72,17 @@ pub async fn hand_back(store: &dyn Store, id: ConversationId) -> Result<Conversa
     with_lease(store, id, async {
         let turn = read(store, id).await?;
         let next = transition(turn.state, Event::HandBack)?;
-        store
-            .commit_owner_action(id, &OwnerCommit::state(next.clone()))
-            .await?;
+        let commit = OwnerCommit {
+            // Handing back answers the hand-off and what the customer
+            // texted the owner meanwhile.
+            resolve_alerts: vec![
+                AlertKind::Handoff,
+                AlertKind::HandedOffText,
+                AlertKind::ApprovalTimedOut,
+            ],
+            ..OwnerCommit::state(next.clone())
+        };
+        store.commit_owner_action(id, &commit).await?;
         Ok(next)
     })
     .await
@@ -201,7 +211,7 @@ pub async fn change_booking(
             alerts: &mut alerts,
         };
         let outcome = match change {
-            BookingChange::Cancel => super::cancel(&mut turn, scheduler)
+            BookingChange::Cancel => super::cancel(&mut turn, scheduler, CancelledBy::Owner)
                 .await
                 .map(|booking| BookingChanged::Cancelled(Box::new(booking))),
             BookingChange::OfferNewTimes => {
@@ -240,10 +250,8 @@ pub async fn change_booking(
             state,
             text: planned.text,
             new_quotes,
-            // The owner did this: "the customer cancelled" is not news to them.
             alerts: alerts
                 .into_iter()
-                .filter(|a| a.kind != AlertKind::BookingCancelled)
                 .map(|a| NewAlert {
                     kind: a.kind,
                     detail: a.detail,
@@ -251,6 +259,7 @@ pub async fn change_booking(
                 .collect(),
             jobs: planned.jobs,
             cancel_jobs: planned.cancel_jobs,
+            resolve_alerts: Vec::new(),
         };
         let text = store.commit_owner_action(id, &commit).await?;
         Ok((outcome, text))
@@ -347,6 +356,8 @@ mod tests {
         let closed = ConversationState::Closed(Closed {
             reason: CloseReason::Expired,
             at: now(),
+            job: None,
+            quote: None,
         });
         assert_eq!(taken_over(closed, now()).unwrap().name(), "HANDED_OFF");
     }

@@ -118,7 +118,7 @@ fn a_hand_off_moves_the_conversation_and_tells_the_owner() {
         work.alerts,
         vec![OwnerAlert {
             kind: crate::store::AlertKind::Handoff,
-            detail: "Handed to you (Complaint): customer +1503***1234. Unhappy with the last visit.".into(),
+            detail: "Handed to you (a complaint): customer +1503***1234. Unhappy with the last visit.".into(),
         }]
     );
     // Handed off already: the state machine refuses a second one.

@@ -13,6 +13,45 @@ use super::money::{Money, amounts_in_text};
 /// which is `off` said confusingly.
 pub const MAX_THRESHOLD_DOLLARS: i64 = 1_000_000;
 
+/// "1 minute", "30 minutes": the approval timeout as the owner reads it.
+pub fn minutes_in_words(minutes: u32) -> String {
+    if minutes == 1 {
+        "1 minute".to_string()
+    } else {
+        format!("{minutes} minutes")
+    }
+}
+
+/// The start of a held reply, for an alert: whole words, at most
+/// `max_chars` characters, with "..." when it was cut.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() <= max_chars {
+        return text;
+    }
+    let mut cut = String::new();
+    for word in text.split(' ') {
+        let next = if cut.is_empty() {
+            word.chars().count()
+        } else {
+            cut.chars().count() + 1 + word.chars().count()
+        };
+        if next > max_chars {
+            break;
+        }
+        if !cut.is_empty() {
+            cut.push(' ');
+        }
+        cut.push_str(word);
+    }
+    if cut.is_empty() {
+        // One word longer than the room: cut inside it.
+        cut = text.chars().take(max_chars).collect();
+    }
+    let cut = cut.trim_end_matches([',', ';', ':', '.', ' ']);
+    format!("{cut}...")
+}
+
 /// `[assistant] approval` in business.toml.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ApprovalPolicy {
@@ -107,6 +146,22 @@ impl FromStr for ApprovalPolicy {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn minutes_read_in_the_singular_for_one() {
+        assert_eq!(minutes_in_words(1), "1 minute");
+        assert_eq!(minutes_in_words(30), "30 minutes");
+    }
+
+    #[test]
+    fn an_excerpt_ends_on_a_whole_word_with_an_ellipsis() {
+        assert_eq!(excerpt("Short reply.", 40), "Short reply.");
+        assert_eq!(
+            excerpt("Half a truck is $350, and we can come Tuesday.", 24),
+            "Half a truck is $350..."
+        );
+        assert_eq!(excerpt("Supercalifragilistic", 5), "Super...");
+    }
+
     use super::*;
 
     fn over(n: i64) -> ApprovalPolicy {

@@ -237,6 +237,19 @@ pub enum HandoffReason {
     OwnerTookOver,
 }
 
+impl HandoffReason {
+    /// Why, as the owner reads it in an alert.
+    pub fn in_words(self) -> &'static str {
+        match self {
+            HandoffReason::CustomerAskedForPerson => "the customer asked for a person",
+            HandoffReason::Complaint => "a complaint",
+            HandoffReason::CannotPrice => "a job the price list cannot price",
+            HandoffReason::Other => "the assistant needs you",
+            HandoffReason::OwnerTookOver => "you took over",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum CloseReason {
@@ -246,6 +259,16 @@ pub enum CloseReason {
     Completed,
     /// The customer cancelled the booking.
     CancelledByCustomer,
+    /// The owner cancelled the booking (from the console).
+    CancelledByOwner,
+}
+
+/// Who cancelled a booking: the owner must not read "the customer
+/// cancelled" about their own cancel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelledBy {
+    Customer,
+    Owner,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -295,6 +318,14 @@ pub struct OptedOut {
 pub struct Closed {
     pub reason: CloseReason,
     pub at: DateTime<Utc>,
+    /// The job as it was when it closed: the owner still needs the
+    /// customer's name and address after a cancel (absent in states stored
+    /// before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobDetails>,
+    /// The last price the customer was given, for the same reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<Quote>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -329,6 +360,7 @@ pub enum Event {
     KeepBooking,
     BookingCancelled {
         at: DateTime<Utc>,
+        by: CancelledBy,
     },
     HandOff {
         reason: HandoffReason,
@@ -424,7 +456,20 @@ impl ConversationState {
             ConversationState::Booked(s) => Some(&s.job),
             ConversationState::HandedOff(s) => Some(&s.job),
             ConversationState::OptedOut(s) => s.previous.job(),
-            ConversationState::Cancelled(_) | ConversationState::Closed(_) => None,
+            ConversationState::Cancelled(s) | ConversationState::Closed(s) => s.job.as_ref(),
+        }
+    }
+
+    /// The last price the customer was given in this job (a booked
+    /// opening's own price), also after it closed.
+    pub fn last_quote(&self) -> Option<&Quote> {
+        match self {
+            ConversationState::Quoted(s) => Some(&s.quote),
+            ConversationState::Scheduling(s) => Some(&s.quote),
+            ConversationState::Booked(s) => Some(s.booking.slot.quote.as_ref().unwrap_or(&s.quote)),
+            ConversationState::OptedOut(s) => s.previous.last_quote(),
+            ConversationState::Cancelled(s) | ConversationState::Closed(s) => s.quote.as_ref(),
+            ConversationState::Intake(_) | ConversationState::HandedOff(_) => None,
         }
     }
 
@@ -545,6 +590,12 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
             return Err(illegal(&state, &event));
         }
     }
+    fn cancel_reason(by: CancelledBy) -> CloseReason {
+        match by {
+            CancelledBy::Customer => CloseReason::CancelledByCustomer,
+            CancelledBy::Owner => CloseReason::CancelledByOwner,
+        }
+    }
     match (state, event) {
         (S::Scheduling(s), Event::KeepBooking) if s.rescheduling.is_some() => {
             let booking = s.rescheduling.expect("checked");
@@ -554,10 +605,13 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
                 booking,
             }))
         }
-        (S::Scheduling(s), Event::BookingCancelled { at }) if s.rescheduling.is_some() => {
+        (S::Scheduling(s), Event::BookingCancelled { at, by }) if s.rescheduling.is_some() => {
+            let booking = s.rescheduling.expect("checked");
             Ok(S::Cancelled(Closed {
-                reason: CloseReason::CancelledByCustomer,
+                reason: cancel_reason(by),
                 at,
+                job: Some(s.job),
+                quote: Some(booking.slot.quote.unwrap_or(s.quote)),
             }))
         }
         // Details: recorded in INTAKE; in QUOTED or SCHEDULING a change that
@@ -611,13 +665,17 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
             offered: Vec::new(),
             rescheduling: Some(s.booking),
         })),
-        (S::Booked(_), Event::BookingCancelled { at }) => Ok(S::Cancelled(Closed {
-            reason: CloseReason::CancelledByCustomer,
+        (S::Booked(s), Event::BookingCancelled { at, by }) => Ok(S::Cancelled(Closed {
+            reason: cancel_reason(by),
             at,
+            job: Some(s.job),
+            quote: Some(s.booking.slot.quote.unwrap_or(s.quote)),
         })),
-        (S::Booked(_), Event::Complete { at }) => Ok(S::Closed(Closed {
+        (S::Booked(s), Event::Complete { at }) => Ok(S::Closed(Closed {
             reason: CloseReason::Completed,
             at,
+            job: Some(s.job),
+            quote: Some(s.booking.slot.quote.unwrap_or(s.quote)),
         })),
 
         (
@@ -629,10 +687,14 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
             at,
             job: state.active_job().unwrap_or_default(),
         })),
-        (S::Intake(_) | S::Quoted(_) | S::Scheduling(_), Event::Expire { at }) => Ok(S::Closed(Closed {
-            reason: CloseReason::Expired,
-            at,
-        })),
+        (state @ (S::Intake(_) | S::Quoted(_) | S::Scheduling(_)), Event::Expire { at }) => {
+            Ok(S::Closed(Closed {
+                reason: CloseReason::Expired,
+                at,
+                quote: state.last_quote().cloned(),
+                job: state.active_job(),
+            }))
+        }
 
         (S::OptedOut(s), Event::OptOut { .. }) => Ok(S::OptedOut(s)),
         (state, Event::OptOut { at }) => Ok(S::OptedOut(OptedOut {
@@ -747,6 +809,8 @@ mod tests {
         let closed = Closed {
             reason: CloseReason::Expired,
             at: now(),
+            job: None,
+            quote: None,
         };
         vec![
             S::Intake(Intake { job: job() }),
@@ -801,7 +865,10 @@ mod tests {
             Event::SlotBooked(booking(2)),
             Event::RescheduleRequested,
             Event::KeepBooking,
-            Event::BookingCancelled { at: now() },
+            Event::BookingCancelled {
+                at: now(),
+                by: CancelledBy::Customer,
+            },
             Event::HandOff {
                 reason: HandoffReason::CustomerAskedForPerson,
                 summary: "wants a person".into(),
@@ -998,6 +1065,30 @@ mod tests {
             let json = serde_json::to_string(&state).unwrap();
             let back: ConversationState = serde_json::from_str(&json).unwrap();
             assert_eq!(back, state);
+        }
+    }
+
+    #[test]
+    fn a_cancel_keeps_the_job_and_its_price_and_says_who_cancelled() {
+        let booked = ConversationState::Booked(Booked {
+            job: JobDetails {
+                customer_name: Some("Dana".into()),
+                ..job()
+            },
+            quote: quote(),
+            booking: booking(3),
+        });
+        for (by, reason) in [
+            (CancelledBy::Customer, CloseReason::CancelledByCustomer),
+            (CancelledBy::Owner, CloseReason::CancelledByOwner),
+        ] {
+            let cancelled = transition(booked.clone(), Event::BookingCancelled { at: now(), by }).unwrap();
+            let ConversationState::Cancelled(closed) = &cancelled else {
+                panic!("{cancelled:?}");
+            };
+            assert_eq!(closed.reason, reason);
+            assert_eq!(cancelled.job().unwrap().customer_name.as_deref(), Some("Dana"));
+            assert_eq!(cancelled.last_quote(), Some(&quote()));
         }
     }
 }

@@ -61,6 +61,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sms/inbound", post(sms::inbound))
         .route(status::STATUS_PATH, post(status::status))
         .route("/healthz", get(health))
+        // Browsers ask for it on every console page; "no icon" is an
+        // answer, a 404 is an error in the owner's console log.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .merge(owner::router(&state))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

@@ -317,10 +317,10 @@ impl JobRunner {
         let turn = self.store.turn_input(conversation, 0).await?;
         let contact = plan::CustomerContact::of(&turn, &turn.state);
         let detail = format!(
-            "A reply to {} waited {} minutes for your approval and was not sent; the conversation is yours now. The reply was: \"{}\"",
+            "A reply to {} waited {} for your approval and was not sent; the conversation is yours now. The reply was: \"{}\"",
             contact.describe(),
-            timeout.minutes,
-            held.body
+            crate::domain::approval::minutes_in_words(timeout.minutes),
+            crate::domain::approval::excerpt(&held.body, 160)
         );
         engine
             .alert_about(

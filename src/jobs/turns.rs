@@ -30,6 +30,10 @@ use crate::store::{
 };
 use crate::templates;
 
+/// How much of a held reply its alert quotes: the owner's text about it
+/// stays within its segments, and the console shows the whole reply.
+const APPROVAL_EXCERPT_CHARS: usize = 120;
+
 /// What every turn of every business shares: adapters, never a
 /// configuration. Built once at start; a reload leaves it alone.
 #[derive(Clone)]
@@ -476,9 +480,13 @@ impl Engine {
         let minutes = assistant.approval_timeout_minutes;
         commit.alerts.push(NewAlert {
             kind: AlertKind::ApprovalNeeded,
+            // The alert's title already says a reply waits: the detail
+            // says for whom, what, and until when, once.
             detail: format!(
-                "A reply to {customer} waits for your approval ({} policy); nothing is sent until you approve, edit or reject it. Unanswered in {minutes} minutes, the conversation is handed to you. The reply: \"{}\"",
-                assistant.approval, draft.body
+                "For {customer} ({} policy); nothing is sent until you decide, and unanswered in {} the conversation is handed to you. The reply: \"{}\"",
+                assistant.approval,
+                crate::domain::approval::minutes_in_words(minutes),
+                crate::domain::approval::excerpt(&draft.body, APPROVAL_EXCERPT_CHARS),
             ),
         });
         let timeout = JobPayload::ApprovalTimeout(ApprovalTimeout {
@@ -486,7 +494,11 @@ impl Engine {
             minutes,
         });
         commit.jobs.push(timeout.job(JobTarget {
-            dedupe_key: format!("approval:{}:{}", turn.conversation.id.0, commit.through.0),
+            dedupe_key: format!(
+                "{}{}",
+                crate::desk::approval::approval_timeout_key_prefix(turn.conversation.id),
+                commit.through.0
+            ),
             conversation_id: Some(turn.conversation.id),
             customer_id: Some(turn.conversation.customer_id),
             recipient: turn.conversation.customer_phone.as_str().to_string(),

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ConversationId, MessageId, MessageKind, NewJob, OutboundMessage, StoreError};
+use super::{AlertKind, ConversationId, MessageId, MessageKind, NewJob, OutboundMessage, StoreError};
 use crate::domain::conversation::ConversationState;
 
 /// A reply waiting for the owner.
@@ -17,6 +17,17 @@ pub struct HeldReply {
     /// The last customer text it answers.
     pub reply_to: MessageId,
     pub created_at: DateTime<Utc>,
+}
+
+/// What a decision on a held reply also settles, in its transaction: the
+/// owner's alerts it answers and the jobs it makes moot (the timeout).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settles {
+    /// The conversation's open alerts of these kinds, resolved by the owner.
+    pub resolve_alerts: Vec<AlertKind>,
+    /// Pending jobs of the conversation whose dedupe key starts with one of
+    /// these are cancelled.
+    pub cancel_jobs: Vec<String>,
 }
 
 /// What became of a held reply that is not sent.
@@ -57,6 +68,7 @@ pub trait Approvals: Send + Sync + 'static {
         id: ConversationId,
         message: MessageId,
         body: Option<&str>,
+        settles: &Settles,
     ) -> Result<Option<OutboundMessage>, StoreError>;
 
     /// Approves a held reply (with `body` when edited) to go out later:
@@ -69,6 +81,7 @@ pub trait Approvals: Send + Sync + 'static {
         message: MessageId,
         body: Option<&str>,
         job: &NewJob,
+        settles: &Settles,
     ) -> Result<bool, StoreError>;
 
     /// Ends a held reply unsent and, with `state`, sets the conversation's
@@ -79,5 +92,6 @@ pub trait Approvals: Send + Sync + 'static {
         message: MessageId,
         outcome: HeldOutcome,
         state: Option<&ConversationState>,
+        settles: &Settles,
     ) -> Result<bool, StoreError>;
 }

@@ -146,6 +146,9 @@ pub struct OwnerCommit {
     /// Pending jobs of this conversation whose dedupe key starts with one
     /// of these are cancelled.
     pub cancel_jobs: Vec<String>,
+    /// The conversation's open alerts of these kinds are resolved by the
+    /// owner: the action answers them.
+    pub resolve_alerts: Vec<super::AlertKind>,
 }
 
 impl OwnerCommit {
@@ -158,6 +161,7 @@ impl OwnerCommit {
             alerts: Vec::new(),
             jobs: Vec::new(),
             cancel_jobs: Vec::new(),
+            resolve_alerts: Vec::new(),
         }
     }
 }

@@ -121,4 +121,9 @@ pub trait JobQueue: Send + Sync + 'static {
 
     /// Jobs in these states, soonest first.
     async fn jobs(&self, statuses: &[JobStatus], limit: usize) -> Result<Vec<Job>, StoreError>;
+
+    /// A conversation's pending (or suspended) jobs of one kind, soonest
+    /// first.
+    async fn pending_jobs_of(&self, conversation: ConversationId, kind: &str)
+    -> Result<Vec<Job>, StoreError>;
 }

@@ -574,3 +574,128 @@ async fn a_held_reply_keeps_its_conversation_needing_the_owner_after_its_alert_i
     assert_eq!(needs_you[0].id, conversation);
     assert!(needs_you[0].needs_you);
 }
+
+/// The conversation's open alerts, by kind, and its pending jobs' kinds.
+async fn open_alerts_and_pending_jobs(
+    app: &TestApp,
+    conversation: ConversationId,
+) -> (Vec<String>, Vec<String>) {
+    use textdesk::store::console::ConsoleStore;
+    use textdesk::store::{JobStatus, Store};
+    let console = SqliteStore::connect(&app.database_url).await.unwrap();
+    let alerts = console
+        .console_alerts(None, true, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.conversation_id == Some(conversation))
+        .map(|a| a.kind)
+        .collect();
+    let store: &dyn Store = app.store.as_ref();
+    let jobs = store
+        .jobs(&[JobStatus::Pending], 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.conversation_id == Some(conversation))
+        .map(|j| j.kind)
+        .collect();
+    (alerts, jobs)
+}
+
+#[tokio::test]
+async fn deciding_a_held_reply_resolves_its_alerts_and_cancels_its_timeout() {
+    for decision in ["approve", "reject", "edit"] {
+        let app = app_with("approval = \"quotes\"", quoting_script("Sure."), Some(midday())).await;
+        let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
+        let (alerts, jobs) = open_alerts_and_pending_jobs(&app, conversation).await;
+        assert_eq!(alerts, vec!["approval_needed".to_string()], "{decision}");
+        assert!(
+            jobs.contains(&"approval_timeout".to_string()),
+            "{decision}: {jobs:?}"
+        );
+
+        let owner = Owner::log_in(&app).await;
+        let form: &[(&str, &str)] = match decision {
+            "edit" => &[("body", "Thanks, we will be in touch.")],
+            _ => &[],
+        };
+        let decided = owner.post(&action(conversation, &reply, decision), form).await;
+        assert_eq!(
+            decided.status,
+            StatusCode::SEE_OTHER,
+            "{decision}: {}",
+            decided.body
+        );
+        let (alerts, jobs) = open_alerts_and_pending_jobs(&app, conversation).await;
+        assert!(alerts.is_empty(), "{decision}: {alerts:?}");
+        assert!(
+            !jobs.contains(&"approval_timeout".to_string()),
+            "{decision}: {jobs:?}"
+        );
+        let needs_you = owner.get("/owner/?filter=needs_you").await;
+        assert!(
+            !needs_you
+                .body
+                .contains(&format!("/owner/conversations/{}", conversation.0)),
+            "{decision}: {}",
+            needs_you.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_owners_approval_text_says_it_once_in_whole_words() {
+    const OWNER: &str = "+15035550111";
+    let long_reply = "Thanks for reaching out! We haul furniture, appliances, yard waste and \
+                      just about anything else two people can carry, and we recycle or donate \
+                      whatever we can so very little ends up in the landfill. What would you like \
+                      us to take away, and roughly how much of it is there?";
+    let app = spawn_app_with(Options {
+        default_fakes: false,
+        business: Some(format!(
+            "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\n\
+             owner_phone = \"{OWNER}\"\ntimezone = \"America/Chicago\"\n\n\
+             [assistant]\napproval = \"all\"\napproval_timeout_minutes = 1\n"
+        )),
+        clock: Some(midday()),
+        ..Options::default()
+    })
+    .await;
+    mount_twilio_accepting(&app.twilio).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ScriptedClaude::new(vec![claude_text(long_reply)]))
+        .mount(&app.anthropic)
+        .await;
+    text_and_hold(&app, "hi").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let told = loop {
+        let to_owner: Vec<String> = app
+            .sent_texts()
+            .await
+            .into_iter()
+            .filter(|(to, _)| to == OWNER)
+            .map(|(_, body)| body)
+            .collect();
+        if let Some(first) = to_owner.first() {
+            break first.clone();
+        }
+        assert!(Instant::now() < deadline, "no text to the owner");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        told.starts_with("A reply waits for your approval: For "),
+        "{told}"
+    );
+    assert_eq!(told.matches("approval").count(), 1, "said once: {told}");
+    assert!(told.contains("unanswered in 1 minute the"), "{told}");
+    assert!(!told.contains("1 minutes"), "{told}");
+    // The reply is cut after a whole word, and says so.
+    let quoted = told.split('"').nth(1).expect("the reply, quoted");
+    assert!(quoted.ends_with("..."), "{quoted}");
+    let words = quoted.trim_end_matches("...");
+    assert!(long_reply.starts_with(words), "{words}");
+    let next = &long_reply[words.len()..];
+    assert!(next.starts_with([' ', ',', '.', '!']), "cut mid-word: {words}");
+}

@@ -143,8 +143,33 @@ async fn take_over_silences_the_assistant_the_text_shows_unread_and_hand_back_re
     let page = browser.get(&format!("/owner/conversations/{id}")).await;
     assert!(page.body.contains("badge new"), "the new text is marked");
 
+    let open_kinds = |app: &TestApp| {
+        let database_url = app.database_url.clone();
+        async move {
+            use textdesk::store::console::ConsoleStore;
+            let console = textdesk::store::sqlite::SqliteStore::connect(&database_url)
+                .await
+                .unwrap();
+            console
+                .console_alerts(None, true, 50)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.conversation_id.map(|c| c.0) == Some(id))
+                .map(|a| a.kind)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(
+        open_kinds(&app).await.contains(&"handed_off_text".to_string()),
+        "{:?}",
+        open_kinds(&app).await
+    );
+
     let page = act(&mut browser, &csrf, id, "hand-back", &[]).await;
     assert!(page.body.contains("Handed back"), "{}", page.body);
+    // Handing back answers the alerts the hand-off raised.
+    assert_eq!(open_kinds(&app).await, Vec::<String>::new());
     assert!(page.body.contains("id=\"take-over\""));
     assert_ne!(state_of(&app, DANA).await, "HANDED_OFF");
     app.text(DANA, "3").await;
@@ -274,6 +299,15 @@ async fn in_quiet_hours_the_reply_is_refused_now_and_sent_at_the_next_allowed_mo
     )
     .await;
     assert!(page.body.contains("Scheduled"), "{}", page.body);
+    // The thread shows it, marked scheduled, at the business's time.
+    let thread = page.body[page.body.find("class=\"messages\"").unwrap()..]
+        .split("</ol>")
+        .next()
+        .unwrap();
+    assert!(thread.contains("See you soon"), "{thread}");
+    let at = tomorrow_8am.with_timezone(&LA).format("%-I:%M %P").to_string();
+    assert!(thread.contains("scheduled"), "{thread}");
+    assert!(thread.contains(&at), "{at}: {thread}");
     assert_eq!(state_of(&app, DANA).await, "HANDED_OFF");
     let held: Vec<_> = app
         .store
@@ -399,6 +433,44 @@ async fn the_owner_moves_the_booking_to_an_opening_the_scheduler_offered_then_ca
 }
 
 #[tokio::test]
+async fn after_the_owner_cancels_the_customer_keeps_name_address_and_price_and_the_owner_is_named() {
+    use textdesk::domain::conversation::{CloseReason, ConversationState};
+    let (app, _clock) = app_at(12).await;
+    for (i, text) in ["hi, my name is Dana Smith", "3", "1", "12 Oak St", "1"]
+        .iter()
+        .enumerate()
+    {
+        app.text(DANA, text).await;
+        app.wait_for_texts(i + 1).await;
+    }
+    app.wait_until_settled(DANA).await;
+    assert_eq!(state_of(&app, DANA).await, "BOOKED");
+    let id = app.conversation(DANA).await.unwrap().0;
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+    let booked_page = browser.get(&format!("/owner/conversations/{id}")).await;
+    let at = booked_page.body.find("<h2>Quote: ").expect("a quote card");
+    let quote_card = booked_page.body[at..].split("</h2>").next().unwrap().to_string();
+
+    let page = act(&mut browser, &csrf, id, "cancel", &[]).await;
+    assert!(page.body.contains("Cancelled the booking"), "{}", page.body);
+    assert!(page.body.contains("Dana Smith"), "{}", page.body);
+    assert!(page.body.contains("12 Oak St"), "{}", page.body);
+    assert!(page.body.contains(&quote_card), "{quote_card}: {}", page.body);
+    let inbox = browser.get("/owner/?q=Dana").await;
+    assert!(inbox.body.contains("Dana Smith"), "{}", inbox.body);
+    let ConversationState::Cancelled(closed) = app
+        .store
+        .turn_input(app.conversation(DANA).await.unwrap(), 0)
+        .await
+        .unwrap()
+        .state
+    else {
+        panic!("not cancelled");
+    };
+    assert_eq!(closed.reason, CloseReason::CancelledByOwner);
+}
+
+#[tokio::test]
 async fn every_action_needs_the_csrf_token_and_an_existing_conversation() {
     let (app, _clock) = app_at(12).await;
     let id = dana_says_hi(&app).await;
@@ -454,6 +526,9 @@ async fn a_hand_off_is_texted_to_the_owner_with_a_link_to_the_conversation() {
     let told = wait_for_text_to(&app, OWNER_PHONE, 1).await;
     assert!(told[0].starts_with("A customer needs you"), "{told:?}");
     assert!(told[0].contains(DANA), "the owner can call: {told:?}");
+    // Why, in plain words, not a Rust name.
+    assert!(told[0].contains("the customer asked for a person"), "{told:?}");
+    assert!(!told[0].contains("CustomerAskedForPerson"), "{told:?}");
     assert!(
         told[0].ends_with(&format!("{PUBLIC_BASE_URL}/owner/conversations/{id}")),
         "{told:?}"
@@ -525,5 +600,62 @@ async fn a_hand_off_is_texted_to_the_owner_with_a_link_to_the_conversation() {
         1,
         "{:?}",
         app.sent_texts().await
+    );
+}
+
+#[tokio::test]
+async fn the_owners_own_phone_reads_as_the_owners_line_not_a_customer() {
+    let (app, _clock) = app_at(12).await;
+    app.text(OWNER_PHONE, "on my way to call her").await;
+    app.wait_until_settled(OWNER_PHONE).await;
+    let id = app.conversation(OWNER_PHONE).await.unwrap().0;
+    let (mut browser, _) = Browser::logged_in(&app).await;
+
+    let inbox = browser.get("/owner/").await.body;
+    let at = inbox.find(OWNER_PHONE).expect("the owner's line is listed");
+    let row_start = inbox[..at].rfind("<li").unwrap();
+    let row_end = inbox[at..].find("</li>").unwrap() + at;
+    let row = &inbox[row_start..row_end];
+    assert!(row.contains("Your phone (owner)"), "{row}");
+    assert!(!row.contains("aria-label=\"unread\""), "{row}");
+
+    let page = browser.get(&format!("/owner/conversations/{id}")).await;
+    assert!(page.body.contains("Your phone (owner)"), "{}", page.body);
+    let thread = page.body[page.body.find("class=\"messages\"").unwrap()..]
+        .split("</ol>")
+        .next()
+        .unwrap();
+    assert!(thread.contains("author-owner"), "{thread}");
+    assert!(!thread.contains(">Customer"), "{thread}");
+    assert!(!thread.contains("badge new"), "{thread}");
+}
+
+#[tokio::test]
+async fn the_browsers_favicon_request_is_answered_without_an_error() {
+    let app = spawn_app().await;
+    let response = reqwest::get(format!("{}/favicon.ico", app.address))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_radio_shares_its_line_with_its_label() {
+    // The text inputs' padding and 40px height pushed each radio of "Move
+    // it to" above its label (checked in Chromium at 1280 and 375 px).
+    let app = spawn_app().await;
+    let css = reqwest::get(format!("{}/owner/static/console.css", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rule = css
+        .lines()
+        .find(|l| l.starts_with("label.choice input"))
+        .expect("a rule for the radio in a choice");
+    assert!(
+        rule.contains("min-height: 0") && rule.contains("padding: 0"),
+        "{rule}"
     );
 }

@@ -556,3 +556,102 @@ async fn try_it_books_in_its_scratch_conversation_only() {
     }
     assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM alerts").await, 0);
 }
+
+#[tokio::test]
+async fn try_it_answers_when_the_owners_phone_is_the_usual_sample_number() {
+    // The number business.toml's comment suggests for owner_phone: the
+    // scratch customer must never be the owner, whose texts get no reply.
+    let app = spawn_app_with(Options {
+        with_model: false,
+        business: Some(
+            "[business]\nname = \"Rose City\"\nphone = \"+15035550100\"\n\
+             owner_phone = \"+15035550199\"\n"
+                .into(),
+        ),
+        ..Options::default()
+    })
+    .await;
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+    let page = browser
+        .post(
+            "/owner/settings/try",
+            &[
+                ("csrf", &csrf),
+                ("business", "test"),
+                ("sample", "I need junk hauled"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let at = page.body.find("id=\"try-reply\"").expect("a reply");
+    assert!(page.body[at..].contains("bubble-reply"), "{}", &page.body[at..]);
+}
+
+#[tokio::test]
+async fn approval_is_a_choice_showing_the_files_value_with_an_editable_holding_text() {
+    let app = spawn_app_with(Options {
+        business: Some(
+            "[business]\nname = \"Rose City\"\nphone = \"+15035550142\"\n\n\
+             [assistant]\napproval = \"quotes\"\n"
+                .into(),
+        ),
+        ..Options::default()
+    })
+    .await;
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+    let page = browser.get("/owner/settings").await;
+    // The file's policy shows as the checked choice, not an empty box.
+    assert!(
+        page.body
+            .contains("name=\"approval_mode\" value=\"quotes\" checked data-saved=\"1\""),
+        "{}",
+        page.body
+    );
+    for value in ["off", "over", "all"] {
+        assert!(
+            page.body
+                .contains(&format!("name=\"approval_mode\" value=\"{value}\"")),
+            "{value}"
+        );
+    }
+    assert!(
+        page.body.contains("id=\"approval_holding_text\""),
+        "{}",
+        page.body
+    );
+
+    let saved = browser
+        .post(
+            "/owner/settings",
+            &[
+                ("csrf", &csrf),
+                ("business", "test"),
+                ("approval_mode", "over"),
+                ("approval_over", "$500"),
+                ("approval_holding_text", "Thanks! We'll text you back shortly."),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let stored = app.store.assistant_fragments().await.unwrap();
+    let values: Vec<_> = stored["test"]
+        .iter()
+        .map(|f| (f.key.as_str(), f.value.as_str()))
+        .collect();
+    assert!(values.contains(&("approval", "\"over:500\"")), "{values:?}");
+    assert!(
+        values.contains(&(
+            "approval_holding_text",
+            "\"Thanks! We'll text you back shortly.\""
+        )),
+        "{values:?}"
+    );
+    let page = browser.get("/owner/settings").await;
+    assert!(
+        page.body
+            .contains("name=\"approval_mode\" value=\"over\" checked data-saved=\"1\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("value=\"500\""), "{}", page.body);
+}

@@ -347,6 +347,8 @@ fn hedged_and_true_claims_pass() {
     let cancelled = ConversationState::Cancelled(Closed {
         reason: CloseReason::CancelledByCustomer,
         at: now(),
+        job: None,
+        quote: None,
     });
     let facts = facts_of(&booked(), &cancelled);
     let text = "Your booking for Mon Nov 30, 8-10am is cancelled. Text us any time to book again.";

@@ -45,6 +45,21 @@ fn picked_business(state: &AppState, raw: Option<&str>) -> Option<Arc<BusinessCo
 }
 
 /// The business whose zone and crews a page uses when none is picked.
+/// How the console names the conversation with `[business] owner_phone`.
+const OWNERS_LINE: &str = "Your phone (owner)";
+
+/// Whether `address` is the owner's own phone for this business: that
+/// conversation holds the owner's texts and alerts, not a customer's.
+/// It stays in the inbox (the owner may look for what was texted to
+/// them) but is named and labelled as theirs.
+fn is_owners_line(state: &AppState, business_id: &str, address: &str) -> bool {
+    state
+        .businesses
+        .business(business_id)
+        .and_then(|b| b.business.owner_phone.clone())
+        .is_some_and(|owner| owner.as_str() == address)
+}
+
 pub(super) fn business_or_first(state: &AppState, id: Option<&str>) -> Option<Arc<BusinessConfig>> {
     id.and_then(|id| state.businesses.business(id))
         .or_else(|| state.businesses.current().iter().next().cloned())
@@ -143,28 +158,36 @@ pub(super) async fn inbox(
     let rows = rows
         .into_iter()
         .take(INBOX_PAGE_SIZE)
-        .map(|row| InboxItem {
-            href: format!("/owner/conversations/{}", row.id.0),
-            name: row.customer_name.clone().unwrap_or_default(),
-            channel: views::channel_name(&row.customer_address),
-            address: row.customer_address,
-            state: views::state_label(if row.opted_out { "opted_out" } else { &row.state }),
-            needs_you: row.needs_you,
-            last_text: row.last_text.unwrap_or_default(),
-            last_by: match row.last_direction {
-                Some(Direction::Outbound) => "Sent: ",
-                _ => "",
-            },
-            since: row.last_at.map(|t| views::since(t, now)).unwrap_or_default(),
-            unread: row.unread,
-            business: if several {
-                state
-                    .businesses
-                    .business(&row.business_id)
-                    .map_or(row.business_id, |b| b.business.name.clone())
-            } else {
-                String::new()
-            },
+        .map(|row| {
+            let owners_line = is_owners_line(&state, &row.business_id, &row.customer_address);
+            InboxItem {
+                href: format!("/owner/conversations/{}", row.id.0),
+                name: if owners_line {
+                    OWNERS_LINE.to_string()
+                } else {
+                    row.customer_name.clone().unwrap_or_default()
+                },
+                channel: views::channel_name(&row.customer_address),
+                address: row.customer_address,
+                state: views::state_label(if row.opted_out { "opted_out" } else { &row.state }),
+                needs_you: row.needs_you,
+                last_text: row.last_text.unwrap_or_default(),
+                last_by: match row.last_direction {
+                    Some(Direction::Outbound) => "Sent: ",
+                    _ => "",
+                },
+                since: row.last_at.map(|t| views::since(t, now)).unwrap_or_default(),
+                // The owner wrote these texts: nothing there is news to them.
+                unread: row.unread && !owners_line,
+                business: if several {
+                    state
+                        .businesses
+                        .business(&row.business_id)
+                        .map_or(row.business_id, |b| b.business.name.clone())
+                } else {
+                    String::new()
+                },
+            }
         })
         .collect();
     views::render(
@@ -271,13 +294,17 @@ pub(super) async fn conversation_page(
             needs_you: booking_attention(b, now).is_some(),
         })
         .collect();
+    let owners_line = is_owners_line(state, &detail.business_id, &detail.customer_address);
     let messages = detail
         .messages
         .iter()
         .map(|m| MessageView {
-            author: views::author(m.direction, &m.kind),
+            author: match m.direction {
+                Direction::Inbound if owners_line => "Owner",
+                _ => views::author(m.direction, &m.kind),
+            },
             inbound: m.direction == Direction::Inbound,
-            unread: m.direction == Direction::Inbound && m.id.0 > detail.last_read_id,
+            unread: m.direction == Direction::Inbound && !owners_line && m.id.0 > detail.last_read_id,
             body: m.body.clone(),
             time: views::local_time(m.created_at, tz),
             status: match m.direction {
@@ -296,6 +323,7 @@ pub(super) async fn conversation_page(
                 .collect(),
         })
         .collect();
+    let messages = with_scheduled_owner_replies(state, detail.id, messages, tz).await;
     if let Some(last) = detail.messages.last()
         && let Err(e) = state
             .owner
@@ -322,7 +350,11 @@ pub(super) async fn conversation_page(
             id: detail.id.0,
             actions,
             nav,
-            name: job.and_then(|j| j.customer_name).unwrap_or_default(),
+            name: if owners_line {
+                OWNERS_LINE.to_string()
+            } else {
+                job.and_then(|j| j.customer_name).unwrap_or_default()
+            },
             channel: views::channel_name(&detail.customer_address),
             tel: views::tel_href(&detail.customer_address),
             address: detail.customer_address,
@@ -341,6 +373,44 @@ pub(super) async fn conversation_page(
     )
 }
 
+/// The owner's texts waiting for the end of quiet hours, after the thread:
+/// the owner sees what will go out, and when, in the business's zone.
+async fn with_scheduled_owner_replies(
+    state: &AppState,
+    id: ConversationId,
+    mut messages: Vec<MessageView>,
+    tz: Tz,
+) -> Vec<MessageView> {
+    let scheduled = match state
+        .store
+        .pending_jobs_of(id, crate::jobs::payload::OWNER_REPLY)
+        .await
+    {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::warn!(error = %e, "console: could not read the owner's scheduled texts");
+            return messages;
+        }
+    };
+    for job in scheduled {
+        let Ok(crate::jobs::payload::JobPayload::OwnerReply(reply)) =
+            crate::jobs::payload::JobPayload::of(&job)
+        else {
+            continue;
+        };
+        messages.push(MessageView {
+            author: views::author(Direction::Outbound, crate::jobs::payload::OWNER_REPLY),
+            inbound: false,
+            unread: false,
+            body: reply.body,
+            time: views::local_time(job.run_at, tz),
+            status: "scheduled, not sent yet".into(),
+            media: Vec::new(),
+        });
+    }
+    messages
+}
+
 /// The state's tag as stored (`handed_off`), matching the inbox's.
 fn state_tag(state: &ConversationState) -> &'static str {
     match state {
@@ -356,13 +426,7 @@ fn state_tag(state: &ConversationState) -> &'static str {
 }
 
 fn current_quote(state: &ConversationState) -> Option<&crate::domain::quote::Quote> {
-    match state {
-        ConversationState::Quoted(s) => Some(&s.quote),
-        ConversationState::Scheduling(s) => Some(&s.quote),
-        ConversationState::Booked(s) => Some(s.booking.slot.quote.as_ref().unwrap_or(&s.quote)),
-        ConversationState::OptedOut(s) => current_quote(&s.previous),
-        _ => None,
-    }
+    state.last_quote()
 }
 
 /// Why a booking still needs the owner, if it does: its calendar event is

@@ -54,16 +54,104 @@ pub(super) struct SettingsForm {
     handoff_rules: String,
     #[serde(default)]
     base_prompt: String,
+    /// The policy as text (`off`, `quotes`, `over:500`, `all`): what the
+    /// page's choice below comes to, and what a script may post directly.
     #[serde(default)]
     approval: String,
+    /// The page's choice of policy: off, quotes, over or all.
+    approval_mode: Option<String>,
+    /// The amount for `over`.
+    #[serde(default)]
+    approval_over: String,
     #[serde(default)]
     approval_timeout_minutes: String,
+    #[serde(default)]
+    approval_holding_text: String,
     #[serde(default)]
     sample: String,
 }
 
+impl SettingsForm {
+    /// The form with `approval` read from the page's choice, when it made
+    /// one.
+    fn with_approval_choice(mut self) -> Self {
+        if let Some(mode) = self.approval_mode.as_deref().map(str::trim) {
+            self.approval = match mode {
+                "over" => format!("over:{}", self.approval_over.trim().trim_start_matches('$')),
+                other => other.to_string(),
+            };
+        }
+        self
+    }
+}
+
+/// The approval choices of the page: (value, title, what it does).
+const APPROVAL_CHOICES: [(&str, &str, &str); 4] = [
+    (
+        "off",
+        "Off",
+        "Every reply goes out as drafted (after the price and fact checks).",
+    ),
+    (
+        "quotes",
+        "New prices",
+        "A reply that states a price the customer was not sent yet waits for you.",
+    ),
+    (
+        "over",
+        "Prices over an amount",
+        "A reply with a new price above the amount waits for you.",
+    ),
+    (
+        "all",
+        "Every reply",
+        "Every reply of the assistant waits for you.",
+    ),
+];
+
+/// The approval choice as the page shows it.
+pub struct ApprovalChoice {
+    pub value: &'static str,
+    pub title: &'static str,
+    pub description: &'static str,
+    pub checked: bool,
+    pub saved: bool,
+}
+
+/// The page's approval choices for the draft `approval` text and the
+/// saved one; and the `over` amount to show.
+fn approval_choices(draft: &str, saved: &str) -> (Vec<ApprovalChoice>, String) {
+    let mode = |text: &str| -> &'static str {
+        let text = text.trim();
+        match text {
+            _ if text.starts_with("over") => "over",
+            "quotes" => "quotes",
+            "all" => "all",
+            _ => "off",
+        }
+    };
+    let (draft_mode, saved_mode) = (mode(draft), mode(saved));
+    let amount = draft
+        .trim()
+        .strip_prefix("over:")
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    let choices = APPROVAL_CHOICES
+        .iter()
+        .map(|(value, title, description)| ApprovalChoice {
+            value,
+            title,
+            description,
+            checked: *value == draft_mode,
+            saved: *value == saved_mode,
+        })
+        .collect();
+    (choices, amount)
+}
+
 /// A field of the page and its label, for errors in plain words.
-const FIELDS: [(&str, &str); 9] = [
+const FIELDS: [(&str, &str); 10] = [
     ("tone", "Tone"),
     ("reply_length", "Reply length"),
     ("greeting", "Greeting"),
@@ -73,6 +161,7 @@ const FIELDS: [(&str, &str); 9] = [
     ("base_prompt", "Base prompt override"),
     ("approval", "Approval before sending"),
     ("approval_timeout_minutes", "Approval timeout (minutes)"),
+    ("approval_holding_text", "Holding text"),
 ];
 
 fn label_of(key: &str) -> String {
@@ -146,7 +235,10 @@ pub struct SettingsPage {
     pub base_overridden: bool,
     pub built_in_base: String,
     pub approval: TextField,
+    pub approval_choices: Vec<ApprovalChoice>,
+    pub approval_over: String,
     pub approval_timeout: TextField,
+    pub approval_holding_text: TextField,
     pub prompt: PromptView,
     pub try_it: Option<TryView>,
 }
@@ -214,9 +306,14 @@ fn saved_form(current: &BusinessConfig, file: &BusinessConfig) -> SettingsForm {
         current_info: console_text(current, "current_info").unwrap_or_default(),
         handoff_rules: console_text(current, "handoff_rules").unwrap_or_default(),
         base_prompt: a.base_prompt.clone().unwrap_or_default(),
-        approval: console_text(current, "approval").unwrap_or_else(|| file_value(file, "approval")),
+        // What applies now, the file's default included: an empty field
+        // told the owner nothing.
+        approval: a.approval.to_string(),
+        approval_mode: None,
+        approval_over: String::new(),
         approval_timeout_minutes: console_text(current, "approval_timeout_minutes")
             .unwrap_or_else(|| file_value(file, "approval_timeout_minutes")),
+        approval_holding_text: a.approval_holding_text.clone().unwrap_or_default(),
         sample: String::new(),
     }
 }
@@ -261,6 +358,7 @@ fn draft_fragments(
         ("greeting", form.greeting.clone()),
         ("base_prompt", form.base_prompt.clone()),
         ("approval", form.approval.clone()),
+        ("approval_holding_text", form.approval_holding_text.clone()),
     ] {
         if let Some(e) = too_long(key, &raw) {
             return Err(e);
@@ -269,6 +367,7 @@ fn draft_fragments(
         let file_says = match key {
             "tone" => file.assistant.tone.as_str().to_string(),
             "reply_length" => file.assistant.reply_length.as_str().to_string(),
+            "approval" => file.assistant.approval.to_string(),
             _ => file_text(key),
         };
         if !value.is_empty() && value != file_says {
@@ -458,8 +557,8 @@ fn page(state: &AppState, input: PageInput<'_>) -> (StatusCode, SettingsPage) {
         (&form.current_info, &saved.current_info),
         (&form.handoff_rules, &saved.handoff_rules),
         (&form.base_prompt, &saved.base_prompt),
-        (&form.approval, &saved.approval),
         (&form.approval_timeout_minutes, &saved.approval_timeout_minutes),
+        (&form.approval_holding_text, &saved.approval_holding_text),
     ] {
         if a.trim() != b.trim() {
             unsaved += 1;
@@ -499,6 +598,14 @@ fn page(state: &AppState, input: PageInput<'_>) -> (StatusCode, SettingsPage) {
             "When the assistant should pass the conversation to you, one a line, e.g. Commercial jobs.",
         ),
     ];
+    // No approval in the draft: as saved.
+    let approval_draft = Some(form.approval.trim())
+        .filter(|a| !a.is_empty())
+        .unwrap_or(&saved.approval);
+    if approval_draft != saved.approval.trim() {
+        unsaved += 1;
+    }
+    let (approval_choices, approval_over) = approval_choices(approval_draft, &saved.approval);
     let shown = draft.config.as_ref().unwrap_or(current);
     let mut prompt = prompt_view(shown, now);
     if let Some(e) = &error {
@@ -538,11 +645,19 @@ fn page(state: &AppState, input: PageInput<'_>) -> (StatusCode, SettingsPage) {
                 &form.approval,
                 &saved.approval,
             ),
+            approval_choices,
+            approval_over,
             approval_timeout: field(
                 "approval_timeout_minutes",
                 "Approval timeout (minutes)",
                 &form.approval_timeout_minutes,
                 &saved.approval_timeout_minutes,
+            ),
+            approval_holding_text: field(
+                "approval_holding_text",
+                "Holding text",
+                &form.approval_holding_text,
+                &saved.approval_holding_text,
             ),
             prompt,
             try_it,
@@ -617,6 +732,7 @@ pub(super) async fn save(
     session: Session,
     Form(form): Form<SettingsForm>,
 ) -> Response {
+    let form = form.with_approval_choice();
     let (current, file) = match business_and_file(&state, Some(&form.business)) {
         Ok(found) => found,
         Err(response) => return *response,
@@ -700,6 +816,7 @@ pub(super) async fn preview(
     Query(params): Query<SettingsParams>,
     Form(form): Form<SettingsForm>,
 ) -> Response {
+    let form = form.with_approval_choice();
     let (current, file) = match business_and_file(&state, Some(&form.business)) {
         Ok(found) => found,
         Err(response) => return *response,
@@ -730,6 +847,7 @@ pub(super) async fn try_it(
     session: Session,
     Form(form): Form<SettingsForm>,
 ) -> Response {
+    let form = form.with_approval_choice();
     let (current, file) = match business_and_file(&state, Some(&form.business)) {
         Ok(found) => found,
         Err(response) => return *response,

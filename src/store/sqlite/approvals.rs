@@ -31,7 +31,9 @@ impl Approvals for SqliteStore {
         id: ConversationId,
         message: MessageId,
         body: Option<&str>,
+        settles: &Settles,
     ) -> Result<Option<OutboundMessage>, StoreError> {
+        let now = self.now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let released = sqlx::query(
             "UPDATE messages SET status = 'sending', attempts = attempts + 1, body = COALESCE(?, body)
@@ -47,6 +49,7 @@ impl Approvals for SqliteStore {
             return Ok(None);
         }
         let claimed = outbound_in(&mut tx, message).await?;
+        settle(&mut tx, id, settles, now).await?;
         tx.commit().await?;
         Ok(Some(claimed))
     }
@@ -57,6 +60,7 @@ impl Approvals for SqliteStore {
         message: MessageId,
         body: Option<&str>,
         job: &NewJob,
+        settles: &Settles,
     ) -> Result<bool, StoreError> {
         let now = self.now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
@@ -74,6 +78,7 @@ impl Approvals for SqliteStore {
             return Ok(false);
         }
         insert_job(&mut tx, job, now).await?;
+        settle(&mut tx, id, settles, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -84,6 +89,7 @@ impl Approvals for SqliteStore {
         message: MessageId,
         outcome: HeldOutcome,
         state: Option<&ConversationState>,
+        settles: &Settles,
     ) -> Result<bool, StoreError> {
         let now = self.now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
@@ -115,7 +121,18 @@ impl Approvals for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        settle(&mut tx, id, settles, now).await?;
         tx.commit().await?;
         Ok(true)
     }
+}
+
+async fn settle(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: ConversationId,
+    settles: &Settles,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    super::conversations::set_in_motion(tx, id, &settles.cancel_jobs, &[], &[], now).await?;
+    super::conversations::resolve_alerts(tx, id, &settles.resolve_alerts, now).await
 }

@@ -409,6 +409,7 @@ impl ConversationStore for SqliteStore {
         )
         .await?;
         insert_quotes(&mut tx, id, &commit.new_quotes).await?;
+        resolve_alerts(&mut tx, id, &commit.resolve_alerts, now).await?;
         let queued = match &commit.text {
             None => None,
             Some(draft) => {
@@ -468,7 +469,28 @@ impl ConversationStore for SqliteStore {
 
 /// What a commit sets in motion beside its state: jobs cancelled and
 /// queued, and the owner's alerts.
-async fn set_in_motion(
+/// Resolves the conversation's open alerts of `kinds`, as the owner's.
+pub(super) async fn resolve_alerts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: ConversationId,
+    kinds: &[AlertKind],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for kind in kinds {
+        sqlx::query(
+            "UPDATE alerts SET resolved_at = ?, resolved_by = 'owner'
+             WHERE conversation_id = ? AND kind = ? AND resolved_at IS NULL",
+        )
+        .bind(now)
+        .bind(id.0)
+        .bind(kind.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn set_in_motion(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     id: ConversationId,
     cancel_jobs: &[String],

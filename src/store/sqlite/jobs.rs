@@ -128,6 +128,24 @@ impl JobQueue for SqliteStore {
         .await?;
         rows.iter().map(job_from_row).collect()
     }
+
+    async fn pending_jobs_of(
+        &self,
+        conversation: ConversationId,
+        kind: &str,
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, dedupe_key, conversation_id, customer_id, recipient, payload, run_at_ms, status,
+                    attempts, max_attempts, last_error, business_id
+             FROM jobs WHERE conversation_id = ? AND kind = ? AND status IN ('pending', 'suspended')
+             ORDER BY run_at_ms",
+        )
+        .bind(conversation.0)
+        .bind(kind)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
 }
 
 fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
