@@ -31,7 +31,6 @@ use crate::jobs::worker::TurnWorker;
 use crate::rehearsal::Rehearsals;
 use crate::scheduling::Scheduler;
 use crate::store::console::ConsoleStore;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{AlertKind, NewAlert, Store, StoreError};
 use crate::twilio::TwilioClient;
 
@@ -214,9 +213,9 @@ impl Services {
         channels: Option<Channels>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let sqlite = Arc::new(SqliteStore::connect_with_clock(&settings.database_url, clock.clone()).await?);
-        let console: Arc<dyn ConsoleStore> = sqlite.clone();
-        let store: Arc<dyn Store> = sqlite;
+        let backend = crate::store::backend::connect(&settings.database_url, clock.clone()).await?;
+        let console: Arc<dyn ConsoleStore> = backend.console;
+        let store: Arc<dyn Store> = backend.store;
         // The owner console's assistant settings, over the files, before
         // anything reads a configuration.
         for problem in directory.apply_stored_fragments(store.assistant_fragments().await?) {

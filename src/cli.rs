@@ -365,7 +365,9 @@ async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<
     use crate::store::JobStatus;
     let businesses = load_businesses(&settings.business_config, 1)?;
     let business = businesses.iter().next().context("no business is configured")?;
-    let store = crate::store::sqlite::SqliteStore::connect(&settings.database_url).await?;
+    let store = crate::store::backend::connect(&settings.database_url, crate::clock::system())
+        .await?
+        .store;
     let mut statuses = vec![
         JobStatus::Pending,
         JobStatus::Running,
@@ -377,10 +379,10 @@ async fn list_jobs(settings: Settings, json: bool, all: bool) -> anyhow::Result<
     if all {
         statuses.push(JobStatus::Cancelled);
     }
-    let mut jobs = crate::store::JobQueue::jobs(&store, &statuses, 10_000).await?;
+    let mut jobs = crate::store::JobQueue::jobs(&*store, &statuses, 10_000).await?;
     // What became of each job's text: Twilio's latest delivery receipt.
     let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
-    let deliveries = crate::store::Outbox::job_text_deliveries(&store, &ids).await?;
+    let deliveries = crate::store::Outbox::job_text_deliveries(&*store, &ids).await?;
     let undelivered: std::collections::HashSet<i64> = deliveries
         .iter()
         .filter(|t| t.receipt.is_some_and(|r| r.is_failure()))
@@ -498,8 +500,10 @@ fn read_password() -> anyhow::Result<String> {
 
 async fn set_owner_password(settings: Settings) -> anyhow::Result<()> {
     let password = read_password()?;
-    let store = crate::store::sqlite::SqliteStore::connect(&settings.database_url).await?;
-    crate::http::owner::password::set_owner_password(&store, &password).await?;
+    let store = crate::store::backend::connect(&settings.database_url, crate::clock::system())
+        .await?
+        .console;
+    crate::http::owner::password::set_owner_password(&*store, &password).await?;
     println!(
         "The console password is set. Log in at {}owner/login",
         settings.public_base_url
@@ -520,8 +524,9 @@ fn zones(settings: &Settings) -> std::collections::HashMap<String, chrono_tz::Tz
 }
 
 async fn alerts(settings: Settings, json: bool, resolve: Option<i64>) -> anyhow::Result<()> {
-    use crate::store::console::ConsoleStore;
-    let store = crate::store::sqlite::SqliteStore::connect(&settings.database_url).await?;
+    let store = crate::store::backend::connect(&settings.database_url, crate::clock::system())
+        .await?
+        .console;
     if let Some(id) = resolve {
         anyhow::ensure!(
             store.resolve_alert(id, "cli", chrono::Utc::now()).await?,
@@ -573,8 +578,10 @@ async fn alerts(settings: Settings, json: bool, resolve: Option<i64>) -> anyhow:
 }
 
 async fn conversations(settings: Settings, json: bool) -> anyhow::Result<()> {
-    use crate::store::console::{ConsoleStore, InboxQuery};
-    let store = crate::store::sqlite::SqliteStore::connect(&settings.database_url).await?;
+    use crate::store::console::InboxQuery;
+    let store = crate::store::backend::connect(&settings.database_url, crate::clock::system())
+        .await?
+        .console;
     let zones = zones(&settings);
     let rows = store
         .inbox(&InboxQuery {

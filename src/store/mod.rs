@@ -22,6 +22,7 @@
 
 pub mod alerts;
 pub mod approvals;
+pub mod backend;
 pub mod bookings;
 pub mod console;
 pub mod conversations;
@@ -30,6 +31,7 @@ pub mod jobs;
 pub mod kinds;
 pub mod media;
 pub mod outbox;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -94,10 +94,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ("HOST", "127.0.0.1".to_string()),
         ("PORT", "0".to_string()),
         ("PUBLIC_BASE_URL", PUBLIC_BASE_URL.to_string()),
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}/textdesk.db", db_dir.path().display()),
-        ),
+        ("DATABASE_URL", test_database_url(db_dir.path()).await),
         ("TWILIO_AUTH_TOKEN", AUTH_TOKEN.to_string()),
         ("TWILIO_ACCOUNT_SID", ACCOUNT_SID.to_string()),
         ("TWILIO_FROM_NUMBER", BUSINESS_NUMBER.to_string()),
@@ -174,6 +171,37 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         business_dir,
         clock,
         _db_dir: db_dir,
+    }
+}
+
+/// A fresh database for one test: a SQLite file in the test's directory, or,
+/// when `TEST_DATABASE_URL` names a Postgres server, a database of its own
+/// there (created here, never shared between tests).
+async fn test_database_url(dir: &std::path::Path) -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(server) if server.starts_with("postgres") => {
+            use sqlx::Connection;
+            let name = format!("textdesk_test_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+            // `name` is ours: a fixed prefix and a UUID's hex digits.
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let mut url = url_without_database(&server);
+            url.push_str(&name);
+            url
+        }
+        _ => format!("sqlite://{}/textdesk.db", dir.display()),
+    }
+}
+
+/// `postgres://user@host:port/db?opts` without `db?opts`, ending in `/`.
+fn url_without_database(server: &str) -> String {
+    let after_scheme = server.find("://").map(|i| i + 3).unwrap_or(0);
+    match server[after_scheme..].find('/') {
+        Some(slash) => server[..after_scheme + slash + 1].to_string(),
+        None => format!("{server}/"),
     }
 }
 

@@ -1,0 +1,72 @@
+//! The one place that picks a backend, from the database URL's scheme.
+
+use std::sync::Arc;
+
+use super::console::ConsoleStore;
+use super::postgres::PgStore;
+use super::sqlite::SqliteStore;
+use super::{Store, StoreError};
+use crate::clock::Clock;
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+impl BackendKind {
+    /// `postgres://` and `postgresql://` are Postgres; `sqlite:` (and
+    /// anything else, for which SQLite gives the error) is SQLite.
+    pub fn of(url: &str) -> Self {
+        let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("postgres" | "postgresql") => Self::Postgres,
+            _ => Self::Sqlite,
+        }
+    }
+}
+
+/// A connected backend, as the ports wiring hands out.
+#[derive(Clone)]
+pub struct Backend {
+    pub kind: BackendKind,
+    pub store: Arc<dyn Store>,
+    pub console: Arc<dyn ConsoleStore>,
+}
+
+/// Connects to `url` (migrating it) with the backend its scheme names.
+pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Backend, StoreError> {
+    match BackendKind::of(url) {
+        BackendKind::Sqlite => {
+            let sqlite = Arc::new(SqliteStore::connect_with_clock(url, clock).await?);
+            Ok(Backend {
+                kind: BackendKind::Sqlite,
+                store: sqlite.clone(),
+                console: sqlite,
+            })
+        }
+        BackendKind::Postgres => {
+            let postgres = Arc::new(PgStore::connect_with_clock(url, clock).await?);
+            Ok(Backend {
+                kind: BackendKind::Postgres,
+                store: postgres.clone(),
+                console: postgres,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_picks_the_backend() {
+        assert_eq!(BackendKind::of("postgres://u@h/db"), BackendKind::Postgres);
+        assert_eq!(BackendKind::of("postgresql://h/db"), BackendKind::Postgres);
+        assert_eq!(BackendKind::of("POSTGRES://h/db"), BackendKind::Postgres);
+        assert_eq!(BackendKind::of("sqlite://textdesk.db"), BackendKind::Sqlite);
+        assert_eq!(BackendKind::of("sqlite::memory:"), BackendKind::Sqlite);
+    }
+}
