@@ -397,6 +397,8 @@ impl Application {
         directory: Arc<BusinessDirectory>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
+        // Before anything records: `/metrics` reads this process's recorder.
+        crate::meters::install();
         let services = Services::build_with_clock(&settings, directory.clone(), None, clock.clone()).await?;
         // `serve` is the one process that owns the database's background
         // work, so whatever holds a lease now was interrupted. (`chat`
@@ -645,8 +647,9 @@ async fn alert_every_owner(
     key: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) {
-    if let Err(e) = store.record_alert(&alert.kind, None, &alert.detail).await {
-        tracing::error!(error = %e, kind = %alert.kind, "could not record an owner alert");
+    match store.record_alert(&alert.kind, None, &alert.detail).await {
+        Ok(()) => crate::meters::alert(&alert.kind),
+        Err(e) => tracing::error!(error = %e, kind = %alert.kind, "could not record an owner alert"),
     }
     let emails: Vec<_> = directory
         .current()

@@ -573,6 +573,7 @@ impl BusinessScheduler<'_> {
                 };
                 match self.store.reserve_booking(&record, blocked, now).await? {
                     Reservation::Conflict => {
+                        crate::meters::booking_conflict();
                         return Err(SchedulingError::Taken(
                             "another booking took it a moment ago".into(),
                         ));

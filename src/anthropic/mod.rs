@@ -77,6 +77,7 @@ impl AnthropicClient {
             Ok(r) => r,
             // The Messages API has no side effects, so a timeout is safe to retry.
             Err(e) => {
+                crate::meters::model_request(if e.is_timeout() { "timeout" } else { "unreachable" });
                 return Attempt::Retry {
                     reason: format!("request failed: {e}"),
                     after: None,
@@ -92,13 +93,25 @@ impl AnthropicClient {
             .map(|v| v == "true");
         if status.is_success() {
             return match response.json::<MessagesResponse>().await {
-                Ok(body) => Attempt::Done(body),
-                Err(e) => Attempt::Retry {
-                    reason: format!("unreadable response: {e}"),
-                    after: None,
-                },
+                Ok(body) => {
+                    crate::meters::model_request("ok");
+                    Attempt::Done(body)
+                }
+                Err(e) => {
+                    crate::meters::model_request(if e.is_timeout() { "timeout" } else { "unreadable" });
+                    Attempt::Retry {
+                        reason: format!("unreadable response: {e}"),
+                        after: None,
+                    }
+                }
             };
         }
+        crate::meters::model_request(match status.as_u16() {
+            429 => "rate_limited",
+            529 => "overloaded",
+            500..=599 => "server_error",
+            _ => "rejected",
+        });
         let body = response.text().await.unwrap_or_default();
         let message = serde_json::from_str::<ErrorBody>(&body)
             .map(|b| format!("{}: {}", b.error.kind, b.error.message))

@@ -241,6 +241,7 @@ pub async fn change_booking(
             Err(e) => {
                 for alert in &alerts {
                     store.record_alert(&alert.kind, Some(id), &alert.detail).await?;
+                    crate::meters::alert(&alert.kind);
                 }
                 return Err(e);
             }
@@ -262,6 +263,9 @@ pub async fn change_booking(
             resolve_alerts: Vec::new(),
         };
         let text = store.commit_owner_action(id, &commit).await?;
+        for alert in &commit.alerts {
+            crate::meters::alert(&alert.kind);
+        }
         Ok((outcome, text))
     })
     .await

@@ -32,6 +32,18 @@ impl IntoResponse for ApiError {
                 tracing::warn!(%reason, "bad request");
                 (StatusCode::BAD_REQUEST, format!("bad request: {reason}\n")).into_response()
             }
+            ApiError::Store(e @ (StoreError::Database(_) | StoreError::Migrate(_))) => {
+                // The database is down, locked or unreachable: 503, so
+                // Twilio retries later. Nothing was acknowledged that was
+                // not stored, so the retry loses nothing.
+                tracing::error!(error = %e, "storage unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "5")],
+                    "storage unavailable, retry later\n",
+                )
+                    .into_response()
+            }
             ApiError::Store(e) => {
                 // 500 makes Twilio retry later; the text is not lost.
                 tracing::error!(error = %e, "storage failed");

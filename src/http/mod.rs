@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, shared state, and request logging.
 
 mod error;
+pub mod ops;
 pub mod owner;
 mod sms;
 mod status;
@@ -9,11 +10,9 @@ mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::Router;
 use axum::http::{Request, StatusCode};
-use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use secrecy::SecretString;
 use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -60,7 +59,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/sms/inbound", post(sms::inbound))
         .route(status::STATUS_PATH, post(status::status))
-        .route("/healthz", get(health))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         // Browsers ask for it on every console page; "no icon" is an
         // answer, a 404 is an error in the owner's console log.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
@@ -73,25 +74,17 @@ pub fn router(state: AppState) -> Router {
             // phone numbers.
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<_>| {
-                    tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+                    // Set by `ops::request_context`, the layer outside this.
+                    let request_id = request
+                        .headers()
+                        .get(&ops::REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id)
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-}
-
-#[tracing::instrument(name = "healthz", skip_all)]
-async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(serde_json::json!({"status": "ok", "database": "ok"})),
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "health check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "unavailable", "database": "unreachable"})),
-            )
-        }
-    }
+        // Outermost: the request id exists before the span above is made,
+        // and the count sees every answer, a 408 or 413 included.
+        .layer(axum::middleware::from_fn(ops::request_context))
 }

@@ -88,11 +88,12 @@ impl Dispatcher {
         now: DateTime<Utc>,
     ) -> Result<Delivery, StoreError> {
         let id = text.id;
+        let (channel, port) = self.channels.for_address(&text.to);
         if text.customer_opted_out {
             self.store.record_delivery(id, &Delivery::OptedOut).await?;
+            crate::meters::send(channel, &Delivery::OptedOut);
             return Ok(Delivery::OptedOut);
         }
-        let (channel, port) = self.channels.for_address(&text.to);
         // An earlier attempt was cut off (a crash mid-send): ask the channel
         // whether it went out before sending it again.
         if text.attempts > 1 {
@@ -106,6 +107,7 @@ impl Dispatcher {
                         channel_message_id: sid,
                     };
                     self.store.record_delivery(id, &delivery).await?;
+                    crate::meters::send(channel, &delivery);
                     return Ok(delivery);
                 }
                 Ok(None) => {}
@@ -173,6 +175,7 @@ impl Dispatcher {
             }
         };
         tracing::info!(to = %text.to.masked(), ?delivery, "delivery recorded");
+        crate::meters::send(channel, &delivery);
         // The text is out; failing to record that must not lose the fact.
         let mut attempt = 0;
         loop {

@@ -162,10 +162,14 @@ impl JobRunner {
                 job.kind, job.recipient, job.dedupe_key, job.attempts
             ),
         };
-        let _ = self
+        if self
             .store
             .record_alert(&alert.kind, job.conversation_id, &alert.detail)
-            .await;
+            .await
+            .is_ok()
+        {
+            crate::meters::alert(&alert.kind);
+        }
         // An email failing does not email about itself.
         if job.kind != EMAIL {
             let owner_jobs = plan::alert_jobs_about(

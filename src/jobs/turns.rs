@@ -705,6 +705,7 @@ impl Engine {
         let alerts = commit.alerts.clone();
         let claimed = self.store.finish_turn(id, commit).await?;
         for alert in &alerts {
+            crate::meters::alert(&alert.kind);
             let detail = match customer {
                 Some(customer) => customer.redact(&alert.detail),
                 None => redact_phone_numbers(&alert.detail),
@@ -890,8 +891,9 @@ pub(crate) async fn alert_owner(
     now: chrono::DateTime<Utc>,
 ) {
     tracing::error!(alert = %kind, detail = %redact_phone_numbers(detail), "owner alert");
-    if let Err(e) = store.record_alert(&kind, conversation, detail).await {
-        tracing::error!(error = %e, "could not store owner alert");
+    match store.record_alert(&kind, conversation, detail).await {
+        Ok(()) => crate::meters::alert(&kind),
+        Err(e) => tracing::error!(error = %e, "could not store owner alert"),
     }
     let alert = NewAlert {
         kind,

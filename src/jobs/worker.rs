@@ -113,8 +113,11 @@ impl TurnWorker {
             }
         };
         let turn_engine = engine.clone();
+        let started = std::time::Instant::now();
         turn.spawn(async move { turn_engine.run_turn(id).await });
-        let outcome = match turn.join_next().await {
+        let joined = turn.join_next().await;
+        crate::meters::turn(started.elapsed());
+        let outcome = match joined {
             Some(Ok(result)) => result,
             Some(Err(e)) if e.is_panic() => {
                 let cause = panic_message(e.into_panic());

@@ -13,6 +13,8 @@
 //! - [`OwnerAlerts`]: what the owner is told;
 //! - [`MediaStore`]: customers' photos and files;
 //! - [`Approvals`]: replies held for the owner's approval;
+//! - [`FleetReadings`]: job counts and readiness, for `/metrics` and
+//!   `/readyz`;
 //! - [`Maintenance`]: what a process does at start.
 //!
 //! [`Store`] is all of them, implemented for every type that implements
@@ -32,6 +34,7 @@ pub mod kinds;
 pub mod media;
 pub mod outbox;
 pub mod postgres;
+pub mod readings;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -45,6 +48,7 @@ pub use jobs::*;
 pub use kinds::*;
 pub use media::*;
 pub use outbox::*;
+pub use readings::{FleetReadings, JobCounts, NotReady};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConversationId(pub i64);
@@ -112,6 +116,7 @@ pub trait Store:
     + MediaStore
     + AssistantFragments
     + Approvals
+    + FleetReadings
 {
 }
 
@@ -125,6 +130,7 @@ impl<T> Store for T where
         + MediaStore
         + AssistantFragments
         + Approvals
+        + FleetReadings
         + ?Sized
 {
 }

@@ -68,4 +68,5 @@ impl PgStore {
     }
 }
 
+mod metrics;
 mod pending;
