@@ -80,7 +80,7 @@ pub fn router(state: AppState) -> Router {
                         .get(&ops::REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
-                    tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id)
+                    tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )

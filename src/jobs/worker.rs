@@ -148,14 +148,48 @@ impl TurnWorker {
             }
             Err(e) => {
                 // Keep the lease for a short while so a persistent failure
-                // is retried with a pause instead of in a tight loop.
+                // is retried with a pause instead of in a tight loop. A
+                // database that failed is likely back soon: retry in seconds.
                 tracing::error!(conversation = id.0, error = %e, "turn failed; will retry");
-                let backoff = std::time::Duration::from_secs(30).min(self.settings.lease);
-                let _ = self.store.claim(id, token, backoff).await;
+                let backoff = match e {
+                    StoreError::Database(_) => DATABASE_BACKOFF,
+                    _ => std::time::Duration::from_secs(30),
+                }
+                .min(self.settings.lease);
+                self.shorten_lease(id, token, backoff).await;
             }
         }
         // Texts may have arrived during the turn.
         self.wake.notify_one();
+    }
+}
+
+/// How long a conversation whose turn failed on the database waits before
+/// it runs again.
+const DATABASE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl TurnWorker {
+    /// Sets the lease of a failed turn's conversation to end after
+    /// `backoff`. While the database is down this fails too, and the turn's
+    /// own lease (minutes) would keep the conversation waiting long after
+    /// the database is back; so it is tried again every second, for as long
+    /// as a turn may run (half the lease), before the lease is left to
+    /// expire by itself.
+    async fn shorten_lease(&self, id: ConversationId, token: &str, backoff: std::time::Duration) {
+        let give_up = tokio::time::Instant::now() + self.settings.lease / 2;
+        loop {
+            match self.store.claim(id, token, backoff).await {
+                Ok(_) => return,
+                Err(e) if tokio::time::Instant::now() < give_up => {
+                    tracing::warn!(conversation = id.0, error = %e, "could not set a retry for a failed turn; trying again");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::error!(conversation = id.0, error = %e, "could not set a retry for a failed turn; its lease will expire");
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -294,11 +294,20 @@ async fn concurrent_retries_of_one_text_store_it_once() {
 }
 
 #[tokio::test]
-async fn healthz_reports_the_database() {
+async fn healthz_is_liveness_and_readyz_reports_the_database() {
     let app = spawn_app().await;
     let response = app
         .http
         .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    let response = app
+        .http
+        .get(format!("{}/readyz", app.address))
         .send()
         .await
         .unwrap();
