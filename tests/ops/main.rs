@@ -590,11 +590,7 @@ async fn a_turn_cut_off_by_the_database_runs_again_soon_after_it_returns_and_the
     // Its commit fails; setting its retry fails too while the database is
     // down; the job runner's claims fail meanwhile.
     wait_for_log("turn failed; will retry", Duration::from_secs(15)).await;
-    wait_for_log(
-        "could not set a retry for a failed turn; trying again",
-        Duration::from_secs(10),
-    )
-    .await;
+    wait_for_log("could not set a retry for a failed turn", Duration::from_secs(10)).await;
     wait_for_log("could not run due jobs", Duration::from_secs(10)).await;
     assert!(app.sent_texts().await.is_empty());
 
@@ -644,5 +640,103 @@ async fn a_turn_cut_off_by_the_database_runs_again_soon_after_it_returns_and_the
             "the job runner did not run a due job after the outage"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The Postgres side of `FleetReadings`, on a database of its own, when
+/// `TEST_DATABASE_URL` names a Postgres server.
+#[tokio::test]
+async fn the_postgres_readings_count_jobs_and_judge_readiness() {
+    use sqlx::Connection;
+    use textdesk::clock::ManualClock;
+    use textdesk::store::FleetReadings;
+    use textdesk::store::postgres::PgStore;
+
+    let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("TEST_DATABASE_URL is not set: the Postgres readings are not checked");
+        return;
+    };
+    if !server.starts_with("postgres") {
+        return;
+    }
+    let name = format!("ops_readings_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let after_scheme = server.find("://").unwrap() + 3;
+    let base = match server[after_scheme..].find('/') {
+        Some(slash) => server[..after_scheme + slash + 1].to_string(),
+        None => format!("{server}/"),
+    };
+    let url = format!("{base}{name}");
+    let now = chrono::DateTime::parse_from_rfc3339("2026-06-01T15:00:00Z")
+        .unwrap()
+        .to_utc();
+    let checked = async {
+        let store = PgStore::connect_with_clock(&url, Arc::new(ManualClock::at(now)))
+            .await
+            .unwrap();
+        store.readiness().await.unwrap();
+        let at = |secs: i64| (now + chrono::Duration::seconds(secs)).timestamp_millis();
+        for (key, kind, status, run_at) in [
+            ("a", "email", "done", at(-90)),
+            ("b", "email", "pending", at(-30)),
+            ("c", "reminder", "pending", at(3600)),
+            ("d", "reminder", "pending", at(-10)),
+            ("e", "reminder", "dead", at(-500)),
+        ] {
+            sqlx::query(
+                "INSERT INTO jobs (kind, dedupe_key, recipient, payload, run_at_ms, status, created_at, updated_at)
+                 VALUES ($1, $2, 'x', '{}'::jsonb, $3, $4, now(), now())",
+            )
+            .bind(kind)
+            .bind(key)
+            .bind(run_at)
+            .bind(status)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        let counts = store.job_counts(now).await.unwrap();
+        let n = |kind: &str, status: &str| {
+            counts
+                .by_kind_and_status
+                .get(&(kind.to_string(), status.to_string()))
+                .copied()
+        };
+        assert_eq!(n("email", "done"), Some(1));
+        assert_eq!(n("email", "pending"), Some(1));
+        assert_eq!(n("reminder", "pending"), Some(2));
+        assert_eq!(n("reminder", "dead"), Some(1));
+        assert_eq!(counts.oldest_due, Some(Duration::from_secs(30)));
+
+        sqlx::raw_sql(
+            "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let refused = store.readiness().await.unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                textdesk::store::NotReady::MigrationsPending { missing: 1, .. }
+            ),
+            "{refused}"
+        );
+        store.pool().close().await;
+    };
+    // The database is dropped whatever the checks found.
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(checked)).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
     }
 }
