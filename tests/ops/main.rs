@@ -58,20 +58,26 @@ impl Write for Capture {
     }
 }
 
-fn log_lines_with(needle: &str) -> Vec<String> {
+/// Where the log is now: a test reads only what was logged after its mark.
+fn log_mark() -> usize {
+    captured_logs().lock().unwrap().len()
+}
+
+fn log_lines_with(since: usize, needle: &str) -> Vec<String> {
     let logs = captured_logs().lock().unwrap();
-    String::from_utf8_lossy(&logs)
+    String::from_utf8_lossy(&logs[since.min(logs.len())..])
         .lines()
         .filter(|l| l.contains(needle))
         .map(str::to_string)
         .collect()
 }
 
-/// Waits until a log line contains `needle`; fails the test otherwise.
-async fn wait_for_log(needle: &str, within: Duration) -> String {
+/// Waits until a line logged after `since` contains `needle`; fails the
+/// test otherwise.
+async fn wait_for_log(since: usize, needle: &str, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
-        if let Some(line) = log_lines_with(needle).pop() {
+        if let Some(line) = log_lines_with(since, needle).pop() {
             return line;
         }
         assert!(
@@ -345,13 +351,14 @@ async fn every_request_has_an_id_in_its_answer_and_its_log_lines() {
     let _serial = SERIAL.lock().await;
     captured_logs();
     let app = spawn_app().await;
+    let mark = log_mark();
 
     // The client's id is kept, returned, and in the request's log lines.
     let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
     let response = post_text_with_headers(&app, &sid, "hello", &[("x-request-id", "rid-ops-7f3a")]).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-request-id"], "rid-ops-7f3a");
-    let line = wait_for_log("text stored", Duration::from_secs(5)).await;
+    let line = wait_for_log(mark, "text stored", Duration::from_secs(5)).await;
     assert!(line.contains("request_id=rid-ops-7f3a"), "{line}");
 
     // None sent: one is made, and differs per request.
@@ -390,7 +397,7 @@ async fn every_request_has_an_id_in_its_answer_and_its_log_lines() {
         .unwrap();
     assert_eq!(response.status(), 403);
     assert_eq!(response.headers()["x-request-id"], "rid-ops-refused");
-    let line = wait_for_log("request refused", Duration::from_secs(5)).await;
+    let line = wait_for_log(mark, "request refused", Duration::from_secs(5)).await;
     assert!(line.contains("request_id=rid-ops-refused"), "{line}");
 }
 
@@ -572,10 +579,12 @@ async fn a_turn_cut_off_by_the_database_runs_again_soon_after_it_returns_and_the
         ..Options::default()
     })
     .await;
+    let mark = log_mark();
     helpers::mount_twilio_accepting(&app.twilio).await;
+    // Slow enough that the outage surely begins while the turn waits.
     Mock::given(method("POST"))
         .and(path("/v1/messages"))
-        .respond_with(SlowEcho(Duration::from_millis(1500)))
+        .respond_with(SlowEcho(Duration::from_secs(3)))
         .mount(&app.anthropic)
         .await;
 
@@ -587,11 +596,20 @@ async fn a_turn_cut_off_by_the_database_runs_again_soon_after_it_returns_and_the
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let outage = Outage::begin(&app).await;
+    assert!(
+        app.sent_texts().await.is_empty(),
+        "the turn ended before the outage began"
+    );
     // Its commit fails; setting its retry fails too while the database is
     // down; the job runner's claims fail meanwhile.
-    wait_for_log("turn failed; will retry", Duration::from_secs(15)).await;
-    wait_for_log("could not set a retry for a failed turn", Duration::from_secs(10)).await;
-    wait_for_log("could not run due jobs", Duration::from_secs(10)).await;
+    wait_for_log(mark, "turn failed; will retry", Duration::from_secs(15)).await;
+    wait_for_log(
+        mark,
+        "could not set a retry for a failed turn",
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_for_log(mark, "could not run due jobs", Duration::from_secs(10)).await;
     assert!(app.sent_texts().await.is_empty());
 
     outage.end().await;
