@@ -758,3 +758,52 @@ async fn the_postgres_readings_count_jobs_and_judge_readiness() {
         std::panic::resume_unwind(panic);
     }
 }
+
+#[tokio::test]
+async fn a_refused_model_call_and_its_alert_are_counted_by_outcome_and_kind() {
+    let _serial = SERIAL.lock().await;
+    let app = spawn_app_with(Options {
+        default_fakes: false,
+        ..Options::default()
+    })
+    .await;
+    helpers::mount_twilio_accepting(&app.twilio).await;
+    // A 400 is final: one attempt, no retry.
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": "no"}
+        })))
+        .mount(&app.anthropic)
+        .await;
+    let (before, _) = scrape(&app).await;
+    let rejected = [("outcome", "rejected")];
+    let alert = [("kind", "model_unavailable")];
+
+    app.text(CUSTOMER, "hello?").await;
+    // The guided flow answers, and the owner is alerted.
+    app.wait_for_texts(1).await;
+    app.wait_until_settled(CUSTOMER).await;
+    let (after, text) = scrape(&app).await;
+
+    assert_eq!(app.model_requests().await.len(), 1);
+    assert_eq!(
+        after.value_or_zero(meters::MODEL_REQUESTS, &rejected),
+        before.value_or_zero(meters::MODEL_REQUESTS, &rejected) + 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        after.value_or_zero(meters::MODEL_REQUESTS, &[("outcome", "ok")]),
+        before.value_or_zero(meters::MODEL_REQUESTS, &[("outcome", "ok")])
+    );
+    assert_eq!(
+        after.value_or_zero(meters::ALERTS, &alert),
+        before.value_or_zero(meters::ALERTS, &alert) + 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        after.types.get(meters::ALERTS).map(String::as_str),
+        Some("counter")
+    );
+}
