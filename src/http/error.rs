@@ -13,6 +13,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database did not answer in time: try again later.
+    #[error("unavailable: {0}")]
+    Unavailable(&'static str),
 }
 
 impl From<crate::channel::twilio::WebhookError> for ApiError {
@@ -37,6 +40,15 @@ impl IntoResponse for ApiError {
                 // Twilio retries later. Nothing was acknowledged that was
                 // not stored, so the retry loses nothing.
                 tracing::error!(error = %e, "storage unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "5")],
+                    "storage unavailable, retry later\n",
+                )
+                    .into_response()
+            }
+            ApiError::Unavailable(reason) => {
+                tracing::error!(reason, "storage unavailable");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(axum::http::header::RETRY_AFTER, "5")],

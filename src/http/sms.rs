@@ -16,6 +16,10 @@ use super::verify::verified_form;
 use crate::channel::twilio::parse_webhook;
 use crate::store::Recorded;
 
+/// How long the webhook waits for its text to be stored before it answers
+/// 503.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
 #[tracing::instrument(name = "sms_inbound", skip_all, fields(message_sid, from))]
@@ -38,7 +42,13 @@ pub async fn inbound(
     span.record("message_sid", sms.channel_message_id.as_str());
     span.record("from", tracing::field::display(sms.from.masked()));
 
-    match state.store.record_inbound(&sms).await? {
+    // A database that is down, locked or hung gets a 503 in seconds, well
+    // inside Twilio's patience (15 s), so Twilio retries. Should the text
+    // be stored after all, the retry finds it a duplicate.
+    let recorded = tokio::time::timeout(STORE_WAIT, state.store.record_inbound(&sms))
+        .await
+        .map_err(|_| ApiError::Unavailable("the text was not stored in time"))??;
+    match recorded {
         Recorded::New(conversation, _) => {
             tracing::info!(conversation = conversation.0, "text stored");
             state.wake_worker.notify_one();

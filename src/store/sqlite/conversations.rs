@@ -756,7 +756,10 @@ pub(super) async fn commit_inbound_in_groups(
             Ok(recorded) => recorded.into_iter().map(Ok).collect(),
             // Nothing of the group was stored: each text alone, so each
             // waiter hears its own outcome and one bad text fails no other.
-            Err(_) if group.len() > 1 => {
+            // Not when the database itself is unavailable (locked past the
+            // busy timeout): every text alone would wait that long again,
+            // and the webhooks would time out instead of answering 503.
+            Err(e) if group.len() > 1 && !database_unavailable(&e) => {
                 let mut alone = Vec::with_capacity(group.len());
                 for inbound in &texts {
                     alone.push(
@@ -767,6 +770,19 @@ pub(super) async fn commit_inbound_in_groups(
                 }
                 alone
             }
+            Err(e) if group.len() > 1 => {
+                let reason = e.to_string();
+                let mut failed = vec![Err(e)];
+                // The same failure for the others (sqlx's errors do not
+                // clone): the database was busy for all of them.
+                failed.extend((1..group.len()).map(|_| {
+                    Err(StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::ResourceBusy,
+                        reason.clone(),
+                    ))))
+                }));
+                failed
+            }
             Err(e) => vec![Err(e)],
         };
         for ((_, waiter), result) in group.drain(..).zip(results) {
@@ -774,6 +790,24 @@ pub(super) async fn commit_inbound_in_groups(
             // text stored; the channel's retry finds it a duplicate.
             let _ = waiter.send(result);
         }
+    }
+}
+
+/// The database could not be written at all (busy or locked past the busy
+/// timeout, the pool exhausted, the file unreadable), as opposed to one
+/// text that would fail however it was stored.
+fn database_unavailable(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+            db.code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+        }
+        StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => {
+            true
+        }
+        _ => false,
     }
 }
 
