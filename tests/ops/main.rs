@@ -838,3 +838,99 @@ async fn a_refused_model_call_and_its_alert_are_counted_by_outcome_and_kind() {
         Some("counter")
     );
 }
+
+/// Two schedulers over one database (as two instances would be) race
+/// for one opening: their crew locks are their own, so both pass the rule
+/// check and the database's overlap check refuses the later; each such
+/// refusal is one `textdesk_booking_conflicts_total`.
+#[tokio::test]
+async fn a_booking_refused_by_the_final_overlap_check_is_counted_as_a_conflict() {
+    use textdesk::calendar::LocalCalendar;
+    use textdesk::config::business::{BusinessConfig, BusinessKind};
+    use textdesk::domain::availability::DateFilter;
+    use textdesk::domain::conversation::JobDetails;
+    use textdesk::domain::phone::E164;
+    use textdesk::domain::quote::price;
+    use textdesk::scheduling::{Scheduler, SchedulingError};
+    use textdesk::store::sqlite::SqliteStore;
+    use textdesk::store::{InboundMessage, Recorded, Store};
+
+    let _serial = SERIAL.lock().await;
+    meters::install();
+    let dir = tempfile::TempDir::new().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap(),
+    );
+    let business = Arc::new(
+        BusinessConfig::parse(
+            "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\ntimezone = \"America/Los_Angeles\"\n\n[schedule]\nmin_notice_hours = 0\nhorizon_days = 14\n\n[[providers]]\nid = \"crew-1\"\nname = \"Crew 1\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap(),
+    );
+    let now = chrono::Utc::now();
+    let mut conversations = Vec::new();
+    for i in 0..10 {
+        let sms = InboundMessage {
+            business_id: "test".into(),
+            channel_message_id: format!("SMconflict{i:028}"),
+            from: E164::parse(&format!("+1503555{:04}", 300 + i)).unwrap(),
+            to: E164::parse("+15035550142").unwrap(),
+            body: "hi".into(),
+            media: vec![],
+            params: json!({}),
+            opt_out_keyword: None,
+            profile_name: None,
+        };
+        let (Recorded::New(c, _) | Recorded::Duplicate(c, _)) = store.record_inbound(&sms).await.unwrap();
+        conversations.push(store.turn_input(c, 5).await.unwrap().conversation);
+    }
+    let job = JobDetails {
+        size: Some("half_truck".into()),
+        address: Some("12 Oak St, Portland".into()),
+        customer_name: Some("Dana".into()),
+        ..JobDetails::default()
+    };
+    let quote = price(
+        &business.pricing,
+        &job.to_spec(BusinessKind::JunkRemoval).unwrap(),
+        "QTEST".into(),
+        now,
+    )
+    .unwrap();
+    let one = Scheduler::new(store.clone(), Arc::new(LocalCalendar));
+    let other = Scheduler::new(store.clone(), Arc::new(LocalCalendar));
+    let slot = one
+        .for_business(&business)
+        .offer(conversations[0].id, &quote, &DateFilter::default(), None, now)
+        .await
+        .unwrap()
+        .slots[0]
+        .clone();
+    store
+        .hold(conversations[0].id, &[], now, now, None)
+        .await
+        .unwrap();
+
+    let before = prometheus::parse(&meters::render(None)).unwrap();
+    let (a, b) = (one.for_business(&business), other.for_business(&business));
+    let results = futures::future::join_all(conversations.iter().enumerate().map(|(i, c)| {
+        let scheduler = if i % 2 == 0 { &a } else { &b };
+        scheduler.book(c, &job, &quote, &slot, None, now)
+    }))
+    .await;
+    let after = prometheus::parse(&meters::render(None)).unwrap();
+
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Err(SchedulingError::Taken(why)) if why.contains("another booking took it")))
+        .count();
+    assert!(conflicts >= 1, "the two schedulers never raced: {results:?}");
+    assert_eq!(
+        after.value_or_zero(meters::BOOKING_CONFLICTS, &[]),
+        before.value_or_zero(meters::BOOKING_CONFLICTS, &[]) + conflicts as f64
+    );
+}
