@@ -103,6 +103,9 @@ fn tool_results(requests: &[Value]) -> Vec<(String, bool)> {
 
 #[tokio::test]
 async fn first_text_to_quoted_through_claude_with_the_engines_price() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let mut app = app_with_script(vec![
         claude_tool(
             "t1",
@@ -159,6 +162,9 @@ async fn first_text_to_quoted_through_claude_with_the_engines_price() {
 
 #[tokio::test]
 async fn a_prompt_injection_cannot_change_the_price() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = app_with_script(vec![
         claude_tool("t1", "record_job_details", json!({"size": "half_truck"})),
         claude_tool("t2", "get_quote", json!({})),
@@ -201,6 +207,9 @@ async fn a_prompt_injection_cannot_change_the_price() {
 
 #[tokio::test]
 async fn a_price_before_any_quote_is_never_sent() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = app_with_script(vec![claude_text("Junk removal starts at $99!")]).await;
     app.text(CUSTOMER, "how much do you charge?").await;
     let sent = app.wait_for_texts(1).await;
@@ -210,6 +219,9 @@ async fn a_price_before_any_quote_is_never_sent() {
 
 #[tokio::test]
 async fn the_guided_flow_reaches_quoted_with_no_model() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         with_model: false,
         ..Options::default()
@@ -288,6 +300,9 @@ async fn the_guided_flow_reaches_quoted_with_no_model() {
 
 #[tokio::test]
 async fn escalate_to_owner_hands_the_conversation_off() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = app_with_script(vec![
         claude_tool(
             "t1",
