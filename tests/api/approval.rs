@@ -89,9 +89,10 @@ async fn alerts_of(app: &TestApp, kind: AlertKind) -> Vec<String> {
         .collect()
 }
 
-/// Gives stray sends a moment to show up before counting them.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(400)).await;
+/// Waits until nothing is left that could send (no lease, no text
+/// queued or mid-send, no job due) before counting sends.
+async fn settle(app: &TestApp) {
+    app.wait_until_idle().await;
 }
 
 /// A signed-in owner's browser: keeps the session cookie, follows no
@@ -222,7 +223,7 @@ async fn quotes_holds_a_new_price_and_approving_twice_sends_it_once() {
     .await;
     let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
     assert!(reply.body.contains("$350"), "{}", reply.body);
-    settle().await;
+    settle(&app).await;
     assert!(app.sent_texts().await.is_empty(), "nothing reaches the customer");
     let alerts = alerts_of(&app, AlertKind::ApprovalNeeded).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
@@ -260,7 +261,7 @@ async fn quotes_holds_a_new_price_and_approving_twice_sends_it_once() {
     let again = owner.post(&action(conversation, &reply, "approve"), &[]).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert!(again.body.contains("already dealt with"), "{}", again.body);
-    settle().await;
+    settle(&app).await;
     assert_eq!(app.sent_texts().await.len(), 1, "approved once, sent once");
     let page = owner
         .get(&format!("/owner/conversations/{}", conversation.0))
@@ -299,7 +300,7 @@ async fn over_an_amount_holds_only_quotes_above_it() {
     let above = app_with("approval = \"over:300\"", quoting_script("Sure."), Some(midday())).await;
     let (_, reply) = text_and_hold(&above, "Half a truck of junk, how much?").await;
     assert!(reply.body.contains("$350"));
-    settle().await;
+    settle(&above).await;
     assert!(above.sent_texts().await.is_empty(), "$350 is over 300");
 }
 
@@ -323,7 +324,7 @@ async fn all_holds_every_reply_sends_the_holding_text_once_and_reject_sends_noth
     // and the model is not asked again.
     app.text(DANA, "hello?").await;
     app.wait_until_settled(DANA).await;
-    settle().await;
+    settle(&app).await;
     assert_eq!(app.sent_texts().await.len(), 1, "the holding text, once");
     assert_eq!(app.model_requests().await.len(), 1);
     let alerts = alerts_of(&app, AlertKind::ApprovalNeeded).await;
@@ -332,7 +333,7 @@ async fn all_holds_every_reply_sends_the_holding_text_once_and_reject_sends_noth
     let owner = Owner::log_in(&app).await;
     let rejected = owner.post(&action(conversation, &reply, "reject"), &[]).await;
     assert_eq!(rejected.status, StatusCode::SEE_OTHER, "{}", rejected.body);
-    settle().await;
+    settle(&app).await;
     assert_eq!(app.sent_texts().await.len(), 1, "rejecting sends nothing");
     let messages = app.messages(DANA).await;
     assert!(held(&messages).is_none());
@@ -343,7 +344,7 @@ async fn all_holds_every_reply_sends_the_holding_text_once_and_reject_sends_noth
     );
     let again = owner.post(&action(conversation, &reply, "approve"), &[]).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
-    settle().await;
+    settle(&app).await;
     assert_eq!(app.sent_texts().await.len(), 1);
 }
 
@@ -382,7 +383,7 @@ async fn an_edited_reply_passes_the_same_guardrail_before_it_is_sent() {
         .post(&action(conversation, &reply, "edit"), &[("body", "  ")])
         .await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
-    settle().await;
+    settle(&app).await;
     assert!(app.sent_texts().await.is_empty(), "a refused edit sends nothing");
     assert!(
         held(&app.messages(DANA).await).is_some(),
@@ -400,7 +401,7 @@ async fn an_edited_reply_passes_the_same_guardrail_before_it_is_sent() {
         .post(&action(conversation, &reply, "edit"), &[("body", edited)])
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
-    settle().await;
+    settle(&app).await;
     assert_eq!(app.sent_texts().await.len(), 1);
 }
 
@@ -419,7 +420,7 @@ async fn no_decision_in_time_hands_off_alerts_and_sends_nothing() {
     let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
 
     clock.advance(chrono::Duration::minutes(29));
-    settle().await;
+    settle(&app).await;
     assert!(held(&app.messages(DANA).await).is_some(), "not yet due");
 
     clock.advance(chrono::Duration::minutes(2));
@@ -434,13 +435,13 @@ async fn no_decision_in_time_hands_off_alerts_and_sends_nothing() {
     assert_eq!(turn.state.name(), "HANDED_OFF");
     let messages = app.messages(DANA).await;
     assert!(messages.iter().any(|m| m.id == reply.id && m.status == "expired"));
-    settle().await;
+    settle(&app).await;
     assert!(app.sent_texts().await.is_empty(), "never sent unapproved");
 
     let owner = Owner::log_in(&app).await;
     let late = owner.post(&action(conversation, &reply, "approve"), &[]).await;
     assert_eq!(late.status, StatusCode::CONFLICT);
-    settle().await;
+    settle(&app).await;
     assert!(app.sent_texts().await.is_empty());
 }
 
@@ -468,7 +469,7 @@ async fn a_decision_without_the_csrf_token_is_403_and_changes_nothing() {
         )
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
-    settle().await;
+    settle(&app).await;
     assert!(app.sent_texts().await.is_empty());
     assert!(held(&app.messages(DANA).await).is_some());
 }
@@ -505,7 +506,7 @@ async fn a_reply_approved_in_quiet_hours_waits_for_morning_when_replies_do() {
     let owner = Owner::log_in(&app).await;
     let approved = owner.post(&action(conversation, &reply, "approve"), &[]).await;
     assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
-    settle().await;
+    settle(&app).await;
     assert!(app.sent_texts().await.is_empty(), "not at night");
     let again = owner.post(&action(conversation, &reply, "approve"), &[]).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
@@ -513,7 +514,7 @@ async fn a_reply_approved_in_quiet_hours_waits_for_morning_when_replies_do() {
     clock.advance(chrono::Duration::hours(10) + chrono::Duration::minutes(30));
     let sent = app.wait_for_texts(1).await;
     assert_eq!(sent[0], (DANA.to_string(), reply.body.clone()));
-    settle().await;
+    settle(&app).await;
     assert_eq!(app.sent_texts().await.len(), 1, "sent once");
 }
 
@@ -544,7 +545,7 @@ async fn an_approval_cut_off_by_a_crash_before_sending_is_sent_once_at_start() {
         assert!(Instant::now() < deadline, "the approved reply was never sent");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    settle().await;
+    settle(&app).await;
     assert_eq!(posted_texts(&app).await, vec![reply.body.clone()], "sent once");
     let again = textdesk::desk::approval::approve(
         app.store.as_ref(),

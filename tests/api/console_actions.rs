@@ -232,7 +232,7 @@ async fn the_owners_reply_reaches_the_customer_through_twilio_and_takes_the_conv
     // An empty text is refused in words, and nothing more is sent.
     let page = act(&mut browser, &csrf, id, "reply", &[("body", "   ")]).await;
     assert!(page.body.contains("the text is empty"), "{}", page.body);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), 2);
 }
 
@@ -260,7 +260,7 @@ async fn an_opted_out_customer_cannot_be_texted_and_the_page_says_why() {
         "{}",
         page.body
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), before, "nothing was sent");
     assert!(
         app.messages(DANA).await.iter().all(|m| m.kind != "owner_reply"),
@@ -328,7 +328,7 @@ async fn in_quiet_hours_the_reply_is_refused_now_and_sent_at_the_next_allowed_mo
         .collect();
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].run_at, tomorrow_8am);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), 1, "nothing at night");
 
     clock.set(tomorrow_8am);
@@ -573,7 +573,7 @@ async fn a_hand_off_is_texted_to_the_owner_with_a_link_to_the_conversation() {
     // The owner answering the text is not taken for a customer.
     app.text(OWNER_PHONE, "on my way to call her").await;
     app.wait_until_settled(OWNER_PHONE).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_until_idle().await;
     assert_eq!(
         texts_to(&app, OWNER_PHONE).await.len(),
         1,

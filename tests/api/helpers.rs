@@ -689,6 +689,52 @@ impl TestApp {
         }
     }
 
+    /// Waits until nothing is in flight or due: no conversation leased, no
+    /// text waiting for a turn or queued or mid-send, no job running or
+    /// due by the app's clock (seen twice in a row). After it nothing is
+    /// left that could send, so "nothing more was sent" can be asserted on
+    /// what was recorded. Fails the test if that never happens.
+    pub async fn wait_until_idle(&self) {
+        let sql = self.sql().await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut quiet = 0;
+        loop {
+            let now = self.clock.now().timestamp_millis();
+            let leased = sql
+                .count("SELECT COUNT(*) FROM conversations WHERE lease_owner IS NOT NULL", &[])
+                .await;
+            let texts = sql
+                .count(
+                    "SELECT COUNT(*) FROM messages
+                     WHERE (direction = 'inbound' AND status = 'pending')
+                        OR (direction = 'outbound' AND status IN ('queued', 'sending'))",
+                    &[],
+                )
+                .await;
+            let jobs = sql
+                .count(
+                    "SELECT COUNT(*) FROM jobs
+                     WHERE status = 'running' OR (status = 'pending' AND run_at_ms <= $1)",
+                    &[now.into()],
+                )
+                .await;
+            if leased + texts + jobs == 0 {
+                quiet += 1;
+                if quiet == 2 {
+                    sql.close().await;
+                    return;
+                }
+            } else {
+                quiet = 0;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never idle: {leased} leased conversations, {texts} texts waiting or mid-send, {jobs} jobs running or due"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until the customer's texts are all answered (none pending,
     /// nothing queued); fails the test if they never are.
     pub async fn wait_until_settled(&self, customer: &str) {

@@ -346,7 +346,7 @@ async fn a_reminder_due_at_22_30_goes_out_at_8() {
     );
     // Run again: the job is done and its text is never sent twice.
     runner.run_due(at(day, 9, 0)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), 2);
     let _ = Utc.timestamp_opt(0, 0);
 }
@@ -610,7 +610,7 @@ async fn a_kill_and_restart_with_due_jobs_loses_none_and_duplicates_none() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     let sent = sent.lock().unwrap().clone();
     for i in 0..JOBS {
         let body = format!("Job {i}");
@@ -699,7 +699,7 @@ async fn a_reply_held_by_quiet_hours_goes_out_when_the_clock_reaches_morning() {
     };
     assert_eq!(held.run_at, morning);
     // The app's own runner reads the same clock: at 22:30 nothing goes out.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.wait_until_idle().await;
     assert!(app.sent_texts().await.is_empty());
 
     clock.set(morning + chrono::Duration::minutes(5));

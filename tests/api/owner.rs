@@ -182,7 +182,7 @@ async fn a_message_sid_with_a_smuggled_parameter_is_refused_and_nothing_is_store
         400
     );
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     let inbound = app
         .messages(DANA)
         .await
@@ -246,7 +246,7 @@ async fn an_opt_out_in_words_with_a_booking_is_confirmed_once_and_the_owner_can_
         .run_due(booking.slot.start - chrono::Duration::hours(1))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(
         app.sent_texts().await.len(),
         before + 1,
@@ -372,7 +372,7 @@ async fn a_customer_texting_during_a_hand_off_hears_once_and_the_owner_hears_eve
     app.wait_until_settled(DANA).await;
     app.text(DANA, "are you there").await;
     app.wait_until_settled(DANA).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), 2, "acknowledged twice within hours");
 
     let told: Vec<_> = app

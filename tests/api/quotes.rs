@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::Duration;
+
 
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -278,7 +278,7 @@ async fn the_guided_flow_reaches_quoted_with_no_model() {
     assert_eq!(sent[3].1, "OK, I've asked the owner to text you.");
     app.text(CUSTOMER, "hello?").await;
     app.wait_until_settled(CUSTOMER).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     // Only the acknowledgement that the owner has it; the bot is quiet.
     let sent = app.sent_texts().await;
     assert_eq!(sent.len(), 5, "the bot answered a handed-off conversation");
@@ -320,7 +320,7 @@ async fn escalate_to_owner_hands_the_conversation_off() {
     app.wait_for_texts(1).await;
     app.text(CUSTOMER, "hello??").await;
     app.wait_until_settled(CUSTOMER).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     // Only the acknowledgement that the owner has it.
     let sent = app.sent_texts().await;
     assert_eq!(sent.len(), 2);

@@ -189,7 +189,7 @@ async fn overloaded_529_then_success_gives_one_reply() {
 
     app.text(ALICE, "anyone there?").await;
     let sent = app.wait_for_texts(1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), 1);
     assert_eq!(sent[0].1, "Re: anyone there?");
     assert_eq!(app.model_requests().await.len(), 2);
@@ -322,7 +322,7 @@ async fn a_restart_mid_turn_still_completes_the_turn_once() {
     app.crash_and_restart().await;
 
     let sent = app.wait_for_texts(1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.wait_until_idle().await;
     assert_eq!(
         app.sent_texts().await.len(),
         1,
@@ -488,13 +488,13 @@ async fn stop_is_honoured_before_the_model_and_start_reverses_it() {
     let app = spawn_app().await;
     app.text(ALICE, "STOP").await;
     app.wait_until_settled(ALICE).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_until_idle().await;
     assert!(app.sent_texts().await.is_empty(), "texted someone who said STOP");
     assert!(app.model_requests().await.is_empty());
 
     app.text(ALICE, "are you still there?").await;
     app.wait_until_settled(ALICE).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_until_idle().await;
     assert!(app.sent_texts().await.is_empty(), "texted an opted-out customer");
 
     app.text(ALICE, "START").await;
@@ -542,7 +542,7 @@ async fn twilio_21610_marks_the_customer_opted_out_without_retry() {
     app.text(ALICE, "hi").await;
     app.wait_for_texts(1).await;
     app.wait_until_settled(ALICE).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), 1, "21610 was retried");
     let messages = app.messages(ALICE).await;
     assert_eq!(messages[1].status, "opted_out");
@@ -550,7 +550,7 @@ async fn twilio_21610_marks_the_customer_opted_out_without_retry() {
     // Opted out now: the next text gets no reply attempt at all.
     app.text(ALICE, "hello?").await;
     app.wait_until_settled(ALICE).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), 1);
 }
 
@@ -620,7 +620,7 @@ async fn twilio_opt_out_type_is_honoured() {
     params.push(("OptOutType".into(), "STOP".into()));
     assert_eq!(app.post_signed("/api/sms/inbound", &params).await.status(), 200);
     app.wait_until_settled(ALICE).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_until_idle().await;
     assert!(app.sent_texts().await.is_empty());
     assert!(app.model_requests().await.is_empty());
     let mut params = TestApp::inbound_params(ALICE, "ok start again", "SM0000000000000000000000000000b002");

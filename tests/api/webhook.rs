@@ -1,6 +1,6 @@
 //! `POST /api/sms/inbound`: signatures, parsing, idempotency.
 
-use std::time::Duration;
+
 
 use textdesk::twilio::signature;
 
@@ -117,7 +117,7 @@ async fn forged_or_missing_signatures_get_403_and_store_nothing() {
         403
     );
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_until_idle().await;
     assert!(
         app.conversation(CUSTOMER).await.is_none(),
         "a refused webhook stored something"
@@ -298,7 +298,7 @@ async fn the_same_message_sid_five_times_gets_one_reply() {
         app.text_with_sid(CUSTOMER, "how much for a fridge?", sid).await;
     }
     let sent = app.wait_for_texts(1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.wait_until_idle().await;
     let sent_after = app.sent_texts().await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent_after.len(), 1, "a retried webhook produced a second reply");
@@ -322,7 +322,7 @@ async fn concurrent_retries_of_one_text_store_it_once() {
     let posts = (0..5).map(|_| app.text_with_sid(CUSTOMER, "race", sid));
     futures::future::join_all(posts).await;
     app.wait_for_texts(1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), 1);
 }
 
