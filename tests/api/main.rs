@@ -22,6 +22,7 @@ mod media;
 mod notifications;
 mod owner;
 mod panics;
+mod proofs;
 mod quotes;
 mod receipts;
 mod scheduling;

@@ -40,6 +40,8 @@ mod notifications;
 mod owner;
 #[path = "../api/panics.rs"]
 mod panics;
+#[path = "../api/proofs.rs"]
+mod proofs;
 #[path = "../api/quotes.rs"]
 mod quotes;
 #[path = "../api/receipts.rs"]
