@@ -701,7 +701,10 @@ impl TestApp {
         loop {
             let now = self.clock.now().timestamp_millis();
             let leased = sql
-                .count("SELECT COUNT(*) FROM conversations WHERE lease_owner IS NOT NULL", &[])
+                .count(
+                    "SELECT COUNT(*) FROM conversations WHERE lease_owner IS NOT NULL",
+                    &[],
+                )
                 .await;
             let texts = sql
                 .count(

@@ -20,8 +20,8 @@ use textdesk::domain::phone::E164;
 use textdesk::domain::quote::{Quote, price};
 use textdesk::scheduling::{Scheduler, SchedulingError};
 use textdesk::store::{
-    AlertKind, BookingRecord, BookingStatus, ConversationId, InboundMessage, MessageId, MessageKind, OutboundDraft,
-    Recorded, Reservation, Store, TurnCommit,
+    AlertKind, BookingRecord, BookingStatus, ConversationId, InboundMessage, MessageId, MessageKind,
+    OutboundDraft, Recorded, Reservation, Store, TurnCommit,
 };
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, Request, ResponseTemplate};
@@ -240,7 +240,11 @@ async fn a_pending_booking_blocks_its_slot_for_fifteen_minutes_and_no_longer() {
         .reserve_booking(&record("td-latecomer", latecomer), slot, clock.now())
         .await
         .unwrap();
-    assert_eq!(at_14, Reservation::Conflict, "a 14-minute-old pending booking still blocks");
+    assert_eq!(
+        at_14,
+        Reservation::Conflict,
+        "a 14-minute-old pending booking still blocks"
+    );
 
     clock.advance(chrono::Duration::minutes(2));
     let at_16 = store
@@ -345,7 +349,10 @@ async fn a_turn_committed_twice_at_once_stores_one_reply() {
     let claimed: Vec<_> = [one.unwrap(), two.unwrap()].into_iter().flatten().collect();
     assert_eq!(claimed.len(), 1, "both runs claimed a reply: {claimed:?}");
     assert_eq!(claimed[0].body, "Hi! What would you like hauled away?");
-    assert_eq!(a.finish_turn(conversation, commit).await.unwrap().map(|m| m.id), None);
+    assert_eq!(
+        a.finish_turn(conversation, commit).await.unwrap().map(|m| m.id),
+        None
+    );
 
     let sql = db.sql().await;
     assert_eq!(
@@ -454,11 +461,8 @@ async fn a_crash_mid_send_is_reconciled_with_twilios_list_and_never_posted_twice
     app.crash().await;
     let sql = app.sql().await;
     let (status, attempts): (String, i64) = (
-        sql.scalar(
-            "SELECT status FROM messages WHERE kind = 'reply'",
-            &[],
-        )
-        .await,
+        sql.scalar("SELECT status FROM messages WHERE kind = 'reply'", &[])
+            .await,
         sql.count(
             "SELECT CAST(attempts AS BIGINT) FROM messages WHERE kind = 'reply'",
             &[],
@@ -493,8 +497,15 @@ async fn a_crash_mid_send_is_reconciled_with_twilios_list_and_never_posted_twice
         Some("SMlisted0000000000000000000000001"),
         "the SID from Twilio's list is recorded"
     );
-    assert_eq!(twilio_requests(&app, "POST").await.len(), 1, "the reply was POSTed again");
-    assert!(!twilio_requests(&app, "GET").await.is_empty(), "Twilio's list was not asked");
+    assert_eq!(
+        twilio_requests(&app, "POST").await.len(),
+        1,
+        "the reply was POSTed again"
+    );
+    assert!(
+        !twilio_requests(&app, "GET").await.is_empty(),
+        "Twilio's list was not asked"
+    );
 }
 
 /// A send that times out may have reached Twilio: it is marked `unknown`,
@@ -521,10 +532,7 @@ async fn a_send_that_times_out_is_unknown_alerted_and_never_resent() {
     assert_eq!(twilio_requests(&app, "POST").await.len(), 1);
     let alerts = app.store.alerts().await.unwrap();
     assert_eq!(
-        alerts
-            .iter()
-            .filter(|a| a.kind == AlertKind::SendUnknown)
-            .count(),
+        alerts.iter().filter(|a| a.kind == AlertKind::SendUnknown).count(),
         1,
         "{alerts:?}"
     );

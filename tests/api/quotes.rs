@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-
 use chrono::Utc;
 use serde_json::{Value, json};
 use textdesk::config::business::BusinessKind;

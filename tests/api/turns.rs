@@ -339,8 +339,12 @@ async fn a_restart_mid_turn_still_completes_the_turn_once() {
     assert_eq!(replies, 1);
 }
 
+/// A crash after a turn committed its reply and before the POST: the row
+/// is as `finish_turn` left it (`sending`, attempts 1). At restart it is
+/// claimed a second time, Twilio's message list (mounted, and asked) does
+/// not have it, and it is POSTed exactly once.
 #[tokio::test]
-async fn a_queued_reply_left_by_a_crash_is_sent_once_after_restart() {
+async fn a_reply_committed_but_not_posted_before_a_crash_is_sent_once_after_restart() {
     if crate::helpers::skipped() {
         return;
     }
@@ -348,26 +352,87 @@ async fn a_queued_reply_left_by_a_crash_is_sent_once_after_restart() {
     app.text(ALICE, "first").await;
     app.wait_for_texts(1).await;
     app.wait_until_settled(ALICE).await;
-    // A crash between queueing a reply and sending it: the process is
-    // down when the reply is queued, so only the restart can send it.
-    let conversation = app.conversation(ALICE).await.unwrap();
     app.crash().await;
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    sqlx::query(
-        "INSERT INTO messages (conversation_id, direction, kind, body, status, created_at)
-         VALUES (?, 'outbound', 'reply', 'queued before the crash', 'queued', ?)",
-    )
-    .bind(conversation.0)
-    .bind(chrono::Utc::now())
-    .execute(&pool)
-    .await
-    .unwrap();
+    // The process is down: a turn's commit, as the worker makes it, with
+    // no send after it.
+    let conversation = app.conversation(ALICE).await.unwrap();
+    let inbound = textdesk::store::InboundMessage {
+        business_id: app.business.business.id.clone(),
+        channel_message_id: "SM0000000000000000000000000000c001".into(),
+        from: textdesk::domain::phone::E164::parse(ALICE).unwrap(),
+        to: textdesk::domain::phone::E164::parse(BUSINESS_NUMBER).unwrap(),
+        body: "second".into(),
+        media: vec![],
+        params: json!({}),
+        opt_out_keyword: None,
+        profile_name: None,
+    };
+    let textdesk::store::Recorded::New(_, through) = app.store.record_inbound(&inbound).await.unwrap() else {
+        panic!("a new text")
+    };
+    let turn = app.store.turn_input(conversation, 10).await.unwrap();
+    let reply = app
+        .store
+        .finish_turn(
+            conversation,
+            textdesk::store::TurnCommit {
+                through,
+                reply: Some(textdesk::store::OutboundDraft {
+                    kind: textdesk::store::MessageKind::Reply,
+                    body: "committed before the crash".into(),
+                }),
+                held: None,
+                state: turn.state,
+                new_quotes: vec![],
+                alerts: vec![],
+                jobs: vec![],
+                cancel_jobs: vec![],
+                model_calls: None,
+            },
+        )
+        .await
+        .unwrap()
+        .expect("the reply is stored claimed");
+    assert_eq!(reply.attempts, 1);
+    let row = app
+        .messages(ALICE)
+        .await
+        .into_iter()
+        .find(|m| m.id == reply.id)
+        .unwrap();
+    assert_eq!(row.status, "sending");
+    // Twilio's list has only the first reply, not this one.
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/2010-04-01/Accounts/[^/]+/Messages\.json$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messages": [{"sid": "SMout000000000000000000000000000000", "body": "Re: first",
+                          "date_created": chrono::Utc::now().to_rfc2822()}]
+        })))
+        .mount(&app.twilio)
+        .await;
     assert_eq!(app.sent_texts().await.len(), 1);
+
     app.restart().await;
     let sent = app.wait_for_texts(2).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(app.sent_texts().await.len(), 2);
-    assert_eq!(sent[1].1, "queued before the crash");
+    app.wait_until_idle().await;
+    assert_eq!(app.sent_texts().await.len(), 2, "sent more than once");
+    assert_eq!(sent[1].1, "committed before the crash");
+    let asked = app
+        .twilio
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "GET")
+        .count();
+    assert!(asked >= 1, "Twilio's list was not asked before sending again");
+    let row = app
+        .messages(ALICE)
+        .await
+        .into_iter()
+        .find(|m| m.id == reply.id)
+        .unwrap();
+    assert_eq!(row.status, "sent");
 }
 
 /// A slow Claude that counts how many calls are in flight at once.

@@ -1,7 +1,5 @@
 //! `POST /api/sms/inbound`: signatures, parsing, idempotency.
 
-
-
 use textdesk::twilio::signature;
 
 use crate::helpers::*;
