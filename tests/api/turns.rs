@@ -435,22 +435,34 @@ async fn a_reply_committed_but_not_posted_before_a_crash_is_sent_once_after_rest
     assert_eq!(row.status, "sent");
 }
 
-/// A slow Claude that counts how many calls are in flight at once.
+/// A slow Claude that counts how many calls are in flight at once: for
+/// all conversations, and for the one whose texts mention `watched`.
 struct SlowCountingClaude {
+    watched: &'static str,
     in_flight: Arc<AtomicUsize>,
     max_in_flight: Arc<AtomicUsize>,
+    watched_in_flight: Arc<AtomicUsize>,
+    max_watched_in_flight: Arc<AtomicUsize>,
 }
 
 impl Respond for SlowCountingClaude {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         // wiremock calls this synchronously when the request arrives; the
         // delay below keeps it "in flight" as far as the app can tell.
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let in_flight = self.in_flight.clone();
+        let watched = String::from_utf8_lossy(&request.body).contains(self.watched);
+        let mut counters = vec![(self.in_flight.clone(), self.max_in_flight.clone())];
+        if watched {
+            counters.push((self.watched_in_flight.clone(), self.max_watched_in_flight.clone()));
+        }
+        for (now, max) in &counters {
+            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(n, Ordering::SeqCst);
+        }
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            in_flight.fetch_sub(1, Ordering::SeqCst);
+            for (now, _) in counters {
+                now.fetch_sub(1, Ordering::SeqCst);
+            }
         });
         EchoClaude.respond(request).set_delay(Duration::from_millis(300))
     }
@@ -468,24 +480,37 @@ async fn one_customers_burst_is_handled_one_turn_at_a_time_in_order() {
     .await;
     mount_twilio_accepting(&app.twilio).await;
     let max_in_flight = Arc::new(AtomicUsize::new(0));
+    let max_alice_in_flight = Arc::new(AtomicUsize::new(0));
     Mock::given(method("POST"))
         .and(path("/v1/messages"))
         .respond_with(SlowCountingClaude {
+            watched: "junk gone",
             in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight: max_in_flight.clone(),
+            watched_in_flight: Arc::new(AtomicUsize::new(0)),
+            max_watched_in_flight: max_alice_in_flight.clone(),
         })
         .mount(&app.anthropic)
         .await;
 
-    for text in ["I need junk gone", "a couch", "and two chairs"] {
+    // Alice's burst, and beside it other customers' texts: their turns
+    // overlap Alice's (proving the fake sees overlapping turns), Alice's
+    // own never overlap each other.
+    for (i, text) in ["I need junk gone", "a couch", "and two chairs"]
+        .into_iter()
+        .enumerate()
+    {
         app.text(ALICE, text).await;
+        app.text(&format!("+1503555200{i}"), "hello from someone else")
+            .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Every text answered; the last reply answers the last text.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let sent = app.sent_texts().await;
-        if sent.last().is_some_and(|(_, b)| b == "Re: and two chairs") {
+        let to_alice = sent.iter().filter(|(to, _)| to == ALICE).last();
+        if to_alice.is_some_and(|(_, b)| b == "Re: and two chairs") {
             break;
         }
         assert!(
@@ -495,16 +520,34 @@ async fn one_customers_burst_is_handled_one_turn_at_a_time_in_order() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     app.wait_until_settled(ALICE).await;
+    for i in 0..3 {
+        app.wait_until_settled(&format!("+1503555200{i}")).await;
+    }
+    assert!(
+        max_in_flight.load(Ordering::SeqCst) >= 2,
+        "turns of different conversations never overlapped, so this test could not see two of one"
+    );
     assert_eq!(
-        max_in_flight.load(Ordering::SeqCst),
+        max_alice_in_flight.load(Ordering::SeqCst),
         1,
         "two turns of one conversation ran at once"
     );
-    let sent = app.sent_texts().await;
+    let sent: Vec<_> = app
+        .sent_texts()
+        .await
+        .into_iter()
+        .filter(|(to, _)| to == ALICE)
+        .collect();
     assert!(sent.len() <= 3 && !sent.is_empty());
     // The texts reached the model in the order they were sent, and every
     // request ends with the customer, never with our own reply.
-    let requests = app.model_requests().await;
+    let requests: Vec<_> = app
+        .model_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.to_string().contains("junk gone"))
+        .collect();
+    assert!(!requests.is_empty());
     for request in &requests {
         let messages = request["messages"].as_array().unwrap();
         assert_eq!(messages.last().unwrap()["role"], "user", "{request}");
