@@ -208,20 +208,25 @@ fn postgres_server() -> Option<String> {
         .filter(|url| url.starts_with("postgres"))
 }
 
-/// Names of per-test Postgres databases start with this (and then the
+/// Names of per-test Postgres schemas start with this (and then the
 /// creation time in Unix seconds, so leftovers can be aged).
 fn database_prefix() -> String {
     std::env::var("TEST_DATABASE_PREFIX").unwrap_or_else(|_| "textdesk_test".to_string())
 }
 
 /// One test's database: a SQLite file in its scratch directory, or in the
-/// `api_postgres` binary a Postgres database of its own, created here and
-/// dropped (`WITH (FORCE)`) when this is dropped.
+/// `api_postgres` binary a Postgres schema of its own in the database
+/// `TEST_DATABASE_URL` names, created here and dropped (`CASCADE`, its
+/// sessions ended first) when this is dropped. Every connection of the test
+/// (the app's, a second store's, `sql()`) names it as its `search_path`, so
+/// the schema is the test's whole database. A schema, not a database:
+/// `DROP DATABASE` waits for a checkpoint, which takes a minute on a busy
+/// machine.
 pub struct TestDb {
     pub url: String,
     /// Scratch space (the SQLite file, business files, key files).
     pub dir: TempDir,
-    /// (the server's admin URL, the database's name) on Postgres.
+    /// (the server's admin URL, the schema's name) on Postgres.
     postgres: Option<(String, String)>,
 }
 
@@ -251,13 +256,12 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("TEST_DATABASE_URL={server} does not answer: {e}"));
         // `name` is ours: a fixed prefix, digits and a UUID's hex digits.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
             .execute(&mut admin)
             .await
             .unwrap();
         let _ = admin.close().await;
-        let mut url = url_without_database(&server);
-        url.push_str(&name);
+        let url = in_schema(&server, &name);
         Self {
             url,
             dir,
@@ -310,7 +314,7 @@ impl Drop for TestDb {
         if let Some((server, name)) = self.postgres.take() {
             blocking(async move {
                 if let Err(e) = drop_database(&server, &name).await {
-                    eprintln!("could not drop test database {name}: {e}");
+                    eprintln!("could not drop test schema {name}: {e}");
                 }
             });
         }
@@ -331,26 +335,38 @@ fn blocking(work: impl std::future::Future<Output = ()> + Send + 'static) {
     .unwrap();
 }
 
+/// `server` with every session in schema `name`, and named after it so its
+/// sessions can be found and ended.
+fn in_schema(server: &str, name: &str) -> String {
+    let separator = if server.contains('?') { '&' } else { '?' };
+    format!("{server}{separator}options=-c%20search_path%3D{name}&application_name={name}")
+}
+
 async fn drop_database(server: &str, name: &str) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(server).await?;
+    // Sessions the test left (a killed app's pool) would hold locks.
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(name)
+        .execute(&mut admin)
+        .await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        "DROP SCHEMA IF EXISTS {name} CASCADE"
     )))
     .execute(&mut admin)
     .await?;
     admin.close().await
 }
 
-/// Drops this prefix's test databases created over an hour ago (a run
-/// that was killed before its tests dropped theirs).
+/// Drops this prefix's test schemas created over an hour ago (a run that
+/// was killed before its tests dropped theirs).
 async fn drop_leftovers(server: String) {
     use sqlx::Connection;
     let Ok(mut admin) = sqlx::PgConnection::connect(&server).await else {
         return;
     };
     let prefix = format!("{}_", database_prefix());
-    let names: Vec<String> = sqlx::query_scalar("SELECT datname::TEXT FROM pg_database")
+    let names: Vec<String> = sqlx::query_scalar("SELECT nspname::TEXT FROM pg_namespace")
         .fetch_all(&mut admin)
         .await
         .unwrap_or_default();
@@ -362,7 +378,7 @@ async fn drop_leftovers(server: String) {
         let created: Option<i64> = rest.split('_').next().and_then(|s| s.parse().ok());
         if created.is_some_and(|t| t < hour_ago) {
             if let Err(e) = drop_database(&server, &name).await {
-                eprintln!("could not drop leftover test database {name}: {e}");
+                eprintln!("could not drop leftover test schema {name}: {e}");
             }
         }
     }
@@ -476,15 +492,6 @@ impl Sql {
             Sql::Sqlite(pool) => pool.close().await,
             Sql::Postgres(pool) => pool.close().await,
         }
-    }
-}
-
-/// `postgres://user@host:port/db?opts` without `db?opts`, ending in `/`.
-fn url_without_database(server: &str) -> String {
-    let after_scheme = server.find("://").map(|i| i + 3).unwrap_or(0);
-    match server[after_scheme..].find('/') {
-        Some(slash) => server[..after_scheme + slash + 1].to_string(),
-        None => format!("{server}/"),
     }
 }
 

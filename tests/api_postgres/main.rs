@@ -1,6 +1,7 @@
 //! The API suite again, on Postgres: the same modules as `tests/api`,
 //! each test on a database of its own on the server `TEST_DATABASE_URL`
-//! names (created at the start of the test, dropped at its end). Without
+//! names (a schema of its own there, created at the start of the test and
+//! dropped at its end). Without
 //! `TEST_DATABASE_URL` every test prints "skipped" and returns.
 
 /// Which backend `helpers::TestDb` creates: Postgres here.
