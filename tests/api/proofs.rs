@@ -659,3 +659,112 @@ async fn replies_go_out_from_the_number_texted() {
     assert_eq!(from_of(BOB), SECOND_NUMBER);
     assert_eq!(from_of(ALICE), BUSINESS_NUMBER);
 }
+
+/// The project's Rust sources under `dir`, each as its code before its
+/// first `#[cfg(test)]`, without comment lines; test-only files skipped.
+fn sources(dir: &str) -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(dir)];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.ends_with(".rs") || name == "tests.rs" || name.ends_with("_tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code: Vec<&str> = text
+            .lines()
+            .take_while(|l| l.trim() != "#[cfg(test)]")
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect();
+        let shown = path.strip_prefix(root).unwrap().display().to_string();
+        out.push((shown, code.join("\n")));
+    }
+    assert!(!out.is_empty(), "no sources under {dir}");
+    out
+}
+
+/// Files among `files` whose code contains any of `words`, as (file, word).
+fn mentions(files: &[(String, String)], words: &[&str]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (file, code) in files {
+        let lower = code.to_lowercase();
+        for word in words {
+            if lower.contains(&word.to_lowercase()) {
+                found.push((file.clone(), word.to_string()));
+            }
+        }
+    }
+    found
+}
+
+/// The source is the same on both backends: these run in `api` only.
+fn source_test_skipped() -> bool {
+    if crate::helpers::skipped() {
+        return true;
+    }
+    if crate::POSTGRES {
+        eprintln!("skipped: a test of the source, run once by the `api` binary");
+        return true;
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_domain_reads_no_configuration_and_does_no_io() {
+    if source_test_skipped() {
+        return;
+    }
+    let domain = sources("src/domain");
+    let found = mentions(
+        &domain,
+        &[
+            "crate::config",
+            "sqlx",
+            "reqwest",
+            "std::fs",
+            "std::net",
+            "tokio::",
+            "Utc::now()",
+            "SystemTime::now",
+            "std::env::var",
+        ],
+    );
+    assert!(
+        found.is_empty(),
+        "src/domain reads configuration or does IO: {found:?}"
+    );
+}
+
+#[tokio::test]
+async fn only_the_clock_the_cli_and_the_store_read_the_system_time() {
+    if source_test_skipped() {
+        return;
+    }
+    let found: Vec<_> = mentions(&sources("src"), &["Utc::now()", "SystemTime::now", "Local::now"])
+        .into_iter()
+        .filter(|(file, _)| file != "src/clock.rs" && file != "src/cli.rs" && !file.starts_with("src/store/"))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "logic reads the system time, not its Clock: {found:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_store_names_no_provider() {
+    if source_test_skipped() {
+        return;
+    }
+    let found = mentions(
+        &sources("src/store"),
+        &["twilio", "whatsapp:", "MessageSid", "anthropic"],
+    );
+    assert!(found.is_empty(), "the store names a provider: {found:?}");
+}
