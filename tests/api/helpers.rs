@@ -376,10 +376,10 @@ async fn drop_leftovers(server: String) {
             continue;
         };
         let created: Option<i64> = rest.split('_').next().and_then(|s| s.parse().ok());
-        if created.is_some_and(|t| t < hour_ago) {
-            if let Err(e) = drop_database(&server, &name).await {
-                eprintln!("could not drop leftover test schema {name}: {e}");
-            }
+        if created.is_some_and(|t| t < hour_ago)
+            && let Err(e) = drop_database(&server, &name).await
+        {
+            eprintln!("could not drop leftover test schema {name}: {e}");
         }
     }
 }

@@ -509,7 +509,7 @@ async fn one_customers_burst_is_handled_one_turn_at_a_time_in_order() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let sent = app.sent_texts().await;
-        let to_alice = sent.iter().filter(|(to, _)| to == ALICE).last();
+        let to_alice = sent.iter().rfind(|(to, _)| to == ALICE);
         if to_alice.is_some_and(|(_, b)| b == "Re: and two chairs") {
             break;
         }
