@@ -696,7 +696,7 @@ impl TestApp {
         }
     }
 
-    /// Waits until nothing is in flight or due: no conversation leased, no
+    /// Waits until nothing is in flight or due: no live conversation lease, no
     /// text waiting for a turn or queued or mid-send, no job running or
     /// due by the app's clock (seen twice in a row). After it nothing is
     /// left that could send, so "nothing more was sent" can be asserted on
@@ -707,10 +707,12 @@ impl TestApp {
         let mut quiet = 0;
         loop {
             let now = self.clock.now().timestamp_millis();
+            // A lease left by a crash expires by the clock; a live one is a
+            // turn at work (or a throttle's hold).
             let leased = sql
                 .count(
-                    "SELECT COUNT(*) FROM conversations WHERE lease_owner IS NOT NULL",
-                    &[],
+                    "SELECT COUNT(*) FROM conversations WHERE lease_owner IS NOT NULL AND lease_until_ms > $1",
+                    &[now.into()],
                 )
                 .await;
             let texts = sql
