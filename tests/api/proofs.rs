@@ -768,3 +768,100 @@ async fn the_store_names_no_provider() {
     );
     assert!(found.is_empty(), "the store names a provider: {found:?}");
 }
+
+/// Twilio's retries of one text, arriving together at two instances: one
+/// is stored (`New`), the rest are duplicates naming the same row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_text_retried_at_two_instances_at_once_is_stored_once() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let db = TestDb::new().await;
+    let stores = [db.store().await, db.store().await];
+    let text = inbound(7);
+    let attempts = (0..10).map(|i| {
+        let store = stores[i % 2].clone();
+        let text = text.clone();
+        tokio::spawn(async move { store.record_inbound(&text).await.unwrap() })
+    });
+    let outcomes: Vec<Recorded> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let new: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Recorded::New(_, id) => Some(*id),
+            Recorded::Duplicate(..) => None,
+        })
+        .collect();
+    assert_eq!(new.len(), 1, "{outcomes:?}");
+    for o in &outcomes {
+        let (Recorded::New(_, id) | Recorded::Duplicate(_, id)) = o;
+        assert_eq!(*id, new[0], "every copy names the one stored text");
+    }
+    let sql = db.sql().await;
+    assert_eq!(sql.count("SELECT COUNT(*) FROM messages", &[]).await, 1);
+    sql.close().await;
+}
+
+/// Due jobs claimed from two instances at once: each job is claimed by
+/// one of them, once; and a job enqueued again by the other instance (same
+/// dedupe key) is not a second job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn due_jobs_claimed_from_two_instances_are_each_claimed_once() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    const JOBS: usize = 40;
+    let db = TestDb::new().await;
+    let stores = [db.store().await, db.store().await];
+    let now = Utc::now();
+    let jobs: Vec<textdesk::store::NewJob> = (0..JOBS)
+        .map(|i| textdesk::store::NewJob {
+            kind: textdesk::jobs::plan::DEFERRED_REPLY,
+            dedupe_key: format!("proof:{i}"),
+            conversation_id: None,
+            customer_id: None,
+            recipient: "+15035551234".into(),
+            payload: json!({"body": format!("Job {i}")}),
+            run_at: now - chrono::Duration::seconds(1),
+            max_attempts: 5,
+        })
+        .collect();
+    assert_eq!(stores[0].enqueue_jobs(&jobs).await.unwrap(), JOBS);
+    assert_eq!(
+        stores[1].enqueue_jobs(&jobs).await.unwrap(),
+        0,
+        "dedupe keys hold across instances"
+    );
+
+    let claimers = stores.iter().map(|store| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store
+                    .claim_due_jobs(Utc::now(), 3, Duration::from_secs(60))
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|j| j.id));
+            }
+        })
+    });
+    let claimed: Vec<Vec<i64>> = futures::future::join_all(claimers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let mut all: Vec<i64> = claimed.concat();
+    let total = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(total, JOBS, "claims: {claimed:?}");
+    assert_eq!(all.len(), JOBS, "a job was claimed twice: {claimed:?}");
+}
