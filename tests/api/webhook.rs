@@ -344,23 +344,32 @@ async fn healthz_reports_the_database() {
 /// Texts arriving together share one durable commit (group commit), and
 /// each sender still hears its own outcome: new texts are stored once each,
 /// copies of one SID in the same group are duplicates of the first, and
-/// the writer is back on `synchronous = NORMAL` for the turns' commits.
+/// the writer is back on `synchronous = NORMAL` for the turns' commits
+/// (SQLite's; on Postgres the outcomes are checked, not the pragma).
 #[tokio::test]
 async fn texts_committed_together_each_get_their_own_outcome() {
-    // Group commit and `PRAGMA synchronous` are SQLite's.
-    if crate::helpers::skipped() || crate::helpers::sqlite_only() {
+    if crate::helpers::skipped() {
         return;
     }
     use std::collections::HashSet;
 
     use textdesk::domain::phone::E164;
-    use textdesk::store::sqlite::SqliteStore;
-    use textdesk::store::{ConversationStore, InboundMessage, Recorded};
+    use textdesk::store::{InboundMessage, Recorded};
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::connect(&format!("sqlite://{}/t.db", dir.path().display()))
-        .await
-        .unwrap();
+    let db = crate::helpers::TestDb::new().await;
+    // On SQLite, the store itself: its writer's pragma is checked below.
+    let sqlite = match db.is_postgres() {
+        true => None,
+        false => Some(std::sync::Arc::new(
+            textdesk::store::sqlite::SqliteStore::connect(&db.url)
+                .await
+                .unwrap(),
+        )),
+    };
+    let store: std::sync::Arc<dyn textdesk::store::Store> = match &sqlite {
+        Some(sqlite) => sqlite.clone(),
+        None => db.store().await,
+    };
     let text = |i: usize, sid: String| InboundMessage {
         business_id: "test".into(),
         channel_message_id: sid,
@@ -411,15 +420,15 @@ async fn texts_committed_together_each_get_their_own_outcome() {
         repeated_ids.iter().all(|id| *id == repeated_ids[0]),
         "every copy names the one stored text: {repeated_ids:?}"
     );
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
-        .fetch_one(store.writer_pool())
-        .await
-        .unwrap();
-    assert_eq!(stored, 41);
-    // 1 = NORMAL: only the inbound commit pays for FULL.
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(store.writer_pool())
-        .await
-        .unwrap();
-    assert_eq!(synchronous, 1);
+    let sql = db.sql().await;
+    assert_eq!(sql.count("SELECT COUNT(*) FROM messages", &[]).await, 41);
+    sql.close().await;
+    if let Some(sqlite) = &sqlite {
+        // 1 = NORMAL: only the inbound commit pays for FULL.
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(sqlite.writer_pool())
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 1);
+    }
 }
