@@ -6,7 +6,54 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use textdesk::domain::availability::{DateFilter, Interval, ProviderBusy, ScheduleConfig, SlotQuery};
+use textdesk::domain::availability::{
+    DateFilter, Interval, Opening, ProviderBusy, ScheduleConfig, SlotQuery,
+};
+
+/// Fails the bench unless the engine found what it should: finding nothing
+/// would be fastest. Openings exist, every one is a crew's, starts after
+/// the minimum notice and within the horizon, lasts the job, and overlaps
+/// none of its crew's busy time; three offers on three days are picked
+/// from them; and every run found the same openings.
+fn check(config: &ScheduleConfig, crews: &[ProviderBusy], query: &SlotQuery, runs_found: usize) {
+    let tz = chrono_tz::America::Chicago;
+    let openings: Vec<Opening> = config.openings(tz, crews, query);
+    assert!(!openings.is_empty(), "no openings found");
+    assert_eq!(openings.len(), runs_found, "runs found different openings");
+    let earliest = query.now + chrono::Duration::hours(config.min_notice_hours as i64);
+    let horizon = query.now + chrono::Duration::days(config.horizon_days as i64 + 1);
+    for o in &openings {
+        let crew = crews
+            .iter()
+            .find(|c| c.provider == o.provider)
+            .unwrap_or_else(|| panic!("{o:?} is no crew's"));
+        assert!(
+            o.start >= earliest && o.start < horizon,
+            "{o:?} outside notice and horizon"
+        );
+        assert_eq!(
+            o.end - o.window_end,
+            query.duration,
+            "{o:?} does not last the job"
+        );
+        let job = Interval {
+            start: o.start,
+            end: o.end,
+        };
+        assert!(
+            crew.busy.iter().all(|b| !b.overlaps(&job)),
+            "{o:?} overlaps its crew's busy time"
+        );
+    }
+    let offers = config.offers(&openings, tz);
+    assert_eq!(offers.len(), 3, "{offers:?}");
+    let days: std::collections::BTreeSet<_> = offers
+        .iter()
+        .map(|o| o.start.with_timezone(&tz).date_naive())
+        .collect();
+    assert_eq!(days.len(), 3, "three offers on three days: {offers:?}");
+    assert!(offers.iter().all(|o| openings.contains(o)));
+}
 
 fn main() {
     let tz = chrono_tz::America::Chicago;
@@ -63,6 +110,7 @@ fn main() {
         std::hint::black_box(offers);
     }
     times.sort();
+    check(&config, &crews, &query, openings);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "availability: 30-day horizon, 3 crews, 2000 busy intervals, 30-minute grid ({openings} openings found)"

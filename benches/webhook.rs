@@ -272,6 +272,37 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A duplicate would come after the first reply: before counting, wait
+    // until nothing is left that could send (no text waiting for a turn,
+    // queued or mid-send, no conversation leased), read from the server's
+    // own database.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/bench.db?mode=ro", dir.path().display()))
+        .await
+        .expect("open the server's database");
+    let idle_deadline = Instant::now() + Duration::from_secs(60);
+    let stored_replies: i64 = loop {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM conversations WHERE lease_owner IS NOT NULL)
+                  + (SELECT COUNT(*) FROM messages
+                     WHERE (direction = 'inbound' AND status = 'pending')
+                        OR (direction = 'outbound' AND status IN ('queued', 'sending')))",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap_or(1);
+        if busy == 0 {
+            break sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE direction = 'outbound'")
+                .fetch_one(&db)
+                .await
+                .unwrap_or(-1);
+        }
+        if Instant::now() > idle_deadline {
+            eprintln!("error: the server never went idle ({busy} texts or leases still in flight)");
+            break -1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    db.close().await;
     // The fakes answer instantly: what is left of a turn's wait is ours.
     let cpu = cpu_time(pid);
     let own_cpu = cpu_time(std::process::id());
@@ -334,6 +365,10 @@ async fn main() {
             "error: {} replies never reached Twilio",
             total as usize - overheads.len()
         );
+        failed = true;
+    }
+    if stored_replies != total as i64 {
+        eprintln!("error: {stored_replies} replies stored for {total} texts");
         failed = true;
     }
     if observed.duplicates > 0 {

@@ -86,6 +86,9 @@ async fn conversation_at(app: &TestApp, customer: &str, number: &str) -> Option<
 
 #[tokio::test]
 async fn two_businesses_each_answer_from_their_own_number_with_their_own_prompt_and_catalog() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = two_businesses().await;
 
     assert_eq!(
@@ -142,6 +145,9 @@ async fn two_businesses_each_answer_from_their_own_number_with_their_own_prompt_
 
 #[tokio::test]
 async fn a_stop_to_one_business_leaves_the_other_answering() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = two_businesses().await;
 
     assert_eq!(
@@ -179,6 +185,9 @@ async fn a_stop_to_one_business_leaves_the_other_answering() {
 
 #[tokio::test]
 async fn a_text_to_a_number_no_business_claims_is_acknowledged_and_dropped() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = two_businesses().await;
     let unclaimed = "+15035550999";
 
@@ -213,6 +222,9 @@ fn junk_with_rule(rule: &str) -> String {
 
 #[tokio::test]
 async fn a_reload_with_a_good_edit_changes_the_next_model_requests_prompt() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         business_files: vec![("junk.toml", junk_with_rule("Always mention RULE-ONE."))],
         ..Options::default()
@@ -235,6 +247,9 @@ async fn a_reload_with_a_good_edit_changes_the_next_model_requests_prompt() {
 
 #[tokio::test]
 async fn a_reload_with_a_bad_edit_keeps_the_old_configuration_and_alerts_the_owner() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         business_files: vec![("junk.toml", junk_with_rule("Always mention RULE-ONE."))],
         ..Options::default()
@@ -301,6 +316,9 @@ async fn a_reload_with_a_bad_edit_keeps_the_old_configuration_and_alerts_the_own
 
 #[tokio::test]
 async fn a_directory_with_one_number_claimed_twice_does_not_start() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.toml"), JUNK).unwrap();
     std::fs::write(
@@ -340,6 +358,9 @@ impl wiremock::Respond for SlowToolThenText {
 
 #[tokio::test]
 async fn a_turn_in_progress_finishes_on_the_configuration_it_started_with() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         business_files: vec![("junk.toml", junk_with_rule("Always mention RULE-ONE."))],
         default_fakes: false,
@@ -383,6 +404,9 @@ async fn a_turn_in_progress_finishes_on_the_configuration_it_started_with() {
 /// one's booking never blocks (or shows in) the other's calendar.
 #[tokio::test]
 async fn same_named_crews_of_two_businesses_never_block_each_other() {
+    if crate::helpers::skipped() {
+        return;
+    }
     use chrono::{TimeZone, Utc};
     use textdesk::domain::availability::Interval;
     use textdesk::store::{BookingRecord, BookingStatus, InboundMessage, Recorded, Reservation};
@@ -442,6 +466,9 @@ async fn same_named_crews_of_two_businesses_never_block_each_other() {
 
 #[tokio::test]
 async fn a_renamed_business_id_leaves_its_conversations_unanswered_and_the_owner_is_told() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = two_businesses().await;
     text_to(&app, MAID_NUMBER, CUSTOMER, "Hi, how much for a deep clean?").await;
     wait_for_sends(&app, 1).await;

@@ -51,6 +51,9 @@ fn request() -> MessagesRequest {
 
 #[tokio::test]
 async fn anthropic_success() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/messages"))
@@ -69,6 +72,9 @@ async fn anthropic_success() {
 
 #[tokio::test]
 async fn anthropic_400_is_final_and_reports_the_error_body() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(400).set_body_json(
@@ -92,6 +98,9 @@ async fn anthropic_400_is_final_and_reports_the_error_body() {
 
 #[tokio::test]
 async fn anthropic_429_honours_retry_after() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(
@@ -119,6 +128,9 @@ async fn anthropic_429_honours_retry_after() {
 
 #[tokio::test]
 async fn anthropic_gives_up_when_retry_after_is_too_long() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "600"))
@@ -138,6 +150,9 @@ async fn anthropic_gives_up_when_retry_after_is_too_long() {
 
 #[tokio::test]
 async fn anthropic_500_and_529_retry_a_bounded_number_of_times() {
+    if crate::helpers::skipped() {
+        return;
+    }
     for status in [500u16, 529] {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
@@ -158,6 +173,9 @@ async fn anthropic_500_and_529_retry_a_bounded_number_of_times() {
 
 #[tokio::test]
 async fn anthropic_x_should_retry_false_is_respected() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(500).insert_header("x-should-retry", "false"))
@@ -173,6 +191,9 @@ async fn anthropic_x_should_retry_false_is_respected() {
 
 #[tokio::test]
 async fn anthropic_timeouts_are_retried_then_reported() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(
@@ -196,6 +217,9 @@ async fn anthropic_timeouts_are_retried_then_reported() {
 
 #[tokio::test]
 async fn anthropic_unreachable_is_unavailable() {
+    if crate::helpers::skipped() {
+        return;
+    }
     // A port that was free a moment ago: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -229,6 +253,9 @@ fn to() -> E164 {
 
 #[tokio::test]
 async fn twilio_success_returns_the_sid() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/2010-04-01/Accounts/ACx/Messages.json"))
@@ -246,6 +273,9 @@ async fn twilio_success_returns_the_sid() {
 
 #[tokio::test]
 async fn twilio_error_bodies_are_classified() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(
@@ -286,6 +316,9 @@ async fn twilio_error_bodies_are_classified() {
 
 #[tokio::test]
 async fn twilio_5xx_and_429_are_retried_then_unavailable() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(
@@ -306,6 +339,9 @@ async fn twilio_5xx_and_429_are_retried_then_unavailable() {
 
 #[tokio::test]
 async fn twilio_timeout_is_ambiguous_and_not_retried() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(

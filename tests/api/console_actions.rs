@@ -94,6 +94,9 @@ async fn dana_says_hi(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn take_over_silences_the_assistant_the_text_shows_unread_and_hand_back_restores_it() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let (app, _clock) = app_at(12).await;
     let id = dana_says_hi(&app).await;
     let (mut browser, csrf) = Browser::logged_in(&app).await;
@@ -144,12 +147,9 @@ async fn take_over_silences_the_assistant_the_text_shows_unread_and_hand_back_re
     assert!(page.body.contains("badge new"), "the new text is marked");
 
     let open_kinds = |app: &TestApp| {
-        let database_url = app.database_url.clone();
+        let db = app.db.clone();
         async move {
-            use textdesk::store::console::ConsoleStore;
-            let console = textdesk::store::sqlite::SqliteStore::connect(&database_url)
-                .await
-                .unwrap();
+            let console = db.console().await;
             console
                 .console_alerts(None, true, 50)
                 .await
@@ -191,6 +191,9 @@ const LEE_: &str = "+15035559876";
 
 #[tokio::test]
 async fn the_owners_reply_reaches_the_customer_through_twilio_and_takes_the_conversation() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let (app, _clock) = app_at(12).await;
     let id = dana_says_hi(&app).await;
     let (mut browser, csrf) = Browser::logged_in(&app).await;
@@ -229,12 +232,15 @@ async fn the_owners_reply_reaches_the_customer_through_twilio_and_takes_the_conv
     // An empty text is refused in words, and nothing more is sent.
     let page = act(&mut browser, &csrf, id, "reply", &[("body", "   ")]).await;
     assert!(page.body.contains("the text is empty"), "{}", page.body);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), 2);
 }
 
 #[tokio::test]
 async fn an_opted_out_customer_cannot_be_texted_and_the_page_says_why() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let (app, _clock) = app_at(12).await;
     let id = dana_says_hi(&app).await;
     app.text(DANA, "STOP").await;
@@ -254,7 +260,7 @@ async fn an_opted_out_customer_cannot_be_texted_and_the_page_says_why() {
         "{}",
         page.body
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), before, "nothing was sent");
     assert!(
         app.messages(DANA).await.iter().all(|m| m.kind != "owner_reply"),
@@ -264,6 +270,9 @@ async fn an_opted_out_customer_cannot_be_texted_and_the_page_says_why() {
 
 #[tokio::test]
 async fn in_quiet_hours_the_reply_is_refused_now_and_sent_at_the_next_allowed_moment() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let (app, clock) = app_at(12).await;
     let id = dana_says_hi(&app).await;
     clock.set(today_at(LA, 22, 30));
@@ -319,7 +328,7 @@ async fn in_quiet_hours_the_reply_is_refused_now_and_sent_at_the_next_allowed_mo
         .collect();
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].run_at, tomorrow_8am);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), 1, "nothing at night");
 
     clock.set(tomorrow_8am);
@@ -347,6 +356,9 @@ async fn book(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn the_owner_moves_the_booking_to_an_opening_the_scheduler_offered_then_cancels_it() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let (app, _clock) = app_at(12).await;
     let id = book(&app).await;
     let booked = app.store.bookings().await.unwrap();
@@ -411,13 +423,11 @@ async fn the_owner_moves_the_booking_to_an_opening_the_scheduler_offered_then_ca
     let page = act(&mut browser, &csrf, id, "cancel", &[]).await;
     assert!(page.body.contains("Cancelled the booking"), "{}", page.body);
     assert_eq!(state_of(&app, DANA).await, "CANCELLED");
+    let bookings = app.store.bookings().await.unwrap();
+    assert!(!bookings.is_empty(), "the booking is kept, cancelled");
     assert!(
-        app.store
-            .bookings()
-            .await
-            .unwrap()
-            .iter()
-            .all(|b| b.status == BookingStatus::Cancelled)
+        bookings.iter().all(|b| b.status == BookingStatus::Cancelled),
+        "{bookings:?}"
     );
     assert!(!page.body.contains("id=\"cancel-booking\""));
 
@@ -434,6 +444,9 @@ async fn the_owner_moves_the_booking_to_an_opening_the_scheduler_offered_then_ca
 
 #[tokio::test]
 async fn after_the_owner_cancels_the_customer_keeps_name_address_and_price_and_the_owner_is_named() {
+    if crate::helpers::skipped() {
+        return;
+    }
     use textdesk::domain::conversation::{CloseReason, ConversationState};
     let (app, _clock) = app_at(12).await;
     for (i, text) in ["hi, my name is Dana Smith", "3", "1", "12 Oak St", "1"]
@@ -472,6 +485,9 @@ async fn after_the_owner_cancels_the_customer_keeps_name_address_and_price_and_t
 
 #[tokio::test]
 async fn every_action_needs_the_csrf_token_and_an_existing_conversation() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let (app, _clock) = app_at(12).await;
     let id = dana_says_hi(&app).await;
     let (mut browser, csrf) = Browser::logged_in(&app).await;
@@ -502,6 +518,9 @@ async fn every_action_needs_the_csrf_token_and_an_existing_conversation() {
 
 #[tokio::test]
 async fn the_reply_counter_script_is_served_from_the_console_itself() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let (app, _clock) = app_at(12).await;
     let mut browser = Browser::new(&app);
     let page = browser.get("/owner/static/reply-counter.js").await;
@@ -517,6 +536,9 @@ async fn the_reply_counter_script_is_served_from_the_console_itself() {
 
 #[tokio::test]
 async fn a_hand_off_is_texted_to_the_owner_with_a_link_to_the_conversation() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let (app, _clock) = app_at(12).await;
     app.text(DANA, "can I talk to a person").await;
     app.wait_until_settled(DANA).await;
@@ -549,7 +571,7 @@ async fn a_hand_off_is_texted_to_the_owner_with_a_link_to_the_conversation() {
     // The owner answering the text is not taken for a customer.
     app.text(OWNER_PHONE, "on my way to call her").await;
     app.wait_until_settled(OWNER_PHONE).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_until_idle().await;
     assert_eq!(
         texts_to(&app, OWNER_PHONE).await.len(),
         1,
@@ -605,6 +627,9 @@ async fn a_hand_off_is_texted_to_the_owner_with_a_link_to_the_conversation() {
 
 #[tokio::test]
 async fn the_owners_own_phone_reads_as_the_owners_line_not_a_customer() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let (app, _clock) = app_at(12).await;
     app.text(OWNER_PHONE, "on my way to call her").await;
     app.wait_until_settled(OWNER_PHONE).await;
@@ -632,6 +657,9 @@ async fn the_owners_own_phone_reads_as_the_owners_line_not_a_customer() {
 
 #[tokio::test]
 async fn the_browsers_favicon_request_is_answered_without_an_error() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let response = reqwest::get(format!("{}/favicon.ico", app.address))
         .await
@@ -641,6 +669,9 @@ async fn the_browsers_favicon_request_is_answered_without_an_error() {
 
 #[tokio::test]
 async fn a_radio_shares_its_line_with_its_label() {
+    if crate::helpers::skipped() {
+        return;
+    }
     // The text inputs' padding and 40px height pushed each radio of "Move
     // it to" above its label (checked in Chromium at 1280 and 375 px).
     let app = spawn_app().await;

@@ -20,6 +20,9 @@ async fn state_of(app: &TestApp, id: ConversationId) -> &'static str {
 
 #[tokio::test]
 async fn the_owner_takes_over_replies_and_hands_back() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         with_model: false,
         ..Options::default()
@@ -82,6 +85,9 @@ async fn the_owner_takes_over_replies_and_hands_back() {
 
 #[tokio::test]
 async fn the_owner_waits_while_a_turn_holds_the_conversation() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         with_model: false,
         ..Options::default()
@@ -110,6 +116,9 @@ async fn the_owner_waits_while_a_turn_holds_the_conversation() {
 
 #[tokio::test]
 async fn an_opted_out_customer_gets_no_owner_text() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         with_model: false,
         ..Options::default()
@@ -132,6 +141,9 @@ async fn an_opted_out_customer_gets_no_owner_text() {
 
 #[tokio::test]
 async fn a_turn_keeps_the_configuration_it_started_with_and_a_reload_rebuilds_nothing() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         with_model: false,
         ..Options::default()

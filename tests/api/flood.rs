@@ -46,19 +46,19 @@ async fn model_requests_about(app: &TestApp, customer_word: &str) -> usize {
 /// pending, and the conversation held for at most about a minute (a turn in
 /// progress holds it for the whole five-minute lease instead).
 async fn wait_until_throttled(app: &TestApp, customer: &str) {
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+    let sql = app.sql().await;
     let id = app.conversation(customer).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let now = chrono::Utc::now().timestamp_millis();
-        let held: bool = sqlx::query_scalar(
-            "SELECT lease_until_ms > ?2 AND lease_until_ms <= ?2 + 61000 FROM conversations WHERE id = ?1",
-        )
-        .bind(id.0)
-        .bind(now)
-        .fetch_one(&pool)
-        .await
-        .unwrap_or(false);
+        let held = sql
+            .count(
+                "SELECT COUNT(*) FROM conversations
+                 WHERE id = $1 AND lease_until_ms > $2 AND lease_until_ms <= $2 + 61000",
+                &[id.0.into(), now.into()],
+            )
+            .await
+            == 1;
         let pending = app.messages(customer).await.iter().any(|m| m.status == "pending");
         if held && pending {
             return;
@@ -71,24 +71,26 @@ async fn wait_until_throttled(app: &TestApp, customer: &str) {
 /// A minute passes for a throttled conversation: its texts and replies
 /// move a minute into the past and its hold ends, as when the hold runs out.
 async fn a_minute_passes(app: &TestApp, customer: &str) {
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+    let sql = app.sql().await;
     let id = app.conversation(customer).await.unwrap();
     let earlier = chrono::Utc::now() - chrono::Duration::seconds(61);
-    sqlx::query("UPDATE messages SET created_at = ? WHERE conversation_id = ?")
-        .bind(earlier)
-        .bind(id.0)
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE conversations SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ?")
-        .bind(id.0)
-        .execute(&pool)
-        .await
-        .unwrap();
+    sql.execute(
+        "UPDATE messages SET created_at = $1 WHERE conversation_id = $2",
+        &[earlier.into(), id.0.into()],
+    )
+    .await;
+    sql.execute(
+        "UPDATE conversations SET lease_owner = NULL, lease_until_ms = NULL WHERE id = $1",
+        &[id.0.into()],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn twenty_texts_in_a_minute_are_not_a_flood() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         business: Some(business_with_budget(100)),
         ..Options::default()
@@ -103,6 +105,9 @@ async fn twenty_texts_in_a_minute_are_not_a_flood() {
 
 #[tokio::test]
 async fn more_than_twenty_texts_in_a_minute_throttle_the_sender_and_alert_the_owner_once() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         business: Some(business_with_budget(100)),
         ..Options::default()
@@ -123,12 +128,14 @@ async fn more_than_twenty_texts_in_a_minute_throttle_the_sender_and_alert_the_ow
     assert!(replies <= FLOOD_TEXTS + 1, "{replies} replies to a flood");
 
     // The owner is emailed, once.
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    let emails: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE dedupe_key LIKE 'alert:%:flood_throttled'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let emails = app
+        .sql()
+        .await
+        .count(
+            "SELECT COUNT(*) FROM jobs WHERE dedupe_key LIKE 'alert:%:flood_throttled'",
+            &[],
+        )
+        .await;
     assert_eq!(emails, 1);
 
     // A minute later one turn answers every waiting text.
@@ -150,6 +157,9 @@ async fn more_than_twenty_texts_in_a_minute_throttle_the_sender_and_alert_the_ow
 
 #[tokio::test]
 async fn a_flood_of_200_texts_costs_no_one_else_time_and_stays_within_the_model_budget() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         business: Some(business_with_budget(100)),
         ..Options::default()
@@ -179,14 +189,14 @@ async fn a_flood_of_200_texts_costs_no_one_else_time_and_stays_within_the_model_
         flooder_calls <= FLOOD_TEXTS,
         "the flood cost {flooder_calls} model calls"
     );
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    let counted: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(m.calls), 0) FROM model_calls m JOIN customers c ON c.id = m.customer_id WHERE c.phone = ?",
-    )
-    .bind(FLOODER)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let counted = app
+        .sql()
+        .await
+        .count(
+            "SELECT COALESCE(SUM(m.calls), 0) FROM model_calls m JOIN customers c ON c.id = m.customer_id WHERE c.phone = $1",
+            &[FLOODER.into()],
+        )
+        .await;
     assert_eq!(
         counted as usize, flooder_calls,
         "model calls are counted in the store"
@@ -208,6 +218,9 @@ async fn a_flood_of_200_texts_costs_no_one_else_time_and_stays_within_the_model_
 
 #[tokio::test]
 async fn past_the_daily_model_budget_the_guided_flow_answers_even_after_a_restart() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let mut app = spawn_app_with(Options {
         business: Some(business_with_budget(2)),
         ..Options::default()

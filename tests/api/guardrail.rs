@@ -129,6 +129,9 @@ async fn run(case: Case) -> Result<TestApp, String> {
 
 #[tokio::test]
 async fn adversarial_drafts_never_reach_the_customer() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let text = claude_texts;
     let one = |t: &str| claude_texts(&[t]);
     let cases = vec![
@@ -241,6 +244,9 @@ async fn adversarial_drafts_never_reach_the_customer() {
 
 #[tokio::test]
 async fn a_refused_booking_is_not_claimed() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let mut script = offered();
     script.push(claude_tool("t4", "book_slot", json!({"slot_id": 9})));
     let draft = claude_texts(&["All set, you're booked for Thursday at 10:15am!"]);
@@ -264,6 +270,9 @@ async fn a_refused_booking_is_not_claimed() {
 
 #[tokio::test]
 async fn an_old_total_is_not_the_price_after_the_job_changed() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let mut script = quoted();
     script.push(claude_tool(
         "t3",
@@ -284,6 +293,9 @@ async fn an_old_total_is_not_the_price_after_the_job_changed() {
 
 #[tokio::test]
 async fn a_live_booking_is_not_called_cancelled() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let mut script = offered();
     script.push(claude_texts(&["Here are the openings. Which number works?"]));
     script.push(claude_tool("t4", "book_slot", json!({"slot_id": 1})));
@@ -322,6 +334,9 @@ async fn a_live_booking_is_not_called_cancelled() {
 
 #[tokio::test]
 async fn a_true_reply_goes_out_as_drafted() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let mut script = quoted();
     script.push(claude_texts(&[
         "It's $350 total: $150 delivery plus labour. Want me to find you a time?",

@@ -67,6 +67,9 @@ async fn guided_app(business: &str) -> TestApp {
 
 #[tokio::test]
 async fn a_pick_in_words_is_confirmed_then_booked_at_that_time_under_the_customers_name() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = guided_app(JUNK).await;
     let sent = converse(&app, &["hi", "3", "1", "Dana", "12 Oak St, Portland"]).await;
     assert_eq!(sent[2].1, "What name should I put the booking under?");
@@ -111,6 +114,9 @@ async fn a_pick_in_words_is_confirmed_then_booked_at_that_time_under_the_custome
 
 #[tokio::test]
 async fn an_hour_that_was_not_offered_is_found_confirmed_and_booked() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = guided_app(JUNK).await;
     let sent = converse(&app, &["hi", "3", "1", "Dana", "12 Oak St"]).await;
     let labels = offered(&sent[4].1);
@@ -133,6 +139,9 @@ async fn an_hour_that_was_not_offered_is_found_confirmed_and_booked() {
 
 #[tokio::test]
 async fn monday_at_2pm_with_no_such_opening_books_nothing() {
+    if crate::helpers::skipped() {
+        return;
+    }
     // Issue 8: in the maid example, "monday at 2pm" booked Monday 8:30am.
     // Here the business closes at noon, so no 2pm exists at all.
     let app = guided_app(
@@ -191,6 +200,9 @@ email = "rosa@example.com"
 
 #[tokio::test]
 async fn rescheduling_never_offers_the_current_opening() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = guided_app(JUNK).await;
     let sent = converse(&app, &["hi", "3", "1", "Dana", "12 Oak St", "1"]).await;
     let booked = app.store.bookings().await.unwrap();
@@ -213,6 +225,9 @@ async fn rescheduling_never_offers_the_current_opening() {
 
 #[tokio::test]
 async fn free_text_items_labour_and_discount_questions() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = guided_app(&format!(
         "{JUNK}\n[pricing.junk]\n\
          [[pricing.junk.items]]\nid = \"piano\"\nlabel = \"piano\"\nhours = 1\ncrew = 3\n\

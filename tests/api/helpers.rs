@@ -1,5 +1,6 @@
-//! `spawn_app()`: the real application on port 0, a fresh SQLite database,
-//! and local fake servers standing in for Anthropic and Twilio.
+//! `spawn_app()`: the real application on port 0, a fresh database (SQLite
+//! in the `api` binary, Postgres in `api_postgres`), and local fake servers
+//! standing in for Anthropic and Twilio.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use textdesk::config::business::BusinessConfig;
 use textdesk::config::directory::BusinessDirectory;
 use textdesk::config::settings::Settings;
 use textdesk::domain::phone::E164;
+use textdesk::store::console::ConsoleStore;
 use textdesk::store::{ConversationId, Message, Store};
 use textdesk::twilio::signature;
 use wiremock::matchers::{method, path, path_regex};
@@ -41,7 +43,8 @@ pub struct TestApp {
     pub business_dir: Option<std::path::PathBuf>,
     /// What the app reads the time from: the system's, or `Options::clock`.
     pub clock: Arc<dyn Clock>,
-    _db_dir: Arc<TempDir>,
+    /// The test's own database (dropped with the app) and scratch directory.
+    pub db: Arc<TestDb>,
 }
 
 pub struct Options {
@@ -89,12 +92,13 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         mount_echo_claude(&anthropic).await;
         mount_twilio_accepting(&twilio).await;
     }
-    let db_dir = Arc::new(TempDir::new().unwrap());
+    let db = Arc::new(TestDb::new().await);
+    let db_dir = &db.dir;
     let mut vars: HashMap<String, String> = [
         ("HOST", "127.0.0.1".to_string()),
         ("PORT", "0".to_string()),
         ("PUBLIC_BASE_URL", PUBLIC_BASE_URL.to_string()),
-        ("DATABASE_URL", test_database_url(db_dir.path()).await),
+        ("DATABASE_URL", db.url.clone()),
         ("TWILIO_AUTH_TOKEN", AUTH_TOKEN.to_string()),
         ("TWILIO_ACCOUNT_SID", ACCOUNT_SID.to_string()),
         ("TWILIO_FROM_NUMBER", BUSINESS_NUMBER.to_string()),
@@ -133,6 +137,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     )
     .unwrap();
     if let Some(database) = &options.database {
+        assert!(!db.is_postgres(), "a SQLite file to start from is a SQLite test");
         std::fs::copy(database, db_dir.path().join("textdesk.db")).unwrap();
     }
     let business_dir = (!options.business_files.is_empty()).then(|| {
@@ -170,38 +175,323 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         google,
         business_dir,
         clock,
-        _db_dir: db_dir,
+        db,
     }
 }
 
-/// A fresh database for one test: a SQLite file in the test's directory, or,
-/// when `TEST_DATABASE_URL` names a Postgres server, a database of its own
-/// there (created here, never shared between tests).
-async fn test_database_url(dir: &std::path::Path) -> String {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(server) if server.starts_with("postgres") => {
-            use sqlx::Connection;
-            let name = format!("textdesk_test_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
-            // `name` is ours: a fixed prefix and a UUID's hex digits.
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let mut url = url_without_database(&server);
-            url.push_str(&name);
-            url
+/// True in the `api_postgres` binary when `TEST_DATABASE_URL` is unset: the
+/// test prints why and returns at once. Every test starts with
+/// `if skipped() { return; }`; in the `api` binary (SQLite) it never skips.
+pub fn skipped() -> bool {
+    if crate::POSTGRES && postgres_server().is_none() {
+        eprintln!("skipped: TEST_DATABASE_URL unset (the Postgres half of the suite)");
+        return true;
+    }
+    false
+}
+
+/// True in the `api_postgres` binary for a test that is about SQLite
+/// itself (its file, its pragmas, an old release's file): it prints why
+/// and returns at once.
+pub fn sqlite_only() -> bool {
+    if crate::POSTGRES {
+        eprintln!("skipped: a test of the SQLite backend itself");
+        return true;
+    }
+    false
+}
+
+/// The Postgres server the `api_postgres` binary creates its databases on.
+fn postgres_server() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+}
+
+/// Names of per-test Postgres schemas start with this (and then the
+/// creation time in Unix seconds, so leftovers can be aged).
+fn database_prefix() -> String {
+    std::env::var("TEST_DATABASE_PREFIX").unwrap_or_else(|_| "textdesk_test".to_string())
+}
+
+/// One test's database: a SQLite file in its scratch directory, or in the
+/// `api_postgres` binary a Postgres schema of its own in the database
+/// `TEST_DATABASE_URL` names, created here and dropped (`CASCADE`, its
+/// sessions ended first) when this is dropped. Every connection of the test
+/// (the app's, a second store's, `sql()`) names it as its `search_path`, so
+/// the schema is the test's whole database. A schema, not a database:
+/// `DROP DATABASE` waits for a checkpoint, which takes a minute on a busy
+/// machine.
+pub struct TestDb {
+    pub url: String,
+    /// Scratch space (the SQLite file, business files, key files).
+    pub dir: TempDir,
+    /// (the server's admin URL, the schema's name) on Postgres.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let dir = TempDir::new().unwrap();
+        if !crate::POSTGRES {
+            let url = format!("sqlite://{}/textdesk.db", dir.path().display());
+            return Self {
+                url,
+                dir,
+                postgres: None,
+            };
         }
-        _ => format!("sqlite://{}/textdesk.db", dir.display()),
+        let server = postgres_server().expect("a Postgres test that was not skipped");
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        let sweep_server = server.clone();
+        SWEEP.call_once(move || blocking(drop_leftovers(sweep_server)));
+        let name = format!(
+            "{}_{}_{}",
+            database_prefix(),
+            chrono::Utc::now().timestamp(),
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&server)
+            .await
+            .unwrap_or_else(|e| panic!("TEST_DATABASE_URL={server} does not answer: {e}"));
+        // `name` is ours: a fixed prefix, digits and a UUID's hex digits.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let _ = admin.close().await;
+        let url = in_schema(&server, &name);
+        Self {
+            url,
+            dir,
+            postgres: Some((server, name)),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// A new connection to the database (migrated) with its own pool, as
+    /// a second instance would hold: on the system clock.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        self.store_with_clock(textdesk::clock::system()).await
+    }
+
+    pub async fn store_with_clock(&self, clock: Arc<dyn Clock>) -> Arc<dyn Store> {
+        self.backend(clock).await.store
+    }
+
+    pub async fn backend(&self, clock: Arc<dyn Clock>) -> textdesk::store::backend::Backend {
+        textdesk::store::backend::connect(&self.url, clock).await.unwrap()
+    }
+
+    /// The owner console's port on this database.
+    pub async fn console(&self) -> Arc<dyn ConsoleStore> {
+        self.backend(textdesk::clock::system()).await.console
+    }
+
+    /// Raw SQL on whichever backend, for setting up states no port writes
+    /// and for reading rows back. Placeholders are `$1`, `$2`, ... (SQLite
+    /// reads them too).
+    pub async fn sql(&self) -> Sql {
+        match &self.postgres {
+            None => Sql::Sqlite(sqlx::SqlitePool::connect(&self.url).await.unwrap()),
+            Some(_) => Sql::Postgres(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect(&self.url)
+                    .await
+                    .unwrap(),
+            ),
+        }
     }
 }
 
-/// `postgres://user@host:port/db?opts` without `db?opts`, ending in `/`.
-fn url_without_database(server: &str) -> String {
-    let after_scheme = server.find("://").map(|i| i + 3).unwrap_or(0);
-    match server[after_scheme..].find('/') {
-        Some(slash) => server[..after_scheme + slash + 1].to_string(),
-        None => format!("{server}/"),
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.postgres.take() {
+            blocking(async move {
+                if let Err(e) = drop_database(&server, &name).await {
+                    eprintln!("could not drop test schema {name}: {e}");
+                }
+            });
+        }
+    }
+}
+
+/// Runs `work` to the end on a thread and runtime of its own (from `Drop`
+/// or a `Once`, inside or outside a test's runtime).
+fn blocking(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work)
+    })
+    .join()
+    .unwrap();
+}
+
+/// `server` with every session in schema `name`, and named after it so its
+/// sessions can be found and ended.
+fn in_schema(server: &str, name: &str) -> String {
+    let separator = if server.contains('?') { '&' } else { '?' };
+    format!("{server}{separator}options=-c%20search_path%3D{name}&application_name={name}")
+}
+
+async fn drop_database(server: &str, name: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(server).await?;
+    // Sessions the test left (a killed app's pool) would hold locks.
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(name)
+        .execute(&mut admin)
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {name} CASCADE"
+    )))
+    .execute(&mut admin)
+    .await?;
+    admin.close().await
+}
+
+/// Drops this prefix's test schemas created over an hour ago (a run that
+/// was killed before its tests dropped theirs).
+async fn drop_leftovers(server: String) {
+    use sqlx::Connection;
+    let Ok(mut admin) = sqlx::PgConnection::connect(&server).await else {
+        return;
+    };
+    let prefix = format!("{}_", database_prefix());
+    let names: Vec<String> = sqlx::query_scalar("SELECT nspname::TEXT FROM pg_namespace")
+        .fetch_all(&mut admin)
+        .await
+        .unwrap_or_default();
+    let hour_ago = chrono::Utc::now().timestamp() - 3600;
+    for name in names {
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let created: Option<i64> = rest.split('_').next().and_then(|s| s.parse().ok());
+        if created.is_some_and(|t| t < hour_ago)
+            && let Err(e) = drop_database(&server, &name).await
+        {
+            eprintln!("could not drop leftover test schema {name}: {e}");
+        }
+    }
+}
+
+/// A value bound to a `$n` placeholder of [`Sql`].
+#[derive(Clone, Debug)]
+pub enum Arg {
+    Int(i64),
+    Text(String),
+    Time(chrono::DateTime<chrono::Utc>),
+    Bytes(Vec<u8>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(v.to_string())
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(v.clone())
+    }
+}
+impl From<chrono::DateTime<chrono::Utc>> for Arg {
+    fn from(v: chrono::DateTime<chrono::Utc>) -> Self {
+        Arg::Time(v)
+    }
+}
+impl From<&[u8]> for Arg {
+    fn from(v: &[u8]) -> Self {
+        Arg::Bytes(v.to_vec())
+    }
+}
+
+/// A pool on the test's database, whichever backend it is.
+pub enum Sql {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+macro_rules! bind_all {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for arg in $args {
+            q = match arg.clone() {
+                Arg::Int(v) => q.bind(v),
+                Arg::Text(v) => q.bind(v),
+                Arg::Time(v) => q.bind(v),
+                Arg::Bytes(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
+impl Sql {
+    /// Runs a statement; the number of rows it touched.
+    pub async fn execute(&self, sql: &str, args: &[Arg]) -> u64 {
+        let text = sqlx::AssertSqlSafe(sql.to_string());
+        match self {
+            Sql::Sqlite(pool) => bind_all!(sqlx::query(text), args)
+                .execute(pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .rows_affected(),
+            Sql::Postgres(pool) => bind_all!(sqlx::query(text), args)
+                .execute(pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .rows_affected(),
+        }
+    }
+
+    /// The one value of the one row `sql` returns.
+    pub async fn scalar<T>(&self, sql: &str, args: &[Arg]) -> T
+    where
+        T: Send + Unpin + sqlx::Type<sqlx::Sqlite> + sqlx::Type<sqlx::Postgres>,
+        for<'r> T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Decode<'r, sqlx::Postgres>,
+    {
+        let text = sqlx::AssertSqlSafe(sql.to_string());
+        match self {
+            Sql::Sqlite(pool) => bind_all!(sqlx::query_scalar(text), args)
+                .fetch_one(pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Sql::Postgres(pool) => bind_all!(sqlx::query_scalar(text), args)
+                .fetch_one(pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
+    }
+
+    /// `COUNT(*)` and other integers.
+    pub async fn count(&self, sql: &str, args: &[Arg]) -> i64 {
+        self.scalar::<i64>(sql, args).await
+    }
+
+    pub async fn close(self) {
+        match self {
+            Sql::Sqlite(pool) => pool.close().await,
+            Sql::Postgres(pool) => pool.close().await,
+        }
     }
 }
 
@@ -240,6 +530,16 @@ fn single_business(settings: &Settings, business: &BusinessConfig) -> BusinessDi
 }
 
 impl TestApp {
+    /// Raw SQL on the app's database, whichever backend (see [`Sql`]).
+    pub async fn sql(&self) -> Sql {
+        self.db.sql().await
+    }
+
+    /// The owner console's port on the app's database.
+    pub async fn console(&self) -> Arc<dyn ConsoleStore> {
+        self.db.console().await
+    }
+
     pub fn settings(&self) -> Settings {
         test_settings(&self.vars)
     }
@@ -346,7 +646,7 @@ impl TestApp {
             .await
             .unwrap_or_default()
             .iter()
-            .filter(|r| r.url.path().ends_with("/Messages.json"))
+            .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with("/Messages.json"))
             .map(|r| {
                 let form: HashMap<String, String> = form_urlencoded::parse(&r.body).into_owned().collect();
                 (form["To"].clone(), form["Body"].clone())
@@ -393,6 +693,57 @@ impl TestApp {
         match self.conversation(customer).await {
             Some(id) => self.store.messages(id).await.unwrap(),
             None => Vec::new(),
+        }
+    }
+
+    /// Waits until nothing is in flight or due: no live conversation lease, no
+    /// text waiting for a turn or queued or mid-send, no job running or
+    /// due by the app's clock (seen twice in a row). After it nothing is
+    /// left that could send, so "nothing more was sent" can be asserted on
+    /// what was recorded. Fails the test if that never happens.
+    pub async fn wait_until_idle(&self) {
+        let sql = self.sql().await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut quiet = 0;
+        loop {
+            let now = self.clock.now().timestamp_millis();
+            // A lease left by a crash expires by the clock; a live one is a
+            // turn at work (or a throttle's hold).
+            let leased = sql
+                .count(
+                    "SELECT COUNT(*) FROM conversations WHERE lease_owner IS NOT NULL AND lease_until_ms > $1",
+                    &[now.into()],
+                )
+                .await;
+            let texts = sql
+                .count(
+                    "SELECT COUNT(*) FROM messages
+                     WHERE (direction = 'inbound' AND status = 'pending')
+                        OR (direction = 'outbound' AND status IN ('queued', 'sending'))",
+                    &[],
+                )
+                .await;
+            let jobs = sql
+                .count(
+                    "SELECT COUNT(*) FROM jobs
+                     WHERE status = 'running' OR (status = 'pending' AND run_at_ms <= $1)",
+                    &[now.into()],
+                )
+                .await;
+            if leased + texts + jobs == 0 {
+                quiet += 1;
+                if quiet == 2 {
+                    sql.close().await;
+                    return;
+                }
+            } else {
+                quiet = 0;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never idle: {leased} leased conversations, {texts} texts waiting or mid-send, {jobs} jobs running or due"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

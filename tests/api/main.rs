@@ -1,4 +1,9 @@
 //! One integration-test binary (one link, shared helpers), zero2prod style.
+//! This one runs every test on SQLite; `tests/api_postgres` runs the same
+//! modules on Postgres when `TEST_DATABASE_URL` is set.
+
+/// Which backend `helpers::TestDb` creates: SQLite here.
+pub const POSTGRES: bool = false;
 
 mod approval;
 mod businesses;
@@ -17,6 +22,7 @@ mod media;
 mod notifications;
 mod owner;
 mod panics;
+mod proofs;
 mod quotes;
 mod receipts;
 mod scheduling;

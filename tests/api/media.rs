@@ -140,6 +140,9 @@ fn image_blocks(request: &Value) -> Vec<Value> {
 
 #[tokio::test]
 async fn an_mms_photo_is_fetched_through_the_redirect_and_claude_sees_it_as_an_image_block() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let cdn = MockServer::start().await;
     mount_redirecting_media(&app, &cdn, 1).await;
@@ -197,6 +200,9 @@ async fn an_mms_photo_is_fetched_through_the_redirect_and_claude_sees_it_as_an_i
 
 #[tokio::test]
 async fn a_media_url_on_another_host_is_recorded_and_never_fetched() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let elsewhere = MockServer::start().await;
     Mock::given(method("GET"))
@@ -247,6 +253,9 @@ async fn a_media_url_on_another_host_is_recorded_and_never_fetched() {
 
 #[tokio::test]
 async fn other_media_types_are_recorded_not_fetched() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let url = format!("{}{}", app.twilio.uri(), media_path(1));
     let params = mms_params("video of it", &mms_sid(3), &[(url, "video/mp4")]);
@@ -293,6 +302,9 @@ async fn endless_cdn() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
 
 #[tokio::test]
 async fn an_oversized_file_is_stopped_at_5_mb_also_behind_a_redirect() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     // Declared too large: refused on the header.
     let cdn = MockServer::start().await;
@@ -369,6 +381,9 @@ async fn runner_for(app: &TestApp, email: Arc<dyn EmailSender>) -> JobRunner {
 
 #[tokio::test]
 async fn a_failed_fetch_is_retried_and_the_reply_does_not_wait_for_it() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     // Twilio's media endpoint is slow and then fails; the retry succeeds.
     Mock::given(method("GET"))
@@ -464,6 +479,9 @@ fn attachments(mime: &str) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test]
 async fn an_mms_photo_reaches_the_crews_booking_email_as_an_attachment() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let outbox = tempfile::tempdir().unwrap();
     let app = spawn_app_with(Options {
         with_model: false,
@@ -581,6 +599,9 @@ async fn an_mms_photo_reaches_the_crews_booking_email_as_an_attachment() {
 
 #[tokio::test]
 async fn an_email_with_photos_waits_a_little_for_a_photo_still_being_fetched() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     Mock::given(method("GET"))
         .and(path(media_path(1)))
@@ -645,6 +666,9 @@ async fn an_email_with_photos_waits_a_little_for_a_photo_still_being_fetched() {
 
 #[tokio::test]
 async fn redirects_are_followed_a_bounded_number_of_times() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     // Twilio's URL sends the fetch round in a circle.
     Mock::given(method("GET"))

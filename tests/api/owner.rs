@@ -124,6 +124,9 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn a_message_sid_with_a_smuggled_parameter_is_refused_and_nothing_is_stored() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let sid = "SM1342fe1b2c904d1ab04f0fc7a58abca9";
     let captured = TestApp::inbound_params(DANA, "how much for a couch?", sid);
@@ -179,7 +182,7 @@ async fn a_message_sid_with_a_smuggled_parameter_is_refused_and_nothing_is_store
         400
     );
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     let inbound = app
         .messages(DANA)
         .await
@@ -192,6 +195,9 @@ async fn a_message_sid_with_a_smuggled_parameter_is_refused_and_nothing_is_store
 
 #[tokio::test]
 async fn an_opt_out_in_words_with_a_booking_is_confirmed_once_and_the_owner_can_call() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let outbox = tempfile::tempdir().unwrap();
     let app = guided_app(outbox.path()).await;
     let before = book(&app).await.len();
@@ -240,7 +246,7 @@ async fn an_opt_out_in_words_with_a_booking_is_confirmed_once_and_the_owner_can_
         .run_due(booking.slot.start - chrono::Duration::hours(1))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(
         app.sent_texts().await.len(),
         before + 1,
@@ -274,6 +280,9 @@ async fn an_opt_out_in_words_with_a_booking_is_confirmed_once_and_the_owner_can_
 
 #[tokio::test]
 async fn booking_emails_link_no_calendar_that_is_not_google_carry_date_and_id_and_a_move_states_both_times() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let outbox = tempfile::tempdir().unwrap();
     let app = guided_app(outbox.path()).await;
     book(&app).await;
@@ -345,6 +354,9 @@ async fn booking_emails_link_no_calendar_that_is_not_google_carry_date_and_id_an
 
 #[tokio::test]
 async fn a_customer_texting_during_a_hand_off_hears_once_and_the_owner_hears_every_text() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let outbox = tempfile::tempdir().unwrap();
     let app = guided_app(outbox.path()).await;
     app.text(DANA, "can I talk to a person").await;
@@ -360,7 +372,7 @@ async fn a_customer_texting_during_a_hand_off_hears_once_and_the_owner_hears_eve
     app.wait_until_settled(DANA).await;
     app.text(DANA, "are you there").await;
     app.wait_until_settled(DANA).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), 2, "acknowledged twice within hours");
 
     let told: Vec<_> = app
@@ -390,12 +402,13 @@ async fn a_customer_texting_during_a_hand_off_hears_once_and_the_owner_hears_eve
     );
 
     // Hours later (as the stored texts tell it), one more acknowledgement.
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    sqlx::query("UPDATE messages SET created_at = ? WHERE kind = 'handoff_ack'")
-        .bind(Utc::now() - chrono::Duration::hours(5))
-        .execute(&pool)
+    app.sql()
         .await
-        .unwrap();
+        .execute(
+            "UPDATE messages SET created_at = $1 WHERE kind = 'handoff_ack'",
+            &[(Utc::now() - chrono::Duration::hours(5)).into()],
+        )
+        .await;
     app.text(DANA, "still waiting").await;
     let sent = app.wait_for_texts(3).await;
     assert_eq!(sent[2].1, "Maria has your message and will reply here.");
@@ -403,6 +416,9 @@ async fn a_customer_texting_during_a_hand_off_hears_once_and_the_owner_hears_eve
 
 #[tokio::test]
 async fn a_google_booking_email_links_its_calendar_event() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         with_model: false,
         google: true,

@@ -55,6 +55,9 @@ async fn inbound(store: &Arc<dyn textdesk::store::Store>, body: &str) {
 
 #[tokio::test]
 async fn a_panicking_turn_answers_with_the_apology_alerts_the_owner_and_leaves_nothing_pending() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let mut app = spawn_app_with(Options {
         business: Some(
             "[business]\nname = \"Rose City Junk Haulers\"\nphone = \"+15035550142\"\nowner_email = \"owner@example.com\"\n"
@@ -99,6 +102,7 @@ async fn a_panicking_turn_answers_with_the_apology_alerts_the_owner_and_leaves_n
     assert_eq!(sent, vec![(ALICE.to_string(), apology)]);
     app.wait_until_settled(ALICE).await;
     let answered = app.messages(ALICE).await;
+    assert!(!answered.is_empty());
     assert!(
         answered.iter().all(|m| m.status != "pending"),
         "texts left pending: {answered:?}"

@@ -3,13 +3,8 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use chrono::Utc;
 use serde_json::{Value, json};
-use textdesk::config::business::BusinessKind;
-use textdesk::domain::conversation::JobDetails;
-use textdesk::domain::quote::price;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
@@ -71,19 +66,6 @@ async fn app_with_script(script: Vec<Value>) -> TestApp {
     app
 }
 
-/// What the engine itself prices half a truck at, for the test business.
-fn engine_total_for_half_truck(app: &TestApp) -> String {
-    let job = JobDetails {
-        size: Some("half_truck".into()),
-        ..JobDetails::default()
-    };
-    let spec = job.to_spec(BusinessKind::JunkRemoval).unwrap();
-    price(&app.business.pricing, &spec, "check".into(), Utc::now())
-        .unwrap()
-        .total
-        .to_string()
-}
-
 /// The tool results Claude was sent, in order.
 fn tool_results(requests: &[Value]) -> Vec<(String, bool)> {
     requests
@@ -103,6 +85,9 @@ fn tool_results(requests: &[Value]) -> Vec<(String, bool)> {
 
 #[tokio::test]
 async fn first_text_to_quoted_through_claude_with_the_engines_price() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let mut app = app_with_script(vec![
         claude_tool(
             "t1",
@@ -119,9 +104,8 @@ async fn first_text_to_quoted_through_claude_with_the_engines_price() {
     )
     .await;
     let sent = app.wait_for_texts(1).await;
-    let engine_total = engine_total_for_half_truck(&app);
-    assert_eq!(engine_total, "$350");
-    assert!(sent[0].1.contains(&engine_total), "{}", sent[0].1);
+    // Half a truck is $350 in the test business's catalog.
+    assert!(sent[0].1.contains("$350"), "{}", sent[0].1);
 
     let requests = app.model_requests().await;
     assert_eq!(requests.len(), 3);
@@ -154,11 +138,14 @@ async fn first_text_to_quoted_through_claude_with_the_engines_price() {
     assert_eq!(turn.state.name(), "QUOTED");
     assert_eq!(turn.state.job().unwrap().address.as_deref(), Some("12 Oak St"));
     assert_eq!(turn.quotes.len(), 1);
-    assert_eq!(turn.quotes[0].total.to_string(), engine_total);
+    assert_eq!(turn.quotes[0].total.to_string(), "$350");
 }
 
 #[tokio::test]
 async fn a_prompt_injection_cannot_change_the_price() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = app_with_script(vec![
         claude_tool("t1", "record_job_details", json!({"size": "half_truck"})),
         claude_tool("t2", "get_quote", json!({})),
@@ -201,6 +188,9 @@ async fn a_prompt_injection_cannot_change_the_price() {
 
 #[tokio::test]
 async fn a_price_before_any_quote_is_never_sent() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = app_with_script(vec![claude_text("Junk removal starts at $99!")]).await;
     app.text(CUSTOMER, "how much do you charge?").await;
     let sent = app.wait_for_texts(1).await;
@@ -210,6 +200,9 @@ async fn a_price_before_any_quote_is_never_sent() {
 
 #[tokio::test]
 async fn the_guided_flow_reaches_quoted_with_no_model() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         with_model: false,
         ..Options::default()
@@ -233,11 +226,10 @@ async fn the_guided_flow_reaches_quoted_with_no_model() {
     );
     app.text(CUSTOMER, "3").await;
     let sent = app.wait_for_texts(3).await;
-    let engine_total = engine_total_for_half_truck(&app);
     assert!(
-        sent[2].1.starts_with(&format!(
-            "Your estimate from Rose City Junk Haulers is {engine_total}."
-        )),
+        sent[2]
+            .1
+            .starts_with("Your estimate from Rose City Junk Haulers is $350."),
         "{}",
         sent[2].1
     );
@@ -266,7 +258,7 @@ async fn the_guided_flow_reaches_quoted_with_no_model() {
     assert_eq!(sent[3].1, "OK, I've asked the owner to text you.");
     app.text(CUSTOMER, "hello?").await;
     app.wait_until_settled(CUSTOMER).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     // Only the acknowledgement that the owner has it; the bot is quiet.
     let sent = app.sent_texts().await;
     assert_eq!(sent.len(), 5, "the bot answered a handed-off conversation");
@@ -288,6 +280,9 @@ async fn the_guided_flow_reaches_quoted_with_no_model() {
 
 #[tokio::test]
 async fn escalate_to_owner_hands_the_conversation_off() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = app_with_script(vec![
         claude_tool(
             "t1",
@@ -305,7 +300,7 @@ async fn escalate_to_owner_hands_the_conversation_off() {
     app.wait_for_texts(1).await;
     app.text(CUSTOMER, "hello??").await;
     app.wait_until_settled(CUSTOMER).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     // Only the acknowledgement that the owner has it.
     let sent = app.sent_texts().await;
     assert_eq!(sent.len(), 2);

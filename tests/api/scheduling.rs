@@ -14,7 +14,6 @@ use textdesk::domain::conversation::JobDetails;
 use textdesk::domain::phone::E164;
 use textdesk::domain::quote::{Quote, price};
 use textdesk::scheduling::{Scheduler, SchedulingError};
-use textdesk::store::sqlite::SqliteStore;
 use textdesk::store::{BookingStatus, ConversationId, InboundMessage, Recorded, Store};
 use wiremock::Mock;
 use wiremock::matchers::{method, path};
@@ -44,18 +43,14 @@ struct Rig {
     scheduler: Scheduler,
     google: FakeGoogle,
     business: Arc<BusinessConfig>,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 async fn rig(business: &str) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new().await;
     let google = FakeGoogle::start().await;
-    let key = google.key_file(dir.path());
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::connect(&format!("sqlite://{}/t.db", dir.path().display()))
-            .await
-            .unwrap(),
-    );
+    let key = google.key_file(db.dir.path());
+    let store = db.store().await;
     let base = google.base_url().parse().unwrap();
     let calendar = GoogleCalendar::connect(&key, None, Some(&base), Duration::from_secs(1))
         .await
@@ -67,7 +62,7 @@ async fn rig(business: &str) -> Rig {
         scheduler,
         google,
         business,
-        _dir: dir,
+        _db: db,
     }
 }
 
@@ -125,6 +120,9 @@ fn job() -> JobDetails {
 
 #[tokio::test]
 async fn twenty_customers_racing_for_the_last_slot_make_one_booking_and_one_event() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let rig = rig(BUSINESS).await;
     let now = Utc::now();
     let conversations: Vec<ConversationId> =
@@ -174,6 +172,9 @@ async fn twenty_customers_racing_for_the_last_slot_make_one_booking_and_one_even
 
 #[tokio::test]
 async fn an_insert_that_times_out_after_google_created_the_event_books_once() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let rig = rig(BUSINESS).await;
     let now = Utc::now();
     let c = rig.customer(1).await;
@@ -217,6 +218,9 @@ async fn an_insert_that_times_out_after_google_created_the_event_books_once() {
 
 #[tokio::test]
 async fn calendar_down_offers_nothing_and_books_nothing() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let rig = rig(BUSINESS).await;
     let now = Utc::now();
     let c = rig.customer(1).await;
@@ -249,6 +253,9 @@ async fn calendar_down_offers_nothing_and_books_nothing() {
 
 #[tokio::test]
 async fn a_calendar_reporting_errors_is_never_treated_as_free() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let two_crews = format!(
         "{BUSINESS}\n[[providers]]\nid = \"crew-2\"\nname = \"Crew 2\"\ncalendar_id = \"crew2@example.com\"\n"
     );
@@ -290,6 +297,9 @@ async fn a_calendar_reporting_errors_is_never_treated_as_free() {
 
 #[tokio::test]
 async fn revoked_credentials_are_reported_as_such() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let rig = rig(BUSINESS).await;
     rig.google.state.revoked.store(true, Ordering::SeqCst);
     let c = rig.customer(1).await;
@@ -308,6 +318,9 @@ async fn revoked_credentials_are_reported_as_such() {
 
 #[tokio::test]
 async fn offered_slots_are_held_from_other_customers() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let rig = rig(BUSINESS).await;
     let now = Utc::now();
     let (a, b) = (rig.customer(1).await, rig.customer(2).await);
@@ -324,6 +337,7 @@ async fn offered_slots_are_held_from_other_customers() {
         .offer(b, &quote, &DateFilter::default(), None, now)
         .await
         .unwrap();
+    assert!(!for_a.slots.is_empty() && !for_b.slots.is_empty());
     for s in &for_b.slots {
         assert!(
             for_a.slots.iter().all(|t| t.start >= s.end || s.start >= t.end),
@@ -342,6 +356,9 @@ async fn offered_slots_are_held_from_other_customers() {
 
 #[tokio::test]
 async fn rebooking_after_a_cancel_makes_a_new_event() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let rig = rig(BUSINESS).await;
     let now = Utc::now();
     let c = rig.customer(1).await;
@@ -391,6 +408,9 @@ async fn rebooking_after_a_cancel_makes_a_new_event() {
 
 #[tokio::test]
 async fn a_reschedule_moves_the_event_and_the_booking_together() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let rig = rig(BUSINESS).await;
     let now = Utc::now();
     let c = rig.customer(1).await;
@@ -452,6 +472,9 @@ async fn a_reschedule_moves_the_event_and_the_booking_together() {
 
 #[tokio::test]
 async fn a_failed_insert_leaves_no_booking_or_says_it_needs_a_look() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let rig = rig(BUSINESS).await;
     let now = Utc::now();
     let c = rig.customer(1).await;
@@ -473,14 +496,16 @@ async fn a_failed_insert_leaves_no_booking_or_says_it_needs_a_look() {
         .await;
     assert!(matches!(failed, Err(SchedulingError::Calendar(_))), "{failed:?}");
     assert_eq!(rig.confirmed().await, 0);
-    assert!(
-        rig.store
-            .bookings()
-            .await
-            .unwrap()
-            .iter()
-            .all(|b| b.status == BookingStatus::Cancelled)
-    );
+    // The booking recorded before the insert is there, and cancelled.
+    let statuses: Vec<_> = rig
+        .store
+        .bookings()
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.status)
+        .collect();
+    assert_eq!(statuses, vec![BookingStatus::Cancelled]);
     // If the cleanup cannot be confirmed either, nothing is marked cancelled
     // on a guess: the owner is told to look.
     rig.google.state.fail_deletes.store(true, Ordering::SeqCst);
@@ -505,6 +530,9 @@ async fn a_failed_insert_leaves_no_booking_or_says_it_needs_a_look() {
 
 #[tokio::test]
 async fn a_full_conversation_from_first_text_to_booked() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         default_fakes: false,
         google: true,
@@ -599,6 +627,9 @@ async fn a_full_conversation_from_first_text_to_booked() {
 
 #[tokio::test]
 async fn calendar_down_mid_conversation_the_owner_will_follow_up() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         default_fakes: false,
         google: true,
@@ -659,6 +690,9 @@ async fn calendar_down_mid_conversation_the_owner_will_follow_up() {
 
 #[tokio::test]
 async fn the_guided_flow_books_reschedules_and_cancels_on_the_local_calendar() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         with_model: false,
         business: Some(BUSINESS.replace("calendar_id = \"crew1@example.com\"\n", "")),

@@ -4,10 +4,8 @@
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use serde_json::Value;
-use sqlx::Row;
 use textdesk::http::owner::password::set_owner_password;
 use textdesk::store::Store;
-use textdesk::store::sqlite::SqliteStore;
 
 use crate::helpers::*;
 
@@ -41,8 +39,9 @@ impl Page {
 
 impl Browser {
     async fn logged_in(app: &TestApp) -> (Self, String) {
-        let store = SqliteStore::connect(&app.database_url).await.unwrap();
-        set_owner_password(&store, PASSWORD).await.unwrap();
+        set_owner_password(app.console().await.as_ref(), PASSWORD)
+            .await
+            .unwrap();
         let mut browser = Self {
             http: reqwest::Client::builder()
                 .redirect(Policy::none())
@@ -137,14 +136,17 @@ const WRITTEN_BY_A_TURN: [(&str, &str); 6] = [
 ];
 
 async fn count(app: &TestApp, query: &'static str) -> i64 {
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    let n = sqlx::query(query).fetch_one(&pool).await.unwrap().get("n");
-    pool.close().await;
+    let sql = app.sql().await;
+    let n = sql.count(query, &[]).await;
+    sql.close().await;
     n
 }
 
 #[tokio::test]
 async fn the_page_shows_cards_the_file_s_rules_read_only_and_the_assembled_prompt_by_source() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         business: Some(junk("Rose City Junk Haulers", "FILE-RULE: no paint.")),
         ..Options::default()
@@ -191,6 +193,9 @@ async fn the_page_shows_cards_the_file_s_rules_read_only_and_the_assembled_promp
 
 #[tokio::test]
 async fn a_save_is_confirmed_and_the_next_model_request_carries_it_after_the_file_s_rules() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         business: Some(junk("Rose City Junk Haulers", "FILE-RULE: no paint.")),
         ..Options::default()
@@ -268,6 +273,9 @@ async fn a_save_is_confirmed_and_the_next_model_request_carries_it_after_the_fil
 
 #[tokio::test]
 async fn a_bad_value_gets_the_form_back_naming_the_field_and_saves_nothing() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let (mut browser, csrf) = Browser::logged_in(&app).await;
     let long = "x".repeat(8_001);
@@ -307,6 +315,9 @@ async fn a_bad_value_gets_the_form_back_naming_the_field_and_saves_nothing() {
 
 #[tokio::test]
 async fn preview_shows_the_draft_s_prompt_without_saving() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let (mut browser, csrf) = Browser::logged_in(&app).await;
     let draft = [
@@ -350,6 +361,9 @@ async fn preview_shows_the_draft_s_prompt_without_saving() {
 
 #[tokio::test]
 async fn a_reload_keeps_the_console_s_settings() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         business_files: vec![("junk.toml", junk("Old Name", "FILE-RULE-ONE."))],
         ..Options::default()
@@ -389,6 +403,9 @@ async fn a_reload_keeps_the_console_s_settings() {
 
 #[tokio::test]
 async fn saved_settings_survive_a_restart() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let mut app = spawn_app().await;
     let (mut browser, csrf) = Browser::logged_in(&app).await;
     let page = browser
@@ -406,6 +423,9 @@ async fn saved_settings_survive_a_restart() {
 
 #[tokio::test]
 async fn try_it_answers_on_the_draft_and_sends_nothing_and_books_nothing() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let (mut browser, csrf) = Browser::logged_in(&app).await;
     let page = browser
@@ -441,6 +461,9 @@ async fn try_it_answers_on_the_draft_and_sends_nothing_and_books_nothing() {
 
 #[tokio::test]
 async fn try_it_without_a_model_runs_the_guided_flow_and_writes_nothing() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         with_model: false,
         ..Options::default()
@@ -477,6 +500,9 @@ async fn try_it_without_a_model_runs_the_guided_flow_and_writes_nothing() {
 
 #[tokio::test]
 async fn settings_need_a_session_and_a_csrf_token() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let client = reqwest::Client::builder()
         .redirect(Policy::none())
@@ -500,6 +526,9 @@ async fn settings_need_a_session_and_a_csrf_token() {
 
 #[tokio::test]
 async fn try_it_books_in_its_scratch_conversation_only() {
+    if crate::helpers::skipped() {
+        return;
+    }
     use crate::quotes::{ScriptedClaude, claude_tool};
     use serde_json::json;
     use wiremock::Mock;
@@ -559,6 +588,9 @@ async fn try_it_books_in_its_scratch_conversation_only() {
 
 #[tokio::test]
 async fn try_it_answers_when_the_owners_phone_is_the_usual_sample_number() {
+    if crate::helpers::skipped() {
+        return;
+    }
     // The number business.toml's comment suggests for owner_phone: the
     // scratch customer must never be the owner, whose texts get no reply.
     let app = spawn_app_with(Options {
@@ -589,6 +621,9 @@ async fn try_it_answers_when_the_owners_phone_is_the_usual_sample_number() {
 
 #[tokio::test]
 async fn approval_is_a_choice_showing_the_files_value_with_an_editable_holding_text() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         business: Some(
             "[business]\nname = \"Rose City\"\nphone = \"+15035550142\"\n\n\

@@ -1,7 +1,5 @@
 //! `POST /api/sms/inbound`: signatures, parsing, idempotency.
 
-use std::time::Duration;
-
 use textdesk::twilio::signature;
 
 use crate::helpers::*;
@@ -10,6 +8,9 @@ const CUSTOMER: &str = "+15035551234";
 
 #[tokio::test]
 async fn twilio_official_vector_validates() {
+    if crate::helpers::skipped() {
+        return;
+    }
     // Twilio's published example, computed by the same function the webhook uses.
     let params: Vec<(String, String)> = [
         ("CallSid", "CA1234567890ABCDE"),
@@ -36,6 +37,9 @@ async fn twilio_official_vector_validates() {
 
 #[tokio::test]
 async fn a_signed_text_is_acknowledged_with_empty_twiml_and_stored() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let response = app.text(CUSTOMER, "Hi, can you haul a couch?").await;
     assert_eq!(response.headers()["content-type"], "text/xml");
@@ -50,6 +54,9 @@ async fn a_signed_text_is_acknowledged_with_empty_twiml_and_stored() {
 
 #[tokio::test]
 async fn the_signature_covers_the_query_string() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let params = TestApp::inbound_params(CUSTOMER, "hello", "SM0000000000000000000000000000a000");
     let response = app
@@ -67,6 +74,9 @@ async fn the_signature_covers_the_query_string() {
 
 #[tokio::test]
 async fn forged_or_missing_signatures_get_403_and_store_nothing() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let params = TestApp::inbound_params(
         CUSTOMER,
@@ -105,7 +115,7 @@ async fn forged_or_missing_signatures_get_403_and_store_nothing() {
         403
     );
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_until_idle().await;
     assert!(
         app.conversation(CUSTOMER).await.is_none(),
         "a refused webhook stored something"
@@ -116,6 +126,9 @@ async fn forged_or_missing_signatures_get_403_and_store_nothing() {
 
 #[tokio::test]
 async fn skipping_validation_works_only_as_configured_on_localhost() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app_with(Options {
         extra_vars: vec![
             ("TWILIO_SKIP_SIGNATURE_VALIDATION", "true".into()),
@@ -133,6 +146,9 @@ async fn skipping_validation_works_only_as_configured_on_localhost() {
 
 #[tokio::test]
 async fn malformed_requests_get_400_and_oversized_get_413() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let sid = "SM0000000000000000000000000000a003";
     let cases: Vec<(&str, Vec<(String, String)>)> = vec![
@@ -224,6 +240,9 @@ async fn malformed_requests_get_400_and_oversized_get_413() {
 
 #[tokio::test]
 async fn media_and_every_parameter_are_kept() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let mut params =
         TestApp::inbound_params(CUSTOMER, "here's the pile", "MM0000000000000000000000000000a004");
@@ -238,13 +257,19 @@ async fn media_and_every_parameter_are_kept() {
     assert_eq!(app.post_signed("/api/sms/inbound", &params).await.status(), 200);
     let messages = app.messages(CUSTOMER).await;
     assert_eq!(messages[0].num_media, 2);
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    let (media, params): (String, String) = sqlx::query_as(
-        "SELECT media_urls, params FROM messages WHERE channel_message_id = 'MM0000000000000000000000000000a004'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let sql = app.sql().await;
+    let media: String = sql
+        .scalar(
+            "SELECT CAST(media_urls AS TEXT) FROM messages WHERE channel_message_id = 'MM0000000000000000000000000000a004'",
+            &[],
+        )
+        .await;
+    let params: String = sql
+        .scalar(
+            "SELECT CAST(params AS TEXT) FROM messages WHERE channel_message_id = 'MM0000000000000000000000000000a004'",
+            &[],
+        )
+        .await;
     let media: Vec<String> = serde_json::from_str(&media).unwrap();
     assert_eq!(
         media,
@@ -262,13 +287,16 @@ async fn media_and_every_parameter_are_kept() {
 
 #[tokio::test]
 async fn the_same_message_sid_five_times_gets_one_reply() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let sid = "SM0000000000000000000000000000a005";
     for _ in 0..5 {
         app.text_with_sid(CUSTOMER, "how much for a fridge?", sid).await;
     }
     let sent = app.wait_for_texts(1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.wait_until_idle().await;
     let sent_after = app.sent_texts().await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent_after.len(), 1, "a retried webhook produced a second reply");
@@ -284,17 +312,23 @@ async fn the_same_message_sid_five_times_gets_one_reply() {
 
 #[tokio::test]
 async fn concurrent_retries_of_one_text_store_it_once() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let sid = "SM0000000000000000000000000000a006";
     let posts = (0..5).map(|_| app.text_with_sid(CUSTOMER, "race", sid));
     futures::future::join_all(posts).await;
     app.wait_for_texts(1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.sent_texts().await.len(), 1);
 }
 
 #[tokio::test]
 async fn healthz_is_liveness_and_readyz_reports_the_database() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = spawn_app().await;
     let response = app
         .http
@@ -319,19 +353,32 @@ async fn healthz_is_liveness_and_readyz_reports_the_database() {
 /// Texts arriving together share one durable commit (group commit), and
 /// each sender still hears its own outcome: new texts are stored once each,
 /// copies of one SID in the same group are duplicates of the first, and
-/// the writer is back on `synchronous = NORMAL` for the turns' commits.
+/// the writer is back on `synchronous = NORMAL` for the turns' commits
+/// (SQLite's; on Postgres the outcomes are checked, not the pragma).
 #[tokio::test]
 async fn texts_committed_together_each_get_their_own_outcome() {
+    if crate::helpers::skipped() {
+        return;
+    }
     use std::collections::HashSet;
 
     use textdesk::domain::phone::E164;
-    use textdesk::store::sqlite::SqliteStore;
-    use textdesk::store::{ConversationStore, InboundMessage, Recorded};
+    use textdesk::store::{InboundMessage, Recorded};
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::connect(&format!("sqlite://{}/t.db", dir.path().display()))
-        .await
-        .unwrap();
+    let db = crate::helpers::TestDb::new().await;
+    // On SQLite, the store itself: its writer's pragma is checked below.
+    let sqlite = match db.is_postgres() {
+        true => None,
+        false => Some(std::sync::Arc::new(
+            textdesk::store::sqlite::SqliteStore::connect(&db.url)
+                .await
+                .unwrap(),
+        )),
+    };
+    let store: std::sync::Arc<dyn textdesk::store::Store> = match &sqlite {
+        Some(sqlite) => sqlite.clone(),
+        None => db.store().await,
+    };
     let text = |i: usize, sid: String| InboundMessage {
         business_id: "test".into(),
         channel_message_id: sid,
@@ -382,15 +429,15 @@ async fn texts_committed_together_each_get_their_own_outcome() {
         repeated_ids.iter().all(|id| *id == repeated_ids[0]),
         "every copy names the one stored text: {repeated_ids:?}"
     );
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
-        .fetch_one(store.writer_pool())
-        .await
-        .unwrap();
-    assert_eq!(stored, 41);
-    // 1 = NORMAL: only the inbound commit pays for FULL.
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(store.writer_pool())
-        .await
-        .unwrap();
-    assert_eq!(synchronous, 1);
+    let sql = db.sql().await;
+    assert_eq!(sql.count("SELECT COUNT(*) FROM messages", &[]).await, 41);
+    sql.close().await;
+    if let Some(sqlite) = &sqlite {
+        // 1 = NORMAL: only the inbound commit pays for FULL.
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(sqlite.writer_pool())
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 1);
+    }
 }

@@ -9,6 +9,10 @@
 //! Without `chromium` and `chromedriver` the tests fail and say what to
 //! install, unless `TEXTDESK_SKIP_BROWSER=1` is set.
 
+/// Which backend `helpers::TestDb` creates: SQLite (the browser test
+/// drives the console, which reads the same ports on either backend).
+pub const POSTGRES: bool = false;
+
 #[allow(dead_code)]
 #[path = "../api/fake_google.rs"]
 mod fake_google;
