@@ -16,6 +16,7 @@ pub mod email;
 pub mod http;
 pub mod jobs;
 pub mod media;
+pub mod meters;
 pub mod rehearsal;
 pub mod scheduling;
 pub mod store;

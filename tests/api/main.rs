@@ -14,6 +14,7 @@ mod guided;
 mod helpers;
 mod holds;
 mod media;
+mod model_calls;
 mod notifications;
 mod owner;
 mod panics;
