@@ -62,6 +62,23 @@ fn last_tool_results(request: &Value) -> Vec<String> {
 /// of round trips the desk's tools make it need.
 struct OneToolAtATime;
 
+/// As [`OneToolAtATime`], but on the flow before this change: it always
+/// follows `record_job_details` with `get_quote`, as that tool's result
+/// then told it to ("Enough to quote: call get_quote").
+struct BeforeTheQuoteCameWithTheRecord;
+
+impl Respond for BeforeTheQuoteCameWithTheRecord {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        match last_tool_results(&body).last() {
+            Some(result) if result.starts_with("Recorded.") => {
+                ResponseTemplate::new(200).set_body_json(tool_reply("get_quote", json!({})))
+            }
+            _ => OneToolAtATime.respond(request),
+        }
+    }
+}
+
 impl Respond for OneToolAtATime {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&request.body).unwrap();
@@ -216,8 +233,8 @@ fn tokens(kind: &str) -> u64 {
     )
 }
 
-/// The tests that read the token counters run one at a time, so each
-/// one's delta is its own (no other test's fake reports cache tokens).
+/// The tests of this file run one at a time, so the token counters' delta
+/// in each is its own (no other file's fake reports cache tokens).
 static METERED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
@@ -344,7 +361,28 @@ async fn quoting_and_booking_texts_take_at_most_two_model_calls_each() {
 }
 
 #[tokio::test]
+async fn the_flow_before_took_three_calls_to_quote_and_still_quotes_once() {
+    let _one_at_a_time = METERED.lock().await;
+    let app = app_with(BeforeTheQuoteCameWithTheRecord).await;
+    let quoting = requests_for(&app, "Hi, about half a truck of junk at 12 Oak St. How much?", 0).await;
+    let offering = requests_for(&app, "Great, can I book a time?", 1).await;
+    let picking = requests_for(&app, "2", 2).await;
+    assert_eq!((quoting, offering, picking), (3, 2, 2));
+    let sent = app.sent_texts().await;
+    assert_eq!(
+        sent[0].1,
+        "That's $350 for about half a truck. Want to book a time?"
+    );
+    let conversation = app.conversation(DANA).await.unwrap();
+    let turn = app.store.turn_input(conversation, 20).await.unwrap();
+    assert_eq!(turn.state.name(), "BOOKED");
+    // The extra get_quote repeated the recorded quote: still one.
+    assert_eq!(turn.quotes.len(), 1);
+}
+
+#[tokio::test]
 async fn the_guardrail_still_checks_a_price_after_the_quote_came_with_the_record() {
+    let _one_at_a_time = METERED.lock().await;
     // The model is handed the quote by record_job_details and then states
     // another price: the engine's guardrail does not let it out.
     struct WrongPrice;
@@ -370,4 +408,69 @@ async fn the_guardrail_still_checks_a_price_after_the_quote_came_with_the_record
         alerts.iter().any(|a| a.kind.as_str() == "price_guardrail"),
         "{alerts:?}"
     );
+}
+
+#[tokio::test]
+async fn the_conversation_page_shows_its_tokens_and_an_estimated_cost() {
+    let _one_at_a_time = METERED.lock().await;
+    let app = spawn_app_with(Options {
+        default_fakes: false,
+        business: Some(LOCAL_CALENDAR.into()),
+        extra_vars: vec![
+            ("MODEL_PRICE_INPUT_PER_MTOK", "10".into()),
+            ("MODEL_PRICE_OUTPUT_PER_MTOK", "50".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    mount_twilio_accepting(&app.twilio).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(OneToolAtATime)
+        .mount(&app.anthropic)
+        .await;
+    crate::console::with_password(&app).await;
+    let conversation = {
+        assert_eq!(requests_for(&app, "hello", 0).await, 1);
+        app.conversation(DANA).await.unwrap()
+    };
+    let (mut browser, _) = crate::console::Browser::logged_in(&app).await;
+    let page = browser
+        .get(&format!("/owner/conversations/{}", conversation.0))
+        .await;
+    assert_eq!(page.status, reqwest::StatusCode::OK);
+    let body = &page.body;
+    assert!(body.contains("Model usage"), "{body}");
+    assert!(
+        body.contains("<td>Model calls</td><td class=\"amount\">1</td>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<td>Read from cache</td><td class=\"amount\">1,500</td>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<td>Written to cache</td><td class=\"amount\">300</td>"),
+        "{body}"
+    );
+    // 40 x $10 + 1,500 x $1 (a tenth of input) + 300 x $12.50 (1.25 times
+    // input) + 25 x $50, per million tokens: $0.0069.
+    assert!(body.contains("id=\"model-cost\">$0.0069<"), "{body}");
+    assert!(body.contains("an estimate"), "{body}");
+    assert!(body.contains("82% of input read from the prompt cache"), "{body}");
+
+    // A conversation the model never answered shows no usage card.
+    let quiet = spawn_app_with(Options {
+        with_model: false,
+        ..Options::default()
+    })
+    .await;
+    crate::console::with_password(&quiet).await;
+    quiet.text(DANA, "hello").await;
+    quiet.wait_until_settled(DANA).await;
+    let id = quiet.conversation(DANA).await.unwrap();
+    let (mut browser, _) = crate::console::Browser::logged_in(&quiet).await;
+    let page = browser.get(&format!("/owner/conversations/{}", id.0)).await;
+    assert_eq!(page.status, reqwest::StatusCode::OK);
+    assert!(!page.body.contains("Model usage"), "{}", page.body);
 }
