@@ -409,6 +409,40 @@ mod tests {
     }
 
     #[test]
+    fn model_prices_default_to_the_models_list_prices_and_are_bounded() {
+        let sonnet = settings(&[]).unwrap().model_prices;
+        assert_eq!(
+            (sonnet.input, sonnet.output, sonnet.cache_write, sonnet.cache_read),
+            (3.0, 15.0, 3.75, 0.3)
+        );
+        let haiku = settings(&[("ANTHROPIC_MODEL", "claude-haiku-4-5")])
+            .unwrap()
+            .model_prices;
+        assert_eq!((haiku.input, haiku.output), (1.0, 5.0));
+        let set = settings(&[
+            ("MODEL_PRICE_INPUT_PER_MTOK", "2"),
+            ("MODEL_PRICE_CACHE_READ_PER_MTOK", "0.1"),
+        ])
+        .unwrap()
+        .model_prices;
+        assert_eq!(
+            (set.input, set.output, set.cache_write, set.cache_read),
+            (2.0, 15.0, 2.5, 0.1)
+        );
+        let tokens = crate::store::TokenCounts {
+            input: 1_000_000,
+            cache_read: 1_000_000,
+            cache_write: 0,
+            output: 0,
+        };
+        assert!((set.cost(&tokens) - 2.1).abs() < 1e-9);
+        for bad in ["-1", "abc", "1001", "NaN"] {
+            let e = settings(&[("MODEL_PRICE_OUTPUT_PER_MTOK", bad)]).unwrap_err();
+            assert_eq!(e.var, "MODEL_PRICE_OUTPUT_PER_MTOK", "{bad}");
+        }
+    }
+
+    #[test]
     fn anthropic_defaults() {
         let s = settings(&[("ANTHROPIC_API_KEY", "sk-test")]).unwrap();
         let a = s.anthropic.unwrap();
