@@ -65,7 +65,7 @@ impl ModelPrices {
             input,
             output,
             cache_write: input * 1.25,
-            cache_read: input * 0.1,
+            cache_read: input / 10.0,
         }
     }
 
@@ -333,7 +333,7 @@ impl Settings {
             input: input_price,
             output: parse_price("MODEL_PRICE_OUTPUT_PER_MTOK", list.output)?,
             cache_write: parse_price("MODEL_PRICE_CACHE_WRITE_PER_MTOK", input_price * 1.25)?,
-            cache_read: parse_price("MODEL_PRICE_CACHE_READ_PER_MTOK", input_price * 0.1)?,
+            cache_read: parse_price("MODEL_PRICE_CACHE_READ_PER_MTOK", input_price / 10.0)?,
         };
 
         let log_format = match get("LOG_FORMAT").as_deref() {
