@@ -474,3 +474,35 @@ async fn the_conversation_page_shows_its_tokens_and_an_estimated_cost() {
     assert_eq!(page.status, reqwest::StatusCode::OK);
     assert!(!page.body.contains("Model usage"), "{}", page.body);
 }
+
+#[tokio::test]
+async fn a_turn_whose_model_fails_half_way_still_records_the_tokens_it_spent() {
+    let _one_at_a_time = METERED.lock().await;
+    // The first request calls a tool; the second is refused for good (400):
+    // the guided flow answers, and the first request's tokens are counted.
+    struct ToolThenRejected;
+    impl Respond for ToolThenRejected {
+        fn respond(&self, request: &Request) -> ResponseTemplate {
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            if last_tool_results(&body).is_empty() {
+                ResponseTemplate::new(200)
+                    .set_body_json(tool_reply("record_job_details", json!({"notes": "third floor"})))
+            } else {
+                ResponseTemplate::new(400).set_body_json(
+                    json!({"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}}),
+                )
+            }
+        }
+    }
+    let app = app_with(ToolThenRejected).await;
+    app.text(DANA, "a couch on the third floor").await;
+    app.wait_for_texts(1).await;
+    app.wait_until_settled(DANA).await;
+    assert_eq!(app.model_requests().await.len(), 2);
+    let conversation = app.conversation(DANA).await.unwrap();
+    let usages = app.store.turn_usages(conversation).await.unwrap();
+    assert_eq!(usages.len(), 1);
+    assert_eq!((usages[0].model_calls, usages[0].tokens), (2, USAGE));
+    let messages = app.messages(DANA).await;
+    assert_eq!(messages.last().unwrap().kind.as_str(), "guided");
+}
