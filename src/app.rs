@@ -439,7 +439,8 @@ impl Application {
                 services.console.clone(),
                 &settings.public_base_url,
                 services.clock.clone(),
-            ),
+            )
+            .with_model_prices(settings.model_prices),
         };
 
         let address = format!("{}:{}", settings.host, settings.port);

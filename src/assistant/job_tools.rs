@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::tools::{Tool, ToolContext, ToolError};
 use crate::config::business::{BusinessConfig, BusinessKind};
 use crate::desk;
-use crate::domain::conversation::{Event, HandoffReason, JobDetails, JobUpdate, tool};
+use crate::domain::conversation::{ConversationState, Event, HandoffReason, JobDetails, JobUpdate, tool};
 use crate::domain::quote::{Quote, Selected};
 
 /// Registers the intake tools.
@@ -429,6 +429,35 @@ impl Tool for RecordJobDetails {
         let voids_quote = update.affects_price() && ctx.state.quote().is_some();
         ctx.apply(Event::DetailsRecorded(update))?;
         let job = ctx.state.job().cloned().unwrap_or_default();
+        // The job just became complete (or changed its price): the quote
+        // comes with this result, issued by the desk's one use case, so the
+        // model answers in its next call instead of calling get_quote.
+        if matches!(ctx.state, ConversationState::Intake(_)) && job.to_spec(kind).is_ok() {
+            match desk::issue_quote(&mut ctx.desk()) {
+                Ok(quote) => {
+                    let summary = describe_job(&job, business);
+                    let so_far = summary.split(" Enough to quote").next().unwrap_or(&summary);
+                    let changed = if voids_quote {
+                        " The earlier quote no longer applies; this one replaces it."
+                    } else {
+                        ""
+                    };
+                    return Ok(format!(
+                        "Recorded. {so_far}{changed} Priced by the business's own rules; this is the current quote:\n{}",
+                        quote_for_model(&quote, business)
+                    ));
+                }
+                Err(e) => {
+                    // Recorded all the same; the model hears why no price.
+                    let why = ToolError::from(e);
+                    tracing::info!(error = %why, "recorded a complete job that could not be quoted");
+                    return Ok(format!(
+                        "Recorded. {} But it could not be priced: {why}",
+                        describe_job(&job, business)
+                    ));
+                }
+            }
+        }
         let mut out = format!("Recorded. {}", describe_job(&job, business));
         if voids_quote {
             out.push_str(" The earlier quote no longer applies: call get_quote for a new one.");
@@ -470,6 +499,14 @@ impl Tool for GetQuote {
     }
 
     async fn call(&self, ctx: &mut ToolContext<'_>, _input: Value) -> Result<String, ToolError> {
+        // Already quoted in this turn (record_job_details returns the quote,
+        // and may run in the same response): the same quote again, not a
+        // second one for the same job.
+        if let ConversationState::Quoted(q) = &ctx.state
+            && ctx.new_quotes.iter().any(|n| n.id == q.quote.id)
+        {
+            return Ok(quote_for_model(&q.quote, ctx.business));
+        }
         let quote = desk::issue_quote(&mut ctx.desk())?;
         Ok(quote_for_model(&quote, ctx.business))
     }

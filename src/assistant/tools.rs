@@ -1,7 +1,9 @@
 //! The tools Claude may call, and what happens when it calls one badly.
 //!
-//! The conversation state decides which tools are legal: only those are
-//! offered, and a call to any other is refused. Whatever the model sends, a
+//! The conversation state decides which tools are legal: a call to any
+//! other is refused. The model is offered every tool (`all_definitions`),
+//! the same list in every state so the prompt cache holds, and is told in
+//! the turn's context which ones it may call now. Whatever the model sends, a
 //! call ends in a `tool_result`: a bad or forbidden input is an `is_error`
 //! result whose text tells the model what to fix, never a panic and never a
 //! silent success.
@@ -195,6 +197,44 @@ impl ToolRegistry {
                 name: t.name().into(),
                 description: t.description(),
                 input_schema: t.input_schema(business),
+                cache: false,
+            })
+            .collect();
+        cache.insert(
+            key,
+            CachedDefinitions {
+                built_from: business.clone(),
+                definitions: definitions.clone(),
+            },
+        );
+        definitions
+    }
+
+    /// Every registered tool, in registration order, with schemas from
+    /// `business`'s catalog: the same list in every state, so that the
+    /// prompt cache (which starts with the tools) survives a state change.
+    /// The state still decides what runs: `call` refuses a tool it does
+    /// not allow, and the turn's context names the tools usable now.
+    pub fn all_definitions(&self, business: &Arc<BusinessConfig>) -> Vec<ToolDefinition> {
+        // No state's slice is at address usize::MAX: an entry of its own.
+        let key = (business.business.id.clone(), usize::MAX);
+        let mut cache = self
+            .definitions
+            .lock()
+            .expect("never poisoned: no panics while held");
+        if let Some(cached) = cache.get(&key)
+            && Arc::ptr_eq(&cached.built_from, business)
+        {
+            return cached.definitions.clone();
+        }
+        let definitions: Vec<ToolDefinition> = self
+            .tools
+            .iter()
+            .map(|t| ToolDefinition {
+                name: t.name().into(),
+                description: t.description(),
+                input_schema: t.input_schema(business),
+                cache: false,
             })
             .collect();
         cache.insert(

@@ -28,6 +28,61 @@ pub struct Settings {
     pub jobs: RunnerSettings,
     pub google: GoogleSettings,
     pub email: EmailSettings,
+    /// What the console's cost estimate charges per token.
+    pub model_prices: ModelPrices,
+}
+
+/// US dollars per million tokens, for the console's cost estimate: the
+/// published list prices of the configured model unless `MODEL_PRICE_*`
+/// says otherwise. An estimate: a contract's own rates or a price change
+/// are the operator's to set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelPrices {
+    pub input: f64,
+    pub output: f64,
+    /// Writing a five-minute cache entry: 1.25 times input.
+    pub cache_write: f64,
+    /// Reading from the cache: a tenth of input.
+    pub cache_read: f64,
+}
+
+impl ModelPrices {
+    /// List prices by model family; an unknown model is priced as Sonnet.
+    pub fn for_model(model: &str) -> Self {
+        let m = model.to_ascii_lowercase();
+        let (input, output) = if m.contains("opus-4-5") || m.contains("opus-4-6") || m.contains("opus-5") {
+            (5.0, 25.0)
+        } else if m.contains("opus") {
+            (15.0, 75.0)
+        } else if m.contains("haiku-4") {
+            (1.0, 5.0)
+        } else if m.contains("haiku") {
+            (0.8, 4.0)
+        } else {
+            (3.0, 15.0)
+        };
+        Self {
+            input,
+            output,
+            cache_write: input * 1.25,
+            cache_read: input / 10.0,
+        }
+    }
+
+    /// Dollars for `tokens`.
+    pub fn cost(&self, tokens: &crate::store::TokenCounts) -> f64 {
+        let per = |n: u64, price: f64| n as f64 * price / 1_000_000.0;
+        per(tokens.input, self.input)
+            + per(tokens.cache_read, self.cache_read)
+            + per(tokens.cache_write, self.cache_write)
+            + per(tokens.output, self.output)
+    }
+}
+
+impl Default for ModelPrices {
+    fn default() -> Self {
+        Self::for_model(DEFAULT_ANTHROPIC_MODEL)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -259,6 +314,28 @@ impl Settings {
             }),
         };
 
+        let list =
+            ModelPrices::for_model(&get("ANTHROPIC_MODEL").unwrap_or_else(|| DEFAULT_ANTHROPIC_MODEL.into()));
+        let parse_price = |var: &'static str, default: f64| -> Result<f64, SettingsError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => match v.parse::<f64>() {
+                    Ok(p) if p.is_finite() && (0.0..=1000.0).contains(&p) => Ok(p),
+                    _ => Err(err(
+                        var,
+                        format!("expected dollars per million tokens from 0 to 1000, got `{v}`"),
+                    )),
+                },
+            }
+        };
+        let input_price = parse_price("MODEL_PRICE_INPUT_PER_MTOK", list.input)?;
+        let model_prices = ModelPrices {
+            input: input_price,
+            output: parse_price("MODEL_PRICE_OUTPUT_PER_MTOK", list.output)?,
+            cache_write: parse_price("MODEL_PRICE_CACHE_WRITE_PER_MTOK", input_price * 1.25)?,
+            cache_read: parse_price("MODEL_PRICE_CACHE_READ_PER_MTOK", input_price / 10.0)?,
+        };
+
         let log_format = match get("LOG_FORMAT").as_deref() {
             None | Some("pretty") => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
@@ -294,6 +371,7 @@ impl Settings {
                 poll_interval: Duration::from_secs(2),
                 lease: Duration::from_secs(300),
             },
+            model_prices,
         })
     }
 }
@@ -328,6 +406,40 @@ mod tests {
         assert_eq!(s.public_base_url.as_str(), "http://localhost:8080/");
         assert!(s.anthropic.is_none());
         assert!(s.twilio.credentials().is_none());
+    }
+
+    #[test]
+    fn model_prices_default_to_the_models_list_prices_and_are_bounded() {
+        let sonnet = settings(&[]).unwrap().model_prices;
+        assert_eq!(
+            (sonnet.input, sonnet.output, sonnet.cache_write, sonnet.cache_read),
+            (3.0, 15.0, 3.75, 0.3)
+        );
+        let haiku = settings(&[("ANTHROPIC_MODEL", "claude-haiku-4-5")])
+            .unwrap()
+            .model_prices;
+        assert_eq!((haiku.input, haiku.output), (1.0, 5.0));
+        let set = settings(&[
+            ("MODEL_PRICE_INPUT_PER_MTOK", "2"),
+            ("MODEL_PRICE_CACHE_READ_PER_MTOK", "0.1"),
+        ])
+        .unwrap()
+        .model_prices;
+        assert_eq!(
+            (set.input, set.output, set.cache_write, set.cache_read),
+            (2.0, 15.0, 2.5, 0.1)
+        );
+        let tokens = crate::store::TokenCounts {
+            input: 1_000_000,
+            cache_read: 1_000_000,
+            cache_write: 0,
+            output: 0,
+        };
+        assert!((set.cost(&tokens) - 2.1).abs() < 1e-9);
+        for bad in ["-1", "abc", "1001", "NaN"] {
+            let e = settings(&[("MODEL_PRICE_OUTPUT_PER_MTOK", bad)]).unwrap_err();
+            assert_eq!(e.var, "MODEL_PRICE_OUTPUT_PER_MTOK", "{bad}");
+        }
     }
 
     #[test]

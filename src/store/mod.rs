@@ -15,6 +15,7 @@
 //! - [`Approvals`]: replies held for the owner's approval;
 //! - [`FleetReadings`]: job counts and readiness, for `/metrics` and
 //!   `/readyz`;
+//! - [`ModelUsage`]: each turn's model requests and tokens;
 //! - [`Maintenance`]: what a process does at start.
 //!
 //! [`Store`] is all of them, implemented for every type that implements
@@ -36,6 +37,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod readings;
 pub mod sqlite;
+pub mod usage;
 
 use async_trait::async_trait;
 
@@ -49,6 +51,7 @@ pub use kinds::*;
 pub use media::*;
 pub use outbox::*;
 pub use readings::{FleetReadings, JobCounts, NotReady};
+pub use usage::{ModelUsage, TokenCounts, TurnUsage, UsageTotals};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConversationId(pub i64);
@@ -117,6 +120,7 @@ pub trait Store:
     + AssistantFragments
     + Approvals
     + FleetReadings
+    + ModelUsage
 {
 }
 
@@ -131,6 +135,7 @@ impl<T> Store for T where
         + AssistantFragments
         + Approvals
         + FleetReadings
+        + ModelUsage
         + ?Sized
 {
 }

@@ -70,7 +70,7 @@ async fn wait_for_model_requests(app: &TestApp, n: usize) -> Vec<Value> {
 }
 
 fn system(request: &Value) -> String {
-    request["system"].to_string()
+    crate::helpers::prompt_text(request)
 }
 
 fn tools(request: &Value) -> String {

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 use serde_json::json;
 use textdesk::anthropic::{
-    AnthropicClient, ApiMessage, ContentBlock, MessagesRequest, ModelClient, ModelError, Role,
+    AnthropicClient, ApiMessage, ContentBlock, MessagesRequest, ModelClient, ModelError, Role, SystemBlock,
+    Usage,
 };
 use textdesk::channel::twilio::TwilioChannel;
 use textdesk::channel::{ChannelPort, Content, SendError};
@@ -40,11 +41,11 @@ fn request() -> MessagesRequest {
     MessagesRequest {
         model: "claude-haiku-4-5".into(),
         max_tokens: 50,
-        system: "be brief".into(),
-        messages: vec![ApiMessage {
-            role: Role::User,
-            content: vec![ContentBlock::Text { text: "hi".into() }],
-        }],
+        system: vec![SystemBlock::text("be brief", true)],
+        messages: vec![ApiMessage::new(
+            Role::User,
+            vec![ContentBlock::Text { text: "hi".into() }],
+        )],
         tools: vec![],
     }
 }
@@ -67,6 +68,41 @@ async fn anthropic_success() {
     assert_eq!(
         response.content,
         vec![ContentBlock::Text { text: "hello".into() }]
+    );
+}
+
+#[tokio::test]
+async fn anthropic_usage_is_read_with_its_cache_fields_and_nulls_as_zero() {
+    let server = MockServer::start().await;
+    let mut body = claude_text("hello");
+    body["usage"] = json!({
+        "input_tokens": 21, "cache_read_input_tokens": 1800,
+        "cache_creation_input_tokens": null, "output_tokens": 7
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let response = anthropic(&server, Duration::from_secs(2))
+        .create_message(&request())
+        .await
+        .unwrap();
+    assert_eq!(
+        response.usage,
+        Usage {
+            input_tokens: 21,
+            cache_read_input_tokens: 1800,
+            cache_creation_input_tokens: 0,
+            output_tokens: 7,
+        }
+    );
+    // The system block went out as the API takes a cached one.
+    let sent: serde_json::Value =
+        serde_json::from_slice(&server.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(
+        sent["system"],
+        json!([{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}])
     );
 }
 

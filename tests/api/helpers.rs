@@ -772,7 +772,8 @@ impl TestApp {
     }
 }
 
-/// The text of the last user turn of a Messages API request.
+/// The text of the last user turn of a Messages API request: what the
+/// customer wrote, without the desk's per-turn context block.
 pub fn last_user_text(request: &Value) -> String {
     let messages = request["messages"].as_array().unwrap();
     let last = messages.iter().rev().find(|m| m["role"] == "user").unwrap();
@@ -781,6 +782,43 @@ pub fn last_user_text(request: &Value) -> String {
         .unwrap()
         .iter()
         .filter_map(|b| b["text"].as_str())
+        .filter(|t| !t.starts_with(textdesk::assistant::CONTEXT_HEADER))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Everything a request tells the model besides the conversation: its
+/// system blocks (the stable prompt) and its per-turn context blocks (the
+/// time, the state), in that order.
+pub fn prompt_text(request: &Value) -> String {
+    let system = request["system"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["text"].as_str());
+    let context = request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["text"].as_str().map(str::to_string))
+        .filter(|t| t.starts_with(textdesk::assistant::CONTEXT_HEADER));
+    system
+        .map(str::to_string)
+        .chain(context)
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// The customer's or the desk's words in a message: its text blocks,
+/// without the per-turn context block.
+pub fn message_text(message: &Value) -> String {
+    message["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .filter(|t| !t.starts_with(textdesk::assistant::CONTEXT_HEADER))
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -19,6 +19,7 @@ mod guided;
 mod helpers;
 mod holds;
 mod media;
+mod model_calls;
 mod notifications;
 mod owner;
 mod panics;

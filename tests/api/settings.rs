@@ -96,7 +96,7 @@ impl Browser {
 }
 
 fn system(request: &Value) -> String {
-    request["system"].as_str().unwrap_or_default().to_string()
+    prompt_text(request)
 }
 
 async fn wait_for_model_requests(app: &TestApp, n: usize) -> Vec<Value> {
@@ -126,7 +126,8 @@ fn junk(name: &str, rule: &str) -> String {
 }
 
 /// Every table a turn (or a booking) writes in, and how to count its rows.
-const WRITTEN_BY_A_TURN: [(&str, &str); 6] = [
+const WRITTEN_BY_A_TURN: [(&str, &str); 7] = [
+    ("turn_usage", "SELECT COUNT(*) AS n FROM turn_usage"),
     ("conversations", "SELECT COUNT(*) AS n FROM conversations"),
     ("messages", "SELECT COUNT(*) AS n FROM messages"),
     ("bookings", "SELECT COUNT(*) AS n FROM bookings"),

@@ -118,3 +118,103 @@ async fn a_provider_opt_out_and_profile_in_an_old_row_are_read_after_the_upgrade
     assert!(!others.is_empty(), "the fixture's own rows are read too");
     assert!(others.iter().all(|m| m.opt_out_keyword.is_none()));
 }
+
+/// Each turn's usage on a backend: recorded in order, summed per
+/// conversation, zero for a conversation with none.
+async fn usage_is_recorded_and_summed(store: &dyn textdesk::store::ModelUsage, conversation: ConversationId) {
+    use textdesk::store::{MessageId, TokenCounts, TurnUsage};
+    let other = ConversationId(conversation.0 + 1_000_000);
+    let empty = store.conversation_usage(other).await.unwrap();
+    assert_eq!(
+        (empty.turns, empty.model_calls, empty.tokens),
+        (0, 0, TokenCounts::default())
+    );
+    let first = TurnUsage {
+        conversation,
+        through: MessageId(7),
+        model_calls: 2,
+        tokens: TokenCounts {
+            input: 120,
+            cache_read: 3_000,
+            cache_write: 450,
+            output: 60,
+        },
+    };
+    // A turn run again after a crash spent its tokens again: a row of its own.
+    let again = TurnUsage {
+        model_calls: 1,
+        tokens: TokenCounts {
+            input: 5,
+            cache_read: 1_500,
+            cache_write: 0,
+            output: 20,
+        },
+        ..first
+    };
+    store.record_turn_usage(&first).await.unwrap();
+    store.record_turn_usage(&again).await.unwrap();
+    assert_eq!(store.turn_usages(conversation).await.unwrap(), vec![first, again]);
+    let totals = store.conversation_usage(conversation).await.unwrap();
+    assert_eq!(totals.turns, 2);
+    assert_eq!(totals.model_calls, 3);
+    assert_eq!(
+        totals.tokens,
+        TokenCounts {
+            input: 125,
+            cache_read: 4_500,
+            cache_write: 450,
+            output: 80,
+        }
+    );
+    assert!(store.turn_usages(other).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn turn_usage_is_recorded_and_summed_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+        .await
+        .unwrap();
+    let Recorded::New(conversation, _) = store.record_inbound(&inbound("SM1", None)).await.unwrap() else {
+        panic!("a new text")
+    };
+    usage_is_recorded_and_summed(&store, conversation).await;
+}
+
+/// On Postgres when `TEST_DATABASE_URL` names a server (CI sets it), in a
+/// database of its own, dropped at the end. The conversation is inserted
+/// directly: this port does not depend on the others.
+#[tokio::test]
+async fn turn_usage_is_recorded_and_summed_on_postgres() {
+    use sqlx::Connection;
+    let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
+        return;
+    };
+    if !server.starts_with("postgres") {
+        return;
+    }
+    let name = format!("textdesk_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = &server[..server.rfind('/').unwrap() + 1];
+    let store = textdesk::store::postgres::PgStore::connect(&format!("{base}{name}"))
+        .await
+        .unwrap();
+    let conversation: i64 = sqlx::query_scalar(
+        "WITH c AS (INSERT INTO customers (phone, created_at) VALUES ('+15035550100', now()) RETURNING id)
+         INSERT INTO conversations (customer_id, business_number, created_at, updated_at)
+         SELECT id, '+15035550142', now(), now() FROM c RETURNING id",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    usage_is_recorded_and_summed(&store, ConversationId(conversation)).await;
+    store.pool().close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}

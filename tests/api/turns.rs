@@ -71,10 +71,12 @@ async fn claude_is_called_as_documented() {
     assert_eq!(request.headers["x-api-key"], "test-anthropic-key");
     let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(body["model"], "claude-sonnet-4-6");
-    let system = body["system"].as_str().unwrap();
+    let system = body["system"][0]["text"].as_str().unwrap();
     assert!(system.contains("Rose City Junk Haulers"));
     assert!(system.contains("Never state a price"));
-    assert!(system.contains("first message"));
+    // Per turn, so outside the cached system prompt.
+    assert!(!system.contains("first message"));
+    assert!(prompt_text(&body).contains("first message"));
 }
 
 #[tokio::test]
@@ -100,8 +102,8 @@ async fn a_second_text_is_answered_with_the_first_in_context() {
         messages[1]["content"][0]["text"],
         "Re: I have a couch and a fridge"
     );
-    assert_eq!(messages[2]["content"][0]["text"], "Also a mattress");
-    assert!(!second["system"].as_str().unwrap().contains("first message"));
+    assert_eq!(message_text(&messages[2]), "Also a mattress");
+    assert!(!prompt_text(second).contains("first message"));
 }
 
 #[tokio::test]
@@ -118,11 +120,11 @@ async fn history_is_limited_to_the_configured_number_of_messages() {
     }
     let requests = app.model_requests().await;
     let last = requests.last().unwrap();
-    let texts: Vec<&str> = last["messages"]
+    let texts: Vec<String> = last["messages"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["content"][0]["text"].as_str().unwrap())
+        .map(message_text)
         .collect();
     assert_eq!(texts, vec!["two", "Re: two", "three"]);
 }

@@ -70,6 +70,8 @@ pub struct OwnerConsole {
     pub secure_cookie: bool,
     pub limiter: Arc<LoginLimiter>,
     pub clock: Arc<dyn Clock>,
+    /// For the conversation page's cost estimate.
+    pub model_prices: crate::config::settings::ModelPrices,
 }
 
 impl OwnerConsole {
@@ -79,7 +81,14 @@ impl OwnerConsole {
             secure_cookie: public_base_url.scheme() == "https",
             limiter: Arc::new(LoginLimiter::default()),
             clock,
+            model_prices: Default::default(),
         }
+    }
+
+    /// Prices the conversation page's cost estimate with `prices`.
+    pub fn with_model_prices(mut self, prices: crate::config::settings::ModelPrices) -> Self {
+        self.model_prices = prices;
+        self
     }
 }
 

@@ -334,6 +334,14 @@ pub(super) async fn conversation_page(
         tracing::warn!(error = %e, "console: could not mark a conversation read");
     }
     let held = super::approval::held_view(&detail, business.as_deref(), tz, refused_edit);
+    let usage = match state.store.conversation_usage(detail.id).await {
+        Ok(totals) if totals.turns > 0 => Some(views::UsageView::of(&totals, &state.owner.model_prices)),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "console: could not read the conversation's model usage");
+            None
+        }
+    };
     let actions = super::actions::panel(
         session,
         detail.id,
@@ -369,6 +377,7 @@ pub(super) async fn conversation_page(
             bookings,
             messages,
             held,
+            usage,
         },
     )
 }

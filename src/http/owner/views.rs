@@ -129,6 +129,65 @@ pub struct ConversationPage {
     pub held: Option<HeldView>,
     /// Take over or hand back, reply, move or cancel the booking.
     pub actions: super::actions::ActionsView,
+    /// The model's tokens in this conversation and what they cost, if it
+    /// called the model at all.
+    pub usage: Option<UsageView>,
+}
+
+/// A conversation's model usage, and its cost as an estimate.
+pub struct UsageView {
+    pub turns: u64,
+    pub calls: u64,
+    pub input: String,
+    pub cache_read: String,
+    pub cache_write: String,
+    pub output: String,
+    /// The share of input tokens read from the prompt cache.
+    pub cached_share: String,
+    pub cost: String,
+}
+
+impl UsageView {
+    pub fn of(totals: &crate::store::UsageTotals, prices: &crate::config::settings::ModelPrices) -> Self {
+        let t = &totals.tokens;
+        let share = if t.total_input() == 0 {
+            0
+        } else {
+            (t.cache_read * 100 + t.total_input() / 2) / t.total_input()
+        };
+        Self {
+            turns: totals.turns,
+            calls: totals.model_calls,
+            input: thousands(t.input),
+            cache_read: thousands(t.cache_read),
+            cache_write: thousands(t.cache_write),
+            output: thousands(t.output),
+            cached_share: format!("{share}%"),
+            cost: dollars_estimate(prices.cost(t)),
+        }
+    }
+}
+
+/// 1234567 as "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A small cost readably: cents to four places below a dollar.
+pub fn dollars_estimate(dollars: f64) -> String {
+    if dollars < 1.0 {
+        format!("${dollars:.4}")
+    } else {
+        format!("${dollars:.2}")
+    }
 }
 
 /// A held reply with its three actions; after a refused edit, the owner's

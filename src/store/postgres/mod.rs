@@ -70,3 +70,4 @@ impl PgStore {
 
 mod metrics;
 mod pending;
+mod usage;

@@ -15,6 +15,7 @@ mod jobs;
 mod media;
 mod outbox;
 mod readings;
+mod usage;
 
 pub use media::TURN_IMAGES_WITH_DATA;
 
