@@ -195,6 +195,7 @@ impl JobRunner {
             JobPayload::FetchMedia(media) => self.fetch_media(job, &media).await,
             JobPayload::ApprovalTimeout(timeout) => self.expire_held_reply(engine, job, &timeout, now).await,
             JobPayload::OwnerText(text) => self.text_owner(job, &text, now).await,
+            JobPayload::VerificationCode(code) => self.text_code(job, &code, now).await,
             text => self.send_text(engine, job, &text, now).await,
         }
     }
@@ -232,7 +233,8 @@ impl JobRunner {
             JobPayload::Email(_)
             | JobPayload::FetchMedia(_)
             | JobPayload::ApprovalTimeout(_)
-            | JobPayload::OwnerText(_) => {
+            | JobPayload::OwnerText(_)
+            | JobPayload::VerificationCode(_) => {
                 return Err(Failure::Permanent(format!(
                     "a `{}` job sends no text",
                     text.kind()
@@ -371,6 +373,35 @@ impl JobRunner {
         let draft = OutboundDraft {
             kind: MessageKind::OwnerAlert,
             body: format!("{}{link}", text.body),
+        };
+        self.queue_and_send(&engine, job, conversation, draft, now).await
+    }
+
+    /// A web chat visitor's code, texted now (they are waiting for it, so
+    /// quiet hours do not hold it) in the SMS conversation of the number
+    /// they typed, made on first use: the customer record their texts use.
+    async fn text_code(
+        &self,
+        job: &Job,
+        code: &super::payload::VerificationCode,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, Failure> {
+        let Some(engine) = self.desks.engine(&code.business_id) else {
+            return Err(Failure::Permanent(format!(
+                "business `{}` is not configured",
+                code.business_id
+            )));
+        };
+        let info = &engine.business.business;
+        let Some(from) = info.phone.clone() else {
+            return Err(Failure::Permanent(
+                "the business has no `[business] phone` to text the code from".into(),
+            ));
+        };
+        let conversation = self.store.owner_conversation(&info.id, &code.phone, &from).await?;
+        let draft = OutboundDraft {
+            kind: MessageKind::VerificationCode,
+            body: code.body.clone(),
         };
         self.queue_and_send(&engine, job, conversation, draft, now).await
     }

@@ -33,6 +33,7 @@ pub mod media;
 pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
+pub mod webchat;
 
 use async_trait::async_trait;
 
