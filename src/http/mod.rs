@@ -5,6 +5,7 @@ pub mod owner;
 mod sms;
 mod status;
 mod verify;
+pub mod webchat;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub media_base_url: url::Url,
     /// The owner's console (`/owner/`).
     pub owner: owner::OwnerConsole,
+    /// The web chat's sessions, hub and rate limits (`/api/chat/`).
+    pub webchat: webchat::WebChat,
 }
 
 /// Where Twilio posts the delivery receipts of the texts we send.
@@ -57,6 +60,7 @@ pub fn status_callback_url(public_base_url: &url::Url) -> String {
 }
 
 pub fn router(state: AppState) -> Router {
+    let webchat = webchat::router(state.clone());
     Router::new()
         .route("/api/sms/inbound", post(sms::inbound))
         .route(status::STATUS_PATH, post(status::status))
@@ -76,6 +80,17 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        // The web chat has its own body limit and timeout (a POST waits
+        // for the reply), and its own trace layer.
+        .merge(
+            webchat.layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request<_>| {
+                        tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+                    })
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            ),
         )
 }
 

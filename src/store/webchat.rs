@@ -24,6 +24,9 @@ pub struct PendingCode {
 /// One visitor's session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebSession {
+    /// The token's hash: a secret of the session's own (never sent back
+    /// to the browser), from which its codes are derived.
+    pub secret: String,
     pub business_id: String,
     /// `web:<session id>`: the visitor's customer address.
     pub address: E164,

@@ -26,6 +26,7 @@ fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<WebSession, StoreEr
     };
     let linked: Option<i64> = row.try_get("linked_conversation_id")?;
     Ok(WebSession {
+        secret: row.try_get("token_hash")?,
         business_id: row.try_get("business_id")?,
         address,
         created_at: row.try_get("created_at")?,
@@ -39,7 +40,7 @@ fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<WebSession, StoreEr
 macro_rules! select_sessions {
     ($where:literal) => {
         concat!(
-            "SELECT business_id, address, created_at, code_phone, code_hash, code_expires_ms, ",
+            "SELECT token_hash, business_id, address, created_at, code_phone, code_hash, code_expires_ms, ",
             "code_attempts, codes_sent, verified_phone, linked_conversation_id FROM webchat_sessions WHERE ",
             $where
         )
