@@ -7,7 +7,7 @@
  * The API is the script's own origin; `data-business` is the business id
  * (optional when textdesk serves one business). Optional: data-title.
  *
- * Message text is only ever set with textContent, never innerHTML.
+ * Message text is only ever set with textContent: never parsed as HTML.
  */
 (function () {
   "use strict";

@@ -25,4 +25,5 @@ mod store;
 mod turns;
 mod upgrade;
 mod webhook;
+mod webchat;
 mod whatsapp;
