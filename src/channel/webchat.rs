@@ -54,7 +54,7 @@ impl WebChatConfig {
     /// Whether a browser's `Origin` header names an allowed site.
     pub fn allows(&self, origin: &str) -> bool {
         let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-        self.allowed_origins.iter().any(|o| *o == origin)
+        self.allowed_origins.contains(&origin)
     }
 }
 
@@ -157,11 +157,7 @@ pub fn hash_secret(salt: &str, secret: &str) -> String {
     hasher.update(salt.as_bytes());
     hasher.update(b":");
     hasher.update(secret.as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A six-digit code, from the random bits of a v4 UUID.
@@ -184,9 +180,17 @@ pub fn as_phone(text: &str) -> Option<E164> {
     let start = trimmed.find(|c: char| c.is_ascii_digit() || c == '+' || c == '(')?;
     let prefix = trimmed[..start].to_ascii_lowercase();
     let prefix_ok = prefix.trim().is_empty()
-        || ["my number is", "number:", "it's", "it is", "my phone is", "phone:", "call me at"]
-            .iter()
-            .any(|p| prefix.trim() == *p);
+        || [
+            "my number is",
+            "number:",
+            "it's",
+            "it is",
+            "my phone is",
+            "phone:",
+            "call me at",
+        ]
+        .iter()
+        .any(|p| prefix.trim() == *p);
     if !prefix_ok {
         return None;
     }
@@ -199,8 +203,14 @@ mod tests {
 
     #[test]
     fn origins_are_canonical_and_paths_refused() {
-        assert_eq!(canonical_origin("https://Example.com/").unwrap(), "https://example.com");
-        assert_eq!(canonical_origin("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(
+            canonical_origin("https://Example.com/").unwrap(),
+            "https://example.com"
+        );
+        assert_eq!(
+            canonical_origin("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
         assert!(canonical_origin("https://example.com/chat").is_err());
         assert!(canonical_origin("ftp://example.com").is_err());
         assert!(canonical_origin("example.com").is_err());
@@ -219,7 +229,10 @@ mod tests {
         assert_eq!(as_code("1"), None);
         assert_eq!(as_code("12a456"), None);
         assert_eq!(as_phone("503-555-1234").unwrap().as_str(), "+15035551234");
-        assert_eq!(as_phone("my number is (503) 555 1234.").unwrap().as_str(), "+15035551234");
+        assert_eq!(
+            as_phone("my number is (503) 555 1234.").unwrap().as_str(),
+            "+15035551234"
+        );
         assert!(as_phone("I have 2 couches").is_none());
         assert!(as_phone("1").is_none());
         let code = new_code();
@@ -248,6 +261,10 @@ mod tests {
         let id = port.send(&business, &visitor, Content::Text("hi")).await.unwrap();
         assert!(id.starts_with("WEB"));
         assert_eq!(rx.recv().await.unwrap(), visitor.as_str());
-        assert!(port.send(&business, &business, Content::Text("hi")).await.is_err());
+        assert!(
+            port.send(&business, &business, Content::Text("hi"))
+                .await
+                .is_err()
+        );
     }
 }

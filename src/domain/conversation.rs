@@ -931,7 +931,10 @@ mod tests {
             match transition(state, Event::PhoneVerified(phone.clone())) {
                 Ok(next) => {
                     assert_eq!(next.name(), name, "the state does not move");
-                    assert_eq!(next.job().and_then(|j| j.verified_phone.clone()), Some(phone.clone()));
+                    assert_eq!(
+                        next.job().and_then(|j| j.verified_phone.clone()),
+                        Some(phone.clone())
+                    );
                 }
                 Err(e) => assert!(
                     matches!(name, "HANDED_OFF" | "CANCELLED" | "OPTED_OUT" | "CLOSED"),

@@ -283,7 +283,9 @@ fn check_origin(business: &BusinessConfig, origin: Option<&str>) -> Result<Strin
     match origin {
         None => Err(ChatError::Forbidden("a web chat request needs the page's Origin")),
         Some(origin) if business.webchat.allows(origin) => Ok(origin.to_string()),
-        Some(_) => Err(ChatError::Forbidden("this site is not allowed to use the web chat")),
+        Some(_) => Err(ChatError::Forbidden(
+            "this site is not allowed to use the web chat",
+        )),
     }
 }
 
@@ -362,7 +364,9 @@ async fn post(
         .map(str::to_string);
     let fail = |e: ChatError| (e, allowed_anywhere.clone());
     if allowed_anywhere.is_none() {
-        return Err(fail(check_origin(&BusinessConfig::default(), origin).unwrap_err()));
+        return Err(fail(
+            check_origin(&BusinessConfig::default(), origin).unwrap_err(),
+        ));
     }
     rate_limit(chat, ip).map_err(fail)?;
     let body = match body {
@@ -370,8 +374,11 @@ async fn post(
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(fail(ChatError::TooLarge)),
         Err(e) => return Err(fail(ChatError::BadRequest(e.body_text()))),
     };
-    let request: PostBody = serde_json::from_slice(&body)
-        .map_err(|e| fail(ChatError::BadRequest(format!("the body is not the JSON expected: {e}"))))?;
+    let request: PostBody = serde_json::from_slice(&body).map_err(|e| {
+        fail(ChatError::BadRequest(format!(
+            "the body is not the JSON expected: {e}"
+        )))
+    })?;
     let text = request.text.trim();
     if text.is_empty() {
         return Err(fail(ChatError::BadRequest("`text` is empty".into())));
@@ -418,7 +425,7 @@ async fn post(
     let (business, number) = business_for(state, &session.business_id).map_err(fail)?;
     let origin = check_origin(&business, origin).map_err(fail)?;
     chat.by_session
-        .take(&session.address.as_str().to_string(), Instant::now())
+        .take(session.address.as_str(), Instant::now())
         .map_err(|wait| fail(ChatError::TooMany(wait)))?;
 
     // Listen before the text is stored, so a reply that comes at once is
@@ -435,7 +442,12 @@ async fn post(
         opt_out_keyword: None,
         profile_name: None,
     };
-    let message = match state.store.record_inbound(&inbound).await.map_err(|e| fail(e.into()))? {
+    let message = match state
+        .store
+        .record_inbound(&inbound)
+        .await
+        .map_err(|e| fail(e.into()))?
+    {
         Recorded::New(_, message) | Recorded::Duplicate(_, message) => message,
     };
     state.wake_worker.notify_one();
@@ -506,14 +518,13 @@ async fn poll(
         let token = query
             .token
             .ok_or_else(|| ChatError::BadRequest("`token` is missing".into()))?;
-        let after = match query.after.as_deref() {
-            None | Some("") => 0,
-            Some(raw) => raw
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| ChatError::BadRequest(format!("`after` must be a message id, got `{raw}`")))?,
-        };
+        let after =
+            match query.after.as_deref() {
+                None | Some("") => 0,
+                Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    ChatError::BadRequest(format!("`after` must be a message id, got `{raw}`"))
+                })?,
+            };
         let session = session_of(chat, &token).await?;
         let (business, number) = business_for(&state, &session.business_id)?;
         check_origin(&business, Some(&allowed))?;

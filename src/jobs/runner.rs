@@ -398,7 +398,10 @@ impl JobRunner {
                 "the business has no `[business] phone` to text the code from".into(),
             ));
         };
-        let conversation = self.store.owner_conversation(&info.id, &code.phone, &from).await?;
+        let conversation = self
+            .store
+            .owner_conversation(&info.id, &code.phone, &from)
+            .await?;
         let draft = OutboundDraft {
             kind: MessageKind::VerificationCode,
             body: code.body.clone(),

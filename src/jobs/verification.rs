@@ -93,7 +93,11 @@ impl Engine {
             // customer record its texts use, now linked to this chat.
             let linked = self
                 .store
-                .owner_conversation(&session.business_id, &code.phone, &turn.conversation.business_number)
+                .owner_conversation(
+                    &session.business_id,
+                    &code.phone,
+                    &turn.conversation.business_number,
+                )
                 .await?;
             match transition(state.clone(), Event::PhoneVerified(code.phone.clone())) {
                 Ok(next) => *state = next,
@@ -125,7 +129,8 @@ impl Engine {
                     phone: phone.clone(),
                     code_hash: hash_secret(address.as_str(), &code),
                     expires_at: now
-                        + chrono::Duration::from_std(CODE_LIFETIME).expect("ten minutes fit a chrono Duration"),
+                        + chrono::Duration::from_std(CODE_LIFETIME)
+                            .expect("ten minutes fit a chrono Duration"),
                     attempts: 0,
                 },
             )

@@ -24,6 +24,6 @@ mod settings;
 mod store;
 mod turns;
 mod upgrade;
-mod webhook;
 mod webchat;
+mod webhook;
 mod whatsapp;

@@ -91,7 +91,8 @@ async fn say(app: &TestApp, token: Option<&str>, text: &str) -> Value {
     let response = post(app, Some(SHOP), body).await;
     assert_eq!(response.status(), 200, "{text}");
     assert_eq!(
-        response.headers()["access-control-allow-origin"], SHOP,
+        response.headers()["access-control-allow-origin"],
+        SHOP,
         "an allowed origin reads the answer"
     );
     response.json().await.unwrap()
@@ -185,7 +186,10 @@ async fn the_first_message_issues_a_token_and_the_next_reuses_its_conversation()
     let forged = post(&app, Some(SHOP), json!({"token": "ab".repeat(32), "text": "hi"})).await;
     assert_eq!(forged.status(), 401);
     let body: Value = forged.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("unknown session"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("unknown session"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -200,7 +204,10 @@ async fn with_no_time_to_wait_the_answer_is_empty_and_polling_after_finds_the_re
     let polled = loop {
         let response = app
             .http
-            .get(url(&app, &format!("/api/chat/messages?token={token}&after={after}")))
+            .get(url(
+                &app,
+                &format!("/api/chat/messages?token={token}&after={after}"),
+            ))
             .header("Origin", SHOP)
             .send()
             .await
@@ -221,7 +228,10 @@ async fn with_no_time_to_wait_the_answer_is_empty_and_polling_after_finds_the_re
     // After the last reply, nothing more.
     let again: Value = app
         .http
-        .get(url(&app, &format!("/api/chat/messages?token={token}&after={last}")))
+        .get(url(
+            &app,
+            &format!("/api/chat/messages?token={token}&after={last}"),
+        ))
         .header("Origin", SHOP)
         .send()
         .await
@@ -278,7 +288,10 @@ async fn a_slow_turn_is_waited_for_only_as_long_as_configured() {
     let waited = started.elapsed();
     assert!(replies(&answer).is_empty(), "{answer}");
     assert!(waited >= Duration::from_millis(400), "{waited:?}");
-    assert!(waited < Duration::from_millis(2500), "the wait is bounded: {waited:?}");
+    assert!(
+        waited < Duration::from_millis(2500),
+        "the wait is bounded: {waited:?}"
+    );
 
     // The reply comes later, to the poll.
     let token = answer["token"].as_str().unwrap();
@@ -287,7 +300,10 @@ async fn a_slow_turn_is_waited_for_only_as_long_as_configured() {
     loop {
         let polled: Value = app
             .http
-            .get(url(&app, &format!("/api/chat/messages?token={token}&after={after}")))
+            .get(url(
+                &app,
+                &format!("/api/chat/messages?token={token}&after={after}"),
+            ))
             .header("Origin", SHOP)
             .send()
             .await
@@ -335,7 +351,12 @@ async fn only_the_allowed_origin_gets_cors_and_others_are_refused() {
     assert_eq!(refused.status(), 403);
     assert!(refused.headers().get("access-control-allow-origin").is_none());
 
-    let other = post(&app, Some("https://evil.example.net"), json!({"text": "hi", "business": "haul"})).await;
+    let other = post(
+        &app,
+        Some("https://evil.example.net"),
+        json!({"text": "hi", "business": "haul"}),
+    )
+    .await;
     assert_eq!(other.status(), 403);
     assert!(other.headers().get("access-control-allow-origin").is_none());
     let none = post(&app, None, json!({"text": "hi", "business": "haul"})).await;
@@ -360,7 +381,10 @@ async fn only_the_allowed_origin_gets_cors_and_others_are_refused() {
     );
     let script = widget.text().await.unwrap();
     assert!(script.contains("data-business"));
-    assert!(!script.contains("innerHTML"), "message text is never parsed as HTML");
+    assert!(
+        !script.contains("innerHTML"),
+        "message text is never parsed as HTML"
+    );
 }
 
 #[tokio::test]
@@ -379,7 +403,11 @@ async fn sessions_and_addresses_are_rate_limited_with_retry_after() {
     say(&app, Some(token), "3").await;
     let limited = post(&app, Some(SHOP), json!({"token": token, "text": "1"})).await;
     assert_eq!(limited.status(), 429, "the session's third message in a minute");
-    let retry: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     assert_eq!(limited.headers()["access-control-allow-origin"], SHOP);
 
@@ -413,9 +441,15 @@ async fn oversized_bodies_bad_json_and_empty_texts_get_clear_errors() {
 
     for (body, says) in [
         (json!({"text": "   ", "business": "haul"}), "empty"),
-        (json!({"text": "a".repeat(1001), "business": "haul"}), "longer than 1000"),
+        (
+            json!({"text": "a".repeat(1001), "business": "haul"}),
+            "longer than 1000",
+        ),
         (json!({"text": "hi", "business": "nobody"}), "no business"),
-        (json!({"text": "hi", "business": "haul", "extra": 1}), "unknown field"),
+        (
+            json!({"text": "hi", "business": "haul", "extra": 1}),
+            "unknown field",
+        ),
         (json!({"text": 5}), "JSON"),
     ] {
         let response = post(&app, Some(SHOP), body.clone()).await;
@@ -435,7 +469,10 @@ async fn an_unverified_visitor_is_not_booked_and_a_texted_code_lets_them_book() 
     assert!(app.store.bookings().await.unwrap().is_empty());
 
     // The number typed gets a code by text, through the outbox.
-    assert_eq!(reply(&app, &token, "my number is (503) 555-7788").await, CODE_SENT);
+    assert_eq!(
+        reply(&app, &token, "my number is (503) 555-7788").await,
+        CODE_SENT
+    );
     let code = texted_code(&app, VISITOR_PHONE, 1).await;
     let (_, body) = app
         .sent_texts()
@@ -443,11 +480,17 @@ async fn an_unverified_visitor_is_not_booked_and_a_texted_code_lets_them_book() 
         .into_iter()
         .find(|(to, _)| to == VISITOR_PHONE)
         .unwrap();
-    assert!(body.starts_with("Rose City Junk Haulers: your web chat code is"), "{body}");
+    assert!(
+        body.starts_with("Rose City Junk Haulers: your web chat code is"),
+        "{body}"
+    );
 
     let wrong = if code == "000000" { "111111" } else { "000000" };
     assert_eq!(reply(&app, &token, wrong).await, CODE_WRONG);
-    assert_eq!(reply(&app, &token, &code).await, format!("{VERIFIED}{PICK_AGAIN}"));
+    assert_eq!(
+        reply(&app, &token, &code).await,
+        format!("{VERIFIED}{PICK_AGAIN}")
+    );
 
     // Now the pick books, and the number's own SMS conversation (the
     // customer its texts use) is linked to the chat.
@@ -461,12 +504,11 @@ async fn an_unverified_visitor_is_not_booked_and_a_texted_code_lets_them_book() 
     let sms = app.store.find_conversation(&phone, &business).await.unwrap();
     assert!(sms.is_some(), "the verified number has its customer record");
     let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    let (verified, linked): (String, i64) = sqlx::query_as(
-        "SELECT verified_phone, linked_conversation_id FROM webchat_sessions",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (verified, linked): (String, i64) =
+        sqlx::query_as("SELECT verified_phone, linked_conversation_id FROM webchat_sessions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(verified, VISITOR_PHONE);
     assert_eq!(linked, sms.unwrap().0);
 }
@@ -481,7 +523,11 @@ async fn an_expired_code_is_refused_and_a_new_one_works() {
 
     clock.advance(chrono::Duration::minutes(11));
     assert_eq!(reply(&app, &token, &code).await, CODE_EXPIRED);
-    assert_eq!(reply(&app, &token, "1").await, ASK_FOR_PHONE, "still not verified");
+    assert_eq!(
+        reply(&app, &token, "1").await,
+        ASK_FOR_PHONE,
+        "still not verified"
+    );
 
     assert_eq!(reply(&app, &token, "503-555-7788").await, CODE_SENT);
     let fresh = texted_code(&app, VISITOR_PHONE, 2).await;

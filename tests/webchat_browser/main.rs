@@ -245,7 +245,6 @@ async fn inner_height(client: &Client) -> u32 {
         .unwrap_or(900)
 }
 
-
 /// The widget's transcript, one entry per message, read in one script call.
 async fn transcript(client: &Client) -> Vec<String> {
     let value = client
@@ -371,11 +370,21 @@ async fn a_visitor_on_the_owners_site_gets_a_quote_verifies_a_phone_and_books() 
 
     with_browser(|client| async move {
         client.goto(&format!("{}/", site.uri())).await.unwrap();
-        let bubble = client.wait().for_element(Locator::Css(".tdc-bubble")).await.unwrap();
-        assert_eq!(bubble.attr("aria-expanded").await.unwrap().as_deref(), Some("false"));
+        let bubble = client
+            .wait()
+            .for_element(Locator::Css(".tdc-bubble"))
+            .await
+            .unwrap();
+        assert_eq!(
+            bubble.attr("aria-expanded").await.unwrap().as_deref(),
+            Some("false")
+        );
         screenshot(&client, "webchat-closed").await;
         bubble.click().await.unwrap();
-        assert_eq!(bubble.attr("aria-expanded").await.unwrap().as_deref(), Some("true"));
+        assert_eq!(
+            bubble.attr("aria-expanded").await.unwrap().as_deref(),
+            Some("true")
+        );
 
         // A conversation to a quote, typed in the widget; the visitor's
         // own text shows as text, not markup.
