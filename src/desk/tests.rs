@@ -226,7 +226,12 @@ async fn the_desk_books_no_web_visitor_without_a_verified_phone() {
     let refused = book(&mut work.turn(&business, &web), &scheduler, 1).await;
     assert!(matches!(refused, Err(DeskError::PhoneUnverified)), "{refused:?}");
     assert_eq!(work.state, state, "nothing changed");
-    assert!(crate::store::BookingStore::bookings(store.as_ref()).await.unwrap().is_empty());
+    assert!(
+        crate::store::BookingStore::bookings(store.as_ref())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A text customer needs no such proof: the check is the web channel's.
     let sms = conversation();

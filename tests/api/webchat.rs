@@ -550,3 +550,73 @@ async fn too_many_wrong_codes_end_that_code() {
     assert_eq!(reply(&app, &token, "1").await, ASK_FOR_PHONE);
     assert!(app.store.bookings().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn with_claude_the_book_tool_is_refused_until_the_phone_is_verified() {
+    use crate::quotes::{ScriptedClaude, claude_tool};
+    let app = spawn_app_with(Options {
+        default_fakes: false,
+        business: Some(JUNK.to_string()),
+        clock: Some(monday_morning()),
+        extra_vars: vec![("WEBCHAT_RATE_PER_SESSION", "100".to_string())],
+        ..Options::default()
+    })
+    .await;
+    mount_twilio_accepting(&app.twilio).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ScriptedClaude::new(vec![
+            claude_tool(
+                "t1",
+                "record_job_details",
+                json!({"size": "half_truck", "address": "12 Oak St, Portland", "customer_name": "Dana"}),
+            ),
+            claude_tool("t2", "get_quote", json!({})),
+            claude_text("That's $350 for about half a truck. Want to book a time?"),
+            claude_tool("t3", "get_available_slots", json!({"preference": "tomorrow"})),
+            claude_text("Here are the openings I found. Which number works for you?"),
+            claude_tool("t4", "book_slot", json!({"slot_id": 1})),
+            claude_text("To book online, please type your mobile number here first."),
+            claude_tool("t5", "book_slot", json!({"slot_id": 1})),
+            claude_text("You're booked! See you then."),
+        ]))
+        .mount(&app.anthropic)
+        .await;
+
+    let first = say(
+        &app,
+        None,
+        "Hi, about half a truck of junk at 12 Oak St. How much?",
+    )
+    .await;
+    let token = first["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        replies(&first),
+        ["That's $350 for about half a truck. Want to book a time?"]
+    );
+    reply(&app, &token, "Tomorrow?").await;
+
+    // The model's booking is refused by the desk, and the model is told why.
+    assert_eq!(
+        reply(&app, &token, "1").await,
+        "To book online, please type your mobile number here first."
+    );
+    assert!(app.store.bookings().await.unwrap().is_empty());
+    let requests = app.model_requests().await;
+    let told = requests.last().unwrap().to_string();
+    assert!(told.contains("has not verified a phone number"), "{told}");
+
+    // The number and the code are handled by code, with no model call.
+    let asked = app.model_requests().await.len();
+    assert_eq!(reply(&app, &token, "503 555 7788").await, CODE_SENT);
+    let code = texted_code(&app, VISITOR_PHONE, 1).await;
+    assert!(reply(&app, &token, &code).await.starts_with(VERIFIED));
+    assert_eq!(app.model_requests().await.len(), asked);
+
+    let booked = reply(&app, &token, "1").await;
+    assert!(
+        booked.starts_with("You're booked with Rose City Junk Haulers"),
+        "{booked}"
+    );
+    assert_eq!(app.store.bookings().await.unwrap().len(), 1);
+}
