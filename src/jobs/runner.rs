@@ -210,7 +210,20 @@ impl JobRunner {
         now: DateTime<Utc>,
     ) -> Result<JobOutcome, Failure> {
         let business = &engine.business;
-        if crate::channel::Channel::of_address(&job.recipient).observes_quiet_hours()
+        // A web visitor is rarely on the page when a reminder or follow-up
+        // is due: it goes by text to the phone they verified, in that
+        // number's SMS conversation, where quiet hours hold it as any text.
+        let linked = match text {
+            JobPayload::Reminder(_) | JobPayload::FollowUp(_) => {
+                Self::verified_phone_conversation(engine, &job.recipient).await?
+            }
+            _ => None,
+        };
+        let channel = match linked {
+            Some(_) => crate::channel::Channel::Sms,
+            None => crate::channel::Channel::of_address(&job.recipient),
+        };
+        if channel.observes_quiet_hours()
             && let Some(at) = Self::quiet_until(business, now)
         {
             return Ok(JobOutcome::Defer { at });
@@ -246,8 +259,35 @@ impl JobRunner {
                 reason: "no longer applies".into(),
             });
         };
-        self.queue_and_send(engine, job, conversation, OutboundDraft { kind, body }, now)
-            .await
+        self.queue_and_send(
+            engine,
+            job,
+            linked.unwrap_or(conversation),
+            OutboundDraft { kind, body },
+            now,
+        )
+        .await
+    }
+
+    /// The SMS conversation of the phone a web visitor (`recipient`, a
+    /// `web:` address) verified, if they did.
+    async fn verified_phone_conversation(
+        engine: &Engine,
+        recipient: &str,
+    ) -> Result<Option<crate::store::ConversationId>, Failure> {
+        let (Some(store), Ok(address)) = (
+            &engine.webchat,
+            crate::domain::phone::E164::parse_address(recipient),
+        ) else {
+            return Ok(None);
+        };
+        if !address.is_web() {
+            return Ok(None);
+        }
+        Ok(store
+            .web_session_of(&address)
+            .await?
+            .and_then(|s| s.linked_conversation))
     }
 
     /// Stores a job's text under the job (once, however often it runs) and

@@ -620,3 +620,130 @@ async fn with_claude_the_book_tool_is_refused_until_the_phone_is_verified() {
     );
     assert_eq!(app.store.bookings().await.unwrap().len(), 1);
 }
+
+/// The web chat port on Postgres, on a database of its own (`webchat_...`)
+/// of the server `TEST_DATABASE_URL` names; skipped, saying so, without it.
+#[tokio::test]
+async fn the_postgres_port_keeps_sessions_codes_and_verification() {
+    use sqlx::Connection;
+    use textdesk::store::ConversationId;
+    use textdesk::store::postgres::PgStore;
+    use textdesk::store::webchat::{PendingCode, WebChatStore};
+
+    let Some(server) = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+    else {
+        eprintln!("TEST_DATABASE_URL names no Postgres server: the Postgres web chat port is not tested");
+        return;
+    };
+    let name = format!("webchat_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = &server[..server.rfind('/').unwrap() + 1];
+    let store = PgStore::connect(&format!("{base}{name}")).await.unwrap();
+
+    let address = E164::web("0123456789abcdef0123456789abcdef").unwrap();
+    store
+        .create_web_session("hash-1", "haul", &address)
+        .await
+        .unwrap();
+    assert!(store.web_session("hash-2").await.unwrap().is_none());
+    let session = store.web_session("hash-1").await.unwrap().unwrap();
+    assert_eq!(
+        (session.business_id.as_str(), &session.address),
+        ("haul", &address)
+    );
+    assert_eq!((session.code.clone(), session.codes_sent), (None, 0));
+    assert_eq!(store.web_session_of(&address).await.unwrap(), Some(session));
+
+    let phone = E164::parse(VISITOR_PHONE).unwrap();
+    let code = PendingCode {
+        phone: phone.clone(),
+        code_hash: "abc".into(),
+        expires_at: chrono::Utc.with_ymd_and_hms(2026, 11, 30, 18, 10, 0).unwrap(),
+        attempts: 0,
+    };
+    store.web_code_sent(&address, &code).await.unwrap();
+    assert_eq!(store.web_code_failed(&address).await.unwrap(), 1);
+    assert_eq!(store.web_code_failed(&address).await.unwrap(), 2);
+    let session = store.web_session_of(&address).await.unwrap().unwrap();
+    assert_eq!(session.code, Some(PendingCode { attempts: 2, ..code }));
+    assert_eq!(session.codes_sent, 1);
+
+    let conversation: i64 = sqlx::query_scalar(
+        "WITH c AS (INSERT INTO customers (business_id, phone, created_at) VALUES ('haul', $1, now()) RETURNING id)
+         INSERT INTO conversations (customer_id, business_number, business_id, created_at, updated_at)
+         SELECT id, '+15035550142', 'haul', now(), now() FROM c RETURNING id",
+    )
+    .bind(VISITOR_PHONE)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    store
+        .web_phone_verified(&address, &phone, ConversationId(conversation))
+        .await
+        .unwrap();
+    let session = store.web_session_of(&address).await.unwrap().unwrap();
+    assert_eq!(session.verified_phone, Some(phone));
+    assert_eq!(session.linked_conversation, Some(ConversationId(conversation)));
+    assert_eq!(session.code, None, "the code is spent");
+
+    store.pool().close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_verified_visitors_reminder_goes_by_text_to_their_phone() {
+    let clock = monday_morning();
+    let app = chat_app(Vec::new(), Some(clock.clone())).await;
+    let token = to_openings(&app).await;
+    assert_eq!(reply(&app, &token, "5035557788").await, CODE_SENT);
+    let code = texted_code(&app, VISITOR_PHONE, 1).await;
+    assert!(reply(&app, &token, &code).await.starts_with(VERIFIED));
+    // Tuesday 8am: a reminder falls before it.
+    let booked = reply(&app, &token, "2").await;
+    assert!(
+        booked.contains("You're booked") && booked.contains("Tue Dec 1"),
+        "{booked}"
+    );
+
+    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+    let (recipient, run_at): (String, i64) = sqlx::query_as(
+        "SELECT recipient, run_at_ms FROM jobs WHERE kind = 'reminder' ORDER BY run_at_ms LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(recipient.starts_with("web:"), "{recipient}");
+    clock.set(chrono::DateTime::from_timestamp_millis(run_at + 1_000).unwrap());
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let reminder = loop {
+        let texts: Vec<String> = app
+            .sent_texts()
+            .await
+            .into_iter()
+            .filter(|(to, body)| to == VISITOR_PHONE && !body.contains("code is"))
+            .map(|(_, body)| body)
+            .collect();
+        if let Some(text) = texts.first() {
+            break text.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reminder texted to the verified phone"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        reminder.contains("8am") || reminder.contains("8:00"),
+        "{reminder}"
+    );
+}
