@@ -540,6 +540,14 @@ impl BusinessConfig {
                     .into(),
             });
         }
+        if !self.webchat.allowed_origins.is_empty() && b.phone.is_none() {
+            out.push(ConfigWarning {
+                key: "webchat.allowed_origins",
+                message: "web chat is allowed but `[business] phone` is not set: the chat's conversations \
+                          and verification codes need the business's number, so the chat answers 503"
+                    .into(),
+            });
+        }
         if b.phone.is_none() {
             out.push(ConfigWarning {
                 key: "business.phone",
@@ -946,6 +954,33 @@ mod tests {
         ));
         assert_eq!((line, key.as_str()), (5, "assistant.approval_timeout_minutes"));
         assert!(message.contains("from 1 to 1440, got 0"), "{message}");
+    }
+
+    #[test]
+    fn web_chat_origins_are_canonical_and_need_the_business_phone() {
+        let text =
+            "[business]\nname = \"Haul\"\n[webchat]\nallowed_origins = [\"https://Shop.example.com/\"]\n";
+        let config = parse(text).unwrap();
+        assert_eq!(config.webchat.allowed_origins, ["https://shop.example.com"]);
+        assert!(
+            config
+                .warnings()
+                .iter()
+                .any(|w| w.key == "webchat.allowed_origins")
+        );
+        let with_phone = parse(&text.replace("[webchat]", "phone = \"+15035550142\"\n[webchat]")).unwrap();
+        assert!(
+            !with_phone
+                .warnings()
+                .iter()
+                .any(|w| w.key == "webchat.allowed_origins")
+        );
+        let err = parse(
+            "[business]\nname = \"Haul\"\n[webchat]\nallowed_origins = [\"https://shop.example.com/chat\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("must be an origin only"), "{err}");
     }
 
     #[test]
