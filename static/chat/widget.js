@@ -127,12 +127,27 @@
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit ? form.requestSubmit() : submit(e); }
   });
 
+  // Shows the replies not shown yet (a poll and a POST may both bring the
+  // same one: ids only grow, so anything at or below `after` was shown).
   function replies(answer) {
-    (answer.replies || []).forEach(function (r) { show("them", String(r.text)); });
-    if (typeof answer.after === "number" && answer.after > after) after = answer.after;
+    var fresh = (answer.replies || []).filter(function (r) { return r.id > after; });
+    fresh.forEach(function (r) {
+      show("them", String(r.text));
+      after = r.id;
+    });
     save();
-    return (answer.replies || []).length;
+    return fresh.length;
   }
+
+  // While the panel is open, a reply the owner writes from the console
+  // shows up too.
+  setInterval(function () {
+    if (!token || panel.hidden || polling || send.disabled) return;
+    fetch(api + "/api/chat/messages?token=" + encodeURIComponent(token) + "&after=" + after, { mode: "cors" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (b) { if (b) replies(b); })
+      .catch(function () { /* next time */ });
+  }, 15000);
 
   function errorText(response, body) {
     if (response.status === 429) {
