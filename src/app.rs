@@ -56,6 +56,10 @@ pub struct Services {
     pub engine: Arc<Engine>,
     /// What every engine, the worker and the job runner read the time from.
     pub clock: Arc<dyn Clock>,
+    /// The web chat's sessions, and the hub its port wakes waiting
+    /// requests through.
+    pub webchat: Arc<dyn crate::store::webchat::WebChatStore>,
+    pub webchat_hub: crate::channel::webchat::WebChatHub,
 }
 
 /// Hands each turn its engine: the adapters every business shares, and
@@ -179,6 +183,7 @@ pub(crate) fn engine_parts(
         // before anyone else could claim its conversation.
         turn_deadline: lease / 2,
         clock,
+        webchat: None,
     }
 }
 
@@ -215,6 +220,8 @@ impl Services {
     ) -> Result<Self, StartupError> {
         let backend = crate::store::backend::connect(&settings.database_url, clock.clone()).await?;
         let console: Arc<dyn ConsoleStore> = backend.console;
+        let webchat = backend.webchat;
+        let webchat_hub = crate::channel::webchat::WebChatHub::default();
         let store: Arc<dyn Store> = backend.store;
         // The owner console's assistant settings, over the files, before
         // anything reads a configuration.
@@ -260,6 +267,11 @@ impl Services {
                 }
             }
         });
+        // The web chat's port is the app's own whatever the other channels
+        // are: it wakes the HTTP requests waiting on this hub.
+        let channels = channels.with_web(Arc::new(crate::channel::webchat::WebChatChannel::new(
+            webchat_hub.clone(),
+        )));
         let dispatcher = Arc::new(Dispatcher {
             store: store.clone(),
             channels,
@@ -329,14 +341,17 @@ impl Services {
         };
         let desks = Arc::new(Desks {
             directory: Some(directory),
-            parts: Some(Arc::new(engine_parts(
-                store.clone(),
-                dispatcher,
-                scheduler,
-                anthropic,
-                settings.worker.lease,
-                clock.clone(),
-            ))),
+            parts: Some(Arc::new(EngineParts {
+                webchat: Some(webchat.clone()),
+                ..engine_parts(
+                    store.clone(),
+                    dispatcher,
+                    scheduler,
+                    anthropic,
+                    settings.worker.lease,
+                    clock.clone(),
+                )
+            })),
             fixed: None,
             rehearsals: Some(rehearsals),
         });
@@ -354,6 +369,8 @@ impl Services {
             desks,
             engine,
             clock,
+            webchat,
+            webchat_hub,
         })
     }
 }
@@ -441,6 +458,11 @@ impl Application {
                 services.clock.clone(),
             )
             .with_model_prices(settings.model_prices),
+            webchat: http::webchat::WebChat::new(
+                services.webchat.clone(),
+                services.webchat_hub.clone(),
+                settings.webchat.clone(),
+            ),
         };
 
         let address = format!("{}:{}", settings.host, settings.port);

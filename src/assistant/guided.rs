@@ -97,6 +97,9 @@ impl GuidedResponder {
                 "{opening}You're already booked for {label}. Pick another time, or reply KEEP to leave it as it is."
             ),
             Err(DeskError::AddressMissing) => format!("{opening}{}", guided::ADDRESS_QUESTION),
+            Err(DeskError::PhoneUnverified) => {
+                format!("{opening}{}", crate::channel::webchat::ASK_FOR_PHONE)
+            }
             Err(DeskError::Scheduling(SchedulingError::Taken(_))) => {
                 let offered = self
                     .offer(business, turn, draft, now, &DateFilter::default())

@@ -94,6 +94,11 @@ impl From<DeskError> for ToolError {
             DeskError::AddressMissing => ToolError::InvalidInput(
                 "the job address is missing: ask the customer for it, record_job_details, then book".into(),
             ),
+            DeskError::PhoneUnverified => ToolError::InvalidInput(
+                "not booked: this web chat visitor has not verified a phone number. Ask them to type their \
+                 mobile number in the chat; a code is texted to it, and once they type the code back, book again"
+                    .into(),
+            ),
             DeskError::AlreadyBookedFor(label) => ToolError::InvalidInput(format!(
                 "the customer is already booked for {label}: book another opening, or call reschedule_booking \
                  with keep_current_time"

@@ -19,6 +19,7 @@
 
 pub mod console;
 pub mod twilio;
+pub mod webchat;
 pub mod whatsapp;
 
 use std::sync::Arc;
@@ -32,6 +33,9 @@ use crate::domain::sms_text;
 /// WhatsApp's hard limit on a free-form message body.
 pub const WHATSAPP_MAX_CHARS: usize = 4096;
 
+/// The longest reply shown in the web chat widget.
+pub const WEB_MAX_CHARS: usize = 2000;
+
 /// The prefix Twilio gives WhatsApp addresses (`whatsapp:+15035550142`).
 pub const WHATSAPP_PREFIX: &str = "whatsapp:";
 
@@ -44,13 +48,18 @@ pub enum Channel {
     /// The owner's terminal (`textdesk chat`): rehearses the SMS desk, so
     /// it follows SMS's rules and shows exactly what a customer would get.
     Chat,
+    /// The web chat widget on the owner's site (`web:` addresses): replies
+    /// are stored for the widget to fetch.
+    Web,
 }
 
 impl Channel {
     /// The channel an address (`From` or `To` of a webhook, or a stored
     /// customer address) belongs to.
     pub fn of_address(address: &str) -> Self {
-        if address.starts_with(WHATSAPP_PREFIX) {
+        if address.starts_with(crate::domain::phone::WEB_PREFIX) {
+            Self::Web
+        } else if address.starts_with(WHATSAPP_PREFIX) {
             Self::WhatsApp
         } else {
             Self::Sms
@@ -59,7 +68,9 @@ impl Channel {
 
     /// The channel of a parsed address.
     pub fn of(address: &E164) -> Self {
-        if address.is_whatsapp() {
+        if address.is_web() {
+            Self::Web
+        } else if address.is_whatsapp() {
             Self::WhatsApp
         } else {
             Self::Sms
@@ -71,6 +82,7 @@ impl Channel {
             Self::Sms => "SMS",
             Self::WhatsApp => "WhatsApp",
             Self::Chat => "chat",
+            Self::Web => "web chat",
         }
     }
 
@@ -82,6 +94,8 @@ impl Channel {
         match self {
             Self::Sms | Self::Chat => sms_text::prepare_reply(text, max_segments),
             Self::WhatsApp => cut_to_chars(text.trim(), WHATSAPP_MAX_CHARS),
+            // A browser shows any Unicode and costs nothing per segment.
+            Self::Web => cut_to_chars(text.trim(), WEB_MAX_CHARS),
         }
     }
 
@@ -100,13 +114,15 @@ impl Channel {
 
     /// Quiet hours are the owner's rule about when a customer's phone may
     /// buzz; they hold on every channel the customer carries in a pocket.
+    /// The web visitor is on the page waiting for the answer: nothing
+    /// buzzes, so replies to them are never held for quiet hours.
     pub fn observes_quiet_hours(self) -> bool {
-        !matches!(self, Self::Chat)
+        !matches!(self, Self::Chat | Self::Web)
     }
 
     /// Customers may send photos (MMS, WhatsApp media); the terminal cannot.
     pub fn accepts_media(self) -> bool {
-        !matches!(self, Self::Chat)
+        !matches!(self, Self::Chat | Self::Web)
     }
 
     /// How long after the customer's last message free-form text may be
@@ -114,7 +130,7 @@ impl Channel {
     pub fn free_form_window(self) -> Option<Duration> {
         match self {
             Self::WhatsApp => Some(Duration::hours(24)),
-            Self::Sms | Self::Chat => None,
+            Self::Sms | Self::Chat | Self::Web => None,
         }
     }
 
@@ -200,6 +216,9 @@ pub struct Channels {
     sms: Arc<dyn ChannelPort>,
     whatsapp: Arc<dyn ChannelPort>,
     chat: Arc<dyn ChannelPort>,
+    /// The web chat's port: stores nothing of its own (the reply is already
+    /// in the outbox) and wakes the visitor's waiting request.
+    web: Arc<dyn ChannelPort>,
 }
 
 impl Channels {
@@ -208,7 +227,19 @@ impl Channels {
         whatsapp: Arc<dyn ChannelPort>,
         chat: Arc<dyn ChannelPort>,
     ) -> Self {
-        Self { sms, whatsapp, chat }
+        Self {
+            sms,
+            whatsapp,
+            chat,
+            web: Arc::new(webchat::WebChatChannel::new(webchat::WebChatHub::default())),
+        }
+    }
+
+    /// The same channels with this port for the web chat (the app's, whose
+    /// hub the HTTP handlers wait on).
+    pub fn with_web(mut self, web: Arc<dyn ChannelPort>) -> Self {
+        self.web = web;
+        self
     }
 
     /// One port carries everything: the console, in `chat` or with no
@@ -218,6 +249,7 @@ impl Channels {
             sms: port.clone(),
             whatsapp: port.clone(),
             chat: port,
+            web: Arc::new(webchat::WebChatChannel::new(webchat::WebChatHub::default())),
         }
     }
 
@@ -226,6 +258,7 @@ impl Channels {
             Channel::Sms => self.sms.as_ref(),
             Channel::WhatsApp => self.whatsapp.as_ref(),
             Channel::Chat => self.chat.as_ref(),
+            Channel::Web => self.web.as_ref(),
         }
     }
 

@@ -40,6 +40,8 @@ pub struct BusinessConfig {
     pub guardrail: GuardrailConfig,
     /// `[whatsapp.templates]`: what goes out after WhatsApp's 24-hour window.
     pub whatsapp: crate::channel::whatsapp::WhatsAppConfig,
+    /// `[webchat]`: the sites allowed to embed the chat widget.
+    pub webchat: crate::channel::webchat::WebChatConfig,
     /// The file's own text, as `parse` read it: the base the console's
     /// fragments are laid over (see `config::fragments`).
     #[serde(skip)]
@@ -377,6 +379,7 @@ impl Default for BusinessConfig {
             reminders: ReminderConfig::default(),
             guardrail: GuardrailConfig::default(),
             whatsapp: Default::default(),
+            webchat: Default::default(),
             file_text: None,
             console: Default::default(),
         }
@@ -534,6 +537,14 @@ impl BusinessConfig {
                 key: "business.owner_email",
                 message: "not set: owner alerts (hand-offs, failed texts, bookings that need a look) \
                           will go nowhere but the console and the log (set it, or `owner_phone`)"
+                    .into(),
+            });
+        }
+        if !self.webchat.allowed_origins.is_empty() && b.phone.is_none() {
+            out.push(ConfigWarning {
+                key: "webchat.allowed_origins",
+                message: "web chat is allowed but `[business] phone` is not set: the chat's conversations \
+                          and verification codes need the business's number, so the chat answers 503"
                     .into(),
             });
         }
@@ -943,6 +954,33 @@ mod tests {
         ));
         assert_eq!((line, key.as_str()), (5, "assistant.approval_timeout_minutes"));
         assert!(message.contains("from 1 to 1440, got 0"), "{message}");
+    }
+
+    #[test]
+    fn web_chat_origins_are_canonical_and_need_the_business_phone() {
+        let text =
+            "[business]\nname = \"Haul\"\n[webchat]\nallowed_origins = [\"https://Shop.example.com/\"]\n";
+        let config = parse(text).unwrap();
+        assert_eq!(config.webchat.allowed_origins, ["https://shop.example.com"]);
+        assert!(
+            config
+                .warnings()
+                .iter()
+                .any(|w| w.key == "webchat.allowed_origins")
+        );
+        let with_phone = parse(&text.replace("[webchat]", "phone = \"+15035550142\"\n[webchat]")).unwrap();
+        assert!(
+            !with_phone
+                .warnings()
+                .iter()
+                .any(|w| w.key == "webchat.allowed_origins")
+        );
+        let err = parse(
+            "[business]\nname = \"Haul\"\n[webchat]\nallowed_origins = [\"https://shop.example.com/chat\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("must be an origin only"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub struct Settings {
     pub email: EmailSettings,
     /// What the console's cost estimate charges per token.
     pub model_prices: ModelPrices,
+    pub webchat: WebChatSettings,
 }
 
 /// US dollars per million tokens, for the console's cost estimate: the
@@ -82,6 +83,29 @@ impl ModelPrices {
 impl Default for ModelPrices {
     fn default() -> Self {
         Self::for_model(DEFAULT_ANTHROPIC_MODEL)
+    }
+}
+
+/// The web chat's pace (`/api/chat/messages`).
+#[derive(Debug, Clone)]
+pub struct WebChatSettings {
+    /// How long a visitor's POST waits for the turn's reply before it
+    /// answers with none and the widget polls (`WEBCHAT_REPLY_WAIT_MS`).
+    pub reply_wait: Duration,
+    /// Requests a minute from one client address
+    /// (`WEBCHAT_RATE_PER_ADDRESS`).
+    pub per_address_per_minute: u32,
+    /// Messages a minute in one session (`WEBCHAT_RATE_PER_SESSION`).
+    pub per_session_per_minute: u32,
+}
+
+impl Default for WebChatSettings {
+    fn default() -> Self {
+        Self {
+            reply_wait: Duration::from_secs(20),
+            per_address_per_minute: 60,
+            per_session_per_minute: 12,
+        }
     }
 }
 
@@ -365,6 +389,11 @@ impl Settings {
                     Some(_) => Some(parse_url("GOOGLE_CALENDAR_BASE_URL", "")?),
                 },
                 timeout: Duration::from_secs(parse_in("GOOGLE_TIMEOUT_SECS", 10, 1, 300)?),
+            },
+            webchat: WebChatSettings {
+                reply_wait: Duration::from_millis(parse_in("WEBCHAT_REPLY_WAIT_MS", 20_000, 0, 25_000)?),
+                per_address_per_minute: parse_in("WEBCHAT_RATE_PER_ADDRESS", 60, 1, 10_000)? as u32,
+                per_session_per_minute: parse_in("WEBCHAT_RATE_PER_SESSION", 12, 1, 1_000)? as u32,
             },
             worker: WorkerSettings {
                 concurrency,

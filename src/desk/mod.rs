@@ -71,6 +71,10 @@ pub enum DeskError {
     NotOffered { id: u8, offered: Vec<u8> },
     #[error("the job address is missing")]
     AddressMissing,
+    /// A web chat visitor has not proved a phone number yet (a texted code
+    /// typed back): the desk books no web customer without one.
+    #[error("the web visitor's phone number is not verified")]
+    PhoneUnverified,
     /// The opening picked is the time the booking being moved already has.
     #[error("already booked for {0}")]
     AlreadyBookedFor(String),
@@ -306,6 +310,9 @@ pub async fn book(turn: &mut Turn<'_>, scheduler: &Scheduler, slot_id: u8) -> Re
         .is_none_or(|a| a.trim().is_empty())
     {
         return Err(DeskError::AddressMissing);
+    }
+    if turn.conversation.customer_phone.is_web() && scheduling.job.verified_phone.is_none() {
+        return Err(DeskError::PhoneUnverified);
     }
     if let Some(current) = &scheduling.rescheduling
         && current.slot.start == slot.start

@@ -3,6 +3,7 @@
 //! guided flow in tests/api.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{Duration, TimeZone};
 
@@ -184,4 +185,64 @@ fn dropping_the_current_time_renumbers_and_keeps_each_price_beside_its_opening()
         offer.prices,
         vec![Some("$300".into()), Some("$385 with weekend service".into())]
     );
+}
+
+/// A web visitor in SCHEDULING with openings on offer and an address.
+fn web_scheduling(business: &BusinessConfig, verified: Option<&str>) -> (Conversation, ConversationState) {
+    let mut job = priced_job(business);
+    job.address = Some("12 Oak St".into());
+    job.verified_phone = verified.map(|p| E164::parse(p).unwrap());
+    let quote = crate::domain::quote::price(
+        &business.pricing,
+        &job.to_spec(business.business.kind).unwrap(),
+        "Q1".into(),
+        now(),
+    )
+    .unwrap();
+    let conversation = Conversation {
+        customer_phone: E164::web("0123456789abcdef0123456789abcdef").unwrap(),
+        ..conversation()
+    };
+    let state = ConversationState::Scheduling(Scheduling {
+        job,
+        quote,
+        offered: vec![slot(1, 20)],
+        rescheduling: None,
+    });
+    (conversation, state)
+}
+
+#[tokio::test]
+async fn the_desk_books_no_web_visitor_without_a_verified_phone() {
+    let business = business();
+    let store = Arc::new(
+        crate::store::sqlite::SqliteStore::connect("sqlite::memory:")
+            .await
+            .unwrap(),
+    );
+    let scheduler = Scheduler::new(store.clone(), Arc::new(crate::calendar::LocalCalendar));
+    let (web, state) = web_scheduling(&business, None);
+    let mut work = Work::at(state.clone());
+    let refused = book(&mut work.turn(&business, &web), &scheduler, 1).await;
+    assert!(matches!(refused, Err(DeskError::PhoneUnverified)), "{refused:?}");
+    assert_eq!(work.state, state, "nothing changed");
+    assert!(
+        crate::store::BookingStore::bookings(store.as_ref())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A text customer needs no such proof: the check is the web channel's.
+    let sms = conversation();
+    let mut work = Work::at(state);
+    let result = book(&mut work.turn(&business, &sms), &scheduler, 1).await;
+    assert!(!matches!(result, Err(DeskError::PhoneUnverified)), "{result:?}");
+
+    // A verified web visitor passes the check and reaches the calendar
+    // (which judges the opening as for anyone; the API tests book one).
+    let (web, state) = web_scheduling(&business, Some("+15035557788"));
+    let mut work = Work::at(state);
+    let result = book(&mut work.turn(&business, &web), &scheduler, 1).await;
+    assert!(!matches!(result, Err(DeskError::PhoneUnverified)), "{result:?}");
 }

@@ -44,6 +44,11 @@ pub struct JobDetails {
     pub address: Option<String>,
     pub customer_name: Option<String>,
     pub notes: Option<String>,
+    /// The phone number a web chat visitor proved is theirs (a code texted
+    /// to it came back): set only by `Event::PhoneVerified`, never by the
+    /// model's details, and required before a web visitor books.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_phone: Option<crate::domain::phone::E164>,
 }
 
 /// A change to the job details: what is `Some` replaces what was there.
@@ -380,6 +385,8 @@ pub enum Event {
     StartOver,
     /// The owner gives a handed-off conversation back to the assistant.
     HandBack,
+    /// A web chat visitor typed back the code texted to this number.
+    PhoneVerified(crate::domain::phone::E164),
 }
 
 impl Event {
@@ -400,6 +407,7 @@ impl Event {
             Event::Complete { .. } => "complete",
             Event::StartOver => "start_over",
             Event::HandBack => "hand_back",
+            Event::PhoneVerified(_) => "phone_verified",
         }
     }
 }
@@ -597,6 +605,24 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
         }
     }
     match (state, event) {
+        // A verified number belongs to the job in every state that has one
+        // open; it changes nothing else.
+        (S::Intake(mut s), Event::PhoneVerified(phone)) => {
+            s.job.verified_phone = Some(phone);
+            Ok(S::Intake(s))
+        }
+        (S::Quoted(mut s), Event::PhoneVerified(phone)) => {
+            s.job.verified_phone = Some(phone);
+            Ok(S::Quoted(s))
+        }
+        (S::Scheduling(mut s), Event::PhoneVerified(phone)) => {
+            s.job.verified_phone = Some(phone);
+            Ok(S::Scheduling(s))
+        }
+        (S::Booked(mut s), Event::PhoneVerified(phone)) => {
+            s.job.verified_phone = Some(phone);
+            Ok(S::Booked(s))
+        }
         (S::Scheduling(s), Event::KeepBooking) if s.rescheduling.is_some() => {
             let booking = s.rescheduling.expect("checked");
             Ok(S::Booked(Booked {
@@ -895,6 +921,27 @@ mod tests {
         let mut unnamed = ConversationState::default();
         unnamed.name_customer_if_unknown(" \u{0007} ");
         assert_eq!(unnamed.job().unwrap().customer_name, None);
+    }
+
+    #[test]
+    fn a_verified_phone_is_kept_with_the_job_and_only_where_a_job_is_open() {
+        let phone = crate::domain::phone::E164::parse("+15035551234").unwrap();
+        for state in states() {
+            let name = state.name();
+            match transition(state, Event::PhoneVerified(phone.clone())) {
+                Ok(next) => {
+                    assert_eq!(next.name(), name, "the state does not move");
+                    assert_eq!(
+                        next.job().and_then(|j| j.verified_phone.clone()),
+                        Some(phone.clone())
+                    );
+                }
+                Err(e) => assert!(
+                    matches!(name, "HANDED_OFF" | "CANCELLED" | "OPTED_OUT" | "CLOSED"),
+                    "{name}: {e}"
+                ),
+            }
+        }
     }
 
     #[test]

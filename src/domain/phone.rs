@@ -16,6 +16,11 @@ pub struct E164(String);
 
 const WHATSAPP_PREFIX: &str = "whatsapp:";
 
+/// The prefix of a web chat visitor's address (`web:` and the session's
+/// 32-character random id): the web channel's customer, in the same
+/// column and with the same uniqueness as a phone number.
+pub const WEB_PREFIX: &str = "web:";
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("`{input}` is not a phone number in E.164 form (like +15035550142)")]
 pub struct InvalidPhone {
@@ -69,10 +74,31 @@ impl E164 {
     /// number (SMS), or Twilio's WhatsApp form `whatsapp:+E164`, which is
     /// kept whole so that sending to it and routing by it need nothing else.
     pub fn parse_address(input: &str) -> Result<Self, InvalidPhone> {
+        if let Some(session) = input.trim().strip_prefix(WEB_PREFIX) {
+            return Self::web(session).ok_or_else(|| InvalidPhone {
+                input: mask_str(input.trim()),
+            });
+        }
         match input.trim().strip_prefix(WHATSAPP_PREFIX) {
             Some(number) => Ok(Self(format!("{WHATSAPP_PREFIX}{}", Self::parse(number)?.0))),
             None => Self::parse(input),
         }
+    }
+
+    /// A web chat visitor's address, `web:<session id>`: the id is 16 to
+    /// 64 lower-case letters and digits (the widget's session, never typed
+    /// by anyone).
+    pub fn web(session: &str) -> Option<Self> {
+        let valid = (16..=64).contains(&session.len())
+            && session
+                .chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
+        valid.then(|| Self(format!("{WEB_PREFIX}{session}")))
+    }
+
+    /// A web chat visitor (`web:...`) rather than a phone number.
+    pub fn is_web(&self) -> bool {
+        self.0.starts_with(WEB_PREFIX)
     }
 
     /// A WhatsApp address (`whatsapp:+E164`) rather than a phone number.
@@ -97,6 +123,12 @@ pub struct Masked<'a>(&'a str);
 
 impl fmt::Display for Masked<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(session) = self.0.strip_prefix(WEB_PREFIX) {
+            // A session id is no secret of the visitor's, but it is the
+            // key to the conversation: six characters tell sessions apart.
+            let head: String = session.chars().take(6).collect();
+            return write!(f, "{WEB_PREFIX}{head}...");
+        }
         match self.0.strip_prefix(WHATSAPP_PREFIX) {
             Some(number) => write!(f, "{WHATSAPP_PREFIX}{}", mask_str(number)),
             None => f.write_str(&mask_str(self.0)),
@@ -177,6 +209,17 @@ impl<'de> Deserialize<'de> for E164 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_web_visitor_is_an_address_of_its_own_and_masked() {
+        let web = E164::parse_address("web:0123456789abcdef0123456789abcdef").unwrap();
+        assert!(web.is_web());
+        assert!(!web.is_whatsapp());
+        assert_eq!(web.masked().to_string(), "web:012345...");
+        assert!(E164::parse_address("web:short").is_err());
+        assert!(E164::parse_address("web:0123456789ABCDEF0123456789abcdef").is_err());
+        assert!(E164::web("0123456789abcdef").is_some());
+    }
 
     #[test]
     fn accepts_the_forms_people_write() {

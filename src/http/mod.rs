@@ -6,6 +6,7 @@ pub mod owner;
 mod sms;
 mod status;
 mod verify;
+pub mod webchat;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub media_base_url: url::Url,
     /// The owner's console (`/owner/`).
     pub owner: owner::OwnerConsole,
+    /// The web chat's sessions, hub and rate limits (`/api/chat/`).
+    pub webchat: webchat::WebChat,
 }
 
 /// Where Twilio posts the delivery receipts of the texts we send.
@@ -56,6 +59,7 @@ pub fn status_callback_url(public_base_url: &url::Url) -> String {
 }
 
 pub fn router(state: AppState) -> Router {
+    let webchat = webchat::router(state.clone());
     Router::new()
         .route("/api/sms/inbound", post(sms::inbound))
         .route(status::STATUS_PATH, post(status::status))
@@ -84,7 +88,23 @@ pub fn router(state: AppState) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        // Outermost: the request id exists before the span above is made,
-        // and the count sees every answer, a 408 or 413 included.
+        // The web chat has its own body limit and timeout (a POST waits
+        // for the reply), and its own trace layer.
+        .merge(
+            webchat.layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request<_>| {
+                        let request_id = request
+                            .headers()
+                            .get(&ops::REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+                    })
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            ),
+        )
+        // Outermost: the request id exists before the spans above are
+        // made, and the count sees every answer, a 408 or 413 included.
         .layer(axum::middleware::from_fn(ops::request_context))
 }

@@ -11,4 +11,5 @@ pub mod plan;
 pub mod receipts;
 pub mod runner;
 pub mod turns;
+pub mod verification;
 pub mod worker;

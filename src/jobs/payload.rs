@@ -24,6 +24,7 @@ pub const DEFERRED_REPLY: &str = "deferred_reply";
 pub const APPROVAL_TIMEOUT: &str = "approval_timeout";
 pub const OWNER_REPLY: &str = "owner_reply";
 pub const OWNER_TEXT: &str = "owner_text";
+pub const VERIFICATION_CODE: &str = "verification_code";
 /// Planned by the store itself, in the inbound text's own transaction.
 pub use crate::store::FETCH_MEDIA;
 
@@ -52,6 +53,19 @@ pub enum JobPayload {
     /// An alert told to the owner by text, on the owner's own phone.
     #[serde(rename = "owner_text")]
     OwnerText(OwnerText),
+    /// The code a web chat visitor asked for, texted to the number they
+    /// typed (from the business's number, in that number's SMS
+    /// conversation).
+    #[serde(rename = "verification_code")]
+    VerificationCode(VerificationCode),
+}
+
+/// A web chat visitor's verification code, texted to `phone`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerificationCode {
+    pub business_id: String,
+    pub phone: crate::domain::phone::E164,
+    pub body: String,
 }
 
 /// A text reminding the customer of their booking; sent only if the
@@ -137,6 +151,7 @@ impl JobPayload {
             JobPayload::ApprovalTimeout(_) => APPROVAL_TIMEOUT,
             JobPayload::OwnerReply(_) => OWNER_REPLY,
             JobPayload::OwnerText(_) => OWNER_TEXT,
+            JobPayload::VerificationCode(_) => VERIFICATION_CODE,
         }
     }
 

@@ -199,6 +199,7 @@ impl JobRunner {
             JobPayload::FetchMedia(media) => self.fetch_media(job, &media).await,
             JobPayload::ApprovalTimeout(timeout) => self.expire_held_reply(engine, job, &timeout, now).await,
             JobPayload::OwnerText(text) => self.text_owner(job, &text, now).await,
+            JobPayload::VerificationCode(code) => self.text_code(job, &code, now).await,
             text => self.send_text(engine, job, &text, now).await,
         }
     }
@@ -213,7 +214,20 @@ impl JobRunner {
         now: DateTime<Utc>,
     ) -> Result<JobOutcome, Failure> {
         let business = &engine.business;
-        if crate::channel::Channel::of_address(&job.recipient).observes_quiet_hours()
+        // A web visitor is rarely on the page when a reminder or follow-up
+        // is due: it goes by text to the phone they verified, in that
+        // number's SMS conversation, where quiet hours hold it as any text.
+        let linked = match text {
+            JobPayload::Reminder(_) | JobPayload::FollowUp(_) => {
+                Self::verified_phone_conversation(engine, &job.recipient).await?
+            }
+            _ => None,
+        };
+        let channel = match linked {
+            Some(_) => crate::channel::Channel::Sms,
+            None => crate::channel::Channel::of_address(&job.recipient),
+        };
+        if channel.observes_quiet_hours()
             && let Some(at) = Self::quiet_until(business, now)
         {
             return Ok(JobOutcome::Defer { at });
@@ -236,7 +250,8 @@ impl JobRunner {
             JobPayload::Email(_)
             | JobPayload::FetchMedia(_)
             | JobPayload::ApprovalTimeout(_)
-            | JobPayload::OwnerText(_) => {
+            | JobPayload::OwnerText(_)
+            | JobPayload::VerificationCode(_) => {
                 return Err(Failure::Permanent(format!(
                     "a `{}` job sends no text",
                     text.kind()
@@ -248,8 +263,35 @@ impl JobRunner {
                 reason: "no longer applies".into(),
             });
         };
-        self.queue_and_send(engine, job, conversation, OutboundDraft { kind, body }, now)
-            .await
+        self.queue_and_send(
+            engine,
+            job,
+            linked.unwrap_or(conversation),
+            OutboundDraft { kind, body },
+            now,
+        )
+        .await
+    }
+
+    /// The SMS conversation of the phone a web visitor (`recipient`, a
+    /// `web:` address) verified, if they did.
+    async fn verified_phone_conversation(
+        engine: &Engine,
+        recipient: &str,
+    ) -> Result<Option<crate::store::ConversationId>, Failure> {
+        let (Some(store), Ok(address)) = (
+            &engine.webchat,
+            crate::domain::phone::E164::parse_address(recipient),
+        ) else {
+            return Ok(None);
+        };
+        if !address.is_web() {
+            return Ok(None);
+        }
+        Ok(store
+            .web_session_of(&address)
+            .await?
+            .and_then(|s| s.linked_conversation))
     }
 
     /// Stores a job's text under the job (once, however often it runs) and
@@ -375,6 +417,38 @@ impl JobRunner {
         let draft = OutboundDraft {
             kind: MessageKind::OwnerAlert,
             body: format!("{}{link}", text.body),
+        };
+        self.queue_and_send(&engine, job, conversation, draft, now).await
+    }
+
+    /// A web chat visitor's code, texted now (they are waiting for it, so
+    /// quiet hours do not hold it) in the SMS conversation of the number
+    /// they typed, made on first use: the customer record their texts use.
+    async fn text_code(
+        &self,
+        job: &Job,
+        code: &super::payload::VerificationCode,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, Failure> {
+        let Some(engine) = self.desks.engine(&code.business_id) else {
+            return Err(Failure::Permanent(format!(
+                "business `{}` is not configured",
+                code.business_id
+            )));
+        };
+        let info = &engine.business.business;
+        let Some(from) = info.phone.clone() else {
+            return Err(Failure::Permanent(
+                "the business has no `[business] phone` to text the code from".into(),
+            ));
+        };
+        let conversation = self
+            .store
+            .owner_conversation(&info.id, &code.phone, &from)
+            .await?;
+        let draft = OutboundDraft {
+            kind: MessageKind::VerificationCode,
+            body: code.body.clone(),
         };
         self.queue_and_send(&engine, job, conversation, draft, now).await
     }

@@ -49,6 +49,10 @@ pub struct EngineParts {
     pub turn_deadline: std::time::Duration,
     /// The only source of "now" for turns, sends and alerts.
     pub clock: Arc<dyn Clock>,
+    /// Web chat sessions, for a web visitor's phone verification
+    /// (`jobs::verification`); `None` where there is no web chat (a
+    /// rehearsal).
+    pub webchat: Option<Arc<dyn crate::store::webchat::WebChatStore>>,
 }
 
 /// One turn's engine: the shared parts, and the business's configuration
@@ -301,6 +305,17 @@ impl Engine {
             self.conclude_about(id, commit(None, state, Vec::new(), alerts), Some(&contact))
                 .await?;
             return Ok(TurnResult::Silent);
+        }
+
+        // A web visitor typing a phone number or the code texted to it:
+        // answered by code, before the responder.
+        if turn.conversation.customer_phone.is_web()
+            && let Some(answer) = self.web_verification(&turn, &mut state, now).await?
+        {
+            let mut done = commit(Some(answer.draft), state, Vec::new(), alerts);
+            done.jobs.extend(answer.jobs);
+            let reply = self.conclude_about(id, done, Some(&contact)).await?;
+            return Ok(TurnResult::Replied(reply));
         }
 
         // Answers to a reminder ("C" to confirm, "R" to reschedule) are

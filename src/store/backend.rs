@@ -33,6 +33,8 @@ pub struct Backend {
     pub kind: BackendKind,
     pub store: Arc<dyn Store>,
     pub console: Arc<dyn ConsoleStore>,
+    /// The web chat's sessions (a port of its own, outside `Store`).
+    pub webchat: Arc<dyn super::webchat::WebChatStore>,
 }
 
 /// Connects to `url` (migrating it) with the backend its scheme names.
@@ -43,6 +45,7 @@ pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Backend, StoreE
             Ok(Backend {
                 kind: BackendKind::Sqlite,
                 store: sqlite.clone(),
+                webchat: sqlite.clone(),
                 console: sqlite,
             })
         }
@@ -51,6 +54,7 @@ pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Backend, StoreE
             Ok(Backend {
                 kind: BackendKind::Postgres,
                 store: postgres.clone(),
+                webchat: postgres.clone(),
                 console: postgres,
             })
         }

@@ -92,6 +92,8 @@ stored_kind! {
         HoldingText => "holding_text",
         /// An alert texted to the owner's own phone (`owner_phone`).
         OwnerAlert => "owner_alert",
+        /// A web chat visitor's verification code, texted to their phone.
+        VerificationCode => "verification_code",
     }
 }
 

@@ -38,6 +38,7 @@ pub mod postgres;
 pub mod readings;
 pub mod sqlite;
 pub mod usage;
+pub mod webchat;
 
 use async_trait::async_trait;
 

@@ -31,5 +31,6 @@ mod settings;
 mod store;
 mod turns;
 mod upgrade;
+mod webchat;
 mod webhook;
 mod whatsapp;

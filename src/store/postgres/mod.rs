@@ -71,3 +71,4 @@ impl PgStore {
 mod metrics;
 mod pending;
 mod usage;
+mod webchat;

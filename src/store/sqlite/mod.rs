@@ -16,6 +16,7 @@ mod media;
 mod outbox;
 mod readings;
 mod usage;
+mod webchat;
 
 pub use media::TURN_IMAGES_WITH_DATA;
 

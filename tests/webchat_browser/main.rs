@@ -1,0 +1,438 @@
+//! Issue 12: the web chat widget in a real browser (Debian's Chromium,
+//! driven through ChromeDriver by fantoccini, set up as `tests/browser`),
+//! on a test page served from another origin that the business allows,
+//! against the real app with the fake Twilio of the API tests: a
+//! conversation to a quote, a phone verification (the code read from the
+//! fake Twilio) and a booking. Screenshots at 1280 and 375 px go to
+//! `target/screenshots/webchat-*.png`.
+//!
+//! Without `chromium` and `chromedriver` the test fails and says what to
+//! install, unless `TEXTDESK_SKIP_BROWSER=1` is set.
+
+#[allow(dead_code)]
+#[path = "../api/fake_google.rs"]
+mod fake_google;
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use chrono::TimeZone;
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures::FutureExt;
+use serde_json::json;
+use textdesk::channel::webchat::ASK_FOR_PHONE;
+use textdesk::clock::ManualClock;
+use textdesk::jobs::verification::{CODE_SENT, VERIFIED};
+use textdesk::store::BookingStatus;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use helpers::*;
+
+const VISITOR_PHONE: &str = "+15035557788";
+const WIDTHS: [u32; 2] = [1280, 375];
+const SKIP_VAR: &str = "TEXTDESK_SKIP_BROWSER";
+
+/// The ChromeDriver every test of this binary shares: its URL, or why
+/// there is none.
+static DRIVER: OnceLock<Result<String, String>> = OnceLock::new();
+
+fn find_program(env: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Ok(explicit) = std::env::var(env) {
+        return Some(PathBuf::from(explicit)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+fn chromium() -> Option<PathBuf> {
+    find_program(
+        "TEXTDESK_CHROMIUM",
+        &["chromium", "chromium-browser", "google-chrome"],
+    )
+}
+
+/// Starts ChromeDriver on a free port. It runs under a shell that waits on
+/// its standard input: when this test process exits, for whatever reason,
+/// the pipe closes and the shell stops the driver, so no driver outlives
+/// the tests.
+fn start_driver() -> Result<String, String> {
+    let driver = find_program("TEXTDESK_CHROMEDRIVER", &["chromedriver"]).ok_or(
+        "chromedriver not found: install Debian's `chromium` and `chromium-driver` \
+         (apt-get install -y chromium chromium-driver; .ci/run does), \
+         or set TEXTDESK_SKIP_BROWSER=1 to skip the browser tests",
+    )?;
+    chromium().ok_or(
+        "chromium not found: install Debian's `chromium` and `chromium-driver` \
+         (apt-get install -y chromium chromium-driver; .ci/run does), \
+         or set TEXTDESK_SKIP_BROWSER=1 to skip the browser tests",
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port for chromedriver: {e}"))?
+        .port();
+    let log = screenshots_dir().join("chromedriver.log");
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$0" --port="$1" --log-path="$2" & driver=$!; read _ignored; kill $driver"#)
+        .arg(&driver)
+        .arg(port.to_string())
+        .arg(&log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", driver.display()))?;
+    // The pipe's write end lives as long as this process does.
+    std::mem::forget(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "chromedriver did not listen on port {port} within 20 s (log: {})",
+                log.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(format!("http://127.0.0.1:{port}"))
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A headless Chromium session, or `None` when the browser tests are
+/// skipped on purpose. Any other failure to get one fails the test.
+async fn browser() -> Option<Client> {
+    if std::env::var(SKIP_VAR).is_ok_and(|v| v == "1") {
+        eprintln!("{SKIP_VAR}=1: browser test skipped");
+        return None;
+    }
+    let driver = DRIVER
+        .get_or_init(start_driver)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let binary = chromium().expect("chromium was found when the driver started");
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": binary,
+            "args": [
+                "--headless=new",
+                // Root in a container has no user namespace to sandbox with.
+                "--no-sandbox",
+                "--disable-dev-shm-usage",
+                "--disable-gpu",
+                "--window-size=1280,900",
+            ]
+        }),
+    );
+    // fantoccini's rustls and the app's both link a crypto backend: pick
+    // the app's, as `calendar::google` does.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = ClientBuilder::rustls()
+        .expect("TLS roots for the WebDriver client")
+        .capabilities(capabilities)
+        .connect(&driver)
+        .await
+        .unwrap_or_else(|e| panic!("chromedriver at {driver} could not start chromium: {e}"));
+    Some(client)
+}
+
+/// Runs `steps` with a fresh browser session and closes it whatever
+/// happens, so a failed test leaves no Chromium behind.
+async fn with_browser<F, Fut>(steps: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(client) = browser().await else {
+        return;
+    };
+    let outcome = std::panic::AssertUnwindSafe(steps(client.clone()))
+        .catch_unwind()
+        .await;
+    let _ = client.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The current page, whole, at each width: the window is made as tall as
+/// the page so nothing below the fold is missed. Also fails the test when
+/// the page scrolls sideways at that width (something overflows).
+async fn screenshot(client: &Client, name: &str) {
+    for width in WIDTHS {
+        client.set_window_size(width, 900).await.unwrap();
+        let inner = client.execute("return window.innerWidth", vec![]).await.unwrap();
+        assert_eq!(
+            inner.as_u64(),
+            Some(u64::from(width)),
+            "{name}: the viewport is {width} px"
+        );
+        let height = client
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(600, 8000);
+        let chrome = 900 - inner_height(client).await.min(900);
+        client
+            .set_window_size(width, u32::try_from(height).unwrap() + chrome)
+            .await
+            .unwrap();
+        let overflow = client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        // A box that scrolls sideways hides part of itself behind a
+        // scrollbar (code blocks may).
+        let scrollers = client
+            .execute(
+                "return Array.from(document.querySelectorAll('body *')).filter(e => {
+                    const x = getComputedStyle(e).overflowX;
+                    return (x === 'auto' || x === 'scroll') && e.tagName !== 'PRE'
+                        && e.scrollWidth > e.clientWidth;
+                 }).map(e => e.tagName.toLowerCase() + '.' + e.className)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let png = client.screenshot().await.unwrap();
+        let file = format!("{name}-{width}.png");
+        // A blank or failed capture is a few hundred bytes.
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 2_000,
+            "{file}: not a real capture"
+        );
+        std::fs::write(screenshots_dir().join(&file), png).unwrap();
+        assert_eq!(
+            overflow.as_i64(),
+            Some(0),
+            "{file}: the page is wider than the window (scrolls sideways)"
+        );
+        assert_eq!(
+            scrollers,
+            json!([]),
+            "{file}: these boxes scroll sideways at {width} px"
+        );
+    }
+    client.set_window_size(1280, 900).await.unwrap();
+}
+
+async fn inner_height(client: &Client) -> u32 {
+    client
+        .execute("return window.innerHeight", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .and_then(|h| u32::try_from(h).ok())
+        .unwrap_or(900)
+}
+
+/// The widget's transcript, one entry per message, read in one script call.
+async fn transcript(client: &Client) -> Vec<String> {
+    let value = client
+        .execute(
+            "return Array.from(document.querySelectorAll('.tdc-log .tdc-msg')).map(e => e.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Types `text` into the widget, sends it, and waits for the reply that
+/// follows it; returns that reply (without its screen-reader prefix).
+async fn say(client: &Client, text: &str) -> String {
+    let before = transcript(client).await.len();
+    let input = client.find(Locator::Id("tdc-input")).await.unwrap();
+    input.send_keys(text).await.unwrap();
+    client
+        .find(Locator::Css(".tdc-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let now = transcript(client).await;
+        if now.len() >= before + 2 {
+            assert_eq!(now[before], format!("You: {text}"), "{now:?}");
+            return now[before + 1].trim_start_matches("Reply: ").to_string();
+        }
+        assert!(Instant::now() < deadline, "no reply to {text:?}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The code the fake Twilio was asked to text to the visitor's phone.
+async fn texted_code(app: &TestApp) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some((_, body)) = app
+            .sent_texts()
+            .await
+            .into_iter()
+            .find(|(to, _)| to == VISITOR_PHONE)
+        {
+            let at = body.find("code is ").expect("a code text") + "code is ".len();
+            return body[at..at + 6].to_string();
+        }
+        assert!(Instant::now() < deadline, "no code was texted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn business(origin: &str) -> String {
+    format!(
+        r#"
+[business]
+id = "haul"
+name = "Rose City Junk Haulers"
+phone = "+15035550142"
+timezone = "America/Los_Angeles"
+
+[schedule]
+min_notice_hours = 0
+horizon_days = 14
+arrival_window_minutes = 0
+
+[schedule.hours]
+mon = "08:00-17:00"
+tue = "08:00-17:00"
+wed = "08:00-17:00"
+thu = "08:00-17:00"
+fri = "08:00-17:00"
+sat = "closed"
+sun = "closed"
+
+[[providers]]
+id = "crew-1"
+name = "Crew 1"
+
+[webchat]
+allowed_origins = ["{origin}"]
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_visitor_on_the_owners_site_gets_a_quote_verifies_a_phone_and_books() {
+    // The owner's site: another origin (its own port), allowed by the
+    // business, with the one script tag.
+    let site = MockServer::start().await;
+    let app = spawn_app_with(Options {
+        with_model: false,
+        business: Some(business(&site.uri())),
+        clock: Some(ManualClock::at(
+            chrono::Utc.with_ymd_and_hms(2026, 11, 30, 18, 0, 0).unwrap(),
+        )),
+        ..Options::default()
+    })
+    .await;
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Rose City Junk Haulers</title>\
+         <style>body{{font:16px/1.5 Georgia,serif;margin:0;padding:24px;background:#faf7f2}}</style></head>\
+         <body><h1>Rose City Junk Haulers</h1><p>Couches, fridges, whole garages: we haul it away.</p>\
+         <script src=\"{}/chat/widget.js\" data-business=\"haul\" data-title=\"Chat with us\" async></script>\
+         </body></html>",
+        app.address
+    );
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(page, "text/html; charset=utf-8"))
+        .mount(&site)
+        .await;
+
+    with_browser(|client| async move {
+        client.goto(&format!("{}/", site.uri())).await.unwrap();
+        let bubble = client
+            .wait()
+            .for_element(Locator::Css(".tdc-bubble"))
+            .await
+            .unwrap();
+        assert_eq!(
+            bubble.attr("aria-expanded").await.unwrap().as_deref(),
+            Some("false")
+        );
+        screenshot(&client, "webchat-closed").await;
+        bubble.click().await.unwrap();
+        assert_eq!(
+            bubble.attr("aria-expanded").await.unwrap().as_deref(),
+            Some("true")
+        );
+
+        // A conversation to a quote, typed in the widget; the visitor's
+        // own text shows as text, not markup.
+        let first = say(&client, "<b>hi</b>").await;
+        assert!(first.contains("What needs to go?"), "{first}");
+        let quoted = say(&client, "3").await;
+        let mut replies = vec![quoted];
+        for text in ["1", "Dana", "12 Oak St, Portland"] {
+            replies.push(say(&client, text).await);
+        }
+        assert!(
+            replies.iter().any(|r| r.contains('$')),
+            "a price from the quote engine: {replies:?}"
+        );
+        let bold = client
+            .execute("return document.querySelectorAll('.tdc-log b').length", vec![])
+            .await
+            .unwrap();
+        assert_eq!(bold, json!(0), "customer text is never parsed as HTML");
+        screenshot(&client, "webchat-quote").await;
+
+        // Booking needs a verified phone: the code comes by text.
+        assert_eq!(say(&client, "1").await, ASK_FOR_PHONE);
+        assert_eq!(say(&client, "503-555-7788").await, CODE_SENT);
+        let code = texted_code(&app).await;
+        let verified = say(&client, &code).await;
+        assert!(verified.starts_with(VERIFIED), "{verified}");
+        let booked = say(&client, "1").await;
+        assert!(booked.contains("You're booked"), "{booked}");
+        screenshot(&client, "webchat-booked").await;
+
+        let bookings = app.store.bookings().await.unwrap();
+        assert_eq!(bookings.len(), 1);
+        assert_eq!(bookings[0].status, BookingStatus::Confirmed);
+
+        // Escape closes the panel and gives focus back to the bubble.
+        client
+            .find(Locator::Id("tdc-input"))
+            .await
+            .unwrap()
+            .send_keys("\u{e00c}")
+            .await
+            .unwrap();
+        let hidden = client
+            .execute("return document.getElementById('tdc-panel').hidden", vec![])
+            .await
+            .unwrap();
+        assert_eq!(hidden, json!(true));
+    })
+    .await;
+}
