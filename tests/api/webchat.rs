@@ -149,6 +149,9 @@ async fn texted_code(app: &TestApp, phone: &str, n: usize) -> String {
 
 #[tokio::test]
 async fn the_first_message_issues_a_token_and_the_next_reuses_its_conversation() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = chat_app(Vec::new(), None).await;
     let first = say(&app, None, "hi").await;
     let token = first["token"].as_str().unwrap().to_string();
@@ -194,6 +197,9 @@ async fn the_first_message_issues_a_token_and_the_next_reuses_its_conversation()
 
 #[tokio::test]
 async fn with_no_time_to_wait_the_answer_is_empty_and_polling_after_finds_the_reply() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = slow_model_app("0", Duration::from_millis(300)).await;
     let first = say(&app, None, "hi").await;
     let token = first["token"].as_str().unwrap();
@@ -281,6 +287,9 @@ async fn slow_model_app(wait_ms: &str, delay: Duration) -> TestApp {
 
 #[tokio::test]
 async fn a_slow_turn_is_waited_for_only_as_long_as_configured() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = slow_model_app("400", Duration::from_secs(3)).await;
 
     let started = Instant::now();
@@ -322,6 +331,9 @@ async fn a_slow_turn_is_waited_for_only_as_long_as_configured() {
 
 #[tokio::test]
 async fn only_the_allowed_origin_gets_cors_and_others_are_refused() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = chat_app(Vec::new(), None).await;
     let preflight = |origin: &'static str| {
         app.http
@@ -389,6 +401,9 @@ async fn only_the_allowed_origin_gets_cors_and_others_are_refused() {
 
 #[tokio::test]
 async fn sessions_and_addresses_are_rate_limited_with_retry_after() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = chat_app(
         vec![
             ("WEBCHAT_RATE_PER_SESSION", "2".into()),
@@ -420,6 +435,9 @@ async fn sessions_and_addresses_are_rate_limited_with_retry_after() {
 
 #[tokio::test]
 async fn oversized_bodies_bad_json_and_empty_texts_get_clear_errors() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = chat_app(Vec::new(), None).await;
     let big = json!({"text": "a".repeat(9 * 1024), "business": "haul"});
     let response = post(&app, Some(SHOP), big).await;
@@ -461,6 +479,9 @@ async fn oversized_bodies_bad_json_and_empty_texts_get_clear_errors() {
 
 #[tokio::test]
 async fn an_unverified_visitor_is_not_booked_and_a_texted_code_lets_them_book() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = chat_app(Vec::new(), Some(monday_morning())).await;
     let token = to_openings(&app).await;
 
@@ -515,6 +536,9 @@ async fn an_unverified_visitor_is_not_booked_and_a_texted_code_lets_them_book() 
 
 #[tokio::test]
 async fn an_expired_code_is_refused_and_a_new_one_works() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let clock = monday_morning();
     let app = chat_app(Vec::new(), Some(clock.clone())).await;
     let token = to_openings(&app).await;
@@ -536,6 +560,9 @@ async fn an_expired_code_is_refused_and_a_new_one_works() {
 
 #[tokio::test]
 async fn too_many_wrong_codes_end_that_code() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let app = chat_app(Vec::new(), Some(monday_morning())).await;
     let token = to_openings(&app).await;
     assert_eq!(reply(&app, &token, "5035557788").await, CODE_SENT);
@@ -553,6 +580,9 @@ async fn too_many_wrong_codes_end_that_code() {
 
 #[tokio::test]
 async fn with_claude_the_book_tool_is_refused_until_the_phone_is_verified() {
+    if crate::helpers::skipped() {
+        return;
+    }
     use crate::quotes::{ScriptedClaude, claude_tool};
     let app = spawn_app_with(Options {
         default_fakes: false,
@@ -625,6 +655,9 @@ async fn with_claude_the_book_tool_is_refused_until_the_phone_is_verified() {
 /// of the server `TEST_DATABASE_URL` names; skipped, saying so, without it.
 #[tokio::test]
 async fn the_postgres_port_keeps_sessions_codes_and_verification() {
+    if crate::helpers::skipped() {
+        return;
+    }
     use sqlx::Connection;
     use textdesk::store::ConversationId;
     use textdesk::store::postgres::PgStore;
@@ -701,6 +734,9 @@ async fn the_postgres_port_keeps_sessions_codes_and_verification() {
 
 #[tokio::test]
 async fn a_verified_visitors_reminder_goes_by_text_to_their_phone() {
+    if crate::helpers::skipped() {
+        return;
+    }
     let clock = monday_morning();
     let app = chat_app(Vec::new(), Some(clock.clone())).await;
     let token = to_openings(&app).await;

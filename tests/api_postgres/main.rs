@@ -35,6 +35,8 @@ mod helpers;
 mod holds;
 #[path = "../api/media.rs"]
 mod media;
+#[path = "../api/model_calls.rs"]
+mod model_calls;
 #[path = "../api/notifications.rs"]
 mod notifications;
 #[path = "../api/owner.rs"]
@@ -57,6 +59,8 @@ mod store;
 mod turns;
 #[path = "../api/upgrade.rs"]
 mod upgrade;
+#[path = "../api/webchat.rs"]
+mod webchat;
 #[path = "../api/webhook.rs"]
 mod webhook;
 #[path = "../api/whatsapp.rs"]

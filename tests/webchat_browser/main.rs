@@ -9,6 +9,9 @@
 //! Without `chromium` and `chromedriver` the test fails and says what to
 //! install, unless `TEXTDESK_SKIP_BROWSER=1` is set.
 
+/// The browser test runs on SQLite (the shared helpers ask).
+pub const POSTGRES: bool = false;
+
 #[allow(dead_code)]
 #[path = "../api/fake_google.rs"]
 mod fake_google;
