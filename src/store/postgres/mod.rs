@@ -68,4 +68,10 @@ impl PgStore {
     }
 }
 
+mod alerts;
+mod conversations;
+mod jobs;
+mod maintenance;
+mod outbox;
 mod pending;
+mod rows;
