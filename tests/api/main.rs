@@ -17,6 +17,7 @@ mod media;
 mod notifications;
 mod owner;
 mod panics;
+mod postgres_store;
 mod quotes;
 mod receipts;
 mod scheduling;
