@@ -1,16 +1,11 @@
 //! Ports not yet written for Postgres. Each file is one port whose every
 //! method fails with `not_yet`; implementing a port deletes its file here.
 
-mod alerts;
 mod approvals;
 mod bookings;
 mod console;
-mod conversations;
 mod fragments;
-mod jobs;
-mod maintenance;
 mod media;
-mod outbox;
 
 use crate::store::StoreError;
 
