@@ -2,14 +2,9 @@
 //! method fails with `not_yet`; implementing a port deletes its file here.
 
 mod alerts;
-mod approvals;
-mod bookings;
-mod console;
 mod conversations;
-mod fragments;
 mod jobs;
 mod maintenance;
-mod media;
 mod outbox;
 
 use crate::store::StoreError;
