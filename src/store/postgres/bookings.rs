@@ -41,10 +41,32 @@ impl PgStore {
     }
 }
 
-/// Takes the crew lock of each of `providers` (of the conversation's
-/// business) for the rest of the transaction, in sorted order so that two
-/// transactions wanting the same crews cannot deadlock. Another instance's
-/// transaction holding one waits here until it commits.
+impl PgStore {
+    /// Takes the crew lock of `provider` of `business` on `conn`, held until
+    /// its transaction ends (call it inside one). Another transaction that
+    /// wants the same crew waits here until this one commits or rolls back.
+    /// Public so that a test can hold a crew's lock as another instance
+    /// would.
+    pub async fn lock_crew(
+        conn: &mut sqlx::PgConnection,
+        business: &str,
+        provider: &str,
+    ) -> Result<(), StoreError> {
+        // The key is the business and the crew, hashed: two crews sharing
+        // one only wait for each other, never book over each other.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2 || chr(31) || $3))")
+            .bind(CREW_LOCK_SPACE)
+            .bind(business)
+            .bind(provider)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Takes the crew lock of each of `providers` of the conversation's
+/// business for the rest of the transaction, in sorted order so that two
+/// transactions wanting the same crews cannot deadlock.
 async fn lock_crews(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     conversation: ConversationId,
@@ -53,19 +75,17 @@ async fn lock_crews(
     let mut providers: Vec<&str> = providers.to_vec();
     providers.sort_unstable();
     providers.dedup();
+    if providers.is_empty() {
+        return Ok(());
+    }
+    let business: String = sqlx::query_scalar(
+        "SELECT COALESCE((SELECT business_id FROM conversations WHERE id = $1), 'default')",
+    )
+    .bind(conversation.0)
+    .fetch_one(&mut **tx)
+    .await?;
     for provider in providers {
-        // The key is the business and the crew: a hash (two crews sharing
-        // one only wait for each other, never book over each other).
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock($1,
-                 hashtext(COALESCE((SELECT business_id FROM conversations WHERE id = $2), 'default')
-                          || chr(31) || $3))",
-        )
-        .bind(CREW_LOCK_SPACE)
-        .bind(conversation.0)
-        .bind(provider)
-        .execute(&mut **tx)
-        .await?;
+        PgStore::lock_crew(tx, &business, provider).await?;
     }
     Ok(())
 }
