@@ -1185,3 +1185,131 @@ async fn the_inbox_stays_fast_and_right_on_ten_thousand_conversations() {
         );
     }
 }
+
+/// Held openings: granted only where no other live hold or booking of the
+/// crew conflicts, released by an empty hold, ignored once expired, and
+/// honoured by a reservation. Run on both backends.
+#[tokio::test]
+async fn holds_are_granted_released_and_expire_alike_on_both_backends() {
+    let clock = ManualClock::at(at(9, 0));
+    for under in both_backends(&clock).await {
+        let name = under.name;
+        let s = &under.store;
+        let people = conversations(&under.raw, 3).await;
+        let hold = |start: DateTime<Utc>| {
+            let b = booking("h", people[0], start);
+            textdesk::store::Hold {
+                provider_id: "crew-1".into(),
+                slot: b.slot,
+                blocked: blocked(&b),
+            }
+        };
+        let (ten, one, four) = (hold(at(10, 0)), hold(at(13, 0)), hold(at(16, 0)));
+        let granted = s
+            .hold(people[0], &[ten.clone(), one.clone()], at(9, 30), at(9, 0), None)
+            .await
+            .unwrap();
+        assert_eq!(granted, [ten.clone(), one.clone()], "{name}");
+        // Another conversation: 13:00 is held, 16:00 is free.
+        let granted = s
+            .hold(people[1], &[one.clone(), four.clone()], at(9, 30), at(9, 0), None)
+            .await
+            .unwrap();
+        assert_eq!(granted, [four.clone()], "{name}");
+        assert_eq!(
+            s.holds_of_others(people[2], at(9, 0)).await.unwrap().len(),
+            3,
+            "{name}"
+        );
+        // A reservation over someone's hold is refused.
+        let b = booking("c-1", people[2], at(13, 30));
+        assert_eq!(
+            s.reserve_booking(&b, blocked(&b), at(9, 0)).await.unwrap(),
+            Reservation::Conflict,
+            "{name}"
+        );
+        // Released: an empty hold drops the conversation's holds.
+        assert!(
+            s.hold(people[0], &[], at(9, 30), at(9, 0), None)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+        assert_eq!(
+            s.holds_of_others(people[2], at(9, 0)).await.unwrap(),
+            [four.clone()],
+            "{name}"
+        );
+        assert!(matches!(
+            s.reserve_booking(&b, blocked(&b), at(9, 0)).await.unwrap(),
+            Reservation::Reserved(_)
+        ));
+        // A booking blocks a hold, unless it is the one being moved.
+        assert!(
+            s.hold(people[0], &[one.clone()], at(9, 30), at(9, 0), None)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+        assert_eq!(
+            s.hold(people[2], &[one.clone()], at(9, 30), at(9, 0), Some("c-1"))
+                .await
+                .unwrap(),
+            [one.clone()],
+            "{name}"
+        );
+        // Expired holds block nothing.
+        clock.set(at(9, 31));
+        assert_eq!(
+            s.hold(people[0], &[four.clone()], at(10, 0), at(9, 31), None)
+                .await
+                .unwrap(),
+            [four.clone()],
+            "{name}: 16:00's hold expired at 9:30"
+        );
+        clock.set(at(9, 0));
+    }
+}
+
+/// Twenty conversations ask two instances at once to hold one opening:
+/// exactly one is granted it.
+#[tokio::test]
+async fn twenty_holds_of_one_opening_from_two_instances_grant_it_once() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let clock = ManualClock::at(at(9, 0));
+    let first = db.store(&clock).await;
+    let second = db.store(&clock).await;
+    let people = conversations(&Raw::Pg(first.pool().clone()), 20).await;
+    let mut tasks = Vec::new();
+    for (i, conversation) in people.iter().enumerate() {
+        let store = if i % 2 == 0 { first.clone() } else { second.clone() };
+        let b = booking("h", *conversation, at(13, 0));
+        let wanted = textdesk::store::Hold {
+            provider_id: "crew-1".into(),
+            slot: b.slot,
+            blocked: blocked(&b),
+        };
+        let conversation = *conversation;
+        tasks.push(tokio::spawn(async move {
+            store
+                .hold(conversation, &[wanted], at(9, 30), at(9, 0), None)
+                .await
+                .unwrap()
+                .len()
+        }));
+    }
+    let mut granted = 0;
+    for task in tasks {
+        granted += task.await.unwrap();
+    }
+    assert_eq!(granted, 1, "one hold of twenty");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM slot_holds")
+        .fetch_one(first.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+}
