@@ -26,7 +26,7 @@ use crate::store::{
 /// locks, such as the migrator's, so they never collide.
 const CREW_LOCK_SPACE: i32 = 0x7464;
 
-pub(super) fn interval(start_ms: i64, end_ms: i64) -> Interval {
+fn interval(start_ms: i64, end_ms: i64) -> Interval {
     let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
     Interval {
         start: at(start_ms),

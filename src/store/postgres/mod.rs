@@ -68,11 +68,14 @@ impl PgStore {
     }
 }
 
-// Ports written for Postgres (the rest are still in `pending`).
+mod alerts;
 mod approvals;
 mod bookings;
 mod console;
+mod conversations;
 mod fragments;
+mod jobs;
+mod maintenance;
 mod media;
-
-mod pending;
+mod outbox;
+mod rows;
