@@ -73,6 +73,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("no such {0}")]
     NotFound(&'static str),
+    /// The database server could not be reached or refused us at start:
+    /// says where it looked and what to check, never the URL's password.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// What a process does with the store as a whole: a health check, and at
