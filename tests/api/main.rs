@@ -24,6 +24,7 @@ mod notifications;
 mod owner;
 mod panics;
 mod proofs;
+mod postgres_ports;
 mod postgres_store;
 mod quotes;
 mod receipts;

@@ -108,10 +108,6 @@ impl PgStore {
     }
 }
 
-mod metrics;
-mod pending;
-mod usage;
-mod webchat;
 /// Why the server at `host:port` could not be used at start, with what to
 /// check. Built from the parsed options, so the URL's password is never in
 /// it (nor in sqlx's error, which quotes no URL).
@@ -132,8 +128,16 @@ fn unreachable(host: &str, port: u16, database: &str, e: sqlx::Error) -> StoreEr
 }
 
 mod alerts;
+mod approvals;
+mod bookings;
+mod console;
 mod conversations;
+mod fragments;
 mod jobs;
 mod maintenance;
+mod media;
+mod metrics;
 mod outbox;
 mod rows;
+mod usage;
+mod webchat;
