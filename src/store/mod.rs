@@ -13,7 +13,9 @@
 //! - [`OwnerAlerts`]: what the owner is told;
 //! - [`MediaStore`]: customers' photos and files;
 //! - [`Approvals`]: replies held for the owner's approval;
-//! - [`Maintenance`]: what a process does at start.
+//! - [`Maintenance`]: what a process does at start;
+//! - [`Leases`]: keeping a claim alive while its work runs, and giving
+//!   it back.
 //!
 //! [`Store`] is all of them, implemented for every type that implements
 //! each, so `Arc<dyn Store>` is what wiring passes around and coerces to
@@ -29,6 +31,7 @@ pub mod conversations;
 pub mod fragments;
 pub mod jobs;
 pub mod kinds;
+pub mod leases;
 pub mod media;
 pub mod outbox;
 pub mod postgres;
@@ -43,6 +46,7 @@ pub use conversations::*;
 pub use fragments::*;
 pub use jobs::*;
 pub use kinds::*;
+pub use leases::*;
 pub use media::*;
 pub use outbox::*;
 
@@ -73,6 +77,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("no such {0}")]
     NotFound(&'static str),
+    /// The work's lease was taken over by another worker (this one stalled
+    /// past it): its result is not committed; the new holder redoes it.
+    #[error("the lease on this work was lost to another worker")]
+    LeaseLost,
 }
 
 /// What a process does with the store as a whole: a health check, and at
@@ -112,6 +120,7 @@ pub trait Store:
     + MediaStore
     + AssistantFragments
     + Approvals
+    + Leases
 {
 }
 
@@ -125,6 +134,7 @@ impl<T> Store for T where
         + MediaStore
         + AssistantFragments
         + Approvals
+        + Leases
         + ?Sized
 {
 }
