@@ -29,6 +29,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 // process when another stored work.
 mod leases;
 pub mod listen;
+#[doc(hidden)]
+pub mod testdb;
 
 #[derive(Clone)]
 pub struct PgStore {
