@@ -147,7 +147,9 @@ CREATE TABLE bookings (
     updated_at       TIMESTAMPTZ NOT NULL,
     -- When the status last changed: a 'pending' row this old was abandoned
     -- by a crash and no longer blocks its slot.
-    updated_ms       BIGINT NOT NULL
+    updated_ms       BIGINT NOT NULL,
+    -- Insertion order (SQLite's rowid): `bookings()` lists oldest first.
+    seq              BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE
 );
 CREATE INDEX bookings_by_provider ON bookings (business_id, provider_id, start_ms) WHERE status <> 'cancelled';
 
@@ -206,7 +208,7 @@ CREATE TABLE owner_credentials (
 
 CREATE TABLE sessions (
     id          TEXT PRIMARY KEY,
-    data        JSONB NOT NULL,
+    data        TEXT NOT NULL,              -- opaque to the store: read back byte for byte
     expires_at  BIGINT NOT NULL             -- unix seconds
 );
 CREATE INDEX sessions_by_expiry ON sessions (expires_at);

@@ -181,9 +181,15 @@ async fn test_database_url(dir: &std::path::Path) -> String {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(server) if server.starts_with("postgres") => {
             use sqlx::Connection;
-            let name = format!("textdesk_test_{}", uuid::Uuid::new_v4().simple());
+            // `TEST_DATABASE_PREFIX` lets one who shares the server tell
+            // their test databases apart (letters, digits and `_` only).
+            let prefix = std::env::var("TEST_DATABASE_PREFIX")
+                .ok()
+                .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or_else(|| "textdesk_test".to_string());
+            let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
             let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
-            // `name` is ours: a fixed prefix and a UUID's hex digits.
+            // `name` is ours: a checked prefix and a UUID's hex digits.
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .execute(&mut admin)
                 .await

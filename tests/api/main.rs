@@ -17,6 +17,7 @@ mod media;
 mod notifications;
 mod owner;
 mod panics;
+mod postgres_ports;
 mod quotes;
 mod receipts;
 mod scheduling;

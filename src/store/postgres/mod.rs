@@ -75,4 +75,14 @@ impl PgStore {
     }
 }
 
-mod pending;
+mod alerts;
+mod approvals;
+mod bookings;
+mod console;
+mod conversations;
+mod fragments;
+mod jobs;
+mod maintenance;
+mod media;
+mod outbox;
+mod rows;

@@ -1,0 +1,749 @@
+//! The conversation port on Postgres.
+//!
+//! Several instances share the database, so every claim takes its row with
+//! `FOR UPDATE SKIP LOCKED` and judges a lease by its expiry alone
+//! (`lease_until_ms < now` is free to take), and a turn's commit locks its
+//! conversation's row before asking whether its texts are still pending:
+//! two runs of one turn (an expired lease taken over) commit one after the
+//! other, and the second finds the texts answered and changes nothing but
+//! the model calls it made.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::PgStore;
+use super::jobs::insert_job;
+use super::outbox::outbound_in;
+use super::rows::{MESSAGE_COLUMNS, SEND_LEASE_MS, json_text, message_from_row, parse_phone};
+use crate::domain::conversation::ConversationState;
+use crate::domain::phone::E164;
+use crate::domain::quote::Quote;
+use crate::store::sqlite::TURN_IMAGES_WITH_DATA;
+use crate::store::*;
+
+#[async_trait]
+impl ConversationStore for PgStore {
+    async fn record_inbound(&self, inbound: &InboundMessage) -> Result<Recorded, StoreError> {
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        if let Some(duplicate) = stored_text(&mut tx, &inbound.channel_message_id).await? {
+            return Ok(duplicate);
+        }
+        let customer_id: i64 = sqlx::query_scalar(
+            "INSERT INTO customers (business_id, phone, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (business_id, phone) DO UPDATE SET phone = EXCLUDED.phone
+             RETURNING id",
+        )
+        .bind(&inbound.business_id)
+        .bind(inbound.from.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let conversation_id: i64 = sqlx::query_scalar(
+            "INSERT INTO conversations (customer_id, business_number, created_at, updated_at, business_id)
+             VALUES ($1, $2, $3, $3, $4)
+             ON CONFLICT (customer_id, business_number) DO UPDATE SET updated_at = EXCLUDED.updated_at
+             RETURNING id",
+        )
+        .bind(customer_id)
+        .bind(inbound.to.as_str())
+        .bind(now)
+        .bind(&inbound.business_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let media_urls: Vec<&str> = inbound.media.iter().map(|m| m.url.as_str()).collect();
+        // A retry racing this one waits here on the unique channel message
+        // id until the first commits, then inserts nothing.
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (conversation_id, direction, kind, body, status, channel_message_id,
+                                   num_media, media_urls, params, opt_out_keyword, profile_name, created_at)
+             VALUES ($1, 'inbound', 'customer', $2, 'pending', $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9)
+             ON CONFLICT (channel_message_id) DO NOTHING
+             RETURNING id",
+        )
+        .bind(conversation_id)
+        .bind(&inbound.body)
+        .bind(&inbound.channel_message_id)
+        .bind(inbound.media.len().min(i32::MAX as usize) as i32)
+        .bind(json_text(&media_urls, "media urls")?)
+        .bind(json_text(&inbound.params, "webhook parameters")?)
+        .bind(&inbound.opt_out_keyword)
+        .bind(&inbound.profile_name)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(message_id) = inserted else {
+            drop(tx);
+            let mut conn = self.pool.acquire().await?;
+            return stored_text(&mut conn, &inbound.channel_message_id)
+                .await?
+                .ok_or(StoreError::NotFound("the stored text"));
+        };
+        // The files and the jobs that fetch them commit with the text: a text
+        // the channel was told we stored never loses its photos.
+        for (position, media) in inbound.media.iter().enumerate() {
+            let media_id: i64 = sqlx::query_scalar(
+                "INSERT INTO media (message_id, conversation_id, position, url, content_type, status, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(message_id)
+            .bind(conversation_id)
+            .bind(position as i32)
+            .bind(&media.url)
+            .bind(&media.content_type)
+            .bind(media.status.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            if media.status == MediaStatus::Pending {
+                let job = NewJob {
+                    kind: FETCH_MEDIA,
+                    dedupe_key: format!("media:{media_id}"),
+                    conversation_id: Some(ConversationId(conversation_id)),
+                    customer_id: Some(CustomerId(customer_id)),
+                    recipient: inbound.from.as_str().to_string(),
+                    payload: serde_json::json!({ "media_id": media_id }),
+                    run_at: now,
+                    max_attempts: FETCH_MEDIA_ATTEMPTS,
+                };
+                insert_job(&mut tx, &job, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Recorded::New(
+            ConversationId(conversation_id),
+            MessageId(message_id),
+        ))
+    }
+
+    async fn claim_next_pending(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedConversation>, StoreError> {
+        let now = self.now_ms();
+        // The conversation that has waited longest and has no live lease,
+        // locked as it is picked: another instance claiming at the same
+        // moment skips it and takes the next.
+        let claimed: Option<(i64, String)> = sqlx::query_as(
+            "UPDATE conversations c SET lease_owner = $1, lease_until_ms = $2
+             FROM (SELECT w.id FROM messages m
+                   JOIN conversations w ON w.id = m.conversation_id
+                   WHERE m.direction = 'inbound' AND m.status = 'pending'
+                     AND (w.lease_until_ms IS NULL OR w.lease_until_ms < $3)
+                   ORDER BY m.id LIMIT 1
+                   FOR UPDATE OF w SKIP LOCKED) picked
+             WHERE c.id = picked.id
+             RETURNING c.id, c.business_id",
+        )
+        .bind(worker)
+        .bind(now + lease_ms(lease))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed.map(|(id, business_id)| ClaimedConversation {
+            id: ConversationId(id),
+            business_id,
+        }))
+    }
+
+    async fn claim(&self, id: ConversationId, worker: &str, lease: Duration) -> Result<bool, StoreError> {
+        let now = self.now_ms();
+        let done = sqlx::query(
+            "UPDATE conversations SET lease_owner = $1, lease_until_ms = $2
+             WHERE id = (SELECT id FROM conversations
+                          WHERE id = $3 AND (lease_until_ms IS NULL OR lease_until_ms < $4 OR lease_owner = $1)
+                          FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(worker)
+        .bind(now + lease_ms(lease))
+        .bind(id.0)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release(&self, id: ConversationId, worker: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE conversations SET lease_owner = NULL, lease_until_ms = NULL
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id.0)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn turn_input(&self, id: ConversationId, history_limit: usize) -> Result<TurnInput, StoreError> {
+        let now = self.now();
+        let window = FloodWindow {
+            since: now,
+            limit: 0,
+            day: now.date_naive(),
+            day_start: now,
+        };
+        Ok(self.read_turn(id, history_limit, &window).await?.0)
+    }
+
+    async fn turn_input_with_flood(
+        &self,
+        id: ConversationId,
+        history_limit: usize,
+        window: &FloodWindow,
+    ) -> Result<(TurnInput, FloodReading), StoreError> {
+        self.read_turn(id, history_limit, window).await
+    }
+
+    async fn finish_turn(
+        &self,
+        id: ConversationId,
+        commit: TurnCommit,
+    ) -> Result<Option<OutboundMessage>, StoreError> {
+        let TurnCommit {
+            through,
+            reply,
+            held,
+            state,
+            new_quotes,
+            alerts,
+            jobs,
+            cancel_jobs,
+            model_calls,
+        } = commit;
+        let state_json = json_text(&state, "state")?;
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        // The conversation's row first: a concurrent run of this turn
+        // waits here until this one commits, and then (each statement
+        // reading afresh) finds the texts answered.
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM conversations WHERE id = $1 FOR UPDATE")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound("conversation"));
+        }
+        // Model calls were made whether or not the turn is committed.
+        if let Some(calls) = &model_calls {
+            sqlx::query(
+                "INSERT INTO model_calls (customer_id, day, calls) VALUES ($1, $2, $3)
+                 ON CONFLICT (customer_id, day) DO UPDATE SET calls = model_calls.calls + EXCLUDED.calls",
+            )
+            .bind(calls.customer.0)
+            .bind(calls.day.to_string())
+            .bind(calls.calls.min(i32::MAX as u32) as i32)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let answered: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM messages
+                 WHERE conversation_id = $1 AND direction = 'inbound' AND status = 'pending' AND id <= $2)",
+        )
+        .bind(id.0)
+        .bind(through.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !answered {
+            // Another run of this turn (an expired lease, a crash rerun)
+            // already committed it; its state and reply stand.
+            tx.commit().await?;
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE conversations
+             SET state_changed_at = CASE WHEN state IS NOT DISTINCT FROM $2::jsonb THEN state_changed_at ELSE $3 END,
+                 state = $2::jsonb, updated_at = $3
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(&state_json)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // One reply per text answered (`reply_to_id` is unique); with a
+        // held reply, the held one is the answer and the text sent now (the
+        // holding text) answers nothing.
+        let answer = held.as_ref().or(reply.as_ref());
+        let answer_status = if held.is_some() { "held" } else { "sending" };
+        let answer_id: Option<i64> = match answer {
+            None => None,
+            Some(draft) => sqlx::query_scalar(
+                "INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, reply_to_id,
+                                           created_at, send_lease_until_ms)
+                     VALUES ($1, 'outbound', $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (reply_to_id) DO NOTHING
+                     RETURNING id",
+            )
+            .bind(id.0)
+            .bind(draft.kind.as_str())
+            .bind(&draft.body)
+            .bind(answer_status)
+            .bind(if held.is_some() { 0 } else { 1 })
+            .bind(through.0)
+            .bind(now)
+            .bind((held.is_none()).then(|| self.now_ms() + SEND_LEASE_MS))
+            .fetch_optional(&mut *tx)
+            .await?,
+        };
+        sqlx::query(
+            "UPDATE messages SET status = 'handled'
+             WHERE conversation_id = $1 AND direction = 'inbound' AND status = 'pending' AND id <= $2",
+        )
+        .bind(id.0)
+        .bind(through.0)
+        .execute(&mut *tx)
+        .await?;
+        set_in_motion(&mut tx, id, &cancel_jobs, &jobs, &alerts, now).await?;
+        insert_quotes(&mut tx, id, &new_quotes).await?;
+        let claimed = match (held.is_some(), reply) {
+            (true, Some(draft)) => {
+                let inserted: i64 = sqlx::query_scalar(
+                    "INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, reply_to_id,
+                                           created_at, send_lease_until_ms)
+                     VALUES ($1, 'outbound', $2, $3, 'sending', 1, NULL, $4, $5)
+                     RETURNING id",
+                )
+                .bind(id.0)
+                .bind(draft.kind.as_str())
+                .bind(&draft.body)
+                .bind(now)
+                .bind(self.now_ms() + SEND_LEASE_MS)
+                .fetch_one(&mut *tx)
+                .await?;
+                Some(inserted)
+            }
+            (true, None) => None,
+            (false, _) => answer_id,
+        };
+        let claimed = match claimed {
+            Some(message) => Some(outbound_in(&mut tx, MessageId(message)).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn set_opted_out(&self, customer: CustomerId, opted_out: bool) -> Result<(), StoreError> {
+        // COALESCE keeps the first opt-out time when STOP is sent twice.
+        sqlx::query(
+            "UPDATE customers SET opted_out_at = CASE WHEN $1 THEN COALESCE(opted_out_at, $2) END WHERE id = $3",
+        )
+        .bind(opted_out)
+        .bind(self.now())
+        .bind(customer.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_conversation(
+        &self,
+        customer: &E164,
+        business_number: &E164,
+    ) -> Result<Option<ConversationId>, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT c.id FROM conversations c JOIN customers k ON k.id = c.customer_id
+             WHERE k.phone = $1 AND c.business_number = $2
+             ORDER BY c.id LIMIT 1",
+        )
+        .bind(customer.as_str())
+        .bind(business_number.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.map(ConversationId))
+    }
+
+    async fn conversation_business(&self, id: ConversationId) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT business_id FROM conversations WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn messages(&self, id: ConversationId) -> Result<Vec<Message>, StoreError> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY id");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(message_from_row)
+            .collect()
+    }
+
+    async fn last_inbound_at(&self, id: ConversationId) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(created_at) FROM messages WHERE conversation_id = $1 AND direction = 'inbound'",
+        )
+        .bind(id.0)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn commit_owner_action(
+        &self,
+        id: ConversationId,
+        commit: &OwnerCommit,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let state_json = json_text(&commit.state, "state")?;
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE conversations
+             SET state_changed_at = CASE WHEN state IS NOT DISTINCT FROM $1::jsonb THEN state_changed_at ELSE $2 END,
+                 state = $1::jsonb, updated_at = $2
+             WHERE id = $3",
+        )
+        .bind(&state_json)
+        .bind(now)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound("conversation"));
+        }
+        set_in_motion(
+            &mut tx,
+            id,
+            &commit.cancel_jobs,
+            &commit.jobs,
+            &commit.alerts,
+            now,
+        )
+        .await?;
+        insert_quotes(&mut tx, id, &commit.new_quotes).await?;
+        for kind in &commit.resolve_alerts {
+            sqlx::query(
+                "UPDATE alerts SET resolved_at = $1, resolved_by = 'owner'
+                 WHERE conversation_id = $2 AND kind = $3 AND resolved_at IS NULL",
+            )
+            .bind(now)
+            .bind(id.0)
+            .bind(kind.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let queued = match &commit.text {
+            None => None,
+            Some(draft) => {
+                let message_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, created_at)
+                     VALUES ($1, 'outbound', $2, $3, 'queued', 0, $4)
+                     RETURNING id",
+                )
+                .bind(id.0)
+                .bind(draft.kind.as_str())
+                .bind(&draft.body)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                Some(MessageId(message_id))
+            }
+        };
+        tx.commit().await?;
+        Ok(queued)
+    }
+
+    async fn owner_conversation(
+        &self,
+        business_id: &str,
+        owner_phone: &E164,
+        business_number: &E164,
+    ) -> Result<ConversationId, StoreError> {
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let customer_id: i64 = sqlx::query_scalar(
+            "INSERT INTO customers (business_id, phone, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (business_id, phone) DO UPDATE SET phone = EXCLUDED.phone
+             RETURNING id",
+        )
+        .bind(business_id)
+        .bind(owner_phone.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let conversation_id: i64 = sqlx::query_scalar(
+            "INSERT INTO conversations (customer_id, business_number, created_at, updated_at, business_id)
+             VALUES ($1, $2, $3, $3, $4)
+             ON CONFLICT (customer_id, business_number) DO UPDATE SET business_number = EXCLUDED.business_number
+             RETURNING id",
+        )
+        .bind(customer_id)
+        .bind(business_number.as_str())
+        .bind(now)
+        .bind(business_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ConversationId(conversation_id))
+    }
+}
+
+fn lease_ms(lease: Duration) -> i64 {
+    lease.as_millis().min(i64::MAX as u128 / 2) as i64
+}
+
+/// The text stored with this channel message id, as a duplicate.
+async fn stored_text(
+    conn: &mut sqlx::PgConnection,
+    channel_message_id: &str,
+) -> Result<Option<Recorded>, StoreError> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT id, conversation_id FROM messages WHERE channel_message_id = $1")
+            .bind(channel_message_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(row
+        .map(|(message, conversation)| Recorded::Duplicate(ConversationId(conversation), MessageId(message))))
+}
+
+/// What a commit sets in motion beside its state: jobs cancelled and
+/// queued, and the owner's alerts.
+async fn set_in_motion(
+    conn: &mut sqlx::PgConnection,
+    id: ConversationId,
+    cancel_jobs: &[String],
+    jobs: &[NewJob],
+    alerts: &[NewAlert],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for prefix in cancel_jobs {
+        sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', updated_at = $1
+             WHERE conversation_id = $2 AND status IN ('pending', 'suspended') AND starts_with(dedupe_key, $3)",
+        )
+        .bind(now)
+        .bind(id.0)
+        .bind(prefix)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for job in jobs {
+        insert_job(&mut *conn, job, now).await?;
+    }
+    for alert in alerts {
+        sqlx::query(
+            "INSERT INTO alerts (kind, conversation_id, detail, created_at, business_id)
+             VALUES ($1, $2, $3, $4, COALESCE((SELECT business_id FROM conversations WHERE id = $2), 'default'))",
+        )
+        .bind(alert.kind.as_str())
+        .bind(id.0)
+        .bind(&alert.detail)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_quotes(
+    conn: &mut sqlx::PgConnection,
+    id: ConversationId,
+    quotes: &[Quote],
+) -> Result<(), StoreError> {
+    for quote in quotes {
+        sqlx::query(
+            "INSERT INTO quotes (id, conversation_id, total, quote, created_at, business_id)
+             VALUES ($1, $2, $3, $4::jsonb, $5, (SELECT business_id FROM conversations WHERE id = $2))
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&quote.id)
+        .bind(id.0)
+        .bind(quote.total.amount().to_string())
+        .bind(json_text(quote, "quote")?)
+        .bind(quote.created_at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+impl PgStore {
+    /// A turn's input and flood reading, read in one repeatable-read
+    /// transaction: one snapshot, so a text arriving meanwhile is in
+    /// neither `pending` nor `history` (not in one only).
+    async fn read_turn(
+        &self,
+        id: ConversationId,
+        history_limit: usize,
+        window: &FloodWindow,
+    ) -> Result<(TurnInput, FloodReading), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(
+            "SELECT c.customer_id, c.business_number, k.phone, k.opted_out_at IS NOT NULL AS opted_out,
+                    c.state::text AS state,
+                    NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND direction = 'outbound')
+                        AS first_contact,
+                    (SELECT MAX(created_at) FROM messages
+                      WHERE conversation_id = $1 AND NOT (direction = 'inbound' AND status = 'pending'))
+                        AS last_activity,
+                    (SELECT profile_name FROM messages
+                      WHERE conversation_id = $1 AND direction = 'inbound' AND profile_name <> ''
+                      ORDER BY id DESC LIMIT 1) AS profile_name,
+                    (SELECT COUNT(*) FROM (SELECT created_at FROM messages
+                        WHERE conversation_id = $1 AND direction = 'inbound'
+                        ORDER BY id DESC LIMIT $2) r WHERE created_at >= $3) AS recent,
+                    (SELECT created_at FROM messages
+                        WHERE conversation_id = $1 AND direction = 'outbound'
+                        ORDER BY id DESC LIMIT 1) AS last_reply,
+                    (SELECT m.calls FROM model_calls m
+                        WHERE m.customer_id = c.customer_id AND m.day = $4) AS calls,
+                    EXISTS (SELECT 1 FROM alerts
+                        WHERE conversation_id = $1 AND kind = 'flood_throttled' AND created_at >= $5) AS alerted
+             FROM conversations c JOIN customers k ON k.id = c.customer_id WHERE c.id = $1",
+        )
+        .bind(id.0)
+        .bind(window.limit.min(i64::MAX as usize - 1) as i64 + 1)
+        .bind(window.since)
+        .bind(window.day.to_string())
+        .bind(window.day_start)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("conversation"))?;
+        let pending_sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
+             WHERE conversation_id = $1 AND direction = 'inbound' AND status = 'pending' ORDER BY id"
+        );
+        let pending = sqlx::query(sqlx::AssertSqlSafe(pending_sql))
+            .bind(id.0)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        // `history` is in conversation order, not insertion order: a reply
+        // sorts right after the last text it answers, before texts that
+        // arrived while it was being written. Replies that never reached
+        // the customer are left out; `unknown` ones probably did, so they
+        // stay.
+        let history_sql = format!(
+            "SELECT * FROM (
+                 SELECT {MESSAGE_COLUMNS}, COALESCE(reply_to_id, id) AS position FROM messages
+                 WHERE conversation_id = $1
+                   AND (direction = 'inbound' OR status IN ('queued', 'sending', 'sent', 'unknown'))
+                 ORDER BY position DESC, id DESC LIMIT $2) h
+             ORDER BY position, id"
+        );
+        let history = sqlx::query(sqlx::AssertSqlSafe(history_sql))
+            .bind(id.0)
+            .bind(history_limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let quote_rows: Vec<String> = sqlx::query_scalar(
+            "SELECT quote::text FROM (
+                 SELECT quote, created_at, seq FROM quotes WHERE conversation_id = $1
+                 ORDER BY created_at DESC, seq DESC LIMIT 20) q
+             ORDER BY created_at, seq",
+        )
+        .bind(id.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let quotes = quote_rows
+            .iter()
+            .map(|json| serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("quote: {e}"))))
+            .collect::<Result<Vec<Quote>, _>>()?;
+        let images = if history.iter().any(|m| m.num_media > 0) {
+            history_images(&mut tx, id, &history).await?
+        } else {
+            Vec::new()
+        };
+        tx.commit().await?;
+        let conversation = Conversation {
+            id,
+            customer_id: CustomerId(row.try_get("customer_id")?),
+            customer_phone: parse_phone(row.try_get("phone")?)?,
+            business_number: parse_phone(row.try_get("business_number")?)?,
+            opted_out: row.try_get("opted_out")?,
+            profile_name: row.try_get("profile_name")?,
+        };
+        let state = match row.try_get::<Option<String>, _>("state")? {
+            None => ConversationState::default(),
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("conversation {} state: {e}", id.0)))?,
+        };
+        let reading = FloodReading {
+            recent_texts: row.try_get::<i64, _>("recent")?.max(0) as usize,
+            last_reply_at: row.try_get("last_reply")?,
+            model_calls_today: row.try_get::<Option<i32>, _>("calls")?.unwrap_or(0).max(0) as u32,
+            alerted_today: row.try_get("alerted")?,
+        };
+        let turn = TurnInput {
+            conversation,
+            pending,
+            history,
+            first_contact: row.try_get("first_contact")?,
+            state,
+            last_activity: row.try_get("last_activity")?,
+            quotes,
+            images,
+        };
+        Ok((turn, reading))
+    }
+}
+
+/// The images of `history`'s texts, in order, with the bytes of the newest
+/// few fetched ones (as on SQLite).
+async fn history_images(
+    conn: &mut sqlx::PgConnection,
+    id: ConversationId,
+    history: &[Message],
+) -> Result<Vec<StoredImage>, StoreError> {
+    let Some(first) = history.iter().filter(|m| m.num_media > 0).map(|m| m.id.0).min() else {
+        return Ok(Vec::new());
+    };
+    let in_history: std::collections::HashSet<i64> = history.iter().map(|m| m.id.0).collect();
+    let rows = sqlx::query(
+        "SELECT id, message_id, position, content_type, status FROM media
+         WHERE conversation_id = $1 AND message_id >= $2 AND content_type LIKE 'image/%'
+         ORDER BY message_id, position",
+    )
+    .bind(id.0)
+    .bind(first)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut images = Vec::new();
+    let mut media_ids = Vec::new();
+    for row in &rows {
+        let message_id: i64 = row.try_get("message_id")?;
+        if !in_history.contains(&message_id) {
+            continue;
+        }
+        let status: String = row.try_get("status")?;
+        media_ids.push(row.try_get::<i64, _>("id")?);
+        images.push(StoredImage {
+            message_id: MessageId(message_id),
+            position: row.try_get::<i32, _>("position")? as i64,
+            content_type: row.try_get("content_type")?,
+            status: MediaStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("media status `{status}`")))?,
+            data: None,
+        });
+    }
+    let mut with_data = 0;
+    for (image, media_id) in images.iter_mut().zip(&media_ids).rev() {
+        if with_data == TURN_IMAGES_WITH_DATA {
+            break;
+        }
+        if image.status == MediaStatus::Fetched {
+            image.data = sqlx::query_scalar("SELECT bytes FROM media WHERE id = $1")
+                .bind(media_id)
+                .fetch_one(&mut *conn)
+                .await?;
+            with_data += 1;
+        }
+    }
+    Ok(images)
+}
