@@ -96,3 +96,85 @@ async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::channel::console::ConsoleChannel;
+    use crate::clock::{Clock, ManualClock};
+    use crate::domain::phone::E164;
+    use crate::store::NewJob;
+    use crate::store::postgres::testdb::TestDb;
+
+    async fn notified(what: &Notify, name: &str) {
+        tokio::time::timeout(Duration::from_secs(10), what.notified())
+            .await
+            .unwrap_or_else(|_| panic!("{name} was not woken within 10 s"));
+    }
+
+    /// Two stores on one database, as two instances: a text stored by one
+    /// wakes the other's worker, a job its runner, through the database.
+    #[tokio::test]
+    async fn a_text_or_a_job_stored_by_one_instance_wakes_the_other() {
+        let Some(db) = TestDb::create("fleet").await else {
+            return;
+        };
+        let clock = ManualClock::at(Utc::now());
+        let one = db.store(&clock).await;
+        let _other = db.store(&clock).await;
+        let targets = WakeTargets {
+            worker: Arc::new(Notify::new()),
+            jobs: Arc::new(Notify::new()),
+        };
+        let (stop, stopping) = watch::channel(false);
+        let mut listening = spawn(db.url.clone(), targets.clone(), stopping);
+        listening.connections.wait_for(|n| *n >= 1).await.unwrap();
+        // A connection wakes both once (work stored while not listening);
+        // take those wakes before asserting the ones that matter.
+        notified(&targets.worker, "the worker (on connecting)").await;
+        notified(&targets.jobs, "the runner (on connecting)").await;
+
+        let from = E164::parse("+15550001111").unwrap();
+        let to = E164::parse("+15550009999").unwrap();
+        one.record_inbound(&ConsoleChannel::inbound("default", &from, &to, "hi".into()))
+            .await
+            .unwrap();
+        notified(&targets.worker, "the other instance's worker").await;
+
+        one.enqueue_jobs(&[NewJob {
+            kind: "email",
+            dedupe_key: "wake-test".into(),
+            conversation_id: None,
+            customer_id: None,
+            recipient: "owner@example.com".into(),
+            payload: serde_json::json!({}),
+            run_at: clock.now(),
+            max_attempts: 5,
+        }])
+        .await
+        .unwrap();
+        notified(&targets.jobs, "the other instance's job runner").await;
+
+        // A dropped LISTEN connection is reconnected (and both woken).
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'")
+            .bind(&db.name)
+            .execute(&sqlx::PgPool::connect(&db.url).await.unwrap())
+            .await
+            .unwrap();
+        listening.connections.wait_for(|n| *n >= 2).await.unwrap();
+        one.record_inbound(&ConsoleChannel::inbound("default", &from, &to, "again".into()))
+            .await
+            .unwrap();
+        notified(&targets.worker, "the worker after the reconnection").await;
+
+        stop.send(true).unwrap();
+        listening.task.await.unwrap();
+        drop((one, _other));
+        db.drop().await;
+    }
+}
