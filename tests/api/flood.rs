@@ -52,7 +52,9 @@ async fn wait_until_throttled(app: &TestApp, customer: &str) {
     loop {
         let now = chrono::Utc::now().timestamp_millis();
         let held: bool = sqlx::query_scalar(
-            "SELECT lease_until_ms > ?2 AND lease_until_ms <= ?2 + 61000 FROM conversations WHERE id = ?1",
+            // Longer than a turn's own lease (15 s, renewed while it runs):
+            // the throttle's hold, not a turn in flight.
+            "SELECT lease_until_ms > ?2 + 20000 AND lease_until_ms <= ?2 + 61000 FROM conversations WHERE id = ?1",
         )
         .bind(id.0)
         .bind(now)
