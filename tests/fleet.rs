@@ -242,7 +242,10 @@ impl Fleet {
     /// Posts a customer's text to `instance`'s webhook, signed as Twilio
     /// signs it. True when it was acknowledged (200).
     async fn text(&self, instance: u16, from: &str, body: &str) -> bool {
-        let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
+        // One id per text, whichever instance it is (re)delivered to, as
+        // Twilio retries: a text stored by an instance that died before
+        // answering 200 is a duplicate at the next.
+        let sid = format!("SM{:x}", md5_like(from, body));
         let params: Vec<(String, String)> = [
             ("SmsMessageSid", sid.as_str()),
             ("NumMedia", "0"),
@@ -286,6 +289,16 @@ impl Fleet {
         }
         by_customer
     }
+}
+
+/// A stable 128-bit id of a customer's text, for its MessageSid.
+fn md5_like(from: &str, body: &str) -> u128 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut high = DefaultHasher::new();
+    (from, body, 1u8).hash(&mut high);
+    let mut low = DefaultHasher::new();
+    (from, body, 2u8).hash(&mut low);
+    ((high.finish() as u128) << 64) | low.finish() as u128
 }
 
 struct Instance {

@@ -43,7 +43,7 @@ pub fn heartbeat(
     id: ConversationId,
     token: String,
     lease: Duration,
-) -> (JoinHandle<()>, watch::Receiver<bool>) {
+) -> (Heartbeat, watch::Receiver<bool>) {
     let (lost_tx, lost) = watch::channel(false);
     let task = tokio::spawn(async move {
         let every = renewal_interval(lease);
@@ -67,5 +67,21 @@ pub fn heartbeat(
             }
         }
     });
-    (task, lost)
+    (Heartbeat(task), lost)
+}
+
+/// A running heartbeat; it stops when dropped, so a turn stopped at
+/// shutdown does not leave it renewing.
+pub struct Heartbeat(JoinHandle<()>);
+
+impl From<JoinHandle<()>> for Heartbeat {
+    fn from(task: JoinHandle<()>) -> Self {
+        Self(task)
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

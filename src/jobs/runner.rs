@@ -138,7 +138,7 @@ impl JobRunner {
         // (or handed back), so a long batch is never taken over while
         // this instance is alive, and is within a lease once it dies.
         let held: Arc<Mutex<HashSet<JobClaim>>> = Arc::new(Mutex::new(jobs.iter().map(claim_of).collect()));
-        let heartbeat = self.heartbeat(held.clone());
+        let heartbeat = super::lease::Heartbeat::from(self.heartbeat(held.clone()));
         // Photo downloads run in a lane of their own: a slow media server
         // must not hold back a reminder or the crew's email.
         let (media, other): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.kind == FETCH_MEDIA);
@@ -146,7 +146,7 @@ impl JobRunner {
             self.run_lane(media, now, &held, stop),
             self.run_lane(other, now, &held, stop)
         );
-        heartbeat.abort();
+        drop(heartbeat);
         Ok(claimed)
     }
 

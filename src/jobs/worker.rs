@@ -158,7 +158,7 @@ impl TurnWorker {
             lease::heartbeat(self.store.clone(), id, token.to_string(), self.settings.lease);
         turn.spawn(lease::scoped(lost, async move { turn_engine.run_turn(id).await }));
         let joined = turn.join_next().await;
-        heartbeat.abort();
+        drop(heartbeat);
         let outcome = match joined {
             Some(Ok(result)) => result,
             Some(Err(e)) if e.is_panic() => {
