@@ -21,8 +21,10 @@ use crate::config::fragments::{self, Fragment};
 use crate::config::settings::Settings;
 use crate::domain::phone::E164;
 use crate::domain::quote::{JobSpec, JunkJob, Labour, MaidJob, Selected, price};
+use crate::store::backend::BackendKind;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{AssistantFragments, Recorded};
+use crate::store::{AssistantFragments, Recorded, StoreError};
 use crate::telemetry;
 
 #[derive(Parser)]
@@ -844,23 +846,39 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
 /// names, by business id; `None` when that database does not exist yet
 /// (check-config never creates one).
 fn console_settings(settings: &Settings) -> anyhow::Result<Option<HashMap<String, Vec<Fragment>>>> {
-    let Some(file) = sqlite_file(&settings.database_url) else {
-        return Ok(None);
-    };
-    if !file.exists() {
+    // No runtime needed for a SQLite file that is not there.
+    if BackendKind::of(&settings.database_url) == BackendKind::Sqlite
+        && !sqlite_file(&settings.database_url).is_some_and(|f| f.exists())
+    {
         return Ok(None);
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let stored = runtime.block_on(async {
-        let store = SqliteStore::connect(&settings.database_url).await?;
-        store.assistant_fragments().await
-    });
-    Ok(Some(stored.with_context(|| {
-        format!(
-            "cannot read the owner console's settings from {}",
-            redact_url(&settings.database_url)
-        )
-    })?))
+    runtime
+        .block_on(stored_fragments(&settings.database_url))
+        .with_context(|| {
+            format!(
+                "cannot read the owner console's settings from {}",
+                redact_url(&settings.database_url)
+            )
+        })
+}
+
+/// Every business's console settings in the database `url` names, if that
+/// database exists: a SQLite file, or a Postgres database that a `serve`
+/// has migrated. Never creates or migrates one.
+async fn stored_fragments(url: &str) -> Result<Option<HashMap<String, Vec<Fragment>>>, StoreError> {
+    match BackendKind::of(url) {
+        BackendKind::Sqlite => match sqlite_file(url).filter(|f| f.exists()) {
+            Some(_) => Ok(Some(
+                SqliteStore::connect(url).await?.assistant_fragments().await?,
+            )),
+            None => Ok(None),
+        },
+        BackendKind::Postgres => match PgStore::open_existing(url).await? {
+            Some(store) => Ok(Some(store.assistant_fragments().await?)),
+            None => Ok(None),
+        },
+    }
 }
 
 /// The file a `sqlite:` URL names, if it names one.
@@ -907,10 +925,8 @@ async fn export_config(settings: Settings, business_id: Option<&str>) -> anyhow:
             .cloned()
             .context("several businesses are configured: say which with --business ID")?,
     };
-    let exported = match sqlite_file(&settings.database_url).filter(|f| f.exists()) {
-        Some(_) => {
-            let store = SqliteStore::connect(&settings.database_url).await?;
-            let mut stored = store.assistant_fragments().await?;
+    let exported = match stored_fragments(&settings.database_url).await? {
+        Some(mut stored) => {
             let own = stored.remove(&business.business.id).unwrap_or_default();
             let path = businesses
                 .path_of(&business.business.id)

@@ -649,3 +649,35 @@ fn config_export_writes_the_merged_configuration_as_toml() {
     let (ok, _, err) = textdesk_with(&db, &file, &["config", "export", "--business", "nobody"]);
     assert!(!ok && err.contains("no business `nobody`"), "{err}");
 }
+
+#[test]
+fn serve_says_where_an_unreachable_database_is_and_hides_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("business.toml");
+    std::fs::write(&file, "[business]\nname = \"Rose City Junk\"\n").unwrap();
+    // Nothing listens on port 1.
+    let output = Command::new(env!("CARGO_BIN_EXE_textdesk"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORT", "0")
+        .env("DATABASE_URL", "postgres://desk:s3cret-pw@127.0.0.1:1/desk")
+        .env("BUSINESS_CONFIG", &file)
+        .env("OUTBOX_DIR", dir.path().join("outbox"))
+        .output()
+        .expect("run textdesk serve");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "serve must exit non-zero: {stderr}");
+    assert!(
+        stderr.contains("127.0.0.1:1"),
+        "names the host and port: {stderr}"
+    );
+    assert!(stderr.contains("running"), "says to check the server: {stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "says to check the URL: {stderr}");
+    assert!(
+        !stderr.contains("s3cret-pw") && !stdout.contains("s3cret-pw"),
+        "never the password: {stdout}{stderr}"
+    );
+}

@@ -81,6 +81,10 @@ pub enum StoreError {
     /// past it): its result is not committed; the new holder redoes it.
     #[error("the lease on this work was lost to another worker")]
     LeaseLost,
+    /// The database server could not be reached or refused us at start:
+    /// says where it looked and what to check, never the URL's password.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// What a process does with the store as a whole: a health check, and at

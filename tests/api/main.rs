@@ -18,6 +18,7 @@ mod notifications;
 mod owner;
 mod panics;
 mod postgres_ports;
+mod postgres_store;
 mod quotes;
 mod receipts;
 mod scheduling;

@@ -152,11 +152,15 @@ impl ConversationStore for PgStore {
 
     async fn claim(&self, id: ConversationId, worker: &str, lease: Duration) -> Result<bool, StoreError> {
         let now = self.now_ms();
+        // One named row, so no SKIP LOCKED: its row is also locked for a
+        // moment by every text stored in it (the activity trigger) and
+        // every turn's commit, and skipping it then would say "busy" of a
+        // free conversation. The UPDATE waits out such a lock and then
+        // judges the lease on the row as committed: of two claimers, the
+        // second sees the first's live lease and gets `false`.
         let done = sqlx::query(
             "UPDATE conversations SET lease_owner = $1, lease_until_ms = $2
-             WHERE id = (SELECT id FROM conversations
-                          WHERE id = $3 AND (lease_until_ms IS NULL OR lease_until_ms < $4 OR lease_owner = $1)
-                          FOR UPDATE SKIP LOCKED)",
+             WHERE id = $3 AND (lease_until_ms IS NULL OR lease_until_ms < $4 OR lease_owner = $1)",
         )
         .bind(worker)
         .bind(now + lease_ms(lease))

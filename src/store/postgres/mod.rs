@@ -50,15 +50,55 @@ impl PgStore {
     /// As [`PgStore::connect`], reading the time from `clock`.
     pub async fn connect_with_clock(url: &str, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse()?;
+        let (host, port, database) = (
+            options.get_host().to_string(),
+            options.get_port(),
+            options.get_database().unwrap_or("(the user's)").to_string(),
+        );
         let pool = PgPoolOptions::new()
             .max_connections(16)
             // A database that went away must not hold a webhook past
             // Twilio's patience: fail fast, answer 503, let Twilio retry.
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| unreachable(&host, port, &database, e))?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool, clock })
+    }
+
+    /// The database at `url` as it is, without migrating it, for commands
+    /// that only read (`check-config`, `config export`) and must never
+    /// create a schema; `None` when the database does not exist or was
+    /// never migrated by a `serve`.
+    pub async fn open_existing(url: &str) -> Result<Option<Self>, StoreError> {
+        let options: PgConnectOptions = url.parse()?;
+        let (host, port, database) = (
+            options.get_host().to_string(),
+            options.get_port(),
+            options.get_database().unwrap_or("(the user's)").to_string(),
+        );
+        let pool = match PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(options)
+            .await
+        {
+            Ok(pool) => pool,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => return Ok(None),
+            Err(e) => return Err(unreachable(&host, port, &database, e)),
+        };
+        let migrated: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&pool)
+            .await?;
+        if !migrated {
+            pool.close().await;
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            pool,
+            clock: clock::system(),
+        }))
     }
 
     /// The pool, for benchmarks and tests that set up data in bulk.
@@ -73,6 +113,25 @@ impl PgStore {
     pub fn now_ms(&self) -> i64 {
         self.clock.now().timestamp_millis()
     }
+}
+
+/// Why the server at `host:port` could not be used at start, with what to
+/// check. Built from the parsed options, so the URL's password is never in
+/// it (nor in sqlx's error, which quotes no URL).
+fn unreachable(host: &str, port: u16, database: &str, e: sqlx::Error) -> StoreError {
+    let check = match &e {
+        sqlx::Error::Database(refused) => match refused.code().as_deref() {
+            // invalid_catalog_name
+            Some("3D000") => "does the database exist? Create it, or fix its name in DATABASE_URL",
+            // invalid_password, invalid_authorization_specification
+            Some("28P01" | "28000") => "are the user and password in DATABASE_URL right?",
+            _ => "is DATABASE_URL right?",
+        },
+        _ => "is the Postgres server running and accepting connections there, and is DATABASE_URL right?",
+    };
+    StoreError::Unreachable(format!(
+        "cannot connect to the Postgres server at {host}:{port} (database `{database}`): {e}; {check}"
+    ))
 }
 
 mod alerts;
