@@ -9,7 +9,6 @@ use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 use textdesk::clock::ManualClock;
 use textdesk::http::owner::password::set_owner_password;
-use textdesk::store::sqlite::SqliteStore;
 use textdesk::store::{AlertKind, ConversationId, Direction, Message};
 use wiremock::Mock;
 use wiremock::matchers::{method, path};
@@ -51,7 +50,7 @@ async fn app_with(assistant: &str, script: Vec<Value>, clock: Option<ManualClock
         .respond_with(ScriptedClaude::new(script))
         .mount(&app.anthropic)
         .await;
-    set_owner_password(&SqliteStore::connect(&app.database_url).await.unwrap(), PASSWORD)
+    set_owner_password(&*crate::console::console(&app).await, PASSWORD)
         .await
         .unwrap();
     app
@@ -469,7 +468,7 @@ async fn a_reply_approved_in_quiet_hours_waits_for_morning_when_replies_do() {
         .respond_with(ScriptedClaude::new(quoting_script("Sure.")))
         .mount(&app.anthropic)
         .await;
-    set_owner_password(&SqliteStore::connect(&app.database_url).await.unwrap(), PASSWORD)
+    set_owner_password(&*crate::console::console(&app).await, PASSWORD)
         .await
         .unwrap();
     let (conversation, reply) = text_and_hold(&app, "Half a truck of junk, how much?").await;
@@ -549,10 +548,10 @@ async fn posted_texts(app: &TestApp) -> Vec<String> {
 
 #[tokio::test]
 async fn a_held_reply_keeps_its_conversation_needing_the_owner_after_its_alert_is_resolved() {
-    use textdesk::store::console::{ConsoleStore, InboxFilter, InboxQuery};
+    use textdesk::store::console::{InboxFilter, InboxQuery};
     let app = app_with("approval = \"quotes\"", quoting_script("Sure."), Some(midday())).await;
     let (conversation, _) = text_and_hold(&app, "Half a truck of junk, how much?").await;
-    let console = SqliteStore::connect(&app.database_url).await.unwrap();
+    let console = crate::console::console(&app).await;
     for alert in console.console_alerts(None, true, 50).await.unwrap() {
         console
             .resolve_alert(alert.id, "owner", app.clock.now())
@@ -580,9 +579,8 @@ async fn open_alerts_and_pending_jobs(
     app: &TestApp,
     conversation: ConversationId,
 ) -> (Vec<String>, Vec<String>) {
-    use textdesk::store::console::ConsoleStore;
     use textdesk::store::{JobStatus, Store};
-    let console = SqliteStore::connect(&app.database_url).await.unwrap();
+    let console = crate::console::console(app).await;
     let alerts = console
         .console_alerts(None, true, 50)
         .await

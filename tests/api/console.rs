@@ -116,12 +116,20 @@ impl Browser {
     }
 }
 
-pub(crate) async fn console(app: &TestApp) -> SqliteStore {
-    SqliteStore::connect(&app.database_url).await.unwrap()
+/// The console's port on the app's database, whichever backend it is.
+pub(crate) async fn console(app: &TestApp) -> std::sync::Arc<dyn ConsoleStore> {
+    console_at(&app.database_url).await
+}
+
+pub(crate) async fn console_at(database_url: &str) -> std::sync::Arc<dyn ConsoleStore> {
+    textdesk::store::backend::connect(database_url, textdesk::clock::system())
+        .await
+        .unwrap()
+        .console
 }
 
 pub(crate) async fn with_password(app: &TestApp) {
-    set_owner_password(&console(app).await, PASSWORD).await.unwrap();
+    set_owner_password(&*console(app).await, PASSWORD).await.unwrap();
 }
 
 #[tokio::test]
@@ -399,7 +407,7 @@ async fn a_session_survives_a_restart_and_a_new_password_ends_it() {
         "sessions live in the database"
     );
 
-    set_owner_password(&console(&app).await, "another long password")
+    set_owner_password(&*console(&app).await, "another long password")
         .await
         .unwrap();
     assert_eq!(
@@ -651,7 +659,8 @@ async fn the_schedule_lists_the_weeks_bookings_per_crew_and_marks_an_unfinished_
     app.text(DANA, "hello").await;
     app.wait_until_settled(DANA).await;
     let dana = app.conversation(DANA).await.unwrap();
-    let store = console(&app).await;
+    // Rows set up in SQLite's SQL: this test runs on SQLite only.
+    let store = SqliteStore::connect(&app.database_url).await.unwrap();
     let tz = app.business.business.timezone;
     let crew = app.business.providers[0].clone();
     // Tomorrow 9-11am confirmed; the day after, a calendar write abandoned
@@ -722,7 +731,8 @@ async fn photos_are_served_only_to_the_owner_and_only_images_inline() {
     app.wait_until_settled(DANA).await;
     let dana = app.conversation(DANA).await.unwrap();
     let message = app.messages(DANA).await[0].id;
-    let store = console(&app).await;
+    // Rows set up in SQLite's SQL: this test runs on SQLite only.
+    let store = SqliteStore::connect(&app.database_url).await.unwrap();
     let png: &[u8] = b"\x89PNG\r\n\x1a\nnot really";
     let mut ids = Vec::new();
     for (position, content_type, bytes) in [

@@ -146,10 +146,7 @@ async fn take_over_silences_the_assistant_the_text_shows_unread_and_hand_back_re
     let open_kinds = |app: &TestApp| {
         let database_url = app.database_url.clone();
         async move {
-            use textdesk::store::console::ConsoleStore;
-            let console = textdesk::store::sqlite::SqliteStore::connect(&database_url)
-                .await
-                .unwrap();
+            let console = crate::console::console_at(&database_url).await;
             console
                 .console_alerts(None, true, 50)
                 .await

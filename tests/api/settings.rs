@@ -7,7 +7,6 @@ use serde_json::Value;
 use sqlx::Row;
 use textdesk::http::owner::password::set_owner_password;
 use textdesk::store::Store;
-use textdesk::store::sqlite::SqliteStore;
 
 use crate::helpers::*;
 
@@ -41,8 +40,8 @@ impl Page {
 
 impl Browser {
     async fn logged_in(app: &TestApp) -> (Self, String) {
-        let store = SqliteStore::connect(&app.database_url).await.unwrap();
-        set_owner_password(&store, PASSWORD).await.unwrap();
+        let store = crate::console::console(app).await;
+        set_owner_password(&*store, PASSWORD).await.unwrap();
         let mut browser = Self {
             http: reqwest::Client::builder()
                 .redirect(Policy::none())

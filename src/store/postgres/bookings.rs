@@ -26,7 +26,7 @@ use crate::store::{
 /// locks, such as the migrator's, so they never collide.
 const CREW_LOCK_SPACE: i32 = 0x7464;
 
-pub(super) fn interval(start_ms: i64, end_ms: i64) -> Interval {
+fn interval(start_ms: i64, end_ms: i64) -> Interval {
     let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
     Interval {
         start: at(start_ms),
@@ -151,11 +151,18 @@ impl BookingStore for PgStore {
         // deleted (see `lock_crews` on the order).
         let providers: Vec<&str> = wanted.iter().map(|h| h.provider_id.as_str()).collect();
         lock_crews(&mut tx, id, &providers).await?;
-        sqlx::query("DELETE FROM slot_holds WHERE conversation_id = $1 OR expires_ms <= $2")
-            .bind(id.0)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
+        // The conversation's holds and every expired one, as on SQLite;
+        // rows locked in one order, so that two holds for different crews
+        // that both clear an expired row cannot deadlock.
+        sqlx::query(
+            "DELETE FROM slot_holds WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM slot_holds WHERE conversation_id = $1 OR expires_ms <= $2
+                 ORDER BY conversation_id, provider_id, start_ms, expires_ms FOR UPDATE))",
+        )
+        .bind(id.0)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
         let mut granted = Vec::with_capacity(wanted.len());
         for h in wanted {
             if hold_conflicts(&mut tx, id, &h.provider_id, h.slot, h.blocked, now_ms).await?

@@ -91,15 +91,24 @@ impl Search {
 }
 
 /// One walk of the inbox: the conversations that need the owner
-/// (`pinned`), or the rest, newest activity first. `$1` business, `$2`
-/// name pattern, `$3` digits, `$4` limit (NULL: all), `$5` offset.
-fn inbox_walk(filter: InboxFilter, pinned: bool) -> String {
+/// (`pinned`), or the rest, newest activity first, down the index in that
+/// order. `$1` business, `$2` the ids a search found (NULL: no search),
+/// `$3` limit (NULL: all), `$4` offset.
+fn inbox_walk(filter: InboxFilter, pinned: bool, searching: bool) -> String {
     let filter = match filter {
         InboxFilter::All | InboxFilter::NeedsYou => "TRUE",
         InboxFilter::Quoted => "c.state_tag = 'quoted'",
         InboxFilter::Scheduling => "c.state_tag = 'scheduling'",
         InboxFilter::Booked => "c.state_tag = 'booked'",
         InboxFilter::OptedOut => "(k.opted_out_at IS NOT NULL OR c.state_tag = 'opted_out')",
+    };
+    // Two texts rather than one with `$2 IS NULL OR ...`, so that each is
+    // planned for what it is: a walk that stops at the page's end, or a
+    // few rows fetched by id and sorted.
+    let search = if searching {
+        "c.id = ANY($2)"
+    } else {
+        "$2::BIGINT[] IS NULL"
     };
     format!(
         "SELECT c.id FROM conversations c JOIN customers k ON k.id = c.customer_id
@@ -110,13 +119,50 @@ fn inbox_walk(filter: InboxFilter, pinned: bool) -> String {
                               WHERE direction = 'outbound' AND status = 'held')
            AND ($1::TEXT IS NULL OR c.business_id = $1)
            AND {filter}
-           AND (($2::TEXT IS NULL AND $3::TEXT IS NULL)
-                OR ($3::TEXT IS NOT NULL AND position($3 IN k.phone) > 0)
-                OR ($2::TEXT IS NOT NULL AND {NAME_SQL} ILIKE $2 ESCAPE '\\'))
+           AND {search}
          ORDER BY c.last_message_id DESC NULLS LAST, c.id DESC
-         LIMIT $4 OFFSET $5",
+         LIMIT $3 OFFSET $4",
         if pinned { "IN" } else { "NOT IN" }
     )
+}
+
+impl PgStore {
+    /// The conversations a search finds, of any business: by the digits in
+    /// the customer's address (a scan of the small customers table), or by
+    /// the name in the state (case-insensitive), or either when both were
+    /// typed. `None` when there is no search.
+    async fn inbox_search(&self, search: &Search) -> Result<Option<Vec<i64>>, StoreError> {
+        if search.digits.is_none() && search.name_pattern.is_none() {
+            return Ok(None);
+        }
+        let mut ids: Vec<i64> = Vec::new();
+        if let Some(digits) = &search.digits {
+            ids.extend(
+                sqlx::query_scalar::<_, i64>(
+                    // The customers first (one scan of a narrow table),
+                    // then their conversations through the customer index.
+                    "SELECT c.id FROM conversations c
+                     WHERE c.customer_id = ANY(ARRAY(SELECT id FROM customers WHERE position($1 IN phone) > 0))",
+                )
+                .bind(digits)
+                .fetch_all(self.pool())
+                .await?,
+            );
+        }
+        if let Some(pattern) = &search.name_pattern {
+            ids.extend(
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                    "SELECT c.id FROM conversations c WHERE {NAME_SQL} ILIKE $1 ESCAPE '\\'"
+                )))
+                .bind(pattern)
+                .fetch_all(self.pool())
+                .await?,
+            );
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(Some(ids))
+    }
 }
 
 #[async_trait]
@@ -208,6 +254,11 @@ impl ConsoleStore for PgStore {
         // need the owner (all of them, newest first), then the rest down the
         // activity index, stopping at the page's end.
         let search = Search::of(query.search.as_deref());
+        let found_by_search = self.inbox_search(&search).await?;
+        if found_by_search.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
+        let searching = found_by_search.is_some();
         let mut ids: Vec<i64> = Vec::new();
         let mut offset = query.offset;
         let mut limit = query.limit;
@@ -216,24 +267,23 @@ impl ConsoleStore for PgStore {
                 break;
             }
             // Built only from the constant fragments above: no input is spliced in.
-            let found: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(inbox_walk(query.filter, pinned)))
-                .bind(query.business_id.as_deref())
-                .bind(search.name_pattern.as_deref())
-                .bind(search.digits.as_deref())
-                .bind(Some(i64::try_from(limit).unwrap_or(i64::MAX)))
-                .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-                .fetch_all(self.pool())
-                .await?;
+            let found: Vec<i64> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(inbox_walk(query.filter, pinned, searching)))
+                    .bind(query.business_id.as_deref())
+                    .bind(found_by_search.as_deref())
+                    .bind(Some(i64::try_from(limit).unwrap_or(i64::MAX)))
+                    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+                    .fetch_all(self.pool())
+                    .await?;
             if pinned && offset > 0 {
                 // The pinned rows this page skipped or showed come off the
                 // rest's offset: count them all (page one needs no count).
                 let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                     "SELECT COUNT(*) FROM ({}) pinned",
-                    inbox_walk(query.filter, true)
+                    inbox_walk(query.filter, true, searching)
                 )))
                 .bind(query.business_id.as_deref())
-                .bind(search.name_pattern.as_deref())
-                .bind(search.digits.as_deref())
+                .bind(found_by_search.as_deref())
                 .bind(None::<i64>)
                 .bind(0i64)
                 .fetch_one(self.pool())
