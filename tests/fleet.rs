@@ -240,8 +240,8 @@ impl Fleet {
     }
 
     /// Posts a customer's text to `instance`'s webhook, signed as Twilio
-    /// signs it. True when it was acknowledged (200).
-    async fn text(&self, instance: u16, from: &str, body: &str) -> bool {
+    /// signs it. `Ok` when it was acknowledged (200); else what happened.
+    async fn text(&self, instance: u16, from: &str, body: &str) -> Result<(), String> {
         // One id per text, whichever instance it is (re)delivered to, as
         // Twilio retries: a text stored by an instance that died before
         // answering 200 is a duplicate at the next.
@@ -275,8 +275,9 @@ impl Fleet {
             .send()
             .await
         {
-            Ok(response) => response.status() == 200,
-            Err(_) => false,
+            Ok(response) if response.status() == 200 => Ok(()),
+            Ok(response) => Err(format!("{} from :{instance}", response.status())),
+            Err(e) => Err(format!("{e} (:{instance})")),
         }
     }
 
@@ -430,7 +431,7 @@ async fn sigterm_finishes_the_turn_in_flight(database_url: Option<String>) -> Fl
     let fleet = Fleet::new(database_url, Duration::from_secs(3)).await;
     let mut one = fleet.start("one");
     let (phone, text) = customer(1);
-    assert!(fleet.text(one.port, &phone, &text).await);
+    fleet.text(one.port, &phone, &text).await.unwrap();
     // The turn is waiting on the model.
     let started = Instant::now();
     while fleet
@@ -490,16 +491,20 @@ async fn send_load(fleet: Arc<Fleet>, ports: Arc<Mutex<Vec<u16>>>, range: std::o
             for n in range.filter(|n| n % lanes == lane) {
                 let (phone, text) = customer(n);
                 let mut attempt = 0;
+                let started = Instant::now();
                 loop {
                     let port = {
                         let ports = ports.lock().unwrap();
                         ports[(n + attempt) % ports.len()]
                     };
-                    if fleet.text(port, &phone, &text).await {
-                        break;
+                    match fleet.text(port, &phone, &text).await {
+                        Ok(()) => break,
+                        Err(why) => assert!(
+                            started.elapsed() < Duration::from_secs(90),
+                            "text {n} was refused for 90 s, last: {why}"
+                        ),
                     }
                     attempt += 1;
-                    assert!(attempt < 200, "text {n} was refused by every instance");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
