@@ -245,7 +245,7 @@ impl Fleet {
         // One id per text, whichever instance it is (re)delivered to, as
         // Twilio retries: a text stored by an instance that died before
         // answering 200 is a duplicate at the next.
-        let sid = format!("SM{:x}", md5_like(from, body));
+        let sid = format!("SM{:032x}", md5_like(from, body));
         let params: Vec<(String, String)> = [
             ("SmsMessageSid", sid.as_str()),
             ("NumMedia", "0"),
