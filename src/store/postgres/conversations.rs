@@ -32,16 +32,7 @@ impl ConversationStore for PgStore {
         if let Some(duplicate) = stored_text(&mut tx, &inbound.channel_message_id).await? {
             return Ok(duplicate);
         }
-        let customer_id: i64 = sqlx::query_scalar(
-            "INSERT INTO customers (business_id, phone, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (business_id, phone) DO UPDATE SET phone = EXCLUDED.phone
-             RETURNING id",
-        )
-        .bind(&inbound.business_id)
-        .bind(inbound.from.as_str())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
+        let customer_id = customer(&mut tx, &inbound.business_id, &inbound.from, now).await?;
         let conversation_id: i64 = sqlx::query_scalar(
             "INSERT INTO conversations (customer_id, business_number, created_at, updated_at, business_id)
              VALUES ($1, $2, $3, $3, $4)
@@ -224,11 +215,14 @@ impl ConversationStore for PgStore {
         let mut tx = self.pool.begin().await?;
         // The conversation's row first: a concurrent run of this turn
         // waits here until this one commits, and then (each statement
-        // reading afresh) finds the texts answered.
-        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM conversations WHERE id = $1 FOR UPDATE")
-            .bind(id.0)
-            .fetch_optional(&mut *tx)
-            .await?;
+        // reading afresh) finds the texts answered. `NO KEY UPDATE`, the
+        // lock an UPDATE of the row takes: it leaves inserts that
+        // reference the conversation (a text arriving) free to go on.
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM conversations WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
         if found.is_none() {
             return Err(StoreError::NotFound("conversation"));
         }
@@ -463,30 +457,73 @@ impl ConversationStore for PgStore {
     ) -> Result<ConversationId, StoreError> {
         let now = self.now();
         let mut tx = self.pool.begin().await?;
-        let customer_id: i64 = sqlx::query_scalar(
-            "INSERT INTO customers (business_id, phone, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (business_id, phone) DO UPDATE SET phone = EXCLUDED.phone
-             RETURNING id",
-        )
-        .bind(business_id)
-        .bind(owner_phone.as_str())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let conversation_id: i64 = sqlx::query_scalar(
+        let customer_id = customer(&mut tx, business_id, owner_phone, now).await?;
+        // As with the customer, an insert that finds the row locks nothing.
+        let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO conversations (customer_id, business_number, created_at, updated_at, business_id)
              VALUES ($1, $2, $3, $3, $4)
-             ON CONFLICT (customer_id, business_number) DO UPDATE SET business_number = EXCLUDED.business_number
+             ON CONFLICT (customer_id, business_number) DO NOTHING
              RETURNING id",
         )
         .bind(customer_id)
         .bind(business_number.as_str())
         .bind(now)
         .bind(business_id)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let conversation_id: i64 = match inserted {
+            Some(id) => id,
+            None => {
+                sqlx::query_scalar(
+                    "SELECT id FROM conversations WHERE customer_id = $1 AND business_number = $2",
+                )
+                .bind(customer_id)
+                .bind(business_number.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
         tx.commit().await?;
         Ok(ConversationId(conversation_id))
+    }
+}
+
+/// The customer with this phone at this business, made on first contact.
+///
+/// Never `ON CONFLICT DO UPDATE`: updating a column of the unique key (even
+/// to its own value) locks the row `FOR UPDATE`, which conflicts with the
+/// `KEY SHARE` lock every insert referencing the customer takes (a turn's
+/// model calls, its jobs). A text stored while its conversation's turn
+/// commits would then deadlock with that commit: the text holding the
+/// customer and waiting for the conversation, the commit the other way
+/// round. An insert that finds the customer there locks nothing.
+async fn customer(
+    conn: &mut sqlx::PgConnection,
+    business_id: &str,
+    phone: &E164,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO customers (business_id, phone, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT (business_id, phone) DO NOTHING
+         RETURNING id",
+    )
+    .bind(business_id)
+    .bind(phone.as_str())
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match inserted {
+        Some(id) => Ok(id),
+        // A statement of its own, so that it sees a customer another
+        // transaction committed while this insert waited on it.
+        None => Ok(
+            sqlx::query_scalar("SELECT id FROM customers WHERE business_id = $1 AND phone = $2")
+                .bind(business_id)
+                .bind(phone.as_str())
+                .fetch_one(&mut *conn)
+                .await?,
+        ),
     }
 }
 
