@@ -60,6 +60,8 @@ pub struct Services {
     /// requests through.
     pub webchat: Arc<dyn crate::store::webchat::WebChatStore>,
     pub webchat_hub: crate::channel::webchat::WebChatHub,
+    /// How `serve` hears of work other instances stored (Postgres).
+    pub wakeups: crate::store::backend::Wakeups,
 }
 
 /// Hands each turn its engine: the adapters every business shares, and
@@ -149,7 +151,7 @@ pub(crate) fn engine_parts(
     dispatcher: Arc<Dispatcher>,
     scheduler: Arc<Scheduler>,
     anthropic: Option<(Arc<AnthropicClient>, AnthropicSettings)>,
-    lease: std::time::Duration,
+    turn_budget: std::time::Duration,
     clock: Arc<dyn Clock>,
 ) -> EngineParts {
     let guided = GuidedResponder {
@@ -167,8 +169,10 @@ pub(crate) fn engine_parts(
                 max_tokens: anthropic.max_tokens,
                 max_tool_rounds: anthropic.max_tool_rounds,
                 tools,
-                // A third of the lease: the engine's backstop is half.
-                deadline: lease / 3,
+                // A third of the turn's budget: the engine's backstop is
+                // half. (The lease is renewed while the turn runs, so it
+                // does not bound the turn.)
+                deadline: turn_budget / 3,
                 clock: clock.clone(),
             })
         }
@@ -179,9 +183,9 @@ pub(crate) fn engine_parts(
         responder,
         guided,
         dispatcher,
-        // Well inside the lease, so a slow turn ends (with an apology)
-        // before anyone else could claim its conversation.
-        turn_deadline: lease / 2,
+        // Well inside the budget, so a slow turn ends (with an apology)
+        // and its conversation's texts do not wait behind it forever.
+        turn_deadline: turn_budget / 2,
         clock,
         webchat: None,
     }
@@ -223,6 +227,7 @@ impl Services {
         let webchat = backend.webchat;
         let webchat_hub = crate::channel::webchat::WebChatHub::default();
         let store: Arc<dyn Store> = backend.store;
+        let wakeups = backend.wakeups;
         // The owner console's assistant settings, over the files, before
         // anything reads a configuration.
         for problem in directory.apply_stored_fragments(store.assistant_fragments().await?) {
@@ -336,7 +341,7 @@ impl Services {
         let scheduler = Arc::new(Scheduler::new(store.clone(), calendar));
         let rehearsals = Rehearsals {
             anthropic: anthropic.clone(),
-            lease: settings.worker.lease,
+            lease: settings.worker.turn_budget,
             clock: clock.clone(),
         };
         let desks = Arc::new(Desks {
@@ -348,7 +353,7 @@ impl Services {
                     dispatcher,
                     scheduler,
                     anthropic,
-                    settings.worker.lease,
+                    settings.worker.turn_budget,
                     clock.clone(),
                 )
             })),
@@ -371,6 +376,7 @@ impl Services {
             clock,
             webchat,
             webchat_hub,
+            wakeups,
         })
     }
 }
@@ -385,6 +391,10 @@ pub struct Application {
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
     jobs: JoinHandle<()>,
+    /// The `LISTEN` task (Postgres only).
+    listener: Option<JoinHandle<()>>,
+    /// How long work in flight may take to finish on SIGTERM.
+    grace: std::time::Duration,
 }
 
 impl Application {
@@ -497,7 +507,16 @@ impl Application {
             media: media_fetcher(&settings),
             clock: clock.clone(),
         };
-        let jobs = tokio::spawn(runner.run(shutdown_rx.clone()));
+        let targets = crate::store::backend::WakeTargets {
+            worker: wake.clone(),
+            jobs: Arc::new(Notify::new()),
+        };
+        let listening = services
+            .wakeups
+            .start(targets.clone(), shutdown_rx.clone())
+            .map(|listening| listening.task);
+        let jobs = tokio::spawn(runner.run_woken(Some(targets.jobs), shutdown_rx.clone()));
+        let grace = settings.worker.shutdown_grace;
         let worker = TurnWorker {
             desks: services.desks.clone(),
             store: services.store.clone(),
@@ -538,6 +557,8 @@ impl Application {
             server,
             worker,
             jobs,
+            listener: listening,
+            grace,
         })
     }
 
@@ -563,13 +584,31 @@ impl Application {
         self.stop().await;
     }
 
-    /// Stops taking requests and new turns, and waits for turns in flight.
+    /// Stops taking connections and new work, and waits for turns and
+    /// jobs in flight, at most the shutdown grace (the worker and the job
+    /// runner then stop what still runs and give its leases back).
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
-        let _ = self.worker.await;
-        let _ = self.jobs.await;
+        // The worker and the runner bound themselves by the grace; this is
+        // the backstop if one of them is stuck outside their own bounds.
+        let backstop = self.grace + std::time::Duration::from_secs(5);
+        let stopped = tokio::time::timeout(backstop, async {
+            let _ = tokio::join!(self.worker, self.jobs);
+        })
+        .await;
+        if stopped.is_err() {
+            tracing::error!("the worker or the job runner did not stop within the shutdown grace");
+        }
+        // In-flight requests finish; idle connections are closed. A client
+        // holding a request open past the grace is cut off.
+        if tokio::time::timeout(backstop, self.server).await.is_err() {
+            tracing::warn!("HTTP connections still open after the shutdown grace were closed");
+        }
         let _ = self.reloads.await;
+        if let Some(listener) = self.listener {
+            let _ = listener.await;
+        }
+        tracing::info!("stopped");
     }
 
     /// Stops at once, mid-turn if need be, as a crash would. For tests.
@@ -578,6 +617,9 @@ impl Application {
         self.worker.abort();
         self.jobs.abort();
         self.reloads.abort();
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
         let _ = self.server.await;
         let _ = self.worker.await;
         let _ = self.jobs.await;

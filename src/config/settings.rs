@@ -181,14 +181,29 @@ pub struct AnthropicSettings {
     pub max_tool_rounds: usize,
 }
 
+/// A claim's lease when `LEASE_SECS` is not set: an instance that dies
+/// has its conversations and jobs taken over within this (plus a poll).
+pub const DEFAULT_LEASE_SECS: u64 = 15;
+
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     /// Conversations processed at once (each one strictly serially).
     pub concurrency: usize,
     /// Safety-net poll; new texts wake the worker immediately.
     pub poll_interval: Duration,
-    /// How long a claimed conversation stays ours; longer than any turn.
+    /// How long a claim (a conversation's, a job's) stays ours without a
+    /// renewal (`LEASE_SECS`, 15 s by default). A heartbeat renews it every
+    /// third of this while the work runs, so it bounds how long the work of
+    /// an instance that died waits to be taken over, not how long a turn
+    /// may take.
     pub lease: Duration,
+    /// How long a turn may take at most (the model's deadline is a third
+    /// of it, the engine's backstop half), whatever the lease.
+    pub turn_budget: Duration,
+    /// On SIGTERM, how long turns and jobs in flight may take to finish
+    /// (`SHUTDOWN_GRACE_SECS`, 20 s by default) before they are stopped
+    /// and their leases released.
+    pub shutdown_grace: Duration,
 }
 
 /// The job runner's pace. Here, beside `WorkerSettings`, so configuration
@@ -210,7 +225,7 @@ impl Default for RunnerSettings {
         Self {
             poll_interval: Duration::from_secs(1),
             batch: 100,
-            lease: Duration::from_secs(300),
+            lease: Duration::from_secs(DEFAULT_LEASE_SECS),
             retry_base: Duration::from_secs(30),
             console_base_url: None,
         }
@@ -366,6 +381,10 @@ impl Settings {
             Some(other) => return Err(err("LOG_FORMAT", format!("`{other}` is not pretty or json"))),
         };
         let concurrency = parse_in("WORKER_CONCURRENCY", 8, 1, 256)? as usize;
+        // At least 3 s, so a renewal every third of it is not a busy loop;
+        // at most 5 minutes, the lease of the single-process design.
+        let lease = Duration::from_secs(parse_in("LEASE_SECS", DEFAULT_LEASE_SECS, 3, 300)?);
+        let shutdown_grace = Duration::from_secs(parse_in("SHUTDOWN_GRACE_SECS", 20, 0, 600)?);
 
         Ok(Settings {
             host,
@@ -376,7 +395,10 @@ impl Settings {
             log_format,
             twilio,
             anthropic,
-            jobs: RunnerSettings::default(),
+            jobs: RunnerSettings {
+                lease,
+                ..RunnerSettings::default()
+            },
             email: EmailSettings {
                 ses: get("EMAIL_FROM").is_some() && get("AWS_REGION").is_some(),
                 from: get("EMAIL_FROM"),
@@ -398,7 +420,9 @@ impl Settings {
             worker: WorkerSettings {
                 concurrency,
                 poll_interval: Duration::from_secs(2),
-                lease: Duration::from_secs(300),
+                lease,
+                turn_budget: Duration::from_secs(300),
+                shutdown_grace,
             },
             model_prices,
         })
@@ -469,6 +493,26 @@ mod tests {
             let e = settings(&[("MODEL_PRICE_OUTPUT_PER_MTOK", bad)]).unwrap_err();
             assert_eq!(e.var, "MODEL_PRICE_OUTPUT_PER_MTOK", "{bad}");
         }
+    }
+
+    #[test]
+    fn leases_are_short_and_bounded_and_the_grace_is_configurable() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.worker.lease, Duration::from_secs(15));
+        assert_eq!(s.jobs.lease, Duration::from_secs(15));
+        assert_eq!(s.worker.shutdown_grace, Duration::from_secs(20));
+        assert_eq!(s.worker.turn_budget, Duration::from_secs(300));
+        let s = settings(&[("LEASE_SECS", "6"), ("SHUTDOWN_GRACE_SECS", "0")]).unwrap();
+        assert_eq!(
+            (s.worker.lease, s.jobs.lease),
+            (Duration::from_secs(6), Duration::from_secs(6))
+        );
+        assert_eq!(s.worker.shutdown_grace, Duration::ZERO);
+        assert_eq!(settings(&[("LEASE_SECS", "2")]).unwrap_err().var, "LEASE_SECS");
+        assert_eq!(
+            settings(&[("SHUTDOWN_GRACE_SECS", "x")]).unwrap_err().var,
+            "SHUTDOWN_GRACE_SECS"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! through its conversation's channel.
 
 pub mod dispatch;
+pub mod lease;
 pub mod payload;
 pub mod plan;
 pub mod receipts;

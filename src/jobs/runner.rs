@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::{Notify, watch};
 
 use super::payload::{
     ApprovalTimeout, BookingReminder, EMAIL, FETCH_MEDIA, FetchMedia, JobPayload, OWNER_TEXT, OwnerText,
@@ -25,8 +28,8 @@ use crate::domain::conversation::ConversationState;
 use crate::email::{Attachment, Email, EmailError, EmailSender};
 use crate::media::{FetchError, MAX_MEDIA_PER_MESSAGE, MediaFetcher};
 use crate::store::{
-    AlertKind, Delivery, Job, JobOutcome, MediaFetch, MediaStatus, MessageKind, NewAlert, OutboundDraft,
-    Store, StoreError,
+    AlertKind, Delivery, Job, JobClaim, JobOutcome, MediaFetch, MediaStatus, MessageKind, NewAlert,
+    OutboundDraft, Store, StoreError,
 };
 use crate::templates;
 
@@ -52,6 +55,19 @@ enum Failure {
     Permanent(String),
 }
 
+/// The claim `job` was taken under.
+fn claim_of(job: &Job) -> JobClaim {
+    JobClaim {
+        id: job.id,
+        attempts: job.attempts,
+    }
+}
+
+/// A set of claims; its updates cannot be left half done by a panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Failure::Retryable(e.to_string())
@@ -60,16 +76,32 @@ impl From<StoreError> for Failure {
 
 impl JobRunner {
     /// Polls for due jobs until `shutdown`.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        self.run_woken(None, shutdown).await
+    }
+
+    /// Polls for due jobs until `shutdown`, and also runs them as soon as
+    /// `wake` is notified (a job stored by another instance, on Postgres).
+    /// On `shutdown` the job in hand finishes (its lease renewed meanwhile)
+    /// and the rest of its batch goes back to the queue.
+    pub async fn run_woken(self, wake: Option<Arc<Notify>>, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.settings.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let woken = async |wake: &Option<Arc<Notify>>| match wake {
+            Some(wake) => wake.notified().await,
+            None => std::future::pending().await,
+        };
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = woken(&wake) => {}
                 _ = shutdown.changed() => break,
             }
             loop {
-                match self.run_due(self.clock.now()).await {
+                if *shutdown.borrow() {
+                    return;
+                }
+                match self.run_due_until(self.clock.now(), &shutdown).await {
                     Ok(n) if n == self.settings.batch => continue,
                     Ok(_) => break,
                     Err(e) => {
@@ -83,69 +115,148 @@ impl JobRunner {
 
     /// Runs one batch of due jobs; returns how many it claimed.
     pub async fn run_due(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let (_never, running) = watch::channel(false);
+        self.run_due_until(now, &running).await
+    }
+
+    /// As `run_due`; once `stop` turns true, jobs of the batch not yet
+    /// started go back to the queue unattempted.
+    async fn run_due_until(
+        &self,
+        now: DateTime<Utc>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<usize, StoreError> {
         let jobs = self
             .store
             .claim_due_jobs(now, self.settings.batch, self.settings.lease)
             .await?;
         let claimed = jobs.len();
+        if claimed == 0 {
+            return Ok(0);
+        }
+        // Every claim of the batch is renewed until its job is finished
+        // (or handed back), so a long batch is never taken over while
+        // this instance is alive, and is within a lease once it dies.
+        let held: Arc<Mutex<HashSet<JobClaim>>> = Arc::new(Mutex::new(jobs.iter().map(claim_of).collect()));
+        let heartbeat = super::lease::Heartbeat::from(self.heartbeat(held.clone()));
         // Photo downloads run in a lane of their own: a slow media server
         // must not hold back a reminder or the crew's email.
         let (media, other): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.kind == FETCH_MEDIA);
-        tokio::join!(self.run_lane(media, now), self.run_lane(other, now));
+        tokio::join!(
+            self.run_lane(media, now, &held, stop),
+            self.run_lane(other, now, &held, stop)
+        );
+        drop(heartbeat);
         Ok(claimed)
     }
 
-    /// Runs claimed jobs one after another, recording each outcome.
-    async fn run_lane(&self, jobs: Vec<Job>, now: DateTime<Utc>) {
-        for job in jobs {
-            // Each job at its own moment: a batch that starts at 20:59 must
-            // not keep texting after 21:00. (`now` may be ahead, in tests.)
-            let now = now.max(self.clock.now());
-            // An owner's email or text raised outside any conversation (a
-            // refused reload, say) needs no business of its own to be sent
-            // (the text names the business it goes out from).
-            let engine = self.desks.engine(&job.business_id).or_else(|| {
-                if job.kind == EMAIL || job.kind == OWNER_TEXT {
-                    self.desks.any()
-                } else {
-                    None
+    /// Renews the leases of the claims in `held` every third of the lease.
+    fn heartbeat(&self, held: Arc<Mutex<HashSet<JobClaim>>>) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let lease = self.settings.lease;
+        tokio::spawn(async move {
+            let every = super::lease::renewal_interval(lease);
+            loop {
+                tokio::time::sleep(every).await;
+                let claims: Vec<JobClaim> = lock(&held).iter().copied().collect();
+                match store.renew_job_leases(&claims, lease).await {
+                    Ok(still) if still.len() < claims.len() => {
+                        let lost = claims.len() - still.len();
+                        tracing::warn!(
+                            lost,
+                            "job leases were lost to another runner; those jobs may run twice"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not renew job leases"),
                 }
-            });
-            let Some(engine) = engine else {
-                tracing::error!(job = job.id, business = %job.business_id, "a job of a business no longer configured");
-                let _ = self
-                    .store
-                    .finish_job(
-                        job.id,
-                        &JobOutcome::Dead {
-                            error: format!("business `{}` is not configured", job.business_id),
-                        },
-                    )
-                    .await;
-                continue;
-            };
-            let business = engine.business.clone();
-            let outcome = match self.run_job(&engine, &job, now).await {
-                Ok(outcome) => outcome,
-                Err(Failure::Permanent(error)) => self.dead(&business, &job, error).await,
-                Err(Failure::Retryable(error)) if job.attempts >= job.max_attempts => {
-                    self.dead(&business, &job, error).await
-                }
-                Err(Failure::Retryable(error)) => {
-                    let factor = 2u32.saturating_pow(job.attempts.saturating_sub(1).min(16));
-                    let delay = (self.settings.retry_base * factor).min(Duration::from_secs(3600));
-                    tracing::warn!(job = job.id, kind = %job.kind, %error, ?delay, "job failed; will retry");
-                    JobOutcome::Retry {
-                        at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
-                        error,
+            }
+        })
+    }
+
+    /// Runs claimed jobs one after another, recording each outcome; once
+    /// `stop` is set, hands the rest back.
+    async fn run_lane(
+        &self,
+        jobs: Vec<Job>,
+        now: DateTime<Utc>,
+        held: &Mutex<HashSet<JobClaim>>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let mut jobs = jobs.into_iter();
+        while let Some(job) = jobs.next() {
+            if *stop.borrow() {
+                let rest: Vec<JobClaim> = std::iter::once(&job)
+                    .chain(jobs.as_slice())
+                    .map(claim_of)
+                    .collect();
+                match self.store.release_jobs(&rest).await {
+                    Ok(n) => tracing::info!(released = n, "stopping: jobs not started go back to the queue"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not hand jobs back; their leases will expire")
                     }
                 }
-            };
-            // One job's bookkeeping failing must not strand the rest of the
-            // batch; its lease expires and it is taken over.
-            if let Err(e) = self.store.finish_job(job.id, &outcome).await {
-                tracing::error!(job = job.id, error = %e, "could not record a job's outcome");
+                let mut held = lock(held);
+                for claim in &rest {
+                    held.remove(claim);
+                }
+                return;
             }
+            let claim = claim_of(&job);
+            self.run_one(job, now).await;
+            lock(held).remove(&claim);
+        }
+    }
+
+    /// Runs one claimed job and records its outcome.
+    async fn run_one(&self, job: Job, now: DateTime<Utc>) {
+        // Each job at its own moment: a batch that starts at 20:59 must
+        // not keep texting after 21:00. (`now` may be ahead, in tests.)
+        let now = now.max(self.clock.now());
+        // An owner's email or text raised outside any conversation (a
+        // refused reload, say) needs no business of its own to be sent
+        // (the text names the business it goes out from).
+        let engine = self.desks.engine(&job.business_id).or_else(|| {
+            if job.kind == EMAIL || job.kind == OWNER_TEXT {
+                self.desks.any()
+            } else {
+                None
+            }
+        });
+        let Some(engine) = engine else {
+            tracing::error!(job = job.id, business = %job.business_id, "a job of a business no longer configured");
+            let _ = self
+                .store
+                .finish_job(
+                    job.id,
+                    &JobOutcome::Dead {
+                        error: format!("business `{}` is not configured", job.business_id),
+                    },
+                )
+                .await;
+            return;
+        };
+        let business = engine.business.clone();
+        let outcome = match self.run_job(&engine, &job, now).await {
+            Ok(outcome) => outcome,
+            Err(Failure::Permanent(error)) => self.dead(&business, &job, error).await,
+            Err(Failure::Retryable(error)) if job.attempts >= job.max_attempts => {
+                self.dead(&business, &job, error).await
+            }
+            Err(Failure::Retryable(error)) => {
+                let factor = 2u32.saturating_pow(job.attempts.saturating_sub(1).min(16));
+                let delay = (self.settings.retry_base * factor).min(Duration::from_secs(3600));
+                tracing::warn!(job = job.id, kind = %job.kind, %error, ?delay, "job failed; will retry");
+                JobOutcome::Retry {
+                    at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                    error,
+                }
+            }
+        };
+        // One job's bookkeeping failing must not strand the rest of the
+        // batch; its lease expires and it is taken over.
+        if let Err(e) = self.store.finish_job(job.id, &outcome).await {
+            tracing::error!(job = job.id, error = %e, "could not record a job's outcome");
         }
     }
 

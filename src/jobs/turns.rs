@@ -741,6 +741,11 @@ impl Engine {
             .collect();
         commit.jobs.extend(owner_jobs);
         let alerts = commit.alerts.clone();
+        // Another worker took the conversation over while this turn ran
+        // (it stalled past its lease): that worker's turn answers.
+        if super::lease::lost() {
+            return Err(StoreError::LeaseLost);
+        }
         let claimed = self.store.finish_turn(id, commit).await?;
         for alert in &alerts {
             crate::meters::alert(&alert.kind);

@@ -3,16 +3,20 @@
 //! A conversation is claimed with a lease in the database, so two tasks (or,
 //! with Postgres, two processes) never run turns of one conversation at once,
 //! and its texts are answered in order. New texts wake the worker through a
-//! `Notify`; a slow poll is the safety net.
+//! `Notify` (on Postgres, also woken by other instances through
+//! `LISTEN`); a slow poll is the safety net. The lease is short and
+//! renewed by a heartbeat while the turn runs (`jobs::lease`), so a
+//! conversation held by an instance that died is taken over quickly.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::plan;
 use super::turns::{Engine, TurnResult};
+use super::{lease, plan};
 use crate::clock::Clock;
 use crate::config::settings::WorkerSettings;
 use crate::store::{
@@ -34,11 +38,16 @@ pub struct TurnWorker {
 }
 
 impl TurnWorker {
-    /// Runs until `shutdown` turns true, then waits for turns in flight.
+    /// Runs until `shutdown` turns true, then stops claiming and waits for
+    /// turns in flight, at most `settings.shutdown_grace`; turns still
+    /// running then are stopped and their leases released.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.settings.concurrency));
         let mut turns = JoinSet::new();
+        // The leases this worker holds, by conversation: what a stop past
+        // its grace gives back.
+        let held: Arc<Mutex<HashMap<ConversationId, String>>> = Arc::default();
         let mut poll = tokio::time::interval(this.settings.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -46,6 +55,9 @@ impl TurnWorker {
                 log_panic(joined);
             }
             while let Ok(permit) = permits.clone().try_acquire_owned() {
+                if *shutdown.borrow() {
+                    break;
+                }
                 // A token per claim, so a late `release` from one turn can
                 // never free the lease of another.
                 let token = format!(
@@ -56,8 +68,12 @@ impl TurnWorker {
                 match this.store.claim_next_pending(&token, this.settings.lease).await {
                     Ok(Some(claimed)) => {
                         let this = this.clone();
+                        let held = held.clone();
+                        lock(&held).insert(claimed.id, token.clone());
                         turns.spawn(async move {
+                            let id = claimed.id;
                             this.run_claimed(claimed, &token).await;
+                            lock(&held).remove(&id);
                             drop(permit);
                         });
                     }
@@ -67,6 +83,9 @@ impl TurnWorker {
                         break;
                     }
                 }
+            }
+            if *shutdown.borrow() {
+                break;
             }
             tokio::select! {
                 _ = this.wake.notified() => {}
@@ -85,10 +104,30 @@ impl TurnWorker {
         }
         tracing::info!(
             in_flight = turns.len(),
+            grace_secs = this.settings.shutdown_grace.as_secs(),
             "worker stopping; finishing turns in flight"
         );
-        while let Some(joined) = turns.join_next().await {
-            log_panic(joined);
+        let finished = tokio::time::timeout(this.settings.shutdown_grace, async {
+            while let Some(joined) = turns.join_next().await {
+                log_panic(joined);
+            }
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                in_flight = turns.len(),
+                "turns still running after the shutdown grace are stopped; their texts are answered by the next worker"
+            );
+            turns.shutdown().await;
+        }
+        // A stopped turn's lease, and one left by a turn that panicked
+        // outside its own task: free now, so another instance answers at
+        // once instead of when the lease runs out.
+        let left: Vec<(ConversationId, String)> = lock(&held).drain().collect();
+        for (id, token) in left {
+            if let Err(e) = this.store.release(id, &token).await {
+                tracing::error!(conversation = id.0, error = %e, "could not release a lease at shutdown; it will expire");
+            }
         }
     }
 
@@ -114,8 +153,13 @@ impl TurnWorker {
         };
         let turn_engine = engine.clone();
         let started = std::time::Instant::now();
-        turn.spawn(async move { turn_engine.run_turn(id).await });
+        // Renewed every third of the lease while the turn runs; if another
+        // worker took the conversation over, the turn does not commit.
+        let (heartbeat, lost) =
+            lease::heartbeat(self.store.clone(), id, token.to_string(), self.settings.lease);
+        turn.spawn(lease::scoped(lost, async move { turn_engine.run_turn(id).await }));
         let joined = turn.join_next().await;
+        drop(heartbeat);
         crate::meters::turn(started.elapsed());
         let outcome = match joined {
             Some(Ok(result)) => result,
@@ -145,6 +189,13 @@ impl TurnWorker {
                 if let Err(e) = self.store.release(id, token).await {
                     tracing::error!(error = %e, "could not release a conversation; its lease will expire");
                 }
+            }
+            Err(StoreError::LeaseLost) => {
+                tracing::warn!(
+                    conversation = id.0,
+                    "turn abandoned: another worker holds the conversation now"
+                );
+                return;
             }
             Err(e) => {
                 // Keep the lease for a short while so a persistent failure
@@ -238,6 +289,12 @@ impl TurnWorker {
         let reply = engine.conclude_about(id, commit, Some(&contact)).await?;
         Ok(TurnResult::Replied(reply))
     }
+}
+
+/// The map of held leases; a panic while it was held cannot leave it
+/// inconsistent (single inserts and removes), so a poisoned lock is used.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What a panic said, when it said it with a string (nearly always).

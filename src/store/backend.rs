@@ -2,8 +2,11 @@
 
 use std::sync::Arc;
 
+use tokio::sync::{Notify, watch};
+
 use super::console::ConsoleStore;
 use super::postgres::PgStore;
+use super::postgres::listen::{self, Listening};
 use super::sqlite::SqliteStore;
 use super::{Store, StoreError};
 use crate::clock::Clock;
@@ -35,6 +38,46 @@ pub struct Backend {
     pub console: Arc<dyn ConsoleStore>,
     /// The web chat's sessions (a port of its own, outside `Store`).
     pub webchat: Arc<dyn super::webchat::WebChatStore>,
+    /// How this process hears of work another process stored.
+    pub wakeups: Wakeups,
+}
+
+/// What a wake-up from the database wakes.
+#[derive(Clone, Default)]
+pub struct WakeTargets {
+    /// The turn worker: a customer's text was stored.
+    pub worker: Arc<Notify>,
+    /// The job runner: a job is pending.
+    pub jobs: Arc<Notify>,
+}
+
+/// How a process hears of work stored by another, per backend. On SQLite
+/// one process serves the database and the webhook wakes its worker in
+/// process (a `chat` beside it is found by the poll); on Postgres every
+/// instance `LISTEN`s (`postgres::listen`).
+#[derive(Clone, Debug)]
+pub enum Wakeups {
+    InProcess,
+    Listen { url: String },
+}
+
+impl Wakeups {
+    /// The wake-up `url`'s backend uses.
+    pub fn of(url: &str) -> Self {
+        match BackendKind::of(url) {
+            BackendKind::Sqlite => Self::InProcess,
+            BackendKind::Postgres => Self::Listen { url: url.to_string() },
+        }
+    }
+
+    /// Starts listening (Postgres) until `shutdown`; `None` when nothing
+    /// needs to run (SQLite).
+    pub fn start(&self, targets: WakeTargets, shutdown: watch::Receiver<bool>) -> Option<Listening> {
+        match self {
+            Self::InProcess => None,
+            Self::Listen { url } => Some(listen::spawn(url.clone(), targets, shutdown)),
+        }
+    }
 }
 
 /// Connects to `url` (migrating it) with the backend its scheme names.
@@ -47,6 +90,7 @@ pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Backend, StoreE
                 store: sqlite.clone(),
                 webchat: sqlite.clone(),
                 console: sqlite,
+                wakeups: Wakeups::of(url),
             })
         }
         BackendKind::Postgres => {
@@ -56,6 +100,7 @@ pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Backend, StoreE
                 store: postgres.clone(),
                 webchat: postgres.clone(),
                 console: postgres,
+                wakeups: Wakeups::of(url),
             })
         }
     }

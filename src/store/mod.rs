@@ -17,6 +17,9 @@
 //!   `/readyz`;
 //! - [`ModelUsage`]: each turn's model requests and tokens;
 //! - [`Maintenance`]: what a process does at start.
+//! - [`Maintenance`]: what a process does at start;
+//! - [`Leases`]: keeping a claim alive while its work runs, and giving
+//!   it back.
 //!
 //! [`Store`] is all of them, implemented for every type that implements
 //! each, so `Arc<dyn Store>` is what wiring passes around and coerces to
@@ -32,6 +35,7 @@ pub mod conversations;
 pub mod fragments;
 pub mod jobs;
 pub mod kinds;
+pub mod leases;
 pub mod media;
 pub mod outbox;
 pub mod postgres;
@@ -49,6 +53,7 @@ pub use conversations::*;
 pub use fragments::*;
 pub use jobs::*;
 pub use kinds::*;
+pub use leases::*;
 pub use media::*;
 pub use outbox::*;
 pub use readings::{FleetReadings, JobCounts, NotReady};
@@ -81,6 +86,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("no such {0}")]
     NotFound(&'static str),
+    /// The work's lease was taken over by another worker (this one stalled
+    /// past it): its result is not committed; the new holder redoes it.
+    #[error("the lease on this work was lost to another worker")]
+    LeaseLost,
     /// The database server could not be reached or refused us at start:
     /// says where it looked and what to check, never the URL's password.
     #[error("{0}")]
@@ -126,6 +135,7 @@ pub trait Store:
     + Approvals
     + FleetReadings
     + ModelUsage
+    + Leases
 {
 }
 
@@ -141,6 +151,7 @@ impl<T> Store for T where
         + Approvals
         + FleetReadings
         + ModelUsage
+        + Leases
         + ?Sized
 {
 }

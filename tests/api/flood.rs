@@ -51,10 +51,12 @@ async fn wait_until_throttled(app: &TestApp, customer: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let now = chrono::Utc::now().timestamp_millis();
+        // Longer than a turn's own lease (15 s, renewed while it runs):
+        // the throttle's hold, not a turn in flight.
         let held = sql
             .count(
                 "SELECT COUNT(*) FROM conversations
-                 WHERE id = $1 AND lease_until_ms > $2 AND lease_until_ms <= $2 + 61000",
+                 WHERE id = $1 AND lease_until_ms > $2 + 20000 AND lease_until_ms <= $2 + 61000",
                 &[id.0.into(), now.into()],
             )
             .await

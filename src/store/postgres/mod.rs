@@ -25,6 +25,13 @@ use crate::clock::{self, Clock};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+// Several instances: lease renewal, and the LISTEN task that wakes this
+// process when another stored work.
+mod leases;
+pub mod listen;
+#[doc(hidden)]
+pub mod testdb;
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,

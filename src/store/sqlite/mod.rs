@@ -12,6 +12,7 @@ mod console;
 mod conversations;
 mod fragments;
 mod jobs;
+mod leases;
 mod media;
 mod outbox;
 mod readings;

@@ -1,0 +1,238 @@
+//! The lease port: keeping a claim alive while its work runs, and giving
+//! it back.
+//!
+//! Leases are short (`LEASE_SECS`, 15 s by default) so that the work of an
+//! instance that died is taken over quickly; a heartbeat renews them every
+//! third of the lease while a turn or a job runs. A renewal names the
+//! claim it renews (the conversation's lease token, a job's attempt
+//! number), so a late renewal or release by a claim that was lost never
+//! touches the claim that replaced it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{ConversationId, StoreError};
+
+/// A running job as one claim made it: a job taken over after its lease
+/// expired is claimed again with one more attempt, so `(id, attempts)`
+/// names one claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JobClaim {
+    pub id: i64,
+    pub attempts: u32,
+}
+
+#[async_trait]
+pub trait Leases: Send + Sync + 'static {
+    /// Extends the conversation's lease to `lease` from now, if `token`
+    /// still holds it (even past its expiry, as long as nobody claimed it
+    /// since). False when the lease was lost: released, or taken over.
+    async fn renew_lease(&self, id: ConversationId, token: &str, lease: Duration)
+    -> Result<bool, StoreError>;
+
+    /// Extends the leases of these running jobs to `lease` from now;
+    /// returns the claims that still held (the others were taken over or
+    /// finished).
+    async fn renew_job_leases(&self, jobs: &[JobClaim], lease: Duration)
+    -> Result<Vec<JobClaim>, StoreError>;
+
+    /// Gives claimed jobs that never started back to the queue, as if never
+    /// claimed (the attempt is not counted): what a stopping runner does
+    /// with the rest of its batch. Returns how many went back.
+    async fn release_jobs(&self, jobs: &[JobClaim]) -> Result<u64, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::channel::console::ConsoleChannel;
+    use crate::clock::{Clock, ManualClock};
+    use crate::domain::phone::E164;
+    use crate::store::{NewJob, Store};
+
+    const LEASE: Duration = Duration::from_secs(15);
+
+    fn clock() -> ManualClock {
+        ManualClock::at(Utc.with_ymd_and_hms(2026, 11, 28, 15, 0, 0).unwrap())
+    }
+
+    fn secs(n: i64) -> chrono::Duration {
+        chrono::Duration::seconds(n)
+    }
+
+    /// The lease token and the lease's expiry, on any backend: a renewed
+    /// lease is not claimable, one past its expiry is, and a late renewal
+    /// or release by the old token never frees the new holder's lease.
+    async fn conversation_leases(store: Arc<dyn Store>, clock: ManualClock) {
+        let from = E164::parse("+15550001111").unwrap();
+        let to = E164::parse("+15550009999").unwrap();
+        store
+            .record_inbound(&ConsoleChannel::inbound("default", &from, &to, "hi".into()))
+            .await
+            .unwrap();
+        let first = store
+            .claim_next_pending("a:1", LEASE)
+            .await
+            .unwrap()
+            .expect("a claim");
+        let id = first.id;
+        assert_eq!(
+            store.claim_next_pending("b:1", LEASE).await.unwrap(),
+            None,
+            "held"
+        );
+
+        clock.advance(secs(10));
+        assert!(
+            store.renew_lease(id, "a:1", LEASE).await.unwrap(),
+            "renewed while held"
+        );
+        clock.advance(secs(10));
+        // 20 s after the claim, 10 s after the renewal: still held.
+        assert_eq!(
+            store.claim_next_pending("b:1", LEASE).await.unwrap(),
+            None,
+            "renewed"
+        );
+        assert!(
+            !store.renew_lease(id, "b:1", LEASE).await.unwrap(),
+            "not b's to renew"
+        );
+
+        clock.advance(secs(6));
+        // 16 s after the last renewal: expired, and taken over.
+        let taken = store
+            .claim_next_pending("b:1", LEASE)
+            .await
+            .unwrap()
+            .expect("taken over");
+        assert_eq!(taken.id, id);
+        assert!(!store.renew_lease(id, "a:1", LEASE).await.unwrap(), "a lost it");
+        store.release(id, "a:1").await.unwrap();
+        assert_eq!(
+            store.claim_next_pending("c:1", LEASE).await.unwrap(),
+            None,
+            "a late release by the old token freed nothing"
+        );
+        assert!(store.renew_lease(id, "b:1", LEASE).await.unwrap());
+        store.release(id, "b:1").await.unwrap();
+        assert_eq!(
+            store
+                .claim_next_pending("c:1", LEASE)
+                .await
+                .unwrap()
+                .map(|c| c.id),
+            Some(id),
+            "the holder's release frees it"
+        );
+    }
+
+    async fn job_leases(store: Arc<dyn Store>, clock: ManualClock) {
+        let job = NewJob {
+            kind: "email",
+            dedupe_key: "lease-test".into(),
+            conversation_id: None,
+            customer_id: None,
+            recipient: "owner@example.com".into(),
+            payload: serde_json::json!({}),
+            run_at: clock.now(),
+            max_attempts: 5,
+        };
+        store.enqueue_jobs(&[job]).await.unwrap();
+        let claimed = store.claim_due_jobs(clock.now(), 10, LEASE).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let first = JobClaim {
+            id: claimed[0].id,
+            attempts: claimed[0].attempts,
+        };
+        clock.advance(secs(10));
+        assert_eq!(
+            store.renew_job_leases(&[first], LEASE).await.unwrap(),
+            vec![first]
+        );
+        clock.advance(secs(10));
+        assert!(
+            store
+                .claim_due_jobs(clock.now(), 10, LEASE)
+                .await
+                .unwrap()
+                .is_empty(),
+            "renewed"
+        );
+        clock.advance(secs(6));
+        let again = store.claim_due_jobs(clock.now(), 10, LEASE).await.unwrap();
+        assert_eq!(again.len(), 1, "past its lease, taken over");
+        let second = JobClaim {
+            id: again[0].id,
+            attempts: again[0].attempts,
+        };
+        assert_eq!(second.attempts, first.attempts + 1);
+        assert!(
+            store.renew_job_leases(&[first], LEASE).await.unwrap().is_empty(),
+            "first claim lost"
+        );
+        assert_eq!(
+            store.release_jobs(&[first]).await.unwrap(),
+            0,
+            "not the first claim's to give back"
+        );
+        assert_eq!(store.release_jobs(&[second]).await.unwrap(), 1);
+        let back = store.claim_due_jobs(clock.now(), 10, LEASE).await.unwrap();
+        assert_eq!(back.len(), 1, "handed back to the queue");
+        assert_eq!(
+            back[0].attempts, second.attempts,
+            "the handed-back attempt was not counted"
+        );
+    }
+
+    async fn sqlite(clock: &ManualClock) -> (Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let store = crate::store::sqlite::SqliteStore::connect_with_clock(&url, Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        (Arc::new(store), dir)
+    }
+
+    #[tokio::test]
+    async fn sqlite_conversation_lease_token_and_expiry() {
+        let clock = clock();
+        let (store, _dir) = sqlite(&clock).await;
+        conversation_leases(store, clock).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_job_lease_claim_and_expiry() {
+        let clock = clock();
+        let (store, _dir) = sqlite(&clock).await;
+        job_leases(store, clock).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_conversation_lease_token_and_expiry() {
+        let clock = clock();
+        let Some(db) = crate::store::postgres::testdb::TestDb::create("fleet").await else {
+            return;
+        };
+        let store = db.store(&clock).await;
+        conversation_leases(store, clock).await;
+        db.drop().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_job_lease_claim_and_expiry() {
+        let clock = clock();
+        let Some(db) = crate::store::postgres::testdb::TestDb::create("fleet").await else {
+            return;
+        };
+        let store = db.store(&clock).await;
+        job_leases(store, clock).await;
+        db.drop().await;
+    }
+}
