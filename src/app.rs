@@ -438,6 +438,20 @@ impl Application {
                 &settings.public_base_url,
                 services.clock.clone(),
             ),
+            calls: Arc::new(crate::jobs::call::Calls::new(
+                services.store.clone(),
+                settings
+                    .anthropic
+                    .as_ref()
+                    .map(|anthropic| crate::jobs::call::CallModel {
+                        client: Arc::new(crate::anthropic::stream::StreamingClient::new(anthropic.clone())),
+                        model: anthropic.model.clone(),
+                        max_tokens: anthropic.max_tokens,
+                        max_tool_rounds: anthropic.max_tool_rounds,
+                    }),
+                services.clock.clone(),
+                settings.worker.lease,
+            )),
         };
 
         let address = format!("{}:{}", settings.host, settings.port);

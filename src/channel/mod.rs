@@ -19,6 +19,7 @@
 
 pub mod console;
 pub mod twilio;
+pub mod voice;
 pub mod whatsapp;
 
 use std::sync::Arc;

@@ -40,6 +40,8 @@ pub struct BusinessConfig {
     pub guardrail: GuardrailConfig,
     /// `[whatsapp.templates]`: what goes out after WhatsApp's 24-hour window.
     pub whatsapp: crate::channel::whatsapp::WhatsAppConfig,
+    /// `[voice]`: what a caller hears first (`greeting`).
+    pub voice: crate::channel::voice::VoiceConfig,
     /// The file's own text, as `parse` read it: the base the console's
     /// fragments are laid over (see `config::fragments`).
     #[serde(skip)]
@@ -377,6 +379,7 @@ impl Default for BusinessConfig {
             reminders: ReminderConfig::default(),
             guardrail: GuardrailConfig::default(),
             whatsapp: Default::default(),
+            voice: Default::default(),
             file_text: None,
             console: Default::default(),
         }

@@ -5,6 +5,7 @@ pub mod owner;
 mod sms;
 mod status;
 mod verify;
+mod voice;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub media_base_url: url::Url,
     /// The owner's console (`/owner/`).
     pub owner: owner::OwnerConsole,
+    /// Phone calls (`/api/voice/...`): the streaming model and the clock.
+    pub calls: Arc<crate::jobs::call::Calls>,
 }
 
 /// Where Twilio posts the delivery receipts of the texts we send.
@@ -60,6 +63,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/sms/inbound", post(sms::inbound))
         .route(status::STATUS_PATH, post(status::status))
+        .route(crate::channel::voice::INBOUND_PATH, post(voice::inbound))
+        .route(crate::channel::voice::RELAY_PATH, get(voice::relay))
+        .route(crate::channel::voice::AFTER_PATH, post(voice::after))
         .route("/healthz", get(health))
         // Browsers ask for it on every console page; "no icon" is an
         // answer, a 404 is an error in the owner's console log.

@@ -13,6 +13,7 @@
 //! - [`OwnerAlerts`]: what the owner is told;
 //! - [`MediaStore`]: customers' photos and files;
 //! - [`Approvals`]: replies held for the owner's approval;
+//! - [`CallRecords`]: what a phone call adds (a spoken reply cut at a barge-in);
 //! - [`Maintenance`]: what a process does at start.
 //!
 //! [`Store`] is all of them, implemented for every type that implements
@@ -33,6 +34,7 @@ pub mod media;
 pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
+pub mod voice;
 
 use async_trait::async_trait;
 
@@ -45,6 +47,7 @@ pub use jobs::*;
 pub use kinds::*;
 pub use media::*;
 pub use outbox::*;
+pub use voice::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConversationId(pub i64);
@@ -112,6 +115,7 @@ pub trait Store:
     + MediaStore
     + AssistantFragments
     + Approvals
+    + CallRecords
 {
 }
 
@@ -125,6 +129,7 @@ impl<T> Store for T where
         + MediaStore
         + AssistantFragments
         + Approvals
+        + CallRecords
         + ?Sized
 {
 }

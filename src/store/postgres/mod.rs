@@ -69,3 +69,4 @@ impl PgStore {
 }
 
 mod pending;
+mod voice;

@@ -14,6 +14,7 @@ mod fragments;
 mod jobs;
 mod media;
 mod outbox;
+mod voice;
 
 pub use media::TURN_IMAGES_WITH_DATA;
 
