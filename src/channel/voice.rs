@@ -67,6 +67,9 @@ impl CallMode {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RelayIn {
     Setup {
+        /// The relay session: a call has one per `<Connect>` (a message
+        /// taken after a transfer is a second session of the same call).
+        session_id: String,
         call_sid: String,
         from: String,
         to: String,
@@ -109,6 +112,7 @@ impl RelayIn {
         let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
         match kind {
             "setup" => Ok(RelayIn::Setup {
+                session_id: string(&v, "sessionId").unwrap_or_default(),
                 call_sid: string(&v, "callSid").ok_or(RelayParseError::Missing("setup", "callSid"))?,
                 from: string(&v, "from").ok_or(RelayParseError::Missing("setup", "from"))?,
                 to: string(&v, "to").ok_or(RelayParseError::Missing("setup", "to"))?,

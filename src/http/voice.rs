@@ -199,6 +199,7 @@ async fn session(state: AppState, socket: WebSocket) {
         };
         match message {
             RelayIn::Setup {
+                session_id,
                 call_sid,
                 from,
                 to,
@@ -208,7 +209,7 @@ async fn session(state: AppState, socket: WebSocket) {
                     tracing::warn!("a second setup on one relay session; ignored");
                     continue;
                 }
-                match start_call(&state, &call_sid, &from, &to, &custom).await {
+                match start_call(&state, &session_id, &call_sid, &from, &to, &custom).await {
                     Ok((info, engine)) => {
                         let (queue, queued) = mpsc::unbounded_channel();
                         prompts = Some(queue);
@@ -278,6 +279,7 @@ async fn session(state: AppState, socket: WebSocket) {
 /// caller's conversation with it: the same one their texts are in.
 async fn start_call(
     state: &AppState,
+    session_id: &str,
     call_sid: &str,
     from: &str,
     to: &str,
@@ -307,6 +309,11 @@ async fn start_call(
     Ok((
         CallInfo {
             call_sid: call_sid.to_string(),
+            session_id: if session_id.is_empty() {
+                uuid::Uuid::new_v4().simple().to_string()
+            } else {
+                session_id.to_string()
+            },
             business_id: business.business.id.clone(),
             conversation,
             caller,

@@ -105,6 +105,9 @@ impl Calls {
 #[derive(Debug, Clone)]
 pub struct CallInfo {
     pub call_sid: String,
+    /// The relay session (Twilio's `sessionId`): utterances are numbered
+    /// within it, so their ids are unique across the call's sessions.
+    pub session_id: String,
     pub business_id: String,
     pub conversation: ConversationId,
     pub caller: E164,
@@ -298,7 +301,7 @@ async fn turn_under_lease(
     let recorded = store
         .record_inbound(&InboundMessage {
             business_id: call.business_id.clone(),
-            channel_message_id: format!("{}:{n}", call.call_sid),
+            channel_message_id: format!("{}:{}:{n}", call.call_sid, call.session_id),
             from: call.caller.clone(),
             to: call.called.clone(),
             body: text.to_string(),
@@ -547,7 +550,7 @@ async fn turn_under_lease(
             .record_delivery(
                 reply.id,
                 &Delivery::Sent {
-                    channel_message_id: format!("{}:r{n}", call.call_sid),
+                    channel_message_id: format!("{}:{}:r{n}", call.call_sid, call.session_id),
                 },
             )
             .await?;
@@ -717,9 +720,35 @@ async fn stream_reply(
             tools: tools.definitions(&ctx.state, &engine.business),
         };
         *model_calls += 1;
-        let mut stream = match model.client.stream_message(&request).await {
-            Ok(s) => s,
-            Err(e) => return Err(e),
+        let opening = model.client.stream_message(&request);
+        tokio::pin!(opening);
+        let opened = if spoke_anything {
+            tokio::time::timeout(calls.model_stall, &mut opening).await
+        } else {
+            let silence = calls.dead_air.saturating_sub(started.elapsed());
+            tokio::select! {
+                opened = &mut opening => Ok(opened),
+                _ = tokio::time::sleep(silence) => {
+                    // Dead air while the model starts: say so.
+                    speaker.filler("One moment.", barge);
+                    spoke_anything = true;
+                    tokio::time::timeout(calls.model_stall, &mut opening).await
+                }
+            }
+        };
+        let mut stream = match opened {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                flush_violations(&check, ctx, speaker);
+                return Err(e);
+            }
+            Err(_) => {
+                flush_violations(&check, ctx, speaker);
+                return Err(ModelError::Unavailable {
+                    attempts: 1,
+                    last_error: format!("no answer in {:?}", calls.model_stall),
+                });
+            }
         };
         let facts = guardrail::Facts::of(
             &business.guardrail_terms(),

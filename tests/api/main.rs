@@ -24,5 +24,6 @@ mod settings;
 mod store;
 mod turns;
 mod upgrade;
+mod voice;
 mod webhook;
 mod whatsapp;
