@@ -372,7 +372,7 @@ fn under_thousand(n: u64) -> String {
     if rest > 0 || n == 0 {
         if rest < 20 {
             parts.push(ONES[rest as usize].to_string());
-        } else if rest % 10 == 0 {
+        } else if rest.is_multiple_of(10) {
             parts.push(TENS[(rest / 10) as usize].to_string());
         } else {
             parts.push(format!(

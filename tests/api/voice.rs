@@ -84,8 +84,7 @@ fn last_tool_result(request: &Value) -> String {
         .unwrap()
         .iter()
         .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
-        .filter(|b| b["type"] == "tool_result")
-        .last()
+        .rfind(|b| b["type"] == "tool_result")
         .map(|b| b["content"].as_str().unwrap_or("").to_string())
         .unwrap_or_default()
 }
