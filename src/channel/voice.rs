@@ -276,6 +276,19 @@ Never use numbered or bulleted lists, symbols, links or emoji. Say prices in wor
 Offer at most two or three openings at a time, in words (\"Tuesday the tenth between eight and ten in the morning\"), \
 and ask which suits. If the caller asks for a person, call escalate_to_owner.";
 
+/// The guided flow's texts, as a caller hears them: they are written for
+/// texting ("Reply 1 to book"), and a caller answers by saying it.
+pub fn guided_spoken(text: &str) -> String {
+    text.replace("Thanks for texting", "Thanks for calling")
+        .replace("thanks for texting", "thanks for calling")
+        .replace("Reply with", "Say")
+        .replace("reply with", "say")
+        .replace("Reply ", "Say ")
+        .replace(", reply ", ", say ")
+        .replace(" or reply ", " or say ")
+        .replace("Text us", "Call us")
+}
+
 /// Cuts streamed text into sentences: the unit checked by the guardrail
 /// and then spoken.
 #[derive(Debug, Default)]
@@ -605,6 +618,14 @@ mod tests {
         // No quote: an amount in words is caught like one in digits.
         assert!(!guardrail::check(&speakable("It's $350."), &facts).is_empty());
         assert!(!guardrail::check("It's $350.", &facts).is_empty());
+    }
+
+    #[test]
+    fn the_guided_flow_is_spoken_not_texted() {
+        assert_eq!(
+            guided_spoken("Hi! Thanks for texting X. Reply 1 to book a time, or 2 to talk to a person."),
+            "Hi! Thanks for calling X. Say 1 to book a time, or 2 to talk to a person."
+        );
     }
 
     #[test]

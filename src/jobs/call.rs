@@ -431,7 +431,7 @@ async fn turn_under_lease(
                     violations: Vec::new(),
                 };
                 let mut sentences = Sentences::default();
-                let mut all = sentences.push(&format!("{} ", draft.text));
+                let mut all = sentences.push(&format!("{} ", voice::guided_spoken(&draft.text)));
                 all.extend(sentences.finish());
                 for sentence in all {
                     speak_checked(&sentence, &facts, &business, &state, &mut check, speaker, barge);

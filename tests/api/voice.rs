@@ -530,3 +530,94 @@ async fn a_slow_model_is_covered_before_three_seconds_of_silence() {
     let (rest, _) = relay.hear().await;
     assert_eq!(rest, "Sure, I can help.");
 }
+
+#[tokio::test]
+async fn a_socket_dropped_mid_turn_keeps_the_turn_and_a_call_back_books_nothing_twice() {
+    let app = app_with_script(
+        vec![
+            tool(
+                "t1",
+                "record_job_details",
+                json!({"size": "half_truck", "address": "12 Oak St, Portland", "customer_name": "Dana"}),
+            ),
+            tool("t2", "get_quote", json!({})),
+            tool("t3", "get_available_slots", json!({})),
+            say("I have a few openings. Which suits you?"),
+            tool("t4", "book_slot", json!({"slot_id": 1})),
+            say("You're all set."),
+            // The call-back: the model tries to book again.
+            tool("t5", "book_slot", json!({"slot_id": 1})),
+            say("You're already booked."),
+        ],
+        false,
+        Duration::ZERO,
+    )
+    .await;
+    let mut relay = Relay::signed(&app).await;
+    relay.setup("CAdrop", None).await;
+    relay
+        .say("Half a truck of junk at 12 Oak St, when can you come?")
+        .await;
+    // The caller picks one and the line drops before a word comes back.
+    relay
+        .send(json!({"type": "prompt", "voicePrompt": "The first one.", "last": true}))
+        .await;
+    drop(relay);
+    let conversation = app.conversation(CALLER).await.unwrap();
+    let store = app.store.clone();
+    eventually("the dropped turn commits its booking", || {
+        let store = store.clone();
+        async move { store.turn_input(conversation, 20).await.unwrap().state.name() == "BOOKED" }
+    })
+    .await;
+    app.wait_for_texts(1).await;
+
+    let mut relay = Relay::signed(&app).await;
+    relay.setup("CAback", None).await;
+    let (said, _) = relay
+        .say("Did that booking go through? Book the first one.")
+        .await;
+    assert!(said.contains("already booked"), "{said}");
+    let confirmed = app
+        .store
+        .bookings()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.status == textdesk::store::BookingStatus::Confirmed)
+        .count();
+    assert_eq!(confirmed, 1);
+    let refused = last_tool_result(app.model_requests().await.last().unwrap());
+    assert!(
+        refused.contains("not available while the conversation is BOOKED"),
+        "{refused}"
+    );
+    assert_eq!(app.sent_texts().await.len(), 1, "one confirmation text");
+}
+
+#[tokio::test]
+async fn with_no_model_the_guided_questions_are_spoken() {
+    let app = spawn_app_with(Options {
+        with_model: false,
+        business: Some(business(false)),
+        ..Options::default()
+    })
+    .await;
+    let mut relay = Relay::signed(&app).await;
+    relay.setup("CAguided", None).await;
+    let (said, end) = relay.say("I need a couch and a fridge hauled away").await;
+    assert!(end.is_none());
+    // The guided flow's own words and the engine's price, said for a call.
+    assert!(
+        said.contains("Thanks for calling Rose City Junk Haulers") && said.contains("Say 1 to book a time"),
+        "{said}"
+    );
+    assert!(!said.contains('$') && !said.contains("texting"), "{said}");
+    let messages = app.messages(CALLER).await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.direction == Direction::Outbound && m.body == said)
+    );
+    assert!(app.model_requests().await.is_empty());
+}
