@@ -621,3 +621,59 @@ async fn with_no_model_the_guided_questions_are_spoken() {
     );
     assert!(app.model_requests().await.is_empty());
 }
+
+/// `CallRecords` on Postgres: run when `TEST_DATABASE_URL` names a server
+/// (`postgres://postgres@127.0.0.1:5432/postgres`); a database of its own.
+#[tokio::test]
+async fn a_spoken_reply_is_cut_on_postgres_too() {
+    use sqlx::Connection;
+    use textdesk::store::postgres::PgStore;
+    use textdesk::store::{CallRecords, MessageId};
+    let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
+        return;
+    };
+    if !server.starts_with("postgres") {
+        return;
+    }
+    let name = format!("voice_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+    let store = PgStore::connect(&url).await.unwrap();
+    let ids: (i64, i64) = sqlx::query_as(
+        "WITH k AS (INSERT INTO customers (phone, created_at) VALUES ('+15035551234', now()) RETURNING id),
+              c AS (INSERT INTO conversations (customer_id, business_number, created_at, updated_at)
+                    SELECT id, '+15035550142', now(), now() FROM k RETURNING id),
+              i AS (INSERT INTO messages (conversation_id, direction, kind, body, status, created_at)
+                    SELECT id, 'inbound', 'customer', 'Hi there', 'answered', now() FROM c RETURNING id),
+              o AS (INSERT INTO messages (conversation_id, direction, kind, body, status, created_at)
+                    SELECT id, 'outbound', 'reply', 'Happy to help. We haul it all.', 'sent', now() FROM c RETURNING id)
+         SELECT (SELECT id FROM i), (SELECT id FROM o)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert!(
+        store
+            .cut_spoken_reply(MessageId(ids.1), "Happy to help.")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.cut_spoken_reply(MessageId(ids.0), "Hi").await.unwrap(),
+        "a caller's words never change"
+    );
+    let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM messages ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(bodies, vec!["Hi there", "Happy to help."]);
+    store.pool().close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
