@@ -604,7 +604,7 @@ mod tests {
     }
 
     #[test]
-    fn spoken_prices_pass_the_guardrail_as_the_quoted_amount() {
+    fn an_amount_in_words_is_checked_like_digits() {
         use crate::domain::guardrail;
         let business = BusinessConfig::default();
         let quote_state = crate::domain::conversation::ConversationState::default();
@@ -618,6 +618,47 @@ mod tests {
         // No quote: an amount in words is caught like one in digits.
         assert!(!guardrail::check(&speakable("It's $350."), &facts).is_empty());
         assert!(!guardrail::check("It's $350.", &facts).is_empty());
+    }
+
+    #[test]
+    fn the_greeting_is_configured_or_names_the_business_and_says_when_closed() {
+        let parse = |text: &str| BusinessConfig::parse(text, std::path::Path::new("t.toml"));
+        let plain = parse("[business]\nname = \"Rose City Junk Haulers\"\n").unwrap();
+        assert_eq!(
+            greeting(&plain, true),
+            "Thank you for calling Rose City Junk Haulers. How can I help you today?"
+        );
+        assert!(greeting(&plain, false).contains("We're closed right now, but I can still give you a price"));
+        let own = parse("[business]\nname = \"X\"\n[voice]\ngreeting = \"Hi, X here.\"\n").unwrap();
+        assert_eq!(greeting(&own, true), "Hi, X here.");
+        assert!(
+            parse("[voice]\ngreting = \"typo\"\n").is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn opening_hours_are_the_schedule_in_the_business_zone() {
+        use chrono::TimeZone;
+        let business = BusinessConfig::parse(
+            "[business]\nname = \"X\"\ntimezone = \"America/Los_Angeles\"\n[schedule.hours]\nmon = \"08:00-17:00\"\nsun = \"closed\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        // Monday 2026-11-30, 09:00 and 18:00 in Los Angeles (UTC-8).
+        assert!(open_at(
+            &business,
+            Utc.with_ymd_and_hms(2026, 11, 30, 17, 0, 0).unwrap()
+        ));
+        assert!(!open_at(
+            &business,
+            Utc.with_ymd_and_hms(2026, 12, 1, 2, 0, 0).unwrap()
+        ));
+        // Sunday.
+        assert!(!open_at(
+            &business,
+            Utc.with_ymd_and_hms(2026, 11, 29, 18, 0, 0).unwrap()
+        ));
     }
 
     #[test]
