@@ -473,6 +473,20 @@ impl Application {
                 services.webchat_hub.clone(),
                 settings.webchat.clone(),
             ),
+            calls: Arc::new(crate::jobs::call::Calls::new(
+                services.store.clone(),
+                settings
+                    .anthropic
+                    .as_ref()
+                    .map(|anthropic| crate::jobs::call::CallModel {
+                        client: Arc::new(crate::anthropic::stream::StreamingClient::new(anthropic.clone())),
+                        model: anthropic.model.clone(),
+                        max_tokens: anthropic.max_tokens,
+                        max_tool_rounds: anthropic.max_tool_rounds,
+                    }),
+                services.clock.clone(),
+                settings.worker.lease,
+            )),
         };
 
         let address = format!("{}:{}", settings.host, settings.port);

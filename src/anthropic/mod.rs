@@ -5,6 +5,7 @@
 //! `x-should-retry`; other 4xx are final. Every call is bounded in time and
 //! attempts, so a turn can always end in an answer or an apology.
 
+pub mod stream;
 pub mod types;
 
 use std::time::Duration;

@@ -20,6 +20,7 @@
 pub mod console;
 pub mod twilio;
 pub mod webchat;
+pub mod voice;
 pub mod whatsapp;
 
 use std::sync::Arc;

@@ -42,6 +42,8 @@ pub struct BusinessConfig {
     pub whatsapp: crate::channel::whatsapp::WhatsAppConfig,
     /// `[webchat]`: the sites allowed to embed the chat widget.
     pub webchat: crate::channel::webchat::WebChatConfig,
+    /// `[voice]`: what a caller hears first (`greeting`).
+    pub voice: crate::channel::voice::VoiceConfig,
     /// The file's own text, as `parse` read it: the base the console's
     /// fragments are laid over (see `config::fragments`).
     #[serde(skip)]
@@ -380,6 +382,7 @@ impl Default for BusinessConfig {
             guardrail: GuardrailConfig::default(),
             whatsapp: Default::default(),
             webchat: Default::default(),
+            voice: Default::default(),
             file_text: None,
             console: Default::default(),
         }

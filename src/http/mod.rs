@@ -7,6 +7,7 @@ mod sms;
 mod status;
 mod verify;
 pub mod webchat;
+mod voice;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub owner: owner::OwnerConsole,
     /// The web chat's sessions, hub and rate limits (`/api/chat/`).
     pub webchat: webchat::WebChat,
+    /// Phone calls (`/api/voice/...`): the streaming model and the clock.
+    pub calls: Arc<crate::jobs::call::Calls>,
 }
 
 /// Where Twilio posts the delivery receipts of the texts we send.
@@ -66,6 +69,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route(crate::channel::voice::INBOUND_PATH, post(voice::inbound))
+        .route(crate::channel::voice::RELAY_PATH, get(voice::relay))
+        .route(crate::channel::voice::AFTER_PATH, post(voice::after))
         // Browsers ask for it on every console page; "no icon" is an
         // answer, a 404 is an error in the owner's console log.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))

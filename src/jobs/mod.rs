@@ -5,6 +5,7 @@
 //! [`dispatch::Dispatcher`] is the one path by which a stored text leaves,
 //! through its conversation's channel.
 
+pub mod call;
 pub mod dispatch;
 pub mod lease;
 pub mod payload;

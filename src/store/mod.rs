@@ -16,7 +16,7 @@
 //! - [`FleetReadings`]: job counts and readiness, for `/metrics` and
 //!   `/readyz`;
 //! - [`ModelUsage`]: each turn's model requests and tokens;
-//! - [`Maintenance`]: what a process does at start.
+//! - [`CallRecords`]: what a phone call adds (a spoken reply cut at a barge-in);
 //! - [`Maintenance`]: what a process does at start;
 //! - [`Leases`]: keeping a claim alive while its work runs, and giving
 //!   it back.
@@ -43,6 +43,7 @@ pub mod readings;
 pub mod sqlite;
 pub mod usage;
 pub mod webchat;
+pub mod voice;
 
 use async_trait::async_trait;
 
@@ -58,6 +59,7 @@ pub use media::*;
 pub use outbox::*;
 pub use readings::{FleetReadings, JobCounts, NotReady};
 pub use usage::{ModelUsage, TokenCounts, TurnUsage, UsageTotals};
+pub use voice::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConversationId(pub i64);
@@ -136,6 +138,7 @@ pub trait Store:
     + FleetReadings
     + ModelUsage
     + Leases
+    + CallRecords
 {
 }
 
@@ -152,6 +155,7 @@ impl<T> Store for T where
         + FleetReadings
         + ModelUsage
         + Leases
+        + CallRecords
         + ?Sized
 {
 }

@@ -34,5 +34,6 @@ mod store;
 mod turns;
 mod upgrade;
 mod webchat;
+mod voice;
 mod webhook;
 mod whatsapp;

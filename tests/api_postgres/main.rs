@@ -59,6 +59,8 @@ mod store;
 mod turns;
 #[path = "../api/upgrade.rs"]
 mod upgrade;
+#[path = "../api/voice.rs"]
+mod voice;
 #[path = "../api/webchat.rs"]
 mod webchat;
 #[path = "../api/webhook.rs"]

@@ -148,3 +148,4 @@ mod outbox;
 mod rows;
 mod usage;
 mod webchat;
+mod voice;

@@ -18,6 +18,7 @@ mod outbox;
 mod readings;
 mod usage;
 mod webchat;
+mod voice;
 
 pub use media::TURN_IMAGES_WITH_DATA;
 
