@@ -409,7 +409,7 @@ mod tests {
         let request = MessagesRequest {
             model: "m".into(),
             max_tokens: 10,
-            system: "s".into(),
+            system: vec![crate::anthropic::SystemBlock::text("s", false)],
             messages: vec![],
             tools: vec![],
         };

@@ -19,8 +19,8 @@
 
 pub mod console;
 pub mod twilio;
-pub mod webchat;
 pub mod voice;
+pub mod webchat;
 pub mod whatsapp;
 
 use std::sync::Arc;

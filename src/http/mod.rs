@@ -6,8 +6,8 @@ pub mod owner;
 mod sms;
 mod status;
 mod verify;
-pub mod webchat;
 mod voice;
+pub mod webchat;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::turns::Engine;
 use crate::anthropic::stream::{StreamEvent, StreamingModel};
-use crate::anthropic::{ApiMessage, ContentBlock, MessagesRequest, ModelError, Role};
+use crate::anthropic::{ApiMessage, ContentBlock, MessagesRequest, ModelError, Role, SystemBlock};
 use crate::assistant::tools::{ToolContext, ToolRegistry};
 use crate::assistant::{history_to_messages, job_tools, prompt, schedule_tools};
 use crate::channel::Channel;
@@ -711,11 +711,15 @@ async fn stream_reply(
         let request = MessagesRequest {
             model: model.model.clone(),
             max_tokens: model.max_tokens,
-            system: format!(
-                "{}{}",
-                prompt::for_request(business, &ctx.state, turn.first_contact, ctx.now).text(),
-                voice::SPOKEN_STYLE
-            ),
+            // One block, not cached: it carries the turn's time and state.
+            system: vec![SystemBlock::text(
+                format!(
+                    "{}{}",
+                    prompt::for_request(business, &ctx.state, turn.first_contact, ctx.now).text(),
+                    voice::SPOKEN_STYLE
+                ),
+                false,
+            )],
             messages: messages.clone(),
             tools: tools.definitions(&ctx.state, &engine.business),
         };
@@ -845,14 +849,8 @@ async fn stream_reply(
                 is_error: outcome.is_error,
             });
         }
-        messages.push(ApiMessage {
-            role: Role::Assistant,
-            content,
-        });
-        messages.push(ApiMessage {
-            role: Role::User,
-            content: results,
-        });
+        messages.push(ApiMessage::new(Role::Assistant, content));
+        messages.push(ApiMessage::new(Role::User, results));
     }
     flush_violations(&check, ctx, speaker);
     Ok(())

@@ -42,8 +42,8 @@ pub mod postgres;
 pub mod readings;
 pub mod sqlite;
 pub mod usage;
-pub mod webchat;
 pub mod voice;
+pub mod webchat;
 
 use async_trait::async_trait;
 

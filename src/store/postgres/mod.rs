@@ -147,5 +147,5 @@ mod metrics;
 mod outbox;
 mod rows;
 mod usage;
-mod webchat;
 mod voice;
+mod webchat;

@@ -17,8 +17,8 @@ mod media;
 mod outbox;
 mod readings;
 mod usage;
-mod webchat;
 mod voice;
+mod webchat;
 
 pub use media::TURN_IMAGES_WITH_DATA;
 
