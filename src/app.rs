@@ -222,7 +222,18 @@ impl Services {
         channels: Option<Channels>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let backend = crate::store::backend::connect(&settings.database_url, clock.clone()).await?;
+        // A send is the check of an interrupted one and the send itself, two
+        // channel requests at the channel's timeout, plus the writes around.
+        let send_lease = 2 * settings.twilio.timeout + std::time::Duration::from_secs(5);
+        let backend = crate::store::backend::connect_with(
+            &settings.database_url,
+            clock.clone(),
+            crate::store::backend::ConnectOptions {
+                send_lease: Some(send_lease),
+                max_connections: Some(settings.database_max_connections),
+            },
+        )
+        .await?;
         let console: Arc<dyn ConsoleStore> = backend.console;
         let webchat = backend.webchat;
         let webchat_hub = crate::channel::webchat::WebChatHub::default();

@@ -538,11 +538,11 @@ async fn five_hundred_texts_over_two_instances_one_killed_each_answered_once() {
     load.await.unwrap();
     let killed_at = Instant::now();
     // A reply the killed instance had claimed for sending waits out its
-    // send lease (11 minutes on Postgres, `SEND_LEASE_MS`: long enough for
-    // the slowest live send) and is then reconciled with Twilio's list
-    // before it is sent again; conversations are taken over within the
-    // 15 s lease.
-    wait_until(Duration::from_secs(13 * 60), "500 replies", || {
+    // send lease (25 s here: two requests at the default 10 s
+    // `TWILIO_TIMEOUT_SECS`, plus 5 s) and is then reconciled with
+    // Twilio's list before it is sent again; conversations are taken over
+    // within the 15 s lease.
+    wait_until(Duration::from_secs(120), "500 replies", || {
         fleet.twilio.sent().len() >= 500
     })
     .await;

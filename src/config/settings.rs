@@ -20,6 +20,10 @@ pub struct Settings {
     /// The origin Twilio calls; signatures are computed over it.
     pub public_base_url: Url,
     pub database_url: String,
+    /// Most connections one process opens to a Postgres server
+    /// (`DATABASE_MAX_CONNECTIONS`, default 16): instances times this must
+    /// stay under the server's `max_connections`.
+    pub database_max_connections: u32,
     pub business_config: PathBuf,
     pub log_format: LogFormat,
     pub twilio: TwilioSettings,
@@ -391,6 +395,7 @@ impl Settings {
             port,
             public_base_url,
             database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://textdesk.db".into()),
+            database_max_connections: parse_in("DATABASE_MAX_CONNECTIONS", 16, 1, 1000)? as u32,
             business_config: PathBuf::from(get("BUSINESS_CONFIG").unwrap_or_else(|| "business.toml".into())),
             log_format,
             twilio,

@@ -82,6 +82,26 @@ impl Wakeups {
 
 /// Connects to `url` (migrating it) with the backend its scheme names.
 pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Backend, StoreError> {
+    connect_with(url, clock, ConnectOptions::default()).await
+}
+
+/// What a process may tune about its connection (Postgres only; SQLite
+/// has one process with one writer).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectOptions {
+    /// How long a text being sent stays its sender's (see
+    /// `PgStore::with_send_lease`).
+    pub send_lease: Option<std::time::Duration>,
+    /// Most connections the pool opens (16 when `None`).
+    pub max_connections: Option<u32>,
+}
+
+/// As [`connect`], with `options` for a database several instances share.
+pub async fn connect_with(
+    url: &str,
+    clock: Arc<dyn Clock>,
+    options: ConnectOptions,
+) -> Result<Backend, StoreError> {
     match BackendKind::of(url) {
         BackendKind::Sqlite => {
             let sqlite = Arc::new(SqliteStore::connect_with_clock(url, clock).await?);
@@ -94,7 +114,12 @@ pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Backend, StoreE
             })
         }
         BackendKind::Postgres => {
-            let postgres = Arc::new(PgStore::connect_with_clock(url, clock).await?);
+            let mut postgres =
+                PgStore::connect_with_pool(url, clock, options.max_connections.unwrap_or(16)).await?;
+            if let Some(lease) = options.send_lease {
+                postgres = postgres.with_send_lease(lease);
+            }
+            let postgres = Arc::new(postgres);
             Ok(Backend {
                 kind: BackendKind::Postgres,
                 store: postgres.clone(),

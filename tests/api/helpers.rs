@@ -499,6 +499,16 @@ fn test_settings(vars: &HashMap<String, String>) -> Settings {
     let mut settings = Settings::from_lookup(|k| vars.get(k).cloned()).unwrap();
     settings.worker.poll_interval = Duration::from_millis(100);
     settings.jobs.poll_interval = Duration::from_millis(100);
+    if crate::POSTGRES {
+        // Some tests run many apps at once, on a server shared by every
+        // test: a few connections each keep them all under its limit.
+        settings.database_max_connections = 4;
+        // A restarted app on Postgres takes over only expired leases (it
+        // cannot tell its dead self from a live instance): short leases let
+        // the crash tests see the takeover within their waits.
+        settings.worker.lease = Duration::from_secs(5);
+        settings.jobs.lease = Duration::from_secs(5);
+    }
     settings
 }
 

@@ -166,23 +166,24 @@ async fn the_first_message_issues_a_token_and_the_next_reuses_its_conversation()
 
     // One web customer, one conversation, holding both texts and both
     // replies; the token itself is not stored.
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    let (customers, stored): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM customers WHERE phone LIKE 'web:%'),
-                (SELECT COUNT(*) FROM webchat_sessions WHERE token_hash = ?1)",
-    )
-    .bind(&token)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let sql = app.sql().await;
+    let customers = sql
+        .count("SELECT COUNT(*) FROM customers WHERE phone LIKE 'web:%'", &[])
+        .await;
+    let stored = sql
+        .count(
+            "SELECT COUNT(*) FROM webchat_sessions WHERE token_hash = $1",
+            &[token.as_str().into()],
+        )
+        .await;
     assert_eq!((customers, stored), (1, 0), "the token is stored hashed");
-    let messages: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
-         JOIN customers u ON u.id = c.customer_id WHERE u.phone LIKE 'web:%'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let messages = sql
+        .count(
+            "SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             JOIN customers u ON u.id = c.customer_id WHERE u.phone LIKE 'web:%'",
+            &[],
+        )
+        .await;
     assert_eq!(messages, 4);
 
     // A token nobody issued starts nothing.
@@ -375,11 +376,11 @@ async fn only_the_allowed_origin_gets_cors_and_others_are_refused() {
     assert_eq!(none.status(), 403);
 
     // Nothing was stored for the refused requests.
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webchat_sessions")
-        .fetch_one(&pool)
+    let sessions = app
+        .sql()
         .await
-        .unwrap();
+        .count("SELECT COUNT(*) FROM webchat_sessions", &[])
+        .await;
     assert_eq!(sessions, 0);
 
     // The widget itself is served to anyone, as a script.
@@ -524,12 +525,13 @@ async fn an_unverified_visitor_is_not_booked_and_a_texted_code_lets_them_book() 
     let business = E164::parse(BUSINESS_NUMBER).unwrap();
     let sms = app.store.find_conversation(&phone, &business).await.unwrap();
     assert!(sms.is_some(), "the verified number has its customer record");
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    let (verified, linked): (String, i64) =
-        sqlx::query_as("SELECT verified_phone, linked_conversation_id FROM webchat_sessions")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let sql = app.sql().await;
+    let verified: String = sql
+        .scalar("SELECT verified_phone FROM webchat_sessions", &[])
+        .await;
+    let linked: i64 = sql
+        .scalar("SELECT linked_conversation_id FROM webchat_sessions", &[])
+        .await;
     assert_eq!(verified, VISITOR_PHONE);
     assert_eq!(linked, sms.unwrap().0);
 }
@@ -750,13 +752,19 @@ async fn a_verified_visitors_reminder_goes_by_text_to_their_phone() {
         "{booked}"
     );
 
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    let (recipient, run_at): (String, i64) = sqlx::query_as(
-        "SELECT recipient, run_at_ms FROM jobs WHERE kind = 'reminder' ORDER BY run_at_ms LIMIT 1",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let sql = app.sql().await;
+    let recipient: String = sql
+        .scalar(
+            "SELECT recipient FROM jobs WHERE kind = 'reminder' ORDER BY run_at_ms LIMIT 1",
+            &[],
+        )
+        .await;
+    let run_at: i64 = sql
+        .scalar(
+            "SELECT run_at_ms FROM jobs WHERE kind = 'reminder' ORDER BY run_at_ms LIMIT 1",
+            &[],
+        )
+        .await;
     assert!(recipient.starts_with("web:"), "{recipient}");
     clock.set(chrono::DateTime::from_timestamp_millis(run_at + 1_000).unwrap());
 

@@ -636,7 +636,10 @@ async fn a_turn_cut_off_by_the_database_runs_again_soon_after_it_returns_and_the
     );
     // Its commit fails; setting its retry fails too while the database is
     // down; the job runner's claims fail meanwhile.
-    wait_for_log(mark, "turn failed; will retry", Duration::from_secs(15)).await;
+    // Under an outage the single SQLite writer queues the heartbeat, the
+    // runner and the commit behind its busy timeout: the failure takes ~25 s
+    // to surface.
+    wait_for_log(mark, "turn failed; will retry", Duration::from_secs(45)).await;
     wait_for_log(
         mark,
         "could not set a retry for a failed turn",

@@ -17,7 +17,7 @@ use sqlx::Row;
 use super::PgStore;
 use super::jobs::insert_job;
 use super::outbox::outbound_in;
-use super::rows::{MESSAGE_COLUMNS, SEND_LEASE_MS, json_text, message_from_row, parse_phone};
+use super::rows::{MESSAGE_COLUMNS, json_text, message_from_row, parse_phone};
 use crate::domain::conversation::ConversationState;
 use crate::domain::phone::E164;
 use crate::domain::quote::Quote;
@@ -284,7 +284,7 @@ impl ConversationStore for PgStore {
             .bind(if held.is_some() { 0 } else { 1 })
             .bind(through.0)
             .bind(now)
-            .bind((held.is_none()).then(|| self.now_ms() + SEND_LEASE_MS))
+            .bind((held.is_none()).then(|| self.send_lease_until(self.now_ms())))
             .fetch_optional(&mut *tx)
             .await?,
         };
@@ -310,7 +310,7 @@ impl ConversationStore for PgStore {
                 .bind(draft.kind.as_str())
                 .bind(&draft.body)
                 .bind(now)
-                .bind(self.now_ms() + SEND_LEASE_MS)
+                .bind(self.send_lease_until(self.now_ms()))
                 .fetch_one(&mut *tx)
                 .await?;
                 Some(inserted)

@@ -12,7 +12,7 @@
 //! - A conversation whose `lease_until_ms` has passed is freed.
 //! - A job `running` past its `locked_until_ms` is made `pending` again.
 //! - A text left `sending` past its `send_lease_until_ms` (see
-//!   [`super::rows::SEND_LEASE_MS`]) is queued again. It keeps its attempt
+//!   [`PgStore::with_send_lease`]) is queued again. It keeps its attempt
 //!   count, so the next claim makes it more than one and the dispatcher
 //!   asks the channel (Twilio's message list) whether it went out before
 //!   sending it again.

@@ -32,15 +32,41 @@ pub mod listen;
 #[doc(hidden)]
 pub mod testdb;
 
+/// The send lease without a channel timeout to go by: two requests at the
+/// ceiling of `TWILIO_TIMEOUT_SECS` (300 s) and then some.
+const DEFAULT_SEND_LEASE_MS: i64 = 11 * 60 * 1000;
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
     /// Every time the store writes and every lease it judges comes from
     /// here, as on SQLite.
     clock: Arc<dyn Clock>,
+    /// How long a text being sent stays claimed by its sender (see
+    /// [`PgStore::with_send_lease`]).
+    send_lease_ms: i64,
 }
 
 impl PgStore {
+    /// Sets how long a text being sent stays claimed by the instance
+    /// sending it. A `sending` text whose send lease has passed was left by
+    /// an instance that died mid-send, and another instance takes it over
+    /// (after looking it up in the channel's list of sent messages). It must
+    /// outlast the slowest send a live instance can be in: the lookup and
+    /// the send, two channel requests at the channel's timeout, plus the
+    /// store's writes; `serve` sets it from `TWILIO_TIMEOUT_SECS`. Taking
+    /// over a live send would text a customer twice; waiting longer for a
+    /// dead one only delays a text.
+    pub fn with_send_lease(mut self, lease: Duration) -> Self {
+        self.send_lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// When a send claimed now stops being its sender's.
+    pub(crate) fn send_lease_until(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_add(self.send_lease_ms)
+    }
+
     /// Connects to the database at `url` (`postgres://` or `postgresql://`)
     /// and applies the migrations; times come from the system clock.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -49,6 +75,16 @@ impl PgStore {
 
     /// As [`PgStore::connect`], reading the time from `clock`.
     pub async fn connect_with_clock(url: &str, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        Self::connect_with_pool(url, clock, 16).await
+    }
+
+    /// As [`PgStore::connect_with_clock`], opening at most
+    /// `max_connections` connections.
+    pub async fn connect_with_pool(
+        url: &str,
+        clock: Arc<dyn Clock>,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse()?;
         let (host, port, database) = (
             options.get_host().to_string(),
@@ -56,7 +92,7 @@ impl PgStore {
             options.get_database().unwrap_or("(the user's)").to_string(),
         );
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(max_connections.max(1))
             // A database that went away must not hold a webhook past
             // Twilio's patience: fail fast, answer 503, let Twilio retry.
             .acquire_timeout(Duration::from_secs(3))
@@ -64,7 +100,11 @@ impl PgStore {
             .await
             .map_err(|e| unreachable(&host, port, &database, e))?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, clock })
+        Ok(Self {
+            pool,
+            clock,
+            send_lease_ms: DEFAULT_SEND_LEASE_MS,
+        })
     }
 
     /// The database at `url` as it is, without migrating it, for commands
@@ -98,6 +138,7 @@ impl PgStore {
         Ok(Some(Self {
             pool,
             clock: clock::system(),
+            send_lease_ms: DEFAULT_SEND_LEASE_MS,
         }))
     }
 

@@ -1,7 +1,7 @@
 //! The outbox port on Postgres.
 //!
 //! A text moves to `sending` under a send lease (`send_lease_until_ms`, see
-//! [`SEND_LEASE_MS`]): the instance that claimed it is sending it until
+//! [`PgStore::with_send_lease`]): the instance that claimed it is sending it until
 //! then. A claim takes a queued text, or a `sending` one whose lease has
 //! passed (its sender died mid-send; the attempt count it carries makes
 //! the dispatcher ask the channel whether it went out before sending it
@@ -13,7 +13,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
-use super::rows::{SEND_LEASE_MS, parse_phone};
+use super::rows::parse_phone;
 use crate::domain::delivery::DeliveryStatus;
 use crate::store::*;
 
@@ -79,7 +79,7 @@ impl Outbox for PgStore {
              RETURNING id",
         )
         .bind(id.0)
-        .bind(now + SEND_LEASE_MS)
+        .bind(self.send_lease_until(now))
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
@@ -133,7 +133,7 @@ impl Outbox for PgStore {
         draft: OutboundDraft,
     ) -> Result<Option<OutboundMessage>, StoreError> {
         let now = self.now();
-        let lease = self.now_ms() + SEND_LEASE_MS;
+        let lease = self.send_lease_until(self.now_ms());
         let mut tx = self.pool.begin().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, job_id, created_at,

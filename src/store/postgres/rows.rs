@@ -8,16 +8,6 @@ use sqlx::postgres::PgRow;
 use crate::domain::phone::E164;
 use crate::store::{Direction, Message, MessageId, MessageKind, StoreError};
 
-/// How long a text being sent stays claimed by its sender. A `sending`
-/// text whose send lease has passed was left by an instance that died
-/// mid-send, and may be taken over (reconciled with the channel's list of
-/// sent messages first). It must outlast the slowest send a live instance
-/// can be in: the check of an interrupted send and the send itself, two
-/// channel requests at the ceiling of `TWILIO_TIMEOUT_SECS` (300 s), plus
-/// the store's writes. Taking over a live send would text a customer
-/// twice; waiting longer for a dead one only delays a text.
-pub(super) const SEND_LEASE_MS: i64 = 11 * 60 * 1000;
-
 /// The columns [`message_from_row`] reads, in a SELECT list.
 pub(super) const MESSAGE_COLUMNS: &str =
     "id, direction, kind, body, status, channel_message_id, num_media, opt_out_keyword, created_at";
