@@ -4,6 +4,9 @@
 //! - A worker with fake sinks draining 10,000 due jobs. Target: 2,000 jobs/s.
 //!
 //! cargo bench --bench jobs
+//!
+//! With `BENCH_DATABASE_URL=postgres://...` (a server; the bench creates and
+//! drops its own databases there) it runs the same on Postgres.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +20,7 @@ use textdesk::config::business::BusinessConfig;
 use textdesk::config::settings::Settings;
 use textdesk::email::{Email, EmailError, EmailSender};
 use textdesk::jobs::runner::{JobRunner, RunnerSettings};
+use textdesk::store::postgres::PgStore;
 use textdesk::store::sqlite::SqliteStore;
 use textdesk::store::{JobQueue, JobStatus};
 
@@ -31,6 +35,99 @@ impl EmailSender for NullEmail {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Where the bench runs: a SQLite file, or a fresh Postgres database.
+enum Db {
+    Sqlite(SqliteStore, String),
+    Postgres(PgStore, String),
+}
+
+impl Db {
+    async fn create(name: &str, dir: &std::path::Path) -> Db {
+        match std::env::var("BENCH_DATABASE_URL") {
+            Ok(server) if server.starts_with("postgres") => {
+                use sqlx::Connection;
+                let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+                let db = format!("textdesk_bench_{name}");
+                for sql in [
+                    format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+                    format!("CREATE DATABASE {db}"),
+                ] {
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut admin)
+                        .await
+                        .unwrap();
+                }
+                let base = &server[..server.rfind('/').unwrap() + 1];
+                let url = format!("{base}{db}");
+                Db::Postgres(PgStore::connect(&url).await.unwrap(), url)
+            }
+            _ => {
+                let url = format!("sqlite://{}/{name}.db", dir.display());
+                Db::Sqlite(SqliteStore::connect(&url).await.unwrap(), url)
+            }
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Db::Sqlite(_, url) | Db::Postgres(_, url) => url,
+        }
+    }
+
+    fn queue(&self) -> &dyn JobQueue {
+        match self {
+            Db::Sqlite(store, _) => store,
+            Db::Postgres(store, _) => store,
+        }
+    }
+
+    async fn fill(&self, count: i64, due_every: i64, kind: &str) {
+        match self {
+            Db::Sqlite(store, _) => fill(store, count, due_every, kind).await,
+            Db::Postgres(store, _) => fill_postgres(store, count, due_every, kind).await,
+        }
+    }
+
+    async fn due_ids(&self, now_ms: i64) -> usize {
+        const DUE: &str =
+            "SELECT id FROM jobs WHERE status = 'pending' AND run_at_ms <= $1 ORDER BY run_at_ms LIMIT 100";
+        match self {
+            Db::Sqlite(store, _) => sqlx::query_scalar::<_, i64>(DUE)
+                .bind(now_ms)
+                .fetch_all(store.writer_pool())
+                .await
+                .unwrap()
+                .len(),
+            Db::Postgres(store, _) => sqlx::query_scalar::<_, i64>(DUE)
+                .bind(now_ms)
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .len(),
+        }
+    }
+}
+
+async fn fill_postgres(store: &PgStore, count: i64, due_every: i64, kind: &str) {
+    let now = Utc::now().timestamp_millis();
+    sqlx::query(
+        "INSERT INTO jobs (kind, dedupe_key, recipient, payload, run_at_ms, status, max_attempts, created_at, updated_at)
+         SELECT $2, $2 || ':' || i, 'crew@example.com',
+                '{\"to\":[\"crew@example.com\"],\"subject\":\"s\",\"html\":\"<p>h</p>\",\"text\":\"t\"}'::jsonb,
+                CASE WHEN i % $3 = 0 THEN $4 - 1000 ELSE $4 + 86400000 + i END,
+                'pending', 5, now(), now()
+         FROM generate_series(1, $1::bigint) AS i",
+    )
+    .bind(count)
+    .bind(kind)
+    .bind(due_every)
+    .bind(now)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE jobs").execute(store.pool()).await.unwrap();
 }
 
 async fn fill(store: &SqliteStore, count: i64, due_every: i64, kind: &str) {
@@ -57,12 +154,16 @@ async fn fill(store: &SqliteStore, count: i64, due_every: i64, kind: &str) {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/bench.db", dir.path().display());
-    let store = SqliteStore::connect(&url).await.unwrap();
+    let db = Db::create("queue", dir.path()).await;
+    let backend = match db {
+        Db::Sqlite(..) => "SQLite",
+        Db::Postgres(..) => "Postgres",
+    };
+    println!("backend: {backend}");
 
     // 1. A million pending jobs, 1% of them due.
     let started = Instant::now();
-    fill(&store, 1_000_000, 100, "email").await;
+    db.fill(1_000_000, 100, "email").await;
     println!(
         "job queue: 1,000,000 pending jobs (10,000 due) inserted in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -71,20 +172,15 @@ async fn main() {
     let mut find = Vec::new();
     for _ in 0..200 {
         let t = Instant::now();
-        let due: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE status = 'pending' AND run_at_ms <= ? ORDER BY run_at_ms LIMIT 100",
-        )
-        .bind(now.timestamp_millis())
-        .fetch_all(store.writer_pool())
-        .await
-        .unwrap();
+        let due = db.due_ids(now.timestamp_millis()).await;
         find.push(t.elapsed());
-        assert_eq!(due.len(), 100);
+        assert_eq!(due, 100);
     }
     let mut claim = Vec::new();
     for _ in 0..50 {
         let t = Instant::now();
-        let batch = store
+        let batch = db
+            .queue()
             .claim_due_jobs(now, 100, Duration::from_secs(300))
             .await
             .unwrap();
@@ -105,10 +201,9 @@ async fn main() {
     );
 
     // 2. Drain 10,000 due jobs with fake sinks, through the real runner.
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/drain.db", dir.path().display());
-    let drain_store = SqliteStore::connect(&url).await.unwrap();
-    fill(&drain_store, 10_000, 1, "email").await;
+    let drain = Db::create("drain", dir.path()).await;
+    drain.fill(10_000, 1, "email").await;
+    let url = drain.url().to_string();
     let settings = Settings::from_lookup(|k| match k {
         "DATABASE_URL" => Some(url.clone()),
         _ => None,

@@ -182,7 +182,9 @@ async fn take_over_silences_the_assistant_the_text_shows_unread_and_hand_back_re
         .count();
     assert_eq!(replies, 2, "the assistant answers again");
 
-    // Handing back what the owner does not have is refused in words.
+    // Handing back what the owner does not have is refused in words (once
+    // the assistant's turn has let go of the conversation).
+    app.wait_until_idle().await;
     let page = act(&mut browser, &csrf, id, "hand-back", &[]).await;
     assert!(page.body.contains("not with you"), "{}", page.body);
 }

@@ -48,12 +48,16 @@ impl Approvals for PgStore {
         let now = self.now();
         let mut tx = self.pool().begin().await?;
         let released = sqlx::query(
-            "UPDATE messages SET status = 'sending', attempts = attempts + 1, body = COALESCE($1, body)
+            // A send lease like every text moved to `sending`: without one,
+            // another instance's claim would take it for a dead send.
+            "UPDATE messages SET status = 'sending', attempts = attempts + 1, body = COALESCE($1, body),
+                                 send_lease_until_ms = $4
              WHERE id = $2 AND conversation_id = $3 AND direction = 'outbound' AND status = 'held'",
         )
         .bind(body)
         .bind(message.0)
         .bind(id.0)
+        .bind(self.send_lease_until(self.now_ms()))
         .execute(&mut *tx)
         .await?;
         if released.rows_affected() == 0 {
