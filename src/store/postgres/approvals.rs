@@ -9,10 +9,9 @@ use sqlx::Row;
 
 use super::PgStore;
 use crate::domain::conversation::ConversationState;
-use crate::domain::phone::E164;
 use crate::store::{
-    Approvals, ConversationId, CustomerId, HeldOutcome, HeldReply, MessageId, MessageKind, NewJob,
-    OutboundMessage, Settles, StoreError,
+    Approvals, ConversationId, HeldOutcome, HeldReply, MessageId, MessageKind, NewJob, OutboundMessage,
+    Settles, StoreError,
 };
 
 #[async_trait]
@@ -64,7 +63,7 @@ impl Approvals for PgStore {
             tx.rollback().await?;
             return Ok(None);
         }
-        let claimed = outbound_in(&mut tx, message).await?;
+        let claimed = super::outbox::outbound_in(&mut tx, message).await?;
         settle(&mut tx, id, settles, now).await?;
         tx.commit().await?;
         Ok(Some(claimed))
@@ -93,7 +92,7 @@ impl Approvals for PgStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        insert_job(&mut tx, job, now).await?;
+        super::jobs::insert_job(&mut tx, job, now).await?;
         settle(&mut tx, id, settles, now).await?;
         tx.commit().await?;
         Ok(true)
@@ -142,75 +141,6 @@ impl Approvals for PgStore {
         tx.commit().await?;
         Ok(true)
     }
-}
-
-/// The released text as the dispatcher sends it (the columns of SQLite's
-/// `outbound_in`).
-async fn outbound_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    id: MessageId,
-) -> Result<OutboundMessage, StoreError> {
-    let row = sqlx::query(
-        "SELECT m.conversation_id, m.body, m.kind, m.attempts::BIGINT AS attempts, m.created_at, k.phone,
-                c.business_number, c.customer_id,
-                (SELECT MAX(i.created_at) FROM messages i
-                  WHERE i.conversation_id = m.conversation_id AND i.direction = 'inbound') AS last_inbound_at,
-                -- An opt-out is confirmed once, after the opt-out, and HELP is
-                -- answered even then (where the provider answers neither).
-                k.opted_out_at IS NOT NULL AND m.kind NOT IN ('opt_out_confirmation', 'help') AS opted_out
-         FROM messages m
-         JOIN conversations c ON c.id = m.conversation_id
-         JOIN customers k ON k.id = c.customer_id
-         WHERE m.id = $1",
-    )
-    .bind(id.0)
-    .fetch_one(&mut **tx)
-    .await?;
-    let phone = |column: &str| -> Result<E164, StoreError> {
-        E164::parse_address(row.try_get(column)?).map_err(|e| StoreError::Corrupt(e.to_string()))
-    };
-    Ok(OutboundMessage {
-        id,
-        conversation_id: ConversationId(row.try_get("conversation_id")?),
-        customer_id: CustomerId(row.try_get("customer_id")?),
-        customer_opted_out: row.try_get("opted_out")?,
-        to: phone("phone")?,
-        from: phone("business_number")?,
-        body: row.try_get("body")?,
-        kind: MessageKind::parse(row.try_get("kind")?),
-        last_inbound_at: row.try_get("last_inbound_at")?,
-        attempts: row.try_get("attempts")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-/// Queues `job` unless one with its dedupe key exists (SQLite's
-/// `insert_job`).
-async fn insert_job(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    job: &NewJob,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO jobs (kind, dedupe_key, conversation_id, customer_id, recipient, payload, run_at_ms, status,
-                           max_attempts, created_at, updated_at, business_id)
-         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, 'pending', $8, $9, $9,
-                 COALESCE((SELECT business_id FROM conversations WHERE id = $3),
-                          (SELECT business_id FROM customers WHERE id = $4), 'default'))
-         ON CONFLICT (dedupe_key) DO NOTHING",
-    )
-    .bind(job.kind)
-    .bind(&job.dedupe_key)
-    .bind(job.conversation_id.map(|c| c.0))
-    .bind(job.customer_id.map(|c| c.0))
-    .bind(&job.recipient)
-    .bind(job.payload.to_string())
-    .bind(job.run_at.timestamp_millis())
-    .bind(i32::try_from(job.max_attempts).unwrap_or(i32::MAX))
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// What a decision also settles: the conversation's pending jobs made moot
