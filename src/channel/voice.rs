@@ -196,11 +196,23 @@ pub fn greeting(business: &BusinessConfig, open: bool) -> String {
         .map(str::to_string)
         .unwrap_or_else(|| format!("Thank you for calling {name}. How can I help you today?"));
     if open {
-        base
-    } else {
-        format!(
-            "{base} We're closed right now, but I can still give you a price and book a time, or take a message."
-        )
+        return base;
+    }
+    // The closed notice comes before the greeting's closing question, so
+    // the caller hears the question last and answers it.
+    const CLOSED: &str =
+        "We're closed right now, but I can still give you a price and book a time, or take a message.";
+    if !base.ends_with('?') {
+        return format!("{base} {CLOSED}");
+    }
+    let question_starts = base
+        .char_indices()
+        .filter(|&(i, c)| matches!(c, '.' | '!' | '?') && base[i + 1..].starts_with(' '))
+        .map(|(i, _)| i + 2)
+        .last();
+    match question_starts {
+        Some(at) => format!("{}{CLOSED} {}", &base[..at], &base[at..]),
+        None => format!("{CLOSED} {base}"),
     }
 }
 
@@ -628,7 +640,18 @@ mod tests {
             greeting(&plain, true),
             "Thank you for calling Rose City Junk Haulers. How can I help you today?"
         );
-        assert!(greeting(&plain, false).contains("We're closed right now, but I can still give you a price"));
+        assert_eq!(
+            greeting(&plain, false),
+            "Thank you for calling Rose City Junk Haulers. We're closed right now, but I can still \
+             give you a price and book a time, or take a message. How can I help you today?",
+            "the closed notice first, the question last"
+        );
+        let asks = parse("[business]\nname = \"X\"\n[voice]\ngreeting = \"Hi, X here! What can we do?\"\n").unwrap();
+        assert!(greeting(&asks, false).starts_with("Hi, X here! We're closed right now"));
+        assert!(greeting(&asks, false).ends_with(" What can we do?"));
+        let only = parse("[business]\nname = \"X\"\n[voice]\ngreeting = \"What can X do for you?\"\n").unwrap();
+        assert!(greeting(&only, false).starts_with("We're closed right now"));
+        assert!(greeting(&only, false).ends_with("What can X do for you?"));
         let own = parse("[business]\nname = \"X\"\n[voice]\ngreeting = \"Hi, X here.\"\n").unwrap();
         assert_eq!(greeting(&own, true), "Hi, X here.");
         assert!(
