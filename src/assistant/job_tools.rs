@@ -274,11 +274,13 @@ impl Tool for RecordJobDetails {
             );
         }
         if !pricing.discounts.is_empty() {
+            let labels: Vec<String> = pricing.discounts.iter().map(|d| d.described(pricing)).collect();
             let (ids, described) = id_list(
                 pricing
                     .discounts
                     .iter()
-                    .map(|d| (d.id.as_str(), d.label.as_str())),
+                    .zip(&labels)
+                    .map(|(d, label)| (d.id.as_str(), label.as_str())),
             );
             properties.insert(
                 "discounts".into(),

@@ -420,12 +420,11 @@ pub fn catalog_text(config: &BusinessConfig) -> String {
     if !p.discounts.is_empty() {
         lines.push(format!(
             "Discounts, only if the customer says they qualify: {}.",
-            list(
-                p.discounts
-                    .iter()
-                    .map(|d| (d.id.as_str(), d.label.as_str()))
-                    .collect()
-            )
+            p.discounts
+                .iter()
+                .map(|d| format!("{} ({})", d.id, d.described(p)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     format!(

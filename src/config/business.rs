@@ -1177,6 +1177,22 @@ mod tests {
         let (_, _, key, message) = error(&negative_discount);
         assert_eq!(key, "pricing.discounts");
         assert!(message.contains("got -$20"), "{message}");
+        // A discount for a service the catalog does not have is located.
+        let for_service = |service: &str| {
+            format!(
+                "{NAMED}kind = \"maid\"\n\n[[pricing.discounts]]\nid = \"first\"\nlabel = \"First deep clean\"\nkind = \"percent\"\npercent = 10\nservices = [\"{service}\"]\n"
+            )
+        };
+        let (line, _, key, message) = error(&for_service("deap"));
+        assert_eq!((line, key.as_str()), (5, "pricing.discounts"));
+        assert!(message.contains("unknown service `deap`"), "{message}");
+        let limited = parse(&for_service("deep")).unwrap();
+        assert_eq!(limited.pricing.discounts[0].services, ["deep"]);
+        let (_, _, key, message) = error(&format!(
+            "{NAMED}[[pricing.modifiers]]\nid = \"w\"\nlabel = \"W\"\nkind = \"flat\"\namount = 5\nservices = [\"deep\"]\n"
+        ));
+        assert!(key.starts_with("pricing.modifiers"), "{key}");
+        assert!(message.contains("`services` belongs to discounts"), "{message}");
         // A surcharge of 100% and a discount of 100% are the limits, and valid.
         let limits = format!(
             "{NAMED}[[pricing.modifiers]]\nid = \"w\"\nlabel = \"W\"\nkind = \"percent\"\npercent = 100\n[[pricing.discounts]]\nid = \"f\"\nlabel = \"Free\"\nkind = \"percent\"\npercent = 100\n"

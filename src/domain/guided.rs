@@ -89,6 +89,7 @@ pub fn next_question(job: &JobDetails, kind: BusinessKind, pricing: &PricingConf
             .iter()
             .position(|d| {
                 d.question.is_some()
+                    && d.applies_to(job.clean_type.as_deref())
                     && !job.discounts.contains(&d.id)
                     && !job.answered.contains(&discount_key(&d.id))
             })
@@ -2079,6 +2080,25 @@ mod tests {
         job.apply(interpret(Question::Discount(0), "yes it is", &maid, &job).unwrap());
         assert_eq!(job.discounts, vec!["first_clean".to_string()]);
         assert_eq!(next_question(&job, BusinessKind::Maid, &maid), None);
+    }
+
+    #[test]
+    fn a_discount_for_other_services_is_not_asked() {
+        let mut maid = maid_catalog();
+        maid.discounts[0].services = vec!["deep".into()];
+        let mut job = JobDetails::default();
+        for update in understand("3 bed 2 bath standard clean", BusinessKind::Maid, &maid, &job).updates() {
+            job.apply(update);
+        }
+        job.apply(interpret(Question::Extras, "0", &maid, &job).unwrap());
+        assert_eq!(job.clean_type.as_deref(), Some("standard"));
+        assert_eq!(next_question(&job, BusinessKind::Maid, &maid), None, "nothing about a deep clean's discount");
+        job.clean_type = Some("deep".into());
+        assert_eq!(
+            next_question(&job, BusinessKind::Maid, &maid),
+            Some(Question::Discount(0)),
+            "asked for the service it is for"
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! 4. **Percentage surcharges** (same-day, weekend), each a percentage of
 //!    the subtotal. They add up; they do not compound.
 //! 5. **Discounts**: percentages of (subtotal + surcharges), then fixed
-//!    amounts. The price never goes below zero.
+//!    amounts. The price never goes below zero. A discount limited to some
+//!    services (`services`, a maid service's clean types) is given only to
+//!    a job of one of them.
 //! 6. **Rounding** to the owner's rule (cent, dollar, five dollars).
 //! 7. **Minimum charge**: the total is raised to it if below. Last, so the
 //!    minimum is exact whatever the rounding.
@@ -210,6 +212,39 @@ pub struct DiscountDef {
     /// A yes-or-no question that decides this discount ("Is this your first
     /// clean with us?"), asked by the guided flow.
     pub question: Option<String>,
+    /// The services (a maid service's clean type ids) the discount is for;
+    /// empty: every job. A job of another service is never asked about it
+    /// and never gets it.
+    pub services: Vec<String>,
+}
+
+impl DiscountDef {
+    /// Whether the discount is for a job of this service (`None`: a job
+    /// with no service, such as a junk removal).
+    pub fn applies_to(&self, service: Option<&str>) -> bool {
+        self.services.is_empty() || service.is_some_and(|s| self.services.iter().any(|x| x == s))
+    }
+
+    /// Its label, and the services it is for when it is limited to some:
+    /// "New-customer deep clean, for a deep clean only".
+    pub fn described(&self, pricing: &PricingConfig) -> String {
+        if self.services.is_empty() {
+            return self.label.clone();
+        }
+        let names: Vec<&str> = self
+            .services
+            .iter()
+            .map(|id| {
+                pricing
+                    .maid
+                    .clean_types
+                    .iter()
+                    .find(|c| &c.id == id)
+                    .map_or(id.as_str(), |c| c.label.as_str())
+            })
+            .collect();
+        format!("{}, for a {} only", self.label, names.join(" or "))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +267,7 @@ struct RawPriceRule {
     unit: Option<String>,
     applies: Option<DateRule>,
     question: Option<String>,
+    services: Option<Vec<String>>,
 }
 
 impl RawPriceRule {
@@ -260,6 +296,9 @@ impl TryFrom<RawPriceRule> for ModifierDef {
         }
         if raw.question.is_some() {
             return Err(format!("`{}`: `question` belongs to discounts", raw.id));
+        }
+        if raw.services.is_some() {
+            return Err(format!("`{}`: `services` belongs to discounts", raw.id));
         }
         let kind = match raw.kind.as_str() {
             "flat" => ModifierKind::Flat {
@@ -319,6 +358,7 @@ impl TryFrom<RawPriceRule> for DiscountDef {
             label: raw.label,
             kind,
             question: raw.question,
+            services: raw.services.unwrap_or_default(),
         })
     }
 }
@@ -434,6 +474,24 @@ impl PricingConfig {
             "pricing.maid.clean_types",
             self.maid.clean_types.iter().map(|t| t.id.as_str()),
         )?;
+        for d in &self.discounts {
+            if let Some(unknown) = d
+                .services
+                .iter()
+                .find(|s| !self.maid.clean_types.iter().any(|c| &c.id == *s))
+            {
+                let known: Vec<&str> = self.maid.clean_types.iter().map(|c| c.id.as_str()).collect();
+                return fail(
+                    "pricing.discounts",
+                    &d.id,
+                    format!(
+                        "`{}`: `services` names unknown service `{unknown}`; the services are the clean types: {}",
+                        d.id,
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
         for rate in &self.maid.flat_rates {
             if !self.maid.clean_types.iter().any(|c| c.id == rate.clean_type) {
                 return fail(
@@ -961,7 +1019,12 @@ pub fn price(
         });
     }
 
-    // Step 5: discounts, percentages first, never below zero.
+    // Step 5: discounts, percentages first, never below zero; a discount
+    // for other services than the job's is not given.
+    let service = match job {
+        JobSpec::Junk(_) => None,
+        JobSpec::Maid(m) => Some(m.clean_type.as_str()),
+    };
     let mut percent_discounts = Vec::new();
     let mut amount_discounts = Vec::new();
     for id in discounts {
@@ -970,6 +1033,9 @@ pub fn price(
             .iter()
             .find(|d| &d.id == id)
             .ok_or_else(|| unknown("discount", id, config.discounts.iter().map(|d| d.id.as_str())))?;
+        if !def.applies_to(service) {
+            continue;
+        }
         match &def.kind {
             DiscountKind::Percent { percent } => percent_discounts.push((def.label.clone(), *percent)),
             DiscountKind::Amount { amount } => amount_discounts.push((def.label.clone(), *amount)),
@@ -1296,10 +1362,13 @@ fn maid_labour(
     if job.bathrooms.is_sign_negative() {
         return Err(QuoteError::Incomplete("a bathroom count of zero or more"));
     }
+    let baths = job.bathrooms.normalize();
     let home = format!(
-        "{} bedroom(s), {} bathroom(s){}, {}",
+        "{} {}, {} {}{}, {}",
         job.bedrooms,
-        job.bathrooms.normalize(),
+        if job.bedrooms == 1 { "bedroom" } else { "bedrooms" },
+        baths,
+        if baths == Decimal::ONE { "bathroom" } else { "bathrooms" },
         job.square_feet
             .map(|s| format!(", about {s} sq ft"))
             .unwrap_or_default(),
@@ -1416,12 +1485,14 @@ mod tests {
                 label: "Senior discount".into(),
                 kind: DiscountKind::Percent { percent: dec("10") },
                 question: None,
+                services: Vec::new(),
             },
             DiscountDef {
                 id: "coupon".into(),
                 label: "Coupon".into(),
                 kind: DiscountKind::Amount { amount: money("20") },
                 question: None,
+                services: Vec::new(),
             },
         ];
         c
@@ -1698,6 +1769,50 @@ mod tests {
     }
 
     #[test]
+    fn a_discount_for_some_services_is_given_only_to_those() {
+        let mut c = catalog();
+        c.discounts = vec![DiscountDef {
+            id: "first_deep".into(),
+            label: "First deep clean".into(),
+            kind: DiscountKind::Percent { percent: dec("10") },
+            question: None,
+            services: vec!["deep".into()],
+        }];
+        c.validate().unwrap();
+        let job = |clean: &str| {
+            JobSpec::Maid(MaidJob {
+                bedrooms: 3,
+                bathrooms: dec("2"),
+                square_feet: Some(1800),
+                clean_type: clean.into(),
+                discounts: vec!["first_deep".into()],
+                ..MaidJob::default()
+            })
+        };
+        // Deep: $360 (see maid_profile), 10% off -> $324.
+        let deep = price(&c, &job("deep"), "q".into(), now()).unwrap();
+        assert_eq!(deep.total, money("324"));
+        assert!(deep.lines.iter().any(|l| l.label == "First deep clean (10% off)"));
+        // Standard: $240, and no discount line.
+        let standard = price(&c, &job("standard"), "q".into(), now()).unwrap();
+        assert_eq!(standard.total, money("240"));
+        assert!(standard.lines.iter().all(|l| !l.amount.is_negative()), "{:?}", standard.lines);
+        // A junk job has no service: not given either.
+        let junk = with(explicit("2", 2), &[], &["first_deep"]);
+        let plain = with(explicit("2", 2), &[], &[]);
+        assert_eq!(
+            price(&c, &junk, "q".into(), now()).unwrap().total,
+            price(&c, &plain, "q".into(), now()).unwrap().total
+        );
+        // An unknown service is refused, naming the known ones.
+        c.discounts[0].services = vec!["deap".into()];
+        let e = c.validate().unwrap_err();
+        assert_eq!((e.key, e.id.as_deref()), ("pricing.discounts", Some("first_deep")));
+        assert!(e.message.contains("unknown service `deap`"), "{}", e.message);
+        assert!(e.message.contains("standard, deep, move_out"), "{}", e.message);
+    }
+
+    #[test]
     fn maid_profile() {
         let mut c = catalog();
         let job = |bed, bath: &str, sqft, clean: &str| {
@@ -1716,7 +1831,11 @@ mod tests {
         // Deep clean x 1.5 = 8.475 person-hours -> 4.2375 -> 4.5 h -> $360.
         let deep = price(&c, &job(3, "2", Some(1800), "deep"), "q".into(), now()).unwrap();
         assert_eq!(deep.total, money("360"));
-        assert!(deep.assumptions[0].contains("3 bedroom(s), 2 bathroom(s), about 1800 sq ft, deep clean"));
+        assert!(deep.assumptions[0].contains("3 bedrooms, 2 bathrooms, about 1800 sq ft, deep clean"));
+        let one = price(&c, &job(1, "1.0", None, "standard"), "q".into(), now()).unwrap();
+        assert!(one.assumptions[0].starts_with("Based on 1 bedroom, 1 bathroom, "), "{:?}", one.assumptions);
+        let half = price(&c, &job(1, "1.5", None, "standard"), "q".into(), now()).unwrap();
+        assert!(half.assumptions[0].starts_with("Based on 1 bedroom, 1.5 bathrooms, "), "{:?}", half.assumptions);
         // A flat rate wins when the home matches it.
         c.maid.flat_rates = vec![FlatRate {
             bedrooms: 2,
