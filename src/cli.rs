@@ -242,7 +242,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat { from, business } => {
-            telemetry::init(settings.log_format, "warn");
+            // The terminal is the conversation: the log goes to a file.
+            let log = std::env::temp_dir().join("textdesk-chat.log");
+            if telemetry::init_to_file(settings.log_format, "info,sqlx=warn", &log) {
+                println!("(The log goes to {}.)", log.display());
+            }
             chat(settings, &from, business.as_deref()).await
         }
         Command::Jobs { json, all } => {

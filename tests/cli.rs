@@ -681,3 +681,50 @@ fn serve_says_where_an_unreachable_database_is_and_hides_its_password() {
         "never the password: {stdout}{stderr}"
     );
 }
+
+#[test]
+fn a_hand_off_in_chat_prints_no_log_line_into_the_conversation() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("desk.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_textdesk"))
+        .args(["chat", "--from", "+15035551234"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("TMPDIR", dir.path())
+        .env_remove("BUSINESS_CONFIG")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run textdesk");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hi\ncan I talk to a person\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{err}");
+    assert!(out.contains("I've asked the owner to text you"), "{out}");
+    for printed in [&out, &err] {
+        for noise in ["ERROR", "WARN", "owner alert"] {
+            assert!(!printed.contains(noise), "{noise} in the terminal: {printed}");
+        }
+    }
+    // The log is in its file, the hand-off at info: normal business.
+    let log = std::fs::read_to_string(dir.path().join("textdesk-chat.log")).unwrap();
+    let handoff = log
+        .lines()
+        .find(|l| l.contains("owner alert") && l.contains("handoff"))
+        .unwrap_or_else(|| panic!("no hand-off in the log: {log}"));
+    assert!(handoff.contains("INFO"), "{handoff}");
+    assert!(out.contains("textdesk-chat.log"), "the chat says where its log is: {out}");
+}
