@@ -39,6 +39,28 @@ pub const MAX_CODES_PER_SESSION: i64 = 3;
 pub const ASK_FOR_PHONE: &str = "To book online, please type your mobile number here first. \
      A code will be texted to it; then type the code here.";
 
+/// The code-written texts (the guided flow, confirmations, stated facts)
+/// as a web visitor reads them: they are written for texting ("Thanks for
+/// texting", "Reply R to reschedule", "the owner will text you"), and a
+/// visitor is typing in the chat on the business's site, where the owner's
+/// answer from the console also shows. The model's own words are its own.
+pub fn web_wording(text: &str) -> String {
+    const SWAPS: [(&str, &str); 9] = [
+        ("Thanks for texting", "Thanks for reaching out to"),
+        ("thanks for texting", "thanks for reaching out to"),
+        ("Reply R to reschedule", "Type R here to reschedule"),
+        ("Text us any time", "Write to us here any time"),
+        ("the owner to text you", "the owner to answer you here"),
+        ("the owner will text you", "the owner will answer you here"),
+        ("they'll text you soon", "they'll answer you here soon"),
+        ("Reply with", "Type"),
+        ("Reply ", "Type "),
+    ];
+    SWAPS
+        .iter()
+        .fold(text.to_string(), |text, (from, to)| text.replace(from, to))
+}
+
 /// `[webchat]` in the business file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -199,6 +221,27 @@ pub fn as_phone(text: &str) -> Option<E164> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn code_written_texts_speak_of_the_chat_not_of_texting() {
+        assert_eq!(
+            web_wording("Hi! Thanks for texting Sparkle Maids. How many bedrooms? Reply with a number (0 for a studio)."),
+            "Hi! Thanks for reaching out to Sparkle Maids. How many bedrooms? Type a number (0 for a studio)."
+        );
+        assert_eq!(
+            web_wording(&format!(
+                "You're booked with X: Mon Nov 30, 8:30am. Total $328. {}",
+                crate::domain::guided::RESCHEDULE_HINT
+            )),
+            "You're booked with X: Mon Nov 30, 8:30am. Total $328. Need to change it? Type R here to reschedule, \
+             or CANCEL BOOKING to cancel it."
+        );
+        assert_eq!(
+            web_wording("OK, I've asked the owner to text you."),
+            "OK, I've asked the owner to answer you here."
+        );
+        assert!(!web_wording("Reply 1 to book a time, or 2 to talk to a person.").contains("Reply"));
+    }
+
     use super::*;
 
     #[test]

@@ -99,7 +99,10 @@ pub struct WebChatSettings {
     /// Requests a minute from one client address
     /// (`WEBCHAT_RATE_PER_ADDRESS`).
     pub per_address_per_minute: u32,
-    /// Messages a minute in one session (`WEBCHAT_RATE_PER_SESSION`).
+    /// Messages a minute in one session (`WEBCHAT_RATE_PER_SESSION`). A
+    /// whole guided booking, answered as fast as a person can tap numbers
+    /// (about 20 messages with a phone check on the longest flow), fits in
+    /// one minute; a script sending more is refused.
     pub per_session_per_minute: u32,
 }
 
@@ -108,7 +111,7 @@ impl Default for WebChatSettings {
         Self {
             reply_wait: Duration::from_secs(20),
             per_address_per_minute: 60,
-            per_session_per_minute: 12,
+            per_session_per_minute: 30,
         }
     }
 }
@@ -420,7 +423,7 @@ impl Settings {
             webchat: WebChatSettings {
                 reply_wait: Duration::from_millis(parse_in("WEBCHAT_REPLY_WAIT_MS", 20_000, 0, 25_000)?),
                 per_address_per_minute: parse_in("WEBCHAT_RATE_PER_ADDRESS", 60, 1, 10_000)? as u32,
-                per_session_per_minute: parse_in("WEBCHAT_RATE_PER_SESSION", 12, 1, 1_000)? as u32,
+                per_session_per_minute: parse_in("WEBCHAT_RATE_PER_SESSION", 30, 1, 1_000)? as u32,
             },
             worker: WorkerSettings {
                 concurrency,

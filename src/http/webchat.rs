@@ -2,8 +2,10 @@
 //! messages (`channel::webchat` has the channel).
 //!
 //! - `GET /chat/widget.js`: the vendored widget (`static/chat/widget.js`).
-//! - `POST /api/chat/messages` `{"token"?, "text", "business"?}`: stores the
-//!   visitor's text as an inbound message (the same path as a text), wakes
+//! - `POST /api/chat/messages` `{"token"?, "text", "business"?, "id"?}`: stores the
+//!   visitor's text as an inbound message (the same path as a text; `id`,
+//!   the widget's own per-message id, makes a retried POST a duplicate that
+//!   gets the first one's answer and stores nothing), wakes
 //!   the worker, and waits (up to `WEBCHAT_REPLY_WAIT_MS`, woken by the web
 //!   channel's send, never a polling loop) for the turn's reply. Answers
 //!   `{"token", "replies": [...], "after"}`.
@@ -14,7 +16,9 @@
 //! Every request but the script must come from an origin in its business's
 //! `[webchat] allowed_origins` (403 otherwise, with no CORS headers), and
 //! is rate-limited per client address and per session (429 with
-//! `Retry-After`).
+//! `Retry-After`). Every error answer to an allowed origin (400, 401, 403,
+//! 404, 405, 408, 413, 429, 5xx) is JSON `{"error"}` with the CORS headers,
+//! so the widget can read and show it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -115,12 +119,81 @@ pub fn router(state: AppState) -> Router {
             "/api/chat/messages",
             get(poll).post(post_message).options(preflight),
         )
-        .with_state(state)
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_CHAT_BODY_BYTES))
+        // Any other path of the chat API: a JSON 404 the widget can read.
+        .route("/api/chat/{*rest}", axum::routing::any(unknown_path))
+        .with_state(state.clone())
+        // The body's limit is the extractor's (not a layer's), so a body
+        // too large reaches the handler and is refused there, like every
+        // other error: in JSON, with the CORS headers an allowed page needs
+        // to read it.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_CHAT_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(40),
         ))
+        .layer(axum::middleware::from_fn_with_state(state, cors_on_errors))
+}
+
+/// Every error answer of the chat API that a handler did not shape (a
+/// timeout, a rejection by a layer) in JSON with the CORS headers, when
+/// the page's origin is one some business allows; an error answer the
+/// handlers made already has both.
+async fn cors_on_errors(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let origin = origin_of(request.headers());
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let Some(origin) = origin.filter(|o| state.businesses.current().iter().any(|b| b.webchat.allows(o)))
+    else {
+        return response;
+    };
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let response = if is_json {
+        response
+    } else {
+        let message = match status {
+            StatusCode::REQUEST_TIMEOUT => "the answer took too long; please try again".to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE => format!("the request is larger than {MAX_CHAT_BODY_BYTES} bytes"),
+            StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed here".to_string(),
+            other => other
+                .canonical_reason()
+                .unwrap_or("the request failed")
+                .to_lowercase(),
+        };
+        let (mut parts, _) = response.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Response::from_parts(
+            parts,
+            axum::body::Body::from(serde_json::json!({ "error": message }).to_string()),
+        )
+    };
+    if response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        response
+    } else {
+        with_cors(response, &origin)
+    }
+}
+
+async fn unknown_path() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": "no such web chat API path" })),
+    )
+        .into_response()
 }
 
 async fn widget() -> Response {
@@ -246,6 +319,27 @@ struct PostBody {
     /// first message when several businesses are configured.
     #[serde(default)]
     business: Option<String>,
+    /// The widget's own id for this message (random, kept for its
+    /// retries): a POST sent again after a lost answer stores nothing new
+    /// and gets the same answer.
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// The longest client message id.
+pub const MAX_CLIENT_ID_CHARS: usize = 64;
+
+/// A client message id: 1 to 64 letters, digits, `-` or `_`.
+fn client_id(raw: &str) -> Result<&str, ChatError> {
+    if raw.is_empty()
+        || raw.len() > MAX_CLIENT_ID_CHARS
+        || !raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ChatError::BadRequest(format!(
+            "`id` must be 1 to {MAX_CLIENT_ID_CHARS} letters, digits, - or _"
+        )));
+    }
+    Ok(raw)
 }
 
 #[derive(Debug, Serialize)]
@@ -388,6 +482,7 @@ async fn post(
             "`text` is longer than {MAX_TEXT_CHARS} characters"
         ))));
     }
+    let client_id = request.id.as_deref().map(client_id).transpose().map_err(fail)?;
 
     // The session: the token's, or a new one for the named business.
     let (session, token) = match request.token.as_deref() {
@@ -433,7 +528,12 @@ async fn post(
     let mut delivered = chat.hub.subscribe();
     let inbound = InboundMessage {
         business_id: session.business_id.clone(),
-        channel_message_id: format!("WEB{}", uuid::Uuid::new_v4().simple()),
+        // The idempotency key: the session's and the widget's id when it
+        // sent one (a retry is then a duplicate, answered as the first was).
+        channel_message_id: match client_id {
+            Some(id) => format!("WEB:{}:{id}", session.address.as_str()),
+            None => format!("WEB{}", uuid::Uuid::new_v4().simple()),
+        },
         from: session.address.clone(),
         to: number.clone(),
         body: text.to_string(),
@@ -448,9 +548,15 @@ async fn post(
         .await
         .map_err(|e| fail(e.into()))?
     {
-        Recorded::New(_, message) | Recorded::Duplicate(_, message) => message,
+        Recorded::New(_, message) => {
+            state.wake_worker.notify_one();
+            message
+        }
+        Recorded::Duplicate(_, message) => {
+            tracing::info!("web chat: a message sent again; answered as the first time");
+            message
+        }
     };
-    state.wake_worker.notify_one();
 
     let deadline = tokio::time::Instant::now() + chat.settings.reply_wait;
     let replies = loop {

@@ -421,16 +421,27 @@ impl Engine {
             Some(text) => (MessageKind::Confirmation, text.clone()),
             None => (kind, draft.text.clone()),
         };
+        let channel = Channel::of(&turn.conversation.customer_phone);
+        // Words our code wrote (no model call made them) say what a web
+        // visitor does in the chat, not by text.
+        let by_code = model_calls.is_none() || kind != MessageKind::Reply;
+        let text = if channel == Channel::Web && by_code {
+            crate::channel::webchat::web_wording(&text)
+        } else {
+            text
+        };
 
         // The guardrail, last line: whatever drafted it, the reply as it will
         // be sent (whole, before the provider splits it into texts) states only
         // facts of this conversation after the turn.
-        let channel = Channel::of(&turn.conversation.customer_phone);
         let mut body = channel.prepare_reply(&text, self.business.sms.max_segments);
         let violations = guardrail::check(&body, &self.guardrail_facts(&state, &draft, &turn, now));
         if !violations.is_empty() {
             let state_before_fallback = draft.state.clone();
-            let text = self.templated_fallback(&turn, &state, &mut draft, now);
+            let mut text = self.templated_fallback(&turn, &state, &mut draft, now);
+            if channel == Channel::Web {
+                text = crate::channel::webchat::web_wording(&text);
+            }
             body = channel.prepare_reply(&text, self.business.sms.max_segments);
             kind = MessageKind::Templated;
             let money = violations.iter().any(|v| {
@@ -753,7 +764,7 @@ impl Engine {
                 Some(customer) => customer.redact(&alert.detail),
                 None => redact_phone_numbers(&alert.detail),
             };
-            tracing::error!(alert = %alert.kind, %detail, conversation = id.0, "owner alert");
+            log_alert(&alert.kind, &detail, Some(id.0));
         }
         match claimed {
             Some(sms) => {
@@ -921,7 +932,42 @@ impl Engine {
     }
 }
 
-/// Raises an owner alert: to the log at error level, into the store, and
+/// How loud an owner alert is in the log: a hand-off or a cancelled
+/// booking is normal business (info); a price the guardrail stopped or a
+/// customer flooding wants a look (warn); something that failed is an
+/// error.
+pub(crate) fn alert_level(kind: &AlertKind) -> tracing::Level {
+    match kind {
+        AlertKind::Handoff
+        | AlertKind::HandedOffText
+        | AlertKind::BookingCancelled
+        | AlertKind::NoOpenings
+        | AlertKind::ApprovalNeeded => tracing::Level::INFO,
+        AlertKind::BookingIncomplete
+        | AlertKind::CannotPrice
+        | AlertKind::OptedOutWithBooking
+        | AlertKind::WhatsappWindow
+        | AlertKind::FloodThrottled
+        | AlertKind::ModelUnavailable
+        | AlertKind::PriceGuardrail
+        | AlertKind::FactGuardrail
+        | AlertKind::ApprovalTimedOut
+        | AlertKind::TextUndelivered => tracing::Level::WARN,
+        _ => tracing::Level::ERROR,
+    }
+}
+
+/// An owner alert in the log, at its kind's level (`alert_level`);
+/// `detail` is already redacted.
+pub(crate) fn log_alert(kind: &AlertKind, detail: &str, conversation: Option<i64>) {
+    match alert_level(kind) {
+        tracing::Level::INFO => tracing::info!(alert = %kind, %detail, conversation, "owner alert"),
+        tracing::Level::WARN => tracing::warn!(alert = %kind, %detail, conversation, "owner alert"),
+        _ => tracing::error!(alert = %kind, %detail, conversation, "owner alert"),
+    }
+}
+
+/// Raises an owner alert: to the log at its kind's level, into the store, and
 /// into the owner's email (a job). Failing to store one must not fail the
 /// work that raised it.
 pub(crate) async fn alert_owner(
@@ -933,7 +979,7 @@ pub(crate) async fn alert_owner(
     customer: Option<&plan::CustomerContact>,
     now: chrono::DateTime<Utc>,
 ) {
-    tracing::error!(alert = %kind, detail = %redact_phone_numbers(detail), "owner alert");
+    log_alert(&kind, &redact_phone_numbers(detail), conversation.map(|c| c.0));
     match store.record_alert(&kind, conversation, detail).await {
         Ok(()) => crate::meters::alert(&kind),
         Err(e) => tracing::error!(error = %e, "could not store owner alert"),
@@ -962,4 +1008,19 @@ fn changes_consent(turn: &TurnInput) -> bool {
                 Some(Keyword::OptOut | Keyword::OptOutInWords | Keyword::OptIn)
             )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hand_off_is_normal_business_and_a_failure_is_an_error() {
+        assert_eq!(alert_level(&AlertKind::Handoff), tracing::Level::INFO);
+        assert_eq!(alert_level(&AlertKind::HandedOffText), tracing::Level::INFO);
+        assert_eq!(alert_level(&AlertKind::PriceGuardrail), tracing::Level::WARN);
+        assert_eq!(alert_level(&AlertKind::SendFailed), tracing::Level::ERROR);
+        assert_eq!(alert_level(&AlertKind::TurnPanicked), tracing::Level::ERROR);
+        assert_eq!(alert_level(&AlertKind::parse("meteor_strike")), tracing::Level::ERROR);
+    }
 }

@@ -106,8 +106,16 @@ impl Engine {
             store.web_phone_verified(address, &code.phone, linked).await?;
             tracing::info!(visitor = %address.masked(), phone = %code.phone.masked(), "web visitor verified a phone number");
             let mut body = VERIFIED.to_string();
-            if matches!(state, ConversationState::Scheduling(s) if !s.offered.is_empty()) {
+            // The visitor picked (or was about to pick) before the number
+            // was asked for: the openings again, so "which?" has its list.
+            if let ConversationState::Scheduling(s) = &*state
+                && !s.offered.is_empty()
+            {
                 body.push_str(PICK_AGAIN);
+                for slot in &s.offered {
+                    body.push('\n');
+                    body.push_str(&slot.numbered(&s.quote));
+                }
             }
             return Ok(Some(answer(body)));
         }

@@ -173,23 +173,49 @@
     }, 3000);
   }
 
-  function post(text, retried) {
-    var body = { text: text };
+  // A random id per message, kept for its retries: the server stores a
+  // message sent again (after an answer lost on the way) once, and answers
+  // it as it did the first time.
+  function messageId() {
+    var bytes = new Uint8Array(16);
+    (window.crypto || window.msCrypto).getRandomValues(bytes);
+    var hex = "";
+    for (var i = 0; i < bytes.length; i++) hex += ("0" + bytes[i].toString(16)).slice(-2);
+    return hex;
+  }
+
+  // Sends again, with the same id, when the answer was lost (no network)
+  // or a proxy in between failed; gives up after three tries.
+  var RETRY_DELAYS = [1000, 3000];
+  function later(ms) { return new Promise(function (done) { setTimeout(done, ms); }); }
+
+  function post(text, retried, id, attempt) {
+    attempt = attempt || 0;
+    var body = { text: text, id: id };
     if (token) body.token = token; else if (business) body.business = business;
+    var again = function () {
+      return later(RETRY_DELAYS[attempt]).then(function () { return post(text, retried, id, attempt + 1); });
+    };
     return fetch(api + "/api/chat/messages", {
       method: "POST", mode: "cors",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body)
     }).then(function (r) {
+      if ((r.status === 502 || r.status === 503 || r.status === 504) && attempt < RETRY_DELAYS.length) {
+        return again();
+      }
       return r.json().catch(function () { return {}; }).then(function (b) {
         if (r.status === 401 && token && !retried) {
           token = null; after = 0; save();
-          return post(text, true);
+          return post(text, true, id, 0);
         }
         if (!r.ok) { show("note", errorText(r, b)); return; }
         token = b.token;
         if (replies(b) === 0) poll();
       });
+    }, function (lost) {
+      if (attempt < RETRY_DELAYS.length) return again();
+      throw lost;
     });
   }
 
@@ -201,7 +227,7 @@
     show("me", text);
     send.disabled = true;
     send.setAttribute("aria-busy", "true");
-    post(text, false)
+    post(text, false, messageId(), 0)
       .catch(function () { show("note", "Could not reach us. Please check your connection and try again."); })
       .then(function () {
         send.disabled = false;

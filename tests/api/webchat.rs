@@ -117,12 +117,25 @@ async fn reply(app: &TestApp, token: &str, text: &str) -> String {
 
 /// A new session taken to the openings; returns its token.
 async fn to_openings(app: &TestApp) -> String {
+    to_openings_listed(app).await.0
+}
+
+/// A new session taken to the openings: its token, and the numbered
+/// openings as offered ("1) Mon Nov 30, 11am", one a line).
+async fn to_openings_listed(app: &TestApp) -> (String, Vec<String>) {
     let first = say(app, None, "hi").await;
     let token = first["token"].as_str().unwrap().to_string();
+    let mut last = String::new();
     for text in ["3", "1", "Dana", "12 Oak St, Portland"] {
-        reply(app, &token, text).await;
+        last = reply(app, &token, text).await;
     }
-    token
+    let listed: Vec<String> = last
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()) && l.contains(") "))
+        .map(str::to_string)
+        .collect();
+    assert!(!listed.is_empty(), "openings offered: {last}");
+    (token, listed)
 }
 
 /// The code the fake Twilio was asked to text to `phone`, the `n`th (from 1).
@@ -484,7 +497,7 @@ async fn an_unverified_visitor_is_not_booked_and_a_texted_code_lets_them_book() 
         return;
     }
     let app = chat_app(Vec::new(), Some(monday_morning())).await;
-    let token = to_openings(&app).await;
+    let (token, openings) = to_openings_listed(&app).await;
 
     // Picking an opening before proving a number books nothing.
     assert_eq!(reply(&app, &token, "1").await, ASK_FOR_PHONE);
@@ -509,9 +522,11 @@ async fn an_unverified_visitor_is_not_booked_and_a_texted_code_lets_them_book() 
 
     let wrong = if code == "000000" { "111111" } else { "000000" };
     assert_eq!(reply(&app, &token, wrong).await, CODE_WRONG);
+    // Asked again which opening, the visitor sees the openings again, as
+    // they were offered.
     assert_eq!(
         reply(&app, &token, &code).await,
-        format!("{VERIFIED}{PICK_AGAIN}")
+        format!("{VERIFIED}{PICK_AGAIN}\n{}", openings.join("\n"))
     );
 
     // Now the pick books, and the number's own SMS conversation (the
@@ -790,4 +805,232 @@ async fn a_verified_visitors_reminder_goes_by_text_to_their_phone() {
         reminder.contains("8am") || reminder.contains("8:00"),
         "{reminder}"
     );
+}
+
+#[tokio::test]
+async fn every_error_answer_is_json_with_cors_for_an_allowed_origin() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let app = chat_app(Vec::new(), None).await;
+    // Too large: refused before the JSON is read, still readable by the page.
+    let big = json!({"text": "a".repeat(9 * 1024), "business": "haul"});
+    let response = post(&app, Some(SHOP), big.clone()).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.headers()["access-control-allow-origin"], SHOP);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("larger than 8192 bytes"),
+        "{body}"
+    );
+    // A method or a path the API does not have.
+    let put = app
+        .http
+        .put(url(&app, "/api/chat/messages"))
+        .header("Origin", SHOP)
+        .send()
+        .await
+        .unwrap();
+    let nowhere = app
+        .http
+        .get(url(&app, "/api/chat/nowhere"))
+        .header("Origin", SHOP)
+        .send()
+        .await
+        .unwrap();
+    for (response, status) in [(put, 405), (nowhere, 404)] {
+        assert_eq!(response.status(), status);
+        assert_eq!(response.headers()["access-control-allow-origin"], SHOP);
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"].is_string(), "{status}: {body}");
+    }
+    // Another site is refused first, and still gets no CORS headers.
+    let other = post(&app, Some("https://evil.example.net"), big).await;
+    assert_eq!(other.status(), 403);
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn a_message_sent_again_with_its_id_is_stored_once_and_gets_the_same_answer() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let app = chat_app(Vec::new(), None).await;
+    let first = post(
+        &app,
+        Some(SHOP),
+        json!({"text": "hi", "business": "haul", "id": "m-1"}),
+    )
+    .await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    let token = first["token"].as_str().unwrap().to_string();
+    let sent = json!({"token": token, "text": "3", "id": "a1b2c3d4e5f6"});
+    let answer = post(&app, Some(SHOP), sent.clone()).await;
+    assert_eq!(answer.status(), 200);
+    let answer: Value = answer.json().await.unwrap();
+    // The browser lost that answer and sends the same message again.
+    let again = post(&app, Some(SHOP), sent).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(replies(&again), replies(&answer));
+    assert_eq!(again["after"], answer["after"]);
+    assert_eq!(replies(&answer).len(), 1);
+
+    let sql = app.sql().await;
+    let stored = sql
+        .count(
+            "SELECT COUNT(*) FROM messages WHERE direction = 'inbound' AND body = '3'",
+            &[],
+        )
+        .await;
+    let answered = sql
+        .count("SELECT COUNT(*) FROM messages WHERE direction = 'outbound'", &[])
+        .await;
+    assert_eq!((stored, answered), (1, 2), "one text, one reply to it");
+
+    // The same id in another message of the session is that message again;
+    // a new id is a new message.
+    let next = reply(&app, &token, "1").await;
+    assert!(!next.is_empty());
+    for bad in ["", "has space", &"x".repeat(65)] {
+        let response = post(
+            &app,
+            Some(SHOP),
+            json!({"token": token, "text": "hi", "id": bad}),
+        )
+        .await;
+        assert_eq!(response.status(), 400, "{bad:?}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("`id`"), "{body}");
+    }
+}
+
+/// A maid service with the web chat, open on Monday 30 November 2026.
+const MAID: &str = r#"
+[business]
+id = "maids"
+name = "Effingham Sparkle Maids"
+kind = "maid"
+phone = "+15035550142"
+timezone = "America/Los_Angeles"
+
+[pricing]
+minimum_charge = 120
+rounding = "dollar"
+
+[pricing.maid]
+hourly_rate_per_person = 38
+crew = 2
+
+[[pricing.maid.clean_types]]
+id = "standard"
+label = "standard clean"
+multiplier = 1
+
+[[pricing.maid.clean_types]]
+id = "deep"
+label = "deep clean"
+multiplier = 1.5
+
+[[pricing.modifiers]]
+id = "pets"
+label = "Pet hair"
+kind = "flat"
+amount = 20
+
+[[pricing.modifiers]]
+id = "windows"
+label = "Interior windows"
+kind = "per_unit"
+amount = 5
+unit = "windows"
+
+[[pricing.discounts]]
+id = "first_deep_clean"
+label = "New-customer deep clean"
+kind = "percent"
+percent = 10
+services = ["deep"]
+question = "Is this your first deep clean with us?"
+
+[schedule]
+min_notice_hours = 0
+horizon_days = 14
+arrival_window_minutes = 0
+
+[schedule.hours]
+mon = "08:00-17:00"
+tue = "08:00-17:00"
+wed = "08:00-17:00"
+thu = "08:00-17:00"
+fri = "08:00-17:00"
+sat = "closed"
+sun = "closed"
+
+[[providers]]
+id = "team-a"
+name = "Team A"
+
+[webchat]
+allowed_origins = ["https://shop.example.com"]
+"#;
+
+#[tokio::test]
+async fn a_quick_guided_booking_stays_under_the_session_limit_and_a_flood_does_not() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    // The default limits: nothing set but how long a POST waits for its
+    // reply (a flood may be answered slowly, or not at all).
+    let app = spawn_app_with(Options {
+        with_model: false,
+        business: Some(MAID.to_string()),
+        clock: Some(monday_morning()),
+        extra_vars: vec![("WEBCHAT_REPLY_WAIT_MS", "5000".to_string())],
+        ..Options::default()
+    })
+    .await;
+    let first = post(&app, Some(SHOP), json!({"text": "hi", "business": "maids"})).await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    let token = first["token"].as_str().unwrap().to_string();
+    let greeting = replies(&first).join(" ");
+    assert!(
+        greeting.contains("Thanks for reaching out to Effingham Sparkle Maids")
+            && !greeting.contains("texting"),
+        "{greeting}"
+    );
+    // As fast as the answers come: the longest guided flow, with a phone check.
+    let mut sent = 1;
+    for text in ["3", "2", "2", "1 2", "8", "yes", "1", "Dana", "12 Oak St, Effingham"] {
+        reply(&app, &token, text).await;
+        sent += 1;
+    }
+    assert_eq!(reply(&app, &token, "1").await, ASK_FOR_PHONE);
+    assert_eq!(reply(&app, &token, "503-555-7788").await, CODE_SENT);
+    let code = texted_code(&app, VISITOR_PHONE, 1).await;
+    assert!(reply(&app, &token, &code).await.starts_with(VERIFIED));
+    let booked = reply(&app, &token, "1").await;
+    sent += 4;
+    assert!(booked.contains("You're booked"), "{booked}");
+    // Booking management in the chat's words, and the discount for a deep clean.
+    assert!(booked.contains("Type R here to reschedule"), "{booked}");
+    assert!(!booked.contains("Reply R"), "{booked}");
+    assert_eq!(app.store.bookings().await.unwrap().len(), 1);
+    assert!(sent > 12, "the flow sent {sent} messages: more than the old limit");
+
+    // Past the limit within the minute, a script's flood is refused.
+    let mut refused = None;
+    for n in 0..40 {
+        let response = post(&app, Some(SHOP), json!({"token": token, "text": "hello?"})).await;
+        if response.status() == 429 {
+            refused = Some(sent + n);
+            assert_eq!(response.headers()["access-control-allow-origin"], SHOP);
+            assert!(response.headers().get("retry-after").is_some());
+            break;
+        }
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(refused, Some(30), "the 31st message in a minute is refused");
 }
