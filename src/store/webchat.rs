@@ -56,6 +56,10 @@ pub trait WebChatStore: Send + Sync + 'static {
     /// The session of a visitor's address.
     async fn web_session_of(&self, address: &E164) -> Result<Option<WebSession>, StoreError>;
 
+    /// The sessions whose verified number is linked to `conversation` (a
+    /// phone's own conversation), oldest first: the console links them.
+    async fn web_sessions_linked_to(&self, conversation: ConversationId) -> Result<Vec<WebSession>, StoreError>;
+
     /// Records a code texted to `phone` (replacing any earlier one, with
     /// its attempts reset) and counts it.
     async fn web_code_sent(&self, address: &E164, code: &PendingCode) -> Result<(), StoreError>;

@@ -548,7 +548,35 @@ async fn an_unverified_visitor_is_not_booked_and_a_texted_code_lets_them_book() 
         .scalar("SELECT linked_conversation_id FROM webchat_sessions", &[])
         .await;
     assert_eq!(verified, VISITOR_PHONE);
-    assert_eq!(linked, sms.unwrap().0);
+    let sms = sms.unwrap().0;
+    assert_eq!(linked, sms);
+
+    // The console links the two conversations of the one customer.
+    let chat: i64 = sql
+        .scalar(
+            "SELECT c.id FROM conversations c JOIN customers u ON u.id = c.customer_id
+             WHERE u.phone LIKE 'web:%'",
+            &[],
+        )
+        .await;
+    crate::console::with_password(&app).await;
+    let (mut browser, _) = crate::console::Browser::logged_in(&app).await;
+    let web_page = browser.get(&format!("/owner/conversations/{chat}")).await;
+    assert!(
+        web_page
+            .body
+            .contains(&format!("href=\"/owner/conversations/{sms}\"")),
+        "the web chat links to the verified number's texts: {}",
+        web_page.body
+    );
+    let sms_page = browser.get(&format!("/owner/conversations/{sms}")).await;
+    assert!(
+        sms_page
+            .body
+            .contains(&format!("href=\"/owner/conversations/{chat}\"")),
+        "the number's texts link back to the web chat: {}",
+        sms_page.body
+    );
 }
 
 #[tokio::test]
@@ -741,6 +769,19 @@ async fn the_postgres_port_keeps_sessions_codes_and_verification() {
     assert_eq!(session.verified_phone, Some(phone));
     assert_eq!(session.linked_conversation, Some(ConversationId(conversation)));
     assert_eq!(session.code, None, "the code is spent");
+    let linked = store
+        .web_sessions_linked_to(ConversationId(conversation))
+        .await
+        .unwrap();
+    assert_eq!(linked.len(), 1);
+    assert_eq!(linked[0].address, address);
+    assert!(
+        store
+            .web_sessions_linked_to(ConversationId(conversation + 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     store.pool().close().await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))

@@ -206,6 +206,65 @@ pub(super) async fn inbox(
     )
 }
 
+/// The customer's other conversations: from a web chat, the texts of the
+/// number the visitor verified; from a phone's, the web chats linked to it.
+/// A failed read costs the page its links, never the page.
+async fn linked_conversations(
+    state: &AppState,
+    detail: &crate::store::console::ConversationDetail,
+    business: Option<&crate::config::business::BusinessConfig>,
+) -> Vec<views::LinkView> {
+    let Ok(address) = crate::domain::phone::E164::parse_address(&detail.customer_address) else {
+        return Vec::new();
+    };
+    let link = |id: ConversationId, label: String| views::LinkView {
+        href: format!("/owner/conversations/{}", id.0),
+        label,
+    };
+    let store = &state.webchat.store;
+    if address.is_web() {
+        return match store.web_session_of(&address).await {
+            Ok(Some(session)) => match (session.verified_phone, session.linked_conversation) {
+                (Some(phone), Some(texts)) => vec![link(
+                    texts,
+                    format!("Verified {}: their texts →", phone.as_str()),
+                )],
+                _ => Vec::new(),
+            },
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "console: could not read the web chat's session");
+                Vec::new()
+            }
+        };
+    }
+    let sessions = match store.web_sessions_linked_to(detail.id).await {
+        Ok(sessions) => sessions,
+        Err(e) => {
+            tracing::warn!(error = %e, "console: could not read the web chats linked to a conversation");
+            return Vec::new();
+        }
+    };
+    let Some(number) = business.and_then(|b| b.business.phone.clone()) else {
+        return Vec::new();
+    };
+    let mut links = Vec::new();
+    for session in sessions {
+        match state.store.find_conversation(&session.address, &number).await {
+            Ok(Some(chat)) => links.push(link(
+                chat,
+                format!(
+                    "Web chat of {}: verified this number →",
+                    session.created_at.format("%b %-d")
+                ),
+            )),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "console: could not find a linked web chat"),
+        }
+    }
+    links
+}
+
 pub(super) async fn conversation(
     State(state): State<AppState>,
     session: Session,
@@ -352,9 +411,11 @@ pub(super) async fn conversation_page(
         now,
     )
     .await;
+    let linked = linked_conversations(state, &detail, business.as_deref()).await;
     views::render(
         status,
         &ConversationPage {
+            linked,
             id: detail.id.0,
             actions,
             nav,

@@ -132,6 +132,15 @@ pub struct ConversationPage {
     /// The model's tokens in this conversation and what they cost, if it
     /// called the model at all.
     pub usage: Option<UsageView>,
+    /// The same customer's other conversations: a web visitor's texts from
+    /// the number they verified, or the web chats linked to a phone's.
+    pub linked: Vec<LinkView>,
+}
+
+/// A link to another conversation of the same customer.
+pub struct LinkView {
+    pub href: String,
+    pub label: String,
 }
 
 /// A conversation's model usage, and its cost as an estimate.
