@@ -26,7 +26,10 @@ pub fn init_to_file(format: LogFormat, default_filter: &str, path: &std::path::P
     let file = match std::fs::OpenOptions::new().create(true).append(true).open(path) {
         Ok(file) => file,
         Err(e) => {
-            eprintln!("cannot write the log to {}: {e}; errors only go here", path.display());
+            eprintln!(
+                "cannot write the log to {}: {e}; errors only go here",
+                path.display()
+            );
             init(format, "error");
             return false;
         }

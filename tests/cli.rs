@@ -726,5 +726,8 @@ fn a_hand_off_in_chat_prints_no_log_line_into_the_conversation() {
         .find(|l| l.contains("owner alert") && l.contains("handoff"))
         .unwrap_or_else(|| panic!("no hand-off in the log: {log}"));
     assert!(handoff.contains("INFO"), "{handoff}");
-    assert!(out.contains("textdesk-chat.log"), "the chat says where its log is: {out}");
+    assert!(
+        out.contains("textdesk-chat.log"),
+        "the chat says where its log is: {out}"
+    );
 }

@@ -207,9 +207,9 @@ pub fn greeting(business: &BusinessConfig, open: bool) -> String {
     }
     let question_starts = base
         .char_indices()
-        .filter(|&(i, c)| matches!(c, '.' | '!' | '?') && base[i + 1..].starts_with(' '))
-        .map(|(i, _)| i + 2)
-        .last();
+        .rev()
+        .find(|&(i, c)| matches!(c, '.' | '!' | '?') && base[i + 1..].starts_with(' '))
+        .map(|(i, _)| i + 2);
     match question_starts {
         Some(at) => format!("{}{CLOSED} {}", &base[..at], &base[at..]),
         None => format!("{CLOSED} {base}"),
@@ -646,10 +646,12 @@ mod tests {
              give you a price and book a time, or take a message. How can I help you today?",
             "the closed notice first, the question last"
         );
-        let asks = parse("[business]\nname = \"X\"\n[voice]\ngreeting = \"Hi, X here! What can we do?\"\n").unwrap();
+        let asks =
+            parse("[business]\nname = \"X\"\n[voice]\ngreeting = \"Hi, X here! What can we do?\"\n").unwrap();
         assert!(greeting(&asks, false).starts_with("Hi, X here! We're closed right now"));
         assert!(greeting(&asks, false).ends_with(" What can we do?"));
-        let only = parse("[business]\nname = \"X\"\n[voice]\ngreeting = \"What can X do for you?\"\n").unwrap();
+        let only =
+            parse("[business]\nname = \"X\"\n[voice]\ngreeting = \"What can X do for you?\"\n").unwrap();
         assert!(greeting(&only, false).starts_with("We're closed right now"));
         assert!(greeting(&only, false).ends_with("What can X do for you?"));
         let own = parse("[business]\nname = \"X\"\n[voice]\ngreeting = \"Hi, X here.\"\n").unwrap();

@@ -224,7 +224,9 @@ mod tests {
     #[test]
     fn code_written_texts_speak_of_the_chat_not_of_texting() {
         assert_eq!(
-            web_wording("Hi! Thanks for texting Sparkle Maids. How many bedrooms? Reply with a number (0 for a studio)."),
+            web_wording(
+                "Hi! Thanks for texting Sparkle Maids. How many bedrooms? Reply with a number (0 for a studio)."
+            ),
             "Hi! Thanks for reaching out to Sparkle Maids. How many bedrooms? Type a number (0 for a studio)."
         );
         assert_eq!(

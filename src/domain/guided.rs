@@ -2092,7 +2092,11 @@ mod tests {
         }
         job.apply(interpret(Question::Extras, "0", &maid, &job).unwrap());
         assert_eq!(job.clean_type.as_deref(), Some("standard"));
-        assert_eq!(next_question(&job, BusinessKind::Maid, &maid), None, "nothing about a deep clean's discount");
+        assert_eq!(
+            next_question(&job, BusinessKind::Maid, &maid),
+            None,
+            "nothing about a deep clean's discount"
+        );
         job.clean_type = Some("deep".into());
         assert_eq!(
             next_question(&job, BusinessKind::Maid, &maid),

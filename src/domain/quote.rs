@@ -1368,7 +1368,11 @@ fn maid_labour(
         job.bedrooms,
         if job.bedrooms == 1 { "bedroom" } else { "bedrooms" },
         baths,
-        if baths == Decimal::ONE { "bathroom" } else { "bathrooms" },
+        if baths == Decimal::ONE {
+            "bathroom"
+        } else {
+            "bathrooms"
+        },
         job.square_feet
             .map(|s| format!(", about {s} sq ft"))
             .unwrap_or_default(),
@@ -1796,7 +1800,11 @@ mod tests {
         // Standard: $240, and no discount line.
         let standard = price(&c, &job("standard"), "q".into(), now()).unwrap();
         assert_eq!(standard.total, money("240"));
-        assert!(standard.lines.iter().all(|l| !l.amount.is_negative()), "{:?}", standard.lines);
+        assert!(
+            standard.lines.iter().all(|l| !l.amount.is_negative()),
+            "{:?}",
+            standard.lines
+        );
         // A junk job has no service: not given either.
         let junk = with(explicit("2", 2), &[], &["first_deep"]);
         let plain = with(explicit("2", 2), &[], &[]);
@@ -1807,7 +1815,10 @@ mod tests {
         // An unknown service is refused, naming the known ones.
         c.discounts[0].services = vec!["deap".into()];
         let e = c.validate().unwrap_err();
-        assert_eq!((e.key, e.id.as_deref()), ("pricing.discounts", Some("first_deep")));
+        assert_eq!(
+            (e.key, e.id.as_deref()),
+            ("pricing.discounts", Some("first_deep"))
+        );
         assert!(e.message.contains("unknown service `deap`"), "{}", e.message);
         assert!(e.message.contains("standard, deep, move_out"), "{}", e.message);
     }
@@ -1833,9 +1844,17 @@ mod tests {
         assert_eq!(deep.total, money("360"));
         assert!(deep.assumptions[0].contains("3 bedrooms, 2 bathrooms, about 1800 sq ft, deep clean"));
         let one = price(&c, &job(1, "1.0", None, "standard"), "q".into(), now()).unwrap();
-        assert!(one.assumptions[0].starts_with("Based on 1 bedroom, 1 bathroom, "), "{:?}", one.assumptions);
+        assert!(
+            one.assumptions[0].starts_with("Based on 1 bedroom, 1 bathroom, "),
+            "{:?}",
+            one.assumptions
+        );
         let half = price(&c, &job(1, "1.5", None, "standard"), "q".into(), now()).unwrap();
-        assert!(half.assumptions[0].starts_with("Based on 1 bedroom, 1.5 bathrooms, "), "{:?}", half.assumptions);
+        assert!(
+            half.assumptions[0].starts_with("Based on 1 bedroom, 1.5 bathrooms, "),
+            "{:?}",
+            half.assumptions
+        );
         // A flat rate wins when the home matches it.
         c.maid.flat_rates = vec![FlatRate {
             bedrooms: 2,

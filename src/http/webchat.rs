@@ -163,7 +163,9 @@ async fn cors_on_errors(
     } else {
         let message = match status {
             StatusCode::REQUEST_TIMEOUT => "the answer took too long; please try again".to_string(),
-            StatusCode::PAYLOAD_TOO_LARGE => format!("the request is larger than {MAX_CHAT_BODY_BYTES} bytes"),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                format!("the request is larger than {MAX_CHAT_BODY_BYTES} bytes")
+            }
             StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed here".to_string(),
             other => other
                 .canonical_reason()
@@ -172,16 +174,18 @@ async fn cors_on_errors(
         };
         let (mut parts, _) = response.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
-        parts.headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Response::from_parts(
             parts,
             axum::body::Body::from(serde_json::json!({ "error": message }).to_string()),
         )
     };
-    if response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+    if response
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    {
         response
     } else {
         with_cors(response, &origin)
@@ -333,7 +337,9 @@ pub const MAX_CLIENT_ID_CHARS: usize = 64;
 fn client_id(raw: &str) -> Result<&str, ChatError> {
     if raw.is_empty()
         || raw.len() > MAX_CLIENT_ID_CHARS
-        || !raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         return Err(ChatError::BadRequest(format!(
             "`id` must be 1 to {MAX_CLIENT_ID_CHARS} letters, digits, - or _"

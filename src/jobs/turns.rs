@@ -1021,6 +1021,9 @@ mod tests {
         assert_eq!(alert_level(&AlertKind::PriceGuardrail), tracing::Level::WARN);
         assert_eq!(alert_level(&AlertKind::SendFailed), tracing::Level::ERROR);
         assert_eq!(alert_level(&AlertKind::TurnPanicked), tracing::Level::ERROR);
-        assert_eq!(alert_level(&AlertKind::parse("meteor_strike")), tracing::Level::ERROR);
+        assert_eq!(
+            alert_level(&AlertKind::parse("meteor_strike")),
+            tracing::Level::ERROR
+        );
     }
 }

@@ -58,7 +58,10 @@ pub trait WebChatStore: Send + Sync + 'static {
 
     /// The sessions whose verified number is linked to `conversation` (a
     /// phone's own conversation), oldest first: the console links them.
-    async fn web_sessions_linked_to(&self, conversation: ConversationId) -> Result<Vec<WebSession>, StoreError>;
+    async fn web_sessions_linked_to(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Vec<WebSession>, StoreError>;
 
     /// Records a code texted to `phone` (replacing any earlier one, with
     /// its attempts reset) and counts it.

@@ -935,12 +935,7 @@ async fn a_message_sent_again_with_its_id_is_stored_once_and_gets_the_same_answe
     let next = reply(&app, &token, "1").await;
     assert!(!next.is_empty());
     for bad in ["", "has space", &"x".repeat(65)] {
-        let response = post(
-            &app,
-            Some(SHOP),
-            json!({"token": token, "text": "hi", "id": bad}),
-        )
-        .await;
+        let response = post(&app, Some(SHOP), json!({"token": token, "text": "hi", "id": bad})).await;
         assert_eq!(response.status(), 400, "{bad:?}");
         let body: Value = response.json().await.unwrap();
         assert!(body["error"].as_str().unwrap().contains("`id`"), "{body}");
@@ -1044,7 +1039,17 @@ async fn a_quick_guided_booking_stays_under_the_session_limit_and_a_flood_does_n
     );
     // As fast as the answers come: the longest guided flow, with a phone check.
     let mut sent = 1;
-    for text in ["3", "2", "2", "1 2", "8", "yes", "1", "Dana", "12 Oak St, Effingham"] {
+    for text in [
+        "3",
+        "2",
+        "2",
+        "1 2",
+        "8",
+        "yes",
+        "1",
+        "Dana",
+        "12 Oak St, Effingham",
+    ] {
         reply(&app, &token, text).await;
         sent += 1;
     }
@@ -1059,7 +1064,10 @@ async fn a_quick_guided_booking_stays_under_the_session_limit_and_a_flood_does_n
     assert!(booked.contains("Type R here to reschedule"), "{booked}");
     assert!(!booked.contains("Reply R"), "{booked}");
     assert_eq!(app.store.bookings().await.unwrap().len(), 1);
-    assert!(sent > 12, "the flow sent {sent} messages: more than the old limit");
+    assert!(
+        sent > 12,
+        "the flow sent {sent} messages: more than the old limit"
+    );
 
     // Past the limit within the minute, a script's flood is refused.
     let mut refused = None;

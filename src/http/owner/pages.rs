@@ -225,10 +225,9 @@ async fn linked_conversations(
     if address.is_web() {
         return match store.web_session_of(&address).await {
             Ok(Some(session)) => match (session.verified_phone, session.linked_conversation) {
-                (Some(phone), Some(texts)) => vec![link(
-                    texts,
-                    format!("Verified {}: their texts →", phone.as_str()),
-                )],
+                (Some(phone), Some(texts)) => {
+                    vec![link(texts, format!("Verified {}: their texts →", phone.as_str()))]
+                }
                 _ => Vec::new(),
             },
             Ok(None) => Vec::new(),

@@ -81,11 +81,16 @@ impl WebChatStore for SqliteStore {
         row.as_ref().map(session_from_row).transpose()
     }
 
-    async fn web_sessions_linked_to(&self, conversation: ConversationId) -> Result<Vec<WebSession>, StoreError> {
-        let rows = sqlx::query(select_sessions!("linked_conversation_id = ?1 ORDER BY created_at"))
-            .bind(conversation.0)
-            .fetch_all(&self.reader)
-            .await?;
+    async fn web_sessions_linked_to(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Vec<WebSession>, StoreError> {
+        let rows = sqlx::query(select_sessions!(
+            "linked_conversation_id = ?1 ORDER BY created_at"
+        ))
+        .bind(conversation.0)
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(session_from_row).collect()
     }
 
