@@ -1183,8 +1183,9 @@ mod tests {
                 "{NAMED}kind = \"maid\"\n\n[[pricing.discounts]]\nid = \"first\"\nlabel = \"First deep clean\"\nkind = \"percent\"\npercent = 10\nservices = [\"{service}\"]\n"
             )
         };
+        // Line 6: the discount's `id`, naming the entry.
         let (line, _, key, message) = error(&for_service("deap"));
-        assert_eq!((line, key.as_str()), (5, "pricing.discounts"));
+        assert_eq!((line, key.as_str()), (6, "pricing.discounts"));
         assert!(message.contains("unknown service `deap`"), "{message}");
         let limited = parse(&for_service("deep")).unwrap();
         assert_eq!(limited.pricing.discounts[0].services, ["deep"]);
