@@ -24,7 +24,7 @@ pub const TOO_MANY_ATTEMPTS: &str =
 pub const TOO_MANY_CODES: &str =
     "We have texted as many codes as we can for this chat. Please text or call us to book.";
 pub const VERIFIED: &str = "Thank you, your number is verified.";
-pub const PICK_AGAIN: &str = " Which opening would you like? Reply with its number.";
+pub const PICK_AGAIN: &str = " Which opening would you like? Type its number.";
 
 /// What the verification step answers, with the job it plans.
 pub struct Answer {
