@@ -327,7 +327,11 @@ impl ClaudeResponder {
     /// part (system) and the per-turn part (in the messages). Rebuilt every
     /// round, because a tool may have moved the state.
     fn prompt(&self, turn: &TurnInput, ctx: &ToolContext<'_>) -> prompt::AssembledPrompt {
-        prompt::for_request(ctx.business, &ctx.state, turn.first_contact, ctx.now)
+        let mut prompt = prompt::for_request(ctx.business, &ctx.state, turn.first_contact, ctx.now);
+        if turn.conversation.customer_phone.is_web() {
+            prompt.on_web_chat();
+        }
+        prompt
     }
 
     /// Runs the tool loop until the model answers in text. `prefix_end`:
@@ -439,10 +443,7 @@ impl Responder for ClaudeResponder {
         };
         let initial = ctx.state.clone();
         let mut messages = history_to_messages(&turn.history, &turn.images);
-        let prefix_end = with_context(
-            &mut messages,
-            &prompt::for_request(business, &ctx.state, turn.first_contact, ctx.now).per_turn_text(),
-        );
+        let prefix_end = with_context(&mut messages, &self.prompt(turn, &ctx).per_turn_text());
         let keep_partial = |ctx: ToolContext<'_>, source: ResponderError| {
             if ctx.state == initial && ctx.new_quotes.is_empty() && ctx.alerts.is_empty() {
                 return source;

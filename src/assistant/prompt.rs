@@ -105,6 +105,13 @@ impl AssembledPrompt {
         });
     }
 
+    /// For a web chat visitor: they are typing on the business's site,
+    /// not texting. Per turn, so the cached system prompt stays one for
+    /// every channel.
+    pub fn on_web_chat(&mut self) {
+        self.push_per_turn("Channel", "the conversation", WEB_CHAT_NOTE);
+    }
+
     pub fn base_is_overridden(&self) -> bool {
         self.sections.first().is_some_and(|s| s.origin != Origin::BuiltIn)
     }
@@ -322,6 +329,11 @@ fn owners_sections(config: &BusinessConfig) -> AssembledPrompt {
 /// The whole system prompt of a model request, section by section: the
 /// owner's fragments, the catalog, and the conversation's state.
 /// `first_contact`: no reply has ever been sent in this conversation.
+/// What the model is told of a web chat conversation.
+pub const WEB_CHAT_NOTE: &str = "This customer is in the web chat on the business's website, not texting: \
+say \"Thanks for reaching out\" where the greeting says \"Thanks for texting\", and ask them to type or \
+reply here, never to text us. Booking needs a mobile number they verify with a code we text them.";
+
 pub fn for_request(
     config: &BusinessConfig,
     state: &ConversationState,

@@ -669,6 +669,20 @@ async fn with_claude_the_book_tool_is_refused_until_the_phone_is_verified() {
         replies(&first),
         ["That's $350 for about half a truck. Want to book a time?"]
     );
+    // The model is told, per turn (outside the cached system prompt), that
+    // this customer is in the web chat, not texting.
+    let asked = app.model_requests().await;
+    assert!(
+        asked[0]
+            .to_string()
+            .contains("in the web chat on the business's website"),
+        "{}",
+        asked[0]
+    );
+    assert!(
+        !asked[0]["system"].to_string().contains("web chat"),
+        "the cached prompt is the same on every channel"
+    );
     reply(&app, &token, "Tomorrow?").await;
 
     // The model's booking is refused by the desk, and the model is told why.
