@@ -726,9 +726,33 @@ const RACERS: usize = 20;
 /// once the lock is free; either way two bookings and two events.
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_customers_race_for_one_opening_across_two_instances_one_booking_one_event() {
+    on_postgres(race_for_one_opening).await;
+}
+
+/// Runs `test` on a Postgres database of its own, when `TEST_DATABASE_URL`
+/// names a server, and drops the database whatever the test found.
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let Some(db) = TestDb::create("fleet").await else {
         return;
     };
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(db.url.clone()))).await;
+    db.drop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The test's database, as `on_postgres` hands it over.
+struct Db {
+    url: String,
+}
+
+async fn race_for_one_opening(url: String) {
+    let db = Db { url };
     let mut fleet = Fleet::new(Some(db.url.clone()), Duration::ZERO).await;
     fleet.with_model = false;
     fleet.google = Some(fake_google::FakeGoogle::start().await);
@@ -838,7 +862,6 @@ async fn twenty_customers_race_for_one_opening_across_two_instances_one_booking_
     assert_eq!(distinct.len(), elsewhere.len(), "{elsewhere:?}");
 
     drop((one, two));
-    db.drop().await;
 }
 
 /// A booked customer's reminder that falls due while one instance is down
@@ -849,9 +872,11 @@ async fn twenty_customers_race_for_one_opening_across_two_instances_one_booking_
 /// once (one attempt), done, one text at Twilio.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_booking_reminder_due_while_one_instance_is_down_is_sent_once_by_the_other() {
-    let Some(db) = TestDb::create("fleet").await else {
-        return;
-    };
+    on_postgres(reminder_due_while_one_instance_is_down).await;
+}
+
+async fn reminder_due_while_one_instance_is_down(url: String) {
+    let db = Db { url };
     let mut fleet = Fleet::new(Some(db.url.clone()), Duration::ZERO).await;
     fleet.with_model = false;
     // The first whole minute at least 15 s away: time to start two
@@ -917,5 +942,4 @@ async fn a_booking_reminder_due_while_one_instance_is_down_is_sent_once_by_the_o
         reminder.at
     );
     drop(two);
-    db.drop().await;
 }
