@@ -84,7 +84,12 @@ impl Offer {
 
 /// How many times an offer picks again around openings another customer
 /// was granted while it looked; after the last, it offers what it holds.
-const OFFER_ATTEMPTS: u32 = 3;
+/// Offers in one process take turns (see `offer`), so a refusal means
+/// another instance granted that very opening between this offer's read
+/// and its hold; each attempt costs two statements. An offer runs out only
+/// when other instances win this many times in a row, which a queue of
+/// their own customers racing with it could do at three.
+const OFFER_ATTEMPTS: u32 = 16;
 
 /// The long-lived half of scheduling: the store, the calendar, and each
 /// business's crew locks. It holds no configuration: a turn schedules
@@ -260,8 +265,29 @@ impl BusinessScheduler<'_> {
         let duration = Self::duration(quote);
         let expires_at = now + Duration::minutes(i64::from(schedule.hold_minutes));
         let mut attempts_left = OFFER_ATTEMPTS;
+        // Offers in this process pick and hold one at a time per crew (the
+        // locks a booking takes, in name order), each reading the holds
+        // granted while it waited: twenty customers told at once that their
+        // pick was taken are each offered another opening, rather than all
+        // wanting the same one and running out of attempts. Only another
+        // instance, between this read and the hold, can still take one.
+        let crews: BTreeSet<&str> = providers.iter().map(|p| p.id.as_str()).collect();
+        let locks: Vec<_> = crews.into_iter().map(|c| self.lock_for(c)).collect();
+        let mut guards = Vec::with_capacity(locks.len());
+        for lock in &locks {
+            guards.push(lock.lock().await);
+        }
         let (picked, note) = loop {
             attempts_left -= 1;
+            let holds = self.store.holds_of_others(conversation, now).await?;
+            for p in &mut busy {
+                p.busy.extend(
+                    holds
+                        .iter()
+                        .filter(|h| h.provider_id == p.provider)
+                        .map(|h| h.slot),
+                );
+            }
             let (picked, note) = self.pick(&busy, duration, filter, rescheduling, now);
             let wanted: Vec<Hold> = picked
                 .iter()
@@ -274,8 +300,11 @@ impl BusinessScheduler<'_> {
                     blocked: schedule.blocked_interval(o.start, duration),
                 })
                 .collect();
+            // Under this process's crew locks (held above); the store takes
+            // the database's for other instances.
             let granted = self
-                .hold_exclusively(conversation, &wanted, expires_at, now, moving)
+                .store
+                .hold(conversation, &wanted, expires_at, now, moving)
                 .await?;
             if granted.len() == wanted.len() || attempts_left == 0 {
                 let picked: Vec<Opening> = picked
@@ -288,14 +317,15 @@ impl BusinessScheduler<'_> {
                     .collect();
                 break (picked, note);
             }
-            // Another customer was granted these a moment ago: they are busy
-            // now, and the next pick goes around them.
+            // Another instance's customer was granted these a moment ago:
+            // they are busy now, and the next pick goes around them.
             for refused in wanted.iter().filter(|w| !granted.contains(w)) {
                 if let Some(p) = busy.iter_mut().find(|p| p.provider == refused.provider_id) {
                     p.busy.push(refused.slot);
                 }
             }
         };
+        drop(guards);
         let mut slots = Vec::with_capacity(picked.len());
         let mut prices = Vec::with_capacity(picked.len());
         for (i, o) in picked.iter().enumerate() {
@@ -394,29 +424,6 @@ impl BusinessScheduler<'_> {
             note = Some("Nothing is open then; these are the earliest openings.".to_string());
         }
         (schedule.offers(&openings, tz), note)
-    }
-
-    /// Checks other customers' holds and writes ours as one step, under the
-    /// same per-crew locks as booking (taken in id order, so two offers
-    /// spanning crews cannot deadlock) and in one IMMEDIATE transaction.
-    async fn hold_exclusively(
-        &self,
-        conversation: ConversationId,
-        wanted: &[Hold],
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        moving: Option<&str>,
-    ) -> Result<Vec<Hold>, SchedulingError> {
-        let crews: BTreeSet<&str> = wanted.iter().map(|h| h.provider_id.as_str()).collect();
-        let locks: Vec<_> = crews.into_iter().map(|c| self.lock_for(c)).collect();
-        let mut guards = Vec::with_capacity(locks.len());
-        for lock in &locks {
-            guards.push(lock.lock().await);
-        }
-        Ok(self
-            .store
-            .hold(conversation, wanted, expires_at, now, moving)
-            .await?)
     }
 
     fn event(

@@ -656,6 +656,7 @@ fn serve_says_where_an_unreachable_database_is_and_hides_its_password() {
     let file = dir.path().join("business.toml");
     std::fs::write(&file, "[business]\nname = \"Rose City Junk\"\n").unwrap();
     // Nothing listens on port 1.
+    let started = std::time::Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_textdesk"))
         .arg("serve")
         .current_dir(dir.path())
@@ -667,6 +668,7 @@ fn serve_says_where_an_unreachable_database_is_and_hides_its_password() {
         .env("OUTBOX_DIR", dir.path().join("outbox"))
         .output()
         .expect("run textdesk serve");
+    let took = started.elapsed();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "serve must exit non-zero: {stderr}");
@@ -674,6 +676,13 @@ fn serve_says_where_an_unreachable_database_is_and_hides_its_password() {
         stderr.contains("127.0.0.1:1"),
         "names the host and port: {stderr}"
     );
+    // What happened, at once: not the pool's "timed out" after its 3 s.
+    assert!(
+        stderr.to_lowercase().contains("connection refused"),
+        "says the connection was refused: {stderr}"
+    );
+    assert!(!stderr.contains("timed out"), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
     assert!(stderr.contains("running"), "says to check the server: {stderr}");
     assert!(stderr.contains("DATABASE_URL"), "says to check the URL: {stderr}");
     assert!(

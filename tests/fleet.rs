@@ -7,6 +7,10 @@
 //! with a note, without it. The SIGTERM test also runs on SQLite.
 #![cfg(unix)]
 
+#[allow(dead_code)]
+#[path = "api/fake_google.rs"]
+mod fake_google;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -123,6 +127,12 @@ struct Fleet {
     anthropic: MockServer,
     http: reqwest::Client,
     extra: Vec<(String, String)>,
+    /// The business's time zone: a fixed offset where it is now 12:xx.
+    zone: String,
+    /// Claude answers (the echo); without it the guided flow does.
+    with_model: bool,
+    /// Instances book on this fake Google Calendar when set.
+    google: Option<fake_google::FakeGoogle>,
 }
 
 impl Fleet {
@@ -147,17 +157,9 @@ impl Fleet {
             n if n > 0 => format!("Etc/GMT-{n}"),
             n => format!("Etc/GMT+{}", -n),
         };
-        std::fs::write(
-            dir.path().join("business.toml"),
-            format!(
-                "[business]\nid = \"rose\"\nname = \"Rose City Junk Haulers\"\nphone = \"{BUSINESS_NUMBER}\"\n\
-                 owner_phone = \"{OWNER_PHONE}\"\ntimezone = \"{zone}\"\n"
-            ),
-        )
-        .unwrap();
         let database_url =
             database_url.unwrap_or_else(|| format!("sqlite://{}/textdesk.db", dir.path().display()));
-        Self {
+        let fleet = Self {
             dir,
             database_url,
             twilio,
@@ -165,7 +167,31 @@ impl Fleet {
             anthropic,
             http: reqwest::Client::new(),
             extra: Vec::new(),
-        }
+            zone,
+            with_model: true,
+            google: None,
+        };
+        fleet.write_business("");
+        fleet
+    }
+
+    /// Writes business.toml: the business, then `more` (TOML tables).
+    /// Instances started after it read it.
+    fn write_business(&self, more: &str) {
+        let zone = &self.zone;
+        std::fs::write(
+            self.dir.path().join("business.toml"),
+            format!(
+                "[business]\nid = \"rose\"\nname = \"Rose City Junk Haulers\"\nphone = \"{BUSINESS_NUMBER}\"\n\
+                 owner_phone = \"{OWNER_PHONE}\"\ntimezone = \"{zone}\"\n{more}"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// The business's time zone.
+    fn tz(&self) -> chrono_tz::Tz {
+        self.zone.parse().unwrap()
     }
 
     fn start(&self, name: &str) -> Instance {
@@ -186,10 +212,18 @@ impl Fleet {
             .env("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
             .env("TWILIO_FROM_NUMBER", BUSINESS_NUMBER)
             .env("TWILIO_API_BASE_URL", self.twilio_server.uri())
-            .env("ANTHROPIC_API_KEY", "fleet-anthropic-key")
             .env("ANTHROPIC_BASE_URL", self.anthropic.uri())
             .env("ANTHROPIC_RETRY_BASE_MS", "10")
             .env("ANTHROPIC_TIMEOUT_SECS", "30");
+        if self.with_model {
+            command.env("ANTHROPIC_API_KEY", "fleet-anthropic-key");
+        }
+        if let Some(google) = &self.google {
+            command
+                .env("GOOGLE_APPLICATION_CREDENTIALS", google.key_file(self.dir.path()))
+                .env("GOOGLE_CALENDAR_BASE_URL", google.base_url())
+                .env("GOOGLE_TIMEOUT_SECS", "5");
+        }
         for (k, v) in &self.extra {
             command.env(k, v);
         }
@@ -242,10 +276,16 @@ impl Fleet {
     /// Posts a customer's text to `instance`'s webhook, signed as Twilio
     /// signs it. `Ok` when it was acknowledged (200); else what happened.
     async fn text(&self, instance: u16, from: &str, body: &str) -> Result<(), String> {
+        self.text_as(instance, from, body, "").await
+    }
+
+    /// As [`Fleet::text`]; `key` tells apart two texts of the same words
+    /// from one customer (each a new text, not a retry).
+    async fn text_as(&self, instance: u16, from: &str, body: &str, key: &str) -> Result<(), String> {
         // One id per text, whichever instance it is (re)delivered to, as
         // Twilio retries: a text stored by an instance that died before
         // answering 200 is a duplicate at the next.
-        let sid = format!("SM{:032x}", md5_like(from, body));
+        let sid = format!("SM{:032x}", md5_like(from, &format!("{body}{key}")));
         let params: Vec<(String, String)> = [
             ("SmsMessageSid", sid.as_str()),
             ("NumMedia", "0"),
@@ -290,6 +330,39 @@ impl Fleet {
         }
         by_customer
     }
+}
+
+impl Fleet {
+    /// The texts sent to `phone`, in the order Twilio accepted them.
+    fn replies_to(&self, phone: &str) -> Vec<String> {
+        self.twilio
+            .sent()
+            .into_iter()
+            .filter(|s| s.to == phone)
+            .map(|s| s.body)
+            .collect()
+    }
+
+    /// Sends `body` from `phone` to `instance` and waits for the reply
+    /// that makes `phone`'s replies `n`; returns that reply.
+    async fn converse(&self, instance: u16, phone: &str, body: &str, key: &str, n: usize) -> String {
+        self.text_as(instance, phone, body, key).await.unwrap();
+        wait_until(Duration::from_secs(30), &format!("reply {n} to {phone}"), || {
+            self.replies_to(phone).len() >= n
+        })
+        .await;
+        self.replies_to(phone)[n - 1].clone()
+    }
+}
+
+/// The openings listed in a guided reply: "1) Tue Dec 1, 8am" -> "Tue Dec 1, 8am".
+fn offered(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let (number, label) = line.split_once(") ")?;
+            number.parse::<u8>().ok().map(|_| label.to_string())
+        })
+        .collect()
 }
 
 /// A stable 128-bit id of a customer's text, for its MessageSid.
@@ -424,6 +497,8 @@ async fn count(url: &str, sql: &'static str) -> i64 {
 
 const LEASES_HELD: &str = "SELECT COUNT(*) FROM conversations WHERE lease_owner IS NOT NULL";
 const UNANSWERED: &str = "SELECT COUNT(*) FROM messages WHERE direction = 'inbound' AND status = 'pending'";
+const UNSENT: &str =
+    "SELECT COUNT(*) FROM messages WHERE direction = 'outbound' AND status IN ('queued', 'sending')";
 
 /// SIGTERM during a turn whose model reply is slow: the reply still goes
 /// out, the process exits 0, and it leaves no lease behind.
@@ -599,45 +674,272 @@ async fn a_rolling_restart_under_load_loses_and_doubles_nothing() {
     db.drop().await;
 }
 
-/// A proactive text (the owner's alert text, sent by the job runner like a
-/// reminder) that falls due while one instance is down is sent once, by
-/// the other: claimed once (one attempt), done, one text at Twilio.
+/// One crew, open 08:00-12:00 every day; it is 12:xx where the business
+/// is, so the earliest opening is tomorrow at 8, whatever the minute.
+/// One opening per offer, so "1" names it.
+const MORNINGS: &str = "[schedule]\nmin_notice_hours = 1\nhorizon_days = 30\noffers = 1\n\n\
+    [schedule.hours]\nmon = \"08:00-12:00\"\ntue = \"08:00-12:00\"\nwed = \"08:00-12:00\"\n\
+    thu = \"08:00-12:00\"\nfri = \"08:00-12:00\"\nsat = \"08:00-12:00\"\nsun = \"08:00-12:00\"\n\n\
+    [[providers]]\nid = \"crew-1\"\nname = \"Crew 1\"\ncalendar_id = \"crew1@example.com\"\n";
+
+/// Runs `sql` on the test's database.
+async fn execute(url: &str, sql: &str) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    pool.close().await;
+}
+
+/// Every hold lapses, as it would `hold_minutes` later.
+async fn expire_holds(url: &str) {
+    let past = chrono::Utc::now().timestamp_millis() - 1000;
+    execute(url, &format!("UPDATE slot_holds SET expires_ms = {past}")).await;
+}
+
+/// Takes a customer through the guided flow up to the question before the
+/// openings: the job (size 3, half a truck), "book it", a name. Four texts,
+/// four replies.
+async fn up_to_the_address(fleet: &Fleet, port: u16, phone: &str) {
+    for (n, text) in ["hi", "3", "1", "Dana"].iter().enumerate() {
+        fleet.converse(port, phone, text, "", n + 1).await;
+    }
+    let asked = fleet.replies_to(phone)[3].clone();
+    assert!(asked.contains("address"), "{phone} was asked {asked:?}");
+}
+
+/// The race's numbers: 20 customers, two instances.
+const RACERS: usize = 20;
+
+/// Twenty customers were each offered the same opening (the earlier
+/// offers' holds having lapsed) and all pick it at once, their texts split
+/// between two `serve` processes on one Postgres database: one booking,
+/// one calendar event at the fake Google Calendar, and every other
+/// customer told it was just taken and offered another opening; each
+/// text answered once.
+///
+/// A trigger makes every insert into `bookings` take 0.5 s (a slow
+/// database), so the two instances' reservations surely overlap: without
+/// the crew lock (`pg_advisory_xact_lock`) both pass the overlap check
+/// before either commits, and without the overlap check the second books
+/// once the lock is free; either way two bookings and two events.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_job_due_while_one_instance_is_down_is_sent_once_by_the_other() {
+async fn twenty_customers_race_for_one_opening_across_two_instances_one_booking_one_event() {
+    on_postgres(race_for_one_opening).await;
+}
+
+/// Runs `test` on a Postgres database of its own, when `TEST_DATABASE_URL`
+/// names a server, and drops the database whatever the test found.
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let Some(db) = TestDb::create("fleet").await else {
         return;
     };
-    let fleet = Fleet::new(Some(db.url.clone()), Duration::from_millis(10)).await;
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(db.url.clone()))).await;
+    db.drop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The test's database, as `on_postgres` hands it over.
+struct Db {
+    url: String,
+}
+
+async fn race_for_one_opening(url: String) {
+    let db = Db { url };
+    let mut fleet = Fleet::new(Some(db.url.clone()), Duration::ZERO).await;
+    fleet.with_model = false;
+    fleet.google = Some(fake_google::FakeGoogle::start().await);
+    fleet.write_business(MORNINGS);
+    let one = fleet.start("one");
+    let two = fleet.start("two");
+    let ports = [one.port, two.port];
+    let phones: Vec<String> = (0..RACERS).map(|n| format!("+1971555{:04}", 2000 + n)).collect();
+
+    // Everyone describes the job and gives a name, all at once.
+    futures::future::join_all(
+        phones
+            .iter()
+            .enumerate()
+            .map(|(n, phone)| up_to_the_address(&fleet, ports[n % 2], phone)),
+    )
+    .await;
+    // Then one at a time gives the address and is offered the earliest
+    // opening, whose hold then lapses: all twenty were offered the same.
+    let mut offers = Vec::new();
+    for (n, phone) in phones.iter().enumerate() {
+        let reply = fleet
+            .converse(ports[n % 2], phone, "12 Oak St, Portland", "", 5)
+            .await;
+        offers.push(offered(&reply));
+        expire_holds(&db.url).await;
+    }
+    let opening = offers[0]
+        .first()
+        .cloned()
+        .unwrap_or_else(|| panic!("no opening in {offers:?}"));
+    assert!(
+        offers.iter().all(|o| o == std::slice::from_ref(&opening)),
+        "not all were offered {opening}: {offers:?}"
+    );
+
+    execute(
+        &db.url,
+        "CREATE FUNCTION fleet_slow_insert() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM pg_sleep(0.5); RETURN NEW; END $$;
+         CREATE TRIGGER fleet_slow_booking BEFORE INSERT ON bookings
+             FOR EACH ROW EXECUTE FUNCTION fleet_slow_insert();",
+    )
+    .await;
+    // All twenty pick it at once, half of them at each instance.
+    let picks = phones.iter().enumerate().map(|(n, phone)| {
+        let fleet = &fleet;
+        async move {
+            fleet.text_as(ports[n % 2], phone, "1", "race").await.unwrap();
+        }
+    });
+    futures::future::join_all(picks).await;
+    wait_until(Duration::from_secs(60), "an answer to every pick", || {
+        phones.iter().all(|p| fleet.replies_to(p).len() >= 6)
+    })
+    .await;
+    // Nothing left that could send: every text answered, no lease held.
+    wait_for_count(&db.url, UNANSWERED, 0, Duration::from_secs(30)).await;
+    wait_for_count(&db.url, LEASES_HELD, 0, Duration::from_secs(30)).await;
+    wait_for_count(&db.url, UNSENT, 0, Duration::from_secs(30)).await;
+
+    let answers: Vec<String> = phones
+        .iter()
+        .map(|p| fleet.replies_to(p).get(5).cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        count(&db.url, "SELECT COUNT(*) FROM bookings").await,
+        1,
+        "one booking; answers: {answers:#?}"
+    );
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT COUNT(*) FROM bookings WHERE status = 'confirmed'"
+        )
+        .await,
+        1
+    );
+    let events = fleet.google.as_ref().unwrap().events();
+    assert_eq!(events.len(), 1, "one calendar event: {events:?}");
+    assert_eq!(events[0].calendar, "crew1@example.com");
+
+    let mut booked = Vec::new();
+    let mut elsewhere = Vec::new();
+    for phone in &phones {
+        let replies = fleet.replies_to(phone);
+        assert_eq!(replies.len(), 6, "{phone}: each text answered once: {replies:?}");
+        let answer = &replies[5];
+        if answer.starts_with("You're booked") {
+            assert!(answer.contains(&opening), "{answer}");
+            booked.push(phone.clone());
+        } else {
+            assert!(
+                answer.starts_with("Sorry, that time was just taken."),
+                "{phone} was told {answer:?}"
+            );
+            let other = offered(answer);
+            assert_eq!(other.len(), 1, "{answer}");
+            assert_ne!(other[0], opening, "{answer}");
+            elsewhere.push(other[0].clone());
+        }
+    }
+    assert_eq!(booked.len(), 1, "one customer books it: {booked:?}");
+    assert_eq!(elsewhere.len(), RACERS - 1);
+    // Held for each customer alone: no two are offered the same opening.
+    let distinct: std::collections::HashSet<_> = elsewhere.iter().collect();
+    assert_eq!(distinct.len(), elsewhere.len(), "{elsewhere:?}");
+
+    drop((one, two));
+}
+
+/// A booked customer's reminder that falls due while one instance is down
+/// is sent once, by the other. The booking is made through the guided
+/// conversation at instance one, with the day-before reminder set to a
+/// minute about half a minute ahead (the job is tomorrow at 8); one is
+/// killed before it is due, and two sends it when it falls due: claimed
+/// once (one attempt), done, one text at Twilio.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_booking_reminder_due_while_one_instance_is_down_is_sent_once_by_the_other() {
+    on_postgres(reminder_due_while_one_instance_is_down).await;
+}
+
+async fn reminder_due_while_one_instance_is_down(url: String) {
+    let db = Db { url };
+    let mut fleet = Fleet::new(Some(db.url.clone()), Duration::ZERO).await;
+    fleet.with_model = false;
+    // The first whole minute at least 15 s away: time to start two
+    // instances and book before it.
+    let due_secs = (chrono::Utc::now().timestamp() + 15 + 59) / 60 * 60;
+    let due = chrono::DateTime::from_timestamp(due_secs, 0).unwrap();
+    let at = due.with_timezone(&fleet.tz()).format("%H:%M");
+    fleet.write_business(&format!(
+        "{MORNINGS}\n[reminders]\nday_before = \"{at}\"\nmorning_of = \"off\"\nquote_follow_up_hours = 0\n"
+    ));
     let mut one = fleet.start("one");
     let two = fleet.start("two");
-    one.kill_9();
+    let phone = "+19715553000";
+    let mut last = String::new();
+    for (n, text) in ["hi", "3", "1", "Dana", "12 Oak St, Portland", "1"]
+        .iter()
+        .enumerate()
+    {
+        // "1" twice: the second is a new text, not a retry of the first.
+        last = fleet.converse(one.port, phone, text, &n.to_string(), n + 1).await;
+    }
+    let opening = offered(&fleet.replies_to(phone)[4])[0].clone();
+    assert!(last.starts_with("You're booked"), "{last}");
+    assert!(last.contains(&opening), "{last}");
 
-    let store = textdesk::store::postgres::PgStore::connect(&db.url)
-        .await
-        .unwrap();
-    use textdesk::store::JobQueue;
-    store
-        .enqueue_jobs(&[textdesk::store::NewJob {
-            kind: "owner_text",
-            dedupe_key: "fleet:owner-text".into(),
-            conversation_id: None,
-            customer_id: None,
-            recipient: OWNER_PHONE.into(),
-            payload: json!({"business_id": "rose", "body": "Your fleet test alert."}),
-            run_at: chrono::Utc::now(),
-            max_attempts: 5,
-        }])
-        .await
-        .unwrap();
-    wait_until(Duration::from_secs(60), "the owner's text", || {
-        fleet.twilio.sent().iter().any(|s| s.to == OWNER_PHONE)
+    // The booking's turn planned its reminder for `due`.
+    const REMINDERS: &str = "SELECT COUNT(*) FROM jobs WHERE kind = 'reminder' AND status = 'pending'";
+    assert_eq!(count(&db.url, REMINDERS).await, 1);
+    assert_eq!(
+        count(&db.url, "SELECT run_at_ms FROM jobs WHERE kind = 'reminder'").await,
+        due_secs * 1000
+    );
+    one.kill_9();
+    assert!(
+        chrono::Utc::now() < due,
+        "the reminder fell due before instance one was killed; the test proves nothing"
+    );
+
+    wait_until(Duration::from_secs(90), "the reminder", || {
+        fleet.replies_to(phone).len() >= 7
     })
     .await;
     const ONCE: &str = "SELECT COUNT(*) FROM jobs
-                        WHERE dedupe_key = 'fleet:owner-text' AND status = 'done' AND attempts = 1";
+                        WHERE kind = 'reminder' AND status = 'done' AND attempts = 1";
     wait_for_count(&db.url, ONCE, 1, Duration::from_secs(30)).await;
-    let to_owner = fleet.twilio.sent().iter().filter(|s| s.to == OWNER_PHONE).count();
-    assert_eq!(to_owner, 1, "sent once");
+    wait_for_count(&db.url, UNSENT, 0, Duration::from_secs(30)).await;
+    let sent: Vec<Sent> = fleet
+        .twilio
+        .sent()
+        .into_iter()
+        .filter(|s| s.to == phone)
+        .collect();
+    assert_eq!(sent.len(), 7, "six answers and one reminder: {sent:?}");
+    let reminder = &sent[6];
+    assert!(
+        reminder.body.contains(&opening) && reminder.body.contains("tomorrow"),
+        "{}",
+        reminder.body
+    );
+    assert!(
+        reminder.at >= due,
+        "sent at {}, before it was due at {due}",
+        reminder.at
+    );
     drop(two);
-    db.drop().await;
 }

@@ -5,7 +5,10 @@
 //! counters these tests read move only with their own traffic. The tests
 //! take `SERIAL` in turn, and each asserts exact deltas.
 
-/// The ops tests run on SQLite; their Postgres readings test connects on its own.
+/// `spawn_app` runs on SQLite here. The outage and readiness tests run
+/// again on Postgres when `TEST_DATABASE_URL` is set, each on a database
+/// of its own (`on_postgres`, named `ops_...` and dropped), and the
+/// Postgres readings test connects on its own.
 pub const POSTGRES: bool = false;
 
 #[allow(dead_code)]
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 use helpers::{AUTH_TOKEN, EchoClaude, Options, PUBLIC_BASE_URL, TestApp, spawn_app, spawn_app_with};
 use serde_json::json;
 use textdesk::meters;
+use textdesk::store::postgres::testdb::TestDb as PgTestDb;
 use textdesk::store::{JobStatus, NewJob};
 use textdesk::twilio::signature;
 use wiremock::matchers::{method, path};
@@ -415,6 +419,34 @@ async fn every_request_has_an_id_in_its_answer_and_its_log_lines() {
     assert!(line.contains("request_id=rid-ops-refused"), "{line}");
 }
 
+/// The app on `database` (a Postgres URL) when given, else on the test's
+/// SQLite file.
+async fn spawn_app_on(database: Option<String>, mut options: Options) -> TestApp {
+    if let Some(url) = database {
+        options.extra_vars.push(("DATABASE_URL", url));
+    }
+    spawn_app_with(options).await
+}
+
+/// Runs `test` on a Postgres database of its own (`ALTER DATABASE` needs
+/// one; a schema will not do), when `TEST_DATABASE_URL` names a server,
+/// and drops the database whatever the test found.
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(db) = PgTestDb::create("ops").await else {
+        return;
+    };
+    let outcome =
+        futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(Some(db.url.clone())))).await;
+    db.drop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// The database made unavailable under a running app, and given back.
 /// SQLite: another connection holds the write lock (the app's writes wait
 /// out their busy timeout, then fail). Postgres: the database refuses
@@ -495,7 +527,17 @@ async fn wait_until_ready(app: &TestApp, within: Duration) {
 #[tokio::test]
 async fn with_the_database_down_the_webhook_answers_503_and_each_retried_text_is_answered_once() {
     let _serial = SERIAL.lock().await;
-    let app = spawn_app().await;
+    database_down_webhook_503_then_each_text_answered_once(None).await;
+}
+
+#[tokio::test]
+async fn with_the_postgres_database_down_the_webhook_answers_503_and_each_retried_text_is_answered_once() {
+    let _serial = SERIAL.lock().await;
+    on_postgres(database_down_webhook_503_then_each_text_answered_once).await;
+}
+
+async fn database_down_webhook_503_then_each_text_answered_once(database: Option<String>) {
+    let app = spawn_app_on(database, Options::default()).await;
     let (status, body, _) = readyz(&app).await;
     assert_eq!((status, body["database"].as_str()), (200, Some("ok")));
 
@@ -565,7 +607,17 @@ async fn with_the_database_down_the_webhook_answers_503_and_each_retried_text_is
 #[tokio::test]
 async fn readyz_is_503_while_a_migration_of_this_build_is_missing() {
     let _serial = SERIAL.lock().await;
-    let app = spawn_app().await;
+    readyz_503_while_a_migration_is_missing(None).await;
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_a_migration_of_this_build_is_missing_on_postgres() {
+    let _serial = SERIAL.lock().await;
+    on_postgres(readyz_503_while_a_migration_is_missing).await;
+}
+
+async fn readyz_503_while_a_migration_is_missing(database: Option<String>) {
+    let app = spawn_app_on(database, Options::default()).await;
     wait_until_ready(&app, Duration::from_secs(5)).await;
     let run = |sql: &'static str| {
         let url = app.database_url.clone();
@@ -607,11 +659,24 @@ impl Respond for SlowEcho {
 async fn a_turn_cut_off_by_the_database_runs_again_soon_after_it_returns_and_the_worker_and_runner_carry_on()
 {
     let _serial = SERIAL.lock().await;
+    turn_cut_off_by_the_database_runs_again(None).await;
+}
+
+#[tokio::test]
+async fn a_turn_cut_off_by_postgres_runs_again_soon_after_it_returns_and_the_worker_and_runner_carry_on() {
+    let _serial = SERIAL.lock().await;
+    on_postgres(turn_cut_off_by_the_database_runs_again).await;
+}
+
+async fn turn_cut_off_by_the_database_runs_again(database: Option<String>) {
     captured_logs();
-    let app = spawn_app_with(Options {
-        default_fakes: false,
-        ..Options::default()
-    })
+    let app = spawn_app_on(
+        database,
+        Options {
+            default_fakes: false,
+            ..Options::default()
+        },
+    )
     .await;
     let mark = log_mark();
     helpers::mount_twilio_accepting(&app.twilio).await;
@@ -939,4 +1004,139 @@ async fn a_booking_refused_by_the_final_overlap_check_is_counted_as_a_conflict()
         after.value_or_zero(meters::BOOKING_CONFLICTS, &[]),
         before.value_or_zero(meters::BOOKING_CONFLICTS, &[]) + conflicts as f64
     );
+}
+
+/// A TCP proxy in front of the Postgres server that can be made to hang:
+/// while stalled it accepts connections but forwards nothing either way (a
+/// database whose host stopped answering, not one that refuses), and
+/// carries on where it left off once resumed.
+struct StallingProxy {
+    port: u16,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl StallingProxy {
+    async fn start(upstream: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stalled.clone();
+        let accepting = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let stalled = flag.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    while stalled.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::join!(
+                        Self::pump(client_read, server_write, stalled.clone()),
+                        Self::pump(server_read, client_write, stalled)
+                    );
+                });
+            }
+        });
+        Self {
+            port,
+            stalled,
+            accepting,
+        }
+    }
+
+    /// Copies `from` to `to`, holding what it read while stalled.
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        stalled: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            while stalled.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+/// The database hangs (its host stops answering; nothing is refused):
+/// `/readyz` still answers 503 within 5 s, and so does the webhook, so
+/// Twilio retries; once the database answers again the instance is ready
+/// within 10 s and the retried text is answered once.
+#[tokio::test]
+async fn with_the_database_hanging_readyz_and_the_webhook_answer_503_within_5_s() {
+    let _serial = SERIAL.lock().await;
+    on_postgres(database_hangs).await;
+}
+
+async fn database_hangs(database: Option<String>) {
+    let mut url = url::Url::parse(&database.unwrap()).unwrap();
+    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let proxy = StallingProxy::start(upstream).await;
+    url.set_port(Some(proxy.port)).unwrap();
+    let app = spawn_app_on(Some(url.to_string()), Options::default()).await;
+    wait_until_ready(&app, Duration::from_secs(10)).await;
+
+    proxy.stall(true);
+    for _ in 0..2 {
+        let (status, body, took) = readyz(&app).await;
+        // The pool gives up on a connection after 3 s ("unreachable"); the
+        // check itself is cut off at 4 s ("timeout").
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            ["unreachable", "timeout"].contains(&body["database"].as_str().unwrap()),
+            "{body}"
+        );
+        assert!(took < Duration::from_secs(5), "readyz took {took:?}");
+    }
+    let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
+    let started = Instant::now();
+    let refused = post_text_from(&app, CUSTOMER, &sid, "anyone there?", &[]).await;
+    let took = started.elapsed();
+    assert_eq!(refused.status(), 503, "a text not stored is not acknowledged");
+    assert!(took < Duration::from_secs(7), "the webhook took {took:?}");
+    // The process is alive all along.
+    let live = app
+        .http
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+
+    proxy.stall(false);
+    wait_until_ready(&app, Duration::from_secs(10)).await;
+    // Twilio's retry is stored (or found already stored) and answered once.
+    let retried = post_text_from(&app, CUSTOMER, &sid, "anyone there?", &[]).await;
+    assert_eq!(retried.status(), 200);
+    app.wait_for_texts(1).await;
+    app.wait_until_settled(CUSTOMER).await;
+    let messages = app.messages(CUSTOMER).await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(app.sent_texts().await.len(), 1, "answered once");
 }

@@ -91,6 +91,7 @@ impl PgStore {
             options.get_port(),
             options.get_database().unwrap_or("(the user's)").to_string(),
         );
+        first_connection(&options, &host, port, &database).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             // A database that went away must not hold a webhook past
@@ -159,6 +160,35 @@ impl PgStore {
 /// Why the server at `host:port` could not be used at start, with what to
 /// check. Built from the parsed options, so the URL's password is never in
 /// it (nor in sqlx's error, which quotes no URL).
+/// How long the first connection at start may take.
+const FIRST_CONNECTION_WAIT: Duration = Duration::from_secs(3);
+
+/// One connection made before the pool's, for its error: the pool retries a
+/// refused connection until its acquire timeout and then says only "pool
+/// timed out", where this says at once what went wrong (the connection was
+/// refused, the database does not exist, the password is wrong).
+async fn first_connection(
+    options: &PgConnectOptions,
+    host: &str,
+    port: u16,
+    database: &str,
+) -> Result<(), StoreError> {
+    use sqlx::{ConnectOptions, Connection};
+    match tokio::time::timeout(FIRST_CONNECTION_WAIT, options.connect()).await {
+        Ok(Ok(connection)) => {
+            // Only a probe: the pool opens its own.
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(unreachable(host, port, database, e)),
+        Err(_) => Err(StoreError::Unreachable(format!(
+            "the Postgres server at {host}:{port} (database `{database}`) did not answer within {} s; \
+             is it running and reachable from here, and is DATABASE_URL right?",
+            FIRST_CONNECTION_WAIT.as_secs()
+        ))),
+    }
+}
+
 fn unreachable(host: &str, port: u16, database: &str, e: sqlx::Error) -> StoreError {
     let check = match &e {
         sqlx::Error::Database(refused) => match refused.code().as_deref() {
