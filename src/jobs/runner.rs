@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::{Notify, watch};
 
 use super::payload::{
     ApprovalTimeout, BookingReminder, EMAIL, FETCH_MEDIA, FetchMedia, JobPayload, OWNER_TEXT, OwnerText,
-    QuoteFollowUp,
+    QuoteFollowUp, VERIFICATION_CODE,
 };
 use super::plan;
 use super::turns::Engine;
@@ -61,6 +61,47 @@ fn claim_of(job: &Job) -> JobClaim {
         id: job.id,
         attempts: job.attempts,
     }
+}
+
+/// What orders a job among the others of its batch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ChainKey {
+    Conversation(i64),
+    Recipient(String),
+}
+
+/// The batch's jobs in chains whose order matters, each in batch order
+/// (soonest due first), chains ordered by their first job. A
+/// conversation's jobs run one after another (a held reply, then its
+/// timeout; a reminder, then a follow-up), as do texts to one phone that
+/// are not about its conversation (the owner's alerts, a visitor's codes,
+/// written into that phone's own conversation). Other jobs (an email or a
+/// photo fetch not tied to a conversation) are chains of their own, run
+/// side by side.
+fn chains(jobs: Vec<Job>) -> Vec<Vec<Job>> {
+    let mut index: HashMap<ChainKey, usize> = HashMap::new();
+    let mut chains: Vec<Vec<Job>> = Vec::new();
+    for job in jobs {
+        let key = match job.kind.as_str() {
+            OWNER_TEXT | VERIFICATION_CODE => Some(ChainKey::Recipient(job.recipient.clone())),
+            _ => match job.conversation_id {
+                Some(conversation) => Some(ChainKey::Conversation(conversation.0)),
+                None if job.kind == EMAIL || job.kind == FETCH_MEDIA => None,
+                None => Some(ChainKey::Recipient(job.recipient.clone())),
+            },
+        };
+        match key.and_then(|key| match index.get(&key) {
+            Some(&at) => Some(at),
+            None => {
+                index.insert(key, chains.len());
+                None
+            }
+        }) {
+            Some(at) => chains[at].push(job),
+            None => chains.push(vec![job]),
+        }
+    }
+    chains
 }
 
 /// A set of claims; its updates cannot be left half done by a panic.
@@ -174,8 +215,9 @@ impl JobRunner {
         })
     }
 
-    /// Runs claimed jobs one after another, recording each outcome; once
-    /// `stop` is set, hands the rest back.
+    /// Runs claimed jobs, recording each outcome: up to
+    /// `settings.concurrency` at once, each chain (see [`chains`]) in
+    /// order. Once `stop` is set, jobs not started go back to the queue.
     async fn run_lane(
         &self,
         jobs: Vec<Job>,
@@ -183,7 +225,24 @@ impl JobRunner {
         held: &Mutex<HashSet<JobClaim>>,
         stop: &watch::Receiver<bool>,
     ) {
-        let mut jobs = jobs.into_iter();
+        use futures_util::StreamExt;
+        futures_util::stream::iter(chains(jobs))
+            .for_each_concurrent(self.settings.concurrency.max(1), |chain| {
+                self.run_chain(chain, now, held, stop)
+            })
+            .await;
+    }
+
+    /// Runs a chain's jobs one after another; once `stop` is set, hands
+    /// the rest back.
+    async fn run_chain(
+        &self,
+        chain: Vec<Job>,
+        now: DateTime<Utc>,
+        held: &Mutex<HashSet<JobClaim>>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let mut jobs = chain.into_iter();
         while let Some(job) = jobs.next() {
             if *stop.borrow() {
                 let rest: Vec<JobClaim> = std::iter::once(&job)
@@ -225,15 +284,10 @@ impl JobRunner {
         });
         let Some(engine) = engine else {
             tracing::error!(job = job.id, business = %job.business_id, "a job of a business no longer configured");
-            let _ = self
-                .store
-                .finish_job(
-                    job.id,
-                    &JobOutcome::Dead {
-                        error: format!("business `{}` is not configured", job.business_id),
-                    },
-                )
-                .await;
+            let outcome = JobOutcome::Dead {
+                error: format!("business `{}` is not configured", job.business_id),
+            };
+            self.record(&job, &outcome).await;
             return;
         };
         let business = engine.business.clone();
@@ -253,10 +307,24 @@ impl JobRunner {
                 }
             }
         };
-        // One job's bookkeeping failing must not strand the rest of the
-        // batch; its lease expires and it is taken over.
-        if let Err(e) = self.store.finish_job(job.id, &outcome).await {
-            tracing::error!(job = job.id, error = %e, "could not record a job's outcome");
+        self.record(&job, &outcome).await;
+    }
+
+    /// Records a job's outcome under the claim it ran under.
+    async fn record(&self, job: &Job, outcome: &JobOutcome) {
+        match self.store.finish_job(claim_of(job), outcome).await {
+            Ok(true) => {}
+            // Taken over after this runner stalled past the lease, or
+            // handed back by a restart: the claim now holding it records
+            // its own outcome.
+            Ok(false) => tracing::warn!(
+                job = job.id,
+                attempt = job.attempts,
+                "lost the job's claim before its outcome was recorded; recorded nothing"
+            ),
+            // One job's bookkeeping failing must not strand the rest of the
+            // batch; its lease expires and it is taken over.
+            Err(e) => tracing::error!(job = job.id, error = %e, "could not record a job's outcome"),
         }
     }
 
@@ -715,4 +783,69 @@ impl JobRunner {
             Err(EmailError::Unknown(e)) => Err(Failure::Permanent(format!("may have been sent: {e}"))),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ConversationId, JobStatus};
+
+    fn job(id: i64, kind: &str, conversation: Option<i64>, recipient: &str) -> Job {
+        Job {
+            id,
+            kind: kind.into(),
+            dedupe_key: format!("k{id}"),
+            conversation_id: conversation.map(ConversationId),
+            customer_id: None,
+            recipient: recipient.into(),
+            payload: serde_json::json!({}),
+            run_at: chrono::DateTime::UNIX_EPOCH,
+            status: JobStatus::Running,
+            attempts: 1,
+            max_attempts: 5,
+            last_error: None,
+            business_id: "default".into(),
+        }
+    }
+
+    fn ids(chains: &[Vec<Job>]) -> Vec<Vec<i64>> {
+        chains.iter().map(|c| c.iter().map(|j| j.id).collect()).collect()
+    }
+
+    #[test]
+    fn a_conversations_jobs_and_one_phones_texts_keep_their_order() {
+        let batch = vec![
+            job(1, "reminder", Some(7), "+15035550100"),
+            job(2, EMAIL, None, "crew@example.com"),
+            job(3, OWNER_TEXT, Some(7), "+15035550199"),
+            job(4, "quote_follow_up", Some(8), "+15035550101"),
+            job(5, EMAIL, None, "crew@example.com"),
+            job(6, APPROVAL_TIMEOUT_KIND, Some(7), ""),
+            job(7, VERIFICATION_CODE, None, "+15035550199"),
+            job(8, EMAIL, Some(8), "crew@example.com"),
+            job(9, "deferred_reply", None, "+15035550102"),
+            job(10, "deferred_reply", None, "+15035550102"),
+        ];
+        assert_eq!(
+            ids(&chains(batch)),
+            vec![
+                vec![1, 6],  // conversation 7, in order
+                vec![2],     // an email about no conversation: alone
+                vec![3, 7],  // texts to the owner's phone, in order
+                vec![4, 8],  // conversation 8, its email included
+                vec![5],     // alone
+                vec![9, 10], // one phone, no conversation
+            ]
+        );
+    }
+
+    #[test]
+    fn independent_jobs_are_chains_of_their_own() {
+        let batch: Vec<Job> = (1..=5)
+            .map(|id| job(id, EMAIL, None, "crew@example.com"))
+            .collect();
+        assert_eq!(ids(&chains(batch)).len(), 5);
+    }
+
+    const APPROVAL_TIMEOUT_KIND: &str = super::super::payload::APPROVAL_TIMEOUT;
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ConversationId, CustomerId, StoreError};
+use super::{ConversationId, CustomerId, JobClaim, StoreError};
 
 /// A job to enqueue. `dedupe_key` names its effect: enqueuing the same key
 /// twice is a no-op.
@@ -114,7 +114,12 @@ pub trait JobQueue: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<Job>, StoreError>;
 
-    async fn finish_job(&self, id: i64, outcome: &JobOutcome) -> Result<(), StoreError>;
+    /// Records how the job ended, if `claim` still holds it: the job is
+    /// still running under that claim (not taken over after its lease ran
+    /// out, nor handed back by a restart's recovery). False when the claim
+    /// was lost: nothing is recorded, and the claim that replaced it
+    /// records its own outcome.
+    async fn finish_job(&self, claim: JobClaim, outcome: &JobOutcome) -> Result<bool, StoreError>;
 
     /// Stops a customer's pending jobs (STOP), or starts them again (START).
     async fn suspend_jobs(&self, customer: CustomerId, suspended: bool) -> Result<u64, StoreError>;

@@ -118,7 +118,7 @@ impl JobQueue for PgStore {
         Ok(jobs)
     }
 
-    async fn finish_job(&self, id: i64, outcome: &JobOutcome) -> Result<(), StoreError> {
+    async fn finish_job(&self, claim: JobClaim, outcome: &JobOutcome) -> Result<bool, StoreError> {
         let now = self.now();
         let (status, run_at, error, result, uncount) = match outcome {
             JobOutcome::Done { result } => ("done", None, None, result.clone(), false),
@@ -127,11 +127,15 @@ impl JobQueue for PgStore {
             JobOutcome::Defer { at } => ("pending", Some(*at), None, None, true),
             JobOutcome::Cancelled { reason } => ("cancelled", None, Some(reason.clone()), None, false),
         };
-        sqlx::query(
+        // Only the claim that holds the job records its outcome: a runner
+        // that stalled past its lease, whose job was taken over (one more
+        // attempt) or handed back by a restart (pending again), records
+        // nothing over the claim that replaced it.
+        let done = sqlx::query(
             "UPDATE jobs SET status = $1, run_at_ms = COALESCE($2, run_at_ms), last_error = COALESCE($3, last_error),
                              result = COALESCE($4, result), attempts = attempts - $5, locked_until_ms = NULL,
                              updated_at = $6
-             WHERE id = $7",
+             WHERE id = $7 AND attempts = $8 AND status = 'running'",
         )
         .bind(status)
         .bind(run_at.map(|t| t.timestamp_millis()))
@@ -139,10 +143,11 @@ impl JobQueue for PgStore {
         .bind(result)
         .bind(uncount as i32)
         .bind(now)
-        .bind(id)
+        .bind(claim.id)
+        .bind(claim.attempts.min(i32::MAX as u32) as i32)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn suspend_jobs(&self, customer: CustomerId, suspended: bool) -> Result<u64, StoreError> {

@@ -71,7 +71,7 @@ impl JobQueue for SqliteStore {
         Ok(jobs)
     }
 
-    async fn finish_job(&self, id: i64, outcome: &JobOutcome) -> Result<(), StoreError> {
+    async fn finish_job(&self, claim: JobClaim, outcome: &JobOutcome) -> Result<bool, StoreError> {
         let now = self.now();
         let (status, run_at, error, result, uncount) = match outcome {
             JobOutcome::Done { result } => ("done", None, None, result.clone(), false),
@@ -80,10 +80,14 @@ impl JobQueue for SqliteStore {
             JobOutcome::Defer { at } => ("pending", Some(*at), None, None, true),
             JobOutcome::Cancelled { reason } => ("cancelled", None, Some(reason.clone()), None, false),
         };
-        sqlx::query(
+        // Only the claim that holds the job records its outcome: a runner
+        // that stalled past its lease, whose job was taken over (one more
+        // attempt) or handed back by a restart (pending again), records
+        // nothing over the claim that replaced it.
+        let done = sqlx::query(
             "UPDATE jobs SET status = ?, run_at_ms = COALESCE(?, run_at_ms), last_error = COALESCE(?, last_error),
                              result = COALESCE(?, result), attempts = attempts - ?, locked_until_ms = NULL, updated_at = ?
-             WHERE id = ?",
+             WHERE id = ? AND attempts = ? AND status = 'running'",
         )
         .bind(status)
         .bind(run_at.map(|t| t.timestamp_millis()))
@@ -91,10 +95,11 @@ impl JobQueue for SqliteStore {
         .bind(result)
         .bind(uncount as i64)
         .bind(now)
-        .bind(id)
+        .bind(claim.id)
+        .bind(claim.attempts as i64)
         .execute(&self.writer)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn suspend_jobs(&self, customer: CustomerId, suspended: bool) -> Result<u64, StoreError> {
