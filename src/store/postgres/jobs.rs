@@ -98,12 +98,13 @@ impl JobQueue for PgStore {
             "WITH due AS (
                  SELECT id FROM jobs WHERE status = 'pending' AND run_at_ms <= $3
                  ORDER BY run_at_ms, id LIMIT $4 FOR UPDATE SKIP LOCKED),
-             -- A claim whose lease ran out: its worker died.
+             -- A claim whose lease ran out: its worker died. (Disjoint from
+             -- `due` by status: UNION ALL, no de-duplicating hash.)
              abandoned AS (
                  SELECT id FROM jobs WHERE status = 'running' AND locked_until_ms < $3
                  ORDER BY locked_until_ms LIMIT $4 FOR UPDATE SKIP LOCKED)
              UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $1, updated_at = $2
-             WHERE id IN (SELECT id FROM due UNION SELECT id FROM abandoned)
+             WHERE id IN (SELECT id FROM due UNION ALL SELECT id FROM abandoned)
              RETURNING {JOB_COLUMNS}"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
