@@ -88,6 +88,22 @@ impl Db {
         }
     }
 
+    /// Transactions committed in this Postgres database so far (`None` on
+    /// SQLite). The statistics are flushed by each backend within a second
+    /// of going idle, so this waits that out first.
+    async fn commits(&self) -> Option<i64> {
+        let Db::Postgres(store, _) = self else {
+            return None;
+        };
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sqlx::query_scalar(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(store.pool())
+        .await
+        .ok()
+    }
+
     fn url(&self) -> &str {
         match self {
             Db::Sqlite(_, url) | Db::Postgres(_, url) => url,
@@ -258,6 +274,7 @@ async fn main() {
         media: None,
         clock: services.clock.clone(),
     };
+    let commits = drain.commits().await;
     let started = Instant::now();
     let cpu = cpu_ms();
     let mut total = 0;
@@ -286,6 +303,12 @@ async fn main() {
         "  the bench process's CPU (user + system): {:.3} ms per job",
         cpu / total as f64
     );
+    if let (Some(before), Some(after)) = (commits, drain.commits().await) {
+        println!(
+            "  transactions committed on the database: {:.3} per job",
+            (after - before) as f64 / total as f64
+        );
+    }
     println!("load average at end: {}", load_average());
     drop(runner);
     drop(services);
