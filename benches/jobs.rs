@@ -96,12 +96,10 @@ impl Db {
             return None;
         };
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        sqlx::query_scalar(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
-        )
-        .fetch_one(store.pool())
-        .await
-        .ok()
+        sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+            .fetch_one(store.pool())
+            .await
+            .ok()
     }
 
     fn url(&self) -> &str {
