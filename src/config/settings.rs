@@ -219,6 +219,9 @@ pub struct WorkerSettings {
 pub struct RunnerSettings {
     pub poll_interval: Duration,
     pub batch: usize,
+    /// Jobs of a batch run at once, at most (jobs whose order matters run
+    /// one after another whatever this is).
+    pub concurrency: usize,
     pub lease: Duration,
     /// First retry delay; doubles each attempt, up to an hour.
     pub retry_base: Duration,
@@ -232,6 +235,7 @@ impl Default for RunnerSettings {
         Self {
             poll_interval: Duration::from_secs(1),
             batch: 100,
+            concurrency: 8,
             lease: Duration::from_secs(DEFAULT_LEASE_SECS),
             retry_base: Duration::from_secs(30),
             console_base_url: None,
@@ -393,18 +397,23 @@ impl Settings {
         let lease = Duration::from_secs(parse_in("LEASE_SECS", DEFAULT_LEASE_SECS, 3, 300)?);
         let shutdown_grace = Duration::from_secs(parse_in("SHUTDOWN_GRACE_SECS", 20, 0, 600)?);
 
+        let database_max_connections = parse_in("DATABASE_MAX_CONNECTIONS", 16, 1, 1000)? as u32;
         Ok(Settings {
             host,
             port,
             public_base_url,
             database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://textdesk.db".into()),
-            database_max_connections: parse_in("DATABASE_MAX_CONNECTIONS", 16, 1, 1000)? as u32,
+            database_max_connections,
             business_config: PathBuf::from(get("BUSINESS_CONFIG").unwrap_or_else(|| "business.toml".into())),
             log_format,
             twilio,
             anthropic,
             jobs: RunnerSettings {
                 lease,
+                // Each job in flight holds a connection for a statement at
+                // a time: half the pool leaves the rest to turns and
+                // webhooks.
+                concurrency: (database_max_connections / 2).clamp(1, 8) as usize,
                 ..RunnerSettings::default()
             },
             email: EmailSettings {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ConversationId, CustomerId, StoreError};
+use super::{ConversationId, CustomerId, JobClaim, StoreError};
 
 /// A job to enqueue. `dedupe_key` names its effect: enqueuing the same key
 /// twice is a no-op.
@@ -98,6 +98,41 @@ pub enum JobOutcome {
     },
 }
 
+/// How an outcome is written to its job's row.
+pub(crate) struct OutcomeRow {
+    pub status: &'static str,
+    /// When it runs next (epoch ms), if again.
+    pub run_at_ms: Option<i64>,
+    pub error: Option<String>,
+    pub result: Option<String>,
+    /// The attempt is given back (quiet hours deferred it).
+    pub uncount: bool,
+}
+
+impl JobOutcome {
+    pub(crate) fn row(&self) -> OutcomeRow {
+        let row = |status, run_at: Option<DateTime<Utc>>, error: Option<&String>, result: Option<&String>| {
+            OutcomeRow {
+                status,
+                run_at_ms: run_at.map(|t| t.timestamp_millis()),
+                error: error.cloned(),
+                result: result.cloned(),
+                uncount: false,
+            }
+        };
+        match self {
+            JobOutcome::Done { result } => row("done", None, None, result.as_ref()),
+            JobOutcome::Retry { at, error } => row("pending", Some(*at), Some(error), None),
+            JobOutcome::Dead { error } => row("dead", None, Some(error), None),
+            JobOutcome::Defer { at } => OutcomeRow {
+                uncount: true,
+                ..row("pending", Some(*at), None, None)
+            },
+            JobOutcome::Cancelled { reason } => row("cancelled", None, Some(reason), None),
+        }
+    }
+}
+
 /// Proactive work (reminders, emails, media fetches): enqueued by effect,
 /// claimed under a lease, finished, suspended per customer, listed.
 #[async_trait]
@@ -114,7 +149,19 @@ pub trait JobQueue: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<Job>, StoreError>;
 
-    async fn finish_job(&self, id: i64, outcome: &JobOutcome) -> Result<(), StoreError>;
+    /// Records how the job ended, if `claim` still holds it: the job is
+    /// still running under that claim (not taken over after its lease ran
+    /// out, nor handed back by a restart's recovery). False when the claim
+    /// was lost: nothing is recorded, and the claim that replaced it
+    /// records its own outcome.
+    async fn finish_job(&self, claim: JobClaim, outcome: &JobOutcome) -> Result<bool, StoreError> {
+        let recorded = self.finish_jobs(&[(claim, outcome.clone())]).await?;
+        Ok(recorded.first() == Some(&true))
+    }
+
+    /// As `finish_job` for each of several claims, in one statement (one
+    /// transaction on SQLite): whether each outcome was recorded, in order.
+    async fn finish_jobs(&self, outcomes: &[(JobClaim, JobOutcome)]) -> Result<Vec<bool>, StoreError>;
 
     /// Stops a customer's pending jobs (STOP), or starts them again (START).
     async fn suspend_jobs(&self, customer: CustomerId, suspended: bool) -> Result<u64, StoreError>;

@@ -8,7 +8,7 @@ use reqwest::redirect::Policy;
 use serde_json::json;
 use textdesk::http::owner::password::set_owner_password;
 use textdesk::store::console::{ConsoleStore, InboxQuery};
-use textdesk::store::{JobOutcome, JobStatus, NewJob};
+use textdesk::store::{JobClaim, JobOutcome, JobStatus, NewJob};
 
 use crate::helpers::*;
 
@@ -619,22 +619,36 @@ async fn jobs_can_be_retried_when_dead_and_cancelled_when_pending() {
     let app = spawn_app().await;
     with_password(&app).await;
     let later = Utc::now() + Duration::days(3);
+    // The dead job a minute before the pending one: claimed (as a runner
+    // would) at its own time, it is the only one taken.
+    let earlier = later - Duration::minutes(1);
     app.store
-        .enqueue_jobs(&[job("test:pending", later), job("test:dead", later)])
+        .enqueue_jobs(&[job("test:pending", later), job("test:dead", earlier)])
         .await
         .unwrap();
     let all = app.store.jobs(&[JobStatus::Pending], 10).await.unwrap();
     let pending = all.iter().find(|j| j.dedupe_key == "test:pending").unwrap().id;
-    let dead = all.iter().find(|j| j.dedupe_key == "test:dead").unwrap().id;
-    app.store
-        .finish_job(
-            dead,
-            &JobOutcome::Dead {
-                error: "Twilio said no".into(),
-            },
-        )
+    let claimed = app
+        .store
+        .claim_due_jobs(earlier, 1, std::time::Duration::from_secs(60))
         .await
         .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let dead = claimed[0].id;
+    assert!(
+        app.store
+            .finish_job(
+                JobClaim {
+                    id: dead,
+                    attempts: claimed[0].attempts,
+                },
+                &JobOutcome::Dead {
+                    error: "Twilio said no".into(),
+                },
+            )
+            .await
+            .unwrap()
+    );
 
     let (mut browser, csrf) = Browser::logged_in(&app).await;
     let page = browser.get("/owner/jobs").await.body;

@@ -75,6 +75,106 @@ async fn the_store_stamps_rows_and_judges_leases_by_its_clock() {
     );
 }
 
+/// "A job runner that lost a job's claim can still record its outcome":
+/// no more. A runner that stalled past its lease (its job taken over) or
+/// across a restart (its job handed back) records nothing; the claim that
+/// holds the job records its outcome, once.
+#[tokio::test]
+async fn a_jobs_outcome_is_recorded_only_by_the_claim_that_holds_it() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    use textdesk::clock::Clock;
+    use textdesk::store::{JobClaim, JobOutcome, JobStatus, NewJob};
+    let db = TestDb::new().await;
+    let clock = ManualClock::at(Utc.with_ymd_and_hms(2031, 3, 4, 12, 0, 0).unwrap());
+    let store = db.store_with_clock(Arc::new(clock.clone())).await;
+    let lease = Duration::from_secs(60);
+    let job = |key: &str| NewJob {
+        kind: "email",
+        dedupe_key: key.into(),
+        conversation_id: None,
+        customer_id: None,
+        recipient: "crew@example.com".into(),
+        payload: json!({}),
+        run_at: clock.now(),
+        max_attempts: 5,
+    };
+    let claim = |job: &textdesk::store::Job| JobClaim {
+        id: job.id,
+        attempts: job.attempts,
+    };
+    let status = async |store: &Arc<dyn textdesk::store::Store>, id: i64| {
+        let all = [
+            JobStatus::Pending,
+            JobStatus::Running,
+            JobStatus::Done,
+            JobStatus::Dead,
+            JobStatus::Cancelled,
+        ];
+        let job = store
+            .jobs(&all, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| j.id == id)
+            .unwrap();
+        (job.status, job.attempts, job.last_error)
+    };
+    let failed = JobOutcome::Retry {
+        at: clock.now() + chrono::Duration::hours(1),
+        error: "late news from a stalled runner".into(),
+    };
+    let done = JobOutcome::Done {
+        result: Some("sent".into()),
+    };
+
+    // Taken over: the first claim stalls past its lease, a second takes
+    // the job (attempt 2) and is still running it.
+    store.enqueue_jobs(&[job("taken-over")]).await.unwrap();
+    let first = store.claim_due_jobs(clock.now(), 10, lease).await.unwrap();
+    assert_eq!(first.len(), 1);
+    clock.advance(chrono::Duration::seconds(61));
+    let second = store.claim_due_jobs(clock.now(), 10, lease).await.unwrap();
+    assert_eq!(second.len(), 1, "past its lease, taken over");
+    assert_eq!(second[0].attempts, first[0].attempts + 1);
+    assert!(
+        !store.finish_job(claim(&first[0]), &failed).await.unwrap(),
+        "the lost claim records nothing"
+    );
+    assert_eq!(
+        status(&store, first[0].id).await,
+        (JobStatus::Running, 2, None),
+        "still the second claim's, running, with no error from the first"
+    );
+    assert!(store.finish_job(claim(&second[0]), &done).await.unwrap());
+    assert_eq!(status(&store, first[0].id).await.0, JobStatus::Done);
+    assert!(
+        !store.finish_job(claim(&first[0]), &failed).await.unwrap(),
+        "nor after the job is done"
+    );
+    assert!(
+        !store.finish_job(claim(&second[0]), &failed).await.unwrap(),
+        "an outcome is recorded once"
+    );
+    assert_eq!(status(&store, first[0].id).await.0, JobStatus::Done);
+
+    // Handed back: a restart's recovery puts an expired claim's job back
+    // in the queue; the old claim's late outcome must not mark it done
+    // before anyone ran it again.
+    store.enqueue_jobs(&[job("handed-back")]).await.unwrap();
+    let stalled = store.claim_due_jobs(clock.now(), 10, lease).await.unwrap();
+    assert_eq!(stalled.len(), 1);
+    clock.advance(chrono::Duration::seconds(61));
+    let recovered = store.recover_interrupted_work().await.unwrap();
+    assert_eq!(recovered.jobs_requeued, 1);
+    assert!(!store.finish_job(claim(&stalled[0]), &done).await.unwrap());
+    assert_eq!(status(&store, stalled[0].id).await.0, JobStatus::Pending);
+    let again = store.claim_due_jobs(clock.now(), 10, lease).await.unwrap();
+    assert_eq!(again.len(), 1, "still there to run");
+    assert!(store.finish_job(claim(&again[0]), &done).await.unwrap());
+}
+
 #[tokio::test]
 async fn a_provider_opt_out_and_profile_in_an_old_row_are_read_after_the_upgrade() {
     // An old release's SQLite file.

@@ -286,10 +286,16 @@ async fn the_job_gauges_count_by_kind_and_status_and_time_the_oldest_due_job() {
         .await
         .unwrap();
     assert_eq!(claimed[0].dedupe_key, "a");
-    store
-        .finish_job(claimed[0].id, &textdesk::store::JobOutcome::Done { result: None })
-        .await
-        .unwrap();
+    let claim = textdesk::store::JobClaim {
+        id: claimed[0].id,
+        attempts: claimed[0].attempts,
+    };
+    assert!(
+        store
+            .finish_job(claim, &textdesk::store::JobOutcome::Done { result: None })
+            .await
+            .unwrap()
+    );
 
     let counts = store.job_counts(now).await.unwrap();
     let n = |kind: &str, status: JobStatus| {

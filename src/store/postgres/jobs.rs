@@ -98,12 +98,13 @@ impl JobQueue for PgStore {
             "WITH due AS (
                  SELECT id FROM jobs WHERE status = 'pending' AND run_at_ms <= $3
                  ORDER BY run_at_ms, id LIMIT $4 FOR UPDATE SKIP LOCKED),
-             -- A claim whose lease ran out: its worker died.
+             -- A claim whose lease ran out: its worker died. (Disjoint from
+             -- `due` by status: UNION ALL, no de-duplicating hash.)
              abandoned AS (
                  SELECT id FROM jobs WHERE status = 'running' AND locked_until_ms < $3
                  ORDER BY locked_until_ms LIMIT $4 FOR UPDATE SKIP LOCKED)
              UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $1, updated_at = $2
-             WHERE id IN (SELECT id FROM due UNION SELECT id FROM abandoned)
+             WHERE id IN (SELECT id FROM due UNION ALL SELECT id FROM abandoned)
              RETURNING {JOB_COLUMNS}"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -118,31 +119,54 @@ impl JobQueue for PgStore {
         Ok(jobs)
     }
 
-    async fn finish_job(&self, id: i64, outcome: &JobOutcome) -> Result<(), StoreError> {
-        let now = self.now();
-        let (status, run_at, error, result, uncount) = match outcome {
-            JobOutcome::Done { result } => ("done", None, None, result.clone(), false),
-            JobOutcome::Retry { at, error } => ("pending", Some(*at), Some(error.clone()), None, false),
-            JobOutcome::Dead { error } => ("dead", None, Some(error.clone()), None, false),
-            JobOutcome::Defer { at } => ("pending", Some(*at), None, None, true),
-            JobOutcome::Cancelled { reason } => ("cancelled", None, Some(reason.clone()), None, false),
-        };
-        sqlx::query(
-            "UPDATE jobs SET status = $1, run_at_ms = COALESCE($2, run_at_ms), last_error = COALESCE($3, last_error),
-                             result = COALESCE($4, result), attempts = attempts - $5, locked_until_ms = NULL,
-                             updated_at = $6
-             WHERE id = $7",
+    async fn finish_jobs(&self, outcomes: &[(JobClaim, JobOutcome)]) -> Result<Vec<bool>, StoreError> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = outcomes.len();
+        let (mut ids, mut attempts, mut statuses, mut run_at, mut errors, mut results, mut uncount) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (claim, outcome) in outcomes {
+            let row = outcome.row();
+            ids.push(claim.id);
+            attempts.push(claim.attempts.min(i32::MAX as u32) as i32);
+            statuses.push(row.status);
+            run_at.push(row.run_at_ms);
+            errors.push(row.error);
+            results.push(row.result);
+            uncount.push(row.uncount as i32);
+        }
+        // Only the claim that holds the job records its outcome: a runner
+        // that stalled past its lease, whose job was taken over (one more
+        // attempt) or handed back by a restart (pending again), records
+        // nothing over the claim that replaced it.
+        let recorded: Vec<i64> = sqlx::query_scalar(
+            "UPDATE jobs j SET status = o.status, run_at_ms = COALESCE(o.run_at_ms, j.run_at_ms),
+                               last_error = COALESCE(o.error, j.last_error), result = COALESCE(o.result, j.result),
+                               attempts = j.attempts - o.uncount, locked_until_ms = NULL, updated_at = $8
+             FROM UNNEST($1::BIGINT[], $2::INTEGER[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], $7::INTEGER[])
+                  AS o(id, attempts, status, run_at_ms, error, result, uncount)
+             WHERE j.id = o.id AND j.attempts = o.attempts AND j.status = 'running'
+             RETURNING j.id",
         )
-        .bind(status)
-        .bind(run_at.map(|t| t.timestamp_millis()))
-        .bind(error)
-        .bind(result)
-        .bind(uncount as i32)
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&statuses)
+        .bind(&run_at)
+        .bind(&errors)
+        .bind(&results)
+        .bind(&uncount)
+        .bind(self.now())
+        .fetch_all(&self.pool)
         .await?;
-        Ok(())
+        Ok(ids.iter().map(|id| recorded.contains(id)).collect())
     }
 
     async fn suspend_jobs(&self, customer: CustomerId, suspended: bool) -> Result<u64, StoreError> {

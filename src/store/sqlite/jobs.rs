@@ -71,30 +71,39 @@ impl JobQueue for SqliteStore {
         Ok(jobs)
     }
 
-    async fn finish_job(&self, id: i64, outcome: &JobOutcome) -> Result<(), StoreError> {
+    async fn finish_jobs(&self, outcomes: &[(JobClaim, JobOutcome)]) -> Result<Vec<bool>, StoreError> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = self.now();
-        let (status, run_at, error, result, uncount) = match outcome {
-            JobOutcome::Done { result } => ("done", None, None, result.clone(), false),
-            JobOutcome::Retry { at, error } => ("pending", Some(*at), Some(error.clone()), None, false),
-            JobOutcome::Dead { error } => ("dead", None, Some(error.clone()), None, false),
-            JobOutcome::Defer { at } => ("pending", Some(*at), None, None, true),
-            JobOutcome::Cancelled { reason } => ("cancelled", None, Some(reason.clone()), None, false),
-        };
-        sqlx::query(
-            "UPDATE jobs SET status = ?, run_at_ms = COALESCE(?, run_at_ms), last_error = COALESCE(?, last_error),
-                             result = COALESCE(?, result), attempts = attempts - ?, locked_until_ms = NULL, updated_at = ?
-             WHERE id = ?",
-        )
-        .bind(status)
-        .bind(run_at.map(|t| t.timestamp_millis()))
-        .bind(error)
-        .bind(result)
-        .bind(uncount as i64)
-        .bind(now)
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut recorded = Vec::with_capacity(outcomes.len());
+        for (claim, outcome) in outcomes {
+            let row = outcome.row();
+            // Only the claim that holds the job records its outcome: a
+            // runner that stalled past its lease, whose job was taken over
+            // (one more attempt) or handed back by a restart (pending
+            // again), records nothing over the claim that replaced it.
+            let done = sqlx::query(
+                "UPDATE jobs SET status = ?, run_at_ms = COALESCE(?, run_at_ms), last_error = COALESCE(?, last_error),
+                                 result = COALESCE(?, result), attempts = attempts - ?, locked_until_ms = NULL,
+                                 updated_at = ?
+                 WHERE id = ? AND attempts = ? AND status = 'running'",
+            )
+            .bind(row.status)
+            .bind(row.run_at_ms)
+            .bind(row.error)
+            .bind(row.result)
+            .bind(row.uncount as i64)
+            .bind(now)
+            .bind(claim.id)
+            .bind(claim.attempts as i64)
+            .execute(&mut *tx)
+            .await?;
+            recorded.push(done.rows_affected() == 1);
+        }
+        tx.commit().await?;
+        Ok(recorded)
     }
 
     async fn suspend_jobs(&self, customer: CustomerId, suspended: bool) -> Result<u64, StoreError> {
