@@ -259,7 +259,21 @@ async fn session(state: AppState, socket: WebSocket) {
                     tracing::error!(error = %e, "could not cut the interrupted reply");
                 }
             }
-            RelayIn::Dtmf { digit } => tracing::info!(%digit, "the caller pressed a key"),
+            RelayIn::Dtmf { digit } => {
+                tracing::info!(%digit, "the caller pressed a key");
+                // "0" asks for a person: a turn of its own, in order with
+                // the caller's words (other digits mean nothing yet).
+                if let (Some(words), Some(queue)) = (voice::dtmf_words(&digit), &prompts) {
+                    heard_so_far.clear();
+                    n += 1;
+                    barge = Arc::new(Barge::default());
+                    let _ = queue.send(Prompt {
+                        n,
+                        text: words.to_string(),
+                        barge: barge.clone(),
+                    });
+                }
+            }
             RelayIn::Error { description } => {
                 tracing::warn!(%description, "ConversationRelay reported an error")
             }
