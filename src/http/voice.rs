@@ -346,7 +346,27 @@ async fn run_call(
     mut prompts: mpsc::UnboundedReceiver<Prompt>,
     mut speaker: Speaker,
 ) {
-    while let Some(prompt) = prompts.recv().await {
+    // The conversation's lease, taken now (while the caller hears the
+    // greeting) and renewed every third of a lease until the call ends.
+    let calls = &state.calls;
+    let mut lease = call::CallLease::default();
+    if let Err(e) = lease.take(calls, &info).await {
+        tracing::warn!(error = %e, "could not take the call's lease yet; the first turn will");
+    }
+    let renew_every = (calls.lease / 3).max(std::time::Duration::from_millis(100));
+    loop {
+        let prompt = tokio::select! {
+            prompt = prompts.recv() => match prompt {
+                Some(prompt) => prompt,
+                None => break,
+            },
+            _ = tokio::time::sleep(renew_every) => {
+                if let Err(e) = lease.take(calls, &info).await {
+                    tracing::warn!(error = %e, "could not renew the call's lease");
+                }
+                continue;
+            }
+        };
         // A reload between turns serves the next turn, as for texts.
         let engine = state
             .desks
@@ -356,6 +376,7 @@ async fn run_call(
             &state.calls,
             &engine,
             &info,
+            &mut lease,
             prompt.n,
             &prompt.text,
             &mut speaker,
@@ -372,4 +393,5 @@ async fn run_call(
             }
         }
     }
+    lease.release(calls, &info).await;
 }

@@ -36,7 +36,7 @@ use crate::domain::phone::E164;
 use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
 use crate::store::{
-    AlertKind, ConversationId, Direction, InboundMessage, MessageId, MessageKind, NewAlert, NewJob,
+    AlertKind, ConversationId, Direction, InboundMessage, Message, MessageId, MessageKind, NewAlert, NewJob,
     OutboundDraft, Recorded, Store, StoreError, TurnCommit, TurnInput, UNSENT_BY_DECISION,
 };
 
@@ -162,6 +162,44 @@ impl Barge {
     }
 }
 
+/// A stand-in id for the caller's words in a turn read before they were
+/// stored; never written.
+const UNSTORED: MessageId = MessageId(i64::MAX);
+
+/// The caller's words, being stored while the turn goes on.
+struct Utterance {
+    task: Option<tokio::task::JoinHandle<Result<Recorded, StoreError>>>,
+    id: Option<MessageId>,
+}
+
+impl Utterance {
+    fn store(store: Arc<dyn Store>, inbound: InboundMessage) -> Self {
+        Self {
+            task: Some(tokio::spawn(async move { store.record_inbound(&inbound).await })),
+            id: None,
+        }
+    }
+
+    /// Waits until the words are stored; their message's id.
+    async fn wait(&mut self, speaker: &mut Speaker) -> Result<MessageId, CallError> {
+        if let Some(id) = self.id {
+            return Ok(id);
+        }
+        let task = self.task.take().ok_or(CallError::NotStored)?;
+        let recorded = task.await.map_err(|_| CallError::NotStored)??;
+        speaker.phases.recorded = Some(Instant::now());
+        let id = match recorded {
+            Recorded::New(_, id) => id,
+            Recorded::Duplicate(_, id) => {
+                tracing::info!("a prompt already recorded; answered again");
+                id
+            }
+        };
+        self.id = Some(id);
+        Ok(id)
+    }
+}
+
 /// How a turn left the call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TurnEnd {
@@ -179,6 +217,8 @@ pub enum CallError {
     Store(#[from] StoreError),
     #[error("the conversation stayed busy with another turn")]
     Busy,
+    #[error("the caller's words could not be stored")]
+    NotStored,
 }
 
 /// When a call turn reached each of its steps, for the `call turn
@@ -327,25 +367,64 @@ struct SpokenCheck {
     violations: Vec<guardrail::Violation>,
 }
 
+/// The conversation's lease, held by a call from its start to its end
+/// (renewed while it lasts), so a turn does not queue on the database's
+/// writer for it between the caller's last word and the model's request.
+/// While a call holds it, the text worker leaves the conversation alone:
+/// a text the caller sends during the call is answered after it.
+#[derive(Debug, Default)]
+pub struct CallLease {
+    /// Until when it is ours, by the store's clock, as far as we know.
+    held_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl CallLease {
+    /// Takes the lease, or renews it, waiting (briefly) for a text turn
+    /// that holds it to finish.
+    pub async fn take(&mut self, calls: &Calls, call: &CallInfo) -> Result<(), CallError> {
+        let asked = calls.clock.now();
+        claim(calls, call.conversation, &call.worker()).await?;
+        self.held_until = chrono::Duration::from_std(calls.lease)
+            .ok()
+            .map(|lease| asked + lease);
+        Ok(())
+    }
+
+    /// Held for at least half a lease more: long enough for a turn.
+    fn fresh(&self, calls: &Calls) -> bool {
+        let half = chrono::Duration::from_std(calls.lease / 2).unwrap_or_default();
+        self.held_until
+            .is_some_and(|until| calls.clock.now() + half < until)
+    }
+
+    /// Lets the conversation go at the end of the call.
+    pub async fn release(&mut self, calls: &Calls, call: &CallInfo) {
+        self.held_until = None;
+        if let Err(e) = calls.store.release(call.conversation, &call.worker()).await {
+            tracing::warn!(error = %e, "could not release the call's lease; it expires");
+        }
+    }
+}
+
 /// Runs one call turn for the caller's words `text` (the `n`th of the
-/// call). The caller of this holds nothing; the turn takes the lease.
+/// call), under the call's lease (taken again first if it is not fresh).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_turn(
     calls: &Calls,
     engine: &Engine,
     call: &CallInfo,
+    lease: &mut CallLease,
     n: u32,
     text: &str,
     speaker: &mut Speaker,
     barge: &Barge,
 ) -> Result<TurnEnd, CallError> {
     speaker.start(barge);
-    let worker = call.worker();
-    claim(calls, call.conversation, &worker).await?;
+    if !lease.fresh(calls) {
+        lease.take(calls, call).await?;
+    }
     speaker.phases.claimed = Some(Instant::now());
     let outcome = turn_under_lease(calls, engine, call, n, text, speaker, barge).await;
-    if let Err(e) = calls.store.release(call.conversation, &worker).await {
-        tracing::warn!(error = %e, "could not release the call's lease; it expires");
-    }
     speaker.phases.report(call.conversation);
     outcome
 }
@@ -374,34 +453,56 @@ async fn turn_under_lease(
 ) -> Result<TurnEnd, CallError> {
     let business = engine.business.clone();
     let store = &calls.store;
-    let recorded = store
-        .record_inbound(&InboundMessage {
-            business_id: call.business_id.clone(),
-            channel_message_id: format!("{}:{}:{n}", call.call_sid, call.session_id),
-            from: call.caller.clone(),
-            to: call.called.clone(),
-            body: text.to_string(),
-            media: Vec::new(),
-            params: json!({"channel": "voice", "CallSid": call.call_sid}),
-            opt_out_keyword: None,
-            profile_name: None,
-        })
-        .await?;
-    if let Recorded::Duplicate(..) = recorded {
-        tracing::info!("a prompt already recorded; answered again");
-    }
-    speaker.phases.recorded = Some(Instant::now());
+    let inbound = InboundMessage {
+        business_id: call.business_id.clone(),
+        channel_message_id: format!("{}:{}:{n}", call.call_sid, call.session_id),
+        from: call.caller.clone(),
+        to: call.called.clone(),
+        body: text.to_string(),
+        media: Vec::new(),
+        params: json!({"channel": "voice", "CallSid": call.call_sid}),
+        opt_out_keyword: None,
+        profile_name: None,
+    };
+    let words_id = inbound.channel_message_id.clone();
+    // The caller's words are stored (a group commit, with its fsync) while
+    // the conversation is read and the model's request is sent: nothing
+    // the turn does waits for that write except speaking and committing,
+    // which wait for it (`Utterance::wait`).
+    let mut utterance = Utterance::store(store.clone(), inbound);
     let mut turn = store
         .turn_input(call.conversation, business.assistant.history_messages)
         .await?;
     speaker.phases.read = Some(Instant::now());
     turn.history
         .retain(|m| m.direction == Direction::Inbound || !UNSENT_BY_DECISION.contains(&m.status.as_str()));
-    let Some(through) = turn.pending.last().map(|m| m.id) else {
+    let seen = turn
+        .history
+        .iter()
+        .chain(&turn.pending)
+        .any(|m| m.channel_message_id.as_deref() == Some(words_id.as_str()));
+    if !seen {
+        // Read before the words were stored: added as they will be.
+        let words = Message {
+            id: UNSTORED,
+            direction: Direction::Inbound,
+            kind: MessageKind::Customer,
+            body: text.to_string(),
+            status: "pending".into(),
+            channel_message_id: Some(words_id),
+            num_media: 0,
+            opt_out_keyword: None,
+            created_at: calls.clock.now(),
+        };
+        turn.history.push(words.clone());
+        turn.pending.push(words);
+    }
+    if turn.pending.is_empty() {
         // Answered already (a rerun): nothing to say twice.
+        utterance.wait(speaker).await?;
         speaker.finish();
         return Ok(TurnEnd::Continue);
-    };
+    }
     let now = calls.clock.now();
     let mut state = conversation::on_customer_text(
         turn.state.clone(),
@@ -422,6 +523,7 @@ async fn turn_under_lease(
     let mut usage = Usage::default();
 
     let end = if call.mode == CallMode::Message {
+        utterance.wait(speaker).await?;
         // The caller's words are the message: the owner gets them, with the
         // call's transcript (the conversation's history).
         alerts.push(NewAlert {
@@ -442,6 +544,7 @@ async fn turn_under_lease(
         TurnEnd::End(json!({"reason": "message_taken", "conversation": call.conversation.0}))
     } else if let Some(keyword) = voice::spoken_keyword(text, turn.conversation.opted_out) {
         // Compliance keywords, by code, before the model: as for texts.
+        utterance.wait(speaker).await?;
         match keyword {
             Keyword::Help => {
                 speaker.say(&voice::help_spoken(&business), barge);
@@ -478,6 +581,7 @@ async fn turn_under_lease(
             }
         }
     } else if voice::wants_person(text) || !state.bot_answers() {
+        utterance.wait(speaker).await?;
         let mut d = desk::Turn {
             business: &business,
             conversation: &turn.conversation,
@@ -520,6 +624,7 @@ async fn turn_under_lease(
                     barge,
                     &mut model_calls,
                     &mut usage,
+                    &mut utterance,
                 )
                 .await;
                 state = ctx.state;
@@ -528,6 +633,7 @@ async fn turn_under_lease(
                 outcome
             }
             None => {
+                utterance.wait(speaker).await?;
                 let draft = engine
                     .guided
                     .draft(&business, &turn, state.clone(), now, false)
@@ -591,6 +697,17 @@ async fn turn_under_lease(
         }
     };
 
+    // The newest text answered: the caller's words (stored by now; a
+    // failure to store them fails the turn, unspoken and uncommitted).
+    let stored = utterance.wait(speaker).await?;
+    let through = turn
+        .pending
+        .iter()
+        .map(|m| m.id)
+        .filter(|id| *id != UNSTORED)
+        .chain([stored])
+        .max()
+        .unwrap_or(stored);
     if model_calls > 0 {
         // Before the commit, as for a text turn: tokens spent count even
         // if the turn then fails. A failed write costs the console a
@@ -825,6 +942,7 @@ async fn stream_reply(
     barge: &Barge,
     model_calls: &mut u32,
     usage: &mut Usage,
+    utterance: &mut Utterance,
 ) -> Result<(), ModelError> {
     let tools = calls.tools(engine);
     let business = ctx.business;
@@ -863,7 +981,24 @@ async fn stream_reply(
         );
         *model_calls += 1;
         speaker.phases.requested.get_or_insert_with(Instant::now);
-        let opening = model.client.stream_message(&request);
+        // Sent at once, on a task of its own, so it is in flight while
+        // the caller's words are still being stored.
+        let client = model.client.clone();
+        let request = tokio::spawn(async move { client.stream_message(&request).await });
+        let abort = request.abort_handle();
+        if utterance.wait(speaker).await.is_err() {
+            // Not stored: nothing is said; the turn fails after this.
+            abort.abort();
+            return Ok(());
+        }
+        let opening = async move {
+            request.await.unwrap_or_else(|e| {
+                Err(ModelError::Unavailable {
+                    attempts: 1,
+                    last_error: format!("the request's task ended: {e}"),
+                })
+            })
+        };
         tokio::pin!(opening);
         let opened = if spoke_anything {
             tokio::time::timeout(calls.model_stall, &mut opening).await

@@ -963,3 +963,42 @@ async fn call_turns_record_their_model_usage_and_mark_the_prompt_cache() {
         "{latest}"
     );
 }
+
+#[tokio::test]
+async fn the_callers_words_are_stored_before_the_first_word_is_spoken() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    // The model answers at once: its request is sent while the words are
+    // still being stored, and speaking waits for the store.
+    let app = app_with_script(
+        vec![say("Happy to help. What is in the pile?")],
+        false,
+        Duration::ZERO,
+    )
+    .await;
+    let mut relay = Relay::signed(&app).await;
+    relay.setup("CAorder", None).await;
+    relay
+        .send(json!({"type": "prompt", "voicePrompt": "A couch and a fridge", "last": true}))
+        .await;
+    let first = relay.next().await;
+    assert_eq!(first["type"], "text");
+    let messages = app.messages(CALLER).await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.direction == Direction::Inbound && m.body == "A couch and a fridge"),
+        "spoken before the caller's words were stored: {messages:?}"
+    );
+    let (rest, _) = relay.hear().await;
+    assert!(rest.ends_with("What is in the pile?"), "{rest}");
+    // The model read the words once, though the conversation was read
+    // before they were stored.
+    let request = &app.model_requests().await[0];
+    assert_eq!(
+        request.to_string().matches("A couch and a fridge").count(),
+        1,
+        "{request}"
+    );
+}
