@@ -255,9 +255,19 @@ async fn main() {
         let tasks: Vec<_> = (0..calls)
             .map(|i| tokio::spawn(one_call(port, i, round, start.clone())))
             .collect();
+        let mut round_first = Vec::with_capacity(calls);
         for task in tasks {
-            samples.push(task.await.unwrap());
+            let sample = task.await.unwrap();
+            round_first.push(sample.first_token);
+            samples.push(sample);
         }
+        round_first.sort();
+        println!(
+            "round {}: first text token p50 {:.1} ms, max {:.1} ms",
+            round + 1,
+            percentile(&round_first, 0.5).as_secs_f64() * 1e3,
+            round_first.last().unwrap().as_secs_f64() * 1e3
+        );
     }
     let mut first: Vec<Duration> = samples.iter().map(|s| s.first_token).collect();
     first.sort();
