@@ -19,7 +19,7 @@
 //! cargo bench --bench voice -- [calls] [rounds]     (default 50 calls, 4 rounds)
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -32,12 +32,14 @@ use textdesk::config::settings::Settings;
 use textdesk::twilio::signature;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tracing_subscriber::layer::SubscriberExt;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const AUTH_TOKEN: &str = "bench-auth-token";
 const BUSINESS_NUMBER: &str = "+15035550142";
 const MODEL_DELAY: Duration = Duration::from_millis(300);
+const GREETING: Duration = Duration::from_secs(1);
 const FIRST_TOKEN_TARGET: Duration = Duration::from_millis(350);
 const PER_TOKEN_TARGET: Duration = Duration::from_millis(1);
 const REPLY: &str = "Sure, we can haul that away for you. We take couches, fridges, mattresses and most household \
@@ -50,9 +52,60 @@ fn pieces() -> Vec<String> {
     words.chunks(per).map(|c| c.concat()).collect()
 }
 
+/// CPU time (user and system) this process has used, from /proc (Linux);
+/// zero elsewhere.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th of the whole line, in clock ticks (100 a second).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    Duration::from_millis(ticks * 10)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
+}
+
+/// The steps of each call turn, from textdesk's `call turn timing` events
+/// (milliseconds from the turn's start; -1 when a step did not happen).
+#[derive(Default)]
+struct Phases(HashMap<&'static str, f64>);
+
+impl tracing::field::Visit for Phases {
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name(), value);
+    }
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+}
+
+/// Collects every call turn's phases.
+#[derive(Clone, Default)]
+struct PhaseLayer(Arc<Mutex<Vec<Phases>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PhaseLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "textdesk::call_timing" {
+            return;
+        }
+        let mut phases = Phases::default();
+        event.record(&mut phases);
+        self.0.lock().unwrap().push(phases);
+    }
+}
+
+fn ms_percentiles(values: &mut [f64]) -> String {
+    values.sort_by(f64::total_cmp);
+    let at = |p: f64| values[((values.len() as f64 - 1.0) * p).round() as usize];
+    format!(
+        "p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    )
 }
 
 struct Sample {
@@ -67,11 +120,18 @@ async fn one_call(port: u16, i: usize, round: usize, start: Arc<tokio::sync::Bar
     request
         .headers_mut()
         .insert("x-twilio-signature", sig.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    // Nagle off, as a real-time client's socket is: otherwise the prompt
+    // can wait on the delayed ACK of the `setup` sent just before it.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+        .await
+        .unwrap();
     let caller = format!("+1503555{:04}", round * 1000 + i);
     let setup = json!({"type": "setup", "sessionId": format!("VX{round}-{i}"), "callSid": format!("CA{round}-{i}"),
                        "from": caller, "to": BUSINESS_NUMBER, "customParameters": {}});
     ws.send(Message::Text(setup.to_string().into())).await.unwrap();
+    // Twilio speaks the welcome greeting (seconds) before the caller's
+    // first words arrive; one second of it here.
+    tokio::time::sleep(GREETING).await;
     start.wait().await;
     let prompt =
         json!({"type": "prompt", "voicePrompt": "I need a couch and a fridge hauled away", "last": true});
@@ -111,6 +171,16 @@ async fn main() {
         .collect();
     let calls = args.first().copied().unwrap_or(50);
     let rounds = args.get(1).copied().unwrap_or(4);
+    let phases = PhaseLayer::default();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("textdesk::call_timing", tracing::Level::DEBUG),
+            )
+            .with(phases.clone()),
+    )
+    .unwrap();
 
     let anthropic = MockServer::start().await;
     let pieces = pieces();
@@ -128,14 +198,34 @@ async fn main() {
         .await;
 
     let dir = tempfile::tempdir().unwrap();
+    // SQLite in the temp dir, or with `BENCH_DATABASE_URL=postgres://...`
+    // (a server) a database of its own there, dropped at the end.
+    let postgres = std::env::var("BENCH_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"));
+    let bench_db = "textdesk_bench_voice";
+    let database_url = match &postgres {
+        Some(server) => {
+            use sqlx::Connection;
+            let mut admin = sqlx::PgConnection::connect(server).await.unwrap();
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {bench_db} WITH (FORCE)"),
+                format!("CREATE DATABASE {bench_db}"),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+            }
+            format!("{}{bench_db}", &server[..server.rfind('/').unwrap() + 1])
+        }
+        None => format!("sqlite://{}/voice.db", dir.path().display()),
+    };
     let vars: HashMap<&str, String> = [
         ("HOST", "127.0.0.1".to_string()),
         ("PORT", "0".to_string()),
         ("PUBLIC_BASE_URL", "http://127.0.0.1".to_string()),
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}/voice.db", dir.path().display()),
-        ),
+        ("DATABASE_URL", database_url),
         ("TWILIO_AUTH_TOKEN", AUTH_TOKEN.to_string()),
         ("ANTHROPIC_API_KEY", "bench-key".to_string()),
         ("ANTHROPIC_BASE_URL", anthropic.uri()),
@@ -159,14 +249,25 @@ async fn main() {
     let port = app.port();
 
     let mut samples = Vec::new();
+    let cpu_before = process_cpu();
     for round in 0..rounds {
         let start = Arc::new(tokio::sync::Barrier::new(calls));
         let tasks: Vec<_> = (0..calls)
             .map(|i| tokio::spawn(one_call(port, i, round, start.clone())))
             .collect();
+        let mut round_first = Vec::with_capacity(calls);
         for task in tasks {
-            samples.push(task.await.unwrap());
+            let sample = task.await.unwrap();
+            round_first.push(sample.first_token);
+            samples.push(sample);
         }
+        round_first.sort();
+        println!(
+            "round {}: first text token p50 {:.1} ms, max {:.1} ms",
+            round + 1,
+            percentile(&round_first, 0.5).as_secs_f64() * 1e3,
+            round_first.last().unwrap().as_secs_f64() * 1e3
+        );
     }
     let mut first: Vec<Duration> = samples.iter().map(|s| s.first_token).collect();
     first.sort();
@@ -192,7 +293,66 @@ async fn main() {
         percentile(&per_token, 0.99).as_secs_f64() * 1e3,
         PER_TOKEN_TARGET
     );
+    // Each turn reports its steps after its commit, a moment after the
+    // caller heard its end.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while phases.0.lock().unwrap().len() < samples.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cpu = process_cpu() - cpu_before;
+    println!(
+        "CPU per call turn (this whole process: textdesk, the fake Claude and the callers' sockets; an upper bound): {:.2} ms ({} on {})",
+        cpu.as_secs_f64() * 1e3 / samples.len() as f64,
+        if postgres.is_some() { "Postgres" } else { "SQLite" },
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     app.stop().await;
+    if let Some(server) = &postgres {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(server).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {bench_db} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+    // Where each turn's wait went, from textdesk's own timestamps.
+    let turns = phases.0.lock().unwrap();
+    println!(
+        "call turn steps, from the prompt's arrival ({} turns):",
+        turns.len()
+    );
+    for step in [
+        "started_ms",
+        "claimed_ms",
+        "recorded_ms",
+        "read_ms",
+        "requested_ms",
+        "model_opened_ms",
+        "first_spoken_ms",
+    ] {
+        let mut values: Vec<f64> = turns
+            .iter()
+            .filter_map(|t| t.0.get(step).copied())
+            .filter(|v| *v >= 0.0)
+            .collect();
+        if !values.is_empty() {
+            println!("  {step:<16} {}", ms_percentiles(&mut values));
+        }
+    }
+    let mut model_to_socket: Vec<f64> = turns
+        .iter()
+        .filter_map(|t| Some(t.0.get("first_spoken_ms")? - t.0.get("model_opened_ms")?))
+        .collect();
+    if !model_to_socket.is_empty() {
+        println!(
+            "  model's first byte to first words out: {}",
+            ms_percentiles(&mut model_to_socket)
+        );
+    }
     let mut missed = false;
     if percentile(&first, 0.99) > FIRST_TOKEN_TARGET {
         println!("MISSED: first token p99");

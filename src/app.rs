@@ -558,6 +558,15 @@ impl Application {
         let server = tokio::spawn(async move {
             // The client's address is the console's login rate-limit key.
             let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            // Nagle off: a call's spoken reply goes out as several small
+            // WebSocket frames, and each after the first would otherwise
+            // wait for the ACK of the one before (up to the peer's delayed
+            // ACK, 40 ms on Linux).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
             let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
                 let _ = server_shutdown.wait_for(|stop| *stop).await;
             });

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 use url::Url;
 
-use super::{ANTHROPIC_VERSION, ErrorBody, MessagesRequest, ModelError};
+use super::{ANTHROPIC_VERSION, ErrorBody, MessagesRequest, ModelError, Usage};
 use crate::config::settings::AnthropicSettings;
 
 /// What the call loop reads from a streamed reply.
@@ -28,6 +28,10 @@ pub enum StreamEvent {
     Text(String),
     /// A complete tool call (its input assembled from the streamed pieces).
     ToolUse { id: String, name: String, input: Value },
+    /// What the request cost, in tokens (input and cache use from
+    /// `message_start`, the output count from `message_delta`), just
+    /// before `Stop`; not sent when the stream reported no usage.
+    Usage(Usage),
     /// The message ended, with its stop reason (`end_turn`, `tool_use`, ...).
     Stop(Option<String>),
 }
@@ -180,6 +184,8 @@ pub struct SseDecoder {
     tools: std::collections::BTreeMap<u64, PendingTool>,
     stop_reason: Option<String>,
     stopped: bool,
+    /// The request's usage so far, if the stream reported any.
+    usage: Option<Usage>,
 }
 
 impl SseDecoder {
@@ -267,11 +273,34 @@ impl SseDecoder {
                     input,
                 }))
             }
+            "message_start" => {
+                self.usage = serde_json::from_value(value["message"]["usage"].clone()).ok();
+                None
+            }
             "message_delta" => {
                 if let Some(reason) = value["delta"]["stop_reason"].as_str() {
                     self.stop_reason = Some(reason.to_string());
                 }
-                None
+                // The delta's counts are cumulative: the output so far, and
+                // (in newer API versions) the input counts again.
+                let delta = &value["usage"];
+                if delta.is_object() {
+                    let usage = self.usage.get_or_insert_with(Usage::default);
+                    let count = |key: &str| delta[key].as_u64();
+                    if let Some(n) = count("output_tokens") {
+                        usage.output_tokens = n;
+                    }
+                    if let Some(n) = count("input_tokens") {
+                        usage.input_tokens = n;
+                    }
+                    if let Some(n) = count("cache_read_input_tokens") {
+                        usage.cache_read_input_tokens = n;
+                    }
+                    if let Some(n) = count("cache_creation_input_tokens") {
+                        usage.cache_creation_input_tokens = n;
+                    }
+                }
+                self.usage.take().map(|u| Ok(StreamEvent::Usage(u)))
             }
             "message_stop" => {
                 self.stopped = true;
@@ -285,7 +314,7 @@ impl SseDecoder {
                     value["error"]["message"].as_str().unwrap_or("")
                 ),
             })),
-            // message_start, ping, and event types added later.
+            // ping, and event types added later.
             _ => None,
         }
     }
@@ -306,13 +335,33 @@ fn find_event_end(buffer: &[u8]) -> Option<(usize, usize)> {
 /// the benchmark. `text` is sent in `pieces` deltas; `tool`, if any, is
 /// one tool call (its input in two pieces) and the stop reason `tool_use`.
 pub fn sse_body(text_pieces: &[&str], tool: Option<(&str, &str, &Value)>) -> String {
+    sse_body_with_usage(text_pieces, tool, None)
+}
+
+/// As [`sse_body`], reporting `usage` as the API does: the input counts in
+/// `message_start`, the output count in `message_delta`.
+pub fn sse_body_with_usage(
+    text_pieces: &[&str],
+    tool: Option<(&str, &str, &Value)>,
+    usage: Option<&Usage>,
+) -> String {
     let mut out = String::new();
     let mut event = |name: &str, data: Value| {
         out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
     };
+    let mut message =
+        serde_json::json!({"id": "msg_fake", "type": "message", "role": "assistant", "content": []});
+    if let Some(u) = usage {
+        message["usage"] = serde_json::json!({
+            "input_tokens": u.input_tokens,
+            "cache_read_input_tokens": u.cache_read_input_tokens,
+            "cache_creation_input_tokens": u.cache_creation_input_tokens,
+            "output_tokens": 1,
+        });
+    }
     event(
         "message_start",
-        serde_json::json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "content": []}}),
+        serde_json::json!({"type": "message_start", "message": message}),
     );
     let mut index = 0;
     if !text_pieces.is_empty() {
@@ -351,10 +400,11 @@ pub fn sse_body(text_pieces: &[&str], tool: Option<(&str, &str, &Value)>) -> Str
         );
     }
     let stop = if tool.is_some() { "tool_use" } else { "end_turn" };
-    event(
-        "message_delta",
-        serde_json::json!({"type": "message_delta", "delta": {"stop_reason": stop}}),
-    );
+    let mut delta = serde_json::json!({"type": "message_delta", "delta": {"stop_reason": stop}});
+    if let Some(u) = usage {
+        delta["usage"] = serde_json::json!({"output_tokens": u.output_tokens});
+    }
+    event("message_delta", delta);
     event("message_stop", serde_json::json!({"type": "message_stop"}));
     out
 }
@@ -389,6 +439,31 @@ mod tests {
             }
             assert_eq!(events, expected, "chunks of {size}");
         }
+    }
+
+    #[test]
+    fn usage_is_reported_before_the_stop() {
+        let usage = Usage {
+            input_tokens: 40,
+            cache_read_input_tokens: 1500,
+            cache_creation_input_tokens: 7,
+            output_tokens: 23,
+        };
+        let body = sse_body_with_usage(&["Hello."], None, Some(&usage));
+        let mut decoder = SseDecoder::default();
+        let events: Vec<StreamEvent> = decoder
+            .push(body.as_bytes())
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                StreamEvent::Text("Hello.".into()),
+                StreamEvent::Usage(usage),
+                StreamEvent::Stop(Some("end_turn".into())),
+            ]
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::config::business::BusinessConfig;
 use crate::domain::availability::DayHours;
+use crate::domain::keywords::{self, Keyword};
 use crate::domain::money::Money;
 
 pub const INBOUND_PATH: &str = "/api/voice/inbound";
@@ -224,8 +225,62 @@ pub fn message_greeting(business: &BusinessConfig) -> String {
     )
 }
 
+/// What a caller's keypad press stands for in the conversation: "0" asks
+/// for a person. Stored as the caller's words, so the transcript shows it.
+pub const PRESSED_ZERO: &str = "[The caller pressed 0 for a person.]";
+
+/// The inbound words a keypad digit stands for, if it means anything.
+pub fn dtmf_words(digit: &str) -> Option<&'static str> {
+    (digit.trim() == "0").then_some(PRESSED_ZERO)
+}
+
+/// A compliance keyword in a caller's words, read by code before the model,
+/// as a text's is: STOP (and an opt-out in plain words) and HELP.
+///
+/// Narrower than for texts, because speech is not a command line: CANCEL,
+/// END and QUIT alone are not opt-outs on a call (the caller may mean the
+/// booking or the call), and START or YES never re-subscribe (YES answers a
+/// question); a caller opts back in by texting START.
+pub fn spoken_keyword(text: &str, opted_out: bool) -> Option<Keyword> {
+    let word = text.trim().trim_end_matches(['.', '!', '?']).to_ascii_uppercase();
+    if matches!(word.as_str(), "CANCEL" | "END" | "QUIT") {
+        return None;
+    }
+    match keywords::classify(text, opted_out) {
+        Some(Keyword::OptIn) => None,
+        Some(Keyword::OptOutInWords) => Some(Keyword::OptOutInWords),
+        // An opted-out caller asking again in words: confirmed again.
+        None if opted_out && keywords::asks_to_stop_texts(text) => Some(Keyword::OptOutInWords),
+        other => other,
+    }
+}
+
+/// The spoken confirmation of an opt-out: code's words, then the call ends.
+pub fn opted_out_spoken(business: &BusinessConfig, booked: Option<&str>) -> String {
+    let mut said = format!("OK, {} will not text you again.", business.business.name);
+    if let Some(label) = booked {
+        said.push_str(&format!(
+            " Your booking for {label} still stands; we'll call you about it."
+        ));
+    }
+    said.push_str(" Thank you for calling. Goodbye.");
+    said
+}
+
+/// HELP on a call: who answers, what it can do, how to stop texts.
+pub fn help_spoken(business: &BusinessConfig) -> String {
+    format!(
+        "This is the assistant for {}. I can answer questions, give you a price, and book a time. \
+         To stop our texts, say stop. What can I help you with?",
+        business.business.name
+    )
+}
+
 /// The caller asks for a person. Read by code, so it works with no model.
 pub fn wants_person(text: &str) -> bool {
+    if text.trim() == PRESSED_ZERO {
+        return true;
+    }
     let t = text.to_lowercase();
     const ASKS: [&str; 12] = [
         "talk to someone",
@@ -521,6 +576,34 @@ pub fn speakable(sentence: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spoken_keywords_are_narrower_than_texted_ones() {
+        assert_eq!(spoken_keyword("Stop.", false), Some(Keyword::OptOut));
+        assert_eq!(
+            spoken_keyword("stop texting me", false),
+            Some(Keyword::OptOutInWords)
+        );
+        assert_eq!(
+            spoken_keyword("stop texting me", true),
+            Some(Keyword::OptOutInWords)
+        );
+        assert_eq!(spoken_keyword("Help", false), Some(Keyword::Help));
+        assert_eq!(spoken_keyword("Cancel.", false), None);
+        assert_eq!(spoken_keyword("End", false), None);
+        assert_eq!(spoken_keyword("Yes.", true), None);
+        assert_eq!(spoken_keyword("Start", true), None);
+        assert_eq!(spoken_keyword("Please stop by on Tuesday", false), None);
+        assert_eq!(spoken_keyword("I need a couch hauled away", false), None);
+    }
+
+    #[test]
+    fn zero_on_the_keypad_asks_for_a_person() {
+        assert_eq!(dtmf_words("0"), Some(PRESSED_ZERO));
+        assert!(wants_person(dtmf_words("0").unwrap()));
+        assert_eq!(dtmf_words("5"), None);
+        assert_eq!(dtmf_words("#"), None);
+    }
 
     #[test]
     fn relay_url_follows_the_public_base() {

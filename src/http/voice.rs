@@ -259,7 +259,21 @@ async fn session(state: AppState, socket: WebSocket) {
                     tracing::error!(error = %e, "could not cut the interrupted reply");
                 }
             }
-            RelayIn::Dtmf { digit } => tracing::info!(%digit, "the caller pressed a key"),
+            RelayIn::Dtmf { digit } => {
+                tracing::info!(%digit, "the caller pressed a key");
+                // "0" asks for a person: a turn of its own, in order with
+                // the caller's words (other digits mean nothing yet).
+                if let (Some(words), Some(queue)) = (voice::dtmf_words(&digit), &prompts) {
+                    heard_so_far.clear();
+                    n += 1;
+                    barge = Arc::new(Barge::default());
+                    let _ = queue.send(Prompt {
+                        n,
+                        text: words.to_string(),
+                        barge: barge.clone(),
+                    });
+                }
+            }
             RelayIn::Error { description } => {
                 tracing::warn!(%description, "ConversationRelay reported an error")
             }
@@ -332,7 +346,27 @@ async fn run_call(
     mut prompts: mpsc::UnboundedReceiver<Prompt>,
     mut speaker: Speaker,
 ) {
-    while let Some(prompt) = prompts.recv().await {
+    // The conversation's lease, taken now (while the caller hears the
+    // greeting) and renewed every third of a lease until the call ends.
+    let calls = &state.calls;
+    let mut lease = call::CallLease::default();
+    if let Err(e) = lease.take(calls, &info).await {
+        tracing::warn!(error = %e, "could not take the call's lease yet; the first turn will");
+    }
+    let renew_every = (calls.lease / 3).max(std::time::Duration::from_millis(100));
+    loop {
+        let prompt = tokio::select! {
+            prompt = prompts.recv() => match prompt {
+                Some(prompt) => prompt,
+                None => break,
+            },
+            _ = tokio::time::sleep(renew_every) => {
+                if let Err(e) = lease.take(calls, &info).await {
+                    tracing::warn!(error = %e, "could not renew the call's lease");
+                }
+                continue;
+            }
+        };
         // A reload between turns serves the next turn, as for texts.
         let engine = state
             .desks
@@ -342,6 +376,7 @@ async fn run_call(
             &state.calls,
             &engine,
             &info,
+            &mut lease,
             prompt.n,
             &prompt.text,
             &mut speaker,
@@ -358,4 +393,5 @@ async fn run_call(
             }
         }
     }
+    lease.release(calls, &info).await;
 }

@@ -12,7 +12,7 @@
 //! as the answer and marked delivered on the call, never texted.
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -20,20 +20,23 @@ use tokio::sync::mpsc;
 
 use super::turns::Engine;
 use crate::anthropic::stream::{StreamEvent, StreamingModel};
-use crate::anthropic::{ApiMessage, ContentBlock, MessagesRequest, ModelError, Role, SystemBlock};
+use crate::anthropic::{ApiMessage, ContentBlock, ModelError, Role, Usage};
 use crate::assistant::tools::{ToolContext, ToolRegistry};
-use crate::assistant::{history_to_messages, job_tools, prompt, schedule_tools};
+use crate::assistant::{
+    cached_request, context_block, history_to_messages, job_tools, prompt, schedule_tools, with_context,
+};
 use crate::channel::Channel;
 use crate::channel::voice::{self, CallMode, Sentences};
 use crate::clock::Clock;
 use crate::desk;
-use crate::domain::conversation::{self, ConversationState, HandoffReason};
+use crate::domain::conversation::{self, ConversationState, Event, HandoffReason};
 use crate::domain::guardrail;
+use crate::domain::keywords::Keyword;
 use crate::domain::phone::E164;
 use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
 use crate::store::{
-    AlertKind, ConversationId, Delivery, Direction, InboundMessage, MessageId, MessageKind, NewAlert, NewJob,
+    AlertKind, ConversationId, Direction, InboundMessage, Message, MessageId, MessageKind, NewAlert, NewJob,
     OutboundDraft, Recorded, Store, StoreError, TurnCommit, TurnInput, UNSENT_BY_DECISION,
 };
 
@@ -123,11 +126,23 @@ impl CallInfo {
 }
 
 /// A barge-in during or after a turn: what the caller heard, and the
-/// stored reply to cut to it.
-#[derive(Debug, Default)]
+/// stored reply to cut to it. Made when the caller's words arrive.
+#[derive(Debug)]
 pub struct Barge {
     heard: Mutex<Option<String>>,
     committed: Mutex<Option<MessageId>>,
+    /// When the caller finished speaking (the prompt arrived).
+    received: Instant,
+}
+
+impl Default for Barge {
+    fn default() -> Self {
+        Self {
+            heard: Mutex::default(),
+            committed: Mutex::default(),
+            received: Instant::now(),
+        }
+    }
 }
 
 impl Barge {
@@ -144,6 +159,44 @@ impl Barge {
 
     fn committed(&self, id: MessageId) {
         *self.committed.lock().expect("not poisoned") = Some(id);
+    }
+}
+
+/// A stand-in id for the caller's words in a turn read before they were
+/// stored; never written.
+const UNSTORED: MessageId = MessageId(i64::MAX);
+
+/// The caller's words, being stored while the turn goes on.
+struct Utterance {
+    task: Option<tokio::task::JoinHandle<Result<Recorded, StoreError>>>,
+    id: Option<MessageId>,
+}
+
+impl Utterance {
+    fn store(store: Arc<dyn Store>, inbound: InboundMessage) -> Self {
+        Self {
+            task: Some(tokio::spawn(async move { store.record_inbound(&inbound).await })),
+            id: None,
+        }
+    }
+
+    /// Waits until the words are stored; their message's id.
+    async fn wait(&mut self, speaker: &mut Speaker) -> Result<MessageId, CallError> {
+        if let Some(id) = self.id {
+            return Ok(id);
+        }
+        let task = self.task.take().ok_or(CallError::NotStored)?;
+        let recorded = task.await.map_err(|_| CallError::NotStored)??;
+        speaker.phases.recorded = Some(Instant::now());
+        let id = match recorded {
+            Recorded::New(_, id) => id,
+            Recorded::Duplicate(_, id) => {
+                tracing::info!("a prompt already recorded; answered again");
+                id
+            }
+        };
+        self.id = Some(id);
+        Ok(id)
     }
 }
 
@@ -164,6 +217,58 @@ pub enum CallError {
     Store(#[from] StoreError),
     #[error("the conversation stayed busy with another turn")]
     Busy,
+    #[error("the caller's words could not be stored")]
+    NotStored,
+}
+
+/// When a call turn reached each of its steps, for the `call turn
+/// timing` event (where a caller's wait goes; the benchmark reads it).
+#[derive(Debug, Clone, Copy)]
+struct Phases {
+    /// The caller's words arrived.
+    received: Instant,
+    started: Instant,
+    claimed: Option<Instant>,
+    recorded: Option<Instant>,
+    read: Option<Instant>,
+    /// The model's request was sent (the prompt built).
+    requested: Option<Instant>,
+    /// The model's response began (its headers: the first byte).
+    model_opened: Option<Instant>,
+    /// The first words were handed to the socket's writer.
+    first_spoken: Option<Instant>,
+}
+
+impl Phases {
+    fn new(received: Instant) -> Self {
+        Self {
+            received,
+            started: Instant::now(),
+            claimed: None,
+            recorded: None,
+            read: None,
+            requested: None,
+            model_opened: None,
+            first_spoken: None,
+        }
+    }
+
+    fn report(&self, conversation: ConversationId) {
+        let ms = |at: Option<Instant>| at.map_or(-1.0, |t| (t - self.received).as_secs_f64() * 1e3);
+        tracing::debug!(
+            target: "textdesk::call_timing",
+            conversation = conversation.0,
+            started_ms = ms(Some(self.started)),
+            claimed_ms = ms(self.claimed),
+            recorded_ms = ms(self.recorded),
+            read_ms = ms(self.read),
+            requested_ms = ms(self.requested),
+            model_opened_ms = ms(self.model_opened),
+            first_spoken_ms = ms(self.first_spoken),
+            total_ms = ms(Some(Instant::now())),
+            "call turn timing"
+        );
+    }
 }
 
 /// Speaks to the relay and keeps what was said, for the record.
@@ -172,6 +277,7 @@ pub struct Speaker {
     said: String,
     /// Stopped by a barge-in: nothing more is sent this turn.
     stopped: bool,
+    phases: Phases,
 }
 
 impl Speaker {
@@ -180,7 +286,12 @@ impl Speaker {
             out,
             said: String::new(),
             stopped: false,
+            phases: Phases::new(Instant::now()),
         }
+    }
+
+    fn spoke(&mut self) {
+        self.phases.first_spoken.get_or_insert_with(Instant::now);
     }
 
     fn say(&mut self, sentence: &str, barge: &Barge) {
@@ -196,6 +307,7 @@ impl Speaker {
             self.said.push(' ');
         }
         self.said.push_str(&spoken);
+        self.spoke();
         // A socket gone mid-turn: the turn's effects still stand.
         let _ = self.out.send(Speech::Text {
             token: format!("{spoken} "),
@@ -208,6 +320,7 @@ impl Speaker {
         if self.stopped || barge.heard().is_some() {
             return;
         }
+        self.spoke();
         let _ = self.out.send(Speech::Text {
             token: format!("{words} "),
             last: false,
@@ -240,9 +353,10 @@ impl Speaker {
     }
 
     /// A new turn: nothing said yet.
-    fn start(&mut self) {
+    fn start(&mut self, barge: &Barge) {
         self.said.clear();
         self.stopped = false;
+        self.phases = Phases::new(barge.received);
     }
 }
 
@@ -253,24 +367,65 @@ struct SpokenCheck {
     violations: Vec<guardrail::Violation>,
 }
 
+/// The conversation's lease, held by a call from its start to its end
+/// (renewed while it lasts), so a turn does not queue on the database's
+/// writer for it between the caller's last word and the model's request.
+/// While a call holds it, the text worker leaves the conversation alone:
+/// a text the caller sends during the call is answered after it.
+#[derive(Debug, Default)]
+pub struct CallLease {
+    /// Until when it is ours, by the store's clock, as far as we know.
+    held_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl CallLease {
+    /// Takes the lease, or renews it, waiting (briefly) for a text turn
+    /// that holds it to finish.
+    pub async fn take(&mut self, calls: &Calls, call: &CallInfo) -> Result<(), CallError> {
+        let asked = calls.clock.now();
+        claim(calls, call.conversation, &call.worker()).await?;
+        self.held_until = chrono::Duration::from_std(calls.lease)
+            .ok()
+            .map(|lease| asked + lease);
+        Ok(())
+    }
+
+    /// Held for at least half a lease more: long enough for a turn.
+    fn fresh(&self, calls: &Calls) -> bool {
+        let half = chrono::Duration::from_std(calls.lease / 2).unwrap_or_default();
+        self.held_until
+            .is_some_and(|until| calls.clock.now() + half < until)
+    }
+
+    /// Lets the conversation go at the end of the call.
+    pub async fn release(&mut self, calls: &Calls, call: &CallInfo) {
+        self.held_until = None;
+        if let Err(e) = calls.store.release(call.conversation, &call.worker()).await {
+            tracing::warn!(error = %e, "could not release the call's lease; it expires");
+        }
+    }
+}
+
 /// Runs one call turn for the caller's words `text` (the `n`th of the
-/// call). The caller of this holds nothing; the turn takes the lease.
+/// call), under the call's lease (taken again first if it is not fresh).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_turn(
     calls: &Calls,
     engine: &Engine,
     call: &CallInfo,
+    lease: &mut CallLease,
     n: u32,
     text: &str,
     speaker: &mut Speaker,
     barge: &Barge,
 ) -> Result<TurnEnd, CallError> {
-    speaker.start();
-    let worker = call.worker();
-    claim(calls, call.conversation, &worker).await?;
-    let outcome = turn_under_lease(calls, engine, call, n, text, speaker, barge).await;
-    if let Err(e) = calls.store.release(call.conversation, &worker).await {
-        tracing::warn!(error = %e, "could not release the call's lease; it expires");
+    speaker.start(barge);
+    if !lease.fresh(calls) {
+        lease.take(calls, call).await?;
     }
+    speaker.phases.claimed = Some(Instant::now());
+    let outcome = turn_under_lease(calls, engine, call, n, text, speaker, barge).await;
+    speaker.phases.report(call.conversation);
     outcome
 }
 
@@ -298,32 +453,56 @@ async fn turn_under_lease(
 ) -> Result<TurnEnd, CallError> {
     let business = engine.business.clone();
     let store = &calls.store;
-    let recorded = store
-        .record_inbound(&InboundMessage {
-            business_id: call.business_id.clone(),
-            channel_message_id: format!("{}:{}:{n}", call.call_sid, call.session_id),
-            from: call.caller.clone(),
-            to: call.called.clone(),
-            body: text.to_string(),
-            media: Vec::new(),
-            params: json!({"channel": "voice", "CallSid": call.call_sid}),
-            opt_out_keyword: None,
-            profile_name: None,
-        })
-        .await?;
-    if let Recorded::Duplicate(..) = recorded {
-        tracing::info!("a prompt already recorded; answered again");
-    }
+    let inbound = InboundMessage {
+        business_id: call.business_id.clone(),
+        channel_message_id: format!("{}:{}:{n}", call.call_sid, call.session_id),
+        from: call.caller.clone(),
+        to: call.called.clone(),
+        body: text.to_string(),
+        media: Vec::new(),
+        params: json!({"channel": "voice", "CallSid": call.call_sid}),
+        opt_out_keyword: None,
+        profile_name: None,
+    };
+    let words_id = inbound.channel_message_id.clone();
+    // The caller's words are stored (a group commit, with its fsync) while
+    // the conversation is read and the model's request is sent: nothing
+    // the turn does waits for that write except speaking and committing,
+    // which wait for it (`Utterance::wait`).
+    let mut utterance = Utterance::store(store.clone(), inbound);
     let mut turn = store
         .turn_input(call.conversation, business.assistant.history_messages)
         .await?;
+    speaker.phases.read = Some(Instant::now());
     turn.history
         .retain(|m| m.direction == Direction::Inbound || !UNSENT_BY_DECISION.contains(&m.status.as_str()));
-    let Some(through) = turn.pending.last().map(|m| m.id) else {
+    let seen = turn
+        .history
+        .iter()
+        .chain(&turn.pending)
+        .any(|m| m.channel_message_id.as_deref() == Some(words_id.as_str()));
+    if !seen {
+        // Read before the words were stored: added as they will be.
+        let words = Message {
+            id: UNSTORED,
+            direction: Direction::Inbound,
+            kind: MessageKind::Customer,
+            body: text.to_string(),
+            status: "pending".into(),
+            channel_message_id: Some(words_id),
+            num_media: 0,
+            opt_out_keyword: None,
+            created_at: calls.clock.now(),
+        };
+        turn.history.push(words.clone());
+        turn.pending.push(words);
+    }
+    if turn.pending.is_empty() {
         // Answered already (a rerun): nothing to say twice.
+        utterance.wait(speaker).await?;
         speaker.finish();
         return Ok(TurnEnd::Continue);
-    };
+    }
     let now = calls.clock.now();
     let mut state = conversation::on_customer_text(
         turn.state.clone(),
@@ -341,8 +520,10 @@ async fn turn_under_lease(
     let mut draft_alerts = Vec::new();
     let mut kind = MessageKind::Reply;
     let mut model_calls = 0u32;
+    let mut usage = Usage::default();
 
     let end = if call.mode == CallMode::Message {
+        utterance.wait(speaker).await?;
         // The caller's words are the message: the owner gets them, with the
         // call's transcript (the conversation's history).
         alerts.push(NewAlert {
@@ -361,7 +542,46 @@ async fn turn_under_lease(
         );
         kind = MessageKind::HandoffAck;
         TurnEnd::End(json!({"reason": "message_taken", "conversation": call.conversation.0}))
+    } else if let Some(keyword) = voice::spoken_keyword(text, turn.conversation.opted_out) {
+        // Compliance keywords, by code, before the model: as for texts.
+        utterance.wait(speaker).await?;
+        match keyword {
+            Keyword::Help => {
+                speaker.say(&voice::help_spoken(&business), barge);
+                kind = MessageKind::Help;
+                TurnEnd::Continue
+            }
+            _ => {
+                let booked = match &state {
+                    ConversationState::Booked(b) => Some(b.booking.slot.label.clone()),
+                    ConversationState::Scheduling(s) => s.rescheduling.as_ref().map(|b| b.slot.label.clone()),
+                    _ => None,
+                };
+                let customer_id = turn.conversation.customer_id;
+                if !turn.conversation.opted_out {
+                    store.set_opted_out(customer_id, true).await?;
+                    // No more reminders or follow-ups, as after a texted STOP.
+                    store.suspend_jobs(customer_id, true).await?;
+                    tracing::info!(customer = %turn.conversation.customer_phone.masked(), "a caller opted out of texts");
+                }
+                if let Ok(next) = conversation::transition(state.clone(), Event::OptOut { at: now }) {
+                    state = next;
+                }
+                if let Some(label) = &booked {
+                    alerts.push(NewAlert {
+                        kind: AlertKind::OptedOutWithBooking,
+                        detail: format!(
+                            "Caller {customer} opted out of texts but is booked for {label}. The booking stands; call them to confirm or cancel."
+                        ),
+                    });
+                }
+                speaker.say(&voice::opted_out_spoken(&business, booked.as_deref()), barge);
+                kind = MessageKind::OptOutConfirmation;
+                TurnEnd::End(json!({"reason": "opted_out", "conversation": call.conversation.0}))
+            }
+        }
     } else if voice::wants_person(text) || !state.bot_answers() {
+        utterance.wait(speaker).await?;
         let mut d = desk::Turn {
             business: &business,
             conversation: &turn.conversation,
@@ -403,6 +623,8 @@ async fn turn_under_lease(
                     speaker,
                     barge,
                     &mut model_calls,
+                    &mut usage,
+                    &mut utterance,
                 )
                 .await;
                 state = ctx.state;
@@ -411,6 +633,7 @@ async fn turn_under_lease(
                 outcome
             }
             None => {
+                utterance.wait(speaker).await?;
                 let draft = engine
                     .guided
                     .draft(&business, &turn, state.clone(), now, false)
@@ -473,6 +696,37 @@ async fn turn_under_lease(
             }
         }
     };
+
+    // The newest text answered: the caller's words (stored by now; a
+    // failure to store them fails the turn, unspoken and uncommitted).
+    let stored = utterance.wait(speaker).await?;
+    let through = turn
+        .pending
+        .iter()
+        .map(|m| m.id)
+        .filter(|id| *id != UNSTORED)
+        .chain([stored])
+        .max()
+        .unwrap_or(stored);
+    if model_calls > 0 {
+        // Before the commit, as for a text turn: tokens spent count even
+        // if the turn then fails. A failed write costs the console a
+        // figure, never the caller their answer.
+        let spent = crate::store::TurnUsage {
+            conversation: call.conversation,
+            through,
+            model_calls,
+            tokens: crate::store::TokenCounts {
+                input: usage.input_tokens,
+                cache_read: usage.cache_read_input_tokens,
+                cache_write: usage.cache_creation_input_tokens,
+                output: usage.output_tokens,
+            },
+        };
+        if let Err(e) = store.record_turn_usage(&spent).await {
+            tracing::warn!(error = %e, "could not record the call turn's model usage");
+        }
+    }
 
     // What this turn sets in motion, as a text turn's would: reminders,
     // emails; the booking's confirmation goes out as a text after the call.
@@ -542,18 +796,11 @@ async fn turn_under_lease(
             day: now.with_timezone(&business.business.timezone).date_naive(),
             calls: model_calls,
         }),
+        // Spoken on the call: stored delivered in the same commit, never
+        // to be texted (not even after a crash right after it).
+        spoken: Some(format!("{}:{}:r{n}", call.call_sid, call.session_id)),
     };
     if let Some(reply) = calls.store.finish_turn(call.conversation, commit).await? {
-        // Spoken on the call: delivered, never to be texted.
-        calls
-            .store
-            .record_delivery(
-                reply.id,
-                &Delivery::Sent {
-                    channel_message_id: format!("{}:{}:r{n}", call.call_sid, call.session_id),
-                },
-            )
-            .await?;
         barge.committed(reply.id);
         // A barge-in that arrived while the reply was being stored.
         if let Some(late) = barge.heard()
@@ -694,10 +941,25 @@ async fn stream_reply(
     speaker: &mut Speaker,
     barge: &Barge,
     model_calls: &mut u32,
+    usage: &mut Usage,
+    utterance: &mut Utterance,
 ) -> Result<(), ModelError> {
     let tools = calls.tools(engine);
     let business = ctx.business;
+    // Laid out for the prompt cache as a text turn's request is
+    // (`cached_request`): every tool, the stable prompt (with the spoken
+    // style, the same on every call) as the system, the earlier turns'
+    // messages as a cached prefix, and the per-turn facts (time, state)
+    // with the caller's latest words.
+    let stable = format!(
+        "{}{}",
+        prompt::for_request(business, &ctx.state, turn.first_contact, ctx.now).stable_text(),
+        voice::SPOKEN_STYLE
+    );
+    let all_tools = tools.all_definitions(&engine.business);
     let mut messages = history_to_messages(&turn.history, &turn.images);
+    let mut per_turn = prompt::for_request(business, &ctx.state, turn.first_contact, ctx.now).per_turn_text();
+    let prefix_end = with_context(&mut messages, &per_turn);
     let mut check = SpokenCheck {
         replaced: false,
         violations: Vec::new(),
@@ -708,23 +970,35 @@ async fn stream_reply(
         if speaker.stopped {
             break;
         }
-        let request = MessagesRequest {
-            model: model.model.clone(),
-            max_tokens: model.max_tokens,
-            // One block, not cached: it carries the turn's time and state.
-            system: vec![SystemBlock::text(
-                format!(
-                    "{}{}",
-                    prompt::for_request(business, &ctx.state, turn.first_contact, ctx.now).text(),
-                    voice::SPOKEN_STYLE
-                ),
-                false,
-            )],
-            messages: messages.clone(),
-            tools: tools.definitions(&ctx.state, &engine.business),
-        };
+        let request = cached_request(
+            &model.model,
+            model.max_tokens,
+            stable.clone(),
+            all_tools.clone(),
+            &messages,
+            prefix_end,
+            round > 0,
+        );
         *model_calls += 1;
-        let opening = model.client.stream_message(&request);
+        speaker.phases.requested.get_or_insert_with(Instant::now);
+        // Sent at once, on a task of its own, so it is in flight while
+        // the caller's words are still being stored.
+        let client = model.client.clone();
+        let request = tokio::spawn(async move { client.stream_message(&request).await });
+        let abort = request.abort_handle();
+        if utterance.wait(speaker).await.is_err() {
+            // Not stored: nothing is said; the turn fails after this.
+            abort.abort();
+            return Ok(());
+        }
+        let opening = async move {
+            request.await.unwrap_or_else(|e| {
+                Err(ModelError::Unavailable {
+                    attempts: 1,
+                    last_error: format!("the request's task ended: {e}"),
+                })
+            })
+        };
         tokio::pin!(opening);
         let opened = if spoke_anything {
             tokio::time::timeout(calls.model_stall, &mut opening).await
@@ -741,7 +1015,10 @@ async fn stream_reply(
             }
         };
         let mut stream = match opened {
-            Ok(Ok(s)) => s,
+            Ok(Ok(s)) => {
+                speaker.phases.model_opened.get_or_insert_with(Instant::now);
+                s
+            }
             Ok(Err(e)) => {
                 flush_violations(&check, ctx, speaker);
                 return Err(e);
@@ -808,6 +1085,10 @@ async fn stream_reply(
                     }
                 }
                 Some(Ok(StreamEvent::ToolUse { id, name, input })) => tool_uses.push((id, name, input)),
+                Some(Ok(StreamEvent::Usage(spent))) => {
+                    crate::assistant::count_usage(&spent);
+                    usage.add(&spent);
+                }
                 Some(Ok(StreamEvent::Stop(reason))) => {
                     stop = reason;
                     break;
@@ -848,6 +1129,14 @@ async fn stream_reply(
                 content: outcome.content,
                 is_error: outcome.is_error,
             });
+        }
+        // The state the tools left, when they moved it, after the results
+        // (the API wants tool results first), as on a text turn.
+        let now_per_turn =
+            prompt::for_request(business, &ctx.state, turn.first_contact, ctx.now).per_turn_text();
+        if now_per_turn != per_turn {
+            results.push(context_block(&now_per_turn));
+            per_turn = now_per_turn;
         }
         messages.push(ApiMessage::new(Role::Assistant, content));
         messages.push(ApiMessage::new(Role::User, results));

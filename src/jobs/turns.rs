@@ -206,6 +206,7 @@ impl Engine {
                 .collect(),
             jobs: Vec::new(),
             model_calls: None,
+            spoken: None,
             // The customer texted: a pending nudge on their quote is moot.
             cancel_jobs: if follow_up_may_be_pending {
                 vec!["followup:".into()]

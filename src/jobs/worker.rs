@@ -285,6 +285,7 @@ impl TurnWorker {
             jobs: Vec::new(),
             cancel_jobs: Vec::new(),
             model_calls: None,
+            spoken: None,
         };
         let reply = engine.conclude_about(id, commit, Some(&contact)).await?;
         Ok(TurnResult::Replied(reply))

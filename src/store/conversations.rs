@@ -131,6 +131,11 @@ pub struct TurnCommit {
     /// Model requests the turn made, added to the customer's day; counted
     /// even by a rerun that finds the turn already committed.
     pub model_calls: Option<ModelCalls>,
+    /// The reply was already delivered on a call (spoken), under this id:
+    /// it is stored `sent` in the same commit, so nothing (a crash before
+    /// a later write, the recovery of interrupted sends, another instance
+    /// taking over stale sends) can text it. `None` for a text turn.
+    pub spoken: Option<String>,
 }
 
 /// What the owner changed outside a turn, committed as one: the state,

@@ -127,6 +127,7 @@ fn reply_commit(through: MessageId, body: &str) -> TurnCommit {
         jobs: vec![],
         cancel_jobs: vec![],
         model_calls: None,
+        spoken: None,
     }
 }
 

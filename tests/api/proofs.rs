@@ -341,6 +341,7 @@ async fn a_turn_committed_twice_at_once_stores_one_reply() {
         jobs: vec![],
         cancel_jobs: vec![],
         model_calls: None,
+        spoken: None,
     };
     let (one, two) = tokio::join!(
         a.finish_turn(conversation, commit.clone()),

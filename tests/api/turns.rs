@@ -390,6 +390,7 @@ async fn a_reply_committed_but_not_posted_before_a_crash_is_sent_once_after_rest
                 jobs: vec![],
                 cancel_jobs: vec![],
                 model_calls: None,
+                spoken: None,
             },
         )
         .await

@@ -18,6 +18,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 use crate::helpers::*;
+use textdesk::clock::ManualClock;
 
 const CALLER: &str = "+15035551234";
 const OWNER: &str = "+15035550199";
@@ -93,6 +94,9 @@ async fn app_with_script(steps: Vec<Step>, owner_phone: bool, delay: Duration) -
     let app = spawn_app_with(Options {
         default_fakes: false,
         business: Some(business(owner_phone)),
+        // Midday: the booking's confirmation text is not held for quiet
+        // hours, whatever the hour the test runs.
+        clock: Some(ManualClock::at(today_at(chrono_tz::America::Los_Angeles, 12, 0))),
         ..Options::default()
     })
     .await;
@@ -703,4 +707,302 @@ async fn a_spoken_reply_is_cut_on_postgres_too() {
         .execute(&mut admin)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_spoken_reply_is_stored_delivered_in_its_commit_and_a_restart_never_texts_it() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let mut app = app_with_script(
+        vec![say("Happy to help with that. What is in the pile?")],
+        false,
+        Duration::ZERO,
+    )
+    .await;
+    let mut relay = Relay::signed(&app).await;
+    relay.setup("CAspoken", None).await;
+    let (said, _) = relay.say("Hi, I have some junk").await;
+    assert_eq!(said, "Happy to help with that. What is in the pile?");
+    let conversation = app.conversation(CALLER).await.unwrap();
+    let store = app.store.clone();
+    eventually("the turn commits", || {
+        let store = store.clone();
+        async move {
+            store
+                .messages(conversation)
+                .await
+                .unwrap()
+                .iter()
+                .any(|m| m.direction == Direction::Outbound)
+        }
+    })
+    .await;
+    // The commit itself stored it delivered on the call: no later write
+    // (which a crash could cut off) is needed.
+    let reply = app
+        .messages(CALLER)
+        .await
+        .into_iter()
+        .find(|m| m.direction == Direction::Outbound)
+        .unwrap();
+    assert_eq!(reply.status, "sent");
+    let spoken_id = reply.channel_message_id.clone().unwrap();
+    assert!(
+        spoken_id.starts_with("CAspoken:") && spoken_id.ends_with(":r1"),
+        "{spoken_id}"
+    );
+    drop(relay);
+    // A crash now, and the start's recovery of interrupted sends: the
+    // spoken reply is not a text to send.
+    app.crash_and_restart().await;
+    app.wait_until_idle().await;
+    assert!(app.sent_texts().await.is_empty(), "{:?}", app.sent_texts().await);
+    let after = app
+        .messages(CALLER)
+        .await
+        .into_iter()
+        .find(|m| m.direction == Direction::Outbound)
+        .unwrap();
+    assert_eq!(
+        (after.status.as_str(), after.body.as_str()),
+        ("sent", said.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_caller_saying_stop_is_opted_out_by_code_confirmed_and_the_call_ends() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let app = app_with_script(Vec::new(), false, Duration::ZERO).await;
+    let mut relay = Relay::signed(&app).await;
+    relay.setup("CAstop", None).await;
+    let (said, end) = relay.say("Stop.").await;
+    assert!(said.contains("will not text you again"), "{said}");
+    let end = end.expect("the call ends");
+    let handoff: Value = serde_json::from_str(end["handoffData"].as_str().unwrap()).unwrap();
+    assert_eq!(handoff["reason"], "opted_out");
+    assert!(
+        app.model_requests().await.is_empty(),
+        "code reads STOP, not the model"
+    );
+    let conversation = app.conversation(CALLER).await.unwrap();
+    let store = app.store.clone();
+    eventually("the opt-out is committed", || {
+        let store = store.clone();
+        async move {
+            let turn = store.turn_input(conversation, 20).await.unwrap();
+            turn.conversation.opted_out && turn.state.name() == "OPTED_OUT"
+        }
+    })
+    .await;
+    let confirmation = app
+        .messages(CALLER)
+        .await
+        .into_iter()
+        .rfind(|m| m.direction == Direction::Outbound)
+        .unwrap();
+    assert_eq!(confirmation.kind.as_str(), "opt_out_confirmation");
+    assert_eq!(confirmation.body, said);
+
+    // An opt-out in plain words on a later call: confirmed again, still
+    // without the model.
+    let mut relay = Relay::signed(&app).await;
+    relay.setup("CAstop2", None).await;
+    let (said, end) = relay.say("Please stop texting me.").await;
+    assert!(said.contains("will not text you again"), "{said}");
+    assert!(end.is_some());
+    assert!(app.model_requests().await.is_empty());
+    app.wait_until_idle().await;
+    assert!(
+        app.sent_texts().await.is_empty(),
+        "a call's opt-out is spoken, not texted"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_saying_help_hears_the_help_and_the_call_goes_on() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let app = app_with_script(vec![say("Sure, what needs hauling?")], false, Duration::ZERO).await;
+    let mut relay = Relay::signed(&app).await;
+    relay.setup("CAhelp", None).await;
+    let (said, end) = relay.say("Help").await;
+    assert!(
+        said.contains("assistant for Rose City Junk Haulers") && said.contains("say stop"),
+        "{said}"
+    );
+    assert!(end.is_none(), "HELP does not end the call");
+    assert!(app.model_requests().await.is_empty(), "code reads HELP");
+    let (said, _) = relay.say("I have some junk").await;
+    assert_eq!(said, "Sure, what needs hauling?");
+    assert_eq!(app.model_requests().await.len(), 1);
+    let turn = app
+        .store
+        .turn_input(app.conversation(CALLER).await.unwrap(), 20)
+        .await
+        .unwrap();
+    assert!(!turn.conversation.opted_out);
+}
+
+#[tokio::test]
+async fn pressing_zero_asks_for_a_person() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let app = app_with_script(Vec::new(), true, Duration::ZERO).await;
+    let mut relay = Relay::signed(&app).await;
+    relay.setup("CAzero", None).await;
+    relay.send(json!({"type": "dtmf", "digit": "5"})).await;
+    relay.send(json!({"type": "dtmf", "digit": "0"})).await;
+    let (said, end) = relay.hear().await;
+    assert!(said.contains("put you through to Maria"), "{said}");
+    let handoff: Value =
+        serde_json::from_str(end.expect("the session ends")["handoffData"].as_str().unwrap()).unwrap();
+    assert_eq!(handoff["reason"], "transfer");
+    assert!(app.model_requests().await.is_empty());
+    let messages = app.messages(CALLER).await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.direction == Direction::Inbound && m.body.contains("pressed 0")),
+        "{messages:?}"
+    );
+}
+
+#[tokio::test]
+async fn call_turns_record_their_model_usage_and_mark_the_prompt_cache() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    use textdesk::anthropic::Usage;
+    use textdesk::anthropic::stream::sse_body_with_usage;
+    let spent = |input, cache_read, cache_write, output| Usage {
+        input_tokens: input,
+        cache_read_input_tokens: cache_read,
+        cache_creation_input_tokens: cache_write,
+        output_tokens: output,
+    };
+    let first = spent(40, 0, 1800, 12);
+    let second = spent(35, 1800, 60, 9);
+    let app = app_with_script(
+        vec![
+            Box::new(move |_| {
+                sse_body_with_usage(&["Happy to help. ", "What is in the pile?"], None, Some(&first))
+            }),
+            Box::new(move |_| sse_body_with_usage(&["Got it. ", "Where are you?"], None, Some(&second))),
+        ],
+        false,
+        Duration::ZERO,
+    )
+    .await;
+    let mut relay = Relay::signed(&app).await;
+    relay.setup("CAusage", None).await;
+    let (said, _) = relay.say("Hi, I have some junk").await;
+    assert_eq!(said, "Happy to help. What is in the pile?");
+    let (said, _) = relay.say("A couch and a fridge").await;
+    assert_eq!(said, "Got it. Where are you?");
+    let conversation = app.conversation(CALLER).await.unwrap();
+    let store = app.store.clone();
+    eventually("both turns' usage is recorded", || {
+        let store = store.clone();
+        async move { store.turn_usages(conversation).await.unwrap().len() == 2 }
+    })
+    .await;
+    let usages = app.store.turn_usages(conversation).await.unwrap();
+    let tokens: Vec<(u32, u64, u64, u64, u64)> = usages
+        .iter()
+        .map(|u| {
+            (
+                u.model_calls,
+                u.tokens.input,
+                u.tokens.cache_read,
+                u.tokens.cache_write,
+                u.tokens.output,
+            )
+        })
+        .collect();
+    assert_eq!(tokens, vec![(1, 40, 0, 1800, 12), (1, 35, 1800, 60, 9)]);
+
+    // Laid out as a text turn's request: the last tool and the stable
+    // system cached, the per-turn facts with the caller's words, and the
+    // second turn reading the first from the cache.
+    let requests = app.model_requests().await;
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        assert_eq!(
+            request["system"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+        assert!(
+            !request["system"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("Local time now"),
+            "no clock in the cached system prompt"
+        );
+        let tools = request["tools"].as_array().unwrap();
+        assert_eq!(
+            tools.last().unwrap()["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+    }
+    assert_eq!(
+        requests[0]["system"], requests[1]["system"],
+        "the cached system prompt is byte-identical across turns"
+    );
+    assert_eq!(requests[0]["tools"], requests[1]["tools"]);
+    let messages = requests[1]["messages"].as_array().unwrap();
+    let earlier = &messages[messages.len() - 2];
+    assert_eq!(
+        earlier["content"].as_array().unwrap().last().unwrap()["cache_control"],
+        json!({"type": "ephemeral"}),
+        "{messages:?}"
+    );
+    let latest = messages.last().unwrap()["content"][0]["text"].as_str().unwrap();
+    assert!(
+        latest.starts_with("[textdesk context, not from the customer]"),
+        "{latest}"
+    );
+}
+
+#[tokio::test]
+async fn the_callers_words_are_stored_before_the_first_word_is_spoken() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    // The model answers at once: its request is sent while the words are
+    // still being stored, and speaking waits for the store.
+    let app = app_with_script(
+        vec![say("Happy to help. What is in the pile?")],
+        false,
+        Duration::ZERO,
+    )
+    .await;
+    let mut relay = Relay::signed(&app).await;
+    relay.setup("CAorder", None).await;
+    relay
+        .send(json!({"type": "prompt", "voicePrompt": "A couch and a fridge", "last": true}))
+        .await;
+    let first = relay.next().await;
+    assert_eq!(first["type"], "text");
+    let messages = app.messages(CALLER).await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.direction == Direction::Inbound && m.body == "A couch and a fridge"),
+        "spoken before the caller's words were stored: {messages:?}"
+    );
+    let (rest, _) = relay.hear().await;
+    assert!(rest.ends_with("What is in the pile?"), "{rest}");
+    // The model read the words once, though the conversation was read
+    // before they were stored.
+    let request = &app.model_requests().await[0];
+    assert_eq!(
+        request.to_string().matches("A couch and a fridge").count(),
+        1,
+        "{request}"
+    );
 }

@@ -209,6 +209,7 @@ impl ConversationStore for PgStore {
             jobs,
             cancel_jobs,
             model_calls,
+            spoken,
         } = commit;
         let state_json = json_text(&state, "state")?;
         let now = self.now();
@@ -318,6 +319,19 @@ impl ConversationStore for PgStore {
             (true, None) => None,
             (false, _) => answer_id,
         };
+        if let (Some(sid), Some(reply), false) = (&spoken, claimed, held.is_some()) {
+            // Spoken on a call: delivered, in the commit that stores it.
+            sqlx::query(
+                "UPDATE messages SET status = 'sent', channel_message_id = $1, sent_at = $2,
+                     send_lease_until_ms = NULL
+                 WHERE id = $3",
+            )
+            .bind(sid)
+            .bind(now)
+            .bind(reply)
+            .execute(&mut *tx)
+            .await?;
+        }
         let claimed = match claimed {
             Some(message) => Some(outbound_in(&mut tx, MessageId(message)).await?),
             None => None,

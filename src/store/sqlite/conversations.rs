@@ -232,6 +232,7 @@ impl ConversationStore for SqliteStore {
             jobs,
             cancel_jobs,
             model_calls,
+            spoken,
         } = commit;
         let state_json = serde_json::to_string(&state)
             .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
@@ -240,7 +241,8 @@ impl ConversationStore for SqliteStore {
             && alerts.is_empty()
             && jobs.is_empty()
             && cancel_jobs.is_empty()
-            && held.is_none();
+            && held.is_none()
+            && spoken.is_none();
         // With a held reply, the reply (the holding text, if any) is
         // written after it, answering nothing: see below.
         let sql = finish_turn_sql(
@@ -277,6 +279,17 @@ impl ConversationStore for SqliteStore {
         }
         set_in_motion(&mut tx, id, &cancel_jobs, &jobs, &alerts, now).await?;
         insert_quotes(&mut tx, id, &new_quotes).await?;
+        if let (Some(sid), Some(reply), None) = (&spoken, &claimed, &held) {
+            // Spoken on a call: delivered, in the commit that stores it.
+            sqlx::query(
+                "UPDATE messages SET status = 'sent', channel_message_id = ?, sent_at = ? WHERE id = ?",
+            )
+            .bind(sid)
+            .bind(now)
+            .bind(reply.id.0)
+            .execute(&mut *tx)
+            .await?;
+        }
         if let Some(draft) = &held {
             sqlx::query(
                 "INSERT INTO messages
