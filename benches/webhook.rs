@@ -36,6 +36,9 @@
 //! rate is the answered texts between the first and the last reply divided
 //! by the time between them. Every text must still be answered once.
 //!
+//! `BENCH_TEXTDESK_BIN=path` runs that `textdesk` binary instead of this
+//! build's (to compare two builds under the same harness).
+//!
 //! `BENCH_PERF=1` also counts the textdesk processes' user-space
 //! instructions over the load (`perf stat -e instructions:u`), a measure of
 //! CPU per text that does not move with the machine's load.
@@ -446,7 +449,10 @@ async fn start_instances(
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_textdesk"))
+        // `BENCH_TEXTDESK_BIN` runs another build (a before/after pair).
+        let binary = std::env::var("BENCH_TEXTDESK_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_textdesk").to_string());
+        let child = Command::new(binary)
             .arg("serve")
             .current_dir(dir)
             .env_clear()
@@ -461,7 +467,11 @@ async fn start_instances(
             .env("TWILIO_API_BASE_URL", format!("http://{twilio}"))
             .env("ANTHROPIC_API_KEY", "bench")
             .env("ANTHROPIC_BASE_URL", format!("http://{llm}"))
-            .env("RUST_LOG", "warn")
+            // `BENCH_RUST_LOG=sqlx::query=debug` lists every statement.
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .expect("run the textdesk binary");
