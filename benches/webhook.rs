@@ -39,9 +39,10 @@
 //! `BENCH_TEXTDESK_BIN=path` runs that `textdesk` binary instead of this
 //! build's (to compare two builds under the same harness).
 //!
-//! `BENCH_PERF=1` also counts the textdesk processes' user-space
-//! instructions over the load (`perf stat -e instructions:u`), a measure of
-//! CPU per text that does not move with the machine's load.
+//! `BENCH_CALLGRIND=1` runs each instance under valgrind's callgrind and
+//! reports the instructions it executed per answered text over the load, a
+//! measure of CPU that does not move with the machine's load (run it at a
+//! low rate: callgrind is some 50 times slower).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -452,7 +453,17 @@ async fn start_instances(
         // `BENCH_TEXTDESK_BIN` runs another build (a before/after pair).
         let binary = std::env::var("BENCH_TEXTDESK_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_textdesk").to_string());
-        let child = Command::new(binary)
+        let mut command = if callgrind() {
+            let mut command = Command::new("valgrind");
+            command
+                .arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}/callgrind.%p", dir.display()))
+                .arg(binary);
+            command
+        } else {
+            Command::new(binary)
+        };
+        let child = command
             .arg("serve")
             .current_dir(dir)
             .env_clear()
@@ -476,7 +487,7 @@ async fn start_instances(
             .spawn()
             .expect("run the textdesk binary");
         instances.0.push((child, port));
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(if callgrind() { 300 } else { 60 });
         while http
             .get(format!("http://127.0.0.1:{port}/healthz"))
             .send()
@@ -490,48 +501,52 @@ async fn start_instances(
     instances
 }
 
-/// `perf stat` counting user-space instructions of `pids` until stopped.
-struct PerfStat {
-    child: Child,
-    output: std::path::PathBuf,
+/// Under `BENCH_CALLGRIND=1`, each instance runs under valgrind's
+/// callgrind, which counts the instructions it executes: a measure of CPU
+/// per text that does not move with the machine's load (this machine's
+/// virtual CPUs have no hardware counters for `perf stat`). The count is
+/// zeroed when the load starts and dumped when it is done.
+fn callgrind() -> bool {
+    std::env::var("BENCH_CALLGRIND").ok().as_deref() == Some("1")
 }
 
-impl PerfStat {
-    fn start(pids: &[u32], dir: &std::path::Path) -> Option<PerfStat> {
-        if std::env::var("BENCH_PERF").ok().as_deref() != Some("1") {
-            return None;
-        }
-        let output = dir.join("perf-stat.csv");
-        let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
-        let child = Command::new("perf")
-            .args(["stat", "-x", ",", "-e", "instructions:u", "-o"])
-            .arg(&output)
-            .args(["-p", &pids.join(",")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| eprintln!("BENCH_PERF=1 but perf did not start: {e}"))
-            .ok()?;
-        // perf attaches asynchronously; give it a moment before the load.
-        std::thread::sleep(Duration::from_millis(300));
-        Some(PerfStat { child, output })
+fn callgrind_control(args: &[&str]) {
+    let status = Command::new("callgrind_control")
+        .args(args)
+        .stdout(Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("callgrind_control {args:?} failed");
     }
+}
 
-    /// Stops the count (SIGINT, as a Ctrl-C would) and reads it.
-    fn stop(mut self) -> Option<u64> {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        let text = std::fs::read_to_string(&self.output).ok()?;
-        text.lines()
-            .find(|l| l.contains("instructions"))?
-            .split(',')
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+/// Instructions the instances executed since their counts were zeroed.
+fn callgrind_instructions(pids: &[u32], dir: &std::path::Path) -> Option<u64> {
+    let mut total = 0;
+    for pid in pids {
+        callgrind_control(&["-d", &pid.to_string()]);
+        // The dump after a zero is the newest file of this pid.
+        let newest = std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("callgrind.{pid}"))
+            })
+            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())?;
+        let text = std::fs::read_to_string(newest.path()).ok()?;
+        let totals = text
+            .lines()
+            .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))?;
+        total += totals.split_whitespace().next()?.parse::<u64>().ok()?;
+        // Kept for `callgrind_annotate` (where the instructions went).
+        let kept = format!("{}/target/callgrind.{pid}.out", env!("CARGO_MANIFEST_DIR"));
+        if std::fs::copy(newest.path(), &kept).is_ok() {
+            println!("callgrind profile of instance {pid}: {kept}");
+        }
     }
+    Some(total)
 }
 
 async fn run(setup: Setup, load: Load, server: Option<&str>) -> Outcome {
@@ -569,7 +584,11 @@ async fn run(setup: Setup, load: Load, server: Option<&str>) -> Outcome {
     let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let acks: Arc<Mutex<Vec<Duration>>> = Arc::default();
 
-    let perf = PerfStat::start(&pids, dir.path());
+    if callgrind() {
+        for pid in &pids {
+            callgrind_control(&["-z", &pid.to_string()]);
+        }
+    }
     let server_before: Vec<Option<u64>> = pids.iter().map(|p| cpu_ticks(*p)).collect();
     let own_before = cpu_ticks(std::process::id());
     let postgres_before = (setup.backend == Backend::Postgres).then(postgres_ticks);
@@ -662,7 +681,11 @@ async fn run(setup: Setup, load: Load, server: Option<&str>) -> Outcome {
         .zip(own_before)
         .map(|(now, before)| now.saturating_sub(before));
     let postgres = postgres_before.map(|before| postgres_delta(&before, &postgres_ticks()));
-    let instructions = perf.and_then(PerfStat::stop);
+    let instructions = if callgrind() {
+        callgrind_instructions(&pids, dir.path())
+    } else {
+        None
+    };
     let peak_rss_kib = pids.iter().map(|p| peak_rss_kib(*p)).collect();
     drop(instances);
     database.drop_it().await;
@@ -739,7 +762,7 @@ fn report(setup: Setup, outcome: &Outcome, tck: u64) {
     }
     if let Some(instructions) = outcome.instructions {
         println!(
-            "server instructions:     {:.1} M per answered text (user space, perf stat)",
+            "server instructions:     {:.2} M per answered text (callgrind, over the load)",
             instructions as f64 / answered as f64 / 1e6
         );
     }
