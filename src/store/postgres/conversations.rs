@@ -226,36 +226,26 @@ impl ConversationStore for PgStore {
         if found.is_none() {
             return Err(StoreError::NotFound("conversation"));
         }
-        // Model calls were made whether or not the turn is committed; their
-        // count rides with the question below (one round trip, not two).
-        // That question is a statement of its own after the row lock above,
-        // so its snapshot sees a concurrent run's commit.
-        const STILL_PENDING: &str = "SELECT EXISTS (SELECT 1 FROM messages
-                 WHERE conversation_id = $1 AND direction = 'inbound' AND status = 'pending' AND id <= $2)";
-        let answered: bool = match &model_calls {
-            Some(calls) => {
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "WITH counted AS (
-                     INSERT INTO model_calls (customer_id, day, calls) VALUES ($3, $4, $5)
-                     ON CONFLICT (customer_id, day) DO UPDATE SET calls = model_calls.calls + EXCLUDED.calls)
-                 {STILL_PENDING}"
-                )))
-                .bind(id.0)
-                .bind(through.0)
-                .bind(calls.customer.0)
-                .bind(calls.day.to_string())
-                .bind(calls.calls.min(i32::MAX as u32) as i32)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-            None => {
-                sqlx::query_scalar(STILL_PENDING)
-                    .bind(id.0)
-                    .bind(through.0)
-                    .fetch_one(&mut *tx)
-                    .await?
-            }
-        };
+        // Model calls were made whether or not the turn is committed.
+        if let Some(calls) = &model_calls {
+            sqlx::query(
+                "INSERT INTO model_calls (customer_id, day, calls) VALUES ($1, $2, $3)
+                 ON CONFLICT (customer_id, day) DO UPDATE SET calls = model_calls.calls + EXCLUDED.calls",
+            )
+            .bind(calls.customer.0)
+            .bind(calls.day.to_string())
+            .bind(calls.calls.min(i32::MAX as u32) as i32)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let answered: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM messages
+                 WHERE conversation_id = $1 AND direction = 'inbound' AND status = 'pending' AND id <= $2)",
+        )
+        .bind(id.0)
+        .bind(through.0)
+        .fetch_one(&mut *tx)
+        .await?;
         if !answered {
             // Another run of this turn (an expired lease, a crash rerun)
             // already committed it; its state and reply stand.
@@ -626,11 +616,9 @@ impl PgStore {
         history_limit: usize,
         window: &FloodWindow,
     ) -> Result<(TurnInput, FloodReading), StoreError> {
-        // The isolation level travels with the BEGIN: one round trip fewer
-        // per turn than a separate SET TRANSACTION (issue 11's CPU per text).
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
             .await?;
         let row = sqlx::query(
             "SELECT c.customer_id, c.business_number, k.phone, k.opted_out_at IS NOT NULL AS opted_out,

@@ -93,21 +93,6 @@ impl PgStore {
         );
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            // sqlx pings every connection it hands out (and again when it
-            // takes one back): under load, two round trips per statement or
-            // transaction on top of its own. A connection that came back
-            // (and passed that ping) moments ago is used as it is; one idle
-            // for longer, which an outage or a restart may have cut, is
-            // still pinged first (issue 11's CPU per text).
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= IDLE_BEFORE_PING {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
             // A database that went away must not hold a webhook past
             // Twilio's patience: fail fast, answer 503, let Twilio retry.
             .acquire_timeout(Duration::from_secs(3))
@@ -170,10 +155,6 @@ impl PgStore {
         self.clock.now().timestamp_millis()
     }
 }
-
-/// How long a pooled connection may sit idle and still be handed out
-/// without a ping first.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 /// Why the server at `host:port` could not be used at start, with what to
 /// check. Built from the parsed options, so the URL's password is never in
