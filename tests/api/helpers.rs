@@ -64,6 +64,10 @@ pub struct Options {
     /// A clock the test sets and moves, shared by the store, the worker,
     /// the job runner and the console; the system's when `None`.
     pub clock: Option<ManualClock>,
+    /// A clock that runs like the system's but reads this time at the
+    /// start: for a test that needs the hour of day (quiet hours) and
+    /// time that moves, as a browser driving the console does.
+    pub running_from: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Default for Options {
@@ -77,6 +81,7 @@ impl Default for Options {
             business_files: Vec::new(),
             database: None,
             clock: None,
+            running_from: None,
         }
     }
 }
@@ -157,9 +162,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         None => business,
     };
     let settings = test_settings(&vars);
-    let clock: Arc<dyn Clock> = match options.clock {
-        Some(manual) => Arc::new(manual),
-        None => textdesk::clock::system(),
+    let clock: Arc<dyn Clock> = match (options.clock, options.running_from) {
+        (Some(manual), _) => Arc::new(manual),
+        (None, Some(start)) => Arc::new(RunningClock {
+            offset: start - chrono::Utc::now(),
+        }),
+        (None, None) => textdesk::clock::system(),
     };
     let (app, address, store) = launch(settings, &business, business_dir.as_deref(), &clock).await;
     TestApp {
@@ -888,6 +896,18 @@ pub async fn mount_twilio_accepting(server: &MockServer) {
         })
         .mount(server)
         .await;
+}
+
+/// The system's clock moved by a fixed offset: time passes as it does,
+/// at the hour of day a test chose.
+struct RunningClock {
+    offset: chrono::Duration,
+}
+
+impl Clock for RunningClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.offset
+    }
 }
 
 /// Today's date (the real one) at `hour:minute` in `tz`: a test sets the

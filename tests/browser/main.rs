@@ -350,6 +350,10 @@ impl Respond for HandoffClaude {
 async fn console_app() -> TestApp {
     let app = spawn_app_with(Options {
         default_fakes: false,
+        // Midday where the business is: at night the owner's reply would
+        // wait for the end of quiet hours, and the test would depend on
+        // the hour it runs at.
+        running_from: Some(today_at(chrono_tz::America::Los_Angeles, 12, 0)),
         ..Options::default()
     })
     .await;
