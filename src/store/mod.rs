@@ -37,6 +37,7 @@ pub mod jobs;
 pub mod kinds;
 pub mod leases;
 pub mod media;
+mod message_json;
 pub mod outbox;
 pub mod postgres;
 pub mod readings;

@@ -21,6 +21,7 @@ use super::rows::{MESSAGE_COLUMNS, json_text, message_from_row, parse_phone};
 use crate::domain::conversation::ConversationState;
 use crate::domain::phone::E164;
 use crate::domain::quote::Quote;
+use crate::store::message_json::messages_from_json;
 use crate::store::sqlite::TURN_IMAGES_WITH_DATA;
 use crate::store::*;
 
@@ -621,19 +622,22 @@ async fn insert_quotes(
 }
 
 impl PgStore {
-    /// A turn's input and flood reading, read in one repeatable-read
-    /// transaction: one snapshot, so a text arriving meanwhile is in
-    /// neither `pending` nor `history` (not in one only).
+    /// A turn's input and flood reading in one statement: one snapshot (a
+    /// statement sees one, at any isolation level), so a text arriving
+    /// meanwhile is in neither `pending` nor `history` (not in one only),
+    /// and one round trip where a transaction with a query per list took
+    /// seven (the lists come back as JSON arrays, as on SQLite).
     async fn read_turn(
         &self,
         id: ConversationId,
         history_limit: usize,
         window: &FloodWindow,
     ) -> Result<(TurnInput, FloodReading), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
+        // `history` is in conversation order, not insertion order: a reply
+        // sorts right after the last text it answers, before texts that
+        // arrived while it was being written. Replies that never reached
+        // the customer are left out; `unknown` ones probably did, so they
+        // stay.
         let row = sqlx::query(
             "SELECT c.customer_id, c.business_number, k.phone, k.opted_out_at IS NOT NULL AS opted_out,
                     c.state::text AS state,
@@ -645,6 +649,22 @@ impl PgStore {
                     (SELECT profile_name FROM messages
                       WHERE conversation_id = $1 AND direction = 'inbound' AND profile_name <> ''
                       ORDER BY id DESC LIMIT 1) AS profile_name,
+                    (SELECT COALESCE(json_agg(json_build_array(id, direction, kind, body, status, channel_message_id,
+                                                               num_media, opt_out_keyword, created_at) ORDER BY id),
+                                     '[]')::text
+                       FROM messages
+                      WHERE conversation_id = $1 AND direction = 'inbound' AND status = 'pending') AS pending,
+                    (SELECT COALESCE(json_agg(json_build_array(id, direction, kind, body, status, channel_message_id,
+                                                               num_media, opt_out_keyword, created_at)
+                                              ORDER BY position, id),
+                                     '[]')::text
+                       FROM (SELECT m.*, COALESCE(m.reply_to_id, m.id) AS position FROM messages m
+                              WHERE m.conversation_id = $1
+                                AND (m.direction = 'inbound' OR m.status IN ('queued', 'sending', 'sent', 'unknown'))
+                              ORDER BY position DESC, m.id DESC LIMIT $6) h) AS history,
+                    (SELECT COALESCE(json_agg(q.quote ORDER BY q.created_at, q.seq), '[]')::text
+                       FROM (SELECT quote, created_at, seq FROM quotes WHERE conversation_id = $1
+                              ORDER BY created_at DESC, seq DESC LIMIT 20) q) AS quotes,
                     (SELECT COUNT(*) FROM (SELECT created_at FROM messages
                         WHERE conversation_id = $1 AND direction = 'inbound'
                         ORDER BY id DESC LIMIT $2) r WHERE created_at >= $3) AS recent,
@@ -662,60 +682,22 @@ impl PgStore {
         .bind(window.since)
         .bind(window.day.to_string())
         .bind(window.day_start)
-        .fetch_optional(&mut *tx)
+        .bind(history_limit.min(i64::MAX as usize) as i64)
+        .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound("conversation"))?;
-        let pending_sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages
-             WHERE conversation_id = $1 AND direction = 'inbound' AND status = 'pending' ORDER BY id"
-        );
-        let pending = sqlx::query(sqlx::AssertSqlSafe(pending_sql))
-            .bind(id.0)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(message_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        // `history` is in conversation order, not insertion order: a reply
-        // sorts right after the last text it answers, before texts that
-        // arrived while it was being written. Replies that never reached
-        // the customer are left out; `unknown` ones probably did, so they
-        // stay.
-        let history_sql = format!(
-            "SELECT * FROM (
-                 SELECT {MESSAGE_COLUMNS}, COALESCE(reply_to_id, id) AS position FROM messages
-                 WHERE conversation_id = $1
-                   AND (direction = 'inbound' OR status IN ('queued', 'sending', 'sent', 'unknown'))
-                 ORDER BY position DESC, id DESC LIMIT $2) h
-             ORDER BY position, id"
-        );
-        let history = sqlx::query(sqlx::AssertSqlSafe(history_sql))
-            .bind(id.0)
-            .bind(history_limit.min(i64::MAX as usize) as i64)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(message_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let quote_rows: Vec<String> = sqlx::query_scalar(
-            "SELECT quote::text FROM (
-                 SELECT quote, created_at, seq FROM quotes WHERE conversation_id = $1
-                 ORDER BY created_at DESC, seq DESC LIMIT 20) q
-             ORDER BY created_at, seq",
-        )
-        .bind(id.0)
-        .fetch_all(&mut *tx)
-        .await?;
-        let quotes = quote_rows
-            .iter()
-            .map(|json| serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("quote: {e}"))))
-            .collect::<Result<Vec<Quote>, _>>()?;
+        let pending = messages_from_json(row.try_get("pending")?)?;
+        let history = messages_from_json(row.try_get("history")?)?;
+        let quotes: Vec<Quote> = serde_json::from_str(row.try_get("quotes")?)
+            .map_err(|e| StoreError::Corrupt(format!("quote: {e}")))?;
+        // Only texts with media need a second read: their images' rows can
+        // only have been added or fetched since, never removed.
         let images = if history.iter().any(|m| m.num_media > 0) {
-            history_images(&mut tx, id, &history).await?
+            let mut conn = self.pool.acquire().await?;
+            history_images(&mut conn, id, &history).await?
         } else {
             Vec::new()
         };
-        tx.commit().await?;
         let conversation = Conversation {
             id,
             customer_id: CustomerId(row.try_get("customer_id")?),

@@ -655,8 +655,8 @@ impl SqliteStore {
             opted_out: row.try_get("opted_out")?,
             profile_name: row.try_get("profile_name")?,
         };
-        let pending = messages_from_json(row.try_get("pending")?)?;
-        let history = messages_from_json(row.try_get("history")?)?;
+        let pending = crate::store::message_json::messages_from_json(row.try_get("pending")?)?;
+        let history = crate::store::message_json::messages_from_json(row.try_get("history")?)?;
         let state = match row.try_get::<Option<String>, _>("state")? {
             None => ConversationState::default(),
             Some(json) => serde_json::from_str(&json)
@@ -693,60 +693,6 @@ impl SqliteStore {
         };
         Ok((turn, reading))
     }
-}
-
-/// Messages from a JSON array of `json_array(id, direction, kind, body,
-/// status, channel_message_id, num_media, opt_out_keyword, created_at)`.
-fn messages_from_json(json: &str) -> Result<Vec<Message>, StoreError> {
-    type Columns = (
-        i64,
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        i64,
-        Option<String>,
-        String,
-    );
-    let rows: Vec<Columns> =
-        serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("messages: {e}")))?;
-    rows.into_iter()
-        .map(
-            |(
-                id,
-                raw_direction,
-                kind,
-                body,
-                status,
-                channel_message_id,
-                num_media,
-                opt_out_keyword,
-                created_at,
-            )| {
-                Ok(Message {
-                    id: MessageId(id),
-                    direction: direction(&raw_direction)?,
-                    kind: MessageKind::parse(&kind),
-                    body,
-                    status,
-                    channel_message_id,
-                    num_media,
-                    opt_out_keyword,
-                    created_at: stored_time(&created_at)?,
-                })
-            },
-        )
-        .collect()
-}
-
-/// A time as the store writes it (RFC 3339, how sqlx binds a `DateTime`),
-/// or as SQLite's own `datetime()` writes it, in UTC.
-fn stored_time(raw: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(raw, "%F %T%.f").map(|t| t.and_utc()))
-        .map_err(|_| StoreError::Corrupt(format!("a stored time `{raw}`")))
 }
 
 /// Group commit for inbound texts. Each must be durable (a FULL commit,
