@@ -97,6 +97,12 @@ impl PgStore {
             // A database that went away must not hold a webhook past
             // Twilio's patience: fail fast, answer 503, let Twilio retry.
             .acquire_timeout(Duration::from_secs(3))
+            // No ping before handing out a pooled connection: it is a round
+            // trip on every checkout, about seven per text. A connection the
+            // server dropped fails its next statement instead, which every
+            // caller already treats as the database being away (503, the
+            // turn retried), and sqlx closes it rather than pooling it again.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|e| unreachable(&host, port, &database, e))?;
