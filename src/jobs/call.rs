@@ -67,6 +67,10 @@ pub struct Calls {
     pub slow_tool: Duration,
     /// Nothing said this long after the caller finished: "One moment."
     pub dead_air: Duration,
+    /// While the model stays silent after that, a short filler this often,
+    /// so the caller never hears more than 3 s of nothing before the
+    /// apology at `model_stall`.
+    pub keep_alive: Duration,
     /// Longest wait for the model's next event before the call apologises.
     pub model_stall: Duration,
     /// How long a turn holds the conversation's lease.
@@ -87,6 +91,7 @@ impl Calls {
             clock,
             slow_tool: Duration::from_millis(700),
             dead_air: Duration::from_millis(1500),
+            keep_alive: Duration::from_millis(2500),
             model_stall: Duration::from_secs(8),
             lease,
             tools: OnceLock::new(),
@@ -1000,17 +1005,25 @@ async fn stream_reply(
             })
         };
         tokio::pin!(opening);
-        let opened = if spoke_anything {
-            tokio::time::timeout(calls.model_stall, &mut opening).await
-        } else {
-            let silence = calls.dead_air.saturating_sub(started.elapsed());
+        // Waiting for the model to start: fillers keep the line from going
+        // silent (`dead_air` first, then every `keep_alive`), and the wait
+        // ends at `model_stall`, when the caller hears the apology.
+        let stall_at = Instant::now() + calls.model_stall;
+        let opened = loop {
+            let silence = if spoke_anything {
+                calls.keep_alive
+            } else {
+                calls.dead_air.saturating_sub(started.elapsed())
+            };
+            let left = stall_at.saturating_duration_since(Instant::now());
             tokio::select! {
-                opened = &mut opening => Ok(opened),
-                _ = tokio::time::sleep(silence) => {
-                    // Dead air while the model starts: say so.
-                    speaker.filler("One moment.", barge);
+                opened = &mut opening => break Ok(opened),
+                _ = tokio::time::sleep(silence.min(left)) => {
+                    if Instant::now() >= stall_at {
+                        break Err(());
+                    }
+                    speaker.filler(if spoke_anything { "Still with you." } else { "One moment." }, barge);
                     spoke_anything = true;
-                    tokio::time::timeout(calls.model_stall, &mut opening).await
                 }
             }
         };
@@ -1042,30 +1055,44 @@ async fn stream_reply(
         let mut text = String::new();
         let mut tool_uses = Vec::new();
         let mut stop = None;
+        let mut last_event = Instant::now();
         loop {
-            // Dead air: nothing said yet this turn, and the model is slow.
-            let wait = if spoke_anything {
-                calls.model_stall
+            // Dead air while the model is slow: a filler (`dead_air` after
+            // the caller finished, then every `keep_alive`), and the
+            // apology once the model has sent nothing for `model_stall`.
+            let silence = if spoke_anything {
+                calls.keep_alive
             } else {
-                calls
-                    .dead_air
-                    .saturating_sub(started.elapsed())
-                    .max(Duration::from_millis(1))
+                calls.dead_air.saturating_sub(started.elapsed())
             };
-            let next = match tokio::time::timeout(wait, stream.next()).await {
-                Ok(next) => next,
-                Err(_) if !spoke_anything => {
-                    speaker.filler("One moment.", barge);
-                    spoke_anything = true;
-                    continue;
-                }
-                Err(_) => {
-                    return Err(ModelError::Unavailable {
-                        attempts: 1,
-                        last_error: format!("no stream event in {:?}", calls.model_stall),
-                    });
-                }
-            };
+            let left = calls.model_stall.saturating_sub(last_event.elapsed());
+            let next =
+                match tokio::time::timeout(silence.min(left).max(Duration::from_millis(1)), stream.next())
+                    .await
+                {
+                    Ok(next) => {
+                        last_event = Instant::now();
+                        next
+                    }
+                    Err(_) if last_event.elapsed() < calls.model_stall => {
+                        speaker.filler(
+                            if spoke_anything {
+                                "Still with you."
+                            } else {
+                                "One moment."
+                            },
+                            barge,
+                        );
+                        spoke_anything = true;
+                        continue;
+                    }
+                    Err(_) => {
+                        return Err(ModelError::Unavailable {
+                            attempts: 1,
+                            last_error: format!("no stream event in {:?}", calls.model_stall),
+                        });
+                    }
+                };
             match next {
                 None => break,
                 Some(Err(e)) => {

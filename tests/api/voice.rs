@@ -531,6 +531,47 @@ async fn a_model_failing_mid_call_is_an_apology_within_three_seconds() {
 }
 
 #[tokio::test]
+async fn a_model_that_never_answers_never_leaves_three_seconds_of_silence_and_ends_in_an_apology() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    // The model's response would start after 30 s: the call must fill the
+    // line and, at the stall limit (8 s), apologise and take a message.
+    let app = app_with_script(vec![say("Too late.")], false, Duration::from_secs(30)).await;
+    let mut relay = Relay::signed(&app).await;
+    relay.setup("CAhung", None).await;
+    relay
+        .send(json!({"type": "prompt", "voicePrompt": "How much for a couch?", "last": true}))
+        .await;
+    let started = Instant::now();
+    let mut last_sound = started;
+    let mut longest_silence = Duration::ZERO;
+    let mut said = String::new();
+    loop {
+        let message = relay.next().await;
+        longest_silence = longest_silence.max(last_sound.elapsed());
+        last_sound = Instant::now();
+        assert_eq!(message["type"], "text", "{message}");
+        said.push_str(message["token"].as_str().unwrap());
+        if message["last"] == json!(true) {
+            break;
+        }
+    }
+    assert!(
+        longest_silence < Duration::from_secs(3),
+        "{longest_silence:?} of silence: {said}"
+    );
+    assert!(said.starts_with("One moment. Still with you."), "{said}");
+    assert!(said.contains("I'm sorry"), "{said}");
+    assert!(said.contains("tell me your message"), "{said}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_slow_model_is_covered_before_three_seconds_of_silence() {
     if crate::helpers::skipped() {
         return;
