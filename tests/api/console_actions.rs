@@ -336,6 +336,8 @@ async fn in_quiet_hours_the_reply_is_refused_now_and_sent_at_the_next_allowed_mo
     clock.set(tomorrow_8am);
     let sent = app.wait_for_texts(2).await;
     assert_eq!(sent[1], (DANA.to_string(), "See you soon".to_string()));
+    // Twilio is handed the text before its status is recorded `sent`.
+    app.wait_until_idle().await;
     let owner = app
         .messages(DANA)
         .await

@@ -31,6 +31,9 @@ async fn the_owner_takes_over_replies_and_hands_back() {
     app.text(DANA, "hi").await;
     app.wait_for_texts(1).await;
     app.wait_until_settled(DANA).await;
+    // The reply is recorded sent a moment before the turn's lease is
+    // released: wait for that too, or the owner's action meets `Busy`.
+    app.wait_until_idle().await;
     let id = app.conversation(DANA).await.unwrap();
     assert_eq!(state_of(&app, id).await, "INTAKE");
 
@@ -81,6 +84,9 @@ async fn the_owner_takes_over_replies_and_hands_back() {
     app.text(DANA, "3").await;
     app.wait_for_texts(3).await;
     app.wait_until_settled(DANA).await;
+    // The reply is recorded sent a moment before the turn's lease is
+    // released: wait for that too, or the owner's action meets `Busy`.
+    app.wait_until_idle().await;
 }
 
 #[tokio::test]
@@ -96,6 +102,9 @@ async fn the_owner_waits_while_a_turn_holds_the_conversation() {
     app.text(DANA, "hi").await;
     app.wait_for_texts(1).await;
     app.wait_until_settled(DANA).await;
+    // The reply is recorded sent a moment before the turn's lease is
+    // released: wait for that too, or the owner's action meets `Busy`.
+    app.wait_until_idle().await;
     let id = app.conversation(DANA).await.unwrap();
 
     assert!(
@@ -128,6 +137,9 @@ async fn an_opted_out_customer_gets_no_owner_text() {
     app.wait_for_texts(1).await;
     app.text(DANA, "STOP").await;
     app.wait_until_settled(DANA).await;
+    // The reply is recorded sent a moment before the turn's lease is
+    // released: wait for that too, or the owner's action meets `Busy`.
+    app.wait_until_idle().await;
     let id = app.conversation(DANA).await.unwrap();
     let refused = desk::send_owner_reply(app.store.as_ref(), id, "Hello?", Utc::now()).await;
     assert!(matches!(refused, Err(DeskError::OptedOut)), "{refused:?}");
