@@ -71,6 +71,9 @@ fn held(messages: &[Message]) -> Option<&Message> {
 async fn text_and_hold(app: &TestApp, body: &str) -> (ConversationId, Message) {
     app.text(DANA, body).await;
     app.wait_until_settled(DANA).await;
+    // The held reply is stored before the turn's lease is released: wait
+    // for that too, or the owner's decision meets `Busy`.
+    app.wait_until_idle().await;
     let messages = app.messages(DANA).await;
     let reply = held(&messages)
         .unwrap_or_else(|| panic!("no held reply in {messages:?}"))
