@@ -91,6 +91,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
+    // `TEST_LOG=textdesk=debug cargo test ...` shows the app's own log
+    // lines beside a failing test's output.
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let anthropic = MockServer::start().await;
     let twilio = MockServer::start().await;
     if options.default_fakes {

@@ -2,11 +2,16 @@
 //!
 //! Several instances share the database, so every claim takes its row with
 //! `FOR UPDATE SKIP LOCKED` and judges a lease by its expiry alone
-//! (`lease_until_ms < now` is free to take), and a turn's commit locks its
-//! conversation's row before asking whether its texts are still pending:
-//! two runs of one turn (an expired lease taken over) commit one after the
-//! other, and the second finds the texts answered and changes nothing but
-//! the model calls it made.
+//! (`lease_until_ms < now` is free to take), and a turn's commit decides
+//! by marking its texts handled (`FINISH_TURN`): two runs of one turn (an
+//! expired lease taken over) commit one after the other, and the second,
+//! waiting on the first's row locks, finds the texts answered and changes
+//! nothing but the model calls it made.
+//!
+//! The hot path (a text stored, a turn committed) is one statement each:
+//! on Postgres every round trip costs server CPU (parse, snapshot, a
+//! wake-up on each side), and that, not textdesk, bounds a small
+//! deployment's throughput.
 
 use std::time::Duration;
 
@@ -16,7 +21,7 @@ use sqlx::Row;
 
 use super::PgStore;
 use super::jobs::insert_job;
-use super::outbox::outbound_in;
+use super::outbox::outbound_from_row;
 use super::rows::{MESSAGE_COLUMNS, json_text, message_from_row, parse_phone};
 use crate::domain::conversation::ConversationState;
 use crate::domain::phone::E164;
@@ -29,6 +34,36 @@ use crate::store::*;
 impl ConversationStore for PgStore {
     async fn record_inbound(&self, inbound: &InboundMessage) -> Result<Recorded, StoreError> {
         let now = self.now();
+        if inbound.media.is_empty() {
+            let row = sqlx::query(RECORD_TEXT)
+                .bind(&inbound.channel_message_id)
+                .bind(&inbound.business_id)
+                .bind(inbound.from.as_str())
+                .bind(inbound.to.as_str())
+                .bind(now)
+                .bind(&inbound.body)
+                .bind(json_text(&inbound.params, "webhook parameters")?)
+                .bind(&inbound.opt_out_keyword)
+                .bind(&inbound.profile_name)
+                .fetch_one(&self.pool)
+                .await?;
+            if let (Some(message), Some(conversation)) = (
+                row.try_get::<Option<i64>, _>("duplicate_id")?,
+                row.try_get::<Option<i64>, _>("duplicate_conversation_id")?,
+            ) {
+                return Ok(Recorded::Duplicate(ConversationId(conversation), MessageId(message)));
+            }
+            if let (Some(message), Some(conversation)) = (
+                row.try_get::<Option<i64>, _>("message_id")?,
+                row.try_get::<Option<i64>, _>("conversation_id")?,
+            ) {
+                return Ok(Recorded::New(ConversationId(conversation), MessageId(message)));
+            }
+            // A race the one statement cannot settle: a first text from a
+            // new customer whose customer row another transaction inserted
+            // meanwhile, or a retry of this text committed meanwhile. The
+            // transaction below settles both, statement by statement.
+        }
         let mut tx = self.pool.begin().await?;
         if let Some(duplicate) = stored_text(&mut tx, &inbound.channel_message_id).await? {
             return Ok(duplicate);
@@ -214,130 +249,68 @@ impl ConversationStore for PgStore {
         } = commit;
         let state_json = json_text(&state, "state")?;
         let now = self.now();
-        let mut tx = self.pool.begin().await?;
-        // The conversation's row first: a concurrent run of this turn
-        // waits here until this one commits, and then (each statement
-        // reading afresh) finds the texts answered. `NO KEY UPDATE`, the
-        // lock an UPDATE of the row takes: it leaves inserts that
-        // reference the conversation (a text arriving) free to go on.
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM conversations WHERE id = $1 FOR NO KEY UPDATE")
-                .bind(id.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if found.is_none() {
+        // What the turn sets in motion beside its reply is rare (a quote, a
+        // booking's reminders, an alert); without it the commit is one
+        // statement and one round trip, with it one transaction around
+        // that statement and the extra inserts.
+        let extras = !(new_quotes.is_empty() && alerts.is_empty() && jobs.is_empty() && cancel_jobs.is_empty());
+        let answer = held.as_ref().or(reply.as_ref());
+        // The answer is stored in its final state: `held` for the owner,
+        // `sent` when a call already spoke it, else `sending` under a send
+        // lease (claimed by this turn's sender).
+        let (answer_status, answer_attempts, answer_lease, answer_sid) = match (&held, &spoken) {
+            (Some(_), _) => ("held", 0, None, None),
+            (None, Some(sid)) => ("sent", 1, None, Some(sid.as_str())),
+            (None, None) => ("sending", 1, Some(self.send_lease_until(self.now_ms())), None),
+        };
+        // With a held answer, `reply` is the holding text, sent now.
+        let holding = if held.is_some() { reply.as_ref() } else { None };
+        let query = sqlx::query(FINISH_TURN)
+            .bind(id.0)
+            .bind(through.0)
+            .bind(&state_json)
+            .bind(now)
+            .bind(model_calls.as_ref().map(|calls| calls.customer.0))
+            .bind(model_calls.as_ref().map(|calls| calls.day.to_string()))
+            .bind(model_calls.as_ref().map(|calls| calls.calls.min(i32::MAX as u32) as i32))
+            .bind(answer.map(|draft| draft.kind.as_str()))
+            .bind(answer.map(|draft| draft.body.as_str()))
+            .bind(answer_status)
+            .bind(answer_attempts)
+            .bind(answer_lease)
+            .bind(answer_sid)
+            .bind(holding.map(|draft| draft.kind.as_str()))
+            .bind(holding.map(|draft| draft.body.as_str()))
+            .bind(self.send_lease_until(self.now_ms()))
+            .bind(held.is_some());
+        let (row, tx) = if extras {
+            let mut tx = self.pool.begin().await?;
+            let row = query.fetch_one(&mut *tx).await?;
+            (row, Some(tx))
+        } else {
+            (query.fetch_one(&self.pool).await?, None)
+        };
+        if !row.try_get::<bool, _>("found")? {
             return Err(StoreError::NotFound("conversation"));
         }
-        // Model calls were made whether or not the turn is committed.
-        if let Some(calls) = &model_calls {
-            sqlx::query(
-                "INSERT INTO model_calls (customer_id, day, calls) VALUES ($1, $2, $3)
-                 ON CONFLICT (customer_id, day) DO UPDATE SET calls = model_calls.calls + EXCLUDED.calls",
-            )
-            .bind(calls.customer.0)
-            .bind(calls.day.to_string())
-            .bind(calls.calls.min(i32::MAX as u32) as i32)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let answered: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM messages
-                 WHERE conversation_id = $1 AND direction = 'inbound' AND status = 'pending' AND id <= $2)",
-        )
-        .bind(id.0)
-        .bind(through.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        if !answered {
+        if !row.try_get::<bool, _>("committed")? {
             // Another run of this turn (an expired lease, a crash rerun)
-            // already committed it; its state and reply stand.
-            tx.commit().await?;
+            // already committed it; its state and reply stand. The model
+            // calls this run made are counted all the same.
+            if let Some(tx) = tx {
+                tx.commit().await?;
+            }
             return Ok(None);
         }
-        sqlx::query(
-            "UPDATE conversations
-             SET state_changed_at = CASE WHEN state IS NOT DISTINCT FROM $2::jsonb THEN state_changed_at ELSE $3 END,
-                 state = $2::jsonb, updated_at = $3
-             WHERE id = $1",
-        )
-        .bind(id.0)
-        .bind(&state_json)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // One reply per text answered (`reply_to_id` is unique); with a
-        // held reply, the held one is the answer and the text sent now (the
-        // holding text) answers nothing.
-        let answer = held.as_ref().or(reply.as_ref());
-        let answer_status = if held.is_some() { "held" } else { "sending" };
-        let answer_id: Option<i64> = match answer {
+        let claimed = match row.try_get::<Option<i64>, _>("claimed_id")? {
+            Some(message) => Some(outbound_from_row(MessageId(message), &row)?),
             None => None,
-            Some(draft) => sqlx::query_scalar(
-                "INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, reply_to_id,
-                                           created_at, send_lease_until_ms)
-                     VALUES ($1, 'outbound', $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (reply_to_id) DO NOTHING
-                     RETURNING id",
-            )
-            .bind(id.0)
-            .bind(draft.kind.as_str())
-            .bind(&draft.body)
-            .bind(answer_status)
-            .bind(if held.is_some() { 0 } else { 1 })
-            .bind(through.0)
-            .bind(now)
-            .bind((held.is_none()).then(|| self.send_lease_until(self.now_ms())))
-            .fetch_optional(&mut *tx)
-            .await?,
         };
-        sqlx::query(
-            "UPDATE messages SET status = 'handled'
-             WHERE conversation_id = $1 AND direction = 'inbound' AND status = 'pending' AND id <= $2",
-        )
-        .bind(id.0)
-        .bind(through.0)
-        .execute(&mut *tx)
-        .await?;
-        set_in_motion(&mut tx, id, &cancel_jobs, &jobs, &alerts, now).await?;
-        insert_quotes(&mut tx, id, &new_quotes).await?;
-        let claimed = match (held.is_some(), reply) {
-            (true, Some(draft)) => {
-                let inserted: i64 = sqlx::query_scalar(
-                    "INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, reply_to_id,
-                                           created_at, send_lease_until_ms)
-                     VALUES ($1, 'outbound', $2, $3, 'sending', 1, NULL, $4, $5)
-                     RETURNING id",
-                )
-                .bind(id.0)
-                .bind(draft.kind.as_str())
-                .bind(&draft.body)
-                .bind(now)
-                .bind(self.send_lease_until(self.now_ms()))
-                .fetch_one(&mut *tx)
-                .await?;
-                Some(inserted)
-            }
-            (true, None) => None,
-            (false, _) => answer_id,
-        };
-        if let (Some(sid), Some(reply), false) = (&spoken, claimed, held.is_some()) {
-            // Spoken on a call: delivered, in the commit that stores it.
-            sqlx::query(
-                "UPDATE messages SET status = 'sent', channel_message_id = $1, sent_at = $2,
-                     send_lease_until_ms = NULL
-                 WHERE id = $3",
-            )
-            .bind(sid)
-            .bind(now)
-            .bind(reply)
-            .execute(&mut *tx)
-            .await?;
+        if let Some(mut tx) = tx {
+            set_in_motion(&mut tx, id, &cancel_jobs, &jobs, &alerts, now).await?;
+            insert_quotes(&mut tx, id, &new_quotes).await?;
+            tx.commit().await?;
         }
-        let claimed = match claimed {
-            Some(message) => Some(outbound_in(&mut tx, MessageId(message)).await?),
-            None => None,
-        };
-        tx.commit().await?;
         Ok(claimed)
     }
 
@@ -512,6 +485,109 @@ impl ConversationStore for PgStore {
 /// commits would then deadlock with that commit: the text holding the
 /// customer and waiting for the conversation, the commit the other way
 /// round. An insert that finds the customer there locks nothing.
+/// An inbound text without media, with its customer and conversation on
+/// first contact, in one statement (the transaction in `record_inbound`
+/// does the same in six round trips, and remains for media and races).
+///
+/// `dup` answers a webhook retry without writing. A customer is found or
+/// inserted; if another transaction inserted it meanwhile, the insert
+/// returns nothing, no text is stored, and the caller falls back to the
+/// transaction. A retry racing this one waits on the unique channel
+/// message id until the first commits, then inserts nothing: the caller
+/// falls back and finds it stored.
+const RECORD_TEXT: &str = "
+WITH dup AS (SELECT id, conversation_id FROM messages WHERE channel_message_id = $1),
+found AS (SELECT id FROM customers WHERE business_id = $2 AND phone = $3),
+new_customer AS (
+    INSERT INTO customers (business_id, phone, created_at)
+    SELECT $2, $3, $5 WHERE NOT EXISTS (SELECT 1 FROM found) AND NOT EXISTS (SELECT 1 FROM dup)
+    ON CONFLICT (business_id, phone) DO NOTHING
+    RETURNING id
+),
+customer AS (SELECT id FROM found UNION ALL SELECT id FROM new_customer),
+conversation AS (
+    INSERT INTO conversations (customer_id, business_number, created_at, updated_at, business_id)
+    SELECT id, $4, $5, $5, $2 FROM customer WHERE NOT EXISTS (SELECT 1 FROM dup)
+    ON CONFLICT (customer_id, business_number) DO UPDATE SET updated_at = EXCLUDED.updated_at
+    RETURNING id
+),
+text AS (
+    INSERT INTO messages (conversation_id, direction, kind, body, status, channel_message_id,
+                          num_media, media_urls, params, opt_out_keyword, profile_name, created_at)
+    SELECT id, 'inbound', 'customer', $6, 'pending', $1, 0, '[]'::jsonb, $7::jsonb, $8, $9, $5
+    FROM conversation
+    ON CONFLICT (channel_message_id) DO NOTHING
+    RETURNING id, conversation_id
+)
+SELECT d.id AS duplicate_id, d.conversation_id AS duplicate_conversation_id,
+       t.id AS message_id, t.conversation_id
+FROM (SELECT 1) one
+LEFT JOIN dup d ON true
+LEFT JOIN text t ON true";
+
+/// A turn's commit in one statement.
+///
+/// `answered` marks the turn's texts handled and is what decides whether
+/// this run commits: a second run of the same turn (an expired lease taken
+/// over) blocks on those rows until the first commits, then re-reads them
+/// (`handled` now), updates none and so writes nothing but its model
+/// calls. Everything else waits on `answered` (an InitPlan runs it first),
+/// so the rows are locked in one order: the texts, then the conversation.
+/// The stored answer comes back with what its sender needs, so nothing is
+/// read back. (Data-modifying CTEs run to completion whether or not the
+/// final SELECT reads them: `calls` and `state` need no reader.)
+const FINISH_TURN: &str = "
+WITH calls AS (
+    INSERT INTO model_calls (customer_id, day, calls)
+    SELECT $5, $6, $7 WHERE $5::bigint IS NOT NULL
+    ON CONFLICT (customer_id, day) DO UPDATE SET calls = model_calls.calls + EXCLUDED.calls
+    RETURNING 1
+),
+answered AS (
+    UPDATE messages SET status = 'handled'
+    WHERE conversation_id = $1 AND direction = 'inbound' AND status = 'pending' AND id <= $2
+    RETURNING id
+),
+turn AS (SELECT EXISTS (SELECT 1 FROM answered) AS committed),
+state AS (
+    UPDATE conversations
+    SET state_changed_at = CASE WHEN state IS NOT DISTINCT FROM $3::jsonb THEN state_changed_at ELSE $4 END,
+        state = $3::jsonb, updated_at = $4
+    WHERE id = $1 AND (SELECT committed FROM turn)
+    RETURNING id
+),
+answer AS (
+    INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, reply_to_id,
+                          created_at, send_lease_until_ms, channel_message_id, sent_at)
+    SELECT $1, 'outbound', $8, $9, $10, $11, $2, $4, $12, $13, CASE WHEN $13::text IS NULL THEN NULL ELSE $4 END
+    WHERE $9::text IS NOT NULL AND (SELECT committed FROM turn)
+    ON CONFLICT (reply_to_id) DO NOTHING
+    RETURNING id, body, kind, attempts, created_at
+),
+holding AS (
+    INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, reply_to_id,
+                          created_at, send_lease_until_ms)
+    SELECT $1, 'outbound', $14, $15, 'sending', 1, NULL, $4, $16
+    WHERE $15::text IS NOT NULL AND (SELECT committed FROM turn)
+    RETURNING id, body, kind, attempts, created_at
+),
+claimed AS (
+    SELECT * FROM holding
+    UNION ALL
+    SELECT * FROM answer WHERE NOT $17::boolean
+)
+SELECT t.committed,
+       c.id IS NOT NULL AS found,
+       m.id AS claimed_id, $1::bigint AS conversation_id, m.body, m.kind, m.attempts, m.created_at,
+       k.phone, c.business_number, c.customer_id,
+       (SELECT MAX(i.created_at) FROM messages i
+         WHERE i.conversation_id = $1 AND i.direction = 'inbound') AS last_inbound_at,
+       k.opted_out_at IS NOT NULL AND m.kind NOT IN ('opt_out_confirmation', 'help') AS opted_out
+FROM turn t
+LEFT JOIN claimed m ON true
+LEFT JOIN conversations c ON c.id = $1
+LEFT JOIN customers k ON k.id = c.customer_id";
+
 async fn customer(
     conn: &mut sqlx::PgConnection,
     business_id: &str,

@@ -41,7 +41,7 @@ pub(super) async fn outbound_in(
     outbound_from_row(id, &row)
 }
 
-fn outbound_from_row(id: MessageId, row: &PgRow) -> Result<OutboundMessage, StoreError> {
+pub(super) fn outbound_from_row(id: MessageId, row: &PgRow) -> Result<OutboundMessage, StoreError> {
     Ok(OutboundMessage {
         id,
         conversation_id: ConversationId(row.try_get("conversation_id")?),
