@@ -713,25 +713,6 @@ async fn turn_under_lease(
         .chain([stored])
         .max()
         .unwrap_or(stored);
-    if model_calls > 0 {
-        // Before the commit, as for a text turn: tokens spent count even
-        // if the turn then fails. A failed write costs the console a
-        // figure, never the caller their answer.
-        let spent = crate::store::TurnUsage {
-            conversation: call.conversation,
-            through,
-            model_calls,
-            tokens: crate::store::TokenCounts {
-                input: usage.input_tokens,
-                cache_read: usage.cache_read_input_tokens,
-                cache_write: usage.cache_creation_input_tokens,
-                output: usage.output_tokens,
-            },
-        };
-        if let Err(e) = store.record_turn_usage(&spent).await {
-            tracing::warn!(error = %e, "could not record the call turn's model usage");
-        }
-    }
 
     // What this turn sets in motion, as a text turn's would: reminders,
     // emails; the booking's confirmation goes out as a text after the call.
@@ -800,6 +781,13 @@ async fn turn_under_lease(
             customer: turn.conversation.customer_id,
             day: now.with_timezone(&business.business.timezone).date_naive(),
             calls: model_calls,
+            // The turn's usage, stored by its commit as for a text turn.
+            tokens: crate::store::TokenCounts {
+                input: usage.input_tokens,
+                cache_read: usage.cache_read_input_tokens,
+                cache_write: usage.cache_creation_input_tokens,
+                output: usage.output_tokens,
+            },
         }),
         // Spoken on the call: stored delivered in the same commit, never
         // to be texted (not even after a crash right after it).

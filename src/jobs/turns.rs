@@ -339,30 +339,21 @@ impl Engine {
             // Model round trips per customer text: the seconds a customer
             // waits (issue 11 asks for at most 2 for a quote or a booking).
             metrics::histogram!(crate::meters::MODEL_CALLS_PER_TURN).record(f64::from(metered.calls));
-            // Before the commit: tokens a turn spent count even if it
-            // crashes now. A failed write costs the console a figure,
-            // never the customer their answer.
-            let usage = crate::store::TurnUsage {
-                conversation: id,
-                through: last,
-                model_calls: metered.calls,
-                tokens: crate::store::TokenCounts {
-                    input: metered.usage.input_tokens,
-                    cache_read: metered.usage.cache_read_input_tokens,
-                    cache_write: metered.usage.cache_creation_input_tokens,
-                    output: metered.usage.output_tokens,
-                },
-            };
-            if let Err(e) = self.store.record_turn_usage(&usage).await {
-                tracing::warn!(error = %e, "could not record the turn's model usage");
-            }
         }
         let model_calls = metered.calls;
-        // Counted in the turn's own commit: one write fewer per turn.
+        // Counted, with the tokens they spent, in the turn's own commit:
+        // two writes fewer per turn. A turn that crashes before its commit
+        // loses its usage figure; the rerun's own is stored.
         let model_calls = (model_calls > 0).then_some(ModelCalls {
             customer: turn.conversation.customer_id,
             day: throttle.day,
             calls: model_calls,
+            tokens: crate::store::TokenCounts {
+                input: metered.usage.input_tokens,
+                cache_read: metered.usage.cache_read_input_tokens,
+                cache_write: metered.usage.cache_creation_input_tokens,
+                output: metered.usage.output_tokens,
+            },
         });
         let drafted = drafted.unwrap_or(Err(ResponderError::DeadlineExceeded(self.turn_deadline)));
         let (mut draft, kind) = match drafted {

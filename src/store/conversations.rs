@@ -171,12 +171,17 @@ impl OwnerCommit {
     }
 }
 
-/// Model requests one turn cost a customer, on a day of the business.
+/// Model requests one turn cost a customer, on a day of the business, and
+/// the tokens they spent: added to the customer's day and stored as the
+/// turn's usage (`turn_usage`) in the turn's own commit, even by a rerun
+/// that finds the turn already committed (its requests were made all the
+/// same). One write per turn fewer than a usage row of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelCalls {
     pub customer: CustomerId,
     pub day: NaiveDate,
     pub calls: u32,
+    pub tokens: crate::store::TokenCounts,
 }
 
 /// How hard a conversation's sender is texting, for flood throttling.

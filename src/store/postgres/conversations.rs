@@ -51,7 +51,10 @@ impl ConversationStore for PgStore {
                 row.try_get::<Option<i64>, _>("duplicate_id")?,
                 row.try_get::<Option<i64>, _>("duplicate_conversation_id")?,
             ) {
-                return Ok(Recorded::Duplicate(ConversationId(conversation), MessageId(message)));
+                return Ok(Recorded::Duplicate(
+                    ConversationId(conversation),
+                    MessageId(message),
+                ));
             }
             if let (Some(message), Some(conversation)) = (
                 row.try_get::<Option<i64>, _>("message_id")?,
@@ -253,7 +256,8 @@ impl ConversationStore for PgStore {
         // booking's reminders, an alert); without it the commit is one
         // statement and one round trip, with it one transaction around
         // that statement and the extra inserts.
-        let extras = !(new_quotes.is_empty() && alerts.is_empty() && jobs.is_empty() && cancel_jobs.is_empty());
+        let extras =
+            !(new_quotes.is_empty() && alerts.is_empty() && jobs.is_empty() && cancel_jobs.is_empty());
         let answer = held.as_ref().or(reply.as_ref());
         // The answer is stored in its final state: `held` for the owner,
         // `sent` when a call already spoke it, else `sending` under a send
@@ -272,7 +276,11 @@ impl ConversationStore for PgStore {
             .bind(now)
             .bind(model_calls.as_ref().map(|calls| calls.customer.0))
             .bind(model_calls.as_ref().map(|calls| calls.day.to_string()))
-            .bind(model_calls.as_ref().map(|calls| calls.calls.min(i32::MAX as u32) as i32))
+            .bind(
+                model_calls
+                    .as_ref()
+                    .map(|calls| calls.calls.min(i32::MAX as u32) as i32),
+            )
             .bind(answer.map(|draft| draft.kind.as_str()))
             .bind(answer.map(|draft| draft.body.as_str()))
             .bind(answer_status)
@@ -282,7 +290,27 @@ impl ConversationStore for PgStore {
             .bind(holding.map(|draft| draft.kind.as_str()))
             .bind(holding.map(|draft| draft.body.as_str()))
             .bind(self.send_lease_until(self.now_ms()))
-            .bind(held.is_some());
+            .bind(held.is_some())
+            .bind(
+                model_calls
+                    .as_ref()
+                    .map(|calls| saturating_i64(calls.tokens.input)),
+            )
+            .bind(
+                model_calls
+                    .as_ref()
+                    .map(|calls| saturating_i64(calls.tokens.cache_read)),
+            )
+            .bind(
+                model_calls
+                    .as_ref()
+                    .map(|calls| saturating_i64(calls.tokens.cache_write)),
+            )
+            .bind(
+                model_calls
+                    .as_ref()
+                    .map(|calls| saturating_i64(calls.tokens.output)),
+            );
         let (row, tx) = if extras {
             let mut tx = self.pool.begin().await?;
             let row = query.fetch_one(&mut *tx).await?;
@@ -535,12 +563,18 @@ LEFT JOIN text t ON true";
 /// so the rows are locked in one order: the texts, then the conversation.
 /// The stored answer comes back with what its sender needs, so nothing is
 /// read back. (Data-modifying CTEs run to completion whether or not the
-/// final SELECT reads them: `calls` and `state` need no reader.)
+/// final SELECT reads them: `calls`, `usage` and `state` need no reader.)
 const FINISH_TURN: &str = "
 WITH calls AS (
     INSERT INTO model_calls (customer_id, day, calls)
     SELECT $5, $6, $7 WHERE $5::bigint IS NOT NULL
     ON CONFLICT (customer_id, day) DO UPDATE SET calls = model_calls.calls + EXCLUDED.calls
+    RETURNING 1
+),
+usage AS (
+    INSERT INTO turn_usage (conversation_id, through_message_id, model_calls, input_tokens,
+                            cache_read_tokens, cache_write_tokens, output_tokens, created_at)
+    SELECT $1, $2, $7, $18, $19, $20, $21, $4 WHERE $5::bigint IS NOT NULL
     RETURNING 1
 ),
 answered AS (
@@ -616,6 +650,11 @@ async fn customer(
                 .await?,
         ),
     }
+}
+
+/// A token count as BIGINT; one past i64 is saturated, never wrapped.
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn lease_ms(lease: Duration) -> i64 {

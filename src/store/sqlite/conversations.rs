@@ -63,12 +63,15 @@ macro_rules! finish_turn_answered {
     };
 }
 
-/// Adds the turn's model calls to the customer's day, answered or not:
-/// they were made all the same.
+/// Adds the turn's model calls to the customer's day and stores its usage,
+/// answered or not: they were made all the same.
 macro_rules! finish_turn_count_model_calls {
     () => {
         "INSERT INTO model_calls (customer_id, day, calls) VALUES (?7, ?8, ?9)
-             ON CONFLICT (customer_id, day) DO UPDATE SET calls = calls + excluded.calls;"
+             ON CONFLICT (customer_id, day) DO UPDATE SET calls = calls + excluded.calls;
+         INSERT INTO turn_usage (conversation_id, through_message_id, model_calls, input_tokens,
+                                 cache_read_tokens, cache_write_tokens, output_tokens, created_at)
+             VALUES (?1, ?2, ?9, ?10, ?11, ?12, ?13, ?3);"
     };
 }
 
@@ -259,7 +262,11 @@ impl ConversationStore for SqliteStore {
             .bind(reply.as_ref().map(|r| r.body.as_str()))
             .bind(model_calls.as_ref().map(|c| c.customer.0))
             .bind(model_calls.as_ref().map(|c| c.day.to_string()))
-            .bind(model_calls.as_ref().map(|c| c.calls as i64));
+            .bind(model_calls.as_ref().map(|c| c.calls as i64))
+            .bind(model_calls.as_ref().map(|c| saturating_i64(c.tokens.input)))
+            .bind(model_calls.as_ref().map(|c| saturating_i64(c.tokens.cache_read)))
+            .bind(model_calls.as_ref().map(|c| saturating_i64(c.tokens.cache_write)))
+            .bind(model_calls.as_ref().map(|c| saturating_i64(c.tokens.output)));
         // `fetch_all`, not `fetch_optional`: sqlx stops a statement list at
         // the first row when asked for one, and the rest must run.
         if only_core {
@@ -909,4 +916,10 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError
         opt_out_keyword: row.try_get("opt_out_keyword")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+/// A token count as SQLite's INTEGER; one past i64 is saturated, never
+/// wrapped.
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
