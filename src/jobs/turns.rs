@@ -341,9 +341,9 @@ impl Engine {
             metrics::histogram!(crate::meters::MODEL_CALLS_PER_TURN).record(f64::from(metered.calls));
         }
         let model_calls = metered.calls;
-        // Counted, with the tokens they spent, in the turn's own commit:
-        // two writes fewer per turn. A turn that crashes before its commit
-        // loses its usage figure; the rerun's own is stored.
+        // Counted, with the tokens they spent, in the turn's own commit (no
+        // write of their own). A turn that crashes before its commit loses
+        // its usage figure; the rerun's own is stored.
         let model_calls = (model_calls > 0).then_some(ModelCalls {
             customer: turn.conversation.customer_id,
             day: throttle.day,

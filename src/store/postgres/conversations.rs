@@ -23,6 +23,7 @@ use super::PgStore;
 use super::jobs::insert_job;
 use super::outbox::outbound_from_row;
 use super::rows::{MESSAGE_COLUMNS, json_text, message_from_row, parse_phone};
+use super::usage::stored;
 use crate::domain::conversation::ConversationState;
 use crate::domain::phone::E164;
 use crate::domain::quote::Quote;
@@ -291,26 +292,10 @@ impl ConversationStore for PgStore {
             .bind(holding.map(|draft| draft.body.as_str()))
             .bind(self.send_lease_until(self.now_ms()))
             .bind(held.is_some())
-            .bind(
-                model_calls
-                    .as_ref()
-                    .map(|calls| saturating_i64(calls.tokens.input)),
-            )
-            .bind(
-                model_calls
-                    .as_ref()
-                    .map(|calls| saturating_i64(calls.tokens.cache_read)),
-            )
-            .bind(
-                model_calls
-                    .as_ref()
-                    .map(|calls| saturating_i64(calls.tokens.cache_write)),
-            )
-            .bind(
-                model_calls
-                    .as_ref()
-                    .map(|calls| saturating_i64(calls.tokens.output)),
-            );
+            .bind(model_calls.as_ref().map(|calls| stored(calls.tokens.input)))
+            .bind(model_calls.as_ref().map(|calls| stored(calls.tokens.cache_read)))
+            .bind(model_calls.as_ref().map(|calls| stored(calls.tokens.cache_write)))
+            .bind(model_calls.as_ref().map(|calls| stored(calls.tokens.output)));
         let (row, tx) = if extras {
             let mut tx = self.pool.begin().await?;
             let row = query.fetch_one(&mut *tx).await?;
@@ -650,11 +635,6 @@ async fn customer(
                 .await?,
         ),
     }
-}
-
-/// A token count as BIGINT; one past i64 is saturated, never wrapped.
-fn saturating_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn lease_ms(lease: Duration) -> i64 {

@@ -27,7 +27,7 @@ fn turn_usage_from_row(row: &sqlx::postgres::PgRow) -> Result<TurnUsage, StoreEr
 }
 
 /// A count as BIGINT; a count past i64 is saturated, never wrapped.
-fn stored(n: u64) -> i64 {
+pub(super) fn stored(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 

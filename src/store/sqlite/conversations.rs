@@ -1,12 +1,14 @@
 //! The conversation port on SQLite.
 
+use super::usage::stored;
 use super::*;
 
 /// `finish_turn`'s statements, as macros so that each combination is one
 /// `&'static str` (one cached list of prepared statements); see
 /// [`finish_turn_sql`]. ?1 the conversation, ?2 the last text answered, ?3
 /// now, ?4 the state; ?5-?6 the reply's kind and body; ?7-?9 the model
-/// calls' customer, day and count.
+/// calls' customer, day and count; ?10-?13 their input, cache-read,
+/// cache-write and output tokens.
 ///
 /// Numbered so that every statement uses the low numbers: sqlx binds a
 /// statement's unused numbers below its highest from the arguments no
@@ -263,10 +265,10 @@ impl ConversationStore for SqliteStore {
             .bind(model_calls.as_ref().map(|c| c.customer.0))
             .bind(model_calls.as_ref().map(|c| c.day.to_string()))
             .bind(model_calls.as_ref().map(|c| c.calls as i64))
-            .bind(model_calls.as_ref().map(|c| saturating_i64(c.tokens.input)))
-            .bind(model_calls.as_ref().map(|c| saturating_i64(c.tokens.cache_read)))
-            .bind(model_calls.as_ref().map(|c| saturating_i64(c.tokens.cache_write)))
-            .bind(model_calls.as_ref().map(|c| saturating_i64(c.tokens.output)));
+            .bind(model_calls.as_ref().map(|c| stored(c.tokens.input)))
+            .bind(model_calls.as_ref().map(|c| stored(c.tokens.cache_read)))
+            .bind(model_calls.as_ref().map(|c| stored(c.tokens.cache_write)))
+            .bind(model_calls.as_ref().map(|c| stored(c.tokens.output)));
         // `fetch_all`, not `fetch_optional`: sqlx stops a statement list at
         // the first row when asked for one, and the rest must run.
         if only_core {
@@ -916,10 +918,4 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError
         opt_out_keyword: row.try_get("opt_out_keyword")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-/// A token count as SQLite's INTEGER; one past i64 is saturated, never
-/// wrapped.
-fn saturating_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -23,7 +23,7 @@ fn turn_usage_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TurnUsage, Store
 }
 
 /// A count as SQLite's INTEGER; a count past i64 is saturated, never wrapped.
-fn stored(n: u64) -> i64 {
+pub(super) fn stored(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
