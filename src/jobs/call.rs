@@ -98,6 +98,16 @@ impl Calls {
         }
     }
 
+    /// How long the line may stay quiet before the next filler: `dead_air`
+    /// after the caller finished (the turn `started`), then `keep_alive`.
+    fn until_filler(&self, spoke_anything: bool, started: tokio::time::Instant) -> Duration {
+        if spoke_anything {
+            self.keep_alive
+        } else {
+            self.dead_air.saturating_sub(started.elapsed())
+        }
+    }
+
     /// The tools, on the one scheduler every engine shares.
     fn tools(&self, engine: &Engine) -> &ToolRegistry {
         self.tools.get_or_init(|| {
@@ -782,12 +792,7 @@ async fn turn_under_lease(
             day: now.with_timezone(&business.business.timezone).date_naive(),
             calls: model_calls,
             // The turn's usage, stored by its commit as for a text turn.
-            tokens: crate::store::TokenCounts {
-                input: usage.input_tokens,
-                cache_read: usage.cache_read_input_tokens,
-                cache_write: usage.cache_creation_input_tokens,
-                output: usage.output_tokens,
-            },
+            tokens: usage.into(),
         }),
         // Spoken on the call: stored delivered in the same commit, never
         // to be texted (not even after a crash right after it).
@@ -998,11 +1003,7 @@ async fn stream_reply(
         // ends at `model_stall`, when the caller hears the apology.
         let stall_at = Instant::now() + calls.model_stall;
         let opened = loop {
-            let silence = if spoke_anything {
-                calls.keep_alive
-            } else {
-                calls.dead_air.saturating_sub(started.elapsed())
-            };
+            let silence = calls.until_filler(spoke_anything, started);
             let left = stall_at.saturating_duration_since(Instant::now());
             tokio::select! {
                 opened = &mut opening => break Ok(opened),
@@ -1010,7 +1011,7 @@ async fn stream_reply(
                     if Instant::now() >= stall_at {
                         break Err(());
                     }
-                    speaker.filler(if spoke_anything { "Still with you." } else { "One moment." }, barge);
+                    speaker.filler(filler_words(spoke_anything), barge);
                     spoke_anything = true;
                 }
             }
@@ -1048,11 +1049,7 @@ async fn stream_reply(
             // Dead air while the model is slow: a filler (`dead_air` after
             // the caller finished, then every `keep_alive`), and the
             // apology once the model has sent nothing for `model_stall`.
-            let silence = if spoke_anything {
-                calls.keep_alive
-            } else {
-                calls.dead_air.saturating_sub(started.elapsed())
-            };
+            let silence = calls.until_filler(spoke_anything, started);
             let left = calls.model_stall.saturating_sub(last_event.elapsed());
             let next =
                 match tokio::time::timeout(silence.min(left).max(Duration::from_millis(1)), stream.next())
@@ -1063,14 +1060,7 @@ async fn stream_reply(
                         next
                     }
                     Err(_) if last_event.elapsed() < calls.model_stall => {
-                        speaker.filler(
-                            if spoke_anything {
-                                "Still with you."
-                            } else {
-                                "One moment."
-                            },
-                            barge,
-                        );
+                        speaker.filler(filler_words(spoke_anything), barge);
                         spoke_anything = true;
                         continue;
                     }
@@ -1172,6 +1162,16 @@ fn flush_violations(check: &SpokenCheck, ctx: &mut ToolContext<'_>, speaker: &Sp
 }
 
 /// What a caller hears while a slow tool runs.
+/// What the caller hears while the model is silent: "One moment." first,
+/// then "Still with you."
+fn filler_words(spoke_anything: bool) -> &'static str {
+    if spoke_anything {
+        "Still with you."
+    } else {
+        "One moment."
+    }
+}
+
 fn filler_for(tool: &str) -> &'static str {
     match tool {
         "get_available_slots" | "book_slot" | "reschedule_booking" | "cancel_booking" => {
