@@ -83,6 +83,18 @@ impl ResponderError {
     }
 }
 
+/// The tokens a turn's requests spent, as the store keeps them.
+impl From<Usage> for crate::store::TokenCounts {
+    fn from(usage: Usage) -> Self {
+        Self {
+            input: usage.input_tokens,
+            cache_read: usage.cache_read_input_tokens,
+            cache_write: usage.cache_creation_input_tokens,
+            output: usage.output_tokens,
+        }
+    }
+}
+
 /// What a turn's model requests cost: how many, and their summed usage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Metered {

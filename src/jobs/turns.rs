@@ -348,12 +348,7 @@ impl Engine {
             customer: turn.conversation.customer_id,
             day: throttle.day,
             calls: model_calls,
-            tokens: crate::store::TokenCounts {
-                input: metered.usage.input_tokens,
-                cache_read: metered.usage.cache_read_input_tokens,
-                cache_write: metered.usage.cache_creation_input_tokens,
-                output: metered.usage.output_tokens,
-            },
+            tokens: metered.usage.into(),
         });
         let drafted = drafted.unwrap_or(Err(ResponderError::DeadlineExceeded(self.turn_deadline)));
         let (mut draft, kind) = match drafted {

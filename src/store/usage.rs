@@ -46,10 +46,10 @@ pub struct UsageTotals {
     pub tokens: TokenCounts,
 }
 
+/// Reads of the turns' model usage. It is written by the turn's commit
+/// (`ConversationStore::finish_turn`, from `ModelCalls`), not here.
 #[async_trait]
 pub trait ModelUsage: Send + Sync + 'static {
-    async fn record_turn_usage(&self, usage: &TurnUsage) -> Result<(), StoreError>;
-
     /// Every turn's usage in `conversation`, summed (zero if none).
     async fn conversation_usage(&self, conversation: ConversationId) -> Result<UsageTotals, StoreError>;
 

@@ -219,10 +219,28 @@ async fn a_provider_opt_out_and_profile_in_an_old_row_are_read_after_the_upgrade
     assert!(others.iter().all(|m| m.opt_out_keyword.is_none()));
 }
 
-/// Each turn's usage on a backend: recorded in order, summed per
-/// conversation, zero for a conversation with none.
-async fn usage_is_recorded_and_summed(store: &dyn textdesk::store::ModelUsage, conversation: ConversationId) {
-    use textdesk::store::{MessageId, TokenCounts, TurnUsage};
+/// Each turn's usage, stored by the turn's commit beside its model calls:
+/// in order, summed per conversation, zero for a conversation with none.
+/// Runs on SQLite (`tests/api`) and on Postgres (`tests/api_postgres`).
+#[tokio::test]
+async fn turn_usage_is_stored_by_the_commit_and_summed() {
+    use textdesk::domain::conversation::ConversationState;
+    use textdesk::store::{ModelCalls, TokenCounts, TurnCommit, TurnUsage};
+    if crate::helpers::skipped() {
+        return;
+    }
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let Recorded::New(conversation, through) = store.record_inbound(&inbound("SMusage", None)).await.unwrap()
+    else {
+        panic!("a new text")
+    };
+    let customer = store
+        .turn_input(conversation, 10)
+        .await
+        .unwrap()
+        .conversation
+        .customer_id;
     let other = ConversationId(conversation.0 + 1_000_000);
     let empty = store.conversation_usage(other).await.unwrap();
     assert_eq!(
@@ -231,7 +249,7 @@ async fn usage_is_recorded_and_summed(store: &dyn textdesk::store::ModelUsage, c
     );
     let first = TurnUsage {
         conversation,
-        through: MessageId(7),
+        through,
         model_calls: 2,
         tokens: TokenCounts {
             input: 120,
@@ -240,7 +258,8 @@ async fn usage_is_recorded_and_summed(store: &dyn textdesk::store::ModelUsage, c
             output: 60,
         },
     };
-    // A turn run again after a crash spent its tokens again: a row of its own.
+    // A turn run again after a crash spent its tokens again: a row of its
+    // own, though its commit finds the text already answered.
     let again = TurnUsage {
         model_calls: 1,
         tokens: TokenCounts {
@@ -251,8 +270,25 @@ async fn usage_is_recorded_and_summed(store: &dyn textdesk::store::ModelUsage, c
         },
         ..first
     };
-    store.record_turn_usage(&first).await.unwrap();
-    store.record_turn_usage(&again).await.unwrap();
+    let commit = |usage: &TurnUsage| TurnCommit {
+        through: usage.through,
+        reply: None,
+        held: None,
+        state: ConversationState::default(),
+        new_quotes: vec![],
+        alerts: vec![],
+        jobs: vec![],
+        cancel_jobs: vec![],
+        model_calls: Some(ModelCalls {
+            customer,
+            day: chrono::NaiveDate::from_ymd_opt(2031, 3, 4).unwrap(),
+            calls: usage.model_calls,
+            tokens: usage.tokens,
+        }),
+        spoken: None,
+    };
+    store.finish_turn(conversation, commit(&first)).await.unwrap();
+    store.finish_turn(conversation, commit(&again)).await.unwrap();
     assert_eq!(store.turn_usages(conversation).await.unwrap(), vec![first, again]);
     let totals = store.conversation_usage(conversation).await.unwrap();
     assert_eq!(totals.turns, 2);
@@ -267,54 +303,4 @@ async fn usage_is_recorded_and_summed(store: &dyn textdesk::store::ModelUsage, c
         }
     );
     assert!(store.turn_usages(other).await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn turn_usage_is_recorded_and_summed_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::connect(&format!("sqlite://{}/t.db", dir.path().display()))
-        .await
-        .unwrap();
-    let Recorded::New(conversation, _) = store.record_inbound(&inbound("SM1", None)).await.unwrap() else {
-        panic!("a new text")
-    };
-    usage_is_recorded_and_summed(&store, conversation).await;
-}
-
-/// On Postgres when `TEST_DATABASE_URL` names a server (CI sets it), in a
-/// database of its own, dropped at the end. The conversation is inserted
-/// directly: this port does not depend on the others.
-#[tokio::test]
-async fn turn_usage_is_recorded_and_summed_on_postgres() {
-    use sqlx::Connection;
-    let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
-        return;
-    };
-    if !server.starts_with("postgres") {
-        return;
-    }
-    let name = format!("textdesk_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let base = &server[..server.rfind('/').unwrap() + 1];
-    let store = textdesk::store::postgres::PgStore::connect(&format!("{base}{name}"))
-        .await
-        .unwrap();
-    let conversation: i64 = sqlx::query_scalar(
-        "WITH c AS (INSERT INTO customers (phone, created_at) VALUES ('+15035550100', now()) RETURNING id)
-         INSERT INTO conversations (customer_id, business_number, created_at, updated_at)
-         SELECT id, '+15035550142', now(), now() FROM c RETURNING id",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
-    usage_is_recorded_and_summed(&store, ConversationId(conversation)).await;
-    store.pool().close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
 }

@@ -29,25 +29,6 @@ pub(super) fn stored(n: u64) -> i64 {
 
 #[async_trait]
 impl ModelUsage for SqliteStore {
-    async fn record_turn_usage(&self, usage: &TurnUsage) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO turn_usage (conversation_id, through_message_id, model_calls, input_tokens,
-                 cache_read_tokens, cache_write_tokens, output_tokens, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(usage.conversation.0)
-        .bind(usage.through.0)
-        .bind(i64::from(usage.model_calls))
-        .bind(stored(usage.tokens.input))
-        .bind(stored(usage.tokens.cache_read))
-        .bind(stored(usage.tokens.cache_write))
-        .bind(stored(usage.tokens.output))
-        .bind(self.now())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
     async fn conversation_usage(&self, conversation: ConversationId) -> Result<UsageTotals, StoreError> {
         let mut totals = UsageTotals::default();
         for turn in self.turn_usages(conversation).await? {
