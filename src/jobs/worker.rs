@@ -69,6 +69,7 @@ impl TurnWorker {
                     Ok(Some(claimed)) => {
                         let this = this.clone();
                         let held = held.clone();
+                        let more = claimed.more;
                         lock(&held).insert(claimed.id, token.clone());
                         turns.spawn(async move {
                             let id = claimed.id;
@@ -76,6 +77,13 @@ impl TurnWorker {
                             lock(&held).remove(&id);
                             drop(permit);
                         });
+                        // Nothing else was waiting: a text stored from now
+                        // on wakes this loop (the webhook's notify, or
+                        // another instance's NOTIFY), so asking again now
+                        // would only find nothing.
+                        if !more {
+                            break;
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -186,8 +194,15 @@ impl TurnWorker {
             }
             Ok(result) => {
                 tracing::debug!(conversation = id.0, ?result, "turn finished");
-                if let Err(e) = self.store.release(id, token).await {
-                    tracing::error!(error = %e, "could not release a conversation; its lease will expire");
+                match self.store.release(id, token).await {
+                    // Every text that came in meanwhile woke the loop (and
+                    // found this conversation held); none is waiting now,
+                    // so there is nothing to look for.
+                    Ok(false) => return,
+                    Ok(true) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not release a conversation; its lease will expire")
+                    }
                 }
             }
             Err(StoreError::LeaseLost) => {
@@ -210,7 +225,8 @@ impl TurnWorker {
                 self.shorten_lease(id, token, backoff).await;
             }
         }
-        // Texts may have arrived during the turn.
+        // Texts arrived during the turn (or may have): their wake-ups found
+        // the conversation held.
         self.wake.notify_one();
     }
 }

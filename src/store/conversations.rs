@@ -217,6 +217,11 @@ pub struct FloodWindow {
 pub struct ClaimedConversation {
     pub id: ConversationId,
     pub business_id: String,
+    /// Another conversation was waiting too, as the claim saw it: claim
+    /// again. When false the next claim can wait for a wake-up (a text
+    /// stored, a turn finished) or the poll, instead of asking at once and
+    /// finding nothing, which was a round trip per text.
+    pub more: bool,
 }
 
 /// A customer's side of the desk: texts in, who answers next (leases),
@@ -238,7 +243,12 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Claims one conversation (for `textdesk chat`), if nobody holds it.
     async fn claim(&self, id: ConversationId, worker: &str, lease: Duration) -> Result<bool, StoreError>;
 
-    async fn release(&self, id: ConversationId, worker: &str) -> Result<(), StoreError>;
+    /// Gives up `worker`'s lease on `id` (a no-op if it is not theirs),
+    /// and says whether the conversation has inbound texts waiting: those
+    /// that arrived while it was held, which nobody could claim then. True
+    /// also when the lease was not theirs (it is someone else's to answer,
+    /// but a wake-up costs one claim and losing one costs a text).
+    async fn release(&self, id: ConversationId, worker: &str) -> Result<bool, StoreError>;
 
     async fn turn_input(&self, id: ConversationId, history_limit: usize) -> Result<TurnInput, StoreError>;
 

@@ -159,25 +159,38 @@ impl ConversationStore for PgStore {
         // The conversation that has waited longest and has no live lease,
         // locked as it is picked: another instance claiming at the same
         // moment skips it and takes the next.
-        let claimed: Option<(i64, String)> = sqlx::query_as(
+        // `more` reads the statement's snapshot: the claimed row still
+        // looks free there, so it is left out by id. A conversation another
+        // instance is claiming at this moment counts as waiting, which
+        // costs at most one claim that finds nothing.
+        const CLAIM_NEXT: &str = concat!(
             "UPDATE conversations c SET lease_owner = $1, lease_until_ms = $2
              FROM (SELECT w.id FROM messages m
                    JOIN conversations w ON w.id = m.conversation_id
                    WHERE m.direction = 'inbound' AND m.status = 'pending'
                      AND (w.lease_until_ms IS NULL OR w.lease_until_ms < $3)
                    ORDER BY m.id LIMIT 1
-                   FOR UPDATE OF w SKIP LOCKED) picked
+                   FOR UPDATE OF w SKIP LOCKED) picked, ",
+            async_commit!(),
+            "
              WHERE c.id = picked.id
-             RETURNING c.id, c.business_id",
-        )
-        .bind(worker)
-        .bind(now + lease_ms(lease))
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(claimed.map(|(id, business_id)| ClaimedConversation {
+             RETURNING c.id, c.business_id,
+                 EXISTS (SELECT 1 FROM messages m
+                     JOIN conversations w ON w.id = m.conversation_id
+                     WHERE m.direction = 'inbound' AND m.status = 'pending'
+                       AND w.id <> c.id
+                       AND (w.lease_until_ms IS NULL OR w.lease_until_ms < $3)) AS more"
+        );
+        let claimed: Option<(i64, String, bool)> = sqlx::query_as(CLAIM_NEXT)
+            .bind(worker)
+            .bind(now + lease_ms(lease))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(claimed.map(|(id, business_id, more)| ClaimedConversation {
             id: ConversationId(id),
             business_id,
+            more,
         }))
     }
 
@@ -202,16 +215,21 @@ impl ConversationStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn release(&self, id: ConversationId, worker: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE conversations SET lease_owner = NULL, lease_until_ms = NULL
-             WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(id.0)
-        .bind(worker)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    async fn release(&self, id: ConversationId, worker: &str) -> Result<bool, StoreError> {
+        const RELEASE: &str = concat!(
+            "UPDATE conversations SET lease_owner = NULL, lease_until_ms = NULL FROM ",
+            async_commit!(),
+            "
+             WHERE id = $1 AND lease_owner = $2
+             RETURNING EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1
+                               AND direction = 'inbound' AND status = 'pending')"
+        );
+        let waiting: Option<bool> = sqlx::query_scalar(RELEASE)
+            .bind(id.0)
+            .bind(worker)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(waiting.unwrap_or(true))
     }
 
     async fn turn_input(&self, id: ConversationId, history_limit: usize) -> Result<TurnInput, StoreError> {

@@ -25,6 +25,22 @@ use crate::clock::{self, Clock};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// A `FROM` item that makes its statement's transaction commit without
+/// waiting for the WAL to reach the disk (`SET LOCAL synchronous_commit =
+/// off` inside the statement itself, so no round trip of its own). Only for
+/// writes whose loss in a crash of the *database server* costs time, never
+/// a text or a second send: a lease taken or given back (it expires), and a
+/// send recorded as sent (the row stays `sending`, and recovery finds the
+/// message in the channel's list instead of sending it again). A stored
+/// text, a turn's commit, a failed or unknown send wait for the disk as
+/// before. A crash of textdesk loses nothing either way: the server has
+/// the commit. A macro, so that statements include it with `concat!`.
+macro_rules! async_commit {
+    () => {
+        "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
+    };
+}
+
 // Several instances: lease renewal, and the LISTEN task that wakes this
 // process when another stored work.
 mod leases;
