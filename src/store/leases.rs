@@ -191,6 +191,80 @@ mod tests {
         );
     }
 
+    /// What lets the worker stop asking: a claim says whether another
+    /// conversation is waiting (one held by someone else does not count),
+    /// and a release whether texts came in while the conversation was held.
+    async fn claims_and_releases_say_what_waits(store: Arc<dyn Store>) {
+        let to = E164::parse("+15550009999").unwrap();
+        let text = |from: &str, body: &str| {
+            ConsoleChannel::inbound("default", &E164::parse(from).unwrap(), &to, body.into())
+        };
+        store.record_inbound(&text("+15550001111", "one")).await.unwrap();
+        store.record_inbound(&text("+15550002222", "two")).await.unwrap();
+        let first = store
+            .claim_next_pending("w:1", LEASE)
+            .await
+            .unwrap()
+            .expect("a claim");
+        assert!(first.more, "the second customer's text waits");
+        let second = store
+            .claim_next_pending("w:2", LEASE)
+            .await
+            .unwrap()
+            .expect("a claim");
+        assert_ne!(second.id, first.id);
+        assert!(
+            !second.more,
+            "the first conversation is held, so nothing else waits"
+        );
+        assert_eq!(store.claim_next_pending("w:3", LEASE).await.unwrap(), None);
+
+        // A text for the held first conversation: its release says so.
+        store
+            .record_inbound(&text("+15550001111", "and three"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.claim_next_pending("w:4", LEASE).await.unwrap(),
+            None,
+            "both held"
+        );
+        assert!(
+            store.release(first.id, "w:1").await.unwrap(),
+            "a text came in meanwhile"
+        );
+        let again = store
+            .claim_next_pending("w:5", LEASE)
+            .await
+            .unwrap()
+            .expect("claimable again");
+        assert_eq!(again.id, first.id);
+        assert!(!again.more);
+        // The second conversation's text was never answered in this test,
+        // so its release also finds a text waiting; answered, it would not.
+        assert!(store.release(second.id, "w:2").await.unwrap());
+        let turn = store.turn_input(again.id, 10).await.unwrap();
+        let answered = crate::store::TurnCommit {
+            through: turn.pending.last().unwrap().id,
+            reply: None,
+            held: None,
+            state: turn.state,
+            new_quotes: Vec::new(),
+            alerts: Vec::new(),
+            jobs: Vec::new(),
+            cancel_jobs: Vec::new(),
+            model_calls: None,
+            spoken: None,
+        };
+        store.finish_turn(again.id, answered).await.unwrap();
+        assert!(
+            !store.release(again.id, "w:5").await.unwrap(),
+            "every text answered"
+        );
+        // Not the holder's any more: a wake-up is the safe answer.
+        assert!(store.release(again.id, "w:5").await.unwrap());
+    }
+
     async fn sqlite(clock: &ManualClock) -> (Arc<dyn Store>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
@@ -212,6 +286,24 @@ mod tests {
         let clock = clock();
         let (store, _dir) = sqlite(&clock).await;
         job_leases(store, clock).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_claims_and_releases_say_what_waits() {
+        let clock = clock();
+        let (store, _dir) = sqlite(&clock).await;
+        claims_and_releases_say_what_waits(store).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_claims_and_releases_say_what_waits() {
+        let clock = clock();
+        let Some(db) = crate::store::postgres::testdb::TestDb::create("fleet").await else {
+            return;
+        };
+        let store = db.store(&clock).await;
+        claims_and_releases_say_what_waits(store).await;
+        db.drop().await;
     }
 
     #[tokio::test]
