@@ -112,22 +112,22 @@ impl Outbox for PgStore {
         };
         let sent = matches!(delivery, Delivery::Sent { .. });
         let sent_at = sent.then(|| self.now());
-        const RECORD: &str =
-            "UPDATE messages SET status = $1, channel_message_id = $2, last_error = $3, sent_at = $4,
-                                 send_lease_until_ms = NULL
-             WHERE id = $5";
+        macro_rules! record {
+            ($($from:expr)?) => {
+                concat!(
+                    "UPDATE messages SET status = $1, channel_message_id = $2, last_error = $3, sent_at = $4,
+                                         send_lease_until_ms = NULL",
+                    $(" FROM ", $from,)?
+                    " WHERE id = $5"
+                )
+            };
+        }
         // A send recorded as sent need not wait for the disk: lost with a
         // crash of the server, the text is still `sending`, and recovery
         // finds it in the channel's list. Every other outcome (a failure,
         // an unknown outcome that must never be sent again) does.
-        const RECORD_SENT: &str = concat!(
-            "UPDATE messages SET status = $1, channel_message_id = $2, last_error = $3, sent_at = $4,
-                                 send_lease_until_ms = NULL
-             FROM ",
-            async_commit!(),
-            "
-             WHERE id = $5"
-        );
+        const RECORD: &str = record!();
+        const RECORD_SENT: &str = record!(async_commit!());
         sqlx::query(if sent { RECORD_SENT } else { RECORD })
             .bind(status)
             .bind(sid)
