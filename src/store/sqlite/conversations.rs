@@ -161,10 +161,12 @@ impl ConversationStore for SqliteStore {
                    AND (c.lease_until_ms IS NULL OR c.lease_until_ms < ?3)
                  ORDER BY m.id LIMIT 1)
              RETURNING id, business_id,
+                 -- Evaluated after the update (SQLite's RETURNING), so the
+                 -- row just claimed already carries its lease and is left
+                 -- out by the lease test itself.
                  EXISTS (SELECT 1 FROM messages m
                      JOIN conversations c ON c.id = m.conversation_id
                      WHERE m.direction = 'inbound' AND m.status = 'pending'
-                       AND c.id <> conversations.id
                        AND (c.lease_until_ms IS NULL OR c.lease_until_ms < ?3)) AS more",
         )
         .bind(worker)
@@ -878,8 +880,7 @@ async fn record_lone_text(
         .into_iter()
         .next()
         .ok_or(StoreError::NotFound("the stored text"))?;
-    let (recorded, _) = recorded_from_row(&row)?;
-    Ok(recorded)
+    recorded_from_row(&row)
 }
 
 /// [`RECORD_TEXT`]'s parameters, from `inbound`.
@@ -905,22 +906,18 @@ fn bind_text<'q>(
         .bind(&inbound.profile_name)
 }
 
-/// What [`RECORD_TEXT`]'s row says: the text's ids, whether it was a
-/// duplicate, and (for a new text) its customer.
-fn recorded_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<(Recorded, i64), StoreError> {
-    let message_id: i64 = row.try_get("id")?;
-    let conversation_id: i64 = row.try_get("conversation_id")?;
-    if row.try_get::<bool, _>("duplicate")? {
-        return Ok((
-            Recorded::Duplicate(ConversationId(conversation_id), MessageId(message_id)),
-            0,
-        ));
-    }
-    let customer_id: i64 = row.try_get("customer_id")?;
-    Ok((
-        Recorded::New(ConversationId(conversation_id), MessageId(message_id)),
-        customer_id,
-    ))
+/// What [`RECORD_TEXT`]'s row says: the text's ids, and whether it was a
+/// duplicate. A new text's row also holds its `customer_id`.
+fn recorded_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Recorded, StoreError> {
+    let ids = (
+        ConversationId(row.try_get("conversation_id")?),
+        MessageId(row.try_get("id")?),
+    );
+    Ok(if row.try_get::<bool, _>("duplicate")? {
+        Recorded::Duplicate(ids.0, ids.1)
+    } else {
+        Recorded::New(ids.0, ids.1)
+    })
 }
 
 /// The inbound insert proper, inside the group's write transaction. A text
@@ -939,10 +936,11 @@ async fn record_inbound_in(
         .into_iter()
         .next()
         .ok_or(StoreError::NotFound("the stored text"))?;
-    let (recorded, customer_id) = recorded_from_row(&row)?;
+    let recorded = recorded_from_row(&row)?;
     let Recorded::New(ConversationId(conversation_id), MessageId(message_id)) = recorded else {
         return Ok(recorded);
     };
+    let customer_id: i64 = row.try_get("customer_id")?;
     // The files and the jobs that fetch them commit with the text: a text
     // the channel was told we stored never loses its photos.
     for (position, media) in inbound.media.iter().enumerate() {
