@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::lease::TurnLease;
 use super::plan;
 use super::turns::alert_owner;
 use crate::channel::{Channel, Channels, Content, SendError, whatsapp};
@@ -74,23 +75,26 @@ impl Dispatcher {
     #[tracing::instrument(name = "deliver", skip_all, fields(message = id.0))]
     pub async fn deliver(&self, business: &BusinessConfig, id: MessageId) -> Result<(), StoreError> {
         if let Some(text) = self.store.claim_outbound(id).await? {
-            self.send_claimed(business, text, self.clock.now()).await?;
+            self.send_claimed(business, text, self.clock.now(), None).await?;
         }
         Ok(())
     }
 
     /// Sends a text this task has claimed, records and returns what happened.
     /// `now` is the moment of sending, by which WhatsApp's window is judged.
+    /// `lease`, the turn's lease on the text's conversation when the text is
+    /// that turn's reply, is given up in the commit that records the send.
     pub async fn send_claimed(
         &self,
         business: &BusinessConfig,
         text: OutboundMessage,
         now: DateTime<Utc>,
+        lease: Option<&TurnLease>,
     ) -> Result<Delivery, StoreError> {
         let id = text.id;
         let (channel, port) = self.channels.for_address(&text.to);
         if text.customer_opted_out {
-            self.store.record_delivery(id, &Delivery::OptedOut).await?;
+            self.record(id, &Delivery::OptedOut, lease).await?;
             crate::meters::send(channel, &Delivery::OptedOut);
             return Ok(Delivery::OptedOut);
         }
@@ -106,7 +110,7 @@ impl Dispatcher {
                     let delivery = Delivery::Sent {
                         channel_message_id: sid,
                     };
-                    self.store.record_delivery(id, &delivery).await?;
+                    self.record(id, &delivery, lease).await?;
                     crate::meters::send(channel, &delivery);
                     return Ok(delivery);
                 }
@@ -179,7 +183,7 @@ impl Dispatcher {
         // The text is out; failing to record that must not lose the fact.
         let mut attempt = 0;
         loop {
-            match self.store.record_delivery(id, &delivery).await {
+            match self.record(id, &delivery, lease).await {
                 Ok(()) => return Ok(delivery),
                 Err(e) if attempt < 3 => {
                     attempt += 1;
@@ -192,6 +196,25 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Records a send; with `lease`, gives it up in the same commit and
+    /// keeps what the release said on it for the turn's worker.
+    async fn record(
+        &self,
+        id: MessageId,
+        delivery: &Delivery,
+        lease: Option<&TurnLease>,
+    ) -> Result<(), StoreError> {
+        let Some(lease) = lease else {
+            return self.store.record_delivery(id, delivery).await;
+        };
+        let waiting = self
+            .store
+            .record_delivery_and_release(id, delivery, lease.conversation, &lease.token)
+            .await?;
+        lease.mark_released(waiting);
+        Ok(())
     }
 
     async fn alert(

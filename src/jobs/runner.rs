@@ -528,7 +528,7 @@ impl JobRunner {
         match self.store.queue_job_message(conversation, job.id, draft).await? {
             Some(text) => match engine
                 .dispatcher
-                .send_claimed(&engine.business, text, now)
+                .send_claimed(&engine.business, text, now, None)
                 .await?
             {
                 Delivery::Sent { channel_message_id } => Ok(JobOutcome::Done {

@@ -756,8 +756,11 @@ impl Engine {
         match claimed {
             Some(sms) => {
                 let reply = sms.id;
+                // The send is the turn's last step: its record gives the
+                // conversation's lease up too.
+                let lease = super::lease::current(id);
                 self.dispatcher
-                    .send_claimed(&self.business, sms, self.clock.now())
+                    .send_claimed(&self.business, sms, self.clock.now(), lease.as_deref())
                     .await?;
                 Ok(Some(reply))
             }

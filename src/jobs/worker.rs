@@ -163,9 +163,11 @@ impl TurnWorker {
         let started = std::time::Instant::now();
         // Renewed every third of the lease while the turn runs; if another
         // worker took the conversation over, the turn does not commit.
-        let (heartbeat, lost) =
-            lease::heartbeat(self.store.clone(), id, token.to_string(), self.settings.lease);
-        turn.spawn(lease::scoped(lost, async move { turn_engine.run_turn(id).await }));
+        let held = lease::TurnLease::new(id, token);
+        let (heartbeat, lost) = lease::heartbeat(self.store.clone(), held.clone(), self.settings.lease);
+        turn.spawn(lease::scoped(held.clone(), lost, async move {
+            turn_engine.run_turn(id).await
+        }));
         let joined = turn.join_next().await;
         drop(heartbeat);
         crate::meters::turn(started.elapsed());
@@ -194,7 +196,12 @@ impl TurnWorker {
             }
             Ok(result) => {
                 tracing::debug!(conversation = id.0, ?result, "turn finished");
-                match self.store.release(id, token).await {
+                // A turn that sent a reply gave the lease up with it.
+                let released = match held.released() {
+                    Some(waiting) => Ok(waiting),
+                    None => self.store.release(id, token).await,
+                };
+                match released {
                     // Every text that came in meanwhile woke the loop (and
                     // found this conversation held); none is waiting now,
                     // so there is nothing to look for.

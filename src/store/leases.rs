@@ -265,6 +265,116 @@ mod tests {
         assert!(store.release(again.id, "w:5").await.unwrap());
     }
 
+    /// A turn's reply recorded with its release: one commit does both, and
+    /// says what a release says; a lease that is no longer the caller's is
+    /// left to its holder.
+    async fn a_reply_recorded_with_its_release(store: Arc<dyn Store>) {
+        use crate::store::{Delivery, OutboundDraft, TurnCommit};
+        let to = E164::parse("+15550009999").unwrap();
+        let from = E164::parse("+15550001111").unwrap();
+        let text = |body: &str| ConsoleChannel::inbound("default", &from, &to, body.into());
+        // Answers the pending texts with `body`; the reply comes back claimed.
+        let answer = |id: ConversationId, body: &'static str| {
+            let store = store.clone();
+            async move {
+                let turn = store.turn_input(id, 10).await.unwrap();
+                let commit = TurnCommit {
+                    through: turn.pending.last().unwrap().id,
+                    reply: Some(OutboundDraft {
+                        kind: crate::store::MessageKind::Reply,
+                        body: body.into(),
+                    }),
+                    held: None,
+                    state: turn.state,
+                    new_quotes: Vec::new(),
+                    alerts: Vec::new(),
+                    jobs: Vec::new(),
+                    cancel_jobs: Vec::new(),
+                    model_calls: None,
+                    spoken: None,
+                };
+                store
+                    .finish_turn(id, commit)
+                    .await
+                    .unwrap()
+                    .expect("the reply, claimed")
+            }
+        };
+        let status = |id: ConversationId, body: &'static str| {
+            let store = store.clone();
+            async move {
+                let messages = store.messages(id).await.unwrap();
+                let reply = messages
+                    .iter()
+                    .find(|m| m.body == body)
+                    .expect("the reply is stored");
+                (reply.status.clone(), reply.channel_message_id.clone())
+            }
+        };
+
+        store.record_inbound(&text("one")).await.unwrap();
+        let claimed = store
+            .claim_next_pending("w:1", LEASE)
+            .await
+            .unwrap()
+            .expect("a claim");
+        let id = claimed.id;
+        let reply = answer(id, "first answer").await;
+        store
+            .record_inbound(&text("two, while the first was answered"))
+            .await
+            .unwrap();
+        let sent = Delivery::Sent {
+            channel_message_id: "SM-first".into(),
+        };
+        assert!(
+            store
+                .record_delivery_and_release(reply.id, &sent, id, "w:1")
+                .await
+                .unwrap(),
+            "a text came in meanwhile"
+        );
+        assert_eq!(
+            status(id, "first answer").await,
+            ("sent".to_string(), Some("SM-first".to_string()))
+        );
+        let again = store.claim_next_pending("w:2", LEASE).await.unwrap();
+        assert_eq!(again.map(|c| c.id), Some(id), "released: claimable at once");
+
+        // Nothing waits after the second answer, whose send failed.
+        let reply = answer(id, "second answer").await;
+        let failed = Delivery::Failed {
+            error: "carrier said no".into(),
+        };
+        assert!(
+            !store
+                .record_delivery_and_release(reply.id, &failed, id, "w:2")
+                .await
+                .unwrap()
+        );
+        assert_eq!(status(id, "second answer").await.0, "failed");
+        assert!(store.claim(id, "w:3", LEASE).await.unwrap(), "released");
+
+        // A stale holder records its send but leaves the new holder's lease.
+        store.record_inbound(&text("three")).await.unwrap();
+        let reply = answer(id, "third answer").await;
+        let sent = Delivery::Sent {
+            channel_message_id: "SM-third".into(),
+        };
+        assert!(
+            store
+                .record_delivery_and_release(reply.id, &sent, id, "w:2")
+                .await
+                .unwrap(),
+            "not the caller's lease: a wake-up is the safe answer"
+        );
+        assert_eq!(status(id, "third answer").await.0, "sent");
+        assert!(
+            !store.claim(id, "w:4", LEASE).await.unwrap(),
+            "w:3 still holds it"
+        );
+    }
+
     async fn sqlite(clock: &ManualClock) -> (Arc<dyn Store>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
@@ -303,6 +413,24 @@ mod tests {
         };
         let store = db.store(&clock).await;
         claims_and_releases_say_what_waits(store).await;
+        db.drop().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_a_reply_recorded_with_its_release() {
+        let clock = clock();
+        let (store, _dir) = sqlite(&clock).await;
+        a_reply_recorded_with_its_release(store).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_a_reply_recorded_with_its_release() {
+        let clock = clock();
+        let Some(db) = crate::store::postgres::testdb::TestDb::create("fleet").await else {
+            return;
+        };
+        let store = db.store(&clock).await;
+        a_reply_recorded_with_its_release(store).await;
         db.drop().await;
     }
 

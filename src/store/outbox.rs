@@ -57,6 +57,20 @@ pub enum Delivery {
     },
 }
 
+impl Delivery {
+    /// What the text's row stores of it, on either backend: its status, the
+    /// channel's id for it, and the error.
+    pub(crate) fn columns(&self) -> (&'static str, Option<&str>, Option<&str>) {
+        match self {
+            Delivery::Sent { channel_message_id } => ("sent", Some(channel_message_id.as_str()), None),
+            Delivery::OptedOut => ("opted_out", None, Some("the recipient has opted out")),
+            Delivery::Failed { error } => ("failed", None, Some(error.as_str())),
+            Delivery::Unknown { error } => ("unknown", None, Some(error.as_str())),
+            Delivery::Withheld { reason } => ("failed", None, Some(reason.as_str())),
+        }
+    }
+}
+
 /// A delivery receipt: one of the channel's status callbacks, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusReport {
@@ -134,6 +148,20 @@ pub trait Outbox: Send + Sync + 'static {
     async fn undelivered(&self, proactive: bool) -> Result<Vec<MessageId>, StoreError>;
 
     async fn record_delivery(&self, id: MessageId, delivery: &Delivery) -> Result<(), StoreError>;
+
+    /// Records a turn's reply's send and gives up `worker`'s lease on
+    /// `conversation` in one commit, where the two would take two: the send
+    /// is a turn's last step, so the lease has nothing left to guard, and
+    /// giving it up no earlier keeps the conversation's replies in order.
+    /// Says what [`super::ConversationStore::release`] says: whether texts
+    /// wait (true also when the lease was no longer `worker`'s).
+    async fn record_delivery_and_release(
+        &self,
+        id: MessageId,
+        delivery: &Delivery,
+        conversation: ConversationId,
+        worker: &str,
+    ) -> Result<bool, StoreError>;
 
     /// Stores the text a job sends, claimed for sending; `None` if this job
     /// already has its text.

@@ -93,7 +93,7 @@ async fn send(engine: &Engine, id: ConversationId, approved: Approved) -> Respon
     if let Approved::Send(reply) = approved
         && let Err(e) = engine
             .dispatcher
-            .send_claimed(&engine.business, reply, engine.clock.now())
+            .send_claimed(&engine.business, reply, engine.clock.now(), None)
             .await
     {
         // Released and claimed: the start-up recovery sends it if this failed.

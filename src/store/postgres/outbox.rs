@@ -17,6 +17,20 @@ use super::rows::parse_phone;
 use crate::domain::delivery::DeliveryStatus;
 use crate::store::*;
 
+/// A recorded send's update of its text (parameters 1-5: status, channel
+/// id, error, sent at, the text's id), optionally with a FROM item (the
+/// no-fsync setting).
+macro_rules! record_delivery {
+    ($($from:expr)?) => {
+        concat!(
+            "UPDATE messages SET status = $1, channel_message_id = $2, last_error = $3, sent_at = $4,
+                                 send_lease_until_ms = NULL",
+            $(" FROM ", $from,)?
+            " WHERE id = $5"
+        )
+    };
+}
+
 /// A stored outbound text with where it goes, read inside `tx`.
 pub(super) async fn outbound_in(
     tx: &mut sqlx::PgConnection,
@@ -103,40 +117,66 @@ impl Outbox for PgStore {
     }
 
     async fn record_delivery(&self, id: MessageId, delivery: &Delivery) -> Result<(), StoreError> {
-        let (status, sid, error) = match delivery {
-            Delivery::Sent { channel_message_id } => ("sent", Some(channel_message_id.as_str()), None),
-            Delivery::OptedOut => ("opted_out", None, Some("the recipient has opted out")),
-            Delivery::Failed { error } => ("failed", None, Some(error.as_str())),
-            Delivery::Unknown { error } => ("unknown", None, Some(error.as_str())),
-            Delivery::Withheld { reason } => ("failed", None, Some(reason.as_str())),
-        };
+        let (status, sid, error) = delivery.columns();
         let sent = matches!(delivery, Delivery::Sent { .. });
-        let sent_at = sent.then(|| self.now());
-        macro_rules! record {
-            ($($from:expr)?) => {
-                concat!(
-                    "UPDATE messages SET status = $1, channel_message_id = $2, last_error = $3, sent_at = $4,
-                                         send_lease_until_ms = NULL",
-                    $(" FROM ", $from,)?
-                    " WHERE id = $5"
-                )
-            };
-        }
         // A send recorded as sent need not wait for the disk: lost with a
         // crash of the server, the text is still `sending`, and recovery
         // finds it in the channel's list. Every other outcome (a failure,
         // an unknown outcome that must never be sent again) does.
-        const RECORD: &str = record!();
-        const RECORD_SENT: &str = record!(async_commit!());
+        const RECORD: &str = record_delivery!();
+        const RECORD_SENT: &str = record_delivery!(async_commit!());
         sqlx::query(if sent { RECORD_SENT } else { RECORD })
             .bind(status)
             .bind(sid)
             .bind(error)
-            .bind(sent_at)
+            .bind(sent.then(|| self.now()))
             .bind(id.0)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn record_delivery_and_release(
+        &self,
+        id: MessageId,
+        delivery: &Delivery,
+        conversation: ConversationId,
+        worker: &str,
+    ) -> Result<bool, StoreError> {
+        // One statement where the two took two, each with its round trip and
+        // sqlx's ping on giving the connection back. Its commit waits for
+        // the disk as the delivery's own would (the release never needs
+        // to: a lost release only lets the lease expire).
+        macro_rules! record_and_release {
+            ($($from:expr)?) => {
+                concat!(
+                    "WITH recorded AS (",
+                    record_delivery!($($from)?),
+                    " RETURNING 1),
+                     released AS (
+                         UPDATE conversations SET lease_owner = NULL, lease_until_ms = NULL
+                         WHERE id = $6 AND lease_owner = $7 RETURNING 1)
+                     SELECT NOT EXISTS (SELECT 1 FROM released)
+                            OR EXISTS (SELECT 1 FROM messages WHERE conversation_id = $6
+                                       AND direction = 'inbound' AND status = 'pending')"
+                )
+            };
+        }
+        const RECORD: &str = record_and_release!();
+        const RECORD_SENT: &str = record_and_release!(async_commit!());
+        let (status, sid, error) = delivery.columns();
+        let sent = matches!(delivery, Delivery::Sent { .. });
+        let waiting: bool = sqlx::query_scalar(if sent { RECORD_SENT } else { RECORD })
+            .bind(status)
+            .bind(sid)
+            .bind(error)
+            .bind(sent.then(|| self.now()))
+            .bind(id.0)
+            .bind(conversation.0)
+            .bind(worker)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(waiting)
     }
 
     async fn queue_job_message(
