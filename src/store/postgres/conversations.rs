@@ -586,13 +586,6 @@ answered AS (
     RETURNING id
 ),
 turn AS (SELECT EXISTS (SELECT 1 FROM answered) AS committed),
-state AS (
-    UPDATE conversations
-    SET state_changed_at = CASE WHEN state IS NOT DISTINCT FROM $3::jsonb THEN state_changed_at ELSE $4 END,
-        state = $3::jsonb, updated_at = $4
-    WHERE id = $1 AND (SELECT committed FROM turn)
-    RETURNING id
-),
 answer AS (
     INSERT INTO messages (conversation_id, direction, kind, body, status, attempts, reply_to_id,
                           created_at, send_lease_until_ms, channel_message_id, sent_at)
@@ -607,6 +600,17 @@ holding AS (
     SELECT $1, 'outbound', $14, $15, 'sending', 1, NULL, $4, $16
     WHERE $15::text IS NOT NULL AND (SELECT committed FROM turn)
     RETURNING id, body, kind, attempts, created_at
+),
+state AS (
+    UPDATE conversations
+    SET state_changed_at = CASE WHEN state IS NOT DISTINCT FROM $3::jsonb THEN state_changed_at ELSE $4 END,
+        state = $3::jsonb, updated_at = $4,
+        -- The activity trigger's move, made here: the trigger then finds
+        -- the row current and writes no second version of it.
+        last_message_id = GREATEST(last_message_id,
+                                   (SELECT MAX(id) FROM (SELECT id FROM answer UNION ALL SELECT id FROM holding) s))
+    WHERE id = $1 AND (SELECT committed FROM turn)
+    RETURNING id
 ),
 claimed AS (
     SELECT * FROM holding
