@@ -36,6 +36,7 @@ impl ConversationStore for PgStore {
     async fn record_inbound(&self, inbound: &InboundMessage) -> Result<Recorded, StoreError> {
         let now = self.now();
         if inbound.media.is_empty() {
+            let mut conn = self.hot.take(&self.pool).await?;
             let row = sqlx::query(RECORD_TEXT)
                 .bind(&inbound.channel_message_id)
                 .bind(&inbound.business_id)
@@ -46,8 +47,9 @@ impl ConversationStore for PgStore {
                 .bind(json_text(&inbound.params, "webhook parameters")?)
                 .bind(&inbound.opt_out_keyword)
                 .bind(&inbound.profile_name)
-                .fetch_one(&self.pool)
-                .await?;
+                .fetch_one(&mut *conn)
+                .await;
+            let row = conn.finished(row)?;
             if let (Some(message), Some(conversation)) = (
                 row.try_get::<Option<i64>, _>("duplicate_id")?,
                 row.try_get::<Option<i64>, _>("duplicate_conversation_id")?,
@@ -181,12 +183,14 @@ impl ConversationStore for PgStore {
                        AND w.id <> c.id
                        AND (w.lease_until_ms IS NULL OR w.lease_until_ms < $3)) AS more"
         );
-        let claimed: Option<(i64, String, bool)> = sqlx::query_as(CLAIM_NEXT)
+        let mut conn = self.hot.take(&self.pool).await?;
+        let claimed = sqlx::query_as::<_, (i64, String, bool)>(CLAIM_NEXT)
             .bind(worker)
             .bind(now + lease_ms(lease))
             .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(&mut *conn)
+            .await;
+        let claimed = conn.finished(claimed)?;
         Ok(claimed.map(|(id, business_id, more)| ClaimedConversation {
             id: ConversationId(id),
             business_id,
@@ -224,11 +228,13 @@ impl ConversationStore for PgStore {
              RETURNING EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1
                                AND direction = 'inbound' AND status = 'pending')"
         );
-        let waiting: Option<bool> = sqlx::query_scalar(RELEASE)
+        let mut conn = self.hot.take(&self.pool).await?;
+        let waiting = sqlx::query_scalar::<_, bool>(RELEASE)
             .bind(id.0)
             .bind(worker)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(&mut *conn)
+            .await;
+        let waiting = conn.finished(waiting)?;
         Ok(waiting.unwrap_or(true))
     }
 
@@ -319,7 +325,9 @@ impl ConversationStore for PgStore {
             let row = query.fetch_one(&mut *tx).await?;
             (row, Some(tx))
         } else {
-            (query.fetch_one(&self.pool).await?, None)
+            let mut conn = self.hot.take(&self.pool).await?;
+            let row = query.fetch_one(&mut *conn).await;
+            (conn.finished(row)?, None)
         };
         if !row.try_get::<bool, _>("found")? {
             return Err(StoreError::NotFound("conversation"));
@@ -755,6 +763,7 @@ impl PgStore {
         // arrived while it was being written. Replies that never reached
         // the customer are left out; `unknown` ones probably did, so they
         // stay.
+        let mut conn = self.hot.take(&self.pool).await?;
         let row = sqlx::query(
             "SELECT c.customer_id, c.business_number, k.phone, k.opted_out_at IS NOT NULL AS opted_out,
                     c.state::text AS state,
@@ -800,9 +809,9 @@ impl PgStore {
         .bind(window.day.to_string())
         .bind(window.day_start)
         .bind(history_limit.min(i64::MAX as usize) as i64)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound("conversation"))?;
+        .fetch_optional(&mut *conn)
+        .await;
+        let row = conn.finished(row)?.ok_or(StoreError::NotFound("conversation"))?;
         let pending = messages_from_json(row.try_get("pending")?)?;
         let history = messages_from_json(row.try_get("history")?)?;
         let quotes: Vec<Quote> = serde_json::from_str(row.try_get("quotes")?)

@@ -43,6 +43,7 @@ macro_rules! async_commit {
 
 // Several instances: lease renewal, and the LISTEN task that wakes this
 // process when another stored work.
+mod hot;
 mod leases;
 pub mod listen;
 #[doc(hidden)]
@@ -55,6 +56,9 @@ const DEFAULT_SEND_LEASE_MS: i64 = 11 * 60 * 1000;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Connections kept in hand for the statements every text runs,
+    /// without sqlx's ping per statement (see `hot.rs`).
+    hot: Arc<hot::HotConnections>,
     /// Every time the store writes and every lease it judges comes from
     /// here, as on SQLite.
     clock: Arc<dyn Clock>,
@@ -125,6 +129,9 @@ impl PgStore {
         MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
+            // Half the pool: transactions and the console's reads always
+            // find the other half.
+            hot: Arc::new(hot::HotConnections::new((max_connections / 2).max(1) as usize)),
             clock,
             send_lease_ms: DEFAULT_SEND_LEASE_MS,
         })
@@ -160,6 +167,7 @@ impl PgStore {
         }
         Ok(Some(Self {
             pool,
+            hot: Arc::new(hot::HotConnections::new(1)),
             clock: clock::system(),
             send_lease_ms: DEFAULT_SEND_LEASE_MS,
         }))

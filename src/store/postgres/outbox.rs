@@ -125,14 +125,16 @@ impl Outbox for PgStore {
         // an unknown outcome that must never be sent again) does.
         const RECORD: &str = record_delivery!();
         const RECORD_SENT: &str = record_delivery!(async_commit!());
-        sqlx::query(if sent { RECORD_SENT } else { RECORD })
+        let mut conn = self.hot.take(&self.pool).await?;
+        let done = sqlx::query(if sent { RECORD_SENT } else { RECORD })
             .bind(status)
             .bind(sid)
             .bind(error)
             .bind(sent.then(|| self.now()))
             .bind(id.0)
-            .execute(&self.pool)
-            .await?;
+            .execute(&mut *conn)
+            .await;
+        conn.finished(done)?;
         Ok(())
     }
 
@@ -166,7 +168,8 @@ impl Outbox for PgStore {
         const RECORD_SENT: &str = record_and_release!(async_commit!());
         let (status, sid, error) = delivery.columns();
         let sent = matches!(delivery, Delivery::Sent { .. });
-        let waiting: bool = sqlx::query_scalar(if sent { RECORD_SENT } else { RECORD })
+        let mut conn = self.hot.take(&self.pool).await?;
+        let waiting = sqlx::query_scalar(if sent { RECORD_SENT } else { RECORD })
             .bind(status)
             .bind(sid)
             .bind(error)
@@ -174,9 +177,9 @@ impl Outbox for PgStore {
             .bind(id.0)
             .bind(conversation.0)
             .bind(worker)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(waiting)
+            .fetch_one(&mut *conn)
+            .await;
+        Ok(conn.finished(waiting)?)
     }
 
     async fn queue_job_message(
