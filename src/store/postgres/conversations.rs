@@ -63,6 +63,7 @@ impl ConversationStore for PgStore {
                 row.try_get::<Option<i64>, _>("message_id")?,
                 row.try_get::<Option<i64>, _>("conversation_id")?,
             ) {
+                self.fleet_wake.after_stored_text();
                 return Ok(Recorded::New(ConversationId(conversation), MessageId(message)));
             }
             // A race the one statement cannot settle: a first text from a
@@ -146,6 +147,7 @@ impl ConversationStore for PgStore {
             }
         }
         tx.commit().await?;
+        self.fleet_wake.after_stored_text();
         Ok(Recorded::New(
             ConversationId(conversation_id),
             MessageId(message_id),

@@ -59,12 +59,63 @@ pub struct PgStore {
     /// Connections kept in hand for the statements every text runs,
     /// without sqlx's ping per statement (see `hot.rs`).
     hot: Arc<hot::HotConnections>,
+    /// Wakes every instance's worker after a text is stored.
+    fleet_wake: FleetWake,
     /// Every time the store writes and every lease it judges comes from
     /// here, as on SQLite.
     clock: Arc<dyn Clock>,
     /// How long a text being sent stays claimed by its sender (see
     /// [`PgStore::with_send_lease`]).
     send_lease_ms: i64,
+}
+
+/// The wake-up a stored text sends every instance (`NOTIFY textdesk_wake,
+/// 'inbound'`, see `listen.rs`), sent after the text's commit by a task of
+/// its own. Sent from inside the storing transaction (a trigger, before),
+/// it made every webhook's commit hold the database-wide notify lock
+/// through its fsync, one webhook after another. Here the NOTIFY commits
+/// without waiting for the disk (a lost wake-up costs a poll, never a
+/// text), and texts stored while one is being sent share the next: each
+/// text's commit is followed by a NOTIFY that starts after it.
+#[derive(Clone)]
+struct FleetWake(Option<tokio::sync::mpsc::Sender<()>>);
+
+impl FleetWake {
+    fn spawn(pool: PgPool, hot: Arc<hot::HotConnections>) -> Self {
+        // One waiting wake-up is all that is needed: a second would start
+        // after the same commits.
+        let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
+        tokio::spawn(async move {
+            while woken.recv().await.is_some() {
+                if let Err(e) = notify_fleet(&pool, &hot).await {
+                    tracing::warn!(error = %e, "could not wake the other instances; they find the text at their next poll");
+                }
+            }
+        });
+        Self(Some(wake))
+    }
+
+    fn none() -> Self {
+        Self(None)
+    }
+
+    /// After a text's commit. Never waits.
+    fn after_stored_text(&self) {
+        if let Some(wake) = &self.0 {
+            // Full: a wake-up not yet sent covers this text too.
+            let _ = wake.try_send(());
+        }
+    }
+}
+
+async fn notify_fleet(pool: &PgPool, hot: &hot::HotConnections) -> Result<(), sqlx::Error> {
+    const NOTIFY: &str = concat!("SELECT pg_notify($1, 'inbound') FROM ", async_commit!());
+    let mut conn = hot.take(pool).await?;
+    let done = sqlx::query(NOTIFY)
+        .bind(listen::CHANNEL)
+        .execute(&mut *conn)
+        .await;
+    conn.finished(done).map(|_| ())
 }
 
 impl PgStore {
@@ -127,11 +178,13 @@ impl PgStore {
             .await
             .map_err(|e| unreachable(&host, port, &database, e))?;
         MIGRATOR.run(&pool).await?;
+        // Half the pool: transactions and the console's reads always find
+        // the other half.
+        let hot = Arc::new(hot::HotConnections::new((max_connections / 2).max(1) as usize));
         Ok(Self {
-            pool,
-            // Half the pool: transactions and the console's reads always
-            // find the other half.
-            hot: Arc::new(hot::HotConnections::new((max_connections / 2).max(1) as usize)),
+            pool: pool.clone(),
+            hot: hot.clone(),
+            fleet_wake: FleetWake::spawn(pool.clone(), hot),
             clock,
             send_lease_ms: DEFAULT_SEND_LEASE_MS,
         })
@@ -168,6 +221,8 @@ impl PgStore {
         Ok(Some(Self {
             pool,
             hot: Arc::new(hot::HotConnections::new(1)),
+            // These commands store no texts.
+            fleet_wake: FleetWake::none(),
             clock: clock::system(),
             send_lease_ms: DEFAULT_SEND_LEASE_MS,
         }))
