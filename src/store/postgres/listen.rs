@@ -1,9 +1,10 @@
 //! `LISTEN` for work stored by any instance.
 //!
-//! Triggers (`migrations/postgres/0005_notify.sql`) `NOTIFY` the channel
-//! [`CHANNEL`] when an inbound text is stored (payload `inbound`) and when
-//! a job becomes pending (payload `job`); the notification is delivered at
-//! commit, to every listening instance. One task per process listens and
+//! The channel [`CHANNEL`] is notified when an inbound text is stored
+//! (payload `inbound`: by the store, right after the text's commit, see
+//! `FleetWake` in `mod.rs`) and when a job becomes pending (payload `job`:
+//! by triggers, `migrations/postgres/0005_notify.sql`, delivered at the
+//! commit), to every listening instance. One task per process listens and
 //! wakes the local turn worker or job runner. Polling stays the fallback:
 //! a notification sent while the connection is down is lost, so after each
 //! (re)connection both are woken once to look for themselves.
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::store::backend::WakeTargets;
 
-/// The channel the triggers notify.
+/// The channel the stored texts' and jobs' wake-ups are sent on.
 pub const CHANNEL: &str = "textdesk_wake";
 
 /// Longest wait between two reconnection attempts.
