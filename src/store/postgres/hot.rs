@@ -19,9 +19,10 @@
 //!   than [`MAX_KEPT`], goes back to the pool, so the pool's own ageing and
 //!   health checks still reach it.
 //!
-//! At most `capacity` connections are kept, half the pool by default, so
-//! the transactions and the console's reads that go to the pool always
-//! find the other half.
+//! At most `capacity` idle connections are kept here (half the pool by
+//! default), so idle ones held back from the pool never exceed half of it.
+//! Statements in flight take what they need, here or from the pool, as
+//! they did when they ran on `&pool`.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;

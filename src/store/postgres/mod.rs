@@ -178,8 +178,8 @@ impl PgStore {
             .await
             .map_err(|e| unreachable(&host, port, &database, e))?;
         MIGRATOR.run(&pool).await?;
-        // Half the pool: transactions and the console's reads always find
-        // the other half.
+        // At most half the pool idles here, held back from the
+        // transactions and the console's reads.
         let hot = Arc::new(hot::HotConnections::new((max_connections / 2).max(1) as usize));
         Ok(Self {
             pool: pool.clone(),

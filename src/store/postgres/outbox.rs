@@ -145,10 +145,9 @@ impl Outbox for PgStore {
         conversation: ConversationId,
         worker: &str,
     ) -> Result<bool, StoreError> {
-        // One statement where the two took two, each with its round trip and
-        // sqlx's ping on giving the connection back. Its commit waits for
-        // the disk as the delivery's own would (the release never needs
-        // to: a lost release only lets the lease expire).
+        // One statement and round trip where the two took two. Its commit
+        // waits for the disk as the delivery's own would (the release never
+        // needs to: a lost release only lets the lease expire).
         macro_rules! record_and_release {
             ($($from:expr)?) => {
                 concat!(

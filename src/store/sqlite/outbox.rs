@@ -107,8 +107,8 @@ impl Outbox for SqliteStore {
         conversation: ConversationId,
         worker: &str,
     ) -> Result<bool, StoreError> {
-        // One statement list, one commit: each commit costs SQLite its WAL
-        // frames and locks, a fifth of a text's writes.
+        // One statement list and one commit where the two took two (no CPU
+        // saving could be measured on SQLite: BENCHMARKS.md).
         const RECORD_AND_RELEASE: &str = concat!(
             "BEGIN IMMEDIATE;",
             record_delivery!(),
