@@ -334,6 +334,14 @@ fn image_block(image: &StoredImage) -> Result<ContentBlock, &'static str> {
     }
 }
 
+/// How the tool loop ended.
+enum Answer {
+    /// The model answered in text.
+    Drafted(String),
+    /// A tool made or moved the booking: code's confirmation is the reply.
+    Confirmed(String),
+}
+
 impl ClaudeResponder {
     /// The prompt for the state the conversation is in now: the stable
     /// part (system) and the per-turn part (in the messages). Rebuilt every
@@ -346,8 +354,9 @@ impl ClaudeResponder {
         prompt
     }
 
-    /// Runs the tool loop until the model answers in text. `prefix_end`:
-    /// the last message of the earlier turns (a cache breakpoint).
+    /// Runs the tool loop until the model answers in text, or until a tool
+    /// made or moved the booking. `prefix_end`: the last message of the
+    /// earlier turns (a cache breakpoint).
     async fn run_loop(
         &self,
         business: &Arc<BusinessConfig>,
@@ -356,7 +365,10 @@ impl ClaudeResponder {
         messages: &mut Vec<ApiMessage>,
         prefix_end: Option<usize>,
         started: std::time::Instant,
-    ) -> Result<String, ResponderError> {
+    ) -> Result<Answer, ResponderError> {
+        // A loop that booked returns at once, so measuring from where this
+        // loop began is measuring from where the turn began.
+        let initial = ctx.state.clone();
         let mut per_turn = self.prompt(turn, ctx).per_turn_text();
         for round in 0..=self.max_tool_rounds {
             if started.elapsed() > self.deadline {
@@ -398,7 +410,7 @@ impl ClaudeResponder {
                 if text.trim().is_empty() {
                     return Err(ResponderError::EmptyReply);
                 }
-                return Ok(text);
+                return Ok(Answer::Drafted(text));
             }
             if round == self.max_tool_rounds {
                 break;
@@ -414,6 +426,15 @@ impl ClaudeResponder {
                     content: outcome.content,
                     is_error: outcome.is_error,
                 });
+            }
+            // A booking made or moved is confirmed in code's words, which
+            // replace whatever the model would answer: asking it would only
+            // keep the customer waiting for a text nobody sends.
+            if let Some(confirmation) =
+                crate::jobs::plan::booking_confirmation(business, &initial, &ctx.state)
+            {
+                tracing::info!(round, "a tool booked; code confirms without another model call");
+                return Ok(Answer::Confirmed(confirmation));
             }
             // The state the tools left, when they moved it, after the
             // results (the API wants tool results first).
@@ -475,7 +496,17 @@ impl Responder for ClaudeResponder {
             .run_loop(business, turn, &mut ctx, &mut messages, prefix_end, started)
             .await
         {
-            Ok(text) => text,
+            Ok(Answer::Drafted(text)) => text,
+            // Code's words about code's facts: nothing for the model to
+            // rewrite (the engine's guardrail still reads it).
+            Ok(Answer::Confirmed(text)) => {
+                return Ok(Draft {
+                    text,
+                    state: ctx.state,
+                    new_quotes: ctx.new_quotes,
+                    alerts: ctx.alerts,
+                });
+            }
             Err(e) => return Err(keep_partial(ctx, e)),
         };
         // The guardrail, first line: a draft stating a fact our code did not
@@ -519,7 +550,7 @@ impl Responder for ClaudeResponder {
                 .run_loop(business, turn, &mut ctx, &mut messages, prefix_end, started)
                 .await
             {
-                Ok(rewritten) => text = rewritten,
+                Ok(Answer::Drafted(rewritten) | Answer::Confirmed(rewritten)) => text = rewritten,
                 Err(e) => tracing::warn!(error = %e, "rewrite failed; the engine's guardrail decides"),
             }
         }

@@ -32,6 +32,30 @@ fn booking_of(state: &ConversationState) -> Option<&Booking> {
     }
 }
 
+/// The reply a turn that made or moved a booking sends instead of any
+/// draft: the booking's day, time and price, stated by code. `None` when the
+/// turn left the booking as it found it.
+///
+/// The one place that decides it: the plan sends it, and the model's tool
+/// loop stops calling the model once a tool result makes it `Some` (what
+/// the model would write next would not be sent).
+pub fn booking_confirmation(
+    business: &BusinessConfig,
+    before: &ConversationState,
+    after: &ConversationState,
+) -> Option<String> {
+    let ConversationState::Booked(booked) = after else {
+        return None;
+    };
+    let changed = match booking_of(before) {
+        None => true,
+        Some(previous) => {
+            previous.slot.start != booked.booking.slot.start || previous.id != booked.booking.id
+        }
+    };
+    changed.then(|| templates::confirmation(business, &booked.booking.slot.label, booked.quote.total))
+}
+
 /// Whether a follow-up can be pending in this state.
 pub fn may_have_follow_up(state: &ConversationState) -> bool {
     matches!(
@@ -99,6 +123,7 @@ pub fn plan(
         }));
     }
 
+    plan.confirmation = booking_confirmation(business, before, after);
     let old = booking_of(before);
     let new = match after {
         ConversationState::Booked(b) => Some((&b.booking, &b.quote, &b.job)),
@@ -107,11 +132,6 @@ pub fn plan(
     match (old, new) {
         (None, Some((booking, quote, job))) => {
             plan_booking(&mut plan, &emails, "New booking", booking, None, quote, job);
-            plan.confirmation = Some(templates::confirmation(
-                business,
-                &booking.slot.label,
-                quote.total,
-            ));
         }
         (Some(previous), Some((booking, quote, job)))
             if previous.slot.start != booking.slot.start || previous.id != booking.id =>
@@ -138,11 +158,6 @@ pub fn plan(
                 quote,
                 job,
             );
-            plan.confirmation = Some(templates::confirmation(
-                business,
-                &booking.slot.label,
-                quote.total,
-            ));
         }
         (Some(previous), None) if matches!(after, ConversationState::Cancelled(_)) => {
             plan.cancel.push(reminder_prefix(previous));

@@ -98,8 +98,8 @@ async fn a_saturday_opening_booked_through_claude_carries_the_weekend_surcharge(
             claude_text("That's $350 for about half a truck. Want to book a time?"),
             claude_tool("t3", "get_available_slots", json!({"preference": "saturday"})),
             claude_text("Our openings are on the weekend, so the total is $385 with the weekend rate. Which number works?"),
+            // The booking is confirmed by code, with no model call after it.
             claude_tool("t4", "book_slot", json!({"slot_id": 1})),
-            claude_text("You're booked!"),
         ]))
         .mount(&app.anthropic)
         .await;

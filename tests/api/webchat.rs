@@ -652,8 +652,8 @@ async fn with_claude_the_book_tool_is_refused_until_the_phone_is_verified() {
             claude_text("Here are the openings I found. Which number works for you?"),
             claude_tool("t4", "book_slot", json!({"slot_id": 1})),
             claude_text("To book online, please type your mobile number here first."),
+            // Confirmed by code, with no model call after the booking.
             claude_tool("t5", "book_slot", json!({"slot_id": 1})),
-            claude_text("You're booked! See you then."),
         ]))
         .mount(&app.anthropic)
         .await;
