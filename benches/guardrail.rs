@@ -59,6 +59,7 @@ fn main() {
         quote: quote.clone(),
         offered,
         rescheduling: None,
+        picked: None,
     });
 
     // 20 facts stated correctly, and 4 planted violations: an invented

@@ -110,6 +110,37 @@ impl GuidedResponder {
         };
     }
 
+    /// Books the opening a web visitor picked before verifying a phone
+    /// number, now that they have (`Engine::web_verification`): from
+    /// `state`, the state after the verification.
+    pub async fn book_picked(
+        &self,
+        business: &BusinessConfig,
+        turn: &TurnInput,
+        state: ConversationState,
+        now: DateTime<Utc>,
+        slot_id: u8,
+    ) -> Draft {
+        let mut draft = Draft {
+            text: String::new(),
+            state,
+            new_quotes: Vec::new(),
+            alerts: Vec::new(),
+        };
+        let opening = format!("{} ", crate::jobs::verification::VERIFIED);
+        match desk::offered_slot(&draft.state, slot_id) {
+            Ok(slot) => self.book(business, turn, &mut draft, &slot, now, &opening).await,
+            // The verification checked it was on offer; say which are.
+            Err(_) => {
+                let offered = self
+                    .offer(business, turn, &mut draft, now, &DateFilter::default())
+                    .await;
+                draft.text = format!("{opening}{offered}");
+            }
+        }
+        draft
+    }
+
     async fn cancel(
         &self,
         business: &BusinessConfig,

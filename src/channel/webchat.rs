@@ -15,7 +15,8 @@
 //! To book, a web visitor proves a phone number: a code texted to it (a
 //! `verification_code` job, through the SMS channel and the outbox) typed
 //! back in the chat (`jobs::turns`). The booking use case refuses an
-//! unverified web customer (`desk::book`).
+//! unverified web customer (`desk::book`) and keeps the opening picked,
+//! which the right code then books (`jobs::verification`).
 
 use std::time::Duration;
 

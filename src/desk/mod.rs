@@ -312,6 +312,9 @@ pub async fn book(turn: &mut Turn<'_>, scheduler: &Scheduler, slot_id: u8) -> Re
         return Err(DeskError::AddressMissing);
     }
     if turn.conversation.customer_phone.is_web() && scheduling.job.verified_phone.is_none() {
+        // Kept, so the code typed back books it (`Engine::web_verification`)
+        // instead of asking the visitor to pick again.
+        turn.apply(Event::OpeningPicked(slot_id))?;
         return Err(DeskError::PhoneUnverified);
     }
     if let Some(current) = &scheduling.rescheduling

@@ -153,6 +153,7 @@ fn only_an_opening_on_offer_can_be_picked() {
         quote,
         offered: vec![slot(1, 48), slot(2, 72)],
         rescheduling: None,
+        picked: None,
     });
     assert_eq!(offered_slot(&scheduling, 2).unwrap(), slot(2, 72));
     match offered_slot(&scheduling, 5) {
@@ -208,6 +209,7 @@ fn web_scheduling(business: &BusinessConfig, verified: Option<&str>) -> (Convers
         quote,
         offered: vec![slot(1, 20)],
         rescheduling: None,
+        picked: None,
     });
     (conversation, state)
 }
@@ -225,7 +227,15 @@ async fn the_desk_books_no_web_visitor_without_a_verified_phone() {
     let mut work = Work::at(state.clone());
     let refused = book(&mut work.turn(&business, &web), &scheduler, 1).await;
     assert!(matches!(refused, Err(DeskError::PhoneUnverified)), "{refused:?}");
-    assert_eq!(work.state, state, "nothing changed");
+    // Nothing booked; the pick is kept for when the number is verified.
+    let ConversationState::Scheduling(before) = &state else {
+        unreachable!("web_scheduling is SCHEDULING")
+    };
+    let kept = ConversationState::Scheduling(Scheduling {
+        picked: Some(1),
+        ..before.clone()
+    });
+    assert_eq!(work.state, kept);
     assert!(
         crate::store::BookingStore::bookings(store.as_ref())
             .await

@@ -295,6 +295,11 @@ pub struct Scheduling {
     /// The booking being moved, when this is a reschedule.
     #[serde(default)]
     pub rescheduling: Option<Booking>,
+    /// The opening (its number in `offered`) a web visitor picked before
+    /// verifying a phone number: booked as soon as the code is typed back,
+    /// so they need not pick again. Gone when other openings are offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picked: Option<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -387,6 +392,9 @@ pub enum Event {
     HandBack,
     /// A web chat visitor typed back the code texted to this number.
     PhoneVerified(crate::domain::phone::E164),
+    /// A web chat visitor picked an offered opening before verifying a
+    /// number: kept, to book once they have.
+    OpeningPicked(u8),
 }
 
 impl Event {
@@ -408,6 +416,7 @@ impl Event {
             Event::StartOver => "start_over",
             Event::HandBack => "hand_back",
             Event::PhoneVerified(_) => "phone_verified",
+            Event::OpeningPicked(_) => "opening_picked",
         }
     }
 }
@@ -677,8 +686,18 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
             quote: s.quote,
             offered,
             rescheduling: None,
+            picked: None,
         })),
-        (S::Scheduling(s), Event::SlotsOffered(offered)) => Ok(S::Scheduling(Scheduling { offered, ..s })),
+        // A pick names a number in the list it was made from.
+        (S::Scheduling(s), Event::SlotsOffered(offered)) => Ok(S::Scheduling(Scheduling {
+            offered,
+            picked: None,
+            ..s
+        })),
+        (S::Scheduling(mut s), Event::OpeningPicked(id)) if s.offered.iter().any(|o| o.id == id) => {
+            s.picked = Some(id);
+            Ok(S::Scheduling(s))
+        }
         // The booked price is the opening's own, when it has one.
         (S::Scheduling(s), Event::SlotBooked(booking)) => Ok(S::Booked(Booked {
             job: s.job,
@@ -690,6 +709,7 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
             quote: s.quote,
             offered: Vec::new(),
             rescheduling: Some(s.booking),
+            picked: None,
         })),
         (S::Booked(s), Event::BookingCancelled { at, by }) => Ok(S::Cancelled(Closed {
             reason: cancel_reason(by),
@@ -849,12 +869,14 @@ mod tests {
                 quote: quote(),
                 offered: vec![slot(1, 2)],
                 rescheduling: None,
+                picked: None,
             }),
             S::Scheduling(Scheduling {
                 job: job(),
                 quote: quote(),
                 offered: vec![slot(2, 3)],
                 rescheduling: Some(booking(2)),
+                picked: None,
             }),
             S::Booked(Booked {
                 job: job(),
@@ -906,6 +928,7 @@ mod tests {
             Event::Complete { at: now() },
             Event::StartOver,
             Event::HandBack,
+            Event::OpeningPicked(1),
         ]
     }
 
@@ -945,24 +968,50 @@ mod tests {
     }
 
     #[test]
+    fn a_pick_before_verification_is_kept_until_the_list_changes() {
+        let ConversationState::Scheduling(offered) = &states()[2] else {
+            panic!("the third state is SCHEDULING");
+        };
+        let state = ConversationState::Scheduling(Scheduling {
+            offered: vec![slot(1, 2), slot(2, 3)],
+            ..offered.clone()
+        });
+        let picked = transition(state, Event::OpeningPicked(2)).unwrap();
+        let picked_of = |s: &ConversationState| match s {
+            ConversationState::Scheduling(s) => s.picked,
+            _ => None,
+        };
+        assert_eq!(picked_of(&picked), Some(2));
+        // Verifying the number keeps it (that is when it is booked).
+        let phone = crate::domain::phone::E164::parse("+15035551234").unwrap();
+        let verified = transition(picked.clone(), Event::PhoneVerified(phone)).unwrap();
+        assert_eq!(picked_of(&verified), Some(2));
+        // A new list: the number meant an opening of the old one.
+        let reoffered = transition(picked.clone(), Event::SlotsOffered(vec![slot(2, 5)])).unwrap();
+        assert_eq!(picked_of(&reoffered), None);
+        // A number that was not offered is not a pick.
+        assert!(transition(picked, Event::OpeningPicked(7)).is_err());
+    }
+
+    #[test]
     fn transition_table() {
         #[rustfmt::skip]
-        let expected: [[&str; 15]; 9] = [
-            //            details     quote     q.expired  offer         book      resched       keep      cancel       handoff       optout      optin     expire    complete  startover  handback
-            /* INTAKE */  ["INTAKE",  "QUOTED", "-",       "-",          "-",      "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-", "-"],
-            /* QUOTED */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "-",      "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-", "-"],
-            /* SCHED  */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "BOOKED", "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-", "-"],
-            /* MOVING */  ["-",       "-",      "-",       "SCHEDULING", "BOOKED", "-",          "BOOKED", "CANCELLED", "HANDED_OFF", "OPTED_OUT", "-",     "-",      "-",      "-", "-"],
-            /* BOOKED */  ["-",       "-",      "-",       "-",          "-",      "SCHEDULING", "-",      "CANCELLED", "HANDED_OFF", "OPTED_OUT", "-",     "-",      "CLOSED", "-", "-"],
-            /* HANDED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "INTAKE"],
-            /* CANCEL */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "-"],
-            /* OPTOUT */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "QUOTED", "-",     "-",      "-", "-"],
-            /* CLOSED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "-"],
+        let expected: [[&str; 16]; 9] = [
+            //            details     quote     q.expired  offer         book      resched       keep      cancel       handoff       optout      optin     expire    complete  startover  handback  picked (1)
+            /* INTAKE */  ["INTAKE",  "QUOTED", "-",       "-",          "-",      "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-", "-", "-"],
+            /* QUOTED */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "-",      "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-", "-", "-"],
+            /* SCHED  */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "BOOKED", "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-", "-", "SCHEDULING"],
+            /* MOVING */  ["-",       "-",      "-",       "SCHEDULING", "BOOKED", "-",          "BOOKED", "CANCELLED", "HANDED_OFF", "OPTED_OUT", "-",     "-",      "-",      "-", "-", "-"],
+            /* BOOKED */  ["-",       "-",      "-",       "-",          "-",      "SCHEDULING", "-",      "CANCELLED", "HANDED_OFF", "OPTED_OUT", "-",     "-",      "CLOSED", "-", "-", "-"],
+            /* HANDED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "INTAKE", "-"],
+            /* CANCEL */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "-", "-"],
+            /* OPTOUT */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "QUOTED", "-",     "-",      "-", "-", "-"],
+            /* CLOSED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "-", "-"],
         ];
         let states = states();
         let events = events();
         assert_eq!(states.len(), 9);
-        assert_eq!(events.len(), 15);
+        assert_eq!(events.len(), 16);
         for (row, state) in states.iter().enumerate() {
             for (col, event) in events.iter().enumerate() {
                 let got = match transition(state.clone(), event.clone()) {

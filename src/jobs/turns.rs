@@ -24,6 +24,7 @@ use crate::domain::phone::redact_phone_numbers;
 use crate::domain::quote::Quote;
 use crate::jobs::payload::{ApprovalTimeout, DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
+use crate::jobs::verification::Verification;
 use crate::store::{
     AlertKind, ConversationId, Direction, FloodReading, FloodWindow, MessageId, MessageKind, ModelCalls,
     NewAlert, NewJob, OutboundDraft, Store, StoreError, TurnCommit, TurnInput, UNSENT_BY_DECISION,
@@ -310,13 +311,20 @@ impl Engine {
 
         // A web visitor typing a phone number or the code texted to it:
         // answered by code, before the responder.
-        if turn.conversation.customer_phone.is_web()
-            && let Some(answer) = self.web_verification(&turn, &mut state, now).await?
-        {
-            let mut done = commit(Some(answer.draft), state, Vec::new(), alerts);
-            done.jobs.extend(answer.jobs);
-            let reply = self.conclude_about(id, done, Some(&contact)).await?;
-            return Ok(TurnResult::Replied(reply));
+        let mut book_picked = None;
+        if turn.conversation.customer_phone.is_web() {
+            match self.web_verification(&turn, &mut state, now).await? {
+                Some(Verification::Answer(answer)) => {
+                    let mut done = commit(Some(answer.draft), state, Vec::new(), alerts);
+                    done.jobs.extend(answer.jobs);
+                    let reply = self.conclude_about(id, done, Some(&contact)).await?;
+                    return Ok(TurnResult::Replied(reply));
+                }
+                // Verified, with an opening picked before: the booking is
+                // the turn (code books it, with no model call).
+                Some(Verification::BookPicked(slot)) => book_picked = Some(slot),
+                None => {}
+            }
         }
 
         // Answers to a reminder ("C" to confirm, "R" to reschedule) are
@@ -330,11 +338,24 @@ impl Engine {
         } else {
             self.responder.as_ref()
         };
-        let (drafted, metered) = crate::assistant::metering_model_calls(tokio::time::timeout(
-            self.turn_deadline,
-            responder.respond(&self.business, &turn, state.clone()),
-        ))
-        .await;
+        let (drafted, metered) = match book_picked {
+            Some(slot) => {
+                let booked = self
+                    .guided
+                    .book_picked(&self.business, &turn, state.clone(), now, slot)
+                    .await;
+                (Ok(booked), Default::default())
+            }
+            None => {
+                let (drafted, metered) = crate::assistant::metering_model_calls(tokio::time::timeout(
+                    self.turn_deadline,
+                    responder.respond(&self.business, &turn, state.clone()),
+                ))
+                .await;
+                let drafted = drafted.unwrap_or(Err(ResponderError::DeadlineExceeded(self.turn_deadline)));
+                (drafted, metered)
+            }
+        };
         if metered.calls > 0 {
             // Model round trips per customer text: the seconds a customer
             // waits (issue 11 asks for at most 2 for a quote or a booking).
@@ -350,8 +371,8 @@ impl Engine {
             calls: model_calls,
             tokens: metered.usage.into(),
         });
-        let drafted = drafted.unwrap_or(Err(ResponderError::DeadlineExceeded(self.turn_deadline)));
         let (mut draft, kind) = match drafted {
+            Ok(draft) if book_picked.is_some() => (draft, MessageKind::Guided),
             Ok(draft) => (draft, MessageKind::Reply),
             Err(e) => {
                 tracing::error!(error = %e, "no reply from the model; the guided flow answers");

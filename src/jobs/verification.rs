@@ -26,6 +26,22 @@ pub const TOO_MANY_CODES: &str =
 pub const VERIFIED: &str = "Thank you, your number is verified.";
 pub const PICK_AGAIN: &str = " Which opening would you like? Type its number.";
 
+/// What the verification step does with a visitor's text.
+pub(crate) enum Verification {
+    /// Answered by code: the reply and the job it plans.
+    Answer(Answer),
+    /// The code was right and the visitor had picked an offered opening
+    /// before it was asked for: book that one now (the turn goes on to the
+    /// booking, whose confirmation is the reply).
+    BookPicked(u8),
+}
+
+impl From<Answer> for Verification {
+    fn from(answer: Answer) -> Self {
+        Verification::Answer(answer)
+    }
+}
+
 /// What the verification step answers, with the job it plans.
 pub struct Answer {
     pub draft: OutboundDraft,
@@ -60,7 +76,7 @@ impl Engine {
         turn: &TurnInput,
         state: &mut ConversationState,
         now: DateTime<Utc>,
-    ) -> Result<Option<Answer>, StoreError> {
+    ) -> Result<Option<Verification>, StoreError> {
         let Some(store) = &self.webchat else {
             return Ok(None);
         };
@@ -75,19 +91,22 @@ impl Engine {
 
         if let (Some(code), Some(typed)) = (&session.code, as_code(&last.body)) {
             if now >= code.expires_at {
-                return Ok(Some(answer(CODE_EXPIRED)));
+                return Ok(Some(answer(CODE_EXPIRED).into()));
             }
             if code.attempts >= MAX_CODE_ATTEMPTS {
-                return Ok(Some(answer(TOO_MANY_ATTEMPTS)));
+                return Ok(Some(answer(TOO_MANY_ATTEMPTS).into()));
             }
             if hash_secret(address.as_str(), &typed) != code.code_hash {
                 let attempts = store.web_code_failed(address).await?;
                 tracing::info!(visitor = %address.masked(), attempts, "a wrong verification code");
-                return Ok(Some(answer(if attempts >= MAX_CODE_ATTEMPTS {
-                    TOO_MANY_ATTEMPTS
-                } else {
-                    CODE_WRONG
-                })));
+                return Ok(Some(
+                    answer(if attempts >= MAX_CODE_ATTEMPTS {
+                        TOO_MANY_ATTEMPTS
+                    } else {
+                        CODE_WRONG
+                    })
+                    .into(),
+                ));
             }
             // The number's own SMS conversation at this business: the same
             // customer record its texts use, now linked to this chat.
@@ -105,9 +124,15 @@ impl Engine {
             }
             store.web_phone_verified(address, &code.phone, linked).await?;
             tracing::info!(visitor = %address.masked(), phone = %code.phone.masked(), "web visitor verified a phone number");
+            if let ConversationState::Scheduling(s) = &*state
+                && let Some(picked) = s.picked
+                && s.offered.iter().any(|o| o.id == picked)
+            {
+                return Ok(Some(Verification::BookPicked(picked)));
+            }
             let mut body = VERIFIED.to_string();
-            // The visitor picked (or was about to pick) before the number
-            // was asked for: the openings again, so "which?" has its list.
+            // The visitor was about to pick when the number was asked for:
+            // the openings again, so "which?" has its list.
             if let ConversationState::Scheduling(s) = &*state
                 && !s.offered.is_empty()
             {
@@ -117,7 +142,7 @@ impl Engine {
                     body.push_str(&slot.numbered(&s.quote));
                 }
             }
-            return Ok(Some(answer(body)));
+            return Ok(Some(answer(body).into()));
         }
 
         if verified {
@@ -127,7 +152,7 @@ impl Engine {
             return Ok(None);
         };
         if session.codes_sent >= MAX_CODES_PER_SESSION {
-            return Ok(Some(answer(TOO_MANY_CODES)));
+            return Ok(Some(answer(TOO_MANY_CODES).into()));
         }
         let code = code_for(&session.secret, last.id.0, phone.as_str());
         store
@@ -163,7 +188,7 @@ impl Engine {
         tracing::info!(visitor = %address.masked(), phone = %phone.masked(), "verification code texted");
         let mut reply = answer(CODE_SENT);
         reply.jobs.push(job);
-        Ok(Some(reply))
+        Ok(Some(reply.into()))
     }
 }
 

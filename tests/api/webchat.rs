@@ -522,17 +522,16 @@ async fn an_unverified_visitor_is_not_booked_and_a_texted_code_lets_them_book() 
 
     let wrong = if code == "000000" { "111111" } else { "000000" };
     assert_eq!(reply(&app, &token, wrong).await, CODE_WRONG);
-    // Asked again which opening, the visitor sees the openings again, as
-    // they were offered.
-    assert_eq!(
-        reply(&app, &token, &code).await,
-        format!("{VERIFIED}{PICK_AGAIN}\n{}", openings.join("\n"))
+    assert!(app.store.bookings().await.unwrap().is_empty());
+    // The right code books the opening picked before it was asked for: no
+    // second pick. The number's own SMS conversation (the customer its
+    // texts use) is linked to the chat.
+    let booked = reply(&app, &token, &code).await;
+    let first = openings[0].split_once(") ").unwrap().1;
+    assert!(
+        booked.starts_with("You're booked with Rose City Junk Haulers: ") && booked.contains(first),
+        "{booked} (picked {first})"
     );
-
-    // Now the pick books, and the number's own SMS conversation (the
-    // customer its texts use) is linked to the chat.
-    let booked = reply(&app, &token, "1").await;
-    assert!(booked.contains("You're booked"), "{booked}");
     let bookings = app.store.bookings().await.unwrap();
     assert_eq!(bookings.len(), 1);
     assert_eq!(bookings[0].status, BookingStatus::Confirmed);
@@ -600,7 +599,14 @@ async fn an_expired_code_is_refused_and_a_new_one_works() {
 
     assert_eq!(reply(&app, &token, "503-555-7788").await, CODE_SENT);
     let fresh = texted_code(&app, VISITOR_PHONE, 2).await;
-    assert!(reply(&app, &token, &fresh).await.starts_with(VERIFIED));
+    // The opening picked at 10am started at 10am: by now it has passed, so
+    // the number is verified and today's openings are offered instead.
+    let verified = reply(&app, &token, &fresh).await;
+    assert!(
+        verified.starts_with(VERIFIED) && verified.contains("Openings:\n1) Mon Nov 30, 11am"),
+        "{verified}"
+    );
+    assert!(app.store.bookings().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -652,8 +658,6 @@ async fn with_claude_the_book_tool_is_refused_until_the_phone_is_verified() {
             claude_text("Here are the openings I found. Which number works for you?"),
             claude_tool("t4", "book_slot", json!({"slot_id": 1})),
             claude_text("To book online, please type your mobile number here first."),
-            // Confirmed by code, with no model call after the booking.
-            claude_tool("t5", "book_slot", json!({"slot_id": 1})),
         ]))
         .mount(&app.anthropic)
         .await;
@@ -699,14 +703,14 @@ async fn with_claude_the_book_tool_is_refused_until_the_phone_is_verified() {
     let asked = app.model_requests().await.len();
     assert_eq!(reply(&app, &token, "503 555 7788").await, CODE_SENT);
     let code = texted_code(&app, VISITOR_PHONE, 1).await;
-    assert!(reply(&app, &token, &code).await.starts_with(VERIFIED));
-    assert_eq!(app.model_requests().await.len(), asked);
-
-    let booked = reply(&app, &token, "1").await;
+    // The code books the opening the model tried to book: by code, with no
+    // model call, and no second pick.
+    let booked = reply(&app, &token, &code).await;
     assert!(
         booked.starts_with("You're booked with Rose City Junk Haulers"),
         "{booked}"
     );
+    assert_eq!(app.model_requests().await.len(), asked);
     assert_eq!(app.store.bookings().await.unwrap().len(), 1);
 }
 
@@ -814,7 +818,12 @@ async fn a_verified_visitors_reminder_goes_by_text_to_their_phone() {
     let token = to_openings(&app).await;
     assert_eq!(reply(&app, &token, "5035557788").await, CODE_SENT);
     let code = texted_code(&app, VISITOR_PHONE, 1).await;
-    assert!(reply(&app, &token, &code).await.starts_with(VERIFIED));
+    // Nothing was picked before the number: the openings again, to pick.
+    let verified = reply(&app, &token, &code).await;
+    assert!(
+        verified.starts_with(&format!("{VERIFIED}{PICK_AGAIN}\n1) ")),
+        "{verified}"
+    );
     // Tuesday 8am: a reminder falls before it.
     let booked = reply(&app, &token, "2").await;
     assert!(
@@ -1070,9 +1079,9 @@ async fn a_quick_guided_booking_stays_under_the_session_limit_and_a_flood_does_n
     assert_eq!(reply(&app, &token, "1").await, ASK_FOR_PHONE);
     assert_eq!(reply(&app, &token, "503-555-7788").await, CODE_SENT);
     let code = texted_code(&app, VISITOR_PHONE, 1).await;
-    assert!(reply(&app, &token, &code).await.starts_with(VERIFIED));
-    let booked = reply(&app, &token, "1").await;
-    sent += 4;
+    // The code books the opening picked before it.
+    let booked = reply(&app, &token, &code).await;
+    sent += 3;
     assert!(booked.contains("You're booked"), "{booked}");
     // Booking management in the chat's words, and the discount for a deep clean.
     assert!(booked.contains("Type R here to reschedule"), "{booked}");

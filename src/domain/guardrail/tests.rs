@@ -82,6 +82,7 @@ fn scheduling() -> ConversationState {
         quote: quote(&[]),
         offered: vec![slot()],
         rescheduling: None,
+        picked: None,
     })
 }
 
