@@ -37,6 +37,7 @@ impl ConversationStore for PgStore {
         let now = self.now();
         if inbound.media.is_empty() {
             let mut conn = self.hot.take(&self.pool).await?;
+            let was_kept = conn.was_kept();
             let row = sqlx::query(RECORD_TEXT)
                 .bind(&inbound.channel_message_id)
                 .bind(&inbound.business_id)
@@ -49,27 +50,40 @@ impl ConversationStore for PgStore {
                 .bind(&inbound.profile_name)
                 .fetch_one(&mut *conn)
                 .await;
-            let row = conn.finished(row)?;
-            if let (Some(message), Some(conversation)) = (
-                row.try_get::<Option<i64>, _>("duplicate_id")?,
-                row.try_get::<Option<i64>, _>("duplicate_conversation_id")?,
-            ) {
-                return Ok(Recorded::Duplicate(
-                    ConversationId(conversation),
-                    MessageId(message),
-                ));
+            match conn.finished(row) {
+                Ok(row) => {
+                    if let (Some(message), Some(conversation)) = (
+                        row.try_get::<Option<i64>, _>("duplicate_id")?,
+                        row.try_get::<Option<i64>, _>("duplicate_conversation_id")?,
+                    ) {
+                        return Ok(Recorded::Duplicate(
+                            ConversationId(conversation),
+                            MessageId(message),
+                        ));
+                    }
+                    if let (Some(message), Some(conversation)) = (
+                        row.try_get::<Option<i64>, _>("message_id")?,
+                        row.try_get::<Option<i64>, _>("conversation_id")?,
+                    ) {
+                        self.fleet_wake.after_stored_text();
+                        return Ok(Recorded::New(ConversationId(conversation), MessageId(message)));
+                    }
+                    // A race the one statement cannot settle: a first text
+                    // from a new customer whose customer row another
+                    // transaction inserted meanwhile, or a retry of this
+                    // text committed meanwhile. The transaction below
+                    // settles both, statement by statement.
+                }
+                // A kept connection that died while it waited (the
+                // database restarted, a proxy dropped it): the transaction
+                // below, on a connection from the pool, stores the text. It
+                // is keyed by its message id, so a text the lost statement
+                // did store is found there, not stored twice.
+                Err(e) if was_kept && super::hot::connection_lost(&e) => {
+                    tracing::warn!(error = %e, "a kept database connection was gone; storing the text on a fresh one");
+                }
+                Err(e) => return Err(e.into()),
             }
-            if let (Some(message), Some(conversation)) = (
-                row.try_get::<Option<i64>, _>("message_id")?,
-                row.try_get::<Option<i64>, _>("conversation_id")?,
-            ) {
-                self.fleet_wake.after_stored_text();
-                return Ok(Recorded::New(ConversationId(conversation), MessageId(message)));
-            }
-            // A race the one statement cannot settle: a first text from a
-            // new customer whose customer row another transaction inserted
-            // meanwhile, or a retry of this text committed meanwhile. The
-            // transaction below settles both, statement by statement.
         }
         let mut tx = self.pool.begin().await?;
         if let Some(duplicate) = stored_text(&mut tx, &inbound.channel_message_id).await? {
@@ -689,7 +703,7 @@ async fn stored_text(
 
 /// What a commit sets in motion beside its state: jobs cancelled and
 /// queued, and the owner's alerts.
-async fn set_in_motion(
+pub(super) async fn set_in_motion(
     conn: &mut sqlx::PgConnection,
     id: ConversationId,
     cancel_jobs: &[String],

@@ -85,6 +85,7 @@ impl HotConnections {
         };
         // Dropped outside the lock: each goes back to the pool (and its ping).
         drop(stale);
+        let was_kept = fresh.is_some();
         let kept = match fresh {
             Some(kept) => kept,
             None => Kept {
@@ -97,7 +98,17 @@ impl HotConnections {
             home: self,
             kept: Some(kept),
             finished: false,
+            was_kept,
         })
+    }
+
+    /// Hands every kept connection back to the pool, whose ping judges
+    /// each: one connection lost means the server or the way to it went
+    /// away, and the others kept idle meanwhile are as likely dead. (Else
+    /// each would fail one statement after the database came back.)
+    fn give_all_back(&self) {
+        let all = std::mem::take(&mut *lock(&self.kept));
+        drop(all);
     }
 
     /// How many connections are kept now.
@@ -124,17 +135,45 @@ pub struct Hot<'h> {
     home: &'h HotConnections,
     kept: Option<Kept>,
     finished: bool,
+    was_kept: bool,
 }
 
 impl Hot<'_> {
     /// Judges the connection by its statement's result and passes the
     /// result on.
     pub fn finished<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
-        self.finished = matches!(
-            &result,
-            Ok(_) | Err(sqlx::Error::Database(_)) | Err(sqlx::Error::RowNotFound)
-        );
+        self.finished = match &result {
+            Ok(_) | Err(sqlx::Error::RowNotFound) => true,
+            Err(e) if connection_lost(e) => {
+                self.home.give_all_back();
+                false
+            }
+            Err(sqlx::Error::Database(_)) => true,
+            Err(_) => false,
+        };
         result
+    }
+
+    /// Whether this connection was kept from an earlier statement, so may
+    /// have died while it waited (not one the pool just handed out).
+    pub fn was_kept(&self) -> bool {
+        self.was_kept
+    }
+}
+
+/// An error that says the connection itself failed (the server or the
+/// network went away), not the statement.
+pub fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        // The server ending the session answers with an error of its own
+        // before it closes the socket: connection exceptions (class 08) and
+        // operator intervention (57P01 a restart or an administrator, 57P02
+        // a crash elsewhere, 57P03 not accepting connections yet).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }
 
@@ -265,6 +304,102 @@ mod tests {
         // The pool's close waits for every connection, the kept ones too.
         drop(hot);
         pool.close().await;
+        db.drop().await;
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_gives_every_kept_one_back_to_the_pool() {
+        let Some(db) = TestDb::create("hot").await else {
+            return;
+        };
+        let pool = pool(&db).await;
+        let hot = HotConnections::new(3);
+        // Three kept, as after a burst.
+        let (mut a, mut b, mut c) = (
+            hot.take(&pool).await.unwrap(),
+            hot.take(&pool).await.unwrap(),
+            hot.take(&pool).await.unwrap(),
+        );
+        assert!(!a.was_kept(), "the first come from the pool");
+        let mut pids = Vec::new();
+        for conn in [&mut a, &mut b, &mut c] {
+            let pid: Result<i32, _> = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut **conn)
+                .await;
+            pids.push(pid.unwrap());
+        }
+        for conn in [a, b, c] {
+            conn.finished(Ok::<_, sqlx::Error>(())).unwrap();
+        }
+        assert_eq!(hot.kept(), 3);
+        // The server ends them all while they wait (a restart, a proxy
+        // dropping its connections).
+        let mut admin = pool.acquire().await.unwrap();
+        for pid in &pids {
+            sqlx::query("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .execute(&mut *admin)
+                .await
+                .unwrap();
+        }
+        drop(admin);
+        // The first statement after it meets a dead kept connection...
+        let mut conn = hot.take(&pool).await.unwrap();
+        assert!(conn.was_kept());
+        let failed = sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(&mut *conn)
+            .await;
+        let failed = conn.finished(failed).unwrap_err();
+        assert!(connection_lost(&failed), "{failed:?}");
+        // ...and none of the others is handed out again: the next
+        // statement runs on a live connection.
+        assert_eq!(hot.kept(), 0);
+        let next = backend(&hot, &pool).await;
+        assert!(!pids.contains(&next), "{next} was terminated");
+        drop(hot);
+        pool.close().await;
+        db.drop().await;
+    }
+
+    #[tokio::test]
+    async fn a_text_whose_kept_connection_died_is_stored_on_a_fresh_one() {
+        use crate::channel::console::ConsoleChannel;
+        use crate::domain::phone::E164;
+        use crate::store::{ConversationStore, Recorded};
+
+        let Some(db) = TestDb::create("hot").await else {
+            return;
+        };
+        let store = crate::store::postgres::PgStore::connect(&db.url).await.unwrap();
+        let (from, to) = (
+            E164::parse("+15035550199").unwrap(),
+            E164::parse("+15035550142").unwrap(),
+        );
+        let text = |body: &str| ConsoleChannel::inbound("default", &from, &to, body.into());
+        let first = store.record_inbound(&text("hello")).await.unwrap();
+        assert!(matches!(first, Recorded::New(..)), "{first:?}");
+        // The connection that stored it is kept; the server ends it.
+        let kept = backend(&store.hot, &store.pool).await;
+        assert_eq!(store.hot.kept(), 1);
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(kept)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        // The next text meets the dead connection and is stored all the
+        // same, once.
+        let second = text("are you there?");
+        let stored = store.record_inbound(&second).await.unwrap();
+        assert!(matches!(stored, Recorded::New(..)), "{stored:?}");
+        let again = store.record_inbound(&second).await.unwrap();
+        assert!(matches!(again, Recorded::Duplicate(..)), "{again:?}");
+        // The pool's close waits for the kept connections: the store (and
+        // its wake-up task, which ends with it) must let go of them first.
+        let pool = store.pool.clone();
+        drop(store);
+        tokio::time::timeout(Duration::from_secs(10), pool.close())
+            .await
+            .expect("every connection came back");
         db.drop().await;
     }
 
