@@ -18,8 +18,10 @@ use crate::config::business::BusinessConfig;
 use crate::domain::conversation::{ConversationState, Event, HandoffReason, transition};
 use crate::domain::guardrail;
 use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
+use crate::jobs::plan::{CustomerContact, alert_jobs_about};
 use crate::store::{
-    AlertKind, ConversationId, HeldOutcome, HeldReply, MessageId, OutboundMessage, Settles, Store, TurnInput,
+    AlertKind, ConversationId, HeldOutcome, HeldReply, MessageId, NewAlert, OutboundMessage, Settles, Store,
+    TurnInput,
 };
 
 /// What the owner's decision on the held reply answers: the alerts asking
@@ -28,6 +30,7 @@ fn decided_by_owner(id: ConversationId) -> Settles {
     Settles {
         resolve_alerts: vec![AlertKind::ApprovalNeeded],
         cancel_jobs: vec![approval_timeout_key_prefix(id)],
+        ..Settles::default()
     }
 }
 
@@ -179,15 +182,18 @@ pub async fn reject(store: &dyn Store, id: ConversationId, message: MessageId) -
 }
 
 /// No one acted in time on the reply that answers `answers`: it is never
-/// sent, and the conversation is handed to the owner in the same commit.
-/// `None` when it was decided meanwhile (nothing changes).
+/// sent, and the conversation is handed to the owner in the same commit,
+/// which also stores the owner's alert and queues its email and text. The
+/// reply and that alert (to log and count once committed); `None` when it
+/// was decided meanwhile (nothing changes).
 pub async fn expire(
     store: &dyn Store,
+    business: &BusinessConfig,
     id: ConversationId,
     answers: MessageId,
     waited_minutes: u32,
     now: DateTime<Utc>,
-) -> Result<Option<HeldReply>, DeskError> {
+) -> Result<Option<(HeldReply, NewAlert)>, DeskError> {
     with_lease(store, id, async {
         let Some(held) = store.held_reply(id).await?.filter(|h| h.reply_to == answers) else {
             return Ok(None);
@@ -209,16 +215,29 @@ pub async fn expire(
             )
             .ok(),
         };
+        // The owner hears of it in the same commit: a crash after it
+        // cannot leave the hand-off without its alert (the rerun finds the
+        // reply decided and does nothing).
+        let contact = CustomerContact::of(&turn, &turn.state);
+        let alert = NewAlert {
+            kind: AlertKind::ApprovalTimedOut,
+            detail: format!(
+                "A reply to {} waited {} for your approval and was not sent; the conversation is yours now. The reply was: \"{}\"",
+                contact.describe(),
+                crate::domain::approval::minutes_in_words(waited_minutes),
+                crate::domain::approval::excerpt(&held.body, 160)
+            ),
+        };
+        let key = format!("{}:{}", id.0, now.timestamp_millis());
+        let settles = Settles {
+            jobs: alert_jobs_about(business, &alert, Some(id), Some(&contact), &key, now),
+            raise_alerts: vec![alert.clone()],
+            ..Settles::default()
+        };
         let expired = store
-            .discard_held(
-                id,
-                held.id,
-                HeldOutcome::Expired,
-                handed.as_ref(),
-                &Settles::default(),
-            )
+            .discard_held(id, held.id, HeldOutcome::Expired, handed.as_ref(), &settles)
             .await?;
-        Ok(expired.then_some(held))
+        Ok(expired.then_some((held, alert)))
     })
     .await
 }

@@ -569,6 +569,7 @@ impl JobRunner {
         };
         let expired = crate::desk::approval::expire(
             self.store.as_ref(),
+            &engine.business,
             conversation,
             crate::store::MessageId(timeout.answers),
             timeout.minutes,
@@ -576,27 +577,18 @@ impl JobRunner {
         )
         .await
         .map_err(|e| Failure::Retryable(e.to_string()))?;
-        let Some(held) = expired else {
+        let Some((_, alert)) = expired else {
             return Ok(JobOutcome::Done {
                 result: Some("already decided".into()),
             });
         };
-        let turn = self.store.turn_input(conversation, 0).await?;
-        let contact = plan::CustomerContact::of(&turn, &turn.state);
-        let detail = format!(
-            "A reply to {} waited {} for your approval and was not sent; the conversation is yours now. The reply was: \"{}\"",
-            contact.describe(),
-            crate::domain::approval::minutes_in_words(timeout.minutes),
-            crate::domain::approval::excerpt(&held.body, 160)
+        // Stored, with its email and text to the owner, by the commit.
+        crate::jobs::turns::log_alert(
+            &alert.kind,
+            &crate::domain::phone::redact_phone_numbers(&alert.detail),
+            Some(conversation.0),
         );
-        engine
-            .alert_about(
-                AlertKind::ApprovalTimedOut,
-                Some(conversation),
-                &detail,
-                Some(&contact),
-            )
-            .await;
+        crate::meters::alert(&alert.kind);
         Ok(JobOutcome::Done {
             result: Some("handed to the owner".into()),
         })

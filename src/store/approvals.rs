@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{AlertKind, ConversationId, MessageId, MessageKind, NewJob, OutboundMessage, StoreError};
+use super::{
+    AlertKind, ConversationId, MessageId, MessageKind, NewAlert, NewJob, OutboundMessage, StoreError,
+};
 use crate::domain::conversation::ConversationState;
 
 /// A reply waiting for the owner.
@@ -28,6 +30,11 @@ pub struct Settles {
     /// Pending jobs of the conversation whose dedupe key starts with one of
     /// these are cancelled.
     pub cancel_jobs: Vec<String>,
+    /// Alerts the decision raises (a timeout tells the owner), stored with
+    /// it: a crash cannot keep the decision and lose the alert.
+    pub raise_alerts: Vec<NewAlert>,
+    /// Jobs queued with it: the raised alerts' email and text to the owner.
+    pub jobs: Vec<NewJob>,
 }
 
 /// What became of a held reply that is not sent.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
-use textdesk::clock::ManualClock;
+use textdesk::clock::{Clock, ManualClock};
 use textdesk::http::owner::password::set_owner_password;
 use textdesk::store::{AlertKind, ConversationId, Direction, Message};
 use wiremock::Mock;
@@ -446,6 +446,87 @@ async fn no_decision_in_time_hands_off_alerts_and_sends_nothing() {
     assert_eq!(late.status, StatusCode::CONFLICT);
     settle(&app).await;
     assert!(app.sent_texts().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_timeouts_alert_and_its_email_are_stored_by_the_commit_that_hands_off() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let clock = midday();
+    let app = spawn_app_with(Options {
+        default_fakes: false,
+        business: Some(
+            business("approval = \"quotes\"\napproval_timeout_minutes = 30").replace(
+                "[business]\n",
+                "[business]\nowner_email = \"owner@rosecity.example\"\n",
+            ),
+        ),
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    mount_twilio_accepting(&app.twilio).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ScriptedClaude::new(quoting_script("Happy to help.")))
+        .mount(&app.anthropic)
+        .await;
+    let (conversation, _) = text_and_hold(&app, "Half a truck of junk, how much?").await;
+    let held = app.store.held_reply(conversation).await.unwrap().unwrap();
+    let emails_before = app
+        .sql()
+        .await
+        .count("SELECT COUNT(*) FROM jobs WHERE kind = 'email'", &[])
+        .await;
+
+    // The timeout's use case alone, as the job runs it, with nothing after
+    // it: what a crash right after its commit would leave.
+    let expired = textdesk::desk::approval::expire(
+        app.store.as_ref(),
+        &app.business,
+        conversation,
+        held.reply_to,
+        30,
+        clock.now(),
+    )
+    .await
+    .unwrap();
+    let (_, alert) = expired.expect("the reply was still held");
+    assert_eq!(alert.kind, AlertKind::ApprovalTimedOut);
+    let stored = alerts_of(&app, AlertKind::ApprovalTimedOut).await;
+    assert_eq!(stored, vec![alert.detail.clone()]);
+    assert!(
+        stored[0].contains(DANA) && stored[0].contains("30 minutes"),
+        "{}",
+        stored[0]
+    );
+    let emails = app
+        .sql()
+        .await
+        .count("SELECT COUNT(*) FROM jobs WHERE kind = 'email'", &[])
+        .await;
+    assert_eq!(
+        emails,
+        emails_before + 1,
+        "the owner's alert email is queued with it"
+    );
+    let turn = app.store.turn_input(conversation, 5).await.unwrap();
+    assert_eq!(turn.state.name(), "HANDED_OFF");
+
+    // Run again (the job rerun after such a crash): decided, nothing more.
+    let again = textdesk::desk::approval::expire(
+        app.store.as_ref(),
+        &app.business,
+        conversation,
+        held.reply_to,
+        30,
+        clock.now(),
+    )
+    .await
+    .unwrap();
+    assert!(again.is_none());
+    assert_eq!(alerts_of(&app, AlertKind::ApprovalTimedOut).await.len(), 1);
 }
 
 #[tokio::test]

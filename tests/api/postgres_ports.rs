@@ -964,6 +964,7 @@ async fn held_replies_are_released_deferred_or_discarded_once_alike_on_both_back
         let settles = Settles {
             resolve_alerts: vec![AlertKind::parse("model_unreachable")],
             cancel_jobs: vec!["approval_timeout:".into()],
+            ..Settles::default()
         };
         let timeout = under.raw.job(i.held, "approval_timeout:1", "pending", 0).await;
         let other = under.raw.job(i.held, "reminder:1", "pending", 0).await;

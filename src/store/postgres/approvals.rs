@@ -151,17 +151,15 @@ async fn settle(
     settles: &Settles,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    for prefix in &settles.cancel_jobs {
-        sqlx::query(
-            "UPDATE jobs SET status = 'cancelled', updated_at = $1
-             WHERE conversation_id = $2 AND status IN ('pending', 'suspended') AND starts_with(dedupe_key, $3)",
-        )
-        .bind(now)
-        .bind(id.0)
-        .bind(prefix)
-        .execute(&mut **tx)
-        .await?;
-    }
+    super::conversations::set_in_motion(
+        tx,
+        id,
+        &settles.cancel_jobs,
+        &settles.jobs,
+        &settles.raise_alerts,
+        now,
+    )
+    .await?;
     for kind in &settles.resolve_alerts {
         sqlx::query(
             "UPDATE alerts SET resolved_at = $1, resolved_by = 'owner'

@@ -133,6 +133,14 @@ async fn settle(
     settles: &Settles,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    super::conversations::set_in_motion(tx, id, &settles.cancel_jobs, &[], &[], now).await?;
+    super::conversations::set_in_motion(
+        tx,
+        id,
+        &settles.cancel_jobs,
+        &settles.jobs,
+        &settles.raise_alerts,
+        now,
+    )
+    .await?;
     super::conversations::resolve_alerts(tx, id, &settles.resolve_alerts, now).await
 }
