@@ -37,9 +37,14 @@ fn quoting_script(later: &str) -> Vec<Value> {
 }
 
 async fn app_with(assistant: &str, script: Vec<Value>, clock: Option<ManualClock>) -> TestApp {
+    app_of(business(assistant), script, clock).await
+}
+
+/// As [`app_with`], for a whole `business.toml`.
+async fn app_of(business: String, script: Vec<Value>, clock: Option<ManualClock>) -> TestApp {
     let app = spawn_app_with(Options {
         default_fakes: false,
-        business: Some(business(assistant)),
+        business: Some(business),
         clock,
         ..Options::default()
     })
@@ -454,24 +459,16 @@ async fn a_timeouts_alert_and_its_email_are_stored_by_the_commit_that_hands_off(
         return;
     }
     let clock = midday();
-    let app = spawn_app_with(Options {
-        default_fakes: false,
-        business: Some(
-            business("approval = \"quotes\"\napproval_timeout_minutes = 30").replace(
-                "[business]\n",
-                "[business]\nowner_email = \"owner@rosecity.example\"\n",
-            ),
-        ),
-        clock: Some(clock.clone()),
-        ..Options::default()
-    })
+    let with_owner_email = business("approval = \"quotes\"\napproval_timeout_minutes = 30").replace(
+        "[business]\n",
+        "[business]\nowner_email = \"owner@rosecity.example\"\n",
+    );
+    let app = app_of(
+        with_owner_email,
+        quoting_script("Happy to help."),
+        Some(clock.clone()),
+    )
     .await;
-    mount_twilio_accepting(&app.twilio).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/messages"))
-        .respond_with(ScriptedClaude::new(quoting_script("Happy to help.")))
-        .mount(&app.anthropic)
-        .await;
     let (conversation, _) = text_and_hold(&app, "Half a truck of junk, how much?").await;
     let held = app.store.held_reply(conversation).await.unwrap().unwrap();
     let emails_before = app
@@ -482,16 +479,17 @@ async fn a_timeouts_alert_and_its_email_are_stored_by_the_commit_that_hands_off(
 
     // The timeout's use case alone, as the job runs it, with nothing after
     // it: what a crash right after its commit would leave.
-    let expired = textdesk::desk::approval::expire(
-        app.store.as_ref(),
-        &app.business,
-        conversation,
-        held.reply_to,
-        30,
-        clock.now(),
-    )
-    .await
-    .unwrap();
+    let expire = || {
+        textdesk::desk::approval::expire(
+            app.store.as_ref(),
+            &app.business,
+            conversation,
+            held.reply_to,
+            30,
+            clock.now(),
+        )
+    };
+    let expired = expire().await.unwrap();
     let (_, alert) = expired.expect("the reply was still held");
     assert_eq!(alert.kind, AlertKind::ApprovalTimedOut);
     let stored = alerts_of(&app, AlertKind::ApprovalTimedOut).await;
@@ -515,17 +513,7 @@ async fn a_timeouts_alert_and_its_email_are_stored_by_the_commit_that_hands_off(
     assert_eq!(turn.state.name(), "HANDED_OFF");
 
     // Run again (the job rerun after such a crash): decided, nothing more.
-    let again = textdesk::desk::approval::expire(
-        app.store.as_ref(),
-        &app.business,
-        conversation,
-        held.reply_to,
-        30,
-        clock.now(),
-    )
-    .await
-    .unwrap();
-    assert!(again.is_none());
+    assert!(expire().await.unwrap().is_none());
     assert_eq!(alerts_of(&app, AlertKind::ApprovalTimedOut).await.len(), 1);
 }
 
