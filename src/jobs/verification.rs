@@ -58,6 +58,29 @@ fn answer(body: impl Into<String>) -> Answer {
     }
 }
 
+/// What follows a proven number: the opening picked before it is booked;
+/// else, when the visitor was about to pick, the openings again, so
+/// "which?" has its list.
+fn after_verification(state: &ConversationState) -> Verification {
+    let ConversationState::Scheduling(s) = state else {
+        return answer(VERIFIED).into();
+    };
+    if let Some(picked) = s.picked
+        && s.offered.iter().any(|o| o.id == picked)
+    {
+        return Verification::BookPicked(picked);
+    }
+    let mut body = VERIFIED.to_string();
+    if !s.offered.is_empty() {
+        body.push_str(PICK_AGAIN);
+        for slot in &s.offered {
+            body.push('\n');
+            body.push_str(&slot.numbered(&s.quote));
+        }
+    }
+    answer(body).into()
+}
+
 /// The code texted for this turn: derived from the session's secret, the
 /// text it answers and the number, so a turn run again after a crash texts
 /// the same code under the same job (once), never a second one.
@@ -88,6 +111,23 @@ impl Engine {
             return Ok(None);
         };
         let verified = state.job().is_some_and(|j| j.verified_phone.is_some());
+
+        // The session proved a number the job does not carry: the turn that
+        // took the code stored the proof and was cut off before its commit
+        // (this is its rerun, or the visitor typing the spent code again),
+        // or a new job in the same chat. The proof stands: the job gets it.
+        if !verified
+            && session.code.is_none()
+            && let Some(phone) = session.verified_phone.clone()
+        {
+            if let Ok(next) = transition(state.clone(), Event::PhoneVerified(phone)) {
+                *state = next;
+            }
+            if as_code(&last.body).is_some() {
+                return Ok(Some(after_verification(state)));
+            }
+            return Ok(None);
+        }
 
         if let (Some(code), Some(typed)) = (&session.code, as_code(&last.body)) {
             if now >= code.expires_at {
@@ -124,25 +164,7 @@ impl Engine {
             }
             store.web_phone_verified(address, &code.phone, linked).await?;
             tracing::info!(visitor = %address.masked(), phone = %code.phone.masked(), "web visitor verified a phone number");
-            if let ConversationState::Scheduling(s) = &*state
-                && let Some(picked) = s.picked
-                && s.offered.iter().any(|o| o.id == picked)
-            {
-                return Ok(Some(Verification::BookPicked(picked)));
-            }
-            let mut body = VERIFIED.to_string();
-            // The visitor was about to pick when the number was asked for:
-            // the openings again, so "which?" has its list.
-            if let ConversationState::Scheduling(s) = &*state
-                && !s.offered.is_empty()
-            {
-                body.push_str(PICK_AGAIN);
-                for slot in &s.offered {
-                    body.push('\n');
-                    body.push_str(&slot.numbered(&s.quote));
-                }
-            }
-            return Ok(Some(answer(body).into()));
+            return Ok(Some(after_verification(state)));
         }
 
         if verified {

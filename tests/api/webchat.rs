@@ -610,6 +610,42 @@ async fn an_expired_code_is_refused_and_a_new_one_works() {
 }
 
 #[tokio::test]
+async fn a_verification_cut_off_before_its_commit_is_completed_by_the_code_typed_again() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let app = chat_app(Vec::new(), Some(monday_morning())).await;
+    let (token, openings) = to_openings_listed(&app).await;
+    assert_eq!(reply(&app, &token, "1").await, ASK_FOR_PHONE);
+    assert_eq!(reply(&app, &token, "503-555-7788").await, CODE_SENT);
+    let code = texted_code(&app, VISITOR_PHONE, 1).await;
+    // What a turn cut off after storing the proof and before its commit
+    // leaves: the session verified and its code spent, the conversation's
+    // job without the number.
+    let touched = app
+        .sql()
+        .await
+        .execute(
+            &format!(
+                "UPDATE webchat_sessions SET verified_phone = '{VISITOR_PHONE}', code_phone = NULL,
+                 code_hash = NULL, code_expires_ms = NULL, code_attempts = 0"
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(touched, 1);
+    // The code typed again (or the turn run again) completes it: the pick
+    // is booked, once.
+    let booked = reply(&app, &token, &code).await;
+    let first = openings[0].split_once(") ").unwrap().1;
+    assert!(
+        booked.starts_with("You're booked with Rose City Junk Haulers: ") && booked.contains(first),
+        "{booked}"
+    );
+    assert_eq!(app.store.bookings().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn too_many_wrong_codes_end_that_code() {
     if crate::helpers::skipped() {
         return;
