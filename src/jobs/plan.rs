@@ -47,13 +47,13 @@ pub fn booking_confirmation(
     let ConversationState::Booked(booked) = after else {
         return None;
     };
-    let changed = match booking_of(before) {
-        None => true,
-        Some(previous) => {
-            previous.slot.start != booked.booking.slot.start || previous.id != booked.booking.id
-        }
-    };
+    let changed = booking_of(before).is_none_or(|previous| moved(previous, &booked.booking));
     changed.then(|| templates::confirmation(business, &booked.booking.slot.label, booked.quote.total))
+}
+
+/// Whether `now` is another booking or another time than `previous`.
+fn moved(previous: &Booking, now: &Booking) -> bool {
+    previous.slot.start != now.slot.start || previous.id != now.id
 }
 
 /// Whether a follow-up can be pending in this state.
@@ -133,9 +133,7 @@ pub fn plan(
         (None, Some((booking, quote, job))) => {
             plan_booking(&mut plan, &emails, "New booking", booking, None, quote, job);
         }
-        (Some(previous), Some((booking, quote, job)))
-            if previous.slot.start != booking.slot.start || previous.id != booking.id =>
-        {
+        (Some(previous), Some((booking, quote, job))) if moved(previous, booking) => {
             plan.cancel.push(reminder_prefix(previous));
             if previous.slot.crew != booking.slot.crew {
                 // The crew that had it must hear it is off their day.

@@ -583,12 +583,11 @@ impl JobRunner {
             });
         };
         // Stored, with its email and text to the owner, by the commit.
-        crate::jobs::turns::log_alert(
+        crate::jobs::turns::stored_alert(
             &alert.kind,
             &crate::domain::phone::redact_phone_numbers(&alert.detail),
             Some(conversation.0),
         );
-        crate::meters::alert(&alert.kind);
         Ok(JobOutcome::Done {
             result: Some("handed to the owner".into()),
         })

@@ -767,12 +767,11 @@ impl Engine {
         }
         let claimed = self.store.finish_turn(id, commit).await?;
         for alert in &alerts {
-            crate::meters::alert(&alert.kind);
             let detail = match customer {
                 Some(customer) => customer.redact(&alert.detail),
                 None => redact_phone_numbers(&alert.detail),
             };
-            log_alert(&alert.kind, &detail, Some(id.0));
+            stored_alert(&alert.kind, &detail, Some(id.0));
         }
         match claimed {
             Some(sms) => {
@@ -976,6 +975,13 @@ pub(crate) fn log_alert(kind: &AlertKind, detail: &str, conversation: Option<i64
         tracing::Level::WARN => tracing::warn!(alert = %kind, %detail, conversation, "owner alert"),
         _ => tracing::error!(alert = %kind, %detail, conversation, "owner alert"),
     }
+}
+
+/// An owner alert that a commit stored: counted, and logged (`detail`
+/// already redacted).
+pub(crate) fn stored_alert(kind: &AlertKind, detail: &str, conversation: Option<i64>) {
+    crate::meters::alert(kind);
+    log_alert(kind, detail, conversation);
 }
 
 /// Raises an owner alert: to the log at its kind's level, into the store, and

@@ -236,6 +236,27 @@ mod tests {
         conn.finished(pid).unwrap()
     }
 
+    /// Finishes each taken connection (so it is kept), then has the server
+    /// end it while it waits, as a restart or a proxy dropping its
+    /// connections would; their backends' pids.
+    async fn keep_and_end(taken: Vec<Hot<'_>>, pool: &PgPool) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for mut conn in taken {
+            let pid = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut *conn)
+                .await;
+            pids.push(conn.finished(pid).unwrap());
+        }
+        for pid in &pids {
+            sqlx::query("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        pids
+    }
+
     #[tokio::test]
     async fn a_finished_statement_keeps_its_connection_for_the_next() {
         let Some(db) = TestDb::create("hot").await else {
@@ -315,34 +336,14 @@ mod tests {
         let pool = pool(&db).await;
         let hot = HotConnections::new(3);
         // Three kept, as after a burst.
-        let (mut a, mut b, mut c) = (
+        let (a, b, c) = (
             hot.take(&pool).await.unwrap(),
             hot.take(&pool).await.unwrap(),
             hot.take(&pool).await.unwrap(),
         );
         assert!(!a.was_kept(), "the first come from the pool");
-        let mut pids = Vec::new();
-        for conn in [&mut a, &mut b, &mut c] {
-            let pid: Result<i32, _> = sqlx::query_scalar("SELECT pg_backend_pid()")
-                .fetch_one(&mut **conn)
-                .await;
-            pids.push(pid.unwrap());
-        }
-        for conn in [a, b, c] {
-            conn.finished(Ok::<_, sqlx::Error>(())).unwrap();
-        }
+        let pids = keep_and_end(vec![a, b, c], &pool).await;
         assert_eq!(hot.kept(), 3);
-        // The server ends them all while they wait (a restart, a proxy
-        // dropping its connections).
-        let mut admin = pool.acquire().await.unwrap();
-        for pid in &pids {
-            sqlx::query("SELECT pg_terminate_backend($1)")
-                .bind(pid)
-                .execute(&mut *admin)
-                .await
-                .unwrap();
-        }
-        drop(admin);
         // The first statement after it meets a dead kept connection...
         let mut conn = hot.take(&pool).await.unwrap();
         assert!(conn.was_kept());
@@ -386,23 +387,7 @@ mod tests {
             kept.push(store.hot.take(&store.pool).await.unwrap());
         }
         assert!(!kept.is_empty());
-        let mut pids = Vec::new();
-        for conn in &mut kept {
-            let pid: Result<i32, _> = sqlx::query_scalar("SELECT pg_backend_pid()")
-                .fetch_one(&mut **conn)
-                .await;
-            pids.push(pid.unwrap());
-        }
-        for conn in kept {
-            conn.finished(Ok::<_, sqlx::Error>(())).unwrap();
-        }
-        for pid in &pids {
-            sqlx::query("SELECT pg_terminate_backend($1)")
-                .bind(pid)
-                .execute(&store.pool)
-                .await
-                .unwrap();
-        }
+        keep_and_end(kept, &store.pool).await;
         // The next text meets the dead connection and is stored all the
         // same, once.
         let second = text("are you there?");
