@@ -72,16 +72,7 @@ pub const SEND_CHANNELS: [&str; 2] = ["sms", "whatsapp"];
 pub const JOB_STATUSES: [&str; 6] = ["pending", "running", "done", "dead", "cancelled", "suspended"];
 
 /// Every job kind this build enqueues, as stored.
-pub const JOB_KINDS: [&str; 8] = [
-    crate::jobs::payload::REMINDER,
-    crate::jobs::payload::FOLLOW_UP,
-    crate::jobs::payload::EMAIL,
-    crate::jobs::payload::DEFERRED_REPLY,
-    crate::jobs::payload::FETCH_MEDIA,
-    crate::jobs::payload::APPROVAL_TIMEOUT,
-    crate::jobs::payload::OWNER_REPLY,
-    crate::jobs::payload::OWNER_TEXT,
-];
+pub const JOB_KINDS: [&str; 10] = crate::jobs::payload::ALL_KINDS;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -101,6 +101,23 @@ pub fn confirmation(business: &BusinessConfig, label: &str, total: crate::domain
 }
 
 #[derive(Template)]
+#[template(path = "sms/cancelled.txt")]
+struct Cancelled<'a> {
+    name: &'a str,
+    label: &'a str,
+}
+
+/// The customer's news that the business cancelled their booking (the
+/// owner, from the console): a customer who cancels is answered by the
+/// turn instead.
+pub fn cancelled_by_business(business: &BusinessConfig, label: &str) -> String {
+    render(&Cancelled {
+        name: &business.business.name,
+        label,
+    })
+}
+
+#[derive(Template)]
 #[template(path = "sms/opted_out.txt")]
 struct OptedOut<'a> {
     name: &'a str,
@@ -318,6 +335,7 @@ mod tests {
             reminder(&business, label, total, true),
             opted_out(&business, Some(label)),
             handoff_ack(&business),
+            cancelled_by_business(&business, label),
         ] {
             let info = segment_info(&text);
             assert_eq!(info.encoding, Encoding::Gsm7, "{text}");

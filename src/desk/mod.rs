@@ -377,12 +377,10 @@ pub async fn cancel(
     scheduler: &Scheduler,
     by: CancelledBy,
 ) -> Result<Booking, DeskError> {
-    let booking = match &*turn.state {
-        ConversationState::Booked(b) => b.booking.clone(),
-        ConversationState::Scheduling(s) if s.rescheduling.is_some() => {
-            s.rescheduling.clone().expect("checked")
-        }
-        _ => return Err(DeskError::NotAllowed("there is no booking to cancel".into())),
+    // Also one held through a hand-off or an opt-out: the owner cancels
+    // those (the customer cannot: the assistant is not answering).
+    let Some(booking) = turn.state.standing_booking().cloned() else {
+        return Err(DeskError::NotAllowed("there is no booking to cancel".into()));
     };
     if let Err(e) = scheduler.for_business(turn.business).cancel(&booking).await {
         return Err(turn.scheduling_failed(e));

@@ -215,6 +215,11 @@ pub async fn change_booking(
                 .await
                 .map(|booking| BookingChanged::Cancelled(Box::new(booking))),
             BookingChange::OfferNewTimes => {
+                if matches!(&*turn.state, ConversationState::HandedOff(h) if h.booked.is_some()) {
+                    return Err(DeskError::NotAllowed(
+                        "you have this conversation: hand it back to move the booking".into(),
+                    ));
+                }
                 if !matches!(&*turn.state, ConversationState::Booked(_)) {
                     return Err(DeskError::NotAllowed("there is no booking to move".into()));
                 }
@@ -351,6 +356,7 @@ mod tests {
             summary: "unhappy".into(),
             at: now() - chrono::Duration::hours(3),
             job: job(),
+            booked: None,
         });
         assert_eq!(taken_over(handed.clone(), now()).unwrap(), handed);
     }

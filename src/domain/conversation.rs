@@ -315,6 +315,12 @@ pub struct HandedOff {
     pub summary: String,
     pub at: DateTime<Utc>,
     pub job: JobDetails,
+    /// The booking that stood when the owner took over: it still stands
+    /// (on the crew's calendar, with its reminders), the owner may cancel
+    /// it, and handing back returns to it. A move under way when handed
+    /// off is dropped; the booking stays as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booked: Option<Box<Booked>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -517,6 +523,18 @@ impl ConversationState {
         };
         if job.customer_name.is_none() {
             job.customer_name = Some(clean);
+        }
+    }
+
+    /// The booking that stands in this state, if any: booked, being moved,
+    /// held through a hand-off, or through an opt-out.
+    pub fn standing_booking(&self) -> Option<&Booking> {
+        match self {
+            ConversationState::Booked(b) => Some(&b.booking),
+            ConversationState::Scheduling(s) => s.rescheduling.as_ref(),
+            ConversationState::HandedOff(h) => h.booked.as_ref().map(|b| &b.booking),
+            ConversationState::OptedOut(s) => s.previous.standing_booking(),
+            _ => None,
         }
     }
 
@@ -727,12 +745,32 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
         (
             state @ (S::Intake(_) | S::Quoted(_) | S::Scheduling(_) | S::Booked(_)),
             Event::HandOff { reason, summary, at },
-        ) => Ok(S::HandedOff(HandedOff {
-            reason,
-            summary,
-            at,
-            job: state.active_job().unwrap_or_default(),
-        })),
+        ) => {
+            let booked = match &state {
+                S::Booked(b) => Some(Box::new(b.clone())),
+                S::Scheduling(s) => s.rescheduling.clone().map(|booking| {
+                    Box::new(Booked {
+                        job: s.job.clone(),
+                        quote: s.quote.clone(),
+                        booking,
+                    })
+                }),
+                _ => None,
+            };
+            Ok(S::HandedOff(HandedOff {
+                reason,
+                summary,
+                at,
+                job: state.active_job().unwrap_or_default(),
+                booked,
+            }))
+        }
+        // The owner cancels the booking while they have the conversation:
+        // they keep it.
+        (S::HandedOff(mut h), Event::BookingCancelled { .. }) if h.booked.is_some() => {
+            h.booked = None;
+            Ok(S::HandedOff(h))
+        }
         (state @ (S::Intake(_) | S::Quoted(_) | S::Scheduling(_)), Event::Expire { at }) => {
             Ok(S::Closed(Closed {
                 reason: CloseReason::Expired,
@@ -743,6 +781,16 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
         }
 
         (S::OptedOut(s), Event::OptOut { .. }) => Ok(S::OptedOut(s)),
+        // The owner cancels the booking of a customer who opted out (they
+        // called): START then returns them to the cancelled job.
+        (S::OptedOut(s), event @ Event::BookingCancelled { .. })
+            if s.previous.standing_booking().is_some() =>
+        {
+            Ok(S::OptedOut(OptedOut {
+                previous: Box::new(transition(*s.previous, event)?),
+                at: s.at,
+            }))
+        }
         (state, Event::OptOut { at }) => Ok(S::OptedOut(OptedOut {
             previous: Box::new(state),
             at,
@@ -752,7 +800,11 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
         (S::Closed(_) | S::Cancelled(_) | S::HandedOff(_), Event::StartOver) => Ok(S::default()),
         // The job described so far stays; the assistant prices it again,
         // since what the owner said meanwhile is not in any quote.
-        (S::HandedOff(h), Event::HandBack) => Ok(S::Intake(Intake { job: h.job })),
+        // A booking stands through the hand-off: back to it.
+        (S::HandedOff(h), Event::HandBack) => Ok(match h.booked {
+            Some(booked) => S::Booked(*booked),
+            None => S::Intake(Intake { job: h.job }),
+        }),
 
         (state, event) => Err(illegal(&state, &event)),
     }
@@ -791,8 +843,15 @@ pub fn on_customer_text(
         // An expired quote is priced again from the same details.
         S::Quoted(ref q) if q.quote.is_expired(now) => step(state, Event::QuoteExpired),
         S::Scheduling(ref q) if q.quote.is_expired(now) => step(state, Event::QuoteExpired),
+        // A lapsed hand-off with a booking returns to the booking; without
+        // one, the text is about a new job.
         S::HandedOff(ref h) if now - h.at >= Duration::days(i64::from(lifetimes.handoff_days)) => {
-            step(state, Event::StartOver)
+            let back = if h.booked.is_some() {
+                Event::HandBack
+            } else {
+                Event::StartOver
+            };
+            on_customer_text(step(state, back), now, None, lifetimes)
         }
         S::Closed(_) | S::Cancelled(_) => step(state, Event::StartOver),
         other => other,
@@ -888,6 +947,7 @@ mod tests {
                 summary: "unhappy".into(),
                 at: now(),
                 job: job(),
+                booked: None,
             }),
             S::Cancelled(closed.clone()),
             S::OptedOut(OptedOut {
@@ -898,7 +958,27 @@ mod tests {
                 at: now(),
             }),
             S::Closed(closed),
+            // A booking held through a hand-off, and through an opt-out.
+            S::HandedOff(HandedOff {
+                reason: HandoffReason::OwnerTookOver,
+                summary: "The owner is answering.".into(),
+                at: now(),
+                job: job(),
+                booked: Some(Box::new(booked())),
+            }),
+            S::OptedOut(OptedOut {
+                previous: Box::new(S::Booked(booked())),
+                at: now(),
+            }),
         ]
+    }
+
+    fn booked() -> Booked {
+        Booked {
+            job: job(),
+            quote: quote(),
+            booking: booking(2),
+        }
     }
 
     fn events() -> Vec<Event> {
@@ -996,7 +1076,7 @@ mod tests {
     #[test]
     fn transition_table() {
         #[rustfmt::skip]
-        let expected: [[&str; 16]; 9] = [
+        let expected: [[&str; 16]; 11] = [
             //            details     quote     q.expired  offer         book      resched       keep      cancel       handoff       optout      optin     expire    complete  startover  handback  picked (1)
             /* INTAKE */  ["INTAKE",  "QUOTED", "-",       "-",          "-",      "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-", "-", "-"],
             /* QUOTED */  ["INTAKE",  "QUOTED", "INTAKE",  "SCHEDULING", "-",      "-",          "-",      "-",         "HANDED_OFF", "OPTED_OUT", "-",     "CLOSED", "-",      "-", "-", "-"],
@@ -1007,10 +1087,12 @@ mod tests {
             /* CANCEL */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "-", "-"],
             /* OPTOUT */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "QUOTED", "-",     "-",      "-", "-", "-"],
             /* CLOSED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "-", "-"],
+            /* HND+BK */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "HANDED_OFF", "-",         "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "BOOKED", "-"],
+            /* OPT+BK */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "OPTED_OUT", "-",          "OPTED_OUT", "BOOKED", "-",     "-",      "-", "-", "-"],
         ];
         let states = states();
         let events = events();
-        assert_eq!(states.len(), 9);
+        assert_eq!(states.len(), 11);
         assert_eq!(events.len(), 16);
         for (row, state) in states.iter().enumerate() {
             for (col, event) in events.iter().enumerate() {
@@ -1024,6 +1106,66 @@ mod tests {
                 assert_eq!(got, expected[row][col], "{} + {}", state.name(), event.name());
             }
         }
+    }
+
+    #[test]
+    fn a_booking_stands_through_a_hand_off_and_comes_back_with_the_conversation() {
+        let hand_off = || Event::HandOff {
+            reason: HandoffReason::OwnerTookOver,
+            summary: "The owner is answering.".into(),
+            at: now(),
+        };
+        let booked = ConversationState::Booked(booked());
+        let handed = transition(booked.clone(), hand_off()).unwrap();
+        assert!(!handed.bot_answers());
+        assert_eq!(handed.standing_booking(), Some(&booking(2)));
+        assert_eq!(transition(handed.clone(), Event::HandBack).unwrap(), booked);
+
+        // A move under way is dropped: the booking stands as it was.
+        let moving = transition(booked.clone(), Event::RescheduleRequested).unwrap();
+        let handed_moving = transition(moving, hand_off()).unwrap();
+        assert_eq!(transition(handed_moving, Event::HandBack).unwrap(), booked);
+
+        // A hand-off that lapsed returns to the booking too, not a new job.
+        let lifetimes = Lifetimes {
+            idle_days: 30,
+            handoff_days: 1,
+        };
+        let later = now() + Duration::hours(25);
+        assert_eq!(
+            on_customer_text(handed.clone(), later, Some(now()), lifetimes),
+            booked
+        );
+        // Unless the job's time has passed meanwhile: then a new job.
+        let long_after = booking(2).slot.end + Duration::days(3);
+        assert_eq!(
+            on_customer_text(handed.clone(), long_after, Some(now()), lifetimes),
+            ConversationState::default()
+        );
+
+        // The owner cancels it and keeps the conversation; handing back
+        // then starts from the job, unbooked.
+        let cancelled = transition(
+            handed,
+            Event::BookingCancelled {
+                at: now(),
+                by: CancelledBy::Owner,
+            },
+        )
+        .unwrap();
+        assert_eq!(cancelled.name(), "HANDED_OFF");
+        assert_eq!(cancelled.standing_booking(), None);
+        assert_eq!(
+            transition(cancelled, Event::HandBack).unwrap(),
+            ConversationState::Intake(Intake { job: job() })
+        );
+
+        // A hand-off stored before the booking was kept reads as unbooked.
+        let stored = serde_json::json!({"state": "handed_off", "reason": "complaint",
+            "summary": "unhappy", "at": now(), "job": job()});
+        let read: ConversationState = serde_json::from_value(stored).unwrap();
+        assert_eq!(read.standing_booking(), None);
+        assert_eq!(read.name(), "HANDED_OFF");
     }
 
     #[test]
@@ -1118,7 +1260,7 @@ mod tests {
             cancelled,
             opted_out,
             closed,
-        ] = <[ConversationState; 9]>::try_from(states()).unwrap();
+        ] = <[ConversationState; 9]>::try_from(states()[..9].to_vec()).unwrap();
         let yesterday = Some(now() - Duration::days(1));
         let long_ago = Some(now() - Duration::days(45));
         let land =

@@ -568,9 +568,8 @@ async fn turn_under_lease(
             }
             _ => {
                 let booked = match &state {
-                    ConversationState::Booked(b) => Some(b.booking.slot.label.clone()),
-                    ConversationState::Scheduling(s) => s.rescheduling.as_ref().map(|b| b.slot.label.clone()),
-                    _ => None,
+                    ConversationState::OptedOut(_) => None,
+                    standing => standing.standing_booking().map(|b| b.slot.label.clone()),
                 };
                 let customer_id = turn.conversation.customer_id;
                 if !turn.conversation.opted_out {

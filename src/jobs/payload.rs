@@ -25,6 +25,7 @@ pub const APPROVAL_TIMEOUT: &str = "approval_timeout";
 pub const OWNER_REPLY: &str = "owner_reply";
 pub const OWNER_TEXT: &str = "owner_text";
 pub const VERIFICATION_CODE: &str = "verification_code";
+pub const BOOKING_NOTICE: &str = "booking_notice";
 /// Planned by the store itself, in the inbound text's own transaction.
 pub use crate::store::FETCH_MEDIA;
 
@@ -58,6 +59,45 @@ pub enum JobPayload {
     /// conversation).
     #[serde(rename = "verification_code")]
     VerificationCode(VerificationCode),
+    /// The customer's news of a booking the owner moved or cancelled from
+    /// the console during quiet hours, to go out when they end.
+    #[serde(rename = "booking_notice")]
+    BookingNotice(BookingNotice),
+}
+
+/// Every job kind, as stored: the `textdesk_jobs` gauge reports each, zero
+/// included. `JobPayload::kind` is the match that names them.
+pub const ALL_KINDS: [&str; 10] = [
+    REMINDER,
+    FOLLOW_UP,
+    EMAIL,
+    DEFERRED_REPLY,
+    FETCH_MEDIA,
+    APPROVAL_TIMEOUT,
+    OWNER_REPLY,
+    OWNER_TEXT,
+    VERIFICATION_CODE,
+    BOOKING_NOTICE,
+];
+
+/// What the owner's change did to the booking the notice is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingChangeNotice {
+    /// Moved to `start`: the text is the booking's confirmation.
+    Moved,
+    Cancelled,
+}
+
+/// A text telling the customer of the owner's change to a booking. It is
+/// sent only while the change still stands: the booking `booking_id` still
+/// confirmed at `start` (moved), or still cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingNotice {
+    pub booking_id: String,
+    pub start: DateTime<Utc>,
+    pub change: BookingChangeNotice,
+    pub body: String,
 }
 
 /// A web chat visitor's verification code, texted to `phone`.
@@ -152,6 +192,7 @@ impl JobPayload {
             JobPayload::OwnerReply(_) => OWNER_REPLY,
             JobPayload::OwnerText(_) => OWNER_TEXT,
             JobPayload::VerificationCode(_) => VERIFICATION_CODE,
+            JobPayload::BookingNotice(_) => BOOKING_NOTICE,
         }
     }
 
@@ -301,6 +342,83 @@ mod tests {
         let unknown = JobPayload::from_stored("carrier_pigeon", &json!({})).unwrap_err();
         assert!(unknown.reason.contains("unknown variant"), "{unknown}");
         assert!(JobPayload::from_stored("email", &serde_json::Value::Null).is_err());
+    }
+
+    /// One payload of every variant: the match below stops compiling when a
+    /// variant is added, so the new kind cannot miss `ALL_KINDS` (and the
+    /// gauge) unnoticed.
+    fn one_of_each() -> Vec<JobPayload> {
+        let at = Utc.with_ymd_and_hms(2031, 3, 9, 17, 0, 0).unwrap();
+        let text = DeferredReply { body: "x".into() };
+        let all = vec![
+            JobPayload::Reminder(BookingReminder {
+                booking_id: "b".into(),
+                reminder: ReminderKind::DayBefore,
+                start: at,
+                label: "x".into(),
+                total: "1".parse().unwrap(),
+            }),
+            JobPayload::FollowUp(QuoteFollowUp { quote_id: "q".into() }),
+            JobPayload::Email(
+                serde_json::from_value(
+                    json!({"to": ["a@example.com"], "subject": "s", "html": "h", "text": "t"}),
+                )
+                .unwrap(),
+            ),
+            JobPayload::DeferredReply(text.clone()),
+            JobPayload::FetchMedia(FetchMedia { media_id: 1 }),
+            JobPayload::ApprovalTimeout(ApprovalTimeout {
+                answers: 1,
+                minutes: 5,
+            }),
+            JobPayload::OwnerReply(text),
+            JobPayload::OwnerText(OwnerText {
+                business_id: "default".into(),
+                body: "x".into(),
+                conversation_id: None,
+            }),
+            JobPayload::VerificationCode(VerificationCode {
+                business_id: "default".into(),
+                phone: crate::domain::phone::E164::parse("+15035551234").unwrap(),
+                body: "x".into(),
+            }),
+            JobPayload::BookingNotice(BookingNotice {
+                booking_id: "b".into(),
+                start: at,
+                change: BookingChangeNotice::Cancelled,
+                body: "x".into(),
+            }),
+        ];
+        for payload in &all {
+            match payload {
+                JobPayload::Reminder(_)
+                | JobPayload::FollowUp(_)
+                | JobPayload::Email(_)
+                | JobPayload::DeferredReply(_)
+                | JobPayload::FetchMedia(_)
+                | JobPayload::ApprovalTimeout(_)
+                | JobPayload::OwnerReply(_)
+                | JobPayload::OwnerText(_)
+                | JobPayload::VerificationCode(_)
+                | JobPayload::BookingNotice(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_and_reads_back() {
+        let all = one_of_each();
+        let mut kinds: Vec<&str> = all.iter().map(JobPayload::kind).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let mut listed = ALL_KINDS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(kinds, listed);
+        for payload in all {
+            let read = JobPayload::from_stored(payload.kind(), &payload.to_stored()).unwrap();
+            assert_eq!(read, payload);
+        }
     }
 
     #[test]

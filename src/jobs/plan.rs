@@ -10,7 +10,9 @@ use crate::domain::phone::{E164, redact_phone_numbers};
 use crate::domain::quote::Quote;
 use crate::domain::reminders;
 use crate::email::Email;
-use crate::jobs::payload::{BookingReminder, JobPayload, JobTarget, OwnerText, QuoteFollowUp};
+use crate::jobs::payload::{
+    BookingChangeNotice, BookingNotice, BookingReminder, JobPayload, JobTarget, OwnerText, QuoteFollowUp,
+};
 pub use crate::jobs::payload::{DEFERRED_REPLY, EMAIL, FETCH_MEDIA, FOLLOW_UP, REMINDER};
 use crate::store::{AlertKind, NewAlert, NewJob, TurnInput};
 use crate::templates;
@@ -25,11 +27,21 @@ pub struct Plan {
 }
 
 fn booking_of(state: &ConversationState) -> Option<&Booking> {
-    match state {
-        ConversationState::Booked(b) => Some(&b.booking),
-        ConversationState::Scheduling(s) => s.rescheduling.as_ref(),
-        _ => None,
-    }
+    state.standing_booking()
+}
+
+/// Whether the turn cancelled the booking that stood before it: the
+/// conversation ended cancelled, or the owner cancelled one held through
+/// a hand-off or an opt-out. (A job done closes the conversation instead.)
+fn cancelled(before: &ConversationState, after: &ConversationState) -> bool {
+    booking_of(before).is_some()
+        && booking_of(after).is_none()
+        && matches!(
+            after,
+            ConversationState::Cancelled(_)
+                | ConversationState::HandedOff(_)
+                | ConversationState::OptedOut(_)
+        )
 }
 
 /// The reply a turn that made or moved a booking sends instead of any
@@ -51,6 +63,59 @@ pub fn booking_confirmation(
     changed.then(|| templates::confirmation(business, &booked.booking.slot.label, booked.quote.total))
 }
 
+/// The dedupe keys of booking notices start with this: a newer change to
+/// the booking cancels any notice still waiting.
+pub const NOTICE_PREFIX: &str = "notice:";
+
+/// What the customer is told of a change the owner made to their booking
+/// from the console: a move is confirmed as a booking is, a cancellation
+/// is told in code's words. `None` when the booking did not change.
+pub fn owner_change_notice(
+    business: &BusinessConfig,
+    before: &ConversationState,
+    after: &ConversationState,
+) -> Option<BookingNotice> {
+    match after {
+        ConversationState::Booked(booked) => {
+            booking_confirmation(business, before, after).map(|body| BookingNotice {
+                booking_id: booked.booking.id.clone(),
+                start: booked.booking.slot.start,
+                change: BookingChangeNotice::Moved,
+                body,
+            })
+        }
+        _ if cancelled(before, after) => booking_of(before).map(|cancelled| BookingNotice {
+            booking_id: cancelled.id.clone(),
+            start: cancelled.slot.start,
+            change: BookingChangeNotice::Cancelled,
+            body: templates::cancelled_by_business(business, &cancelled.slot.label),
+        }),
+        _ => None,
+    }
+}
+
+/// The job that sends `notice` at `at` (when quiet hours end).
+pub fn notice_job(notice: BookingNotice, turn: &TurnInput, at: DateTime<Utc>) -> NewJob {
+    let conversation = &turn.conversation;
+    let change = match notice.change {
+        BookingChangeNotice::Moved => "moved",
+        BookingChangeNotice::Cancelled => "cancelled",
+    };
+    let dedupe_key = format!(
+        "{NOTICE_PREFIX}{}:{}:{change}",
+        notice.booking_id,
+        notice.start.timestamp()
+    );
+    JobPayload::BookingNotice(notice).job(JobTarget {
+        dedupe_key,
+        conversation_id: Some(conversation.id),
+        customer_id: Some(conversation.customer_id),
+        recipient: conversation.customer_phone.as_str().to_string(),
+        run_at: at,
+        max_attempts: 5,
+    })
+}
+
 /// Whether `now` is another booking or another time than `previous`.
 fn moved(previous: &Booking, now: &Booking) -> bool {
     previous.slot.start != now.slot.start || previous.id != now.id
@@ -68,6 +133,8 @@ fn quote_and_job(state: &ConversationState) -> Option<(&Quote, &crate::domain::c
     match state {
         ConversationState::Booked(b) => Some((&b.quote, &b.job)),
         ConversationState::Scheduling(s) => Some((&s.quote, &s.job)),
+        ConversationState::HandedOff(h) => h.booked.as_deref().map(|b| (&b.quote, &b.job)),
+        ConversationState::OptedOut(o) => quote_and_job(&o.previous),
         _ => None,
     }
 }
@@ -157,7 +224,7 @@ pub fn plan(
                 job,
             );
         }
-        (Some(previous), None) if matches!(after, ConversationState::Cancelled(_)) => {
+        (Some(previous), None) if cancelled(before, after) => {
             plan.cancel.push(reminder_prefix(previous));
             if let Some((quote, job)) = quote_and_job(before) {
                 plan_email(
@@ -449,6 +516,160 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::domain::conversation::{
+        Booked, CancelledBy, Event, HandedOff, HandoffReason, JobDetails, OfferedSlot, transition,
+    };
+    use crate::store::{Conversation, ConversationId, CustomerId};
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 17, 0, 0).unwrap()
+    }
+
+    fn crew_business() -> BusinessConfig {
+        let mut business = BusinessConfig::default();
+        business.business.name = "Rose City Junk Haulers".into();
+        business.providers = vec![crate::config::business::ProviderConfig {
+            id: "crew-1".into(),
+            name: "Crew 1".into(),
+            email: Some("crew1@example.com".into()),
+            phone: None,
+            calendar_id: None,
+        }];
+        business
+    }
+
+    fn booked(business: &BusinessConfig, id: &str, days: i64) -> ConversationState {
+        let job = JobDetails {
+            size: Some("half_truck".into()),
+            ..JobDetails::default()
+        };
+        let spec = job.to_spec(business.business.kind).unwrap();
+        let quote = crate::domain::quote::price(&business.pricing, &spec, "q1".into(), at()).unwrap();
+        let start = at() + chrono::Duration::days(days);
+        ConversationState::Booked(Booked {
+            job,
+            quote,
+            booking: Booking {
+                id: id.into(),
+                slot: OfferedSlot {
+                    id: 1,
+                    start,
+                    end: start + chrono::Duration::hours(2),
+                    label: format!("Mon Dec {}, 10am", days),
+                    crew: "crew-1".into(),
+                    quote: None,
+                },
+                calendar_event_id: "ev1".into(),
+            },
+        })
+    }
+
+    fn turn_of(state: &ConversationState) -> TurnInput {
+        TurnInput {
+            conversation: Conversation {
+                id: ConversationId(1),
+                customer_id: CustomerId(1),
+                customer_phone: E164::parse("+15035551234").unwrap(),
+                business_number: E164::parse("+15035550142").unwrap(),
+                opted_out: false,
+                profile_name: None,
+            },
+            pending: Vec::new(),
+            history: Vec::new(),
+            first_contact: false,
+            state: state.clone(),
+            last_activity: None,
+            quotes: Vec::new(),
+            images: Vec::new(),
+        }
+    }
+
+    fn plan_of(business: &BusinessConfig, before: &ConversationState, after: &ConversationState) -> Plan {
+        plan(before, after, &turn_of(before), business, at(), &|_| None)
+    }
+
+    fn subjects(plan: &Plan) -> Vec<String> {
+        plan.jobs
+            .iter()
+            .filter(|j| j.kind == EMAIL)
+            .map(|j| j.payload["subject"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_booking_held_through_a_hand_off_or_an_opt_out_is_cancelled_like_any_other() {
+        let business = crew_business();
+        let booked = booked(&business, "b1", 3);
+        let cancel = || Event::BookingCancelled {
+            at: at(),
+            by: CancelledBy::Owner,
+        };
+        let handed = transition(
+            booked.clone(),
+            Event::HandOff {
+                reason: HandoffReason::OwnerTookOver,
+                summary: "The owner is answering.".into(),
+                at: at(),
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            &handed,
+            ConversationState::HandedOff(HandedOff { booked: Some(_), .. })
+        ));
+        // Taking over and handing back change nothing the crew or the
+        // customer should hear of.
+        for (before, after) in [(&booked, &handed), (&handed, &booked)] {
+            let nothing = plan_of(&business, before, after);
+            assert!(
+                nothing.jobs.is_empty() && nothing.cancel.is_empty(),
+                "{nothing:?}"
+            );
+            assert_eq!(nothing.confirmation, None);
+            assert!(owner_change_notice(&business, before, after).is_none());
+        }
+
+        let opted_out = transition(booked.clone(), Event::OptOut { at: at() }).unwrap();
+        for held in [handed, opted_out] {
+            let cancelled = transition(held.clone(), cancel()).unwrap();
+            let planned = plan_of(&business, &held, &cancelled);
+            assert!(
+                planned.cancel.contains(&"reminder:b1:".to_string()),
+                "{planned:?}"
+            );
+            assert_eq!(
+                subjects(&planned),
+                ["Booking cancelled for Crew 1: Mon Dec 3, 10am"],
+                "{planned:?}"
+            );
+            let notice = owner_change_notice(&business, &held, &cancelled).unwrap();
+            assert_eq!(notice.change, BookingChangeNotice::Cancelled);
+            assert_eq!(
+                notice.body,
+                "Rose City Junk Haulers cancelled your booking for Mon Dec 3, 10am. We're sorry for the change. Text us any time to book again."
+            );
+        }
+    }
+
+    #[test]
+    fn the_owners_move_is_told_as_a_confirmation_and_its_notice_is_keyed_by_booking_and_time() {
+        let business = crew_business();
+        let before = booked(&business, "b1", 3);
+        let after = booked(&business, "b2", 4);
+        let notice = owner_change_notice(&business, &before, &after).unwrap();
+        assert_eq!(notice.change, BookingChangeNotice::Moved);
+        assert_eq!(
+            notice.body,
+            "You're booked with Rose City Junk Haulers: Mon Dec 4, 10am. Total $350. Reply R to reschedule, or CANCEL BOOKING to cancel it."
+        );
+        let job = notice_job(notice, &turn_of(&after), at());
+        assert_eq!(job.kind, crate::jobs::payload::BOOKING_NOTICE);
+        let start = (at() + chrono::Duration::days(4)).timestamp();
+        assert_eq!(job.dedupe_key, format!("notice:b2:{start}:moved"));
+        assert!(job.dedupe_key.starts_with(NOTICE_PREFIX));
+        // A booking that did not change has nothing to tell.
+        assert!(owner_change_notice(&business, &after, &after).is_none());
+    }
 
     fn dana(name: Option<&str>) -> CustomerContact {
         CustomerContact {

@@ -6,7 +6,6 @@
 //! customer may not know about their booking.
 
 use crate::channel::{self, SendError};
-use crate::domain::conversation::ConversationState;
 use crate::domain::delivery::{self, DeliveryStatus};
 use crate::jobs::plan;
 use crate::jobs::turns::Engine;
@@ -22,11 +21,7 @@ impl Engine {
         }
         let turn = self.store.turn_input(text.conversation_id, 1).await?;
         let contact = plan::CustomerContact::of(&turn, &turn.state);
-        let booked = match &turn.state {
-            ConversationState::Booked(b) => Some(b.booking.slot.label.as_str()),
-            ConversationState::Scheduling(s) => s.rescheduling.as_ref().map(|b| b.slot.label.as_str()),
-            _ => None,
-        };
+        let booked = turn.state.standing_booking().map(|b| b.slot.label.as_str());
         let detail = undelivered_detail(text, &contact.describe(), booked);
         self.alert_about(
             AlertKind::TextUndelivered,

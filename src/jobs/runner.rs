@@ -16,8 +16,8 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::{Notify, watch};
 
 use super::payload::{
-    ApprovalTimeout, BookingReminder, EMAIL, FETCH_MEDIA, FetchMedia, JobPayload, OWNER_TEXT, OwnerText,
-    QuoteFollowUp, VERIFICATION_CODE,
+    ApprovalTimeout, BookingChangeNotice, BookingNotice, BookingReminder, EMAIL, FETCH_MEDIA, FetchMedia,
+    JobPayload, OWNER_TEXT, OwnerText, QuoteFollowUp, VERIFICATION_CODE,
 };
 use super::plan;
 use super::turns::Engine;
@@ -468,6 +468,13 @@ impl JobRunner {
             ),
             JobPayload::DeferredReply(reply) => (MessageKind::Reply, Some(reply.body.clone())),
             JobPayload::OwnerReply(reply) => (MessageKind::OwnerReply, Some(reply.body.clone())),
+            JobPayload::BookingNotice(notice) => (
+                match notice.change {
+                    BookingChangeNotice::Moved => MessageKind::Confirmation,
+                    BookingChangeNotice::Cancelled => MessageKind::Cancellation,
+                },
+                self.notice_text(notice, conversation, now).await?,
+            ),
             JobPayload::Email(_)
             | JobPayload::FetchMedia(_)
             | JobPayload::ApprovalTimeout(_)
@@ -696,6 +703,43 @@ impl JobRunner {
             reminder.total,
             tomorrow,
         )))
+    }
+
+    /// The owner's change told to the customer, or `None` once it no
+    /// longer stands: the booking moved again, cancelled, or started.
+    async fn notice_text(
+        &self,
+        notice: &BookingNotice,
+        conversation: crate::store::ConversationId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, Failure> {
+        use crate::store::BookingStatus;
+        let Some(booking) = self.store.booking(&notice.booking_id).await? else {
+            return Ok(None);
+        };
+        let stands = match (notice.change, booking.status) {
+            // Being changed right now: decide once it settles.
+            (_, BookingStatus::Pending) => {
+                return Err(Failure::Retryable("the booking is being changed".into()));
+            }
+            (BookingChangeNotice::Moved, BookingStatus::Confirmed) => {
+                booking.slot.start == notice.start && now < notice.start
+            }
+            // Not once the customer has moved on to a new quote or
+            // booking: the news would read as if that were off.
+            (BookingChangeNotice::Cancelled, BookingStatus::Cancelled) => {
+                let state = self.store.turn_input(conversation, 0).await?.state;
+                state.standing_booking().is_none()
+                    && !matches!(
+                        state,
+                        ConversationState::Quoted(_)
+                            | ConversationState::Scheduling(_)
+                            | ConversationState::Booked(_)
+                    )
+            }
+            _ => false,
+        };
+        Ok(stands.then(|| notice.body.clone()))
     }
 
     /// A follow-up's text, or `None` once the quote is no longer open or

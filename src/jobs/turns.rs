@@ -218,9 +218,9 @@ impl Engine {
         let landed = state.clone();
 
         let booked_before = match &state {
-            ConversationState::Booked(b) => Some(b.booking.slot.label.clone()),
-            ConversationState::Scheduling(s) => s.rescheduling.as_ref().map(|b| b.slot.label.clone()),
-            _ => None,
+            // Already out: a second STOP is no news.
+            ConversationState::OptedOut(_) => None,
+            standing => standing.standing_booking().map(|b| b.slot.label.clone()),
         };
         if let Some(action) = self
             .handle_keywords(&turn, &mut state, booked_before.as_deref(), now)
@@ -704,11 +704,7 @@ impl Engine {
                 );
             }
             ConversationState::Cancelled(_) => {
-                let which = match before {
-                    ConversationState::Booked(b) => Some(&b.booking),
-                    ConversationState::Scheduling(s) => s.rescheduling.as_ref(),
-                    _ => None,
-                };
+                let which = before.standing_booking();
                 return match which {
                     Some(b) => format!(
                         "Your booking for {} is cancelled. Text us any time to book again.",

@@ -72,6 +72,9 @@ stored_kind! {
         Templated => "templated",
         /// The booking confirmation, stated by code.
         Confirmation => "confirmation",
+        /// The business cancelled the booking (the owner, from the
+        /// console): the customer is told, stated by code.
+        Cancellation => "cancellation",
         /// The apology for a turn that could not answer.
         Apology => "apology",
         Help => "help",

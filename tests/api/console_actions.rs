@@ -247,7 +247,8 @@ async fn an_opted_out_customer_cannot_be_texted_and_the_page_says_why() {
     let id = dana_says_hi(&app).await;
     app.text(DANA, "STOP").await;
     app.wait_until_settled(DANA).await;
-    let before = app.sent_texts().await.len();
+    app.wait_until_idle().await;
+    let before = texts_to(&app, DANA).await.len();
     let (mut browser, csrf) = Browser::logged_in(&app).await;
 
     let page = browser.get(&format!("/owner/conversations/{id}")).await;
@@ -389,6 +390,7 @@ async fn the_owner_moves_the_booking_to_an_opening_the_scheduler_offered_then_ca
     let texts_before = app.sent_texts().await.len();
     let page = act(&mut browser, &csrf, id, "reschedule", &[("slot", "1")]).await;
     assert!(page.body.contains("Moved the booking to"), "{}", page.body);
+    assert!(page.body.contains("The customer was texted."), "{}", page.body);
     assert_eq!(state_of(&app, DANA).await, "BOOKED");
     let moved: Vec<_> = app
         .store
@@ -424,9 +426,23 @@ async fn the_owner_moves_the_booking_to_an_opening_the_scheduler_offered_then_ca
         "{reminders:?}"
     );
 
+    let texts_before_cancel = app.sent_texts().await.len();
     let page = act(&mut browser, &csrf, id, "cancel", &[]).await;
     assert!(page.body.contains("Cancelled the booking"), "{}", page.body);
+    assert!(page.body.contains("The customer was texted."), "{}", page.body);
     assert_eq!(state_of(&app, DANA).await, "CANCELLED");
+    // The customer hears it from the business, in code's words.
+    let sent = app.wait_for_texts(texts_before_cancel + 1).await;
+    assert_eq!(
+        sent.last().unwrap(),
+        &(
+            DANA.to_string(),
+            format!(
+                "Rose City Junk Haulers cancelled your booking for {}. We're sorry for the change. Text us any time to book again.",
+                moved[0].label
+            )
+        )
+    );
     let bookings = app.store.bookings().await.unwrap();
     assert!(!bookings.is_empty(), "the booking is kept, cancelled");
     assert!(
@@ -444,6 +460,253 @@ async fn the_owner_moves_the_booking_to_an_opening_the_scheduler_offered_then_ca
     );
     let page = act(&mut browser, &csrf, id, "reschedule", &[]).await;
     assert!(page.body.contains("there is no booking to move"), "{}", page.body);
+    app.wait_until_idle().await;
+    assert_eq!(
+        app.sent_texts().await.len(),
+        texts_before_cancel + 1,
+        "one text for one cancellation"
+    );
+}
+
+/// The pending booking notices of Dana's conversation.
+async fn notices(app: &TestApp, status: JobStatus) -> Vec<textdesk::store::Job> {
+    app.store
+        .jobs(&[status], 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.kind == "booking_notice")
+        .collect()
+}
+
+#[tokio::test]
+async fn at_night_the_owners_changes_reach_the_customer_when_quiet_hours_end_and_only_the_last() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let (app, clock) = app_at(12).await;
+    let id = book(&app).await;
+    let texts_by_day = app.sent_texts().await.len();
+    clock.set(today_at(LA, 22, 30));
+    let tomorrow_8am = today_at(LA, 8, 0) + chrono::Duration::days(1);
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+
+    act(&mut browser, &csrf, id, "reschedule", &[]).await;
+    let page = act(&mut browser, &csrf, id, "reschedule", &[("slot", "1")]).await;
+    assert!(page.body.contains("Moved the booking to"), "{}", page.body);
+    let morning = tomorrow_8am
+        .with_timezone(&LA)
+        .format("%a %b %-d, %-I:%M %P")
+        .to_string();
+    assert!(
+        page.body.contains(&format!(
+            "It is quiet hours for this customer: they will be texted {morning}"
+        )),
+        "{}",
+        page.body
+    );
+    let waiting = notices(&app, JobStatus::Pending).await;
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0].run_at, tomorrow_8am);
+    assert!(
+        waiting[0].payload["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("You're booked with")
+    );
+    // The owner sees what will go out, marked scheduled.
+    let thread = page.body[page.body.find("class=\"messages\"").unwrap()..]
+        .split("</ol>")
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(thread.contains("scheduled, not sent yet"), "{thread}");
+    assert!(
+        thread.contains("re booked with Rose City Junk Haulers"),
+        "{thread}"
+    );
+
+    // Changed again before morning: only the cancellation goes out.
+    let label = app
+        .store
+        .bookings()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|b| b.status == BookingStatus::Confirmed)
+        .unwrap()
+        .label;
+    let page = act(&mut browser, &csrf, id, "cancel", &[]).await;
+    assert!(page.body.contains("they will be texted"), "{}", page.body);
+    let waiting = notices(&app, JobStatus::Pending).await;
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0].payload["change"], "cancelled");
+    assert_eq!(
+        notices(&app, JobStatus::Cancelled).await.len(),
+        1,
+        "the move's notice is off"
+    );
+    app.wait_until_idle().await;
+    assert_eq!(app.sent_texts().await.len(), texts_by_day, "nothing at night");
+
+    clock.set(tomorrow_8am);
+    let sent = app.wait_for_texts(texts_by_day + 1).await;
+    assert_eq!(
+        sent.last().unwrap().1,
+        format!(
+            "Rose City Junk Haulers cancelled your booking for {label}. We're sorry for the change. Text us any time to book again."
+        )
+    );
+    app.wait_until_idle().await;
+    assert_eq!(app.sent_texts().await.len(), texts_by_day + 1, "one text");
+    assert!(notices(&app, JobStatus::Pending).await.is_empty());
+    let told = app
+        .messages(DANA)
+        .await
+        .into_iter()
+        .filter(|m| m.kind == "cancellation")
+        .collect::<Vec<_>>();
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].status, "sent");
+}
+
+#[tokio::test]
+async fn a_cancellation_notice_waiting_for_morning_is_dropped_once_the_customer_books_again() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let (app, clock) = app_at(12).await;
+    let id = book(&app).await;
+    clock.set(today_at(LA, 22, 30));
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+    act(&mut browser, &csrf, id, "cancel", &[]).await;
+    assert_eq!(notices(&app, JobStatus::Pending).await.len(), 1);
+
+    // Dana texts that night and books again: a reply, not a proactive text.
+    let before = app.sent_texts().await.len();
+    for (i, text) in ["hi", "3", "1", "12 Oak St", "1"].iter().enumerate() {
+        app.text(DANA, text).await;
+        app.wait_for_texts(before + i + 1).await;
+    }
+    app.wait_until_settled(DANA).await;
+    assert_eq!(state_of(&app, DANA).await, "BOOKED");
+    let rebooked = app.sent_texts().await.len();
+
+    clock.set(today_at(LA, 8, 0) + chrono::Duration::days(1));
+    app.wait_until_idle().await;
+    let gone = notices(&app, JobStatus::Cancelled).await;
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert!(notices(&app, JobStatus::Pending).await.is_empty());
+    assert_eq!(
+        app.sent_texts().await.len(),
+        rebooked,
+        "no news that reads as the new booking off"
+    );
+}
+
+#[tokio::test]
+async fn a_customer_who_opted_out_is_not_texted_of_a_cancellation_and_the_owner_is_told_to_call() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let (app, _clock) = app_at(12).await;
+    let id = book(&app).await;
+    app.text(DANA, "STOP").await;
+    app.wait_until_settled(DANA).await;
+    app.wait_until_idle().await;
+    let before = texts_to(&app, DANA).await.len();
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+    let page = act(&mut browser, &csrf, id, "cancel", &[]).await;
+    assert!(page.body.contains("Cancelled the booking"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("opted out of texts, so they were not told: call them"),
+        "{}",
+        page.body
+    );
+    app.wait_until_idle().await;
+    assert_eq!(
+        texts_to(&app, DANA).await.len(),
+        before,
+        "{:?}",
+        app.sent_texts().await
+    );
+    assert!(notices(&app, JobStatus::Pending).await.is_empty());
+    assert!(app.messages(DANA).await.iter().all(|m| m.kind != "cancellation"));
+    // Cancelled as any cancel is: off the calendar, no reminders left to
+    // come back with START, the crew told.
+    assert_eq!(state_of(&app, DANA).await, "OPTED_OUT");
+    assert_cancelled_everywhere(&app).await;
+}
+
+/// The booking is cancelled and its reminders are off (none pending or
+/// held by an opt-out). (The crew's email: `jobs::plan`'s tests.)
+async fn assert_cancelled_everywhere(app: &TestApp) {
+    let bookings = app.store.bookings().await.unwrap();
+    assert!(!bookings.is_empty());
+    assert!(
+        bookings.iter().all(|b| b.status == BookingStatus::Cancelled),
+        "{bookings:?}"
+    );
+    let live = app
+        .store
+        .jobs(&[JobStatus::Pending, JobStatus::Suspended], 100)
+        .await
+        .unwrap();
+    assert!(live.iter().all(|j| j.kind != "reminder"), "{live:?}");
+}
+
+#[tokio::test]
+async fn a_booking_stands_while_the_owner_has_the_conversation_and_the_owner_can_cancel_it() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let (app, _clock) = app_at(12).await;
+    let id = book(&app).await;
+    let label = app.store.bookings().await.unwrap()[0].label.clone();
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+
+    let page = act(&mut browser, &csrf, id, "take-over", &[]).await;
+    assert_eq!(state_of(&app, DANA).await, "HANDED_OFF");
+    assert!(
+        page.body.contains(&format!("<h3>Booking: {label}</h3>")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("id=\"cancel-booking\""), "{}", page.body);
+    // Moving is the booking flow's: hand back first.
+    assert!(!page.body.contains("id=\"reschedule\""), "{}", page.body);
+    assert!(page.body.contains("id=\"move-after-hand-back\""), "{}", page.body);
+    let refused = act(&mut browser, &csrf, id, "reschedule", &[]).await;
+    assert!(
+        refused.body.contains("hand it back to move the booking"),
+        "{}",
+        refused.body
+    );
+
+    // Handing back returns to the booking, reminders and all.
+    act(&mut browser, &csrf, id, "hand-back", &[]).await;
+    assert_eq!(state_of(&app, DANA).await, "BOOKED");
+    let reminders = app.store.jobs(&[JobStatus::Pending], 100).await.unwrap();
+    assert!(reminders.iter().any(|j| j.kind == "reminder"), "{reminders:?}");
+
+    // Taken over again, the owner cancels it and keeps the conversation.
+    act(&mut browser, &csrf, id, "take-over", &[]).await;
+    let before = texts_to(&app, DANA).await.len();
+    let page = act(&mut browser, &csrf, id, "cancel", &[]).await;
+    assert!(page.body.contains("Cancelled the booking"), "{}", page.body);
+    assert!(page.body.contains("The customer was texted."), "{}", page.body);
+    assert_eq!(state_of(&app, DANA).await, "HANDED_OFF");
+    assert!(page.body.contains("id=\"hand-back\""), "{}", page.body);
+    assert!(!page.body.contains("id=\"cancel-booking\""), "{}", page.body);
+    let sent = wait_for_text_to(&app, DANA, before + 1).await;
+    assert_eq!(
+        sent.last().unwrap(),
+        &format!(
+            "Rose City Junk Haulers cancelled your booking for {label}. We're sorry for the change. Text us any time to book again."
+        )
+    );
+    assert_cancelled_everywhere(&app).await;
 }
 
 #[tokio::test]

@@ -210,12 +210,7 @@ pub struct Facts {
 }
 
 fn booking_of(state: &ConversationState) -> Option<&Booking> {
-    match state {
-        ConversationState::Booked(b) => Some(&b.booking),
-        ConversationState::Scheduling(s) => s.rescheduling.as_ref(),
-        ConversationState::OptedOut(o) => booking_of(&o.previous),
-        _ => None,
-    }
+    state.standing_booking()
 }
 
 /// What the owner configured that bears on what a reply may say: the

@@ -19,7 +19,7 @@ use crate::desk::{self, BookingChange, BookingChanged, DeskError, FollowUp};
 use crate::domain::conversation::ConversationState;
 use crate::domain::sms_text::{Encoding, normalize_gsm7, segment_info};
 use crate::http::AppState;
-use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
+use crate::jobs::payload::{BookingChangeNotice, DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
 use crate::jobs::turns::Engine;
 use crate::scheduling::SchedulingError;
@@ -52,8 +52,10 @@ pub struct ActionsView {
     /// The counter, as the server counts the draft (JavaScript keeps it
     /// current while typing).
     pub counter: String,
-    /// A booking stands (it can be cancelled or moved).
+    /// A booking stands (it can be cancelled).
     pub booked: Option<String>,
+    /// It can be moved too: the booking flow has the conversation.
+    pub movable: bool,
     /// New times the scheduler offered for the booking: (number, label).
     pub openings: Vec<(u8, String)>,
 }
@@ -126,11 +128,15 @@ pub(super) async fn panel(
         .map(|(_, text)| text)
         .unwrap_or_default();
     let opted_out = opted_out || matches!(state, Some(ConversationState::OptedOut(_)));
-    let booked = match state {
-        Some(ConversationState::Booked(b)) => Some(b.booking.slot.label.clone()),
-        Some(ConversationState::Scheduling(s)) => s.rescheduling.as_ref().map(|b| b.slot.label.clone()),
-        _ => None,
-    };
+    let booked = state
+        .and_then(ConversationState::standing_booking)
+        .map(|b| b.slot.label.clone());
+    // Moving is the booking flow's (openings offered, one picked): not while
+    // the owner has the conversation, nor for a customer who opted out.
+    let movable = matches!(
+        state,
+        Some(ConversationState::Booked(_) | ConversationState::Scheduling(_))
+    );
     let openings = match state {
         Some(ConversationState::Scheduling(s)) if s.rescheduling.is_some() => {
             s.offered.iter().map(|o| (o.id, o.numbered(&s.quote))).collect()
@@ -148,6 +154,7 @@ pub(super) async fn panel(
         counter: counter(&draft),
         draft,
         booked,
+        movable,
         openings,
     }
 }
@@ -375,24 +382,96 @@ async fn keep_draft(session: &Session, id: ConversationId, body: &str) {
     }
 }
 
-/// Reminders, the crew's emails and the customer's confirmation for a
-/// booking the owner changed: what a turn would plan for the same change.
-fn follow_up(
-    engine: &Engine,
+/// How the customer hears of a change the owner made to their booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Told {
+    /// The change needs no text (new times offered, nothing moved yet).
+    Nothing,
+    /// Texted now.
+    Now,
+    /// Texted when quiet hours end, if the change still stands then.
+    At(DateTime<Utc>),
+    /// They opted out of texts: the owner has to tell them.
+    OptedOut,
+}
+
+/// Reminders, the crew's emails and the customer's news of a booking the
+/// owner changed: what a turn would plan for the same change, plus the text
+/// a turn would have answered with (a move's confirmation, a
+/// cancellation's notice), held for the end of quiet hours at night.
+fn follow_up<'a>(
+    engine: &'a Engine,
     now: DateTime<Utc>,
-) -> impl FnOnce(&crate::store::TurnInput, &ConversationState, &ConversationState) -> FollowUp + '_ {
+    told: &'a mut Told,
+) -> impl FnOnce(&crate::store::TurnInput, &ConversationState, &ConversationState) -> FollowUp + 'a {
     move |turn, before, after| {
-        let scheduler = engine.guided.scheduler.for_business(&engine.business);
+        let business = &engine.business;
+        let scheduler = engine.guided.scheduler.for_business(business);
         let event_link = |booking: &crate::domain::conversation::Booking| scheduler.event_link(booking);
-        let planned = plan::plan(before, after, turn, &engine.business, now, &event_link);
-        let channel = Channel::of(&turn.conversation.customer_phone);
-        FollowUp {
+        let planned = plan::plan(before, after, turn, business, now, &event_link);
+        let mut follow_up = FollowUp {
             jobs: planned.jobs,
             cancel_jobs: planned.cancel,
-            text: planned.confirmation.map(|text| OutboundDraft {
-                kind: MessageKind::Confirmation,
-                body: channel.prepare_reply(&text, engine.business.sms.max_segments),
-            }),
+            text: None,
+        };
+        let Some(notice) = plan::owner_change_notice(business, before, after) else {
+            *told = Told::Nothing;
+            return follow_up;
+        };
+        // A notice still waiting is about an earlier change: this one
+        // supersedes it.
+        follow_up.cancel_jobs.push(plan::NOTICE_PREFIX.into());
+        let address = &turn.conversation.customer_phone;
+        if turn.conversation.opted_out {
+            *told = Told::OptedOut;
+            return follow_up;
+        }
+        match quiet_until(business, address.as_str(), now) {
+            Some(at) => {
+                follow_up.jobs.push(plan::notice_job(notice, turn, at));
+                *told = Told::At(at);
+            }
+            None => {
+                let kind = match notice.change {
+                    BookingChangeNotice::Moved => MessageKind::Confirmation,
+                    BookingChangeNotice::Cancelled => MessageKind::Cancellation,
+                };
+                follow_up.text = Some(OutboundDraft {
+                    kind,
+                    body: Channel::of(address).prepare_reply(&notice.body, business.sms.max_segments),
+                });
+                *told = Told::Now;
+            }
+        }
+        follow_up
+    }
+}
+
+/// The owner's notice after a booking change: what changed, and whether
+/// and when the customer hears of it.
+fn booking_changed_notice(business: &BusinessConfig, changed: &BookingChanged, told: Told) -> String {
+    let customer = match told {
+        Told::Nothing => String::new(),
+        Told::Now => " The customer was texted.".into(),
+        Told::At(at) => format!(
+            " It is quiet hours for this customer: they will be texted {}.",
+            send_at_label(business, at)
+        ),
+        Told::OptedOut => " The customer opted out of texts, so they were not told: call them.".into(),
+    };
+    match changed {
+        BookingChanged::Cancelled(booking) => format!(
+            "Cancelled the booking for {} and removed it from the crew's calendar.{customer}",
+            booking.slot.label
+        ),
+        BookingChanged::Offered(offer) if offer.slots.is_empty() => {
+            "The calendar has no openings for this job right now; the booking stands as it was.".into()
+        }
+        BookingChanged::Offered(_) => {
+            "Pick one of the openings below. The booking stands until you move it.".into()
+        }
+        BookingChanged::Moved(booked) => {
+            format!("Moved the booking to {}.{customer}", booked.slot.label)
         }
     }
 }
@@ -403,6 +482,7 @@ async fn change_booking(state: &AppState, session: &Session, raw: &str, change: 
         Err(response) => return response,
     };
     let now = state.owner.clock.now();
+    let mut told = Told::Nothing;
     let changed = desk::change_booking(
         state.store.as_ref(),
         &engine.business,
@@ -410,7 +490,7 @@ async fn change_booking(state: &AppState, session: &Session, raw: &str, change: 
         id,
         change,
         now,
-        follow_up(&engine, now),
+        follow_up(&engine, now, &mut told),
     )
     .await;
     let (changed, text) = match changed {
@@ -420,25 +500,15 @@ async fn change_booking(state: &AppState, session: &Session, raw: &str, change: 
     if let Some(message) = text
         && let Err(e) = engine.dispatcher.deliver(&engine.business, message).await
     {
-        tracing::warn!(error = %e, "console: the confirmation waits for the worker");
+        tracing::warn!(error = %e, "console: the customer's text waits for the worker");
     }
-    let notice = match changed {
-        BookingChanged::Cancelled(booking) => format!(
-            "Cancelled the booking for {} and removed it from the crew's calendar. The customer has not been texted: reply to tell them.",
-            booking.slot.label
-        ),
-        BookingChanged::Offered(offer) if offer.slots.is_empty() => {
-            "The calendar has no openings for this job right now; the booking stands as it was.".into()
-        }
-        BookingChanged::Offered(_) => {
-            "Pick one of the openings below. The booking stands until you move it.".into()
-        }
-        BookingChanged::Moved(booked) => format!(
-            "Moved the booking to {}; the customer was sent the confirmation.",
-            booked.slot.label
-        ),
-    };
-    tell(session, id, false, notice).await
+    tell(
+        session,
+        id,
+        false,
+        booking_changed_notice(&engine.business, &changed, told),
+    )
+    .await
 }
 
 pub(super) async fn cancel(

@@ -21,7 +21,7 @@ use crate::config::business::BusinessConfig;
 use crate::domain::conversation::ConversationState;
 use crate::http::AppState;
 use crate::store::console::{ConsoleBooking, InboxFilter, InboxQuery, JobChange};
-use crate::store::{ConversationId, Direction, JobStatus, MessageId, STALE_PENDING_MINUTES};
+use crate::store::{ConversationId, Direction, JobStatus, MessageId, MessageKind, STALE_PENDING_MINUTES};
 
 pub const INBOX_PAGE_SIZE: usize = 50;
 
@@ -442,40 +442,48 @@ pub(super) async fn conversation_page(
     )
 }
 
-/// The owner's texts waiting for the end of quiet hours, after the thread:
-/// the owner sees what will go out, and when, in the business's zone.
+/// The texts waiting for the end of quiet hours (the owner's own, and the
+/// customer's news of a booking the owner changed), after the thread: the
+/// owner sees what will go out, and when, in the business's zone.
 async fn with_scheduled_owner_replies(
     state: &AppState,
     id: ConversationId,
     mut messages: Vec<MessageView>,
     tz: Tz,
 ) -> Vec<MessageView> {
-    let scheduled = match state
-        .store
-        .pending_jobs_of(id, crate::jobs::payload::OWNER_REPLY)
-        .await
-    {
-        Ok(jobs) => jobs,
-        Err(e) => {
-            tracing::warn!(error = %e, "console: could not read the owner's scheduled texts");
-            return messages;
-        }
-    };
-    for job in scheduled {
-        let Ok(crate::jobs::payload::JobPayload::OwnerReply(reply)) =
-            crate::jobs::payload::JobPayload::of(&job)
-        else {
-            continue;
+    use crate::jobs::payload::{BOOKING_NOTICE, BookingChangeNotice, JobPayload, OWNER_REPLY};
+    for kind in [OWNER_REPLY, BOOKING_NOTICE] {
+        let scheduled = match state.store.pending_jobs_of(id, kind).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(error = %e, "console: could not read the scheduled texts");
+                return messages;
+            }
         };
-        messages.push(MessageView {
-            author: views::author(Direction::Outbound, crate::jobs::payload::OWNER_REPLY),
-            inbound: false,
-            unread: false,
-            body: reply.body,
-            time: views::local_time(job.run_at, tz),
-            status: "scheduled, not sent yet".into(),
-            media: Vec::new(),
-        });
+        for job in scheduled {
+            let (author, body) = match JobPayload::of(&job) {
+                Ok(JobPayload::OwnerReply(reply)) => {
+                    (views::author(Direction::Outbound, OWNER_REPLY), reply.body)
+                }
+                Ok(JobPayload::BookingNotice(notice)) => {
+                    let kind = match notice.change {
+                        BookingChangeNotice::Moved => MessageKind::Confirmation,
+                        BookingChangeNotice::Cancelled => MessageKind::Cancellation,
+                    };
+                    (views::author(Direction::Outbound, kind.as_str()), notice.body)
+                }
+                _ => continue,
+            };
+            messages.push(MessageView {
+                author,
+                inbound: false,
+                unread: false,
+                body,
+                time: views::local_time(job.run_at, tz),
+                status: "scheduled, not sent yet".into(),
+                media: Vec::new(),
+            });
+        }
     }
     messages
 }

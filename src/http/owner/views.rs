@@ -338,7 +338,12 @@ pub fn author(direction: Direction, kind: &str) -> &'static str {
         {
             "Reminder"
         }
-        Direction::Outbound if matches!(kind, "reply" | "templated" | "confirmation" | "quote") => {
+        Direction::Outbound
+            if matches!(
+                kind,
+                "reply" | "templated" | "confirmation" | "cancellation" | "quote"
+            ) =>
+        {
             "Assistant"
         }
         Direction::Outbound => "System",
