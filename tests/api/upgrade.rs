@@ -22,9 +22,16 @@ async fn the_upgrade_keeps_every_row_under_the_single_business_and_the_conversat
         return;
     }
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-businesses.db");
+    // The fixture's jobs fall due by its own dates (a quote's follow-up a
+    // day after it was written): the clock stands just after it was written,
+    // so what runs does not depend on the day the test runs.
+    let written = chrono::DateTime::parse_from_rfc3339("2026-11-28T17:20:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
     let app = spawn_app_with(Options {
         with_model: false,
         database: Some(fixture),
+        clock: Some(textdesk::clock::ManualClock::at(written)),
         ..Options::default()
     })
     .await;
