@@ -144,7 +144,33 @@ impl Turn<'_> {
     /// Raises the owner alert a calendar failure calls for; `Taken` needs
     /// none: the customer picks again.
     fn scheduling_failed(&mut self, e: SchedulingError) -> DeskError {
+        self.calendar_failed(e, None)
+    }
+
+    /// As `scheduling_failed`, for `cancelling` this booking: the alert
+    /// says it still stands.
+    fn calendar_failed(&mut self, e: SchedulingError, cancelling: Option<&Booking>) -> DeskError {
         let customer = self.customer();
+        if let Some(booking) = cancelling
+            && !matches!(e, SchedulingError::Taken(_))
+        {
+            let kind = match &e {
+                SchedulingError::Calendar(CalendarError::CredentialsRevoked(_)) => {
+                    AlertKind::CalendarCredentials
+                }
+                SchedulingError::Incomplete(_) => AlertKind::BookingIncomplete,
+                _ => AlertKind::CalendarUnavailable,
+            };
+            self.alert(
+                kind,
+                format!(
+                    "Could not cancel customer {customer}'s booking for {}: {e}. It still stands on the crew's calendar: \
+                     cancel it again, or remove it from the calendar by hand.",
+                    booking.slot.label
+                ),
+            );
+            return DeskError::Scheduling(e);
+        }
         match &e {
             SchedulingError::Taken(_) => {}
             SchedulingError::Incomplete(why) => self.alert(
@@ -383,7 +409,7 @@ pub async fn cancel(
         return Err(DeskError::NotAllowed("there is no booking to cancel".into()));
     };
     if let Err(e) = scheduler.for_business(turn.business).cancel(&booking).await {
-        return Err(turn.scheduling_failed(e));
+        return Err(turn.calendar_failed(e, Some(&booking)));
     }
     turn.apply(Event::BookingCancelled { at: turn.now, by })?;
     // The owner did this: "the customer cancelled" is not news to them.

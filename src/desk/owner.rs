@@ -240,13 +240,23 @@ pub async fn change_booking(
             }
         };
         // A calendar failure raised its alert: the owner must hear it even
-        // though nothing else changed.
+        // though nothing else changed, by email and text as from a turn
+        // (they may have left the page).
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(e) => {
-                for alert in &alerts {
-                    store.record_alert(&alert.kind, Some(id), &alert.detail).await?;
-                    crate::meters::alert(&alert.kind);
+                let contact = crate::jobs::plan::CustomerContact::of(&input, &state);
+                for alert in alerts {
+                    crate::jobs::turns::alert_owner(
+                        store,
+                        business,
+                        alert.kind,
+                        Some(id),
+                        &contact.reveal(&alert.detail),
+                        Some(&contact),
+                        now,
+                    )
+                    .await;
                 }
                 return Err(e);
             }

@@ -151,6 +151,9 @@ impl AlertKind {
             AlertKind::Handoff => "A customer needs you",
             AlertKind::HandedOffText => "A customer texted you",
             AlertKind::CalendarCredentials => "Google Calendar refused textdesk's credentials",
+            // The customer waits on the owner (to set a time, or to hear a
+            // cancel went through): as much a call to act as a hand-off.
+            AlertKind::CalendarUnavailable => "The calendar could not be reached",
             AlertKind::BookingIncomplete => "A booking needs a look",
             AlertKind::OptedOutWithBooking => "A booked customer opted out of texts",
             AlertKind::DeadJob => "A notification could not be sent",

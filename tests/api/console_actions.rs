@@ -957,3 +957,61 @@ async fn a_radio_shares_its_line_with_its_label() {
         "{rule}"
     );
 }
+
+#[tokio::test]
+async fn a_calendar_failure_during_the_owners_cancel_reaches_the_owners_phone_and_changes_nothing() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let clock = ManualClock::at(today_at(LA, 12, 0));
+    let app = spawn_app_with(Options {
+        with_model: false,
+        google: true,
+        business: Some(format!(
+            "{}[[providers]]\nid = \"crew-1\"\nname = \"Crew 1\"\n\
+             calendar_id = \"crew1@group.calendar.google.com\"\n",
+            business()
+        )),
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    with_password(&app).await;
+    let id = book(&app).await;
+    let label = app.store.bookings().await.unwrap()[0].label.clone();
+    let google = app.google.as_ref().unwrap();
+    assert_eq!(google.events().len(), 1);
+    google
+        .state
+        .fail_deletes
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+    let before = texts_to(&app, DANA).await.len();
+
+    let page = act(&mut browser, &csrf, id, "cancel", &[]).await;
+    assert!(
+        page.body.contains("The calendar could not do it")
+            && page.body.contains("You have an alert about it"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Cancelled the booking"), "{}", page.body);
+    assert_eq!(state_of(&app, DANA).await, "BOOKED");
+    assert_eq!(google.events().len(), 1, "still on the crew's calendar");
+    // The owner hears it on their phone, with the customer's full number
+    // (it is theirs to call), not only on the page they may have left.
+    let owner = wait_for_text_to(&app, OWNER_PHONE, 1).await;
+    assert!(
+        owner[0].starts_with(&format!(
+            "The calendar could not be reached: Could not cancel customer {DANA}'s booking for {label}"
+        )),
+        "{owner:?}"
+    );
+    assert!(owner[0].contains("It still stands"), "{owner:?}");
+    app.wait_until_idle().await;
+    assert_eq!(
+        texts_to(&app, DANA).await.len(),
+        before,
+        "the customer is told nothing"
+    );
+}
