@@ -309,6 +309,7 @@ async fn a_booked_job_reads_well_on_the_conversation_schedule_and_jobs_pages() {
         1,
         "the guided flow booked"
     );
+    let label = app.store.bookings().await.unwrap()[0].label.clone();
     let conversation = app.conversation(DANA).await.unwrap();
     with_browser(|client| async move {
         log_in(&client, &app).await;
@@ -326,6 +327,39 @@ async fn a_booked_job_reads_well_on_the_conversation_schedule_and_jobs_pages() {
         screenshot(&client, "schedule-booked").await;
         client.goto(&format!("{}/owner/jobs", app.address)).await.unwrap();
         screenshot(&client, "jobs-pending").await;
+
+        // Taken over, the booking still shows, and can be cancelled there.
+        client
+            .goto(&format!("{}/owner/conversations/{}", app.address, conversation.0))
+            .await
+            .unwrap();
+        client
+            .find(Locator::Id("take-over"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&client, "hand the conversation back first", false).await;
+        let text = page_text(&client).await;
+        assert!(text.contains(&format!("Booking: {label}")), "{text}");
+        screenshot(&client, "conversation-booked-taken-over").await;
+        client
+            .find(Locator::Id("cancel-booking"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&client, "Cancelled the booking", false).await;
+        assert!(page_text(&client).await.contains("The customer was texted."));
+        screenshot(&client, "conversation-cancelled-by-owner").await;
+        let sent = app.wait_for_texts(6).await;
+        assert!(
+            sent[5].1.contains(&format!("cancelled your booking for {label}")),
+            "{:?}",
+            sent[5]
+        );
     })
     .await;
 }
