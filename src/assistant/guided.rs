@@ -22,6 +22,18 @@ use crate::store::Direction;
 use crate::store::TurnInput;
 use crate::templates;
 
+/// Added to a question the customer has missed twice in a row.
+const STUCK: &str = "Or reply PERSON to talk to someone.";
+
+/// Whether our last text to the customer already said we did not follow.
+fn missed_last_time(turn: &TurnInput) -> bool {
+    turn.history
+        .iter()
+        .rev()
+        .find(|m| m.direction == crate::store::Direction::Outbound)
+        .is_some_and(|m| m.body.contains("Sorry, I didn't catch that."))
+}
+
 #[derive(Clone)]
 pub struct GuidedResponder {
     pub scheduler: Arc<Scheduler>,
@@ -285,6 +297,10 @@ impl GuidedResponder {
                             format!("{opening}Got it. {asked}")
                         } else if understood || turn.first_contact || apologize || sent_photo {
                             format!("{opening}{asked}")
+                        } else if missed_last_time(&turn) {
+                            // Stuck on the same question: say how to reach a
+                            // person, which is read in any state.
+                            format!("{opening}Sorry, I didn't catch that. {asked}\n{STUCK}")
                         } else {
                             format!("{opening}Sorry, I didn't catch that. {asked}")
                         };

@@ -237,26 +237,40 @@ async fn the_guided_flow_reaches_quoted_with_no_model() {
         "{}",
         sent[1].1
     );
-    app.text(CUSTOMER, "3").await;
+    assert!(!sent[1].1.contains("PERSON"), "{}", sent[1].1);
+    // Missed twice in a row: the way to a person is named.
+    app.text(CUSTOMER, "lots of stuff honestly").await;
     let sent = app.wait_for_texts(3).await;
     assert!(
         sent[2]
             .1
+            .starts_with("Sorry, I didn't catch that. What needs to go?")
+            && sent[2]
+                .1
+                .ends_with("4) a full truck or more\nOr reply PERSON to talk to someone."),
+        "{}",
+        sent[2].1
+    );
+    app.text(CUSTOMER, "3").await;
+    let sent = app.wait_for_texts(4).await;
+    assert!(
+        sent[3]
+            .1
             .starts_with("Your estimate from Rose City Junk Haulers is $350."),
         "{}",
-        sent[2].1
+        sent[3].1
     );
     assert!(
-        sent[2].1.contains("about half a truck (2 people, about 2 hours)"),
+        sent[3].1.contains("about half a truck (2 people, about 2 hours)"),
         "{}",
-        sent[2].1
+        sent[3].1
     );
     assert!(
-        sent[2]
+        sent[3]
             .1
             .ends_with("Reply 1 to book a time, or 2 to talk to a person."),
         "{}",
-        sent[2].1
+        sent[3].1
     );
     assert!(app.model_requests().await.is_empty());
 
@@ -267,18 +281,18 @@ async fn the_guided_flow_reaches_quoted_with_no_model() {
 
     // "2": a person. The conversation is handed off and the bot goes quiet.
     app.text(CUSTOMER, "2").await;
-    let sent = app.wait_for_texts(4).await;
-    assert_eq!(sent[3].1, "OK, I've asked the owner to text you.");
+    let sent = app.wait_for_texts(5).await;
+    assert_eq!(sent[4].1, "OK, I've asked the owner to text you.");
     app.text(CUSTOMER, "hello?").await;
     app.wait_until_settled(CUSTOMER).await;
     app.wait_until_idle().await;
     // Only the acknowledgement that the owner has it; the bot is quiet.
     let sent = app.sent_texts().await;
-    assert_eq!(sent.len(), 5, "the bot answered a handed-off conversation");
+    assert_eq!(sent.len(), 6, "the bot answered a handed-off conversation");
     assert!(
-        sent[4].1.ends_with("has your message and will reply here."),
+        sent[5].1.ends_with("has your message and will reply here."),
         "{}",
-        sent[4].1
+        sent[5].1
     );
     let kinds: Vec<String> = app
         .store
