@@ -297,7 +297,7 @@ impl GuidedResponder {
                             format!("{opening}Got it. {asked}")
                         } else if understood || turn.first_contact || apologize || sent_photo {
                             format!("{opening}{asked}")
-                        } else if missed_last_time(&turn) {
+                        } else if missed_last_time(turn) {
                             // Stuck on the same question: say how to reach a
                             // person, which is read in any state.
                             format!("{opening}Sorry, I didn't catch that. {asked}\n{STUCK}")
