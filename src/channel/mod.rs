@@ -197,14 +197,15 @@ pub trait ChannelPort: Send + Sync + 'static {
     /// and returns the channel's id for it.
     async fn send(&self, from: &E164, to: &E164, content: Content<'_>) -> Result<String, SendError>;
 
-    /// The id of this exact text if it was already sent since `since`: how
-    /// a send cut off by a crash is recognized instead of repeated. A
-    /// channel that cannot tell answers `None`.
+    /// The id of this exact content (a text, or a template carrying the
+    /// text) if it was already sent since `since`: how a send cut off by a
+    /// crash is recognized instead of repeated. A channel that cannot tell
+    /// answers `None`.
     async fn find_sent(
         &self,
         _from: &E164,
         _to: &E164,
-        _body: &str,
+        _content: Content<'_>,
         _since: DateTime<Utc>,
     ) -> Result<Option<String>, SendError> {
         Ok(None)

@@ -253,9 +253,23 @@ impl ChannelPort for TwilioChannel {
         &self,
         from: &E164,
         to: &E164,
-        body: &str,
+        content: Content<'_>,
         since: DateTime<Utc>,
     ) -> Result<Option<String>, SendError> {
+        // Twilio lists a template send with its rendered body: ours is in
+        // it as a variable, on one line.
+        let carried = match content {
+            Content::Text(_) => None,
+            Content::Template { variables, .. } => match super::whatsapp::text_of_variables(variables) {
+                Some(text) => Some(text),
+                None => return Ok(None),
+            },
+        };
+        let is_ours = |listed: &str| match (&content, &carried) {
+            (Content::Text(body), _) => listed == *body,
+            (_, Some(text)) => super::whatsapp::one_line(listed).contains(text.as_str()),
+            (_, None) => false,
+        };
         let day = (since - chrono::Duration::days(1)).date_naive();
         let listed = self
             .client
@@ -270,7 +284,7 @@ impl ChannelPort for TwilioChannel {
                     .date_created
                     .as_deref()
                     .and_then(|d| DateTime::parse_from_rfc2822(d).ok());
-                m.body.as_deref() == Some(body)
+                m.body.as_deref().is_some_and(is_ours)
                     && created.is_none_or(|c| c >= since - chrono::Duration::seconds(5))
             })
             .map(|m| m.sid))

@@ -64,8 +64,19 @@ impl WhatsAppTemplates {
 
 /// `ContentVariables` for a template: a JSON object of "1", "2".
 pub fn content_variables(business_name: &str, text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    serde_json::json!({ "1": business_name, "2": one_line }).to_string()
+    serde_json::json!({ "1": business_name, "2": one_line(text) }).to_string()
+}
+
+/// The text a template's variables carry ("2"), as sent: on one line.
+pub fn text_of_variables(variables: &str) -> Option<String> {
+    let parsed: serde_json::Value = serde_json::from_str(variables).ok()?;
+    parsed["2"].as_str().filter(|t| !t.is_empty()).map(str::to_string)
+}
+
+/// Whitespace runs as single spaces: a template variable cannot hold a
+/// line break.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn content_sid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

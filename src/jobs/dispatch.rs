@@ -98,11 +98,18 @@ impl Dispatcher {
             crate::meters::send(channel, &Delivery::OptedOut);
             return Ok(Delivery::OptedOut);
         }
+        // How it goes out now; an earlier attempt went out the same way
+        // unless WhatsApp's window closed between the two.
+        let planned = outgoing(channel, &text, business, now);
         // An earlier attempt was cut off (a crash mid-send): ask the channel
         // whether it went out before sending it again.
         if text.attempts > 1 {
+            let content = match &planned {
+                Ok(outgoing) => outgoing.content(),
+                Err(_) => Content::Text(&text.body),
+            };
             match port
-                .find_sent(&text.from, &text.to, &text.body, text.created_at)
+                .find_sent(&text.from, &text.to, content, text.created_at)
                 .await
             {
                 Ok(Some(sid)) => {
@@ -122,7 +129,7 @@ impl Dispatcher {
             name: None,
             phone: text.to.clone(),
         };
-        let sent = match outgoing(channel, &text, business, now) {
+        let sent = match planned {
             Ok(outgoing) => port.send(&text.from, &text.to, outgoing.content()).await,
             Err(withheld) => Err(withheld),
         };
@@ -253,6 +260,8 @@ mod tests {
     #[derive(Default)]
     struct Recording {
         sent: Mutex<Vec<(String, String)>>,
+        /// What `find_sent` was asked about; it finds a template send.
+        looked_up: Mutex<Vec<String>>,
     }
 
     #[async_trait]
@@ -265,6 +274,69 @@ mod tests {
             self.sent.lock().unwrap().push((to.as_str().to_string(), what));
             Ok("ID1".into())
         }
+
+        async fn find_sent(
+            &self,
+            _from: &E164,
+            _to: &E164,
+            content: Content<'_>,
+            _since: DateTime<Utc>,
+        ) -> Result<Option<String>, SendError> {
+            let (what, found) = match content {
+                Content::Text(body) => (body.to_string(), None),
+                Content::Template { id, variables } => (
+                    format!("template {id} {variables}"),
+                    Some("SMtemplate0000000000000000000001".to_string()),
+                ),
+            };
+            self.looked_up.lock().unwrap().push(what);
+            Ok(found)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_template_send_is_looked_up_as_the_template_and_not_sent_again() {
+        let sid = "HX0123456789abcdef0123456789abcdef";
+        let business = business(Some(sid));
+        let whatsapp = Arc::new(Recording::default());
+        let store: Arc<dyn crate::store::Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::connect("sqlite::memory:")
+                .await
+                .unwrap(),
+        );
+        let dispatcher = Dispatcher {
+            store,
+            channels: Channels::new(
+                Arc::new(Recording::default()),
+                whatsapp.clone(),
+                Arc::new(Recording::default()),
+            ),
+            clock: crate::clock::system(),
+        };
+        // Claimed a second time: the first attempt was cut off mid-send,
+        // after WhatsApp's window closed, so it went out as the template.
+        let interrupted = OutboundMessage {
+            attempts: 2,
+            ..text("whatsapp:+15035551234", "reminder", 25)
+        };
+        let delivery = dispatcher
+            .send_claimed(&business, interrupted, now(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            delivery,
+            Delivery::Sent {
+                channel_message_id: "SMtemplate0000000000000000000001".into()
+            }
+        );
+        let looked_up = whatsapp.looked_up.lock().unwrap().clone();
+        assert_eq!(looked_up.len(), 1);
+        assert!(
+            looked_up[0].starts_with(&format!("template {sid} "))
+                && looked_up[0].contains("Reminder: tomorrow 8-10am. Reply C to confirm."),
+            "{looked_up:?}"
+        );
+        assert!(whatsapp.sent.lock().unwrap().is_empty(), "sent twice");
     }
 
     fn now() -> DateTime<Utc> {

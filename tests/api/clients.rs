@@ -398,3 +398,68 @@ async fn twilio_timeout_is_ambiguous_and_not_retried() {
         "a maybe-sent text was sent again"
     );
 }
+
+/// Twilio's list, as it shows an earlier send: a template's rendered body.
+async fn mount_listed(server: &MockServer, body: &str) {
+    Mock::given(method("GET"))
+        .and(path("/2010-04-01/Accounts/ACx/Messages.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messages": [{
+                "sid": "SMlisted0000000000000000000000001",
+                "body": body,
+                "date_created": chrono::Utc::now().to_rfc2822(),
+            }]
+        })))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn twilio_finds_an_interrupted_template_send_by_the_text_it_carried() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let server = MockServer::start().await;
+    // The approved template: "{{1}}: {{2}} Reply STOP to opt out."
+    mount_listed(
+        &server,
+        "Rose City Junk Haulers: Reminder: tomorrow, Tue Dec 1, 8-10am. Total $350. Reply STOP to opt out.",
+    )
+    .await;
+    let channel = twilio(&server, Duration::from_secs(2));
+    let since = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let text = "Reminder: tomorrow,\nTue Dec 1, 8-10am. Total $350.";
+    let variables = textdesk::channel::whatsapp::content_variables("Rose City Junk Haulers", text);
+    let template = |variables| Content::Template {
+        id: "HX00000000000000000000000000000001",
+        variables,
+    };
+    assert_eq!(
+        channel
+            .find_sent(&from(), &to(), template(&variables), since)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("SMlisted0000000000000000000000001")
+    );
+    // Another text in the same template is not this one.
+    let other = textdesk::channel::whatsapp::content_variables(
+        "Rose City Junk Haulers",
+        "Reminder: tomorrow, Wed Dec 2, 8-10am. Total $350.",
+    );
+    assert_eq!(
+        channel
+            .find_sent(&from(), &to(), template(&other), since)
+            .await
+            .unwrap(),
+        None
+    );
+    // A plain text is matched whole: the template's wording is not it.
+    assert_eq!(
+        channel
+            .find_sent(&from(), &to(), Content::Text(text), since)
+            .await
+            .unwrap(),
+        None
+    );
+}
