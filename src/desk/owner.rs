@@ -239,24 +239,17 @@ pub async fn change_booking(
                     .map(|booked| BookingChanged::Moved(Box::new(booked)))
             }
         };
-        // A calendar failure raised its alert: the owner must hear it even
-        // though nothing else changed, by email and text as from a turn
-        // (they may have left the page).
+        // A calendar failure raised its alert: it is stored (the booking
+        // needs following up) though nothing else changed. Not emailed or
+        // texted: the owner is looking at the page that says so.
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(e) => {
                 let contact = crate::jobs::plan::CustomerContact::of(&input, &state);
-                for alert in alerts {
-                    crate::jobs::turns::alert_owner(
-                        store,
-                        business,
-                        alert.kind,
-                        Some(id),
-                        &contact.reveal(&alert.detail),
-                        Some(&contact),
-                        now,
-                    )
-                    .await;
+                for alert in &alerts {
+                    let detail = contact.reveal(&alert.detail);
+                    store.record_alert(&alert.kind, Some(id), &detail).await?;
+                    crate::jobs::turns::stored_alert(&alert.kind, &contact.redact(&detail), Some(id.0));
                 }
                 return Err(e);
             }

@@ -492,7 +492,11 @@ impl ConversationState {
             ConversationState::Booked(s) => Some(s.booking.slot.quote.as_ref().unwrap_or(&s.quote)),
             ConversationState::OptedOut(s) => s.previous.last_quote(),
             ConversationState::Cancelled(s) | ConversationState::Closed(s) => s.quote.as_ref(),
-            ConversationState::Intake(_) | ConversationState::HandedOff(_) => None,
+            ConversationState::HandedOff(h) => h
+                .booked
+                .as_deref()
+                .map(|b| b.booking.slot.quote.as_ref().unwrap_or(&b.quote)),
+            ConversationState::Intake(_) => None,
         }
     }
 
@@ -517,7 +521,15 @@ impl ConversationState {
             ConversationState::Quoted(s) => &mut s.job,
             ConversationState::Scheduling(s) => &mut s.job,
             ConversationState::Booked(s) => &mut s.job,
-            ConversationState::HandedOff(s) => &mut s.job,
+            ConversationState::HandedOff(s) => {
+                // Also the booking's job, which handing back returns to.
+                if let Some(booked) = s.booked.as_deref_mut()
+                    && booked.job.customer_name.is_none()
+                {
+                    booked.job.customer_name = Some(clean.clone());
+                }
+                &mut s.job
+            }
             ConversationState::OptedOut(s) => return s.previous.name_customer_if_unknown(&clean),
             ConversationState::Cancelled(_) | ConversationState::Closed(_) => return,
         };
@@ -797,6 +809,10 @@ pub fn transition(state: ConversationState, event: Event) -> Result<Conversation
         })),
         (S::OptedOut(s), Event::OptIn) => Ok(*s.previous),
 
+        // Not over a booking held through a hand-off: it is on the calendar.
+        (S::HandedOff(h), Event::StartOver) if h.booked.is_some() => {
+            Err(illegal(&S::HandedOff(h), &Event::StartOver))
+        }
         (S::Closed(_) | S::Cancelled(_) | S::HandedOff(_), Event::StartOver) => Ok(S::default()),
         // The job described so far stays; the assistant prices it again,
         // since what the owner said meanwhile is not in any quote.
@@ -1087,7 +1103,7 @@ mod tests {
             /* CANCEL */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "-", "-"],
             /* OPTOUT */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "QUOTED", "-",     "-",      "-", "-", "-"],
             /* CLOSED */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "-",         "-",          "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "-", "-"],
-            /* HND+BK */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "HANDED_OFF", "-",         "OPTED_OUT", "-",     "-",      "-",      "INTAKE", "BOOKED", "-"],
+            /* HND+BK */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "HANDED_OFF", "-",         "OPTED_OUT", "-",     "-",      "-",      "-", "BOOKED", "-"],
             /* OPT+BK */  ["-",       "-",      "-",       "-",          "-",      "-",          "-",      "OPTED_OUT", "-",          "OPTED_OUT", "BOOKED", "-",     "-",      "-", "-", "-"],
         ];
         let states = states();
@@ -1119,6 +1135,15 @@ mod tests {
         let handed = transition(booked.clone(), hand_off()).unwrap();
         assert!(!handed.bot_answers());
         assert_eq!(handed.standing_booking(), Some(&booking(2)));
+        // The console still shows the price; a name given meanwhile comes
+        // back with the booking.
+        assert_eq!(handed.last_quote().map(|q| q.total), Some(quote().total));
+        let mut named = handed.clone();
+        named.name_customer_if_unknown("Dana Wu");
+        let ConversationState::Booked(back) = transition(named, Event::HandBack).unwrap() else {
+            panic!("not back to the booking");
+        };
+        assert_eq!(back.job.customer_name.as_deref(), Some("Dana Wu"));
         assert_eq!(transition(handed.clone(), Event::HandBack).unwrap(), booked);
 
         // A move under way is dropped: the booking stands as it was.

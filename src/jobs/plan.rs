@@ -94,17 +94,32 @@ pub fn owner_change_notice(
     }
 }
 
-/// The job that sends `notice` at `at` (when quiet hours end).
-pub fn notice_job(notice: BookingNotice, turn: &TurnInput, at: DateTime<Utc>) -> NewJob {
+/// What names one change in its jobs' keys (a job's key is never used
+/// twice, cancelled or done). A turn's is its last text: the turn run
+/// again after a crash plans the same jobs, which are not queued twice. An
+/// owner's action has no text: its moment names it, so moving a booking
+/// back to a time it had earlier (a booking keeps its id when moved) gets
+/// its reminders, email and notice again.
+fn change_key(turn: &TurnInput, now: DateTime<Utc>) -> String {
+    match turn.pending.last() {
+        Some(text) => text.id.0.to_string(),
+        None => format!("o{}", now.timestamp_millis()),
+    }
+}
+
+/// The job that sends `notice` at `at` (when quiet hours end), for the
+/// owner's change made `now`.
+pub fn notice_job(notice: BookingNotice, turn: &TurnInput, now: DateTime<Utc>, at: DateTime<Utc>) -> NewJob {
     let conversation = &turn.conversation;
     let change = match notice.change {
         BookingChangeNotice::Moved => "moved",
         BookingChangeNotice::Cancelled => "cancelled",
     };
     let dedupe_key = format!(
-        "{NOTICE_PREFIX}{}:{}:{change}",
+        "{NOTICE_PREFIX}{}:{}:{change}:{}",
         notice.booking_id,
-        notice.start.timestamp()
+        notice.start.timestamp(),
+        change_key(turn, now)
     );
     JobPayload::BookingNotice(notice).job(JobTarget {
         dedupe_key,
@@ -281,14 +296,14 @@ fn plan_booking(
             total: quote.total,
         });
         plan.jobs.push(reminder.job(JobTarget {
-            // The turn is part of the key: moving a booking back to a time it had
-            // before still gets fresh reminders (the old rows are cancelled).
+            // The change is part of the key: moving a booking back to a time it
+            // had before still gets fresh reminders (the old rows are cancelled).
             dedupe_key: format!(
                 "{}{}:{}:{}",
                 reminder_prefix(booking),
                 kind.as_str(),
                 booking.slot.start.timestamp(),
-                turn.pending.last().map_or(0, |m| m.id.0)
+                change_key(turn, now)
             ),
             conversation_id: Some(conversation.id),
             customer_id: Some(conversation.customer_id),
@@ -359,7 +374,7 @@ fn plan_email(
             "email:{}:{headline}:{}:{}",
             booking.id,
             booking.slot.start.timestamp(),
-            turn.pending.last().map_or(0, |m| m.id.0)
+            change_key(turn, now)
         ),
         conversation_id: Some(turn.conversation.id),
         customer_id: None,
@@ -654,19 +669,47 @@ mod tests {
     #[test]
     fn the_owners_move_is_told_as_a_confirmation_and_its_notice_is_keyed_by_booking_and_time() {
         let business = crew_business();
+        // A move keeps the booking's id; only its time changes.
         let before = booked(&business, "b1", 3);
-        let after = booked(&business, "b2", 4);
+        let after = booked(&business, "b1", 4);
         let notice = owner_change_notice(&business, &before, &after).unwrap();
         assert_eq!(notice.change, BookingChangeNotice::Moved);
         assert_eq!(
             notice.body,
             "You're booked with Rose City Junk Haulers: Mon Dec 4, 10am. Total $350. Reply R to reschedule, or CANCEL BOOKING to cancel it."
         );
-        let job = notice_job(notice, &turn_of(&after), at());
+        let later = at() + chrono::Duration::hours(15);
+        let job = notice_job(notice, &turn_of(&after), at(), later);
         assert_eq!(job.kind, crate::jobs::payload::BOOKING_NOTICE);
+        assert_eq!(job.run_at, later);
         let start = (at() + chrono::Duration::days(4)).timestamp();
-        assert_eq!(job.dedupe_key, format!("notice:b2:{start}:moved"));
+        let made = at().timestamp_millis();
+        assert_eq!(job.dedupe_key, format!("notice:b1:{start}:moved:o{made}"));
         assert!(job.dedupe_key.starts_with(NOTICE_PREFIX));
+
+        // Moved away and then to the same time again by a later action:
+        // every job it plans has a key of its own, so none is dropped as
+        // already used.
+        let first_keys: Vec<String> = plan_of(&business, &before, &after)
+            .jobs
+            .into_iter()
+            .map(|j| j.dedupe_key)
+            .collect();
+        let back_at = at() + chrono::Duration::minutes(5);
+        let back = plan(&before, &after, &turn_of(&before), &business, back_at, &|_| None);
+        let back_keys: Vec<String> = back.jobs.iter().map(|j| j.dedupe_key.clone()).collect();
+        assert!(
+            back_keys.iter().any(|k| k.starts_with("reminder:b1:"))
+                && back_keys.iter().any(|k| k.starts_with("email:b1:")),
+            "{back_keys:?}"
+        );
+        assert!(
+            back_keys.iter().all(|k| !first_keys.contains(k)),
+            "{first_keys:?} {back_keys:?}"
+        );
+        let again_notice = owner_change_notice(&business, &before, &after).unwrap();
+        let again = notice_job(again_notice, &turn_of(&before), back_at, later);
+        assert_ne!(again.dedupe_key, job.dedupe_key);
         // A booking that did not change has nothing to tell.
         assert!(owner_change_notice(&business, &after, &after).is_none());
     }

@@ -439,7 +439,7 @@ impl JobRunner {
         // is due: it goes by text to the phone they verified, in that
         // number's SMS conversation, where quiet hours hold it as any text.
         let linked = match text {
-            JobPayload::Reminder(_) | JobPayload::FollowUp(_) => {
+            JobPayload::Reminder(_) | JobPayload::FollowUp(_) | JobPayload::BookingNotice(_) => {
                 Self::verified_phone_conversation(engine, &job.recipient).await?
             }
             _ => None,
@@ -722,8 +722,10 @@ impl JobRunner {
             (_, BookingStatus::Pending) => {
                 return Err(Failure::Retryable("the booking is being changed".into()));
             }
+            // Still worth saying while the job is on (a move at night to a
+            // slot that starts as quiet hours end).
             (BookingChangeNotice::Moved, BookingStatus::Confirmed) => {
-                booking.slot.start == notice.start && now < notice.start
+                booking.slot.start == notice.start && now < booking.slot.end
             }
             // Not once the customer has moved on to a new quote or
             // booking: the news would read as if that were off.

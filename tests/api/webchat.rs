@@ -1142,3 +1142,70 @@ async fn a_quick_guided_booking_stays_under_the_session_limit_and_a_flood_does_n
     }
     assert_eq!(refused, Some(30), "the 31st message in a minute is refused");
 }
+
+#[tokio::test]
+async fn the_owners_cancel_of_a_web_booking_is_texted_to_the_verified_phone() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    let clock = monday_morning();
+    let app = chat_app(Vec::new(), Some(clock.clone())).await;
+    let token = to_openings(&app).await;
+    assert_eq!(reply(&app, &token, "5035557788").await, CODE_SENT);
+    let code = texted_code(&app, VISITOR_PHONE, 1).await;
+    reply(&app, &token, &code).await;
+    let booked = reply(&app, &token, "2").await;
+    assert!(booked.contains("You're booked"), "{booked}");
+    let booking = app.store.bookings().await.unwrap().remove(0);
+
+    crate::console::with_password(&app).await;
+    let (mut browser, csrf) = crate::console::Browser::logged_in(&app).await;
+    let page = format!("/owner/conversations/{}", booking.conversation_id.0);
+    let done = browser
+        .post(&format!("{page}/cancel"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(done.status, reqwest::StatusCode::SEE_OTHER, "{}", done.body);
+    let after = browser.get(&page).await;
+    assert!(
+        after
+            .body
+            .contains("The customer will be texted at the number they verified"),
+        "{}",
+        after.body
+    );
+    assert_eq!(
+        app.store.booking(&booking.id).await.unwrap().unwrap().status,
+        BookingStatus::Cancelled
+    );
+
+    // By text, to the phone, in that number's conversation: not only to a
+    // chat page that is rarely open.
+    let expected = format!(
+        "Rose City Junk Haulers cancelled your booking for {}. We're sorry for the change. Text us any time to book again.",
+        booking.label
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let texted = app
+            .sent_texts()
+            .await
+            .into_iter()
+            .any(|(to, body)| to == VISITOR_PHONE && body == expected);
+        if texted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no cancellation texted to the verified phone"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.wait_until_idle().await;
+    let to_phone = app
+        .sent_texts()
+        .await
+        .into_iter()
+        .filter(|(to, body)| to == VISITOR_PHONE && body.contains("cancelled"))
+        .count();
+    assert_eq!(to_phone, 1);
+}

@@ -389,10 +389,14 @@ enum Told {
     Nothing,
     /// Texted now.
     Now,
-    /// Texted when quiet hours end, if the change still stands then.
-    At(DateTime<Utc>),
+    /// Texted when quiet hours end, if the change still stands then;
+    /// `late`: the booking starts before that.
+    At { at: DateTime<Utc>, late: bool },
     /// They opted out of texts: the owner has to tell them.
     OptedOut,
+    /// A web chat visitor: by text to the phone they verified, as their
+    /// reminders go (the chat page is rarely open).
+    ToVerifiedPhone,
 }
 
 /// Reminders, the crew's emails and the customer's news of a booking the
@@ -426,10 +430,18 @@ fn follow_up<'a>(
             *told = Told::OptedOut;
             return follow_up;
         }
+        if address.is_web() {
+            // The job finds the verified phone's conversation and waits out
+            // quiet hours there.
+            follow_up.jobs.push(plan::notice_job(notice, turn, now, now));
+            *told = Told::ToVerifiedPhone;
+            return follow_up;
+        }
         match quiet_until(business, address.as_str(), now) {
             Some(at) => {
-                follow_up.jobs.push(plan::notice_job(notice, turn, at));
-                *told = Told::At(at);
+                let late = notice.start <= at;
+                follow_up.jobs.push(plan::notice_job(notice, turn, now, at));
+                *told = Told::At { at, late };
             }
             None => {
                 let kind = match notice.change {
@@ -453,11 +465,19 @@ fn booking_changed_notice(business: &BusinessConfig, changed: &BookingChanged, t
     let customer = match told {
         Told::Nothing => String::new(),
         Told::Now => " The customer was texted.".into(),
-        Told::At(at) => format!(
-            " It is quiet hours for this customer: they will be texted {}.",
-            send_at_label(business, at)
+        Told::At { at, late } => format!(
+            " It is quiet hours for this customer: they will be texted {}.{}",
+            send_at_label(business, at),
+            if late {
+                " The booking starts before then: call them."
+            } else {
+                ""
+            }
         ),
         Told::OptedOut => " The customer opted out of texts, so they were not told: call them.".into(),
+        Told::ToVerifiedPhone => {
+            " The customer will be texted at the number they verified (after quiet hours, at night).".into()
+        }
     };
     match changed {
         BookingChanged::Cancelled(booking) => format!(
