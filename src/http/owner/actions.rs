@@ -572,6 +572,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_owner_is_told_how_and_when_the_customer_hears_of_a_change() {
+        use crate::domain::conversation::{Booking, OfferedSlot};
+        let business = BusinessConfig::default();
+        let at: DateTime<Utc> = "2026-12-01T16:00:00Z".parse().unwrap();
+        let slot = OfferedSlot {
+            id: 1,
+            start: at,
+            end: at + chrono::Duration::hours(2),
+            label: "Tue Dec 1, 8am".into(),
+            crew: "crew-1".into(),
+            quote: None,
+        };
+        let booking = Booking {
+            id: "b1".into(),
+            slot: slot.clone(),
+            calendar_event_id: "ev1".into(),
+        };
+        let moved = BookingChanged::Moved(Box::new(desk::Booked {
+            booking: booking.clone(),
+            slot,
+            total: "350".parse().unwrap(),
+        }));
+        let cancelled = BookingChanged::Cancelled(Box::new(booking));
+        assert_eq!(
+            booking_changed_notice(&business, &moved, Told::Now),
+            "Moved the booking to Tue Dec 1, 8am. The customer was texted."
+        );
+        let morning = send_at_label(&business, at);
+        assert_eq!(
+            booking_changed_notice(&business, &moved, Told::At { at, late: true }),
+            format!(
+                "Moved the booking to Tue Dec 1, 8am. It is quiet hours for this customer: they will be texted {morning}. The booking starts before then: call them."
+            )
+        );
+        assert!(
+            !booking_changed_notice(&business, &cancelled, Told::At { at, late: false })
+                .contains("call them")
+        );
+        assert!(
+            booking_changed_notice(&business, &cancelled, Told::OptedOut)
+                .ends_with("so they were not told: call them.")
+        );
+        assert!(
+            booking_changed_notice(&business, &cancelled, Told::ToVerifiedPhone)
+                .ends_with("texted at the number they verified (after quiet hours, at night).")
+        );
+    }
+
+    #[test]
     fn the_counter_counts_what_the_customer_will_receive() {
         assert_eq!(counter(""), "0 characters · GSM-7 · 1 text");
         // A curly quote is rewritten, so the text stays GSM-7.
