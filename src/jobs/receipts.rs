@@ -49,6 +49,12 @@ pub fn undelivered_detail(text: &ReceiptedText, customer: &str, booked: Option<&
         _ => "was not delivered",
     };
     let why = delivery::describe_error(text.error_code);
+    if text.kind == MessageKind::Cancellation {
+        // The booking is gone from the state by then: no label to name.
+        return format!(
+            "The text telling {customer} their booking is cancelled {what}: {why}. They may still expect the crew; call them."
+        );
+    }
     let mut detail = format!("{which} to {customer} {what}: {why}.");
     if matches!(text.kind, MessageKind::Reminder | MessageKind::Confirmation) {
         match booked {
@@ -91,6 +97,20 @@ mod tests {
             "A booking reminder to Dana Reyes (+15035551234) was not delivered: the number is a landline \
              or its carrier is unreachable (error 30006). They may not know about their booking \
              (Tue Dec 1, 8-10am); call them."
+        );
+    }
+
+    #[test]
+    fn an_undelivered_cancellation_says_to_call_them() {
+        let detail = undelivered_detail(
+            &text("cancellation", DeliveryStatus::Undelivered, Some(30006)),
+            "Dana Reyes (+15035551234)",
+            None,
+        );
+        assert_eq!(
+            detail,
+            "The text telling Dana Reyes (+15035551234) their booking is cancelled was not delivered: the number \
+             is a landline or its carrier is unreachable (error 30006). They may still expect the crew; call them."
         );
     }
 
