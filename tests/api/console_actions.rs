@@ -616,7 +616,11 @@ async fn a_customer_who_opted_out_is_not_texted_of_a_cancellation_and_the_owner_
     app.wait_until_idle().await;
     let before = texts_to(&app, DANA).await.len();
     let (mut browser, csrf) = Browser::logged_in(&app).await;
+    let booked = browser.get("/owner/?filter=booked").await.body;
+    assert!(booked.contains(DANA), "opted out, still booked: {booked}");
     let page = act(&mut browser, &csrf, id, "cancel", &[]).await;
+    let booked = browser.get("/owner/?filter=booked").await.body;
+    assert!(!booked.contains(DANA), "{booked}");
     assert!(page.body.contains("Cancelled the booking"), "{}", page.body);
     assert!(
         page.body
@@ -668,6 +672,9 @@ async fn a_booking_stands_while_the_owner_has_the_conversation_and_the_owner_can
 
     let page = act(&mut browser, &csrf, id, "take-over", &[]).await;
     assert_eq!(state_of(&app, DANA).await, "HANDED_OFF");
+    // Still listed with the booked ones.
+    let booked = browser.get("/owner/?filter=booked").await.body;
+    assert!(booked.contains(DANA), "{booked}");
     assert!(
         page.body.contains(&format!("<h3>Booking: {label}</h3>")),
         "{}",
@@ -698,6 +705,8 @@ async fn a_booking_stands_while_the_owner_has_the_conversation_and_the_owner_can
     assert!(page.body.contains("The customer was texted."), "{}", page.body);
     assert_eq!(state_of(&app, DANA).await, "HANDED_OFF");
     assert!(page.body.contains("id=\"hand-back\""), "{}", page.body);
+    let booked = browser.get("/owner/?filter=booked").await.body;
+    assert!(!booked.contains(DANA), "{booked}");
     assert!(!page.body.contains("id=\"cancel-booking\""), "{}", page.body);
     let sent = wait_for_text_to(&app, DANA, before + 1).await;
     assert_eq!(

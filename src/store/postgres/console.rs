@@ -99,7 +99,13 @@ fn inbox_walk(filter: InboxFilter, pinned: bool, searching: bool) -> String {
         InboxFilter::All | InboxFilter::NeedsYou => "TRUE",
         InboxFilter::Quoted => "c.state_tag = 'quoted'",
         InboxFilter::Scheduling => "c.state_tag = 'scheduling'",
-        InboxFilter::Booked => "c.state_tag = 'booked'",
+        // Also a booking held through a hand-off or an opt-out
+        // (`ConversationState::standing_booking`).
+        InboxFilter::Booked => {
+            "(c.state_tag = 'booked' OR (c.state_tag IN ('handed_off', 'opted_out') AND \
+             (c.state->'booked' IS NOT NULL OR c.state->'previous'->>'state' = 'booked' \
+              OR c.state->'previous'->'booked' IS NOT NULL)))"
+        }
         InboxFilter::OptedOut => "(k.opted_out_at IS NOT NULL OR c.state_tag = 'opted_out')",
     };
     // Two texts rather than one with `$2 IS NULL OR ...`, so that each is

@@ -149,7 +149,13 @@ impl ConsoleStore for SqliteStore {
             InboxFilter::All | InboxFilter::NeedsYou => "1",
             InboxFilter::Quoted => "c.state_tag = 'quoted'",
             InboxFilter::Scheduling => "c.state_tag = 'scheduling'",
-            InboxFilter::Booked => "c.state_tag = 'booked'",
+            // Also a booking held through a hand-off or an opt-out
+            // (`ConversationState::standing_booking`).
+            InboxFilter::Booked => {
+                "(c.state_tag = 'booked' OR (c.state_tag IN ('handed_off', 'opted_out') AND \
+                 (json_extract(c.state, '$.booked') IS NOT NULL OR json_extract(c.state, '$.previous.state') = 'booked' \
+                  OR json_extract(c.state, '$.previous.booked') IS NOT NULL)))"
+            }
             InboxFilter::OptedOut => "(k.opted_out_at IS NOT NULL OR c.state_tag = 'opted_out')",
         };
         let search = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
