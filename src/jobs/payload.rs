@@ -89,6 +89,16 @@ pub enum BookingChangeNotice {
     Cancelled,
 }
 
+impl BookingChangeNotice {
+    /// The kind of the text that tells it: a move is a confirmation.
+    pub fn message_kind(self) -> crate::store::MessageKind {
+        match self {
+            BookingChangeNotice::Moved => crate::store::MessageKind::Confirmation,
+            BookingChangeNotice::Cancelled => crate::store::MessageKind::Cancellation,
+        }
+    }
+}
+
 /// A text telling the customer of the owner's change to a booking. It is
 /// sent only while the change still stands: the booking `booking_id` still
 /// confirmed at `start` (moved), or still cancelled.

@@ -469,10 +469,7 @@ impl JobRunner {
             JobPayload::DeferredReply(reply) => (MessageKind::Reply, Some(reply.body.clone())),
             JobPayload::OwnerReply(reply) => (MessageKind::OwnerReply, Some(reply.body.clone())),
             JobPayload::BookingNotice(notice) => (
-                match notice.change {
-                    BookingChangeNotice::Moved => MessageKind::Confirmation,
-                    BookingChangeNotice::Cancelled => MessageKind::Cancellation,
-                },
+                notice.change.message_kind(),
                 self.notice_text(notice, conversation, now).await?,
             ),
             JobPayload::Email(_)

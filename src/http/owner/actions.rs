@@ -19,11 +19,11 @@ use crate::desk::{self, BookingChange, BookingChanged, DeskError, FollowUp};
 use crate::domain::conversation::ConversationState;
 use crate::domain::sms_text::{Encoding, normalize_gsm7, segment_info};
 use crate::http::AppState;
-use crate::jobs::payload::{BookingChangeNotice, DeferredReply, JobPayload, JobTarget};
+use crate::jobs::payload::{DeferredReply, JobPayload, JobTarget};
 use crate::jobs::plan;
 use crate::jobs::turns::Engine;
 use crate::scheduling::SchedulingError;
-use crate::store::{ConversationId, MessageKind, OutboundDraft};
+use crate::store::{ConversationId, OutboundDraft};
 
 /// Session keys: the notice the next view of a conversation shows, and a
 /// reply that was not sent, kept for the owner to send later or edit.
@@ -444,12 +444,8 @@ fn follow_up<'a>(
                 *told = Told::At { at, late };
             }
             None => {
-                let kind = match notice.change {
-                    BookingChangeNotice::Moved => MessageKind::Confirmation,
-                    BookingChangeNotice::Cancelled => MessageKind::Cancellation,
-                };
                 follow_up.text = Some(OutboundDraft {
-                    kind,
+                    kind: notice.change.message_kind(),
                     body: Channel::of(address).prepare_reply(&notice.body, business.sms.max_segments),
                 });
                 *told = Told::Now;

@@ -21,7 +21,7 @@ use crate::config::business::BusinessConfig;
 use crate::domain::conversation::ConversationState;
 use crate::http::AppState;
 use crate::store::console::{ConsoleBooking, InboxFilter, InboxQuery, JobChange};
-use crate::store::{ConversationId, Direction, JobStatus, MessageId, MessageKind, STALE_PENDING_MINUTES};
+use crate::store::{ConversationId, Direction, JobStatus, MessageId, STALE_PENDING_MINUTES};
 
 pub const INBOX_PAGE_SIZE: usize = 50;
 
@@ -451,7 +451,7 @@ async fn with_scheduled_owner_replies(
     mut messages: Vec<MessageView>,
     tz: Tz,
 ) -> Vec<MessageView> {
-    use crate::jobs::payload::{BOOKING_NOTICE, BookingChangeNotice, JobPayload, OWNER_REPLY};
+    use crate::jobs::payload::{BOOKING_NOTICE, JobPayload, OWNER_REPLY};
     for kind in [OWNER_REPLY, BOOKING_NOTICE] {
         let scheduled = match state.store.pending_jobs_of(id, kind).await {
             Ok(jobs) => jobs,
@@ -465,13 +465,10 @@ async fn with_scheduled_owner_replies(
                 Ok(JobPayload::OwnerReply(reply)) => {
                     (views::author(Direction::Outbound, OWNER_REPLY), reply.body)
                 }
-                Ok(JobPayload::BookingNotice(notice)) => {
-                    let kind = match notice.change {
-                        BookingChangeNotice::Moved => MessageKind::Confirmation,
-                        BookingChangeNotice::Cancelled => MessageKind::Cancellation,
-                    };
-                    (views::author(Direction::Outbound, kind.as_str()), notice.body)
-                }
+                Ok(JobPayload::BookingNotice(notice)) => (
+                    views::author(Direction::Outbound, notice.change.message_kind().as_str()),
+                    notice.body,
+                ),
                 _ => continue,
             };
             messages.push(MessageView {
