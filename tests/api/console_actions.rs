@@ -1026,3 +1026,68 @@ async fn a_calendar_failure_during_the_owners_cancel_is_an_alert_that_says_the_b
         "the customer is told nothing"
     );
 }
+
+#[tokio::test]
+async fn a_night_move_to_a_slot_that_starts_as_quiet_hours_end_says_to_call_and_still_texts_at_eight() {
+    if crate::helpers::skipped() {
+        return;
+    }
+    use chrono::TimeZone;
+    // Tuesday 1 December 2026, noon in Los Angeles; openings an hour out.
+    let noon = LA
+        .with_ymd_and_hms(2026, 12, 1, 12, 0, 0)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let clock = ManualClock::at(noon);
+    let app = spawn_app_with(Options {
+        with_model: false,
+        business: Some(business().replace("min_notice_hours = 48", "min_notice_hours = 1")),
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    with_password(&app).await;
+    let id = book(&app).await;
+    let texts_by_day = texts_to(&app, DANA).await.len();
+
+    // 10:30pm: the first opening now is Wednesday's first, at 8am, when
+    // quiet hours end.
+    clock.set(
+        LA.with_ymd_and_hms(2026, 12, 1, 22, 30, 0)
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+    );
+    let eight = LA
+        .with_ymd_and_hms(2026, 12, 2, 8, 0, 0)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let (mut browser, csrf) = Browser::logged_in(&app).await;
+    act(&mut browser, &csrf, id, "reschedule", &[]).await;
+    let page = act(&mut browser, &csrf, id, "reschedule", &[("slot", "1")]).await;
+    let moved = app
+        .store
+        .bookings()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|b| b.status == BookingStatus::Confirmed)
+        .unwrap();
+    assert_eq!(moved.slot.start, eight, "{moved:?}");
+    assert!(
+        page.body.contains("The booking starts before then: call them."),
+        "{}",
+        page.body
+    );
+    app.wait_until_idle().await;
+    assert_eq!(texts_to(&app, DANA).await.len(), texts_by_day, "nothing at night");
+
+    // At 8:00 the job is on: the confirmation still goes.
+    clock.set(eight);
+    let sent = wait_for_text_to(&app, DANA, texts_by_day + 1).await;
+    assert!(
+        sent.last()
+            .unwrap()
+            .starts_with("You're booked with Rose City Junk Haulers: Wed Dec 2, 8"),
+        "{sent:?}"
+    );
+}
