@@ -245,10 +245,7 @@ async fn an_opted_out_customer_cannot_be_texted_and_the_page_says_why() {
     }
     let (app, _clock) = app_at(12).await;
     let id = dana_says_hi(&app).await;
-    app.text(DANA, "STOP").await;
-    app.wait_until_settled(DANA).await;
-    app.wait_until_idle().await;
-    let before = texts_to(&app, DANA).await.len();
+    let before = opt_out(&app).await;
     let (mut browser, csrf) = Browser::logged_in(&app).await;
 
     let page = browser.get(&format!("/owner/conversations/{id}")).await;
@@ -346,6 +343,14 @@ async fn in_quiet_hours_the_reply_is_refused_now_and_sent_at_the_next_allowed_mo
         .find(|m| m.kind == "owner_reply")
         .unwrap();
     assert_eq!(owner.status, "sent");
+}
+
+/// Dana texts STOP; once it has settled, how many texts she has had.
+async fn opt_out(app: &TestApp) -> usize {
+    app.text(DANA, "STOP").await;
+    app.wait_until_settled(DANA).await;
+    app.wait_until_idle().await;
+    texts_to(app, DANA).await.len()
 }
 
 /// Books Dana's half-truck job through the guided flow.
@@ -611,10 +616,7 @@ async fn a_customer_who_opted_out_is_not_texted_of_a_cancellation_and_the_owner_
     }
     let (app, _clock) = app_at(12).await;
     let id = book(&app).await;
-    app.text(DANA, "STOP").await;
-    app.wait_until_settled(DANA).await;
-    app.wait_until_idle().await;
-    let before = texts_to(&app, DANA).await.len();
+    let before = opt_out(&app).await;
     let (mut browser, csrf) = Browser::logged_in(&app).await;
     let booked = browser.get("/owner/?filter=booked").await.body;
     assert!(booked.contains(DANA), "opted out, still booked: {booked}");

@@ -333,24 +333,12 @@ async fn a_booked_job_reads_well_on_the_conversation_schedule_and_jobs_pages() {
             .goto(&format!("{}/owner/conversations/{}", app.address, conversation.0))
             .await
             .unwrap();
-        client
-            .find(Locator::Id("take-over"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "take-over").await;
         wait_for_text(&client, "hand the conversation back first", false).await;
         let text = page_text(&client).await;
         assert!(text.contains(&format!("Booking: {label}")), "{text}");
         screenshot(&client, "conversation-booked-taken-over").await;
-        client
-            .find(Locator::Id("cancel-booking"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "cancel-booking").await;
         wait_for_text(&client, "Cancelled the booking", false).await;
         assert!(page_text(&client).await.contains("The customer was texted."));
         screenshot(&client, "conversation-cancelled-by-owner").await;
@@ -442,13 +430,7 @@ async fn the_owner_takes_over_replies_hands_back_and_retunes_the_assistant() {
             .unwrap();
 
         // Take over: the assistant stays silent while the owner has it.
-        client
-            .find(Locator::Id("take-over"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "take-over").await;
         client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -471,13 +453,7 @@ async fn the_owner_takes_over_replies_hands_back_and_retunes_the_assistant() {
             .send_keys(reply)
             .await
             .unwrap();
-        client
-            .find(Locator::Id("reply-send"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "reply-send").await;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let sent = app.sent_texts().await;
@@ -493,13 +469,7 @@ async fn the_owner_takes_over_replies_hands_back_and_retunes_the_assistant() {
         wait_for_text(&client, reply, true).await;
 
         // Hand back: the assistant answers the next text again.
-        client
-            .find(Locator::Id("hand-back"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "hand-back").await;
         client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -559,13 +529,7 @@ async fn the_owner_takes_over_replies_hands_back_and_retunes_the_assistant() {
             .filter(|l| !l.is_empty() && !before.contains(*l))
             .collect();
         assert!(!changed.is_empty(), "the preview changed only in whitespace");
-        client
-            .find(Locator::Id("save"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "save").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let asked = app.model_requests().await.len();
         app.text(DANA, "One more question").await;

@@ -147,6 +147,18 @@ where
     }
 }
 
+/// Clicks the element with this id (a button or link the page must have).
+#[allow(dead_code)] // each test binary uses the helpers it needs
+pub(crate) async fn click(client: &Client, id: &str) {
+    client
+        .find(fantoccini::Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("no #{id} on the page: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 /// The current page, whole, at each width: the window is made as tall as
 /// the page so nothing below the fold is missed. Also fails the test when
 /// the page scrolls sideways at that width (something overflows).

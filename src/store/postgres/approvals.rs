@@ -160,16 +160,5 @@ async fn settle(
         now,
     )
     .await?;
-    for kind in &settles.resolve_alerts {
-        sqlx::query(
-            "UPDATE alerts SET resolved_at = $1, resolved_by = 'owner'
-             WHERE conversation_id = $2 AND kind = $3 AND resolved_at IS NULL",
-        )
-        .bind(now)
-        .bind(id.0)
-        .bind(kind.as_str())
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
+    super::conversations::resolve_alerts(tx, id, &settles.resolve_alerts, now).await
 }

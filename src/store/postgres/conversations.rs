@@ -460,17 +460,7 @@ impl ConversationStore for PgStore {
         )
         .await?;
         insert_quotes(&mut tx, id, &commit.new_quotes).await?;
-        for kind in &commit.resolve_alerts {
-            sqlx::query(
-                "UPDATE alerts SET resolved_at = $1, resolved_by = 'owner'
-                 WHERE conversation_id = $2 AND kind = $3 AND resolved_at IS NULL",
-            )
-            .bind(now)
-            .bind(id.0)
-            .bind(kind.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
+        resolve_alerts(&mut tx, id, &commit.resolve_alerts, now).await?;
         let queued = match &commit.text {
             None => None,
             Some(draft) => {
@@ -699,6 +689,27 @@ async fn stored_text(
             .await?;
     Ok(row
         .map(|(message, conversation)| Recorded::Duplicate(ConversationId(conversation), MessageId(message))))
+}
+
+/// Resolves the conversation's open alerts of `kinds`, as the owner's.
+pub(super) async fn resolve_alerts(
+    conn: &mut sqlx::PgConnection,
+    id: ConversationId,
+    kinds: &[AlertKind],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for kind in kinds {
+        sqlx::query(
+            "UPDATE alerts SET resolved_at = $1, resolved_by = 'owner'
+             WHERE conversation_id = $2 AND kind = $3 AND resolved_at IS NULL",
+        )
+        .bind(now)
+        .bind(id.0)
+        .bind(kind.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// What a commit sets in motion beside its state: jobs cancelled and

@@ -501,8 +501,6 @@ impl ConversationStore for SqliteStore {
     }
 }
 
-/// What a commit sets in motion beside its state: jobs cancelled and
-/// queued, and the owner's alerts.
 /// Resolves the conversation's open alerts of `kinds`, as the owner's.
 pub(super) async fn resolve_alerts(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -524,6 +522,8 @@ pub(super) async fn resolve_alerts(
     Ok(())
 }
 
+/// What a commit sets in motion beside its state: jobs cancelled and
+/// queued, and the owner's alerts.
 pub(super) async fn set_in_motion(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     id: ConversationId,
